@@ -1,0 +1,1 @@
+//! cfssl and cfssljson compatibility.
