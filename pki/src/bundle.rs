@@ -180,3 +180,29 @@ fn obtain_ca(dir: &PkiDir, source: &CaSource) -> Result<(Ca, bool)> {
         }
     }
 }
+
+/// Creates a new CA in `dir`. Refuses if there is any CA there already: a CA key is never replaced.
+pub fn init_ca(dir: &Path, layout: Layout, opts: &CaOptions) -> Result<Vec<FileReport>> {
+    let pki_dir = PkiDir::new(dir, layout);
+    let pair = pki_dir.ca();
+    for p in [&pair.cert, &pair.key] {
+        if p.exists() {
+            return Err(PkiError::Exists {
+                path: p.clone(),
+                hint: "a CA is there already and is never replaced; use another --out, or `pki issue` to use it".into(),
+            });
+        }
+    }
+    let ca = Ca::create(opts)?;
+    let files = vec![
+        (PlannedFile::public(&pair.cert, ca.cert_pem()), "CA certificate"),
+        (PlannedFile::secret(&pair.key, key_pem(ca.key(), layout)?), "CA key (keep it here)"),
+    ];
+    let planned: Vec<PlannedFile> = files.iter().map(|(f, _)| f.clone()).collect();
+    let outcomes = files::write_all(&planned, false)?;
+    Ok(files
+        .into_iter()
+        .zip(outcomes)
+        .map(|((f, what), outcome)| FileReport { path: f.path, what: what.into(), outcome, mode: f.mode })
+        .collect())
+}

@@ -261,7 +261,7 @@ impl Ca {
         let cert = params
             .signed_by(public_key, issuer)
             .map_err(|e| PkiError::crypto(format!("signing certificate {name:?}"), e))?;
-        Ok(Issued { der: cert.der().to_vec(), pem: cert.pem().replace("\r\n", "\n") })
+        Ok(Issued { der: cert.der().to_vec(), pem: pemfile::encode("CERTIFICATE", cert.der()) })
     }
 }
 

@@ -23,6 +23,8 @@ pub struct NameInfo {
     pub locality: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub province: String,
+    /// Every attribute value in order, as cfssl lists them.
+    pub names: Vec<String>,
     /// The whole name, RFC 4514 style (`CN=etcd-1,O=etcd`).
     #[serde(skip)]
     pub text: String,
@@ -87,6 +89,7 @@ fn name_info(name: &X509Name<'_>) -> NameInfo {
         organizational_unit: first(&mut name.iter_organizational_unit()),
         locality: first(&mut name.iter_locality()),
         province: first(&mut name.iter_state_or_province()),
+        names: name.iter_attributes().filter_map(|a| a.as_str().ok().map(str::to_string)).collect(),
         text: name.to_string(),
     }
 }

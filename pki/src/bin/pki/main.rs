@@ -1,0 +1,203 @@
+//! `pki`: thin command-line shell over the `pki` library. Invoked through a symlink named
+//! `cfssl` or `cfssljson`, it behaves as those tools (see `pki::cfssl`).
+
+mod render;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use pki::bundle::{CaSource, IssueRequest};
+use pki::ca::{CaOptions, Subject};
+use pki::cluster::Member;
+use pki::keys::KeyAlgorithm;
+use pki::layout::Layout;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "pki", version, about = "A strict CA for etcd clusters: kubeadm's etcd certificate set, and a cfssl/cfssljson drop-in",
+          after_help = "Invoked as `cfssl` or `cfssljson` (symlinks to this binary), or as `pki cfssl ...`, it accepts their commands and flags.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a new etcd CA (never replaces an existing one).
+    InitCa {
+        /// The PKI directory.
+        #[arg(long, default_value = "pki")]
+        out: PathBuf,
+        #[arg(long, default_value = "kubeadm", value_parser = parse_layout)]
+        layout: Layout,
+        /// Key algorithm: ecdsa-p256, ecdsa-p384, ed25519, rsa-2048, rsa-3072, rsa-4096.
+        #[arg(long, default_value = "ecdsa-p256")]
+        algo: KeyAlgorithm,
+        #[arg(long, default_value = "etcd-ca")]
+        cn: String,
+        /// Lifetime: 10y, 3650d, 87600h.
+        #[arg(long, default_value = "10y")]
+        validity: String,
+    },
+    /// Issue the etcd certificate set for a cluster (creating the CA if the directory has none).
+    Issue {
+        /// The PKI directory.
+        #[arg(long, default_value = "pki")]
+        out: PathBuf,
+        /// A member: NAME=IP[,IP|DNS...]; repeat for each member.
+        #[arg(long = "member", value_name = "NAME=IP[,..]", value_parser = Member::parse_flag)]
+        members: Vec<Member>,
+        /// A YAML or JSON file with `members: [{name, ips, dns_names}]` (instead of --member).
+        #[arg(long, conflicts_with = "members")]
+        cluster: Option<PathBuf>,
+        #[arg(long, default_value = "kubeadm", value_parser = parse_layout)]
+        layout: Layout,
+        /// Key algorithm of new keys (and of a new CA).
+        #[arg(long, default_value = "ecdsa-p256")]
+        algo: KeyAlgorithm,
+        /// Lifetime of the leaf certificates.
+        #[arg(long, default_value = "1y")]
+        validity: String,
+        /// Lifetime of a CA created now.
+        #[arg(long, default_value = "10y")]
+        ca_validity: String,
+        /// Use this existing CA certificate (kubeadm's, cfssl's, openssl's) instead of the directory's.
+        #[arg(long, requires = "ca_key")]
+        ca_cert: Option<PathBuf>,
+        #[arg(long, requires = "ca_cert")]
+        ca_key: Option<PathBuf>,
+        /// Re-issue existing certificates that do not fit (new keys). The CA is never replaced.
+        #[arg(long)]
+        force: bool,
+        #[arg(short = 'w', long = "write-out", value_enum, default_value = "table")]
+        write_out: Output,
+    },
+    /// Show a certificate or CSR: subject, SANs, validity, serial, key usage, CA flag, issuer.
+    Certinfo {
+        files: Vec<PathBuf>,
+        #[arg(short = 'w', long = "write-out", value_enum, default_value = "table")]
+        write_out: Output,
+    },
+}
+
+fn parse_layout(s: &str) -> Result<Layout, String> {
+    s.parse()
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClusterFile {
+    members: Vec<Member>,
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let invoked_as = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let cfssl_mode = match invoked_as.as_str() {
+        "cfssl" | "cfssljson" => Some((invoked_as.clone(), &args[1..])),
+        _ => match args.get(1).map(String::as_str) {
+            Some(m @ ("cfssl" | "cfssljson")) => Some((m.to_string(), &args[2..])),
+            _ => None,
+        },
+    };
+    if let Some((tool, rest)) = cfssl_mode {
+        let (stdin, stdout, stderr) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
+        let (mut i, mut o, mut e) = (stdin.lock(), stdout.lock(), stderr.lock());
+        let mut io = pki::cfssl::Io { stdin: &mut i, stdout: &mut o, stderr: &mut e };
+        let code = if tool == "cfssl" {
+            pki::cfssl::commands::run(rest, &mut io)
+        } else {
+            pki::cfssl::cfssljson::run(rest, &mut io)
+        };
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("pki: error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    match cli.command {
+        Command::InitCa { out, layout, algo, cn, validity } => {
+            let opts = CaOptions {
+                subject: Subject::cn(cn),
+                algorithm: algo,
+                validity: pki::validity::parse_duration(&validity, "--validity")?,
+                path_len: Some(0),
+            };
+            let report = pki::bundle::init_ca(&out, layout, &opts)?;
+            render::files(&report, false)?;
+            eprintln!("pki: created CA {:?} ({algo}) in {}", opts.subject.common_name, out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Issue { out, members, cluster, layout, algo, validity, ca_validity, ca_cert, ca_key, force, write_out } => {
+            let members = match cluster {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                    let file: ClusterFile = serde_yaml_ng::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+                    file.members
+                }
+                None => members,
+            };
+            let ca = match (ca_cert, ca_key) {
+                (Some(cert), Some(key)) => CaSource::Files { cert, key },
+                _ => CaSource::InDirOrCreate(CaOptions {
+                    algorithm: algo,
+                    validity: pki::validity::parse_duration(&ca_validity, "--ca-validity")?,
+                    ..CaOptions::default()
+                }),
+            };
+            let req = IssueRequest {
+                dir: out.clone(),
+                layout,
+                members,
+                algorithm: algo,
+                validity: pki::validity::parse_duration(&validity, "--validity")?,
+                ca,
+                force,
+                min_remaining: time::Duration::days(30),
+            };
+            let started = std::time::Instant::now();
+            let report = pki::bundle::issue_into(&req)?;
+            render::issue_report(&report, matches!(write_out, Output::Json))?;
+            eprintln!(
+                "pki: {} issued, {} kept{} in {} ({} ms)",
+                report.issued,
+                report.kept,
+                if report.ca_created { ", new CA created" } else { "" },
+                out.display(),
+                started.elapsed().as_millis()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Certinfo { files, write_out } => {
+            if files.is_empty() {
+                return Err("certinfo needs at least one file".into());
+            }
+            let mut failed = false;
+            for f in &files {
+                match render::certinfo(f, matches!(write_out, Output::Json), files.len() > 1) {
+                    Ok(()) => {}
+                    Err(e) => {
+                        eprintln!("pki: error: {e}");
+                        failed = true;
+                    }
+                }
+            }
+            Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+        }
+    }
+}
