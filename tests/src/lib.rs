@@ -1,1 +1,165 @@
-//! harness
+//! Test support: finding the workspace's binaries and the real tools (etcd, etcdctl, openssl,
+//! cfssl), running commands with a bound, and starting real etcd clusters with mutual TLS.
+
+pub mod cluster;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A binary of this workspace (`pki`, `etcdctl-lite`, `etcd-bootstrap`), built by
+/// `cargo build --workspace` next to the test executable.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target/<profile> directory");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} not found: build the workspace first (cargo build --workspace), as the README's test command does",
+        path.display()
+    );
+    path
+}
+
+/// A real tool from PATH, or from the environment variable `env_var` if set.
+pub fn tool(name: &str, env_var: &str) -> PathBuf {
+    if let Ok(p) = std::env::var(env_var) {
+        return PathBuf::from(p);
+    }
+    for dir in std::env::var("PATH").unwrap_or_default().split(':') {
+        let p = Path::new(dir).join(name);
+        if p.is_file() {
+            return p;
+        }
+    }
+    panic!("{name} not found on PATH (set {env_var}); the README's test command installs it")
+}
+
+/// The outcome of a bounded command.
+#[derive(Debug)]
+pub struct Ran {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl Ran {
+    pub fn ok(&self) -> bool {
+        self.code == Some(0)
+    }
+    /// Panics with the full output unless the command succeeded.
+    pub fn assert_ok(self) -> Ran {
+        assert!(self.ok(), "command failed ({:?})\n--- stdout\n{}\n--- stderr\n{}", self.code, self.stdout, self.stderr);
+        self
+    }
+    pub fn assert_fails(self) -> Ran {
+        assert!(!self.ok(), "command unexpectedly succeeded\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
+        self
+    }
+}
+
+/// Runs `cmd` with a hard time limit; past it the child is killed (by its PID) and the test fails.
+pub fn run_bounded(cmd: &mut Command, limit: Duration) -> Ran {
+    use std::io::Read;
+    let started = Instant::now();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    let mut out = child.stdout.take().expect("piped stdout");
+    let mut err = child.stderr.take().expect("piped stderr");
+    let out_reader = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = out.read_to_end(&mut b);
+        b
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = err.read_to_end(&mut b);
+        b
+    });
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} did not finish within {limit:?}; killed (pid {})", child.id());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let elapsed = started.elapsed();
+    Ran {
+        code: status.code(),
+        stdout: String::from_utf8_lossy(&out_reader.join().unwrap_or_default()).into_owned(),
+        stderr: String::from_utf8_lossy(&err_reader.join().unwrap_or_default()).into_owned(),
+        elapsed,
+    }
+}
+
+/// Runs a command with the default bound of 60 s.
+pub fn run(cmd: &mut Command) -> Ran {
+    run_bounded(cmd, Duration::from_secs(60))
+}
+
+/// A signal the harness sends (with kill(1), so this crate needs no unsafe code).
+#[derive(Debug, Clone, Copy)]
+pub enum Signal {
+    Term,
+    Kill,
+    Stop,
+    Cont,
+}
+
+pub fn signal(pid: u32, sig: Signal) {
+    let name = match sig {
+        Signal::Term => "TERM",
+        Signal::Kill => "KILL",
+        Signal::Stop => "STOP",
+        Signal::Cont => "CONT",
+    };
+    let _ = Command::new("kill").arg(format!("-{name}")).arg(pid.to_string()).stderr(Stdio::null()).status();
+}
+
+/// The workspace root (parent of this crate).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+}
+
+/// A file in `fixtures/`.
+pub fn fixture(name: &str) -> PathBuf {
+    workspace_root().join("fixtures").join(name)
+}
+
+/// Runs the `pki` binary with `args` in `cwd`.
+pub fn pki(cwd: &Path, args: &[&str]) -> Ran {
+    run(Command::new(bin("pki")).current_dir(cwd).args(args))
+}
+
+/// Runs `openssl` with `args` in `cwd`.
+pub fn openssl(cwd: &Path, args: &[&str]) -> Ran {
+    run(Command::new(tool("openssl", "OPENSSL_BIN")).current_dir(cwd).args(args))
+}
+
+/// Every file below `dir`, relative, sorted.
+pub fn tree(dir: &Path) -> Vec<String> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(base, &p, out);
+            } else if let Ok(rel) = p.strip_prefix(base) {
+                out.push(rel.display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
