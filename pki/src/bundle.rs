@@ -61,9 +61,41 @@ pub struct IssueReport {
 pub fn issue_into(req: &IssueRequest) -> Result<IssueReport> {
     cluster::validate_members(&req.members)?;
     let dir = PkiDir::new(&req.dir, req.layout);
-    let (ca, ca_created) = obtain_ca(&dir, &req.ca)?;
-
     let roles = cluster::all_roles(&req.members);
+    // A new CA's key is generated together with the leaf keys, on all cores (RSA keys are slow).
+    let mut new_ca_keys: Option<Vec<PrivateKey>> = None;
+    let (ca, ca_created) = match obtain_ca(&dir, &req.ca)? {
+        Some(ca) => (ca, false),
+        None => {
+            let CaSource::InDirOrCreate(opts) = &req.ca else {
+                return Err(PkiError::Refused("no CA to sign with".into()));
+            };
+            let orphans: Vec<String> = roles
+                .iter()
+                .flat_map(|r| [dir.leaf(r).cert, dir.leaf(r).key])
+                .filter(|p| p.exists())
+                .map(|p| p.display().to_string())
+                .collect();
+            if !orphans.is_empty() && !req.force {
+                return Err(PkiError::Refused(format!(
+                    "there is no CA in {} but certificates exist ({}); restore the CA, pass it with --ca-cert/--ca-key, or re-issue everything with --force",
+                    req.dir.display(),
+                    orphans.join(", ")
+                )));
+            }
+            let mut keys = if opts.algorithm == req.algorithm {
+                cluster::generate_keys(req.algorithm, roles.len() + 1)?
+            } else {
+                let mut k = vec![PrivateKey::generate(opts.algorithm)?];
+                k.extend(cluster::generate_keys(req.algorithm, roles.len())?);
+                k
+            };
+            let ca_key = keys.remove(0);
+            new_ca_keys = Some(keys);
+            (Ca::create_with_key(opts, ca_key)?, true)
+        }
+    };
+
     let mut to_issue: Vec<Role> = Vec::new();
     let mut kept: Vec<(Role, Vec<u8>, Vec<u8>)> = Vec::new();
     let mut problems: Vec<String> = Vec::new();
@@ -72,6 +104,7 @@ pub fn issue_into(req: &IssueRequest) -> Result<IssueReport> {
         let (cert, key) = (read_opt(&pair.cert)?, read_opt(&pair.key)?);
         match (cert, key) {
             (None, None) => to_issue.push(role.clone()),
+            _ if ca_created => to_issue.push(role.clone()), // checked above: --force was given
             (Some(c), Some(k)) => {
                 let template = cluster::template(role, &req.members, req.validity)?;
                 let what = pair.cert.display().to_string();
@@ -102,7 +135,10 @@ pub fn issue_into(req: &IssueRequest) -> Result<IssueReport> {
         )));
     }
 
-    let issued = cluster::issue(&ca, &req.members, &to_issue, req.algorithm, req.validity)?;
+    let issued = match new_ca_keys {
+        Some(keys) => cluster::issue_with_keys(&ca, &req.members, &to_issue, keys, req.validity)?,
+        None => cluster::issue(&ca, &req.members, &to_issue, req.algorithm, req.validity)?,
+    };
     let mut plan: Vec<(PlannedFile, String)> = Vec::new();
     if ca_created {
         let pair = dir.ca();
@@ -156,15 +192,15 @@ fn read_opt(path: &Path) -> Result<Option<Vec<u8>>> {
     }
 }
 
-/// Loads the CA the request names, or the one in the directory, or creates one.
-fn obtain_ca(dir: &PkiDir, source: &CaSource) -> Result<(Ca, bool)> {
+/// Loads the CA the request names, or the one in the directory; `None` = one must be created.
+fn obtain_ca(dir: &PkiDir, source: &CaSource) -> Result<Option<Ca>> {
     match source {
-        CaSource::Files { cert, key } => Ok((Ca::load_files(cert, key)?, false)),
-        CaSource::InDirOrCreate(opts) => {
+        CaSource::Files { cert, key } => Ok(Some(Ca::load_files(cert, key)?)),
+        CaSource::InDirOrCreate(_) => {
             let pair = dir.ca();
             match (pair.cert.exists(), pair.key.exists()) {
-                (true, true) => Ok((Ca::load_files(&pair.cert, &pair.key)?, false)),
-                (false, false) => Ok((Ca::create(opts)?, true)),
+                (true, true) => Ok(Some(Ca::load_files(&pair.cert, &pair.key)?)),
+                (false, false) => Ok(None),
                 (true, false) => Err(PkiError::Exists {
                     path: pair.cert.clone(),
                     hint: format!(

@@ -180,9 +180,17 @@ pub struct IssuedLeaf {
 /// Issues `roles` with fresh keys. Keys are generated on all cores (RSA keys take ~100 ms each);
 /// signing is cheap and uses one issuer.
 pub fn issue(ca: &Ca, members: &[Member], roles: &[Role], algorithm: KeyAlgorithm, validity: Duration) -> Result<Vec<IssuedLeaf>> {
-    validate_members(members)?;
-    let templates = roles.iter().map(|r| template(r, members, validity)).collect::<Result<Vec<_>>>()?;
     let keys = generate_keys(algorithm, roles.len())?;
+    issue_with_keys(ca, members, roles, keys, validity)
+}
+
+/// Issues `roles` with the given fresh keys (one per role, in order).
+pub fn issue_with_keys(ca: &Ca, members: &[Member], roles: &[Role], keys: Vec<PrivateKey>, validity: Duration) -> Result<Vec<IssuedLeaf>> {
+    validate_members(members)?;
+    if keys.len() != roles.len() {
+        return Err(PkiError::crypto("issuing", format!("{} keys for {} certificates", keys.len(), roles.len())));
+    }
+    let templates = roles.iter().map(|r| template(r, members, validity)).collect::<Result<Vec<_>>>()?;
     let issuer = ca.issuer()?;
     roles
         .iter()

@@ -1,13 +1,17 @@
 //! Writing a set of files all-or-nothing. Every file is first written to a temporary file in its
 //! own directory (so the final rename is atomic), with its final mode from the start (keys are
-//! never readable by others, not even briefly). Only when every temporary file is complete are
-//! they renamed into place; if any step fails, the temporaries and anything already renamed are
-//! removed, and directories this set created are removed again.
+//! never readable by others, not even briefly). Only when every temporary file is complete and
+//! on disk are they renamed into place; if any step fails, the temporaries and anything already
+//! renamed are removed, and directories this set created are removed again.
+//!
+//! Durability costs one `syncfs` per filesystem before the renames, instead of an fsync per file:
+//! a PKI is ~20 small files, and 20 fsyncs cost more than the cryptography. After a crash each
+//! path holds either its complete new contents or what it held before (or nothing, if new).
 
 use crate::error::{PkiError, Result};
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Mode for private keys.
@@ -59,6 +63,9 @@ pub fn write_all(files: &[PlannedFile], replace: bool) -> Result<Vec<Outcome>> {
             Err(source) => return Err(PkiError::Read { path: f.path.clone(), source }),
         });
     }
+    if let Some(root) = fresh_root(files) {
+        return write_fresh_tree(&root, files).map(|()| outcomes);
+    }
     let mut txn = Transaction::default();
     match txn.run(files, &outcomes) {
         Ok(()) => Ok(outcomes),
@@ -97,9 +104,10 @@ impl Transaction {
             self.temps.push(tmp.clone());
             file.set_permissions(fs::Permissions::from_mode(f.mode)).map_err(err)?;
             file.write_all(&f.contents).map_err(err)?;
-            file.sync_all().map_err(err)?;
             staged.push((tmp, f.path.clone(), *outcome));
         }
+        let dirs: Vec<PathBuf> = staged.iter().filter_map(|(_, p, _)| p.parent().map(Path::to_path_buf)).collect();
+        sync_filesystems(&dirs)?;
         // A replaced file cannot be restored after its rename, so replaced files go last: a
         // failure before them leaves every old file as it was.
         staged.sort_by_key(|(_, _, o)| *o == Outcome::Replaced);
@@ -141,6 +149,65 @@ impl Transaction {
     }
 }
 
+/// The highest directory that does not exist yet and holds every file, if there is one: then the
+/// whole tree can be built aside and renamed into place at once.
+fn fresh_root(files: &[PlannedFile]) -> Option<PathBuf> {
+    let first = files.first()?.path.parent()?;
+    let mut root = None;
+    let mut d = first;
+    while !d.as_os_str().is_empty() && !d.exists() {
+        root = Some(d.to_path_buf());
+        d = d.parent()?;
+    }
+    let root = root?;
+    files.iter().all(|f| f.path.starts_with(&root)).then_some(root)
+}
+
+/// Builds the tree under a temporary sibling of `root`, flushes it, and renames it to `root`:
+/// one atomic step for the whole set, and no per-file renames.
+fn write_fresh_tree(root: &Path, files: &[PlannedFile]) -> Result<()> {
+    let staging = temp_name(root);
+    let result = (|| {
+        for f in files {
+            let rel = f.path.strip_prefix(root).map_err(|_| PkiError::Write {
+                path: f.path.clone(),
+                source: std::io::Error::other("file outside the new directory"),
+            })?;
+            let path = staging.join(rel);
+            let err = |source| PkiError::Write { path: f.path.clone(), source };
+            if let Some(dir) = path.parent() {
+                fs::DirBuilder::new().recursive(true).mode(0o755).create(dir).map_err(err)?;
+            }
+            let mut file = fs::OpenOptions::new().write(true).create_new(true).mode(f.mode).open(&path).map_err(err)?;
+            file.set_permissions(fs::Permissions::from_mode(f.mode)).map_err(err)?;
+            file.write_all(&f.contents).map_err(err)?;
+        }
+        sync_filesystems(&[staging.clone()])?;
+        fs::rename(&staging, root).map_err(|source| PkiError::Write { path: root.to_path_buf(), source })
+    })();
+    if result.is_err() {
+        let _ = fs::remove_dir_all(&staging);
+    }
+    result
+}
+
+/// Flushes every filesystem that holds one of `dirs` (once per filesystem).
+fn sync_filesystems(dirs: &[PathBuf]) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let mut done = Vec::new();
+    for d in dirs {
+        let d = if d.as_os_str().is_empty() { Path::new(".") } else { d.as_path() };
+        let dir = fs::File::open(d).map_err(|source| PkiError::Write { path: d.into(), source })?;
+        let dev = dir.metadata().map(|m| m.dev()).unwrap_or(0);
+        if done.contains(&dev) {
+            continue;
+        }
+        rustix::fs::syncfs(&dir).map_err(|e| PkiError::Write { path: d.into(), source: e.into() })?;
+        done.push(dev);
+    }
+    Ok(())
+}
+
 fn temp_name(path: &Path) -> PathBuf {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
@@ -180,6 +247,13 @@ mod tests {
         ];
         assert!(write_all(&files, false).is_err());
         assert!(!dir.path().join("new").exists(), "created directory must be removed");
+        // a fresh tree that fails half-way leaves nothing either
+        let files = vec![
+            PlannedFile::public(dir.path().join("fresh/a/ok.crt"), "c"),
+            PlannedFile::public(dir.path().join("fresh/a/ok.crt"), "twice"),
+        ];
+        assert!(write_all(&files, false).is_err());
+        assert!(!dir.path().join("fresh").exists());
         let left: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(left.len(), 1);
     }
