@@ -1,0 +1,236 @@
+//! `etcdctl-lite`: thin shell over the library: parses etcdctl's flags (and `ETCDCTL_*`), runs
+//! the command, renders, and exits with etcdctl's status (or the monitoring convention for `quorum`).
+
+use clap::{Args, Parser, Subcommand};
+use etcdctl_lite::options::{ClientOptions, DEFAULT_COMMAND_TIMEOUT, DEFAULT_DIAL_TIMEOUT};
+use etcdctl_lite::render::{self, Format, Rendered};
+use etcdctl_lite::{ops, CtlError};
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "etcdctl-lite", version, about = "etcdctl's daily checks, and a quorum verdict that tells the truth")]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct Global {
+    /// gRPC endpoints, comma-separated.
+    #[arg(long, global = true, env = "ETCDCTL_ENDPOINTS", value_delimiter = ',', default_value = "127.0.0.1:2379")]
+    endpoints: Vec<String>,
+    /// The CA certificate that signed the servers' certificates.
+    #[arg(long, global = true, env = "ETCDCTL_CACERT")]
+    cacert: Option<String>,
+    /// Client certificate.
+    #[arg(long, global = true, env = "ETCDCTL_CERT")]
+    cert: Option<String>,
+    /// Client key.
+    #[arg(long, global = true, env = "ETCDCTL_KEY")]
+    key: Option<String>,
+    /// Bound on connecting, TLS handshake included (a hung member costs at most this).
+    #[arg(long, global = true, env = "ETCDCTL_DIAL_TIMEOUT", value_parser = parse_duration, default_value = "1s")]
+    dial_timeout: Duration,
+    /// Bound on each endpoint's whole check.
+    #[arg(long, global = true, env = "ETCDCTL_COMMAND_TIMEOUT", value_parser = parse_duration, default_value = "2s")]
+    command_timeout: Duration,
+    /// Output format.
+    #[arg(short = 'w', long = "write-out", global = true, env = "ETCDCTL_WRITE_OUT", value_enum, default_value = "simple")]
+    write_out: Format,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Endpoint checks.
+    Endpoint {
+        #[command(subcommand)]
+        command: EndpointCommand,
+    },
+    /// Membership.
+    Member {
+        #[command(subcommand)]
+        command: MemberCommand,
+    },
+    /// One verdict for the cluster: HEALTHY (exit 0), DEGRADED (1), NO-QUORUM (2), UNKNOWN (3).
+    Quorum,
+    /// Snapshots.
+    Snapshot {
+        #[command(subcommand)]
+        command: SnapshotCommand,
+    },
+    /// Alarms.
+    Alarm {
+        #[command(subcommand)]
+        command: AlarmCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum EndpointCommand {
+    /// Linearizable read plus alarm list, per endpoint, all in parallel.
+    Health {
+        /// Check every member's client URLs from the member list.
+        #[arg(long)]
+        cluster: bool,
+    },
+    /// Version, DB size, leader, raft term/index, learner, errors, per endpoint.
+    Status {
+        #[arg(long)]
+        cluster: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum MemberCommand {
+    List,
+    /// Add a member (as a learner with --learner); prints what to start it with.
+    Add {
+        name: String,
+        #[arg(long, value_delimiter = ',', required = true)]
+        peer_urls: Vec<String>,
+        #[arg(long)]
+        learner: bool,
+    },
+    /// Promote a learner (ID in hex, as `member list` prints it).
+    Promote { id: String },
+    /// Remove a member (ID in hex).
+    Remove { id: String },
+}
+
+#[derive(Subcommand)]
+enum SnapshotCommand {
+    /// Save a snapshot from one healthy member, atomically.
+    Save { file: std::path::PathBuf },
+}
+
+#[derive(Subcommand)]
+enum AlarmCommand {
+    List,
+}
+
+/// `5s`, `500ms`, `1m`, or a bare number of seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).map(|i| s.split_at(i)).unwrap_or((s, "s"));
+    let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?} (examples: 2s, 500ms)"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        other => return Err(format!("invalid duration unit {other:?} in {s:?} (use ms, s or m)")),
+    };
+    if secs <= 0.0 {
+        return Err("a timeout must be positive".into());
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn emit(r: Rendered) {
+    use std::io::Write;
+    let _ = std::io::stdout().write_all(r.stdout.as_bytes());
+    let _ = std::io::stderr().write_all(r.stderr.as_bytes());
+}
+
+fn main() -> ExitCode {
+    let is_quorum = std::env::args().any(|a| a == "quorum");
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            let code = if !e.use_stderr() { 0 } else if is_quorum { 3 } else { 2 };
+            return ExitCode::from(code);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("Error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err((e, code)) => {
+            eprintln!("Error: {e}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<u8, (CtlError, u8)> {
+    let g = &cli.global;
+    let fail_code = if matches!(cli.command, Command::Quorum) { 3 } else { 1 };
+    let mut opts = ClientOptions::new(&g.endpoints, g.cacert.as_deref(), g.cert.as_deref(), g.key.as_deref(), g.dial_timeout, g.command_timeout)
+        .map_err(|e| (e, fail_code))?;
+    let _ = (DEFAULT_DIAL_TIMEOUT, DEFAULT_COMMAND_TIMEOUT);
+    let fmt = g.write_out;
+    match cli.command {
+        Command::Endpoint { command } => {
+            let cluster = matches!(command, EndpointCommand::Health { cluster: true } | EndpointCommand::Status { cluster: true });
+            if cluster {
+                let list = ops::member_list(&opts).await.map_err(|e| (e, 1))?;
+                let urls: Vec<String> = list.members.iter().flat_map(|m| m.client_urls.clone()).collect();
+                opts = opts.with_endpoints(urls);
+            }
+            match command {
+                EndpointCommand::Health { .. } => {
+                    let results = ops::health(&opts).await;
+                    emit(render::health(&results, fmt));
+                    Ok(if results.iter().all(|h| h.healthy()) { 0 } else { 1 })
+                }
+                EndpointCommand::Status { .. } => {
+                    let results = ops::status(&opts).await;
+                    emit(render::status(&results, fmt));
+                    Ok(if results.iter().all(|s| s.result.is_ok()) { 0 } else { 1 })
+                }
+            }
+        }
+        Command::Member { command } => match command {
+            MemberCommand::List => {
+                let list = ops::member_list(&opts).await.map_err(|e| (e, 1))?;
+                emit(render::member_list(&list, fmt));
+                Ok(0)
+            }
+            MemberCommand::Add { name, peer_urls, learner } => {
+                let (added, members) = ops::member_add(&opts, &peer_urls, learner).await.map_err(|e| (e, 1))?;
+                emit(render::member_added(&name, &added, &members, None));
+                Ok(0)
+            }
+            MemberCommand::Promote { id } => {
+                let id = ops::parse_member_id(&id).map_err(|e| (e, 1))?;
+                ops::member_promote(&opts, id).await.map_err(|e| (e, 1))?;
+                println!("Member {id:x} promoted in cluster");
+                Ok(0)
+            }
+            MemberCommand::Remove { id } => {
+                let id = ops::parse_member_id(&id).map_err(|e| (e, 1))?;
+                ops::member_remove(&opts, id).await.map_err(|e| (e, 1))?;
+                println!("Member {id:x} removed from cluster");
+                Ok(0)
+            }
+        },
+        Command::Quorum => {
+            let obs = etcdctl_lite::observe::observe(&opts).await;
+            let v = etcdctl_lite::quorum::verdict(&obs);
+            emit(render::quorum(&v, fmt));
+            Ok(v.state.exit_code())
+        }
+        Command::Snapshot { command: SnapshotCommand::Save { file } } => {
+            let saved = etcdctl_lite::snapshot::save(&opts, &file).await.map_err(|e| (e, 1))?;
+            if fmt == Format::Json {
+                println!("{}", serde_json::to_string(&saved).unwrap_or_default());
+            } else {
+                println!("Snapshot saved at {} ({} bytes, sha256 {}) from {}", saved.path, saved.bytes, saved.sha256, saved.endpoint);
+            }
+            Ok(0)
+        }
+        Command::Alarm { command: AlarmCommand::List } => {
+            let alarms = ops::alarm_list(&opts).await.map_err(|e| (e, 1))?;
+            emit(render::alarms(&alarms, fmt));
+            Ok(0)
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! Plain structs the commands produce: etcd-client's responses are turned into these at the
+//! boundary, so rendering and the quorum verdict never see gRPC types.
+
+use crate::diagnose::Failure;
+use serde::Serialize;
+use std::time::Duration;
+
+/// One endpoint's health, as `endpoint health` reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndpointHealth {
+    pub endpoint: String,
+    pub took: Duration,
+    pub result: Result<(), Failure>,
+}
+
+impl EndpointHealth {
+    pub fn healthy(&self) -> bool {
+        self.result.is_ok()
+    }
+}
+
+/// `Maintenance.Status` of one member (IDs as numbers; rendering decides hex or decimal).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatusInfo {
+    pub cluster_id: u64,
+    pub member_id: u64,
+    pub revision: i64,
+    pub header_raft_term: u64,
+    pub version: String,
+    pub db_size: i64,
+    pub db_size_in_use: i64,
+    pub leader: u64,
+    pub raft_index: u64,
+    pub raft_term: u64,
+    pub raft_applied_index: u64,
+    pub is_learner: bool,
+    pub errors: Vec<String>,
+}
+
+/// One endpoint's status or why there is none.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndpointStatus {
+    pub endpoint: String,
+    pub result: Result<StatusInfo, Failure>,
+}
+
+/// A member from `MemberList`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MemberInfo {
+    pub id: u64,
+    pub name: String,
+    pub peer_urls: Vec<String>,
+    pub client_urls: Vec<String>,
+    pub is_learner: bool,
+}
+
+impl MemberInfo {
+    /// A member that was added but never started has no name and no client URLs yet.
+    pub fn started(&self) -> bool {
+        !self.name.is_empty() || !self.client_urls.is_empty()
+    }
+}
+
+/// The member list with the header of the member that answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberList {
+    pub cluster_id: u64,
+    pub member_id: u64,
+    pub raft_term: u64,
+    pub members: Vec<MemberInfo>,
+}
+
+/// An active alarm.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AlarmInfo {
+    pub member_id: u64,
+    pub alarm: String,
+}
+
+/// Go's `time.Duration.String()`, which etcdctl prints (`4.485927ms`, `5.000472415s`).
+pub fn go_duration(d: Duration) -> String {
+    let ns = d.as_nanos();
+    let trim = |whole: u128, frac: u128, digits: usize, unit: &str| {
+        let f = format!("{frac:0digits$}");
+        let f = f.trim_end_matches('0');
+        if f.is_empty() { format!("{whole}{unit}") } else { format!("{whole}.{f}{unit}") }
+    };
+    if ns == 0 {
+        "0s".into()
+    } else if ns < 1_000 {
+        format!("{ns}ns")
+    } else if ns < 1_000_000 {
+        trim(ns / 1_000, ns % 1_000, 3, "µs")
+    } else if ns < 1_000_000_000 {
+        trim(ns / 1_000_000, ns % 1_000_000, 6, "ms")
+    } else {
+        trim(ns / 1_000_000_000, ns % 1_000_000_000, 9, "s")
+    }
+}
+
+/// etcdctl's `humanize.Bytes` (SI units): `20 kB`, `2.1 MB`.
+pub fn human_bytes(n: i64) -> String {
+    let n = n.max(0) as f64;
+    if n < 10.0 {
+        return format!("{n} B");
+    }
+    let units = ["B", "kB", "MB", "GB", "TB", "PB"];
+    let e = (n.ln() / 1000f64.ln()).floor().min(5.0);
+    let v = n / 1000f64.powf(e);
+    let unit = units[e as usize];
+    if v < 10.0 { format!("{v:.1} {unit}") } else { format!("{:.0} {unit}", v.floor()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(go_duration(Duration::from_nanos(4_485_927)), "4.485927ms");
+        assert_eq!(go_duration(Duration::from_nanos(5_000_472_415)), "5.000472415s");
+        assert_eq!(go_duration(Duration::from_millis(2)), "2ms");
+        assert_eq!(go_duration(Duration::from_micros(1500)), "1.5ms");
+    }
+
+    #[test]
+    fn bytes_like_etcdctl() {
+        assert_eq!(human_bytes(20480), "20 kB");
+        assert_eq!(human_bytes(16384), "16 kB");
+        assert_eq!(human_bytes(2_100_000), "2.1 MB");
+        assert_eq!(human_bytes(5), "5 B");
+    }
+}

@@ -1,0 +1,74 @@
+//! Gathering an [`Observation`] for the quorum verdict: every endpoint at once (status, a
+//! linearizable read, alarms and the member list over one client each), then the members the
+//! list names that were not among the endpoints. Each round costs the slowest endpoint's bound.
+
+use crate::connect::{bounded, client_for};
+use crate::diagnose::{explain, Failure, FailureKind};
+use crate::model::{AlarmInfo, MemberList};
+use crate::ops::{for_each_endpoint, member_list_one, status_one};
+use crate::options::ClientOptions;
+use crate::quorum::{Observation, Probe};
+use etcd_client::{AlarmAction, AlarmType};
+use std::time::Instant;
+
+async fn read_and_alarms(endpoint: String, opts: ClientOptions) -> (Result<std::time::Duration, Failure>, Vec<AlarmInfo>) {
+    let work = async {
+        let mut c = client_for(&endpoint, &opts)
+            .await
+            .map_err(|e| Failure { kind: FailureKind::Other, message: e.to_string() })?;
+        let started = Instant::now();
+        let read = match c.get("health", None).await {
+            Ok(_) => Ok(started.elapsed()),
+            Err(etcd_client::Error::GRpcStatus(s)) if s.code() == tonic::Code::PermissionDenied => Ok(started.elapsed()),
+            Err(e) => Err(explain(&e, &endpoint, &opts).await),
+        };
+        let alarms = match c.alarm(AlarmAction::Get, AlarmType::None, None).await {
+            Ok(r) => r.alarms().iter().map(|a| AlarmInfo { member_id: a.member_id(), alarm: format!("{:?}", a.alarm()).to_uppercase() }).collect(),
+            Err(_) => vec![],
+        };
+        Ok::<_, Failure>((read, alarms))
+    };
+    match bounded(opts.command_timeout, work).await {
+        Some(Ok(v)) => v,
+        Some(Err(f)) => (Err(f), vec![]),
+        None => (Err(Failure::timeout(opts.command_timeout)), vec![]),
+    }
+}
+
+async fn probe_all(endpoints: &[String], opts: &ClientOptions) -> (Vec<Probe>, Vec<Option<MemberList>>) {
+    let o = opts.clone();
+    let results = for_each_endpoint(endpoints, move |e| {
+        let o = o.clone();
+        async move {
+            let (status, (read, alarms), list) = tokio::join!(
+                status_one(e.clone(), o.clone()),
+                read_and_alarms(e.clone(), o.clone()),
+                member_list_one(e.clone(), o.clone())
+            );
+            (Probe { endpoint: e, status: status.result, read, alarms }, list.ok())
+        }
+    })
+    .await;
+    results.into_iter().unzip()
+}
+
+/// Observes the cluster behind `opts.endpoints`.
+pub async fn observe(opts: &ClientOptions) -> Observation {
+    let (mut probes, lists) = probe_all(&opts.endpoints, opts).await;
+    // Prefer the list from the member with the highest raft term (the most recent view).
+    let member_list = lists.into_iter().flatten().max_by_key(|l| l.raft_term);
+    if let Some(list) = &member_list {
+        let extra: Vec<String> = list
+            .members
+            .iter()
+            .filter_map(|m| m.client_urls.first())
+            .filter(|u| !probes.iter().any(|p| p.endpoint.trim_end_matches('/') == u.trim_end_matches('/')))
+            .cloned()
+            .collect();
+        if !extra.is_empty() {
+            let (more, _) = probe_all(&extra, opts).await;
+            probes.extend(more);
+        }
+    }
+    Observation { member_list, probes }
+}

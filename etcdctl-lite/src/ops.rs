@@ -1,0 +1,219 @@
+//! The operations against etcd: each endpoint gets its own client, all endpoints are checked in
+//! parallel, and every check is bounded by `--command-timeout` — a check of several endpoints
+//! costs the slowest endpoint's bound, not the sum.
+
+use crate::connect::{bounded, client_for};
+use crate::diagnose::{explain, Failure, FailureKind};
+use crate::error::{CtlError, Result};
+use crate::model::*;
+use crate::options::ClientOptions;
+use etcd_client::{AlarmAction, AlarmType, Client};
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// Runs `f` for every endpoint concurrently; results in endpoint order.
+pub async fn for_each_endpoint<T, F, Fut>(endpoints: &[String], f: F) -> Vec<T>
+where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let handles: Vec<_> = endpoints.iter().map(|e| tokio::spawn(f(e.clone()))).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        match h.await {
+            Ok(v) => out.push(v),
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+    out
+}
+
+async fn connect(endpoint: &str, opts: &ClientOptions) -> Result<Client, Failure> {
+    client_for(endpoint, opts).await.map_err(|e| Failure { kind: FailureKind::Other, message: e.to_string() })
+}
+
+/// The outer bound for one endpoint's work: the command timeout plus a little for the TLS probe.
+fn limit(opts: &ClientOptions) -> Duration {
+    opts.command_timeout
+}
+
+/// etcdctl's health: a linearizable `Get("health")` (PermissionDenied counts as healthy) plus the
+/// alarm list (any alarm = unhealthy, as in etcd 3.5+; 3.4's etcdctl ignored alarms).
+pub async fn health_one(endpoint: String, opts: ClientOptions) -> EndpointHealth {
+    let started = Instant::now();
+    let work = async {
+        let mut c = connect(&endpoint, &opts).await?;
+        match c.get("health", None).await {
+            Ok(_) => {}
+            Err(etcd_client::Error::GRpcStatus(s)) if s.code() == tonic::Code::PermissionDenied => {}
+            Err(e) => return Err(explain(&e, &endpoint, &opts).await),
+        }
+        match c.alarm(AlarmAction::Get, AlarmType::None, None).await {
+            Ok(resp) if !resp.alarms().is_empty() => {
+                let names: Vec<String> = resp.alarms().iter().map(|a| format!("{:?}", a.alarm()).to_uppercase()).collect();
+                Err(Failure { kind: FailureKind::Other, message: format!("Active Alarm(s): {}", names.join(", ")) })
+            }
+            Ok(_) => Ok(()),
+            Err(e) => Err(explain(&e, &endpoint, &opts).await),
+        }
+    };
+    let result = bounded(limit(&opts), work).await.unwrap_or_else(|| Err(Failure::timeout(limit(&opts))));
+    EndpointHealth { endpoint, took: started.elapsed(), result }
+}
+
+pub async fn health(opts: &ClientOptions) -> Vec<EndpointHealth> {
+    let o = opts.clone();
+    for_each_endpoint(&opts.endpoints, move |e| health_one(e, o.clone())).await
+}
+
+pub async fn status_one(endpoint: String, opts: ClientOptions) -> EndpointStatus {
+    let work = async {
+        let mut c = connect(&endpoint, &opts).await?;
+        match c.status().await {
+            Ok(s) => {
+                let h = s.header();
+                Ok(StatusInfo {
+                    cluster_id: h.map(|h| h.cluster_id()).unwrap_or(0),
+                    member_id: h.map(|h| h.member_id()).unwrap_or(0),
+                    revision: h.map(|h| h.revision()).unwrap_or(0),
+                    header_raft_term: h.map(|h| h.raft_term()).unwrap_or(0),
+                    version: s.version().to_string(),
+                    db_size: s.db_size(),
+                    db_size_in_use: s.raft_used_db_size(),
+                    leader: s.leader(),
+                    raft_index: s.raft_index(),
+                    raft_term: s.raft_term(),
+                    raft_applied_index: s.raft_applied_index(),
+                    is_learner: s.is_learner(),
+                    errors: s.errors().to_vec(),
+                })
+            }
+            Err(e) => Err(explain(&e, &endpoint, &opts).await),
+        }
+    };
+    let result = bounded(limit(&opts), work).await.unwrap_or_else(|| Err(Failure::timeout(limit(&opts))));
+    EndpointStatus { endpoint, result }
+}
+
+pub async fn status(opts: &ClientOptions) -> Vec<EndpointStatus> {
+    let o = opts.clone();
+    for_each_endpoint(&opts.endpoints, move |e| status_one(e, o.clone())).await
+}
+
+fn to_members(list: &[etcd_client::Member]) -> Vec<MemberInfo> {
+    list.iter()
+        .map(|m| MemberInfo {
+            id: m.id(),
+            name: m.name().to_string(),
+            peer_urls: m.peer_urls().to_vec(),
+            client_urls: m.client_urls().to_vec(),
+            is_learner: m.is_learner(),
+        })
+        .collect()
+}
+
+pub async fn member_list_one(endpoint: String, opts: ClientOptions) -> Result<MemberList, Failure> {
+    let work = async {
+        let mut c = connect(&endpoint, &opts).await?;
+        match c.member_list().await {
+            Ok(r) => {
+                let h = r.header();
+                Ok(MemberList {
+                    cluster_id: h.map(|h| h.cluster_id()).unwrap_or(0),
+                    member_id: h.map(|h| h.member_id()).unwrap_or(0),
+                    raft_term: h.map(|h| h.raft_term()).unwrap_or(0),
+                    members: to_members(r.members()),
+                })
+            }
+            Err(e) => Err(explain(&e, &endpoint, &opts).await),
+        }
+    };
+    bounded(limit(&opts), work).await.unwrap_or_else(|| Err(Failure::timeout(limit(&opts))))
+}
+
+/// The member list from whichever endpoint answers first (all are asked at once).
+pub async fn member_list(opts: &ClientOptions) -> Result<MemberList> {
+    let o = opts.clone();
+    let all = for_each_endpoint(&opts.endpoints, move |e| member_list_one(e, o.clone())).await;
+    let mut errors = Vec::new();
+    for (e, r) in opts.endpoints.iter().zip(all) {
+        match r {
+            Ok(list) => return Ok(list),
+            Err(f) => errors.push(format!("{e}: {}", f.message)),
+        }
+    }
+    Err(CtlError::NoEndpoint(errors))
+}
+
+/// Runs a cluster change against one endpoint after another until one takes it. Moves on only
+/// when an endpoint could not be reached; an answer from etcd (even a refusal) is final.
+async fn change<T, F, Fut>(opts: &ClientOptions, what: &str, f: F) -> Result<T>
+where
+    F: Fn(Client) -> Fut,
+    Fut: Future<Output = std::result::Result<T, etcd_client::Error>>,
+{
+    let mut errors = Vec::new();
+    for endpoint in &opts.endpoints {
+        let client = match connect(endpoint, opts).await {
+            Ok(c) => c,
+            Err(f) => {
+                errors.push(format!("{endpoint}: {}", f.message));
+                continue;
+            }
+        };
+        match bounded(opts.command_timeout, f(client)).await {
+            Some(Ok(v)) => return Ok(v),
+            Some(Err(e)) => {
+                let failure = explain(&e, endpoint, opts).await;
+                match failure.kind {
+                    FailureKind::Refused | FailureKind::Tls | FailureKind::Timeout => {
+                        errors.push(format!("{endpoint}: {}", failure.message));
+                    }
+                    _ => return Err(CtlError::Refused(format!("{what} refused by {endpoint}: {}", failure.message))),
+                }
+            }
+            None => errors.push(format!("{endpoint}: {}", Failure::timeout(opts.command_timeout).message)),
+        }
+    }
+    Err(CtlError::NoEndpoint(errors))
+}
+
+/// `member add NAME --peer-urls URLS [--learner]`: returns the new member and the list to start it with.
+pub async fn member_add(opts: &ClientOptions, peer_urls: &[String], learner: bool) -> Result<(MemberInfo, Vec<MemberInfo>)> {
+    let urls = peer_urls.to_vec();
+    change(opts, "member add", move |mut c| {
+        let urls = urls.clone();
+        async move {
+            let o = if learner { etcd_client::MemberAddOptions::new().with_is_learner() } else { etcd_client::MemberAddOptions::new() };
+            c.member_add(urls, Some(o)).await
+        }
+    })
+    .await
+    .and_then(|r| {
+        let added = r.member().map(|m| to_members(std::slice::from_ref(m))).unwrap_or_default();
+        let added = added.into_iter().next().ok_or_else(|| CtlError::Refused("member add: no member in the answer".into()))?;
+        Ok((added, to_members(r.member_list())))
+    })
+}
+
+pub async fn member_promote(opts: &ClientOptions, id: u64) -> Result<Vec<MemberInfo>> {
+    change(opts, "member promote", move |mut c| async move { c.member_promote(id).await }).await.map(|r| to_members(r.members()))
+}
+
+pub async fn member_remove(opts: &ClientOptions, id: u64) -> Result<Vec<MemberInfo>> {
+    change(opts, "member remove", move |mut c| async move { c.member_remove(id).await }).await.map(|r| to_members(r.members()))
+}
+
+/// Alarms as reported by the first endpoint that answers.
+pub async fn alarm_list(opts: &ClientOptions) -> Result<Vec<AlarmInfo>> {
+    change(opts, "alarm list", |mut c| async move { c.alarm(AlarmAction::Get, AlarmType::None, None).await })
+        .await
+        .map(|r| r.alarms().iter().map(|a| AlarmInfo { member_id: a.member_id(), alarm: format!("{:?}", a.alarm()).to_uppercase() }).collect())
+}
+
+/// Parses a member ID as etcdctl prints it (hex).
+pub fn parse_member_id(text: &str) -> Result<u64> {
+    u64::from_str_radix(text.trim().trim_start_matches("0x"), 16)
+        .map_err(|_| CtlError::Usage(format!("member ID {text:?} is not a hex ID like 8e9e05c52164694d (see `member list`)")))
+}

@@ -1,0 +1,375 @@
+//! The quorum verdict: a pure function from what was observed to HEALTHY, DEGRADED or NO-QUORUM,
+//! with per-member detail. It does not trust a single source: members come from the member list
+//! when one was obtained (so members that were added but never started count), and from the
+//! endpoints that answered otherwise (etcd 3.5+ refuses the member list without quorum).
+
+use crate::diagnose::{Failure, FailureKind};
+use crate::model::{AlarmInfo, MemberInfo, MemberList, StatusInfo};
+use serde::Serialize;
+use std::time::Duration;
+
+/// A member is lagging when its applied index is this far behind the leader's commit index.
+pub const LAG_THRESHOLD: u64 = 1000;
+
+/// Everything learned about one endpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Probe {
+    pub endpoint: String,
+    pub status: Result<StatusInfo, Failure>,
+    /// The linearizable read (needs a leader and a quorum).
+    pub read: Result<Duration, Failure>,
+    pub alarms: Vec<AlarmInfo>,
+}
+
+/// The input of the verdict.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observation {
+    pub member_list: Option<MemberList>,
+    pub probes: Vec<Probe>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum ClusterState {
+    #[serde(rename = "HEALTHY")]
+    Healthy,
+    #[serde(rename = "DEGRADED")]
+    Degraded,
+    #[serde(rename = "NO-QUORUM")]
+    NoQuorum,
+    #[serde(rename = "UNKNOWN")]
+    Unknown,
+}
+
+impl ClusterState {
+    /// Monitoring-plugin exit codes (Nagios/Icinga): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            ClusterState::Healthy => 0,
+            ClusterState::Degraded => 1,
+            ClusterState::NoQuorum => 2,
+            ClusterState::Unknown => 3,
+        }
+    }
+    pub fn word(self) -> &'static str {
+        match self {
+            ClusterState::Healthy => "HEALTHY",
+            ClusterState::Degraded => "DEGRADED",
+            ClusterState::NoQuorum => "NO-QUORUM",
+            ClusterState::Unknown => "UNKNOWN",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MemberState {
+    Healthy,
+    /// Connection refused.
+    Down,
+    /// No answer in time.
+    Hung,
+    /// TLS or other failure: reachable but not usable.
+    Unreachable,
+    /// In the member list, never started (added, not joined).
+    NotStarted,
+    /// Answers, but has no leader.
+    NoLeader,
+    /// Answers, far behind the leader.
+    Lagging,
+    /// Has an active alarm (NOSPACE, CORRUPT).
+    Alarmed,
+    /// Answers, but linearizable reads fail.
+    Failing,
+    /// In the member list, with no client URL that was checked.
+    Unknown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    Leader,
+    Follower,
+    Learner,
+    Unknown,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MemberVerdict {
+    pub name: String,
+    pub id: String,
+    pub endpoint: String,
+    pub role: Role,
+    pub state: MemberState,
+    pub raft_term: Option<u64>,
+    pub raft_index: Option<u64>,
+    pub applied_index: Option<u64>,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    pub state: ClusterState,
+    /// Voting members (learners excluded).
+    pub voters: usize,
+    /// floor(voters/2) + 1.
+    pub quorum: usize,
+    /// Voters that are fully healthy.
+    pub healthy_voters: usize,
+    /// Voters that take part in consensus (healthy, lagging or alarmed).
+    pub participating_voters: usize,
+    /// How many more healthy voters may fail before quorum is lost.
+    pub failures_tolerated: usize,
+    pub leader: Option<String>,
+    pub learners: usize,
+    pub alarms: Vec<String>,
+    pub summary: String,
+    pub members: Vec<MemberVerdict>,
+    pub notes: Vec<String>,
+}
+
+pub fn quorum_size(voters: usize) -> usize {
+    voters / 2 + 1
+}
+
+fn hex(id: u64) -> String {
+    format!("{id:x}")
+}
+
+/// Which state a failed probe means.
+fn failed_state(f: &Failure) -> MemberState {
+    match f.kind {
+        FailureKind::Refused => MemberState::Down,
+        FailureKind::Timeout => MemberState::Hung,
+        FailureKind::NoLeader => MemberState::NoLeader,
+        _ => MemberState::Unreachable,
+    }
+}
+
+/// The verdict over `obs`.
+pub fn verdict(obs: &Observation) -> Verdict {
+    let answered: Vec<(&Probe, &StatusInfo)> =
+        obs.probes.iter().filter_map(|p| p.status.as_ref().ok().map(|s| (p, s))).collect();
+    let mut notes = Vec::new();
+    if answered.is_empty() {
+        return Verdict {
+            state: ClusterState::Unknown,
+            voters: 0,
+            quorum: 0,
+            healthy_voters: 0,
+            participating_voters: 0,
+            failures_tolerated: 0,
+            leader: None,
+            learners: 0,
+            alarms: vec![],
+            summary: "no endpoint answered: cannot determine the cluster's state".into(),
+            members: obs
+                .probes
+                .iter()
+                .map(|p| MemberVerdict {
+                    name: String::new(),
+                    id: String::new(),
+                    endpoint: p.endpoint.clone(),
+                    role: Role::Unknown,
+                    state: p.status.as_ref().err().map(failed_state).unwrap_or(MemberState::Unknown),
+                    raft_term: None,
+                    raft_index: None,
+                    applied_index: None,
+                    detail: p.status.as_ref().err().map(|f| f.message.clone()).unwrap_or_default(),
+                })
+                .collect(),
+            notes,
+        };
+    }
+
+    // The leader: as seen by the members with the highest term that know one.
+    let top_term = answered.iter().map(|(_, s)| s.raft_term).max().unwrap_or(0);
+    let leader_id = answered
+        .iter()
+        .filter(|(_, s)| s.raft_term == top_term && s.leader != 0 && !has_no_leader(s))
+        .map(|(_, s)| s.leader)
+        .next();
+    let leader_index = leader_id
+        .and_then(|l| answered.iter().find(|(_, s)| s.member_id == l).map(|(_, s)| s.raft_index))
+        .unwrap_or_else(|| answered.iter().map(|(_, s)| s.raft_index).max().unwrap_or(0));
+
+    // The members: from the member list, or inferred from what answered.
+    let members: Vec<MemberInfo> = match &obs.member_list {
+        Some(list) => list.members.clone(),
+        None => {
+            notes.push("no member list could be read (etcd 3.5+ refuses it without quorum); members inferred from the endpoints".into());
+            let mut inferred: Vec<MemberInfo> = Vec::new();
+            for p in &obs.probes {
+                match &p.status {
+                    Ok(s) if !inferred.iter().any(|m| m.id == s.member_id) => inferred.push(MemberInfo {
+                        id: s.member_id,
+                        name: String::new(),
+                        peer_urls: vec![],
+                        client_urls: vec![p.endpoint.clone()],
+                        is_learner: s.is_learner,
+                    }),
+                    Ok(_) => {}
+                    Err(_) => inferred.push(MemberInfo {
+                        id: 0,
+                        name: String::new(),
+                        peer_urls: vec![],
+                        client_urls: vec![p.endpoint.clone()],
+                        is_learner: false,
+                    }),
+                }
+            }
+            inferred
+        }
+    };
+    let all_alarms: Vec<&AlarmInfo> = {
+        let mut a: Vec<&AlarmInfo> = obs.probes.iter().flat_map(|p| p.alarms.iter()).collect();
+        a.sort_by_key(|x| (x.member_id, x.alarm.clone()));
+        a.dedup();
+        a
+    };
+
+    let mut verdicts = Vec::new();
+    let (mut voters, mut healthy, mut participating, mut learners) = (0, 0, 0, 0);
+    let mut read_ok = false;
+    for m in &members {
+        let by_id = answered.iter().find(|(_, s)| s.member_id == m.id && m.id != 0);
+        let by_url = obs.probes.iter().find(|p| m.client_urls.iter().any(|u| same_url(u, &p.endpoint)));
+        let probe = by_id.map(|(p, _)| *p).or(by_url);
+        let status = by_id.map(|(_, s)| *s).or_else(|| probe.and_then(|p| p.status.as_ref().ok()));
+        let is_learner = m.is_learner || status.is_some_and(|s| s.is_learner);
+        let role = match status {
+            _ if is_learner => Role::Learner,
+            Some(s) if Some(s.member_id) == leader_id => Role::Leader,
+            Some(_) => Role::Follower,
+            None => Role::Unknown,
+        };
+        let alarms: Vec<&str> = all_alarms.iter().filter(|a| a.member_id == m.id).map(|a| a.alarm.as_str()).collect();
+        let (state, detail) = if !m.started() {
+            (MemberState::NotStarted, "in the member list but never started (added, not joined): start it or remove it".to_string())
+        } else if let Some(s) = status {
+            let p = probe;
+            if has_no_leader(s) {
+                (MemberState::NoLeader, format!("answers, but: {}", s.errors.join("; ")))
+            } else if !alarms.is_empty() {
+                (MemberState::Alarmed, format!("active alarm: {}", alarms.join(", ")))
+            } else if leader_index.saturating_sub(s.raft_applied_index) > LAG_THRESHOLD {
+                (MemberState::Lagging, format!("applied index {} is {} behind the leader", s.raft_applied_index, leader_index - s.raft_applied_index))
+            } else {
+                match p.map(|p| &p.read) {
+                    Some(Ok(took)) => {
+                        read_ok = true;
+                        (MemberState::Healthy, format!("linearizable read in {}", crate::model::go_duration(*took)))
+                    }
+                    Some(Err(f)) if is_learner && f.kind == FailureKind::Learner => {
+                        (MemberState::Healthy, "learner: serves no linearizable reads until promoted".to_string())
+                    }
+                    Some(Err(f)) => (MemberState::Failing, format!("status answers, linearizable read fails: {}", f.message)),
+                    None => (MemberState::Unknown, "not checked".to_string()),
+                }
+            }
+        } else if let Some(p) = probe {
+            let f = p.status.as_ref().err().cloned().unwrap_or(Failure { kind: FailureKind::Other, message: "no status".into() });
+            (failed_state(&f), f.message)
+        } else {
+            (MemberState::Unknown, format!("none of its client URLs ({}) was checked", m.client_urls.join(", ")))
+        };
+        if is_learner {
+            learners += 1;
+        } else {
+            voters += 1;
+            if state == MemberState::Healthy {
+                healthy += 1;
+            }
+            if matches!(state, MemberState::Healthy | MemberState::Lagging | MemberState::Alarmed | MemberState::Failing)
+                && leader_id.is_some()
+            {
+                participating += 1;
+            }
+        }
+        verdicts.push(MemberVerdict {
+            name: if m.name.is_empty() && !m.started() { "(not started)".into() } else { m.name.clone() },
+            id: if m.id == 0 { String::new() } else { hex(m.id) },
+            endpoint: probe.map(|p| p.endpoint.clone()).or_else(|| m.client_urls.first().cloned()).unwrap_or_default(),
+            role,
+            state,
+            raft_term: status.map(|s| s.raft_term),
+            raft_index: status.map(|s| s.raft_index),
+            applied_index: status.map(|s| s.raft_applied_index),
+            detail,
+        });
+    }
+    // Endpoints that answered for a member that is not in the list (another cluster?).
+    for (p, s) in &answered {
+        if obs.member_list.is_some() && !members.iter().any(|m| m.id == s.member_id) {
+            notes.push(format!("{} answered as member {:x}, which is not in the member list (another cluster?)", p.endpoint, s.member_id));
+        }
+    }
+    let quorum = quorum_size(voters);
+    let leader = leader_id.map(|l| {
+        let name = members.iter().find(|m| m.id == l).map(|m| m.name.clone()).unwrap_or_default();
+        if name.is_empty() { hex(l) } else { format!("{name} ({})", hex(l)) }
+    });
+    let state = if leader_id.is_none() || participating < quorum || !read_ok {
+        ClusterState::NoQuorum
+    } else if healthy == voters && all_alarms.is_empty() && verdicts.iter().all(|v| v.state == MemberState::Healthy) {
+        ClusterState::Healthy
+    } else {
+        ClusterState::Degraded
+    };
+    let tolerated = healthy.saturating_sub(quorum);
+    let summary = match state {
+        ClusterState::Healthy => format!("all {voters} voters healthy; quorum {quorum}; tolerates {tolerated} failure(s)"),
+        ClusterState::Degraded => {
+            let bad: Vec<String> = verdicts
+                .iter()
+                .filter(|v| v.state != MemberState::Healthy)
+                .map(|v| format!("{} {}", if v.name.is_empty() { &v.endpoint } else { &v.name }, state_word(v.state)))
+                .collect();
+            format!(
+                "quorum holds ({healthy} of {voters} voters healthy, quorum {quorum}); tolerates {tolerated} more failure(s); {}",
+                bad.join(", ")
+            )
+        }
+        ClusterState::NoQuorum => {
+            let why = if leader_id.is_none() { "no leader".to_string() } else { format!("{participating} of {voters} voters reachable") };
+            format!("quorum lost: {why}, quorum needs {quorum}; writes and linearizable reads fail")
+        }
+        ClusterState::Unknown => String::new(),
+    };
+    Verdict {
+        state,
+        voters,
+        quorum,
+        healthy_voters: healthy,
+        participating_voters: participating,
+        failures_tolerated: if state == ClusterState::NoQuorum { 0 } else { tolerated },
+        leader,
+        learners,
+        alarms: all_alarms.iter().map(|a| format!("{} on {:x}", a.alarm, a.member_id)).collect(),
+        summary,
+        members: verdicts,
+        notes,
+    }
+}
+
+pub fn state_word(s: MemberState) -> &'static str {
+    match s {
+        MemberState::Healthy => "healthy",
+        MemberState::Down => "down",
+        MemberState::Hung => "hung",
+        MemberState::Unreachable => "unreachable",
+        MemberState::NotStarted => "not-started",
+        MemberState::NoLeader => "no-leader",
+        MemberState::Lagging => "lagging",
+        MemberState::Alarmed => "alarmed",
+        MemberState::Failing => "failing",
+        MemberState::Unknown => "unknown",
+    }
+}
+
+fn has_no_leader(s: &StatusInfo) -> bool {
+    s.leader == 0 || s.errors.iter().any(|e| e.contains("no leader"))
+}
+
+fn same_url(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/') == b.trim_end_matches('/')
+}

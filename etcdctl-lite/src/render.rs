@@ -1,0 +1,300 @@
+//! Printers for every command, selected by `-w simple|table|json`, in etcdctl's shapes: the same
+//! JSON keys (IDs decimal), tables with member IDs in hex, healthy lines on stdout and unhealthy
+//! ones on stderr. Pure functions from results to text, so golden files pin them down.
+
+use crate::model::*;
+use crate::quorum::{state_word, Verdict};
+use serde_json::{json, Value};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Simple,
+    Table,
+    Json,
+}
+
+/// Text for stdout and stderr.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// etcdctl's table style (tablewriter): `+---+` borders, centred headers, right-aligned cells.
+fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut t = comfy_table::Table::new();
+    t.load_preset("||--+-++|    ++++++");
+    t.set_header(header.iter().map(|h| comfy_table::Cell::new(h).set_alignment(comfy_table::CellAlignment::Center)));
+    for r in rows {
+        t.add_row(r.into_iter().map(|c| comfy_table::Cell::new(c).set_alignment(comfy_table::CellAlignment::Right)));
+    }
+    format!("{t}\n")
+}
+
+fn json_line(v: &Value) -> String {
+    format!("{v}\n")
+}
+
+pub fn health(results: &[EndpointHealth], format: Format) -> Rendered {
+    let mut r = Rendered::default();
+    match format {
+        Format::Simple => {
+            for h in results {
+                match &h.result {
+                    Ok(()) => r.stdout.push_str(&format!(
+                        "{} is healthy: successfully committed proposal: took = {}\n",
+                        h.endpoint,
+                        go_duration(h.took)
+                    )),
+                    Err(f) => r.stderr.push_str(&format!("{} is unhealthy: failed to commit proposal: {}\n", h.endpoint, f.message)),
+                }
+            }
+        }
+        Format::Json => {
+            let v: Vec<Value> = results
+                .iter()
+                .map(|h| {
+                    let mut o = json!({"endpoint": h.endpoint, "health": h.healthy(), "took": go_duration(h.took)});
+                    if let Err(f) = &h.result {
+                        o["error"] = json!(f.message);
+                    }
+                    o
+                })
+                .collect();
+            r.stdout = json_line(&Value::Array(v));
+        }
+        Format::Table => {
+            let rows = results
+                .iter()
+                .map(|h| {
+                    vec![
+                        h.endpoint.clone(),
+                        h.healthy().to_string(),
+                        go_duration(h.took),
+                        h.result.as_ref().err().map(|f| f.message.clone()).unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            r.stdout = table(&["ENDPOINT", "HEALTH", "TOOK", "ERROR"], rows);
+        }
+    }
+    if results.iter().any(|h| !h.healthy()) {
+        r.stderr.push_str("Error: unhealthy cluster\n");
+    }
+    r
+}
+
+pub fn status(results: &[EndpointStatus], format: Format) -> Rendered {
+    let mut r = Rendered::default();
+    for s in results {
+        if let Err(f) = &s.result {
+            r.stderr.push_str(&format!("Failed to get the status of endpoint {} ({})\n", s.endpoint, f.message));
+        }
+    }
+    let ok: Vec<(&String, &StatusInfo)> = results.iter().filter_map(|s| s.result.as_ref().ok().map(|i| (&s.endpoint, i))).collect();
+    let row = |e: &String, s: &StatusInfo| {
+        vec![
+            e.clone(),
+            format!("{:x}", s.member_id),
+            s.version.clone(),
+            human_bytes(s.db_size),
+            (s.leader == s.member_id).to_string(),
+            s.is_learner.to_string(),
+            s.raft_term.to_string(),
+            s.raft_index.to_string(),
+            s.raft_applied_index.to_string(),
+            s.errors.join(", "),
+        ]
+    };
+    match format {
+        Format::Simple => {
+            for (e, s) in &ok {
+                r.stdout.push_str(&row(e, s).join(", "));
+                r.stdout.push('\n');
+            }
+        }
+        Format::Table => {
+            r.stdout = table(
+                &["ENDPOINT", "ID", "VERSION", "DB SIZE", "IS LEADER", "IS LEARNER", "RAFT TERM", "RAFT INDEX", "RAFT APPLIED INDEX", "ERRORS"],
+                ok.iter().map(|(e, s)| row(e, s)).collect(),
+            );
+        }
+        Format::Json => {
+            let v: Vec<Value> = ok
+                .iter()
+                .map(|(e, s)| {
+                    let mut st = json!({
+                        "header": {"cluster_id": s.cluster_id, "member_id": s.member_id, "revision": s.revision, "raft_term": s.header_raft_term},
+                        "version": s.version, "dbSize": s.db_size, "leader": s.leader, "raftIndex": s.raft_index,
+                        "raftTerm": s.raft_term, "raftAppliedIndex": s.raft_applied_index,
+                    });
+                    if !s.errors.is_empty() {
+                        st["errors"] = json!(s.errors);
+                    }
+                    st["dbSizeInUse"] = json!(s.db_size_in_use);
+                    if s.is_learner {
+                        st["isLearner"] = json!(true);
+                    }
+                    json!({"Endpoint": e, "Status": st})
+                })
+                .collect();
+            r.stdout = json_line(&Value::Array(v));
+        }
+    }
+    r
+}
+
+fn member_rows(members: &[MemberInfo]) -> Vec<Vec<String>> {
+    members
+        .iter()
+        .map(|m| {
+            vec![
+                format!("{:x}", m.id),
+                if m.started() { "started" } else { "unstarted" }.to_string(),
+                m.name.clone(),
+                m.peer_urls.join(","),
+                m.client_urls.join(","),
+                m.is_learner.to_string(),
+            ]
+        })
+        .collect()
+}
+
+pub fn member_list(list: &MemberList, format: Format) -> Rendered {
+    let mut r = Rendered::default();
+    match format {
+        Format::Simple => {
+            for row in member_rows(&list.members) {
+                r.stdout.push_str(&row.join(", "));
+                r.stdout.push('\n');
+            }
+        }
+        Format::Table => r.stdout = table(&["ID", "STATUS", "NAME", "PEER ADDRS", "CLIENT ADDRS", "IS LEARNER"], member_rows(&list.members)),
+        Format::Json => {
+            let members: Vec<Value> = list
+                .members
+                .iter()
+                .map(|m| {
+                    let mut o = json!({"ID": m.id});
+                    if !m.name.is_empty() {
+                        o["name"] = json!(m.name);
+                    }
+                    o["peerURLs"] = json!(m.peer_urls);
+                    if !m.client_urls.is_empty() {
+                        o["clientURLs"] = json!(m.client_urls);
+                    }
+                    if m.is_learner {
+                        o["isLearner"] = json!(true);
+                    }
+                    o
+                })
+                .collect();
+            r.stdout = json_line(&json!({
+                "header": {"cluster_id": list.cluster_id, "member_id": list.member_id, "raft_term": list.raft_term},
+                "members": members,
+            }));
+        }
+    }
+    r
+}
+
+/// After `member add`: what to start the new member with, as etcdctl prints it.
+pub fn member_added(name: &str, added: &MemberInfo, members: &[MemberInfo], cluster_id: Option<u64>) -> Rendered {
+    let mut initial: Vec<String> = Vec::new();
+    for m in members {
+        let n = if m.id == added.id { name } else { m.name.as_str() };
+        for u in &m.peer_urls {
+            if !n.is_empty() {
+                initial.push(format!("{n}={u}"));
+            }
+        }
+    }
+    let kind = if added.is_learner { "Member" } else { "Member" };
+    let cid = cluster_id.map(|c| format!(" in cluster {c:x}")).unwrap_or_default();
+    Rendered {
+        stdout: format!(
+            "{kind} {:x} added to cluster{cid}\n\nETCD_NAME=\"{name}\"\nETCD_INITIAL_CLUSTER=\"{}\"\nETCD_INITIAL_ADVERTISE_PEER_URLS=\"{}\"\nETCD_INITIAL_CLUSTER_STATE=\"existing\"\n",
+            added.id,
+            initial.join(","),
+            added.peer_urls.join(",")
+        ),
+        stderr: String::new(),
+    }
+}
+
+pub fn alarms(list: &[AlarmInfo], format: Format) -> Rendered {
+    let mut r = Rendered::default();
+    match format {
+        Format::Json => {
+            let v: Vec<Value> = list.iter().map(|a| json!({"memberID": a.member_id, "alarm": a.alarm})).collect();
+            r.stdout = json_line(&json!({"alarms": v}));
+        }
+        _ => {
+            for a in list {
+                r.stdout.push_str(&format!("memberID:{} alarm:{} \n", a.member_id, a.alarm));
+            }
+        }
+    }
+    r
+}
+
+pub fn quorum(v: &Verdict, format: Format) -> Rendered {
+    let mut r = Rendered::default();
+    if format == Format::Json {
+        r.stdout = match serde_json::to_string_pretty(v) {
+            Ok(s) => s + "\n",
+            Err(e) => format!("{{\"error\": \"{e}\"}}\n"),
+        };
+        return r;
+    }
+    let mut out = format!("{}: {}\n", v.state.word(), v.summary);
+    if v.voters > 0 {
+        out.push_str(&format!(
+            "voters {}, quorum {}, healthy voters {}, failures tolerated {}, leader {}, learners {}, alarms {}\n",
+            v.voters,
+            v.quorum,
+            v.healthy_voters,
+            v.failures_tolerated,
+            v.leader.as_deref().unwrap_or("none"),
+            v.learners,
+            if v.alarms.is_empty() { "none".to_string() } else { v.alarms.join(", ") }
+        ));
+    }
+    let opt = |x: Option<u64>| x.map(|n| n.to_string()).unwrap_or_else(|| "-".into());
+    let rows: Vec<Vec<String>> = v
+        .members
+        .iter()
+        .map(|m| {
+            vec![
+                m.name.clone(),
+                m.id.clone(),
+                m.endpoint.clone(),
+                format!("{:?}", m.role).to_lowercase(),
+                state_word(m.state).to_string(),
+                opt(m.raft_term),
+                opt(m.raft_index),
+                opt(m.applied_index),
+                m.detail.clone(),
+            ]
+        })
+        .collect();
+    let header = ["NAME", "ID", "ENDPOINT", "ROLE", "STATE", "RAFT TERM", "RAFT INDEX", "APPLIED", "DETAIL"];
+    out.push('\n');
+    if format == Format::Table {
+        out.push_str(&table(&header, rows));
+    } else {
+        let mut t = comfy_table::Table::new();
+        t.load_preset(comfy_table::presets::NOTHING);
+        t.set_header(header);
+        for row in rows {
+            t.add_row(row);
+        }
+        out.push_str(&t.trim_fmt());
+        out.push('\n');
+    }
+    for n in &v.notes {
+        out.push_str(&format!("note: {n}\n"));
+    }
+    r.stdout = out;
+    r
+}

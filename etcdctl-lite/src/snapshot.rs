@@ -1,0 +1,73 @@
+//! `snapshot save FILE`: streams a snapshot from one healthy member into a temporary file beside
+//! FILE, checks etcd's own SHA-256 trailer, flushes it, and renames it into place.
+
+use crate::connect::client_for;
+use crate::error::{CtlError, Result};
+use crate::ops::health;
+use crate::options::ClientOptions;
+use sha2::{Digest, Sha256};
+use std::io::Write;
+use std::path::Path;
+
+/// What was saved.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SavedSnapshot {
+    pub path: String,
+    pub endpoint: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+pub async fn save(opts: &ClientOptions, path: &Path) -> Result<SavedSnapshot> {
+    if path.exists() {
+        return Err(CtlError::File { path: path.display().to_string(), reason: "already exists; choose another name (snapshots are never overwritten)".into() });
+    }
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        return Err(CtlError::File { path: dir.display().to_string(), reason: "directory does not exist".into() });
+    }
+    let checks = health(opts).await;
+    let Some(source) = checks.iter().find(|h| h.healthy()).map(|h| h.endpoint.clone()) else {
+        return Err(CtlError::NoEndpoint(
+            checks.iter().map(|h| format!("{}: {}", h.endpoint, h.result.as_ref().err().map(|f| f.message.as_str()).unwrap_or(""))).collect(),
+        ));
+    };
+    let mut client = client_for(&source, opts).await?;
+    let ep_err = |reason: String| CtlError::Endpoint { endpoint: source.clone(), reason };
+    let mut stream = client.snapshot().await.map_err(|e| ep_err(e.to_string()))?;
+    let tmp = dir.join(format!(".{}.part-{}", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(), std::process::id()));
+    let result = async {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| CtlError::File { path: tmp.display().to_string(), reason: e.to_string() })?;
+        let mut data_hash = Sha256::new();
+        let mut whole = Sha256::new();
+        let mut tail: Vec<u8> = Vec::new(); // the last 32 bytes seen: etcd's SHA-256 of the rest
+        let mut bytes = 0u64;
+        while let Some(msg) = stream.message().await.map_err(|e| ep_err(format!("snapshot stream broke: {e}")))? {
+            let blob = msg.blob();
+            file.write_all(blob).map_err(|e| CtlError::File { path: tmp.display().to_string(), reason: e.to_string() })?;
+            whole.update(blob);
+            bytes += blob.len() as u64;
+            tail.extend_from_slice(blob);
+            if tail.len() > 32 {
+                let cut = tail.len() - 32;
+                data_hash.update(&tail[..cut]);
+                tail.drain(..cut);
+            }
+        }
+        if bytes < 32 || data_hash.finalize()[..] != tail[..] {
+            return Err(ep_err("the snapshot's SHA-256 trailer does not match its data (corrupt or truncated stream)".into()));
+        }
+        file.sync_all().map_err(|e| CtlError::File { path: tmp.display().to_string(), reason: e.to_string() })?;
+        std::fs::rename(&tmp, path).map_err(|e| CtlError::File { path: path.display().to_string(), reason: e.to_string() })?;
+        Ok(SavedSnapshot { path: path.display().to_string(), endpoint: source.clone(), bytes, sha256: hex::encode(whole.finalize()) })
+    }
+    .await;
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
