@@ -5,7 +5,7 @@
 use crate::options::{ClientOptions, TlsMaterial};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{AlertDescription, CertificateError};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -82,6 +82,7 @@ pub fn classify(err: &etcd_client::Error) -> Failure {
         || lower.contains("broken pipe")
         || lower.contains("connection reset")
         || lower.contains("transport error")
+        || lower.contains("operation was canceled")
         || lower.contains("unknownissuer")
     {
         FailureKind::Tls
@@ -274,11 +275,20 @@ pub fn probe(endpoint: &str, tls: &TlsMaterial, limit: Duration) -> Option<Failu
             conn.complete_io(&mut sock)?;
         }
         // TLS 1.3 checks the client certificate after our Finished: a refusal arrives as an alert
-        // on the first read; an accepting etcd sends its HTTP/2 SETTINGS instead.
-        let _ = conn.writer().write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
-        conn.complete_io(&mut sock)?;
-        let mut buf = [0u8; 64];
-        let _ = conn.reader().read(&mut buf);
+        // (or a close) on the first read; an accepting etcd sends its HTTP/2 SETTINGS instead.
+        conn.writer().write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")?;
+        while conn.wants_write() {
+            conn.write_tls(&mut sock)?;
+        }
+        for _ in 0..4 {
+            if conn.read_tls(&mut sock)? == 0 {
+                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the server closed the connection"));
+            }
+            let state = conn.process_new_packets().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+            if state.plaintext_bytes_to_read() > 0 {
+                return Ok(());
+            }
+        }
         Ok(())
     })();
     let err = match result {
@@ -312,21 +322,21 @@ pub fn probe(endpoint: &str, tls: &TlsMaterial, limit: Duration) -> Option<Failu
             | AlertDescription::CertificateUnknown
             | AlertDescription::UnsupportedCertificate
             | AlertDescription::CertificateExpired,
-        )) => client_cert_refused(tls),
+        )) => client_cert_refused(tls, &ca_subject),
         Some(other) => format!("TLS failed: {other}"),
         None if err.kind() == std::io::ErrorKind::WouldBlock || err.kind() == std::io::ErrorKind::TimedOut => {
             return Some(Failure::timeout(limit));
         }
-        None if tls.identity.is_some() => {
-            // etcd closes the connection without an alert when it rejects the client certificate.
-            format!("{} ({err})", client_cert_refused(tls))
+        None if err.kind() == std::io::ErrorKind::UnexpectedEof || err.kind() == std::io::ErrorKind::ConnectionReset => {
+            // etcd may close the connection without an alert when it rejects the client certificate.
+            client_cert_refused(tls, &ca_subject)
         }
         None => format!("TLS failed: {err}"),
     };
     Some(Failure { kind: FailureKind::Tls, message })
 }
 
-fn client_cert_refused(tls: &TlsMaterial) -> String {
+fn client_cert_refused(tls: &TlsMaterial, ca_subject: &str) -> String {
     let Some((cert, _)) = &tls.identity else {
         return "the server requires a client certificate: pass --cert and --key (ETCDCTL_CERT, ETCDCTL_KEY)".into();
     };
@@ -335,6 +345,11 @@ fn client_cert_refused(tls: &TlsMaterial) -> String {
     let (subject, issuer, _, client_auth) = ours.first().map(|c| subject_of(c)).unwrap_or(("?".into(), "?".into(), vec![], true));
     if !client_auth {
         return format!("the server rejected the client certificate --cert {path} ({subject}): it has no clientAuth usage");
+    }
+    if tls.ca_pem.is_some() && issuer != ca_subject {
+        return format!(
+            "the server rejected the client certificate --cert {path} ({subject}): it was issued by {issuer}, not by the cluster's CA ({ca_subject} in --cacert)"
+        );
     }
     format!(
         "the server rejected the client certificate --cert {path} ({subject}, issued by {issuer}): it is not signed by a CA the server trusts (its --trusted-ca-file), or it is expired"

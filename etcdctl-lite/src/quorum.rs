@@ -229,7 +229,8 @@ pub fn verdict(obs: &Observation) -> Verdict {
 
     let mut verdicts = Vec::new();
     let (mut voters, mut healthy, mut participating, mut learners) = (0, 0, 0, 0);
-    let mut read_ok = false;
+    // A linearizable read that succeeded anywhere proves a leader with a quorum behind it.
+    let read_ok = obs.probes.iter().any(|p| p.read.is_ok());
     for m in &members {
         let by_id = answered.iter().find(|(_, s)| s.member_id == m.id && m.id != 0);
         let by_url = obs.probes.iter().find(|p| m.client_urls.iter().any(|u| same_url(u, &p.endpoint)));
@@ -256,7 +257,6 @@ pub fn verdict(obs: &Observation) -> Verdict {
             } else {
                 match p.map(|p| &p.read) {
                     Some(Ok(took)) => {
-                        read_ok = true;
                         (MemberState::Healthy, format!("linearizable read in {}", crate::model::go_duration(*took)))
                     }
                     Some(Err(f)) if is_learner && f.kind == FailureKind::Learner => {
@@ -373,3 +373,7 @@ fn has_no_leader(s: &StatusInfo) -> bool {
 fn same_url(a: &str, b: &str) -> bool {
     a.trim_end_matches('/') == b.trim_end_matches('/')
 }
+
+#[cfg(test)]
+#[path = "quorum_tests.rs"]
+pub(crate) mod tests;

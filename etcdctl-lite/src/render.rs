@@ -298,3 +298,78 @@ pub fn quorum(v: &Verdict, format: Format) -> Rendered {
     r.stdout = out;
     r
 }
+
+#[cfg(test)]
+mod golden {
+    //! Rendering from fixed inputs, compared with files in `tests/golden/`.
+    //! Regenerate with `UPDATE_GOLDEN=1 cargo test -p etcdctl-lite golden`.
+    use super::*;
+    use crate::diagnose::{Failure, FailureKind};
+    use crate::quorum::tests::{failed_probe, list, member, ok_probe, three};
+    use crate::quorum::tests::status as status_info;
+    use crate::quorum::verdict;
+    use std::time::Duration;
+
+    fn check(name: &str, r: &Rendered) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
+        let got = format!("--- stdout\n{}--- stderr\n{}", r.stdout, r.stderr);
+        if std::env::var("UPDATE_GOLDEN").is_ok() {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &got).unwrap();
+        }
+        let want = std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("missing {}; run with UPDATE_GOLDEN=1", path.display()));
+        assert_eq!(got, want, "{name} differs from its golden file (UPDATE_GOLDEN=1 to accept)");
+    }
+
+    fn healths() -> Vec<EndpointHealth> {
+        vec![
+            EndpointHealth { endpoint: "https://10.0.0.1:2379".into(), took: Duration::from_nanos(4_485_927), result: Ok(()) },
+            EndpointHealth {
+                endpoint: "https://10.0.0.3:2379".into(),
+                took: Duration::from_millis(1001),
+                result: Err(Failure { kind: FailureKind::Timeout, message: "TLS handshake timed out".into() }),
+            },
+        ]
+    }
+
+    fn statuses() -> Vec<EndpointStatus> {
+        vec![
+            EndpointStatus { endpoint: "https://10.0.0.1:2379".into(), result: Ok(status_info(1, 1, 2, 8)) },
+            EndpointStatus { endpoint: "https://10.0.0.2:2379".into(), result: Ok(status_info(0x8e9e05c52164694d, 1, 2, 8)) },
+            EndpointStatus {
+                endpoint: "https://10.0.0.3:2379".into(),
+                result: Err(Failure { kind: FailureKind::Refused, message: "connection refused".into() }),
+            },
+        ]
+    }
+
+    #[test]
+    fn health_all_formats() {
+        for (f, n) in [(Format::Simple, "simple"), (Format::Table, "table"), (Format::Json, "json")] {
+            check(&format!("health.{n}"), &health(&healths(), f));
+        }
+    }
+
+    #[test]
+    fn status_all_formats() {
+        for (f, n) in [(Format::Simple, "simple"), (Format::Table, "table"), (Format::Json, "json")] {
+            check(&format!("status.{n}"), &status(&statuses(), f));
+        }
+    }
+
+    #[test]
+    fn member_list_all_formats() {
+        let l = list(vec![member(1, "etcd-1", false), member(2, "", false), member(3, "etcd-3", true)]).unwrap();
+        for (f, n) in [(Format::Simple, "simple"), (Format::Table, "table"), (Format::Json, "json")] {
+            check(&format!("members.{n}"), &member_list(&l, f));
+        }
+    }
+
+    #[test]
+    fn quorum_all_formats() {
+        let v = verdict(&three(vec![ok_probe(1, 1), ok_probe(2, 1), failed_probe(3, FailureKind::Refused)]));
+        for (f, n) in [(Format::Simple, "simple"), (Format::Table, "table"), (Format::Json, "json")] {
+            check(&format!("quorum-degraded.{n}"), &quorum(&v, f));
+        }
+    }
+}

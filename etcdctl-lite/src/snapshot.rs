@@ -7,6 +7,7 @@ use crate::ops::health;
 use crate::options::ClientOptions;
 use sha2::{Digest, Sha256};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 /// What was saved.
@@ -40,6 +41,7 @@ pub async fn save(opts: &ClientOptions, path: &Path) -> Result<SavedSnapshot> {
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(0o600) // a snapshot holds every key in the cluster, secrets included
             .open(&tmp)
             .map_err(|e| CtlError::File { path: tmp.display().to_string(), reason: e.to_string() })?;
         let mut data_hash = Sha256::new();
