@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "etcdctl-lite", version, about = "etcdctl's daily checks, and a quorum verdict that tells the truth")]
+#[command(name = "etcdctl-lite", version, args_override_self = true, about = "etcdctl's daily checks, and a quorum verdict that tells the truth")]
 struct Cli {
     #[command(flatten)]
     global: Global,

@@ -3,6 +3,7 @@
 
 mod cfssl_dropin;
 mod etcd_tls;
+mod etcdctl_lite;
 mod pki_bad_input;
 mod pki_issue;
 mod pki_interop;
