@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The main job: builds the toolkit and issues a complete 3-member etcd PKI (kubeadm layout) into
-# ./etcd-pki, printing what it made. Re-running keeps every valid certificate.
+# The main job: builds the toolkit, brings up a local 3-member TLS etcd cluster (members in the
+# background on 127.0.0.11-13, everything under ./etcd-cluster), verifies its quorum, and writes
+# the kubeadm and HAProxy configs that point a control plane at it. Re-running changes nothing.
+# Stop it with: ./target/release/etcd-bootstrap down   (data kept; --purge deletes it)
 set -euo pipefail
 cd "$(dirname "$0")"
 bash scripts/install-deps.sh
-cargo build --release --locked -p pki 2>&1 | tail -n 1
-./target/release/pki issue --out etcd-pki \
-  --member etcd-1=127.0.0.1 --member etcd-2=127.0.0.2 --member etcd-3=127.0.0.3
-./target/release/pki certinfo etcd-pki/members/etcd-1/etcd/server.crt
+cargo build --release --locked --workspace 2>&1 | tail -n 1
+./target/release/etcd-bootstrap up --local 3
+echo
+./target/release/etcd-bootstrap status

@@ -1,1 +1,23 @@
-//! placeholder
+//! `etcd-bootstrap`: from one cluster spec to a verified external etcd cluster and the kubeadm
+//! and HAProxy configs that point the Kubernetes control plane at it.
+//!
+//! spec ([`spec`]) → pure plan ([`plan`]) → effects ([`run`]) through small seams: a
+//! [`transport::Transport`] per member (this machine, or the system OpenSSH client) that runs the
+//! bash scripts of [`scripts`] (delivery, preflight, start/stop under a background-process or
+//! systemd supervisor). The plan and the scripts are tested without a host.
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub mod haproxy;
+pub mod kubeadm;
+pub mod local;
+pub mod outputs;
+pub mod plan;
+pub mod preflight;
+pub mod progress;
+pub mod run;
+pub mod scripts;
+pub mod spec;
+pub mod transport;
+
+pub use error::{BootError, Result};

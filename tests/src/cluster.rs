@@ -55,7 +55,7 @@ pub struct Cluster {
 }
 
 /// A /24 of loopback addresses no other live cluster uses: 127.X.Y.0 with the member ports free.
-fn free_subnet(n: usize) -> [u8; 3] {
+pub fn free_subnet(n: usize) -> [u8; 3] {
     let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(7)
         ^ std::process::id().wrapping_mul(2_654_435_761);
     for attempt in 0..200u32 {

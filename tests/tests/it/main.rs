@@ -1,6 +1,7 @@
 //! One integration-test binary (ripgrep style): a module per area. Every test drives the real
 //! binaries and checks their output with independent verifiers (openssl, cfssl, rustls, etcd).
 
+mod bootstrap_local;
 mod cfssl_dropin;
 mod etcd_tls;
 mod etcdctl_lite;

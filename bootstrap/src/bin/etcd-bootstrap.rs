@@ -1,0 +1,147 @@
+//! `etcd-bootstrap`: thin shell over the bootstrap library.
+
+use bootstrap::kubeadm::ApiVersion;
+use bootstrap::plan;
+use bootstrap::progress::Progress;
+use bootstrap::run::{self, UpOptions};
+use bootstrap::spec::{LoadedSpec, Spec};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "etcd-bootstrap", version, about = "From one cluster spec to a verified external etcd cluster and the kubeadm + HAProxy configs that use it")]
+struct Cli {
+    /// The cluster spec (YAML or JSON).
+    #[arg(short = 'f', long = "spec", global = true, default_value = "etcd-cluster/cluster.yaml")]
+    spec: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print exactly what `up` would do, touching nothing.
+    Plan,
+    /// Issue certificates, deliver, preflight, start, wait for quorum, write kubeadm/HAProxy configs.
+    Up {
+        /// No spec file: an N-member TLS cluster on this machine's loopback, under --dir.
+        #[arg(long, value_name = "N")]
+        local: Option<usize>,
+        /// With --local: the folder for everything (spec, PKI, members, outputs).
+        #[arg(long, default_value = "etcd-cluster")]
+        dir: PathBuf,
+        /// Bound on waiting for a healthy quorum.
+        #[arg(long, default_value = "60", value_name = "SECONDS")]
+        wait: u64,
+        /// kubeadm config API version.
+        #[arg(long, default_value = "v1beta4")]
+        kubeadm_api: ApiVersion,
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// The quorum verdict of the spec's cluster (exit 0 healthy, 1 degraded, 2 no quorum, 3 unknown).
+    Status {
+        #[arg(short = 'w', long = "write-out", value_enum, default_value = "simple")]
+        write_out: etcdctl_lite::render::Format,
+    },
+    /// Stop the members. Data dirs are kept unless --purge is given.
+    Down {
+        /// Also delete every member's data dir (irreversible).
+        #[arg(long)]
+        purge: bool,
+    },
+}
+
+fn load(path: &Path) -> Result<LoadedSpec, bootstrap::BootError> {
+    Spec::load(path)
+}
+
+/// `up --local N`: write the embedded default spec (absolute paths) into DIR/cluster.yaml.
+fn local_spec(n: usize, dir: &Path) -> Result<PathBuf, String> {
+    if n == 0 || n > 9 {
+        return Err(format!("--local {n}: give 1 to 9 members (3 or 5 recommended)"));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let dir = dir.canonicalize().map_err(|e| format!("{}: {e}", dir.display()))?;
+    let path = dir.join("cluster.yaml");
+    let text = serde_yaml_ng::to_string(&bootstrap::local::spec(n, &dir)).map_err(|e| e.to_string())?;
+    match std::fs::read_to_string(&path) {
+        Ok(old) if old == text => {}
+        Ok(_) => {
+            return Err(format!(
+                "{} holds another cluster's spec; run `etcd-bootstrap -f {} down` and use another --dir, or drop --local to use it",
+                path.display(),
+                path.display()
+            ));
+        }
+        Err(_) => pki::files::write_atomic(&path, text.as_bytes(), 0o644).map_err(|e| e.to_string())?,
+    }
+    Ok(path)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run_cli(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("etcd-bootstrap: error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
+    match cli.command {
+        Command::Plan => {
+            let loaded = load(&cli.spec)?;
+            print!("{}", plan::render(&plan::build(&loaded)));
+            Ok(0)
+        }
+        Command::Up { local, dir, wait, kubeadm_api, quiet } => {
+            let spec_path = match local {
+                Some(n) => local_spec(n, &dir)?,
+                None => cli.spec,
+            };
+            let loaded = load(&spec_path)?;
+            let plan = plan::build(&loaded);
+            let progress = Progress::new(quiet);
+            let report = run::up(&plan, &UpOptions { wait: Duration::from_secs(wait), api: kubeadm_api }, &progress)?;
+            let pki = plan.pki();
+            let hc = pki.leaf(&pki::cluster::Role::HealthcheckClient);
+            let out = &loaded.output_dir;
+            println!("cluster {}: {} ({} members, {} started now) in {:.1}s", loaded.spec.name, report.verdict.state.word(), plan.members.len(), report.started.len(), progress.elapsed().as_secs_f64());
+            println!("spec:        {}", spec_path.display());
+            println!("endpoints:   {}", plan.endpoints().join(","));
+            println!("check with:  ETCDCTL_ENDPOINTS={} ETCDCTL_CACERT={} ETCDCTL_CERT={} ETCDCTL_KEY={} etcdctl-lite quorum",
+                plan.endpoints().join(","), pki.ca().cert.display(), hc.cert.display(), hc.key.display());
+            println!("kubeadm:     {}", out.join("kubeadm").display());
+            println!("nodes:       {}", out.join("control-plane").display());
+            println!("haproxy:     {}", out.join("haproxy/haproxy.cfg").display());
+            println!("next:        {}", out.join("kubeadm/commands.sh").display());
+            Ok(0)
+        }
+        Command::Status { write_out } => {
+            let loaded = match load(&cli.spec) {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("etcd-bootstrap: error: {e}");
+                    return Ok(3);
+                }
+            };
+            let plan = plan::build(&loaded);
+            let v = run::verdict(&plan)?;
+            let r = etcdctl_lite::render::quorum(&v, write_out);
+            print!("{}", r.stdout);
+            eprint!("{}", r.stderr);
+            Ok(v.state.exit_code())
+        }
+        Command::Down { purge } => {
+            let loaded = load(&cli.spec)?;
+            let plan = plan::build(&loaded);
+            run::down(&plan, purge, &Progress::new(false))?;
+            Ok(0)
+        }
+    }
+}

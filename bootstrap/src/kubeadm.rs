@@ -1,0 +1,374 @@
+//! kubeadm configuration for a control plane on external etcd: `ClusterConfiguration` with
+//! `etcd.external`, an `InitConfiguration` for the first node and a `JoinConfiguration` for each
+//! other node (kubeadm.k8s.io/v1beta4; v1beta3 on request), plus [`validate`], which applies
+//! kubeadm's own rules (validation.go) so configs are checked where kubeadm cannot run.
+
+use crate::spec::{split_host_port, Spec};
+use serde_yaml_ng::{Mapping, Value};
+
+/// kubeadm's standard paths on a control-plane node.
+pub const CA_FILE: &str = "/etc/kubernetes/pki/etcd/ca.crt";
+pub const CERT_FILE: &str = "/etc/kubernetes/pki/apiserver-etcd-client.crt";
+pub const KEY_FILE: &str = "/etc/kubernetes/pki/apiserver-etcd-client.key";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiVersion {
+    V1Beta4,
+    V1Beta3,
+}
+
+impl ApiVersion {
+    pub fn group(self) -> &'static str {
+        match self {
+            ApiVersion::V1Beta4 => "kubeadm.k8s.io/v1beta4",
+            ApiVersion::V1Beta3 => "kubeadm.k8s.io/v1beta3",
+        }
+    }
+}
+
+impl std::str::FromStr for ApiVersion {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "v1beta4" => Ok(ApiVersion::V1Beta4),
+            "v1beta3" => Ok(ApiVersion::V1Beta3),
+            o => Err(format!("unknown kubeadm API {o:?}; use v1beta4 or v1beta3")),
+        }
+    }
+}
+
+/// The secrets of one bring-up, kept across re-runs so outputs do not change.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct JoinSecrets {
+    /// `[a-z0-9]{6}.[a-z0-9]{16}`
+    pub bootstrap_token: String,
+    /// 64 hex characters: the AES key of the kubeadm-certs Secret.
+    pub certificate_key: String,
+    /// `sha256:<hex>` of the Kubernetes CA's public key (the CA is pre-made so this is known).
+    pub ca_cert_hash: String,
+}
+
+impl JoinSecrets {
+    pub fn generate(ca_cert_hash: String) -> Result<JoinSecrets, String> {
+        use ring::rand::SecureRandom;
+        let rng = ring::rand::SystemRandom::new();
+        let mut bytes = [0u8; 54];
+        rng.fill(&mut bytes).map_err(|_| "the system random generator failed".to_string())?;
+        const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+        let pick = |b: u8| ALPHABET[(b as usize) % ALPHABET.len()] as char;
+        let id: String = bytes[..6].iter().map(|b| pick(*b)).collect();
+        let secret: String = bytes[6..22].iter().map(|b| pick(*b)).collect();
+        Ok(JoinSecrets { bootstrap_token: format!("{id}.{secret}"), certificate_key: hex::encode(&bytes[22..54]), ca_cert_hash })
+    }
+}
+
+fn map(entries: Vec<(&str, Value)>) -> Value {
+    let mut m = Mapping::new();
+    for (k, v) in entries {
+        m.insert(Value::String(k.into()), v);
+    }
+    Value::Mapping(m)
+}
+
+fn s(v: impl Into<String>) -> Value {
+    Value::String(v.into())
+}
+
+fn list(items: impl IntoIterator<Item = Value>) -> Value {
+    Value::Sequence(items.into_iter().collect())
+}
+
+/// The ClusterConfiguration document.
+pub fn cluster_configuration(spec: &Spec, api: ApiVersion) -> Value {
+    let k = &spec.kubernetes;
+    let endpoints = list(spec.members.iter().map(|m| s(m.client_url())));
+    let mut sans: Vec<String> = Vec::new();
+    if let Some((host, _)) = split_host_port(&k.control_plane_endpoint) {
+        sans.push(host);
+    }
+    sans.extend(k.control_plane_nodes.iter().map(|n| n.address.to_string()));
+    sans.extend(k.cert_sans.iter().cloned());
+    sans.dedup();
+    let mut networking = vec![("serviceSubnet", s(&k.service_subnet)), ("dnsDomain", s(&k.dns_domain))];
+    if let Some(pod) = &k.pod_subnet {
+        networking.push(("podSubnet", s(pod)));
+    }
+    map(vec![
+        ("apiVersion", s(api.group())),
+        ("kind", s("ClusterConfiguration")),
+        ("clusterName", s(&spec.name)),
+        ("kubernetesVersion", s(&k.version)),
+        ("controlPlaneEndpoint", s(&k.control_plane_endpoint)),
+        ("certificatesDir", s("/etc/kubernetes/pki")),
+        ("networking", map(networking)),
+        ("apiServer", map(vec![("certSANs", list(sans.into_iter().map(s)))])),
+        (
+            "etcd",
+            map(vec![(
+                "external",
+                map(vec![("endpoints", endpoints), ("caFile", s(CA_FILE)), ("certFile", s(CERT_FILE)), ("keyFile", s(KEY_FILE))]),
+            )]),
+        ),
+    ])
+}
+
+fn node_registration(name: &str) -> Value {
+    map(vec![("name", s(name)), ("criSocket", s("unix:///var/run/containerd/containerd.sock"))])
+}
+
+/// `init.yaml`: InitConfiguration for the first node, then the ClusterConfiguration.
+pub fn init_document(spec: &Spec, secrets: &JoinSecrets, api: ApiVersion) -> String {
+    let first = &spec.kubernetes.control_plane_nodes[0];
+    let init = map(vec![
+        ("apiVersion", s(api.group())),
+        ("kind", s("InitConfiguration")),
+        (
+            "bootstrapTokens",
+            list([map(vec![
+                ("token", s(&secrets.bootstrap_token)),
+                ("ttl", s("24h0m0s")),
+                ("groups", list([s("system:bootstrappers:kubeadm:default-node-token")])),
+                ("usages", list([s("signing"), s("authentication")])),
+            ])]),
+        ),
+        ("localAPIEndpoint", map(vec![("advertiseAddress", s(first.address.to_string())), ("bindPort", Value::from(first.bind_port))])),
+        ("nodeRegistration", node_registration(&first.name)),
+        ("certificateKey", s(&secrets.certificate_key)),
+    ]);
+    to_yaml(&[init, cluster_configuration(spec, api)])
+}
+
+/// `join-NODE.yaml` for control-plane node `index` (> 0).
+pub fn join_document(spec: &Spec, index: usize, secrets: &JoinSecrets, api: ApiVersion) -> String {
+    let node = &spec.kubernetes.control_plane_nodes[index];
+    let join = map(vec![
+        ("apiVersion", s(api.group())),
+        ("kind", s("JoinConfiguration")),
+        (
+            "discovery",
+            map(vec![(
+                "bootstrapToken",
+                map(vec![
+                    ("token", s(&secrets.bootstrap_token)),
+                    ("apiServerEndpoint", s(&spec.kubernetes.control_plane_endpoint)),
+                    ("caCertHashes", list([s(&secrets.ca_cert_hash)])),
+                ]),
+            )]),
+        ),
+        ("nodeRegistration", node_registration(&node.name)),
+        (
+            "controlPlane",
+            map(vec![
+                ("localAPIEndpoint", map(vec![("advertiseAddress", s(node.address.to_string())), ("bindPort", Value::from(node.bind_port))])),
+                ("certificateKey", s(&secrets.certificate_key)),
+            ]),
+        ),
+    ]);
+    to_yaml(&[join])
+}
+
+/// The commands to run, in order.
+pub fn commands(spec: &Spec) -> String {
+    let k = &spec.kubernetes;
+    let mut out = String::from(
+        "#!/bin/sh\n# Generated by etcd-bootstrap. Copy control-plane/NODE/ onto each node's / first (etcd client\n\
+         # certificate; on the first node also the Kubernetes CA), and the HAProxy files to the load balancer.\nset -eu\n\n",
+    );
+    out.push_str(&format!("# on {} ({}):\nkubeadm init --config init.yaml --upload-certs\n\n", k.control_plane_nodes[0].name, k.control_plane_nodes[0].address));
+    for n in k.control_plane_nodes.iter().skip(1) {
+        out.push_str(&format!(
+            "# on {} ({}), within 2 hours of init (the uploaded certificates expire):\nkubeadm join --config join-{}.yaml\n\n",
+            n.name, n.address, n.name
+        ));
+    }
+    out.push_str("# check: kubectl get nodes; kubectl -n kube-system get pods\n");
+    out
+}
+
+fn to_yaml(docs: &[Value]) -> String {
+    docs.iter().map(|d| serde_yaml_ng::to_string(d).unwrap_or_default()).collect::<Vec<_>>().join("---\n")
+}
+
+/// kubeadm's validation rules for what we generate (and anything a user edits afterwards).
+/// `files_root` is where the control-plane folder mirrors `/` (to check the files exist).
+pub fn validate(yaml: &str, files_root: Option<&std::path::Path>) -> Vec<String> {
+    let mut problems = Vec::new();
+    let docs: Vec<Value> = match serde_yaml_ng::Deserializer::from_str(yaml).map(<Value as serde::Deserialize>::deserialize).collect::<Result<_, _>>() {
+        Ok(d) => d,
+        Err(e) => return vec![format!("not YAML: {e}")],
+    };
+    for doc in &docs {
+        let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("");
+        let api = doc.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+        if !matches!(api, "kubeadm.k8s.io/v1beta4" | "kubeadm.k8s.io/v1beta3") {
+            problems.push(format!("{kind}: apiVersion {api:?} is not kubeadm.k8s.io/v1beta4 or v1beta3"));
+        }
+        match kind {
+            "ClusterConfiguration" => validate_cluster(doc, files_root, &mut problems),
+            "InitConfiguration" => {
+                for t in doc.get("bootstrapTokens").and_then(Value::as_sequence).into_iter().flatten() {
+                    check_token(t.get("token").and_then(Value::as_str).unwrap_or(""), "InitConfiguration.bootstrapTokens", &mut problems);
+                }
+                check_cert_key(doc.get("certificateKey").and_then(Value::as_str), "InitConfiguration", &mut problems);
+                let ep = doc.get("localAPIEndpoint");
+                check_ip(ep.and_then(|e| e.get("advertiseAddress")).and_then(Value::as_str), "InitConfiguration.localAPIEndpoint.advertiseAddress", &mut problems);
+            }
+            "JoinConfiguration" => {
+                let bt = doc.get("discovery").and_then(|d| d.get("bootstrapToken"));
+                check_token(bt.and_then(|b| b.get("token")).and_then(Value::as_str).unwrap_or(""), "JoinConfiguration.discovery.bootstrapToken", &mut problems);
+                let hashes: Vec<&str> = bt.and_then(|b| b.get("caCertHashes")).and_then(Value::as_sequence).into_iter().flatten().filter_map(Value::as_str).collect();
+                let skip = bt.and_then(|b| b.get("unsafeSkipCAVerification")).and_then(Value::as_bool).unwrap_or(false);
+                if hashes.is_empty() && !skip {
+                    problems.push("JoinConfiguration: token discovery without caCertHashes (and without unsafeSkipCAVerification)".into());
+                }
+                for h in hashes {
+                    let ok = h.strip_prefix("sha256:").is_some_and(|x| x.len() == 64 && x.chars().all(|c| c.is_ascii_hexdigit()));
+                    if !ok {
+                        problems.push(format!("JoinConfiguration: caCertHash {h:?} is not sha256:<64 hex>"));
+                    }
+                }
+                match bt.and_then(|b| b.get("apiServerEndpoint")).and_then(Value::as_str).and_then(split_host_port) {
+                    Some(_) => {}
+                    None => problems.push("JoinConfiguration.discovery.bootstrapToken.apiServerEndpoint must be HOST:PORT".into()),
+                }
+                let cp = doc.get("controlPlane");
+                check_cert_key(cp.and_then(|c| c.get("certificateKey")).and_then(Value::as_str), "JoinConfiguration.controlPlane", &mut problems);
+                check_ip(cp.and_then(|c| c.get("localAPIEndpoint")).and_then(|e| e.get("advertiseAddress")).and_then(Value::as_str), "JoinConfiguration.controlPlane.localAPIEndpoint.advertiseAddress", &mut problems);
+            }
+            other => problems.push(format!("unexpected kind {other:?}")),
+        }
+    }
+    problems
+}
+
+fn validate_cluster(doc: &Value, files_root: Option<&std::path::Path>, problems: &mut Vec<String>) {
+    match doc.get("controlPlaneEndpoint").and_then(Value::as_str).and_then(split_host_port) {
+        Some(_) => {}
+        None => problems.push("ClusterConfiguration.controlPlaneEndpoint must be HOST:PORT of the load balancer".into()),
+    }
+    let Some(etcd) = doc.get("etcd") else {
+        problems.push("ClusterConfiguration.etcd is missing".into());
+        return;
+    };
+    if etcd.get("local").is_some() == etcd.get("external").is_some() {
+        problems.push("ClusterConfiguration.etcd: exactly one of local and external".into());
+    }
+    let Some(ext) = etcd.get("external") else { return };
+    let file = |k: &str| ext.get(k).and_then(Value::as_str).map(str::to_string);
+    let (ca, cert, key) = (file("caFile"), file("certFile"), file("keyFile"));
+    let tls = ca.is_some() || cert.is_some() || key.is_some();
+    let endpoints: Vec<&str> = ext.get("endpoints").and_then(Value::as_sequence).into_iter().flatten().filter_map(Value::as_str).collect();
+    if endpoints.is_empty() {
+        problems.push("etcd.external.endpoints: empty".into());
+    }
+    for e in endpoints {
+        let scheme_ok = e.starts_with("https://") || (!tls && e.starts_with("http://"));
+        if !scheme_ok {
+            problems.push(format!("etcd.external.endpoints: {e:?} must be an https:// URL when TLS files are set"));
+        }
+        if e.split("://").nth(1).and_then(split_host_port).is_none() {
+            problems.push(format!("etcd.external.endpoints: {e:?} has no host:port"));
+        }
+    }
+    if cert.is_some() != key.is_some() {
+        problems.push("etcd.external: certFile and keyFile go together".into());
+    }
+    if cert.is_some() && ca.is_none() {
+        problems.push("etcd.external: caFile is required with certFile/keyFile".into());
+    }
+    for (k, v) in [("caFile", &ca), ("certFile", &cert), ("keyFile", &key)] {
+        if let Some(p) = v {
+            if !p.starts_with('/') {
+                problems.push(format!("etcd.external.{k}: {p:?} must be an absolute path"));
+            } else if let Some(root) = files_root {
+                let on_disk = root.join(p.trim_start_matches('/'));
+                if !on_disk.is_file() {
+                    problems.push(format!("etcd.external.{k}: {p} is not in the control-plane folder ({})", on_disk.display()));
+                }
+            }
+        }
+    }
+    let net = doc.get("networking");
+    for k in ["podSubnet", "serviceSubnet"] {
+        if let Some(v) = net.and_then(|n| n.get(k)).and_then(Value::as_str) {
+            if crate::spec::parse_cidr(v).is_none() {
+                problems.push(format!("networking.{k}: {v:?} is not a CIDR"));
+            }
+        }
+    }
+}
+
+fn check_token(t: &str, what: &str, problems: &mut Vec<String>) {
+    let ok = t.split_once('.').is_some_and(|(a, b)| {
+        a.len() == 6 && b.len() == 16 && (a.chars().chain(b.chars())).all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+    });
+    if !ok {
+        problems.push(format!("{what}: token {t:?} does not match [a-z0-9]{{6}}.[a-z0-9]{{16}}"));
+    }
+}
+
+fn check_cert_key(k: Option<&str>, what: &str, problems: &mut Vec<String>) {
+    match k {
+        Some(k) if k.len() == 64 && k.chars().all(|c| c.is_ascii_hexdigit()) => {}
+        Some(k) => problems.push(format!("{what}.certificateKey: {k:?} is not 64 hex characters (a 32-byte AES key)")),
+        None => {}
+    }
+}
+
+fn check_ip(v: Option<&str>, what: &str, problems: &mut Vec<String>) {
+    if let Some(v) = v {
+        if v.parse::<std::net::IpAddr>().is_err() {
+            problems.push(format!("{what}: {v:?} is not an IP address"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> Spec {
+        serde_yaml_ng::from_str(
+            "name: prod\nmembers:\n  - {name: etcd-1, address: 10.0.0.11}\n  - {name: etcd-2, address: 10.0.0.12}\n  - {name: etcd-3, address: 10.0.0.13}\nkubernetes: {version: v1.31.2, control_plane_endpoint: 'lb.example.com:6443', pod_subnet: 10.244.0.0/16, control_plane_nodes: [{name: cp-1, address: 10.0.0.21}, {name: cp-2, address: 10.0.0.22}]}\n",
+        )
+        .unwrap()
+    }
+
+    fn secrets() -> JoinSecrets {
+        JoinSecrets::generate(format!("sha256:{}", "ab".repeat(32))).unwrap()
+    }
+
+    #[test]
+    fn generated_documents_pass_kubeadms_rules() {
+        for api in [ApiVersion::V1Beta4, ApiVersion::V1Beta3] {
+            let init = init_document(&spec(), &secrets(), api);
+            assert_eq!(validate(&init, None), Vec::<String>::new(), "{init}");
+            assert!(init.contains("https://10.0.0.12:2379") && init.contains(CERT_FILE) && init.contains("controlPlaneEndpoint: lb.example.com:6443"), "{init}");
+            let join = join_document(&spec(), 1, &secrets(), api);
+            assert_eq!(validate(&join, None), Vec::<String>::new(), "{join}");
+            assert!(join.contains(&format!("kind: JoinConfiguration")) && join.contains("advertiseAddress: 10.0.0.22"));
+        }
+    }
+
+    #[test]
+    fn the_validator_catches_what_kubeadm_would() {
+        let bad = init_document(&spec(), &secrets(), ApiVersion::V1Beta4)
+            .replace("https://10.0.0.11:2379", "http://10.0.0.11:2379")
+            .replace(KEY_FILE, "pki/apiserver-etcd-client.key")
+            .replace("controlPlaneEndpoint: lb.example.com:6443", "controlPlaneEndpoint: lb.example.com");
+        let p = validate(&bad, None).join("\n");
+        assert!(p.contains("must be an https:// URL"), "{p}");
+        assert!(p.contains("must be an absolute path"), "{p}");
+        assert!(p.contains("controlPlaneEndpoint must be HOST:PORT"), "{p}");
+    }
+
+    #[test]
+    fn secrets_have_kubeadms_formats() {
+        let s = secrets();
+        let mut p = vec![];
+        check_token(&s.bootstrap_token, "t", &mut p);
+        check_cert_key(Some(&s.certificate_key), "k", &mut p);
+        assert!(p.is_empty(), "{p:?}");
+        assert_ne!(s, secrets(), "random each time");
+    }
+}

@@ -1,0 +1,250 @@
+//! Carrying out the plan: `up`, `status` and `down`. The effects go through a [`Transport`] per
+//! member; every step is idempotent, so `up` after an interruption at any step finishes the job,
+//! and `up` on a healthy cluster changes nothing.
+
+use crate::error::{BootError, Result};
+use crate::kubeadm::ApiVersion;
+use crate::plan::{MemberPlan, Plan};
+use crate::preflight::{judge, Action};
+use crate::progress::Progress;
+use crate::scripts;
+use crate::transport::{self, ScriptOutput};
+use etcdctl_lite::options::ClientOptions;
+use etcdctl_lite::quorum::{ClusterState, Verdict};
+use pki::cluster::Role;
+use std::time::{Duration, Instant};
+
+const SCRIPT_LIMIT: Duration = Duration::from_secs(60);
+
+pub struct UpOptions {
+    /// Bound on waiting for quorum after starting.
+    pub wait: Duration,
+    pub api: ApiVersion,
+}
+
+/// What `up` did.
+#[derive(Debug)]
+pub struct UpReport {
+    pub issued: usize,
+    pub kept: usize,
+    pub files_written: usize,
+    pub started: Vec<String>,
+    pub verdict: Verdict,
+    pub outputs: Vec<crate::outputs::Written>,
+}
+
+/// Runs `f` for every member in parallel; results in member order.
+fn per_member<T: Send>(plan: &Plan, f: impl Fn(&MemberPlan) -> T + Sync) -> Vec<T> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = plan.members.iter().map(|m| s.spawn(|| f(m))).collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+    })
+}
+
+fn run_on(m: &MemberPlan, script: &str) -> Result<ScriptOutput> {
+    let t = transport::for_member(&m.spec);
+    t.run(script, SCRIPT_LIMIT).map_err(|reason| BootError::Host { member: m.spec.name.clone(), host: t.describe(), reason })
+}
+
+fn host_err(m: &MemberPlan, what: &str, out: &ScriptOutput) -> BootError {
+    BootError::Host { member: m.spec.name.clone(), host: m.spec.host.clone(), reason: format!("{what} failed (exit {:?}): {}", out.code, out.stderr.trim()) }
+}
+
+/// Client options for checking the cluster with the operator's healthcheck client certificate.
+pub fn client_options(plan: &Plan) -> Result<ClientOptions> {
+    let pki = plan.pki();
+    let hc = pki.leaf(&Role::HealthcheckClient);
+    let s = |p: &std::path::Path| p.display().to_string();
+    ClientOptions::new(
+        &plan.endpoints(),
+        Some(&s(&pki.ca().cert)),
+        Some(&s(&hc.cert)),
+        Some(&s(&hc.key)),
+        Duration::from_secs(1),
+        Duration::from_secs(2),
+    )
+    .map_err(|e| BootError::NotHealthy(format!("cannot check the cluster: {e}")))
+}
+
+/// One quorum verdict over the plan's members.
+pub fn verdict(plan: &Plan) -> Result<Verdict> {
+    let opts = client_options(plan)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| BootError::NotHealthy(format!("cannot start the runtime: {e}")))?;
+    Ok(rt.block_on(async {
+        let obs = etcdctl_lite::observe::observe(&opts).await;
+        etcdctl_lite::quorum::verdict(&obs)
+    }))
+}
+
+/// Each member's certificates must cover the URLs it advertises.
+fn check_certificates(plan: &Plan) -> Result<()> {
+    let pki = plan.pki();
+    let mut problems = Vec::new();
+    for m in &plan.members {
+        for role in [Role::Server(m.spec.name.clone()), Role::Peer(m.spec.name.clone())] {
+            let path = pki.leaf(&role).cert;
+            let text = std::fs::read(&path).map_err(|e| BootError::Output { path: path.display().to_string(), reason: e.to_string() })?;
+            let der = pki::pemfile::first_certificate(&text, &path.display().to_string())?;
+            let info = pki::inspect::cert_info(&der, &path.display().to_string())?;
+            if !info.typed_sans.contains(&format!("IP:{}", m.spec.address)) {
+                problems.push(format!("{} does not cover {} (SANs: {})", path.display(), m.spec.address, info.typed_sans.join(", ")));
+            }
+        }
+    }
+    if problems.is_empty() { Ok(()) } else { Err(BootError::Preflight(problems)) }
+}
+
+pub fn up(plan: &Plan, opts: &UpOptions, progress: &Progress) -> Result<UpReport> {
+    for w in &plan.loaded.warnings {
+        progress.step("spec", &format!("warning: {w}"), None);
+    }
+    // 1. certificates (valid ones kept byte for byte)
+    let t = Instant::now();
+    let issued = pki::bundle::issue_into(&plan.issue)?;
+    progress.step("certificates", &format!("{} issued, {} kept in {}", issued.issued, issued.kept, plan.issue.dir.display()), Some(t.elapsed()));
+    check_certificates(plan)?;
+
+    // 2. preflight on every member at once; refuse before anything starts
+    let facts = per_member(plan, |m| {
+        let t = Instant::now();
+        let others: Vec<String> = plan.members.iter().filter(|o| o.spec.name != m.spec.name).map(|o| o.spec.address.to_string()).collect();
+        run_on(m, &scripts::preflight(m, &others)).map(|out| (out, t.elapsed()))
+    });
+    let mut actions = Vec::new();
+    let mut problems = Vec::new();
+    for (m, f) in plan.members.iter().zip(facts) {
+        match f {
+            Ok((out, took)) => match judge(m, &plan.token, &out) {
+                Ok((action, version)) => {
+                    let what = match action {
+                        Action::Start => "ready to start",
+                        Action::Restart => "its data dir is this cluster's: will start it again",
+                        Action::Running => "already running",
+                    };
+                    progress.step(
+                        &format!("preflight {}", m.name()),
+                        &format!("{} etcd {}, {what}", transport::for_member(&m.spec).describe(), version.unwrap_or_else(|| "?".into())),
+                        Some(took),
+                    );
+                    actions.push(action);
+                }
+                Err(p) => problems.extend(p),
+            },
+            Err(e) => problems.push(e.to_string()),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(BootError::Preflight(problems));
+    }
+
+    // 3. deliver each member its own files
+    let deliveries = per_member(plan, |m| {
+        let t = Instant::now();
+        let mut files = Vec::new();
+        for f in &m.files {
+            let data = std::fs::read(&f.source).map_err(|e| BootError::Output { path: f.source.display().to_string(), reason: e.to_string() })?;
+            files.push((f.dest.display().to_string(), f.mode, data));
+        }
+        let out = run_on(m, &scripts::deliver(&files))?;
+        if !out.ok() {
+            return Err(host_err(m, "delivering files", &out));
+        }
+        Ok((out.stdout.matches("written ").count(), t.elapsed()))
+    });
+    let mut files_written = 0;
+    for (m, d) in plan.members.iter().zip(deliveries) {
+        let (written, took) = d?;
+        files_written += written;
+        progress.step(&format!("files {}", m.name()), &format!("{written} written, {} unchanged", m.files.len() - written), Some(took));
+    }
+
+    // 4. start what is not running, all at once (static bootstrap needs them together)
+    let starts = per_member(plan, |m| {
+        let idx = plan.members.iter().position(|x| x.spec.name == m.spec.name).unwrap_or(0);
+        if actions[idx] == Action::Running {
+            return Ok(None);
+        }
+        let t = Instant::now();
+        let out = run_on(m, &scripts::start(m, &plan.token))?;
+        if !out.ok() {
+            return Err(host_err(m, "starting etcd", &out));
+        }
+        Ok(out.value("started").map(|p| (p, t.elapsed())))
+    });
+    let mut started = Vec::new();
+    for (m, s) in plan.members.iter().zip(starts) {
+        match s? {
+            Some((pid, took)) => {
+                progress.step(&format!("start {}", m.name()), &format!("started ({} {pid})", if pid == "unit" { "systemd" } else { "pid" }), Some(took));
+                started.push(m.spec.name.clone());
+            }
+            None => progress.step(&format!("start {}", m.name()), "already running; not restarted", None),
+        }
+    }
+
+    // 5. wait (bounded) for a healthy quorum
+    let t = Instant::now();
+    let deadline = Instant::now() + opts.wait;
+    let verdict = loop {
+        let v = verdict(plan)?;
+        if v.state == ClusterState::Healthy {
+            break v;
+        }
+        if Instant::now() > deadline {
+            let tails: Vec<String> = plan
+                .members
+                .iter()
+                .filter(|m| v.members.iter().any(|x| x.name == m.spec.name && x.state != etcdctl_lite::quorum::MemberState::Healthy))
+                .map(|m| {
+                    let tail = run_on(m, &scripts::log_tail(m, 8)).map(|o| o.stdout).unwrap_or_default();
+                    format!("--- {} log:\n{}", m.spec.name, tail.trim_end())
+                })
+                .collect();
+            return Err(BootError::NotHealthy(format!(
+                "not HEALTHY after {}s: {} — {}\n{}",
+                opts.wait.as_secs(),
+                v.state.word(),
+                v.summary,
+                tails.join("\n")
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    progress.step("quorum", &format!("{}: {}", verdict.state.word(), verdict.summary), Some(t.elapsed()));
+
+    // 6. kubeadm, control-plane folders, HAProxy
+    let t = Instant::now();
+    let outputs = crate::outputs::write(plan, opts.api)?;
+    let changed = outputs.iter().filter(|w| w.outcome != pki::files::Outcome::Unchanged).count();
+    progress.step("outputs", &format!("{changed} written, {} unchanged in {}", outputs.len() - changed, plan.loaded.output_dir.display()), Some(t.elapsed()));
+    Ok(UpReport { issued: issued.issued, kept: issued.kept, files_written, started, verdict, outputs })
+}
+
+/// Stops every member (data kept unless `purge`).
+pub fn down(plan: &Plan, purge: bool, progress: &Progress) -> Result<Vec<String>> {
+    let results = per_member(plan, |m| {
+        let t = Instant::now();
+        run_on(m, &scripts::stop(m, purge)).map(|o| (o, t.elapsed()))
+    });
+    let mut stopped = Vec::new();
+    let mut errors = Vec::new();
+    for (m, r) in plan.members.iter().zip(results) {
+        match r {
+            Ok((out, took)) => {
+                let what = match (out.value("stopped"), out.value("killed")) {
+                    (Some(_), Some(_)) => "stopped (SIGKILL after 10 s)".to_string(),
+                    (Some(_), None) => "stopped".to_string(),
+                    _ => "was not running".to_string(),
+                };
+                let purge_note = out.value("purged").map(|d| format!("; data dir {d} removed")).unwrap_or_default();
+                progress.step(&format!("down {}", m.name()), &format!("{what}{purge_note}"), Some(took));
+                stopped.push(m.spec.name.clone());
+            }
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    if errors.is_empty() { Ok(stopped) } else { Err(BootError::NotHealthy(errors.join("\n"))) }
+}

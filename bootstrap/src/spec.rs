@@ -1,0 +1,491 @@
+//! The cluster spec: one YAML (or JSON) file describing the etcd members, how to reach them, the
+//! Kubernetes control plane that will use them, and the PKI. [`Spec::load`] parses it strictly
+//! (unknown keys are errors) and [`Spec::validate`] explains every problem at once.
+
+use crate::error::{BootError, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    /// Cluster name (kubeadm's clusterName; default token prefix).
+    pub name: String,
+    /// etcd's --initial-cluster-token (default: NAME-etcd). Unique per cluster: member and
+    /// cluster IDs repeat across re-creations with the same token.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// The etcd binary on the members (absolute path, or a name on PATH).
+    #[serde(default = "default_etcd")]
+    pub etcd_binary: String,
+    #[serde(default)]
+    pub pki: PkiSpec,
+    /// Where kubeadm configs, haproxy.cfg and control-plane folders go (relative to the spec file).
+    #[serde(default = "default_output")]
+    pub output_dir: PathBuf,
+    pub members: Vec<MemberSpec>,
+    pub kubernetes: KubernetesSpec,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PkiSpec {
+    /// The operator's PKI directory (relative to the spec file); the CA key stays here.
+    #[serde(default = "default_pki_dir")]
+    pub dir: PathBuf,
+    #[serde(default = "default_algorithm")]
+    pub algorithm: String,
+    #[serde(default = "default_validity")]
+    pub validity: String,
+    #[serde(default = "default_ca_validity")]
+    pub ca_validity: String,
+}
+
+impl Default for PkiSpec {
+    fn default() -> Self {
+        PkiSpec { dir: default_pki_dir(), algorithm: default_algorithm(), validity: default_validity(), ca_validity: default_ca_validity() }
+    }
+}
+
+/// How a member's etcd is kept running.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Supervisor {
+    /// A background process with a pid file and a log (hosts without systemd, local clusters).
+    Process,
+    /// A systemd unit `etcd-NAME.service`.
+    Systemd,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MemberSpec {
+    pub name: String,
+    /// The IP address the member advertises (client and peer URLs).
+    pub address: IpAddr,
+    #[serde(default)]
+    pub dns_names: Vec<String>,
+    #[serde(default = "default_client_port")]
+    pub client_port: u16,
+    #[serde(default = "default_peer_port")]
+    pub peer_port: u16,
+    /// etcd's data dir on the member (absolute). Never deleted except by `down --purge`.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// The member's /etc/kubernetes/pki (absolute): etcd/ca.crt, etcd/server.*, etcd/peer.*.
+    #[serde(default = "default_member_pki")]
+    pub pki_dir: PathBuf,
+    /// Where the pid file, log and bootstrap marker go (absolute).
+    #[serde(default = "default_run_dir")]
+    pub run_dir: PathBuf,
+    /// `local`, or an SSH destination (`root@10.0.0.11`, an alias from ~/.ssh/config).
+    #[serde(default = "default_host")]
+    pub host: String,
+    /// Extra options for ssh (`["-p", "2222"]`, `["-J", "bastion"]`).
+    #[serde(default)]
+    pub ssh_options: Vec<String>,
+    /// Default: process on `local`, systemd over SSH.
+    #[serde(default)]
+    pub supervisor: Option<Supervisor>,
+}
+
+impl MemberSpec {
+    pub fn is_local(&self) -> bool {
+        self.host == "local"
+    }
+    pub fn supervisor(&self) -> Supervisor {
+        self.supervisor.unwrap_or(if self.is_local() { Supervisor::Process } else { Supervisor::Systemd })
+    }
+    fn url_host(&self) -> String {
+        match self.address {
+            IpAddr::V6(v6) => format!("[{v6}]"),
+            IpAddr::V4(v4) => v4.to_string(),
+        }
+    }
+    pub fn client_url(&self) -> String {
+        format!("https://{}:{}", self.url_host(), self.client_port)
+    }
+    pub fn peer_url(&self) -> String {
+        format!("https://{}:{}", self.url_host(), self.peer_port)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesSpec {
+    /// `vX.Y.Z`
+    pub version: String,
+    /// The API load balancer, `host:port` (kubeadm's controlPlaneEndpoint).
+    pub control_plane_endpoint: String,
+    #[serde(default)]
+    pub cert_sans: Vec<String>,
+    #[serde(default)]
+    pub pod_subnet: Option<String>,
+    #[serde(default = "default_service_subnet")]
+    pub service_subnet: String,
+    #[serde(default = "default_dns_domain")]
+    pub dns_domain: String,
+    pub control_plane_nodes: Vec<NodeSpec>,
+    /// Where the load balancer finds the Kubernetes CA to verify the API servers' certificates.
+    #[serde(default = "default_lb_ca_file")]
+    pub load_balancer_ca_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSpec {
+    pub name: String,
+    pub address: IpAddr,
+    #[serde(default = "default_api_port")]
+    pub bind_port: u16,
+}
+
+fn default_etcd() -> String {
+    "etcd".into()
+}
+fn default_output() -> PathBuf {
+    "out".into()
+}
+fn default_pki_dir() -> PathBuf {
+    "pki".into()
+}
+fn default_algorithm() -> String {
+    "ecdsa-p256".into()
+}
+fn default_validity() -> String {
+    "1y".into()
+}
+fn default_ca_validity() -> String {
+    "10y".into()
+}
+fn default_client_port() -> u16 {
+    2379
+}
+fn default_peer_port() -> u16 {
+    2380
+}
+fn default_api_port() -> u16 {
+    6443
+}
+fn default_data_dir() -> PathBuf {
+    "/var/lib/etcd".into()
+}
+fn default_member_pki() -> PathBuf {
+    "/etc/kubernetes/pki".into()
+}
+fn default_run_dir() -> PathBuf {
+    "/var/lib/etcd-bootstrap".into()
+}
+fn default_host() -> String {
+    "local".into()
+}
+fn default_service_subnet() -> String {
+    "10.96.0.0/12".into()
+}
+fn default_dns_domain() -> String {
+    "cluster.local".into()
+}
+fn default_lb_ca_file() -> PathBuf {
+    "/etc/haproxy/kubernetes-ca.crt".into()
+}
+
+/// A parsed and validated spec, with operator-side paths resolved against the spec file.
+#[derive(Debug, Clone)]
+pub struct LoadedSpec {
+    pub spec: Spec,
+    pub file: String,
+    pub pki_dir: PathBuf,
+    pub output_dir: PathBuf,
+    pub warnings: Vec<String>,
+}
+
+impl Spec {
+    /// Reads, parses (YAML; JSON is YAML) and validates a spec file.
+    pub fn load(path: &Path) -> Result<LoadedSpec> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| BootError::SpecFile { file: file.clone(), reason: e.to_string() })?;
+        let spec: Spec = serde_yaml_ng::from_str(&text).map_err(|e| BootError::SpecFile { file: file.clone(), reason: e.to_string() })?;
+        let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        spec.into_loaded(&file, base)
+    }
+
+    /// Validates and resolves relative operator paths against `base`.
+    pub fn into_loaded(self, file: &str, base: &Path) -> Result<LoadedSpec> {
+        let warnings = self.validate().map_err(|problems| BootError::InvalidSpec { file: file.into(), problems })?;
+        let resolve = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+        Ok(LoadedSpec { pki_dir: resolve(&self.pki.dir), output_dir: resolve(&self.output_dir), spec: self, file: file.into(), warnings })
+    }
+
+    pub fn token(&self) -> String {
+        self.token.clone().unwrap_or_else(|| format!("{}-etcd", self.name))
+    }
+
+    /// Every problem at once; `Ok` carries the warnings.
+    pub fn validate(&self) -> std::result::Result<Vec<String>, Vec<String>> {
+        let mut p = Vec::new();
+        let mut w = Vec::new();
+        if let Err(e) = pki::hosts::validate_dns_name(&self.name) {
+            p.push(format!("name: {e}"));
+        }
+        if self.pki.algorithm.parse::<pki::keys::KeyAlgorithm>().is_err() {
+            p.push(format!("pki.algorithm: unknown {:?}; use {}", self.pki.algorithm, pki::keys::KeyAlgorithm::NAMES));
+        }
+        for (field, v) in [("pki.validity", &self.pki.validity), ("pki.ca_validity", &self.pki.ca_validity)] {
+            if let Err(e) = pki::validity::parse_duration(v, field) {
+                p.push(e.to_string());
+            }
+        }
+        // members
+        let n = self.members.len();
+        if n == 0 {
+            p.push("members: at least one member is needed (3 or 5 for production)".into());
+        } else if n % 2 == 0 {
+            w.push(format!(
+                "{n} members tolerate {} failure(s), the same as {}: an even size adds load and no fault tolerance; use {} or {}",
+                n - (n / 2 + 1),
+                n - 1,
+                n - 1,
+                n + 1
+            ));
+        }
+        if n > 7 {
+            w.push(format!("{n} members: each write waits for {} of them; etcd recommends at most 7 (5 for most clusters)", n / 2 + 1));
+        }
+        let mut names = HashSet::new();
+        let mut sockets: HashMap<(IpAddr, u16), String> = HashMap::new();
+        for m in &self.members {
+            let who = format!("members[{}]", if m.name.is_empty() { "?" } else { &m.name });
+            if let Err(e) = pki::hosts::validate_dns_name(&m.name) {
+                p.push(format!("{who}.name: {e}"));
+            } else if !names.insert(m.name.clone()) {
+                p.push(format!("{who}.name: duplicate member name"));
+            }
+            if m.address.is_unspecified() {
+                p.push(format!("{who}.address: {} cannot be advertised; give the member's real address", m.address));
+            }
+            for d in &m.dns_names {
+                if let Err(e) = pki::hosts::validate_dns_name(d) {
+                    p.push(format!("{who}.dns_names: {e}"));
+                }
+            }
+            for (port, what) in [(m.client_port, "client_port"), (m.peer_port, "peer_port")] {
+                if port == 0 {
+                    p.push(format!("{who}.{what}: 0 is not a port"));
+                }
+                if let Some(other) = sockets.insert((m.address, port), format!("{who}.{what}")) {
+                    p.push(format!("{who}.{what}: {}:{port} is also {other}", m.address));
+                }
+            }
+            for (path, what) in [(&m.data_dir, "data_dir"), (&m.pki_dir, "pki_dir"), (&m.run_dir, "run_dir")] {
+                if !path.is_absolute() {
+                    p.push(format!("{who}.{what}: {} is relative; member paths must be absolute", path.display()));
+                }
+            }
+            if m.host.trim().is_empty() || m.host.contains(char::is_whitespace) {
+                p.push(format!("{who}.host: {:?} is neither `local` nor an SSH destination", m.host));
+            }
+            if m.is_local() && m.supervisor == Some(Supervisor::Systemd) {
+                w.push(format!("{who}: systemd supervision of local members writes units to /etc/systemd/system"));
+            }
+        }
+        // data or pki dirs shared by two members on one host: one would overwrite the other's
+        let mut dirs: HashMap<(String, PathBuf), String> = HashMap::new();
+        let mut pkis: HashMap<(String, PathBuf), String> = HashMap::new();
+        for m in &self.members {
+            if let Some(other) = dirs.insert((m.host.clone(), m.data_dir.clone()), m.name.clone()) {
+                p.push(format!("members[{}].data_dir: {} on {} is also the data dir of {other}", m.name, m.data_dir.display(), m.host));
+            }
+            if let Some(other) = pkis.insert((m.host.clone(), m.pki_dir.clone()), m.name.clone()) {
+                p.push(format!("members[{}].pki_dir: {} on {} is also the pki_dir of {other}", m.name, m.pki_dir.display(), m.host));
+            }
+        }
+        // kubernetes
+        let k = &self.kubernetes;
+        if !valid_version(&k.version) {
+            p.push(format!("kubernetes.version: {:?} is not vMAJOR.MINOR.PATCH (e.g. v1.31.2)", k.version));
+        }
+        match split_host_port(&k.control_plane_endpoint) {
+            Some((host, _)) => {
+                if host.parse::<IpAddr>().is_err() {
+                    if let Err(e) = pki::hosts::validate_dns_name(&host) {
+                        p.push(format!("kubernetes.control_plane_endpoint: {e}"));
+                    }
+                }
+            }
+            None => p.push(format!(
+                "kubernetes.control_plane_endpoint: {:?} must be HOST:PORT of the API load balancer (e.g. lb.example.com:6443)",
+                k.control_plane_endpoint
+            )),
+        }
+        let service = parse_cidr(&k.service_subnet);
+        if service.is_none() {
+            p.push(format!("kubernetes.service_subnet: {:?} is not a CIDR", k.service_subnet));
+        }
+        if let Some(pod) = &k.pod_subnet {
+            match (parse_cidr(pod), service) {
+                (None, _) => p.push(format!("kubernetes.pod_subnet: {pod:?} is not a CIDR")),
+                (Some(a), Some(b)) if cidrs_overlap(a, b) => {
+                    p.push(format!("kubernetes.pod_subnet {pod} overlaps service_subnet {}", k.service_subnet))
+                }
+                _ => {}
+            }
+        }
+        if let Err(e) = pki::hosts::validate_dns_name(&k.dns_domain) {
+            p.push(format!("kubernetes.dns_domain: {e}"));
+        }
+        if k.control_plane_nodes.is_empty() {
+            p.push("kubernetes.control_plane_nodes: at least one node is needed (the first runs kubeadm init)".into());
+        }
+        let mut node_names = HashSet::new();
+        let mut node_addrs = HashSet::new();
+        for node in &k.control_plane_nodes {
+            let who = format!("kubernetes.control_plane_nodes[{}]", node.name);
+            if let Err(e) = pki::hosts::validate_dns_name(&node.name) {
+                p.push(format!("{who}.name: {e}"));
+            } else if !node_names.insert(node.name.clone()) {
+                p.push(format!("{who}.name: duplicate node name"));
+            }
+            if !node_addrs.insert(node.address) {
+                p.push(format!("{who}.address: {} is used by another node", node.address));
+            }
+            if let Some((host, port)) = split_host_port(&k.control_plane_endpoint) {
+                if host.parse::<IpAddr>().ok() == Some(node.address) && port == node.bind_port {
+                    p.push(format!(
+                        "{who}: the load balancer {} cannot bind the port the API server on the same address binds; use another address or port",
+                        k.control_plane_endpoint
+                    ));
+                }
+            }
+        }
+        if k.control_plane_nodes.len() == 2 {
+            w.push("2 control-plane nodes: the API stays up if one fails, but kubeadm's stacked control plane usually runs 3".into());
+        }
+        if !k.load_balancer_ca_file.is_absolute() {
+            p.push(format!("kubernetes.load_balancer_ca_file: {} must be absolute", k.load_balancer_ca_file.display()));
+        }
+        if p.is_empty() { Ok(w) } else { Err(p) }
+    }
+}
+
+fn valid_version(v: &str) -> bool {
+    let Some(rest) = v.strip_prefix('v') else { return false };
+    let core = rest.split(['-', '+']).next().unwrap_or("");
+    let parts: Vec<&str> = core.split('.').collect();
+    parts.len() == 3 && parts.iter().all(|x| !x.is_empty() && x.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// `host:port` / `[v6]:port`.
+pub fn split_host_port(s: &str) -> Option<(String, u16)> {
+    let (h, p) = s.rsplit_once(':')?;
+    let port: u16 = p.parse().ok().filter(|p| *p > 0)?;
+    let host = h.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return None;
+    }
+    Some((host.to_string(), port))
+}
+
+/// An IPv4 or IPv6 CIDR as (address bits, prefix, is_v6).
+pub fn parse_cidr(s: &str) -> Option<(u128, u8, bool)> {
+    let (a, len) = s.split_once('/')?;
+    let len: u8 = len.parse().ok()?;
+    match a.parse::<IpAddr>().ok()? {
+        IpAddr::V4(v4) if len <= 32 => Some((u32::from(v4) as u128, len, false)),
+        IpAddr::V6(v6) if len <= 128 => Some((u128::from(v6), len, true)),
+        _ => None,
+    }
+}
+
+fn cidrs_overlap(a: (u128, u8, bool), b: (u128, u8, bool)) -> bool {
+    if a.2 != b.2 {
+        return false;
+    }
+    let width = if a.2 { 128 } else { 32 };
+    let len = a.1.min(b.1) as u32;
+    let shift = width - len;
+    let mask = |x: u128| if shift >= 128 { 0 } else { x >> shift };
+    mask(a.0) == mask(b.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn example() -> Spec {
+        serde_yaml_ng::from_str(
+            r#"
+name: prod
+members:
+  - {name: etcd-1, address: 10.0.0.11, host: root@10.0.0.11}
+  - {name: etcd-2, address: 10.0.0.12, host: root@10.0.0.12}
+  - {name: etcd-3, address: 10.0.0.13, host: root@10.0.0.13}
+kubernetes:
+  version: v1.31.2
+  control_plane_endpoint: lb.example.com:6443
+  pod_subnet: 10.244.0.0/16
+  control_plane_nodes:
+    - {name: cp-1, address: 10.0.0.21}
+    - {name: cp-2, address: 10.0.0.22}
+    - {name: cp-3, address: 10.0.0.23}
+"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_good_spec_has_no_problems() {
+        assert_eq!(example().validate(), Ok(vec![]));
+    }
+
+    #[test]
+    fn every_problem_at_once() {
+        let mut s = example();
+        s.members[1].name = "etcd-1".into();
+        s.members[2].address = s.members[0].address;
+        s.members[2].data_dir = "var/lib/etcd".into();
+        s.members[1].host = "local".into();
+        s.members[0].host = "local".into();
+        s.kubernetes.pod_subnet = Some("10.96.0.0/16".into());
+        s.kubernetes.control_plane_endpoint = "lb.example.com".into();
+        s.kubernetes.version = "1.31".into();
+        let problems = s.validate().unwrap_err();
+        let all = problems.join("\n");
+        for want in [
+            "members[etcd-1].name: duplicate member name",
+            "10.0.0.11:2379 is also members[etcd-1].client_port",
+            "data_dir: var/lib/etcd is relative",
+            "overlaps service_subnet",
+            "must be HOST:PORT",
+            "kubernetes.version",
+            "members[etcd-1].data_dir: /var/lib/etcd on local is also the data dir of etcd-1",
+            "pki_dir: /etc/kubernetes/pki on local is also the pki_dir of etcd-1",
+        ] {
+            assert!(all.contains(want), "missing {want:?} in\n{all}");
+        }
+    }
+
+    #[test]
+    fn even_and_large_sizes_warn() {
+        let mut s = example();
+        s.members.pop();
+        let w = s.validate().unwrap();
+        assert!(w[0].contains("2 members tolerate 0 failure(s), the same as 1"), "{w:?}");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let e = serde_yaml_ng::from_str::<Spec>("name: x\nmembers: []\nkubernetes: {version: v1.0.0, control_plane_endpoint: a:1, control_plane_nodes: []}\nmember: []\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `member`"), "{e}");
+    }
+
+    #[test]
+    fn lb_on_a_node_port_is_refused() {
+        let mut s = example();
+        s.kubernetes.control_plane_endpoint = "10.0.0.21:6443".into();
+        assert!(s.validate().unwrap_err().join("\n").contains("cannot bind the port"));
+    }
+}

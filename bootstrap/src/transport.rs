@@ -1,0 +1,123 @@
+//! How commands reach a member's host: this machine, or the system OpenSSH client (so users'
+//! ~/.ssh/config, agents and jump hosts work). Everything is a bash script sent on stdin — one
+//! round trip per step and no quoting through ssh's command line.
+
+use crate::spec::MemberSpec;
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The outcome of a script.
+#[derive(Debug, Clone)]
+pub struct ScriptOutput {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl ScriptOutput {
+    pub fn ok(&self) -> bool {
+        self.code == Some(0)
+    }
+    /// `key=value` lines of stdout.
+    pub fn values(&self, key: &str) -> Vec<String> {
+        let prefix = format!("{key}=");
+        self.stdout.lines().filter_map(|l| l.strip_prefix(&prefix)).map(str::to_string).collect()
+    }
+    pub fn value(&self, key: &str) -> Option<String> {
+        self.values(key).into_iter().next()
+    }
+}
+
+/// Runs scripts on a member's host.
+pub trait Transport: Send + Sync {
+    /// `local`, or `ssh DEST`.
+    fn describe(&self) -> String;
+    /// Runs `script` with bash; the whole run is bounded by `limit`.
+    fn run(&self, script: &str, limit: Duration) -> Result<ScriptOutput, String>;
+}
+
+pub struct Local;
+
+impl Transport for Local {
+    fn describe(&self) -> String {
+        "local".into()
+    }
+    fn run(&self, script: &str, limit: Duration) -> Result<ScriptOutput, String> {
+        run_with_stdin(Command::new("bash").arg("-s"), script, limit)
+    }
+}
+
+/// The system `ssh` client: `ssh -o BatchMode=yes [options] DEST bash -s`.
+pub struct Ssh {
+    pub destination: String,
+    pub options: Vec<String>,
+}
+
+impl Transport for Ssh {
+    fn describe(&self) -> String {
+        format!("ssh {}", self.destination)
+    }
+    fn run(&self, script: &str, limit: Duration) -> Result<ScriptOutput, String> {
+        let mut cmd = Command::new("ssh");
+        cmd.args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=2"])
+            .args(&self.options)
+            .arg(&self.destination)
+            .args(["bash", "-s"]);
+        let out = run_with_stdin(&mut cmd, script, limit)?;
+        if out.code == Some(255) {
+            return Err(format!(
+                "ssh {} failed: {} (check the host, the key in your agent or ~/.ssh/config, and that sshd runs)",
+                self.destination,
+                out.stderr.trim()
+            ));
+        }
+        Ok(out)
+    }
+}
+
+/// The transport for a member.
+pub fn for_member(m: &MemberSpec) -> Box<dyn Transport> {
+    if m.is_local() { Box::new(Local) } else { Box::new(Ssh { destination: m.host.clone(), options: m.ssh_options.clone() }) }
+}
+
+fn run_with_stdin(cmd: &mut Command, script: &str, limit: Duration) -> Result<ScriptOutput, String> {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {:?}: {e}", cmd.get_program()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let script = script.to_string();
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(script.as_bytes());
+        });
+    }
+    let mut out = child.stdout.take().ok_or("no stdout")?;
+    let mut err = child.stderr.take().ok_or("no stderr")?;
+    let t_out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let started = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break s,
+            Ok(None) if started.elapsed() > limit => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("no answer within {}s; stopped it", limit.as_secs()));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => return Err(e.to_string()),
+        }
+    };
+    Ok(ScriptOutput { code: status.code(), stdout: t_out.join().unwrap_or_default(), stderr: t_err.join().unwrap_or_default() })
+}

@@ -1,0 +1,220 @@
+//! `etcd-bootstrap` on this machine: bring-up verified by Debian's etcdctl with the files
+//! written for kube-apiserver, kubeadm configs against kubeadm's rules, `haproxy -c`, re-runs that
+//! change nothing, resuming after an interruption, refusing a foreign data dir, down/purge.
+
+use integration_tests::cluster::free_subnet;
+use integration_tests::{bin, run_bounded, tool, tree, Ran};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// A spec for a 3-member local cluster on a loopback /24 no other test uses.
+fn spec(dir: &Path) -> PathBuf {
+    let [a, b, c] = free_subnet(4);
+    let member = |i: u8| {
+        let home = dir.join(format!("members/etcd-{i}"));
+        format!(
+            "  - {{name: etcd-{i}, address: {a}.{b}.{c}.{i}, data_dir: {d}, pki_dir: {p}, run_dir: {r}}}\n",
+            d = home.join("data").display(),
+            p = home.join("pki").display(),
+            r = home.display()
+        )
+    };
+    let text = format!(
+        "name: it-{b}-{c}\nmembers:\n{}{}{}kubernetes:\n  version: v1.31.2\n  control_plane_endpoint: {a}.{b}.{c}.100:6443\n  pod_subnet: 10.244.0.0/16\n  load_balancer_ca_file: {lb}\n  control_plane_nodes:\n    - {{name: cp-1, address: {a}.{b}.{c}.101}}\n    - {{name: cp-2, address: {a}.{b}.{c}.102}}\n",
+        member(1),
+        member(2),
+        member(3),
+        lb = dir.join("out/haproxy/kubernetes-ca.crt").display()
+    );
+    let path = dir.join("cluster.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn boot(spec: &Path, args: &[&str]) -> Ran {
+    run_bounded(Command::new(bin("etcd-bootstrap")).arg("-f").arg(spec).args(args), Duration::from_secs(120))
+}
+
+/// Stops the cluster when the test ends, pass or fail.
+struct Down(PathBuf);
+impl Drop for Down {
+    fn drop(&mut self) {
+        let _ = run_bounded(Command::new(bin("etcd-bootstrap")).arg("-f").arg(&self.0).arg("down"), Duration::from_secs(60));
+    }
+}
+
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    tree(dir)
+        .into_iter()
+        .filter(|f| f.starts_with("pki/") || f.starts_with("out/") || f.contains("/pki/"))
+        .map(|f| (f.clone(), std::fs::read(dir.join(&f)).unwrap()))
+        .collect()
+}
+
+fn pids(dir: &Path) -> Vec<String> {
+    (1..=3).map(|i| std::fs::read_to_string(dir.join(format!("members/etcd-{i}/etcd-{i}.pid"))).unwrap_or_default()).collect()
+}
+
+#[test]
+fn local_bring_up_is_verified_by_etcdctl_with_the_apiserver_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let spec = spec(dir);
+    let _down = Down(spec.clone());
+    let up = boot(&spec, &["up"]).assert_ok();
+    assert!(up.stdout.contains("HEALTHY (3 members, 3 started now)"), "{}", up.stdout);
+    for step in ["certificates: 8 issued", "preflight etcd-1", "files etcd-2: 5 written", "start etcd-3: started (pid", "quorum: HEALTHY"] {
+        assert!(up.stderr.contains(step), "progress lacks {step:?}:\n{}", up.stderr);
+    }
+    // kube-apiserver's view: exactly the files in the control-plane folder, at kubeadm's paths
+    let node = dir.join("out/control-plane/cp-2");
+    let node_files = tree(&node);
+    assert_eq!(
+        node_files,
+        ["etc/kubernetes/pki/apiserver-etcd-client.crt", "etc/kubernetes/pki/apiserver-etcd-client.key", "etc/kubernetes/pki/etcd/ca.crt"]
+    );
+    let init = std::fs::read_to_string(dir.join("out/kubeadm/init.yaml")).unwrap();
+    let endpoints: Vec<&str> = init.lines().filter_map(|l| l.trim().strip_prefix("- https://")).collect();
+    assert_eq!(endpoints.len(), 3, "{init}");
+    let eps = endpoints.iter().map(|e| format!("https://{e}")).collect::<Vec<_>>().join(",");
+    let etcdctl = run_bounded(
+        Command::new(tool("etcdctl", "ETCDCTL_BIN"))
+            .arg(format!("--endpoints={eps}"))
+            .arg("--cacert")
+            .arg(node.join("etc/kubernetes/pki/etcd/ca.crt"))
+            .arg("--cert")
+            .arg(node.join("etc/kubernetes/pki/apiserver-etcd-client.crt"))
+            .arg("--key")
+            .arg(node.join("etc/kubernetes/pki/apiserver-etcd-client.key"))
+            .args(["endpoint", "health"]),
+        Duration::from_secs(30),
+    )
+    .assert_ok();
+    assert_eq!(etcdctl.stdout.matches("is healthy").count() + etcdctl.stderr.matches("is healthy").count(), 3);
+    // kubeadm's rules, with the files checked in each node's folder
+    for (file, node) in [("init.yaml", "cp-1"), ("join-cp-2.yaml", "cp-2")] {
+        let yaml = std::fs::read_to_string(dir.join("out/kubeadm").join(file)).unwrap();
+        let problems = bootstrap::kubeadm::validate(&yaml, Some(&dir.join("out/control-plane").join(node)));
+        assert!(problems.is_empty(), "{file}: {problems:?}");
+        assert!(yaml.contains(&format!("controlPlaneEndpoint: {}", yaml_lb(&spec))) || file.starts_with("join"), "{yaml}");
+    }
+    // the member folders: own keys only, 0600
+    use std::os::unix::fs::PermissionsExt;
+    let m1 = tree(&dir.join("members/etcd-1/pki"));
+    assert_eq!(m1, ["etcd/ca.crt", "etcd/peer.crt", "etcd/peer.key", "etcd/server.crt", "etcd/server.key"]);
+    assert_eq!(std::fs::metadata(dir.join("members/etcd-1/pki/etcd/server.key")).unwrap().permissions().mode() & 0o777, 0o600);
+    // HAProxy accepts its config
+    let h = run_bounded(Command::new(tool("haproxy", "HAPROXY_BIN")).args(["-c", "-f"]).arg(dir.join("out/haproxy/haproxy.cfg")), Duration::from_secs(30));
+    assert!(h.ok(), "haproxy -c: {}{}", h.stdout, h.stderr);
+    // status is the quorum verdict
+    let st = boot(&spec, &["status"]);
+    assert_eq!(st.code, Some(0), "{}", st.stdout);
+}
+
+fn yaml_lb(spec: &Path) -> String {
+    let text = std::fs::read_to_string(spec).unwrap();
+    text.lines().find_map(|l| l.trim().strip_prefix("control_plane_endpoint: ")).unwrap().to_string()
+}
+
+#[test]
+fn rerun_is_a_no_op_and_down_keeps_data_until_purge() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let spec = spec(dir);
+    let _down = Down(spec.clone());
+    boot(&spec, &["up"]).assert_ok();
+    let before = snapshot(dir);
+    let pids_before = pids(dir);
+    let again = boot(&spec, &["up"]).assert_ok();
+    assert!(again.stdout.contains("0 started now"), "{}", again.stdout);
+    assert!(again.stderr.contains("0 issued, 8 kept") && again.stderr.contains("already running; not restarted"), "{}", again.stderr);
+    assert_eq!(pids_before, pids(dir), "members must not be restarted");
+    assert_eq!(before, snapshot(dir), "certificates and outputs must be byte-identical");
+    // down keeps data; up again restarts on it; down --purge removes it
+    boot(&spec, &["down"]).assert_ok();
+    assert!(dir.join("members/etcd-1/data/member").exists());
+    let st = boot(&spec, &["status"]);
+    assert_eq!(st.code, Some(3), "{}", st.stdout);
+    let back = boot(&spec, &["up"]).assert_ok();
+    assert!(back.stderr.contains("its data dir is this cluster's"), "{}", back.stderr);
+    boot(&spec, &["down", "--purge"]).assert_ok();
+    assert!(!dir.join("members/etcd-1/data").exists());
+}
+
+#[test]
+fn an_interrupted_up_finishes_when_run_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let spec = spec(dir);
+    let _down = Down(spec.clone());
+    // interrupted while waiting for quorum (no time to wait at all)
+    let cut = boot(&spec, &["up", "--wait", "0"]);
+    // interrupted by SIGKILL at some point of a second run
+    let mut child = Command::new(bin("etcd-bootstrap")).arg("-f").arg(&spec).arg("up").stderr(std::process::Stdio::null()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(150));
+    let _ = child.kill();
+    let _ = child.wait();
+    let done = boot(&spec, &["up"]);
+    assert!(done.ok(), "first run said: {}\nresume said: {}{}", cut.stderr, done.stdout, done.stderr);
+    assert!(done.stdout.contains("HEALTHY"));
+    let st = boot(&spec, &["status"]);
+    assert_eq!(st.code, Some(0), "{}", st.stdout);
+}
+
+#[test]
+fn a_foreign_data_dir_is_refused_and_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let spec = spec(dir);
+    let _down = Down(spec.clone());
+    let junk = dir.join("members/etcd-2/data/member/wal/0.wal");
+    std::fs::create_dir_all(junk.parent().unwrap()).unwrap();
+    std::fs::write(&junk, "someone else's cluster").unwrap();
+    let r = boot(&spec, &["up"]).assert_fails();
+    assert!(r.stderr.contains("preflight failed; nothing was started"), "{}", r.stderr);
+    assert!(r.stderr.contains("member etcd-2") && r.stderr.contains("never deletes data"), "{}", r.stderr);
+    assert_eq!(std::fs::read_to_string(&junk).unwrap(), "someone else's cluster");
+    assert!(pids(dir).iter().all(String::is_empty), "nothing may have been started");
+}
+
+#[test]
+fn plan_touches_nothing_and_bad_specs_explain_every_problem() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let spec = spec(dir);
+    let plan = boot(&spec, &["plan"]).assert_ok();
+    for want in ["1. Certificates", "--initial-cluster etcd-1=https://", "600  ", "5. Wait", "join-cp-2.yaml"] {
+        assert!(plan.stdout.contains(want), "plan lacks {want:?}:\n{}", plan.stdout);
+    }
+    assert_eq!(tree(dir), ["cluster.yaml"], "plan must not write anything");
+    let bad = dir.join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "name: x\nmembers:\n  - {name: a, address: 10.0.0.1, data_dir: rel/data}\n  - {name: a, address: 10.0.0.1}\nkubernetes: {version: '1.31', control_plane_endpoint: lb, control_plane_nodes: [{name: cp, address: 10.0.0.9}]}\n",
+    )
+    .unwrap();
+    let r = boot(&bad, &["plan"]).assert_fails();
+    for want in ["duplicate member name", "10.0.0.1:2379 is also", "rel/data is relative", "kubernetes.version", "must be HOST:PORT"] {
+        assert!(r.stderr.contains(want), "lacks {want:?}:\n{}", r.stderr);
+    }
+    let r = boot(&dir.join("missing.yaml"), &["plan"]).assert_fails();
+    assert!(r.stderr.contains("missing.yaml"), "{}", r.stderr);
+}
+
+#[test]
+fn up_local_is_the_embedded_default() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("etcd-cluster");
+    let spec = dir.join("cluster.yaml");
+    let _down = Down(spec.clone());
+    let r = run_bounded(Command::new(bin("etcd-bootstrap")).current_dir(tmp.path()).args(["up", "--local", "3"]), Duration::from_secs(120)).assert_ok();
+    assert!(r.stdout.contains("https://127.0.0.11:2379,https://127.0.0.12:2379,https://127.0.0.13:2379"), "{}", r.stdout);
+    assert!(spec.exists() && dir.join("members/etcd-3/etcd-3.pid").exists() && dir.join("members/etcd-3/etcd-3.log").exists());
+    // the members run in the background until down
+    let st = run_bounded(Command::new(bin("etcd-bootstrap")).current_dir(tmp.path()).arg("status"), Duration::from_secs(30));
+    assert_eq!(st.code, Some(0), "{}", st.stdout);
+    boot(&spec, &["down", "--purge"]).assert_ok();
+    let st = run_bounded(Command::new(bin("etcd-bootstrap")).current_dir(tmp.path()).arg("status"), Duration::from_secs(30));
+    assert_eq!(st.code, Some(3));
+}
