@@ -306,7 +306,9 @@ pub fn verdict(obs: &Observation) -> Verdict {
     let quorum = quorum_size(voters);
     let leader = leader_id.map(|l| {
         let name = members.iter().find(|m| m.id == l).map(|m| m.name.clone()).unwrap_or_default();
-        if name.is_empty() { hex(l) } else { format!("{name} ({})", hex(l)) }
+        let reachable = answered.iter().any(|(_, s)| s.member_id == l);
+        let base = if name.is_empty() { hex(l) } else { format!("{name} ({})", hex(l)) };
+        if reachable { base } else { format!("{base}, as last seen: unreachable now") }
     });
     let state = if leader_id.is_none() || participating < quorum || !read_ok {
         ClusterState::NoQuorum

@@ -2,6 +2,7 @@
 //! cfssl), running commands with a bound, and starting real etcd clusters with mutual TLS.
 
 pub mod cluster;
+pub mod netns;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -162,4 +163,19 @@ pub fn tree(dir: &Path) -> Vec<String> {
     walk(dir, dir, &mut out);
     out.sort();
     out
+}
+
+/// Last resort after a test: SIGKILLs every etcd whose pid file lies below `dir` (a member that
+/// `down` could not reach, e.g. behind a cut link), so no test leaves a process behind.
+pub fn kill_etcds_from_pid_files(dir: &Path) {
+    for f in tree(dir).into_iter().filter(|f| f.ends_with(".pid")) {
+        let Ok(pid) = std::fs::read_to_string(dir.join(&f)) else { continue };
+        let pid = pid.trim();
+        if std::fs::read_to_string(format!("/proc/{pid}/comm")).map(|c| c.trim() == "etcd").unwrap_or(false) {
+            if let Ok(pid) = pid.parse() {
+                signal(pid, Signal::Cont);
+                signal(pid, Signal::Kill);
+            }
+        }
+    }
 }

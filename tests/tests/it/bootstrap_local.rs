@@ -41,6 +41,9 @@ struct Down(PathBuf);
 impl Drop for Down {
     fn drop(&mut self) {
         let _ = run_bounded(Command::new(bin("etcd-bootstrap")).arg("-f").arg(&self.0).arg("down"), Duration::from_secs(60));
+        if let Some(dir) = self.0.parent() {
+            integration_tests::kill_etcds_from_pid_files(dir);
+        }
     }
 }
 

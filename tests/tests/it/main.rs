@@ -2,6 +2,7 @@
 //! binaries and checks their output with independent verifiers (openssl, cfssl, rustls, etcd).
 
 mod bootstrap_local;
+mod bootstrap_ssh;
 mod cfssl_dropin;
 mod etcd_tls;
 mod etcdctl_lite;

@@ -1,0 +1,129 @@
+//! Test hosts made of network namespaces: each has its own address on a bridge that only this
+//! test creates, and its own sshd, so `etcd-bootstrap` reaches them through the real OpenSSH
+//! client. Everything is torn down on drop: sshd stopped by PID, namespaces and bridge deleted.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Host {
+    pub name: String,
+    pub namespace: String,
+    pub address: String,
+    /// The root-namespace end of this host's link: set it down to cut the host off.
+    pub link: String,
+    sshd: Option<Child>,
+}
+
+pub struct Hosts {
+    pub hosts: Vec<Host>,
+    pub bridge: String,
+    pub key: PathBuf,
+    pub dir: PathBuf,
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+}
+
+impl Hosts {
+    /// `n` hosts on 10.213.X.2.. (X chosen per run), with sshd accepting `self.key` for root.
+    pub fn create(n: usize, dir: &Path) -> Hosts {
+        let tag = format!("{:04x}", (std::process::id() ^ (Instant::now().elapsed().subsec_nanos())) & 0xffff);
+        let x = 1 + (u32::from_str_radix(&tag, 16).unwrap_or(7) % 250);
+        let bridge = format!("ebr{tag}");
+        let _ = std::fs::create_dir_all("/run/sshd");
+        ip(&["link", "add", &bridge, "type", "bridge"]);
+        let mut hosts = Hosts { hosts: vec![], bridge: bridge.clone(), key: dir.join("id_ed25519"), dir: dir.to_path_buf() };
+        ip(&["addr", "add", &format!("10.213.{x}.1/24"), "dev", &bridge]);
+        ip(&["link", "set", &bridge, "up"]);
+        let keygen = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&hosts.key).output().expect("ssh-keygen");
+        assert!(keygen.status.success());
+        let host_key = dir.join("host_ed25519");
+        let _ = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&host_key).output();
+        std::fs::copy(dir.join("id_ed25519.pub"), dir.join("authorized_keys")).expect("authorized_keys");
+        for i in 0..n {
+            let ns = format!("ebn{tag}{i}");
+            let (outside, inside) = (format!("ebo{tag}{i}"), format!("ebi{tag}{i}"));
+            let address = format!("10.213.{x}.{}", i + 2);
+            ip(&["netns", "add", &ns]);
+            ip(&["link", "add", &outside, "type", "veth", "peer", "name", &inside]);
+            ip(&["link", "set", &inside, "netns", &ns]);
+            ip(&["link", "set", &outside, "master", &bridge]);
+            ip(&["link", "set", &outside, "up"]);
+            ip(&["netns", "exec", &ns, "ip", "addr", "add", &format!("{address}/24"), "dev", &inside]);
+            ip(&["netns", "exec", &ns, "ip", "link", "set", &inside, "up"]);
+            ip(&["netns", "exec", &ns, "ip", "link", "set", "lo", "up"]);
+            let config = dir.join(format!("sshd-{i}.conf"));
+            std::fs::write(
+                &config,
+                format!(
+                    "ListenAddress {address}\nPort 22\nHostKey {hk}\nAuthorizedKeysFile {ak}\nPermitRootLogin prohibit-password\n\
+                     PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nPidFile none\n",
+                    hk = host_key.display(),
+                    ak = dir.join("authorized_keys").display()
+                ),
+            )
+            .expect("sshd config");
+            let sshd = Command::new("ip")
+                .args(["netns", "exec", &ns, "/usr/sbin/sshd", "-D", "-e", "-f"])
+                .arg(&config)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(dir.join(format!("sshd-{i}.log"))).expect("sshd log"))
+                .spawn()
+                .expect("start sshd");
+            hosts.hosts.push(Host { name: format!("host-{}", i + 1), namespace: ns, address, link: outside, sshd: Some(sshd) });
+        }
+        for h in &hosts.hosts {
+            hosts.wait_ssh(h);
+        }
+        hosts
+    }
+
+    /// ssh options for the spec: our key, no known_hosts, no user config.
+    pub fn ssh_options(&self) -> Vec<String> {
+        ["-F", "/dev/null", "-i", &self.key.display().to_string(), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    }
+
+    fn wait_ssh(&self, h: &Host) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = Command::new("ssh").args(self.ssh_options()).args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=2"]).arg(format!("root@{}", h.address)).arg("true").output().expect("ssh");
+            if out.status.success() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sshd on {} not reachable: {}\n{}",
+                h.address,
+                String::from_utf8_lossy(&out.stderr),
+                std::fs::read_to_string(self.dir.join(format!("sshd-{}.log", h.name.trim_start_matches("host-").parse::<usize>().unwrap_or(1) - 1))).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Cuts host `i` off the network (its link goes down).
+    pub fn cut(&self, i: usize) {
+        ip(&["link", "set", &self.hosts[i].link, "down"]);
+    }
+}
+
+impl Drop for Hosts {
+    fn drop(&mut self) {
+        for h in &mut self.hosts {
+            if let Some(mut c) = h.sshd.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            let _ = Command::new("ip").args(["netns", "del", &h.namespace]).output();
+            let _ = Command::new("ip").args(["link", "del", &h.link]).output();
+        }
+        let _ = Command::new("ip").args(["link", "del", &self.bridge]).output();
+    }
+}
