@@ -37,11 +37,15 @@ pub fn preflight(m: &MemberPlan, others: &[String]) -> String {
     s
 }
 
+/// True for a live (not zombie) process named etcd: `kill -0` alone also succeeds on a zombie
+/// and on an unrelated process that reused the PID.
+const IS_ETCD: &str = "is_etcd() { [ -r /proc/$1/stat ] && [ \"$(cat /proc/$1/comm 2>/dev/null)\" = etcd ] && [ \"$(awk '{print $3}' /proc/$1/stat 2>/dev/null)\" != Z ]; }\n";
+
 /// `running=1` if the member is up (process alive with etcd's name, or the unit active).
 pub fn status_lines(m: &MemberPlan) -> String {
     match m.spec.supervisor() {
         Supervisor::Process => format!(
-            "pidf={}\nif [ -f \"$pidf\" ]; then p=$(cat \"$pidf\"); if kill -0 \"$p\" 2>/dev/null && [ \"$(cat /proc/$p/comm 2>/dev/null)\" = etcd ]; then echo running=1; echo pid=$p; fi; fi\n",
+            "{IS_ETCD}pidf={}\nif [ -f \"$pidf\" ]; then p=$(cat \"$pidf\"); if is_etcd \"$p\"; then echo running=1; echo pid=$p; fi; fi\n",
             q(&m.pid_file().display().to_string())
         ),
         Supervisor::Systemd => format!("if systemctl is-active --quiet {u}; then echo running=1; fi\n", u = q(&m.unit_name())),
@@ -69,7 +73,7 @@ pub fn start(m: &MemberPlan, token: &str) -> String {
         Supervisor::Process => {
             s.push_str(&status_lines(m));
             s.push_str(&format!(
-                "if [ -z \"$(cat {pid} 2>/dev/null)\" ] || ! kill -0 \"$(cat {pid})\" 2>/dev/null; then\n  cd {run}\n  setsid {cmd} </dev/null >>{log} 2>&1 &\n  echo $! > {pid}\n  echo started=$!\nfi\n",
+                "if [ -z \"$(cat {pid} 2>/dev/null)\" ] || ! is_etcd \"$(cat {pid})\"; then\n  cd {run}\n  setsid {cmd} </dev/null >>{log} 2>&1 &\n  echo $! > {pid}\n  echo started=$!\nfi\n",
                 pid = q(&m.pid_file().display().to_string()),
                 run = q(&sp.run_dir.display().to_string()),
                 log = q(&m.log_file().display().to_string()),
@@ -105,7 +109,7 @@ pub fn stop(m: &MemberPlan, purge: bool) -> String {
     let mut s = String::from("set -u\n");
     match sp.supervisor() {
         Supervisor::Process => s.push_str(&format!(
-            "pidf={pid}\nif [ -f \"$pidf\" ]; then p=$(cat \"$pidf\")\n  if kill -0 \"$p\" 2>/dev/null && [ \"$(cat /proc/$p/comm 2>/dev/null)\" = etcd ]; then\n    kill -CONT \"$p\" 2>/dev/null; kill -TERM \"$p\"; i=0\n    while kill -0 \"$p\" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done\n    kill -0 \"$p\" 2>/dev/null && kill -KILL \"$p\" && echo killed=$p\n    echo stopped=$p\n  fi\n  rm -f \"$pidf\"\nfi\n",
+            "{IS_ETCD}pidf={pid}\nif [ -f \"$pidf\" ]; then p=$(cat \"$pidf\")\n  if is_etcd \"$p\"; then\n    kill -CONT \"$p\" 2>/dev/null; kill -TERM \"$p\"; i=0\n    while is_etcd \"$p\" && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done\n    is_etcd \"$p\" && kill -KILL \"$p\" && echo killed=$p\n    echo stopped=$p\n  fi\n  rm -f \"$pidf\"\nfi\n",
             pid = q(&m.pid_file().display().to_string())
         )),
         Supervisor::Systemd => s.push_str(&format!(
