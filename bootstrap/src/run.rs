@@ -79,6 +79,28 @@ pub fn verdict(plan: &Plan) -> Result<Verdict> {
     }))
 }
 
+/// Polls every endpoint's health (a linearizable read each, in parallel, short bounds) every
+/// 25 ms until all answer or `deadline` passes; cheaper than a full verdict per poll.
+fn wait_all_healthy(plan: &Plan, deadline: Instant) -> Result<()> {
+    let mut opts = client_options(plan)?;
+    opts.dial_timeout = Duration::from_millis(500);
+    opts.command_timeout = Duration::from_secs(1);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| BootError::NotHealthy(format!("cannot start the runtime: {e}")))?;
+    rt.block_on(async {
+        while Instant::now() < deadline {
+            let checks = etcdctl_lite::ops::health(&opts).await;
+            if checks.iter().all(|h| h.healthy()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    });
+    Ok(())
+}
+
 /// Each member's certificates must cover the URLs it advertises.
 fn check_certificates(plan: &Plan) -> Result<()> {
     let pki = plan.pki();
@@ -148,11 +170,11 @@ pub fn up(plan: &Plan, opts: &UpOptions, progress: &Progress) -> Result<UpReport
             let data = std::fs::read(&f.source).map_err(|e| BootError::Output { path: f.source.display().to_string(), reason: e.to_string() })?;
             files.push((f.dest.display().to_string(), f.mode, data));
         }
-        let out = run_on(m, &scripts::deliver(&files))?;
-        if !out.ok() {
-            return Err(host_err(m, "delivering files", &out));
-        }
-        Ok((out.stdout.matches("written ").count(), t.elapsed()))
+        let t2 = transport::for_member(&m.spec);
+        let written = t2
+            .deliver(&files, SCRIPT_LIMIT)
+            .map_err(|reason| BootError::Host { member: m.spec.name.clone(), host: t2.describe(), reason })?;
+        Ok::<_, BootError>((written, t.elapsed()))
     });
     let mut files_written = 0;
     for (m, d) in plan.members.iter().zip(deliveries) {
@@ -189,6 +211,7 @@ pub fn up(plan: &Plan, opts: &UpOptions, progress: &Progress) -> Result<UpReport
     let t = Instant::now();
     let deadline = Instant::now() + opts.wait;
     let verdict = loop {
+        wait_all_healthy(plan, deadline)?;
         let v = verdict(plan)?;
         if v.state == ClusterState::Healthy {
             break v;

@@ -35,6 +35,16 @@ pub trait Transport: Send + Sync {
     fn describe(&self) -> String;
     /// Runs `script` with bash; the whole run is bounded by `limit`.
     fn run(&self, script: &str, limit: Duration) -> Result<ScriptOutput, String>;
+
+    /// Puts files (path, mode, contents) atomically, leaving identical ones alone; returns how
+    /// many were written. By default one delivery script; `Local` writes them directly.
+    fn deliver(&self, files: &[(String, u32, Vec<u8>)], limit: Duration) -> Result<usize, String> {
+        let out = self.run(&crate::scripts::deliver(files), limit)?;
+        if !out.ok() {
+            return Err(format!("delivering files failed (exit {:?}): {}", out.code, out.stderr.trim()));
+        }
+        Ok(out.stdout.matches("written ").count())
+    }
 }
 
 pub struct Local;
@@ -45,6 +55,16 @@ impl Transport for Local {
     }
     fn run(&self, script: &str, limit: Duration) -> Result<ScriptOutput, String> {
         run_with_stdin(Command::new("bash").arg("-s"), script, limit)
+    }
+
+    /// The same contract as the script, without a shell: pki's all-or-nothing atomic writes.
+    fn deliver(&self, files: &[(String, u32, Vec<u8>)], _limit: Duration) -> Result<usize, String> {
+        let planned: Vec<pki::files::PlannedFile> = files
+            .iter()
+            .map(|(p, mode, data)| pki::files::PlannedFile { path: p.into(), contents: data.clone(), mode: *mode })
+            .collect();
+        let outcomes = pki::files::write_all(&planned, true).map_err(|e| e.to_string())?;
+        Ok(outcomes.iter().filter(|o| **o != pki::files::Outcome::Unchanged).count())
     }
 }
 

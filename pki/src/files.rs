@@ -64,7 +64,13 @@ pub fn write_all(files: &[PlannedFile], replace: bool) -> Result<Vec<Outcome>> {
         });
     }
     if let Some(root) = fresh_root(files) {
-        return write_fresh_tree(&root, files).map(|()| outcomes);
+        match write_fresh_tree(&root, files) {
+            Ok(()) => return Ok(outcomes),
+            // Someone else created the directory meanwhile (another writer in parallel): fall
+            // back to file-by-file, which copes with an existing tree.
+            Err(_) if root.exists() => {}
+            Err(e) => return Err(e),
+        }
     }
     let mut txn = Transaction::default();
     match txn.run(files, &outcomes) {
@@ -132,9 +138,15 @@ impl Transaction {
             }
         }
         for d in missing.into_iter().rev() {
-            fs::create_dir(&d).map_err(|source| PkiError::Write { path: d.clone(), source })?;
-            let _ = fs::set_permissions(&d, fs::Permissions::from_mode(0o755));
-            self.created_dirs.push(d);
+            match fs::create_dir(&d) {
+                Ok(()) => {
+                    let _ = fs::set_permissions(&d, fs::Permissions::from_mode(0o755));
+                    self.created_dirs.push(d);
+                }
+                // created by a parallel writer in the meantime: fine, and not ours to remove
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && d.is_dir() => {}
+                Err(source) => return Err(PkiError::Write { path: d.clone(), source }),
+            }
         }
         Ok(())
     }
@@ -208,9 +220,12 @@ fn sync_filesystems(dirs: &[PathBuf]) -> Result<()> {
     Ok(())
 }
 
+/// A sibling name unique to this process and call (threads may write near each other).
 fn temp_name(path: &Path) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+    path.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()))
 }
 
 #[cfg(test)]
@@ -234,6 +249,25 @@ mod tests {
         assert_eq!(fs::read(&key).unwrap(), b"k1");
         assert_eq!(write_all(&other, true).unwrap(), vec![Outcome::Replaced]);
         assert_eq!(fs::read(&key).unwrap(), b"k2");
+    }
+
+    #[test]
+    fn parallel_writers_under_one_new_parent_all_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("members");
+        std::thread::scope(|s| {
+            for i in 0..4 {
+                let root = root.clone();
+                s.spawn(move || {
+                    let f = vec![PlannedFile::secret(root.join(format!("m{i}/pki/server.key")), format!("k{i}"))];
+                    write_all(&f, false).unwrap();
+                });
+            }
+        });
+        for i in 0..4 {
+            assert_eq!(fs::read_to_string(root.join(format!("m{i}/pki/server.key"))).unwrap(), format!("k{i}"));
+        }
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no staging directories left");
     }
 
     #[test]
