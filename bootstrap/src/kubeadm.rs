@@ -290,11 +290,10 @@ fn validate_cluster(doc: &Value, files_root: Option<&std::path::Path>, problems:
     }
     let net = doc.get("networking");
     for k in ["podSubnet", "serviceSubnet"] {
-        if let Some(v) = net.and_then(|n| n.get(k)).and_then(Value::as_str) {
-            if crate::spec::parse_cidr(v).is_none() {
+        if let Some(v) = net.and_then(|n| n.get(k)).and_then(Value::as_str)
+            && crate::spec::parse_cidr(v).is_none() {
                 problems.push(format!("networking.{k}: {v:?} is not a CIDR"));
             }
-        }
     }
 }
 
@@ -316,11 +315,10 @@ fn check_cert_key(k: Option<&str>, what: &str, problems: &mut Vec<String>) {
 }
 
 fn check_ip(v: Option<&str>, what: &str, problems: &mut Vec<String>) {
-    if let Some(v) = v {
-        if v.parse::<std::net::IpAddr>().is_err() {
+    if let Some(v) = v
+        && v.parse::<std::net::IpAddr>().is_err() {
             problems.push(format!("{what}: {v:?} is not an IP address"));
         }
-    }
 }
 
 #[cfg(test)]
@@ -346,7 +344,7 @@ mod tests {
             assert!(init.contains("https://10.0.0.12:2379") && init.contains(CERT_FILE) && init.contains("controlPlaneEndpoint: lb.example.com:6443"), "{init}");
             let join = join_document(&spec(), 1, &secrets(), api);
             assert_eq!(validate(&join, None), Vec::<String>::new(), "{join}");
-            assert!(join.contains(&format!("kind: JoinConfiguration")) && join.contains("advertiseAddress: 10.0.0.22"));
+            assert!(join.contains(&"kind: JoinConfiguration".to_string()) && join.contains("advertiseAddress: 10.0.0.22"));
         }
     }
 

@@ -53,13 +53,11 @@ pub fn ca_cert_hash(cert_pem: &[u8]) -> Result<String> {
 }
 
 fn secrets(path: &Path, hash: &str) -> Result<JoinSecrets> {
-    if let Ok(text) = std::fs::read_to_string(path) {
-        if let Ok(s) = serde_json::from_str::<JoinSecrets>(&text) {
-            if s.ca_cert_hash == hash {
+    if let Ok(text) = std::fs::read_to_string(path)
+        && let Ok(s) = serde_json::from_str::<JoinSecrets>(&text)
+            && s.ca_cert_hash == hash {
                 return Ok(s);
             }
-        }
-    }
     JoinSecrets::generate(hash.to_string()).map_err(|e| BootError::Output { path: path.display().to_string(), reason: e })
 }
 

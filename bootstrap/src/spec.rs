@@ -241,7 +241,7 @@ impl Spec {
         let n = self.members.len();
         if n == 0 {
             p.push("members: at least one member is needed (3 or 5 for production)".into());
-        } else if n % 2 == 0 {
+        } else if n.is_multiple_of(2) {
             w.push(format!(
                 "{n} members tolerate {} failure(s), the same as {}: an even size adds load and no fault tolerance; use {} or {}",
                 n - (n / 2 + 1),
@@ -308,11 +308,10 @@ impl Spec {
         }
         match split_host_port(&k.control_plane_endpoint) {
             Some((host, _)) => {
-                if host.parse::<IpAddr>().is_err() {
-                    if let Err(e) = pki::hosts::validate_dns_name(&host) {
+                if host.parse::<IpAddr>().is_err()
+                    && let Err(e) = pki::hosts::validate_dns_name(&host) {
                         p.push(format!("kubernetes.control_plane_endpoint: {e}"));
                     }
-                }
             }
             None => p.push(format!(
                 "kubernetes.control_plane_endpoint: {:?} must be HOST:PORT of the API load balancer (e.g. lb.example.com:6443)",
@@ -350,14 +349,13 @@ impl Spec {
             if !node_addrs.insert(node.address) {
                 p.push(format!("{who}.address: {} is used by another node", node.address));
             }
-            if let Some((host, port)) = split_host_port(&k.control_plane_endpoint) {
-                if host.parse::<IpAddr>().ok() == Some(node.address) && port == node.bind_port {
+            if let Some((host, port)) = split_host_port(&k.control_plane_endpoint)
+                && host.parse::<IpAddr>().ok() == Some(node.address) && port == node.bind_port {
                     p.push(format!(
                         "{who}: the load balancer {} cannot bind the port the API server on the same address binds; use another address or port",
                         k.control_plane_endpoint
                     ));
                 }
-            }
         }
         if k.control_plane_nodes.len() == 2 {
             w.push("2 control-plane nodes: the API stays up if one fails, but kubeadm's stacked control plane usually runs 3".into());

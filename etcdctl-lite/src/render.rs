@@ -209,11 +209,10 @@ pub fn member_added(name: &str, added: &MemberInfo, members: &[MemberInfo], clus
             }
         }
     }
-    let kind = if added.is_learner { "Member" } else { "Member" };
     let cid = cluster_id.map(|c| format!(" in cluster {c:x}")).unwrap_or_default();
     Rendered {
         stdout: format!(
-            "{kind} {:x} added to cluster{cid}\n\nETCD_NAME=\"{name}\"\nETCD_INITIAL_CLUSTER=\"{}\"\nETCD_INITIAL_ADVERTISE_PEER_URLS=\"{}\"\nETCD_INITIAL_CLUSTER_STATE=\"existing\"\n",
+            "Member {:x} added to cluster{cid}\n\nETCD_NAME=\"{name}\"\nETCD_INITIAL_CLUSTER=\"{}\"\nETCD_INITIAL_ADVERTISE_PEER_URLS=\"{}\"\nETCD_INITIAL_CLUSTER_STATE=\"existing\"\n",
             added.id,
             initial.join(","),
             added.peer_urls.join(",")

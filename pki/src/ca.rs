@@ -165,11 +165,10 @@ impl Ca {
             ));
         }
         let key_usage = x509.key_usage().ok().flatten().map(|ku| ku.value);
-        if let Some(ku) = key_usage {
-            if !ku.key_cert_sign() {
+        if let Some(ku) = key_usage
+            && !ku.key_cert_sign() {
                 return Err(PkiError::bad_ca(what, format!("{subject} may not sign certificates (keyUsage lacks keyCertSign)")));
             }
-        }
         if x509.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
             return Err(PkiError::bad_ca(
                 what,
@@ -255,7 +254,7 @@ impl Ca {
         params.extended_key_usages = template.usages.extended.clone();
         params.use_authority_key_identifier_extension = true;
         params.is_ca = match &template.ca_constraint {
-            Some(bc) => IsCa::Ca(bc.clone()),
+            Some(bc) => IsCa::Ca(*bc),
             None => IsCa::ExplicitNoCa,
         };
         let cert = params

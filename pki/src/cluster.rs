@@ -53,11 +53,10 @@ impl Member {
         hosts.extend(self.dns_names.iter().cloned());
         let mut sans: Vec<SanType> = Vec::new();
         for h in hosts {
-            if let Ok(s) = san_from_host(&h) {
-                if !sans.contains(&s) {
+            if let Ok(s) = san_from_host(&h)
+                && !sans.contains(&s) {
                     sans.push(s);
                 }
-            }
         }
         sans
     }

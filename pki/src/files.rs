@@ -194,7 +194,7 @@ fn write_fresh_tree(root: &Path, files: &[PlannedFile]) -> Result<()> {
             file.set_permissions(fs::Permissions::from_mode(f.mode)).map_err(err)?;
             file.write_all(&f.contents).map_err(err)?;
         }
-        sync_filesystems(&[staging.clone()])?;
+        sync_filesystems(std::slice::from_ref(&staging))?;
         fs::rename(&staging, root).map_err(|source| PkiError::Write { path: root.to_path_buf(), source })
     })();
     if result.is_err() {

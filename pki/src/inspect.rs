@@ -264,6 +264,7 @@ pub fn csr_info(der: &[u8], what: &str) -> Result<CsrInfo> {
 }
 
 /// A certificate or a CSR, whichever the PEM holds.
+#[allow(clippy::large_enum_variant)] // built once per file shown
 pub enum Inspected {
     Cert(Box<CertInfo>),
     Csr(CsrInfo),

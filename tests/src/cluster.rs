@@ -187,11 +187,10 @@ impl Cluster {
                 if log.contains("ready to serve client requests") || log.contains("serving client traffic securely") {
                     break;
                 }
-                if let Some(child) = self.members[i].child.as_mut() {
-                    if let Ok(Some(status)) = child.try_wait() {
+                if let Some(child) = self.members[i].child.as_mut()
+                    && let Ok(Some(status)) = child.try_wait() {
                         panic!("{} exited ({status}) before it was ready:\n{}", self.members[i].name, tail(&log, 15));
                     }
-                }
                 assert!(
                     Instant::now() < deadline,
                     "{} not ready after {START_TIMEOUT:?}:\n{}",

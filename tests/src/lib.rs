@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test support: a panic is the failure report
 //! Test support: finding the workspace's binaries and the real tools (etcd, etcdctl, openssl,
 //! cfssl), running commands with a bound, and starting real etcd clusters with mutual TLS.
 
@@ -171,11 +172,10 @@ pub fn kill_etcds_from_pid_files(dir: &Path) {
     for f in tree(dir).into_iter().filter(|f| f.ends_with(".pid")) {
         let Ok(pid) = std::fs::read_to_string(dir.join(&f)) else { continue };
         let pid = pid.trim();
-        if std::fs::read_to_string(format!("/proc/{pid}/comm")).map(|c| c.trim() == "etcd").unwrap_or(false) {
-            if let Ok(pid) = pid.parse() {
+        if std::fs::read_to_string(format!("/proc/{pid}/comm")).map(|c| c.trim() == "etcd").unwrap_or(false)
+            && let Ok(pid) = pid.parse() {
                 signal(pid, Signal::Cont);
                 signal(pid, Signal::Kill);
             }
-        }
     }
 }

@@ -130,7 +130,7 @@ fn template(subject: Subject, hosts: &[String], profile: &Profile, ca: &Ca, stri
     if hosts.is_empty() && profile.ca_constraint.is_none() && profile.usages.extended.contains(&rcgen::ExtendedKeyUsagePurpose::ServerAuth) {
         warnings.push("this certificate lacks a \"hosts\" field: it cannot serve TLS for any name".into());
     }
-    Ok(LeafTemplate { subject, sans, usages: profile.usages.clone(), validity, ca_constraint: profile.ca_constraint.clone() })
+    Ok(LeafTemplate { subject, sans, usages: profile.usages.clone(), validity, ca_constraint: profile.ca_constraint })
 }
 
 fn csr_pem(req: &CsrRequest, key: &PrivateKey) -> Result<String> {

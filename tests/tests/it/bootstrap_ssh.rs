@@ -31,7 +31,7 @@ fn ssh_bring_up_across_three_namespace_hosts_then_a_cut_link_degrades() {
     let opts = hosts.ssh_options().iter().map(|o| format!("'{o}'")).collect::<Vec<_>>().join(", ");
     let mut members = String::new();
     for (i, h) in hosts.hosts.iter().enumerate() {
-        let home = dir.join(format!("{}", h.name));
+        let home = dir.join(&h.name);
         members.push_str(&format!(
             "  - {{name: etcd-{n}, address: {a}, host: 'root@{a}', ssh_options: [{opts}], supervisor: process, data_dir: {d}, pki_dir: {p}, run_dir: {r}}}\n",
             n = i + 1,

@@ -247,7 +247,7 @@ fn tls_mistakes_get_errors_users_can_act_on() {
     let wrong = pki::cluster::Member { name: "etcd-1".into(), ips: vec!["10.9.9.9".parse().unwrap()], dns_names: vec![] };
     let ca = pki::ca::Ca::load_files(&c.pki.ca().cert, &c.pki.ca().key).unwrap();
     let role = pki::cluster::Role::Server("etcd-1".into());
-    let leaf = pki::cluster::issue(&ca, &[wrong], &[role.clone()], pki::keys::KeyAlgorithm::EcdsaP256, time::Duration::days(1)).unwrap().remove(0);
+    let leaf = pki::cluster::issue(&ca, &[wrong], std::slice::from_ref(&role), pki::keys::KeyAlgorithm::EcdsaP256, time::Duration::days(1)).unwrap().remove(0);
     let pair = c.pki.leaf(&role);
     std::fs::write(&pair.key, leaf.key.to_pkcs8_pem()).unwrap();
     std::fs::write(&pair.cert, &leaf.cert.pem).unwrap();

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 //! One integration-test binary (ripgrep style): a module per area. Every test drives the real
 //! binaries and checks their output with independent verifiers (openssl, cfssl, rustls, etcd).
 

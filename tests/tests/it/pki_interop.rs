@@ -13,7 +13,7 @@ fn issue_with(ca: &str) -> tempfile::TempDir {
     assert!(out.stdout.contains("OK"));
     // the CA key is not copied into the PKI directory; the CA certificate is
     assert!(!tmp.path().join("pki/etcd/ca.key").exists(), "{ca}: an external CA's key must stay where it is");
-    assert_eq!(std::fs::read(tmp.path().join("pki/etcd/ca.crt")).unwrap().len() > 0, true);
+    assert!(!std::fs::read(tmp.path().join("pki/etcd/ca.crt")).unwrap().is_empty());
     tmp
 }
 
