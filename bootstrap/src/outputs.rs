@@ -61,6 +61,14 @@ fn secrets(path: &Path, hash: &str) -> Result<JoinSecrets> {
     JoinSecrets::generate(hash.to_string()).map_err(|e| BootError::Output { path: path.display().to_string(), reason: e })
 }
 
+/// The kubeadm API version the existing outputs use (v1beta4 when there are none).
+pub fn existing_api(plan: &Plan) -> ApiVersion {
+    match std::fs::read_to_string(plan.loaded.output_dir.join("kubeadm/init.yaml")) {
+        Ok(t) if t.contains("kubeadm.k8s.io/v1beta3") => ApiVersion::V1Beta3,
+        _ => ApiVersion::V1Beta4,
+    }
+}
+
 /// Writes every output; returns what happened to each file.
 pub fn write(plan: &Plan, api: ApiVersion) -> Result<Vec<Written>> {
     let spec = &plan.loaded.spec;

@@ -101,6 +101,9 @@ pub fn etcd_args(m: &MemberSpec, initial: &str, token: &str) -> Vec<String> {
     flag("peer-trusted-ca-file", pki("ca.crt"));
     flag("peer-cert-file", pki("peer.crt"));
     flag("peer-key-file", pki("peer.key"));
+    // read on every new connection: revoking and delivering a new CRL takes effect at once
+    flag("client-crl-file", pki("crl.pem"));
+    flag("peer-crl-file", pki("crl.pem"));
     flag("logger", "zap".into());
     flag("log-outputs", "stderr".into());
     a.push("--client-cert-auth".into());
@@ -142,6 +145,7 @@ pub fn build(loaded: &LoadedSpec) -> Plan {
                 Delivery { source: server.key, dest: dest("server.key"), mode: 0o600 },
                 Delivery { source: peer.cert, dest: dest("peer.crt"), mode: 0o644 },
                 Delivery { source: peer.key, dest: dest("peer.key"), mode: 0o600 },
+                Delivery { source: pki::crl::paths(&loaded.pki_dir).1, dest: dest("crl.pem"), mode: 0o644 },
             ];
             MemberPlan { spec: m.clone(), files, args: etcd_args(m, &initial, &token), binary: spec.etcd_binary.clone() }
         })
@@ -239,9 +243,9 @@ mod tests {
     fn each_member_gets_only_its_own_files() {
         let plan = build(&loaded());
         for m in &plan.members {
-            assert_eq!(m.files.len(), 5);
+            assert_eq!(m.files.len(), 6);
             for f in &m.files {
-                assert!(f.source.starts_with(format!("/ops/pki/members/{}", m.name())), "{f:?}");
+                assert!(f.source.starts_with(format!("/ops/pki/members/{}", m.name())) || f.source.ends_with("etcd/crl.pem"), "{f:?}");
                 assert!(!f.source.ends_with("ca.key"));
                 if f.dest.extension().is_some_and(|e| e == "key") {
                     assert_eq!(f.mode, 0o600);

@@ -101,6 +101,77 @@ fn wait_all_healthy(plan: &Plan, deadline: Instant) -> Result<()> {
     Ok(())
 }
 
+/// The operator's CRL (empty until something is revoked), made once; etcd needs the file.
+fn ensure_crl(plan: &Plan) -> Result<()> {
+    let (_, crl) = pki::crl::paths(&plan.issue.dir);
+    if !crl.exists() {
+        let pair = plan.pki().ca();
+        let ca = pki::ca::Ca::load_files(&pair.cert, &pair.key)?;
+        pki::crl::refresh(&plan.issue.dir, &ca)?;
+    }
+    Ok(())
+}
+
+/// `certs check`: every certificate of the spec's PKI, with SAN coverage of the members' addresses.
+pub fn certs_check(plan: &Plan, threshold: pki::expiry::Threshold) -> Result<pki::expiry::Report> {
+    Ok(pki::expiry::check_dir(&plan.issue.dir, Some(&plan.issue.members), threshold)?)
+}
+
+/// `rotate certs`: renew every leaf (same subject/SANs/usages; new keys with `rekey`), then
+/// member by member: deliver, confirm it serves the new certificate (etcd re-reads its files on
+/// each handshake, no restart), and require a HEALTHY verdict before the next member.
+pub fn rotate_certs(plan: &Plan, rekey: bool, wait: Duration, progress: &Progress) -> Result<()> {
+    let before = verdict(plan)?;
+    if before.state != ClusterState::Healthy {
+        return Err(BootError::NotHealthy(format!("refusing to rotate: the cluster is {} ({}); fix it first", before.state.word(), before.summary)));
+    }
+    let pki = plan.pki();
+    let pair = pki.ca();
+    let ca = pki::ca::Ca::load_files(&pair.cert, &pair.key)?;
+    let t = Instant::now();
+    let roles = pki::renew::all_targets(&pki);
+    let renewed = pki::renew::renew(&plan.issue.dir, &ca, &roles, plan.issue.validity, rekey)?;
+    progress.step("renew", &format!("{} certificates re-issued{}", renewed.len(), if rekey { " with new keys" } else { "" }), Some(t.elapsed()));
+    let opts = client_options(plan)?;
+    for m in &plan.members {
+        let t = Instant::now();
+        let mut files = Vec::new();
+        for f in &m.files {
+            let data = std::fs::read(&f.source).map_err(|e| BootError::Output { path: f.source.display().to_string(), reason: e.to_string() })?;
+            files.push((f.dest.display().to_string(), f.mode, data));
+        }
+        let tr = transport::for_member(&m.spec);
+        tr.deliver(&files, SCRIPT_LIMIT).map_err(|reason| BootError::Host { member: m.spec.name.clone(), host: tr.describe(), reason })?;
+        let want = std::fs::read(pki.leaf(&Role::Server(m.spec.name.clone())).cert)
+            .ok()
+            .and_then(|b| pki::pemfile::first_certificate(&b, "server.crt").ok());
+        let deadline = Instant::now() + wait;
+        loop {
+            let served = opts.tls.as_ref().and_then(|tls| etcdctl_lite::diagnose::presented_certificate(&m.spec.client_url(), tls, Duration::from_secs(1)));
+            let v = verdict(plan)?;
+            if served.is_some() && served == want && v.state == ClusterState::Healthy {
+                progress.step(&format!("rotate {}", m.name()), "serves the new certificate; cluster HEALTHY", Some(t.elapsed()));
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(BootError::NotHealthy(format!(
+                    "member {}: {} after {}s ({}); stopped before the next member",
+                    m.spec.name,
+                    if served != want { "still serves its old certificate".to_string() } else { format!("cluster {}", v.state.word()) },
+                    wait.as_secs(),
+                    v.summary
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let t = Instant::now();
+    let outputs = crate::outputs::write(plan, crate::outputs::existing_api(plan))?;
+    let changed = outputs.iter().filter(|w| w.outcome != pki::files::Outcome::Unchanged).count();
+    progress.step("outputs", &format!("{changed} control-plane files updated: copy out/control-plane/NODE/ to each node; kube-apiserver reads its etcd client certificate at start, so restart it node by node"), Some(t.elapsed()));
+    Ok(())
+}
+
 /// Each member's certificates must cover the URLs it advertises.
 fn check_certificates(plan: &Plan) -> Result<()> {
     let pki = plan.pki();
@@ -127,6 +198,7 @@ pub fn up(plan: &Plan, opts: &UpOptions, progress: &Progress) -> Result<UpReport
     let t = Instant::now();
     let issued = pki::bundle::issue_into(&plan.issue)?;
     progress.step("certificates", &format!("{} issued, {} kept in {}", issued.issued, issued.kept, plan.issue.dir.display()), Some(t.elapsed()));
+    ensure_crl(plan)?;
     check_certificates(plan)?;
 
     // 2. preflight on every member at once; refuse before anything starts

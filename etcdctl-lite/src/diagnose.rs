@@ -355,3 +355,36 @@ fn client_cert_refused(tls: &TlsMaterial, ca_subject: &str) -> String {
         "the server rejected the client certificate --cert {path} ({subject}, issued by {issuer}): it is not signed by a CA the server trusts (its --trusted-ca-file), or it is expired"
     )
 }
+
+/// The certificate `endpoint` presents right now (a fresh TLS handshake, verified against the CA
+/// in `tls`), as DER. Used to confirm a member serves a rotated certificate.
+pub fn presented_certificate(endpoint: &str, tls: &TlsMaterial, limit: Duration) -> Option<Vec<u8>> {
+    let hostport = endpoint.trim_start_matches("https://");
+    let (host, _) = hostport.rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in tls.ca_pem.as_deref().map(der_certs).unwrap_or_default() {
+        let _ = roots.add(c);
+    }
+    let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build().ok()?;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let verifier = Arc::new(Recording { inner, seen: seen.clone() });
+    let builder = rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions().ok()?.dangerous().with_custom_certificate_verifier(verifier);
+    let config = match &tls.identity {
+        Some((cert, key)) => {
+            let key = rustls::pki_types::PrivateKeyDer::try_from(pem::parse_many(key).ok()?.into_iter().find(|b| b.tag().ends_with("PRIVATE KEY"))?.into_contents()).ok()?;
+            builder.with_client_auth_cert(der_certs(cert), key).ok()?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let addr = hostport.to_socket_addrs().ok()?.next()?;
+    let mut sock = TcpStream::connect_timeout(&addr, limit).ok()?;
+    sock.set_read_timeout(Some(limit)).ok()?;
+    sock.set_write_timeout(Some(limit)).ok()?;
+    let mut conn = rustls::ClientConnection::new(Arc::new(config), ServerName::try_from(host).ok()?).ok()?;
+    while conn.is_handshaking() {
+        conn.complete_io(&mut sock).ok()?;
+    }
+    seen.lock().ok().and_then(|s| s.first().cloned())
+}

@@ -46,11 +46,45 @@ enum Command {
         #[arg(short = 'w', long = "write-out", value_enum, default_value = "simple")]
         write_out: etcdctl_lite::render::Format,
     },
+    /// Certificates of the spec's cluster.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
+    /// Rotations on the live cluster.
+    Rotate {
+        #[command(subcommand)]
+        command: RotateCommand,
+    },
     /// Stop the members. Data dirs are kept unless --purge is given.
     Down {
         /// Also delete every member's data dir (irreversible).
         #[arg(long)]
         purge: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// Expiry, chain, key match and SAN coverage of every certificate (exit 0 ok, 1 expiring, 2 expired or invalid).
+    Check {
+        #[arg(long, default_value = "30d")]
+        within: pki::expiry::Threshold,
+        #[arg(short = 'w', long = "write-out", value_enum, default_value = "table")]
+        write_out: etcdctl_lite::render::Format,
+    },
+}
+
+#[derive(Subcommand)]
+enum RotateCommand {
+    /// Renew every leaf and roll it out member by member, each gated on a HEALTHY verdict.
+    Certs {
+        /// New keys too.
+        #[arg(long)]
+        rekey: bool,
+        /// Bound per member.
+        #[arg(long, default_value = "60", value_name = "SECONDS")]
+        wait: u64,
     },
 }
 
@@ -136,6 +170,22 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             print!("{}", r.stdout);
             eprint!("{}", r.stderr);
             Ok(v.state.exit_code())
+        }
+        Command::Certs { command: CertsCommand::Check { within, write_out } } => {
+            let plan = plan::build(&load(&cli.spec)?);
+            let report = run::certs_check(&plan, within)?;
+            if write_out == etcdctl_lite::render::Format::Json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", pki::expiry::render_table(&report));
+            }
+            Ok(report.exit_code())
+        }
+        Command::Rotate { command: RotateCommand::Certs { rekey, wait } } => {
+            let plan = plan::build(&load(&cli.spec)?);
+            run::rotate_certs(&plan, rekey, Duration::from_secs(wait), &Progress::new(false))?;
+            println!("certificates rotated on {} members; the cluster stayed HEALTHY", plan.members.len());
+            Ok(0)
         }
         Command::Down { purge } => {
             let loaded = load(&cli.spec)?;

@@ -7,6 +7,7 @@ mod bootstrap_ssh;
 mod cfssl_dropin;
 mod etcd_tls;
 mod etcdctl_lite;
+mod lifecycle;
 mod pki_bad_input;
 mod pki_issue;
 mod pki_interop;

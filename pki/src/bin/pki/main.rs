@@ -77,6 +77,59 @@ enum Command {
         #[arg(short = 'w', long = "write-out", value_enum, default_value = "table")]
         write_out: Output,
     },
+    /// Every certificate's expiry, residual time and CA, plus chain, key match and SAN coverage.
+    /// Exit 0 ok, 1 something expiring, 2 something expired or invalid.
+    CheckExpiration {
+        #[arg(long, default_value = "pki")]
+        out: PathBuf,
+        /// Warn when less than this is left (30d), or this share of the lifetime is used (66%).
+        #[arg(long, default_value = "30d")]
+        within: pki::expiry::Threshold,
+        /// Members with their addresses, to check that SANs still cover them.
+        #[arg(long = "member", value_name = "NAME=IP[,..]", value_parser = Member::parse_flag)]
+        members: Vec<Member>,
+        #[arg(long, conflicts_with = "members")]
+        cluster: Option<PathBuf>,
+        #[arg(short = 'w', long = "write-out", value_enum, default_value = "table")]
+        write_out: Output,
+    },
+    /// Re-issue certificates with the same subject, SANs and usages (key kept unless --rekey);
+    /// the previous files are kept as FILE.<time>.bak.
+    Renew {
+        #[arg(long, default_value = "pki")]
+        out: PathBuf,
+        /// MEMBER (server and peer), MEMBER/server, MEMBER/peer, apiserver-etcd-client, healthcheck-client.
+        targets: Vec<String>,
+        /// Every certificate in the directory.
+        #[arg(long, conflicts_with = "targets")]
+        all: bool,
+        /// Generate new keys too.
+        #[arg(long)]
+        rekey: bool,
+        #[arg(long, default_value = "1y")]
+        validity: String,
+        #[arg(long, requires = "ca_key")]
+        ca_cert: Option<PathBuf>,
+        #[arg(long, requires = "ca_cert")]
+        ca_key: Option<PathBuf>,
+    },
+    /// Revoke certificates (by file or serial) and rewrite the CRL (etcd/crl.pem or crl.pem).
+    Revoke {
+        #[arg(long, default_value = "pki")]
+        out: PathBuf,
+        /// Certificate files to revoke.
+        files: Vec<PathBuf>,
+        /// Serials to revoke (hex, as certinfo prints them).
+        #[arg(long = "serial")]
+        serials: Vec<String>,
+        /// unspecified, key-compromise, affiliation-changed, superseded, cessation-of-operation, ...
+        #[arg(long, default_value = "unspecified")]
+        reason: String,
+        #[arg(long, requires = "ca_key")]
+        ca_cert: Option<PathBuf>,
+        #[arg(long, requires = "ca_cert")]
+        ca_key: Option<PathBuf>,
+    },
     /// Show a certificate or CSR: subject, SANs, validity, serial, key usage, CA flag, issuer.
     Certinfo {
         files: Vec<PathBuf>,
@@ -93,6 +146,24 @@ fn parse_layout(s: &str) -> Result<Layout, String> {
 #[serde(deny_unknown_fields)]
 struct ClusterFile {
     members: Vec<Member>,
+}
+
+fn load_cluster(path: &std::path::Path) -> Result<Vec<Member>, Box<dyn std::error::Error>> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let file: ClusterFile = serde_yaml_ng::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(file.members)
+}
+
+/// The CA given by flags, or the one in the PKI directory.
+fn load_ca_for(out: &std::path::Path, cert: Option<PathBuf>, key: Option<PathBuf>) -> Result<pki::ca::Ca, Box<dyn std::error::Error>> {
+    Ok(match (cert, key) {
+        (Some(c), Some(k)) => pki::ca::Ca::load_files(&c, &k)?,
+        _ => {
+            let layout = pki::layout::PkiDir::detect(out).ok_or_else(|| format!("no CA in {} (pass --ca-cert/--ca-key)", out.display()))?;
+            let pair = pki::layout::PkiDir::new(out, layout).ca();
+            pki::ca::Ca::load_files(&pair.cert, &pair.key)?
+        }
+    })
 }
 
 fn main() -> ExitCode {
@@ -145,11 +216,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         }
         Command::Issue { out, members, cluster, layout, algo, validity, ca_validity, ca_cert, ca_key, force, write_out } => {
             let members = match cluster {
-                Some(path) => {
-                    let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                    let file: ClusterFile = serde_yaml_ng::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-                    file.members
-                }
+                Some(path) => load_cluster(&path)?,
                 None => members,
             };
             let ca = match (ca_cert, ca_key) {
@@ -181,6 +248,70 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 out.display(),
                 started.elapsed().as_millis()
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckExpiration { out, within, members, cluster, write_out } => {
+            let members = match cluster {
+                Some(path) => Some(load_cluster(&path)?),
+                None if members.is_empty() => None,
+                None => Some(members),
+            };
+            let report = pki::expiry::check_dir(&out, members.as_deref(), within)?;
+            if matches!(write_out, Output::Json) {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", pki::expiry::render_table(&report));
+            }
+            Ok(ExitCode::from(report.exit_code()))
+        }
+        Command::Renew { out, targets, all, rekey, validity, ca_cert, ca_key } => {
+            let ca = load_ca_for(&out, ca_cert, ca_key)?;
+            let layout = pki::layout::PkiDir::detect(&out).unwrap_or_default();
+            let dir = pki::layout::PkiDir::new(&out, layout);
+            let roles = if all {
+                pki::renew::all_targets(&dir)
+            } else {
+                if targets.is_empty() {
+                    return Err("name what to renew (e.g. etcd-1, etcd-1/peer, apiserver-etcd-client) or pass --all".into());
+                }
+                let mut r = Vec::new();
+                for t in &targets {
+                    r.extend(pki::renew::parse_target(t)?);
+                }
+                r
+            };
+            let validity = pki::validity::parse_duration(&validity, "--validity")?;
+            let renewed = pki::renew::renew(&out, &ca, &roles, validity, rekey)?;
+            for r in &renewed {
+                println!("{}  serial {}  valid until {}  {}", r.cert.display(), r.serial, r.not_after, if r.rekeyed { "new key" } else { "same key" });
+            }
+            eprintln!("pki: renewed {} certificate(s); previous files kept as *.bak", renewed.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Revoke { out, files, serials, reason, ca_cert, ca_key } => {
+            let ca = load_ca_for(&out, ca_cert, ca_key)?;
+            pki::crl::parse_reason(&reason)?;
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            let mut entries = Vec::new();
+            for f in &files {
+                let bytes = std::fs::read(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+                let der = pki::pemfile::first_certificate(&bytes, &f.display().to_string())?;
+                let info = pki::inspect::cert_info(&der, &f.display().to_string())?;
+                if !pki::verify::signed_by(&der, &ca) {
+                    return Err(format!("{} was not issued by this CA; a CRL can only revoke its own certificates", f.display()).into());
+                }
+                entries.push(pki::crl::RevokedEntry { serial: info.serial_hex, reason: reason.clone(), revoked_at: now, subject: info.cfssl.subject.text });
+            }
+            for s in &serials {
+                entries.push(pki::crl::RevokedEntry { serial: s.clone(), reason: reason.clone(), revoked_at: now, subject: String::new() });
+            }
+            if entries.is_empty() {
+                return Err("name certificate files or --serial to revoke".into());
+            }
+            let n = entries.len();
+            let crl = pki::crl::revoke(&out, &ca, entries)?;
+            println!("{}", crl.display());
+            eprintln!("pki: revoked {n}; deliver {} to the members (etcd reads it on every new connection)", crl.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Certinfo { files, write_out } => {

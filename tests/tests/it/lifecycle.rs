@@ -1,0 +1,202 @@
+//! Certificate lifecycle on live clusters: expiry checks, renewal and rotation under continuous
+//! writes (every acknowledged write survives, quorum is never lost, apiserver clients keep
+//! working), and revocation that real etcd enforces.
+
+use integration_tests::cluster::free_subnet;
+use integration_tests::{bin, fixture, pki, run_bounded, tool, Ran};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+fn spec(dir: &Path) -> PathBuf {
+    let [a, b, c] = free_subnet(4);
+    let mut members = String::new();
+    for i in 1..=3 {
+        let home = dir.join(format!("m{i}"));
+        members.push_str(&format!(
+            "  - {{name: etcd-{i}, address: {a}.{b}.{c}.{i}, data_dir: {}, pki_dir: {}, run_dir: {}}}\n",
+            home.join("data").display(),
+            home.join("pki").display(),
+            home.display()
+        ));
+    }
+    let text = format!(
+        "name: life-{b}-{c}\nmembers:\n{members}kubernetes: {{version: v1.31.2, control_plane_endpoint: '{a}.{b}.{c}.100:6443', load_balancer_ca_file: {}, control_plane_nodes: [{{name: cp-1, address: {a}.{b}.{c}.101}}]}}\n",
+        dir.join("out/haproxy/kubernetes-ca.crt").display()
+    );
+    let path = dir.join("cluster.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn boot(spec: &Path, args: &[&str]) -> Ran {
+    run_bounded(Command::new(bin("etcd-bootstrap")).arg("-f").arg(spec).args(args), Duration::from_secs(120))
+}
+
+struct Down(PathBuf);
+impl Drop for Down {
+    fn drop(&mut self) {
+        let _ = run_bounded(Command::new(bin("etcd-bootstrap")).arg("-f").arg(&self.0).arg("down"), Duration::from_secs(60));
+        if let Some(dir) = self.0.parent() {
+            integration_tests::kill_etcds_from_pid_files(dir);
+        }
+    }
+}
+
+fn endpoints(spec: &Path) -> String {
+    let text = std::fs::read_to_string(spec).unwrap();
+    text.lines()
+        .filter_map(|l| l.split("address: ").nth(1).and_then(|r| r.split(',').next()))
+        .filter(|a| a.matches('.').count() == 3 && !a.ends_with(".100") && !a.ends_with(".101}]}"))
+        .map(|a| format!("https://{a}:2379"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// etcdctl with the kube-apiserver files from the control-plane folder.
+fn apiserver_etcdctl(dir: &Path, eps: &str, args: &[&str]) -> Ran {
+    let node = dir.join("out/control-plane/cp-1/etc/kubernetes/pki");
+    run_bounded(
+        Command::new(tool("etcdctl", "ETCDCTL_BIN"))
+            .arg(format!("--endpoints={eps}"))
+            .arg("--cacert")
+            .arg(node.join("etcd/ca.crt"))
+            .arg("--cert")
+            .arg(node.join("apiserver-etcd-client.crt"))
+            .arg("--key")
+            .arg(node.join("apiserver-etcd-client.key"))
+            .args(["--dial-timeout=2s", "--command-timeout=3s"])
+            .args(args),
+        Duration::from_secs(30),
+    )
+}
+
+#[test]
+fn rotate_certs_under_continuous_writes_keeps_every_acknowledged_write() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let spec = spec(&dir);
+    let _down = Down(spec.clone());
+    boot(&spec, &["up"]).assert_ok();
+    let eps = endpoints(&spec);
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(Vec::<u32>::new()));
+    let failed = Arc::new(Mutex::new(0u32));
+    let writer = {
+        let (stop, acked, failed, dir, eps) = (stop.clone(), acked.clone(), failed.clone(), dir.clone(), eps.clone());
+        std::thread::spawn(move || {
+            let mut n = 0u32;
+            while !stop.load(Ordering::Relaxed) && n < 2000 {
+                n += 1;
+                let r = apiserver_etcdctl(&dir, &eps, &["put", &format!("/registry/w/{n:05}"), &n.to_string()]);
+                if r.ok() {
+                    acked.lock().unwrap().push(n);
+                } else {
+                    *failed.lock().unwrap() += 1;
+                }
+            }
+        })
+    };
+    let verdicts = Arc::new(Mutex::new(Vec::<Option<i32>>::new()));
+    let sampler = {
+        let (stop, verdicts, spec) = (stop.clone(), verdicts.clone(), spec.clone());
+        std::thread::spawn(move || {
+            let mut samples = 0;
+            while !stop.load(Ordering::Relaxed) && samples < 500 {
+                samples += 1;
+                let r = run_bounded(Command::new(bin("etcd-bootstrap")).arg("-f").arg(&spec).arg("status"), Duration::from_secs(30));
+                verdicts.lock().unwrap().push(r.code);
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let rot = boot(&spec, &["rotate", "certs", "--rekey"]);
+    assert!(rot.ok(), "{}{}", rot.stdout, rot.stderr);
+    for m in ["etcd-1", "etcd-2", "etcd-3"] {
+        assert!(rot.stderr.contains(&format!("rotate {m}: serves the new certificate; cluster HEALTHY")), "{}", rot.stderr);
+    }
+    let acked_at_rotation_end = acked.lock().unwrap().len();
+    std::thread::sleep(Duration::from_millis(800));
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    sampler.join().unwrap();
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() > acked_at_rotation_end, "apiserver clients must keep working after the rotation");
+    assert!(*failed.lock().unwrap() <= 2, "failed writes: {} (a rekey may race one read of cert+key)", failed.lock().unwrap());
+    let got = apiserver_etcdctl(&dir, &eps, &["get", "/registry/w/", "--prefix", "--keys-only"]).assert_ok();
+    for n in &acked {
+        assert!(got.stdout.contains(&format!("/registry/w/{n:05}")), "acknowledged write {n} is missing");
+    }
+    let v = verdicts.lock().unwrap();
+    assert!(!v.is_empty());
+    assert!(v.iter().all(|c| *c == Some(0) || *c == Some(1)), "quorum must never be lost: {v:?}");
+    // the renewed set passes the check, with SANs covering the spec's addresses
+    let check = boot(&spec, &["certs", "check", "-w", "json"]);
+    assert_eq!(check.code, Some(0), "{}", check.stdout);
+}
+
+#[test]
+fn a_revoked_client_certificate_is_refused_by_etcd() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let spec = spec(&dir);
+    let _down = Down(spec.clone());
+    boot(&spec, &["up"]).assert_ok();
+    let eps = endpoints(&spec);
+    apiserver_etcdctl(&dir, &eps, &["put", "k", "v"]).assert_ok();
+    let revoke = pki(&dir, &["revoke", "--out", "pki", "--reason", "key-compromise", "pki/control-plane/apiserver-etcd-client.crt"]).assert_ok();
+    assert!(revoke.stdout.contains("crl.pem"), "{}", revoke.stdout);
+    // up delivers the new CRL (the only changed file); etcd reads it on every new connection
+    let up = boot(&spec, &["up"]).assert_ok();
+    assert!(up.stderr.contains("1 written, 5 unchanged"), "{}", up.stderr);
+    let refused = apiserver_etcdctl(&dir, &eps, &["get", "k"]);
+    assert!(!refused.ok(), "a revoked certificate must be refused: {}", refused.stdout);
+    // other clients (the healthcheck certificate) are unaffected
+    assert_eq!(boot(&spec, &["status"]).code, Some(0));
+    let text = run_bounded(Command::new(tool("openssl", "OPENSSL_BIN")).args(["crl", "-noout", "-text", "-in"]).arg(dir.join("pki/etcd/crl.pem")), Duration::from_secs(10)).assert_ok();
+    assert!(text.stdout.contains("Key Compromise"), "{}", text.stdout);
+}
+
+#[test]
+fn check_expiration_reports_expired_and_invalid_with_exit_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("pki");
+    std::fs::create_dir_all(d.join("members/m1")).unwrap();
+    std::fs::create_dir_all(d.join("control-plane")).unwrap();
+    let cp = |from: &str, to: &str| std::fs::copy(fixture(from), d.join(to)).unwrap();
+    cp("openssl-ec-ca.crt", "ca.pem");
+    cp("openssl-ec-ca.key.insecure", "ca-key.pem");
+    cp("expired-leaf.crt", "members/m1/m1.pem");
+    cp("expired-leaf.key.insecure", "members/m1/m1-key.pem");
+    cp("not-a-ca.crt", "members/m1/m1-peer.pem");
+    cp("client-only.key.insecure", "members/m1/m1-peer-key.pem"); // wrong key on purpose
+    cp("wrong-ca-client.crt", "control-plane/apiserver-etcd-client.pem");
+    cp("wrong-ca-client.key.insecure", "control-plane/apiserver-etcd-client-key.pem");
+    let r = pki(tmp.path(), &["check-expiration", "--out", "pki", "-w", "json"]);
+    assert_eq!(r.code, Some(2), "{}{}", r.stdout, r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let by = |name: &str| v["certificates"].as_array().unwrap().iter().find(|c| c["certificate"] == name).unwrap().clone();
+    assert_eq!(by("m1/server")["status"], "expired");
+    assert_eq!(by("m1/peer")["status"], "invalid");
+    assert!(by("m1/peer")["problems"][0].as_str().unwrap().contains("does not match"));
+    assert!(by("apiserver-etcd-client")["problems"][0].as_str().unwrap().contains("not signed by the CA"));
+    // a fresh PKI is fine, and a threshold above the lifetime makes it "expiring" (exit 1)
+    let fresh = tempfile::tempdir().unwrap();
+    pki(fresh.path(), &["issue", "--out", "pki", "--member", "e1=10.0.0.1"]).assert_ok();
+    assert_eq!(pki(fresh.path(), &["check-expiration", "--out", "pki"]).code, Some(0));
+    let r = pki(fresh.path(), &["check-expiration", "--out", "pki", "--within", "400d"]);
+    assert_eq!(r.code, Some(1), "{}", r.stdout);
+    assert!(r.stdout.contains("expiring"));
+    // renew keeps the key by default and the previous files as backups
+    let key_before = std::fs::read(fresh.path().join("pki/members/e1/etcd/server.key")).unwrap();
+    let cert_before = std::fs::read(fresh.path().join("pki/members/e1/etcd/server.crt")).unwrap();
+    pki(fresh.path(), &["renew", "--out", "pki", "e1/server"]).assert_ok();
+    assert_eq!(key_before, std::fs::read(fresh.path().join("pki/members/e1/etcd/server.key")).unwrap());
+    assert_ne!(cert_before, std::fs::read(fresh.path().join("pki/members/e1/etcd/server.crt")).unwrap());
+    let backups: Vec<String> = integration_tests::tree(&fresh.path().join("pki/members/e1/etcd")).into_iter().filter(|f| f.ends_with(".bak")).collect();
+    assert_eq!(backups.len(), 1, "{backups:?}");
+    let info = pki(fresh.path(), &["certinfo", "pki/members/e1/etcd/server.crt"]).assert_ok().stdout;
+    assert!(info.contains("IP:10.0.0.1") && info.contains("Server Auth, Client Auth"), "same SANs and usages: {info}");
+}
