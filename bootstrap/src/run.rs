@@ -343,3 +343,124 @@ pub fn down(plan: &Plan, purge: bool, progress: &Progress) -> Result<Vec<String>
     }
     if errors.is_empty() { Ok(stopped) } else { Err(BootError::NotHealthy(errors.join("\n"))) }
 }
+
+/// `replace MEMBER`: remove the (dead) member first, add its replacement as a learner, start it
+/// with `--initial-cluster-state existing`, promote it once it has caught up (retried, bounded),
+/// each step gated on quorum. Refuses when removing the member would lose quorum, and (without
+/// `force`) when the member is healthy. The old data dir is moved aside, never deleted.
+pub fn replace(plan: &Plan, name: &str, force: bool, wait: Duration, progress: &Progress) -> Result<()> {
+    use etcdctl_lite::quorum::{quorum_size, MemberState, Role as QRole};
+    let m = plan
+        .members
+        .iter()
+        .find(|m| m.spec.name == name)
+        .ok_or_else(|| BootError::NotHealthy(format!("no member {name:?} in the spec")))?;
+    let v = verdict(plan)?;
+    if matches!(v.state, ClusterState::NoQuorum | ClusterState::Unknown) {
+        return Err(BootError::NotHealthy(format!("refusing: the cluster is {} ({}); membership changes need quorum", v.state.word(), v.summary)));
+    }
+    let target = v.members.iter().find(|x| x.name == name || x.endpoint == m.spec.client_url());
+    let is_voter = target.map(|t| t.role != QRole::Learner).unwrap_or(false);
+    let healthy_others = v
+        .members
+        .iter()
+        .filter(|x| x.name != name && x.endpoint != m.spec.client_url() && x.role != QRole::Learner && x.state == MemberState::Healthy)
+        .count();
+    let voters_after = v.voters - usize::from(is_voter);
+    if healthy_others < quorum_size(voters_after.max(1)) {
+        return Err(BootError::NotHealthy(format!(
+            "refusing: after removing {name}, {healthy_others} healthy voter(s) would remain of {voters_after}, below the quorum of {}",
+            quorum_size(voters_after.max(1))
+        )));
+    }
+    if target.is_some_and(|t| t.state == MemberState::Healthy) && !force {
+        return Err(BootError::NotHealthy(format!("refusing: {name} is healthy; replace is for dead members (pass --force to replace it anyway)")));
+    }
+    let others: Vec<String> = plan.members.iter().filter(|x| x.spec.name != name).map(|x| x.spec.client_url()).collect();
+    let opts = client_options(plan)?.with_endpoints(others);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| BootError::NotHealthy(format!("cannot start the runtime: {e}")))?;
+    let ctl = |e: etcdctl_lite::CtlError| BootError::NotHealthy(e.to_string());
+
+    // 1. retire the old instance (stop it if it still runs; move its data dir aside)
+    let t = Instant::now();
+    let out = run_on(m, &scripts::retire(m))?;
+    progress.step(&format!("retire {name}"), &out.value("moved").map(|to| format!("old data dir moved to {to}")).unwrap_or_else(|| "no old data".into()), Some(t.elapsed()));
+    // 2. remove it from the cluster (by ID; it may have no ID if it never joined)
+    if let Some(id) = target.and_then(|t| u64::from_str_radix(&t.id, 16).ok()) {
+        let t = Instant::now();
+        rt.block_on(etcdctl_lite::ops::member_remove(&opts, id)).map_err(ctl)?;
+        progress.step(&format!("remove {name}"), &format!("member {id:x} removed"), Some(t.elapsed()));
+    }
+    // 3. certificates (kept if still valid) and the CRL
+    pki::bundle::issue_into(&plan.issue)?;
+    ensure_crl(plan)?;
+    // 4. add as a learner (etcd refuses changes for a few seconds after leadership changes)
+    let t = Instant::now();
+    let deadline = Instant::now() + wait;
+    let (added, members) = loop {
+        match rt.block_on(etcdctl_lite::ops::member_add(&opts, &[m.spec.peer_url()], true)) {
+            Ok(r) => break r,
+            Err(e) if Instant::now() < deadline && e.to_string().contains("unhealthy cluster") => std::thread::sleep(Duration::from_millis(250)),
+            Err(e) => return Err(ctl(e)),
+        }
+    };
+    progress.step(&format!("add {name}"), &format!("learner {:x} added", added.id), Some(t.elapsed()));
+    let initial: Vec<String> = members
+        .iter()
+        .flat_map(|x| {
+            let n = if x.id == added.id { name.to_string() } else { x.name.clone() };
+            x.peer_urls.iter().map(move |u| format!("{n}={u}")).collect::<Vec<_>>()
+        })
+        .filter(|e| !e.starts_with('='))
+        .collect();
+    // 5. deliver and start it joining the existing cluster
+    let mut joiner = m.clone();
+    joiner.args = crate::plan::etcd_args(&m.spec, &initial.join(","), &plan.token)
+        .into_iter()
+        .map(|a| if a == "new" { "existing".to_string() } else { a })
+        .collect();
+    let mut files = Vec::new();
+    for f in &m.files {
+        let data = std::fs::read(&f.source).map_err(|e| BootError::Output { path: f.source.display().to_string(), reason: e.to_string() })?;
+        files.push((f.dest.display().to_string(), f.mode, data));
+    }
+    let tr = transport::for_member(&m.spec);
+    tr.deliver(&files, SCRIPT_LIMIT).map_err(|reason| BootError::Host { member: name.into(), host: tr.describe(), reason })?;
+    let out = run_on(&joiner, &scripts::start(&joiner, &plan.token))?;
+    if !out.ok() {
+        return Err(host_err(m, "starting etcd", &out));
+    }
+    progress.step(&format!("start {name}"), "joining with --initial-cluster-state existing", None);
+    // 6. promote once caught up
+    let t = Instant::now();
+    loop {
+        match rt.block_on(etcdctl_lite::ops::member_promote(&opts, added.id)) {
+            Ok(_) => break,
+            Err(e) if Instant::now() < deadline => {
+                let text = e.to_string();
+                if !(text.contains("in sync") || text.contains("unhealthy") || text.contains("learner") || text.contains("no answer")) {
+                    return Err(ctl(e));
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            Err(e) => return Err(BootError::NotHealthy(format!("{name} never caught up within {}s: {e}", wait.as_secs()))),
+        }
+    }
+    progress.step(&format!("promote {name}"), "voting member", Some(t.elapsed()));
+    // 7. healthy again
+    let t = Instant::now();
+    loop {
+        let v = verdict(plan)?;
+        if v.state == ClusterState::Healthy {
+            progress.step("quorum", &format!("{}: {}", v.state.word(), v.summary), Some(t.elapsed()));
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(BootError::NotHealthy(format!("not HEALTHY after the replacement: {}", v.summary)));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

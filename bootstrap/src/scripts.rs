@@ -127,6 +127,19 @@ pub fn stop(m: &MemberPlan, purge: bool) -> String {
     s
 }
 
+/// For a replacement: stops an old process if one still runs, moves a non-empty data dir aside
+/// (`DATA.replaced-TIME`: kept, never deleted) and drops the old marker.
+pub fn retire(m: &MemberPlan) -> String {
+    let sp = &m.spec;
+    format!(
+        "{stop}d={data}
+if [ -d \"$d\" ] && [ -n \"$(ls -A \"$d\" 2>/dev/null)\" ]; then to=\"$d.replaced-$(date -u +%Y%m%dT%H%M%S)\"; mv \"$d\" \"$to\"; echo moved=$to; fi\nrm -f {marker}\n",
+        stop = stop(m, false),
+        data = q(&sp.data_dir.display().to_string()),
+        marker = q(&m.marker_file().display().to_string()),
+    )
+}
+
 /// The last lines of the member's log, for error messages.
 pub fn log_tail(m: &MemberPlan, lines: usize) -> String {
     match m.spec.supervisor() {

@@ -56,6 +56,15 @@ enum Command {
         #[command(subcommand)]
         command: RotateCommand,
     },
+    /// Replace a dead member: remove it, add the new one as a learner, start it, promote it.
+    Replace {
+        member: String,
+        /// Replace it even if it is healthy.
+        #[arg(long)]
+        force: bool,
+        #[arg(long, default_value = "90", value_name = "SECONDS")]
+        wait: u64,
+    },
     /// Stop the members. Data dirs are kept unless --purge is given.
     Down {
         /// Also delete every member's data dir (irreversible).
@@ -185,6 +194,12 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             let plan = plan::build(&load(&cli.spec)?);
             run::rotate_certs(&plan, rekey, Duration::from_secs(wait), &Progress::new(false))?;
             println!("certificates rotated on {} members; the cluster stayed HEALTHY", plan.members.len());
+            Ok(0)
+        }
+        Command::Replace { member, force, wait } => {
+            let plan = plan::build(&load(&cli.spec)?);
+            run::replace(&plan, &member, force, Duration::from_secs(wait), &Progress::new(false))?;
+            println!("member {member} replaced; the cluster is HEALTHY");
             Ok(0)
         }
         Command::Down { purge } => {
