@@ -15,6 +15,7 @@ pub mod outputs;
 pub mod plan;
 pub mod preflight;
 pub mod progress;
+pub mod rotate_ca;
 pub mod run;
 pub mod scripts;
 pub mod spec;

@@ -14,7 +14,7 @@ use etcdctl_lite::quorum::{ClusterState, Verdict};
 use pki::cluster::Role;
 use std::time::{Duration, Instant};
 
-const SCRIPT_LIMIT: Duration = Duration::from_secs(60);
+pub(crate) const SCRIPT_LIMIT: Duration = Duration::from_secs(60);
 
 pub struct UpOptions {
     /// Bound on waiting for quorum after starting.
@@ -41,12 +41,12 @@ fn per_member<T: Send>(plan: &Plan, f: impl Fn(&MemberPlan) -> T + Sync) -> Vec<
     })
 }
 
-fn run_on(m: &MemberPlan, script: &str) -> Result<ScriptOutput> {
+pub(crate) fn run_on(m: &MemberPlan, script: &str) -> Result<ScriptOutput> {
     let t = transport::for_member(&m.spec);
     t.run(script, SCRIPT_LIMIT).map_err(|reason| BootError::Host { member: m.spec.name.clone(), host: t.describe(), reason })
 }
 
-fn host_err(m: &MemberPlan, what: &str, out: &ScriptOutput) -> BootError {
+pub(crate) fn host_err(m: &MemberPlan, what: &str, out: &ScriptOutput) -> BootError {
     BootError::Host { member: m.spec.name.clone(), host: m.spec.host.clone(), reason: format!("{what} failed (exit {:?}): {}", out.code, out.stderr.trim()) }
 }
 
@@ -55,9 +55,12 @@ pub fn client_options(plan: &Plan) -> Result<ClientOptions> {
     let pki = plan.pki();
     let hc = pki.leaf(&Role::HealthcheckClient);
     let s = |p: &std::path::Path| p.display().to_string();
+    // during a CA rotation, trust both CAs (members serve certificates from either)
+    let bundle = crate::rotate_ca::bundle_path(plan);
+    let ca = if bundle.exists() { bundle } else { pki.ca().cert };
     ClientOptions::new(
         &plan.endpoints(),
-        Some(&s(&pki.ca().cert)),
+        Some(&s(&ca)),
         Some(&s(&hc.cert)),
         Some(&s(&hc.key)),
         Duration::from_secs(1),
@@ -102,7 +105,7 @@ fn wait_all_healthy(plan: &Plan, deadline: Instant) -> Result<()> {
 }
 
 /// The operator's CRL (empty until something is revoked), made once; etcd needs the file.
-fn ensure_crl(plan: &Plan) -> Result<()> {
+pub(crate) fn ensure_crl(plan: &Plan) -> Result<()> {
     let (_, crl) = pki::crl::paths(&plan.issue.dir);
     if !crl.exists() {
         let pair = plan.pki().ca();

@@ -109,7 +109,7 @@ pub fn stop(m: &MemberPlan, purge: bool) -> String {
     let mut s = String::from("set -u\n");
     match sp.supervisor() {
         Supervisor::Process => s.push_str(&format!(
-            "{IS_ETCD}pidf={pid}\nif [ -f \"$pidf\" ]; then p=$(cat \"$pidf\")\n  if is_etcd \"$p\"; then\n    kill -CONT \"$p\" 2>/dev/null; kill -TERM \"$p\"; i=0\n    while is_etcd \"$p\" && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done\n    is_etcd \"$p\" && kill -KILL \"$p\" && echo killed=$p\n    echo stopped=$p\n  fi\n  rm -f \"$pidf\"\nfi\n",
+            "{IS_ETCD}pidf={pid}\nif [ -f \"$pidf\" ]; then p=$(cat \"$pidf\")\n  if is_etcd \"$p\"; then\n    kill -CONT \"$p\" 2>/dev/null; kill -TERM \"$p\"; i=0\n    while is_etcd \"$p\" && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done\n    is_etcd \"$p\" && kill -KILL \"$p\" && echo killed=$p\n    echo stopped=$p\n  fi\n  # only our pid file: a start that raced this stop may have written a new one\n  [ \"$(cat \"$pidf\" 2>/dev/null)\" = \"$p\" ] && rm -f \"$pidf\"\nfi\n",
             pid = q(&m.pid_file().display().to_string())
         )),
         Supervisor::Systemd => s.push_str(&format!(

@@ -86,6 +86,12 @@ enum CertsCommand {
 
 #[derive(Subcommand)]
 enum RotateCommand {
+    /// Replace the etcd CA without downtime: trust both, re-issue, drop the old (resumable).
+    Ca {
+        /// Bound per member.
+        #[arg(long, default_value = "60", value_name = "SECONDS")]
+        wait: u64,
+    },
     /// Renew every leaf and roll it out member by member, each gated on a HEALTHY verdict.
     Certs {
         /// New keys too.
@@ -189,6 +195,12 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
                 print!("{}", pki::expiry::render_table(&report));
             }
             Ok(report.exit_code())
+        }
+        Command::Rotate { command: RotateCommand::Ca { wait } } => {
+            let plan = plan::build(&load(&cli.spec)?);
+            bootstrap::rotate_ca::rotate_ca(&plan, Duration::from_secs(wait), &Progress::new(false))?;
+            println!("CA rotated on {} members; the cluster stayed HEALTHY", plan.members.len());
+            Ok(0)
         }
         Command::Rotate { command: RotateCommand::Certs { rekey, wait } } => {
             let plan = plan::build(&load(&cli.spec)?);
