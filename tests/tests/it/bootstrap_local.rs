@@ -67,7 +67,7 @@ fn local_bring_up_is_verified_by_etcdctl_with_the_apiserver_files() {
     let _down = Down(spec.clone());
     let up = boot(&spec, &["up"]).assert_ok();
     assert!(up.stdout.contains("HEALTHY (3 members, 3 started now)"), "{}", up.stdout);
-    for step in ["certificates: 8 issued", "preflight etcd-1", "files etcd-2: 5 written", "start etcd-3: started (pid", "quorum: HEALTHY"] {
+    for step in ["certificates: 8 issued", "preflight etcd-1", "files etcd-2: 6 written", "start etcd-3: started (pid", "quorum: HEALTHY"] {
         assert!(up.stderr.contains(step), "progress lacks {step:?}:\n{}", up.stderr);
     }
     // kube-apiserver's view: exactly the files in the control-plane folder, at kubeadm's paths
@@ -105,7 +105,7 @@ fn local_bring_up_is_verified_by_etcdctl_with_the_apiserver_files() {
     // the member folders: own keys only, 0600
     use std::os::unix::fs::PermissionsExt;
     let m1 = tree(&dir.join("members/etcd-1/pki"));
-    assert_eq!(m1, ["etcd/ca.crt", "etcd/peer.crt", "etcd/peer.key", "etcd/server.crt", "etcd/server.key"]);
+    assert_eq!(m1, ["etcd/ca.crt", "etcd/crl.pem", "etcd/peer.crt", "etcd/peer.key", "etcd/server.crt", "etcd/server.key"]);
     assert_eq!(std::fs::metadata(dir.join("members/etcd-1/pki/etcd/server.key")).unwrap().permissions().mode() & 0o777, 0o600);
     // HAProxy accepts its config
     let h = run_bounded(Command::new(tool("haproxy", "HAPROXY_BIN")).args(["-c", "-f"]).arg(dir.join("out/haproxy/haproxy.cfg")), Duration::from_secs(30));

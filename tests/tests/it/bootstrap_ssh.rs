@@ -61,7 +61,7 @@ fn ssh_bring_up_across_three_namespace_hosts_then_a_cut_link_degrades() {
     // each host got only its own keys
     for (i, h) in hosts.hosts.iter().enumerate() {
         let files = integration_tests::tree(&dir.join(&h.name).join("etc/kubernetes/pki"));
-        assert_eq!(files, ["etcd/ca.crt", "etcd/peer.crt", "etcd/peer.key", "etcd/server.crt", "etcd/server.key"], "host {i}");
+        assert_eq!(files, ["etcd/ca.crt", "etcd/crl.pem", "etcd/peer.crt", "etcd/peer.key", "etcd/server.crt", "etcd/server.key"], "host {i}");
     }
     let st = boot(&spec, &["status"]);
     assert_eq!(st.code, Some(0), "{}", st.stdout);
