@@ -45,6 +45,20 @@ impl MemberPlan {
     pub fn unit_name(&self) -> String {
         format!("etcd-{}.service", self.spec.name)
     }
+
+    /// The member's files with their contents, read from the operator's PKI directory, as
+    /// `(destination, mode, contents)` for a transport; `keep` selects which.
+    pub fn read_files(&self, keep: impl Fn(&Delivery) -> bool) -> std::io::Result<Vec<(String, u32, Vec<u8>)>> {
+        self.files
+            .iter()
+            .filter(|f| keep(f))
+            .map(|f| {
+                std::fs::read(&f.source)
+                    .map(|data| (f.dest.display().to_string(), f.mode, data))
+                    .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", f.source.display())))
+            })
+            .collect()
+    }
 }
 
 /// Everything `up` does, in order.

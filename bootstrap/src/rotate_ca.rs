@@ -182,10 +182,9 @@ pub fn rotate_ca(plan: &Plan, wait: Duration, progress: &Progress) -> Result<()>
                 continue;
             }
             let t = Instant::now();
-            let mut files_to = Vec::new();
-            for f in m.files.iter().filter(|f| !f.dest.ends_with("ca.crt")) {
-                files_to.push((f.dest.display().to_string(), f.mode, read(&f.source)?));
-            }
+            let files_to = m
+                .read_files(|f| !f.dest.ends_with("ca.crt"))
+                .map_err(|e| BootError::Output { path: m.spec.name.clone(), reason: e.to_string() })?;
             let tr = transport::for_member(&m.spec);
             tr.deliver(&files_to, SCRIPT_LIMIT).map_err(|reason| BootError::Host { member: m.spec.name.clone(), host: tr.describe(), reason })?;
             // etcd re-reads its certificate on each handshake: the next one must show the new one

@@ -138,11 +138,7 @@ pub fn rotate_certs(plan: &Plan, rekey: bool, wait: Duration, progress: &Progres
     let opts = client_options(plan)?;
     for m in &plan.members {
         let t = Instant::now();
-        let mut files = Vec::new();
-        for f in &m.files {
-            let data = std::fs::read(&f.source).map_err(|e| BootError::Output { path: f.source.display().to_string(), reason: e.to_string() })?;
-            files.push((f.dest.display().to_string(), f.mode, data));
-        }
+        let files = m.read_files(|_| true).map_err(|e| BootError::Output { path: m.spec.name.clone(), reason: e.to_string() })?;
         let tr = transport::for_member(&m.spec);
         tr.deliver(&files, SCRIPT_LIMIT).map_err(|reason| BootError::Host { member: m.spec.name.clone(), host: tr.describe(), reason })?;
         let want = std::fs::read(pki.leaf(&Role::Server(m.spec.name.clone())).cert)
@@ -240,11 +236,7 @@ pub fn up(plan: &Plan, opts: &UpOptions, progress: &Progress) -> Result<UpReport
     // 3. deliver each member its own files
     let deliveries = per_member(plan, |m| {
         let t = Instant::now();
-        let mut files = Vec::new();
-        for f in &m.files {
-            let data = std::fs::read(&f.source).map_err(|e| BootError::Output { path: f.source.display().to_string(), reason: e.to_string() })?;
-            files.push((f.dest.display().to_string(), f.mode, data));
-        }
+        let files = m.read_files(|_| true).map_err(|e| BootError::Output { path: m.spec.name.clone(), reason: e.to_string() })?;
         let t2 = transport::for_member(&m.spec);
         let written = t2
             .deliver(&files, SCRIPT_LIMIT)
@@ -425,11 +417,7 @@ pub fn replace(plan: &Plan, name: &str, force: bool, wait: Duration, progress: &
         .into_iter()
         .map(|a| if a == "new" { "existing".to_string() } else { a })
         .collect();
-    let mut files = Vec::new();
-    for f in &m.files {
-        let data = std::fs::read(&f.source).map_err(|e| BootError::Output { path: f.source.display().to_string(), reason: e.to_string() })?;
-        files.push((f.dest.display().to_string(), f.mode, data));
-    }
+    let files = m.read_files(|_| true).map_err(|e| BootError::Output { path: m.spec.name.clone(), reason: e.to_string() })?;
     let tr = transport::for_member(&m.spec);
     tr.deliver(&files, SCRIPT_LIMIT).map_err(|reason| BootError::Host { member: name.into(), host: tr.describe(), reason })?;
     let out = run_on(&joiner, &scripts::start(&joiner, &plan.token))?;

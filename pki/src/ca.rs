@@ -33,7 +33,8 @@ impl Subject {
         Subject { common_name: cn.into(), ..Default::default() }
     }
 
-    fn to_dn(&self) -> DistinguishedName {
+    /// The distinguished name in cfssl's order: C, ST, L, O, OU, CN.
+    pub fn to_dn(&self) -> DistinguishedName {
         let mut dn = DistinguishedName::new();
         for (ty, values) in [
             (DnType::CountryName, &self.country),

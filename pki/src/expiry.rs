@@ -60,6 +60,22 @@ pub struct Checked {
     pub problems: Vec<String>,
 }
 
+impl Checked {
+    /// A certificate that is missing or cannot be read: invalid, with why.
+    fn unusable(name: &str, path: &Path, problem: String) -> Checked {
+        Checked {
+            certificate: name.into(),
+            path: path.into(),
+            expires: "-".into(),
+            residual: "-".into(),
+            residual_seconds: 0,
+            authority: "-".into(),
+            status: Status::Invalid,
+            problems: vec![problem],
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub layout: String,
@@ -102,38 +118,19 @@ fn check_file(name: &str, cert: &Path, key: Option<&Path>, ca_der: Option<&[u8]>
     let der = match parsed {
         Ok(d) => d,
         Err(e) => {
-            return Checked {
-                certificate: name.into(),
-                path: cert.into(),
-                expires: "-".into(),
-                residual: "-".into(),
-                residual_seconds: 0,
-                authority: "-".into(),
-                status: Status::Invalid,
-                problems: vec![e],
-            };
+            return Checked::unusable(name, cert, e);
         }
     };
     let info = match cert_info(&der, &what) {
         Ok(i) => i,
         Err(e) => {
-            return Checked {
-                certificate: name.into(),
-                path: cert.into(),
-                expires: "-".into(),
-                residual: "-".into(),
-                residual_seconds: 0,
-                authority: "-".into(),
-                status: Status::Invalid,
-                problems: vec![e.to_string()],
-            };
+            return Checked::unusable(name, cert, e.to_string());
         }
     };
-    if let Some(ca) = ca_der {
-        if !signed_by_der(&der, ca) {
+    if let Some(ca) = ca_der
+        && !signed_by_der(&der, ca) {
             problems.push("not signed by the CA in this directory".into());
         }
-    }
     if let Some(key) = key {
         match std::fs::read(key).map_err(|e| e.to_string()).and_then(|b| PrivateKey::from_pem(&b, &key.display().to_string()).map_err(|e| e.to_string())) {
             Ok(k) => {
@@ -208,16 +205,7 @@ pub fn check_dir(dir: &Path, members: Option<&[Member]>, threshold: Threshold) -
             if matches!(role, Role::HealthcheckClient) {
                 continue; // optional
             }
-            certificates.push(Checked {
-                certificate: label(&role),
-                path: pair.cert.clone(),
-                expires: "-".into(),
-                residual: "-".into(),
-                residual_seconds: 0,
-                authority: "-".into(),
-                status: Status::Invalid,
-                problems: vec!["missing".into()],
-            });
+            certificates.push(Checked::unusable(&label(&role), &pair.cert, "missing".into()));
             continue;
         }
         let expected: Option<Vec<String>> = match (&role, members) {

@@ -9,7 +9,7 @@ use crate::hosts::sans_from_hosts;
 use crate::inspect;
 use crate::keys::PrivateKey;
 use crate::pemfile;
-use rcgen::{CertificateParams, DistinguishedName, DnType};
+use rcgen::CertificateParams;
 use serde_json::json;
 
 const USAGE: &str = "Usage:
@@ -135,23 +135,7 @@ fn template(subject: Subject, hosts: &[String], profile: &Profile, ca: &Ca, stri
 
 fn csr_pem(req: &CsrRequest, key: &PrivateKey) -> Result<String> {
     let mut params = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    let s = &req.subject;
-    for (ty, vals) in [
-        (DnType::CountryName, &s.country),
-        (DnType::StateOrProvinceName, &s.state),
-        (DnType::LocalityName, &s.locality),
-        (DnType::OrganizationName, &s.organization),
-        (DnType::OrganizationalUnitName, &s.organizational_unit),
-    ] {
-        for v in vals {
-            dn.push(ty.clone(), v.as_str());
-        }
-    }
-    if !s.common_name.is_empty() {
-        dn.push(DnType::CommonName, s.common_name.as_str());
-    }
-    params.distinguished_name = dn;
+    params.distinguished_name = req.subject.to_dn();
     params.subject_alt_names = sans_from_hosts(&req.hosts).map_err(|e| usage_err(e.join("; ")))?;
     let csr = params.serialize_request(key.key_pair()).map_err(|e| PkiError::crypto("encoding the CSR", e))?;
     Ok(pemfile::encode("CERTIFICATE REQUEST", csr.der()))

@@ -218,6 +218,16 @@ fn an_added_but_unstarted_voter_is_reported() {
     assert_eq!(q.code, Some(1), "{}", q.stdout);
     assert!(q.stdout.contains("voters 4, quorum 3, healthy voters 3, failures tolerated 0"), "{}", q.stdout);
     assert!(q.stdout.contains("never started"), "{}", q.stdout);
+    // remove it again: back to 3 voters, HEALTHY
+    let list = lite(&c, &["member", "list"]).assert_ok();
+    let id = list.stdout.lines().find(|l| l.contains("unstarted")).unwrap().split(',').next().unwrap().trim().to_string();
+    let removed = lite(&c, &["member", "remove", &id]).assert_ok();
+    assert!(removed.stdout.contains(&format!("Member {id} removed")), "{}", removed.stdout);
+    let q = lite(&c, &["quorum"]);
+    assert_eq!(q.code, Some(0), "{}", q.stdout);
+    assert!(q.stdout.contains("voters 3, quorum 2"), "{}", q.stdout);
+    let bad = lite(&c, &["member", "remove", "not-hex"]).assert_fails();
+    assert!(bad.stderr.contains("not a hex ID"), "{}", bad.stderr);
 }
 
 #[test]
