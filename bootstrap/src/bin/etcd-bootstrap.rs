@@ -115,19 +115,35 @@ fn local_spec(n: usize, dir: &Path) -> Result<PathBuf, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let dir = dir.canonicalize().map_err(|e| format!("{}: {e}", dir.display()))?;
     let path = dir.join("cluster.yaml");
-    let text = serde_yaml_ng::to_string(&bootstrap::local::spec(n, &dir)).map_err(|e| e.to_string())?;
-    match std::fs::read_to_string(&path) {
-        Ok(old) if old == text => {}
-        Ok(_) => {
+    if path.exists() {
+        // an existing local spec is reused as it is (its token included), if it is one
+        let existing = Spec::load(&path).map_err(|e| e.to_string())?;
+        let s = &existing.spec;
+        if s.name != "local" || s.members.len() != n {
             return Err(format!(
-                "{} holds another cluster's spec; run `etcd-bootstrap -f {} down` and use another --dir, or drop --local to use it",
+                "{} holds another cluster's spec ({} members named {:?}); run `etcd-bootstrap -f {} down` and use another --dir, or drop --local to use it",
                 path.display(),
+                s.members.len(),
+                s.name,
                 path.display()
             ));
         }
-        Err(_) => pki::files::write_atomic(&path, text.as_bytes(), 0o644).map_err(|e| e.to_string())?,
+        return Ok(path);
     }
+    // a fresh token per cluster: etcd derives member and cluster IDs from it
+    let mut spec = bootstrap::local::spec(n, &dir);
+    spec.token = Some(format!("local-{}", hex_token()));
+    let text = serde_yaml_ng::to_string(&spec).map_err(|e| e.to_string())?;
+    pki::files::write_atomic(&path, text.as_bytes(), 0o644).map_err(|e| e.to_string())?;
     Ok(path)
+}
+
+/// 8 random hex characters.
+fn hex_token() -> String {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 4];
+    let _ = ring::rand::SystemRandom::new().fill(&mut b);
+    hex::encode(b)
 }
 
 fn main() -> ExitCode {
