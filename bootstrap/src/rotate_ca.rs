@@ -84,6 +84,19 @@ fn restart_with_ca(plan: &Plan, m: &MemberPlan, ca_pem: &[u8], wait: Duration, p
     Ok(())
 }
 
+/// Restarts every member not yet done in this phase with `ca_pem`, recording each.
+fn rolling_restart(plan: &Plan, state: &mut RotationState, ca_pem: &[u8], wait: Duration, progress: &Progress, what: &str) -> Result<()> {
+    for m in &plan.members {
+        if state.done.contains(&m.spec.name) {
+            continue;
+        }
+        restart_with_ca(plan, m, ca_pem, wait, progress, what)?;
+        state.done.push(m.spec.name.clone());
+        save(plan, state)?;
+    }
+    Ok(())
+}
+
 fn wait_healthy(plan: &Plan, wait: Duration, member: &str) -> Result<()> {
     let deadline = Instant::now() + wait;
     loop {
@@ -155,14 +168,7 @@ pub fn rotate_ca(plan: &Plan, wait: Duration, progress: &Progress) -> Result<()>
     if state.phase == Phase::TrustBoth {
         files::write_atomic(&bundle_path(plan), &both, 0o644)?;
         control_plane_ca(plan, &both)?;
-        for m in &plan.members {
-            if state.done.contains(&m.spec.name) {
-                continue;
-            }
-            restart_with_ca(plan, m, &both, wait, progress, "trust old+new")?;
-            state.done.push(m.spec.name.clone());
-            save(plan, &state)?;
-        }
+        rolling_restart(plan, &mut state, &both, wait, progress, "trust old+new")?;
         state = RotationState { phase: Phase::Reissue, done: vec![], reissued: false };
         save(plan, &state)?;
     }
@@ -210,14 +216,7 @@ pub fn rotate_ca(plan: &Plan, wait: Duration, progress: &Progress) -> Result<()>
 
     if state.phase == Phase::DropOld {
         control_plane_ca(plan, &new_pem)?;
-        for m in &plan.members {
-            if state.done.contains(&m.spec.name) {
-                continue;
-            }
-            restart_with_ca(plan, m, &new_pem, wait, progress, "trust new only")?;
-            state.done.push(m.spec.name.clone());
-            save(plan, &state)?;
-        }
+        rolling_restart(plan, &mut state, &new_pem, wait, progress, "trust new only")?;
         // the new CA becomes the directory's CA; the old one is kept as a backup
         let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
         let bak = |p: &Path| p.with_file_name(format!("{}.{stamp}.bak", p.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));

@@ -226,40 +226,46 @@ fn subject_of(der: &[u8]) -> (String, String, Vec<String>, bool) {
     }
 }
 
-/// A TLS handshake of our own against `endpoint`; `None` if it succeeded (then the problem is
-/// elsewhere) or could not be run.
-pub fn probe(endpoint: &str, tls: &TlsMaterial, limit: Duration) -> Option<Failure> {
-    let hostport = endpoint.trim_start_matches("https://").trim_start_matches("http://");
-    let (host, _) = hostport.rsplit_once(':')?;
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+/// A client config that verifies against the CA in `tls` (presenting the client certificate if
+/// any) and records the server's certificate; plus where it records it.
+type Seen = Arc<Mutex<Vec<Vec<u8>>>>;
+
+fn recording_config(tls: &TlsMaterial) -> Option<(rustls::ClientConfig, Seen)> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
-    let ca_certs = tls.ca_pem.as_deref().map(der_certs).unwrap_or_default();
-    for c in &ca_certs {
-        let _ = roots.add(c.clone());
+    for c in tls.ca_pem.as_deref().map(der_certs).unwrap_or_default() {
+        let _ = roots.add(c);
     }
-    let ca_subject = ca_certs.first().map(|c| subject_of(c).0).unwrap_or_else(|| "none".into());
     let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build().ok()?;
-    let seen = Arc::new(Mutex::new(Vec::new()));
+    let seen: Seen = Arc::new(Mutex::new(Vec::new()));
     let verifier = Arc::new(Recording { inner, seen: seen.clone() });
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .ok()?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier);
-    let mut config = match &tls.identity {
+    let builder = rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions().ok()?.dangerous().with_custom_certificate_verifier(verifier);
+    let config = match &tls.identity {
         Some((cert, key)) => {
-            let key = rustls::pki_types::PrivateKeyDer::try_from(
-                pem::parse_many(key).ok()?.into_iter().find(|b| b.tag().ends_with("PRIVATE KEY"))?.into_contents(),
-            )
-            .ok()?;
+            let key = rustls::pki_types::PrivateKeyDer::try_from(pem::parse_many(key).ok()?.into_iter().find(|b| b.tag().ends_with("PRIVATE KEY"))?.into_contents()).ok()?;
             builder.with_client_auth_cert(der_certs(cert), key).ok()?
         }
         None => builder.with_no_client_auth(),
     };
+    Some((config, seen))
+}
+
+/// `https://host:port` -> (host for SNI/verification, socket address).
+fn endpoint_target(endpoint: &str) -> Option<(String, std::net::SocketAddr)> {
+    let hostport = endpoint.trim_start_matches("https://").trim_start_matches("http://");
+    let (host, _) = hostport.rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    Some((host, hostport.to_socket_addrs().ok()?.next()?))
+}
+
+/// A TLS handshake of our own against `endpoint`; `None` if it succeeded (then the problem is
+/// elsewhere) or could not be run.
+pub fn probe(endpoint: &str, tls: &TlsMaterial, limit: Duration) -> Option<Failure> {
+    let (host, addr) = endpoint_target(endpoint)?;
+    let ca_subject = tls.ca_pem.as_deref().map(der_certs).unwrap_or_default().first().map(|c| subject_of(c).0).unwrap_or_else(|| "none".into());
+    let (mut config, seen) = recording_config(tls)?;
     config.alpn_protocols = vec![b"h2".to_vec()];
     let name = ServerName::try_from(host.clone()).ok()?;
-    let addr = hostport.to_socket_addrs().ok()?.next()?;
     let mut sock = match TcpStream::connect_timeout(&addr, limit) {
         Ok(s) => s,
         Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
@@ -359,26 +365,8 @@ fn client_cert_refused(tls: &TlsMaterial, ca_subject: &str) -> String {
 /// The certificate `endpoint` presents right now (a fresh TLS handshake, verified against the CA
 /// in `tls`), as DER. Used to confirm a member serves a rotated certificate.
 pub fn presented_certificate(endpoint: &str, tls: &TlsMaterial, limit: Duration) -> Option<Vec<u8>> {
-    let hostport = endpoint.trim_start_matches("https://");
-    let (host, _) = hostport.rsplit_once(':')?;
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    for c in tls.ca_pem.as_deref().map(der_certs).unwrap_or_default() {
-        let _ = roots.add(c);
-    }
-    let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build().ok()?;
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let verifier = Arc::new(Recording { inner, seen: seen.clone() });
-    let builder = rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions().ok()?.dangerous().with_custom_certificate_verifier(verifier);
-    let config = match &tls.identity {
-        Some((cert, key)) => {
-            let key = rustls::pki_types::PrivateKeyDer::try_from(pem::parse_many(key).ok()?.into_iter().find(|b| b.tag().ends_with("PRIVATE KEY"))?.into_contents()).ok()?;
-            builder.with_client_auth_cert(der_certs(cert), key).ok()?
-        }
-        None => builder.with_no_client_auth(),
-    };
-    let addr = hostport.to_socket_addrs().ok()?.next()?;
+    let (host, addr) = endpoint_target(endpoint)?;
+    let (config, seen) = recording_config(tls)?;
     let mut sock = TcpStream::connect_timeout(&addr, limit).ok()?;
     sock.set_read_timeout(Some(limit)).ok()?;
     sock.set_write_timeout(Some(limit)).ok()?;

@@ -2,6 +2,7 @@
 //! Test support: finding the workspace's binaries and the real tools (etcd, etcdctl, openssl,
 //! cfssl), running commands with a bound, and starting real etcd clusters with mutual TLS.
 
+pub mod bootstrap;
 pub mod cluster;
 pub mod netns;
 

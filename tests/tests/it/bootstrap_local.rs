@@ -2,49 +2,14 @@
 //! written for kube-apiserver, kubeadm configs against kubeadm's rules, `haproxy -c`, re-runs that
 //! change nothing, resuming after an interruption, refusing a foreign data dir, down/purge.
 
-use integration_tests::cluster::free_subnet;
-use integration_tests::{bin, run_bounded, tool, tree, Ran};
+use integration_tests::bootstrap::{boot, local_spec, Down};
+use integration_tests::{bin, run_bounded, tool, tree};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-/// A spec for a 3-member local cluster on a loopback /24 no other test uses.
 fn spec(dir: &Path) -> PathBuf {
-    let [a, b, c] = free_subnet(4);
-    let member = |i: u8| {
-        let home = dir.join(format!("members/etcd-{i}"));
-        format!(
-            "  - {{name: etcd-{i}, address: {a}.{b}.{c}.{i}, data_dir: {d}, pki_dir: {p}, run_dir: {r}}}\n",
-            d = home.join("data").display(),
-            p = home.join("pki").display(),
-            r = home.display()
-        )
-    };
-    let text = format!(
-        "name: it-{b}-{c}\nmembers:\n{}{}{}kubernetes:\n  version: v1.31.2\n  control_plane_endpoint: {a}.{b}.{c}.100:6443\n  pod_subnet: 10.244.0.0/16\n  load_balancer_ca_file: {lb}\n  control_plane_nodes:\n    - {{name: cp-1, address: {a}.{b}.{c}.101}}\n    - {{name: cp-2, address: {a}.{b}.{c}.102}}\n",
-        member(1),
-        member(2),
-        member(3),
-        lb = dir.join("out/haproxy/kubernetes-ca.crt").display()
-    );
-    let path = dir.join("cluster.yaml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn boot(spec: &Path, args: &[&str]) -> Ran {
-    run_bounded(Command::new(bin("etcd-bootstrap")).arg("-f").arg(spec).args(args), Duration::from_secs(120))
-}
-
-/// Stops the cluster when the test ends, pass or fail.
-struct Down(PathBuf);
-impl Drop for Down {
-    fn drop(&mut self) {
-        let _ = run_bounded(Command::new(bin("etcd-bootstrap")).arg("-f").arg(&self.0).arg("down"), Duration::from_secs(60));
-        if let Some(dir) = self.0.parent() {
-            integration_tests::kill_etcds_from_pid_files(dir);
-        }
-    }
+    local_spec(dir, 2).path
 }
 
 fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {

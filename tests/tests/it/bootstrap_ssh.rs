@@ -3,25 +3,10 @@
 //! cut and the verdict turns DEGRADED.
 
 use integration_tests::netns::Hosts;
-use integration_tests::{bin, run_bounded, Ran};
-use std::path::Path;
+use integration_tests::bootstrap::{boot, Down};
+use integration_tests::{bin, run_bounded};
 use std::process::Command;
 use std::time::Duration;
-
-fn boot(spec: &Path, args: &[&str]) -> Ran {
-    run_bounded(Command::new(bin("etcd-bootstrap")).arg("-f").arg(spec).args(args), Duration::from_secs(120))
-}
-
-/// Stops the members (by their pid files, through ssh) when the test ends.
-struct Down(std::path::PathBuf);
-impl Drop for Down {
-    fn drop(&mut self) {
-        let _ = run_bounded(Command::new(bin("etcd-bootstrap")).arg("-f").arg(&self.0).arg("down"), Duration::from_secs(90));
-        if let Some(dir) = self.0.parent() {
-            integration_tests::kill_etcds_from_pid_files(dir);
-        }
-    }
-}
 
 #[test]
 fn ssh_bring_up_across_three_namespace_hosts_then_a_cut_link_degrades() {

@@ -2,58 +2,13 @@
 //! writes (every acknowledged write survives, quorum is never lost, apiserver clients keep
 //! working), and revocation that real etcd enforces.
 
-use integration_tests::cluster::free_subnet;
+use integration_tests::bootstrap::{boot, local_spec, Down};
 use integration_tests::{bin, fixture, pki, run_bounded, tool, Ran};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-fn spec(dir: &Path) -> PathBuf {
-    let [a, b, c] = free_subnet(4);
-    let mut members = String::new();
-    for i in 1..=3 {
-        let home = dir.join(format!("m{i}"));
-        members.push_str(&format!(
-            "  - {{name: etcd-{i}, address: {a}.{b}.{c}.{i}, data_dir: {}, pki_dir: {}, run_dir: {}}}\n",
-            home.join("data").display(),
-            home.join("pki").display(),
-            home.display()
-        ));
-    }
-    let text = format!(
-        "name: life-{b}-{c}\nmembers:\n{members}kubernetes: {{version: v1.31.2, control_plane_endpoint: '{a}.{b}.{c}.100:6443', load_balancer_ca_file: {}, control_plane_nodes: [{{name: cp-1, address: {a}.{b}.{c}.101}}]}}\n",
-        dir.join("out/haproxy/kubernetes-ca.crt").display()
-    );
-    let path = dir.join("cluster.yaml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn boot(spec: &Path, args: &[&str]) -> Ran {
-    run_bounded(Command::new(bin("etcd-bootstrap")).arg("-f").arg(spec).args(args), Duration::from_secs(120))
-}
-
-struct Down(PathBuf);
-impl Drop for Down {
-    fn drop(&mut self) {
-        let _ = run_bounded(Command::new(bin("etcd-bootstrap")).arg("-f").arg(&self.0).arg("down"), Duration::from_secs(60));
-        if let Some(dir) = self.0.parent() {
-            integration_tests::kill_etcds_from_pid_files(dir);
-        }
-    }
-}
-
-fn endpoints(spec: &Path) -> String {
-    let text = std::fs::read_to_string(spec).unwrap();
-    text.lines()
-        .filter_map(|l| l.split("address: ").nth(1).and_then(|r| r.split(',').next()))
-        .filter(|a| a.matches('.').count() == 3 && !a.ends_with(".100") && !a.ends_with(".101}]}"))
-        .map(|a| format!("https://{a}:2379"))
-        .collect::<Vec<_>>()
-        .join(",")
-}
 
 /// etcdctl with the kube-apiserver files from the control-plane folder.
 fn apiserver_etcdctl(dir: &Path, eps: &str, args: &[&str]) -> Ran {
@@ -148,10 +103,10 @@ impl Traffic {
 fn rotate_certs_under_continuous_writes_keeps_every_acknowledged_write() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
-    let spec = spec(&dir);
+    let spec_file = local_spec(&dir, 1);
+    let (spec, eps) = (spec_file.path, spec_file.endpoints);
     let _down = Down(spec.clone());
     boot(&spec, &["up"]).assert_ok();
-    let eps = endpoints(&spec);
     let traffic = Traffic::start(&dir, &eps, &spec);
     let rot = boot(&spec, &["rotate", "certs", "--rekey"]);
     assert!(rot.ok(), "{}{}", rot.stdout, rot.stderr);
@@ -172,10 +127,10 @@ fn rotate_certs_under_continuous_writes_keeps_every_acknowledged_write() {
 fn replacing_a_dead_member_under_continuous_writes() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
-    let spec = spec(&dir);
+    let spec_file = local_spec(&dir, 1);
+    let (spec, eps) = (spec_file.path, spec_file.endpoints);
     let _down = Down(spec.clone());
     boot(&spec, &["up"]).assert_ok();
-    let eps = endpoints(&spec);
     // a healthy member is not replaced without --force
     let r = boot(&spec, &["replace", "etcd-2"]).assert_fails();
     assert!(r.stderr.contains("etcd-2 is healthy"), "{}", r.stderr);
@@ -186,7 +141,7 @@ fn replacing_a_dead_member_under_continuous_writes() {
     let victim = v["members"].as_array().unwrap().iter().find(|m| m["role"] == "follower").unwrap()["name"].as_str().unwrap().to_string();
     let idx = victim.trim_start_matches("etcd-").to_string();
     let traffic = Traffic::start(&dir, &eps, &spec);
-    let pid = std::fs::read_to_string(dir.join(format!("m{idx}/{victim}.pid"))).unwrap();
+    let pid = std::fs::read_to_string(dir.join(format!("members/{victim}/{victim}.pid"))).unwrap();
     integration_tests::signal(pid.trim().parse().unwrap(), integration_tests::Signal::Kill);
     let r = boot(&spec, &["replace", &victim]);
     assert!(r.ok(), "{}{}", r.stdout, r.stderr);
@@ -197,11 +152,11 @@ fn replacing_a_dead_member_under_continuous_writes() {
     traffic.finish(&dir, &eps, 10);
     assert_eq!(boot(&spec, &["status"]).code, Some(0));
     // the old data was moved aside, not deleted
-    assert!(std::fs::read_dir(dir.join(format!("m{idx}"))).unwrap().flatten().any(|e| e.file_name().to_string_lossy().starts_with("data.replaced-")));
+    assert!(std::fs::read_dir(dir.join(format!("members/{victim}"))).unwrap().flatten().any(|e| e.file_name().to_string_lossy().starts_with("data.replaced-")));
     let others: Vec<String> = (1..=3).map(|i| i.to_string()).filter(|i| *i != idx).collect();
     // refusing when it would lose quorum: two of three dead
     for i in &others {
-        let pid = std::fs::read_to_string(dir.join(format!("m{i}/etcd-{i}.pid"))).unwrap();
+        let pid = std::fs::read_to_string(dir.join(format!("members/etcd-{i}/etcd-{i}.pid"))).unwrap();
         integration_tests::signal(pid.trim().parse().unwrap(), integration_tests::Signal::Kill);
     }
     std::thread::sleep(Duration::from_millis(300));
@@ -213,10 +168,10 @@ fn replacing_a_dead_member_under_continuous_writes() {
 fn a_revoked_client_certificate_is_refused_by_etcd() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
-    let spec = spec(&dir);
+    let spec_file = local_spec(&dir, 1);
+    let (spec, eps) = (spec_file.path, spec_file.endpoints);
     let _down = Down(spec.clone());
     boot(&spec, &["up"]).assert_ok();
-    let eps = endpoints(&spec);
     apiserver_etcdctl(&dir, &eps, &["put", "k", "v"]).assert_ok();
     let revoke = pki(&dir, &["revoke", "--out", "pki", "--reason", "key-compromise", "pki/control-plane/apiserver-etcd-client.crt"]).assert_ok();
     assert!(revoke.stdout.contains("crl.pem"), "{}", revoke.stdout);
@@ -277,10 +232,10 @@ fn check_expiration_reports_expired_and_invalid_with_exit_2() {
 fn rotate_ca_interrupted_midway_resumes_and_never_loses_quorum() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
-    let spec = spec(&dir);
+    let spec_file = local_spec(&dir, 1);
+    let (spec, eps) = (spec_file.path, spec_file.endpoints);
     let _down = Down(spec.clone());
     boot(&spec, &["up"]).assert_ok();
-    let eps = endpoints(&spec);
     let old_client = (std::fs::read(dir.join("pki/control-plane/apiserver-etcd-client.crt")).unwrap(), std::fs::read(dir.join("pki/control-plane/apiserver-etcd-client.key")).unwrap());
     let traffic = Traffic::start(&dir, &eps, &spec);
     // interrupt the first run once it has recorded progress

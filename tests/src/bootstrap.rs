@@ -1,0 +1,55 @@
+//! Helpers for tests that drive `etcd-bootstrap`: a 3-member spec on a loopback /24 no other
+//! test uses, running the binary with a bound, and a guard that stops the cluster afterwards.
+
+use crate::{bin, kill_etcds_from_pid_files, run_bounded, Ran};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// A written spec and the client URLs of its members.
+pub struct SpecFile {
+    pub path: PathBuf,
+    pub endpoints: String,
+}
+
+/// Writes `dir/cluster.yaml`: members etcd-1..3 on a free 127.X.Y.0/24 (homes under
+/// `dir/members/etcd-N`), `nodes` control-plane nodes, the load balancer on .100.
+pub fn local_spec(dir: &Path, nodes: usize) -> SpecFile {
+    let [a, b, c] = crate::cluster::free_subnet(4);
+    let mut members = String::new();
+    for i in 1..=3 {
+        let home = dir.join(format!("members/etcd-{i}"));
+        members.push_str(&format!(
+            "  - {{name: etcd-{i}, address: {a}.{b}.{c}.{i}, data_dir: {}, pki_dir: {}, run_dir: {}}}\n",
+            home.join("data").display(),
+            home.join("pki").display(),
+            home.display()
+        ));
+    }
+    let nodes: String = (1..=nodes).map(|i| format!("    - {{name: cp-{i}, address: {a}.{b}.{c}.{}}}\n", 100 + i)).collect();
+    let text = format!(
+        "name: it-{b}-{c}\nmembers:\n{members}kubernetes:\n  version: v1.31.2\n  control_plane_endpoint: {a}.{b}.{c}.100:6443\n  pod_subnet: 10.244.0.0/16\n  load_balancer_ca_file: {lb}\n  control_plane_nodes:\n{nodes}",
+        lb = dir.join("out/haproxy/kubernetes-ca.crt").display()
+    );
+    let path = dir.join("cluster.yaml");
+    std::fs::write(&path, text).expect("write the spec");
+    SpecFile { path, endpoints: (1..=3).map(|i| format!("https://{a}.{b}.{c}.{i}:2379")).collect::<Vec<_>>().join(",") }
+}
+
+/// `etcd-bootstrap -f SPEC ARGS`, bounded.
+pub fn boot(spec: &Path, args: &[&str]) -> Ran {
+    run_bounded(Command::new(bin("etcd-bootstrap")).arg("-f").arg(spec).args(args), Duration::from_secs(120))
+}
+
+/// Stops the spec's cluster when dropped (pass or fail): `down`, then SIGKILL for any etcd whose
+/// pid file lies beside the spec (a member `down` could not reach).
+pub struct Down(pub PathBuf);
+
+impl Drop for Down {
+    fn drop(&mut self) {
+        let _ = run_bounded(Command::new(bin("etcd-bootstrap")).arg("-f").arg(&self.0).arg("down"), Duration::from_secs(90));
+        if let Some(dir) = self.0.parent() {
+            kill_etcds_from_pid_files(dir);
+        }
+    }
+}
