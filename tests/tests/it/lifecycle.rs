@@ -10,22 +10,28 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// etcdctl with the kube-apiserver files from the control-plane folder.
-fn apiserver_etcdctl(dir: &Path, eps: &str, args: &[&str]) -> Ran {
-    let node = dir.join("out/control-plane/cp-1/etc/kubernetes/pki");
+/// Debian's etcdctl with the CA of the control-plane folder and the given client pair.
+fn etcdctl_as(dir: &Path, eps: &str, cert: &Path, key: &Path, args: &[&str]) -> Ran {
+    let ca = dir.join("out/control-plane/cp-1/etc/kubernetes/pki/etcd/ca.crt");
     run_bounded(
         Command::new(tool("etcdctl", "ETCDCTL_BIN"))
             .arg(format!("--endpoints={eps}"))
             .arg("--cacert")
-            .arg(node.join("etcd/ca.crt"))
+            .arg(ca)
             .arg("--cert")
-            .arg(node.join("apiserver-etcd-client.crt"))
+            .arg(cert)
             .arg("--key")
-            .arg(node.join("apiserver-etcd-client.key"))
+            .arg(key)
             .args(["--dial-timeout=2s", "--command-timeout=3s"])
             .args(args),
         Duration::from_secs(30),
     )
+}
+
+/// etcdctl with the kube-apiserver files from the control-plane folder.
+fn apiserver_etcdctl(dir: &Path, eps: &str, args: &[&str]) -> Ran {
+    let node = dir.join("out/control-plane/cp-1/etc/kubernetes/pki");
+    etcdctl_as(dir, eps, &node.join("apiserver-etcd-client.crt"), &node.join("apiserver-etcd-client.key"), args)
 }
 
 /// Continuous writes through the apiserver certificate, recording every acknowledged one, and
@@ -261,19 +267,7 @@ fn rotate_ca_interrupted_midway_resumes_and_never_loses_quorum() {
     // the old CA is gone from the members: a client certificate it issued is refused
     std::fs::write(dir.join("old.crt"), &old_client.0).unwrap();
     std::fs::write(dir.join("old.key"), &old_client.1).unwrap();
-    let node = dir.join("out/control-plane/cp-1/etc/kubernetes/pki");
-    let old = run_bounded(
-        Command::new(tool("etcdctl", "ETCDCTL_BIN"))
-            .arg(format!("--endpoints={eps}"))
-            .arg("--cacert")
-            .arg(node.join("etcd/ca.crt"))
-            .arg("--cert")
-            .arg(dir.join("old.crt"))
-            .arg("--key")
-            .arg(dir.join("old.key"))
-            .args(["--command-timeout=2s", "get", "k"]),
-        Duration::from_secs(30),
-    );
+    let old = etcdctl_as(&dir, &eps, &dir.join("old.crt"), &dir.join("old.key"), &["get", "k"]);
     assert!(!old.ok(), "a client certificate from the old CA must be refused");
     // the new control-plane files work, and every certificate checks out against the new CA
     apiserver_etcdctl(&dir, &eps, &["put", "after-rotation", "ok"]).assert_ok();
