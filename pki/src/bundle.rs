@@ -99,9 +99,10 @@ pub fn issue_into(req: &IssueRequest) -> Result<IssueReport> {
     let mut to_issue: Vec<Role> = Vec::new();
     let mut kept: Vec<(Role, Vec<u8>, Vec<u8>)> = Vec::new();
     let mut problems: Vec<String> = Vec::new();
+    let fresh = !req.dir.exists();
     for role in &roles {
         let pair = dir.leaf(role);
-        let (cert, key) = (read_opt(&pair.cert)?, read_opt(&pair.key)?);
+        let (cert, key) = if fresh { (None, None) } else { (read_opt(&pair.cert)?, read_opt(&pair.key)?) };
         match (cert, key) {
             (None, None) => to_issue.push(role.clone()),
             _ if ca_created => to_issue.push(role.clone()), // checked above: --force was given

@@ -180,6 +180,16 @@ fn fresh_root(files: &[PlannedFile]) -> Option<PathBuf> {
 fn write_fresh_tree(root: &Path, files: &[PlannedFile]) -> Result<()> {
     let staging = temp_name(root);
     let result = (|| {
+        // each directory once, parents first
+        let mut dirs: Vec<PathBuf> = files
+            .iter()
+            .filter_map(|f| f.path.strip_prefix(root).ok().and_then(|r| r.parent()).map(|p| staging.join(p)))
+            .collect();
+        dirs.sort();
+        dirs.dedup();
+        for d in std::iter::once(&staging).chain(dirs.iter()) {
+            fs::DirBuilder::new().recursive(true).mode(0o755).create(d).map_err(|source| PkiError::Write { path: d.clone(), source })?;
+        }
         for f in files {
             let rel = f.path.strip_prefix(root).map_err(|_| PkiError::Write {
                 path: f.path.clone(),
@@ -187,9 +197,6 @@ fn write_fresh_tree(root: &Path, files: &[PlannedFile]) -> Result<()> {
             })?;
             let path = staging.join(rel);
             let err = |source| PkiError::Write { path: f.path.clone(), source };
-            if let Some(dir) = path.parent() {
-                fs::DirBuilder::new().recursive(true).mode(0o755).create(dir).map_err(err)?;
-            }
             let mut file = fs::OpenOptions::new().write(true).create_new(true).mode(f.mode).open(&path).map_err(err)?;
             file.set_permissions(fs::Permissions::from_mode(f.mode)).map_err(err)?;
             file.write_all(&f.contents).map_err(err)?;
