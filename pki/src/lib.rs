@@ -28,6 +28,7 @@ pub mod keys;
 pub mod layout;
 pub mod pemfile;
 pub mod renew;
+pub mod suggest;
 pub mod usage;
 pub mod validity;
 pub mod verify;

@@ -69,12 +69,8 @@ impl Usage {
         if let Some((_, u)) = WORDS.iter().find(|(w, _)| *w == norm) {
             return Ok(*u);
         }
-        let nearest = WORDS
-            .iter()
-            .map(|(w, _)| (strsim::levenshtein(w, &norm), *w))
-            .min()
-            .filter(|(d, _)| *d <= 4)
-            .map(|(_, w)| format!("; did you mean {w:?}?"))
+        let nearest = crate::suggest::nearest(&norm, WORDS.iter().map(|(w, _)| *w), |_| 4)
+            .map(|w| format!("; did you mean {w:?}?"))
             .unwrap_or_default();
         Err(format!(
             "unknown usage {word:?}{nearest} (known: {})",

@@ -68,12 +68,8 @@ impl SigningConfig {
             return self.checked(&self.default, "default", file);
         }
         let known: Vec<&str> = self.profiles.keys().map(String::as_str).collect();
-        let nearest = known
-            .iter()
-            .map(|k| (strsim::levenshtein(k, name), *k))
-            .min()
-            .filter(|(d, _)| *d <= 3)
-            .map(|(_, k)| format!("; did you mean {k:?}?"))
+        let nearest = crate::suggest::nearest(name, known.iter().copied(), |_| 3)
+            .map(|k| format!("; did you mean {k:?}?"))
             .unwrap_or_default();
         let msg = format!(
             "{file}: no signing profile named {name:?}{nearest} (profiles: {})",

@@ -57,12 +57,8 @@ pub fn parse(args: &[String], bools: &[&str], strings: &[&str]) -> Result<Parsed
         } else {
             let mut known: Vec<&str> = bools.iter().chain(strings).copied().collect();
             known.sort_unstable();
-            let hint = known
-                .iter()
-                .map(|k| (strsim::levenshtein(k, name), *k))
-                .min()
-                .filter(|(d, _)| *d <= 2)
-                .map(|(_, k)| format!("; did you mean -{k}?"))
+            let hint = crate::suggest::nearest(name, known.iter().copied(), |_| 2)
+                .map(|k| format!("; did you mean -{k}?"))
                 .unwrap_or_default();
             return Err(format!(
                 "flag provided but not defined: -{name}{hint} (this command takes: {})",

@@ -16,12 +16,8 @@ pub fn check(value: &Value, path: &str, allowed: &[&str], problems: &mut Vec<Str
         if allowed.iter().any(|a| a.eq_ignore_ascii_case(key)) {
             continue;
         }
-        let nearest = allowed
-            .iter()
-            .map(|a| (strsim::levenshtein(&a.to_ascii_lowercase(), &key.to_ascii_lowercase()), *a))
-            .min()
-            .filter(|(d, a)| *d <= 3.max(a.len() / 3))
-            .map(|(_, a)| format!("; did you mean {a:?}?"))
+        let nearest = crate::suggest::nearest(key, allowed.iter().copied(), |a| 3.max(a.len() / 3))
+            .map(|a| format!("; did you mean {a:?}?"))
             .unwrap_or_else(|| format!(" (known keys: {})", allowed.join(", ")));
         let at = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
         problems.push(format!("{at}: unknown key{nearest}"));

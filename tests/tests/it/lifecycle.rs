@@ -10,6 +10,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// A 3-member cluster brought up by `etcd-bootstrap up`: its temp dir, spec, client URLs, and
+/// the guard that stops it.
+fn running_cluster() -> (tempfile::TempDir, std::path::PathBuf, String, Down) {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec_file = local_spec(tmp.path(), 1);
+    let down = Down(spec_file.path.clone());
+    boot(&spec_file.path, &["up"]).assert_ok();
+    (tmp, spec_file.path, spec_file.endpoints, down)
+}
+
 /// Debian's etcdctl with the CA of the control-plane folder and the given client pair.
 fn etcdctl_as(dir: &Path, eps: &str, cert: &Path, key: &Path, args: &[&str]) -> Ran {
     let ca = dir.join("out/control-plane/cp-1/etc/kubernetes/pki/etcd/ca.crt");
@@ -107,12 +117,8 @@ impl Traffic {
 
 #[test]
 fn rotate_certs_under_continuous_writes_keeps_every_acknowledged_write() {
-    let tmp = tempfile::tempdir().unwrap();
+    let (tmp, spec, eps, _down) = running_cluster();
     let dir = tmp.path().to_path_buf();
-    let spec_file = local_spec(&dir, 1);
-    let (spec, eps) = (spec_file.path, spec_file.endpoints);
-    let _down = Down(spec.clone());
-    boot(&spec, &["up"]).assert_ok();
     let traffic = Traffic::start(&dir, &eps, &spec);
     let rot = boot(&spec, &["rotate", "certs", "--rekey"]);
     assert!(rot.ok(), "{}{}", rot.stdout, rot.stderr);
@@ -131,12 +137,8 @@ fn rotate_certs_under_continuous_writes_keeps_every_acknowledged_write() {
 
 #[test]
 fn replacing_a_dead_member_under_continuous_writes() {
-    let tmp = tempfile::tempdir().unwrap();
+    let (tmp, spec, eps, _down) = running_cluster();
     let dir = tmp.path().to_path_buf();
-    let spec_file = local_spec(&dir, 1);
-    let (spec, eps) = (spec_file.path, spec_file.endpoints);
-    let _down = Down(spec.clone());
-    boot(&spec, &["up"]).assert_ok();
     // a healthy member is not replaced without --force
     let r = boot(&spec, &["replace", "etcd-2"]).assert_fails();
     assert!(r.stderr.contains("etcd-2 is healthy"), "{}", r.stderr);
@@ -172,12 +174,8 @@ fn replacing_a_dead_member_under_continuous_writes() {
 
 #[test]
 fn a_revoked_client_certificate_is_refused_by_etcd() {
-    let tmp = tempfile::tempdir().unwrap();
+    let (tmp, spec, eps, _down) = running_cluster();
     let dir = tmp.path().to_path_buf();
-    let spec_file = local_spec(&dir, 1);
-    let (spec, eps) = (spec_file.path, spec_file.endpoints);
-    let _down = Down(spec.clone());
-    boot(&spec, &["up"]).assert_ok();
     apiserver_etcdctl(&dir, &eps, &["put", "k", "v"]).assert_ok();
     let revoke = pki(&dir, &["revoke", "--out", "pki", "--reason", "key-compromise", "pki/control-plane/apiserver-etcd-client.crt"]).assert_ok();
     assert!(revoke.stdout.contains("crl.pem"), "{}", revoke.stdout);
@@ -236,12 +234,8 @@ fn check_expiration_reports_expired_and_invalid_with_exit_2() {
 
 #[test]
 fn rotate_ca_interrupted_midway_resumes_and_never_loses_quorum() {
-    let tmp = tempfile::tempdir().unwrap();
+    let (tmp, spec, eps, _down) = running_cluster();
     let dir = tmp.path().to_path_buf();
-    let spec_file = local_spec(&dir, 1);
-    let (spec, eps) = (spec_file.path, spec_file.endpoints);
-    let _down = Down(spec.clone());
-    boot(&spec, &["up"]).assert_ok();
     let old_client = (std::fs::read(dir.join("pki/control-plane/apiserver-etcd-client.crt")).unwrap(), std::fs::read(dir.join("pki/control-plane/apiserver-etcd-client.key")).unwrap());
     let traffic = Traffic::start(&dir, &eps, &spec);
     // interrupt the first run once it has recorded progress
