@@ -49,6 +49,19 @@ pub struct JoinSecrets {
 }
 
 impl JoinSecrets {
+    /// Every value in its exact format (they are read back from a file a user can edit, and go
+    /// into YAML and onto command lines).
+    pub fn check(&self) -> Result<(), String> {
+        let mut problems = Vec::new();
+        check_token(&self.bootstrap_token, "bootstrap_token", &mut problems);
+        check_cert_key(Some(&self.certificate_key), "certificate_key", &mut problems);
+        let hash_ok = self.ca_cert_hash.strip_prefix("sha256:").is_some_and(|h| h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()));
+        if !hash_ok {
+            problems.push(format!("ca_cert_hash: {:?} is not sha256:<64 hex>", self.ca_cert_hash));
+        }
+        if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
+    }
+
     pub fn generate(ca_cert_hash: String) -> Result<JoinSecrets, String> {
         use ring::rand::SecureRandom;
         let rng = ring::rand::SystemRandom::new();

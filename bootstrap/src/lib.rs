@@ -16,6 +16,7 @@ pub mod plan;
 pub mod preflight;
 pub mod progress;
 pub mod rotate_ca;
+pub mod rules;
 pub mod run;
 pub mod scripts;
 pub mod spec;

@@ -35,10 +35,7 @@ fn kubernetes_ca(pki_dir: &Path, algorithm: pki::keys::KeyAlgorithm) -> Result<(
             validity: time::Duration::days(3650),
             path_len: None,
         })?;
-        files::write_all(
-            &[PlannedFile::public(&cert, ca.cert_pem()), PlannedFile::secret(&key, ca.key().to_pkcs8_pem())],
-            false,
-        )?;
+        files::write_all(&[PlannedFile::public(&cert, ca.cert_pem()), PlannedFile::ca_key(&key, ca.key().to_pkcs8_pem())], false)?;
     }
     // load it to check it is a usable CA whose key matches
     pki::ca::Ca::load_files(&cert, &key)?;
@@ -52,12 +49,25 @@ pub fn ca_cert_hash(cert_pem: &[u8]) -> Result<String> {
     Ok(format!("sha256:{}", hex::encode(sha2::Sha256::digest(x.tbs_certificate.subject_pki.raw))))
 }
 
+/// The kept join secrets, or new ones when there are none or the Kubernetes CA changed. A file
+/// that is there but malformed is an error, not silently replaced: the secrets in it may
+/// already be in use on the control plane.
 fn secrets(path: &Path, hash: &str) -> Result<JoinSecrets> {
-    if let Ok(text) = std::fs::read_to_string(path)
-        && let Ok(s) = serde_json::from_str::<JoinSecrets>(&text)
-            && s.ca_cert_hash == hash {
+    let bad = |reason: String| BootError::Output {
+        path: path.display().to_string(),
+        reason: format!("{reason}; fix it, or delete it to generate new join secrets (then re-copy every kubeadm config)"),
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let s = serde_json::from_str::<JoinSecrets>(&text).map_err(|e| bad(format!("not the join secrets file: {e}")))?;
+            s.check().map_err(bad)?;
+            if s.ca_cert_hash == hash {
                 return Ok(s);
             }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(bad(e.to_string())),
+    }
     JoinSecrets::generate(hash.to_string()).map_err(|e| BootError::Output { path: path.display().to_string(), reason: e })
 }
 
@@ -117,9 +127,10 @@ pub fn write(plan: &Plan, api: ApiVersion) -> Result<Vec<Written>> {
         if !problems.is_empty() {
             return Err(BootError::Output { path: path.display().to_string(), reason: problems.join("; ") });
         }
-        planned.push(PlannedFile::public(path, yaml.clone()));
+        // init/join configs carry the bootstrap token and the certificate key: secrets
+        planned.push(PlannedFile::secret(path, yaml.clone()));
     }
-    planned.push(PlannedFile { path: out.join("kubeadm/commands.sh"), contents: kubeadm::commands(spec).into_bytes(), mode: 0o755 });
+    planned.push(PlannedFile::new(out.join("kubeadm/commands.sh"), kubeadm::commands(spec).into_bytes(), 0o755));
     planned.push(PlannedFile::public(out.join("haproxy/haproxy.cfg"), crate::haproxy::config(spec)));
     planned.push(PlannedFile::public(out.join("haproxy/kubernetes-ca.crt"), k8s_ca_cert.clone()));
     let outcomes = files::write_all(&planned, true)?;

@@ -136,10 +136,10 @@ pub fn build(loaded: &LoadedSpec) -> Plan {
         layout: Layout::Kubeadm,
         members: pki_members(&spec.members),
         algorithm,
-        validity: pki::validity::parse_duration(&spec.pki.validity, "pki.validity").unwrap_or(time::Duration::days(365)),
+        validity: pki::validity::parse_validity(&spec.pki.validity, "pki.validity").unwrap_or(time::Duration::days(365)),
         ca: CaSource::InDirOrCreate(CaOptions {
             algorithm,
-            validity: pki::validity::parse_duration(&spec.pki.ca_validity, "pki.ca_validity").unwrap_or(time::Duration::days(3650)),
+            validity: pki::validity::parse_validity(&spec.pki.ca_validity, "pki.ca_validity").unwrap_or(time::Duration::days(3650)),
             ..CaOptions::default()
         }),
         force: false,

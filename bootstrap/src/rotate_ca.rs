@@ -74,8 +74,8 @@ fn restart_with_ca(plan: &Plan, m: &MemberPlan, ca_pem: &[u8], wait: Duration, p
     tr.deliver(&[(dest, 0o644, ca_pem.to_vec())], SCRIPT_LIMIT)
         .map_err(|reason| BootError::Host { member: m.spec.name.clone(), host: tr.describe(), reason })?;
     // etcd reads its CA bundle only at start
-    let stop = run_on(m, &scripts::stop(m, false))?;
-    let start = run_on(m, &scripts::start(m, &plan.token))?;
+    let stop = run_on(m, &scripts::stop(m, None))?;
+    let start = crate::run::start_member(m, &plan.token)?;
     if !stop.ok() || !start.ok() {
         return Err(run::host_err(m, "restarting etcd", if start.ok() { &stop } else { &start }));
     }
@@ -117,6 +117,7 @@ fn wait_healthy(plan: &Plan, wait: Duration, member: &str) -> Result<()> {
 }
 
 pub fn rotate_ca(plan: &Plan, wait: Duration, progress: &Progress) -> Result<()> {
+    let _lock = pki::lock::lock_dir(&plan.issue.dir, pki::lock::DEFAULT_WAIT)?;
     let pki = plan.pki();
     let ca_pair = pki.ca();
     let (new_cert, new_key) = new_ca_paths(plan);
@@ -130,7 +131,7 @@ pub fn rotate_ca(plan: &Plan, wait: Duration, progress: &Progress) -> Result<()>
             let deadline = Instant::now() + wait;
             loop {
                 for m in &plan.members {
-                    let _ = run_on(m, &scripts::start(m, &plan.token));
+                    let _ = crate::run::start_member(m, &plan.token);
                 }
                 let v = run::verdict(plan)?;
                 if v.state == ClusterState::Healthy {
@@ -152,7 +153,7 @@ pub fn rotate_ca(plan: &Plan, wait: Duration, progress: &Progress) -> Result<()>
                 let old = pki::ca::Ca::load_files(&ca_pair.cert, &ca_pair.key)?;
                 let opts = pki::ca::CaOptions { algorithm: old.key().algorithm(), ..pki::ca::CaOptions::default() };
                 let ca = pki::ca::Ca::create(&opts)?;
-                files::write_all(&[PlannedFile::public(&new_cert, ca.cert_pem()), PlannedFile::secret(&new_key, ca.key().to_pkcs8_pem())], false)?;
+                files::write_all(&[PlannedFile::public(&new_cert, ca.cert_pem()), PlannedFile::ca_key(&new_key, ca.key().to_pkcs8_pem())], false)?;
                 progress.step("rotate ca", &format!("new CA in {}", new_cert.display()), None);
             }
             let s = RotationState { phase: Phase::TrustBoth, done: vec![], reissued: false };

@@ -46,6 +46,16 @@ pub(crate) fn run_on(m: &MemberPlan, script: &str) -> Result<ScriptOutput> {
     t.run(script, SCRIPT_LIMIT).map_err(|reason| BootError::Host { member: m.spec.name.clone(), host: t.describe(), reason })
 }
 
+/// Starts a member: under systemd its unit file is delivered first, as a file (never through a
+/// script's text), then the start script runs.
+pub(crate) fn start_member(m: &MemberPlan, token: &str) -> Result<ScriptOutput> {
+    if let Some(unit) = scripts::unit_delivery(m) {
+        let t = transport::for_member(&m.spec);
+        t.deliver(&[unit], SCRIPT_LIMIT).map_err(|reason| BootError::Host { member: m.spec.name.clone(), host: t.describe(), reason })?;
+    }
+    run_on(m, &scripts::start(m, token))
+}
+
 pub(crate) fn host_err(m: &MemberPlan, what: &str, out: &ScriptOutput) -> BootError {
     BootError::Host { member: m.spec.name.clone(), host: m.spec.host.clone(), reason: format!("{what} failed (exit {:?}): {}", out.code, out.stderr.trim()) }
 }
@@ -124,6 +134,8 @@ pub fn certs_check(plan: &Plan, threshold: pki::expiry::Threshold) -> Result<pki
 /// member by member: deliver, confirm it serves the new certificate (etcd re-reads its files on
 /// each handshake, no restart), and require a HEALTHY verdict before the next member.
 pub fn rotate_certs(plan: &Plan, rekey: bool, wait: Duration, progress: &Progress) -> Result<()> {
+    // one writer of the operator's PKI directory (and outputs) for the whole operation
+    let _lock = pki::lock::lock_dir(&plan.issue.dir, pki::lock::DEFAULT_WAIT)?;
     let before = verdict(plan)?;
     if before.state != ClusterState::Healthy {
         return Err(BootError::NotHealthy(format!("refusing to rotate: the cluster is {} ({}); fix it first", before.state.word(), before.summary)));
@@ -190,6 +202,8 @@ fn check_certificates(plan: &Plan) -> Result<()> {
 }
 
 pub fn up(plan: &Plan, opts: &UpOptions, progress: &Progress) -> Result<UpReport> {
+    // one writer of the operator's PKI directory (and outputs) for the whole operation
+    let _lock = pki::lock::lock_dir(&plan.issue.dir, pki::lock::DEFAULT_WAIT)?;
     for w in &plan.loaded.warnings {
         progress.step("spec", &format!("warning: {w}"), None);
     }
@@ -257,7 +271,7 @@ pub fn up(plan: &Plan, opts: &UpOptions, progress: &Progress) -> Result<UpReport
             return Ok(None);
         }
         let t = Instant::now();
-        let out = run_on(m, &scripts::start(m, &plan.token))?;
+        let out = start_member(m, &plan.token)?;
         if !out.ok() {
             return Err(host_err(m, "starting etcd", &out));
         }
@@ -317,7 +331,8 @@ pub fn up(plan: &Plan, opts: &UpOptions, progress: &Progress) -> Result<UpReport
 pub fn down(plan: &Plan, purge: bool, progress: &Progress) -> Result<Vec<String>> {
     let results = per_member(plan, |m| {
         let t = Instant::now();
-        run_on(m, &scripts::stop(m, purge)).map(|o| (o, t.elapsed()))
+        let marker = scripts::marker_text(&plan.token, &m.spec.name);
+        run_on(m, &scripts::stop(m, purge.then_some(marker.as_str()))).map(|o| (o, t.elapsed()))
     });
     let mut stopped = Vec::new();
     let mut errors = Vec::new();
@@ -330,6 +345,9 @@ pub fn down(plan: &Plan, purge: bool, progress: &Progress) -> Result<Vec<String>
                     _ => "was not running".to_string(),
                 };
                 let purge_note = out.value("purged").map(|d| format!("; data dir {d} removed")).unwrap_or_default();
+                if let Some(why) = out.value("purge_refused") {
+                    errors.push(format!("member {}: purge refused: {why}", m.spec.name));
+                }
                 progress.step(&format!("down {}", m.name()), &format!("{what}{purge_note}"), Some(took));
                 stopped.push(m.spec.name.clone());
             }
@@ -344,6 +362,8 @@ pub fn down(plan: &Plan, purge: bool, progress: &Progress) -> Result<Vec<String>
 /// each step gated on quorum. Refuses when removing the member would lose quorum, and (without
 /// `force`) when the member is healthy. The old data dir is moved aside, never deleted.
 pub fn replace(plan: &Plan, name: &str, force: bool, wait: Duration, progress: &Progress) -> Result<()> {
+    // one writer of the operator's PKI directory (and outputs) for the whole operation
+    let _lock = pki::lock::lock_dir(&plan.issue.dir, pki::lock::DEFAULT_WAIT)?;
     use etcdctl_lite::quorum::{quorum_size, MemberState, Role as QRole};
     let m = plan
         .members
@@ -420,7 +440,7 @@ pub fn replace(plan: &Plan, name: &str, force: bool, wait: Duration, progress: &
     let files = m.read_files(|_| true).map_err(|e| BootError::Output { path: m.spec.name.clone(), reason: e.to_string() })?;
     let tr = transport::for_member(&m.spec);
     tr.deliver(&files, SCRIPT_LIMIT).map_err(|reason| BootError::Host { member: name.into(), host: tr.describe(), reason })?;
-    let out = run_on(&joiner, &scripts::start(&joiner, &plan.token))?;
+    let out = start_member(&joiner, &plan.token)?;
     if !out.ok() {
         return Err(host_err(m, "starting etcd", &out));
     }

@@ -9,8 +9,10 @@ use base64::Engine;
 /// Delivers files atomically (temp + rename), with their modes, leaving identical files alone.
 /// Prints `written PATH` or `unchanged PATH` for each.
 pub fn deliver(files: &[(String, u32, Vec<u8>)]) -> String {
+    // mktemp: an unpredictable name created with O_EXCL (never through a planted symlink);
+    // the temporary carries pki's leftover mark, so an interrupted delivery is recognisable.
     let mut s = String::from(
-        "set -eu\numask 077\ndeliver() {\n  mkdir -p \"$(dirname \"$1\")\"\n  tmp=\"$1.tmp.$$\"\n  printf '%s' \"$3\" | base64 -d > \"$tmp\"\n  chmod \"$2\" \"$tmp\"\n  if [ -f \"$1\" ] && cmp -s \"$tmp\" \"$1\"; then rm -f \"$tmp\"; echo \"unchanged $1\"; else mv -f \"$tmp\" \"$1\"; echo \"written $1\"; fi\n}\n",
+        "set -eu\numask 077\ndeliver() {\n  d=$(dirname -- \"$1\")\n  mkdir -p -- \"$d\"\n  tmp=$(mktemp -- \"$d/.$(basename -- \"$1\").pki-tmp-XXXXXXXXXXXXXXXX\")\n  printf '%s' \"$3\" | base64 -d > \"$tmp\"\n  chmod \"$2\" \"$tmp\"\n  if [ -f \"$1\" ] && cmp -s \"$tmp\" \"$1\"; then rm -f -- \"$tmp\"; echo \"unchanged $1\"; else mv -f -- \"$tmp\" \"$1\"; echo \"written $1\"; fi\n}\n",
     );
     for (path, mode, data) in files {
         let b64 = base64::engine::general_purpose::STANDARD.encode(data);
@@ -32,7 +34,7 @@ pub fn preflight(m: &MemberPlan, others: &[String]) -> String {
     s.push_str(&format!("if [ -d {d} ] && [ -n \"$(ls -A {d} 2>/dev/null)\" ]; then echo data_nonempty=1; fi\n", d = q(&sp.data_dir.display().to_string())));
     s.push_str(&format!("if [ -f {f} ]; then echo \"marker=$(cat {f})\"; fi\n", f = q(&m.marker_file().display().to_string())));
     for o in others {
-        s.push_str(&format!("ip route get {} >/dev/null 2>&1 || echo unroutable={}\n", q(o), o));
+        s.push_str(&format!("ip route get {o} >/dev/null 2>&1 || echo unroutable={o}\n", o = q(o)));
     }
     s
 }
@@ -81,30 +83,73 @@ pub fn start(m: &MemberPlan, token: &str) -> String {
             ));
         }
         Supervisor::Systemd => {
+            // the unit file itself was delivered as a file (see `unit_delivery`): no user data
+            // passes through this script's text except as one quoted word
             s.push_str(&format!(
-                "cat > /etc/systemd/system/{unit} <<'UNIT'\n{body}UNIT\nsystemctl daemon-reload\nif ! systemctl is-active --quiet {unit}; then systemctl enable --now {unit}; echo started=unit; fi\n",
-                unit = m.unit_name(),
-                body = unit_file(m),
+                "systemctl daemon-reload\nif ! systemctl is-active --quiet {unit}; then systemctl enable --now {unit}; echo started=unit; fi\n",
+                unit = q(&m.unit_name()),
             ));
         }
     }
     s
 }
 
-/// The systemd unit for a member.
+/// Where a member's systemd unit goes, with its contents, for a transport's file delivery
+/// (`None` for the process supervisor).
+pub fn unit_delivery(m: &MemberPlan) -> Option<(String, u32, Vec<u8>)> {
+    (m.spec.supervisor() == Supervisor::Systemd).then(|| (format!("/etc/systemd/system/{}", m.unit_name()), 0o644, unit_file(m).into_bytes()))
+}
+
+/// The systemd unit for a member. Every value is escaped for systemd's own syntax.
 pub fn unit_file(m: &MemberPlan) -> String {
-    let cmd: Vec<String> = std::iter::once(m.binary.clone()).chain(m.args.iter().cloned()).map(|a| q(&a)).collect();
+    let cmd: Vec<String> = std::iter::once(m.binary.clone()).chain(m.args.iter().cloned()).map(|a| systemd_quote(&a)).collect();
     format!(
         "[Unit]\nDescription=etcd member {name} (managed by etcd-bootstrap)\nAfter=network-online.target\nWants=network-online.target\n\n\
          [Service]\nType=notify\nExecStart={cmd}\nRestart=on-failure\nRestartSec=5s\nLimitNOFILE=65536\n\n[Install]\nWantedBy=multi-user.target\n",
-        name = m.spec.name,
+        name = systemd_text(&m.spec.name),
         cmd = cmd.join(" "),
     )
 }
 
+/// One word of an `ExecStart=` line (systemd.syntax, systemd.service "Command lines"): plain
+/// when it is only safe characters, otherwise double-quoted with `\\`, `\"` and C escapes for
+/// control characters; `%` (specifiers) and `$` (variables) doubled in both cases.
+pub fn systemd_quote(word: &str) -> String {
+    let plain = !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+".contains(c));
+    if plain {
+        return word.to_string();
+    }
+    let mut out = String::from("\"");
+    for c in word.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '%' => out.push_str("%%"),
+            '$' => out.push_str("$$"),
+            c if c.is_control() || (c as u32) < 0x20 => {
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    out.push_str(&format!("\\x{b:02x}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Free text in a unit (a `Description=`): one line, specifiers doubled.
+fn systemd_text(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { '?' } else { c }).collect::<String>().replace('%', "%%")
+}
+
 /// Stops the member (SIGTERM, bounded wait, SIGKILL) — only a process that is etcd.
-/// With `purge`, also removes its data dir and marker (the only place anything is deleted).
-pub fn stop(m: &MemberPlan, purge: bool) -> String {
+/// With `purge` (this cluster's marker text), also removes its data dir and marker — the only
+/// place anything is deleted, and only with proof of ownership: the marker in the run dir says
+/// this cluster and this member, and the data dir holds nothing but etcd's own `member`
+/// directory. Otherwise it prints `purge_refused=REASON` and deletes nothing.
+pub fn stop(m: &MemberPlan, purge: Option<&str>) -> String {
     let sp = &m.spec;
     let mut s = String::from("set -u\n");
     match sp.supervisor() {
@@ -117,11 +162,17 @@ pub fn stop(m: &MemberPlan, purge: bool) -> String {
             u = q(&m.unit_name())
         )),
     }
-    if purge {
+    if let Some(marker_text) = purge {
         s.push_str(&format!(
-            "rm -rf -- {data}\nrm -f -- {marker}\necho purged={data}\n",
+            "d={data}\nmk={marker}\nif [ -e \"$d\" ] || [ -L \"$d\" ]; then\n\
+             \x20 other=$(ls -A -- \"$d\" 2>/dev/null | grep -vx member | head -n 3 | tr '\\n' ' ')\n\
+             \x20 if [ -L \"$d\" ] || [ ! -d \"$d\" ]; then echo \"purge_refused=$d is not a directory (a symlink or a file); nothing deleted\"\n\
+             \x20 elif [ \"$(cat -- \"$mk\" 2>/dev/null)\" != {want} ]; then echo \"purge_refused=$d carries no marker of this cluster ($mk missing or another cluster's); nothing deleted\"\n\
+             \x20 elif [ -n \"$other\" ]; then echo \"purge_refused=$d holds files etcd did not make ($other); nothing deleted\"\n\
+             \x20 else rm -rf -- \"$d\" && rm -f -- \"$mk\" && echo \"purged=$d\"; fi\nfi\n",
             data = q(&sp.data_dir.display().to_string()),
-            marker = q(&m.marker_file().display().to_string())
+            marker = q(&m.marker_file().display().to_string()),
+            want = q(marker_text),
         ));
     }
     s
@@ -134,7 +185,7 @@ pub fn retire(m: &MemberPlan) -> String {
     format!(
         "{stop}d={data}
 if [ -d \"$d\" ] && [ -n \"$(ls -A \"$d\" 2>/dev/null)\" ]; then to=\"$d.replaced-$(date -u +%Y%m%dT%H%M%S)\"; mv \"$d\" \"$to\"; echo moved=$to; fi\nrm -f {marker}\n",
-        stop = stop(m, false),
+        stop = stop(m, None),
         data = q(&sp.data_dir.display().to_string()),
         marker = q(&m.marker_file().display().to_string()),
     )
@@ -178,7 +229,7 @@ mod tests {
     fn scripts_parse_as_bash() {
         for sup in [Supervisor::Process, Supervisor::Systemd] {
             let m = member(sup);
-            for script in [start(&m, "tok"), stop(&m, true), stop(&m, false), preflight(&m, &["10.0.0.12".into()]), log_tail(&m, 5)] {
+            for script in [start(&m, "tok"), stop(&m, Some("tok etcd-1")), stop(&m, None), preflight(&m, &["10.0.0.12".into()]), log_tail(&m, 5)] {
                 let out = Command::new("bash").arg("-n").arg("-c").arg(&script).output().unwrap();
                 assert!(out.status.success(), "{script}\n{}", String::from_utf8_lossy(&out.stderr));
             }
@@ -188,10 +239,124 @@ mod tests {
     #[test]
     fn only_purge_deletes_and_only_the_data_dir() {
         let m = member(Supervisor::Process);
-        assert!(!stop(&m, false).contains("rm -rf"));
-        let purge = stop(&m, true);
+        assert!(!stop(&m, None).contains("rm -rf"));
+        let purge = stop(&m, Some("tok etcd-1"));
         assert_eq!(purge.matches("rm -rf").count(), 1);
-        assert!(purge.contains("rm -rf -- /data/etcd-1"));
+        assert!(purge.contains("d=/data/etcd-1") && purge.contains("rm -rf -- \"$d\""));
+    }
+
+    /// A member whose paths live under `root` (a temp dir), process-supervised.
+    fn member_in(root: &std::path::Path) -> MemberPlan {
+        let mut m = member(Supervisor::Process);
+        m.spec.data_dir = root.join("data");
+        m.spec.run_dir = root.join("run");
+        m
+    }
+
+    fn bash(script: &str) -> std::process::Output {
+        Command::new("bash").arg("-c").arg(script).output().unwrap()
+    }
+
+    #[test]
+    fn purge_deletes_only_with_proof_of_ownership() {
+        let d = tempfile::tempdir().unwrap();
+        let m = member_in(d.path());
+        let data = d.path().join("data");
+        std::fs::create_dir_all(data.join("member/wal")).unwrap();
+        std::fs::create_dir_all(d.path().join("run")).unwrap();
+        let purge = stop(&m, Some("tok etcd-1"));
+        // 1. no marker: refused
+        let out = String::from_utf8_lossy(&bash(&purge).stdout).into_owned();
+        assert!(out.contains("purge_refused=") && out.contains("no marker"), "{out}");
+        assert!(data.join("member/wal").exists());
+        // 2. another cluster's marker: refused
+        std::fs::write(m.marker_file(), "other etcd-1\n").unwrap();
+        assert!(String::from_utf8_lossy(&bash(&purge).stdout).contains("purge_refused="));
+        // 3. our marker, but someone's files too: refused
+        std::fs::write(m.marker_file(), "tok etcd-1\n").unwrap();
+        std::fs::write(data.join("precious.txt"), "not etcd's").unwrap();
+        let out = String::from_utf8_lossy(&bash(&purge).stdout).into_owned();
+        assert!(out.contains("holds files etcd did not make (precious.txt"), "{out}");
+        assert!(data.join("precious.txt").exists());
+        // 4. a symlink to someone's directory: refused
+        std::fs::remove_file(data.join("precious.txt")).unwrap();
+        let elsewhere = d.path().join("elsewhere");
+        std::fs::rename(&data, &elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &data).unwrap();
+        assert!(String::from_utf8_lossy(&bash(&purge).stdout).contains("not a directory"));
+        assert!(elsewhere.join("member/wal").exists());
+        // 5. ours: purged
+        std::fs::remove_file(&data).unwrap();
+        std::fs::rename(&elsewhere, &data).unwrap();
+        let out = String::from_utf8_lossy(&bash(&purge).stdout).into_owned();
+        assert!(out.contains("purged="), "{out}");
+        assert!(!data.exists() && !m.marker_file().exists());
+    }
+
+    const CANARY_PAYLOADS: &[&str] = &[
+        "/x\nUNIT\ntouch CANARY\ncat >/dev/null <<'UNIT'",
+        "/x\nExecStartPre=/bin/touch CANARY",
+        "/x'; touch CANARY; echo '",
+        "/x$(touch CANARY)",
+        "/x`touch CANARY`",
+        "/x\\\"; touch CANARY; #",
+        "/x%n$HOME\\x41\u{1b}[2J",
+    ];
+
+    #[test]
+    fn hostile_values_stay_one_word_in_the_unit_file() {
+        for payload in CANARY_PAYLOADS {
+            let mut m = member(Supervisor::Systemd);
+            m.spec.name = format!("etcd-1\nExecStartPre=/bin/touch {payload}");
+            m.args = vec!["--data-dir".into(), payload.to_string(), "--name".into(), m.spec.name.clone()];
+            m.binary = payload.to_string();
+            let unit = unit_file(&m);
+            let keys: Vec<&str> = unit.lines().filter(|l| !l.is_empty()).map(|l| l.split('=').next().unwrap_or(l)).collect();
+            let want = ["[Unit]", "Description", "After", "Wants", "[Service]", "Type", "ExecStart", "Restart", "RestartSec", "LimitNOFILE", "[Install]", "WantedBy"];
+            assert_eq!(keys, want, "payload {payload:?} changed the unit's shape:\n{unit}");
+            // the start script carries no unit text at all
+            assert!(!start(&m, "tok").contains("[Service]"), "the unit is delivered as a file");
+        }
+    }
+
+    #[test]
+    fn systemd_quoting_follows_systemd_syntax() {
+        assert_eq!(systemd_quote("--name"), "--name");
+        assert_eq!(systemd_quote("a b"), "\"a b\"");
+        assert_eq!(systemd_quote("100%"), "\"100%%\"");
+        assert_eq!(systemd_quote("$HOME"), "\"$$HOME\"");
+        assert_eq!(systemd_quote("a\"b\\c"), "\"a\\\"b\\\\c\"");
+        assert_eq!(systemd_quote("a\nb"), "\"a\\x0ab\"");
+        assert_eq!(systemd_quote(""), "\"\"");
+    }
+
+    #[test]
+    fn hostile_values_never_run_in_the_process_start_and_delivery_scripts() {
+        for payload in CANARY_PAYLOADS {
+            let d = tempfile::tempdir().unwrap();
+            let canary = d.path().join("CANARY");
+            let payload = payload.replace("CANARY", &canary.display().to_string());
+            let mut m = member_in(d.path());
+            // a stub etcd that records its arguments, one per line
+            let stub = d.path().join("etcd");
+            std::fs::write(&stub, "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done > \"$(dirname \"$0\")/args\"\nexec sleep 30\n").unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).unwrap();
+            m.binary = stub.display().to_string();
+            m.args = vec!["--data-dir".into(), payload.clone()];
+            let out = bash(&start(&m, &payload));
+            assert!(out.status.success(), "{out:?}");
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            let args = std::fs::read_to_string(d.path().join("args")).unwrap_or_default();
+            assert!(args.contains(&payload), "the payload arrives as one argument: {args:?}");
+            let _ = bash(&stop(&m, None));
+            // delivery to a hostile path
+            let target = d.path().join(format!("pki{}", payload.replace('/', "_")));
+            let out = bash(&deliver(&[(target.display().to_string(), 0o600, b"k".to_vec())]));
+            assert!(out.status.success(), "{out:?}");
+            assert_eq!(std::fs::read(&target).unwrap(), b"k");
+            assert!(!canary.exists(), "payload {payload:?} ran");
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! (unknown keys are errors) and [`Spec::validate`] explains every problem at once.
 
 use crate::error::{BootError, Result};
+use crate::rules;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -205,10 +206,29 @@ impl Spec {
     /// Reads, parses (YAML; JSON is YAML) and validates a spec file.
     pub fn load(path: &Path) -> Result<LoadedSpec> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| BootError::SpecFile { file: file.clone(), reason: e.to_string() })?;
-        let spec: Spec = serde_yaml_ng::from_str(&text).map_err(|e| BootError::SpecFile { file: file.clone(), reason: e.to_string() })?;
+        let bad = |reason: String| BootError::SpecFile { file: file.clone(), reason };
+        let mut text = String::new();
+        std::io::Read::read_to_string(
+            &mut std::io::Read::take(std::fs::File::open(path).map_err(|e| bad(e.to_string()))?, crate::rules::MAX_SPEC_BYTES as u64 + 1),
+            &mut text,
+        )
+        .map_err(|e| bad(e.to_string()))?;
+        let spec = Spec::parse(&text).map_err(bad)?;
         let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         spec.into_loaded(&file, base)
+    }
+
+    /// Parses spec text: bounded in size and depth, no control character in any string, then
+    /// strictly typed (unknown keys are errors).
+    pub fn parse(text: &str) -> std::result::Result<Spec, String> {
+        crate::rules::spec_text(text)?;
+        let value: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
+        let mut found = Vec::new();
+        crate::rules::strings_with_control(&value, "", &mut found);
+        if !found.is_empty() {
+            return Err(found.join("; "));
+        }
+        serde_yaml_ng::from_value(value).map_err(|e| e.to_string())
     }
 
     /// Validates and resolves relative operator paths against `base`.
@@ -226,14 +246,21 @@ impl Spec {
     pub fn validate(&self) -> std::result::Result<Vec<String>, Vec<String>> {
         let mut p = Vec::new();
         let mut w = Vec::new();
-        if let Err(e) = pki::hosts::validate_dns_name(&self.name) {
+        if let Err(e) = dns_label(&self.name) {
             p.push(format!("name: {e}"));
+        }
+        if let Some(t) = &self.token
+            && let Err(e) = rules::cluster_token(t) {
+                p.push(format!("token: {e}"));
+            }
+        if let Err(e) = rules::binary(&self.etcd_binary) {
+            p.push(format!("etcd_binary: {e}"));
         }
         if self.pki.algorithm.parse::<pki::keys::KeyAlgorithm>().is_err() {
             p.push(format!("pki.algorithm: unknown {:?}; use {}", self.pki.algorithm, pki::keys::KeyAlgorithm::NAMES));
         }
         for (field, v) in [("pki.validity", &self.pki.validity), ("pki.ca_validity", &self.pki.ca_validity)] {
-            if let Err(e) = pki::validity::parse_duration(v, field) {
+            if let Err(e) = pki::validity::parse_validity(v, field) {
                 p.push(e.to_string());
             }
         }
@@ -257,7 +284,7 @@ impl Spec {
         let mut sockets: HashMap<(IpAddr, u16), String> = HashMap::new();
         for m in &self.members {
             let who = format!("members[{}]", if m.name.is_empty() { "?" } else { &m.name });
-            if let Err(e) = pki::hosts::validate_dns_name(&m.name) {
+            if let Err(e) = dns_label(&m.name) {
                 p.push(format!("{who}.name: {e}"));
             } else if !names.insert(m.name.clone()) {
                 p.push(format!("{who}.name: duplicate member name"));
@@ -266,7 +293,7 @@ impl Spec {
                 p.push(format!("{who}.address: {} cannot be advertised; give the member's real address", m.address));
             }
             for d in &m.dns_names {
-                if let Err(e) = pki::hosts::validate_dns_name(d) {
+                if let Err(e) = pki::hosts::validate_host_name(d) {
                     p.push(format!("{who}.dns_names: {e}"));
                 }
             }
@@ -278,13 +305,25 @@ impl Spec {
                     p.push(format!("{who}.{what}: {}:{port} is also {other}", m.address));
                 }
             }
-            for (path, what) in [(&m.data_dir, "data_dir"), (&m.pki_dir, "pki_dir"), (&m.run_dir, "run_dir")] {
-                if !path.is_absolute() {
-                    p.push(format!("{who}.{what}: {} is relative; member paths must be absolute", path.display()));
+            let dirs = [(&m.data_dir, "data_dir"), (&m.pki_dir, "pki_dir"), (&m.run_dir, "run_dir")];
+            for (path, what) in dirs {
+                if let Err(e) = rules::member_path(path) {
+                    p.push(format!("{who}.{what}: {e}"));
                 }
             }
-            if m.host.trim().is_empty() || m.host.contains(char::is_whitespace) {
-                p.push(format!("{who}.host: {:?} is neither `local` nor an SSH destination", m.host));
+            // one directory per purpose: purging data must never take keys or markers with it
+            for (i, (a, wa)) in dirs.iter().enumerate() {
+                for (b, wb) in &dirs[i + 1..] {
+                    if a.starts_with(b) || b.starts_with(a) {
+                        p.push(format!("{who}.{wa} {} and {wb} {} overlap; give each its own directory", a.display(), b.display()));
+                    }
+                }
+            }
+            if let Err(e) = rules::ssh_destination(&m.host) {
+                p.push(format!("{who}.host: {e}"));
+            }
+            if let Err(e) = rules::ssh_options(&m.ssh_options) {
+                p.push(format!("{who}.ssh_options: {e}"));
             }
             if m.is_local() && m.supervisor == Some(Supervisor::Systemd) {
                 w.push(format!("{who}: systemd supervision of local members writes units to /etc/systemd/system"));
@@ -303,8 +342,14 @@ impl Spec {
         }
         // kubernetes
         let k = &self.kubernetes;
-        if !valid_version(&k.version) {
-            p.push(format!("kubernetes.version: {:?} is not vMAJOR.MINOR.PATCH (e.g. v1.31.2)", k.version));
+        if let Err(e) = rules::kubernetes_version(&k.version) {
+            p.push(format!("kubernetes.version: {e}"));
+        }
+        for san in &k.cert_sans {
+            if san.parse::<IpAddr>().is_err()
+                && let Err(e) = pki::hosts::validate_dns_name(san) {
+                    p.push(format!("kubernetes.cert_sans: {e}"));
+                }
         }
         match split_host_port(&k.control_plane_endpoint) {
             Some((host, _)) => {
@@ -341,7 +386,7 @@ impl Spec {
         let mut node_addrs = HashSet::new();
         for node in &k.control_plane_nodes {
             let who = format!("kubernetes.control_plane_nodes[{}]", node.name);
-            if let Err(e) = pki::hosts::validate_dns_name(&node.name) {
+            if let Err(e) = node_name(&node.name) {
                 p.push(format!("{who}.name: {e}"));
             } else if !node_names.insert(node.name.clone()) {
                 p.push(format!("{who}.name: duplicate node name"));
@@ -360,18 +405,29 @@ impl Spec {
         if k.control_plane_nodes.len() == 2 {
             w.push("2 control-plane nodes: the API stays up if one fails, but kubeadm's stacked control plane usually runs 3".into());
         }
-        if !k.load_balancer_ca_file.is_absolute() {
-            p.push(format!("kubernetes.load_balancer_ca_file: {} must be absolute", k.load_balancer_ca_file.display()));
+        if let Err(e) = rules::haproxy_path(&k.load_balancer_ca_file) {
+            p.push(format!("kubernetes.load_balancer_ca_file: {e}"));
         }
         if p.is_empty() { Ok(w) } else { Err(p) }
     }
 }
 
-fn valid_version(v: &str) -> bool {
-    let Some(rest) = v.strip_prefix('v') else { return false };
-    let core = rest.split(['-', '+']).next().unwrap_or("");
-    let parts: Vec<&str> = core.split('.').collect();
-    parts.len() == 3 && parts.iter().all(|x| !x.is_empty() && x.chars().all(|c| c.is_ascii_digit()))
+/// A member or cluster name: one DNS label (it names files, a systemd unit, a CN and a SAN).
+fn dns_label(name: &str) -> std::result::Result<(), String> {
+    pki::hosts::validate_host_name(name)?;
+    if name.contains('.') {
+        return Err(format!("{name:?}: use one DNS label (letters, digits, '-'), without dots"));
+    }
+    Ok(())
+}
+
+/// A Kubernetes node name: a lowercase DNS subdomain, no wildcard (kubelet refuses others).
+fn node_name(name: &str) -> std::result::Result<(), String> {
+    pki::hosts::validate_host_name(name)?;
+    if name.chars().any(|c| c.is_ascii_uppercase()) {
+        return Err(format!("{name:?}: Kubernetes node names are lowercase"));
+    }
+    Ok(())
 }
 
 /// `host:port` / `[v6]:port`.

@@ -61,7 +61,7 @@ impl Transport for Local {
     fn deliver(&self, files: &[(String, u32, Vec<u8>)], _limit: Duration) -> Result<usize, String> {
         let planned: Vec<pki::files::PlannedFile> = files
             .iter()
-            .map(|(p, mode, data)| pki::files::PlannedFile { path: p.into(), contents: data.clone(), mode: *mode })
+            .map(|(p, mode, data)| pki::files::PlannedFile::new(p, data.clone(), *mode))
             .collect();
         let outcomes = pki::files::write_all(&planned, true).map_err(|e| e.to_string())?;
         Ok(outcomes.iter().filter(|o| **o != pki::files::Outcome::Unchanged).count())
@@ -82,6 +82,8 @@ impl Transport for Ssh {
         let mut cmd = Command::new("ssh");
         cmd.args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=2"])
             .args(&self.options)
+            // `--`: the destination is never read as an option, whatever it holds
+            .arg("--")
             .arg(&self.destination)
             .args(["bash", "-s"]);
         let out = run_with_stdin(&mut cmd, script, limit)?;

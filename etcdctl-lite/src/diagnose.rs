@@ -352,6 +352,9 @@ fn client_cert_refused(tls: &TlsMaterial, ca_subject: &str) -> String {
     if !client_auth {
         return format!("the server rejected the client certificate --cert {path} ({subject}): it has no clientAuth usage");
     }
+    if let Some(why) = ours.first().and_then(|der| locally_known_refusal(der, tls.ca_path.as_deref())) {
+        return format!("the server rejected the client certificate --cert {path} ({subject}): {why}");
+    }
     if tls.ca_pem.is_some() && issuer != ca_subject {
         return format!(
             "the server rejected the client certificate --cert {path} ({subject}): it was issued by {issuer}, not by the cluster's CA ({ca_subject} in --cacert)"
@@ -360,6 +363,32 @@ fn client_cert_refused(tls: &TlsMaterial, ca_subject: &str) -> String {
     format!(
         "the server rejected the client certificate --cert {path} ({subject}, issued by {issuer}): it is not signed by a CA the server trusts (its --trusted-ca-file), or it is expired"
     )
+}
+
+/// What can be told about a refused client certificate without the server: it has expired (or
+/// is not yet valid), or the CRL next to the CA file (`crl.pem`, as pki writes it) revokes it.
+fn locally_known_refusal(der: &[u8], ca_path: Option<&str>) -> Option<String> {
+    use x509_parser::prelude::*;
+    let (_, cert) = parse_x509_certificate(der).ok()?;
+    let now = ASN1Time::now();
+    let validity = cert.validity();
+    if validity.not_after < now {
+        return Some(format!("it expired on {} (renew it: pki renew, or etcd-bootstrap rotate certs)", validity.not_after));
+    }
+    if validity.not_before > now {
+        return Some(format!("it is not valid before {} (check this machine's clock)", validity.not_before));
+    }
+    let crl_path = std::path::Path::new(ca_path?).parent()?.join("crl.pem");
+    let crl_pem = std::fs::read(&crl_path).ok()?;
+    for block in ::pem::parse_many(&crl_pem).ok()?.into_iter().filter(|b| b.tag() == "X509 CRL") {
+        if let Ok((_, crl)) = parse_x509_crl(block.contents())
+            && crl.issuer() == cert.issuer()
+            && crl.iter_revoked_certificates().any(|r| r.raw_serial() == cert.raw_serial())
+        {
+            return Some(format!("it is revoked (serial {} is in {})", cert.raw_serial_as_string(), crl_path.display()));
+        }
+    }
+    None
 }
 
 /// The certificate `endpoint` presents right now (a fresh TLS handshake, verified against the CA

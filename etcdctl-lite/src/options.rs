@@ -11,6 +11,35 @@ pub const DEFAULT_DIAL_TIMEOUT: Duration = Duration::from_secs(1);
 /// milliseconds, so 2 s still leaves room for a slow WAN while a hung member costs at most that.
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The longest timeout accepted: a check that may wait longer is not a health check.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// `--dial-timeout`/`--command-timeout` values: `5s`, `500ms`, `1m`, `1h`, or a bare number of
+/// seconds; positive and at most [`MAX_TIMEOUT`].
+pub fn parse_timeout(s: &str) -> std::result::Result<Duration, String> {
+    let s = s.trim();
+    let bad = || format!("invalid duration {s:?} (examples: 2s, 500ms, 1m)");
+    let (num, unit) = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).map(|i| s.split_at(i)).unwrap_or((s, "s"));
+    if num.is_empty() || num.len() > 20 {
+        return Err(bad());
+    }
+    let n: f64 = num.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        other => return Err(format!("invalid duration unit {other:?} in {s:?} (use ms, s, m or h)")),
+    };
+    if secs.is_nan() || secs <= 0.0 {
+        return Err("a timeout must be positive".into());
+    }
+    if secs > MAX_TIMEOUT.as_secs_f64() {
+        return Err(format!("{s}: a timeout is at most 1h"));
+    }
+    Duration::try_from_secs_f64(secs).map_err(|_| bad())
+}
+
 /// TLS material, read and checked.
 #[derive(Clone)]
 pub struct TlsMaterial {
@@ -66,6 +95,9 @@ impl ClientOptions {
         if dial_timeout.is_zero() || command_timeout.is_zero() {
             return Err(CtlError::Usage("timeouts must be positive".into()));
         }
+        if dial_timeout > MAX_TIMEOUT || command_timeout > MAX_TIMEOUT {
+            return Err(CtlError::Usage("timeouts are at most 1h".into()));
+        }
         let tls = if tls_wanted || normalized.iter().any(|e| e.starts_with("https://")) {
             let ca_pem = cacert.map(|p| read_pem(p, "CERTIFICATE", "--cacert")).transpose()?;
             let identity = match (cert, key) {
@@ -99,14 +131,29 @@ fn normalize_endpoint(e: &str, tls: bool) -> Result<String> {
         .or_else(|| with_scheme.strip_prefix("http://"))
         .ok_or_else(|| CtlError::Usage(format!("endpoint {e:?}: only http:// and https:// are supported")))?;
     let hostport = rest.trim_end_matches('/');
-    let port_ok = hostport.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
-    if !port_ok {
-        return Err(CtlError::Usage(format!("endpoint {e:?}: expected [https://]HOST:PORT, e.g. https://10.0.0.11:2379")));
+    let usage = || CtlError::Usage(format!("endpoint {e:?}: expected [https://]HOST:PORT, e.g. https://10.0.0.11:2379 or https://[::1]:2379"));
+    let (host, port) = hostport.rsplit_once(':').ok_or_else(usage)?;
+    if port.parse::<u16>().map_or(true, |p| p == 0) {
+        return Err(usage());
+    }
+    let host_ok = match host.strip_prefix('[') {
+        Some(v6) => v6.strip_suffix(']').is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok()),
+        None => host.parse::<std::net::Ipv4Addr>().is_ok() || valid_host_name(host),
+    };
+    if !host_ok {
+        return Err(usage());
     }
     if with_scheme.starts_with("http://") && tls {
         return Err(CtlError::Usage(format!("endpoint {e:?} is plain http:// but TLS files were given; use https://")));
     }
     Ok(format!("{}{}", &with_scheme[..with_scheme.len() - rest.len()], hostport))
+}
+
+/// A DNS name (letters, digits, `-`, dots between labels).
+fn valid_host_name(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= 253
+        && h.split('.').all(|l| !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && !l.ends_with('-') && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
 }
 
 fn read(path: &str, flag: &str) -> Result<Vec<u8>> {
@@ -132,11 +179,16 @@ fn read_pem(path: &str, label: &str, flag: &str) -> Result<Vec<u8>> {
 fn read_key(path: &str) -> Result<Vec<u8>> {
     let bytes = read(path, "--key")?;
     let blocks = pem::parse_many(&bytes).unwrap_or_default();
+    let err = |reason: &str| Err(CtlError::File { path: path.into(), reason: reason.into() });
+    let encrypted = |b: &pem::Pem| b.tag() == "ENCRYPTED PRIVATE KEY" || b.headers().get("Proc-Type").is_some_and(|v| v.contains("ENCRYPTED"));
+    if blocks.iter().any(encrypted) {
+        return err("--key is encrypted; etcd clients need the key unencrypted (openssl pkey -in KEY -out KEY.plain, then chmod 600)");
+    }
     if !blocks.iter().any(|b| b.tag().ends_with("PRIVATE KEY")) {
-        return Err(CtlError::File {
-            path: path.into(),
-            reason: "--key must be a PEM private key (did you pass the certificate?)".into(),
-        });
+        if blocks.iter().any(|b| b.tag() == "CERTIFICATE") {
+            return err("--key is a certificate, not a private key: pass the certificate with --cert and its key with --key");
+        }
+        return err("--key must be a PEM private key");
     }
     Ok(bytes)
 }
@@ -152,6 +204,40 @@ mod tests {
         assert!(normalize_endpoint("10.0.0.1", true).is_err());
         assert!(normalize_endpoint("http://10.0.0.1:2379", true).is_err());
         assert!(normalize_endpoint("unix://x", false).is_err());
+        for bad in ["https://[::1", "https://[::1]", "https://[::1:2379", "https://[zz]:2379", "https://a b:2379", "https://:2379", "https://h:0", "https://h_x:1"] {
+            assert!(normalize_endpoint(bad, true).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn timeouts_are_bounded() {
+        assert_eq!(parse_timeout("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_timeout("3").unwrap(), Duration::from_secs(3));
+        for bad in ["18446744073709551615s", "0", "-1s", "2h", "1e9s", "NaNs", "inf", "s", ""] {
+            assert!(parse_timeout(bad).is_err(), "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parsers_never_panic(s in "\\PC{0,40}") {
+            let _ = parse_timeout(&s);
+            let _ = normalize_endpoint(&s, true);
+            let _ = normalize_endpoint(&s, false);
+        }
+    }
+
+    #[test]
+    fn an_encrypted_key_or_a_certificate_as_key_is_named() {
+        let d = tempfile::tempdir().unwrap();
+        let enc = d.path().join("enc.key");
+        std::fs::write(&enc, "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n").unwrap();
+        let e = read_key(enc.to_str().unwrap()).unwrap_err().to_string();
+        assert!(e.contains("enc.key") && e.contains("encrypted"), "{e}");
+        let crt = d.path().join("client.crt");
+        std::fs::write(&crt, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").unwrap();
+        let e = read_key(crt.to_str().unwrap()).unwrap_err().to_string();
+        assert!(e.contains("client.crt") && e.contains("is a certificate"), "{e}");
     }
 
     #[test]

@@ -60,6 +60,8 @@ pub struct IssueReport {
 /// Issues (or reuses) the full set for `req.members` under `req.dir`.
 pub fn issue_into(req: &IssueRequest) -> Result<IssueReport> {
     cluster::validate_members(&req.members)?;
+    // from the first look at the directory to the last write: one writer at a time
+    let _lock = crate::lock::lock_dir(&req.dir, crate::lock::DEFAULT_WAIT)?;
     let dir = PkiDir::new(&req.dir, req.layout);
     let roles = cluster::all_roles(&req.members);
     // A new CA's key is generated together with the leaf keys, on all cores (RSA keys are slow).
@@ -99,7 +101,7 @@ pub fn issue_into(req: &IssueRequest) -> Result<IssueReport> {
     let mut to_issue: Vec<Role> = Vec::new();
     let mut kept: Vec<(Role, Vec<u8>, Vec<u8>)> = Vec::new();
     let mut problems: Vec<String> = Vec::new();
-    let fresh = !req.dir.exists();
+    let fresh = std::fs::read_dir(&req.dir).map(|mut d| d.all(|e| e.is_ok_and(|e| e.file_name() == crate::lock::LOCK_FILE))).unwrap_or(true);
     for role in &roles {
         let pair = dir.leaf(role);
         let (cert, key) = if fresh { (None, None) } else { (read_opt(&pair.cert)?, read_opt(&pair.key)?) };
@@ -144,7 +146,7 @@ pub fn issue_into(req: &IssueRequest) -> Result<IssueReport> {
     if ca_created {
         let pair = dir.ca();
         plan.push((PlannedFile::public(&pair.cert, ca.cert_pem()), "CA certificate".into()));
-        plan.push((PlannedFile::secret(&pair.key, key_pem(ca.key(), req.layout)?), "CA key (keep it here)".into()));
+        plan.push((PlannedFile::ca_key(&pair.key, key_pem(ca.key(), req.layout)?), "CA key (keep it here)".into()));
     } else if !dir.ca().cert.exists() {
         plan.push((PlannedFile::public(dir.ca().cert, ca.cert_pem()), "CA certificate (copy)".into()));
     }
@@ -222,6 +224,7 @@ fn obtain_ca(dir: &PkiDir, source: &CaSource) -> Result<Option<Ca>> {
 pub fn init_ca(dir: &Path, layout: Layout, opts: &CaOptions) -> Result<Vec<FileReport>> {
     let pki_dir = PkiDir::new(dir, layout);
     let pair = pki_dir.ca();
+    let _lock = crate::lock::lock_dir(dir, crate::lock::DEFAULT_WAIT)?;
     for p in [&pair.cert, &pair.key] {
         if p.exists() {
             return Err(PkiError::Exists {
@@ -233,7 +236,7 @@ pub fn init_ca(dir: &Path, layout: Layout, opts: &CaOptions) -> Result<Vec<FileR
     let ca = Ca::create(opts)?;
     let files = vec![
         (PlannedFile::public(&pair.cert, ca.cert_pem()), "CA certificate"),
-        (PlannedFile::secret(&pair.key, key_pem(ca.key(), layout)?), "CA key (keep it here)"),
+        (PlannedFile::ca_key(&pair.key, key_pem(ca.key(), layout)?), "CA key (keep it here)"),
     ];
     let planned: Vec<PlannedFile> = files.iter().map(|(f, _)| f.clone()).collect();
     let outcomes = files::write_all(&planned, false)?;

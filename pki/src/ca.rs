@@ -126,7 +126,10 @@ impl Ca {
         let mut params = CertificateParams::default();
         params.distinguished_name = opts.subject.to_dn();
         params.not_before = now - BACKDATE;
-        params.not_after = now + opts.validity;
+        params.not_after = now
+            .checked_add(opts.validity)
+            .filter(|t| t.year() <= 9999)
+            .ok_or_else(|| PkiError::Refused(format!("CA validity {} reaches past the year 9999", human(opts.validity))))?;
         params.serial_number = Some(random_serial()?);
         params.is_ca = IsCa::Ca(match opts.path_len {
             Some(n) => BasicConstraints::Constrained(n),
@@ -229,8 +232,11 @@ impl Ca {
         public_key: &impl PublicKeyData,
     ) -> Result<Issued> {
         let now = OffsetDateTime::now_utc();
-        let not_after = now + template.validity;
         let name = &template.subject.common_name;
+        let not_after = now
+            .checked_add(template.validity)
+            .filter(|t| t.year() <= 9999)
+            .ok_or_else(|| PkiError::Refused(format!("certificate {name:?}: validity {} reaches past the year 9999", human(template.validity))))?;
         if template.validity <= Duration::ZERO {
             return Err(PkiError::Refused(format!("certificate {name:?}: validity must be positive")));
         }

@@ -74,7 +74,7 @@ pub fn validate_members(members: &[Member]) -> Result<()> {
         let label = if m.name.is_empty() { format!("member #{}", i + 1) } else { format!("member {:?}", m.name) };
         if m.name.is_empty() {
             problems.push(format!("{label}: empty name"));
-        } else if let Err(e) = validate_dns_name(&m.name) {
+        } else if let Err(e) = crate::hosts::validate_host_name(&m.name) {
             problems.push(format!("{label}: the name is used as CN and DNS SAN and must be a DNS name: {e}"));
         } else if !names.insert(m.name.to_ascii_lowercase()) {
             problems.push(format!("{label}: duplicate member name"));

@@ -69,6 +69,7 @@ pub fn revoke(dir: &Path, ca: &Ca, entries: Vec<RevokedEntry>) -> Result<PathBuf
     if !ca.can_sign_crl() {
         return Err(PkiError::bad_ca("certificate", "its keyUsage lacks cRLSign, so it cannot sign a CRL"));
     }
+    let _lock = crate::lock::lock_dir(dir, crate::lock::DEFAULT_WAIT)?;
     let (state_path, _) = paths(dir);
     let mut state = load_state(&state_path)?;
     for e in entries {
@@ -83,6 +84,7 @@ pub fn revoke(dir: &Path, ca: &Ca, entries: Vec<RevokedEntry>) -> Result<PathBuf
 
 /// (Re)writes the CRL from the recorded state (an empty CRL when nothing is revoked).
 pub fn refresh(dir: &Path, ca: &Ca) -> Result<PathBuf> {
+    let _lock = crate::lock::lock_dir(dir, crate::lock::DEFAULT_WAIT)?;
     let (state_path, _) = paths(dir);
     let state = load_state(&state_path)?;
     write_crl(dir, ca, state)

@@ -15,6 +15,10 @@ pub enum PkiError {
     #[error("cannot write {path}: {source}")]
     Write { path: PathBuf, source: std::io::Error },
 
+    /// Another process holds the directory's lock.
+    #[error("{path} is busy: another pki or etcd-bootstrap run is writing it (waited {}s); try again when it has finished", .waited.as_secs())]
+    Busy { path: PathBuf, waited: std::time::Duration },
+
     /// A file that must not be replaced silently already exists.
     #[error("{path} already exists; {hint}")]
     Exists { path: PathBuf, hint: String },

@@ -158,7 +158,7 @@ fn check_file(name: &str, cert: &Path, key: Option<&Path>, ca_der: Option<&[u8]>
         expires: fmt_time(OffsetDateTime::from_unix_timestamp(info.not_after_unix).unwrap_or(OffsetDateTime::UNIX_EPOCH)),
         residual: if residual < 0 { "expired".into() } else { crate::validity::human(Duration::seconds(residual)) },
         residual_seconds: residual,
-        authority: if info.is_ca && info.cfssl.issuer.text == info.cfssl.subject.text { "-".into() } else { info.cfssl.issuer.common_name.clone() },
+        authority: if info.is_ca && info.cfssl.issuer.text == info.cfssl.subject.text { "-".into() } else { crate::inspect::escape_control(&info.cfssl.issuer.common_name) },
         status,
         problems,
     }

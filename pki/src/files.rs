@@ -25,14 +25,24 @@ pub struct PlannedFile {
     pub path: PathBuf,
     pub contents: Vec<u8>,
     pub mode: u32,
+    /// Only ever created, never replaced (a CA key): the final step is `link(2)`, which fails
+    /// if the name exists, as `O_EXCL` does, so not even a racing writer can be overwritten.
+    pub create_only: bool,
 }
 
 impl PlannedFile {
+    pub fn new(path: impl Into<PathBuf>, contents: impl Into<Vec<u8>>, mode: u32) -> Self {
+        PlannedFile { path: path.into(), contents: contents.into(), mode, create_only: false }
+    }
     pub fn secret(path: impl Into<PathBuf>, contents: impl Into<Vec<u8>>) -> Self {
-        PlannedFile { path: path.into(), contents: contents.into(), mode: KEY_MODE }
+        Self::new(path, contents, KEY_MODE)
     }
     pub fn public(path: impl Into<PathBuf>, contents: impl Into<Vec<u8>>) -> Self {
-        PlannedFile { path: path.into(), contents: contents.into(), mode: PUBLIC_MODE }
+        Self::new(path, contents, PUBLIC_MODE)
+    }
+    /// A CA key: 0600 and create-only.
+    pub fn ca_key(path: impl Into<PathBuf>, contents: impl Into<Vec<u8>>) -> Self {
+        PlannedFile { create_only: true, ..Self::secret(path, contents) }
     }
 }
 
@@ -52,7 +62,7 @@ pub fn write_all(files: &[PlannedFile], replace: bool) -> Result<Vec<Outcome>> {
     for f in files {
         outcomes.push(match fs::read(&f.path) {
             Ok(old) if old == f.contents => Outcome::Unchanged,
-            Ok(_) if !replace => {
+            Ok(_) if !replace || f.create_only => {
                 return Err(PkiError::Exists {
                     path: f.path.clone(),
                     hint: "refusing to overwrite it; pass --force to replace it".into(),
@@ -84,7 +94,7 @@ pub fn write_all(files: &[PlannedFile], replace: bool) -> Result<Vec<Outcome>> {
 
 /// Writes one file atomically (temp + rename) with `mode`, replacing what is there.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
-    write_all(&[PlannedFile { path: path.into(), contents: contents.into(), mode }], true).map(|_| ())
+    write_all(&[PlannedFile::new(path, contents, mode)], true).map(|_| ())
 }
 
 #[derive(Default)]
@@ -104,21 +114,32 @@ impl Transaction {
             }
             let dir = f.path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
             self.create_dirs(dir)?;
-            let tmp = temp_name(&f.path);
+            let tmp = temp_name(&f.path)?;
             let err = |source| PkiError::Write { path: f.path.clone(), source };
             let mut file = fs::OpenOptions::new().write(true).create_new(true).mode(f.mode).open(&tmp).map_err(err)?;
             self.temps.push(tmp.clone());
             file.set_permissions(fs::Permissions::from_mode(f.mode)).map_err(err)?;
             file.write_all(&f.contents).map_err(err)?;
-            staged.push((tmp, f.path.clone(), *outcome));
+            staged.push((tmp, f.path.clone(), *outcome, f.create_only));
         }
-        let dirs: Vec<PathBuf> = staged.iter().filter_map(|(_, p, _)| p.parent().map(Path::to_path_buf)).collect();
+        let dirs: Vec<PathBuf> = staged.iter().filter_map(|(_, p, _, _)| p.parent().map(Path::to_path_buf)).collect();
         sync_filesystems(&dirs)?;
         // A replaced file cannot be restored after its rename, so replaced files go last: a
         // failure before them leaves every old file as it was.
-        staged.sort_by_key(|(_, _, o)| *o == Outcome::Replaced);
-        for (tmp, path, outcome) in staged {
-            fs::rename(&tmp, &path).map_err(|source| PkiError::Write { path: path.clone(), source })?;
+        staged.sort_by_key(|(_, _, o, _)| *o == Outcome::Replaced);
+        for (tmp, path, outcome, create_only) in staged {
+            if create_only {
+                fs::hard_link(&tmp, &path).map_err(|source| match source.kind() {
+                    std::io::ErrorKind::AlreadyExists => PkiError::Exists {
+                        path: path.clone(),
+                        hint: "it appeared while this run was writing (another writer?); it was not replaced".into(),
+                    },
+                    _ => PkiError::Write { path: path.clone(), source },
+                })?;
+                let _ = fs::remove_file(&tmp);
+            } else {
+                fs::rename(&tmp, &path).map_err(|source| PkiError::Write { path: path.clone(), source })?;
+            }
             self.temps.retain(|t| t != &tmp);
             if outcome == Outcome::Created {
                 self.renamed_new.push(path);
@@ -138,10 +159,11 @@ impl Transaction {
             }
         }
         for d in missing.into_iter().rev() {
-            match fs::create_dir(&d) {
+            // 0700 first, then 0755: the umask can never make it wider, not even briefly
+            match fs::DirBuilder::new().mode(0o700).create(&d) {
                 Ok(()) => {
-                    let _ = fs::set_permissions(&d, fs::Permissions::from_mode(0o755));
-                    self.created_dirs.push(d);
+                    self.created_dirs.push(d.clone());
+                    fs::set_permissions(&d, fs::Permissions::from_mode(0o755)).map_err(|source| PkiError::Write { path: d.clone(), source })?;
                 }
                 // created by a parallel writer in the meantime: fine, and not ours to remove
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && d.is_dir() => {}
@@ -178,17 +200,24 @@ fn fresh_root(files: &[PlannedFile]) -> Option<PathBuf> {
 /// Builds the tree under a temporary sibling of `root`, flushes it, and renames it to `root`:
 /// one atomic step for the whole set, and no per-file renames.
 fn write_fresh_tree(root: &Path, files: &[PlannedFile]) -> Result<()> {
-    let staging = temp_name(root);
+    let staging = temp_name(root)?;
+    // Not recursive: creating the staging directory fails if anything (a planted symlink
+    // included) has its name, so nothing is ever written through someone else's link.
+    fs::DirBuilder::new().mode(0o700).create(&staging).map_err(|source| PkiError::Write { path: staging.clone(), source })?;
     let result = (|| {
-        // each directory once, parents first
+        // each directory once, parents first (every ancestor inside the staging directory)
         let mut dirs: Vec<PathBuf> = files
             .iter()
-            .filter_map(|f| f.path.strip_prefix(root).ok().and_then(|r| r.parent()).map(|p| staging.join(p)))
+            .filter_map(|f| f.path.strip_prefix(root).ok().and_then(|r| r.parent()))
+            .flat_map(|p| p.ancestors().filter(|a| !a.as_os_str().is_empty()).map(|a| staging.join(a)).collect::<Vec<_>>())
             .collect();
         dirs.sort();
         dirs.dedup();
+        for d in &dirs {
+            fs::DirBuilder::new().mode(0o700).create(d).map_err(|source| PkiError::Write { path: d.clone(), source })?;
+        }
         for d in std::iter::once(&staging).chain(dirs.iter()) {
-            fs::DirBuilder::new().recursive(true).mode(0o755).create(d).map_err(|source| PkiError::Write { path: d.clone(), source })?;
+            fs::set_permissions(d, fs::Permissions::from_mode(0o755)).map_err(|source| PkiError::Write { path: d.clone(), source })?;
         }
         for f in files {
             let rel = f.path.strip_prefix(root).map_err(|_| PkiError::Write {
@@ -227,12 +256,58 @@ fn sync_filesystems(dirs: &[PathBuf]) -> Result<()> {
     Ok(())
 }
 
-/// A sibling name unique to this process and call (threads may write near each other).
-fn temp_name(path: &Path) -> PathBuf {
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+/// The marker in every temporary name this module makes; [`remove_leftovers`] relies on it.
+const TEMP_MARK: &str = ".pki-tmp-";
+
+/// A sibling name nobody can predict (128 random bits): a name planted in advance cannot
+/// match it, and it is created with `O_EXCL`/`mkdir`, which never follow a symlink.
+fn temp_name(path: &Path) -> Result<PathBuf> {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 16];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| PkiError::Write { path: path.into(), source: std::io::Error::other("the system random generator failed") })?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()))
+    Ok(path.with_file_name(format!(".{name}{TEMP_MARK}{}", hex::encode(bytes))))
+}
+
+/// Is `name` a temporary this module makes (or the previous version made:
+/// `.NAME.tmp-PID-N`)?
+fn is_temp_name(name: &str) -> bool {
+    if !name.starts_with('.') {
+        return false;
+    }
+    if let Some((_, tail)) = name.rsplit_once(TEMP_MARK) {
+        return tail.len() == 32 && tail.chars().all(|c| c.is_ascii_hexdigit());
+    }
+    name.rsplit_once(".tmp-")
+        .and_then(|(_, tail)| tail.split_once('-'))
+        .is_some_and(|(pid, n)| !pid.is_empty() && !n.is_empty() && pid.chars().chain(n.chars()).all(|c| c.is_ascii_digit()))
+}
+
+/// Removes what an interrupted run left under `dir` (a few levels deep): temporary files
+/// (possibly holding private keys) and staging directories. Only names this module makes are
+/// touched; call it while holding the directory's lock, so no live writer owns them.
+pub fn remove_leftovers(dir: &Path) -> Vec<PathBuf> {
+    fn walk(dir: &Path, depth: usize, removed: &mut Vec<PathBuf>) {
+        let Ok(entries) = fs::read_dir(dir) else { return };
+        for e in entries.filter_map(|e| e.ok()) {
+            let path = e.path();
+            let Ok(kind) = e.file_type() else { continue };
+            let name = e.file_name().to_string_lossy().into_owned();
+            if is_temp_name(&name) {
+                let gone = if kind.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
+                if gone.is_ok() {
+                    removed.push(path);
+                }
+            } else if kind.is_dir() && depth > 0 {
+                walk(&path, depth - 1, removed);
+            }
+        }
+    }
+    let mut removed = Vec::new();
+    walk(dir, 4, &mut removed);
+    removed
 }
 
 #[cfg(test)]
@@ -275,6 +350,54 @@ mod tests {
             assert_eq!(fs::read_to_string(root.join(format!("m{i}/pki/server.key"))).unwrap(), format!("k{i}"));
         }
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no staging directories left");
+    }
+
+    #[test]
+    fn a_create_only_file_is_never_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("ca.key");
+        fs::write(&key, "theirs").unwrap();
+        // even with replace = true
+        let e = write_all(&[PlannedFile::ca_key(&key, "mine")], true).unwrap_err().to_string();
+        assert!(e.contains("already exists"), "{e}");
+        assert_eq!(fs::read(&key).unwrap(), b"theirs");
+        fs::remove_file(&key).unwrap();
+        write_all(&[PlannedFile::ca_key(&key, "mine")], false).unwrap();
+        assert_eq!(fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary left");
+    }
+
+    #[test]
+    fn temporary_names_are_unpredictable_and_recognised_as_leftovers() {
+        let a = temp_name(Path::new("/x/server.key")).unwrap();
+        let b = temp_name(Path::new("/x/server.key")).unwrap();
+        assert_ne!(a, b);
+        let name = a.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(is_temp_name(&name), "{name}");
+        assert!(is_temp_name(".server.key.tmp-1234-0"), "the previous version's names");
+        assert!(!is_temp_name("server.key") && !is_temp_name(".lock") && !is_temp_name(".server.key.tmp-x-0"));
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("members/etcd-1")).unwrap();
+        let left = dir.path().join("members/etcd-1").join(&name);
+        fs::write(&left, "half a key").unwrap();
+        fs::write(dir.path().join("members/etcd-1/server.key"), "k").unwrap();
+        assert_eq!(remove_leftovers(dir.path()), vec![left.clone()]);
+        assert!(!left.exists() && dir.path().join("members/etcd-1/server.key").exists());
+    }
+
+    #[test]
+    fn a_planted_symlink_is_never_followed() {
+        // whatever name an attacker plants, the fresh tree's staging name differs and is made
+        // with mkdir (fails on an existing name), so files land only where they were meant to
+        let dir = tempfile::tempdir().unwrap();
+        let trap = tempfile::tempdir().unwrap();
+        for guess in [".pki.tmp-1-0", ".pki.pki-tmp-00000000000000000000000000000000"] {
+            std::os::unix::fs::symlink(trap.path(), dir.path().join(guess)).unwrap();
+        }
+        let files = vec![PlannedFile::ca_key(dir.path().join("pki/ca.key"), "k")];
+        write_all(&files, false).unwrap();
+        assert_eq!(fs::read(dir.path().join("pki/ca.key")).unwrap(), b"k");
+        assert_eq!(fs::read_dir(trap.path()).unwrap().count(), 0, "nothing in the attacker's directory");
     }
 
     #[test]

@@ -24,6 +24,15 @@ pub fn san_from_host(host: &str) -> Result<SanType, String> {
     h.to_ascii_lowercase().try_into().map(SanType::DnsName).map_err(|e| format!("invalid DNS name {h:?}: {e}"))
 }
 
+/// A host name that names one machine: RFC 1123, no wildcard (member and node names, which
+/// become a certificate's CN and DNS SAN, file names and unit names).
+pub fn validate_host_name(name: &str) -> Result<(), String> {
+    if name.starts_with("*.") {
+        return Err(format!("invalid name {name:?}: a wildcard names many hosts; give this one's own name"));
+    }
+    validate_dns_name(name)
+}
+
 /// RFC 1123 host name, optionally with one leading `*.` wildcard label.
 pub fn validate_dns_name(name: &str) -> Result<(), String> {
     let bad = |why: &str| Err(format!("invalid host {name:?}: {why}"));

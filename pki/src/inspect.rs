@@ -291,6 +291,28 @@ pub fn inspect(bytes: &[u8], what: &str) -> Result<Inspected> {
     ))
 }
 
+/// Text from a certificate, safe to print on a terminal: control characters (C0, DEL, C1)
+/// become `\XX` as openssl prints them, and a backslash becomes `\\`, so an ESC sequence or
+/// a newline in a subject cannot forge lines or move the cursor.
+pub fn escape_control(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => {
+                let n = c as u32;
+                if n <= 0xff { out.push_str(&format!("\\{n:02X}")) } else { out.push_str(&format!("\\u{n:04X}")) }
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn escape_all(v: &[String]) -> Vec<String> {
+    v.iter().map(|s| escape_control(s)).collect()
+}
+
 /// The human rendering of a certificate.
 pub fn render_cert(info: &CertInfo, now_unix: i64) -> String {
     let left = info.not_after_unix - now_unix;
@@ -315,12 +337,12 @@ pub fn render_cert(info: &CertInfo, now_unix: i64) -> String {
         "Subject:         {}\nIssuer:          {}\nSerial:          {}\nValidity:        {} → {} ({status})\n\
          SANs:            {}\nKey:             {}\nSignature:       {}\nKey usage:       {}\n\
          Ext. key usage:  {}\nCA:              {ca}\nSubject key ID:  {}\nAuthority key ID: {}\n",
-        c.subject.text,
-        c.issuer.text,
+        escape_control(&c.subject.text),
+        escape_control(&c.issuer.text),
         info.serial_hex,
         c.not_before,
         c.not_after,
-        none(&info.typed_sans),
+        none(&escape_all(&info.typed_sans)),
         info.key_algorithm,
         c.sigalg,
         none(&info.key_usage),
@@ -334,11 +356,32 @@ pub fn render_cert(info: &CertInfo, now_unix: i64) -> String {
 pub fn render_csr(info: &CsrInfo) -> String {
     format!(
         "Certificate request\nSubject:         {}\nSANs:            {}\nKey:             {}\nSignature:       {} ({})\nAsks for CA:     {}\n",
-        info.subject.text,
-        if info.sans.is_empty() { "-".to_string() } else { info.sans.join(", ") },
+        escape_control(&info.subject.text),
+        if info.sans.is_empty() { "-".to_string() } else { escape_all(&info.sans).join(", ") },
         info.key_algorithm,
         info.sigalg,
         if info.signature_valid { "valid" } else { "INVALID" },
         if info.requested_ca { "yes (a CA signing it decides; pki never grants it)" } else { "no" },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_in_a_subject_cannot_forge_lines() {
+        let mut params = rcgen::CertificateParams::default();
+        params.distinguished_name.push(rcgen::DnType::CommonName, "evil\u{1b}[2J\nSubject:         CN=trusted");
+        params.subject_alt_names = vec![rcgen::SanType::DnsName("a\nb".try_into().unwrap())];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let info = cert_info(cert.der(), "evil.crt").unwrap();
+        let text = render_cert(&info, 0);
+        assert!(!text.chars().any(|c| c.is_control() && c != '\n'), "{text:?}");
+        assert_eq!(text.lines().filter(|l| l.starts_with("Subject:")).count(), 1);
+        assert!(text.contains("evil\\1B[2J\\0ASubject:"), "{text}");
+        assert_eq!(escape_control("a\\b"), "a\\\\b");
+    }
+
 }

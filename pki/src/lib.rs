@@ -26,6 +26,7 @@ pub mod hosts;
 pub mod inspect;
 pub mod keys;
 pub mod layout;
+pub mod lock;
 pub mod pemfile;
 pub mod renew;
 pub mod suggest;

@@ -111,6 +111,17 @@ pub fn parse_target(t: &str) -> std::result::Result<Vec<Role>, String> {
     })
 }
 
+/// `FILE.STAMP.bak`, or `FILE.STAMP-N.bak` if that exists: a backup never replaces a backup
+/// (the caller holds the directory's lock, and the files are written create-only as well).
+fn backup_name(path: &Path, stamp: &str) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    (1..)
+        .map(|n| if n == 1 { format!("{name}.{stamp}.bak") } else { format!("{name}.{stamp}-{n}.bak") })
+        .map(|candidate| path.with_file_name(candidate))
+        .find(|p| std::fs::symlink_metadata(p).is_err())
+        .unwrap_or_else(|| path.with_file_name(format!("{name}.{stamp}.bak")))
+}
+
 /// Every leaf present in `dir`.
 pub fn all_targets(dir: &PkiDir) -> Vec<Role> {
     let mut roles = Vec::new();
@@ -129,6 +140,7 @@ pub fn all_targets(dir: &PkiDir) -> Vec<Role> {
 
 /// Renews `roles` in `dir` with `ca`; all files written together.
 pub fn renew(dir: &Path, ca: &Ca, roles: &[Role], validity: Duration, rekey: bool) -> Result<Vec<Renewed>> {
+    let _lock = crate::lock::lock_dir(dir, crate::lock::DEFAULT_WAIT)?;
     let layout = PkiDir::detect(dir).unwrap_or(Layout::Kubeadm);
     let pki = PkiDir::new(dir, layout);
     let stamp = {
@@ -148,13 +160,14 @@ pub fn renew(dir: &Path, ca: &Ca, roles: &[Role], validity: Duration, rekey: boo
         let old_key = PrivateKey::from_pem(&key_pem, &pair.key.display().to_string())?;
         let key = if rekey { PrivateKey::generate(old_key.algorithm())? } else { old_key };
         let issued = ca.sign_with(&issuer, &template, key.key_pair())?;
-        let backup = |p: &Path| p.with_file_name(format!("{}.{stamp}.bak", p.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
-        let mut backups = vec![backup(&pair.cert)];
-        planned.push(PlannedFile::public(backup(&pair.cert), cert_pem.clone()));
+        let cert_backup = backup_name(&pair.cert, &stamp);
+        let mut backups = vec![cert_backup.clone()];
+        planned.push(PlannedFile { create_only: true, ..PlannedFile::public(cert_backup, cert_pem.clone()) });
         planned.push(PlannedFile::public(&pair.cert, issued.pem.clone()));
         if rekey {
-            backups.push(backup(&pair.key));
-            planned.push(PlannedFile::secret(backup(&pair.key), key_pem.clone()));
+            let key_backup = backup_name(&pair.key, &stamp);
+            backups.push(key_backup.clone());
+            planned.push(PlannedFile { create_only: true, ..PlannedFile::secret(key_backup, key_pem.clone()) });
             let pem = if layout == Layout::Cfssl { key.to_cfssl_pem()? } else { key.to_pkcs8_pem() };
             planned.push(PlannedFile::secret(&pair.key, pem));
         }

@@ -48,13 +48,35 @@ pub fn parse_duration(text: &str, what: &str) -> Result<Duration> {
             "" => return Err(bad("missing unit")),
             other => return Err(bad(&format!("unknown unit {other:?}"))),
         };
-        total_ns += (number * unit_ns) as i128;
+        let part = number * unit_ns;
+        if !part.is_finite() || part > MAX_NS as f64 {
+            return Err(bad("too large (at most 1000y)"));
+        }
+        total_ns = total_ns.checked_add(part as i128).filter(|t| *t <= MAX_NS).ok_or_else(|| bad("too large (at most 1000y)"))?;
     }
     if negative {
         total_ns = -total_ns;
     }
+    // |total| <= 1000 years: fits i64 seconds, and adding it to any date a certificate can carry
+    // (years 1950-9999) cannot overflow
     let seconds = i64::try_from(total_ns / 1_000_000_000).map_err(|_| bad("too large"))?;
     Ok(Duration::new(seconds, (total_ns % 1_000_000_000) as i32))
+}
+
+/// The largest duration [`parse_duration`] accepts: 1000 years.
+const MAX_NS: i128 = 1000 * 365 * 86_400 * 1_000_000_000;
+
+/// A certificate lifetime: a duration of at least one minute and at most 1000 years. A zero,
+/// negative or sub-minute lifetime is an input error, not a certificate that is born expired.
+pub fn parse_validity(text: &str, what: &str) -> Result<Duration> {
+    let d = parse_duration(text, what)?;
+    if d < Duration::minutes(1) {
+        return Err(PkiError::bad_input(
+            what,
+            format!("invalid validity {text:?}: a certificate must be valid for at least 1m (examples: 8760h, 90d, 1y)"),
+        ));
+    }
+    Ok(d)
 }
 
 /// Renders a duration the way people read expiry: `364d`, `9y`, `23h`, `45m`.
@@ -96,6 +118,35 @@ mod tests {
         assert!(parse_duration("h", "x").is_err());
         assert!(parse_duration("12", "x").is_err());
         assert!(parse_duration("", "x").is_err());
+    }
+
+    #[test]
+    fn huge_and_tiny_values_are_errors_not_panics() {
+        for huge in ["9000y", "99999y", "876000000h", "18446744073709551615s", "99999999999999999999999999999999999999999y", "1000y1ns"] {
+            let e = parse_duration(huge, "--validity").unwrap_err().to_string();
+            assert!(e.contains("too large"), "{huge}: {e}");
+        }
+        assert!(parse_duration("1000y", "x").is_ok());
+        for tiny in ["1ns", "-1y", "0", "59s"] {
+            let e = parse_validity(tiny, "--ca-validity").unwrap_err().to_string();
+            assert!(e.contains("at least 1m") && e.contains("--ca-validity"), "{tiny}: {e}");
+        }
+        assert_eq!(parse_validity("1m", "x").unwrap(), Duration::minutes(1));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics(s in "\\PC{0,40}") {
+            let _ = parse_duration(&s, "x");
+            let _ = parse_validity(&s, "x");
+        }
+        #[test]
+        fn never_panics_on_duration_shapes(s in "[-+]?([0-9]{0,30}(\\.[0-9]{0,5})?(ns|us|ms|s|m|h|d|w|y|µs|x)?){1,4}") {
+            if let Ok(d) = parse_duration(&s, "x") {
+                // whatever is accepted can be added to now without overflow
+                let _ = time::OffsetDateTime::now_utc().checked_add(d).expect("in range");
+            }
+        }
     }
 
     #[test]

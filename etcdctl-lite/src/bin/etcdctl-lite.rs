@@ -32,10 +32,10 @@ struct Global {
     #[arg(long, global = true, env = "ETCDCTL_KEY")]
     key: Option<String>,
     /// Bound on connecting, TLS handshake included (a hung member costs at most this).
-    #[arg(long, global = true, env = "ETCDCTL_DIAL_TIMEOUT", value_parser = parse_duration, default_value = "1s")]
+    #[arg(long, global = true, env = "ETCDCTL_DIAL_TIMEOUT", value_parser = etcdctl_lite::options::parse_timeout, default_value = "1s")]
     dial_timeout: Duration,
     /// Bound on each endpoint's whole check.
-    #[arg(long, global = true, env = "ETCDCTL_COMMAND_TIMEOUT", value_parser = parse_duration, default_value = "2s")]
+    #[arg(long, global = true, env = "ETCDCTL_COMMAND_TIMEOUT", value_parser = etcdctl_lite::options::parse_timeout, default_value = "2s")]
     command_timeout: Duration,
     /// Output format.
     #[arg(short = 'w', long = "write-out", global = true, env = "ETCDCTL_WRITE_OUT", value_enum, default_value = "simple")]
@@ -111,22 +111,7 @@ enum AlarmCommand {
     List,
 }
 
-/// `5s`, `500ms`, `1m`, or a bare number of seconds.
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).map(|i| s.split_at(i)).unwrap_or((s, "s"));
-    let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?} (examples: 2s, 500ms)"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        other => return Err(format!("invalid duration unit {other:?} in {s:?} (use ms, s or m)")),
-    };
-    if secs <= 0.0 {
-        return Err("a timeout must be positive".into());
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
+
 
 fn emit(r: Rendered) {
     use std::io::Write;

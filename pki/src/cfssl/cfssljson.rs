@@ -85,7 +85,7 @@ fn run_inner(args: &[String], io: &mut Io<'_>) -> Result<()> {
         more => return Err(PkiError::Refused(format!("expected one output name, got: {}", more.join(" ")))),
     };
     let mut planned = Vec::new();
-    let mode = |m: u32| move |path: String, text: String| PlannedFile { path: path.into(), contents: text.into_bytes(), mode: m };
+    let mode = |m: u32| move |path: String, text: String| PlannedFile::new(path, text.into_bytes(), m);
     if let Some(c) = cert {
         planned.push(mode(0o664)(format!("{base}.pem"), c));
     }

@@ -4,7 +4,7 @@ use super::json_keys::{self, check};
 use super::Strictness;
 use crate::error::{PkiError, Result};
 use crate::usage::UsageSet;
-use crate::validity::parse_duration;
+use crate::validity::parse_validity;
 use rcgen::BasicConstraints;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -151,7 +151,7 @@ fn profile(
         }
     };
     let expiry = match json_keys::string(v, path, "expiry", problems) {
-        Some(e) => parse_duration(&e, &format!("{file}: {path}.expiry")).unwrap_or_else(|err| {
+        Some(e) => parse_validity(&e, &format!("{file}: {path}.expiry")).unwrap_or_else(|err| {
             problems.push(err.to_string());
             default_expiry
         }),

@@ -5,7 +5,7 @@ use super::Strictness;
 use crate::ca::{CaOptions, Subject};
 use crate::error::{PkiError, Result};
 use crate::keys::KeyAlgorithm;
-use crate::validity::parse_duration;
+use crate::validity::parse_validity;
 use serde_json::Value;
 use time::Duration;
 
@@ -87,7 +87,7 @@ pub fn parse(bytes: &[u8], file: &str, strictness: Strictness, warnings: &mut Ve
     if let Some(ca) = json_keys::get(&v, "ca").filter(|c| !c.is_null()) {
         check(ca, "ca", &["expiry", "pathlen", "pathlenzero", "backdate"], &mut unknown);
         if let Some(e) = json_keys::string(ca, "ca", "expiry", &mut problems) {
-            match parse_duration(&e, &format!("{file}: ca.expiry")) {
+            match parse_validity(&e, &format!("{file}: ca.expiry")) {
                 Ok(d) => ca_expiry = Some(d),
                 Err(e) => problems.push(e.to_string()),
             }

@@ -9,6 +9,7 @@ mod etcd_tls;
 mod etcdctl_lite;
 mod lifecycle;
 mod pki_bad_input;
+mod pki_concurrency;
 mod pki_issue;
 mod pki_interop;
 mod tls_handshake;

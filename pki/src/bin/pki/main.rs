@@ -206,7 +206,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             let opts = CaOptions {
                 subject: Subject::cn(cn),
                 algorithm: algo,
-                validity: pki::validity::parse_duration(&validity, "--validity")?,
+                validity: pki::validity::parse_validity(&validity, "--validity")?,
                 path_len: Some(0),
             };
             let report = pki::bundle::init_ca(&out, layout, &opts)?;
@@ -223,7 +223,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 (Some(cert), Some(key)) => CaSource::Files { cert, key },
                 _ => CaSource::InDirOrCreate(CaOptions {
                     algorithm: algo,
-                    validity: pki::validity::parse_duration(&ca_validity, "--ca-validity")?,
+                    validity: pki::validity::parse_validity(&ca_validity, "--ca-validity")?,
                     ..CaOptions::default()
                 }),
             };
@@ -232,7 +232,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 layout,
                 members,
                 algorithm: algo,
-                validity: pki::validity::parse_duration(&validity, "--validity")?,
+                validity: pki::validity::parse_validity(&validity, "--validity")?,
                 ca,
                 force,
                 min_remaining: time::Duration::days(30),
@@ -280,7 +280,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 }
                 r
             };
-            let validity = pki::validity::parse_duration(&validity, "--validity")?;
+            let validity = pki::validity::parse_validity(&validity, "--validity")?;
             let renewed = pki::renew::renew(&out, &ca, &roles, validity, rekey)?;
             for r in &renewed {
                 println!("{}  serial {}  valid until {}  {}", r.cert.display(), r.serial, r.not_after, if r.rekeyed { "new key" } else { "same key" });
