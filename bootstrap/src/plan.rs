@@ -122,6 +122,9 @@ pub fn etcd_args(m: &MemberSpec, initial: &str, token: &str) -> Vec<String> {
     flag("log-outputs", "stderr".into());
     a.push("--client-cert-auth".into());
     a.push("--peer-client-cert-auth".into());
+    // 3.4 defaults to off: a member cut off by a partition keeps raising its term and, when it
+    // returns, deposes a healthy leader. 3.5 defaults to on and accepts the flag.
+    a.push("--pre-vote".into());
     a
 }
 
@@ -251,6 +254,7 @@ mod tests {
         assert_eq!(get("--initial-cluster-token"), "prod-etcd");
         assert_eq!(get("--peer-key-file"), "/etc/kubernetes/pki/etcd/peer.key");
         assert!(a.contains(&"--client-cert-auth".to_string()) && a.contains(&"--peer-client-cert-auth".to_string()));
+        assert!(a.contains(&"--pre-vote".to_string()), "3.4 needs it; 3.5 accepts it");
     }
 
     #[test]

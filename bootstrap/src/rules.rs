@@ -134,12 +134,36 @@ pub fn ssh_options(options: &[String]) -> Result<(), String> {
                 ssh_config_option(value(i)?)?;
                 i += 2;
             }
+            "-F" => {
+                ssh_config_file(value(i)?)?;
+                i += 2;
+            }
             _ if o.starts_with("-o") && o.len() > 2 => {
                 ssh_config_option(&o[2..])?;
                 i += 1;
             }
-            _ => return Err(format!("ssh option {o:?} is not allowed here; allowed: -p, -i, -J, -l, -4, -6, -C, -o KEY=VALUE (put anything else in ~/.ssh/config)")),
+            _ => return Err(format!("ssh option {o:?} is not allowed here; allowed: -p, -i, -J, -l, -F, -4, -6, -C, -o KEY=VALUE (put anything else in ~/.ssh/config)")),
         }
+    }
+    Ok(())
+}
+
+/// `-F FILE`: `/dev/null` (no config), or an absolute path to a regular file that only its
+/// owner (this user or root) can write — it can hold ProxyCommand, so it must be the
+/// operator's own, as ssh demands of ~/.ssh/config.
+fn ssh_config_file(path: &str) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    no_control(path)?;
+    if path == "/dev/null" {
+        return Ok(());
+    }
+    if !path.starts_with('/') {
+        return Err(format!("-F {path:?}: give an absolute path"));
+    }
+    let meta = std::fs::metadata(path).map_err(|e| format!("-F {path}: {e}"))?;
+    let me = rustix::process::geteuid().as_raw();
+    if !meta.is_file() || (meta.uid() != me && meta.uid() != 0) || meta.mode() & 0o022 != 0 {
+        return Err(format!("-F {path}: must be a regular file owned by you or root and writable by no one else"));
     }
     Ok(())
 }
@@ -278,8 +302,8 @@ mod tests {
             assert!(ssh_destination(bad).is_err(), "{bad:?}");
         }
         let o = |v: &[&str]| ssh_options(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
-        assert!(o(&["-p", "2222", "-o", "StrictHostKeyChecking=no", "-oUserKnownHostsFile=/dev/null", "-i", "/root/.ssh/id", "-J", "bastion:22"]).is_ok());
-        for bad in [&["-o", "ProxyCommand=touch /tmp/owned"][..], &["-oLocalCommand=id"], &["-oPermitLocalCommand=yes"], &["-F", "/tmp/cfg"], &["-p", "x"], &["-J", "-oProxyCommand=x"], &["-o"]] {
+        assert!(o(&["-p", "2222", "-o", "StrictHostKeyChecking=no", "-oUserKnownHostsFile=/dev/null", "-i", "/root/.ssh/id", "-J", "bastion:22", "-F", "/dev/null"]).is_ok());
+        for bad in [&["-o", "ProxyCommand=touch /tmp/owned"][..], &["-oLocalCommand=id"], &["-oPermitLocalCommand=yes"], &["-F", "relative/cfg"], &["-F", "/nonexistent/cfg"], &["-p", "x"], &["-J", "-oProxyCommand=x"], &["-o"]] {
             assert!(o(bad).is_err(), "{bad:?}");
         }
     }

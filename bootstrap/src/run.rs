@@ -19,7 +19,8 @@ pub(crate) const SCRIPT_LIMIT: Duration = Duration::from_secs(60);
 pub struct UpOptions {
     /// Bound on waiting for quorum after starting.
     pub wait: Duration,
-    pub api: ApiVersion,
+    /// `--kubeadm-api`; `None`: the one chosen before, else the newest kubeadm reads.
+    pub api: Option<ApiVersion>,
 }
 
 /// What `up` did.
@@ -207,6 +208,8 @@ pub fn up(plan: &Plan, opts: &UpOptions, progress: &Progress) -> Result<UpReport
     for w in &plan.loaded.warnings {
         progress.step("spec", &format!("warning: {w}"), None);
     }
+    // before anything starts: a config kubeadm could not read is refused now
+    let api = crate::outputs::choose_api(plan, opts.api)?;
     // 1. certificates (valid ones kept byte for byte)
     let t = Instant::now();
     let issued = pki::bundle::issue_into(&plan.issue)?;
@@ -226,6 +229,9 @@ pub fn up(plan: &Plan, opts: &UpOptions, progress: &Progress) -> Result<UpReport
         match f {
             Ok((out, took)) => match judge(m, &plan.token, &out) {
                 Ok((action, version)) => {
+                    if let Err(p) = etcd_version_check(plan, m, version.as_deref(), progress) {
+                        problems.push(p);
+                    }
                     let what = match action {
                         Action::Start => "ready to start",
                         Action::Restart => "its data dir is this cluster's: will start it again",
@@ -321,10 +327,36 @@ pub fn up(plan: &Plan, opts: &UpOptions, progress: &Progress) -> Result<UpReport
 
     // 6. kubeadm, control-plane folders, HAProxy
     let t = Instant::now();
-    let outputs = crate::outputs::write(plan, opts.api)?;
+    let outputs = crate::outputs::write(plan, api)?;
     let changed = outputs.iter().filter(|w| w.outcome != pki::files::Outcome::Unchanged).count();
     progress.step("outputs", &format!("{changed} written, {} unchanged in {}", outputs.len() - changed, plan.loaded.output_dir.display()), Some(t.elapsed()));
     Ok(UpReport { issued: issued.issued, kept: issued.kept, files_written, started, verdict, outputs })
+}
+
+/// kubeadm's ExternalEtcdVersion check, ahead of kubeadm: a member's etcd below the minimum of
+/// the spec's Kubernetes version is refused (a warning with `kubernetes.allow_old_etcd`).
+fn etcd_version_check(plan: &Plan, m: &MemberPlan, version: Option<&str>, progress: &Progress) -> std::result::Result<(), String> {
+    let k = &plan.loaded.spec.kubernetes;
+    let who = format!("member {} ({})", m.spec.name, m.spec.host);
+    let Some(found) = version.and_then(crate::versions::Version::parse) else {
+        return Err(format!("{who}: cannot tell the etcd version ({:?} --version printed {:?})", m.binary, version.unwrap_or("")));
+    };
+    match crate::versions::check_etcd(k.version(), found) {
+        Ok(None) => Ok(()),
+        Ok(Some(note)) => {
+            progress.step(&format!("preflight {}", m.name()), &format!("warning: {note}"), None);
+            Ok(())
+        }
+        Err(e) if k.allow_old_etcd => {
+            progress.step(
+                &format!("preflight {}", m.name()),
+                &format!("warning: {e} — allowed by kubernetes.allow_old_etcd; the kubeadm configs skip ExternalEtcdVersion"),
+                None,
+            );
+            Ok(())
+        }
+        Err(e) => Err(format!("{who}: {e}")),
+    }
 }
 
 /// Stops every member (data kept unless `purge`).

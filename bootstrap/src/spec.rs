@@ -116,7 +116,7 @@ impl MemberSpec {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct KubernetesSpec {
-    /// `vX.Y.Z`
+    /// `vX.Y.Z`: picks kubeadm's config API and its minimum etcd (see `versions`).
     pub version: String,
     /// The API load balancer, `host:port` (kubeadm's controlPlaneEndpoint).
     pub control_plane_endpoint: String,
@@ -132,6 +132,13 @@ pub struct KubernetesSpec {
     /// Where the load balancer finds the Kubernetes CA to verify the API servers' certificates.
     #[serde(default = "default_lb_ca_file")]
     pub load_balancer_ca_file: PathBuf,
+    /// The container runtime's socket on the nodes (kubeadm's nodeRegistration.criSocket).
+    #[serde(default = "default_cri_socket")]
+    pub cri_socket: String,
+    /// Accept an etcd older than kubeadm's MinExternalEtcdVersion (a lab cluster): preflight
+    /// warns instead of refusing, and the kubeadm configs skip kubeadm's ExternalEtcdVersion check.
+    #[serde(default)]
+    pub allow_old_etcd: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -188,6 +195,9 @@ fn default_service_subnet() -> String {
 fn default_dns_domain() -> String {
     "cluster.local".into()
 }
+fn default_cri_socket() -> String {
+    "unix:///var/run/containerd/containerd.sock".into()
+}
 fn default_lb_ca_file() -> PathBuf {
     "/etc/haproxy/kubernetes-ca.crt".into()
 }
@@ -200,6 +210,14 @@ pub struct LoadedSpec {
     pub pki_dir: PathBuf,
     pub output_dir: PathBuf,
     pub warnings: Vec<String>,
+}
+
+impl KubernetesSpec {
+    /// The Kubernetes version as numbers (validated at load).
+    pub fn version(&self) -> crate::versions::Version {
+        let (a, b, c) = rules::kubernetes_version(&self.version).unwrap_or((1, 0, 0));
+        crate::versions::Version(a, b, c)
+    }
 }
 
 impl Spec {
@@ -311,13 +329,14 @@ impl Spec {
                     p.push(format!("{who}.{what}: {e}"));
                 }
             }
-            // one directory per purpose: purging data must never take keys or markers with it
-            for (i, (a, wa)) in dirs.iter().enumerate() {
-                for (b, wb) in &dirs[i + 1..] {
-                    if a.starts_with(b) || b.starts_with(a) {
-                        p.push(format!("{who}.{wa} {} and {wb} {} overlap; give each its own directory", a.display(), b.display()));
-                    }
+            // purging the data dir must never take keys or the ownership marker with it
+            for (other, what) in [(&m.pki_dir, "pki_dir"), (&m.run_dir, "run_dir")] {
+                if other.starts_with(&m.data_dir) {
+                    p.push(format!("{who}.{what} {} is inside data_dir {}; give the data dir its own directory", other.display(), m.data_dir.display()));
                 }
+            }
+            if m.pki_dir == m.run_dir {
+                p.push(format!("{who}.pki_dir and run_dir are both {}; give each its own directory", m.pki_dir.display()));
             }
             if let Err(e) = rules::ssh_destination(&m.host) {
                 p.push(format!("{who}.host: {e}"));
@@ -342,8 +361,20 @@ impl Spec {
         }
         // kubernetes
         let k = &self.kubernetes;
-        if let Err(e) = rules::kubernetes_version(&k.version) {
-            p.push(format!("kubernetes.version: {e}"));
+        match rules::kubernetes_version(&k.version) {
+            Ok((a, b, c)) => {
+                if let Err(e) = crate::versions::release_for(crate::versions::Version(a, b, c)) {
+                    p.push(format!("kubernetes.version: {e}"));
+                }
+            }
+            Err(e) => p.push(format!("kubernetes.version: {e}")),
+        }
+        match k.cri_socket.strip_prefix("unix://") {
+            Some(path) if rules::member_path(Path::new(path)).is_ok() => {}
+            _ => p.push(format!(
+                "kubernetes.cri_socket: {:?} is not unix:///ABSOLUTE/PATH (containerd: unix:///var/run/containerd/containerd.sock, CRI-O: unix:///var/run/crio/crio.sock)",
+                k.cri_socket
+            )),
         }
         for san in &k.cert_sans {
             if san.parse::<IpAddr>().is_err()

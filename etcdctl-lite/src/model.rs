@@ -77,6 +77,26 @@ pub struct AlarmInfo {
     pub alarm: String,
 }
 
+impl AlarmInfo {
+    /// etcd's AlarmType number, which etcdctl's JSON prints (`NONE` 0, `NOSPACE` 1, `CORRUPT` 2).
+    pub fn code(&self) -> i32 {
+        match self.alarm.as_str() {
+            "NOSPACE" => 1,
+            "CORRUPT" => 2,
+            _ => 0,
+        }
+    }
+}
+
+/// `alarm list`'s answer: the alarms and, when the member sent one, the response header
+/// (etcd leaves it out of some answers; etcdctl then prints none either).
+#[derive(Debug, Clone)]
+pub struct AlarmList {
+    /// cluster_id, member_id, revision, raft_term
+    pub header: Option<(u64, u64, i64, u64)>,
+    pub alarms: Vec<AlarmInfo>,
+}
+
 /// Go's `time.Duration.String()`, which etcdctl prints (`4.485927ms`, `5.000472415s`).
 pub fn go_duration(d: Duration) -> String {
     let ns = d.as_nanos();

@@ -206,10 +206,13 @@ pub async fn member_remove(opts: &ClientOptions, id: u64) -> Result<Vec<MemberIn
 }
 
 /// Alarms as reported by the first endpoint that answers.
-pub async fn alarm_list(opts: &ClientOptions) -> Result<Vec<AlarmInfo>> {
-    change(opts, "alarm list", |mut c| async move { c.alarm(AlarmAction::Get, AlarmType::None, None).await })
-        .await
-        .map(|r| r.alarms().iter().map(|a| AlarmInfo { member_id: a.member_id(), alarm: format!("{:?}", a.alarm()).to_uppercase() }).collect())
+pub async fn alarm_list(opts: &ClientOptions) -> Result<AlarmList> {
+    change(opts, "alarm list", |mut c| async move { c.alarm(AlarmAction::Get, AlarmType::None, None).await }).await.map(|r| {
+        AlarmList {
+            header: r.header().map(|h| (h.cluster_id(), h.member_id(), h.revision(), h.raft_term())),
+            alarms: r.alarms().iter().map(|a| AlarmInfo { member_id: a.member_id(), alarm: format!("{:?}", a.alarm()).to_uppercase() }).collect(),
+        }
+    })
 }
 
 /// Parses a member ID as etcdctl prints it (hex).

@@ -128,6 +128,10 @@ pub fn status(results: &[EndpointStatus], format: Format) -> Rendered {
                         "version": s.version, "dbSize": s.db_size, "leader": s.leader, "raftIndex": s.raft_index,
                         "raftTerm": s.raft_term, "raftAppliedIndex": s.raft_applied_index,
                     });
+                    // Go's omitempty: no leader known, no key (as etcdctl prints it)
+                    if s.leader == 0 && let Some(o) = st.as_object_mut() {
+                        o.shift_remove("leader");
+                    }
                     if !s.errors.is_empty() {
                         st["errors"] = json!(s.errors);
                     }
@@ -221,15 +225,23 @@ pub fn member_added(name: &str, added: &MemberInfo, members: &[MemberInfo], clus
     }
 }
 
-pub fn alarms(list: &[AlarmInfo], format: Format) -> Rendered {
+/// `alarm list`: etcdctl 3.5's shapes — JSON with the header, alarms as etcd's numbers, and no
+/// `alarms` key when there are none (Go's omitempty).
+pub fn alarms(list: &AlarmList, format: Format) -> Rendered {
     let mut r = Rendered::default();
     match format {
         Format::Json => {
-            let v: Vec<Value> = list.iter().map(|a| json!({"memberID": a.member_id, "alarm": a.alarm})).collect();
-            r.stdout = json_line(&json!({"alarms": v}));
+            let mut v = json!({});
+            if let Some((cluster_id, member_id, revision, raft_term)) = list.header {
+                v["header"] = json!({"cluster_id": cluster_id, "member_id": member_id, "revision": revision, "raft_term": raft_term});
+            }
+            if !list.alarms.is_empty() {
+                v["alarms"] = Value::Array(list.alarms.iter().map(|a| json!({"memberID": a.member_id, "alarm": a.code()})).collect());
+            }
+            r.stdout = json_line(&v);
         }
         _ => {
-            for a in list {
+            for a in &list.alarms {
                 r.stdout.push_str(&format!("memberID:{} alarm:{} \n", a.member_id, a.alarm));
             }
         }
@@ -354,6 +366,30 @@ mod golden {
         for (f, n) in [(Format::Simple, "simple"), (Format::Table, "table"), (Format::Json, "json")] {
             check(&format!("status.{n}"), &status(&statuses(), f));
         }
+    }
+
+    #[test]
+    fn alarm_list_json_is_etcdctl_35s_shape() {
+        let mut l = AlarmList { header: None, alarms: vec![] };
+        assert_eq!(alarms(&l, Format::Json).stdout, "{}\n", "etcd sent no header and there are no alarms: etcdctl prints {{}}");
+        l.header = Some((77, 1, 5, 2));
+        let none = alarms(&l, Format::Json).stdout;
+        assert_eq!(none, "{\"header\":{\"cluster_id\":77,\"member_id\":1,\"revision\":5,\"raft_term\":2}}\n", "no alarms key when empty");
+        l.alarms.push(AlarmInfo { member_id: 2, alarm: "NOSPACE".into() });
+        let one: Value = serde_json::from_str(&alarms(&l, Format::Json).stdout).unwrap();
+        assert_eq!(one["alarms"], json!([{"memberID": 2, "alarm": 1}]), "alarms as etcd's numbers");
+        assert_eq!(alarms(&l, Format::Simple).stdout, "memberID:2 alarm:NOSPACE \n");
+    }
+
+    #[test]
+    fn status_json_omits_an_unknown_leader() {
+        let mut st = statuses();
+        if let Some(Ok(s)) = st.first_mut().map(|e| e.result.as_mut()) {
+            s.leader = 0;
+        }
+        let v: Value = serde_json::from_str(&status(&st, Format::Json).stdout).unwrap();
+        assert!(v[0]["Status"].get("leader").is_none(), "{v}");
+        assert_eq!(v[1]["Status"]["leader"], json!(1));
     }
 
     #[test]

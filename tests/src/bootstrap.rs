@@ -28,12 +28,23 @@ pub fn local_spec(dir: &Path, nodes: usize) -> SpecFile {
     }
     let nodes: String = (1..=nodes).map(|i| format!("    - {{name: cp-{i}, address: {a}.{b}.{c}.{}}}\n", 100 + i)).collect();
     let text = format!(
-        "name: it-{b}-{c}\nmembers:\n{members}kubernetes:\n  version: v1.31.2\n  control_plane_endpoint: {a}.{b}.{c}.100:6443\n  pod_subnet: 10.244.0.0/16\n  load_balancer_ca_file: {lb}\n  control_plane_nodes:\n{nodes}",
-        lb = dir.join("out/haproxy/kubernetes-ca.crt").display()
+        "name: it-{b}-{c}\netcd_binary: {etcd}\nmembers:\n{members}kubernetes:\n  version: {K8S_VERSION}\n  allow_old_etcd: true\n  control_plane_endpoint: {a}.{b}.{c}.100:6443\n  pod_subnet: 10.244.0.0/16\n  load_balancer_ca_file: {lb}\n  control_plane_nodes:\n{nodes}",
+        lb = dir.join("out/haproxy/kubernetes-ca.crt").display(),
+        etcd = etcd_binary().display(),
     );
     let path = dir.join("cluster.yaml");
     std::fs::write(&path, text).expect("write the spec");
     SpecFile { path, endpoints: (1..=3).map(|i| format!("https://{a}.{b}.{c}.{i}:2379")).collect::<Vec<_>>().join(",") }
+}
+
+/// The Kubernetes version test specs name (kubeadm reads v1beta4; its minimum etcd is 3.5.24,
+/// above both versions the suite runs, hence `allow_old_etcd` in test specs).
+pub const K8S_VERSION: &str = "v1.34.2";
+
+/// The etcd the suite runs this time (PATH or ETCD_BIN), as an absolute path: members reached
+/// over SSH get a login PATH of their own, which must not pick another etcd.
+pub fn etcd_binary() -> PathBuf {
+    crate::tool("etcd", "ETCD_BIN").canonicalize().expect("etcd path")
 }
 
 /// `etcd-bootstrap -f SPEC ARGS`, bounded.

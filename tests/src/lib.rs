@@ -148,7 +148,8 @@ pub fn openssl(cwd: &Path, args: &[&str]) -> Ran {
     run(Command::new(tool("openssl", "OPENSSL_BIN")).current_dir(cwd).args(args))
 }
 
-/// Every file below `dir`, relative, sorted.
+/// Every file below `dir`, relative, sorted — except a PKI directory's own lock file (`.lock`
+/// directly in a PKI directory), which every writing command leaves and which holds nothing.
 pub fn tree(dir: &Path) -> Vec<String> {
     fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
         let Ok(entries) = std::fs::read_dir(dir) else { return };
@@ -156,6 +157,8 @@ pub fn tree(dir: &Path) -> Vec<String> {
             let p = e.path();
             if p.is_dir() {
                 walk(base, &p, out);
+            } else if p.file_name().is_some_and(|n| n == ".lock") && std::fs::metadata(&p).is_ok_and(|m| m.len() == 0) {
+                continue;
             } else if let Ok(rel) = p.strip_prefix(base) {
                 out.push(rel.display().to_string());
             }

@@ -112,6 +112,11 @@ impl Hosts {
     pub fn cut(&self, i: usize) {
         ip(&["link", "set", &self.hosts[i].link, "down"]);
     }
+
+    /// Brings host `i` back (its link goes up again).
+    pub fn restore(&self, i: usize) {
+        ip(&["link", "set", &self.hosts[i].link, "up"]);
+    }
 }
 
 impl Drop for Hosts {

@@ -23,7 +23,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Print exactly what `up` would do, touching nothing.
-    Plan,
+    Plan {
+        /// Check this kubeadm config API version against the spec's kubernetes.version.
+        #[arg(long)]
+        kubeadm_api: Option<ApiVersion>,
+    },
     /// Issue certificates, deliver, preflight, start, wait for quorum, write kubeadm/HAProxy configs.
     Up {
         /// No spec file: an N-member TLS cluster on this machine's loopback, under --dir.
@@ -35,9 +39,10 @@ enum Command {
         /// Bound on waiting for a healthy quorum.
         #[arg(long, default_value = "60", value_name = "SECONDS")]
         wait: u64,
-        /// kubeadm config API version.
-        #[arg(long, default_value = "v1beta4")]
-        kubeadm_api: ApiVersion,
+        /// kubeadm config API version (default: the one chosen before, else the newest the
+        /// spec's kubernetes.version reads).
+        #[arg(long)]
+        kubeadm_api: Option<ApiVersion>,
         #[arg(short, long)]
         quiet: bool,
     },
@@ -159,9 +164,12 @@ fn main() -> ExitCode {
 
 fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
     match cli.command {
-        Command::Plan => {
+        Command::Plan { kubeadm_api } => {
             let loaded = load(&cli.spec)?;
-            print!("{}", plan::render(&plan::build(&loaded)));
+            let plan = plan::build(&loaded);
+            let api = bootstrap::outputs::choose_api(&plan, kubeadm_api)?;
+            print!("{}", plan::render(&plan));
+            println!("   kubeadm config API: {} (kubernetes {})", api.group(), loaded.spec.kubernetes.version);
             Ok(0)
         }
         Command::Up { local, dir, wait, kubeadm_api, quiet } => {
@@ -178,6 +186,9 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             let out = &loaded.output_dir;
             println!("cluster {}: {} ({} members, {} started now) in {:.1}s", loaded.spec.name, report.verdict.state.word(), plan.members.len(), report.started.len(), progress.elapsed().as_secs_f64());
             println!("spec:        {}", spec_path.display());
+            if loaded.spec.kubernetes.allow_old_etcd {
+                println!("etcd:        kubernetes.allow_old_etcd is set (a lab cluster): an etcd below kubeadm's minimum is accepted, and the kubeadm configs ignore its ExternalEtcdVersion check");
+            }
             println!("endpoints:   {}", plan.endpoints().join(","));
             println!("check with:  ETCDCTL_ENDPOINTS={} ETCDCTL_CACERT={} ETCDCTL_CERT={} ETCDCTL_KEY={} etcdctl-lite quorum",
                 plan.endpoints().join(","), pki.ca().cert.display(), hc.cert.display(), hc.key.display());

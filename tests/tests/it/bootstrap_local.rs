@@ -186,3 +186,36 @@ fn up_local_is_the_embedded_default() {
     let st = run_bounded(Command::new(bin("etcd-bootstrap")).current_dir(tmp.path()).arg("status"), Duration::from_secs(30));
     assert_eq!(st.code, Some(3));
 }
+
+#[test]
+fn the_kubeadm_version_matrix_is_enforced_before_anything_starts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let spec = spec(dir);
+    let strict = std::fs::read_to_string(&spec).unwrap().replace("  allow_old_etcd: true\n", "");
+    std::fs::write(&spec, &strict).unwrap();
+    let _down = Down(spec.clone());
+    // 1. etcd below kubeadm's minimum: refused in preflight, naming kubeadm's check and the fix
+    let r = boot(&spec, &["up"]).assert_fails();
+    assert!(r.stderr.contains("ExternalEtcdVersion") && r.stderr.contains("3.5.24") && r.stderr.contains("allow_old_etcd"), "{}", r.stderr);
+    assert!(!dir.join("members/etcd-1/data").exists() && pids(dir).iter().all(String::is_empty), "nothing started");
+    // 2. a config API the spec's kubeadm cannot read: refused by plan and up
+    let old = strict.replace(integration_tests::bootstrap::K8S_VERSION, "v1.29.0");
+    std::fs::write(&spec, &old).unwrap();
+    let r = boot(&spec, &["plan", "--kubeadm-api", "v1beta4"]).assert_fails();
+    assert!(r.stderr.contains("cannot read kubeadm.k8s.io/v1beta4"), "{}", r.stderr);
+    assert!(boot(&spec, &["plan"]).assert_ok().stdout.contains("kubeadm.k8s.io/v1beta3"));
+    boot(&spec, &["up", "--kubeadm-api", "v1beta4"]).assert_fails();
+    // 3. allowed: a warning, the configs skip kubeadm's check, the chosen API is remembered
+    std::fs::write(&spec, strict.replace("kubernetes:\n", "kubernetes:\n  allow_old_etcd: true\n  cri_socket: unix:///var/run/crio/crio.sock\n")).unwrap();
+    let up = boot(&spec, &["up", "--kubeadm-api", "v1beta3"]).assert_ok();
+    assert!(up.stderr.contains("allowed by kubernetes.allow_old_etcd"), "{}", up.stderr);
+    let init = dir.join("out/kubeadm/init.yaml");
+    let text = std::fs::read_to_string(&init).unwrap();
+    assert!(text.contains("kubeadm.k8s.io/v1beta3") && text.contains("- ExternalEtcdVersion") && text.contains("unix:///var/run/crio/crio.sock"), "{text}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&init).unwrap().permissions().mode() & 0o777, 0o600, "init.yaml holds the join secrets");
+    let before = snapshot(dir);
+    boot(&spec, &["up"]).assert_ok();
+    assert_eq!(before, snapshot(dir), "a plain re-run keeps v1beta3 and changes nothing");
+}

@@ -92,7 +92,7 @@ fn shape(v: &serde_json::Value) -> serde_json::Value {
 #[test]
 fn json_shapes_match_etcdctl() {
     let c = Cluster::start(3);
-    for args in [["endpoint", "status"], ["endpoint", "health"], ["member", "list"]] {
+    for args in [["endpoint", "status"], ["endpoint", "health"], ["member", "list"], ["alarm", "list"]] {
         let ours = lite(&c, &[args[0], args[1], "-w", "json"]).assert_ok();
         let theirs = c.etcdctl(&[args[0], args[1], "-w", "json"]).assert_ok();
         let (o, t): (serde_json::Value, serde_json::Value) = (serde_json::from_str(&ours.stdout).unwrap(), serde_json::from_str(&theirs.stdout).unwrap());
@@ -308,6 +308,46 @@ fn snapshot_save_is_atomic_and_valid() {
     // never overwritten, no stray temp files
     lite(&c, &["snapshot", "save", &p]).assert_fails();
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    restored_reads_back(&path, "k", "v");
+}
+
+/// Restores `snapshot` with upstream etcdutl 3.5 (the project's copy, whatever etcd the cluster
+/// runs), starts a one-member etcd 3.5 on the restored data dir and reads `key` back.
+fn restored_reads_back(snapshot: &std::path::Path, key: &str, want: &str) {
+    let bin35 = integration_tests::workspace_root().join(".etcd/v3.5.1");
+    let [a, b, c3] = integration_tests::cluster::free_subnet(1);
+    let ip = format!("{a}.{b}.{c3}.1");
+    let (client, peer) = (format!("http://{ip}:2379"), format!("http://{ip}:2380"));
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("restored");
+    run_bounded(
+        Command::new(bin35.join("etcdutl")).args(["snapshot", "restore", &snapshot.display().to_string(), "--data-dir", &data.display().to_string(),
+            "--name", "restored", "--initial-cluster", &format!("restored={peer}"), "--initial-advertise-peer-urls", &peer]),
+        Duration::from_secs(30),
+    )
+    .assert_ok();
+    let log = std::fs::File::create(dir.path().join("etcd.log")).unwrap();
+    let mut etcd = Command::new(bin35.join("etcd"))
+        .args(["--name", "restored", "--data-dir", &data.display().to_string(), "--listen-client-urls", &client, "--advertise-client-urls", &client,
+            "--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer, "--initial-cluster", &format!("restored={peer}")])
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let got = loop {
+        let r = run_bounded(Command::new(bin35.join("etcdctl")).args(["--endpoints", &client, "get", key, "--print-value-only"]), Duration::from_secs(5));
+        if r.ok() && !r.stdout.trim().is_empty() {
+            break r.stdout.trim().to_string();
+        }
+        if Instant::now() > deadline {
+            break format!("no answer: {}", std::fs::read_to_string(dir.path().join("etcd.log")).unwrap_or_default());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    integration_tests::signal(etcd.id(), integration_tests::Signal::Kill);
+    let _ = etcd.wait();
+    assert_eq!(got, want, "the snapshot, restored by etcdutl 3.5, reads back");
 }
 
 #[test]
