@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod error;
+pub mod etcd_delivery;
 pub mod haproxy;
 pub mod kubeadm;
 pub mod local;

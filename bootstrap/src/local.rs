@@ -4,7 +4,7 @@
 
 use crate::spec::{KubernetesSpec, MemberSpec, NodeSpec, PkiSpec, Spec, Supervisor};
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub fn spec(n: usize, dir: &Path) -> Spec {
     let members = (1..=n)
@@ -20,6 +20,7 @@ pub fn spec(n: usize, dir: &Path) -> Spec {
                 data_dir: home.join("data"),
                 pki_dir: home.join("pki"),
                 run_dir: home.clone(),
+                bin_dir: "/usr/local/bin".into(),
                 host: "local".into(),
                 ssh_options: vec![],
                 supervisor: Some(Supervisor::Process),
@@ -30,6 +31,8 @@ pub fn spec(n: usize, dir: &Path) -> Spec {
         name: "local".into(),
         token: None,
         etcd_binary: "etcd".into(),
+        etcd_archive: None,
+        etcd_sha256: None,
         pki: PkiSpec { dir: "pki".into(), ..PkiSpec::default() },
         output_dir: "out".into(),
         members,
@@ -49,5 +52,59 @@ pub fn spec(n: usize, dir: &Path) -> Spec {
             // a lab cluster runs whatever etcd this machine has, usually below kubeadm's minimum
             allow_old_etcd: true,
         },
+    }
+}
+
+/// Where `up --local` looks for etcd: every `etcd` on PATH, and the project's own copies
+/// (`.etcd/vX.Y.Z/etcd`, as install-deps puts them) under the current directory and two levels
+/// above the running binary (`target/release/` → the project).
+pub fn etcd_candidates(cwd: &Path, exe: Option<&Path>) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).map(|d| d.join("etcd")).collect())
+        .unwrap_or_default();
+    let roots = std::iter::once(cwd.to_path_buf()).chain(exe.and_then(|e| e.parent()?.parent()?.parent()).map(Path::to_path_buf));
+    for root in roots {
+        if let Ok(entries) = std::fs::read_dir(root.join(".etcd")) {
+            out.extend(entries.flatten().map(|e| e.path().join("etcd")));
+        }
+    }
+    out.retain(|p| p.is_file());
+    out
+}
+
+/// The newest etcd among `candidates` (by what each says to `--version`), as an absolute path.
+pub fn newest_etcd(candidates: &[PathBuf]) -> Option<(PathBuf, crate::versions::Version)> {
+    candidates
+        .iter()
+        .filter_map(|p| {
+            let out = std::process::Command::new(p).arg("--version").output().ok()?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            let v = text.lines().find_map(|l| l.strip_prefix("etcd Version:")).and_then(crate::versions::Version::parse)?;
+            Some((p.canonicalize().ok()?, v))
+        })
+        .max_by_key(|(_, v)| *v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_newest_etcd_wins() {
+        let d = tempfile::tempdir().unwrap();
+        let mk = |dir: &str, version: &str| {
+            let p = d.path().join(dir).join("etcd");
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, format!("#!/bin/sh\necho 'etcd Version: {version}'\n")).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+            p
+        };
+        let a = mk(".etcd/v3.4.23", "3.4.23");
+        let b = mk(".etcd/v3.5.1", "3.5.1");
+        let found = etcd_candidates(d.path(), None);
+        assert!(found.contains(&a) && found.contains(&b), "{found:?}");
+        let (path, v) = newest_etcd(&[a, b.clone()]).unwrap();
+        assert_eq!((path, v), (b.canonicalize().unwrap(), crate::versions::Version(3, 5, 1)));
     }
 }

@@ -164,7 +164,12 @@ pub fn build(loaded: &LoadedSpec) -> Plan {
                 Delivery { source: peer.key, dest: dest("peer.key"), mode: 0o600 },
                 Delivery { source: pki::crl::paths(&loaded.pki_dir).1, dest: dest("crl.pem"), mode: 0o644 },
             ];
-            MemberPlan { spec: m.clone(), files, args: etcd_args(m, &initial, &token), binary: spec.etcd_binary.clone() }
+            // a delivered etcd runs from the member's bin_dir
+            let binary = match &spec.etcd_archive {
+                Some(_) => m.bin_dir.join("etcd").display().to_string(),
+                None => spec.etcd_binary.clone(),
+            };
+            MemberPlan { spec: m.clone(), files, args: etcd_args(m, &initial, &token), binary }
         })
         .collect();
     let out = &loaded.output_dir;
@@ -205,6 +210,9 @@ pub fn render(plan: &Plan) -> String {
     }
     let _ = writeln!(s, "\n1. Certificates in {} (kubeadm layout; valid ones are kept, the CA key stays here):", plan.issue.dir.display());
     let _ = writeln!(s, "   CA etcd-ca ({}), per member a server and a peer certificate, kube-apiserver-etcd-client, kube-etcd-healthcheck-client", plan.issue.algorithm);
+    if let Some(a) = &spec.etcd_archive {
+        let _ = writeln!(s, "\n   etcd from {a} (sha256 {}), verified here first; etcd, etcdctl, etcdutl to each member's bin_dir (0755) unless already identical", spec.etcd_sha256.as_deref().unwrap_or("-"));
+    }
     let _ = writeln!(s, "\n2. Preflight on every member: etcd binary and version, ports free, data dir empty (or this cluster's), certificates cover the advertised URLs, peers reachable.");
     let _ = writeln!(s, "\n3. Files per member (only its own keys; never the CA key):");
     for m in &plan.members {

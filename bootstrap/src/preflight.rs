@@ -16,13 +16,14 @@ pub enum Action {
     Running,
 }
 
-/// The facts for one member, or every reason it cannot be started.
-pub fn judge(m: &MemberPlan, token: &str, facts: &ScriptOutput) -> Result<(Action, Option<String>), Vec<String>> {
+/// The facts for one member, or every reason it cannot be started. `binary_delivered`: `up`
+/// brings the etcd binary itself (`etcd_archive`), so a missing one is not a problem.
+pub fn judge(m: &MemberPlan, token: &str, facts: &ScriptOutput, binary_delivered: bool) -> Result<(Action, Option<String>), Vec<String>> {
     let sp = &m.spec;
     let who = format!("member {} ({})", sp.name, sp.host);
     let mut problems = Vec::new();
     let version = facts.value("etcd_version");
-    if facts.value("etcd_missing").is_some() {
+    if facts.value("etcd_missing").is_some() && !binary_delivered {
         problems.push(format!(
             "{who}: etcd binary {:?} not found; install etcd (Debian: etcd-server) or set etcd_binary in the spec",
             m.binary
@@ -79,12 +80,12 @@ mod tests {
 
     #[test]
     fn fresh_host() {
-        assert_eq!(judge(&member(), "t", &facts("etcd_version=3.4.23\n")).unwrap(), (Action::Start, Some("3.4.23".into())));
+        assert_eq!(judge(&member(), "t", &facts("etcd_version=3.4.23\n"), false).unwrap(), (Action::Start, Some("3.4.23".into())));
     }
 
     #[test]
     fn refuses_a_foreign_data_dir_and_busy_ports_with_reasons() {
-        let e = judge(&member(), "t", &facts("etcd_version=3.4.23\ndata_nonempty=1\nlistener=2379 0.0.0.0:2379\nlistener=2380 10.0.0.99:2380\n")).unwrap_err();
+        let e = judge(&member(), "t", &facts("etcd_version=3.4.23\ndata_nonempty=1\nlistener=2379 0.0.0.0:2379\nlistener=2380 10.0.0.99:2380\n"), false).unwrap_err();
         assert_eq!(e.len(), 2, "{e:?}");
         assert!(e[0].contains("port 2379 on 10.0.0.11 is in use"), "{e:?}");
         assert!(e[1].contains("never deletes data") && e[1].contains("no etcd-bootstrap marker"), "{e:?}");
@@ -92,10 +93,11 @@ mod tests {
 
     #[test]
     fn own_data_dir_resumes_and_running_is_left_alone() {
-        assert_eq!(judge(&member(), "t", &facts("data_nonempty=1\nmarker=t etcd-1\n")).unwrap().0, Action::Restart);
-        assert_eq!(judge(&member(), "t", &facts("running=1\nlistener=2379 10.0.0.11:2379\n")).unwrap().0, Action::Running);
-        let e = judge(&member(), "t", &facts("data_nonempty=1\nmarker=other-cluster etcd-1\n")).unwrap_err();
+        assert_eq!(judge(&member(), "t", &facts("data_nonempty=1\nmarker=t etcd-1\n"), false).unwrap().0, Action::Restart);
+        assert_eq!(judge(&member(), "t", &facts("running=1\nlistener=2379 10.0.0.11:2379\n"), false).unwrap().0, Action::Running);
+        let e = judge(&member(), "t", &facts("data_nonempty=1\nmarker=other-cluster etcd-1\n"), false).unwrap_err();
         assert!(e[0].contains("other-cluster"));
-        assert!(judge(&member(), "t", &facts("etcd_missing=1\n")).unwrap_err()[0].contains("not found"));
+        assert!(judge(&member(), "t", &facts("etcd_missing=1\n"), false).unwrap_err()[0].contains("not found"));
+        assert!(judge(&member(), "t", &facts("etcd_missing=1\n"), true).is_ok(), "up delivers etcd itself");
     }
 }

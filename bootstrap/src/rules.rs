@@ -31,6 +31,17 @@ pub fn no_control(value: &str) -> Result<(), String> {
 /// with `-`), and not `/` or a system directory. Such a path is one word in every format it is
 /// written in; emitters quote it all the same.
 pub fn member_path(path: &Path) -> Result<(), String> {
+    member_path_format(path)?;
+    let text = path.to_string_lossy();
+    if SYSTEM_DIRS.contains(&text.as_ref()) {
+        return Err(format!("{text} is a system directory; give a directory of its own (e.g. /var/lib/etcd)"));
+    }
+    Ok(())
+}
+
+/// [`member_path`]'s format rules alone, for a directory that may be a system one because
+/// nothing there is ever deleted (`bin_dir`, e.g. /usr/local/bin).
+pub fn member_path_format(path: &Path) -> Result<(), String> {
     let text = path.to_str().ok_or_else(|| format!("{} is not UTF-8", path.display()))?;
     no_control(text)?;
     if let Some(c) = text.chars().find(|c| !(c.is_ascii_alphanumeric() || "/._-+@:".contains(*c))) {
@@ -46,10 +57,28 @@ pub fn member_path(path: &Path) -> Result<(), String> {
     if normalized.as_os_str() != path.as_os_str() || path.components().any(|c| matches!(c, std::path::Component::ParentDir | std::path::Component::CurDir)) {
         return Err(format!("{text} is not normalized (no '.', '..', '//' or trailing '/'); write it as {}", normalized.display()));
     }
-    if SYSTEM_DIRS.contains(&text) {
-        return Err(format!("{text} is a system directory; give a directory of its own (e.g. /var/lib/etcd)"));
+    Ok(())
+}
+
+/// `etcd_archive`: an https URL of printable, unquoted characters, or a path (any text but
+/// control characters: it is only opened on the operator's machine).
+pub fn etcd_archive(value: &str) -> Result<(), String> {
+    no_control(value)?;
+    if value.is_empty() {
+        return Err("empty; give the path or https URL of an etcd-vX.Y.Z-linux-amd64.tar.gz, or a folder".into());
+    }
+    if value.contains("://") {
+        let ok = value.starts_with("https://") && value.chars().all(|c| c.is_ascii_graphic() && !"\"'`\\<>{}|^".contains(c));
+        if !ok {
+            return Err(format!("{value:?}: only plain https:// URLs"));
+        }
     }
     Ok(())
+}
+
+/// A sha256: 64 hex characters.
+pub fn sha256(value: &str) -> Result<(), String> {
+    if value.len() == 64 && value.chars().all(|c| c.is_ascii_hexdigit()) { Ok(()) } else { Err(format!("{value:?} is not 64 hex characters")) }
 }
 
 /// A path that HAProxy reads: a member path, and none of the characters haproxy.cfg gives a

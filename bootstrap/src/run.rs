@@ -210,6 +210,8 @@ pub fn up(plan: &Plan, opts: &UpOptions, progress: &Progress) -> Result<UpReport
     }
     // before anything starts: a config kubeadm could not read is refused now
     let api = crate::outputs::choose_api(plan, opts.api)?;
+    // and an etcd archive that is not what the spec says, before any host is contacted
+    let release = prepare_release(plan, progress)?;
     // 1. certificates (valid ones kept byte for byte)
     let t = Instant::now();
     let issued = pki::bundle::issue_into(&plan.issue)?;
@@ -227,11 +229,13 @@ pub fn up(plan: &Plan, opts: &UpOptions, progress: &Progress) -> Result<UpReport
     let mut problems = Vec::new();
     for (m, f) in plan.members.iter().zip(facts) {
         match f {
-            Ok((out, took)) => match judge(m, &plan.token, &out) {
+            Ok((out, took)) => match judge(m, &plan.token, &out, release.is_some()) {
                 Ok((action, version)) => {
-                    if let Err(p) = etcd_version_check(plan, m, version.as_deref(), progress) {
-                        problems.push(p);
-                    }
+                    // a delivered etcd is checked once it is on the host
+                    if release.is_none()
+                        && let Err(p) = etcd_version_check(plan, m, version.as_deref(), progress) {
+                            problems.push(p);
+                        }
                     let what = match action {
                         Action::Start => "ready to start",
                         Action::Restart => "its data dir is this cluster's: will start it again",
@@ -251,6 +255,11 @@ pub fn up(plan: &Plan, opts: &UpOptions, progress: &Progress) -> Result<UpReport
     }
     if !problems.is_empty() {
         return Err(BootError::Preflight(problems));
+    }
+
+    // 3a. deliver etcd itself (etcd_archive): only what differs, then the version the member reports
+    if let Some(release) = &release {
+        deliver_etcd(plan, release, progress)?;
     }
 
     // 3. deliver each member its own files
@@ -331,6 +340,48 @@ pub fn up(plan: &Plan, opts: &UpOptions, progress: &Progress) -> Result<UpReport
     let changed = outputs.iter().filter(|w| w.outcome != pki::files::Outcome::Unchanged).count();
     progress.step("outputs", &format!("{changed} written, {} unchanged in {}", outputs.len() - changed, plan.loaded.output_dir.display()), Some(t.elapsed()));
     Ok(UpReport { issued: issued.issued, kept: issued.kept, files_written, started, verdict, outputs })
+}
+
+/// The spec's `etcd_archive`, verified on this machine (`None` when the members bring their own).
+fn prepare_release(plan: &Plan, progress: &Progress) -> Result<Option<crate::etcd_delivery::EtcdRelease>> {
+    let spec = &plan.loaded.spec;
+    let Some(archive) = &spec.etcd_archive else { return Ok(None) };
+    let t = Instant::now();
+    let base = std::path::Path::new(&plan.loaded.file).parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let release = crate::etcd_delivery::prepare(archive, spec.etcd_sha256.as_deref(), base, &plan.loaded.output_dir)?;
+    progress.step("etcd", &format!("etcd {} from {archive}: checksum verified", release.version), Some(t.elapsed()));
+    Ok(Some(release))
+}
+
+/// Each member gets the binaries it lacks (identical ones are not sent again); then the
+/// version it runs must be the release's, and pass kubeadm's minimum.
+fn deliver_etcd(plan: &Plan, release: &crate::etcd_delivery::EtcdRelease, progress: &Progress) -> Result<()> {
+    use crate::etcd_delivery::{probe_script, to_send};
+    let results = per_member(plan, |m| {
+        let t = Instant::now();
+        let probe = run_on(m, &probe_script(&m.spec.bin_dir))?;
+        let send = to_send(release, &m.spec.bin_dir, &probe.stdout);
+        let tr = transport::for_member(&m.spec);
+        for (path, mode, data) in &send {
+            tr.put_file(path, *mode, data, SCRIPT_LIMIT).map_err(|reason| BootError::Host { member: m.spec.name.clone(), host: tr.describe(), reason })?;
+        }
+        let v = run_on(m, &format!("{} --version 2>/dev/null | sed -n 's/^etcd Version: //p'\n", crate::plan::sh_quote(&m.binary)))?;
+        Ok::<_, BootError>((send.len(), v.stdout.trim().to_string(), t.elapsed()))
+    });
+    let mut problems = Vec::new();
+    for (m, r) in plan.members.iter().zip(results) {
+        let (sent, version, took) = r?;
+        if crate::versions::Version::parse(&version) != Some(release.version) {
+            problems.push(format!("member {}: {} reports etcd {version:?}, not {} from {}", m.spec.name, m.binary, release.version, release.source));
+            continue;
+        }
+        if let Err(p) = etcd_version_check(plan, m, Some(&version), progress) {
+            problems.push(p);
+            continue;
+        }
+        progress.step(&format!("etcd {}", m.name()), &format!("{} binaries sent, {} already there; runs etcd {version}", sent, release.binaries.len() - sent), Some(took));
+    }
+    if problems.is_empty() { Ok(()) } else { Err(BootError::Preflight(problems)) }
 }
 
 /// kubeadm's ExternalEtcdVersion check, ahead of kubeadm: a member's etcd below the minimum of

@@ -18,9 +18,17 @@ pub struct Spec {
     /// cluster IDs repeat across re-creations with the same token.
     #[serde(default)]
     pub token: Option<String>,
-    /// The etcd binary on the members (absolute path, or a name on PATH).
+    /// The etcd binary on the members (absolute path, or a name on PATH); ignored when
+    /// `etcd_archive` is set (members then run `bin_dir/etcd`).
     #[serde(default = "default_etcd")]
     pub etcd_binary: String,
+    /// etcd to deliver to the members: an official `etcd-vX.Y.Z-linux-amd64.tar.gz` (path or
+    /// https URL) or a folder holding etcd, etcdctl (and etcdutl).
+    #[serde(default)]
+    pub etcd_archive: Option<String>,
+    /// The archive's sha256 (required for an archive; for a folder, of its etcd binary).
+    #[serde(default)]
+    pub etcd_sha256: Option<String>,
     #[serde(default)]
     pub pki: PkiSpec,
     /// Where kubeadm configs, haproxy.cfg and control-plane folders go (relative to the spec file).
@@ -81,6 +89,9 @@ pub struct MemberSpec {
     /// Where the pid file, log and bootstrap marker go (absolute).
     #[serde(default = "default_run_dir")]
     pub run_dir: PathBuf,
+    /// Where a delivered etcd (`etcd_archive`) goes on the member (absolute).
+    #[serde(default = "default_bin_dir")]
+    pub bin_dir: PathBuf,
     /// `local`, or an SSH destination (`root@10.0.0.11`, an alias from ~/.ssh/config).
     #[serde(default = "default_host")]
     pub host: String,
@@ -186,6 +197,9 @@ fn default_member_pki() -> PathBuf {
 fn default_run_dir() -> PathBuf {
     "/var/lib/etcd-bootstrap".into()
 }
+fn default_bin_dir() -> PathBuf {
+    "/usr/local/bin".into()
+}
 fn default_host() -> String {
     "local".into()
 }
@@ -274,6 +288,18 @@ impl Spec {
         if let Err(e) = rules::binary(&self.etcd_binary) {
             p.push(format!("etcd_binary: {e}"));
         }
+        if let Some(a) = &self.etcd_archive
+            && let Err(e) = rules::etcd_archive(a) {
+                p.push(format!("etcd_archive: {e}"));
+            }
+        if let Some(h) = &self.etcd_sha256 {
+            if let Err(e) = rules::sha256(h) {
+                p.push(format!("etcd_sha256: {e}"));
+            }
+            if self.etcd_archive.is_none() {
+                p.push("etcd_sha256: set, but there is no etcd_archive to check".into());
+            }
+        }
         if self.pki.algorithm.parse::<pki::keys::KeyAlgorithm>().is_err() {
             p.push(format!("pki.algorithm: unknown {:?}; use {}", self.pki.algorithm, pki::keys::KeyAlgorithm::NAMES));
         }
@@ -337,6 +363,9 @@ impl Spec {
             }
             if m.pki_dir == m.run_dir {
                 p.push(format!("{who}.pki_dir and run_dir are both {}; give each its own directory", m.pki_dir.display()));
+            }
+            if let Err(e) = rules::member_path_format(&m.bin_dir) {
+                p.push(format!("{who}.bin_dir: {e}"));
             }
             if let Err(e) = rules::ssh_destination(&m.host) {
                 p.push(format!("{who}.host: {e}"));

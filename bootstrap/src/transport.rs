@@ -45,6 +45,12 @@ pub trait Transport: Send + Sync {
         }
         Ok(out.stdout.matches("written ").count())
     }
+
+    /// Puts one large file (an etcd binary) atomically with `mode`. By default the same as
+    /// [`Transport::deliver`]; `Ssh` streams the bytes instead of embedding them in a script.
+    fn put_file(&self, path: &str, mode: u32, data: &[u8], limit: Duration) -> Result<(), String> {
+        self.deliver(&[(path.to_string(), mode, data.to_vec())], limit).map(|_| ())
+    }
 }
 
 pub struct Local;
@@ -54,7 +60,7 @@ impl Transport for Local {
         "local".into()
     }
     fn run(&self, script: &str, limit: Duration) -> Result<ScriptOutput, String> {
-        run_with_stdin(Command::new("bash").arg("-s"), script, limit)
+        run_with_stdin(Command::new("bash").arg("-s"), script.as_bytes(), limit)
     }
 
     /// The same contract as the script, without a shell: pki's all-or-nothing atomic writes.
@@ -79,14 +85,9 @@ impl Transport for Ssh {
         format!("ssh {}", self.destination)
     }
     fn run(&self, script: &str, limit: Duration) -> Result<ScriptOutput, String> {
-        let mut cmd = Command::new("ssh");
-        cmd.args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=2"])
-            .args(&self.options)
-            // `--`: the destination is never read as an option, whatever it holds
-            .arg("--")
-            .arg(&self.destination)
-            .args(["bash", "-s"]);
-        let out = run_with_stdin(&mut cmd, script, limit)?;
+        let mut cmd = self.command();
+        cmd.args(["bash", "-s"]);
+        let out = run_with_stdin(&mut cmd, script.as_bytes(), limit)?;
         if out.code == Some(255) {
             return Err(format!(
                 "ssh {} failed: {} (check the host, the key in your agent or ~/.ssh/config, and that sshd runs)",
@@ -96,6 +97,35 @@ impl Transport for Ssh {
         }
         Ok(out)
     }
+
+    fn put_file(&self, path: &str, mode: u32, data: &[u8], limit: Duration) -> Result<(), String> {
+        let mut cmd = self.command();
+        // one word for the remote shell: sh -c '<script>'
+        cmd.arg(format!("sh -c {}", crate::plan::sh_quote(&put_file_script(path, mode))));
+        let out = run_with_stdin(&mut cmd, data, limit)?;
+        if out.ok() { Ok(()) } else { Err(format!("writing {path} failed (exit {}): {}", out.code.map_or("none".into(), |c| c.to_string()), out.stderr.trim())) }
+    }
+}
+
+impl Ssh {
+    fn command(&self) -> Command {
+        let mut cmd = Command::new("ssh");
+        cmd.args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=2"])
+            .args(&self.options)
+            // `--`: the destination is never read as an option, whatever it holds
+            .arg("--")
+            .arg(&self.destination);
+        cmd
+    }
+}
+
+/// The remote half of [`Ssh`]'s `put_file`: stdin into an unpredictable temporary beside
+/// `path`, then chmod and rename. The path is quoted once for the remote shell.
+pub fn put_file_script(path: &str, mode: u32) -> String {
+    let p = crate::plan::sh_quote(path);
+    format!(
+        "set -eu; umask 077; d=$(dirname -- {p}); mkdir -p -- \"$d\"; tmp=$(mktemp -- \"$d/.$(basename -- {p}).pki-tmp-XXXXXXXXXXXXXXXX\"); cat > \"$tmp\"; chmod {mode:o} \"$tmp\"; mv -f -- \"$tmp\" {p}"
+    )
 }
 
 /// The transport for a member.
@@ -103,7 +133,7 @@ pub fn for_member(m: &MemberSpec) -> Box<dyn Transport> {
     if m.is_local() { Box::new(Local) } else { Box::new(Ssh { destination: m.host.clone(), options: m.ssh_options.clone() }) }
 }
 
-fn run_with_stdin(cmd: &mut Command, script: &str, limit: Duration) -> Result<ScriptOutput, String> {
+fn run_with_stdin(cmd: &mut Command, input: &[u8], limit: Duration) -> Result<ScriptOutput, String> {
     let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -111,9 +141,9 @@ fn run_with_stdin(cmd: &mut Command, script: &str, limit: Duration) -> Result<Sc
         .spawn()
         .map_err(|e| format!("cannot run {:?}: {e}", cmd.get_program()))?;
     if let Some(mut stdin) = child.stdin.take() {
-        let script = script.to_string();
+        let input = input.to_vec();
         std::thread::spawn(move || {
-            let _ = stdin.write_all(script.as_bytes());
+            let _ = stdin.write_all(&input);
         });
     }
     let mut out = child.stdout.take().ok_or("no stdout")?;
@@ -142,4 +172,27 @@ fn run_with_stdin(cmd: &mut Command, script: &str, limit: Duration) -> Result<Sc
         }
     };
     Ok(ScriptOutput { code: status.code(), stdout: t_out.join().unwrap_or_default(), stderr: t_err.join().unwrap_or_default() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_file_streams_bytes_atomically_through_one_quoted_word() {
+        let d = tempfile::tempdir().unwrap();
+        let canary = d.path().join("CANARY");
+        let path = d.path().join(format!("bin dir/it's $(touch {})/etcd", canary.display())).display().to_string();
+        let data: Vec<u8> = (0..=255u8).cycle().take(300_000).collect();
+        // what the remote login shell receives: `sh -c '<script>'`
+        let remote = format!("sh -c {}", crate::plan::sh_quote(&put_file_script(&path, 0o755)));
+        let out = run_with_stdin(Command::new("sh").arg("-c").arg(&remote), &data, Duration::from_secs(30)).unwrap();
+        assert!(out.ok(), "{out:?}");
+        assert_eq!(std::fs::read(&path).unwrap(), data);
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o755);
+        assert!(!canary.exists());
+        let dir = std::path::Path::new(&path).parent().unwrap();
+        assert_eq!(std::fs::read_dir(dir).unwrap().count(), 1, "no temporary left");
+    }
 }

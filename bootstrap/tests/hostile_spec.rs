@@ -13,10 +13,12 @@ const BASE: &str = r#"
 name: prod
 token: prod-etcd
 etcd_binary: etcd
+etcd_archive: etcd-v3.5.1-linux-amd64.tar.gz
+etcd_sha256: 0000000000000000000000000000000000000000000000000000000000000000
 pki: {dir: pki, algorithm: ecdsa-p256, validity: 1y, ca_validity: 10y}
 output_dir: out
 members:
-  - {name: etcd-1, address: 10.0.0.11, host: local, dns_names: [etcd-1.example.com], data_dir: /srv/etcd-1/data, pki_dir: /srv/etcd-1/pki, run_dir: /srv/etcd-1/run}
+  - {name: etcd-1, address: 10.0.0.11, host: local, dns_names: [etcd-1.example.com], data_dir: /srv/etcd-1/data, pki_dir: /srv/etcd-1/pki, run_dir: /srv/etcd-1/run, bin_dir: /srv/etcd-1/bin}
   - {name: etcd-2, address: 10.0.0.12, host: root@10.0.0.12, ssh_options: [-p, "22"], supervisor: systemd}
   - {name: etcd-3, address: 10.0.0.13, host: root@10.0.0.13, supervisor: process}
 kubernetes:
@@ -37,6 +39,9 @@ const FIELDS: &[(&str, &str)] = &[
     ("name", "name: prod"),
     ("token", "token: prod-etcd"),
     ("etcd_binary", "etcd_binary: etcd"),
+    ("etcd_archive", "etcd_archive: etcd-v3.5.1-linux-amd64.tar.gz"),
+    ("etcd_sha256", "etcd_sha256: 0000000000000000000000000000000000000000000000000000000000000000"),
+    ("members[0].bin_dir", "bin_dir: /srv/etcd-1/bin"),
     ("pki.dir", "dir: pki,"),
     ("pki.algorithm", "algorithm: ecdsa-p256"),
     ("pki.validity", "validity: 1y"),
@@ -46,7 +51,7 @@ const FIELDS: &[(&str, &str)] = &[
     ("members[0].dns_names", "[etcd-1.example.com]"),
     ("members[0].data_dir", "data_dir: /srv/etcd-1/data"),
     ("members[0].pki_dir", "pki_dir: /srv/etcd-1/pki"),
-    ("members[0].run_dir", "run_dir: /srv/etcd-1/run"),
+    ("members[0].run_dir", "run_dir: /srv/etcd-1/run,"),
     ("members[1].host", "host: root@10.0.0.12"),
     ("members[1].ssh_options", "[-p, \"22\"]"),
     ("kubernetes.version", "version: v1.34.2"),
@@ -131,7 +136,7 @@ fn every_string_field_refuses_or_contains_a_canary() {
                     // only operator-side values (they never reach a host) may hold shell or
                     // control characters; elsewhere only an inert value can pass
                     let inert = payload.chars().all(|c| c.is_ascii_alphanumeric() || ".*-".contains(c));
-                    assert!(inert || matches!(*field, "pki.dir" | "output_dir"), "{field} = {payload:?} was accepted");
+                    assert!(inert || matches!(*field, "pki.dir" | "output_dir" | "etcd_archive"), "{field} = {payload:?} was accepted");
                     let arts = artifacts(&loaded);
                     assert_eq!(line_counts(&arts), base_shape, "{field} = {payload:?} changed an artifact's shape");
                     for (what, body) in &arts {

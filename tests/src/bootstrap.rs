@@ -47,6 +47,31 @@ pub fn etcd_binary() -> PathBuf {
     crate::tool("etcd", "ETCD_BIN").canonicalize().expect("etcd path")
 }
 
+/// An official-looking release archive `etcd-vX.Y.Z-linux-amd64.tar.gz` in `dir`, made from the
+/// etcd this run uses (etcdctl and, from 3.5, etcdutl beside it); returns its path, sha256 and
+/// the number of binaries in it.
+pub fn etcd_archive(dir: &Path) -> (PathBuf, String, usize) {
+    let etcd = etcd_binary();
+    let bin = etcd.parent().expect("etcd's folder");
+    let out = run_bounded(Command::new(&etcd).arg("--version"), Duration::from_secs(10)).assert_ok();
+    let version = out.stdout.lines().find_map(|l| l.strip_prefix("etcd Version: ")).expect("etcd --version").trim().to_string();
+    let top = format!("etcd-v{version}-linux-amd64");
+    let stage = dir.join("archive-stage").join(&top);
+    std::fs::create_dir_all(&stage).unwrap();
+    let mut n = 0;
+    for name in ["etcd", "etcdctl", "etcdutl"] {
+        let from = bin.join(name);
+        if from.exists() {
+            std::fs::copy(&from, stage.join(name)).unwrap();
+            n += 1;
+        }
+    }
+    let archive = dir.join(format!("{top}.tar.gz"));
+    run_bounded(Command::new("tar").arg("-C").arg(dir.join("archive-stage")).arg("-czf").arg(&archive).arg(&top), Duration::from_secs(60)).assert_ok();
+    let sha = run_bounded(Command::new("sha256sum").arg(&archive), Duration::from_secs(30)).assert_ok().stdout.split_whitespace().next().unwrap().to_string();
+    (archive, sha, n)
+}
+
 /// `etcd-bootstrap -f SPEC ARGS`, bounded.
 pub fn boot(spec: &Path, args: &[&str]) -> Ran {
     run_bounded(Command::new(bin("etcd-bootstrap")).arg("-f").arg(spec).args(args), Duration::from_secs(120))

@@ -138,6 +138,12 @@ fn local_spec(n: usize, dir: &Path) -> Result<PathBuf, String> {
     // a fresh token per cluster: etcd derives member and cluster IDs from it
     let mut spec = bootstrap::local::spec(n, &dir);
     spec.token = Some(format!("local-{}", hex_token()));
+    // the newest etcd this machine has (the project's upstream 3.5 when install-deps put it there)
+    let cwd = std::env::current_dir().map_err(|e| e.to_string())?;
+    if let Some((etcd, version)) = bootstrap::local::newest_etcd(&bootstrap::local::etcd_candidates(&cwd, std::env::current_exe().ok().as_deref())) {
+        eprintln!("etcd-bootstrap: --local uses etcd {version} ({})", etcd.display());
+        spec.etcd_binary = etcd.display().to_string();
+    }
     let text = serde_yaml_ng::to_string(&spec).map_err(|e| e.to_string())?;
     pki::files::write_atomic(&path, text.as_bytes(), 0o644).map_err(|e| e.to_string())?;
     Ok(path)

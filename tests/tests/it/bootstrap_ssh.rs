@@ -18,28 +18,41 @@ fn ssh_bring_up_across_three_namespace_hosts_then_a_cut_link_degrades() {
     for (i, h) in hosts.hosts.iter().enumerate() {
         let home = dir.join(&h.name);
         members.push_str(&format!(
-            "  - {{name: etcd-{n}, address: {a}, host: 'root@{a}', ssh_options: [{opts}], supervisor: process, data_dir: {d}, pki_dir: {p}, run_dir: {r}}}\n",
+            "  - {{name: etcd-{n}, address: {a}, host: 'root@{a}', ssh_options: [{opts}], supervisor: process, data_dir: {d}, pki_dir: {p}, run_dir: {r}, bin_dir: {b}}}\n",
             n = i + 1,
             a = h.address,
             d = home.join("var/lib/etcd").display(),
             p = home.join("etc/kubernetes/pki").display(),
             r = home.join("var/lib/etcd-bootstrap").display(),
+            b = home.join("usr/local/bin").display(),
         ));
     }
+    // etcd is delivered from a release archive made of the etcd this run uses
+    let (archive, sha, binaries) = integration_tests::bootstrap::etcd_archive(dir);
     let spec = dir.join("cluster.yaml");
     std::fs::write(
         &spec,
         format!(
-            "name: ssh-test\netcd_binary: {etcd}\nmembers:\n{members}kubernetes:\n  version: {k8s}\n  allow_old_etcd: true\n  control_plane_endpoint: lb.example.internal:6443\n  control_plane_nodes:\n    - {{name: cp-1, address: {}}}\n",
+            "name: ssh-test\netcd_archive: {archive}\netcd_sha256: {sha}\nmembers:\n{members}kubernetes:\n  version: {k8s}\n  allow_old_etcd: true\n  control_plane_endpoint: lb.example.internal:6443\n  control_plane_nodes:\n    - {{name: cp-1, address: {}}}\n",
             hosts.hosts[0].address.rsplit_once('.').map(|(p, _)| format!("{p}.50")).unwrap(),
-            etcd = integration_tests::bootstrap::etcd_binary().display(),
+            archive = archive.display(),
             k8s = integration_tests::bootstrap::K8S_VERSION,
         ),
     )
     .unwrap();
     let _down = Down(spec.clone());
+    // a wrong checksum is refused before anything is sent
+    let good = std::fs::read_to_string(&spec).unwrap();
+    std::fs::write(&spec, good.replace(&sha, &"0".repeat(64))).unwrap();
+    let bad = boot(&spec, &["up"]).assert_fails();
+    assert!(bad.stderr.contains("nothing was sent to any member"), "{}", bad.stderr);
+    for h in &hosts.hosts {
+        assert!(!dir.join(&h.name).exists(), "{} was touched", h.name);
+    }
+    std::fs::write(&spec, good).unwrap();
     let up = boot(&spec, &["up"]);
     assert!(up.ok(), "up failed:\n{}\n{}", up.stdout, up.stderr);
+    assert!(up.stderr.contains("checksum verified") && up.stderr.contains(&format!("etcd etcd-1: {binaries} binaries sent, 0 already there")), "{}", up.stderr);
     assert!(up.stderr.contains(&format!("preflight etcd-1: ssh root@{}", hosts.hosts[0].address)), "{}", up.stderr);
     assert!(up.stdout.contains("HEALTHY (3 members, 3 started now)"), "{}", up.stdout);
     // the certificates carry the namespace addresses
@@ -55,6 +68,7 @@ fn ssh_bring_up_across_three_namespace_hosts_then_a_cut_link_degrades() {
     // a second up over SSH changes nothing
     let again = boot(&spec, &["up"]).assert_ok();
     assert!(again.stdout.contains("0 started now"), "{}", again.stdout);
+    assert!(again.stderr.contains(&format!("etcd etcd-2: 0 binaries sent, {binaries} already there")), "unchanged binaries are not sent again: {}", again.stderr);
     // cut host 3 off the network
     hosts.cut(2);
     // if host 3 led, the others first elect a new leader (about a second): the verdict may say

@@ -188,6 +188,17 @@ fn a_revoked_client_certificate_is_refused_by_etcd() {
     assert_eq!(boot(&spec, &["status"]).code, Some(0));
     let text = run_bounded(Command::new(tool("openssl", "OPENSSL_BIN")).args(["crl", "-noout", "-text", "-in"]).arg(dir.join("pki/etcd/crl.pem")), Duration::from_secs(10)).assert_ok();
     assert!(text.stdout.contains("Key Compromise"), "{}", text.stdout);
+    // etcdctl-lite names the reason: the CRL next to the CA file revokes that certificate
+    let lite = run_bounded(
+        Command::new(bin("etcdctl-lite"))
+            .arg(format!("--endpoints={eps}"))
+            .arg(format!("--cacert={}", dir.join("pki/etcd/ca.crt").display()))
+            .arg(format!("--cert={}", dir.join("pki/control-plane/apiserver-etcd-client.crt").display()))
+            .arg(format!("--key={}", dir.join("pki/control-plane/apiserver-etcd-client.key").display()))
+            .args(["endpoint", "health"]),
+        Duration::from_secs(30),
+    );
+    assert!(!lite.ok() && lite.stderr.contains("it is revoked (serial"), "{}{}", lite.stdout, lite.stderr);
 }
 
 #[test]
