@@ -219,3 +219,43 @@ fn the_kubeadm_version_matrix_is_enforced_before_anything_starts() {
     boot(&spec, &["up"]).assert_ok();
     assert_eq!(before, snapshot(dir), "a plain re-run keeps v1beta3 and changes nothing");
 }
+
+/// The systemd supervisor end to end, without touching the machine's systemd: `up` runs in a
+/// private mount namespace with a tmpfs over /etc/systemd/system and a recording `systemctl`.
+/// The units arrive as files with exactly the lines they should have.
+#[test]
+fn systemd_units_are_delivered_as_files_with_exactly_their_lines() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let spec = spec(dir);
+    let text = std::fs::read_to_string(&spec).unwrap().replace("run_dir:", "supervisor: systemd, run_dir:");
+    std::fs::write(&spec, text).unwrap();
+    let _down = Down(spec.clone());
+    let fake = dir.join("fake-bin");
+    std::fs::create_dir_all(&fake).unwrap();
+    let log = dir.join("systemctl.log");
+    std::fs::write(fake.join("systemctl"), format!("#!/bin/sh\necho \"$*\" >> {}\n[ \"$1\" = is-active ] && exit 3\nexit 0\n", log.display())).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(fake.join("systemctl"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let units = dir.join("units");
+    std::fs::create_dir_all(&units).unwrap();
+    let inner = format!(
+        "mount -t tmpfs tmpfs /etc/systemd/system && PATH={fake}:$PATH {bin} -f {spec} up --wait 1; cp /etc/systemd/system/etcd-*.service {units}/",
+        fake = fake.display(),
+        bin = bin("etcd-bootstrap").display(),
+        spec = spec.display(),
+        units = units.display()
+    );
+    let r = run_bounded(Command::new("unshare").args(["-m", "--propagation", "private", "sh", "-c", &inner]), Duration::from_secs(120));
+    assert!(r.stderr.contains("not HEALTHY"), "nothing really starts here: {}{}", r.stdout, r.stderr);
+    let calls = std::fs::read_to_string(&log).unwrap();
+    for i in 1..=3 {
+        assert!(calls.contains(&format!("enable --now etcd-etcd-{i}.service")), "{calls}");
+        let unit = std::fs::read_to_string(units.join(format!("etcd-etcd-{i}.service"))).unwrap();
+        let keys: Vec<&str> = unit.lines().filter(|l| !l.is_empty()).map(|l| l.split('=').next().unwrap_or(l)).collect();
+        assert_eq!(keys, ["[Unit]", "Description", "After", "Wants", "[Service]", "Type", "ExecStart", "Restart", "RestartSec", "LimitNOFILE", "[Install]", "WantedBy"], "{unit}");
+        let exec = unit.lines().find(|l| l.starts_with("ExecStart=")).unwrap();
+        assert!(exec.contains(&format!("--data-dir {}", dir.join(format!("members/etcd-{i}/data")).display())) && exec.contains("--pre-vote"), "{exec}");
+        assert!(!Path::new(&format!("/etc/systemd/system/etcd-etcd-{i}.service")).exists() || !std::fs::read_to_string(format!("/etc/systemd/system/etcd-etcd-{i}.service")).unwrap_or_default().contains(&dir.display().to_string()), "the real unit directory was touched");
+    }
+}
