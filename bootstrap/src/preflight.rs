@@ -59,6 +59,11 @@ pub fn judge(m: &MemberPlan, token: &str, facts: &ScriptOutput, binary_delivered
             )),
         }
     }
+    if let Some(state) = facts.value("systemd_unusable") {
+        problems.push(format!(
+            "{who}: supervisor systemd, but systemd does not run this host (systemctl is-system-running: {state}); set `supervisor: process` for this member"
+        ));
+    }
     for addr in facts.values("unroutable") {
         problems.push(format!("{who}: no route to peer {addr}"));
     }
@@ -99,5 +104,7 @@ mod tests {
         assert!(e[0].contains("other-cluster"));
         assert!(judge(&member(), "t", &facts("etcd_missing=1\n"), false).unwrap_err()[0].contains("not found"));
         assert!(judge(&member(), "t", &facts("etcd_missing=1\n"), true).is_ok(), "up delivers etcd itself");
+        let e = judge(&member(), "t", &facts("systemd_unusable=offline\n"), false).unwrap_err();
+        assert!(e[0].contains("supervisor: process") && e[0].contains("offline"), "{e:?}");
     }
 }

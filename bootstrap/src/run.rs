@@ -58,7 +58,7 @@ pub(crate) fn start_member(m: &MemberPlan, token: &str) -> Result<ScriptOutput> 
 }
 
 pub(crate) fn host_err(m: &MemberPlan, what: &str, out: &ScriptOutput) -> BootError {
-    BootError::Host { member: m.spec.name.clone(), host: m.spec.host.clone(), reason: format!("{what} failed (exit {:?}): {}", out.code, out.stderr.trim()) }
+    BootError::Host { member: m.spec.name.clone(), host: m.spec.host.clone(), reason: format!("{what} failed (exit {}): {}", out.status(), out.stderr.trim()) }
 }
 
 /// Client options for checking the cluster with the operator's healthcheck client certificate.
@@ -293,14 +293,20 @@ pub fn up(plan: &Plan, opts: &UpOptions, progress: &Progress) -> Result<UpReport
         Ok(out.value("started").map(|p| (p, t.elapsed())))
     });
     let mut started = Vec::new();
+    let mut failed = Vec::new();
     for (m, s) in plan.members.iter().zip(starts) {
-        match s? {
-            Some((pid, took)) => {
+        match s {
+            Ok(Some((pid, took))) => {
                 progress.step(&format!("start {}", m.name()), &format!("started ({} {pid})", if pid == "unit" { "systemd" } else { "pid" }), Some(took));
                 started.push(m.spec.name.clone());
             }
-            None => progress.step(&format!("start {}", m.name()), "already running; not restarted", None),
+            Ok(None) => progress.step(&format!("start {}", m.name()), "already running; not restarted", None),
+            // every member that failed, not only the first
+            Err(e) => failed.push(e.to_string()),
         }
+    }
+    if !failed.is_empty() {
+        return Err(BootError::NotHealthy(format!("starting failed:\n  - {}", failed.join("\n  - "))));
     }
 
     // 5. wait (bounded) for a healthy quorum

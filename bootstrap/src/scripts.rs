@@ -30,6 +30,11 @@ pub fn preflight(m: &MemberPlan, others: &[String]) -> String {
     for port in [sp.client_port, sp.peer_port] {
         s.push_str(&format!("ss -Hltn 'sport = :{port}' 2>/dev/null | awk '{{print \"listener={port} \" $4}}'\n"));
     }
+    if sp.supervisor() == Supervisor::Systemd {
+        // systemd must be this host's init and answer; otherwise units would be written and
+        // never run (containers, minimal hosts)
+        s.push_str("st=$(systemctl is-system-running 2>/dev/null); case \"$st\" in running|degraded|starting|initializing|maintenance) ;; *) echo \"systemd_unusable=${st:-no systemctl}\" ;; esac\n");
+    }
     s.push_str(&status_lines(m));
     s.push_str(&format!("if [ -d {d} ] && [ -n \"$(ls -A {d} 2>/dev/null)\" ]; then echo data_nonempty=1; fi\n", d = q(&sp.data_dir.display().to_string())));
     s.push_str(&format!("if [ -f {f} ]; then echo \"marker=$(cat {f})\"; fi\n", f = q(&m.marker_file().display().to_string())));

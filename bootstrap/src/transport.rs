@@ -19,6 +19,10 @@ impl ScriptOutput {
     pub fn ok(&self) -> bool {
         self.code == Some(0)
     }
+    /// The exit status as people read it: `1`, or `killed by a signal`.
+    pub fn status(&self) -> String {
+        self.code.map_or_else(|| "killed by a signal".to_string(), |c| c.to_string())
+    }
     /// `key=value` lines of stdout.
     pub fn values(&self, key: &str) -> Vec<String> {
         let prefix = format!("{key}=");
@@ -41,7 +45,7 @@ pub trait Transport: Send + Sync {
     fn deliver(&self, files: &[(String, u32, Vec<u8>)], limit: Duration) -> Result<usize, String> {
         let out = self.run(&crate::scripts::deliver(files), limit)?;
         if !out.ok() {
-            return Err(format!("delivering files failed (exit {:?}): {}", out.code, out.stderr.trim()));
+            return Err(format!("delivering files failed (exit {}): {}", out.status(), out.stderr.trim()));
         }
         Ok(out.stdout.matches("written ").count())
     }

@@ -234,7 +234,11 @@ fn systemd_units_are_delivered_as_files_with_exactly_their_lines() {
     let fake = dir.join("fake-bin");
     std::fs::create_dir_all(&fake).unwrap();
     let log = dir.join("systemctl.log");
-    std::fs::write(fake.join("systemctl"), format!("#!/bin/sh\necho \"$*\" >> {}\n[ \"$1\" = is-active ] && exit 3\nexit 0\n", log.display())).unwrap();
+    std::fs::write(
+        fake.join("systemctl"),
+        format!("#!/bin/sh\necho \"$*\" >> {}\n[ \"$1\" = is-system-running ] && echo running\n[ \"$1\" = is-active ] && exit 3\nexit 0\n", log.display()),
+    )
+    .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(fake.join("systemctl"), std::fs::Permissions::from_mode(0o755)).unwrap();
     let units = dir.join("units");
@@ -246,6 +250,16 @@ fn systemd_units_are_delivered_as_files_with_exactly_their_lines() {
         spec = spec.display(),
         units = units.display()
     );
+    // first without a usable systemd (this machine's PID 1 is not systemd): refused in
+    // preflight for every member, before any file is delivered
+    let host_state = Command::new("systemctl").arg("is-system-running").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
+    if !matches!(host_state.as_str(), "running" | "degraded" | "starting" | "initializing" | "maintenance") {
+        let r = boot(&spec, &["up", "--wait", "1"]).assert_fails();
+        for i in 1..=3 {
+            assert!(r.stderr.contains(&format!("member etcd-{i} (local): supervisor systemd, but systemd does not run this host")), "{}", r.stderr);
+        }
+        assert!(!dir.join("members/etcd-1/pki").exists(), "nothing delivered");
+    }
     let r = run_bounded(Command::new("unshare").args(["-m", "--propagation", "private", "sh", "-c", &inner]), Duration::from_secs(120));
     assert!(r.stderr.contains("not HEALTHY"), "nothing really starts here: {}{}", r.stdout, r.stderr);
     let calls = std::fs::read_to_string(&log).unwrap();
