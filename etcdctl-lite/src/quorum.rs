@@ -151,8 +151,18 @@ pub fn verdict(obs: &Observation) -> Verdict {
         obs.probes.iter().filter_map(|p| p.status.as_ref().ok().map(|s| (p, s))).collect();
     let mut notes = Vec::new();
     if answered.is_empty() {
+        // Every member refused the connection or never answered: the cluster is down (or cut off
+        // from here) — a critical state, not an unknown one. Only when something else failed
+        // (our TLS files refused, a foreign service) could the check itself not be made.
+        let all_down = !obs.probes.is_empty()
+            && obs.probes.iter().all(|p| p.status.as_ref().err().is_some_and(|f| matches!(f.kind, FailureKind::Refused | FailureKind::Timeout)));
+        let (state, summary) = if all_down {
+            (ClusterState::NoQuorum, format!("no member reachable ({} endpoint(s) refused or did not answer); the cluster is down or cut off from here", obs.probes.len()))
+        } else {
+            (ClusterState::Unknown, "no endpoint answered: cannot determine the cluster's state".to_string())
+        };
         return Verdict {
-            state: ClusterState::Unknown,
+            state,
             voters: 0,
             quorum: 0,
             healthy_voters: 0,
@@ -161,7 +171,7 @@ pub fn verdict(obs: &Observation) -> Verdict {
             leader: None,
             learners: 0,
             alarms: vec![],
-            summary: "no endpoint answered: cannot determine the cluster's state".into(),
+            summary,
             members: obs
                 .probes
                 .iter()
@@ -229,6 +239,8 @@ pub fn verdict(obs: &Observation) -> Verdict {
 
     let mut verdicts = Vec::new();
     let (mut voters, mut healthy, mut participating, mut learners) = (0, 0, 0, 0);
+    // voters that answered at all (a leaderless member answers status too)
+    let mut reachable = 0;
     // A linearizable read that succeeded anywhere proves a leader with a quorum behind it.
     let read_ok = obs.probes.iter().any(|p| p.read.is_ok());
     for m in &members {
@@ -278,6 +290,9 @@ pub fn verdict(obs: &Observation) -> Verdict {
             voters += 1;
             if state == MemberState::Healthy {
                 healthy += 1;
+            }
+            if matches!(state, MemberState::Healthy | MemberState::Lagging | MemberState::Alarmed | MemberState::Failing | MemberState::NoLeader) {
+                reachable += 1;
             }
             if matches!(state, MemberState::Healthy | MemberState::Lagging | MemberState::Alarmed | MemberState::Failing)
                 && leader_id.is_some()
@@ -331,9 +346,16 @@ pub fn verdict(obs: &Observation) -> Verdict {
                 bad.join(", ")
             )
         }
+        ClusterState::NoQuorum if reachable < quorum => {
+            format!("quorum lost: {reachable} of {voters} voters reachable, quorum needs {quorum}; writes and linearizable reads fail")
+        }
+        // enough voters answer, yet none leads (or the last leader is gone): an election, not a
+        // lost quorum
+        ClusterState::NoQuorum if !leader_id.is_some_and(|l| answered.iter().any(|(_, s)| s.member_id == l)) => {
+            format!("no leader: election in progress or stuck; {reachable} of {voters} voters reachable (quorum {quorum}); writes and linearizable reads fail meanwhile")
+        }
         ClusterState::NoQuorum => {
-            let why = if leader_id.is_none() { "no leader".to_string() } else { format!("{participating} of {voters} voters reachable") };
-            format!("quorum lost: {why}, quorum needs {quorum}; writes and linearizable reads fail")
+            format!("quorum unusable: a leader is known and {participating} of {voters} voters reachable, but no linearizable read succeeded; writes and linearizable reads fail")
         }
         ClusterState::Unknown => String::new(),
     };

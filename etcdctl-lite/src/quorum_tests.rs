@@ -113,10 +113,18 @@ fn no_leader_is_no_quorum() {
 }
 
 #[test]
-fn nothing_reachable_is_unknown() {
+fn nothing_answering_for_our_own_tls_files_is_unknown() {
     let v = verdict(&three(vec![failed_probe(1, FailureKind::Refused), failed_probe(2, FailureKind::Tls)]));
     assert_eq!(v.state, ClusterState::Unknown);
     assert_eq!(v.state.exit_code(), 3);
+}
+
+#[test]
+fn every_member_down_is_no_quorum_not_unknown() {
+    let v = verdict(&three(vec![failed_probe(1, FailureKind::Refused), failed_probe(2, FailureKind::Timeout), failed_probe(3, FailureKind::Refused)]));
+    assert_eq!(v.state, ClusterState::NoQuorum);
+    assert_eq!(v.state.exit_code(), 2, "monitoring pages on it");
+    assert!(v.summary.starts_with("no member reachable"), "{}", v.summary);
 }
 
 #[test]
@@ -183,4 +191,17 @@ fn without_a_member_list_members_come_from_the_endpoints() {
     assert_eq!(v.voters, 3);
     assert_eq!(v.state, ClusterState::Degraded);
     assert!(v.notes[0].contains("no member list"));
+}
+
+#[test]
+fn a_majority_without_a_leader_is_called_an_election_not_a_lost_quorum() {
+    let leaderless = |id| {
+        let mut p = ok_probe(id, 0);
+        p.read = Err(Failure { kind: FailureKind::NoLeader, message: "etcdserver: no leader".into() });
+        p
+    };
+    let v = verdict(&three(vec![leaderless(1), leaderless(2), failed_probe(3, FailureKind::Refused)]));
+    assert_eq!(v.state, ClusterState::NoQuorum);
+    assert!(v.summary.starts_with("no leader: election in progress or stuck; 2 of 3 voters reachable"), "{}", v.summary);
+    assert!(!v.summary.contains("quorum lost"), "{}", v.summary);
 }

@@ -165,10 +165,11 @@ fn two_members_killed_is_no_quorum_within_the_bound() {
     assert_eq!(q.code, Some(2), "{}{}", q.stdout, q.stderr);
     assert!(q.stdout.starts_with("NO-QUORUM: quorum lost"), "{}", q.stdout);
     assert!(took < Duration::from_millis(2500), "took {took:?}");
-    // everything down: nothing to judge from
+    // everything down: critical (exit 2), said plainly — not UNKNOWN, which monitoring does not page
     c.kill(0);
     let q = lite(&c, &["quorum"]);
-    assert_eq!(q.code, Some(3), "{}", q.stdout);
+    assert_eq!(q.code, Some(2), "{}", q.stdout);
+    assert!(q.stdout.starts_with("NO-QUORUM: no member reachable"), "{}", q.stdout);
 }
 
 #[test]
