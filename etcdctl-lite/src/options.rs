@@ -11,6 +11,9 @@ pub const DEFAULT_DIAL_TIMEOUT: Duration = Duration::from_secs(1);
 /// milliseconds, so 2 s still leaves room for a slow WAN while a hung member costs at most that.
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The largest --cacert/--cert/--key file read.
+const MAX_PEM_FILE: u64 = 16 << 20;
+
 /// The longest timeout accepted: a check that may wait longer is not a health check.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 
@@ -157,7 +160,16 @@ fn valid_host_name(h: &str) -> bool {
 }
 
 fn read(path: &str, flag: &str) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| CtlError::File { path: path.into(), reason: format!("cannot read the {flag} file: {e}") })
+    // PEM files are small: a mistaken path (a disk image, /dev/zero) is refused, not read
+    use std::io::Read;
+    let mut buf = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_PEM_FILE + 1).read_to_end(&mut buf))
+        .map_err(|e| CtlError::File { path: path.into(), reason: format!("cannot read the {flag} file: {e}") })?;
+    if buf.len() as u64 > MAX_PEM_FILE {
+        return Err(CtlError::File { path: path.into(), reason: format!("the {flag} file is larger than {} MiB; not a PEM file", MAX_PEM_FILE >> 20) });
+    }
+    Ok(buf)
 }
 
 fn read_pem(path: &str, label: &str, flag: &str) -> Result<Vec<u8>> {

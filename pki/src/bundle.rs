@@ -188,7 +188,7 @@ fn key_pem(key: &PrivateKey, layout: Layout) -> Result<Vec<u8>> {
 }
 
 fn read_opt(path: &Path) -> Result<Option<Vec<u8>>> {
-    match std::fs::read(path) {
+    match crate::files::read_input(path) {
         Ok(b) => Ok(Some(b)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(PkiError::Read { path: path.into(), source }),

@@ -145,8 +145,8 @@ impl Ca {
 
     /// Loads a CA from PEM files (certificate, key) and checks it.
     pub fn load_files(cert_path: &Path, key_path: &Path) -> Result<Ca> {
-        let cert = std::fs::read(cert_path).map_err(|source| PkiError::Read { path: cert_path.into(), source })?;
-        let key = std::fs::read(key_path).map_err(|source| PkiError::Read { path: key_path.into(), source })?;
+        let cert = crate::files::read_input(cert_path).map_err(|source| PkiError::Read { path: cert_path.into(), source })?;
+        let key = crate::files::read_input(key_path).map_err(|source| PkiError::Read { path: key_path.into(), source })?;
         Self::load(&cert, &cert_path.display().to_string(), &key, &key_path.display().to_string())
     }
 

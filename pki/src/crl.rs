@@ -57,7 +57,7 @@ fn serial_bytes(hex_serial: &str) -> Result<Vec<u8>> {
 }
 
 fn load_state(path: &Path) -> Result<RevocationState> {
-    match std::fs::read(path) {
+    match crate::files::read_input(path) {
         Ok(b) => serde_json::from_slice(&b).map_err(|e| PkiError::Json { file: path.display().to_string(), reason: e.to_string() }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(RevocationState::default()),
         Err(source) => Err(PkiError::Read { path: path.into(), source }),

@@ -112,7 +112,7 @@ fn check_file(name: &str, cert: &Path, key: Option<&Path>, ca_der: Option<&[u8]>
     let now = OffsetDateTime::now_utc().unix_timestamp();
     let what = cert.display().to_string();
     let mut problems = Vec::new();
-    let parsed = std::fs::read(cert)
+    let parsed = crate::files::read_input(cert)
         .map_err(|e| format!("cannot read: {e}"))
         .and_then(|b| pemfile::first_certificate(&b, &what).map_err(|e| e.to_string()));
     let der = match parsed {
@@ -132,7 +132,7 @@ fn check_file(name: &str, cert: &Path, key: Option<&Path>, ca_der: Option<&[u8]>
             problems.push("not signed by the CA in this directory".into());
         }
     if let Some(key) = key {
-        match std::fs::read(key).map_err(|e| e.to_string()).and_then(|b| PrivateKey::from_pem(&b, &key.display().to_string()).map_err(|e| e.to_string())) {
+        match crate::files::read_input(key).map_err(|e| e.to_string()).and_then(|b| PrivateKey::from_pem(&b, &key.display().to_string()).map_err(|e| e.to_string())) {
             Ok(k) => {
                 if x509_parser::parse_x509_certificate(&der).map(|(_, x)| x.public_key().subject_public_key.data.as_ref() != k.public_key_raw()).unwrap_or(true) {
                     problems.push(format!("key {} does not match", key.display()));
@@ -184,7 +184,7 @@ pub fn check_dir(dir: &Path, members: Option<&[Member]>, threshold: Threshold) -
     let layout = PkiDir::detect(dir).ok_or_else(|| PkiError::bad_input(dir.display().to_string(), "no CA found (neither etcd/ca.crt nor ca.pem): is this a PKI directory?"))?;
     let pki = PkiDir::new(dir, layout);
     let ca_pair = pki.ca();
-    let ca_der = std::fs::read(&ca_pair.cert).ok().and_then(|b| pemfile::first_certificate(&b, "CA").ok());
+    let ca_der = crate::files::read_input(&ca_pair.cert).ok().and_then(|b| pemfile::first_certificate(&b, "CA").ok());
     let ca_key = ca_pair.key.exists().then_some(ca_pair.key.as_path());
     let authorities = vec![check_file("etcd-ca", &ca_pair.cert, ca_key, None, None, threshold)];
     let names: Vec<String> = match members {

@@ -14,6 +14,26 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+/// The largest input file read (a PEM bundle, a key, cfssl JSON, a CRL state): far above any
+/// real one, and small enough that a mistaken path (a disk image, /dev/zero) is refused.
+pub const MAX_INPUT: u64 = 16 << 20;
+
+/// Reads a user-supplied input file, at most [`MAX_INPUT`] bytes.
+pub fn read_input(path: impl AsRef<Path>) -> std::io::Result<Vec<u8>> {
+    read_bounded(fs::File::open(path)?)
+}
+
+/// Reads at most [`MAX_INPUT`] bytes from `r` (stdin), refusing more.
+pub fn read_bounded(r: impl std::io::Read) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    r.take(MAX_INPUT + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > MAX_INPUT {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("larger than {} MiB; not an input this tool reads", MAX_INPUT >> 20)));
+    }
+    Ok(buf)
+}
+
 /// Mode for private keys.
 pub const KEY_MODE: u32 = 0o600;
 /// Mode for certificates and other public files.
@@ -350,6 +370,17 @@ mod tests {
             assert_eq!(fs::read_to_string(root.join(format!("m{i}/pki/server.key"))).unwrap(), format!("k{i}"));
         }
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no staging directories left");
+    }
+
+    #[test]
+    fn inputs_are_bounded_in_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.pem");
+        fs::File::create(&big).unwrap().set_len(MAX_INPUT + 1).unwrap();
+        assert!(read_input(&big).unwrap_err().to_string().contains("larger than 16 MiB"));
+        assert!(read_input("/dev/zero").is_err(), "an endless input ends");
+        fs::File::create(&big).unwrap().set_len(10).unwrap();
+        assert_eq!(read_input(&big).unwrap().len(), 10);
     }
 
     #[test]

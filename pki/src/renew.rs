@@ -153,8 +153,8 @@ pub fn renew(dir: &Path, ca: &Ca, roles: &[Role], validity: Duration, rekey: boo
     for role in roles {
         let pair = pki.leaf(role);
         let what = pair.cert.display().to_string();
-        let cert_pem = std::fs::read(&pair.cert).map_err(|source| PkiError::Read { path: pair.cert.clone(), source })?;
-        let key_pem = std::fs::read(&pair.key).map_err(|source| PkiError::Read { path: pair.key.clone(), source })?;
+        let cert_pem = crate::files::read_input(&pair.cert).map_err(|source| PkiError::Read { path: pair.cert.clone(), source })?;
+        let key_pem = crate::files::read_input(&pair.key).map_err(|source| PkiError::Read { path: pair.key.clone(), source })?;
         let der = pemfile::first_certificate(&cert_pem, &what)?;
         let template = template_from_cert(&der, validity, &what)?;
         let old_key = PrivateKey::from_pem(&key_pem, &pair.key.display().to_string())?;

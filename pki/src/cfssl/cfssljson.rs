@@ -28,12 +28,8 @@ fn run_inner(args: &[String], io: &mut Io<'_>) -> Result<()> {
     }
     let input_name = p.get("f").unwrap_or("<stdin>").to_string();
     let bytes = match p.get("f") {
-        Some(f) if f != "-" => std::fs::read(f).map_err(|source| PkiError::Read { path: f.into(), source })?,
-        _ => {
-            let mut b = Vec::new();
-            io.stdin.read_to_end(&mut b).map_err(|source| PkiError::Read { path: "<stdin>".into(), source })?;
-            b
-        }
+        Some(f) if f != "-" => crate::files::read_input(f).map_err(|source| PkiError::Read { path: f.into(), source })?,
+        _ => crate::files::read_bounded(&mut io.stdin).map_err(|source| PkiError::Read { path: "<stdin>".into(), source })?,
     };
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(PkiError::Json {

@@ -70,11 +70,9 @@ fn usage_err(e: String) -> PkiError {
 /// Reads a file argument, `-` meaning stdin.
 fn read_input(path: &str, io: &mut Io<'_>) -> Result<Vec<u8>> {
     if path == "-" {
-        let mut buf = Vec::new();
-        io.stdin.read_to_end(&mut buf).map_err(|source| PkiError::Read { path: "<stdin>".into(), source })?;
-        return Ok(buf);
+        return crate::files::read_bounded(&mut io.stdin).map_err(|source| PkiError::Read { path: "<stdin>".into(), source });
     }
-    std::fs::read(path).map_err(|source| PkiError::Read { path: path.into(), source })
+    crate::files::read_input(path).map_err(|source| PkiError::Read { path: path.into(), source })
 }
 
 fn one_positional<'a>(p: &'a flags::Parsed, what: &str) -> Result<&'a str> {
@@ -88,7 +86,7 @@ fn one_positional<'a>(p: &'a flags::Parsed, what: &str) -> Result<&'a str> {
 fn load_config(p: &flags::Parsed, strictness: Strictness, warnings: &mut Vec<String>) -> Result<(SigningConfig, String)> {
     match p.get("config") {
         Some(path) => {
-            let bytes = std::fs::read(path).map_err(|source| PkiError::Read { path: path.into(), source })?;
+            let bytes = crate::files::read_input(path).map_err(|source| PkiError::Read { path: path.into(), source })?;
             Ok((super::config::parse(&bytes, path, strictness, warnings)?, path.to_string()))
         }
         None => Ok((SigningConfig::cfssl_default(), "cfssl's default config".to_string())),
@@ -163,7 +161,7 @@ fn gencert(args: &[String], io: &mut Io<'_>, strictness: Strictness, warnings: &
     if p.flag("initca") {
         let key = match p.get("ca-key") {
             Some(path) => {
-                let b = std::fs::read(path).map_err(|source| PkiError::Read { path: path.into(), source })?;
+                let b = crate::files::read_input(path).map_err(|source| PkiError::Read { path: path.into(), source })?;
                 PrivateKey::from_pem(&b, path)?
             }
             None => PrivateKey::generate(req.key)?,

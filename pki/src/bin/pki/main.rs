@@ -149,7 +149,7 @@ struct ClusterFile {
 }
 
 fn load_cluster(path: &std::path::Path) -> Result<Vec<Member>, Box<dyn std::error::Error>> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = pki::files::read_input(path).and_then(|b| String::from_utf8(b).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let file: ClusterFile = serde_yaml_ng::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(file.members)
 }
@@ -294,7 +294,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             let now = time::OffsetDateTime::now_utc().unix_timestamp();
             let mut entries = Vec::new();
             for f in &files {
-                let bytes = std::fs::read(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+                let bytes = pki::files::read_input(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
                 let der = pki::pemfile::first_certificate(&bytes, &f.display().to_string())?;
                 let info = pki::inspect::cert_info(&der, &f.display().to_string())?;
                 if !pki::verify::signed_by(&der, &ca) {

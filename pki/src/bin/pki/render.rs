@@ -43,7 +43,7 @@ pub fn issue_report(report: &IssueReport, json: bool) -> Result<(), Box<dyn std:
 }
 
 pub fn certinfo(path: &Path, json: bool, headed: bool) -> Result<(), Box<dyn std::error::Error>> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let bytes = pki::files::read_input(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let what = path.display().to_string();
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     match pki::inspect::inspect(&bytes, &what)? {
