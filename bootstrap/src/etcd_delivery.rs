@@ -136,11 +136,7 @@ fn from_folder(dir: &Path, sha256: Option<&str>, source: &str) -> Result<EtcdRel
     }
     let out = std::process::Command::new(dir.join("etcd")).arg("--version").output().map_err(|e| err(source, format!("cannot run {}/etcd --version: {e}", dir.display())))?;
     let text = String::from_utf8_lossy(&out.stdout);
-    let version = text
-        .lines()
-        .find_map(|l| l.strip_prefix("etcd Version:"))
-        .and_then(Version::parse)
-        .ok_or_else(|| err(source, format!("{}/etcd --version printed no version", dir.display())))?;
+    let version = crate::versions::etcd_version_output(&text).ok_or_else(|| err(source, format!("{}/etcd --version printed no version", dir.display())))?;
     finish(source, version, binaries)
 }
 

@@ -68,12 +68,7 @@ pub fn haproxy_word(s: &str) -> String {
                 out.push('\\');
                 out.push(c);
             }
-            c if c.is_control() => {
-                let mut buf = [0u8; 4];
-                for b in c.encode_utf8(&mut buf).bytes() {
-                    out.push_str(&format!("\\x{b:02x}"));
-                }
-            }
+            c if c.is_control() => crate::rules::push_hex_escaped(&mut out, c),
             c => out.push(c),
         }
     }

@@ -79,7 +79,7 @@ pub fn newest_etcd(candidates: &[PathBuf]) -> Option<(PathBuf, crate::versions::
         .filter_map(|p| {
             let out = std::process::Command::new(p).arg("--version").output().ok()?;
             let text = String::from_utf8_lossy(&out.stdout);
-            let v = text.lines().find_map(|l| l.strip_prefix("etcd Version:")).and_then(crate::versions::Version::parse)?;
+            let v = crate::versions::etcd_version_output(&text)?;
             Some((p.canonicalize().ok()?, v))
         })
         .max_by_key(|(_, v)| *v)

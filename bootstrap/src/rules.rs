@@ -18,6 +18,15 @@ const SYSTEM_DIRS: &[&str] = &[
     "/etc/systemd", "/etc/systemd/system", "/etc/ssh",
 ];
 
+/// Appends `c` as `\xNN` escapes of its UTF-8 bytes: the form systemd.syntax and haproxy.cfg
+/// both read back as the character, for an emitter that meets a control character.
+pub fn push_hex_escaped(out: &mut String, c: char) {
+    let mut buf = [0u8; 4];
+    for b in c.encode_utf8(&mut buf).bytes() {
+        out.push_str(&format!("\\x{b:02x}"));
+    }
+}
+
 /// No control characters (newline, carriage return, ESC, NUL, DEL, ...) anywhere.
 pub fn no_control(value: &str) -> Result<(), String> {
     match value.chars().find(|c| c.is_control()) {

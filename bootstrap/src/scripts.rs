@@ -131,12 +131,7 @@ pub fn systemd_quote(word: &str) -> String {
             '"' => out.push_str("\\\""),
             '%' => out.push_str("%%"),
             '$' => out.push_str("$$"),
-            c if c.is_control() || (c as u32) < 0x20 => {
-                let mut buf = [0u8; 4];
-                for b in c.encode_utf8(&mut buf).bytes() {
-                    out.push_str(&format!("\\x{b:02x}"));
-                }
-            }
+            c if c.is_control() => crate::rules::push_hex_escaped(&mut out, c),
             c => out.push(c),
         }
     }

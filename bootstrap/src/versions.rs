@@ -32,6 +32,11 @@ impl Version {
     }
 }
 
+/// The version in what `etcd --version` prints (`etcd Version: 3.5.1` on its first line).
+pub fn etcd_version_output(text: &str) -> Option<Version> {
+    text.lines().find_map(|l| l.strip_prefix("etcd Version:")).and_then(Version::parse)
+}
+
 /// One kubeadm minor release.
 #[derive(Debug, Clone, Copy)]
 pub struct KubeadmRelease {
@@ -119,6 +124,8 @@ mod tests {
         assert_eq!(Version::parse("v1.34.2"), Some(Version(1, 34, 2)));
         assert_eq!(Version::parse("3.5.24-0"), Some(Version(3, 5, 24)));
         assert_eq!(Version::parse("etcd Version: 3.4.23"), Some(Version(3, 4, 23)));
+        assert_eq!(etcd_version_output("etcd Version: 3.5.1\nGit SHA: e8732fb5f\n"), Some(Version(3, 5, 1)));
+        assert_eq!(etcd_version_output("Git SHA: x\n"), None);
         for bad in ["", "3.5", "3.5.x", "3.5.1.2", "-"] {
             assert_eq!(Version::parse(bad), None, "{bad}");
         }
