@@ -1,7 +1,8 @@
 //! `etcd-bootstrap`: from one cluster spec to a verified external etcd cluster and the kubeadm
 //! and HAProxy configs that point the Kubernetes control plane at it.
 //!
-//! spec ([`spec`]) → pure plan ([`plan`]) → effects ([`run`]) through small seams: a
+//! spec ([`spec`]) → pure plan ([`plan`]) → effects: one module per operation in [`ops`], over the
+//! live-cluster primitives of [`live`], through small seams: a
 //! [`transport::Transport`] per member (this machine, or the system OpenSSH client) that runs the
 //! bash scripts of [`scripts`] (delivery, preflight, start/stop under a background-process or
 //! systemd supervisor). The plan and the scripts are tested without a host.
@@ -11,14 +12,14 @@ pub mod error;
 pub mod etcd_delivery;
 pub mod haproxy;
 pub mod kubeadm;
+pub mod live;
 pub mod local;
+pub mod ops;
 pub mod outputs;
 pub mod plan;
 pub mod preflight;
 pub mod progress;
-pub mod rotate_ca;
 pub mod rules;
-pub mod run;
 pub mod scripts;
 pub mod spec;
 pub mod transport;

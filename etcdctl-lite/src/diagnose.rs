@@ -42,6 +42,13 @@ impl Failure {
             message: format!("no answer within {} (member hung, overloaded, or packets dropped)", fmt_duration(limit)),
         }
     }
+    /// The member answered a status request but has no leader, so the request waited in vain.
+    pub fn no_leader(limit: Duration) -> Failure {
+        Failure {
+            kind: FailureKind::NoLeader,
+            message: format!("no leader: the member answers but has none (election in progress, or quorum lost); no answer within {}", fmt_duration(limit)),
+        }
+    }
 }
 
 pub fn fmt_duration(d: Duration) -> String {

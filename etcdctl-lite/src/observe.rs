@@ -7,9 +7,13 @@ use crate::diagnose::{explain, Failure, FailureKind};
 use crate::model::{AlarmInfo, MemberList};
 use crate::ops::{for_each_endpoint, member_list_one, status_one};
 use crate::options::ClientOptions;
-use crate::quorum::{Observation, Probe};
+use crate::quorum::{Observation, Probe, Verdict};
 use etcd_client::{AlarmAction, AlarmType};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// etcd's default election timeout (`--election-timeout=1000` ms): how long a healthy cluster
+/// takes at most to elect a new leader once the old one is gone.
+pub const DEFAULT_ELECTION_TIMEOUT: Duration = Duration::from_millis(1000);
 
 async fn read_and_alarms(endpoint: String, opts: ClientOptions) -> (Result<std::time::Duration, Failure>, Vec<AlarmInfo>) {
     let work = async {
@@ -71,4 +75,21 @@ pub async fn observe(opts: &ClientOptions) -> Observation {
         }
     }
     Observation { member_list, probes }
+}
+
+/// The verdict over `opts.endpoints`, told honestly about elections: when a majority answers but
+/// none leads, the cluster is re-observed until a leader appears or one election timeout
+/// (`settle`) has passed since the first look. A leader that appears makes the verdict the later
+/// one; a cluster still leaderless gets a note that it stayed so.
+pub async fn assess(opts: &ClientOptions, settle: Duration) -> Verdict {
+    let started = Instant::now();
+    let mut v = crate::quorum::verdict(&observe(opts).await);
+    while v.electing && started.elapsed() < settle {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        v = crate::quorum::verdict(&observe(opts).await);
+    }
+    if v.electing {
+        v.notes.push(format!("still no leader after re-checking for {} (one election timeout)", crate::diagnose::fmt_duration(settle)));
+    }
+    v
 }

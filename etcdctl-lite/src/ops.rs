@@ -38,6 +38,32 @@ fn limit(opts: &ClientOptions) -> Duration {
     opts.command_timeout
 }
 
+/// Runs `work` (a request that needs a leader: a linearizable read, an alarm list) bounded by the
+/// command timeout, with a status request (served without a leader) alongside: when the work
+/// times out and the member said it has no leader, the failure says "no leader", not "hung".
+pub async fn bounded_leader_aware<T>(
+    endpoint: &str,
+    opts: &ClientOptions,
+    work: impl Future<Output = std::result::Result<T, Failure>>,
+) -> std::result::Result<T, Failure> {
+    let status = tokio::spawn(status_one(endpoint.to_string(), opts.clone()));
+    let result = bounded(limit(opts), work).await;
+    match result {
+        Some(r) => {
+            status.abort();
+            r
+        }
+        None if status.is_finished() => match status.await {
+            Ok(EndpointStatus { result: Ok(s), .. }) if s.leader == 0 => Err(Failure::no_leader(limit(opts))),
+            _ => Err(Failure::timeout(limit(opts))),
+        },
+        None => {
+            status.abort();
+            Err(Failure::timeout(limit(opts)))
+        }
+    }
+}
+
 /// etcdctl's health: a linearizable `Get("health")` (PermissionDenied counts as healthy) plus the
 /// alarm list (any alarm = unhealthy, as in etcd 3.5+; 3.4's etcdctl ignored alarms).
 pub async fn health_one(endpoint: String, opts: ClientOptions) -> EndpointHealth {
@@ -58,7 +84,7 @@ pub async fn health_one(endpoint: String, opts: ClientOptions) -> EndpointHealth
             Err(e) => Err(explain(&e, &endpoint, &opts).await),
         }
     };
-    let result = bounded(limit(&opts), work).await.unwrap_or_else(|| Err(Failure::timeout(limit(&opts))));
+    let result = bounded_leader_aware(&endpoint, &opts, work).await;
     EndpointHealth { endpoint, took: started.elapsed(), result }
 }
 
@@ -162,18 +188,20 @@ where
                 continue;
             }
         };
-        match bounded(opts.command_timeout, f(client)).await {
-            Some(Ok(v)) => return Ok(v),
-            Some(Err(e)) => {
-                let failure = explain(&e, endpoint, opts).await;
-                match failure.kind {
-                    FailureKind::Refused | FailureKind::Tls | FailureKind::Timeout => {
-                        errors.push(format!("{endpoint}: {}", failure.message));
-                    }
-                    _ => return Err(CtlError::Refused(format!("{what} refused by {endpoint}: {}", failure.message))),
-                }
+        let work = async {
+            match f(client).await {
+                Ok(v) => Ok(Ok(v)),
+                Err(e) => Ok(Err(explain(&e, endpoint, opts).await)),
             }
-            None => errors.push(format!("{endpoint}: {}", Failure::timeout(opts.command_timeout).message)),
+        };
+        match bounded_leader_aware(endpoint, opts, work).await {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err(failure)) | Err(failure) => match failure.kind {
+                FailureKind::Refused | FailureKind::Tls | FailureKind::Timeout | FailureKind::NoLeader => {
+                    errors.push(format!("{endpoint}: {}", failure.message));
+                }
+                _ => return Err(CtlError::Refused(format!("{what} refused by {endpoint}: {}", failure.message))),
+            },
         }
     }
     Err(CtlError::NoEndpoint(errors))
@@ -213,6 +241,30 @@ pub async fn alarm_list(opts: &ClientOptions) -> Result<AlarmList> {
             alarms: r.alarms().iter().map(|a| AlarmInfo { member_id: a.member_id(), alarm: format!("{:?}", a.alarm()).to_uppercase() }).collect(),
         }
     })
+}
+
+/// `move-leader TARGET_ID`: asks the current leader to hand leadership to `target` (a voter that
+/// is caught up), as etcdctl does: the request must reach the leader itself.
+pub async fn move_leader(opts: &ClientOptions, target: u64) -> Result<u64> {
+    let statuses = status(opts).await;
+    let answered: Vec<&StatusInfo> = statuses.iter().filter_map(|s| s.result.as_ref().ok()).collect();
+    let Some(leader) = answered.iter().map(|s| s.leader).find(|l| *l != 0) else {
+        return Err(CtlError::NoEndpoint(
+            statuses.iter().map(|s| format!("{}: {}", s.endpoint, s.result.as_ref().err().map(|f| f.message.as_str()).unwrap_or("answers, but has no leader"))).collect(),
+        ));
+    };
+    if leader == target {
+        return Ok(leader);
+    }
+    let Some(endpoint) = statuses.iter().find(|s| s.result.as_ref().is_ok_and(|r| r.member_id == leader)).map(|s| s.endpoint.clone()) else {
+        return Err(CtlError::Refused(format!("the leader {leader:x} is not among the endpoints; pass its client URL with --endpoints")));
+    };
+    let mut c = client_for(&endpoint, opts).await?;
+    match bounded(limit(opts), c.move_leader(target)).await {
+        Some(Ok(_)) => Ok(leader),
+        Some(Err(e)) => Err(CtlError::Refused(format!("move-leader refused by {endpoint}: {}", explain(&e, &endpoint, opts).await.message))),
+        None => Err(CtlError::Endpoint { endpoint, reason: Failure::timeout(limit(opts)).message }),
+    }
 }
 
 /// Parses a member ID as etcdctl prints it (hex).

@@ -125,6 +125,10 @@ pub struct Verdict {
     pub summary: String,
     pub members: Vec<MemberVerdict>,
     pub notes: Vec<String>,
+    /// No reachable leader while a majority of voters answers: an election, which normally ends
+    /// within one election timeout (see [`crate::observe::assess`]).
+    #[serde(skip)]
+    pub electing: bool,
 }
 
 pub fn quorum_size(voters: usize) -> usize {
@@ -188,6 +192,7 @@ pub fn verdict(obs: &Observation) -> Verdict {
                 })
                 .collect(),
             notes,
+            electing: false,
         };
     }
 
@@ -372,6 +377,7 @@ pub fn verdict(obs: &Observation) -> Verdict {
         summary,
         members: verdicts,
         notes,
+        electing: state == ClusterState::NoQuorum && reachable >= quorum && !leader_id.is_some_and(|l| answered.iter().any(|(_, s)| s.member_id == l)),
     }
 }
 

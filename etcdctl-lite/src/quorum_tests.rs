@@ -204,4 +204,15 @@ fn a_majority_without_a_leader_is_called_an_election_not_a_lost_quorum() {
     assert_eq!(v.state, ClusterState::NoQuorum);
     assert!(v.summary.starts_with("no leader: election in progress or stuck; 2 of 3 voters reachable"), "{}", v.summary);
     assert!(!v.summary.contains("quorum lost"), "{}", v.summary);
+    assert!(v.electing, "a leaderless majority is an election worth re-checking");
+}
+
+#[test]
+fn a_leaderless_minority_is_a_lost_quorum_not_an_election() {
+    let mut p = ok_probe(1, 0);
+    p.read = Err(Failure { kind: FailureKind::NoLeader, message: "etcdserver: no leader".into() });
+    let v = verdict(&three(vec![p, failed_probe(2, FailureKind::Refused), failed_probe(3, FailureKind::Refused)]));
+    assert!(!v.electing && v.summary.starts_with("quorum lost"), "{}", v.summary);
+    let healthy = verdict(&three(vec![ok_probe(1, 1), ok_probe(2, 1), ok_probe(3, 1)]));
+    assert!(!healthy.electing);
 }

@@ -3,7 +3,7 @@
 
 use crate::connect::client_for;
 use crate::error::{CtlError, Result};
-use crate::ops::health;
+use crate::ops::{health, status};
 use crate::options::ClientOptions;
 use sha2::{Digest, Sha256};
 use std::io::Write;
@@ -17,6 +17,14 @@ pub struct SavedSnapshot {
     pub endpoint: String,
     pub bytes: u64,
     pub sha256: String,
+    /// The source member's revision when the stream started.
+    pub revision: i64,
+    /// Whether the source passed a health check (quorum, leader, no alarm); a snapshot is still
+    /// taken from a member that only answers the Maintenance API.
+    pub healthy: bool,
+    /// Why the cluster was not healthy, when it was not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 pub async fn save(opts: &ClientOptions, path: &Path) -> Result<SavedSnapshot> {
@@ -27,12 +35,21 @@ pub async fn save(opts: &ClientOptions, path: &Path) -> Result<SavedSnapshot> {
     if !dir.is_dir() {
         return Err(CtlError::File { path: dir.display().to_string(), reason: "directory does not exist".into() });
     }
-    let checks = health(opts).await;
-    let Some(source) = checks.iter().find(|h| h.healthy()).map(|h| h.endpoint.clone()) else {
+    // A healthy member first; without one (no quorum, NOSPACE), any member that answers the
+    // Maintenance API: a backup is needed most exactly then.
+    let (checks, statuses) = tokio::join!(health(opts), status(opts));
+    let healthy = checks.iter().find(|h| h.healthy()).map(|h| h.endpoint.clone());
+    let answering = statuses.iter().find(|s| s.result.is_ok()).map(|s| s.endpoint.clone());
+    let Some(source) = healthy.clone().or(answering) else {
         return Err(CtlError::NoEndpoint(
             checks.iter().map(|h| format!("{}: {}", h.endpoint, h.result.as_ref().err().map(|f| f.message.as_str()).unwrap_or(""))).collect(),
         ));
     };
+    let warning = healthy.is_none().then(|| {
+        let why: Vec<String> = checks.iter().map(|h| format!("{}: {}", h.endpoint, h.result.as_ref().err().map(|f| f.message.as_str()).unwrap_or("healthy"))).collect();
+        format!("the cluster is not healthy ({}); the snapshot holds what {source} had applied", why.join("; "))
+    });
+    let revision = statuses.iter().find(|s| s.endpoint == source).and_then(|s| s.result.as_ref().ok()).map(|s| s.revision).unwrap_or(0);
     let mut client = client_for(&source, opts).await?;
     let ep_err = |reason: String| CtlError::Endpoint { endpoint: source.clone(), reason };
     let mut stream = client.snapshot().await.map_err(|e| ep_err(e.to_string()))?;
@@ -65,7 +82,7 @@ pub async fn save(opts: &ClientOptions, path: &Path) -> Result<SavedSnapshot> {
         }
         file.sync_all().map_err(|e| CtlError::File { path: tmp.display().to_string(), reason: e.to_string() })?;
         std::fs::rename(&tmp, path).map_err(|e| CtlError::File { path: path.display().to_string(), reason: e.to_string() })?;
-        Ok(SavedSnapshot { path: path.display().to_string(), endpoint: source.clone(), bytes, sha256: hex::encode(whole.finalize()) })
+        Ok(SavedSnapshot { path: path.display().to_string(), endpoint: source.clone(), bytes, sha256: hex::encode(whole.finalize()), revision, healthy: warning.is_none(), warning: warning.clone() })
     }
     .await;
     if result.is_err() {

@@ -3,7 +3,7 @@
 use bootstrap::kubeadm::ApiVersion;
 use bootstrap::plan;
 use bootstrap::progress::Progress;
-use bootstrap::run::{self, UpOptions};
+use bootstrap::ops::{self, up::UpOptions};
 use bootstrap::spec::{LoadedSpec, Spec};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
@@ -91,8 +91,15 @@ enum CertsCommand {
 
 #[derive(Subcommand)]
 enum RotateCommand {
-    /// Replace the etcd CA without downtime: trust both, re-issue, drop the old (resumable).
+    /// Replace the etcd CA in three steps, stopping after the first two for kube-apiserver to be
+    /// updated: trust both, re-issue, drop the old (resumable).
     Ca {
+        /// Go on after updating kube-apiserver as the last stop said.
+        #[arg(long = "continue", conflicts_with = "status")]
+        continue_: bool,
+        /// Say where the rotation stands; change nothing.
+        #[arg(long)]
+        status: bool,
         /// Bound per member.
         #[arg(long, default_value = "60", value_name = "SECONDS")]
         wait: u64,
@@ -186,7 +193,7 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             let loaded = load(&spec_path)?;
             let plan = plan::build(&loaded);
             let progress = Progress::new(quiet);
-            let report = run::up(&plan, &UpOptions { wait: Duration::from_secs(wait), api: kubeadm_api }, &progress)?;
+            let report = ops::up::up(&plan, &UpOptions { wait: Duration::from_secs(wait), api: kubeadm_api }, &progress)?;
             let pki = plan.pki();
             let hc = pki.leaf(&pki::cluster::Role::HealthcheckClient);
             let out = &loaded.output_dir;
@@ -213,7 +220,7 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
                 }
             };
             let plan = plan::build(&loaded);
-            let v = run::verdict(&plan)?;
+            let v = ops::status::status(&plan)?;
             let r = etcdctl_lite::render::quorum(&v, write_out);
             print!("{}", r.stdout);
             eprint!("{}", r.stderr);
@@ -221,7 +228,7 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
         }
         Command::Certs { command: CertsCommand::Check { within, write_out } } => {
             let plan = plan::build(&load(&cli.spec)?);
-            let report = run::certs_check(&plan, within)?;
+            let report = ops::status::certs_check(&plan, within)?;
             if write_out == etcdctl_lite::render::Format::Json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -229,28 +236,34 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             }
             Ok(report.exit_code())
         }
-        Command::Rotate { command: RotateCommand::Ca { wait } } => {
+        Command::Rotate { command: RotateCommand::Ca { continue_, status, wait } } => {
+            use ops::rotate_ca::{instructions, rotate_ca, Request};
             let plan = plan::build(&load(&cli.spec)?);
-            bootstrap::rotate_ca::rotate_ca(&plan, Duration::from_secs(wait), &Progress::new(false))?;
-            println!("CA rotated on {} members; the cluster stayed HEALTHY", plan.members.len());
+            if status {
+                print!("{}", ops::rotate_ca::status(&plan)?);
+                return Ok(0);
+            }
+            let request = if continue_ { Request::Continue } else { Request::StartOrResume };
+            let outcome = rotate_ca(&plan, request, Duration::from_secs(wait), &Progress::new(false))?;
+            print!("{}", instructions(&plan, outcome));
             Ok(0)
         }
         Command::Rotate { command: RotateCommand::Certs { rekey, wait } } => {
             let plan = plan::build(&load(&cli.spec)?);
-            run::rotate_certs(&plan, rekey, Duration::from_secs(wait), &Progress::new(false))?;
+            ops::rotate_certs::rotate_certs(&plan, rekey, Duration::from_secs(wait), &Progress::new(false))?;
             println!("certificates rotated on {} members; the cluster stayed HEALTHY", plan.members.len());
             Ok(0)
         }
         Command::Replace { member, force, wait } => {
             let plan = plan::build(&load(&cli.spec)?);
-            run::replace(&plan, &member, force, Duration::from_secs(wait), &Progress::new(false))?;
+            ops::replace::replace(&plan, &member, force, Duration::from_secs(wait), &Progress::new(false))?;
             println!("member {member} replaced; the cluster is HEALTHY");
             Ok(0)
         }
         Command::Down { purge } => {
             let loaded = load(&cli.spec)?;
             let plan = plan::build(&loaded);
-            run::down(&plan, purge, &Progress::new(false))?;
+            ops::down::down(&plan, purge, &Progress::new(false))?;
             Ok(0)
         }
     }

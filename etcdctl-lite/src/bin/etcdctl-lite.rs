@@ -66,6 +66,11 @@ enum Command {
         #[command(subcommand)]
         command: AlarmCommand,
     },
+    /// Hands leadership to another voter (hex ID from `member list`); asks the leader itself.
+    MoveLeader {
+        /// The member to lead next (hex ID).
+        target_id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -198,18 +203,27 @@ async fn run(cli: Cli) -> Result<u8, (CtlError, u8)> {
             }
         },
         Command::Quorum => {
-            let obs = etcdctl_lite::observe::observe(&opts).await;
-            let v = etcdctl_lite::quorum::verdict(&obs);
+            let v = etcdctl_lite::observe::assess(&opts, etcdctl_lite::observe::DEFAULT_ELECTION_TIMEOUT).await;
             emit(render::quorum(&v, fmt));
             Ok(v.state.exit_code())
         }
         Command::Snapshot { command: SnapshotCommand::Save { file } } => {
             let saved = etcdctl_lite::snapshot::save(&opts, &file).await.map_err(|e| (e, 1))?;
+            if let Some(w) = &saved.warning {
+                eprintln!("warning: {w}");
+            }
             if fmt == Format::Json {
                 println!("{}", serde_json::to_string(&saved).unwrap_or_default());
             } else {
-                println!("Snapshot saved at {} ({} bytes, sha256 {}) from {}", saved.path, saved.bytes, saved.sha256, saved.endpoint);
+                println!("Snapshot saved at {} ({} bytes, sha256 {}, revision {}) from {}", saved.path, saved.bytes, saved.sha256, saved.revision, saved.endpoint);
             }
+            Ok(0)
+        }
+        Command::MoveLeader { target_id } => {
+            let target = ops::parse_member_id(&target_id).map_err(|e| (e, 1))?;
+            let from = ops::move_leader(&opts, target).await.map_err(|e| (e, 1))?;
+            // etcdctl's wording
+            println!("Leadership transferred from {from:x} to {target:x}");
             Ok(0)
         }
         Command::Alarm { command: AlarmCommand::List } => {

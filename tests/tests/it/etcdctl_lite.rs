@@ -165,6 +165,28 @@ fn two_members_killed_is_no_quorum_within_the_bound() {
     assert_eq!(q.code, Some(2), "{}{}", q.stdout, q.stderr);
     assert!(q.stdout.starts_with("NO-QUORUM: quorum lost"), "{}", q.stdout);
     assert!(took < Duration::from_millis(2500), "took {took:?}");
+    // the survivor answers but has no leader (once its election timeout has passed): every
+    // command says "no leader", never "hung"
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut health = lite(&c, &["endpoint", "health"]);
+    while !health.stderr.contains("no leader") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        health = lite(&c, &["endpoint", "health"]);
+    }
+    let survivor = c.members[0].client_url();
+    let line = health.stderr.lines().find(|l| l.starts_with(&survivor)).unwrap_or_default().to_string();
+    assert!(line.contains("no leader") && !line.contains("hung"), "{}", health.stderr);
+    let alarms = lite(&c, &["alarm", "list"]).assert_fails();
+    assert!(alarms.stderr.contains("no leader") && !alarms.stderr.contains("hung"), "{}", alarms.stderr);
+    // a backup is needed most now: taken from the member that answers, with a warning
+    let dir = tempfile::tempdir().unwrap();
+    let snap = dir.path().join("survivor.db");
+    let saved = lite(&c, &["snapshot", "save", &snap.display().to_string(), "-w", "json"]).assert_ok();
+    assert!(saved.stderr.contains("warning: the cluster is not healthy"), "{}", saved.stderr);
+    let v: serde_json::Value = serde_json::from_str(&saved.stdout).unwrap();
+    assert_eq!(v["healthy"], false, "{}", saved.stdout);
+    assert_eq!(v["endpoint"], survivor.as_str(), "{}", saved.stdout);
+    assert!(v["revision"].as_i64().unwrap() >= 1, "{}", saved.stdout);
     // everything down: critical (exit 2), said plainly — not UNKNOWN, which monitoring does not page
     c.kill(0);
     let q = lite(&c, &["quorum"]);

@@ -20,97 +20,123 @@ fn running_cluster() -> (tempfile::TempDir, std::path::PathBuf, String, Down) {
     (tmp, spec_file.path, spec_file.endpoints, down)
 }
 
-/// Debian's etcdctl with the CA of the control-plane folder and the given client pair.
-fn etcdctl_as(dir: &Path, eps: &str, cert: &Path, key: &Path, args: &[&str]) -> Ran {
-    let ca = dir.join("out/control-plane/cp-1/etc/kubernetes/pki/etcd/ca.crt");
+/// etcdctl with the kube-apiserver files from the control-plane folder.
+fn apiserver_etcdctl(dir: &Path, eps: &str, args: &[&str]) -> Ran {
+    etcdctl_with(&dir.join("out/control-plane/cp-1/etc/kubernetes/pki"), eps, args)
+}
+
+/// etcdctl with what a kube-apiserver holds in `node_pki` (its /etc/kubernetes/pki).
+fn etcdctl_with(node_pki: &Path, eps: &str, args: &[&str]) -> Ran {
     run_bounded(
         Command::new(tool("etcdctl", "ETCDCTL_BIN"))
             .arg(format!("--endpoints={eps}"))
             .arg("--cacert")
-            .arg(ca)
+            .arg(node_pki.join("etcd/ca.crt"))
             .arg("--cert")
-            .arg(cert)
+            .arg(node_pki.join("apiserver-etcd-client.crt"))
             .arg("--key")
-            .arg(key)
+            .arg(node_pki.join("apiserver-etcd-client.key"))
             .args(["--dial-timeout=2s", "--command-timeout=3s"])
             .args(args),
         Duration::from_secs(30),
     )
 }
 
-/// etcdctl with the kube-apiserver files from the control-plane folder.
-fn apiserver_etcdctl(dir: &Path, eps: &str, args: &[&str]) -> Ran {
-    let node = dir.join("out/control-plane/cp-1/etc/kubernetes/pki");
-    etcdctl_as(dir, eps, &node.join("apiserver-etcd-client.crt"), &node.join("apiserver-etcd-client.key"), args)
+/// Whether a failed etcdctl call was a TLS refusal (a CA or client certificate not trusted),
+/// as opposed to a member restarting.
+fn is_tls_refusal(stderr: &str) -> bool {
+    // not "handshake" alone: a member shutting down mid-handshake gives "handshake failed: EOF"
+    ["x509", "bad certificate", "unknown authority", "certificate required"].iter().any(|w| stderr.contains(w))
 }
 
-/// Continuous writes through the apiserver certificate, recording every acknowledged one, and
-/// the quorum verdict sampled all along.
+/// Continuous writes as kube-apiserver makes them (with the files in a node's pki folder),
+/// recording every acknowledged write and every failure, and (optionally) the quorum verdict
+/// sampled all along.
 struct Traffic {
     stop: Arc<AtomicBool>,
     acked: Arc<Mutex<Vec<u32>>>,
-    failed: Arc<Mutex<u32>>,
+    failures: Arc<Mutex<Vec<(std::time::Instant, String)>>>,
     verdicts: Arc<Mutex<Vec<Option<i32>>>>,
     threads: Vec<std::thread::JoinHandle<()>>,
+    node_pki: std::path::PathBuf,
+    prefix: String,
 }
 
 impl Traffic {
+    /// Writes with the control-plane folder's current files (an apiserver restarted at once).
     fn start(dir: &Path, eps: &str, spec: &Path) -> Traffic {
+        Traffic::start_with(&dir.join("out/control-plane/cp-1/etc/kubernetes/pki"), "w", eps, Some(spec))
+    }
+
+    fn start_with(node_pki: &Path, prefix: &str, eps: &str, sample: Option<&Path>) -> Traffic {
         let stop = Arc::new(AtomicBool::new(false));
         let acked = Arc::new(Mutex::new(Vec::<u32>::new()));
-        let failed = Arc::new(Mutex::new(0u32));
+        let failures = Arc::new(Mutex::new(Vec::new()));
         let verdicts = Arc::new(Mutex::new(Vec::<Option<i32>>::new()));
         let writer = {
-            let (stop, acked, failed, dir, eps) = (stop.clone(), acked.clone(), failed.clone(), dir.to_path_buf(), eps.to_string());
+            let (stop, acked, failures, node, eps, prefix) = (stop.clone(), acked.clone(), failures.clone(), node_pki.to_path_buf(), eps.to_string(), prefix.to_string());
             std::thread::spawn(move || {
                 let mut n = 0u32;
                 while !stop.load(Ordering::Relaxed) && n < 3000 {
                     n += 1;
-                    let r = apiserver_etcdctl(&dir, &eps, &["put", &format!("/registry/w/{n:05}"), &n.to_string()]);
+                    let r = etcdctl_with(&node, &eps, &["put", &format!("/registry/{prefix}/{n:05}"), &n.to_string()]);
                     if r.ok() {
                         acked.lock().unwrap().push(n);
                     } else {
-                        *failed.lock().unwrap() += 1;
+                        failures.lock().unwrap().push((std::time::Instant::now(), r.stderr));
                     }
                 }
             })
         };
-        let sampler = {
+        let mut threads = vec![writer];
+        if let Some(spec) = sample {
             let (stop, verdicts, spec) = (stop.clone(), verdicts.clone(), spec.to_path_buf());
-            std::thread::spawn(move || {
+            threads.push(std::thread::spawn(move || {
                 let mut samples = 0;
                 while !stop.load(Ordering::Relaxed) && samples < 1000 {
                     samples += 1;
                     let r = run_bounded(Command::new(bin("etcd-bootstrap")).arg("-f").arg(&spec).arg("status"), Duration::from_secs(30));
                     verdicts.lock().unwrap().push(r.code);
                 }
-            })
-        };
+            }));
+        }
         std::thread::sleep(Duration::from_millis(500));
-        Traffic { stop, acked, failed, verdicts, threads: vec![writer, sampler] }
+        Traffic { stop, acked, failures, verdicts, threads, node_pki: node_pki.to_path_buf(), prefix: prefix.to_string() }
+    }
+
+    fn failures(&self) -> Vec<(std::time::Instant, String)> {
+        self.failures.lock().unwrap().clone()
+    }
+
+    /// Stops the traffic without judging it.
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            t.join().unwrap();
+        }
     }
 
     fn acked(&self) -> usize {
         self.acked.lock().unwrap().len()
     }
 
-    /// Stops the traffic; checks that every acknowledged write is readable and quorum held.
-    fn finish(self, dir: &Path, eps: &str, max_failed: u32) {
+    /// Stops the traffic; checks that every acknowledged write is readable (with the files the
+    /// writer ended with) and that quorum held whenever it was sampled.
+    fn finish(self, eps: &str, max_failed: usize) {
         std::thread::sleep(Duration::from_millis(800));
         self.stop.store(true, Ordering::Relaxed);
         for t in self.threads {
             t.join().unwrap();
         }
         let acked = self.acked.lock().unwrap().clone();
-        let failed = *self.failed.lock().unwrap();
+        let failures = self.failures.lock().unwrap().clone();
         assert!(acked.len() >= 10, "too few writes to mean anything: {}", acked.len());
-        assert!(failed <= max_failed, "failed writes: {failed}");
-        let got = apiserver_etcdctl(dir, eps, &["get", "/registry/w/", "--prefix", "--keys-only"]).assert_ok();
+        assert!(failures.len() <= max_failed, "{} failed writes, first: {:?}", failures.len(), failures.first().map(|f| &f.1));
+        let got = etcdctl_with(&self.node_pki, eps, &["get", &format!("/registry/{}/", self.prefix), "--prefix", "--keys-only"]).assert_ok();
         for n in &acked {
-            assert!(got.stdout.contains(&format!("/registry/w/{n:05}")), "acknowledged write {n} is missing");
+            assert!(got.stdout.contains(&format!("/registry/{}/{n:05}", self.prefix)), "acknowledged write {n} is missing");
         }
         let v = self.verdicts.lock().unwrap();
-        assert!(!v.is_empty());
         assert!(v.iter().all(|c| *c == Some(0) || *c == Some(1)), "quorum must never be lost: {v:?}");
     }
 }
@@ -129,7 +155,7 @@ fn rotate_certs_under_continuous_writes_keeps_every_acknowledged_write() {
     std::thread::sleep(Duration::from_millis(600));
     assert!(traffic.acked() > at_end, "apiserver clients must keep working after the rotation");
     // a rekey may race one read of the client's cert+key pair: at most a couple of failed writes
-    traffic.finish(&dir, &eps, 2);
+    traffic.finish(&eps, 2);
     // the renewed set passes the check, with SANs covering the spec's addresses
     let check = boot(&spec, &["certs", "check", "-w", "json"]);
     assert_eq!(check.code, Some(0), "{}", check.stdout);
@@ -157,7 +183,7 @@ fn replacing_a_dead_member_under_continuous_writes() {
         assert!(r.stderr.contains(step), "lacks {step:?}: {}", r.stderr);
     }
     // writes to the dead member's endpoint fail until it is back: etcdctl tries the others
-    traffic.finish(&dir, &eps, 10);
+    traffic.finish(&eps, 10);
     assert_eq!(boot(&spec, &["status"]).code, Some(0));
     // the old data was moved aside, not deleted
     assert!(std::fs::read_dir(dir.join(format!("members/{victim}"))).unwrap().flatten().any(|e| e.file_name().to_string_lossy().starts_with("data.replaced-")));
@@ -243,14 +269,53 @@ fn check_expiration_reports_expired_and_invalid_with_exit_2() {
     assert!(info.contains("IP:10.0.0.1") && info.contains("Server Auth, Client Auth"), "same SANs and usages: {info}");
 }
 
+/// Copies into `node_pki` exactly the files a `rotate ca` stop tells the operator to copy to
+/// cp-1 (lines "  cp-1: copy SRC to /etc/kubernetes/pki/..."), each atomically; returns how many.
+fn follow_instructions(stdout: &str, node_pki: &Path) -> usize {
+    let mut copied = 0;
+    for line in stdout.lines() {
+        let Some(rest) = line.trim().strip_prefix("cp-1: copy ") else { continue };
+        let (src, dest) = rest.split_once(" to ").unwrap();
+        let to = node_pki.join(dest.strip_prefix("/etc/kubernetes/pki/").unwrap());
+        let tmp = to.with_extension("copying");
+        std::fs::copy(src, &tmp).unwrap();
+        std::fs::rename(&tmp, &to).unwrap();
+        copied += 1;
+    }
+    copied
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
 #[test]
-fn rotate_ca_interrupted_midway_resumes_and_never_loses_quorum() {
+fn rotate_ca_in_stages_keeps_an_apiserver_that_follows_the_instructions_working() {
     let (tmp, spec, eps, _down) = running_cluster();
     let dir = tmp.path().to_path_buf();
-    let old_client = (std::fs::read(dir.join("pki/control-plane/apiserver-etcd-client.crt")).unwrap(), std::fs::read(dir.join("pki/control-plane/apiserver-etcd-client.key")).unwrap());
-    let traffic = Traffic::start(&dir, &eps, &spec);
+    // what kube-apiserver on cp-1 holds: one copy that follows each stop's instructions, one
+    // that never changes
+    let (node, stale) = (dir.join("node-cp-1/pki"), dir.join("stale-cp-1/pki"));
+    copy_tree(&dir.join("out/control-plane/cp-1/etc/kubernetes/pki"), &node);
+    copy_tree(&dir.join("out/control-plane/cp-1/etc/kubernetes/pki"), &stale);
+    let obedient = Traffic::start_with(&node, "obedient", &eps, Some(&spec));
+    let unchanged = Traffic::start_with(&stale, "stale", &eps, None);
     // interrupt the first run once it has recorded progress
-    let mut first = Command::new(bin("etcd-bootstrap")).arg("-f").arg(&spec).args(["rotate", "ca"]).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut first = Command::new(bin("etcd-bootstrap"))
+        .arg("-f")
+        .arg(&spec)
+        .args(["rotate", "ca"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let state = dir.join("pki/etcd/ca-rotation.json");
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while !state.exists() && std::time::Instant::now() < deadline {
@@ -260,22 +325,57 @@ fn rotate_ca_interrupted_midway_resumes_and_never_loses_quorum() {
     let _ = first.kill();
     let _ = first.wait();
     assert!(state.exists(), "the first run should have started the rotation");
+    // resumed, it finishes step 1 and stops with instructions
     let second = boot(&spec, &["rotate", "ca"]);
     assert!(second.ok(), "{}{}", second.stdout, second.stderr);
     assert!(second.stderr.contains("resuming in phase"), "{}", second.stderr);
-    assert!(second.stderr.contains("done: every member trusts and serves only the new CA"), "{}", second.stderr);
-    // member restarts make single writes fail now and then (etcdctl gives up on a restarting
-    // endpoint); what matters: no acknowledged write lost, quorum never lost
-    traffic.finish(&dir, &eps, 15);
+    assert!(second.stdout.contains("stopped after step 1 of 3") && second.stdout.contains("rotate ca --continue"), "{}", second.stdout);
+    // run again without --continue: nothing changes, the same instructions
+    let again = boot(&spec, &["rotate", "ca"]).assert_ok();
+    assert!(again.stdout.contains("stopped after step 1 of 3") && again.stderr.contains("waiting for the operator"), "{}{}", again.stdout, again.stderr);
+    let status = boot(&spec, &["rotate", "ca", "--status"]).assert_ok();
+    assert!(status.stdout.contains("waiting for the operator before step 2 of 3"), "{}", status.stdout);
+    // at each stop the cluster is HEALTHY and nothing restarts: a failure is a refusal
+    let works = |pki: &Path| etcdctl_with(pki, &eps, &["put", "checkpoint", "x"]).ok();
+    assert!(works(&node) && works(&stale), "after step 1 both old and new files work");
+    assert_eq!(follow_instructions(&second.stdout, &node), 1, "{}", second.stdout);
+    let switched = std::time::Instant::now();
+    let third = boot(&spec, &["rotate", "ca", "--continue"]);
+    assert!(third.ok() && third.stdout.contains("stopped after step 2 of 3"), "{}{}", third.stdout, third.stderr);
+    assert!(works(&node), "after step 2 the files the instructions named work");
+    assert!(!works(&stale), "after step 2 members serve certificates the old CA file cannot verify");
+    assert_eq!(follow_instructions(&third.stdout, &node), 2, "{}", third.stdout);
+    assert!(works(&node));
+    let fourth = boot(&spec, &["rotate", "ca", "--continue"]);
+    assert!(fourth.ok() && fourth.stdout.contains("CA rotation done"), "{}{}", fourth.stdout, fourth.stderr);
+    assert!(works(&node));
+    assert_eq!(follow_instructions(&fourth.stdout, &node), 1, "{}", fourth.stdout);
+    assert!(works(&node));
+    // a rolling restart of all three restarts the leader at some point: leadership moves first
+    assert!(fourth.stderr.contains("leadership moved to"), "a leader is never simply restarted: {}", fourth.stderr);
+    // the writer that followed the instructions was never refused; the one that did not kept
+    // working until the point the first stop named
+    let refused: Vec<String> = obedient.failures().into_iter().filter(|f| is_tls_refusal(&f.1)).map(|f| f.1).collect();
+    assert!(refused.is_empty(), "refused while following the instructions: {refused:?}");
+    let stale_failures = unchanged.failures();
+    let (before, after) = (stale_failures.iter().filter(|f| f.0 <= switched).count(), stale_failures.iter().filter(|f| f.0 > switched).count());
+    eprintln!("writes that failed: following the instructions {}, unchanged files {before} before step 2 and {after} after", obedient.failures().len());
+    unchanged.stop();
+    assert!(before == 0 && after > 0, "unchanged files: {before} failed writes before step 2, {after} after");
+    // leadership moves before each restart, so no write fails at all; no acknowledged write
+    // lost, quorum never lost
+    obedient.finish(&eps, 0);
     assert_eq!(boot(&spec, &["status"]).code, Some(0));
     assert!(!state.exists() && !dir.join("pki/etcd/ca-new.crt").exists());
-    // the old CA is gone from the members: a client certificate it issued is refused
-    std::fs::write(dir.join("old.crt"), &old_client.0).unwrap();
-    std::fs::write(dir.join("old.key"), &old_client.1).unwrap();
-    let old = etcdctl_as(&dir, &eps, &dir.join("old.crt"), &dir.join("old.key"), &["get", "k"]);
-    assert!(!old.ok(), "a client certificate from the old CA must be refused");
-    // the new control-plane files work, and every certificate checks out against the new CA
-    apiserver_etcdctl(&dir, &eps, &["put", "after-rotation", "ok"]).assert_ok();
+    let status = boot(&spec, &["rotate", "ca", "--status"]).assert_ok();
+    assert!(status.stdout.starts_with("no CA rotation under way"), "{}", status.stdout);
+    // the old client certificate is refused even by a client that trusts the new CA
+    let mixed = dir.join("mixed/pki");
+    copy_tree(&stale, &mixed);
+    std::fs::copy(node.join("etcd/ca.crt"), mixed.join("etcd/ca.crt")).unwrap();
+    let old = etcdctl_with(&mixed, &eps, &["get", "k"]);
+    assert!(!old.ok(), "a client certificate from the old CA must be refused: {}", old.stdout);
+    // every certificate checks out against the new CA
     let check = boot(&spec, &["certs", "check"]);
     assert_eq!(check.code, Some(0), "{}", check.stdout);
 }

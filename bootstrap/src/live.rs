@@ -1,0 +1,226 @@
+//! Live-cluster primitives shared by the operations in [`crate::ops`]: running a script on a
+//! member, delivering files, starting and restarting a member (leadership handed off first), the
+//! quorum verdict over the spec's members, and the bounded waits for HEALTHY. Nothing here decides
+//! what an operation does; each operation composes these.
+
+use crate::error::{BootError, Result};
+use crate::plan::{MemberPlan, Plan};
+use crate::progress::Progress;
+use crate::scripts;
+use crate::transport::{self, ScriptOutput};
+use etcdctl_lite::options::ClientOptions;
+use etcdctl_lite::quorum::{ClusterState, MemberState, Role as QRole, Verdict};
+use pki::cluster::Role;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Bound on one script or delivery on a member's host.
+pub(crate) const SCRIPT_LIMIT: Duration = Duration::from_secs(60);
+
+/// A current-thread tokio runtime for the etcd client calls of one operation.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| BootError::NotHealthy(format!("cannot start the runtime: {e}")))
+}
+
+/// Runs `f` for every member in parallel; results in member order.
+pub(crate) fn per_member<T: Send>(plan: &Plan, f: impl Fn(&MemberPlan) -> T + Sync) -> Vec<T> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = plan.members.iter().map(|m| s.spawn(|| f(m))).collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+    })
+}
+
+fn host_error(m: &MemberPlan, t: &dyn transport::Transport, reason: String) -> BootError {
+    BootError::Host { member: m.spec.name.clone(), host: t.describe(), reason }
+}
+
+pub(crate) fn run_on(m: &MemberPlan, script: &str) -> Result<ScriptOutput> {
+    let t = transport::for_member(&m.spec);
+    t.run(script, SCRIPT_LIMIT).map_err(|reason| host_error(m, t.as_ref(), reason))
+}
+
+/// Delivers `(path, mode, bytes)` files to the member's host; returns how many changed.
+pub(crate) fn deliver(m: &MemberPlan, files: &[(String, u32, Vec<u8>)]) -> Result<usize> {
+    let t = transport::for_member(&m.spec);
+    t.deliver(files, SCRIPT_LIMIT).map_err(|reason| host_error(m, t.as_ref(), reason))
+}
+
+/// The member's own files from the operator's PKI directory (those `keep` selects).
+pub(crate) fn own_files(m: &MemberPlan, keep: impl Fn(&crate::plan::Delivery) -> bool) -> Result<Vec<(String, u32, Vec<u8>)>> {
+    m.read_files(keep).map_err(|e| BootError::Output { path: m.spec.name.clone(), reason: e.to_string() })
+}
+
+/// Starts a member: under systemd its unit file is delivered first, as a file (never through a
+/// script's text), then the start script runs.
+pub(crate) fn start_member(m: &MemberPlan, token: &str) -> Result<ScriptOutput> {
+    if let Some(unit) = scripts::unit_delivery(m) {
+        deliver(m, &[unit])?;
+    }
+    run_on(m, &scripts::start(m, token))
+}
+
+pub(crate) fn host_err(m: &MemberPlan, what: &str, out: &ScriptOutput) -> BootError {
+    BootError::Host { member: m.spec.name.clone(), host: m.spec.host.clone(), reason: format!("{what} failed (exit {}): {}", out.status(), out.stderr.trim()) }
+}
+
+/// The CA bundle the operator's checks trust while a CA rotation is under way (old + new).
+pub fn trust_bundle_path(plan: &Plan) -> PathBuf {
+    plan.issue.dir.join("etcd").join("ca-bundle.crt")
+}
+
+/// Client options for checking the cluster with the operator's healthcheck client certificate.
+pub fn client_options(plan: &Plan) -> Result<ClientOptions> {
+    let pki = plan.pki();
+    let hc = pki.leaf(&Role::HealthcheckClient);
+    let s = |p: &std::path::Path| p.display().to_string();
+    // during a CA rotation, trust both CAs (members serve certificates from either)
+    let bundle = trust_bundle_path(plan);
+    let ca = if bundle.exists() { bundle } else { pki.ca().cert };
+    ClientOptions::new(&plan.endpoints(), Some(&s(&ca)), Some(&s(&hc.cert)), Some(&s(&hc.key)), Duration::from_secs(1), Duration::from_secs(2))
+        .map_err(|e| BootError::NotHealthy(format!("cannot check the cluster: {e}")))
+}
+
+/// One quorum verdict over the plan's members; an election in progress is re-checked for one
+/// election timeout before it is reported.
+pub fn verdict(plan: &Plan) -> Result<Verdict> {
+    let opts = client_options(plan)?;
+    Ok(runtime()?.block_on(etcdctl_lite::observe::assess(&opts, etcdctl_lite::observe::DEFAULT_ELECTION_TIMEOUT)))
+}
+
+/// Polls every endpoint's health (a linearizable read each, in parallel, short bounds) every
+/// 25 ms until all answer or `deadline` passes; cheaper than a full verdict per poll.
+pub(crate) fn wait_all_healthy(plan: &Plan, deadline: Instant) -> Result<()> {
+    let mut opts = client_options(plan)?;
+    opts.dial_timeout = Duration::from_millis(500);
+    opts.command_timeout = Duration::from_secs(1);
+    runtime()?.block_on(async {
+        while Instant::now() < deadline {
+            if etcdctl_lite::ops::health(&opts).await.iter().all(|h| h.healthy()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    });
+    Ok(())
+}
+
+/// Waits (bounded by `wait`) for a HEALTHY verdict; the error says what `after` was and that
+/// the operation resumes when run again.
+pub(crate) fn wait_healthy(plan: &Plan, wait: Duration, after: &str) -> Result<Verdict> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let v = verdict(plan)?;
+        if v.state == ClusterState::Healthy {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            return Err(BootError::NotHealthy(format!(
+                "after {after}: not HEALTHY within {}s ({}: {}); stopped here, and running the same command again resumes",
+                wait.as_secs(),
+                v.state.word(),
+                v.summary
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(150));
+    }
+}
+
+/// Refuses unless the cluster is HEALTHY now.
+pub(crate) fn require_healthy(plan: &Plan, what: &str) -> Result<Verdict> {
+    let v = verdict(plan)?;
+    if v.state != ClusterState::Healthy {
+        return Err(BootError::NotHealthy(format!("refusing to {what}: the cluster is {} ({}); fix it first", v.state.word(), v.summary)));
+    }
+    Ok(v)
+}
+
+/// The operator's CRL (empty until something is revoked), made once; etcd needs the file.
+pub(crate) fn ensure_crl(plan: &Plan) -> Result<()> {
+    let (_, crl) = pki::crl::paths(&plan.issue.dir);
+    if !crl.exists() {
+        let pair = plan.pki().ca();
+        let ca = pki::ca::Ca::load_files(&pair.cert, &pair.key)?;
+        pki::crl::refresh(&plan.issue.dir, &ca)?;
+    }
+    Ok(())
+}
+
+/// Waits (bounded) until the member's TLS handshake presents its server certificate from the
+/// operator's PKI directory: etcd re-reads its certificate on every handshake.
+pub(crate) fn wait_serves_own_certificate(plan: &Plan, m: &MemberPlan, wait: Duration) -> Result<()> {
+    let path = plan.pki().leaf(&Role::Server(m.spec.name.clone())).cert;
+    let pem = std::fs::read(&path).map_err(|e| BootError::Output { path: path.display().to_string(), reason: e.to_string() })?;
+    let want = pki::pemfile::first_certificate(&pem, &path.display().to_string())?;
+    let opts = client_options(plan)?;
+    let deadline = Instant::now() + wait;
+    loop {
+        let served = opts.tls.as_ref().and_then(|tls| etcdctl_lite::diagnose::presented_certificate(&m.spec.client_url(), tls, Duration::from_secs(1)));
+        if served.as_deref() == Some(&want[..]) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(BootError::NotHealthy(format!("member {} still serves its old certificate after {}s; stopped before the next member", m.spec.name, wait.as_secs())));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// If `m` leads, hands leadership to a healthy voter (etcd's MoveLeader) and waits until the
+/// cluster follows it, so that stopping `m` causes no election. Returns the new leader's name.
+pub(crate) fn hand_off_leadership(plan: &Plan, m: &MemberPlan, wait: Duration) -> Result<Option<String>> {
+    let v = verdict(plan)?;
+    let is_leader = |x: &etcdctl_lite::quorum::MemberVerdict| x.role == QRole::Leader && x.state == MemberState::Healthy;
+    if !v.members.iter().any(|x| is_leader(x) && (x.name == m.spec.name || x.endpoint == m.spec.client_url())) {
+        return Ok(None);
+    }
+    let Some(target) = v
+        .members
+        .iter()
+        .find(|x| x.name != m.spec.name && x.role == QRole::Follower && x.state == MemberState::Healthy)
+        .and_then(|x| u64::from_str_radix(&x.id, 16).ok().map(|id| (id, x.name.clone())))
+    else {
+        return Ok(None); // a single member, or no healthy follower: nothing to hand over to
+    };
+    let opts = client_options(plan)?;
+    let rt = runtime()?;
+    let deadline = Instant::now() + wait;
+    rt.block_on(etcdctl_lite::ops::move_leader(&opts, target.0))
+        .map_err(|e| BootError::NotHealthy(format!("member {}: moving leadership to {} failed: {e}", m.spec.name, target.1)))?;
+    loop {
+        let now = verdict(plan)?;
+        if now.state == ClusterState::Healthy && now.members.iter().any(|x| x.name == target.1 && x.role == QRole::Leader) {
+            return Ok(Some(target.1));
+        }
+        if Instant::now() > deadline {
+            return Err(BootError::NotHealthy(format!("member {}: leadership did not move to {} within {}s ({})", m.spec.name, target.1, wait.as_secs(), now.summary)));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Restarts one member without an election: leadership handed off first, then stop and start,
+/// then a HEALTHY verdict before returning.
+pub(crate) fn restart_member(plan: &Plan, m: &MemberPlan, wait: Duration, progress: &Progress) -> Result<()> {
+    if let Some(to) = hand_off_leadership(plan, m, wait)? {
+        progress.step(&format!("leader {}", m.name()), &format!("leadership moved to {to} before the restart"), None);
+    }
+    let stop = run_on(m, &scripts::stop(m, None))?;
+    if !stop.ok() {
+        return Err(host_err(m, "stopping etcd", &stop));
+    }
+    let start = start_member(m, &plan.token)?;
+    if !start.ok() {
+        return Err(host_err(m, "starting etcd", &start));
+    }
+    wait_healthy(plan, wait, &format!("restarting {}", m.spec.name))?;
+    Ok(())
+}
+
+/// Writes one file (binaries: streamed, not held in a script) on the member's host.
+pub(crate) fn put_file(m: &MemberPlan, path: &str, mode: u32, data: &[u8]) -> Result<()> {
+    let t = transport::for_member(&m.spec);
+    t.put_file(path, mode, data, SCRIPT_LIMIT).map_err(|reason| host_error(m, t.as_ref(), reason))
+}

@@ -1,0 +1,371 @@
+//! `rotate ca`: replacing the etcd CA with kube-apiserver kept working throughout. etcd re-reads
+//! its certificate and key on every handshake but never reloads its CA bundle, and kube-apiserver
+//! reads its etcd CA and client certificate only at start, so the rotation is staged, and it
+//! stops twice for the operator to update kube-apiserver:
+//!
+//! 1. trust-both: every member (and every control-plane folder) trusts old + new; rolling
+//!    restart, leadership handed off first. **Stop**: copy the bundle to each control-plane node,
+//!    restart kube-apiserver there, then `rotate ca --continue`.
+//! 2. reissue: every leaf re-issued by the new CA (new keys) and delivered (no restart needed);
+//!    the control-plane folders get kube-apiserver's new client certificate. **Stop**: copy it,
+//!    restart kube-apiserver, then `--continue`.
+//! 3. drop-old: members trust the new CA only; rolling restart; the new CA becomes the CA of the
+//!    PKI directory (the old one kept as a backup) and the CRL is re-signed.
+//!
+//! Progress is recorded in `etcd/ca-rotation.json` after every member, so an interrupted
+//! rotation resumes where it stopped; `rotate ca --status` reads it.
+
+use crate::error::{BootError, Result};
+use crate::kubeadm::{CA_FILE, CERT_FILE, KEY_FILE};
+use crate::live::{deliver, own_files, require_healthy, restart_member, start_member, trust_bundle_path, verdict, wait_healthy, wait_serves_own_certificate};
+use crate::plan::{MemberPlan, Plan};
+use crate::progress::Progress;
+use etcdctl_lite::quorum::ClusterState;
+use pki::cluster::Role;
+use pki::files::{self, PlannedFile};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    TrustBoth,
+    Reissue,
+    DropOld,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RotationState {
+    pub phase: Phase,
+    /// Members finished in the current phase.
+    pub done: Vec<String>,
+    /// Leaves re-issued by the new CA (phase 2, operator side).
+    #[serde(default)]
+    pub reissued: bool,
+    /// The previous phase is finished and the operator has been told to update kube-apiserver;
+    /// `--continue` goes on.
+    #[serde(default)]
+    pub waiting_for_operator: bool,
+}
+
+/// Where a `rotate ca` run left the rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Members trust old + new; kube-apiserver must get the bundle before `--continue`.
+    TrustsBoth,
+    /// Members serve certificates from the new CA; kube-apiserver must get its new client
+    /// certificate before `--continue`.
+    Reissued,
+    /// Every member trusts and serves only the new CA.
+    Done,
+}
+
+/// `rotate ca` (start or resume), `rotate ca --continue`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    StartOrResume,
+    Continue,
+}
+
+fn etcd_dir(plan: &Plan) -> PathBuf {
+    plan.issue.dir.join("etcd")
+}
+fn state_path(plan: &Plan) -> PathBuf {
+    etcd_dir(plan).join("ca-rotation.json")
+}
+fn new_ca_paths(plan: &Plan) -> (PathBuf, PathBuf) {
+    (etcd_dir(plan).join("ca-new.crt"), etcd_dir(plan).join("ca-new.key"))
+}
+
+fn read(p: &Path) -> Result<Vec<u8>> {
+    std::fs::read(p).map_err(|e| BootError::Output { path: p.display().to_string(), reason: e.to_string() })
+}
+
+fn save(plan: &Plan, state: &RotationState) -> Result<()> {
+    let json = serde_json::to_string_pretty(state).unwrap_or_default() + "\n";
+    files::write_atomic(&state_path(plan), json.as_bytes(), 0o644)?;
+    Ok(())
+}
+
+/// The recorded rotation, if one is under way.
+pub fn current(plan: &Plan) -> Result<Option<RotationState>> {
+    match std::fs::read(state_path(plan)) {
+        Ok(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|e| BootError::Output { path: state_path(plan).display().to_string(), reason: format!("{e}; the rotation's record is damaged: restore it from a backup or compare ca.crt/ca-new.crt by hand") }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(BootError::Output { path: state_path(plan).display().to_string(), reason: e.to_string() }),
+    }
+}
+
+pub fn rotate_ca(plan: &Plan, request: Request, wait: Duration, progress: &Progress) -> Result<Outcome> {
+    let _lock = pki::lock::lock_dir(&plan.issue.dir, pki::lock::DEFAULT_WAIT)?;
+    let mut state = match (current(plan)?, request) {
+        (None, Request::Continue) => return Err(BootError::NotHealthy("no CA rotation is under way; `rotate ca` starts one".into())),
+        (None, Request::StartOrResume) => begin(plan, progress)?,
+        (Some(s), _) if s.waiting_for_operator && request == Request::StartOrResume => {
+            progress.step("rotate ca", "waiting for the operator: do the steps below, then run `rotate ca --continue`", None);
+            return Ok(stop_before(s.phase));
+        }
+        (Some(mut s), _) if s.waiting_for_operator => {
+            // recorded at once: from here an interruption leaves members mid-restart, which a
+            // plain `rotate ca` must resume rather than report as waiting
+            s.waiting_for_operator = false;
+            save(plan, &s)?;
+            progress.step("rotate ca", &format!("continuing with phase {:?}", s.phase), None);
+            s
+        }
+        (Some(s), _) => {
+            progress.step("rotate ca", &format!("resuming in phase {:?} after {:?}", s.phase, s.done), None);
+            restart_stopped_members(plan, wait)?;
+            s
+        }
+    };
+    let (new_cert, new_key) = new_ca_paths(plan);
+    let old_pem = read(&plan.pki().ca().cert)?;
+    let new_pem = read(&new_cert)?;
+    if state.phase == Phase::TrustBoth {
+        trust_both(plan, &mut state, &old_pem, &new_pem, wait, progress)?;
+        return Ok(Outcome::TrustsBoth);
+    }
+    if state.phase == Phase::Reissue {
+        reissue(plan, &mut state, &new_cert, &new_key, wait, progress)?;
+        return Ok(Outcome::Reissued);
+    }
+    drop_old(plan, &mut state, &old_pem, &new_pem, wait, progress)?;
+    Ok(Outcome::Done)
+}
+
+fn stop_before(phase: Phase) -> Outcome {
+    match phase {
+        Phase::TrustBoth | Phase::Reissue => Outcome::TrustsBoth,
+        Phase::DropOld => Outcome::Reissued,
+    }
+}
+
+/// A new rotation: the cluster must be HEALTHY; the new CA is made (create-only) next to the old.
+fn begin(plan: &Plan, progress: &Progress) -> Result<RotationState> {
+    require_healthy(plan, "rotate the CA")?;
+    let (new_cert, new_key) = new_ca_paths(plan);
+    if !new_cert.exists() {
+        let pair = plan.pki().ca();
+        let old = pki::ca::Ca::load_files(&pair.cert, &pair.key)?;
+        let ca = pki::ca::Ca::create(&pki::ca::CaOptions { algorithm: old.key().algorithm(), ..pki::ca::CaOptions::default() })?;
+        files::write_all(&[PlannedFile::public(&new_cert, ca.cert_pem()), PlannedFile::ca_key(&new_key, ca.key().to_pkcs8_pem())], false)?;
+        progress.step("rotate ca", &format!("new CA in {}", new_cert.display()), None);
+    }
+    let s = RotationState { phase: Phase::TrustBoth, done: vec![], reissued: false, waiting_for_operator: false };
+    save(plan, &s)?;
+    Ok(s)
+}
+
+/// A member may have been stopped mid-restart by an interrupted run, whose stop script may still
+/// be finishing: keep starting whatever is not running (idempotent) until the cluster is healthy.
+fn restart_stopped_members(plan: &Plan, wait: Duration) -> Result<()> {
+    let deadline = Instant::now() + wait;
+    loop {
+        for m in &plan.members {
+            let _ = start_member(m, &plan.token);
+        }
+        let v = verdict(plan)?;
+        if v.state == ClusterState::Healthy {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(BootError::NotHealthy(format!("cannot resume: not HEALTHY within {}s ({})", wait.as_secs(), v.summary)));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Phase 1: members and control-plane folders trust old + new.
+fn trust_both(plan: &Plan, state: &mut RotationState, old_pem: &[u8], new_pem: &[u8], wait: Duration, progress: &Progress) -> Result<()> {
+    let mut both = old_pem.to_vec();
+    both.extend_from_slice(new_pem);
+    files::write_atomic(&trust_bundle_path(plan), &both, 0o644)?;
+    control_plane_ca(plan, &both)?;
+    rolling_restart(plan, state, &both, wait, progress, "trust old+new")?;
+    *state = RotationState { phase: Phase::Reissue, done: vec![], reissued: false, waiting_for_operator: true };
+    save(plan, state)
+}
+
+/// Phase 2: every leaf re-issued by the new CA and delivered member by member; then
+/// kube-apiserver's new client certificate in the control-plane folders.
+fn reissue(plan: &Plan, state: &mut RotationState, new_cert: &Path, new_key: &Path, wait: Duration, progress: &Progress) -> Result<()> {
+    let pki = plan.pki();
+    if !state.reissued {
+        let t = Instant::now();
+        let new_ca = pki::ca::Ca::load_files(new_cert, new_key)?;
+        let n = pki::renew::renew(&plan.issue.dir, &new_ca, &pki::renew::all_targets(&pki), plan.issue.validity, true)?.len();
+        state.reissued = true;
+        save(plan, state)?;
+        progress.step("reissue", &format!("{n} certificates re-issued by the new CA with new keys"), Some(t.elapsed()));
+    }
+    for m in &plan.members {
+        if state.done.contains(&m.spec.name) {
+            continue;
+        }
+        let t = Instant::now();
+        deliver(m, &own_files(m, |f| !f.dest.ends_with("ca.crt"))?)?;
+        wait_serves_own_certificate(plan, m, wait)?;
+        wait_healthy(plan, wait, &format!("re-issuing {}", m.spec.name))?;
+        progress.step(&format!("reissue {}", m.spec.name), "serves its certificate from the new CA; cluster HEALTHY", Some(t.elapsed()));
+        state.done.push(m.spec.name.clone());
+        save(plan, state)?;
+    }
+    // kube-apiserver's client certificate from the new CA, while the members still trust both
+    write_control_plane_client(plan)?;
+    *state = RotationState { phase: Phase::DropOld, done: vec![], reissued: true, waiting_for_operator: true };
+    save(plan, state)
+}
+
+/// Phase 3: members trust the new CA only; it becomes the directory's CA.
+fn drop_old(plan: &Plan, state: &mut RotationState, old_pem: &[u8], new_pem: &[u8], wait: Duration, progress: &Progress) -> Result<()> {
+    control_plane_ca(plan, new_pem)?;
+    rolling_restart(plan, state, new_pem, wait, progress, "trust new only")?;
+    // the new CA becomes the directory's CA; the old one is kept as a backup
+    let ca_pair = plan.pki().ca();
+    let (new_cert, new_key) = new_ca_paths(plan);
+    let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
+    let bak = |p: &Path| p.with_file_name(format!("{}.{stamp}.bak", p.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
+    files::write_all(
+        &[
+            PlannedFile::public(bak(&ca_pair.cert), old_pem.to_vec()),
+            PlannedFile::secret(bak(&ca_pair.key), read(&ca_pair.key)?),
+            PlannedFile::public(&ca_pair.cert, new_pem.to_vec()),
+            PlannedFile::secret(&ca_pair.key, read(&new_key)?),
+        ],
+        true,
+    )?;
+    let ca = pki::ca::Ca::load_files(&ca_pair.cert, &ca_pair.key)?;
+    pki::crl::refresh(&plan.issue.dir, &ca)?;
+    for p in [new_cert, new_key, trust_bundle_path(plan), state_path(plan)] {
+        let _ = std::fs::remove_file(p);
+    }
+    // the re-signed CRL to the members; control-plane folders and HAProxy regenerated
+    for m in &plan.members {
+        deliver(m, &own_files(m, |f| f.dest.ends_with("crl.pem"))?)?;
+    }
+    crate::outputs::write(plan, crate::outputs::existing_api(plan))?;
+    wait_healthy(plan, wait, "the last member")?;
+    progress.step("rotate ca", "done: every member trusts and serves only the new CA", None);
+    Ok(())
+}
+
+/// Restarts every member not yet done in this phase with `ca_pem` as its CA file, recording each.
+fn rolling_restart(plan: &Plan, state: &mut RotationState, ca_pem: &[u8], wait: Duration, progress: &Progress, what: &str) -> Result<()> {
+    for m in &plan.members {
+        if state.done.contains(&m.spec.name) {
+            continue;
+        }
+        let t = Instant::now();
+        deliver_ca(plan, m, ca_pem)?;
+        // etcd reads its CA bundle only at start
+        restart_member(plan, m, wait, progress)?;
+        progress.step(&format!("{what} {}", m.spec.name), "restarted with the new CA bundle; cluster HEALTHY", Some(t.elapsed()));
+        state.done.push(m.spec.name.clone());
+        save(plan, state)?;
+    }
+    Ok(())
+}
+
+/// `ca_pem` as the member's CA file, in the operator's copy and on the host.
+fn deliver_ca(plan: &Plan, m: &MemberPlan, ca_pem: &[u8]) -> Result<()> {
+    let pki = plan.pki();
+    files::write_all(&[PlannedFile::public(pki.ca_copy_in(&pki.member_dir(&m.spec.name)), ca_pem.to_vec())], true)?;
+    deliver(m, &[(m.spec.pki_dir.join("etcd/ca.crt").display().to_string(), 0o644, ca_pem.to_vec())])?;
+    Ok(())
+}
+
+/// A control-plane node's folder under the outputs.
+fn node_dir(plan: &Plan, node: &str) -> PathBuf {
+    plan.loaded.output_dir.join("control-plane").join(node)
+}
+
+/// kube-apiserver's CA file in every control-plane folder.
+fn control_plane_ca(plan: &Plan, ca_pem: &[u8]) -> Result<()> {
+    let pki = plan.pki();
+    let mut planned = vec![PlannedFile::public(pki.ca_copy_in(&pki.control_plane_dir()), ca_pem.to_vec())];
+    for n in &plan.loaded.spec.kubernetes.control_plane_nodes {
+        let p = node_dir(plan, &n.name).join(CA_FILE.trim_start_matches('/'));
+        if p.exists() {
+            planned.push(PlannedFile::public(p, ca_pem.to_vec()));
+        }
+    }
+    files::write_all(&planned, true)?;
+    Ok(())
+}
+
+/// kube-apiserver's client certificate and key in every control-plane folder.
+fn write_control_plane_client(plan: &Plan) -> Result<()> {
+    let pair = plan.pki().leaf(&Role::ApiserverEtcdClient);
+    let (cert, key) = (read(&pair.cert)?, read(&pair.key)?);
+    let mut planned = Vec::new();
+    for n in &plan.loaded.spec.kubernetes.control_plane_nodes {
+        let root = node_dir(plan, &n.name);
+        if root.exists() {
+            planned.push(PlannedFile::public(root.join(CERT_FILE.trim_start_matches('/')), cert.clone()));
+            planned.push(PlannedFile::secret(root.join(KEY_FILE.trim_start_matches('/')), key.clone()));
+        }
+    }
+    files::write_all(&planned, true)?;
+    Ok(())
+}
+
+/// What the operator does at a stop, node by node: exact files and the restart.
+pub fn instructions(plan: &Plan, outcome: Outcome) -> String {
+    let nodes = &plan.loaded.spec.kubernetes.control_plane_nodes;
+    let copy = |files: &[&str]| {
+        let mut out = String::new();
+        for n in nodes {
+            for f in files {
+                out.push_str(&format!("  {}: copy {} to {f}\n", n.name, node_dir(plan, &n.name).join(f.trim_start_matches('/')).display()));
+            }
+            out.push_str(&format!("  {}: restart kube-apiserver (crictl rm -f its container, or move its static-pod manifest out and back) and wait until it is Ready\n", n.name));
+        }
+        out
+    };
+    match outcome {
+        Outcome::TrustsBoth => format!(
+            "CA rotation stopped after step 1 of 3: every etcd member trusts the old and the new CA.\n\
+             Before the members switch to certificates from the new CA, kube-apiserver must trust both (it reads {CA_FILE} only at start):\n{}\
+             Then run: etcd-bootstrap rotate ca --continue\n",
+            copy(&[CA_FILE])
+        ),
+        Outcome::Reissued => format!(
+            "CA rotation stopped after step 2 of 3: every etcd member serves a certificate from the new CA and still trusts the old one.\n\
+             Before the old CA is dropped, kube-apiserver needs its client certificate from the new CA (read only at start):\n{}\
+             Then run: etcd-bootstrap rotate ca --continue\n",
+            copy(&[CERT_FILE, KEY_FILE])
+        ),
+        Outcome::Done => format!(
+            "CA rotation done: every etcd member trusts and serves only the new CA.\n\
+             {CA_FILE} in the control-plane folders now holds the new CA only; kube-apiserver keeps working with the old+new bundle, so update it at the next restart:\n{}",
+            copy(&[CA_FILE])
+        ),
+    }
+}
+
+/// `rotate ca --status`: where the rotation stands.
+pub fn status(plan: &Plan) -> Result<String> {
+    let Some(s) = current(plan)? else {
+        return Ok(format!("no CA rotation under way; the CA is {}\n", plan.pki().ca().cert.display()));
+    };
+    let step = match s.phase {
+        Phase::TrustBoth => 1,
+        Phase::Reissue => 2,
+        Phase::DropOld => 3,
+    };
+    let mut out = if s.waiting_for_operator {
+        format!("CA rotation waiting for the operator before step {step} of 3 ({:?}):\n{}", s.phase, instructions(plan, stop_before(s.phase)))
+    } else {
+        format!(
+            "CA rotation in step {step} of 3 ({:?}); members done in this step: {}; `rotate ca` resumes it\n",
+            s.phase,
+            if s.done.is_empty() { "none".to_string() } else { s.done.join(", ") }
+        )
+    };
+    out.push_str(&format!("record: {}\n", state_path(plan).display()));
+    Ok(out)
+}

@@ -1,0 +1,33 @@
+//! `rotate certs`: renew every leaf (same subject, SANs and usages; new keys with `--rekey`),
+//! then member by member: deliver, confirm it serves the new certificate (etcd re-reads its
+//! files on each handshake, no restart), and require HEALTHY before the next member.
+
+use crate::error::Result;
+use crate::live::{deliver, own_files, require_healthy, wait_healthy, wait_serves_own_certificate};
+use crate::plan::Plan;
+use crate::progress::Progress;
+use std::time::{Duration, Instant};
+
+pub fn rotate_certs(plan: &Plan, rekey: bool, wait: Duration, progress: &Progress) -> Result<()> {
+    // one writer of the operator's PKI directory (and outputs) for the whole operation
+    let _lock = pki::lock::lock_dir(&plan.issue.dir, pki::lock::DEFAULT_WAIT)?;
+    require_healthy(plan, "rotate")?;
+    let pki = plan.pki();
+    let pair = pki.ca();
+    let ca = pki::ca::Ca::load_files(&pair.cert, &pair.key)?;
+    let t = Instant::now();
+    let renewed = pki::renew::renew(&plan.issue.dir, &ca, &pki::renew::all_targets(&pki), plan.issue.validity, rekey)?;
+    progress.step("renew", &format!("{} certificates re-issued{}", renewed.len(), if rekey { " with new keys" } else { "" }), Some(t.elapsed()));
+    for m in &plan.members {
+        let t = Instant::now();
+        deliver(m, &own_files(m, |_| true)?)?;
+        wait_serves_own_certificate(plan, m, wait)?;
+        wait_healthy(plan, wait, &format!("rotating {}", m.spec.name))?;
+        progress.step(&format!("rotate {}", m.name()), "serves the new certificate; cluster HEALTHY", Some(t.elapsed()));
+    }
+    let t = Instant::now();
+    let outputs = crate::outputs::write(plan, crate::outputs::existing_api(plan))?;
+    let changed = outputs.iter().filter(|w| w.outcome != pki::files::Outcome::Unchanged).count();
+    progress.step("outputs", &format!("{changed} control-plane files updated: copy out/control-plane/NODE/ to each node; kube-apiserver reads its etcd client certificate at start, so restart it node by node"), Some(t.elapsed()));
+    Ok(())
+}

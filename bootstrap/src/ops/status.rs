@@ -1,0 +1,16 @@
+//! `status` and `certs check`: read-only reports on the spec's cluster.
+
+use crate::error::Result;
+use crate::plan::Plan;
+use etcdctl_lite::quorum::Verdict;
+
+/// The quorum verdict over the spec's members (an election re-checked once, see
+/// [`crate::live::verdict`]).
+pub fn status(plan: &Plan) -> Result<Verdict> {
+    crate::live::verdict(plan)
+}
+
+/// `certs check`: every certificate of the spec's PKI, with SAN coverage of the members' addresses.
+pub fn certs_check(plan: &Plan, threshold: pki::expiry::Threshold) -> Result<pki::expiry::Report> {
+    Ok(pki::expiry::check_dir(&plan.issue.dir, Some(&plan.issue.members), threshold)?)
+}

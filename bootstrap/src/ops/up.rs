@@ -1,0 +1,269 @@
+//! `up`: certificates → preflight on every member → etcd delivered (with `etcd_archive`) → each
+//! member's own files → start what is not running → a bounded wait for HEALTHY → kubeadm,
+//! control-plane and HAProxy outputs. Every step is idempotent, so `up` after an interruption at
+//! any step finishes the job, and `up` on a healthy cluster changes nothing.
+
+use crate::error::{BootError, Result};
+use crate::etcd_delivery::EtcdRelease;
+use crate::kubeadm::ApiVersion;
+use crate::live::{deliver, ensure_crl, host_err, own_files, per_member, put_file, run_on, start_member, verdict, wait_all_healthy};
+use crate::plan::{MemberPlan, Plan};
+use crate::preflight::{judge, Action};
+use crate::progress::Progress;
+use crate::scripts;
+use crate::transport;
+use etcdctl_lite::quorum::{ClusterState, MemberState, Verdict};
+use pki::cluster::Role;
+use std::time::{Duration, Instant};
+
+pub struct UpOptions {
+    /// Bound on waiting for quorum after starting.
+    pub wait: Duration,
+    /// `--kubeadm-api`; `None`: the one chosen before, else the newest kubeadm reads.
+    pub api: Option<ApiVersion>,
+}
+
+/// What `up` did.
+#[derive(Debug)]
+pub struct UpReport {
+    pub issued: usize,
+    pub kept: usize,
+    pub files_written: usize,
+    pub started: Vec<String>,
+    pub verdict: Verdict,
+    pub outputs: Vec<crate::outputs::Written>,
+}
+
+pub fn up(plan: &Plan, opts: &UpOptions, progress: &Progress) -> Result<UpReport> {
+    // one writer of the operator's PKI directory (and outputs) for the whole operation
+    let _lock = pki::lock::lock_dir(&plan.issue.dir, pki::lock::DEFAULT_WAIT)?;
+    for w in &plan.loaded.warnings {
+        progress.step("spec", &format!("warning: {w}"), None);
+    }
+    // before anything starts: a config kubeadm could not read is refused now
+    let api = crate::outputs::choose_api(plan, opts.api)?;
+    // and an etcd archive that is not what the spec says, before any host is contacted
+    let release = prepare_release(plan, progress)?;
+    let (issued, kept) = certificates(plan, progress)?;
+    let actions = preflight(plan, release.is_some(), progress)?;
+    if let Some(release) = &release {
+        deliver_etcd(plan, release, progress)?;
+    }
+    let files_written = deliver_own_files(plan, progress)?;
+    let started = start_all(plan, &actions, progress)?;
+    let verdict = wait_for_quorum(plan, opts.wait, progress)?;
+    let t = Instant::now();
+    let outputs = crate::outputs::write(plan, api)?;
+    let changed = outputs.iter().filter(|w| w.outcome != pki::files::Outcome::Unchanged).count();
+    progress.step("outputs", &format!("{changed} written, {} unchanged in {}", outputs.len() - changed, plan.loaded.output_dir.display()), Some(t.elapsed()));
+    Ok(UpReport { issued, kept, files_written, started, verdict, outputs })
+}
+
+/// Certificates (valid ones kept byte for byte), the CRL, and SAN coverage of every address.
+fn certificates(plan: &Plan, progress: &Progress) -> Result<(usize, usize)> {
+    let t = Instant::now();
+    let issued = pki::bundle::issue_into(&plan.issue)?;
+    progress.step("certificates", &format!("{} issued, {} kept in {}", issued.issued, issued.kept, plan.issue.dir.display()), Some(t.elapsed()));
+    ensure_crl(plan)?;
+    check_certificates(plan)?;
+    Ok((issued.issued, issued.kept))
+}
+
+/// Each member's certificates must cover the URLs it advertises.
+fn check_certificates(plan: &Plan) -> Result<()> {
+    let pki = plan.pki();
+    let mut problems = Vec::new();
+    for m in &plan.members {
+        for role in [Role::Server(m.spec.name.clone()), Role::Peer(m.spec.name.clone())] {
+            let path = pki.leaf(&role).cert;
+            let text = std::fs::read(&path).map_err(|e| BootError::Output { path: path.display().to_string(), reason: e.to_string() })?;
+            let der = pki::pemfile::first_certificate(&text, &path.display().to_string())?;
+            let info = pki::inspect::cert_info(&der, &path.display().to_string())?;
+            if !info.typed_sans.contains(&format!("IP:{}", m.spec.address)) {
+                problems.push(format!("{} does not cover {} (SANs: {})", path.display(), m.spec.address, info.typed_sans.join(", ")));
+            }
+        }
+    }
+    if problems.is_empty() { Ok(()) } else { Err(BootError::Preflight(problems)) }
+}
+
+/// Preflight on every member at once; every problem of every member is listed, and nothing is
+/// delivered or started when there is one.
+fn preflight(plan: &Plan, delivering_etcd: bool, progress: &Progress) -> Result<Vec<Action>> {
+    let facts = per_member(plan, |m| {
+        let t = Instant::now();
+        let others: Vec<String> = plan.members.iter().filter(|o| o.spec.name != m.spec.name).map(|o| o.spec.address.to_string()).collect();
+        run_on(m, &scripts::preflight(m, &others)).map(|out| (out, t.elapsed()))
+    });
+    let mut actions = Vec::new();
+    let mut problems = Vec::new();
+    for (m, f) in plan.members.iter().zip(facts) {
+        let (out, took) = match f {
+            Ok(v) => v,
+            Err(e) => {
+                problems.push(e.to_string());
+                continue;
+            }
+        };
+        let (action, version) = match judge(m, &plan.token, &out, delivering_etcd) {
+            Ok(v) => v,
+            Err(p) => {
+                problems.extend(p);
+                continue;
+            }
+        };
+        // a delivered etcd is checked once it is on the host
+        if !delivering_etcd && let Err(p) = etcd_version_check(plan, m, version.as_deref(), progress) {
+            problems.push(p);
+        }
+        let what = match action {
+            Action::Start => "ready to start",
+            Action::Restart => "its data dir is this cluster's: will start it again",
+            Action::Running => "already running",
+        };
+        let host = transport::for_member(&m.spec).describe();
+        progress.step(&format!("preflight {}", m.name()), &format!("{host} etcd {}, {what}", version.unwrap_or_else(|| "?".into())), Some(took));
+        actions.push(action);
+    }
+    if problems.is_empty() { Ok(actions) } else { Err(BootError::Preflight(problems)) }
+}
+
+/// Each member gets its own files (and only those); returns how many were written.
+fn deliver_own_files(plan: &Plan, progress: &Progress) -> Result<usize> {
+    let deliveries = per_member(plan, |m| {
+        let t = Instant::now();
+        let written = deliver(m, &own_files(m, |_| true)?)?;
+        Ok::<_, BootError>((written, t.elapsed()))
+    });
+    let mut files_written = 0;
+    for (m, d) in plan.members.iter().zip(deliveries) {
+        let (written, took) = d?;
+        files_written += written;
+        progress.step(&format!("files {}", m.name()), &format!("{written} written, {} unchanged", m.files.len() - written), Some(took));
+    }
+    Ok(files_written)
+}
+
+/// Starts what is not running, all at once (a static bootstrap needs the members together);
+/// every member that failed is listed.
+fn start_all(plan: &Plan, actions: &[Action], progress: &Progress) -> Result<Vec<String>> {
+    let starts = per_member(plan, |m| {
+        let idx = plan.members.iter().position(|x| x.spec.name == m.spec.name).unwrap_or(0);
+        if actions.get(idx) == Some(&Action::Running) {
+            return Ok(None);
+        }
+        let t = Instant::now();
+        let out = start_member(m, &plan.token)?;
+        if !out.ok() {
+            return Err(host_err(m, "starting etcd", &out));
+        }
+        Ok(out.value("started").map(|p| (p, t.elapsed())))
+    });
+    let mut started = Vec::new();
+    let mut failed = Vec::new();
+    for (m, s) in plan.members.iter().zip(starts) {
+        match s {
+            Ok(Some((pid, took))) => {
+                progress.step(&format!("start {}", m.name()), &format!("started ({} {pid})", if pid == "unit" { "systemd" } else { "pid" }), Some(took));
+                started.push(m.spec.name.clone());
+            }
+            Ok(None) => progress.step(&format!("start {}", m.name()), "already running; not restarted", None),
+            Err(e) => failed.push(e.to_string()),
+        }
+    }
+    if failed.is_empty() { Ok(started) } else { Err(BootError::NotHealthy(format!("starting failed:\n  - {}", failed.join("\n  - ")))) }
+}
+
+/// Waits (bounded) for HEALTHY; on timeout the error carries the log tail of each unhealthy member.
+fn wait_for_quorum(plan: &Plan, wait: Duration, progress: &Progress) -> Result<Verdict> {
+    let t = Instant::now();
+    let deadline = Instant::now() + wait;
+    loop {
+        wait_all_healthy(plan, deadline)?;
+        let v = verdict(plan)?;
+        if v.state == ClusterState::Healthy {
+            progress.step("quorum", &format!("{}: {}", v.state.word(), v.summary), Some(t.elapsed()));
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            let tails: Vec<String> = plan
+                .members
+                .iter()
+                .filter(|m| v.members.iter().any(|x| x.name == m.spec.name && x.state != MemberState::Healthy))
+                .map(|m| {
+                    let tail = run_on(m, &scripts::log_tail(m, 8)).map(|o| o.stdout).unwrap_or_default();
+                    format!("--- {} log:\n{}", m.spec.name, tail.trim_end())
+                })
+                .collect();
+            return Err(BootError::NotHealthy(format!("not HEALTHY after {}s: {} — {}\n{}", wait.as_secs(), v.state.word(), v.summary, tails.join("\n"))));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The spec's `etcd_archive`, verified on this machine (`None` when the members bring their own).
+fn prepare_release(plan: &Plan, progress: &Progress) -> Result<Option<EtcdRelease>> {
+    let spec = &plan.loaded.spec;
+    let Some(archive) = &spec.etcd_archive else { return Ok(None) };
+    let t = Instant::now();
+    let base = std::path::Path::new(&plan.loaded.file).parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let release = crate::etcd_delivery::prepare(archive, spec.etcd_sha256.as_deref(), base, &plan.loaded.output_dir)?;
+    progress.step("etcd", &format!("etcd {} from {archive}: checksum verified", release.version), Some(t.elapsed()));
+    Ok(Some(release))
+}
+
+/// Each member gets the binaries it lacks (identical ones are not sent again); then the
+/// version it runs must be the release's, and pass kubeadm's minimum.
+fn deliver_etcd(plan: &Plan, release: &EtcdRelease, progress: &Progress) -> Result<()> {
+    use crate::etcd_delivery::{probe_script, to_send};
+    let results = per_member(plan, |m| {
+        let t = Instant::now();
+        let probe = run_on(m, &probe_script(&m.spec.bin_dir))?;
+        let send = to_send(release, &m.spec.bin_dir, &probe.stdout);
+        for (path, mode, data) in &send {
+            put_file(m, path, *mode, data)?;
+        }
+        let v = run_on(m, &format!("{} --version 2>/dev/null | sed -n 's/^etcd Version: //p'\n", crate::plan::sh_quote(&m.binary)))?;
+        Ok::<_, BootError>((send.len(), v.stdout.trim().to_string(), t.elapsed()))
+    });
+    let mut problems = Vec::new();
+    for (m, r) in plan.members.iter().zip(results) {
+        let (sent, version, took) = r?;
+        if crate::versions::Version::parse(&version) != Some(release.version) {
+            problems.push(format!("member {}: {} reports etcd {version:?}, not {} from {}", m.spec.name, m.binary, release.version, release.source));
+            continue;
+        }
+        if let Err(p) = etcd_version_check(plan, m, Some(&version), progress) {
+            problems.push(p);
+            continue;
+        }
+        progress.step(&format!("etcd {}", m.name()), &format!("{} binaries sent, {} already there; runs etcd {version}", sent, release.binaries.len() - sent), Some(took));
+    }
+    if problems.is_empty() { Ok(()) } else { Err(BootError::Preflight(problems)) }
+}
+
+/// kubeadm's ExternalEtcdVersion check, ahead of kubeadm: a member's etcd below the minimum of
+/// the spec's Kubernetes version is refused (a warning with `kubernetes.allow_old_etcd`).
+fn etcd_version_check(plan: &Plan, m: &MemberPlan, version: Option<&str>, progress: &Progress) -> std::result::Result<(), String> {
+    let k = &plan.loaded.spec.kubernetes;
+    let who = format!("member {} ({})", m.spec.name, m.spec.host);
+    let Some(found) = version.and_then(crate::versions::Version::parse) else {
+        return Err(format!("{who}: cannot tell the etcd version ({:?} --version printed {:?})", m.binary, version.unwrap_or("")));
+    };
+    match crate::versions::check_etcd(k.version(), found) {
+        Ok(None) => Ok(()),
+        Ok(Some(note)) => {
+            progress.step(&format!("preflight {}", m.name()), &format!("warning: {note}"), None);
+            Ok(())
+        }
+        Err(e) if k.allow_old_etcd => {
+            progress.step(
+                &format!("preflight {}", m.name()),
+                &format!("warning: {e} — allowed by kubernetes.allow_old_etcd; the kubeadm configs skip ExternalEtcdVersion"),
+                None,
+            );
+            Ok(())
+        }
+        Err(e) => Err(format!("{who}: {e}")),
+    }
+}
