@@ -179,7 +179,7 @@ pub fn build(loaded: &LoadedSpec) -> Plan {
     for n in spec.kubernetes.control_plane_nodes.iter().skip(1) {
         outputs.push((out.join(format!("kubeadm/join-{}.yaml", n.name)), format!("kubeadm JoinConfiguration for {}", n.name)));
     }
-    outputs.push((out.join("kubeadm/commands.sh"), "the kubeadm init / join commands, in order".into()));
+    outputs.push((out.join("RUNBOOK.md"), "the runbook, node by node: load balancer and check lb, kubeadm init, CNI, joins".into()));
     for n in &spec.kubernetes.control_plane_nodes {
         outputs.push((
             out.join("control-plane").join(&n.name),

@@ -1,6 +1,8 @@
 //! How commands reach a member's host: this machine, or the system OpenSSH client (so users'
 //! ~/.ssh/config, agents and jump hosts work). Everything is a bash script sent on stdin — one
-//! round trip per step and no quoting through ssh's command line.
+//! round trip per step and no quoting through ssh's command line. Within one process, every
+//! script to the same host shares one SSH connection (OpenSSH ControlMaster), so a step costs a
+//! round trip, not a TCP + key exchange + authentication each time.
 
 use crate::spec::MemberSpec;
 use std::io::{Read, Write};
@@ -116,10 +118,71 @@ impl Ssh {
         let mut cmd = Command::new("ssh");
         cmd.args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=2"])
             .args(&self.options)
+            .args(shared_connection(&self.options, &self.destination))
             // `--`: the destination is never read as an option, whatever it holds
             .arg("--")
             .arg(&self.destination);
         cmd
+    }
+}
+
+/// The sockets of this process's shared SSH connections: a private (0700, random name)
+/// directory, and the destinations that may have a master connection in it.
+struct SharedConnections {
+    dir: tempfile::TempDir,
+    opened: Vec<(Vec<String>, String)>,
+}
+
+static SHARED: std::sync::Mutex<Option<SharedConnections>> = std::sync::Mutex::new(None);
+
+/// How long a master connection outlives its last use if this process dies without closing it
+/// (SIGKILL): it then exits by itself.
+const CONTROL_PERSIST_SECS: u32 = 60;
+
+fn control_path(dir: &std::path::Path) -> String {
+    // %C: a hash of local host, remote host, port and user — short, whatever the names
+    format!("ControlPath={}/%C", dir.display())
+}
+
+/// `-o ControlMaster=auto -o ControlPath=... -o ControlPersist=...` for a destination, recording
+/// it for [`close_shared_connections`]. Nothing (one connection per script, as before) if the
+/// directory cannot be made.
+fn shared_connection(options: &[String], destination: &str) -> Vec<String> {
+    let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+    if shared.is_none() {
+        // a socket path must fit in 108 bytes: a long TMPDIR falls back to /tmp
+        let base = std::env::temp_dir();
+        let base = if base.as_os_str().len() <= 40 { base } else { std::path::PathBuf::from("/tmp") };
+        match tempfile::Builder::new().prefix("etcd-bootstrap-ssh-").tempdir_in(base) {
+            Ok(dir) => *shared = Some(SharedConnections { dir, opened: Vec::new() }),
+            Err(_) => return Vec::new(),
+        }
+    }
+    let Some(s) = shared.as_mut() else { return Vec::new() };
+    let key = (options.to_vec(), destination.to_string());
+    if !s.opened.contains(&key) {
+        s.opened.push(key);
+    }
+    ["-o", "ControlMaster=auto", "-o", &control_path(s.dir.path()), "-o", &format!("ControlPersist={CONTROL_PERSIST_SECS}")].iter().map(|a| a.to_string()).collect()
+}
+
+/// Closes every shared SSH connection this process opened (`ssh -O exit`, bounded) and removes
+/// their socket directory. Safe to call more than once.
+pub fn close_shared_connections() {
+    let Some(s) = SHARED.lock().unwrap_or_else(|e| e.into_inner()).take() else { return };
+    for (options, destination) in &s.opened {
+        let mut cmd = Command::new("ssh");
+        cmd.args(options).args(["-o", &control_path(s.dir.path()), "-O", "exit", "--", destination]);
+        let _ = run_with_stdin(&mut cmd, b"", Duration::from_secs(5));
+    }
+}
+
+/// Closes the shared SSH connections when dropped: held by `main` for the whole run.
+pub struct SharedConnectionsGuard;
+
+impl Drop for SharedConnectionsGuard {
+    fn drop(&mut self) {
+        close_shared_connections();
     }
 }
 

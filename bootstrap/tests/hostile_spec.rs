@@ -102,7 +102,7 @@ fn artifacts(loaded: &LoadedSpec) -> Vec<(String, String)> {
         ("haproxy.cfg".into(), haproxy::config(&loaded.spec)),
         ("init.yaml".into(), kubeadm::init_document(&loaded.spec, &secrets, ApiVersion::V1Beta4)),
         ("join.yaml".into(), kubeadm::join_document(&loaded.spec, 1, &secrets, ApiVersion::V1Beta4)),
-        ("commands.sh".into(), kubeadm::commands(&loaded.spec)),
+        ("RUNBOOK.md".into(), kubeadm::runbook(&loaded.spec, "/ops/spec.yaml", std::path::Path::new("/ops/out"))),
     ];
     for m in &p.members {
         out.push((format!("unit {}", m.name()), scripts::unit_file(m)));

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 /// `cargo build --workspace` next to the test executable.
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(Path::parent).expect("target/<profile> directory");
+    // a test runs from target/<profile>/deps, a benchmark binary from target/<profile>
+    let parent = exe.parent().expect("the executable's directory");
+    let dir = if parent.ends_with("deps") { parent.parent().expect("target/<profile> directory") } else { parent };
     let path = dir.join(name);
     assert!(
         path.exists(),

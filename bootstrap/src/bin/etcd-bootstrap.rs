@@ -51,6 +51,11 @@ enum Command {
         #[arg(short = 'w', long = "write-out", value_enum, default_value = "simple")]
         write_out: etcdctl_lite::render::Format,
     },
+    /// Checks around the cluster.
+    Check {
+        #[command(subcommand)]
+        command: CheckCommand,
+    },
     /// Certificates of the spec's cluster.
     Certs {
         #[command(subcommand)]
@@ -85,6 +90,20 @@ enum CertsCommand {
         #[arg(long, default_value = "30d")]
         within: pki::expiry::Threshold,
         #[arg(short = 'w', long = "write-out", value_enum, default_value = "table")]
+        write_out: etcdctl_lite::render::Format,
+    },
+}
+
+#[derive(Subcommand)]
+enum CheckCommand {
+    /// The Kubernetes API load balancer (control_plane_endpoint), from this machine: READY (exit
+    /// 0); NO-BACKEND, REFUSED, NOT-READY (1: expected before kubeadm init); TIMEOUT,
+    /// UNREACHABLE, NO-TLS-ANSWER, UNTRUSTED (2: broken).
+    Lb {
+        /// Bound on each of connect, TLS handshake and /readyz.
+        #[arg(long, default_value = "3", value_name = "SECONDS")]
+        timeout: u64,
+        #[arg(short = 'w', long = "write-out", value_enum, default_value = "simple")]
         write_out: etcdctl_lite::render::Format,
     },
 }
@@ -166,6 +185,8 @@ fn hex_token() -> String {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // SSH master connections opened for this run are closed when it ends
+    let _ssh = bootstrap::transport::SharedConnectionsGuard;
     match run_cli(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -208,7 +229,7 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             println!("kubeadm:     {}", out.join("kubeadm").display());
             println!("nodes:       {}", out.join("control-plane").display());
             println!("haproxy:     {}", out.join("haproxy/haproxy.cfg").display());
-            println!("next:        {}", out.join("kubeadm/commands.sh").display());
+            println!("next:        {}", out.join("RUNBOOK.md").display());
             Ok(0)
         }
         Command::Status { write_out } => {
@@ -225,6 +246,19 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             print!("{}", r.stdout);
             eprint!("{}", r.stderr);
             Ok(v.state.exit_code())
+        }
+        Command::Check { command: CheckCommand::Lb { timeout, write_out } } => {
+            if timeout == 0 || timeout > 60 {
+                return Err(format!("--timeout {timeout}: give 1 to 60 seconds").into());
+            }
+            let plan = plan::build(&load(&cli.spec)?);
+            let v = ops::check_lb::check_lb(&plan, Duration::from_secs(timeout))?;
+            if write_out == etcdctl_lite::render::Format::Json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("{}: {} ({} ms)", v.state, v.summary, v.took_ms);
+            }
+            Ok(v.exit_code())
         }
         Command::Certs { command: CertsCommand::Check { within, write_out } } => {
             let plan = plan::build(&load(&cli.spec)?);

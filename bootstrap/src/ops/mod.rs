@@ -2,6 +2,7 @@
 //! [`crate::live`]. Each is idempotent or resumable: run again after an interruption, it
 //! finishes the job; run on a cluster where the job is done, it changes nothing.
 
+pub mod check_lb;
 pub mod down;
 pub mod replace;
 pub mod rotate_ca;

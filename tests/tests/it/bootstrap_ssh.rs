@@ -66,7 +66,18 @@ fn ssh_bring_up_across_three_namespace_hosts_then_a_cut_link_degrades() {
     let st = boot(&spec, &["status"]);
     assert_eq!(st.code, Some(0), "{}", st.stdout);
     // a second up over SSH changes nothing
-    let again = boot(&spec, &["up"]).assert_ok();
+    // ... over one SSH connection per host (OpenSSH ControlMaster), closed when it ends
+    let accepted = |i: usize| std::fs::read_to_string(dir.join(format!("sshd-{i}.log"))).unwrap_or_default().matches("Accepted publickey").count();
+    let before: Vec<usize> = (0..3).map(accepted).collect();
+    let sockets = dir.join("ssh-tmp");
+    std::fs::create_dir_all(&sockets).unwrap();
+    let again = run_bounded(Command::new(bin("etcd-bootstrap")).env("TMPDIR", &sockets).arg("-f").arg(&spec).arg("up"), Duration::from_secs(120)).assert_ok();
+    let connections: Vec<usize> = (0..3).map(|i| accepted(i) - before[i]).collect();
+    eprintln!("ssh connections per host for a second up: {connections:?}");
+    assert!(connections.iter().all(|c| (1..=2).contains(c)), "one shared connection per host (two if a first use raced): {connections:?}");
+    assert_eq!(std::fs::read_dir(&sockets).unwrap().count(), 0, "the socket directory is removed at exit");
+    let masters = Command::new("pgrep").args(["-f", &sockets.display().to_string()]).output().unwrap();
+    assert!(masters.stdout.is_empty(), "no master connection outlives the run: {}", String::from_utf8_lossy(&masters.stdout));
     assert!(again.stdout.contains("0 started now"), "{}", again.stdout);
     assert!(again.stderr.contains(&format!("etcd etcd-2: 0 binaries sent, {binaries} already there")), "unchanged binaries are not sent again: {}", again.stderr);
     // cut host 3 off the network

@@ -5,6 +5,7 @@
 mod bootstrap_local;
 mod bootstrap_ssh;
 mod cfssl_dropin;
+mod check_lb;
 mod etcd_tls;
 mod etcdctl_lite;
 mod lifecycle;
