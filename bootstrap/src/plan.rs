@@ -93,7 +93,7 @@ pub fn pki_members(members: &[MemberSpec]) -> Vec<Member> {
 }
 
 /// etcd's flags for `m` (static bootstrap, mutual TLS on client and peer ports).
-pub fn etcd_args(m: &MemberSpec, initial: &str, token: &str) -> Vec<String> {
+pub fn etcd_args(m: &MemberSpec, initial: &str, token: &str, tuning: &crate::tuning::EtcdTuning) -> Vec<String> {
     let pki = |f: &str| m.pki_dir.join("etcd").join(f).display().to_string();
     let mut a: Vec<String> = Vec::new();
     let mut flag = |k: &str, v: String| {
@@ -125,6 +125,7 @@ pub fn etcd_args(m: &MemberSpec, initial: &str, token: &str) -> Vec<String> {
     // 3.4 defaults to off: a member cut off by a partition keeps raising its term and, when it
     // returns, deposes a healthy leader. 3.5 defaults to on and accepts the flag.
     a.push("--pre-vote".into());
+    a.extend(tuning.flags(&m.url_host()));
     a
 }
 
@@ -169,7 +170,7 @@ pub fn build(loaded: &LoadedSpec) -> Plan {
                 Some(_) => m.bin_dir.join("etcd").display().to_string(),
                 None => spec.etcd_binary.clone(),
             };
-            MemberPlan { spec: m.clone(), files, args: etcd_args(m, &initial, &token), binary }
+            MemberPlan { spec: m.clone(), files, args: etcd_args(m, &initial, &token, &spec.etcd), binary }
         })
         .collect();
     let out = &loaded.output_dir;

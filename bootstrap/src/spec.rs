@@ -31,6 +31,9 @@ pub struct Spec {
     pub etcd_sha256: Option<String>,
     #[serde(default)]
     pub pki: PkiSpec,
+    /// The etcd flags operators tune (see [`crate::tuning`]).
+    #[serde(default)]
+    pub etcd: crate::tuning::EtcdTuning,
     /// Where kubeadm configs, haproxy.cfg and control-plane folders go (relative to the spec file).
     #[serde(default = "default_output")]
     pub output_dir: PathBuf,
@@ -110,7 +113,7 @@ impl MemberSpec {
     pub fn supervisor(&self) -> Supervisor {
         self.supervisor.unwrap_or(if self.is_local() { Supervisor::Process } else { Supervisor::Systemd })
     }
-    fn url_host(&self) -> String {
+    pub fn url_host(&self) -> String {
         match self.address {
             IpAddr::V6(v6) => format!("[{v6}]"),
             IpAddr::V4(v4) => v4.to_string(),
@@ -288,6 +291,10 @@ impl Spec {
         if let Err(e) = rules::binary(&self.etcd_binary) {
             p.push(format!("etcd_binary: {e}"));
         }
+        let ports: Vec<u16> = self.members.iter().flat_map(|m| [m.client_port, m.peer_port]).collect();
+        let (tp, tw) = self.etcd.validate(&ports);
+        p.extend(tp);
+        w.extend(tw);
         if let Some(a) = &self.etcd_archive
             && let Err(e) = rules::etcd_archive(a) {
                 p.push(format!("etcd_archive: {e}"));

@@ -7,9 +7,11 @@
 //! does (`-w simple|table|json`).
 #![forbid(unsafe_code)]
 
+pub mod bolt;
 pub mod connect;
 pub mod diagnose;
 pub mod error;
+pub mod maintenance;
 pub mod model;
 pub mod observe;
 pub mod ops;
@@ -17,5 +19,6 @@ pub mod options;
 pub mod quorum;
 pub mod render;
 pub mod snapshot;
+pub mod snapshot_status;
 
 pub use error::{CtlError, Result};

@@ -36,6 +36,9 @@ pub enum ClusterState {
     Degraded,
     #[serde(rename = "NO-QUORUM")]
     NoQuorum,
+    /// Quorum holds, but a NOSPACE or CORRUPT alarm makes etcd refuse writes cluster-wide.
+    #[serde(rename = "READ-ONLY")]
+    ReadOnly,
     #[serde(rename = "UNKNOWN")]
     Unknown,
 }
@@ -46,7 +49,7 @@ impl ClusterState {
         match self {
             ClusterState::Healthy => 0,
             ClusterState::Degraded => 1,
-            ClusterState::NoQuorum => 2,
+            ClusterState::NoQuorum | ClusterState::ReadOnly => 2,
             ClusterState::Unknown => 3,
         }
     }
@@ -55,6 +58,7 @@ impl ClusterState {
             ClusterState::Healthy => "HEALTHY",
             ClusterState::Degraded => "DEGRADED",
             ClusterState::NoQuorum => "NO-QUORUM",
+            ClusterState::ReadOnly => "READ-ONLY",
             ClusterState::Unknown => "UNKNOWN",
         }
     }
@@ -330,14 +334,27 @@ pub fn verdict(obs: &Observation) -> Verdict {
         let base = if name.is_empty() { hex(l) } else { format!("{name} ({})", hex(l)) };
         if reachable { base } else { format!("{base}, as last seen: unreachable now") }
     });
+    // NOSPACE or CORRUPT anywhere: etcd refuses every write (and CORRUPT more), cluster-wide
+    let blocking: Vec<String> = all_alarms
+        .iter()
+        .filter(|a| matches!(a.alarm.as_str(), "NOSPACE" | "CORRUPT"))
+        .map(|a| {
+            let who = members.iter().find(|m| m.id == a.member_id).map(|m| m.name.clone()).filter(|n| !n.is_empty()).unwrap_or_else(|| hex(a.member_id));
+            format!("{} on {who}", a.alarm)
+        })
+        .collect();
     let state = if leader_id.is_none() || participating < quorum || !read_ok {
         ClusterState::NoQuorum
+    } else if !blocking.is_empty() {
+        ClusterState::ReadOnly
     } else if healthy == voters && all_alarms.is_empty() && verdicts.iter().all(|v| v.state == MemberState::Healthy) {
         ClusterState::Healthy
     } else {
         ClusterState::Degraded
     };
-    let tolerated = healthy.saturating_sub(quorum);
+    // an alarmed member still votes: it counts for the failures the quorum tolerates
+    let voting_ok = healthy + verdicts.iter().filter(|v| v.state == MemberState::Alarmed && v.role != Role::Learner).count();
+    let tolerated = voting_ok.saturating_sub(quorum);
     let summary = match state {
         ClusterState::Healthy => format!("all {voters} voters healthy; quorum {quorum}; tolerates {tolerated} failure(s)"),
         ClusterState::Degraded => {
@@ -350,6 +367,14 @@ pub fn verdict(obs: &Observation) -> Verdict {
                 "quorum holds ({healthy} of {voters} voters healthy, quorum {quorum}); tolerates {tolerated} more failure(s); {}",
                 bad.join(", ")
             )
+        }
+        ClusterState::ReadOnly => {
+            let hint = if blocking.iter().any(|b| b.starts_with("NOSPACE")) {
+                "compact, defragment and disarm: `etcd-bootstrap maintain` (or etcdctl compaction, defrag, alarm disarm)"
+            } else {
+                "a CORRUPT member must be replaced from a good member's data or a snapshot: `etcd-bootstrap replace MEMBER`"
+            };
+            format!("writes refused cluster-wide: {}; quorum holds ({voting_ok} of {voters} voters voting, quorum {quorum}; tolerates {tolerated} more failure(s)); {hint}", blocking.join(", "))
         }
         ClusterState::NoQuorum if reachable < quorum => {
             format!("quorum lost: {reachable} of {voters} voters reachable, quorum needs {quorum}; writes and linearizable reads fail")

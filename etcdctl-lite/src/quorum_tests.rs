@@ -158,14 +158,33 @@ fn learners_do_not_vote() {
 }
 
 #[test]
-fn alarms_and_lag_degrade() {
+fn nospace_anywhere_is_read_only_and_the_alarmed_member_still_votes() {
     let mut p = ok_probe(2, 1);
     p.alarms = vec![AlarmInfo { member_id: 2, alarm: "NOSPACE".into() }];
     let v = verdict(&three(vec![ok_probe(1, 1), p, ok_probe(3, 1)]));
-    assert_eq!(v.state, ClusterState::Degraded);
+    assert_eq!(v.state, ClusterState::ReadOnly);
+    assert_eq!(v.state.exit_code(), 2, "writes refused cluster-wide is critical");
     assert_eq!(v.members[1].state, MemberState::Alarmed);
     assert_eq!(v.alarms, vec!["NOSPACE on 2"]);
+    // 3 voters all voting: one more failure is tolerated, whatever the alarm
+    assert_eq!(v.failures_tolerated, 1, "{}", v.summary);
+    assert!(v.summary.starts_with("writes refused cluster-wide: NOSPACE on etcd-2") && v.summary.contains("maintain"), "{}", v.summary);
+    // CORRUPT too, with its own remedy
+    let mut c = ok_probe(3, 1);
+    c.alarms = vec![AlarmInfo { member_id: 3, alarm: "CORRUPT".into() }];
+    let v = verdict(&three(vec![ok_probe(1, 1), ok_probe(2, 1), c]));
+    assert_eq!(v.state, ClusterState::ReadOnly);
+    assert!(v.summary.contains("CORRUPT on etcd-3") && v.summary.contains("replace"), "{}", v.summary);
+    // a lost quorum still says so first
+    let mut alone = ok_probe(1, 1);
+    alone.alarms = vec![AlarmInfo { member_id: 1, alarm: "NOSPACE".into() }];
+    alone.read = Err(Failure { kind: FailureKind::NoLeader, message: "no leader".into() });
+    let v = verdict(&three(vec![alone, failed_probe(2, FailureKind::Refused), failed_probe(3, FailureKind::Refused)]));
+    assert_eq!(v.state, ClusterState::NoQuorum);
+}
 
+#[test]
+fn lag_degrades() {
     let mut behind = ok_probe(3, 1);
     if let Ok(s) = &mut behind.status {
         s.raft_applied_index = 1;

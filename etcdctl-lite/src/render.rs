@@ -31,6 +31,17 @@ fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
     format!("{t}\n")
 }
 
+/// etcdutl's `snapshot status`: hash in hex, SI sizes in the table and simple forms.
+pub fn snapshot_status(st: &crate::snapshot_status::SnapshotStatus, format: Format) -> Rendered {
+    let size = human_bytes(st.total_size as i64);
+    let stdout = match format {
+        Format::Json => json_line(&json!({"hash": st.hash, "revision": st.revision, "totalKey": st.total_key, "totalSize": st.total_size})),
+        Format::Table => table(&["HASH", "REVISION", "TOTAL KEYS", "TOTAL SIZE"], vec![vec![format!("{:x}", st.hash), st.revision.to_string(), st.total_key.to_string(), size]]),
+        Format::Simple => format!("{:x}, {}, {}, {size}\n", st.hash, st.revision, st.total_key),
+    };
+    Rendered { stdout, stderr: String::new() }
+}
+
 fn json_line(v: &Value) -> String {
     format!("{v}\n")
 }

@@ -75,6 +75,15 @@ enum Command {
         #[arg(long, default_value = "90", value_name = "SECONDS")]
         wait: u64,
     },
+    /// The NOSPACE runbook, or scheduled upkeep: compact to the current revision, defragment member
+    /// by member (the leader last, quorum kept), disarm alarms, verify HEALTHY and writable.
+    Maintain {
+        /// Bound on each step (compaction, each member's defragmentation, HEALTHY).
+        #[arg(long, default_value = "120", value_name = "SECONDS")]
+        wait: u64,
+        #[arg(short = 'w', long = "write-out", value_enum, default_value = "simple")]
+        write_out: etcdctl_lite::render::Format,
+    },
     /// Stop the members. Data dirs are kept unless --purge is given.
     Down {
         /// Also delete every member's data dir (irreversible).
@@ -292,6 +301,20 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             let plan = plan::build(&load(&cli.spec)?);
             ops::replace::replace(&plan, &member, force, Duration::from_secs(wait), &Progress::new(false))?;
             println!("member {member} replaced; the cluster is HEALTHY");
+            Ok(0)
+        }
+        Command::Maintain { wait, write_out } => {
+            let plan = plan::build(&load(&cli.spec)?);
+            let report = ops::maintain::maintain(&plan, Duration::from_secs(wait), &Progress::new(false))?;
+            if write_out == etcdctl_lite::render::Format::Json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("compacted to revision {}; alarms disarmed: {}", report.compacted_revision, if report.disarmed.is_empty() { "none".to_string() } else { report.disarmed.join(", ") });
+                for m in &report.members {
+                    println!("{}: database {} -> {}", m.endpoint, etcdctl_lite::model::human_bytes(m.db_size_before), etcdctl_lite::model::human_bytes(m.db_size_after));
+                }
+                println!("cluster HEALTHY and writable");
+            }
             Ok(0)
         }
         Command::Down { purge } => {

@@ -4,6 +4,7 @@
 
 pub mod check_lb;
 pub mod down;
+pub mod maintain;
 pub mod replace;
 pub mod rotate_ca;
 pub mod rotate_certs;

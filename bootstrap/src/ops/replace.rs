@@ -102,7 +102,7 @@ fn start_joiner(plan: &Plan, m: &MemberPlan, id: u64, members: &[MemberInfo]) ->
         .filter(|e| !e.starts_with('='))
         .collect();
     let mut joiner = m.clone();
-    joiner.args = crate::plan::etcd_args(&m.spec, &initial.join(","), &plan.token)
+    joiner.args = crate::plan::etcd_args(&m.spec, &initial.join(","), &plan.token, &plan.loaded.spec.etcd)
         .into_iter()
         .map(|a| if a == "new" { "existing".to_string() } else { a })
         .collect();

@@ -66,6 +66,19 @@ enum Command {
         #[command(subcommand)]
         command: AlarmCommand,
     },
+    /// Compacts the keyspace up to REVISION (history below it is discarded).
+    Compaction {
+        revision: i64,
+        /// Wait until the compaction is physically applied to the backend.
+        #[arg(long)]
+        physical: bool,
+    },
+    /// Defragments each endpoint's backend, one member at a time, the leader last.
+    Defrag {
+        /// Every member's client URLs from the member list.
+        #[arg(long)]
+        cluster: bool,
+    },
     /// Hands leadership to another voter (hex ID from `member list`); asks the leader itself.
     MoveLeader {
         /// The member to lead next (hex ID).
@@ -107,13 +120,18 @@ enum MemberCommand {
 
 #[derive(Subcommand)]
 enum SnapshotCommand {
-    /// Save a snapshot from one healthy member, atomically.
+    /// Save a snapshot from one healthy member (any member that answers when none is), atomically.
     Save { file: std::path::PathBuf },
+    /// Hash, revision, total keys and size of a snapshot file, from the file alone (etcdutl's).
+    Status { file: std::path::PathBuf },
 }
 
 #[derive(Subcommand)]
 enum AlarmCommand {
+    /// Active alarms.
     List,
+    /// Deactivate every active alarm (after the cause is fixed: for NOSPACE, compact and defrag).
+    Disarm,
 }
 
 
@@ -207,6 +225,11 @@ async fn run(cli: Cli) -> Result<u8, (CtlError, u8)> {
             emit(render::quorum(&v, fmt));
             Ok(v.state.exit_code())
         }
+        Command::Snapshot { command: SnapshotCommand::Status { file } } => {
+            let (st, _) = etcdctl_lite::snapshot_status::status(&file).map_err(|e| (e, 1))?;
+            emit(render::snapshot_status(&st, fmt));
+            Ok(0)
+        }
         Command::Snapshot { command: SnapshotCommand::Save { file } } => {
             let saved = etcdctl_lite::snapshot::save(&opts, &file).await.map_err(|e| (e, 1))?;
             if let Some(w) = &saved.warning {
@@ -224,6 +247,36 @@ async fn run(cli: Cli) -> Result<u8, (CtlError, u8)> {
             let from = ops::move_leader(&opts, target).await.map_err(|e| (e, 1))?;
             // etcdctl's wording
             println!("Leadership transferred from {from:x} to {target:x}");
+            Ok(0)
+        }
+        Command::Compaction { revision, physical } => {
+            let rev = etcdctl_lite::maintenance::compaction(&opts, revision, physical).await.map_err(|e| (e, 1))?;
+            println!("compacted revision {rev}");
+            Ok(0)
+        }
+        Command::Defrag { cluster } => {
+            if cluster {
+                let list = ops::member_list(&opts).await.map_err(|e| (e, 1))?;
+                let urls: Vec<String> = list.members.iter().flat_map(|m| m.client_urls.clone()).collect();
+                opts = opts.with_endpoints(urls);
+            }
+            let done = etcdctl_lite::maintenance::defrag(&opts).await;
+            let mut failed = false;
+            for d in &done {
+                // etcdctl's wording
+                match &d.result {
+                    Ok(_) => println!("Finished defragmenting etcd member[{}]", d.endpoint),
+                    Err(f) => {
+                        failed = true;
+                        eprintln!("Failed to defragment etcd member[{}] ({})", d.endpoint, f.message);
+                    }
+                }
+            }
+            Ok(u8::from(failed))
+        }
+        Command::Alarm { command: AlarmCommand::Disarm } => {
+            let disarmed = etcdctl_lite::maintenance::alarm_disarm(&opts).await.map_err(|e| (e, 1))?;
+            emit(render::alarms(&disarmed, fmt));
             Ok(0)
         }
         Command::Alarm { command: AlarmCommand::List } => {

@@ -25,12 +25,12 @@ fn ssh_spec(dir: &Path, hosts: &Hosts) -> std::path::PathBuf {
             r = home.join("var/lib/etcd-bootstrap").display(),
         ));
     }
-    let lb = hosts.hosts[0].address.rsplit_once('.').map(|(p, _)| format!("{p}.50")).unwrap();
+    let prefix = hosts.hosts[0].address.rsplit_once('.').map(|(p, _)| p.to_string()).unwrap();
     let spec = dir.join("cluster.yaml");
     std::fs::write(
         &spec,
         format!(
-            "name: bench-ssh\netcd_binary: {}\nmembers:\n{members}kubernetes:\n  version: {K8S_VERSION}\n  allow_old_etcd: true\n  control_plane_endpoint: {lb}:6443\n  control_plane_nodes:\n    - {{name: cp-1, address: {lb}}}\n",
+            "name: bench-ssh\netcd_binary: {}\nmembers:\n{members}kubernetes:\n  version: {K8S_VERSION}\n  allow_old_etcd: true\n  control_plane_endpoint: {prefix}.50:6443\n  control_plane_nodes:\n    - {{name: cp-1, address: {prefix}.51}}\n",
             etcd_binary().display()
         ),
     )

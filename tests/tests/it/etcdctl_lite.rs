@@ -310,6 +310,103 @@ fn configuration_from_the_environment() {
     assert!(v.as_array().unwrap().iter().all(|h| h["health"] == true));
 }
 
+/// Many keys in few etcdctl runs: `txn` with up to 100 puts each, fed on stdin.
+fn put_many(c: &Cluster, dir: &std::path::Path, keys: usize, value: &str) {
+    let (cert, key) = c.apiserver_client();
+    for batch in 0..keys.div_ceil(100) {
+        let mut txn = String::from("\n");
+        for i in batch * 100..((batch + 1) * 100).min(keys) {
+            txn.push_str(&format!("put /registry/many/{i:05} {value}\n"));
+        }
+        txn.push_str("\n\n");
+        let file = dir.join("txn.txt");
+        std::fs::write(&file, txn).unwrap();
+        // run_bounded gives no stdin: a shell redirects the file
+        run_bounded(
+            Command::new("sh")
+                .args(["-c", r#"f="$1"; shift; exec "$@" < "$f""#, "sh"])
+                .arg(&file)
+                .arg(integration_tests::tool("etcdctl", "ETCDCTL_BIN"))
+                .env("ETCDCTL_API", "3")
+                .arg(format!("--endpoints={}", c.endpoints()))
+                .arg("--cacert")
+                .arg(c.ca_file())
+                .arg("--cert")
+                .arg(&cert)
+                .arg("--key")
+                .arg(&key)
+                .args(["txn", "--interactive=false"]),
+            Duration::from_secs(30),
+        )
+        .assert_ok();
+    }
+}
+
+#[test]
+fn snapshot_status_matches_etcdutl_and_refuses_damaged_files() {
+    let c = Cluster::start(3);
+    let dir = tempfile::tempdir().unwrap();
+    // 1200 keys (branch pages) and values larger than a page (overflow pages)
+    put_many(&c, dir.path(), 1200, "v");
+    c.etcdctl(&["put", "big", &"b".repeat(20_000)]).assert_ok();
+    c.etcdctl(&["del", "/registry/many/00007"]).assert_ok();
+    let path = dir.path().join("s.db");
+    let p = path.display().to_string();
+    lite(&c, &["snapshot", "save", &p]).assert_ok();
+    let ours = run_bounded(Command::new(bin("etcdctl-lite")).args(["snapshot", "status", &p, "-w", "json"]), Duration::from_secs(30)).assert_ok();
+    // the independent readers: etcdutl 3.5 (the project's copy) and the etcdctl this run uses
+    let etcdutl = integration_tests::workspace_root().join(".etcd/v3.5.1/etcdutl");
+    let theirs = run_bounded(Command::new(&etcdutl).args(["snapshot", "status", &p, "-w", "json"]), Duration::from_secs(30)).assert_ok();
+    let a: serde_json::Value = serde_json::from_str(&ours.stdout).unwrap();
+    let b: serde_json::Value = serde_json::from_str(&theirs.stdout).unwrap();
+    assert_eq!(a, b, "ours {} vs etcdutl {}", ours.stdout, theirs.stdout);
+    assert!(a["totalKey"].as_u64().unwrap() > 1200 && a["revision"].as_i64().unwrap() > 13, "{}", ours.stdout);
+    let etcdctl = run_bounded(
+        Command::new(integration_tests::tool("etcdctl", "ETCDCTL_BIN")).env("ETCDCTL_API", "3").args(["snapshot", "status", &p, "-w", "json"]),
+        Duration::from_secs(30),
+    );
+    if etcdctl.ok() {
+        let c: serde_json::Value = serde_json::from_str(&etcdctl.stdout).unwrap();
+        assert_eq!(a, c, "ours vs etcdctl: {}", etcdctl.stdout);
+    }
+    let table = run_bounded(Command::new(bin("etcdctl-lite")).args(["snapshot", "status", &p, "-w", "table"]), Duration::from_secs(30)).assert_ok();
+    assert!(table.stdout.contains("| REVISION | TOTAL KEYS | TOTAL SIZE |"), "{}", table.stdout);
+    // damaged copies: truncated, a flipped byte in the data, a flipped byte with a matching trailer
+    let data = std::fs::read(&path).unwrap();
+    let try_status = |name: &str, bytes: &[u8]| {
+        let f = dir.path().join(name);
+        std::fs::write(&f, bytes).unwrap();
+        run_bounded(Command::new(bin("etcdctl-lite")).args(["snapshot", "status"]).arg(&f), Duration::from_secs(30))
+    };
+    let cut = try_status("cut.db", &data[..data.len() / 2 + 100]);
+    assert!(cut.code == Some(1) && cut.stderr.contains("truncated"), "{}", cut.stderr);
+    let mut flipped = data.clone();
+    flipped[5000] ^= 0xff;
+    let r = try_status("flipped.db", &flipped);
+    assert!(r.code == Some(1) && r.stderr.contains("SHA-256 trailer does not match"), "{}", r.stderr);
+    // without the trailer nothing vouches for the pages: the structure itself must be checked
+    let no_trailer = &data[..data.len() - 32];
+    try_status("plain.db", no_trailer).assert_ok();
+    let plain = run_bounded(Command::new(bin("etcdctl-lite")).args(["snapshot", "status", "-w", "json"]).arg(dir.path().join("plain.db")), Duration::from_secs(30)).assert_ok();
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&plain.stdout).unwrap(), a, "the same answer without the trailer");
+    let mut meta = no_trailer.to_vec();
+    for b in &mut meta[16..16 + 64] {
+        *b ^= 0x5a;
+    }
+    for b in &mut meta[4096 + 16..4096 + 16 + 64] {
+        *b ^= 0x5a;
+    }
+    let r = try_status("meta.db", &meta);
+    assert!(r.code == Some(1) && r.stderr.contains("corrupt"), "{}", r.stderr);
+    // every byte flipped in turn over the tree pages: an error or an answer, never a panic
+    for at in (8192..no_trailer.len()).step_by(997) {
+        let mut m = no_trailer.to_vec();
+        m[at] ^= 0xff;
+        let r = try_status("m.db", &m);
+        assert!(matches!(r.code, Some(0) | Some(1)), "byte {at}: {:?} {}", r.code, r.stderr);
+    }
+}
+
 #[test]
 fn snapshot_save_is_atomic_and_valid() {
     let c = Cluster::start(3);

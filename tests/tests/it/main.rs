@@ -9,6 +9,7 @@ mod check_lb;
 mod etcd_tls;
 mod etcdctl_lite;
 mod lifecycle;
+mod maintenance;
 mod pki_bad_input;
 mod pki_concurrency;
 mod pki_issue;

@@ -1,0 +1,97 @@
+//! `maintain`: etcd's NOSPACE runbook in one command, also fit for scheduled defragmentation:
+//! the current revision → compact to it (physically) → defragment member by member, the leader
+//! last, each gated on the cluster keeping its quorum → disarm every alarm → HEALTHY and a write
+//! that goes through. Changes no file; refuses without quorum (compaction is a raft request).
+
+use crate::error::{BootError, Result};
+use crate::live::{client_options, runtime, verdict, wait_healthy};
+use crate::plan::Plan;
+use crate::progress::Progress;
+use etcdctl_lite::maintenance;
+use etcdctl_lite::quorum::ClusterState;
+use serde::Serialize;
+use std::time::{Duration, Instant};
+
+/// A member's database before and after.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemberSizes {
+    pub endpoint: String,
+    pub db_size_before: i64,
+    pub db_size_after: i64,
+}
+
+/// What `maintain` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct MaintainReport {
+    pub compacted_revision: i64,
+    pub members: Vec<MemberSizes>,
+    pub disarmed: Vec<String>,
+}
+
+/// The key the final write check puts and deletes.
+pub const WRITE_CHECK_KEY: &str = "/etcd-bootstrap/write-check";
+
+pub fn maintain(plan: &Plan, wait: Duration, progress: &Progress) -> Result<MaintainReport> {
+    let before = verdict(plan)?;
+    if matches!(before.state, ClusterState::NoQuorum | ClusterState::Unknown) {
+        return Err(BootError::NotHealthy(format!("refusing: the cluster is {} ({}); compaction needs quorum", before.state.word(), before.summary)));
+    }
+    progress.step("maintain", &format!("cluster {}: {}", before.state.word(), before.summary), None);
+    let opts = client_options(plan)?;
+    let rt = runtime()?;
+    let ctl = |e: etcdctl_lite::CtlError| BootError::NotHealthy(e.to_string());
+    let sizes_before = db_sizes(&rt, &opts);
+    let revision = rt.block_on(etcdctl_lite::ops::status(&opts)).iter().filter_map(|s| s.result.as_ref().ok()).map(|s| s.revision).max().unwrap_or(0);
+    // 1. compact to the current revision, waiting for it to reach the backend
+    let t = Instant::now();
+    let mut long = opts.clone();
+    long.command_timeout = wait;
+    match rt.block_on(maintenance::compaction(&long, revision, true)) {
+        Ok(_) => progress.step("compact", &format!("history before revision {revision} discarded"), Some(t.elapsed())),
+        Err(e) if e.to_string().contains("compacted") => progress.step("compact", &format!("already compacted up to {revision}"), Some(t.elapsed())),
+        Err(e) => return Err(ctl(e)),
+    }
+    // 2. defragment one member at a time, the leader last; the cluster keeps its quorum between
+    for endpoint in rt.block_on(maintenance::leader_last(&opts)) {
+        let d = rt.block_on(maintenance::defrag_one(&endpoint, &long));
+        let took = d.result.map_err(|f| BootError::NotHealthy(format!("defragmenting {endpoint} failed: {}; stopped before the next member", f.message)))?;
+        wait_quorum(plan, wait, &endpoint)?;
+        progress.step("defrag", &format!("{endpoint}: done; quorum holds"), Some(took));
+    }
+    // 3. disarm (the space is back), 4. HEALTHY and writable
+    let t = Instant::now();
+    let disarmed = rt.block_on(maintenance::alarm_disarm(&opts)).map_err(ctl)?;
+    let names: Vec<String> = disarmed.alarms.iter().map(|a| format!("{} on {:x}", a.alarm, a.member_id)).collect();
+    progress.step("disarm", &if names.is_empty() { "no alarm was active".to_string() } else { format!("disarmed {}", names.join(", ")) }, Some(t.elapsed()));
+    let v = wait_healthy(plan, wait, "maintenance")?;
+    let took = rt.block_on(maintenance::write_check(&opts, WRITE_CHECK_KEY)).map_err(ctl)?;
+    progress.step("verify", &format!("{}: {}; a write went through in {} ms", v.state.word(), v.summary, took.as_millis()), None);
+    let sizes_after = db_sizes(&rt, &opts);
+    let members = sizes_before
+        .into_iter()
+        .map(|(endpoint, db_size_before)| {
+            let db_size_after = sizes_after.iter().find(|(e, _)| *e == endpoint).map(|(_, s)| *s).unwrap_or(0);
+            MemberSizes { endpoint, db_size_before, db_size_after }
+        })
+        .collect();
+    Ok(MaintainReport { compacted_revision: revision, members, disarmed: names })
+}
+
+fn db_sizes(rt: &tokio::runtime::Runtime, opts: &etcdctl_lite::options::ClientOptions) -> Vec<(String, i64)> {
+    rt.block_on(etcdctl_lite::ops::status(opts)).into_iter().map(|s| (s.endpoint, s.result.map(|r| r.db_size).unwrap_or(0))).collect()
+}
+
+/// Waits (bounded) until the cluster has its quorum again (HEALTHY, DEGRADED or READ-ONLY).
+fn wait_quorum(plan: &Plan, wait: Duration, after: &str) -> Result<()> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let v = verdict(plan)?;
+        if !matches!(v.state, ClusterState::NoQuorum | ClusterState::Unknown) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(BootError::NotHealthy(format!("after defragmenting {after}: {} ({}); stopped before the next member", v.state.word(), v.summary)));
+        }
+        std::thread::sleep(Duration::from_millis(150));
+    }
+}

@@ -1,0 +1,92 @@
+//! `snapshot status FILE`: etcdutl's fields (hash, revision, total keys, total size) read from the
+//! file alone, computed as etcd computes them: CRC-32C over every bucket name and every key and
+//! value in order, the revision of the last key of the `key` bucket, bbolt's size. A snapshot saved
+//! from etcd carries a SHA-256 of the rest as its last 32 bytes; it is checked first.
+
+use crate::bolt::{Corrupt, Db};
+use crate::error::{CtlError, Result};
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+
+/// etcdutl's `snapshot status`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SnapshotStatus {
+    pub hash: u32,
+    pub revision: i64,
+    #[serde(rename = "totalKey")]
+    pub total_key: u64,
+    #[serde(rename = "totalSize")]
+    pub total_size: u64,
+}
+
+/// Whether a snapshot carries etcd's SHA-256 trailer, and if so whether it matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trailer {
+    Matched,
+    Absent,
+}
+
+fn file_err(path: &Path, reason: impl Into<String>) -> CtlError {
+    CtlError::File { path: path.display().to_string(), reason: reason.into() }
+}
+
+pub fn status(path: &Path) -> Result<(SnapshotStatus, Trailer)> {
+    let file = File::open(path).map_err(|e| file_err(path, e.to_string()))?;
+    let len = file.metadata().map_err(|e| file_err(path, e.to_string()))?.len();
+    // bbolt files are whole pages (multiples of 512); `snapshot save` appends a 32-byte SHA-256
+    let has_trailer = len % 512 == 32;
+    let data_len = if has_trailer { len - 32 } else { len };
+    if data_len == 0 || data_len % 512 != 0 {
+        return Err(file_err(path, format!("truncated or not an etcd snapshot: {len} bytes is not a whole number of pages (plus etcd's 32-byte hash)")));
+    }
+    let trailer = if has_trailer {
+        check_trailer(path, &file, data_len)?;
+        Trailer::Matched
+    } else {
+        Trailer::Absent
+    };
+    let bad = |c: Corrupt| file_err(path, format!("corrupt: {}", c.0));
+    let db = Db::open(file, data_len).map_err(bad)?;
+    let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
+    let mut digest = crc.digest();
+    let (mut revision, mut total_key) = (0i64, 0u64);
+    db.for_each(&mut |bucket, pair| {
+        match pair {
+            None => digest.update(bucket),
+            Some((k, v)) => {
+                digest.update(k);
+                digest.update(v);
+                if bucket == b"key" && k.len() >= 8 {
+                    // etcd's revision key: main revision, big-endian, then '_' and the sub revision
+                    revision = i64::from_be_bytes(k[..8].try_into().unwrap_or_default());
+                }
+                total_key += 1;
+            }
+        }
+        Ok(())
+    })
+    .map_err(bad)?;
+    Ok((SnapshotStatus { hash: digest.finalize(), revision, total_key, total_size: db.size() }, trailer))
+}
+
+/// The last 32 bytes must be the SHA-256 of the rest (streamed, bounded memory).
+fn check_trailer(path: &Path, file: &File, data_len: u64) -> Result<()> {
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+    let mut hasher = Sha256::new();
+    let mut left = data_len;
+    let mut buf = vec![0u8; 1 << 20];
+    while left > 0 {
+        let want = buf.len().min(left as usize);
+        reader.read_exact(&mut buf[..want]).map_err(|e| file_err(path, e.to_string()))?;
+        hasher.update(&buf[..want]);
+        left -= want as u64;
+    }
+    let mut trailer = [0u8; 32];
+    reader.read_exact(&mut trailer).map_err(|e| file_err(path, e.to_string()))?;
+    if hasher.finalize()[..] != trailer {
+        return Err(file_err(path, "corrupt: the SHA-256 trailer does not match the data (damaged or truncated)"));
+    }
+    Ok(())
+}

@@ -1,0 +1,128 @@
+//! Maintenance on a real cluster: a small `quota_backend_bytes` filled until etcd raises NOSPACE
+//! → the verdict says READ-ONLY (exit 2) and names the alarm → `etcd-bootstrap maintain` →
+//! writable again, the database smaller, the alarm gone; etcdctl-lite's compaction, defrag and
+//! alarm disarm with etcdctl's output.
+
+use integration_tests::bootstrap::{boot, local_spec, Down};
+use integration_tests::{bin, run_bounded, tool, Ran};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+fn etcdctl(dir: &Path, eps: &str, args: &[&str]) -> Ran {
+    let node = dir.join("out/control-plane/cp-1/etc/kubernetes/pki");
+    run_bounded(
+        Command::new(tool("etcdctl", "ETCDCTL_BIN"))
+            .arg(format!("--endpoints={eps}"))
+            .arg("--cacert")
+            .arg(node.join("etcd/ca.crt"))
+            .arg("--cert")
+            .arg(node.join("apiserver-etcd-client.crt"))
+            .arg("--key")
+            .arg(node.join("apiserver-etcd-client.key"))
+            .args(["--dial-timeout=2s", "--command-timeout=5s"])
+            .args(args),
+        Duration::from_secs(30),
+    )
+}
+
+fn lite(dir: &Path, eps: &str, args: &[&str]) -> Ran {
+    let node = dir.join("out/control-plane/cp-1/etc/kubernetes/pki");
+    run_bounded(
+        Command::new(bin("etcdctl-lite"))
+            .env_remove("ETCDCTL_ENDPOINTS")
+            .arg(format!("--endpoints={eps}"))
+            .arg("--cacert")
+            .arg(node.join("etcd/ca.crt"))
+            .arg("--cert")
+            .arg(node.join("apiserver-etcd-client.crt"))
+            .arg("--key")
+            .arg(node.join("apiserver-etcd-client.key"))
+            .args(args),
+        Duration::from_secs(60),
+    )
+}
+
+fn db_sizes(dir: &Path, eps: &str) -> Vec<u64> {
+    let st = lite(dir, eps, &["endpoint", "status", "-w", "json"]).assert_ok();
+    let v: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
+    v.as_array().unwrap().iter().map(|e| e["Status"]["dbSize"].as_u64().unwrap()).collect()
+}
+
+#[test]
+fn nospace_is_read_only_until_maintain_compacts_defragments_and_disarms() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let spec_file = local_spec(dir, 1);
+    let (spec, eps) = (spec_file.path.clone(), spec_file.endpoints.clone());
+    // a 4 MiB quota, and the metrics listener kubeadm configures
+    let text = std::fs::read_to_string(&spec).unwrap();
+    std::fs::write(&spec, format!("{text}etcd:\n  quota_backend_bytes: 4194304\n  metrics_port: 2381\n")).unwrap();
+    let _down = Down(spec.clone());
+    boot(&spec, &["up"]).assert_ok();
+    // the metrics listener answers plain HTTP /health on each member's address
+    let first = eps.split(',').next().unwrap().trim_start_matches("https://").rsplit_once(':').unwrap().0.to_string();
+    let mut s = std::net::TcpStream::connect(format!("{first}:2381")).expect("metrics listener");
+    use std::io::{Read, Write};
+    s.write_all(b"GET /health HTTP/1.0\r\n\r\n").unwrap();
+    let mut health = String::new();
+    let _ = s.read_to_string(&mut health);
+    assert!(health.contains("\"health\":\"true\""), "{health}");
+
+    // fill: 100 KiB values on one key until etcd refuses with NOSPACE (bounded)
+    let value = "x".repeat(100 * 1024);
+    let mut refused = None;
+    for i in 0..400 {
+        let r = etcdctl(dir, &eps, &["put", "/fill", &value]);
+        if !r.ok() {
+            refused = Some((i, r.stderr));
+            break;
+        }
+    }
+    let (writes, why) = refused.expect("etcd never raised NOSPACE under a 4 MiB quota");
+    assert!(why.contains("database space exceeded"), "{why}");
+    eprintln!("NOSPACE after {writes} writes of 100 KiB");
+    let before = db_sizes(dir, &eps);
+
+    // the verdict: read-only, critical, naming the alarm and the way out
+    let st = boot(&spec, &["status"]);
+    assert_eq!(st.code, Some(2), "{}{}", st.stdout, st.stderr);
+    assert!(st.stdout.starts_with("READ-ONLY: writes refused cluster-wide: NOSPACE on etcd-"), "{}", st.stdout);
+    assert!(st.stdout.contains("tolerates 1 more failure(s)") && st.stdout.contains("maintain"), "{}", st.stdout);
+    let alarms = lite(dir, &eps, &["alarm", "list"]).assert_ok();
+    assert!(alarms.stdout.contains("alarm:NOSPACE"), "{}", alarms.stdout);
+
+    // the runbook in one command
+    let m = boot(&spec, &["maintain", "-w", "json"]);
+    assert!(m.ok(), "{}{}", m.stdout, m.stderr);
+    for step in ["compact: history before revision", "defrag: https://", "disarm: disarmed NOSPACE", "verify: HEALTHY"] {
+        assert!(m.stderr.contains(step), "lacks {step:?}: {}", m.stderr);
+    }
+    // the leader last: the last member defragmented is the leader
+    let report: serde_json::Value = serde_json::from_str(&m.stdout).unwrap();
+    // etcd 3.4 raises NOSPACE once; 3.5 on every member whose backend is over the quota
+    let disarmed = report["disarmed"].as_array().unwrap();
+    assert!(!disarmed.is_empty() && disarmed.iter().all(|a| a.as_str().unwrap().starts_with("NOSPACE on ")), "{}", m.stdout);
+    let after = db_sizes(dir, &eps);
+    for (b, a) in before.iter().zip(&after) {
+        assert!(a < b, "defragmentation must shrink every database: before {before:?}, after {after:?}");
+    }
+    assert_eq!(boot(&spec, &["status"]).code, Some(0));
+    etcdctl(dir, &eps, &["put", "after", "ok"]).assert_ok();
+    assert!(!etcdctl(dir, &eps, &["get", "/etcd-bootstrap/write-check", "--keys-only"]).assert_ok().stdout.contains("write-check"), "the write check cleans up");
+
+    // etcdctl-lite's own verbs, with etcdctl's output
+    let rev = {
+        let st = lite(dir, &eps, &["endpoint", "status", "-w", "json"]).assert_ok();
+        let v: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
+        v[0]["Status"]["header"]["revision"].as_i64().unwrap()
+    };
+    let c = lite(dir, &eps, &["compaction", &rev.to_string(), "--physical"]).assert_ok();
+    assert_eq!(c.stdout.trim(), format!("compacted revision {rev}"));
+    let again = lite(dir, &eps, &["compaction", &rev.to_string()]);
+    assert!(!again.ok() && again.stderr.contains("compacted"), "{}", again.stderr);
+    let d = lite(dir, &eps, &["defrag", "--cluster"]).assert_ok();
+    assert_eq!(d.stdout.matches("Finished defragmenting etcd member[https://").count(), 3, "{}", d.stdout);
+    let disarm = lite(dir, &eps, &["alarm", "disarm"]).assert_ok();
+    assert!(disarm.stdout.is_empty(), "nothing to disarm: {}", disarm.stdout);
+}
