@@ -191,6 +191,39 @@ if [ -d \"$d\" ] && [ -n \"$(ls -A \"$d\" 2>/dev/null)\" ]; then to=\"$d.replace
     )
 }
 
+/// Restores `snapshot` (already on the host) into the member's data dir with etcd's own tool: the
+/// `etcdutl` beside the member's etcd (3.5+), else the `etcdctl` beside it (3.4, `ETCDCTL_API=3`),
+/// else whichever of the two is on PATH. The data dir must be absent or empty (`retire` moved the
+/// old one aside; an empty one is removed, as the tool refuses an existing dir).
+pub fn restore_snapshot(m: &MemberPlan, snapshot: &str, initial_cluster: &str, token: &str) -> String {
+    let sp = &m.spec;
+    let lines = [
+        "set -eu".to_string(),
+        format!("bin=$(command -v -- {etcd}) || {{ echo no etcd at: {etcd} >&2; exit 1; }}", etcd = q(&m.binary)),
+        r#"dir=$(dirname -- "$bin")"#.into(),
+        r#"if [ -x "$dir/etcdutl" ]; then tool="$dir/etcdutl""#.into(),
+        r#"elif [ -x "$dir/etcdctl" ]; then tool="$dir/etcdctl"; export ETCDCTL_API=3"#.into(),
+        "elif command -v etcdutl >/dev/null 2>&1; then tool=etcdutl".into(),
+        "elif command -v etcdctl >/dev/null 2>&1; then tool=etcdctl; export ETCDCTL_API=3".into(),
+        r#"else echo "neither etcdutl nor etcdctl beside $bin or on PATH" >&2; exit 1; fi"#.into(),
+        format!("d={}", q(&sp.data_dir.display().to_string())),
+        r#"if [ -d "$d" ] && [ -z "$(ls -A -- "$d")" ]; then rmdir -- "$d"; fi"#.into(),
+        r#"if [ -e "$d" ]; then echo "$d exists and is not empty: not restoring over it" >&2; exit 1; fi"#.into(),
+        r#"mkdir -p -- "$(dirname -- "$d")""#.into(),
+        format!(
+            r#""$tool" snapshot restore {snap} --name {name} --initial-cluster {ic} --initial-cluster-token {token} --initial-advertise-peer-urls {peer} --data-dir "$d" >&2"#,
+            snap = q(snapshot),
+            name = q(&sp.name),
+            ic = q(initial_cluster),
+            token = q(token),
+            peer = q(&sp.peer_url()),
+        ),
+        r#"chmod 700 "$d""#.into(),
+        r#"echo "restored=$tool""#.into(),
+    ];
+    lines.join("\n") + "\n"
+}
+
 /// The last lines of the member's log, for error messages.
 pub fn log_tail(m: &MemberPlan, lines: usize) -> String {
     match m.spec.supervisor() {

@@ -75,6 +75,30 @@ enum Command {
         #[arg(long, default_value = "90", value_name = "SECONDS")]
         wait: u64,
     },
+    /// A verified snapshot, kept as CLUSTER-YYYYMMDDTHHMMSSZ-rREVISION.db (0600).
+    Backup {
+        /// Where backups go (default: backups/ beside the spec).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Keep only the newest N backups of this cluster in DIR (files of other names are never touched).
+        #[arg(long, value_name = "N")]
+        keep: Option<usize>,
+        /// Print a systemd service + timer (and a cron line) running this backup hourly; take none.
+        #[arg(long)]
+        print_timer: bool,
+        #[arg(short = 'w', long = "write-out", value_enum, default_value = "simple")]
+        write_out: etcdctl_lite::render::Format,
+    },
+    /// Whole-cluster disaster recovery from a snapshot: stop all, move data aside, restore each
+    /// member, start, verify (resumable).
+    Restore {
+        snapshot: PathBuf,
+        /// Restore even though the cluster is HEALTHY (everything written since the snapshot is lost).
+        #[arg(long)]
+        force: bool,
+        #[arg(long, default_value = "90", value_name = "SECONDS")]
+        wait: u64,
+    },
     /// The NOSPACE runbook, or scheduled upkeep: compact to the current revision, defragment member
     /// by member (the leader last, quorum kept), disarm alarms, verify HEALTHY and writable.
     Maintain {
@@ -301,6 +325,43 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             let plan = plan::build(&load(&cli.spec)?);
             ops::replace::replace(&plan, &member, force, Duration::from_secs(wait), &Progress::new(false))?;
             println!("member {member} replaced; the cluster is HEALTHY");
+            Ok(0)
+        }
+        Command::Backup { dir, keep, print_timer, write_out } => {
+            let loaded = load(&cli.spec)?;
+            let plan = plan::build(&loaded);
+            let base = Path::new(&loaded.file).parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let dir = dir.unwrap_or_else(|| base.join("backups"));
+            if print_timer {
+                let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf()));
+                let exe = std::env::current_exe()?;
+                print!("{}", ops::backup::timer(&exe, &abs(&cli.spec), &abs(&dir), keep.unwrap_or(48), &loaded.spec.name));
+                return Ok(0);
+            }
+            let b = ops::backup::backup(&plan, &dir, keep, &Progress::new(false))?;
+            if write_out == etcdctl_lite::render::Format::Json {
+                println!("{}", serde_json::to_string_pretty(&b)?);
+            } else {
+                println!("{} (revision {}, {} keys, {} bytes, sha256 {}) from {}{}", b.path, b.revision, b.keys, b.bytes, b.sha256, b.endpoint, if b.healthy { "" } else { "; the cluster was not healthy" });
+            }
+            Ok(0)
+        }
+        Command::Restore { snapshot, force, wait } => {
+            let plan = plan::build(&load(&cli.spec)?);
+            let r = ops::restore::restore(&plan, &snapshot, force, Duration::from_secs(wait), &Progress::new(false))?;
+            println!(
+                "restored revision {} ({} keys) on {} members; cluster {} (was {}), HEALTHY at revision {}",
+                r.snapshot_revision,
+                r.snapshot_keys,
+                plan.members.len(),
+                r.cluster_id,
+                r.old_cluster_id.as_deref().unwrap_or("unreachable"),
+                r.revision_now
+            );
+            for m in &r.moved {
+                println!("old data dir of {m}");
+            }
+            println!("next: restart kube-apiserver on every control-plane node");
             Ok(0)
         }
         Command::Maintain { wait, write_out } => {

@@ -1,0 +1,224 @@
+//! `restore SNAPSHOT`: etcd's whole-cluster disaster recovery for the spec's members. The snapshot
+//! is checked first (SHA-256 trailer, structure, revision); a HEALTHY cluster is refused unless
+//! `--force`; every member is stopped and its data dir moved aside (never deleted); the snapshot
+//! goes to each member's host only, where etcd's own tool (etcdutl, or 3.4's etcdctl) restores it
+//! with the spec's names and peer URLs and a new cluster token; then all members start together,
+//! and the cluster must be HEALTHY at the snapshot's revision or later, with a new cluster ID.
+//! Progress is recorded in `etcd/restore.json`: an interrupted restore resumes when run again
+//! with the same snapshot.
+
+use crate::error::{BootError, Result};
+use crate::live::{client_options, host_err, per_member, put_file, run_on, runtime, start_member, wait_healthy};
+use crate::plan::{MemberPlan, Plan};
+use crate::progress::Progress;
+use crate::scripts;
+use etcdctl_lite::quorum::ClusterState;
+use pki::files;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RestoreState {
+    snapshot_sha256: String,
+    token: String,
+    revision: i64,
+    /// Members whose data dir holds the restored snapshot.
+    restored: Vec<String>,
+    #[serde(default)]
+    old_cluster_id: Option<u64>,
+}
+
+/// What `restore` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreReport {
+    pub snapshot_revision: i64,
+    pub snapshot_keys: u64,
+    pub revision_now: i64,
+    pub cluster_id: String,
+    pub old_cluster_id: Option<String>,
+    /// Where each member's previous data dir went.
+    pub moved: Vec<String>,
+}
+
+fn state_path(plan: &Plan) -> PathBuf {
+    plan.issue.dir.join("etcd").join("restore.json")
+}
+
+fn file_err(path: &Path, reason: impl std::fmt::Display) -> BootError {
+    BootError::Output { path: path.display().to_string(), reason: reason.to_string() }
+}
+
+fn sha256_of(path: &Path) -> Result<String> {
+    let mut f = std::fs::File::open(path).map_err(|e| file_err(path, e))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| file_err(path, e))?;
+        if n == 0 {
+            return Ok(hex::encode(h.finalize()));
+        }
+        h.update(&buf[..n]);
+    }
+}
+
+fn load_state(plan: &Plan) -> Result<Option<RestoreState>> {
+    let p = state_path(plan);
+    match std::fs::read(&p) {
+        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| file_err(&p, format!("{e}; the record of an interrupted restore is damaged"))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(file_err(&p, e)),
+    }
+}
+
+fn save_state(plan: &Plan, s: &RestoreState) -> Result<()> {
+    let json = serde_json::to_string_pretty(s).unwrap_or_default() + "\n";
+    files::write_atomic(&state_path(plan), json.as_bytes(), 0o600)?;
+    Ok(())
+}
+
+pub fn restore(plan: &Plan, snapshot: &Path, force: bool, wait: Duration, progress: &Progress) -> Result<RestoreReport> {
+    let _lock = pki::lock::lock_dir(&plan.issue.dir, pki::lock::DEFAULT_WAIT)?;
+    // 1. the snapshot, before anything is touched
+    let t = Instant::now();
+    let (status, trailer) = etcdctl_lite::snapshot_status::status(snapshot).map_err(|e| BootError::NotHealthy(format!("refusing to restore: {e}")))?;
+    if trailer == etcdctl_lite::snapshot_status::Trailer::Absent {
+        return Err(file_err(snapshot, "has no SHA-256 trailer: not a snapshot saved from etcd (`backup` or `snapshot save` make one); refusing to restore it"));
+    }
+    let sha = sha256_of(snapshot)?;
+    progress.step("snapshot", &format!("{}: revision {}, {} keys, checksum verified", snapshot.display(), status.revision, status.total_key), Some(t.elapsed()));
+    let mut state = match load_state(plan)? {
+        Some(s) if s.snapshot_sha256 == sha => {
+            progress.step("restore", &format!("resuming: {} of {} members restored", s.restored.len(), plan.members.len()), None);
+            s
+        }
+        Some(s) => {
+            return Err(BootError::NotHealthy(format!(
+                "another restore (snapshot sha256 {}) is under way: finish it by running restore with that snapshot, or remove {} if you abandoned it",
+                &s.snapshot_sha256[..12],
+                state_path(plan).display()
+            )));
+        }
+        None => begin(plan, &sha, status.revision, force, progress)?,
+    };
+    // 2. every member stopped, its data moved aside, the snapshot restored there
+    let moved = restore_members(plan, snapshot, &sha, &mut state, progress)?;
+    // 3. all start together, 4. HEALTHY at the snapshot's revision or later
+    start_all(plan)?;
+    let t = Instant::now();
+    let v = wait_healthy(plan, wait, "starting the restored members")?;
+    progress.step("quorum", &format!("{}: {}", v.state.word(), v.summary), Some(t.elapsed()));
+    let (revision_now, cluster_id) = current_revision(plan)?;
+    if revision_now < status.revision {
+        return Err(BootError::NotHealthy(format!("the restored cluster is at revision {revision_now}, below the snapshot's {}", status.revision)));
+    }
+    for m in &plan.members {
+        let _ = run_on(m, &format!("rm -f -- {}\n", crate::plan::sh_quote(&delivered_path(m, &sha))));
+    }
+    let _ = std::fs::remove_file(state_path(plan));
+    progress.step(
+        "restore",
+        "done. Restart kube-apiserver on every control-plane node: its watch cache and resource versions are from the old cluster",
+        None,
+    );
+    Ok(RestoreReport {
+        snapshot_revision: status.revision,
+        snapshot_keys: status.total_key,
+        revision_now,
+        cluster_id: format!("{cluster_id:x}"),
+        old_cluster_id: state.old_cluster_id.map(|c| format!("{c:x}")),
+        moved,
+    })
+}
+
+/// A new restore: refused on a HEALTHY cluster without `force`; the old cluster ID noted.
+fn begin(plan: &Plan, sha: &str, revision: i64, force: bool, progress: &Progress) -> Result<RestoreState> {
+    let v = crate::live::verdict(plan)?;
+    if v.state == ClusterState::Healthy && !force {
+        return Err(BootError::NotHealthy(format!(
+            "refusing: the cluster is HEALTHY ({}); a restore replaces everything written since the snapshot. Pass --force if that is what you want",
+            v.summary
+        )));
+    }
+    progress.step("restore", &format!("cluster {}: {}", v.state.word(), v.summary), None);
+    let old_cluster_id = current_revision(plan).ok().map(|(_, id)| id);
+    let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
+    let s = RestoreState { snapshot_sha256: sha.to_string(), token: format!("{}-restored-{stamp}", plan.token), revision, restored: vec![], old_cluster_id };
+    save_state(plan, &s)?;
+    Ok(s)
+}
+
+fn delivered_path(m: &MemberPlan, sha: &str) -> String {
+    m.spec.run_dir.join(format!("restore-{}.db", &sha[..16])).display().to_string()
+}
+
+/// Stops every member not yet restored, moves its data dir aside, delivers the snapshot and
+/// restores it (members in parallel); records each success.
+fn restore_members(plan: &Plan, snapshot: &Path, sha: &str, state: &mut RestoreState, progress: &Progress) -> Result<Vec<String>> {
+    let data = std::fs::read(snapshot).map_err(|e| file_err(snapshot, e))?;
+    let initial = plan.initial_cluster();
+    let pending: Vec<&MemberPlan> = plan.members.iter().filter(|m| !state.restored.contains(&m.spec.name)).collect();
+    // every member stops first: none may run on its old data while others are restored
+    let stops = per_member(plan, |m| if pending.iter().any(|p| p.spec.name == m.spec.name) { run_on(m, &scripts::retire(m)).map(Some) } else { Ok(None) });
+    let mut moved = Vec::new();
+    for (m, r) in plan.members.iter().zip(stops) {
+        if let Some(out) = r? {
+            let what = out.value("moved").map(|to| format!("stopped; old data dir moved to {to}")).unwrap_or_else(|| "stopped; no old data".into());
+            moved.extend(out.value("moved").map(|to| format!("{}: {to}", m.spec.name)));
+            progress.step(&format!("retire {}", m.name()), &what, None);
+        }
+    }
+    let results = per_member(plan, |m| {
+        if !pending.iter().any(|p| p.spec.name == m.spec.name) {
+            return Ok(None);
+        }
+        let t = Instant::now();
+        let path = delivered_path(m, sha);
+        put_file(m, &path, 0o600, &data)?;
+        let out = run_on(m, &scripts::restore_snapshot(m, &path, &initial, &state.token))?;
+        if !out.ok() {
+            return Err(host_err(m, "restoring the snapshot", &out));
+        }
+        Ok(Some((out.value("restored").unwrap_or_default(), t.elapsed())))
+    });
+    let mut failed = Vec::new();
+    for (m, r) in plan.members.iter().zip(results) {
+        match r {
+            Ok(Some((tool, took))) => {
+                progress.step(&format!("restore {}", m.name()), &format!("data dir restored with {tool}"), Some(took));
+                state.restored.push(m.spec.name.clone());
+            }
+            Ok(None) => {}
+            Err(e) => failed.push(e.to_string()),
+        }
+    }
+    save_state(plan, state)?;
+    if failed.is_empty() {
+        Ok(moved)
+    } else {
+        Err(BootError::NotHealthy(format!("restoring failed (run restore again with the same snapshot to resume):\n  - {}", failed.join("\n  - "))))
+    }
+}
+
+fn start_all(plan: &Plan) -> Result<()> {
+    let starts = per_member(plan, |m| {
+        let out = start_member(m, &plan.token)?;
+        if out.ok() { Ok(()) } else { Err(host_err(m, "starting etcd", &out)) }
+    });
+    let failed: Vec<String> = starts.into_iter().filter_map(|r| r.err().map(|e| e.to_string())).collect();
+    if failed.is_empty() { Ok(()) } else { Err(BootError::NotHealthy(format!("starting failed:\n  - {}", failed.join("\n  - ")))) }
+}
+
+/// The highest revision and the cluster ID the members report.
+fn current_revision(plan: &Plan) -> Result<(i64, u64)> {
+    let opts = client_options(plan)?;
+    let statuses = runtime()?.block_on(etcdctl_lite::ops::status(&opts));
+    statuses
+        .iter()
+        .filter_map(|s| s.result.as_ref().ok())
+        .map(|s| (s.revision, s.cluster_id))
+        .max()
+        .ok_or_else(|| BootError::NotHealthy("no member answers a status request".into()))
+}

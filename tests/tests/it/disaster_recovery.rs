@@ -1,0 +1,191 @@
+//! Backups and whole-cluster restore on real clusters: 1000 keys, `backup` with retention, every
+//! member killed and its data wiped or corrupted, `restore` interrupted midway and run again, and
+//! the restored cluster HEALTHY with every key, at least the snapshot's revision and a new
+//! cluster ID.
+
+use integration_tests::bootstrap::{boot, local_spec, Down};
+use integration_tests::{bin, run_bounded, tool, Ran};
+use std::io::BufRead;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn etcdctl(dir: &Path, eps: &str, args: &[&str]) -> Ran {
+    let node = dir.join("out/control-plane/cp-1/etc/kubernetes/pki");
+    run_bounded(
+        Command::new(tool("etcdctl", "ETCDCTL_BIN"))
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={eps}"))
+            .arg("--cacert")
+            .arg(node.join("etcd/ca.crt"))
+            .arg("--cert")
+            .arg(node.join("apiserver-etcd-client.crt"))
+            .arg("--key")
+            .arg(node.join("apiserver-etcd-client.key"))
+            .args(["--dial-timeout=2s", "--command-timeout=10s"])
+            .args(args),
+        Duration::from_secs(60),
+    )
+}
+
+/// `count` keys `/registry/dr/NNNNN` = `value-NNNNN`, 100 per transaction (fed on stdin).
+fn put_keys(dir: &Path, eps: &str, count: usize) {
+    for batch in 0..count.div_ceil(100) {
+        let mut txn = String::from("\n");
+        for i in batch * 100..((batch + 1) * 100).min(count) {
+            txn.push_str(&format!("put /registry/dr/{i:05} value-{i:05}\n"));
+        }
+        txn.push_str("\n\n");
+        let file = dir.join("txn.txt");
+        std::fs::write(&file, txn).unwrap();
+        let node = dir.join("out/control-plane/cp-1/etc/kubernetes/pki");
+        run_bounded(
+            Command::new("sh")
+                .args(["-c", r#"f="$1"; shift; exec "$@" < "$f""#, "sh"])
+                .arg(&file)
+                .arg(tool("etcdctl", "ETCDCTL_BIN"))
+                .env("ETCDCTL_API", "3")
+                .arg(format!("--endpoints={eps}"))
+                .arg("--cacert")
+                .arg(node.join("etcd/ca.crt"))
+                .arg("--cert")
+                .arg(node.join("apiserver-etcd-client.crt"))
+                .arg("--key")
+                .arg(node.join("apiserver-etcd-client.key"))
+                .args(["txn", "--interactive=false"]),
+            Duration::from_secs(60),
+        )
+        .assert_ok();
+    }
+}
+
+fn cluster_id(dir: &Path, eps: &str) -> u64 {
+    let st = etcdctl(dir, eps, &["endpoint", "status", "-w", "json"]).assert_ok();
+    let v: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
+    v[0]["Status"]["header"]["cluster_id"].as_u64().unwrap()
+}
+
+fn kill_members(dir: &Path) {
+    for i in 1..=3 {
+        if let Ok(pid) = std::fs::read_to_string(dir.join(format!("members/etcd-{i}/etcd-{i}.pid"))) {
+            integration_tests::signal(pid.trim().parse().unwrap(), integration_tests::Signal::Kill);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+}
+
+#[test]
+fn backup_then_whole_cluster_restore_after_losing_every_member() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let spec_file = local_spec(dir, 1);
+    let (spec, eps) = (spec_file.path.clone(), spec_file.endpoints.clone());
+    let _down = Down(spec.clone());
+    boot(&spec, &["up"]).assert_ok();
+    put_keys(dir, &eps, 1000);
+
+    // three backups with --keep 2: the oldest goes, a file of the operator's stays
+    let backups = dir.join("backups");
+    std::fs::create_dir_all(&backups).unwrap();
+    std::fs::write(backups.join("notes.txt"), "mine").unwrap();
+    let mut last = serde_json::Value::Null;
+    for i in 0..3 {
+        etcdctl(dir, &eps, &["put", "tick", &i.to_string()]).assert_ok(); // a new revision, a new name
+        let b = boot(&spec, &["backup", "--keep", "2", "-w", "json"]);
+        assert!(b.ok(), "{}{}", b.stdout, b.stderr);
+        last = serde_json::from_str(&b.stdout).unwrap();
+    }
+    let mut names: Vec<String> = std::fs::read_dir(&backups).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    assert_eq!(names.len(), 3, "two backups and notes.txt: {names:?}");
+    assert!(names.contains(&"notes.txt".to_string()));
+    let newest = std::path::PathBuf::from(last["path"].as_str().unwrap());
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&newest).unwrap().permissions().mode() & 0o777, 0o600);
+    let snap_rev = last["revision"].as_i64().unwrap();
+    assert!(last["keys"].as_u64().unwrap() >= 1001, "{last}");
+    assert!(newest.file_name().unwrap().to_string_lossy().ends_with(&format!("-r{snap_rev}.db")), "{last}");
+    // the independent reader agrees with what backup read back
+    let etcdutl = integration_tests::workspace_root().join(".etcd/v3.5.1/etcdutl");
+    let theirs = run_bounded(Command::new(&etcdutl).args(["snapshot", "status", "-w", "json"]).arg(&newest), Duration::from_secs(30)).assert_ok();
+    let t: serde_json::Value = serde_json::from_str(&theirs.stdout).unwrap();
+    assert_eq!((t["revision"].as_i64(), t["totalKey"].as_u64()), (Some(snap_rev), last["keys"].as_u64()));
+    // --print-timer: a service and timer that run exactly this backup
+    let timer = boot(&spec, &["backup", "--print-timer", "--keep", "24"]).assert_ok();
+    assert!(timer.stdout.contains("OnCalendar=hourly") && timer.stdout.contains("backup --dir") && timer.stdout.contains("--keep 24"), "{}", timer.stdout);
+
+    // written after the backup: lost by the restore, as it must be
+    etcdctl(dir, &eps, &["put", "after-backup", "x"]).assert_ok();
+    let old_id = cluster_id(dir, &eps);
+    // a healthy cluster is not restored over without --force, and nothing changes
+    let r = boot(&spec, &["restore", &newest.display().to_string()]).assert_fails();
+    assert!(r.stderr.contains("refusing: the cluster is HEALTHY"), "{}", r.stderr);
+    // a damaged snapshot is refused before anything is touched
+    let mut bytes = std::fs::read(&newest).unwrap();
+    bytes[9000] ^= 1;
+    std::fs::write(dir.join("damaged.db"), &bytes).unwrap();
+    let r = boot(&spec, &["restore", "--force", &dir.join("damaged.db").display().to_string()]).assert_fails();
+    assert!(r.stderr.contains("does not match"), "{}", r.stderr);
+    assert_eq!(boot(&spec, &["status"]).code, Some(0), "still running untouched");
+
+    // the disaster: every member killed; one data dir wiped, one corrupted
+    kill_members(dir);
+    std::fs::remove_dir_all(dir.join("members/etcd-1/data")).unwrap();
+    let db = dir.join("members/etcd-2/data/member/snap/db");
+    std::fs::write(&db, vec![0xa5u8; 8192]).unwrap();
+    assert_ne!(boot(&spec, &["status"]).code, Some(0));
+
+    // restore, interrupted right after the members' data dirs were restored
+    let mut first = Command::new(bin("etcd-bootstrap"))
+        .arg("-f")
+        .arg(&spec)
+        .arg("restore")
+        .arg(&newest)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = first.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("data dir restored with") {
+                let _ = tx.send(());
+                return;
+            }
+        }
+    });
+    let seen = rx.recv_timeout(Duration::from_secs(60)).is_ok();
+    let _ = first.kill();
+    let _ = first.wait();
+    assert!(seen, "the first restore never reached a member");
+    let started = Instant::now();
+    let second = boot(&spec, &["restore", &newest.display().to_string()]);
+    assert!(second.ok(), "{}{}", second.stdout, second.stderr);
+    assert!(second.stderr.contains("resuming"), "{}", second.stderr);
+    eprintln!("resumed restore took {:?}", started.elapsed());
+
+    // every key with its value, the snapshot's revision or later, a new cluster
+    assert_eq!(boot(&spec, &["status"]).code, Some(0));
+    let got = etcdctl(dir, &eps, &["get", "/registry/dr/", "--prefix"]).assert_ok();
+    let lines: Vec<&str> = got.stdout.lines().collect();
+    assert_eq!(lines.len(), 2000, "1000 keys and their values");
+    for i in (0..1000).step_by(37) {
+        let k = format!("/registry/dr/{i:05}");
+        let at = lines.iter().position(|l| *l == k).unwrap_or_else(|| panic!("{k} missing"));
+        assert_eq!(lines[at + 1], format!("value-{i:05}"));
+    }
+    assert!(etcdctl(dir, &eps, &["get", "after-backup"]).assert_ok().stdout.is_empty(), "written after the backup: gone");
+    let st = etcdctl(dir, &eps, &["endpoint", "status", "-w", "json"]).assert_ok();
+    let v: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
+    assert!(v[0]["Status"]["header"]["revision"].as_i64().unwrap() >= snap_rev, "{}", st.stdout);
+    assert_ne!(cluster_id(dir, &eps), old_id, "a restored cluster is a new cluster");
+    // the old data was moved aside, never deleted
+    for i in 2..=3 {
+        let aside = std::fs::read_dir(dir.join(format!("members/etcd-{i}"))).unwrap().flatten().any(|e| e.file_name().to_string_lossy().starts_with("data.replaced-"));
+        assert!(aside, "etcd-{i}'s old data dir moved aside");
+    }
+    assert!(!dir.join("pki/etcd/restore.json").exists(), "the record goes when the restore is done");
+    // writable
+    etcdctl(dir, &eps, &["put", "after-restore", "ok"]).assert_ok();
+}
