@@ -201,9 +201,30 @@ pub(crate) fn hand_off_leadership(plan: &Plan, m: &MemberPlan, wait: Duration) -
     }
 }
 
+/// A restart with an etcd older than the member runs would fail on its data dir (after an
+/// `upgrade`, the spec may still name the old binary): refused before the member is stopped.
+fn refuse_downgrade(plan: &Plan, m: &MemberPlan) -> Result<()> {
+    let out = run_on(m, &format!("{} --version 2>/dev/null\n", crate::plan::sh_quote(&m.binary)))?;
+    let Some(binary) = crate::versions::etcd_version_output(&out.stdout) else { return Ok(()) };
+    let opts = client_options(plan)?.with_endpoints(vec![m.spec.client_url()]);
+    let running = runtime()?
+        .block_on(etcdctl_lite::ops::status(&opts))
+        .into_iter()
+        .find_map(|s| s.result.ok())
+        .and_then(|s| crate::versions::Version::parse(&s.version));
+    match running {
+        Some(r) if binary < r => Err(BootError::NotHealthy(format!(
+            "member {} runs etcd {r}, but {} is etcd {binary}: restarting would downgrade it (etcd refuses); set etcd_archive or etcd_binary in the spec to etcd {r} (after `upgrade`, the one it was upgraded to)",
+            m.spec.name, m.binary
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Restarts one member without an election: leadership handed off first, then stop and start,
 /// then a HEALTHY verdict before returning.
 pub(crate) fn restart_member(plan: &Plan, m: &MemberPlan, wait: Duration, progress: &Progress) -> Result<()> {
+    refuse_downgrade(plan, m)?;
     if let Some(to) = hand_off_leadership(plan, m, wait)? {
         progress.step(&format!("leader {}", m.name()), &format!("leadership moved to {to} before the restart"), None);
     }

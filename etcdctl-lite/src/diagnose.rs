@@ -192,7 +192,7 @@ impl rustls::client::danger::ServerCertVerifier for Recording {
     }
 }
 
-fn der_certs(pem_bytes: &[u8]) -> Vec<CertificateDer<'static>> {
+pub(crate) fn der_certs(pem_bytes: &[u8]) -> Vec<CertificateDer<'static>> {
     pem::parse_many(pem_bytes)
         .unwrap_or_default()
         .into_iter()

@@ -20,5 +20,6 @@ pub mod quorum;
 pub mod render;
 pub mod snapshot;
 pub mod snapshot_status;
+pub mod version;
 
 pub use error::{CtlError, Result};

@@ -99,6 +99,22 @@ enum Command {
         #[arg(long, default_value = "90", value_name = "SECONDS")]
         wait: u64,
     },
+    /// Rolling etcd upgrade, one minor version at a time, the cluster serving writes throughout
+    /// (backup first, member by member, resumable).
+    Upgrade {
+        /// The new etcd: a release archive (path or https URL) or a folder with etcd, etcdctl, etcdutl.
+        #[arg(long, value_name = "ARCHIVE_OR_DIR")]
+        to: String,
+        /// The archive's sha256 (from etcd's release page), or the etcd binary's for a folder.
+        #[arg(long)]
+        sha256: Option<String>,
+        /// Print the steps; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Bound per member.
+        #[arg(long, default_value = "120", value_name = "SECONDS")]
+        wait: u64,
+    },
     /// The NOSPACE runbook, or scheduled upkeep: compact to the current revision, defragment member
     /// by member (the leader last, quorum kept), disarm alarms, verify HEALTHY and writable.
     Maintain {
@@ -362,6 +378,31 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
                 println!("old data dir of {m}");
             }
             println!("next: restart kube-apiserver on every control-plane node");
+            Ok(0)
+        }
+        Command::Upgrade { to, sha256, dry_run, wait } => {
+            bootstrap::rules::etcd_archive(&to).map_err(|e| format!("--to {to:?}: {e}"))?;
+            if let Some(h) = &sha256 {
+                bootstrap::rules::sha256(h).map_err(|e| format!("--sha256: {e}"))?;
+            }
+            let plan = plan::build(&load(&cli.spec)?);
+            let r = ops::upgrade::upgrade(&plan, &to, sha256.as_deref(), dry_run, Duration::from_secs(wait), &Progress::new(false))?;
+            if dry_run {
+                println!("upgrade {} -> {} would:", r.from, r.to);
+                for (i, s) in r.steps.iter().enumerate() {
+                    println!("  {}. {s}", i + 1);
+                }
+                if r.steps.is_empty() {
+                    println!("  nothing: every member runs {} (cluster version {})", r.to, r.cluster_version);
+                }
+                return Ok(0);
+            }
+            if r.upgraded.is_empty() {
+                println!("nothing to do: every member runs etcd {} (cluster version {})", r.to, r.cluster_version);
+            } else {
+                println!("upgraded {} from etcd {} to {}; cluster version {}; backup {}", r.upgraded.join(", "), r.from, r.to, r.cluster_version, r.backup.unwrap_or_default());
+            }
+            println!("spec: set etcd_archive: {to}{} so that later starts use etcd {} (a start with the older binary is refused)", sha256.map(|h| format!(" and etcd_sha256: {h}")).unwrap_or_default(), r.to);
             Ok(0)
         }
         Command::Maintain { wait, write_out } => {

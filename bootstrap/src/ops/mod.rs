@@ -11,4 +11,5 @@ pub mod restore;
 pub mod rotate_ca;
 pub mod rotate_certs;
 pub mod status;
+pub mod upgrade;
 pub mod up;

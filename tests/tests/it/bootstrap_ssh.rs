@@ -153,4 +153,14 @@ fn ssh_bring_up_across_three_namespace_hosts_then_a_cut_link_degrades() {
         let aside = std::fs::read_dir(dir.join(&h.name).join("var/lib")).unwrap().flatten().any(|e| e.file_name().to_string_lossy().starts_with("etcd.replaced-"));
         assert!(aside, "{}: the old data dir moved aside", h.name);
     }
+
+    // a rolling upgrade to upstream 3.5.1 over SSH (binaries streamed to each host's bin_dir);
+    // on the 3.5.1 pass of the suite the cluster already runs it: nothing to do
+    let to = integration_tests::workspace_root().join(".etcd/v3.5.1").display().to_string();
+    let up = boot(&spec, &["upgrade", "--to", &to]);
+    assert!(up.ok(), "{}{}", up.stdout, up.stderr);
+    assert!(up.stdout.contains("to 3.5.1; cluster version 3.5.0") || up.stdout.contains("nothing to do: every member runs etcd 3.5.1"), "{}", up.stdout);
+    assert_eq!(boot(&spec, &["status"]).code, Some(0));
+    let st = etcdctl(&["endpoint", "status", "-w", "json"]).assert_ok();
+    assert!(st.stdout.matches("\"version\":\"3.5.1\"").count() == 2, "{}", st.stdout);
 }

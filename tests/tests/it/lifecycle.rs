@@ -383,3 +383,100 @@ fn rotate_ca_in_stages_keeps_an_apiserver_that_follows_the_instructions_working(
     let check = boot(&spec, &["certs", "check"]);
     assert_eq!(check.code, Some(0), "{}", check.stdout);
 }
+
+/// A 3-member cluster on Debian's etcd 3.4.23 (whatever etcd the run uses), each member with a
+/// bin_dir of its own in the test's folder.
+fn cluster_on_debian_34() -> (tempfile::TempDir, std::path::PathBuf, String, Down) {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec_file = local_spec(tmp.path(), 1);
+    let text = std::fs::read_to_string(&spec_file.path).unwrap();
+    let mut out = String::new();
+    for line in text.lines() {
+        if line.starts_with("etcd_binary: ") {
+            out.push_str("etcd_binary: /usr/bin/etcd\n");
+        } else if let Some(rest) = line.strip_suffix('}').filter(|l| l.contains("run_dir: ")) {
+            let run_dir = rest.rsplit("run_dir: ").next().unwrap();
+            out.push_str(&format!("{rest}, bin_dir: {run_dir}/bin}}\n"));
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    std::fs::write(&spec_file.path, out).unwrap();
+    let down = Down(spec_file.path.clone());
+    boot(&spec_file.path, &["up"]).assert_ok();
+    (tmp, spec_file.path, spec_file.endpoints, down)
+}
+
+fn member_versions(dir: &Path, eps: &str) -> Vec<String> {
+    let st = etcdctl_with(&dir.join("out/control-plane/cp-1/etc/kubernetes/pki"), eps, &["endpoint", "status", "-w", "json"]).assert_ok();
+    let v: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
+    v.as_array().unwrap().iter().map(|e| e["Status"]["version"].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn rolling_upgrade_34_to_35_under_writes_resumes_after_a_kill() {
+    let (tmp, spec, eps, _down) = cluster_on_debian_34();
+    let dir = tmp.path().to_path_buf();
+    assert!(member_versions(&dir, &eps).iter().all(|v| v.starts_with("3.4.")), "{:?}", member_versions(&dir, &eps));
+    let to = integration_tests::workspace_root().join(".etcd/v3.5.1");
+    let to = to.display().to_string();
+    // refused before anything changes: a wrong checksum, a skipped minor
+    let bad = boot(&spec, &["upgrade", "--to", &to, "--sha256", &"0".repeat(64)]).assert_fails();
+    assert!(bad.stderr.contains("sha256"), "{}", bad.stderr);
+    let fake = dir.join("etcd-3.6");
+    std::fs::create_dir_all(&fake).unwrap();
+    std::fs::write(fake.join("etcd"), "#!/bin/sh\necho 'etcd Version: 3.6.0'\n").unwrap();
+    std::fs::write(fake.join("etcdctl"), "").unwrap();
+    std::fs::write(fake.join("etcdutl"), "").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(fake.join("etcd"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let skip = boot(&spec, &["upgrade", "--to", &fake.display().to_string()]).assert_fails();
+    assert!(skip.stderr.contains("skips a minor version"), "{}", skip.stderr);
+    assert!(member_versions(&dir, &eps).iter().all(|v| v.starts_with("3.4.")));
+    assert!(!dir.join("members/etcd-1/bin").exists() && !dir.join("backups").exists(), "nothing delivered, no backup");
+    // the plan, touching nothing
+    let plan = boot(&spec, &["upgrade", "--to", &to, "--dry-run"]).assert_ok();
+    assert!(plan.stdout.contains("upgrade 3.4.23 -> 3.5.1 would:") && plan.stdout.contains("etcd-3: deliver etcd 3.5.1"), "{}", plan.stdout);
+    assert!(member_versions(&dir, &eps).iter().all(|v| v.starts_with("3.4.")));
+
+    // under continuous writes: killed once the first member runs 3.5.1, then run again
+    let traffic = Traffic::start(&dir, &eps, &spec);
+    let mut first = Command::new(bin("etcd-bootstrap")).arg("-f").arg(&spec).args(["upgrade", "--to", &to]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = first.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("runs etcd 3.5.1; cluster HEALTHY") {
+                let _ = tx.send(());
+                return;
+            }
+        }
+    });
+    let seen = rx.recv_timeout(Duration::from_secs(120)).is_ok();
+    let _ = first.kill();
+    let _ = first.wait();
+    assert!(seen, "the first run never upgraded a member");
+    let mixed = member_versions(&dir, &eps);
+    assert!(mixed.iter().any(|v| v == "3.5.1") && mixed.iter().any(|v| v.starts_with("3.4.")), "{mixed:?}");
+    let second = boot(&spec, &["upgrade", "--to", &to]);
+    assert!(second.ok(), "{}{}", second.stdout, second.stderr);
+    assert!(second.stderr.contains("resuming"), "{}", second.stderr);
+    assert!(second.stdout.contains("to 3.5.1; cluster version 3.5.0"), "{}", second.stdout);
+    assert!(second.stdout.contains("spec: set etcd_archive:"), "{}", second.stdout);
+    traffic.finish(&eps, 3);
+    assert_eq!(member_versions(&dir, &eps), ["3.5.1", "3.5.1", "3.5.1"]);
+    assert_eq!(boot(&spec, &["status"]).code, Some(0));
+    // a backup was taken before the first change
+    let backups: Vec<String> = std::fs::read_dir(dir.join("backups")).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(backups.len(), 1, "{backups:?} {}", second.stderr);
+    // again: nothing to do
+    let again = boot(&spec, &["upgrade", "--to", &to]).assert_ok();
+    assert!(again.stdout.contains("nothing to do"), "{}", again.stdout);
+    // the spec still names 3.4's binary: a restart with it would downgrade, and is refused
+    // before any member stops
+    let r = boot(&spec, &["rotate", "ca"]).assert_fails();
+    assert!(r.stderr.contains("restarting would downgrade it"), "{}", r.stderr);
+    assert_eq!(boot(&spec, &["status"]).code, Some(0));
+}

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Benchmark (not a test): `etcd-bootstrap backup` of a ~300 MB database against `etcdctl snapshot
+# save` (upstream 3.5.1) from the same cluster, alternating, RUNS rounds: wall time and peak RSS
+# (the child's ru_maxrss). Targets: backup <= 0.8x etcdctl's time, <= 32 MB RSS whatever the size.
+# Then `restore` of the three members (stop, move aside, restore each, start, HEALTHY) against
+# three `etcdutl snapshot restore` runs by hand (restore step only), for scale.
+#
+#   bash bench/backup.sh [RUNS] [MB]     (default 3 rounds, 300 MB)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS="${1:-3}"
+MB="${2:-300}"
+bash scripts/install-deps.sh
+cargo build --release --locked -p bootstrap -p etcdctl-lite 2>&1 | tail -n 1
+BOOT="$PWD/target/release/etcd-bootstrap"
+export PATH="$PWD/.etcd/v3.5.1:$PATH"
+WORK=$(mktemp -d)
+cleanup() {
+  "$BOOT" -f "$WORK/c/cluster.yaml" down >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+"$BOOT" up --local 3 --dir "$WORK/c" >/dev/null 2>&1
+SPEC="$WORK/c/cluster.yaml"
+P="$WORK/c/pki"
+EP=$(grep -o 'https://[0-9.]*:2379' "$WORK/c/out/kubeadm/init.yaml" | paste -sd, -)
+export ETCDCTL_API=3 ETCDCTL_ENDPOINTS="$EP" ETCDCTL_CACERT="$P/etcd/ca.crt" \
+  ETCDCTL_CERT="$WORK/c/out/control-plane/cp-1/etc/kubernetes/pki/apiserver-etcd-client.crt" \
+  ETCDCTL_KEY="$WORK/c/out/control-plane/cp-1/etc/kubernetes/pki/apiserver-etcd-client.key"
+head -c $((1024 * 1024 - 4096)) /dev/urandom | base64 -w0 | head -c $((1000 * 1000)) >"$WORK/value"
+echo "filling: $MB values of 1 MB" >&2
+for ((i = 0; i < MB; i++)); do etcdctl put "/bench/$i" <"$WORK/value" >/dev/null; done
+etcdctl endpoint status -w table >&2
+# wall ms and peak RSS KB of one command
+measure() { python3 -c 'import resource,subprocess,sys,time
+t=time.time(); r=subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+ms=(time.time()-t)*1000; rss=resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+sys.exit(r.returncode) if r.returncode else print(f"{ms:.0f} {rss}")' "$@"; }
+: >"$WORK/ours"; : >"$WORK/theirs"
+for ((r = 1; r <= RUNS; r++)); do
+  rm -rf "$WORK/b" "$WORK/e.db"
+  measure "$BOOT" -f "$SPEC" backup --dir "$WORK/b" >>"$WORK/ours"
+  measure etcdctl snapshot save "$WORK/e.db" >>"$WORK/theirs"
+  echo "round $r/$RUNS: backup $(tail -n1 "$WORK/ours") vs etcdctl snapshot save $(tail -n1 "$WORK/theirs") (ms, KB)" >&2
+done
+SNAP=$(ls "$WORK"/b/*.db)
+measure "$BOOT" -f "$SPEC" restore --force "$SNAP" >"$WORK/restore"
+t0=$(date +%s%N)
+for i in 1 2 3; do
+  etcdutl snapshot restore "$WORK/e.db" --name "etcd-$i" --data-dir "$WORK/by-hand-$i" \
+    --initial-cluster "etcd-1=https://127.0.0.11:2380,etcd-2=https://127.0.0.12:2380,etcd-3=https://127.0.0.13:2380" \
+    --initial-advertise-peer-urls "https://127.0.0.1$i:2380" >/dev/null 2>&1
+done
+byhand=$((($(date +%s%N) - t0) / 1000000))
+python3 - "$WORK" "$byhand" "$(du -m "$SNAP" | cut -f1)" <<'PY'
+import statistics, sys
+d, byhand, size = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+rd = lambda f: [tuple(map(int, l.split())) for l in open(f"{d}/{f}") if l.strip()]
+ours, theirs = rd("ours"), rd("theirs")
+mo, mt = statistics.median(t for t, _ in ours), statistics.median(t for t, _ in theirs)
+ro, rt = max(r for _, r in ours), max(r for _, r in theirs)
+(rest_ms, rest_rss), = rd("restore")
+print(f"| measure ({size} MB snapshot) | etcd-bootstrap | etcdctl 3.5.1 / etcdutl | ratio | target |")
+print("|---|---|---|---|---|")
+print(f"| backup: median ms | {mo:.0f} | {mt:.0f} (snapshot save) | {mo/mt:.2f} | <= 0.8: {'met' if mo/mt <= 0.8 else 'MISSED'} |")
+print(f"| backup: peak RSS MB | {ro/1024:.1f} | {rt/1024:.1f} | {ro/rt:.2f} | <= 32 MB: {'met' if ro/1024 <= 32 else 'MISSED'} |")
+print(f"| restore of 3 members: ms | {rest_ms} (stop, move aside, restore, start, HEALTHY) | {byhand} (3 x etcdutl restore only) | {rest_ms/byhand:.2f} | |")
+print(f"| restore: peak RSS MB | {rest_rss/1024:.1f} | | | |")
+print(f"\n{len(ours)} alternating rounds")
+PY

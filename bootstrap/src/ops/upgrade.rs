@@ -1,0 +1,237 @@
+//! `upgrade --to ARCHIVE_OR_DIR`: a rolling etcd upgrade with the cluster serving writes
+//! throughout, by etcd's rules: one minor version at a time, never down, every member HEALTHY
+//! first, a verified backup before anything changes, then member by member (leadership handed off
+//! before the leader restarts): deliver the binaries, restart on the same data dir and flags with
+//! the new binary, wait for HEALTHY and the member's new version. The cluster version moves to the
+//! new minor once the last member runs it; that is checked at the end. Progress is recorded in
+//! `etcd/upgrade.json`, so an interrupted upgrade resumes.
+
+use crate::error::{BootError, Result};
+use crate::etcd_delivery::{probe_script, to_send, EtcdRelease};
+use crate::live::{client_options, put_file, require_healthy, restart_member, run_on, runtime};
+use crate::plan::{MemberPlan, Plan};
+use crate::progress::Progress;
+use crate::versions::Version;
+use pki::files;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct UpgradeState {
+    to: String,
+    from: String,
+    done: Vec<String>,
+    /// The backup taken before the first change (a resumed run takes none).
+    #[serde(default)]
+    backup: Option<String>,
+}
+
+fn state_path(plan: &Plan) -> PathBuf {
+    plan.issue.dir.join("etcd").join("upgrade.json")
+}
+
+fn save(plan: &Plan, s: &UpgradeState) -> Result<()> {
+    files::write_atomic(&state_path(plan), (serde_json::to_string_pretty(s).unwrap_or_default() + "\n").as_bytes(), 0o644)?;
+    Ok(())
+}
+
+fn load(plan: &Plan) -> Result<Option<UpgradeState>> {
+    match std::fs::read(state_path(plan)) {
+        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| BootError::Output { path: state_path(plan).display().to_string(), reason: e.to_string() }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(BootError::Output { path: state_path(plan).display().to_string(), reason: e.to_string() }),
+    }
+}
+
+/// The version each member reports (by name), through the Maintenance API.
+fn member_versions(plan: &Plan) -> Result<Vec<(String, Option<Version>)>> {
+    let opts = client_options(plan)?;
+    let statuses = runtime()?.block_on(etcdctl_lite::ops::status(&opts));
+    Ok(plan
+        .members
+        .iter()
+        .map(|m| {
+            let v = statuses.iter().find(|s| s.endpoint == m.spec.client_url()).and_then(|s| s.result.as_ref().ok()).and_then(|s| Version::parse(&s.version));
+            (m.spec.name.clone(), v)
+        })
+        .collect())
+}
+
+/// etcd's rule: one minor at a time, never down. `Ok(false)`: already there.
+pub fn check_step(from: Version, to: Version) -> std::result::Result<bool, String> {
+    if to < from {
+        return Err(format!("{to} is older than the {from} the cluster runs: etcd does not support downgrades this way"));
+    }
+    if to.0 != from.0 || to.1 > from.1 + 1 {
+        return Err(format!("{from} -> {to} skips a minor version: upgrade one minor at a time ({from} -> {}.{}.x first)", from.0, from.1 + 1));
+    }
+    // etcd's 3.6 upgrade guide (etcd.io/docs/latest/upgrades/upgrade_3_6): every 3.5 member on
+    // 3.5.26 or later first (3.5.24-3.5.26 fix upgrade blockers)
+    if to.1 == 6 && to.1 != from.1 && from < Version(3, 5, 26) {
+        return Err(format!("{from} -> {to}: etcd requires every 3.5 member on 3.5.26 or later before 3.6; upgrade to the newest 3.5 patch first"));
+    }
+    Ok(to != from)
+}
+
+/// What `upgrade` did (or, with `dry_run`, would do).
+#[derive(Debug, Clone, Serialize)]
+pub struct UpgradeReport {
+    pub from: String,
+    pub to: String,
+    pub upgraded: Vec<String>,
+    pub cluster_version: String,
+    pub backup: Option<String>,
+    pub steps: Vec<String>,
+}
+
+pub fn upgrade(plan: &Plan, to: &str, sha256: Option<&str>, dry_run: bool, wait: Duration, progress: &Progress) -> Result<UpgradeReport> {
+    let _lock = pki::lock::lock_dir(&plan.issue.dir, pki::lock::DEFAULT_WAIT)?;
+    let base = Path::new(&plan.loaded.file).parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let release = crate::etcd_delivery::prepare(to, sha256, base, &plan.loaded.output_dir)?;
+    progress.step("upgrade", &format!("etcd {} from {to}: {}", release.version, if sha256.is_some() { "checksum verified" } else { "no --sha256 given" }), None);
+    let state = load(plan)?.filter(|s| s.to == release.version.to_string());
+    if let Some(s) = &state {
+        progress.step("upgrade", &format!("resuming: {} already on etcd {}", if s.done.is_empty() { "none".to_string() } else { s.done.join(", ") }, s.to), None);
+        start_stopped(plan, &release, wait)?;
+    }
+    require_healthy(plan, "upgrade")?;
+    let versions = member_versions(plan)?;
+    let from = starting_version(&versions, &release, state.as_ref())?;
+    let needed = check_step(from, release.version).map_err(|e| BootError::Preflight(vec![e]))?;
+    let pending: Vec<&MemberPlan> = plan.members.iter().filter(|m| versions.iter().any(|(n, v)| *n == m.spec.name && *v != Some(release.version))).collect();
+    let mut steps = vec![format!("backup to {}", backup_dir(plan).display())];
+    steps.extend(pending.iter().map(|m| format!("{}: deliver etcd {} to {}, restart on it (leadership handed off first if it leads), wait HEALTHY", m.spec.name, release.version, m.spec.bin_dir.display())));
+    steps.push(format!("check the cluster version reports {}.{}", release.version.0, release.version.1));
+    if dry_run || !needed && pending.is_empty() {
+        let cluster_version = cluster_version(plan).unwrap_or_default();
+        return Ok(UpgradeReport { from: from.to_string(), to: release.version.to_string(), upgraded: vec![], cluster_version, backup: None, steps: if needed || !pending.is_empty() { steps } else { vec![] } });
+    }
+    let mut state = match state {
+        Some(s) if s.backup.is_some() => s,
+        _ => {
+            let t = Instant::now();
+            let b = crate::ops::backup::backup(plan, &backup_dir(plan), None, progress)?;
+            progress.step("upgrade", &format!("backup {} taken before any change", b.path), Some(t.elapsed()));
+            UpgradeState { to: release.version.to_string(), from: from.to_string(), done: vec![], backup: Some(b.path) }
+        }
+    };
+    save(plan, &state)?;
+    let mut upgraded = Vec::new();
+    for m in pending {
+        let t = Instant::now();
+        upgrade_member(plan, m, &release, wait, progress)?;
+        state.done.push(m.spec.name.clone());
+        save(plan, &state)?;
+        progress.step(&format!("upgrade {}", m.name()), &format!("runs etcd {}; cluster HEALTHY", release.version), Some(t.elapsed()));
+        upgraded.push(m.spec.name.clone());
+    }
+    let cluster_version = wait_cluster_version(plan, release.version, wait)?;
+    let _ = std::fs::remove_file(state_path(plan));
+    Ok(UpgradeReport { from: state.from, to: release.version.to_string(), upgraded, cluster_version, backup: state.backup, steps })
+}
+
+/// The version the cluster is upgraded from: every member on one version, or (resuming an
+/// upgrade this command recorded) on the old or the new one.
+fn starting_version(versions: &[(String, Option<Version>)], release: &EtcdRelease, state: Option<&UpgradeState>) -> Result<Version> {
+    let unknown: Vec<&String> = versions.iter().filter(|(_, v)| v.is_none()).map(|(n, _)| n).collect();
+    if !unknown.is_empty() {
+        return Err(BootError::Preflight(unknown.iter().map(|n| format!("member {n}: its version could not be read")).collect()));
+    }
+    let mut seen: Vec<Version> = versions.iter().filter_map(|(_, v)| *v).collect();
+    seen.sort();
+    seen.dedup();
+    match (seen.as_slice(), state) {
+        ([one], _) => Ok(*one),
+        ([old, new], Some(s)) if *new == release.version && s.from == old.to_string() => Ok(*old),
+        _ => Err(BootError::Preflight(vec![format!(
+            "the members run different versions ({}), and no upgrade of this command's left them so; bring them to one version first",
+            versions.iter().map(|(n, v)| format!("{n} {}", v.map(|v| v.to_string()).unwrap_or_default())).collect::<Vec<_>>().join(", ")
+        )])),
+    }
+}
+
+fn backup_dir(plan: &Plan) -> PathBuf {
+    Path::new(&plan.loaded.file).parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).join("backups")
+}
+
+/// One member: binaries it lacks, then a restart on the new binary, then its version.
+fn upgrade_member(plan: &Plan, m: &MemberPlan, release: &EtcdRelease, wait: Duration, progress: &Progress) -> Result<()> {
+    let probe = run_on(m, &probe_script(&m.spec.bin_dir))?;
+    for (path, mode, data) in to_send(release, &m.spec.bin_dir, &probe.stdout) {
+        put_file(m, &path, mode, &data)?;
+    }
+    let mut next = m.clone();
+    next.binary = m.spec.bin_dir.join("etcd").display().to_string();
+    let out = run_on(&next, &format!("{} --version 2>/dev/null\n", crate::plan::sh_quote(&next.binary)))?;
+    if crate::versions::etcd_version_output(&out.stdout) != Some(release.version) {
+        return Err(BootError::Preflight(vec![format!("member {}: {} does not report etcd {}", m.spec.name, next.binary, release.version)]));
+    }
+    restart_member(plan, &next, wait, progress)?;
+    let deadline = Instant::now() + wait;
+    loop {
+        let now = member_versions(plan)?;
+        if now.iter().any(|(n, v)| *n == m.spec.name && *v == Some(release.version)) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(BootError::NotHealthy(format!("member {} does not report etcd {} after its restart; the upgrade stopped here and resumes when run again", m.spec.name, release.version)));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// After an interruption a member may be stopped mid-restart: start whatever is not running
+/// (idempotent), with the new binary where it is already in place, until HEALTHY (bounded).
+fn start_stopped(plan: &Plan, release: &EtcdRelease, wait: Duration) -> Result<()> {
+    for m in &plan.members {
+        let mut next = m.clone();
+        let new = m.spec.bin_dir.join("etcd").display().to_string();
+        let out = run_on(m, &format!("{} --version 2>/dev/null\n", crate::plan::sh_quote(&new)))?;
+        if crate::versions::etcd_version_output(&out.stdout) == Some(release.version) {
+            next.binary = new;
+        }
+        let _ = crate::live::start_member(&next, &plan.token);
+    }
+    crate::live::wait_healthy(plan, wait, "resuming the upgrade").map(|_| ())
+}
+
+fn cluster_version(plan: &Plan) -> Option<String> {
+    let opts = client_options(plan).ok()?;
+    plan.members.iter().find_map(|m| etcdctl_lite::version::get(&m.spec.client_url(), &opts, Duration::from_secs(2)).ok()).map(|v| v.cluster)
+}
+
+/// The leader moves the cluster version once every member runs the new minor (it checks every
+/// few seconds): wait for it, bounded.
+fn wait_cluster_version(plan: &Plan, to: Version, wait: Duration) -> Result<String> {
+    let want = format!("{}.{}.", to.0, to.1);
+    let deadline = Instant::now() + wait;
+    loop {
+        let now = cluster_version(plan).unwrap_or_default();
+        if now.starts_with(&want) {
+            return Ok(now);
+        }
+        if Instant::now() > deadline {
+            return Err(BootError::NotHealthy(format!("every member runs {to}, but the cluster version is still {now:?} after {}s", wait.as_secs())));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_minor_at_a_time_never_down() {
+        let v = |a, b, c| Version(a, b, c);
+        assert_eq!(check_step(v(3, 4, 23), v(3, 5, 1)), Ok(true));
+        assert_eq!(check_step(v(3, 5, 1), v(3, 5, 24)), Ok(true));
+        assert_eq!(check_step(v(3, 5, 1), v(3, 5, 1)), Ok(false));
+        assert!(check_step(v(3, 4, 23), v(3, 6, 0)).unwrap_err().contains("skips a minor"));
+        assert!(check_step(v(3, 5, 1), v(3, 4, 23)).unwrap_err().contains("downgrade"));
+        assert!(check_step(v(3, 5, 1), v(4, 0, 0)).unwrap_err().contains("skips"));
+        assert!(check_step(v(3, 5, 1), v(3, 6, 0)).unwrap_err().contains("3.5.26 or later"));
+        assert_eq!(check_step(v(3, 5, 26), v(3, 6, 4)), Ok(true));
+    }
+}
