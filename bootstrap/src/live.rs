@@ -245,3 +245,12 @@ pub(crate) fn put_file(m: &MemberPlan, path: &str, mode: u32, data: &[u8]) -> Re
     let t = transport::for_member(&m.spec);
     t.put_file(path, mode, data, SCRIPT_LIMIT).map_err(|reason| host_error(m, t.as_ref(), reason))
 }
+
+/// Sends the local file `src` to the member's host (streamed: never held in memory), bounded by
+/// a minute plus the time for its size at 10 MB/s.
+pub(crate) fn put_path(m: &MemberPlan, path: &str, mode: u32, src: &std::path::Path) -> Result<()> {
+    let size = std::fs::metadata(src).map(|md| md.len()).unwrap_or(0);
+    let limit = SCRIPT_LIMIT + Duration::from_secs(size / 10_000_000);
+    let t = transport::for_member(&m.spec);
+    t.put_path(path, mode, src, limit).map_err(|reason| host_error(m, t.as_ref(), reason))
+}

@@ -57,6 +57,13 @@ pub trait Transport: Send + Sync {
     fn put_file(&self, path: &str, mode: u32, data: &[u8], limit: Duration) -> Result<(), String> {
         self.deliver(&[(path.to_string(), mode, data.to_vec())], limit).map(|_| ())
     }
+
+    /// Puts the local file `src` at `path` (atomically, `mode`) without holding it in memory:
+    /// a snapshot may be gigabytes. By default read whole and passed to `put_file`.
+    fn put_path(&self, path: &str, mode: u32, src: &std::path::Path, limit: Duration) -> Result<(), String> {
+        let data = std::fs::read(src).map_err(|e| format!("{}: {e}", src.display()))?;
+        self.put_file(path, mode, &data, limit)
+    }
 }
 
 pub struct Local;
@@ -67,6 +74,21 @@ impl Transport for Local {
     }
     fn run(&self, script: &str, limit: Duration) -> Result<ScriptOutput, String> {
         run_with_stdin(Command::new("bash").arg("-s"), script.as_bytes(), limit)
+    }
+
+    /// A copy through a private temporary beside `path` (0600 until chmod), then rename.
+    fn put_path(&self, path: &str, mode: u32, src: &std::path::Path, _limit: Duration) -> Result<(), String> {
+        use std::os::unix::fs::PermissionsExt;
+        let dest = std::path::Path::new(path);
+        let dir = dest.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let mut tmp = tempfile::Builder::new().prefix(".put-").tempfile_in(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let mut from = std::fs::File::open(src).map_err(|e| format!("{}: {e}", src.display()))?;
+        std::io::copy(&mut from, tmp.as_file_mut()).map_err(|e| format!("{path}: {e}"))?;
+        tmp.as_file().sync_all().map_err(|e| format!("{path}: {e}"))?;
+        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(mode)).map_err(|e| format!("{path}: {e}"))?;
+        tmp.persist(dest).map_err(|e| format!("{path}: {}", e.error))?;
+        Ok(())
     }
 
     /// The same contract as the script, without a shell: pki's all-or-nothing atomic writes.
@@ -105,10 +127,20 @@ impl Transport for Ssh {
     }
 
     fn put_file(&self, path: &str, mode: u32, data: &[u8], limit: Duration) -> Result<(), String> {
+        self.put(path, mode, Input::Bytes(data), limit)
+    }
+
+    fn put_path(&self, path: &str, mode: u32, src: &std::path::Path, limit: Duration) -> Result<(), String> {
+        self.put(path, mode, Input::File(src), limit)
+    }
+}
+
+impl Ssh {
+    fn put(&self, path: &str, mode: u32, input: Input, limit: Duration) -> Result<(), String> {
         let mut cmd = self.command();
         // one word for the remote shell: sh -c '<script>'
         cmd.arg(format!("sh -c {}", crate::plan::sh_quote(&put_file_script(path, mode))));
-        let out = run_with_stdin(&mut cmd, data, limit)?;
+        let out = run_with_input(&mut cmd, input, limit)?;
         if out.ok() { Ok(()) } else { Err(format!("writing {path} failed (exit {}): {}", out.code.map_or("none".into(), |c| c.to_string()), out.stderr.trim())) }
     }
 }
@@ -200,17 +232,31 @@ pub fn for_member(m: &MemberSpec) -> Box<dyn Transport> {
     if m.is_local() { Box::new(Local) } else { Box::new(Ssh { destination: m.host.clone(), options: m.ssh_options.clone() }) }
 }
 
+/// What a command reads on stdin: bytes, or a file handed to it directly.
+enum Input<'a> {
+    Bytes(&'a [u8]),
+    File(&'a std::path::Path),
+}
+
 fn run_with_stdin(cmd: &mut Command, input: &[u8], limit: Duration) -> Result<ScriptOutput, String> {
+    run_with_input(cmd, Input::Bytes(input), limit)
+}
+
+fn run_with_input(cmd: &mut Command, input: Input, limit: Duration) -> Result<ScriptOutput, String> {
+    let stdin = match input {
+        Input::Bytes(_) => Stdio::piped(),
+        Input::File(p) => Stdio::from(std::fs::File::open(p).map_err(|e| format!("{}: {e}", p.display()))?),
+    };
     let mut child = cmd
-        .stdin(Stdio::piped())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot run {:?}: {e}", cmd.get_program()))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        let input = input.to_vec();
+    if let (Some(mut stdin), Input::Bytes(data)) = (child.stdin.take(), input) {
+        let data = data.to_vec();
         std::thread::spawn(move || {
-            let _ = stdin.write_all(&input);
+            let _ = stdin.write_all(&data);
         });
     }
     let mut out = child.stdout.take().ok_or("no stdout")?;

@@ -62,13 +62,21 @@ pub async fn save(opts: &ClientOptions, path: &Path) -> Result<SavedSnapshot> {
             .open(&tmp)
             .map_err(|e| CtlError::File { path: tmp.display().to_string(), reason: e.to_string() })?;
         let mut data_hash = Sha256::new();
-        let mut whole = Sha256::new();
+        // the file's own SHA-256 (what the output reports) on a second core, beside the trailer check
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(64);
+        let whole = std::thread::spawn(move || {
+            let mut h = Sha256::new();
+            for chunk in rx {
+                h.update(&chunk);
+            }
+            h.finalize()
+        });
         let mut tail: Vec<u8> = Vec::new(); // the last 32 bytes seen: etcd's SHA-256 of the rest
         let mut bytes = 0u64;
         while let Some(msg) = stream.message().await.map_err(|e| ep_err(format!("snapshot stream broke: {e}")))? {
             let blob = msg.blob();
             file.write_all(blob).map_err(|e| CtlError::File { path: tmp.display().to_string(), reason: e.to_string() })?;
-            whole.update(blob);
+            let _ = tx.send(blob.to_vec());
             bytes += blob.len() as u64;
             tail.extend_from_slice(blob);
             if tail.len() > 32 {
@@ -77,12 +85,14 @@ pub async fn save(opts: &ClientOptions, path: &Path) -> Result<SavedSnapshot> {
                 tail.drain(..cut);
             }
         }
+        drop(tx);
+        let whole = whole.join().map_err(|_| ep_err("hashing the snapshot failed".into()))?;
         if bytes < 32 || data_hash.finalize()[..] != tail[..] {
             return Err(ep_err("the snapshot's SHA-256 trailer does not match its data (corrupt or truncated stream)".into()));
         }
         file.sync_all().map_err(|e| CtlError::File { path: tmp.display().to_string(), reason: e.to_string() })?;
         std::fs::rename(&tmp, path).map_err(|e| CtlError::File { path: path.display().to_string(), reason: e.to_string() })?;
-        Ok(SavedSnapshot { path: path.display().to_string(), endpoint: source.clone(), bytes, sha256: hex::encode(whole.finalize()), revision, healthy: warning.is_none(), warning: warning.clone() })
+        Ok(SavedSnapshot { path: path.display().to_string(), endpoint: source.clone(), bytes, sha256: hex::encode(whole), revision, healthy: warning.is_none(), warning: warning.clone() })
     }
     .await;
     if result.is_err() {

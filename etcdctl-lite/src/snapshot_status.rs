@@ -33,6 +33,31 @@ fn file_err(path: &Path, reason: impl Into<String>) -> CtlError {
 }
 
 pub fn status(path: &Path) -> Result<(SnapshotStatus, Trailer)> {
+    inspect(path, true, true)
+}
+
+/// For a restore: the SHA-256 trailer verified and the structure walked, without etcd's CRC
+/// (`hash` is 0); returns the trailer too (hex), which names the snapshot's contents.
+pub fn verify(path: &Path) -> Result<(SnapshotStatus, Option<String>)> {
+    let (s, trailer) = inspect(path, true, false)?;
+    if trailer == Trailer::Absent {
+        return Ok((s, None));
+    }
+    let file = File::open(path).map_err(|e| file_err(path, e.to_string()))?;
+    let len = file.metadata().map_err(|e| file_err(path, e.to_string()))?.len();
+    let mut t = [0u8; 32];
+    std::os::unix::fs::FileExt::read_exact_at(&file, &mut t, len - 32).map_err(|e| file_err(path, e.to_string()))?;
+    Ok((s, Some(hex::encode(t))))
+}
+
+/// Revision, keys and size only, for a file whose SHA-256 trailer the caller has just verified
+/// while writing it (`snapshot save`): the structure is still walked and checked, but neither the
+/// trailer nor etcd's CRC is computed again. `hash` is 0.
+pub fn read_back(path: &Path) -> Result<SnapshotStatus> {
+    inspect(path, false, false).map(|(s, _)| s)
+}
+
+fn inspect(path: &Path, verify_trailer: bool, with_hash: bool) -> Result<(SnapshotStatus, Trailer)> {
     let file = File::open(path).map_err(|e| file_err(path, e.to_string()))?;
     let len = file.metadata().map_err(|e| file_err(path, e.to_string()))?.len();
     // bbolt files are whole pages (multiples of 512); `snapshot save` appends a 32-byte SHA-256
@@ -42,7 +67,9 @@ pub fn status(path: &Path) -> Result<(SnapshotStatus, Trailer)> {
         return Err(file_err(path, format!("truncated or not an etcd snapshot: {len} bytes is not a whole number of pages (plus etcd's 32-byte hash)")));
     }
     let trailer = if has_trailer {
-        check_trailer(path, &file, data_len)?;
+        if verify_trailer {
+            check_trailer(path, &file, data_len)?;
+        }
         Trailer::Matched
     } else {
         Trailer::Absent
@@ -54,10 +81,13 @@ pub fn status(path: &Path) -> Result<(SnapshotStatus, Trailer)> {
     let (mut revision, mut total_key) = (0i64, 0u64);
     db.for_each(&mut |bucket, pair| {
         match pair {
-            None => digest.update(bucket),
+            None if with_hash => digest.update(bucket),
+            None => {}
             Some((k, v)) => {
-                digest.update(k);
-                digest.update(v);
+                if with_hash {
+                    digest.update(k);
+                    digest.update(v);
+                }
                 if bucket == b"key" && k.len() >= 8 {
                     // etcd's revision key: main revision, big-endian, then '_' and the sub revision
                     revision = i64::from_be_bytes(k[..8].try_into().unwrap_or_default());
@@ -68,7 +98,8 @@ pub fn status(path: &Path) -> Result<(SnapshotStatus, Trailer)> {
         Ok(())
     })
     .map_err(bad)?;
-    Ok((SnapshotStatus { hash: digest.finalize(), revision, total_key, total_size: db.size() }, trailer))
+    let hash = if with_hash { digest.finalize() } else { 0 };
+    Ok((SnapshotStatus { hash, revision, total_key, total_size: db.size() }, trailer))
 }
 
 /// The last 32 bytes must be the SHA-256 of the rest (streamed, bounded memory).

@@ -59,9 +59,9 @@ pub fn backup(plan: &Plan, dir: &Path, keep: Option<usize>, progress: &Progress)
     let t = Instant::now();
     let partial = dir.join(format!(".{}-backup-{}.partial", plan.loaded.spec.name, std::process::id()));
     let saved = rt.block_on(etcdctl_lite::snapshot::save(&opts, &partial)).map_err(|e| BootError::NotHealthy(format!("backup: {e}")))?;
-    // 2. read it back as a restore would
-    let status = match etcdctl_lite::snapshot_status::status(&partial) {
-        Ok((s, _)) => s,
+    // 2. read it back as a restore would (its SHA-256 trailer was checked while it was written)
+    let status = match etcdctl_lite::snapshot_status::read_back(&partial) {
+        Ok(s) => s,
         Err(e) => {
             let _ = std::fs::remove_file(&partial);
             return Err(BootError::NotHealthy(format!("backup: the snapshot does not read back: {e}")));

@@ -8,15 +8,13 @@
 //! with the same snapshot.
 
 use crate::error::{BootError, Result};
-use crate::live::{client_options, host_err, per_member, put_file, run_on, runtime, start_member, wait_healthy};
+use crate::live::{client_options, host_err, per_member, put_path, run_on, runtime, start_member, wait_healthy};
 use crate::plan::{MemberPlan, Plan};
 use crate::progress::Progress;
 use crate::scripts;
 use etcdctl_lite::quorum::ClusterState;
 use pki::files;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -51,19 +49,6 @@ fn file_err(path: &Path, reason: impl std::fmt::Display) -> BootError {
     BootError::Output { path: path.display().to_string(), reason: reason.to_string() }
 }
 
-fn sha256_of(path: &Path) -> Result<String> {
-    let mut f = std::fs::File::open(path).map_err(|e| file_err(path, e))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(|e| file_err(path, e))?;
-        if n == 0 {
-            return Ok(hex::encode(h.finalize()));
-        }
-        h.update(&buf[..n]);
-    }
-}
-
 fn load_state(plan: &Plan) -> Result<Option<RestoreState>> {
     let p = state_path(plan);
     match std::fs::read(&p) {
@@ -83,11 +68,11 @@ pub fn restore(plan: &Plan, snapshot: &Path, force: bool, wait: Duration, progre
     let _lock = pki::lock::lock_dir(&plan.issue.dir, pki::lock::DEFAULT_WAIT)?;
     // 1. the snapshot, before anything is touched
     let t = Instant::now();
-    let (status, trailer) = etcdctl_lite::snapshot_status::status(snapshot).map_err(|e| BootError::NotHealthy(format!("refusing to restore: {e}")))?;
-    if trailer == etcdctl_lite::snapshot_status::Trailer::Absent {
+    let (status, trailer) = etcdctl_lite::snapshot_status::verify(snapshot).map_err(|e| BootError::NotHealthy(format!("refusing to restore: {e}")))?;
+    // etcd's SHA-256 of the snapshot's data, just verified: it names the snapshot in the record
+    let Some(sha) = trailer else {
         return Err(file_err(snapshot, "has no SHA-256 trailer: not a snapshot saved from etcd (`backup` or `snapshot save` make one); refusing to restore it"));
-    }
-    let sha = sha256_of(snapshot)?;
+    };
     progress.step("snapshot", &format!("{}: revision {}, {} keys, checksum verified", snapshot.display(), status.revision, status.total_key), Some(t.elapsed()));
     let mut state = match load_state(plan)? {
         Some(s) if s.snapshot_sha256 == sha => {
@@ -157,7 +142,6 @@ fn delivered_path(m: &MemberPlan, sha: &str) -> String {
 /// Stops every member not yet restored, moves its data dir aside, delivers the snapshot and
 /// restores it (members in parallel); records each success.
 fn restore_members(plan: &Plan, snapshot: &Path, sha: &str, state: &mut RestoreState, progress: &Progress) -> Result<Vec<String>> {
-    let data = std::fs::read(snapshot).map_err(|e| file_err(snapshot, e))?;
     let initial = plan.initial_cluster();
     let pending: Vec<&MemberPlan> = plan.members.iter().filter(|m| !state.restored.contains(&m.spec.name)).collect();
     // every member stops first: none may run on its old data while others are restored
@@ -176,7 +160,7 @@ fn restore_members(plan: &Plan, snapshot: &Path, sha: &str, state: &mut RestoreS
         }
         let t = Instant::now();
         let path = delivered_path(m, sha);
-        put_file(m, &path, 0o600, &data)?;
+        put_path(m, &path, 0o600, snapshot)?;
         let out = run_on(m, &scripts::restore_snapshot(m, &path, &initial, &state.token))?;
         if !out.ok() {
             return Err(host_err(m, "restoring the snapshot", &out));
