@@ -89,3 +89,51 @@ impl Drop for Down {
         }
     }
 }
+
+/// Where the first control-plane node's files are in a test's output folder: what kube-apiserver
+/// on cp-1 holds (its /etc/kubernetes/pki).
+pub fn node_pki(dir: &Path) -> PathBuf {
+    dir.join("out/control-plane/cp-1/etc/kubernetes/pki")
+}
+
+/// etcdctl (the run's) with the etcd CA and kube-apiserver's client pair from `node_pki`.
+pub fn node_etcdctl_cmd(node_pki: &Path, eps: &str) -> Command {
+    let mut cmd = Command::new(crate::tool("etcdctl", "ETCDCTL_BIN"));
+    cmd.env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={eps}"))
+        .arg("--cacert")
+        .arg(node_pki.join("etcd/ca.crt"))
+        .arg("--cert")
+        .arg(node_pki.join("apiserver-etcd-client.crt"))
+        .arg("--key")
+        .arg(node_pki.join("apiserver-etcd-client.key"))
+        .args(["--dial-timeout=2s", "--command-timeout=5s"]);
+    cmd
+}
+
+/// `node_etcdctl_cmd` run with `args`, bounded.
+pub fn node_etcdctl(node_pki: &Path, eps: &str, args: &[&str]) -> Ran {
+    run_bounded(node_etcdctl_cmd(node_pki, eps).args(args), Duration::from_secs(60))
+}
+
+/// Puts `keys` (key, value) through `base` (an etcdctl command with its flags), 100 per `txn`,
+/// fed on stdin from a file in `scratch`.
+pub fn put_in_txns(base: &Command, scratch: &Path, keys: &[(String, String)]) {
+    for batch in keys.chunks(100) {
+        let mut txn = String::from("\n");
+        for (k, v) in batch {
+            txn.push_str(&format!("put {k} {v}\n"));
+        }
+        txn.push_str("\n\n");
+        let file = scratch.join("txn.txt");
+        std::fs::write(&file, txn).expect("write the txn");
+        let mut cmd = Command::new(base.get_program());
+        cmd.args(base.get_args()).args(["txn", "--interactive=false"]);
+        for (k, v) in base.get_envs() {
+            if let Some(v) = v {
+                cmd.env(k, v);
+            }
+        }
+        crate::run_bounded_with_stdin(&cmd, &file, Duration::from_secs(60)).assert_ok();
+    }
+}

@@ -185,3 +185,38 @@ pub fn kill_etcds_from_pid_files(dir: &Path) {
             }
     }
 }
+
+/// `cmd` with `file` on its stdin (run_bounded gives none): a shell redirects it.
+pub fn run_bounded_with_stdin(cmd: &Command, file: &Path, limit: Duration) -> Ran {
+    let mut sh = Command::new("sh");
+    sh.args(["-c", r#"f="$1"; shift; exec "$@" < "$f""#, "sh"]).arg(file).arg(cmd.get_program()).args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => sh.env(k, v),
+            None => sh.env_remove(k),
+        };
+    }
+    run_bounded(&mut sh, limit)
+}
+
+/// Starts `cmd`, waits (bounded) until a line of its stderr contains `needle`, then kills it by
+/// its PID: a run interrupted at a known point. Returns whether the line was seen.
+pub fn kill_when_stderr_says(cmd: &mut Command, needle: &str, limit: Duration) -> bool {
+    use std::io::BufRead;
+    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let needle = needle.to_string();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains(&needle) {
+                let _ = tx.send(());
+                return;
+            }
+        }
+    });
+    let seen = rx.recv_timeout(limit).is_ok();
+    let _ = child.kill();
+    let _ = child.wait();
+    seen
+}

@@ -132,3 +132,25 @@ impl Drop for Hosts {
         let _ = Command::new("ip").args(["link", "del", &self.bridge]).output();
     }
 }
+
+impl Hosts {
+    /// The spec's `members:` entries for these hosts: etcd-N reached as root over SSH, every
+    /// path under `dir/host-N/` (data, pki, run, bin), supervised as background processes.
+    pub fn member_entries(&self, dir: &Path) -> String {
+        let opts = self.ssh_options().iter().map(|o| format!("'{o}'")).collect::<Vec<_>>().join(", ");
+        let mut members = String::new();
+        for (i, h) in self.hosts.iter().enumerate() {
+            let home = dir.join(&h.name);
+            members.push_str(&format!(
+                "  - {{name: etcd-{n}, address: {a}, host: 'root@{a}', ssh_options: [{opts}], supervisor: process, data_dir: {d}, pki_dir: {p}, run_dir: {r}, bin_dir: {b}}}\n",
+                n = i + 1,
+                a = h.address,
+                d = home.join("var/lib/etcd").display(),
+                p = home.join("etc/kubernetes/pki").display(),
+                r = home.join("var/lib/etcd-bootstrap").display(),
+                b = home.join("usr/local/bin").display(),
+            ));
+        }
+        members
+    }
+}

@@ -12,19 +12,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn ssh_spec(dir: &Path, hosts: &Hosts) -> std::path::PathBuf {
-    let opts = hosts.ssh_options().iter().map(|o| format!("'{o}'")).collect::<Vec<_>>().join(", ");
-    let mut members = String::new();
-    for (i, h) in hosts.hosts.iter().enumerate() {
-        let home = dir.join(&h.name);
-        members.push_str(&format!(
-            "  - {{name: etcd-{n}, address: {a}, host: 'root@{a}', ssh_options: [{opts}], supervisor: process, data_dir: {d}, pki_dir: {p}, run_dir: {r}}}\n",
-            n = i + 1,
-            a = h.address,
-            d = home.join("var/lib/etcd").display(),
-            p = home.join("etc/kubernetes/pki").display(),
-            r = home.join("var/lib/etcd-bootstrap").display(),
-        ));
-    }
+    let members = hosts.member_entries(dir);
     let prefix = hosts.hosts[0].address.rsplit_once('.').map(|(p, _)| p.to_string()).unwrap();
     let spec = dir.join("cluster.yaml");
     std::fs::write(

@@ -13,20 +13,7 @@ fn ssh_bring_up_across_three_namespace_hosts_then_a_cut_link_degrades() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let hosts = Hosts::create(3, dir);
-    let opts = hosts.ssh_options().iter().map(|o| format!("'{o}'")).collect::<Vec<_>>().join(", ");
-    let mut members = String::new();
-    for (i, h) in hosts.hosts.iter().enumerate() {
-        let home = dir.join(&h.name);
-        members.push_str(&format!(
-            "  - {{name: etcd-{n}, address: {a}, host: 'root@{a}', ssh_options: [{opts}], supervisor: process, data_dir: {d}, pki_dir: {p}, run_dir: {r}, bin_dir: {b}}}\n",
-            n = i + 1,
-            a = h.address,
-            d = home.join("var/lib/etcd").display(),
-            p = home.join("etc/kubernetes/pki").display(),
-            r = home.join("var/lib/etcd-bootstrap").display(),
-            b = home.join("usr/local/bin").display(),
-        ));
-    }
+    let members = hosts.member_entries(dir);
     // etcd is delivered from a release archive made of the etcd this run uses
     let (archive, sha, binaries) = integration_tests::bootstrap::etcd_archive(dir);
     let spec = dir.join("cluster.yaml");

@@ -3,60 +3,20 @@
 //! the restored cluster HEALTHY with every key, at least the snapshot's revision and a new
 //! cluster ID.
 
-use integration_tests::bootstrap::{boot, local_spec, Down};
-use integration_tests::{bin, run_bounded, tool, Ran};
-use std::io::BufRead;
+use integration_tests::bootstrap::{boot, local_spec, node_etcdctl, node_etcdctl_cmd, node_pki, put_in_txns, Down};
+use integration_tests::{bin, kill_when_stderr_says, run_bounded, Ran};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn etcdctl(dir: &Path, eps: &str, args: &[&str]) -> Ran {
-    let node = dir.join("out/control-plane/cp-1/etc/kubernetes/pki");
-    run_bounded(
-        Command::new(tool("etcdctl", "ETCDCTL_BIN"))
-            .env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={eps}"))
-            .arg("--cacert")
-            .arg(node.join("etcd/ca.crt"))
-            .arg("--cert")
-            .arg(node.join("apiserver-etcd-client.crt"))
-            .arg("--key")
-            .arg(node.join("apiserver-etcd-client.key"))
-            .args(["--dial-timeout=2s", "--command-timeout=10s"])
-            .args(args),
-        Duration::from_secs(60),
-    )
+    node_etcdctl(&node_pki(dir), eps, args)
 }
 
-/// `count` keys `/registry/dr/NNNNN` = `value-NNNNN`, 100 per transaction (fed on stdin).
+/// `count` keys `/registry/dr/NNNNN` = `value-NNNNN`.
 fn put_keys(dir: &Path, eps: &str, count: usize) {
-    for batch in 0..count.div_ceil(100) {
-        let mut txn = String::from("\n");
-        for i in batch * 100..((batch + 1) * 100).min(count) {
-            txn.push_str(&format!("put /registry/dr/{i:05} value-{i:05}\n"));
-        }
-        txn.push_str("\n\n");
-        let file = dir.join("txn.txt");
-        std::fs::write(&file, txn).unwrap();
-        let node = dir.join("out/control-plane/cp-1/etc/kubernetes/pki");
-        run_bounded(
-            Command::new("sh")
-                .args(["-c", r#"f="$1"; shift; exec "$@" < "$f""#, "sh"])
-                .arg(&file)
-                .arg(tool("etcdctl", "ETCDCTL_BIN"))
-                .env("ETCDCTL_API", "3")
-                .arg(format!("--endpoints={eps}"))
-                .arg("--cacert")
-                .arg(node.join("etcd/ca.crt"))
-                .arg("--cert")
-                .arg(node.join("apiserver-etcd-client.crt"))
-                .arg("--key")
-                .arg(node.join("apiserver-etcd-client.key"))
-                .args(["txn", "--interactive=false"]),
-            Duration::from_secs(60),
-        )
-        .assert_ok();
-    }
+    let keys: Vec<(String, String)> = (0..count).map(|i| (format!("/registry/dr/{i:05}"), format!("value-{i:05}"))).collect();
+    put_in_txns(&node_etcdctl_cmd(&node_pki(dir), eps), dir, &keys);
 }
 
 fn cluster_id(dir: &Path, eps: &str) -> u64 {
@@ -136,28 +96,7 @@ fn backup_then_whole_cluster_restore_after_losing_every_member() {
     assert_ne!(boot(&spec, &["status"]).code, Some(0));
 
     // restore, interrupted right after the members' data dirs were restored
-    let mut first = Command::new(bin("etcd-bootstrap"))
-        .arg("-f")
-        .arg(&spec)
-        .arg("restore")
-        .arg(&newest)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stderr = first.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("data dir restored with") {
-                let _ = tx.send(());
-                return;
-            }
-        }
-    });
-    let seen = rx.recv_timeout(Duration::from_secs(60)).is_ok();
-    let _ = first.kill();
-    let _ = first.wait();
+    let seen = kill_when_stderr_says(Command::new(bin("etcd-bootstrap")).arg("-f").arg(&spec).arg("restore").arg(&newest), "data dir restored with", Duration::from_secs(60));
     assert!(seen, "the first restore never reached a member");
     let started = Instant::now();
     let second = boot(&spec, &["restore", &newest.display().to_string()]);

@@ -310,36 +310,13 @@ fn configuration_from_the_environment() {
     assert!(v.as_array().unwrap().iter().all(|h| h["health"] == true));
 }
 
-/// Many keys in few etcdctl runs: `txn` with up to 100 puts each, fed on stdin.
+/// Many keys in few etcdctl runs (100 puts per txn).
 fn put_many(c: &Cluster, dir: &std::path::Path, keys: usize, value: &str) {
     let (cert, key) = c.apiserver_client();
-    for batch in 0..keys.div_ceil(100) {
-        let mut txn = String::from("\n");
-        for i in batch * 100..((batch + 1) * 100).min(keys) {
-            txn.push_str(&format!("put /registry/many/{i:05} {value}\n"));
-        }
-        txn.push_str("\n\n");
-        let file = dir.join("txn.txt");
-        std::fs::write(&file, txn).unwrap();
-        // run_bounded gives no stdin: a shell redirects the file
-        run_bounded(
-            Command::new("sh")
-                .args(["-c", r#"f="$1"; shift; exec "$@" < "$f""#, "sh"])
-                .arg(&file)
-                .arg(integration_tests::tool("etcdctl", "ETCDCTL_BIN"))
-                .env("ETCDCTL_API", "3")
-                .arg(format!("--endpoints={}", c.endpoints()))
-                .arg("--cacert")
-                .arg(c.ca_file())
-                .arg("--cert")
-                .arg(&cert)
-                .arg("--key")
-                .arg(&key)
-                .args(["txn", "--interactive=false"]),
-            Duration::from_secs(30),
-        )
-        .assert_ok();
-    }
+    let mut base = Command::new(integration_tests::tool("etcdctl", "ETCDCTL_BIN"));
+    base.env("ETCDCTL_API", "3").arg(format!("--endpoints={}", c.endpoints())).arg("--cacert").arg(c.ca_file()).arg("--cert").arg(&cert).arg("--key").arg(&key);
+    let pairs: Vec<(String, String)> = (0..keys).map(|i| (format!("/registry/many/{i:05}"), value.to_string())).collect();
+    integration_tests::bootstrap::put_in_txns(&base, dir, &pairs);
 }
 
 #[test]

@@ -27,19 +27,7 @@ fn apiserver_etcdctl(dir: &Path, eps: &str, args: &[&str]) -> Ran {
 
 /// etcdctl with what a kube-apiserver holds in `node_pki` (its /etc/kubernetes/pki).
 fn etcdctl_with(node_pki: &Path, eps: &str, args: &[&str]) -> Ran {
-    run_bounded(
-        Command::new(tool("etcdctl", "ETCDCTL_BIN"))
-            .arg(format!("--endpoints={eps}"))
-            .arg("--cacert")
-            .arg(node_pki.join("etcd/ca.crt"))
-            .arg("--cert")
-            .arg(node_pki.join("apiserver-etcd-client.crt"))
-            .arg("--key")
-            .arg(node_pki.join("apiserver-etcd-client.key"))
-            .args(["--dial-timeout=2s", "--command-timeout=3s"])
-            .args(args),
-        Duration::from_secs(30),
-    )
+    run_bounded(integration_tests::bootstrap::node_etcdctl_cmd(node_pki, eps).args(["--command-timeout=3s"]).args(args), Duration::from_secs(30))
 }
 
 /// Whether a failed etcdctl call was a TLS refusal (a CA or client certificate not trusted),
@@ -442,21 +430,11 @@ fn rolling_upgrade_34_to_35_under_writes_resumes_after_a_kill() {
 
     // under continuous writes: killed once the first member runs 3.5.1, then run again
     let traffic = Traffic::start(&dir, &eps, &spec);
-    let mut first = Command::new(bin("etcd-bootstrap")).arg("-f").arg(&spec).args(["upgrade", "--to", &to]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stderr = first.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("runs etcd 3.5.1; cluster HEALTHY") {
-                let _ = tx.send(());
-                return;
-            }
-        }
-    });
-    let seen = rx.recv_timeout(Duration::from_secs(120)).is_ok();
-    let _ = first.kill();
-    let _ = first.wait();
+    let seen = integration_tests::kill_when_stderr_says(
+        Command::new(bin("etcd-bootstrap")).arg("-f").arg(&spec).args(["upgrade", "--to", &to]),
+        "runs etcd 3.5.1; cluster HEALTHY",
+        Duration::from_secs(120),
+    );
     assert!(seen, "the first run never upgraded a member");
     let mixed = member_versions(&dir, &eps);
     assert!(mixed.iter().any(|v| v == "3.5.1") && mixed.iter().any(|v| v.starts_with("3.4.")), "{mixed:?}");

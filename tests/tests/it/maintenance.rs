@@ -3,31 +3,18 @@
 //! writable again, the database smaller, the alarm gone; etcdctl-lite's compaction, defrag and
 //! alarm disarm with etcdctl's output.
 
-use integration_tests::bootstrap::{boot, local_spec, Down};
-use integration_tests::{bin, run_bounded, tool, Ran};
+use integration_tests::bootstrap::{boot, local_spec, node_etcdctl, node_pki, Down};
+use integration_tests::{bin, run_bounded, Ran};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 fn etcdctl(dir: &Path, eps: &str, args: &[&str]) -> Ran {
-    let node = dir.join("out/control-plane/cp-1/etc/kubernetes/pki");
-    run_bounded(
-        Command::new(tool("etcdctl", "ETCDCTL_BIN"))
-            .arg(format!("--endpoints={eps}"))
-            .arg("--cacert")
-            .arg(node.join("etcd/ca.crt"))
-            .arg("--cert")
-            .arg(node.join("apiserver-etcd-client.crt"))
-            .arg("--key")
-            .arg(node.join("apiserver-etcd-client.key"))
-            .args(["--dial-timeout=2s", "--command-timeout=5s"])
-            .args(args),
-        Duration::from_secs(30),
-    )
+    node_etcdctl(&node_pki(dir), eps, args)
 }
 
 fn lite(dir: &Path, eps: &str, args: &[&str]) -> Ran {
-    let node = dir.join("out/control-plane/cp-1/etc/kubernetes/pki");
+    let node = node_pki(dir);
     run_bounded(
         Command::new(bin("etcdctl-lite"))
             .env_remove("ETCDCTL_ENDPOINTS")
