@@ -46,7 +46,7 @@ pub fn spec(n: usize, dir: &Path) -> Spec {
             service_subnet: "10.96.0.0/12".into(),
             dns_domain: "cluster.local".into(),
             control_plane_nodes: (1..=3)
-                .map(|i| NodeSpec { name: format!("cp-{i}"), address: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 100 + i)), bind_port: 6443 })
+                .map(|i| NodeSpec { name: format!("cp-{i}"), address: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 100 + i)), bind_port: 6443, host: None, ssh_options: vec![] })
                 .collect(),
             load_balancer_ca_file: dir.join("out/haproxy/kubernetes-ca.crt"),
             cri_socket: "unix:///var/run/containerd/containerd.sock".into(),

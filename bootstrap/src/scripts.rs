@@ -224,6 +224,32 @@ pub fn restore_snapshot(m: &MemberPlan, snapshot: &str, initial_cluster: &str, t
     lines.join("\n") + "\n"
 }
 
+/// `check lb` from a control-plane node: a TCP connect to the load balancer (bash's /dev/tcp,
+/// bounded by timeout(1)), whether the LB closes at once, and, when curl is there, `GET /readyz`
+/// verified against `ca_pem` (written to a private temporary). Prints one `seen=...` line.
+pub fn lb_probe(host: &str, port: u16, ca_pem: &str, timeout_secs: u64) -> String {
+    let lines = [
+        "set -u".to_string(),
+        format!("h={}; p={port}; t={timeout_secs}", q(host)),
+        r#"command -v timeout >/dev/null 2>&1 || { echo "seen=unreachable:no timeout(1) on the node"; exit 0; }"#.into(),
+        r#"err=$(timeout "$t" bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$h" "$p" 2>&1 >/dev/null); rc=$?"#.into(),
+        r#"if [ "$rc" = 124 ]; then echo seen=timeout; exit 0; fi"#.into(),
+        r#"case "$err" in *refused*) echo seen=refused; exit 0;; esac"#.into(),
+        r#"if [ "$rc" != 0 ]; then echo "seen=unreachable:$(printf '%s' "$err" | tr -d '
+' | cut -c1-200)"; exit 0; fi"#.into(),
+        // the LB with no healthy backend closes right after accepting; a TLS server waits
+        r#"if timeout 2 bash -c 'exec 3<>"/dev/tcp/$0/$1"; cat <&3 >/dev/null' "$h" "$p" 2>/dev/null; then echo seen=closed; exit 0; fi"#.into(),
+        r#"command -v curl >/dev/null 2>&1 || { echo seen=open; exit 0; }"#.into(),
+        r#"ca=$(mktemp); errf=$(mktemp); trap 'rm -f "$ca" "$errf"' EXIT"#.into(),
+        format!(r#"printf '%s' {} > "$ca""#, q(ca_pem)),
+        r#"case "$h" in *:*) url="https://[$h]:$p/readyz";; *) url="https://$h:$p/readyz";; esac"#.into(),
+        r#"code=$(curl -sS -o /dev/null -w '%{http_code}' --max-time "$t" --cacert "$ca" "$url" 2>"$errf"); rc=$?"#.into(),
+        r#"why=$(head -c 300 "$errf" | tr -d '\n')"#.into(),
+        r#"case "$rc" in 0) echo "seen=readyz:$code";; 35|51|58|60|77|83|90|91) echo "seen=untrusted:curl: $why";; 28) echo seen=no-tls-answer;; 52|56) echo seen=closed;; *) echo "seen=unreachable:curl: $why";; esac"#.into(),
+    ];
+    lines.join("\n") + "\n"
+}
+
 /// The last lines of the member's log, for error messages.
 pub fn log_tail(m: &MemberPlan, lines: usize) -> String {
     match m.spec.supervisor() {

@@ -162,6 +162,12 @@ pub struct NodeSpec {
     pub address: IpAddr,
     #[serde(default = "default_api_port")]
     pub bind_port: u16,
+    /// How to reach the node (an ssh destination, or `local`); optional: with it, `check lb` also
+    /// checks the load balancer from the node, and `rotate ca --continue` waits for it.
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default)]
+    pub ssh_options: Vec<String>,
 }
 
 fn default_etcd() -> String {
@@ -460,6 +466,14 @@ impl Spec {
             }
             if !node_addrs.insert(node.address) {
                 p.push(format!("{who}.address: {} is used by another node", node.address));
+            }
+            if let Some(h) = &node.host
+                && let Err(e) = rules::ssh_destination(h)
+            {
+                p.push(format!("{who}.host: {e}"));
+            }
+            if let Err(e) = rules::ssh_options(&node.ssh_options) {
+                p.push(format!("{who}.ssh_options: {e}"));
             }
             if let Some((host, port)) = split_host_port(&k.control_plane_endpoint)
                 && host.parse::<IpAddr>().ok() == Some(node.address) && port == node.bind_port {

@@ -229,7 +229,12 @@ pub fn put_file_script(path: &str, mode: u32) -> String {
 
 /// The transport for a member.
 pub fn for_member(m: &MemberSpec) -> Box<dyn Transport> {
-    if m.is_local() { Box::new(Local) } else { Box::new(Ssh { destination: m.host.clone(), options: m.ssh_options.clone() }) }
+    for_host(&m.host, &m.ssh_options)
+}
+
+/// The transport for `host` (`local`, or an ssh destination validated by `rules::ssh_destination`).
+pub fn for_host(host: &str, ssh_options: &[String]) -> Box<dyn Transport> {
+    if host == "local" { Box::new(Local) } else { Box::new(Ssh { destination: host.to_string(), options: ssh_options.to_vec() }) }
 }
 
 /// What a command reads on stdin: bytes, or a file handed to it directly.

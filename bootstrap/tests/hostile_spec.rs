@@ -31,7 +31,7 @@ kubernetes:
   load_balancer_ca_file: /etc/haproxy/kubernetes-ca.crt
   control_plane_nodes:
     - {name: cp-1, address: 10.0.0.21}
-    - {name: cp-2, address: 10.0.0.22}
+    - {name: cp-2, address: 10.0.0.22, host: root@10.0.0.22, ssh_options: [-p, "2222"]}
 "#;
 
 /// Every string field, as the text that holds its value in BASE (unique in BASE).
@@ -62,6 +62,8 @@ const FIELDS: &[(&str, &str)] = &[
     ("kubernetes.dns_domain", "dns_domain: cluster.local"),
     ("kubernetes.load_balancer_ca_file", "load_balancer_ca_file: /etc/haproxy/kubernetes-ca.crt"),
     ("kubernetes.control_plane_nodes[0].name", "name: cp-1,"),
+    ("kubernetes.control_plane_nodes[1].host", "host: root@10.0.0.22"),
+    ("kubernetes.control_plane_nodes[1].ssh_options", "[-p, \"2222\"]"),
 ];
 
 const PAYLOADS: &[&str] = &[
@@ -102,6 +104,12 @@ fn artifacts(loaded: &LoadedSpec) -> Vec<(String, String)> {
         ("haproxy.cfg".into(), haproxy::config(&loaded.spec)),
         ("init.yaml".into(), kubeadm::init_document(&loaded.spec, &secrets, ApiVersion::V1Beta4)),
         ("join.yaml".into(), kubeadm::join_document(&loaded.spec, 1, &secrets, ApiVersion::V1Beta4)),
+        (
+            "lb probe".into(),
+            bootstrap::spec::split_host_port(&loaded.spec.kubernetes.control_plane_endpoint)
+                .map(|(h, port)| scripts::lb_probe(&h, port, "-----BEGIN CERTIFICATE-----\n", 3))
+                .unwrap_or_default(),
+        ),
         ("RUNBOOK.md".into(), kubeadm::runbook(&loaded.spec, "/ops/spec.yaml", std::path::Path::new("/ops/out"))),
     ];
     for m in &p.members {

@@ -301,13 +301,16 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
                 return Err(format!("--timeout {timeout}: give 1 to 60 seconds").into());
             }
             let plan = plan::build(&load(&cli.spec)?);
-            let v = ops::check_lb::check_lb(&plan, Duration::from_secs(timeout))?;
+            let all = ops::check_lb::check_lb(&plan, Duration::from_secs(timeout))?;
             if write_out == etcdctl_lite::render::Format::Json {
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                println!("{}", serde_json::to_string_pretty(&all)?);
             } else {
-                println!("{}: {} ({} ms)", v.state, v.summary, v.took_ms);
+                for (i, v) in all.iter().enumerate() {
+                    let from = if i == 0 { String::new() } else { format!("from {}: ", v.from) };
+                    println!("{from}{}: {} ({} ms)", v.state, v.summary, v.took_ms);
+                }
             }
-            Ok(v.exit_code())
+            Ok(all.iter().map(|v| v.exit_code()).max().unwrap_or(3))
         }
         Command::Certs { command: CertsCommand::Check { within, write_out } } => {
             let plan = plan::build(&load(&cli.spec)?);

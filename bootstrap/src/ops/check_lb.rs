@@ -29,12 +29,16 @@ pub enum Seen {
     Untrusted(String),
     /// `/readyz` answered with this status line and body.
     Readyz { status: u16, body: String },
+    /// (From a node without curl) a backend holds the connection open; /readyz not checked.
+    Connected,
 }
 
 /// The verdict of `check lb`.
 #[derive(Debug, Clone, Serialize)]
 pub struct LbVerdict {
-    /// READY, NO-BACKEND, REFUSED, NOT-READY, TIMEOUT, UNREACHABLE, NO-TLS-ANSWER, UNTRUSTED.
+    /// Where the check ran: `this machine`, or a control-plane node (`cp-1 (ssh root@10.0.0.21)`).
+    pub from: String,
+    /// READY, NO-BACKEND, REFUSED, NOT-READY, CONNECTED, TIMEOUT, UNREACHABLE, NO-TLS-ANSWER, UNTRUSTED.
     pub state: &'static str,
     pub endpoint: String,
     pub summary: String,
@@ -47,7 +51,7 @@ impl LbVerdict {
     pub fn exit_code(&self) -> u8 {
         match self.state {
             "READY" => 0,
-            "NO-BACKEND" | "REFUSED" | "NOT-READY" => 1,
+            "NO-BACKEND" | "REFUSED" | "NOT-READY" | "CONNECTED" => 1,
             _ => 2,
         }
     }
@@ -72,6 +76,7 @@ pub fn judge(endpoint: &str, seen: &Seen) -> (&'static str, String) {
         Seen::Timeout => ("TIMEOUT", format!("no answer from {endpoint}: the load balancer is down or a firewall drops the packets (a refused connection would have come back at once)")),
         Seen::Unreachable(why) => ("UNREACHABLE", format!("{endpoint}: {why}")),
         Seen::NoTlsAnswer => ("NO-TLS-ANSWER", format!("{endpoint} accepts connections but nothing answers TLS: a backend is hung, or the load balancer does not forward to an apiserver")),
+        Seen::Connected => ("CONNECTED", format!("{endpoint}: a backend holds the connection open; /readyz not checked (no curl there)")),
         Seen::Untrusted(why) => (
             "UNTRUSTED",
             format!("TLS through {endpoint} does not verify against the Kubernetes CA: {why} (the apiserver certificate must come from that CA and name the endpoint's host in its SANs)"),
@@ -79,8 +84,8 @@ pub fn judge(endpoint: &str, seen: &Seen) -> (&'static str, String) {
     }
 }
 
-/// `check lb` from this machine.
-pub fn check_lb(plan: &Plan, limit: Duration) -> Result<LbVerdict> {
+/// `check lb` from this machine, then from every control-plane node the spec can reach.
+pub fn check_lb(plan: &Plan, limit: Duration) -> Result<Vec<LbVerdict>> {
     let endpoint = plan.loaded.spec.kubernetes.control_plane_endpoint.clone();
     let (host, port) = crate::spec::split_host_port(&endpoint).ok_or_else(|| BootError::NotHealthy(format!("kubernetes.control_plane_endpoint {endpoint:?} is not host:port")))?;
     let ca_path = plan.issue.dir.join("kubernetes/ca.crt");
@@ -89,7 +94,47 @@ pub fn check_lb(plan: &Plan, limit: Duration) -> Result<LbVerdict> {
     let t = Instant::now();
     let seen = probe(&host, port, &ca_der, limit);
     let (state, summary) = judge(&endpoint, &seen);
-    Ok(LbVerdict { state, endpoint, summary, took_ms: t.elapsed().as_millis() })
+    let mut verdicts = vec![LbVerdict { from: "this machine".into(), state, endpoint: endpoint.clone(), summary, took_ms: t.elapsed().as_millis() }];
+    let ca_pem = String::from_utf8_lossy(&ca).into_owned();
+    let nodes: Vec<&crate::spec::NodeSpec> = plan.loaded.spec.kubernetes.control_plane_nodes.iter().filter(|n| n.host.is_some()).collect();
+    let from_nodes: Vec<LbVerdict> = std::thread::scope(|s| {
+        let handles: Vec<_> = nodes.iter().map(|n| s.spawn(|| from_node(n, &host, port, &ca_pem, &endpoint, limit))).collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+    });
+    verdicts.extend(from_nodes);
+    Ok(verdicts)
+}
+
+/// The probe script on a control-plane node (over its transport).
+fn from_node(n: &crate::spec::NodeSpec, host: &str, port: u16, ca_pem: &str, endpoint: &str, limit: Duration) -> LbVerdict {
+    let dest = n.host.as_deref().unwrap_or("local");
+    let t = crate::transport::for_host(dest, &n.ssh_options);
+    let from = format!("{} ({})", n.name, t.describe());
+    let started = Instant::now();
+    let seen = match t.run(&crate::scripts::lb_probe(host, port, ca_pem, limit.as_secs().max(1)), limit * 4 + Duration::from_secs(10)) {
+        Ok(out) => parse_seen(out.value("seen").as_deref().unwrap_or("")),
+        Err(e) => Seen::Unreachable(format!("cannot run the check on the node: {e}")),
+    };
+    let (state, summary) = judge(endpoint, &seen);
+    LbVerdict { from, state, endpoint: endpoint.to_string(), summary, took_ms: started.elapsed().as_millis() }
+}
+
+/// The node script's `seen=` word (see `scripts::lb_probe`).
+pub fn parse_seen(word: &str) -> Seen {
+    match word.split_once(':').unwrap_or((word, "")) {
+        ("refused", _) => Seen::Refused,
+        ("timeout", _) => Seen::Timeout,
+        ("closed", _) => Seen::ClosedAfterConnect,
+        ("open", _) => Seen::Connected,
+        ("no-tls-answer", _) => Seen::NoTlsAnswer,
+        ("untrusted", why) => Seen::Untrusted(why.to_string()),
+        ("readyz", code) => match code.parse::<u16>() {
+            Ok(c) if c > 0 => Seen::Readyz { status: c, body: if c == 200 { "ok".into() } else { String::new() } },
+            _ => Seen::Unreachable(format!("no HTTP answer (curl code {code:?})")),
+        },
+        ("unreachable", why) => Seen::Unreachable(why.to_string()),
+        _ => Seen::Unreachable(format!("the check on the node printed {word:?}")),
+    }
 }
 
 /// Connect, handshake, `GET /readyz`, each bounded by `limit`.
@@ -187,12 +232,13 @@ mod tests {
             (Seen::Unreachable("no route".into()), "UNREACHABLE", 2),
             (Seen::NoTlsAnswer, "NO-TLS-ANSWER", 2),
             (Seen::Untrusted("unknown issuer".into()), "UNTRUSTED", 2),
+            (Seen::Connected, "CONNECTED", 1),
         ];
         for (seen, word, code) in cases {
             let (state, summary) = judge("lb:6443", &seen);
             assert_eq!(state, word);
             assert!(summary.contains("lb:6443"), "{summary}");
-            let v = LbVerdict { state, endpoint: "lb:6443".into(), summary, took_ms: 0 };
+            let v = LbVerdict { from: "this machine".into(), state, endpoint: "lb:6443".into(), summary, took_ms: 0 };
             assert_eq!(v.exit_code(), code, "{word}");
         }
         assert!(judge("lb:6443", &Seen::Readyz { status: 500, body: "[+]ping ok\n[-]etcd failed: x\n".into() }).1.contains("[-]etcd failed"));
@@ -204,6 +250,15 @@ mod tests {
         assert_eq!(parse_response(b""), Seen::ClosedAfterConnect);
         assert!(matches!(parse_response(b"\xff\xfe garbage"), Seen::Untrusted(_)));
         assert!(matches!(parse_response(b"HTTP/1.0 200"), Seen::Readyz { status: 200, .. }));
+    }
+
+    #[test]
+    fn the_node_scripts_words_map_to_observations() {
+        assert_eq!(parse_seen("refused"), Seen::Refused);
+        assert_eq!(parse_seen("readyz:200"), Seen::Readyz { status: 200, body: "ok".into() });
+        assert!(matches!(parse_seen("readyz:000"), Seen::Unreachable(_)));
+        assert!(matches!(parse_seen("unreachable:No route to host"), Seen::Unreachable(w) if w == "No route to host"));
+        assert!(matches!(parse_seen(""), Seen::Unreachable(_)));
     }
 
     proptest::proptest! {

@@ -109,6 +109,7 @@ pub fn rotate_ca(plan: &Plan, request: Request, wait: Duration, progress: &Progr
             return Ok(stop_before(s.phase));
         }
         (Some(mut s), _) if s.waiting_for_operator => {
+            wait_for_apiservers(plan, wait, progress)?;
             // recorded at once: from here an interruption leaves members mid-restart, which a
             // plain `rotate ca` must resume rather than report as waiting
             s.waiting_for_operator = false;
@@ -135,6 +136,33 @@ pub fn rotate_ca(plan: &Plan, request: Request, wait: Duration, progress: &Progr
     }
     drop_old(plan, &mut state, &old_pem, &new_pem, wait, progress)?;
     Ok(Outcome::Done)
+}
+
+/// When the spec can reach the control-plane nodes (`host`), `--continue` first waits (bounded)
+/// until kube-apiserver answers /readyz through the load balancer, checked from this machine and
+/// from every node: the restarts the last stop asked for are done and the apiservers are back.
+fn wait_for_apiservers(plan: &Plan, wait: Duration, progress: &Progress) -> Result<()> {
+    if !plan.loaded.spec.kubernetes.control_plane_nodes.iter().any(|n| n.host.is_some()) {
+        return Ok(());
+    }
+    let t = Instant::now();
+    let deadline = Instant::now() + wait;
+    loop {
+        let all = crate::ops::check_lb::check_lb(plan, Duration::from_secs(3))?;
+        if all.iter().all(|v| v.state == "READY") {
+            progress.step("rotate ca", "kube-apiserver answers /readyz through the load balancer from this machine and every node", Some(t.elapsed()));
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let bad: Vec<String> = all.iter().filter(|v| v.state != "READY").map(|v| format!("from {}: {}: {}", v.from, v.state, v.summary)).collect();
+            return Err(BootError::NotHealthy(format!(
+                "not continuing: kube-apiserver does not answer /readyz through the load balancer within {}s ({}); restart it as the last stop said, then run --continue again",
+                wait.as_secs(),
+                bad.join("; ")
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 fn stop_before(phase: Phase) -> Outcome {

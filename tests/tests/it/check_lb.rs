@@ -1,7 +1,7 @@
 //! `etcd-bootstrap check lb` against a real HAProxy started from the generated haproxy.cfg, a
-//! small HTTPS stand-in for kube-apiserver (openssl s_server answering /readyz with a certificate
-//! from the spec's Kubernetes CA), a closed port, and an address routed nowhere inside a network
-//! namespace the test creates.
+//! small HTTPS stand-in for kube-apiserver (a threaded Python HTTPS server answering /readyz with
+//! a certificate from the spec's Kubernetes CA), a closed port, and an address routed nowhere
+//! inside a network namespace the test creates; then from control-plane nodes over SSH.
 
 use integration_tests::bootstrap::{boot, local_spec, Down};
 use integration_tests::{bin, openssl, run_bounded, tool};
@@ -91,34 +91,16 @@ fn check_lb_tells_refused_no_backend_ready_and_timeout_apart() {
 
     // a kube-apiserver stand-in on cp-1: /readyz over TLS, certificate from the Kubernetes CA
     let www = dir.join("apiserver");
-    std::fs::create_dir_all(&www).unwrap();
-    std::fs::write(www.join("readyz"), "ok").unwrap();
-    std::fs::write(www.join("ext.cnf"), format!("subjectAltName=IP:{lb_ip},IP:{node_ip}\nextendedKeyUsage=serverAuth\n")).unwrap();
-    openssl(&www, &["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "apiserver.key", "-subj", "/CN=kube-apiserver", "-out", "apiserver.csr"]).assert_ok();
-    let ca = dir.join("pki/kubernetes");
-    openssl(
-        &www,
-        &["x509", "-req", "-in", "apiserver.csr", "-CA", &ca.join("ca.crt").display().to_string(), "-CAkey", &ca.join("ca.key").display().to_string(), "-CAcreateserial", "-days", "1", "-extfile", "ext.cnf", "-out", "apiserver.crt"],
-    )
-    .assert_ok();
-    let _apiserver = Started(
-        Command::new(tool("openssl", "OPENSSL_BIN"))
-            .current_dir(&www)
-            .args(["s_server", "-quiet", "-WWW", "-cert", "apiserver.crt", "-key", "apiserver.key", "-accept"])
-            .arg(format!("{node_ip}:6443"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    apiserver_cert(dir, &www, &[lb_ip, &node_ip]);
+    let _apiserver = apiserver_stand_in(&[], &www, &format!("{node_ip}:6443"));
     let r = check_until(&spec, "READY:");
     assert_eq!(r.code, Some(0), "{}{}\n{}", r.stdout, r.stderr, std::fs::read_to_string(dir.join("haproxy.log")).unwrap_or_default());
     assert!(r.stdout.starts_with("READY: kube-apiserver answers /readyz") && r.stdout.contains("(ok)"), "{}", r.stdout);
     let json = boot(&spec, &["check", "lb", "-w", "json"]).assert_ok();
     let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
-    assert_eq!(v["state"], "READY");
-    assert_eq!(v["endpoint"], lb.as_str());
+    assert_eq!(v[0]["state"], "READY");
+    assert_eq!(v[0]["from"], "this machine");
+    assert_eq!(v[0]["endpoint"], lb.as_str());
 
     // an address routed nowhere: inside a namespace of our own, packets to it vanish
     let ns = Netns(format!("lbt-{}", std::process::id()));
@@ -141,4 +123,124 @@ fn check_lb_tells_refused_no_backend_ready_and_timeout_apart() {
     assert_eq!(r.code, Some(2), "{}{}", r.stdout, r.stderr);
     assert!(r.stdout.starts_with("TIMEOUT: no answer from 10.254.77.9:6443"), "{}", r.stdout);
     assert!(started.elapsed() < Duration::from_secs(10), "bounded by --timeout: {:?}", started.elapsed());
+}
+
+/// A kube-apiserver stand-in: HTTPS, one thread per connection (a load balancer's health checks
+/// and clients arrive at once), `GET /readyz` answers 200 `ok`. Run under `prefix` (e.g. `ip
+/// netns exec NS`), in `www` (its certificate and key).
+fn apiserver_stand_in(prefix: &[&str], www: &Path, addr: &str) -> Started {
+    const SERVER: &str = r#"
+import http.server, ssl, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def setup(self):
+        # the TLS handshake in the connection's own thread, not in accept(): a client that
+        # connects and says nothing must not hold up the others
+        self.request.settimeout(10)
+        self.request.do_handshake()
+        super().setup()
+    def do_GET(self):
+        body = b"ok" if self.path == "/readyz" else b"not found"
+        self.send_response(200 if self.path == "/readyz" else 404)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+host, port = sys.argv[1].rsplit(":", 1)
+s = http.server.ThreadingHTTPServer((host, int(port)), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain("apiserver.crt", "apiserver.key")
+s.socket = ctx.wrap_socket(s.socket, server_side=True, do_handshake_on_connect=False)
+s.serve_forever()
+"#;
+    let (program, rest) = prefix.split_first().map(|(p, r)| (*p, r.to_vec())).unwrap_or(("python3", vec![]));
+    let mut cmd = Command::new(program);
+    cmd.args(rest);
+    if !prefix.is_empty() {
+        cmd.arg("python3");
+    }
+    Started(cmd.current_dir(www).args(["-c", SERVER, addr]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap())
+}
+
+/// A certificate for the kube-apiserver stand-in, from the spec's Kubernetes CA, naming `ips`.
+fn apiserver_cert(dir: &Path, www: &Path, ips: &[&str]) {
+    std::fs::create_dir_all(www).unwrap();
+    std::fs::write(www.join("readyz"), "ok").unwrap();
+    let sans: Vec<String> = ips.iter().map(|i| format!("IP:{i}")).collect();
+    std::fs::write(www.join("ext.cnf"), format!("subjectAltName={}\nextendedKeyUsage=serverAuth\n", sans.join(","))).unwrap();
+    openssl(www, &["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "apiserver.key", "-subj", "/CN=kube-apiserver", "-out", "apiserver.csr"]).assert_ok();
+    let ca = dir.join("pki/kubernetes");
+    openssl(
+        www,
+        &["x509", "-req", "-in", "apiserver.csr", "-CA", &ca.join("ca.crt").display().to_string(), "-CAkey", &ca.join("ca.key").display().to_string(), "-CAcreateserial", "-days", "1", "-extfile", "ext.cnf", "-out", "apiserver.crt"],
+    )
+    .assert_ok();
+}
+
+#[test]
+fn check_lb_runs_from_each_control_plane_node_and_gates_rotate_ca_continue() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // two control-plane nodes: network-namespace hosts with sshd; the load balancer on this
+    // machine's address on their bridge
+    let hosts = integration_tests::netns::Hosts::create(2, dir);
+    let prefix = hosts.hosts[0].address.rsplit_once('.').unwrap().0.to_string();
+    let lb = format!("{prefix}.1:6443");
+    let spec = local_spec(dir, 1).path;
+    let text = std::fs::read_to_string(&spec).unwrap();
+    let head = &text[..text.find("  control_plane_nodes:").unwrap()];
+    let opts = hosts.ssh_options().iter().map(|o| format!("'{o}'")).collect::<Vec<_>>().join(", ");
+    let mut nodes = String::from("  control_plane_nodes:\n");
+    for (i, h) in hosts.hosts.iter().enumerate() {
+        nodes.push_str(&format!("    - {{name: cp-{}, address: {a}, host: 'root@{a}', ssh_options: [{opts}]}}\n", i + 1, a = h.address));
+    }
+    let old_ep = head.lines().find_map(|l| l.trim().strip_prefix("control_plane_endpoint: ")).unwrap().to_string();
+    std::fs::write(&spec, head.replace(&old_ep, &lb) + &nodes).unwrap();
+    let _down = Down(spec.clone());
+    boot(&spec, &["up"]).assert_ok();
+
+    // nothing on the LB's port: refused, from here and from both nodes
+    let r = boot(&spec, &["check", "lb"]);
+    assert_eq!(r.code, Some(1), "{}{}", r.stdout, r.stderr);
+    assert_eq!(r.stdout.matches("REFUSED:").count(), 3, "{}", r.stdout);
+    assert!(r.stdout.contains(&format!("from cp-2 (ssh root@{}): REFUSED", hosts.hosts[1].address)), "{}", r.stdout);
+
+    // HAProxy, no apiserver: NO-BACKEND everywhere
+    let cfg = std::fs::read_to_string(dir.join("out/haproxy/haproxy.cfg")).unwrap().replace("inter 5s downinter 5s rise 2 fall 2 slowstart 60s", "inter 200ms downinter 200ms rise 1 fall 1");
+    std::fs::write(dir.join("haproxy-test.cfg"), cfg).unwrap();
+    let _haproxy = Started(
+        Command::new(tool("haproxy", "HAPROXY_BIN")).args(["-db", "-f"]).arg(dir.join("haproxy-test.cfg")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap(),
+    );
+    wait_listening(&lb);
+    let r = check_until(&spec, "NO-BACKEND:");
+    assert_eq!(r.stdout.matches("NO-BACKEND:").count(), 3, "{}{}", r.stdout, r.stderr);
+
+    // a CA rotation stopped for the operator does not continue while no apiserver answers
+    let first = boot(&spec, &["rotate", "ca"]).assert_ok();
+    assert!(first.stdout.contains("stopped after step 1 of 3"), "{}", first.stdout);
+    let refused = boot(&spec, &["rotate", "ca", "--continue", "--wait", "2"]).assert_fails();
+    assert!(refused.stderr.contains("not continuing: kube-apiserver does not answer /readyz through the load balancer"), "{}", refused.stderr);
+    assert!(boot(&spec, &["rotate", "ca", "--status"]).assert_ok().stdout.contains("waiting for the operator before step 2"));
+
+    // a kube-apiserver stand-in inside cp-1's namespace: READY from here and from both nodes
+    let www = dir.join("apiserver");
+    apiserver_cert(dir, &www, &[lb.rsplit_once(':').unwrap().0, &hosts.hosts[0].address]);
+    let _apiserver = apiserver_stand_in(&["ip", "netns", "exec", &hosts.hosts[0].namespace], &www, &format!("{}:6443", hosts.hosts[0].address));
+    let r = check_until(&spec, "READY:");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut r = r;
+    while r.stdout.matches("READY:").count() < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(300));
+        r = boot(&spec, &["check", "lb"]);
+    }
+    assert_eq!(r.code, Some(0), "{}{}", r.stdout, r.stderr);
+    assert_eq!(r.stdout.matches("READY: kube-apiserver answers /readyz").count(), 3, "{}", r.stdout);
+    let json = boot(&spec, &["check", "lb", "-w", "json"]).assert_ok();
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 3);
+    // now the rotation goes on, and to its end
+    let second = boot(&spec, &["rotate", "ca", "--continue"]);
+    assert!(second.ok() && second.stderr.contains("kube-apiserver answers /readyz through the load balancer"), "{}{}", second.stdout, second.stderr);
+    boot(&spec, &["rotate", "ca", "--continue"]).assert_ok();
+    assert_eq!(boot(&spec, &["status"]).code, Some(0));
 }
