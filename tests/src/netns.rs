@@ -12,6 +12,8 @@ pub struct Host {
     pub address: String,
     /// The root-namespace end of this host's link: set it down to cut the host off.
     pub link: String,
+    /// With a private /etc (see `create_with_private_etc`): where what the host wrote under /etc lands.
+    pub etc_upper: Option<PathBuf>,
     sshd: Option<Child>,
 }
 
@@ -30,6 +32,17 @@ fn ip(args: &[&str]) {
 impl Hosts {
     /// `n` hosts on 10.213.X.2.. (X chosen per run), with sshd accepting `self.key` for root.
     pub fn create(n: usize, dir: &Path) -> Hosts {
+        Hosts::create_inner(n, dir, false)
+    }
+
+    /// As `create`, but each host's sshd (and so every session) sees /etc through an overlay in a
+    /// private mount namespace: what it writes under /etc lands in `etc_upper` in the test's
+    /// folder, and this machine's /etc is never touched.
+    pub fn create_with_private_etc(n: usize, dir: &Path) -> Hosts {
+        Hosts::create_inner(n, dir, true)
+    }
+
+    fn create_inner(n: usize, dir: &Path, private_etc: bool) -> Hosts {
         let tag = format!("{:04x}", (std::process::id() ^ (Instant::now().elapsed().subsec_nanos())) & 0xffff);
         let x = 1 + (u32::from_str_radix(&tag, 16).unwrap_or(7) % 250);
         let bridge = format!("ebr{tag}");
@@ -66,15 +79,28 @@ impl Hosts {
                 ),
             )
             .expect("sshd config");
-            let sshd = Command::new("ip")
-                .args(["netns", "exec", &ns, "/usr/sbin/sshd", "-D", "-e", "-f"])
+            let mut cmd = Command::new("ip");
+            cmd.args(["netns", "exec", &ns]);
+            let etc_upper = private_etc.then(|| {
+                let (upper, work) = (dir.join(format!("host-{}-etc/upper", i + 1)), dir.join(format!("host-{}-etc/work", i + 1)));
+                std::fs::create_dir_all(&upper).expect("overlay upper");
+                std::fs::create_dir_all(&work).expect("overlay work");
+                cmd.args(["unshare", "-m", "--propagation", "private", "sh", "-c"]).arg(format!(
+                    "mount -t overlay overlay -o lowerdir=/etc,upperdir={},workdir={} /etc && exec \"$0\" \"$@\"",
+                    upper.display(),
+                    work.display()
+                ));
+                upper
+            });
+            let sshd = cmd
+                .args(["/usr/sbin/sshd", "-D", "-e", "-f"])
                 .arg(&config)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(std::fs::File::create(dir.join(format!("sshd-{i}.log"))).expect("sshd log"))
                 .spawn()
                 .expect("start sshd");
-            hosts.hosts.push(Host { name: format!("host-{}", i + 1), namespace: ns, address, link: outside, sshd: Some(sshd) });
+            hosts.hosts.push(Host { name: format!("host-{}", i + 1), namespace: ns, address, link: outside, sshd: Some(sshd), etc_upper });
         }
         for h in &hosts.hosts {
             hosts.wait_ssh(h);

@@ -106,6 +106,8 @@ pub fn rotate_ca(plan: &Plan, request: Request, wait: Duration, progress: &Progr
         (None, Request::StartOrResume) => begin(plan, progress)?,
         (Some(s), _) if s.waiting_for_operator && request == Request::StartOrResume => {
             progress.step("rotate ca", "waiting for the operator: do the steps below, then run `rotate ca --continue`", None);
+            // a delivery that failed last time is tried again (identical files are left alone)
+            deliver_to_nodes(plan, stop_before(s.phase), progress)?;
             return Ok(stop_before(s.phase));
         }
         (Some(mut s), _) if s.waiting_for_operator => {
@@ -126,16 +128,46 @@ pub fn rotate_ca(plan: &Plan, request: Request, wait: Duration, progress: &Progr
     let (new_cert, new_key) = new_ca_paths(plan);
     let old_pem = read(&plan.pki().ca().cert)?;
     let new_pem = read(&new_cert)?;
-    if state.phase == Phase::TrustBoth {
+    let outcome = if state.phase == Phase::TrustBoth {
         trust_both(plan, &mut state, &old_pem, &new_pem, wait, progress)?;
-        return Ok(Outcome::TrustsBoth);
-    }
-    if state.phase == Phase::Reissue {
+        Outcome::TrustsBoth
+    } else if state.phase == Phase::Reissue {
         reissue(plan, &mut state, &new_cert, &new_key, wait, progress)?;
-        return Ok(Outcome::Reissued);
+        Outcome::Reissued
+    } else {
+        drop_old(plan, &mut state, &old_pem, &new_pem, wait, progress)?;
+        Outcome::Done
+    };
+    deliver_to_nodes(plan, outcome, progress)?;
+    Ok(outcome)
+}
+
+/// The kube-apiserver files a stop hands over, at their paths on the node.
+fn files_at(outcome: Outcome) -> &'static [&'static str] {
+    match outcome {
+        Outcome::TrustsBoth | Outcome::Done => &[CA_FILE],
+        Outcome::Reissued => &[CERT_FILE, KEY_FILE],
     }
-    drop_old(plan, &mut state, &old_pem, &new_pem, wait, progress)?;
-    Ok(Outcome::Done)
+}
+
+/// To every control-plane node the spec can reach (`host`), the files of this stop from its
+/// folder, atomically at kubeadm's paths (the key 0600). Restarting kube-apiserver stays the
+/// operator's: it is kubelet's static pod, not ours to kill.
+fn deliver_to_nodes(plan: &Plan, outcome: Outcome, progress: &Progress) -> Result<()> {
+    for n in plan.loaded.spec.kubernetes.control_plane_nodes.iter().filter(|n| n.host.is_some()) {
+        let mut files = Vec::new();
+        for f in files_at(outcome) {
+            let src = node_dir(plan, &n.name).join(f.trim_start_matches('/'));
+            let mode = if *f == KEY_FILE { 0o600 } else { 0o644 };
+            files.push((f.to_string(), mode, read(&src)?));
+        }
+        let t = crate::transport::for_host(n.host.as_deref().unwrap_or("local"), &n.ssh_options);
+        let written = t
+            .deliver(&files, crate::live::SCRIPT_LIMIT)
+            .map_err(|reason| BootError::Host { member: n.name.clone(), host: t.describe(), reason: format!("delivering kube-apiserver's files: {reason}") })?;
+        progress.step(&format!("deliver {}", n.name), &format!("{written} of {} file(s) written over {}", files.len(), t.describe()), None);
+    }
+    Ok(())
 }
 
 /// When the spec can reach the control-plane nodes (`host`), `--continue` first waits (bounded)
@@ -348,7 +380,11 @@ pub fn instructions(plan: &Plan, outcome: Outcome) -> String {
         let mut out = String::new();
         for n in nodes {
             for f in files {
-                out.push_str(&format!("  {}: copy {} to {f}\n", n.name, node_dir(plan, &n.name).join(f.trim_start_matches('/')).display()));
+                match &n.host {
+                    // already there: `rotate ca` delivered it
+                    Some(h) => out.push_str(&format!("  {}: {f} delivered (over {h})\n", n.name)),
+                    None => out.push_str(&format!("  {}: copy {} to {f}\n", n.name, node_dir(plan, &n.name).join(f.trim_start_matches('/')).display())),
+                }
             }
             out.push_str(&format!("  {}: restart kube-apiserver (crictl rm -f its container, or move its static-pod manifest out and back) and wait until it is Ready\n", n.name));
         }
@@ -359,18 +395,18 @@ pub fn instructions(plan: &Plan, outcome: Outcome) -> String {
             "CA rotation stopped after step 1 of 3: every etcd member trusts the old and the new CA.\n\
              Before the members switch to certificates from the new CA, kube-apiserver must trust both (it reads {CA_FILE} only at start):\n{}\
              Then run: etcd-bootstrap rotate ca --continue\n",
-            copy(&[CA_FILE])
+            copy(files_at(Outcome::TrustsBoth))
         ),
         Outcome::Reissued => format!(
             "CA rotation stopped after step 2 of 3: every etcd member serves a certificate from the new CA and still trusts the old one.\n\
              Before the old CA is dropped, kube-apiserver needs its client certificate from the new CA (read only at start):\n{}\
              Then run: etcd-bootstrap rotate ca --continue\n",
-            copy(&[CERT_FILE, KEY_FILE])
+            copy(files_at(Outcome::Reissued))
         ),
         Outcome::Done => format!(
             "CA rotation done: every etcd member trusts and serves only the new CA.\n\
              {CA_FILE} in the control-plane folders now holds the new CA only; kube-apiserver keeps working with the old+new bundle, so update it at the next restart:\n{}",
-            copy(&[CA_FILE])
+            copy(files_at(Outcome::Done))
         ),
     }
 }

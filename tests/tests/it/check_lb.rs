@@ -183,7 +183,8 @@ fn check_lb_runs_from_each_control_plane_node_and_gates_rotate_ca_continue() {
     let dir = tmp.path();
     // two control-plane nodes: network-namespace hosts with sshd; the load balancer on this
     // machine's address on their bridge
-    let hosts = integration_tests::netns::Hosts::create(2, dir);
+    // (their /etc is private: kube-apiserver's files delivered there land in the test's folder)
+    let hosts = integration_tests::netns::Hosts::create_with_private_etc(2, dir);
     let prefix = hosts.hosts[0].address.rsplit_once('.').unwrap().0.to_string();
     let lb = format!("{prefix}.1:6443");
     let spec = local_spec(dir, 1).path;
@@ -218,6 +219,15 @@ fn check_lb_runs_from_each_control_plane_node_and_gates_rotate_ca_continue() {
     // a CA rotation stopped for the operator does not continue while no apiserver answers
     let first = boot(&spec, &["rotate", "ca"]).assert_ok();
     assert!(first.stdout.contains("stopped after step 1 of 3"), "{}", first.stdout);
+    // the nodes already have the old+new bundle kube-apiserver must trust: delivered, not to copy
+    assert!(first.stdout.contains("cp-1: /etc/kubernetes/pki/etcd/ca.crt delivered (over root@") && !first.stdout.contains(": copy "), "{}", first.stdout);
+    let on_node = |i: usize, f: &str| hosts.hosts[i].etc_upper.as_ref().unwrap().join(f.trim_start_matches("/etc/"));
+    let bundle = std::fs::read(dir.join("out/control-plane/cp-2/etc/kubernetes/pki/etcd/ca.crt")).unwrap();
+    for i in 0..2 {
+        assert_eq!(std::fs::read(on_node(i, "/etc/kubernetes/pki/etcd/ca.crt")).unwrap(), bundle, "node {i}");
+    }
+    assert_eq!(bundle.windows(27).filter(|w| *w == b"-----BEGIN CERTIFICATE-----").count(), 2, "old + new");
+    assert!(!std::path::Path::new("/etc/kubernetes/pki/etcd/ca.crt").exists() || std::fs::read("/etc/kubernetes/pki/etcd/ca.crt").unwrap() != bundle, "this machine's /etc is untouched");
     let refused = boot(&spec, &["rotate", "ca", "--continue", "--wait", "2"]).assert_fails();
     assert!(refused.stderr.contains("not continuing: kube-apiserver does not answer /readyz through the load balancer"), "{}", refused.stderr);
     assert!(boot(&spec, &["rotate", "ca", "--status"]).assert_ok().stdout.contains("waiting for the operator before step 2"));
@@ -241,6 +251,17 @@ fn check_lb_runs_from_each_control_plane_node_and_gates_rotate_ca_continue() {
     // now the rotation goes on, and to its end
     let second = boot(&spec, &["rotate", "ca", "--continue"]);
     assert!(second.ok() && second.stderr.contains("kube-apiserver answers /readyz through the load balancer"), "{}{}", second.stdout, second.stderr);
-    boot(&spec, &["rotate", "ca", "--continue"]).assert_ok();
+    // stop 2 delivered kube-apiserver's new client pair, the key 0600
+    assert!(second.stdout.contains("stopped after step 2 of 3") && second.stdout.contains("apiserver-etcd-client.key delivered"), "{}", second.stdout);
+    for i in 0..2 {
+        let key = on_node(i, "/etc/kubernetes/pki/apiserver-etcd-client.key");
+        assert_eq!(std::fs::read(&key).unwrap(), std::fs::read(dir.join(format!("out/control-plane/cp-{}/etc/kubernetes/pki/apiserver-etcd-client.key", i + 1))).unwrap());
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let done = boot(&spec, &["rotate", "ca", "--continue"]).assert_ok();
+    assert!(done.stdout.contains("CA rotation done"), "{}", done.stdout);
+    let new_only = std::fs::read(dir.join("out/control-plane/cp-1/etc/kubernetes/pki/etcd/ca.crt")).unwrap();
+    assert_eq!(std::fs::read(on_node(0, "/etc/kubernetes/pki/etcd/ca.crt")).unwrap(), new_only, "the new CA alone at the end");
     assert_eq!(boot(&spec, &["status"]).code, Some(0));
 }
