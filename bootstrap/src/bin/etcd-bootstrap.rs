@@ -354,7 +354,7 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             if print_timer {
                 let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf()));
                 let exe = std::env::current_exe()?;
-                print!("{}", ops::backup::timer(&exe, &abs(&cli.spec), &abs(&dir), keep.unwrap_or(48), &loaded.spec.name));
+                print!("{}", ops::backup::timer(&exe, &abs(&cli.spec), &abs(&dir), keep.unwrap_or(48), &loaded.spec.name)?);
                 return Ok(0);
             }
             let b = ops::backup::backup(&plan, &dir, keep, &Progress::new(false))?;

@@ -132,13 +132,17 @@ fn retain_newest(dir: &Path, cluster: &str, keep: usize) -> Result<Vec<String>> 
 }
 
 /// A systemd service + timer pair and a cron line running `backup` (paths absolute, quoted).
-pub fn timer(exe: &Path, spec: &Path, dir: &Path, keep: usize, cluster: &str) -> String {
+/// A path with a control character is refused: a newline would split the cron line.
+pub fn timer(exe: &Path, spec: &Path, dir: &Path, keep: usize, cluster: &str) -> Result<String> {
     use crate::scripts::systemd_quote;
+    for p in [exe, spec, dir] {
+        crate::rules::no_control(&p.display().to_string()).map_err(|e| dir_err(p, format!("{e}: cannot be put in a unit file or a cron line")))?;
+    }
     let cmd = [exe.display().to_string(), "-f".into(), spec.display().to_string(), "backup".into(), "--dir".into(), dir.display().to_string(), "--keep".into(), keep.to_string()];
     let unit_cmd: Vec<String> = cmd.iter().map(|a| systemd_quote(a)).collect();
     // cron reads an unescaped % as a newline
     let shell_cmd: Vec<String> = cmd.iter().map(|a| crate::plan::sh_quote(a).replace('%', "\\%")).collect();
-    format!(
+    Ok(format!(
         "# /etc/systemd/system/etcd-backup-{cluster}.service\n[Unit]\nDescription=etcd backup of cluster {cluster} (etcd-bootstrap)\nAfter=network-online.target\nWants=network-online.target\n\n\
          [Service]\nType=oneshot\nExecStart={}\nUMask=0077\n\n\
          # /etc/systemd/system/etcd-backup-{cluster}.timer\n[Unit]\nDescription=etcd backup of cluster {cluster}, hourly\n\n\
@@ -147,7 +151,7 @@ pub fn timer(exe: &Path, spec: &Path, dir: &Path, keep: usize, cluster: &str) ->
          # or cron (/etc/cron.d/etcd-backup-{cluster}):\n# 17 * * * * root {}\n",
         unit_cmd.join(" "),
         shell_cmd.join(" ")
-    )
+    ))
 }
 
 #[cfg(test)]
@@ -187,9 +191,12 @@ mod tests {
 
     #[test]
     fn the_timer_quotes_every_path() {
-        let t = timer(Path::new("/usr/local/bin/etcd-bootstrap"), Path::new("/ops/my spec%.yaml"), Path::new("/var/backups/etcd"), 24, "prod");
+        let t = timer(Path::new("/usr/local/bin/etcd-bootstrap"), Path::new("/ops/my spec%.yaml"), Path::new("/var/backups/etcd"), 24, "prod").unwrap();
         assert!(t.contains("ExecStart=/usr/local/bin/etcd-bootstrap -f \"/ops/my spec%%.yaml\" backup --dir /var/backups/etcd --keep 24"), "{t}");
         assert!(t.contains("root /usr/local/bin/etcd-bootstrap -f '/ops/my spec\\%.yaml' backup --dir /var/backups/etcd --keep 24"), "{t}");
         assert!(t.contains("OnCalendar=hourly"));
+        // a newline would start a new cron line (a command of the attacker's): refused
+        let e = timer(Path::new("/usr/local/bin/etcd-bootstrap"), Path::new("/ops/x\n* * * * * root touch /CANARY"), Path::new("/b"), 1, "prod");
+        assert!(e.is_err());
     }
 }

@@ -153,11 +153,11 @@ ctx.load_cert_chain("apiserver.crt", "apiserver.key")
 s.socket = ctx.wrap_socket(s.socket, server_side=True, do_handshake_on_connect=False)
 s.serve_forever()
 "#;
-    let (program, rest) = prefix.split_first().map(|(p, r)| (*p, r.to_vec())).unwrap_or(("python3", vec![]));
+    let (program, rest) = prefix.split_first().map(|(p, r)| (*p, r.to_vec())).unwrap_or(("/usr/bin/python3", vec![]));
     let mut cmd = Command::new(program);
     cmd.args(rest);
     if !prefix.is_empty() {
-        cmd.arg("python3");
+        cmd.arg("/usr/bin/python3");
     }
     Started(cmd.current_dir(www).args(["-c", SERVER, addr]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap())
 }

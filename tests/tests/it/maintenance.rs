@@ -78,6 +78,12 @@ fn nospace_is_read_only_until_maintain_compacts_defragments_and_disarms() {
     assert!(st.stdout.contains("tolerates 1 more failure(s)") && st.stdout.contains("maintain"), "{}", st.stdout);
     let alarms = lite(dir, &eps, &["alarm", "list"]).assert_ok();
     assert!(alarms.stdout.contains("alarm:NOSPACE"), "{}", alarms.stdout);
+    // a backup is needed most now: both take one anyway, and say the cluster was not healthy
+    let snap = dir.join("under-nospace.db");
+    let saved = lite(dir, &eps, &["snapshot", "save", &snap.display().to_string()]).assert_ok();
+    assert!(saved.stderr.contains("warning: the cluster is not healthy") && saved.stderr.contains("NOSPACE"), "{}", saved.stderr);
+    let b = boot(&spec, &["backup"]).assert_ok();
+    assert!(b.stdout.contains("; the cluster was not healthy"), "{}", b.stdout);
 
     // the runbook in one command
     let m = boot(&spec, &["maintain", "-w", "json"]);
@@ -96,6 +102,9 @@ fn nospace_is_read_only_until_maintain_compacts_defragments_and_disarms() {
     }
     assert_eq!(boot(&spec, &["status"]).code, Some(0));
     etcdctl(dir, &eps, &["put", "after", "ok"]).assert_ok();
+    // scheduled upkeep: without an alarm too
+    let again = boot(&spec, &["maintain"]).assert_ok();
+    assert!(again.stderr.contains("disarm: no alarm was active") && again.stdout.contains("cluster HEALTHY and writable"), "{}{}", again.stdout, again.stderr);
     assert!(!etcdctl(dir, &eps, &["get", "/etcd-bootstrap/write-check", "--keys-only"]).assert_ok().stdout.contains("write-check"), "the write check cleans up");
 
     // etcdctl-lite's own verbs, with etcdctl's output
