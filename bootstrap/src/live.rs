@@ -110,22 +110,48 @@ pub(crate) fn wait_all_healthy(plan: &Plan, deadline: Instant) -> Result<()> {
 /// Waits (bounded by `wait`) for a HEALTHY verdict; the error says what `after` was and that
 /// the operation resumes when run again.
 pub(crate) fn wait_healthy(plan: &Plan, wait: Duration, after: &str) -> Result<Verdict> {
+    wait_until(plan, wait, |v| v.state == ClusterState::Healthy, |v| {
+        format!(
+            "after {after}: not HEALTHY within {}s ({}: {}); stopped here, and running the same command again resumes",
+            wait.as_secs(),
+            v.state.word(),
+            v.summary
+        )
+    })
+}
+
+/// Polls the verdict (bounded by `wait`) until `accept` takes it; past the bound, `failure`
+/// says why.
+pub(crate) fn wait_until(plan: &Plan, wait: Duration, accept: impl Fn(&Verdict) -> bool, failure: impl Fn(&Verdict) -> String) -> Result<Verdict> {
     let deadline = Instant::now() + wait;
     loop {
         let v = verdict(plan)?;
-        if v.state == ClusterState::Healthy {
+        if accept(&v) {
             return Ok(v);
         }
         if Instant::now() > deadline {
-            return Err(BootError::NotHealthy(format!(
-                "after {after}: not HEALTHY within {}s ({}: {}); stopped here, and running the same command again resumes",
-                wait.as_secs(),
-                v.state.word(),
-                v.summary
-            )));
+            return Err(BootError::NotHealthy(failure(&v)));
         }
         std::thread::sleep(Duration::from_millis(150));
     }
+}
+
+/// An operation's progress record (`pki/etcd/NAME.json`), if one is there. A damaged record is
+/// an error that says what it was for: an operation never guesses where it stands.
+pub(crate) fn load_record<T: serde::de::DeserializeOwned>(path: &std::path::Path, what: &str) -> Result<Option<T>> {
+    let err = |reason: String| BootError::Output { path: path.display().to_string(), reason };
+    match std::fs::read(path) {
+        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| err(format!("{e}; the record of {what} is damaged"))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(err(e.to_string())),
+    }
+}
+
+/// Writes an operation's progress record atomically.
+pub(crate) fn save_record<T: serde::Serialize>(path: &std::path::Path, record: &T, mode: u32) -> Result<()> {
+    let json = serde_json::to_string_pretty(record).map_err(|e| BootError::Output { path: path.display().to_string(), reason: e.to_string() })? + "\n";
+    pki::files::write_atomic(path, json.as_bytes(), mode)?;
+    Ok(())
 }
 
 /// Refuses unless the cluster is HEALTHY now.

@@ -83,15 +83,8 @@ fn db_sizes(rt: &tokio::runtime::Runtime, opts: &etcdctl_lite::options::ClientOp
 
 /// Waits (bounded) until the cluster has its quorum again (HEALTHY, DEGRADED or READ-ONLY).
 fn wait_quorum(plan: &Plan, wait: Duration, after: &str) -> Result<()> {
-    let deadline = Instant::now() + wait;
-    loop {
-        let v = verdict(plan)?;
-        if !matches!(v.state, ClusterState::NoQuorum | ClusterState::Unknown) {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(BootError::NotHealthy(format!("after defragmenting {after}: {} ({}); stopped before the next member", v.state.word(), v.summary)));
-        }
-        std::thread::sleep(Duration::from_millis(150));
-    }
+    crate::live::wait_until(plan, wait, |v| !matches!(v.state, ClusterState::NoQuorum | ClusterState::Unknown), |v| {
+        format!("after defragmenting {after}: {} ({}); stopped before the next member", v.state.word(), v.summary)
+    })
+    .map(|_| ())
 }

@@ -13,7 +13,6 @@ use crate::plan::{MemberPlan, Plan};
 use crate::progress::Progress;
 use crate::scripts;
 use etcdctl_lite::quorum::ClusterState;
-use pki::files;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -50,18 +49,11 @@ fn file_err(path: &Path, reason: impl std::fmt::Display) -> BootError {
 }
 
 fn load_state(plan: &Plan) -> Result<Option<RestoreState>> {
-    let p = state_path(plan);
-    match std::fs::read(&p) {
-        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| file_err(&p, format!("{e}; the record of an interrupted restore is damaged"))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(file_err(&p, e)),
-    }
+    crate::live::load_record(&state_path(plan), "an interrupted restore")
 }
 
 fn save_state(plan: &Plan, s: &RestoreState) -> Result<()> {
-    let json = serde_json::to_string_pretty(s).unwrap_or_default() + "\n";
-    files::write_atomic(&state_path(plan), json.as_bytes(), 0o600)?;
-    Ok(())
+    crate::live::save_record(&state_path(plan), s, 0o600)
 }
 
 pub fn restore(plan: &Plan, snapshot: &Path, force: bool, wait: Duration, progress: &Progress) -> Result<RestoreReport> {

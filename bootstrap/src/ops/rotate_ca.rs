@@ -83,20 +83,12 @@ fn read(p: &Path) -> Result<Vec<u8>> {
 }
 
 fn save(plan: &Plan, state: &RotationState) -> Result<()> {
-    let json = serde_json::to_string_pretty(state).unwrap_or_default() + "\n";
-    files::write_atomic(&state_path(plan), json.as_bytes(), 0o644)?;
-    Ok(())
+    crate::live::save_record(&state_path(plan), state, 0o644)
 }
 
 /// The recorded rotation, if one is under way.
 pub fn current(plan: &Plan) -> Result<Option<RotationState>> {
-    match std::fs::read(state_path(plan)) {
-        Ok(b) => serde_json::from_slice(&b)
-            .map(Some)
-            .map_err(|e| BootError::Output { path: state_path(plan).display().to_string(), reason: format!("{e}; the rotation's record is damaged: restore it from a backup or compare ca.crt/ca-new.crt by hand") }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(BootError::Output { path: state_path(plan).display().to_string(), reason: e.to_string() }),
-    }
+    crate::live::load_record(&state_path(plan), "the CA rotation (compare ca.crt and ca-new.crt by hand)")
 }
 
 pub fn rotate_ca(plan: &Plan, request: Request, wait: Duration, progress: &Progress) -> Result<Outcome> {

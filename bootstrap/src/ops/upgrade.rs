@@ -12,7 +12,6 @@ use crate::live::{client_options, put_file, require_healthy, restart_member, run
 use crate::plan::{MemberPlan, Plan};
 use crate::progress::Progress;
 use crate::versions::Version;
-use pki::files;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -32,16 +31,11 @@ fn state_path(plan: &Plan) -> PathBuf {
 }
 
 fn save(plan: &Plan, s: &UpgradeState) -> Result<()> {
-    files::write_atomic(&state_path(plan), (serde_json::to_string_pretty(s).unwrap_or_default() + "\n").as_bytes(), 0o644)?;
-    Ok(())
+    crate::live::save_record(&state_path(plan), s, 0o644)
 }
 
 fn load(plan: &Plan) -> Result<Option<UpgradeState>> {
-    match std::fs::read(state_path(plan)) {
-        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| BootError::Output { path: state_path(plan).display().to_string(), reason: e.to_string() }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(BootError::Output { path: state_path(plan).display().to_string(), reason: e.to_string() }),
-    }
+    crate::live::load_record(&state_path(plan), "an interrupted upgrade")
 }
 
 /// The version each member reports (by name), through the Maintenance API.
