@@ -66,19 +66,7 @@ fn local_bring_up_is_verified_by_etcdctl_with_the_apiserver_files() {
     let endpoints: Vec<&str> = init.lines().filter_map(|l| l.trim().strip_prefix("- https://")).collect();
     assert_eq!(endpoints.len(), 3, "{init}");
     let eps = endpoints.iter().map(|e| format!("https://{e}")).collect::<Vec<_>>().join(",");
-    let etcdctl = run_bounded(
-        Command::new(tool("etcdctl", "ETCDCTL_BIN"))
-            .arg(format!("--endpoints={eps}"))
-            .arg("--cacert")
-            .arg(node.join("etc/kubernetes/pki/etcd/ca.crt"))
-            .arg("--cert")
-            .arg(node.join("etc/kubernetes/pki/apiserver-etcd-client.crt"))
-            .arg("--key")
-            .arg(node.join("etc/kubernetes/pki/apiserver-etcd-client.key"))
-            .args(["endpoint", "health"]),
-        Duration::from_secs(30),
-    )
-    .assert_ok();
+    let etcdctl = integration_tests::bootstrap::node_etcdctl(&node.join("etc/kubernetes/pki"), &eps, &["endpoint", "health"]).assert_ok();
     assert_eq!(etcdctl.stdout.matches("is healthy").count() + etcdctl.stderr.matches("is healthy").count(), 3);
     // kubeadm's rules, with the files checked in each node's folder
     for (file, node) in [("init.yaml", "cp-1"), ("join-cp-2.yaml", "cp-2")] {
