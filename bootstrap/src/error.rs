@@ -24,6 +24,39 @@ pub enum BootError {
     /// Writing an output file failed.
     #[error("{path}: {reason}")]
     Output { path: String, reason: String },
+    /// Another operation holds the cluster lock and did not release it in time.
+    #[error("the cluster is busy: {holder} (waited {:.1}s for {lock})", .waited.as_secs_f64())]
+    Busy { holder: String, waited: std::time::Duration, lock: String },
+    /// Another operation is paused or unfinished; nothing was changed.
+    #[error("{0}")]
+    Refused(crate::journal::Refusal),
+    /// The cluster's journal cannot be read or written.
+    #[error("{path}: {reason}")]
+    Journal { path: String, reason: String },
+    /// A member named on the command line is not in the spec.
+    #[error("no member {name:?} in the spec (its members: {known})")]
+    MemberNotFound { name: String, known: String },
+    /// A check before the first change failed; nothing was changed.
+    #[error("refusing to {what}: {reason}; nothing was changed")]
+    Precondition { what: String, reason: String },
+    /// An etcd API call failed.
+    #[error("{what}: {source}")]
+    Etcd {
+        what: String,
+        #[source]
+        source: etcdctl_lite::CtlError,
+    },
+}
+
+impl BootError {
+    /// The exit code this error ends `etcd-bootstrap` with.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            BootError::Busy { .. } => crate::exit::BUSY,
+            BootError::Refused(_) => crate::exit::REFUSED,
+            _ => crate::exit::FAILED,
+        }
+    }
 }
 
 pub type Result<T, E = BootError> = std::result::Result<T, E>;

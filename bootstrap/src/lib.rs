@@ -8,10 +8,16 @@
 //! systemd supervisor). The plan and the scripts are tested without a host.
 #![forbid(unsafe_code)]
 
+pub mod backups;
+pub mod context;
 pub mod error;
 pub mod etcd_delivery;
+pub mod exit;
 pub mod haproxy;
+pub mod journal;
+pub mod journal_store;
 pub mod kubeadm;
+pub mod lb;
 pub mod live;
 pub mod local;
 pub mod ops;

@@ -280,3 +280,33 @@ pub(crate) fn put_path(m: &MemberPlan, path: &str, mode: u32, src: &std::path::P
     let t = transport::for_member(&m.spec);
     t.put_path(path, mode, src, limit).map_err(|reason| host_error(m, t.as_ref(), reason))
 }
+
+/// Before an operation's first change: every host in `members` answers, and (when `need_bytes`
+/// is not 0) the filesystem of each member's data dir has that much free space. Every problem
+/// of every member at once.
+pub(crate) fn require_reachable(plan: &Plan, members: &[&MemberPlan], need_bytes: u64, what: &str) -> Result<()> {
+    let checks = per_member(plan, |m| {
+        if !members.iter().any(|x| x.spec.name == m.spec.name) {
+            return Ok(());
+        }
+        let out = run_on(m, &scripts::free_space(m))?;
+        let free = out.value("free_kib").and_then(|v| v.parse::<u64>().ok()).map(|k| k * 1024);
+        match free {
+            Some(free) if need_bytes > 0 && free < need_bytes => Err(BootError::Host {
+                member: m.spec.name.clone(),
+                host: m.spec.host.clone(),
+                reason: format!("{} free on the filesystem of {}, {} needed", human(free), m.spec.data_dir.display(), human(need_bytes)),
+            }),
+            _ => Ok(()),
+        }
+    });
+    let problems: Vec<String> = checks.into_iter().filter_map(|r| r.err().map(|e| e.to_string())).collect();
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(BootError::Precondition { what: what.to_string(), reason: problems.join("; ") })
+}
+
+fn human(bytes: u64) -> String {
+    etcdctl_lite::model::human_bytes(bytes as i64)
+}

@@ -180,6 +180,15 @@ pub fn stop(m: &MemberPlan, purge: Option<&str>) -> String {
 
 /// For a replacement: stops an old process if one still runs, moves a non-empty data dir aside
 /// (`DATA.replaced-TIME`: kept, never deleted) and drops the old marker.
+/// The free space (KiB) on the filesystem that holds (or will hold) the member's data dir: the
+/// nearest existing ancestor is asked. Also proves the host answers.
+pub fn free_space(m: &MemberPlan) -> String {
+    format!(
+        "d={data}\nwhile [ ! -e \"$d\" ] && [ \"$d\" != / ]; do d=$(dirname -- \"$d\"); done\necho free_kib=$(df -Pk -- \"$d\" | awk 'NR==2 {{print $4}}')\n",
+        data = q(&m.spec.data_dir.display().to_string()),
+    )
+}
+
 pub fn retire(m: &MemberPlan) -> String {
     let sp = &m.spec;
     format!(

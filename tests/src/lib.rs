@@ -199,24 +199,71 @@ pub fn run_bounded_with_stdin(cmd: &Command, file: &Path, limit: Duration) -> Ra
     run_bounded(&mut sh, limit)
 }
 
-/// Starts `cmd`, waits (bounded) until a line of its stderr contains `needle`, then kills it by
-/// its PID: a run interrupted at a known point. Returns whether the line was seen.
-pub fn kill_when_stderr_says(cmd: &mut Command, needle: &str, limit: Duration) -> bool {
+/// A command started by [`start_until_stderr_says`]; killed by its PID when dropped.
+pub struct Running {
+    pub child: std::process::Child,
+    /// Every stderr line, as it arrives (also after the awaited one).
+    pub stderr: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Running {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+    /// Waits (bounded) for it to exit; its exit code, or `None` if it had to be killed.
+    pub fn wait(mut self, limit: Duration) -> Option<i32> {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return st.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `cmd` and waits (bounded) until a line of its stderr contains `needle`; returns it
+/// still running, or (killed) the stderr it printed if the line never came.
+pub fn start_until_stderr_says(cmd: &mut Command, needle: &str, limit: Duration) -> Result<Running, String> {
     use std::io::BufRead;
     let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
     let stderr = child.stderr.take().expect("piped stderr");
     let (tx, rx) = std::sync::mpsc::channel();
     let needle = needle.to_string();
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = lines.clone();
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains(&needle) {
+            let hit = line.contains(&needle);
+            keep.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+            if hit {
                 let _ = tx.send(());
-                return;
             }
         }
     });
-    let seen = rx.recv_timeout(limit).is_ok();
-    let _ = child.kill();
-    let _ = child.wait();
-    seen
+    let mut running = Running { child, stderr: lines };
+    match rx.recv_timeout(limit) {
+        Ok(()) => Ok(running),
+        Err(_) => {
+            // ended (or killed now): the reader thread sees EOF and has every line
+            let _ = running.child.kill();
+            let _ = running.child.wait();
+            std::thread::sleep(Duration::from_millis(50));
+            Err(running.stderr.lock().unwrap_or_else(|e| e.into_inner()).join("\n"))
+        }
+    }
+}
+
+/// Starts `cmd`, waits (bounded) until a line of its stderr contains `needle`, then kills it by
+/// its PID: a run interrupted at a known point. Returns whether the line was seen.
+pub fn kill_when_stderr_says(cmd: &mut Command, needle: &str, limit: Duration) -> bool {
+    start_until_stderr_says(cmd, needle, limit).is_ok()
 }

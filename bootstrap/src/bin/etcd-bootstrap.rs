@@ -3,6 +3,9 @@
 use bootstrap::kubeadm::ApiVersion;
 use bootstrap::plan;
 use bootstrap::progress::Progress;
+use bootstrap::context::{self, Ctx};
+use bootstrap::exit;
+use bootstrap::journal::OpKind;
 use bootstrap::ops::{self, up::UpOptions};
 use bootstrap::spec::{LoadedSpec, Spec};
 use clap::{Parser, Subcommand};
@@ -14,8 +17,11 @@ use std::time::Duration;
 #[command(name = "etcd-bootstrap", version, about = "From one cluster spec to a verified external etcd cluster and the kubeadm + HAProxy configs that use it")]
 struct Cli {
     /// The cluster spec (YAML or JSON).
-    #[arg(short = 'f', long = "spec", global = true, default_value = "etcd-cluster/cluster.yaml")]
+    #[arg(short = 'f', long = "spec", global = true, default_value = bootstrap::context::DEFAULT_SPEC)]
     spec: PathBuf,
+    /// Bound on waiting for another operation that holds the cluster's lock.
+    #[arg(long, global = true, default_value = "30", value_name = "SECONDS")]
+    lock_wait: u64,
     #[command(subcommand)]
     command: Command,
 }
@@ -240,16 +246,35 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("etcd-bootstrap: error: {e}");
-            ExitCode::from(1)
+            let code = e.downcast_ref::<bootstrap::BootError>().map(|b| b.exit_code()).unwrap_or(exit::FAILED);
+            ExitCode::from(code)
         }
     }
 }
 
+/// Runs an operation on the cluster through its journal and lock.
+fn guarded<T>(plan: &plan::Plan, progress: &Progress, lock_wait: u64, kind: OpKind, target: Option<String>, args: &str, op: impl FnOnce(&Ctx) -> Result<T, bootstrap::BootError>) -> Result<T, bootstrap::BootError> {
+    let req = context::request(plan, kind, target, args);
+    context::run(plan, progress, req, Duration::from_secs(lock_wait), op)
+}
+
+/// Read-only commands never wait: they say what is under way, on stderr.
+fn print_notes(plan: &plan::Plan) {
+    for n in context::notes(plan) {
+        eprintln!("etcd-bootstrap: note: {n}");
+    }
+}
+
 fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
+    let lock_wait = cli.lock_wait;
+    if lock_wait > 3600 {
+        return Err("--lock-wait: give 0 to 3600 seconds".into());
+    }
     match cli.command {
         Command::Plan { kubeadm_api } => {
             let loaded = load(&cli.spec)?;
             let plan = plan::build(&loaded);
+            print_notes(&plan);
             let api = bootstrap::outputs::choose_api(&plan, kubeadm_api)?;
             print!("{}", plan::render(&plan));
             println!("   kubeadm config API: {} (kubernetes {})", api.group(), loaded.spec.kubernetes.version);
@@ -263,7 +288,7 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             let loaded = load(&spec_path)?;
             let plan = plan::build(&loaded);
             let progress = Progress::new(quiet);
-            let report = ops::up::up(&plan, &UpOptions { wait: Duration::from_secs(wait), api: kubeadm_api }, &progress)?;
+            let report = guarded(&plan, &progress, lock_wait, OpKind::Up, None, "up", |ctx| ops::up::up(ctx, &UpOptions { wait: Duration::from_secs(wait), api: kubeadm_api }))?;
             let pki = plan.pki();
             let hc = pki.leaf(&pki::cluster::Role::HealthcheckClient);
             let out = &loaded.output_dir;
@@ -290,6 +315,7 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
                 }
             };
             let plan = plan::build(&loaded);
+            print_notes(&plan);
             let v = ops::status::status(&plan)?;
             let r = etcdctl_lite::render::quorum(&v, write_out);
             print!("{}", r.stdout);
@@ -301,7 +327,8 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
                 return Err(format!("--timeout {timeout}: give 1 to 60 seconds").into());
             }
             let plan = plan::build(&load(&cli.spec)?);
-            let all = ops::check_lb::check_lb(&plan, Duration::from_secs(timeout))?;
+            print_notes(&plan);
+            let all = bootstrap::lb::check_lb(&plan, Duration::from_secs(timeout))?;
             if write_out == etcdctl_lite::render::Format::Json {
                 println!("{}", serde_json::to_string_pretty(&all)?);
             } else {
@@ -314,6 +341,7 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
         }
         Command::Certs { command: CertsCommand::Check { within, write_out } } => {
             let plan = plan::build(&load(&cli.spec)?);
+            print_notes(&plan);
             let report = ops::status::certs_check(&plan, within)?;
             if write_out == etcdctl_lite::render::Format::Json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
@@ -326,23 +354,27 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             use ops::rotate_ca::{instructions, rotate_ca, Request};
             let plan = plan::build(&load(&cli.spec)?);
             if status {
+                print_notes(&plan);
                 print!("{}", ops::rotate_ca::status(&plan)?);
                 return Ok(0);
             }
             let request = if continue_ { Request::Continue } else { Request::StartOrResume };
-            let outcome = rotate_ca(&plan, request, Duration::from_secs(wait), &Progress::new(false))?;
+            let args = if continue_ { "rotate ca --continue" } else { "rotate ca" };
+            let outcome = guarded(&plan, &Progress::new(false), lock_wait, OpKind::RotateCa, None, args, |ctx| rotate_ca(ctx, request, Duration::from_secs(wait)))?;
             print!("{}", instructions(&plan, outcome));
             Ok(0)
         }
         Command::Rotate { command: RotateCommand::Certs { rekey, wait } } => {
             let plan = plan::build(&load(&cli.spec)?);
-            ops::rotate_certs::rotate_certs(&plan, rekey, Duration::from_secs(wait), &Progress::new(false))?;
+            let args = if rekey { "rotate certs --rekey" } else { "rotate certs" };
+            guarded(&plan, &Progress::new(false), lock_wait, OpKind::RotateCerts, None, args, |ctx| ops::rotate_certs::rotate_certs(ctx, rekey, Duration::from_secs(wait)))?;
             println!("certificates rotated on {} members; the cluster stayed HEALTHY", plan.members.len());
             Ok(0)
         }
         Command::Replace { member, force, wait } => {
             let plan = plan::build(&load(&cli.spec)?);
-            ops::replace::replace(&plan, &member, force, Duration::from_secs(wait), &Progress::new(false))?;
+            let args = format!("replace {}", plan::sh_quote(&member));
+            guarded(&plan, &Progress::new(false), lock_wait, OpKind::Replace, Some(member.clone()), &args, |ctx| ops::replace::replace(ctx, &member, force, Duration::from_secs(wait)))?;
             println!("member {member} replaced; the cluster is HEALTHY");
             Ok(0)
         }
@@ -357,7 +389,7 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
                 print!("{}", ops::backup::timer(&exe, &abs(&cli.spec), &abs(&dir), keep.unwrap_or(48), &loaded.spec.name)?);
                 return Ok(0);
             }
-            let b = ops::backup::backup(&plan, &dir, keep, &Progress::new(false))?;
+            let b = guarded(&plan, &Progress::new(false), lock_wait, OpKind::Backup, None, "backup", |ctx| ops::backup::backup(ctx, &dir, keep))?;
             if write_out == etcdctl_lite::render::Format::Json {
                 println!("{}", serde_json::to_string_pretty(&b)?);
             } else {
@@ -367,7 +399,8 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
         }
         Command::Restore { snapshot, force, wait } => {
             let plan = plan::build(&load(&cli.spec)?);
-            let r = ops::restore::restore(&plan, &snapshot, force, Duration::from_secs(wait), &Progress::new(false))?;
+            let args = format!("restore {}", plan::sh_quote(&snapshot.display().to_string()));
+            let r = guarded(&plan, &Progress::new(false), lock_wait, OpKind::Restore, None, &args, |ctx| ops::restore::restore(ctx, &snapshot, force, Duration::from_secs(wait)))?;
             println!(
                 "restored revision {} ({} keys) on {} members; cluster {} (was {}), HEALTHY at revision {}",
                 r.snapshot_revision,
@@ -389,7 +422,15 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
                 bootstrap::rules::sha256(h).map_err(|e| format!("--sha256: {e}"))?;
             }
             let plan = plan::build(&load(&cli.spec)?);
-            let r = ops::upgrade::upgrade(&plan, &to, sha256.as_deref(), dry_run, Duration::from_secs(wait), &Progress::new(false))?;
+            let args = format!("upgrade --to {}{}", plan::sh_quote(&to), sha256.as_deref().map(|h| format!(" --sha256 {h}")).unwrap_or_default());
+            let progress = Progress::new(false);
+            let run = |ctx: &Ctx| ops::upgrade::upgrade(ctx, &to, sha256.as_deref(), dry_run, Duration::from_secs(wait));
+            let r = if dry_run {
+                print_notes(&plan);
+                context::read_only(&plan, &progress, run)?
+            } else {
+                guarded(&plan, &progress, lock_wait, OpKind::Upgrade, None, &args, run)?
+            };
             if dry_run {
                 println!("upgrade {} -> {} would:", r.from, r.to);
                 for (i, s) in r.steps.iter().enumerate() {
@@ -410,7 +451,7 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
         }
         Command::Maintain { wait, write_out } => {
             let plan = plan::build(&load(&cli.spec)?);
-            let report = ops::maintain::maintain(&plan, Duration::from_secs(wait), &Progress::new(false))?;
+            let report = guarded(&plan, &Progress::new(false), lock_wait, OpKind::Maintain, None, "maintain", |ctx| ops::maintain::maintain(ctx, Duration::from_secs(wait)))?;
             if write_out == etcdctl_lite::render::Format::Json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -425,7 +466,8 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
         Command::Down { purge } => {
             let loaded = load(&cli.spec)?;
             let plan = plan::build(&loaded);
-            ops::down::down(&plan, purge, &Progress::new(false))?;
+            let kind = if purge { OpKind::Purge } else { OpKind::Down };
+            guarded(&plan, &Progress::new(false), lock_wait, kind, None, if purge { "down --purge" } else { "down" }, |ctx| ops::down::down(ctx, purge))?;
             Ok(0)
         }
     }

@@ -1,15 +1,16 @@
 //! `down`: stop every member, the leader last; data kept unless `--purge` (which needs the
 //! member's ownership marker).
 
+use crate::context::Ctx;
 use crate::error::{BootError, Result};
 use crate::live::{run_on, verdict};
-use crate::plan::{MemberPlan, Plan};
-use crate::progress::Progress;
+use crate::plan::MemberPlan;
 use crate::scripts;
 use std::time::Instant;
 
 /// Stops every member (data kept unless `purge`); returns the members stopped.
-pub fn down(plan: &Plan, purge: bool, progress: &Progress) -> Result<Vec<String>> {
+pub fn down(ctx: &Ctx, purge: bool) -> Result<Vec<String>> {
+    let (plan, progress) = (ctx.plan, ctx.progress);
     let stop = |m: &MemberPlan| {
         let t = Instant::now();
         let marker = scripts::marker_text(&plan.token, &m.spec.name);
@@ -19,6 +20,7 @@ pub fn down(plan: &Plan, purge: bool, progress: &Progress) -> Result<Vec<String>
     // them on shutdown (etcd does) and waits for a transfer that cannot finish (~7 s); stopped
     // after them, it has no peer to hand over to and exits at once.
     let leader = verdict(plan).ok().and_then(|v| v.members.into_iter().find(|x| x.role == etcdctl_lite::quorum::Role::Leader)).map(|x| x.name);
+    ctx.changing(if purge { "stop and purge" } else { "stop" })?;
     let mut results: Vec<Option<_>> = std::thread::scope(|s| {
         let handles: Vec<_> = plan.members.iter().map(|m| (Some(&m.spec.name) != leader.as_ref()).then(|| s.spawn(|| stop(m)))).collect();
         handles.into_iter().map(|h| h.map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))).collect()

@@ -3,10 +3,10 @@
 //! last, each gated on the cluster keeping its quorum → disarm every alarm → HEALTHY and a write
 //! that goes through. Changes no file; refuses without quorum (compaction is a raft request).
 
+use crate::context::Ctx;
 use crate::error::{BootError, Result};
 use crate::live::{client_options, runtime, verdict, wait_healthy};
 use crate::plan::Plan;
-use crate::progress::Progress;
 use etcdctl_lite::maintenance;
 use etcdctl_lite::quorum::ClusterState;
 use serde::Serialize;
@@ -31,7 +31,8 @@ pub struct MaintainReport {
 /// The key the final write check puts and deletes.
 pub const WRITE_CHECK_KEY: &str = "/etcd-bootstrap/write-check";
 
-pub fn maintain(plan: &Plan, wait: Duration, progress: &Progress) -> Result<MaintainReport> {
+pub fn maintain(ctx: &Ctx, wait: Duration) -> Result<MaintainReport> {
+    let (plan, progress) = (ctx.plan, ctx.progress);
     let before = verdict(plan)?;
     if matches!(before.state, ClusterState::NoQuorum | ClusterState::Unknown) {
         return Err(BootError::NotHealthy(format!("refusing: the cluster is {} ({}); compaction needs quorum", before.state.word(), before.summary)));
@@ -42,6 +43,7 @@ pub fn maintain(plan: &Plan, wait: Duration, progress: &Progress) -> Result<Main
     let ctl = |e: etcdctl_lite::CtlError| BootError::NotHealthy(e.to_string());
     let sizes_before = db_sizes(&rt, &opts);
     let revision = rt.block_on(etcdctl_lite::ops::status(&opts)).iter().filter_map(|s| s.result.as_ref().ok()).map(|s| s.revision).max().unwrap_or(0);
+    ctx.changing("compact")?;
     // 1. compact to the current revision, waiting for it to reach the backend
     let t = Instant::now();
     let mut long = opts.clone();

@@ -3,7 +3,9 @@
 //! each step gated on quorum. Refuses when removing the member would lose quorum, and (without
 //! `force`) when the member is healthy. The old data dir is moved aside, never deleted.
 
+use crate::context::Ctx;
 use crate::error::{BootError, Result};
+use crate::journal::Admission;
 use crate::live::{client_options, deliver, ensure_crl, host_err, own_files, run_on, runtime, start_member, verdict, wait_healthy};
 use crate::plan::{MemberPlan, Plan};
 use crate::progress::Progress;
@@ -13,42 +15,110 @@ use etcdctl_lite::options::ClientOptions;
 use etcdctl_lite::quorum::{quorum_size, ClusterState, MemberState, Role as QRole};
 use std::time::{Duration, Instant};
 
-fn ctl(e: etcdctl_lite::CtlError) -> BootError {
-    BootError::NotHealthy(e.to_string())
+fn ctl(what: &str) -> impl FnOnce(etcdctl_lite::CtlError) -> BootError + '_ {
+    move |source| BootError::Etcd { what: what.to_string(), source }
 }
 
-pub fn replace(plan: &Plan, name: &str, force: bool, wait: Duration, progress: &Progress) -> Result<()> {
+/// Where an earlier run of `replace` left the member, read from the cluster's member list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found {
+    /// The old member is still in the cluster (a fresh replace): its ID, if it has one.
+    Old(Option<u64>),
+    /// Not in the cluster: removed by an earlier run (or never there).
+    Absent,
+    /// Added as a learner by an earlier run, maybe started: its ID.
+    Learner(u64),
+}
+
+/// Reads `Found` from the member list: the member is matched by its peer URL (a learner that
+/// never started has no name yet).
+pub fn find(list: &[MemberInfo], m: &MemberPlan) -> Found {
+    match list.iter().find(|x| x.peer_urls.contains(&m.spec.peer_url()) || (x.started() && x.name == m.spec.name)) {
+        Some(x) if x.is_learner => Found::Learner(x.id),
+        Some(x) => Found::Old(Some(x.id)),
+        None => Found::Absent,
+    }
+}
+
+pub fn replace(ctx: &Ctx, name: &str, force: bool, wait: Duration) -> Result<()> {
+    let (plan, progress) = (ctx.plan, ctx.progress);
     // one writer of the operator's PKI directory (and outputs) for the whole operation
     let _lock = pki::lock::lock_dir(&plan.issue.dir, pki::lock::DEFAULT_WAIT)?;
-    let m = plan.members.iter().find(|m| m.spec.name == name).ok_or_else(|| BootError::NotHealthy(format!("no member {name:?} in the spec")))?;
-    let old_id = check_replaceable(plan, m, force)?;
+    let m = plan.members.iter().find(|m| m.spec.name == name).ok_or_else(|| BootError::MemberNotFound {
+        name: name.to_string(),
+        known: plan.members.iter().map(|m| m.spec.name.as_str()).collect::<Vec<_>>().join(", "),
+    })?;
     let others: Vec<String> = plan.members.iter().filter(|x| x.spec.name != name).map(|x| x.spec.client_url()).collect();
     let opts = client_options(plan)?.with_endpoints(others);
     let rt = runtime()?;
-
-    // 1. retire the old instance (stop it if it still runs; move its data dir aside)
-    let t = Instant::now();
-    let out = run_on(m, &scripts::retire(m))?;
-    progress.step(&format!("retire {name}"), &out.value("moved").map(|to| format!("old data dir moved to {to}")).unwrap_or_else(|| "no old data".into()), Some(t.elapsed()));
-    // 2. remove it from the cluster (by ID; it may have no ID if it never joined)
-    if let Some(id) = old_id {
-        let t = Instant::now();
-        rt.block_on(etcdctl_lite::ops::member_remove(&opts, id)).map_err(ctl)?;
-        progress.step(&format!("remove {name}"), &format!("member {id:x} removed"), Some(t.elapsed()));
-    }
-    // 3. certificates (kept if still valid) and the CRL
-    pki::bundle::issue_into(&plan.issue)?;
-    ensure_crl(plan)?;
+    let list = rt.block_on(etcdctl_lite::ops::member_list(&opts)).map_err(ctl("listing the members"))?;
+    let found = find(&list.members, m);
+    let resuming = ctx.admission == Admission::Resume;
+    // a voter under this member's URL after an earlier run got past `add`: that run promoted it
+    let promoted = resuming && matches!(found, Found::Old(_)) && ctx.resumed_step().is_some_and(|s| s.starts_with("promote") || s.starts_with("start"));
     let deadline = Instant::now() + wait;
-    // 4. add as a learner, 5. deliver and start it joining the existing cluster
-    let (added, members) = add_learner(&rt, &opts, m, deadline, progress)?;
-    start_joiner(plan, m, added.id, &members)?;
-    progress.step(&format!("start {name}"), "joining with --initial-cluster-state existing", None);
-    // 6. promote once caught up, 7. healthy again
-    promote_when_caught_up(&rt, &opts, name, added.id, deadline, wait, progress)?;
+    let learner = match found {
+        Found::Learner(id) => {
+            progress.step(&format!("replace {name}"), &format!("resuming: learner {id:x} was added by the earlier run"), None);
+            Some(id)
+        }
+        _ if promoted => None,
+        _ => {
+            let old_id = match found {
+                Found::Old(id) => check_replaceable(plan, m, force).map(|_| id)?,
+                _ => check_replaceable(plan, m, force).map(|_| None)?,
+            };
+            preconditions(plan, m)?;
+            retire_and_remove(ctx, m, old_id, &opts, &rt)?;
+            None
+        }
+    };
+    if !promoted {
+        let (id, members) = match learner {
+            Some(id) => (id, rt.block_on(etcdctl_lite::ops::member_list(&opts)).map_err(ctl("listing the members"))?.members),
+            None => {
+                ctx.changing(&format!("add {name}"))?;
+                let (added, members) = add_learner(&rt, &opts, m, deadline, progress)?;
+                (added.id, members)
+            }
+        };
+        ctx.changing(&format!("start {name}"))?;
+        start_joiner(plan, m, id, &members)?;
+        progress.step(&format!("start {name}"), "joining with --initial-cluster-state existing", None);
+        ctx.changing(&format!("promote {name}"))?;
+        promote_when_caught_up(&rt, &opts, name, id, deadline, wait, progress)?;
+    }
     let t = Instant::now();
     let v = wait_healthy(plan, deadline.saturating_duration_since(Instant::now()), &format!("replacing {name}"))?;
     progress.step("quorum", &format!("{}: {}", v.state.word(), v.summary), Some(t.elapsed()));
+    Ok(())
+}
+
+/// What can fail cheaply, before the old member is touched: the certificates (kept if still
+/// right), the CRL, the member's files, and its host (answers, room for a data dir).
+fn preconditions(plan: &Plan, m: &MemberPlan) -> Result<()> {
+    let what = format!("replace {}", m.spec.name);
+    let precondition = |e: BootError| BootError::Precondition { what: what.clone(), reason: e.to_string() };
+    pki::bundle::issue_into(&plan.issue).map_err(|e| precondition(e.into()))?;
+    ensure_crl(plan).map_err(precondition)?;
+    own_files(m, |_| true).map_err(precondition)?;
+    crate::live::require_reachable(plan, &[m], 0, &what)
+}
+
+/// The irreversible steps, after every check: the old instance stopped and its data dir moved
+/// aside, then the member removed from the cluster (by ID; it may have none if it never joined).
+fn retire_and_remove(ctx: &Ctx, m: &MemberPlan, old_id: Option<u64>, opts: &ClientOptions, rt: &tokio::runtime::Runtime) -> Result<()> {
+    let name = &m.spec.name;
+    ctx.changing(&format!("retire {name}"))?;
+    let t = Instant::now();
+    let out = run_on(m, &scripts::retire(m))?;
+    ctx.progress.step(&format!("retire {name}"), &out.value("moved").map(|to| format!("old data dir moved to {to}")).unwrap_or_else(|| "no old data".into()), Some(t.elapsed()));
+    if let Some(id) = old_id {
+        ctx.changing(&format!("remove {name}"))?;
+        let t = Instant::now();
+        rt.block_on(etcdctl_lite::ops::member_remove(opts, id)).map_err(ctl(&format!("removing {name}")))?;
+        ctx.progress.step(&format!("remove {name}"), &format!("member {id:x} removed"), Some(t.elapsed()));
+    }
     Ok(())
 }
 
@@ -56,9 +126,10 @@ pub fn replace(plan: &Plan, name: &str, force: bool, wait: Duration, progress: &
 /// quorum and that it is not healthy (unless `force`).
 fn check_replaceable(plan: &Plan, m: &MemberPlan, force: bool) -> Result<Option<u64>> {
     let name = &m.spec.name;
+    let refuse = |reason: String| BootError::Precondition { what: format!("replace {name}"), reason };
     let v = verdict(plan)?;
     if matches!(v.state, ClusterState::NoQuorum | ClusterState::Unknown) {
-        return Err(BootError::NotHealthy(format!("refusing: the cluster is {} ({}); membership changes need quorum", v.state.word(), v.summary)));
+        return Err(refuse(format!("the cluster is {} ({}); membership changes need quorum", v.state.word(), v.summary)));
     }
     let is_it = |x: &etcdctl_lite::quorum::MemberVerdict| &x.name == name || x.endpoint == m.spec.client_url();
     let target = v.members.iter().find(|x| is_it(x));
@@ -66,26 +137,39 @@ fn check_replaceable(plan: &Plan, m: &MemberPlan, force: bool) -> Result<Option<
     let healthy_others = v.members.iter().filter(|x| !is_it(x) && x.role != QRole::Learner && x.state == MemberState::Healthy).count();
     let voters_after = v.voters - usize::from(is_voter);
     if healthy_others < quorum_size(voters_after.max(1)) {
-        return Err(BootError::NotHealthy(format!(
-            "refusing: after removing {name}, {healthy_others} healthy voter(s) would remain of {voters_after}, below the quorum of {}",
+        return Err(refuse(format!(
+            "after removing {name}, {healthy_others} healthy voter(s) would remain of {voters_after}, below the quorum of {}",
             quorum_size(voters_after.max(1))
         )));
     }
     if target.is_some_and(|t| t.state == MemberState::Healthy) && !force {
-        return Err(BootError::NotHealthy(format!("refusing: {name} is healthy; replace is for dead members (pass --force to replace it anyway)")));
+        return Err(refuse(format!("{name} is healthy; replace is for dead members (pass --force to replace it anyway)")));
     }
     Ok(target.and_then(|t| u64::from_str_radix(&t.id, 16).ok()))
 }
 
-/// `member add --learner`, retried while etcd refuses changes right after a leadership change.
+/// `member add --learner`. After a failure the member list decides: an add that went through
+/// anyway (a timeout, then another endpoint) is taken as it is; refusals etcd gives while the
+/// cluster settles after a removal or a leadership change are retried until `deadline`.
 fn add_learner(rt: &tokio::runtime::Runtime, opts: &ClientOptions, m: &MemberPlan, deadline: Instant, progress: &Progress) -> Result<(MemberInfo, Vec<MemberInfo>)> {
+    const SETTLING: [&str; 5] = ["unhealthy cluster", "member not found", "timed out", "no leader", "no answer"];
     let t = Instant::now();
     let added = loop {
-        match rt.block_on(etcdctl_lite::ops::member_add(opts, &[m.spec.peer_url()], true)) {
+        let err = match rt.block_on(etcdctl_lite::ops::member_add(opts, &[m.spec.peer_url()], true)) {
             Ok(r) => break r,
-            Err(e) if Instant::now() < deadline && e.to_string().contains("unhealthy cluster") => std::thread::sleep(Duration::from_millis(250)),
-            Err(e) => return Err(ctl(e)),
+            Err(e) => e,
+        };
+        if let Ok(list) = rt.block_on(etcdctl_lite::ops::member_list(opts))
+            && let Found::Learner(id) = find(&list.members, m)
+            && let Some(info) = list.members.iter().find(|x| x.id == id).cloned()
+        {
+            break (info, list.members);
         }
+        let text = err.to_string();
+        if Instant::now() >= deadline || !SETTLING.iter().any(|w| text.contains(w)) {
+            return Err(ctl("adding the learner")(err));
+        }
+        std::thread::sleep(Duration::from_millis(250));
     };
     progress.step(&format!("add {}", m.spec.name), &format!("learner {:x} added", added.0.id), Some(t.elapsed()));
     Ok(added)
@@ -123,7 +207,7 @@ fn promote_when_caught_up(rt: &tokio::runtime::Runtime, opts: &ClientOptions, na
             Err(e) if Instant::now() < deadline => {
                 let text = e.to_string();
                 if !(text.contains("in sync") || text.contains("unhealthy") || text.contains("learner") || text.contains("no answer") || text.contains("no leader")) {
-                    return Err(ctl(e));
+                    return Err(ctl("promoting the learner")(e));
                 }
                 std::thread::sleep(Duration::from_millis(300));
             }

@@ -7,6 +7,7 @@
 //! Progress is recorded in `etcd/restore.json`: an interrupted restore resumes when run again
 //! with the same snapshot.
 
+use crate::context::Ctx;
 use crate::error::{BootError, Result};
 use crate::live::{client_options, host_err, per_member, put_path, run_on, runtime, start_member, wait_healthy};
 use crate::plan::{MemberPlan, Plan};
@@ -56,7 +57,8 @@ fn save_state(plan: &Plan, s: &RestoreState) -> Result<()> {
     crate::live::save_record(&state_path(plan), s, 0o600)
 }
 
-pub fn restore(plan: &Plan, snapshot: &Path, force: bool, wait: Duration, progress: &Progress) -> Result<RestoreReport> {
+pub fn restore(ctx: &Ctx, snapshot: &Path, force: bool, wait: Duration) -> Result<RestoreReport> {
+    let (plan, progress) = (ctx.plan, ctx.progress);
     let _lock = pki::lock::lock_dir(&plan.issue.dir, pki::lock::DEFAULT_WAIT)?;
     // 1. the snapshot, before anything is touched
     let t = Instant::now();
@@ -78,8 +80,14 @@ pub fn restore(plan: &Plan, snapshot: &Path, force: bool, wait: Duration, progre
                 state_path(plan).display()
             )));
         }
-        None => begin(plan, &sha, status.revision, force, progress)?,
+        None => {
+            // every host answers and has room for the snapshot, before any member is stopped
+            let size = std::fs::metadata(snapshot).map(|m| m.len()).unwrap_or(0);
+            crate::live::require_reachable(plan, &plan.members.iter().collect::<Vec<_>>(), size * 2, "restore")?;
+            begin(plan, &sha, status.revision, force, progress)?
+        }
     };
+    ctx.changing("stop, move data aside, restore")?;
     // 2. every member stopped, its data moved aside, the snapshot restored there
     let moved = restore_members(plan, snapshot, &sha, &mut state, progress)?;
     // 3. all start together, 4. HEALTHY at the snapshot's revision or later
@@ -94,6 +102,8 @@ pub fn restore(plan: &Plan, snapshot: &Path, force: bool, wait: Duration, progre
     for m in &plan.members {
         let _ = run_on(m, &format!("rm -f -- {}\n", crate::plan::sh_quote(&delivered_path(m, &sha))));
     }
+    // out of the journal first: killed before the record goes, the record still says "resume"
+    ctx.finished()?;
     let _ = std::fs::remove_file(state_path(plan));
     progress.step(
         "restore",
@@ -114,10 +124,10 @@ pub fn restore(plan: &Plan, snapshot: &Path, force: bool, wait: Duration, progre
 fn begin(plan: &Plan, sha: &str, revision: i64, force: bool, progress: &Progress) -> Result<RestoreState> {
     let v = crate::live::verdict(plan)?;
     if v.state == ClusterState::Healthy && !force {
-        return Err(BootError::NotHealthy(format!(
-            "refusing: the cluster is HEALTHY ({}); a restore replaces everything written since the snapshot. Pass --force if that is what you want",
-            v.summary
-        )));
+        return Err(BootError::Precondition {
+            what: "restore".into(),
+            reason: format!("the cluster is HEALTHY ({}); a restore replaces everything written since the snapshot. Pass --force if that is what you want", v.summary),
+        });
     }
     progress.step("restore", &format!("cluster {}: {}", v.state.word(), v.summary), None);
     let old_cluster_id = current_revision(plan).ok().map(|(_, id)| id);

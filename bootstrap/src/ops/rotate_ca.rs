@@ -15,6 +15,7 @@
 //! Progress is recorded in `etcd/ca-rotation.json` after every member, so an interrupted
 //! rotation resumes where it stopped; `rotate ca --status` reads it.
 
+use crate::context::Ctx;
 use crate::error::{BootError, Result};
 use crate::kubeadm::{CA_FILE, CERT_FILE, KEY_FILE};
 use crate::live::{deliver, own_files, require_healthy, restart_member, start_member, trust_bundle_path, verdict, wait_healthy, wait_serves_own_certificate};
@@ -91,21 +92,24 @@ pub fn current(plan: &Plan) -> Result<Option<RotationState>> {
     crate::live::load_record(&state_path(plan), "the CA rotation (compare ca.crt and ca-new.crt by hand)")
 }
 
-pub fn rotate_ca(plan: &Plan, request: Request, wait: Duration, progress: &Progress) -> Result<Outcome> {
+pub fn rotate_ca(ctx: &Ctx, request: Request, wait: Duration) -> Result<Outcome> {
+    let (plan, progress) = (ctx.plan, ctx.progress);
     let _lock = pki::lock::lock_dir(&plan.issue.dir, pki::lock::DEFAULT_WAIT)?;
     let mut state = match (current(plan)?, request) {
-        (None, Request::Continue) => return Err(BootError::NotHealthy("no CA rotation is under way; `rotate ca` starts one".into())),
-        (None, Request::StartOrResume) => begin(plan, progress)?,
+        (None, Request::Continue) => return Err(BootError::Precondition { what: "continue".into(), reason: "no CA rotation is under way; `rotate ca` starts one".into() }),
+        (None, Request::StartOrResume) => begin(ctx)?,
         (Some(s), _) if s.waiting_for_operator && request == Request::StartOrResume => {
             progress.step("rotate ca", "waiting for the operator: do the steps below, then run `rotate ca --continue`", None);
             // a delivery that failed last time is tried again (identical files are left alone)
             deliver_to_nodes(plan, stop_before(s.phase), progress)?;
+            pause(ctx, stop_before(s.phase))?;
             return Ok(stop_before(s.phase));
         }
         (Some(mut s), _) if s.waiting_for_operator => {
             wait_for_apiservers(plan, wait, progress)?;
             // recorded at once: from here an interruption leaves members mid-restart, which a
             // plain `rotate ca` must resume rather than report as waiting
+            ctx.changing(&format!("{:?}", s.phase))?;
             s.waiting_for_operator = false;
             save(plan, &s)?;
             progress.step("rotate ca", &format!("continuing with phase {:?}", s.phase), None);
@@ -113,6 +117,7 @@ pub fn rotate_ca(plan: &Plan, request: Request, wait: Duration, progress: &Progr
         }
         (Some(s), _) => {
             progress.step("rotate ca", &format!("resuming in phase {:?} after {:?}", s.phase, s.done), None);
+            ctx.changing(&format!("{:?}", s.phase))?;
             restart_stopped_members(plan, wait)?;
             s
         }
@@ -127,11 +132,23 @@ pub fn rotate_ca(plan: &Plan, request: Request, wait: Duration, progress: &Progr
         reissue(plan, &mut state, &new_cert, &new_key, wait, progress)?;
         Outcome::Reissued
     } else {
-        drop_old(plan, &mut state, &old_pem, &new_pem, wait, progress)?;
+        drop_old(ctx, &mut state, &old_pem, &new_pem, wait)?;
         Outcome::Done
     };
     deliver_to_nodes(plan, outcome, progress)?;
+    if outcome != Outcome::Done {
+        pause(ctx, outcome)?;
+    }
     Ok(outcome)
+}
+
+/// The journal says the rotation waits for the operator, and which command goes on.
+fn pause(ctx: &Ctx, at: Outcome) -> Result<()> {
+    let why = match at {
+        Outcome::TrustsBoth => "step 1 of 3 done, kube-apiserver must now trust the old and the new CA, as `rotate ca --status` says",
+        _ => "step 2 of 3 done, kube-apiserver now needs its client certificate from the new CA, as `rotate ca --status` says",
+    };
+    ctx.pause(why, &crate::context::command_for(ctx.plan, "rotate ca --continue"))
 }
 
 /// The kube-apiserver files a stop hands over, at their paths on the node.
@@ -172,7 +189,7 @@ fn wait_for_apiservers(plan: &Plan, wait: Duration, progress: &Progress) -> Resu
     let t = Instant::now();
     let deadline = Instant::now() + wait;
     loop {
-        let all = crate::ops::check_lb::check_lb(plan, Duration::from_secs(3))?;
+        let all = crate::lb::check_lb(plan, Duration::from_secs(3))?;
         if all.iter().all(|v| v.state == "READY") {
             progress.step("rotate ca", "kube-apiserver answers /readyz through the load balancer from this machine and every node", Some(t.elapsed()));
             return Ok(());
@@ -197,8 +214,10 @@ fn stop_before(phase: Phase) -> Outcome {
 }
 
 /// A new rotation: the cluster must be HEALTHY; the new CA is made (create-only) next to the old.
-fn begin(plan: &Plan, progress: &Progress) -> Result<RotationState> {
+fn begin(ctx: &Ctx) -> Result<RotationState> {
+    let (plan, progress) = (ctx.plan, ctx.progress);
     require_healthy(plan, "rotate the CA")?;
+    ctx.changing("new CA")?;
     let (new_cert, new_key) = new_ca_paths(plan);
     if !new_cert.exists() {
         let pair = plan.pki().ca();
@@ -273,7 +292,8 @@ fn reissue(plan: &Plan, state: &mut RotationState, new_cert: &Path, new_key: &Pa
 }
 
 /// Phase 3: members trust the new CA only; it becomes the directory's CA.
-fn drop_old(plan: &Plan, state: &mut RotationState, old_pem: &[u8], new_pem: &[u8], wait: Duration, progress: &Progress) -> Result<()> {
+fn drop_old(ctx: &Ctx, state: &mut RotationState, old_pem: &[u8], new_pem: &[u8], wait: Duration) -> Result<()> {
+    let (plan, progress) = (ctx.plan, ctx.progress);
     control_plane_ca(plan, new_pem)?;
     rolling_restart(plan, state, new_pem, wait, progress, "trust new only")?;
     // the new CA becomes the directory's CA; the old one is kept as a backup
@@ -292,6 +312,8 @@ fn drop_old(plan: &Plan, state: &mut RotationState, old_pem: &[u8], new_pem: &[u
     )?;
     let ca = pki::ca::Ca::load_files(&ca_pair.cert, &ca_pair.key)?;
     pki::crl::refresh(&plan.issue.dir, &ca)?;
+    // out of the journal first: killed before the record goes, the record still says "resume"
+    ctx.finished()?;
     for p in [new_cert, new_key, trust_bundle_path(plan), state_path(plan)] {
         let _ = std::fs::remove_file(p);
     }

@@ -2,23 +2,25 @@
 //! then member by member: deliver, confirm it serves the new certificate (etcd re-reads its
 //! files on each handshake, no restart), and require HEALTHY before the next member.
 
+use crate::context::Ctx;
 use crate::error::Result;
 use crate::live::{deliver, own_files, require_healthy, wait_healthy, wait_serves_own_certificate};
-use crate::plan::Plan;
-use crate::progress::Progress;
 use std::time::{Duration, Instant};
 
-pub fn rotate_certs(plan: &Plan, rekey: bool, wait: Duration, progress: &Progress) -> Result<()> {
+pub fn rotate_certs(ctx: &Ctx, rekey: bool, wait: Duration) -> Result<()> {
+    let (plan, progress) = (ctx.plan, ctx.progress);
     // one writer of the operator's PKI directory (and outputs) for the whole operation
     let _lock = pki::lock::lock_dir(&plan.issue.dir, pki::lock::DEFAULT_WAIT)?;
     require_healthy(plan, "rotate")?;
     let pki = plan.pki();
     let pair = pki.ca();
     let ca = pki::ca::Ca::load_files(&pair.cert, &pair.key)?;
+    ctx.changing("renew")?;
     let t = Instant::now();
     let renewed = pki::renew::renew(&plan.issue.dir, &ca, &pki::renew::all_targets(&pki), plan.issue.validity, rekey)?;
     progress.step("renew", &format!("{} certificates re-issued{}", renewed.len(), if rekey { " with new keys" } else { "" }), Some(t.elapsed()));
     for m in &plan.members {
+        ctx.changing(&format!("rotate {}", m.spec.name))?;
         let t = Instant::now();
         deliver(m, &own_files(m, |_| true)?)?;
         wait_serves_own_certificate(plan, m, wait)?;

@@ -3,6 +3,7 @@
 //! control-plane and HAProxy outputs. Every step is idempotent, so `up` after an interruption at
 //! any step finishes the job, and `up` on a healthy cluster changes nothing.
 
+use crate::context::Ctx;
 use crate::error::{BootError, Result};
 use crate::etcd_delivery::EtcdRelease;
 use crate::kubeadm::ApiVersion;
@@ -34,9 +35,13 @@ pub struct UpReport {
     pub outputs: Vec<crate::outputs::Written>,
 }
 
-pub fn up(plan: &Plan, opts: &UpOptions, progress: &Progress) -> Result<UpReport> {
+pub fn up(ctx: &Ctx, opts: &UpOptions) -> Result<UpReport> {
+    let (plan, progress) = (ctx.plan, ctx.progress);
     // one writer of the operator's PKI directory (and outputs) for the whole operation
     let _lock = pki::lock::lock_dir(&plan.issue.dir, pki::lock::DEFAULT_WAIT)?;
+    // during a CA rotation the members hold the files of its current stage: they are started
+    // with those, and neither certificates nor control-plane outputs are touched
+    let rotating = ctx.ca_rotation_under_way();
     for w in &plan.loaded.warnings {
         progress.step("spec", &format!("warning: {w}"), None);
     }
@@ -44,14 +49,25 @@ pub fn up(plan: &Plan, opts: &UpOptions, progress: &Progress) -> Result<UpReport
     let api = crate::outputs::choose_api(plan, opts.api)?;
     // and an etcd archive that is not what the spec says, before any host is contacted
     let release = prepare_release(plan, progress)?;
-    let (issued, kept) = certificates(plan, progress)?;
+    let (issued, kept) = if rotating {
+        progress.step("certificates", "a CA rotation is under way: members start with the files of its current stage; nothing issued", None);
+        check_certificates(plan)?;
+        (0, 0)
+    } else {
+        certificates(plan, progress)?
+    };
     let actions = preflight(plan, release.is_some(), progress)?;
+    ctx.changing("deliver and start")?;
     if let Some(release) = &release {
         deliver_etcd(plan, release, progress)?;
     }
     let files_written = deliver_own_files(plan, progress)?;
     let started = start_all(plan, &actions, progress)?;
     let verdict = wait_for_quorum(plan, opts.wait, progress)?;
+    if rotating {
+        progress.step("outputs", "left as the CA rotation's last stop wrote them", None);
+        return Ok(UpReport { issued, kept, files_written, started, verdict, outputs: vec![] });
+    }
     let t = Instant::now();
     let outputs = crate::outputs::write(plan, api)?;
     let changed = outputs.iter().filter(|w| w.outcome != pki::files::Outcome::Unchanged).count();

@@ -6,6 +6,7 @@
 //! new minor once the last member runs it; that is checked at the end. Progress is recorded in
 //! `etcd/upgrade.json`, so an interrupted upgrade resumes.
 
+use crate::context::Ctx;
 use crate::error::{BootError, Result};
 use crate::etcd_delivery::{probe_script, to_send, EtcdRelease};
 use crate::live::{client_options, put_file, require_healthy, restart_member, run_on, runtime};
@@ -79,7 +80,8 @@ pub struct UpgradeReport {
     pub steps: Vec<String>,
 }
 
-pub fn upgrade(plan: &Plan, to: &str, sha256: Option<&str>, dry_run: bool, wait: Duration, progress: &Progress) -> Result<UpgradeReport> {
+pub fn upgrade(ctx: &Ctx, to: &str, sha256: Option<&str>, dry_run: bool, wait: Duration) -> Result<UpgradeReport> {
+    let (plan, progress) = (ctx.plan, ctx.progress);
     let _lock = pki::lock::lock_dir(&plan.issue.dir, pki::lock::DEFAULT_WAIT)?;
     let base = Path::new(&plan.loaded.file).parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let release = crate::etcd_delivery::prepare(to, sha256, base, &plan.loaded.output_dir)?;
@@ -105,12 +107,13 @@ pub fn upgrade(plan: &Plan, to: &str, sha256: Option<&str>, dry_run: bool, wait:
         Some(s) if s.backup.is_some() => s,
         _ => {
             let t = Instant::now();
-            let b = crate::ops::backup::backup(plan, &backup_dir(plan), None, progress)?;
+            let b = crate::backups::backup(plan, &backup_dir(plan), None, progress)?;
             progress.step("upgrade", &format!("backup {} taken before any change", b.path), Some(t.elapsed()));
             UpgradeState { to: release.version.to_string(), from: from.to_string(), done: vec![], backup: Some(b.path) }
         }
     };
     save(plan, &state)?;
+    ctx.changing("upgrade members")?;
     let mut upgraded = Vec::new();
     for m in pending {
         let t = Instant::now();
@@ -121,6 +124,8 @@ pub fn upgrade(plan: &Plan, to: &str, sha256: Option<&str>, dry_run: bool, wait:
         upgraded.push(m.spec.name.clone());
     }
     let cluster_version = wait_cluster_version(plan, release.version, wait)?;
+    // out of the journal first: killed before the record goes, the record still says "resume"
+    ctx.finished()?;
     let _ = std::fs::remove_file(state_path(plan));
     Ok(UpgradeReport { from: state.from, to: release.version.to_string(), upgraded, cluster_version, backup: state.backup, steps })
 }

@@ -79,7 +79,7 @@ fn backup_then_whole_cluster_restore_after_losing_every_member() {
     let old_id = cluster_id(dir, &eps);
     // a healthy cluster is not restored over without --force, and nothing changes
     let r = boot(&spec, &["restore", &newest.display().to_string()]).assert_fails();
-    assert!(r.stderr.contains("refusing: the cluster is HEALTHY"), "{}", r.stderr);
+    assert!(r.stderr.contains("refusing to restore: the cluster is HEALTHY") && r.stderr.contains("nothing was changed"), "{}", r.stderr);
     // a damaged snapshot is refused before anything is touched
     let mut bytes = std::fs::read(&newest).unwrap();
     bytes[9000] ^= 1;

@@ -9,6 +9,7 @@ mod check_lb;
 mod disaster_recovery;
 mod etcd_tls;
 mod etcdctl_lite;
+mod interlocks;
 mod lifecycle;
 mod maintenance;
 mod pki_bad_input;

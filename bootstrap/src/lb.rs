@@ -1,4 +1,5 @@
-//! `check lb`: is the Kubernetes API load balancer (the spec's `control_plane_endpoint`) what
+//! The load-balancer check (`check lb`, and the gate of `rotate ca --continue`): is the
+//! Kubernetes API load balancer (the spec's `control_plane_endpoint`) what
 //! `kubeadm init` needs? A TCP connect tells the network's story (refused: the host answers but
 //! nothing listens; timeout: the LB or a firewall drops packets); a TLS handshake and `GET
 //! /readyz` through the LB, verified against the Kubernetes CA, tell the LB's (closed right after

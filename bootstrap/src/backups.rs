@@ -1,0 +1,203 @@
+//! Verified backups, below the operations (`backup` takes one; `upgrade` takes one before its
+//! first change): a snapshot streamed from a healthy member (any member that answers the Maintenance
+//! API when none is), verified from the file (etcd's SHA-256 trailer, then revision, keys and
+//! size read back), kept 0600 as `CLUSTER-YYYYMMDDTHHMMSSZ-rREVISION.db`, and only the newest N
+//! of the files this command names so kept. `--print-timer` prints a systemd service and timer
+//! (and a cron line) that run it.
+
+use crate::error::{BootError, Result};
+use crate::live::{client_options, runtime};
+use crate::plan::Plan;
+use crate::progress::Progress;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// What `backup` wrote.
+#[derive(Debug, Clone, Serialize)]
+pub struct Backup {
+    pub path: String,
+    pub revision: i64,
+    pub keys: u64,
+    pub bytes: u64,
+    pub sha256: String,
+    /// The member it was streamed from.
+    pub endpoint: String,
+    /// Whether that member passed a health check.
+    pub healthy: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
+    /// Older backups removed by `--keep`.
+    pub removed: Vec<String>,
+}
+
+/// `NAME-YYYYMMDDTHHMMSSZ-rREVISION.db` of this cluster: the only files retention may delete.
+pub fn is_backup_name(cluster: &str, file: &str) -> bool {
+    let Some(rest) = file.strip_prefix(cluster).and_then(|r| r.strip_prefix('-')) else { return false };
+    let Some(rest) = rest.strip_suffix(".db") else { return false };
+    let Some((stamp, rev)) = rest.split_once("-r") else { return false };
+    let b = stamp.as_bytes();
+    b.len() == 16
+        && b[8] == b'T'
+        && b[15] == b'Z'
+        && b[..8].iter().chain(&b[9..15]).all(u8::is_ascii_digit)
+        && !rev.is_empty()
+        && rev.bytes().all(|c| c.is_ascii_digit())
+}
+
+fn dir_err(dir: &Path, reason: impl std::fmt::Display) -> BootError {
+    BootError::Output { path: dir.display().to_string(), reason: reason.to_string() }
+}
+
+pub fn backup(plan: &Plan, dir: &Path, keep: Option<usize>, progress: &Progress) -> Result<Backup> {
+    if keep == Some(0) {
+        return Err(BootError::NotHealthy("--keep 0 would delete the backup just taken; give 1 or more".into()));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| dir_err(dir, e))?;
+    let opts = client_options(plan)?;
+    let rt = runtime()?;
+    // 1. stream into a hidden name in the same directory (0600, SHA-256 trailer checked)
+    let t = Instant::now();
+    let partial = dir.join(format!(".{}-backup-{}.partial", plan.loaded.spec.name, std::process::id()));
+    let saved = rt.block_on(etcdctl_lite::snapshot::save(&opts, &partial)).map_err(|e| BootError::NotHealthy(format!("backup: {e}")))?;
+    // 2. read it back as a restore would (its SHA-256 trailer was checked while it was written)
+    let status = match etcdctl_lite::snapshot_status::read_back(&partial) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            return Err(BootError::NotHealthy(format!("backup: the snapshot does not read back: {e}")));
+        }
+    };
+    // 3. its final name, never replacing a file
+    let stamp = time::OffsetDateTime::now_utc().format(time::macros::format_description!("[year][month][day]T[hour][minute][second]Z")).unwrap_or_default();
+    let name = format!("{}-{stamp}-r{}.db", plan.loaded.spec.name, status.revision);
+    let path = dir.join(&name);
+    let linked = std::fs::hard_link(&partial, &path);
+    let _ = std::fs::remove_file(&partial);
+    linked.map_err(|e| dir_err(&path, format!("{e} (a backup by that name exists; nothing was replaced)")))?;
+    progress.step(
+        "backup",
+        &format!("{name}: revision {}, {} keys, {} bytes from {}", status.revision, status.total_key, saved.bytes, saved.endpoint),
+        Some(t.elapsed()),
+    );
+    if let Some(w) = &saved.warning {
+        progress.step("backup", &format!("warning: {w}"), None);
+    }
+    let removed = match keep {
+        Some(n) => retain_newest(dir, &plan.loaded.spec.name, n)?,
+        None => vec![],
+    };
+    for r in &removed {
+        progress.step("keep", &format!("removed {r}"), None);
+    }
+    Ok(Backup {
+        path: path.display().to_string(),
+        revision: status.revision,
+        keys: status.total_key,
+        bytes: saved.bytes,
+        sha256: saved.sha256,
+        endpoint: saved.endpoint,
+        healthy: saved.healthy,
+        warning: saved.warning,
+        removed,
+    })
+}
+
+/// Removes all but the newest `keep` of this cluster's backups in `dir` (by the time in their
+/// names); only regular files with a backup's exact name and this user's ownership are candidates.
+fn retain_newest(dir: &Path, cluster: &str, keep: usize) -> Result<Vec<String>> {
+    use std::os::unix::fs::MetadataExt;
+    let me = rustix::process::geteuid().as_raw();
+    let mut ours: Vec<(String, PathBuf)> = std::fs::read_dir(dir)
+        .map_err(|e| dir_err(dir, e))?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let meta = std::fs::symlink_metadata(e.path()).ok()?;
+            (is_backup_name(cluster, &name) && meta.file_type().is_file() && meta.uid() == me).then(|| (name, e.path()))
+        })
+        .collect();
+    // the stamp sorts by time; the revision breaks ties within a second
+    ours.sort_by_key(|(name, _)| {
+        let rest = &name[cluster.len() + 1..];
+        let (stamp, rev) = rest.trim_end_matches(".db").split_once("-r").unwrap_or((rest, "0"));
+        (stamp.to_string(), rev.parse::<u64>().unwrap_or(0))
+    });
+    let excess = ours.len().saturating_sub(keep);
+    let mut removed = Vec::new();
+    for (name, path) in ours.into_iter().take(excess) {
+        std::fs::remove_file(&path).map_err(|e| dir_err(&path, e))?;
+        removed.push(name);
+    }
+    Ok(removed)
+}
+
+/// A systemd service + timer pair and a cron line running `backup` (paths absolute, quoted).
+/// A path with a control character is refused: a newline would split the cron line.
+pub fn timer(exe: &Path, spec: &Path, dir: &Path, keep: usize, cluster: &str) -> Result<String> {
+    use crate::scripts::systemd_quote;
+    for p in [exe, spec, dir] {
+        crate::rules::no_control(&p.display().to_string()).map_err(|e| dir_err(p, format!("{e}: cannot be put in a unit file or a cron line")))?;
+    }
+    let cmd = [exe.display().to_string(), "-f".into(), spec.display().to_string(), "backup".into(), "--dir".into(), dir.display().to_string(), "--keep".into(), keep.to_string()];
+    let unit_cmd: Vec<String> = cmd.iter().map(|a| systemd_quote(a)).collect();
+    // cron reads an unescaped % as a newline
+    let shell_cmd: Vec<String> = cmd.iter().map(|a| crate::plan::sh_quote(a).replace('%', "\\%")).collect();
+    Ok(format!(
+        "# /etc/systemd/system/etcd-backup-{cluster}.service\n[Unit]\nDescription=etcd backup of cluster {cluster} (etcd-bootstrap)\nAfter=network-online.target\nWants=network-online.target\n\n\
+         [Service]\nType=oneshot\nExecStart={}\nUMask=0077\n\n\
+         # /etc/systemd/system/etcd-backup-{cluster}.timer\n[Unit]\nDescription=etcd backup of cluster {cluster}, hourly\n\n\
+         [Timer]\nOnCalendar=hourly\nRandomizedDelaySec=5min\nPersistent=true\n\n[Install]\nWantedBy=timers.target\n\n\
+         # enable: systemctl daemon-reload && systemctl enable --now etcd-backup-{cluster}.timer\n\
+         # or cron (/etc/cron.d/etcd-backup-{cluster}):\n# 17 * * * * root {}\n",
+        unit_cmd.join(" "),
+        shell_cmd.join(" ")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_exact_backup_names_are_ours() {
+        assert!(is_backup_name("prod", "prod-20261122T020000Z-r485261.db"));
+        for not in [
+            "prod-20261122T020000Z-r485261.db.bak",
+            "prod2-20261122T020000Z-r1.db",
+            "prod-20261122T0200Z-r1.db",
+            "prod-20261122T020000Z-r.db",
+            "prod-20261122T020000Z-rx.db",
+            "other-20261122T020000Z-r1.db",
+            "prod-20261122X020000Z-r1.db",
+            "notes.txt",
+        ] {
+            assert!(!is_backup_name("prod", not), "{not}");
+        }
+    }
+
+    #[test]
+    fn retention_keeps_the_newest_and_touches_nothing_else() {
+        let d = tempfile::tempdir().unwrap();
+        for n in ["prod-20261120T000000Z-r5.db", "prod-20261121T000000Z-r9.db", "prod-20261122T000000Z-r12.db", "prod-notes.db", "other-20261101T000000Z-r1.db"] {
+            std::fs::write(d.path().join(n), "x").unwrap();
+        }
+        std::os::unix::fs::symlink("/etc/passwd", d.path().join("prod-20261101T000000Z-r1.db")).unwrap();
+        let removed = retain_newest(d.path(), "prod", 2).unwrap();
+        assert_eq!(removed, ["prod-20261120T000000Z-r5.db"]);
+        let mut left: Vec<String> = std::fs::read_dir(d.path()).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        left.sort();
+        assert_eq!(left, ["other-20261101T000000Z-r1.db", "prod-20261101T000000Z-r1.db", "prod-20261121T000000Z-r9.db", "prod-20261122T000000Z-r12.db", "prod-notes.db"]);
+    }
+
+    #[test]
+    fn the_timer_quotes_every_path() {
+        let t = timer(Path::new("/usr/local/bin/etcd-bootstrap"), Path::new("/ops/my spec%.yaml"), Path::new("/var/backups/etcd"), 24, "prod").unwrap();
+        assert!(t.contains("ExecStart=/usr/local/bin/etcd-bootstrap -f \"/ops/my spec%%.yaml\" backup --dir /var/backups/etcd --keep 24"), "{t}");
+        assert!(t.contains("root /usr/local/bin/etcd-bootstrap -f '/ops/my spec\\%.yaml' backup --dir /var/backups/etcd --keep 24"), "{t}");
+        assert!(t.contains("OnCalendar=hourly"));
+        // a newline would start a new cron line (a command of the attacker's): refused
+        let e = timer(Path::new("/usr/local/bin/etcd-bootstrap"), Path::new("/ops/x\n* * * * * root touch /CANARY"), Path::new("/b"), 1, "prod");
+        assert!(e.is_err());
+    }
+}

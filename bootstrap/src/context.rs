@@ -1,0 +1,221 @@
+//! The one value every operation runs in: the plan, the progress printer, and the operation's
+//! place in the cluster's journal. [`run`] takes the cluster lock, reads what is under way,
+//! admits or refuses the operation before its first effect ([`crate::journal::admit`]), records
+//! it, and records how it ended: finished (entry removed), paused for the operator, or stopped
+//! after its first change (entry kept, with the step and the error, so the next run of anything
+//! says what to finish and how).
+//!
+//! Operations say where their checks end and their changes begin with [`Ctx::changing`]: an
+//! operation that fails or is killed before it leaves nothing under way.
+
+use crate::error::{BootError, Result};
+use crate::journal::{admit, Admission, Entry, OpKind, Request, Standing, UnderWay};
+use crate::journal_store::{own_entry, process_alive, Store};
+use crate::plan::Plan;
+use crate::progress::Progress;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// The spec path the binary uses when `-f` is not given.
+pub const DEFAULT_SPEC: &str = "etcd-cluster/cluster.yaml";
+
+pub struct Ctx<'a> {
+    pub plan: &'a Plan,
+    pub progress: &'a Progress,
+    /// What else was under way when this operation was admitted (allowed beside it).
+    pub under_way: Vec<UnderWay>,
+    /// Whether this run goes on with the same operation, paused or stopped before.
+    pub admission: Admission,
+    store: Store,
+    me: Mutex<Entry>,
+}
+
+impl Ctx<'_> {
+    /// Marks the first (and each further) change: from here, stopping leaves the operation
+    /// unfinished, and the journal says at which step.
+    pub fn changing(&self, step: &str) -> Result<()> {
+        self.update(|e| {
+            e.changed = true;
+            e.step = Some(step.to_string());
+        })
+    }
+
+    /// Pauses the operation for the operator: `why` is what they must do, `finish` the command
+    /// that goes on afterwards.
+    pub fn pause(&self, why: &str, finish: &str) -> Result<()> {
+        self.update(|e| {
+            e.changed = true;
+            e.paused = Some(why.to_string());
+            e.finish = finish.to_string();
+        })
+    }
+
+    /// The operation is done: its journal entry goes now, before the operation removes its own
+    /// progress record (killed in between, the record still says what to resume).
+    pub fn finished(&self) -> Result<()> {
+        let me = self.me.lock().map(|e| e.clone()).map_err(|_| poisoned())?;
+        self.store.edit(|j| j.operations.retain(|e| !same_entry(e, &me)))?;
+        self.update(|e| e.paused = Some(FINISHED.into()))
+    }
+
+    /// The step an earlier run of this operation stopped at, when this run resumes it.
+    pub fn resumed_step(&self) -> Option<String> {
+        if self.admission != Admission::Resume {
+            return None;
+        }
+        self.me.lock().ok().and_then(|e| e.step.clone())
+    }
+
+    /// Whether a CA rotation is paused or unfinished (members hold its stage's files).
+    pub fn ca_rotation_under_way(&self) -> bool {
+        self.under_way.iter().any(|u| u.entry.kind == OpKind::RotateCa)
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Entry)) -> Result<()> {
+        let mut me = self.me.lock().map_err(|_| poisoned())?;
+        let before = me.clone();
+        f(&mut me);
+        let after = me.clone();
+        self.store.edit(|j| {
+            if let Some(e) = j.operations.iter_mut().find(|e| same_entry(e, &before)) {
+                *e = after;
+            }
+        })
+    }
+}
+
+/// Marks an entry already taken out of the journal by [`Ctx::finished`].
+const FINISHED: &str = "\u{0}finished";
+
+fn poisoned() -> BootError {
+    BootError::Journal { path: "journal".into(), reason: "an earlier step panicked".into() }
+}
+
+fn same_entry(a: &Entry, b: &Entry) -> bool {
+    a.kind == b.kind && a.target == b.target && a.pid == b.pid && a.started == b.started
+}
+
+/// The command line that runs `args` on the cluster of `plan`'s spec.
+pub fn command_for(plan: &Plan, args: &str) -> String {
+    let file = &plan.loaded.file;
+    if file == DEFAULT_SPEC { format!("etcd-bootstrap {args}") } else { format!("etcd-bootstrap -f {} {args}", crate::plan::sh_quote(file)) }
+}
+
+/// A request for `kind` (with its target, if the job has one) whose finishing command is `args`.
+pub fn request(plan: &Plan, kind: OpKind, target: Option<String>, args: &str) -> Request {
+    Request { kind, target, finish: command_for(plan, args) }
+}
+
+/// Runs `op` as `req` on the cluster: lock, admission, journal entry, outcome.
+pub fn run<T>(plan: &Plan, progress: &Progress, req: Request, lock_wait: Duration, op: impl FnOnce(&Ctx) -> Result<T>) -> Result<T> {
+    let store = Store::for_spec(Path::new(&plan.loaded.file));
+    let _lock = store.lock(req.kind.lock_mode(), lock_wait)?;
+    let under_way = under_way(plan, &store)?;
+    let admission = admit(&req, &under_way).map_err(BootError::Refused)?;
+    let mut me = own_entry(&req, time::OffsetDateTime::now_utc());
+    let resumed = under_way.iter().find(|u| u.entry.kind == req.kind && u.entry.target == req.target && u.standing != Standing::Running);
+    if let Some(old) = resumed {
+        // still half-done until this run gets past where the last one stopped
+        me.changed = old.entry.changed;
+        me.step = old.entry.step.clone();
+        progress.step("journal", &format!("resuming: {}", old.summary()), None);
+    }
+    let others: Vec<UnderWay> = under_way.into_iter().filter(|u| !(u.entry.kind == req.kind && u.entry.target == req.target)).collect();
+    for u in &others {
+        progress.step("journal", &format!("note: {}", u.describe()), None);
+    }
+    store.edit(|j| {
+        // the same job's earlier entry gives way to this run's (which inherited its state)
+        j.operations.retain(|e| !(e.kind == req.kind && e.target == req.target && !e.running(process_alive)) && still_matters(e));
+        j.operations.push(me.clone());
+    })?;
+    let ctx = Ctx { plan, progress, under_way: others, admission, store: store.clone(), me: Mutex::new(me) };
+    let result = op(&ctx);
+    let me = ctx.me.lock().map(|e| e.clone()).map_err(|_| poisoned())?;
+    let outcome = store.edit(|j| record_outcome(j, &me, req.kind, result.as_ref().err()));
+    match (result, outcome) {
+        (Ok(v), Ok(())) => Ok(v),
+        (Ok(_), Err(e)) => Err(e),
+        (Err(e), _) => Err(e),
+    }
+}
+
+/// An entry of a process that is gone and changed nothing need not be kept.
+fn still_matters(e: &Entry) -> bool {
+    e.paused.is_some() || e.changed || e.running(process_alive)
+}
+
+/// The journal after the operation ended: finished (removed; `up` also ends an unfinished
+/// `down`), paused (kept), or stopped after a change (kept with the error).
+fn record_outcome(j: &mut crate::journal::Journal, me: &Entry, kind: OpKind, err: Option<&BootError>) {
+    let finished = me.paused.as_deref() == Some(FINISHED);
+    let Some(pos) = j.operations.iter().position(|e| same_entry(e, me)) else { return };
+    match err {
+        None if me.paused.is_some() && !finished => {}
+        None => {
+            j.operations.remove(pos);
+            if kind == OpKind::Up {
+                j.operations.retain(|e| e.kind != OpKind::Down || e.running(process_alive));
+            }
+        }
+        Some(e) if me.changed => j.operations[pos].error = Some(e.to_string()),
+        Some(_) => {
+            j.operations.remove(pos);
+        }
+    }
+}
+
+/// Runs `op` without lock or journal entry: for what changes nothing (`upgrade --dry-run`). It
+/// must not call [`Ctx::changing`].
+pub fn read_only<T>(plan: &Plan, progress: &Progress, op: impl FnOnce(&Ctx) -> Result<T>) -> Result<T> {
+    let store = Store::for_spec(Path::new(&plan.loaded.file));
+    let under_way = under_way(plan, &store)?;
+    let me = own_entry(&Request { kind: OpKind::Up, target: None, finish: String::new() }, time::OffsetDateTime::now_utc());
+    op(&Ctx { plan, progress, under_way, admission: Admission::Start, store, me: Mutex::new(me) })
+}
+
+/// What is under way: the journal's entries, with the progress records the resumable operations
+/// keep themselves (`ca-rotation.json`, `restore.json`, `upgrade.json`): a record without an
+/// entry (written by an older etcd-bootstrap, or killed between the two) is an unfinished
+/// operation, and a CA rotation's record says whether it waits for the operator.
+pub fn under_way(plan: &Plan, store: &Store) -> Result<Vec<UnderWay>> {
+    let mut all = store.read()?.under_way(process_alive);
+    let etcd = plan.issue.dir.join("etcd");
+    let rotation = crate::ops::rotate_ca::current(plan)?;
+    let records = [
+        (OpKind::RotateCa, rotation.is_some(), "rotate ca"),
+        (OpKind::Restore, etcd.join("restore.json").exists(), "restore SNAPSHOT (the one it was started with)"),
+        (OpKind::Upgrade, etcd.join("upgrade.json").exists(), "upgrade --to RELEASE (the one it was started with)"),
+    ];
+    for (kind, recorded, args) in records {
+        if recorded && !all.iter().any(|u| u.entry.kind == kind) {
+            let mut entry = own_entry(&Request { kind, target: None, finish: command_for(plan, args) }, time::OffsetDateTime::now_utc());
+            entry.pid = 0;
+            entry.pid_start = None;
+            entry.changed = true;
+            entry.started = "an earlier run".into();
+            all.push(UnderWay { entry, standing: Standing::Unfinished });
+        }
+    }
+    if let Some(r) = rotation.filter(|r| r.waiting_for_operator) {
+        for u in all.iter_mut().filter(|u| u.entry.kind == OpKind::RotateCa && u.standing == Standing::Unfinished) {
+            u.standing = Standing::Paused;
+            u.entry.finish = command_for(plan, "rotate ca --continue");
+            u.entry.paused.get_or_insert_with(|| format!("waiting for kube-apiserver to be updated before step {:?}; `rotate ca --status` says how", r.phase));
+        }
+    }
+    Ok(all)
+}
+
+/// For read-only commands: one line per operation under way (never blocks, takes no lock).
+pub fn notes(plan: &Plan) -> Vec<String> {
+    match under_way(plan, &Store::for_spec(Path::new(&plan.loaded.file))) {
+        Ok(all) => all.iter().map(UnderWay::describe).collect(),
+        Err(e) => vec![e.to_string()],
+    }
+}
+
+#[cfg(test)]
+#[path = "context_tests.rs"]
+mod tests;
