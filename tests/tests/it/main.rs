@@ -6,6 +6,7 @@ mod bootstrap_local;
 mod bootstrap_ssh;
 mod cfssl_dropin;
 mod check_lb;
+mod crash_matrix;
 mod disaster_recovery;
 mod etcd_tls;
 mod etcdctl_lite;

@@ -1,0 +1,115 @@
+//! The crash matrix: every operation killed (SIGKILL) at every step it prints, then run again.
+//! After each kill another change is refused, naming the killed operation and the command that
+//! finishes it; run again, the operation finishes, the cluster is HEALTHY with its three voters,
+//! and nothing is left under way. (`replace` has its own matrix in `interlocks`; `restore` and
+//! `upgrade` are killed midway in `disaster_recovery` and `lifecycle`.)
+
+use integration_tests::bootstrap::{boot, local_spec, Down};
+use integration_tests::{bin, start_until_stderr_says};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+fn boot_cmd(spec: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(bin("etcd-bootstrap"));
+    c.arg("-f").arg(spec).args(args);
+    c
+}
+
+fn journal_is_empty(spec: &Path) -> bool {
+    let text = std::fs::read_to_string(spec.with_file_name("cluster.yaml.journal/journal.json")).unwrap_or_else(|_| "{\"operations\":[]}".into());
+    serde_json::from_str::<serde_json::Value>(&text).unwrap()["operations"] == serde_json::json!([])
+}
+
+/// Kills `args` when its stderr prints `step`; then a `replace` (refused by anything
+/// unfinished) must name it; then `again` finishes it.
+fn kill_then_finish(spec: &Path, args: &[&str], step: &str, named: &str, again: &[&str]) {
+    let needle = format!("] {step}");
+    if let Err(stderr) = start_until_stderr_says(&mut boot_cmd(spec, args), &needle, Duration::from_secs(120)) {
+        panic!("{args:?} never printed {needle:?}:\n{stderr}");
+    }
+    let probe = boot(spec, &["replace", "etcd-1", "--force"]);
+    assert_eq!(probe.code, Some(4), "{args:?} killed at {step:?}: another change must be refused: {}{}", probe.stdout, probe.stderr);
+    assert!(probe.stderr.contains(&format!("`{named}` stopped unfinished")), "{args:?} killed at {step:?}: {}", probe.stderr);
+    let r = boot(spec, again);
+    assert!(r.ok(), "{again:?} after a kill at {step:?}: {}{}", r.stdout, r.stderr);
+    let expect = if again == args { format!("resuming: `{named}`") } else { format!("note: `{named}` stopped unfinished") };
+    assert!(r.stderr.contains(&expect), "{again:?} after a kill at {step:?}: {}", r.stderr);
+}
+
+fn healthy_and_clear(spec: &Path, after: &str) {
+    assert_eq!(boot(spec, &["status"]).code, Some(0), "not HEALTHY after {after}");
+    assert!(journal_is_empty(spec), "something still under way after {after}");
+}
+
+fn cluster() -> (tempfile::TempDir, PathBuf, Down) {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = local_spec(tmp.path(), 1).path;
+    let down = Down(spec.clone());
+    boot(&spec, &["up"]).assert_ok();
+    (tmp, spec, down)
+}
+
+#[test]
+fn rotate_certs_maintain_down_and_up_killed_at_every_step_finish_when_run_again() {
+    let (_tmp, spec, _down) = cluster();
+    for step in ["renew:", "rotate etcd-1:", "rotate etcd-2:", "rotate etcd-3:"] {
+        kill_then_finish(&spec, &["rotate", "certs", "--rekey"], step, "rotate certs", &["rotate", "certs", "--rekey"]);
+        healthy_and_clear(&spec, &format!("rotate certs killed at {step}"));
+    }
+    for step in ["compact:", "defrag:", "disarm:"] {
+        kill_then_finish(&spec, &["maintain"], step, "maintain", &["maintain"]);
+        healthy_and_clear(&spec, &format!("maintain killed at {step}"));
+    }
+    // down killed after its first member: `down` again stops the rest, `up` starts them all
+    for again in [&["down"][..], &["up"][..]] {
+        kill_then_finish(&spec, &["down"], "down etcd-", "down", again);
+    }
+    boot(&spec, &["up"]).assert_ok();
+    healthy_and_clear(&spec, "down killed, then up");
+    for step in ["files etcd-1:", "start etcd-1:"] {
+        boot(&spec, &["down"]).assert_ok();
+        kill_then_finish(&spec, &["up"], step, "up", &["up"]);
+        healthy_and_clear(&spec, &format!("up killed at {step}"));
+    }
+}
+
+/// Runs `rotate ca --continue` until no rotation is under way (bounded: three phases).
+fn finish_rotation(spec: &Path) {
+    for _ in 0..3 {
+        if boot(spec, &["rotate", "ca", "--status"]).assert_ok().stdout.contains("no CA rotation under way") {
+            return;
+        }
+        boot(spec, &["rotate", "ca", "--continue"]).assert_ok();
+    }
+    panic!("the rotation did not finish in three --continue runs");
+}
+
+#[test]
+fn rotate_ca_killed_at_every_step_of_every_phase_finishes_when_run_again() {
+    let (_tmp, spec, _down) = cluster();
+    // (phase, the step printed): one whole rotation per kill point
+    let points = [
+        (1, "rotate ca: new CA"),
+        (1, "trust old+new etcd-1:"),
+        (1, "trust old+new etcd-3:"),
+        (2, "reissue:"),
+        (2, "reissue etcd-2:"),
+        (3, "trust new only etcd-1:"),
+        (3, "trust new only etcd-3:"),
+    ];
+    for (phase, step) in points {
+        // to the stop before the phase
+        if phase >= 2 {
+            boot(&spec, &["rotate", "ca"]).assert_ok();
+        }
+        if phase == 3 {
+            boot(&spec, &["rotate", "ca", "--continue"]).assert_ok();
+        }
+        let args: &[&str] = if phase == 1 { &["rotate", "ca"] } else { &["rotate", "ca", "--continue"] };
+        kill_then_finish(&spec, args, step, "rotate ca", args);
+        assert_eq!(boot(&spec, &["status"]).code, Some(0), "killed at {step}");
+        finish_rotation(&spec);
+        healthy_and_clear(&spec, &format!("rotate ca killed at {step}"));
+    }
+}
