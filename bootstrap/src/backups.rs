@@ -51,7 +51,7 @@ fn dir_err(dir: &Path, reason: impl std::fmt::Display) -> BootError {
 
 pub fn backup(plan: &Plan, dir: &Path, keep: Option<usize>, progress: &Progress) -> Result<Backup> {
     if keep == Some(0) {
-        return Err(BootError::NotHealthy("--keep 0 would delete the backup just taken; give 1 or more".into()));
+        return Err(BootError::BadArgument { flag: "--keep 0".into(), reason: "would delete the backup just taken; give 1 or more".into() });
     }
     std::fs::create_dir_all(dir).map_err(|e| dir_err(dir, e))?;
     let opts = client_options(plan)?;
@@ -59,13 +59,13 @@ pub fn backup(plan: &Plan, dir: &Path, keep: Option<usize>, progress: &Progress)
     // 1. stream into a hidden name in the same directory (0600, SHA-256 trailer checked)
     let t = Instant::now();
     let partial = dir.join(format!(".{}-backup-{}.partial", plan.loaded.spec.name, std::process::id()));
-    let saved = rt.block_on(etcdctl_lite::snapshot::save(&opts, &partial)).map_err(|e| BootError::NotHealthy(format!("backup: {e}")))?;
+    let saved = rt.block_on(etcdctl_lite::snapshot::save(&opts, &partial)).map_err(|source| BootError::Etcd { what: "backup".into(), source })?;
     // 2. read it back as a restore would (its SHA-256 trailer was checked while it was written)
     let status = match etcdctl_lite::snapshot_status::read_back(&partial) {
         Ok(s) => s,
         Err(e) => {
             let _ = std::fs::remove_file(&partial);
-            return Err(BootError::NotHealthy(format!("backup: the snapshot does not read back: {e}")));
+            return Err(BootError::Verification(format!("backup: the snapshot does not read back: {e}")));
         }
     };
     // 3. its final name, never replacing a file

@@ -133,6 +133,9 @@ pub fn run<T>(plan: &Plan, progress: &Progress, req: Request, lock_wait: Duratio
     let ctx = Ctx { plan, progress, under_way: others, admission, store: store.clone(), me: Mutex::new(me) };
     let result = op(&ctx);
     let me = ctx.me.lock().map(|e| e.clone()).map_err(|_| poisoned())?;
+    if result.is_err() && !me.changed {
+        progress.step("journal", "stopped before its first change: nothing was changed", None);
+    }
     let outcome = store.edit(|j| record_outcome(j, &me, req.kind, result.as_ref().err()));
     match (result, outcome) {
         (Ok(v), Ok(())) => Ok(v),

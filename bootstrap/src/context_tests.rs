@@ -20,7 +20,8 @@ fn cluster() -> Cluster {
 
 fn go<T>(c: &Cluster, kind: OpKind, target: Option<&str>, args: &str, op: impl FnOnce(&Ctx) -> Result<T>) -> Result<T> {
     let quiet = Progress::new(true);
-    run(&c.plan, &quiet, request(&c.plan, kind, target.map(String::from), args), Duration::ZERO, op)
+    // not zero: another test's fork() holds a copy of the lock's descriptor until its exec
+    run(&c.plan, &quiet, request(&c.plan, kind, target.map(String::from), args), Duration::from_secs(5), op)
 }
 
 fn journal(c: &Cluster) -> Journal {

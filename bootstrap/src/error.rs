@@ -18,9 +18,24 @@ pub enum BootError {
     /// Certificates could not be issued.
     #[error(transparent)]
     Pki(#[from] pki::PkiError),
-    /// The cluster did not become healthy in time.
+    /// The cluster (or a member) did not reach the state waited for within the bound.
     #[error("{0}")]
     NotHealthy(String),
+    /// The same step failed on several members; each is listed.
+    #[error("{what} failed:\n  - {}", .failures.join("\n  - "))]
+    Members { what: String, failures: Vec<String> },
+    /// What was done could not be confirmed (a restored revision, a version, a snapshot).
+    #[error("{0}")]
+    Verification(String),
+    /// A command-line value is out of range.
+    #[error("{flag}: {reason}")]
+    BadArgument { flag: String, reason: String },
+    /// A spec field that must be usable here is not.
+    #[error("spec field {field}: {reason}")]
+    SpecField { field: String, reason: String },
+    /// The async runtime for the etcd client could not start.
+    #[error("cannot start the runtime for the etcd client: {0}")]
+    Runtime(#[source] std::io::Error),
     /// Writing an output file failed.
     #[error("{path}: {reason}")]
     Output { path: String, reason: String },
@@ -37,7 +52,7 @@ pub enum BootError {
     #[error("no member {name:?} in the spec (its members: {known})")]
     MemberNotFound { name: String, known: String },
     /// A check before the first change failed; nothing was changed.
-    #[error("refusing to {what}: {reason}; nothing was changed")]
+    #[error("refusing to {what}: {reason}")]
     Precondition { what: String, reason: String },
     /// An etcd API call failed.
     #[error("{what}: {source}")]

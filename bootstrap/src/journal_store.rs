@@ -149,7 +149,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::for_spec(&dir.path().join("cluster.yaml"));
         let req = crate::journal::Request { kind: crate::journal::OpKind::RotateCerts, target: None, finish: "etcd-bootstrap rotate certs".into() };
-        let _held = store.lock(LockMode::Exclusive, Duration::ZERO).unwrap();
+        // bounded, not zero: another test's fork() may hold a copy of a descriptor until its exec
+        let _held = store.lock(LockMode::Exclusive, Duration::from_secs(5)).unwrap();
         store.edit(|j| j.operations.push(own_entry(&req, time::OffsetDateTime::now_utc()))).unwrap();
         // a second open file description: flock excludes it as it would another process
         let err = store.lock(LockMode::Shared, Duration::from_millis(120)).unwrap_err().to_string();
@@ -161,8 +162,8 @@ mod tests {
     fn readers_share_the_lock() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::for_spec(&dir.path().join("c.yaml"));
-        let _a = store.lock(LockMode::Shared, Duration::ZERO).unwrap();
-        let _b = store.lock(LockMode::Shared, Duration::ZERO).unwrap();
+        let _a = store.lock(LockMode::Shared, Duration::from_secs(5)).unwrap();
+        let _b = store.lock(LockMode::Shared, Duration::from_secs(5)).unwrap();
         assert!(store.lock(LockMode::Exclusive, Duration::ZERO).is_err());
     }
 

@@ -88,7 +88,7 @@ pub fn judge(endpoint: &str, seen: &Seen) -> (&'static str, String) {
 /// `check lb` from this machine, then from every control-plane node the spec can reach.
 pub fn check_lb(plan: &Plan, limit: Duration) -> Result<Vec<LbVerdict>> {
     let endpoint = plan.loaded.spec.kubernetes.control_plane_endpoint.clone();
-    let (host, port) = crate::spec::split_host_port(&endpoint).ok_or_else(|| BootError::NotHealthy(format!("kubernetes.control_plane_endpoint {endpoint:?} is not host:port")))?;
+    let (host, port) = crate::spec::split_host_port(&endpoint).ok_or_else(|| BootError::SpecField { field: "kubernetes.control_plane_endpoint".into(), reason: format!("{endpoint:?} is not host:port") })?;
     let ca_path = plan.issue.dir.join("kubernetes/ca.crt");
     let ca = std::fs::read(&ca_path).map_err(|e| BootError::Output { path: ca_path.display().to_string(), reason: format!("{e}; the Kubernetes CA is made by `up`: run it first") })?;
     let ca_der = pki::pemfile::first_certificate(&ca, &ca_path.display().to_string())?;

@@ -28,6 +28,7 @@ pub mod progress;
 pub mod rules;
 pub mod scripts;
 pub mod spec;
+pub mod spec_check;
 pub mod transport;
 pub mod tuning;
 pub mod versions;

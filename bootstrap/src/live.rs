@@ -22,7 +22,7 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| BootError::NotHealthy(format!("cannot start the runtime: {e}")))
+        .map_err(BootError::Runtime)
 }
 
 /// Runs `f` for every member in parallel; results in member order.
@@ -80,7 +80,7 @@ pub fn client_options(plan: &Plan) -> Result<ClientOptions> {
     let bundle = trust_bundle_path(plan);
     let ca = if bundle.exists() { bundle } else { pki.ca().cert };
     ClientOptions::new(&plan.endpoints(), Some(&s(&ca)), Some(&s(&hc.cert)), Some(&s(&hc.key)), Duration::from_secs(1), Duration::from_secs(2))
-        .map_err(|e| BootError::NotHealthy(format!("cannot check the cluster: {e}")))
+        .map_err(|source| BootError::Etcd { what: "the healthcheck client's files".into(), source })
 }
 
 /// One quorum verdict over the plan's members; an election in progress is re-checked for one
@@ -158,7 +158,7 @@ pub(crate) fn save_record<T: serde::Serialize>(path: &std::path::Path, record: &
 pub(crate) fn require_healthy(plan: &Plan, what: &str) -> Result<Verdict> {
     let v = verdict(plan)?;
     if v.state != ClusterState::Healthy {
-        return Err(BootError::NotHealthy(format!("refusing to {what}: the cluster is {} ({}); fix it first", v.state.word(), v.summary)));
+        return Err(BootError::Precondition { what: what.to_string(), reason: format!("the cluster is {} ({}); fix it first", v.state.word(), v.summary) });
     }
     Ok(v)
 }
@@ -214,7 +214,7 @@ pub(crate) fn hand_off_leadership(plan: &Plan, m: &MemberPlan, wait: Duration) -
     let rt = runtime()?;
     let deadline = Instant::now() + wait;
     rt.block_on(etcdctl_lite::ops::move_leader(&opts, target.0))
-        .map_err(|e| BootError::NotHealthy(format!("member {}: moving leadership to {} failed: {e}", m.spec.name, target.1)))?;
+        .map_err(|source| BootError::Etcd { what: format!("member {}: moving leadership to {}", m.spec.name, target.1), source })?;
     loop {
         let now = verdict(plan)?;
         if now.state == ClusterState::Healthy && now.members.iter().any(|x| x.name == target.1 && x.role == QRole::Leader) {
@@ -239,10 +239,10 @@ fn refuse_downgrade(plan: &Plan, m: &MemberPlan) -> Result<()> {
         .find_map(|s| s.result.ok())
         .and_then(|s| crate::versions::Version::parse(&s.version));
     match running {
-        Some(r) if binary < r => Err(BootError::NotHealthy(format!(
+        Some(r) if binary < r => Err(BootError::Precondition { what: format!("restart {}", m.spec.name), reason: format!(
             "member {} runs etcd {r}, but {} is etcd {binary}: restarting would downgrade it (etcd refuses); set etcd_archive or etcd_binary in the spec to etcd {r} (after `upgrade`, the one it was upgraded to)",
             m.spec.name, m.binary
-        ))),
+        )}),
         _ => Ok(()),
     }
 }

@@ -89,7 +89,7 @@ fn remembered_api(plan: &Plan) -> Option<ApiVersion> {
 /// The kubeadm config API to write: the one asked for, else the one chosen before, else the
 /// newest the spec's Kubernetes version reads — refused if that kubeadm cannot read it.
 pub fn choose_api(plan: &Plan, requested: Option<ApiVersion>) -> Result<ApiVersion> {
-    let k8s = plan.loaded.spec.kubernetes.version();
+    let k8s = plan.loaded.typed.kubernetes;
     let bad = |reason: String| BootError::InvalidSpec { file: plan.loaded.file.clone(), problems: vec![reason] };
     let api = match requested.or_else(|| remembered_api(plan)) {
         Some(api) => api,

@@ -134,16 +134,17 @@ pub fn build(loaded: &LoadedSpec) -> Plan {
     let spec = &loaded.spec;
     let token = spec.token();
     let initial = initial_cluster(&spec.members);
-    let algorithm = spec.pki.algorithm.parse().unwrap_or(pki::keys::KeyAlgorithm::EcdsaP256);
+    let typed = &loaded.typed;
+    let algorithm = typed.algorithm;
     let issue = IssueRequest {
         dir: loaded.pki_dir.clone(),
         layout: Layout::Kubeadm,
         members: pki_members(&spec.members),
         algorithm,
-        validity: pki::validity::parse_validity(&spec.pki.validity, "pki.validity").unwrap_or(time::Duration::days(365)),
+        validity: typed.validity,
         ca: CaSource::InDirOrCreate(CaOptions {
             algorithm,
-            validity: pki::validity::parse_validity(&spec.pki.ca_validity, "pki.ca_validity").unwrap_or(time::Duration::days(3650)),
+            validity: typed.ca_validity,
             ..CaOptions::default()
         }),
         force: false,

@@ -3,9 +3,7 @@
 //! (unknown keys are errors) and [`Spec::validate`] explains every problem at once.
 
 use crate::error::{BootError, Result};
-use crate::rules;
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -233,14 +231,8 @@ pub struct LoadedSpec {
     pub pki_dir: PathBuf,
     pub output_dir: PathBuf,
     pub warnings: Vec<String>,
-}
-
-impl KubernetesSpec {
-    /// The Kubernetes version as numbers (validated at load).
-    pub fn version(&self) -> crate::versions::Version {
-        let (a, b, c) = rules::kubernetes_version(&self.version).unwrap_or((1, 0, 0));
-        crate::versions::Version(a, b, c)
-    }
+    /// The spec's string values as types, parsed once by [`Spec::check`].
+    pub typed: crate::spec_check::Typed,
 }
 
 impl Spec {
@@ -274,227 +266,18 @@ impl Spec {
 
     /// Validates and resolves relative operator paths against `base`.
     pub fn into_loaded(self, file: &str, base: &Path) -> Result<LoadedSpec> {
-        let warnings = self.validate().map_err(|problems| BootError::InvalidSpec { file: file.into(), problems })?;
+        let (warnings, typed) = self.check().map_err(|problems| BootError::InvalidSpec { file: file.into(), problems })?;
         let resolve = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
-        Ok(LoadedSpec { pki_dir: resolve(&self.pki.dir), output_dir: resolve(&self.output_dir), spec: self, file: file.into(), warnings })
+        Ok(LoadedSpec { pki_dir: resolve(&self.pki.dir), output_dir: resolve(&self.output_dir), spec: self, file: file.into(), warnings, typed })
     }
 
     pub fn token(&self) -> String {
         self.token.clone().unwrap_or_else(|| format!("{}-etcd", self.name))
     }
-
-    /// Every problem at once; `Ok` carries the warnings.
-    pub fn validate(&self) -> std::result::Result<Vec<String>, Vec<String>> {
-        let mut p = Vec::new();
-        let mut w = Vec::new();
-        if let Err(e) = dns_label(&self.name) {
-            p.push(format!("name: {e}"));
-        }
-        if let Some(t) = &self.token
-            && let Err(e) = rules::cluster_token(t) {
-                p.push(format!("token: {e}"));
-            }
-        if let Err(e) = rules::binary(&self.etcd_binary) {
-            p.push(format!("etcd_binary: {e}"));
-        }
-        let ports: Vec<u16> = self.members.iter().flat_map(|m| [m.client_port, m.peer_port]).collect();
-        let (tp, tw) = self.etcd.validate(&ports);
-        p.extend(tp);
-        w.extend(tw);
-        if let Some(a) = &self.etcd_archive
-            && let Err(e) = rules::etcd_archive(a) {
-                p.push(format!("etcd_archive: {e}"));
-            }
-        if let Some(h) = &self.etcd_sha256 {
-            if let Err(e) = rules::sha256(h) {
-                p.push(format!("etcd_sha256: {e}"));
-            }
-            if self.etcd_archive.is_none() {
-                p.push("etcd_sha256: set, but there is no etcd_archive to check".into());
-            }
-        }
-        if self.pki.algorithm.parse::<pki::keys::KeyAlgorithm>().is_err() {
-            p.push(format!("pki.algorithm: unknown {:?}; use {}", self.pki.algorithm, pki::keys::KeyAlgorithm::NAMES));
-        }
-        for (field, v) in [("pki.validity", &self.pki.validity), ("pki.ca_validity", &self.pki.ca_validity)] {
-            if let Err(e) = pki::validity::parse_validity(v, field) {
-                p.push(e.to_string());
-            }
-        }
-        // members
-        let n = self.members.len();
-        if n == 0 {
-            p.push("members: at least one member is needed (3 or 5 for production)".into());
-        } else if n.is_multiple_of(2) {
-            w.push(format!(
-                "{n} members tolerate {} failure(s), the same as {}: an even size adds load and no fault tolerance; use {} or {}",
-                n - (n / 2 + 1),
-                n - 1,
-                n - 1,
-                n + 1
-            ));
-        }
-        if n > 7 {
-            w.push(format!("{n} members: each write waits for {} of them; etcd recommends at most 7 (5 for most clusters)", n / 2 + 1));
-        }
-        let mut names = HashSet::new();
-        let mut sockets: HashMap<(IpAddr, u16), String> = HashMap::new();
-        for m in &self.members {
-            let who = format!("members[{}]", if m.name.is_empty() { "?" } else { &m.name });
-            if let Err(e) = dns_label(&m.name) {
-                p.push(format!("{who}.name: {e}"));
-            } else if !names.insert(m.name.clone()) {
-                p.push(format!("{who}.name: duplicate member name"));
-            }
-            if m.address.is_unspecified() {
-                p.push(format!("{who}.address: {} cannot be advertised; give the member's real address", m.address));
-            }
-            for d in &m.dns_names {
-                if let Err(e) = pki::hosts::validate_host_name(d) {
-                    p.push(format!("{who}.dns_names: {e}"));
-                }
-            }
-            for (port, what) in [(m.client_port, "client_port"), (m.peer_port, "peer_port")] {
-                if port == 0 {
-                    p.push(format!("{who}.{what}: 0 is not a port"));
-                }
-                if let Some(other) = sockets.insert((m.address, port), format!("{who}.{what}")) {
-                    p.push(format!("{who}.{what}: {}:{port} is also {other}", m.address));
-                }
-            }
-            let dirs = [(&m.data_dir, "data_dir"), (&m.pki_dir, "pki_dir"), (&m.run_dir, "run_dir")];
-            for (path, what) in dirs {
-                if let Err(e) = rules::member_path(path) {
-                    p.push(format!("{who}.{what}: {e}"));
-                }
-            }
-            // purging the data dir must never take keys or the ownership marker with it
-            for (other, what) in [(&m.pki_dir, "pki_dir"), (&m.run_dir, "run_dir")] {
-                if other.starts_with(&m.data_dir) {
-                    p.push(format!("{who}.{what} {} is inside data_dir {}; give the data dir its own directory", other.display(), m.data_dir.display()));
-                }
-            }
-            if m.pki_dir == m.run_dir {
-                p.push(format!("{who}.pki_dir and run_dir are both {}; give each its own directory", m.pki_dir.display()));
-            }
-            if let Err(e) = rules::member_path_format(&m.bin_dir) {
-                p.push(format!("{who}.bin_dir: {e}"));
-            }
-            if let Err(e) = rules::ssh_destination(&m.host) {
-                p.push(format!("{who}.host: {e}"));
-            }
-            if let Err(e) = rules::ssh_options(&m.ssh_options) {
-                p.push(format!("{who}.ssh_options: {e}"));
-            }
-            if m.is_local() && m.supervisor == Some(Supervisor::Systemd) {
-                w.push(format!("{who}: systemd supervision of local members writes units to /etc/systemd/system"));
-            }
-        }
-        // data or pki dirs shared by two members on one host: one would overwrite the other's
-        let mut dirs: HashMap<(String, PathBuf), String> = HashMap::new();
-        let mut pkis: HashMap<(String, PathBuf), String> = HashMap::new();
-        for m in &self.members {
-            if let Some(other) = dirs.insert((m.host.clone(), m.data_dir.clone()), m.name.clone()) {
-                p.push(format!("members[{}].data_dir: {} on {} is also the data dir of {other}", m.name, m.data_dir.display(), m.host));
-            }
-            if let Some(other) = pkis.insert((m.host.clone(), m.pki_dir.clone()), m.name.clone()) {
-                p.push(format!("members[{}].pki_dir: {} on {} is also the pki_dir of {other}", m.name, m.pki_dir.display(), m.host));
-            }
-        }
-        // kubernetes
-        let k = &self.kubernetes;
-        match rules::kubernetes_version(&k.version) {
-            Ok((a, b, c)) => {
-                if let Err(e) = crate::versions::release_for(crate::versions::Version(a, b, c)) {
-                    p.push(format!("kubernetes.version: {e}"));
-                }
-            }
-            Err(e) => p.push(format!("kubernetes.version: {e}")),
-        }
-        match k.cri_socket.strip_prefix("unix://") {
-            Some(path) if rules::member_path(Path::new(path)).is_ok() => {}
-            _ => p.push(format!(
-                "kubernetes.cri_socket: {:?} is not unix:///ABSOLUTE/PATH (containerd: unix:///var/run/containerd/containerd.sock, CRI-O: unix:///var/run/crio/crio.sock)",
-                k.cri_socket
-            )),
-        }
-        for san in &k.cert_sans {
-            if san.parse::<IpAddr>().is_err()
-                && let Err(e) = pki::hosts::validate_dns_name(san) {
-                    p.push(format!("kubernetes.cert_sans: {e}"));
-                }
-        }
-        match split_host_port(&k.control_plane_endpoint) {
-            Some((host, _)) => {
-                if host.parse::<IpAddr>().is_err()
-                    && let Err(e) = pki::hosts::validate_dns_name(&host) {
-                        p.push(format!("kubernetes.control_plane_endpoint: {e}"));
-                    }
-            }
-            None => p.push(format!(
-                "kubernetes.control_plane_endpoint: {:?} must be HOST:PORT of the API load balancer (e.g. lb.example.com:6443)",
-                k.control_plane_endpoint
-            )),
-        }
-        let service = parse_cidr(&k.service_subnet);
-        if service.is_none() {
-            p.push(format!("kubernetes.service_subnet: {:?} is not a CIDR", k.service_subnet));
-        }
-        if let Some(pod) = &k.pod_subnet {
-            match (parse_cidr(pod), service) {
-                (None, _) => p.push(format!("kubernetes.pod_subnet: {pod:?} is not a CIDR")),
-                (Some(a), Some(b)) if cidrs_overlap(a, b) => {
-                    p.push(format!("kubernetes.pod_subnet {pod} overlaps service_subnet {}", k.service_subnet))
-                }
-                _ => {}
-            }
-        }
-        if let Err(e) = pki::hosts::validate_dns_name(&k.dns_domain) {
-            p.push(format!("kubernetes.dns_domain: {e}"));
-        }
-        if k.control_plane_nodes.is_empty() {
-            p.push("kubernetes.control_plane_nodes: at least one node is needed (the first runs kubeadm init)".into());
-        }
-        let mut node_names = HashSet::new();
-        let mut node_addrs = HashSet::new();
-        for node in &k.control_plane_nodes {
-            let who = format!("kubernetes.control_plane_nodes[{}]", node.name);
-            if let Err(e) = node_name(&node.name) {
-                p.push(format!("{who}.name: {e}"));
-            } else if !node_names.insert(node.name.clone()) {
-                p.push(format!("{who}.name: duplicate node name"));
-            }
-            if !node_addrs.insert(node.address) {
-                p.push(format!("{who}.address: {} is used by another node", node.address));
-            }
-            if let Some(h) = &node.host
-                && let Err(e) = rules::ssh_destination(h)
-            {
-                p.push(format!("{who}.host: {e}"));
-            }
-            if let Err(e) = rules::ssh_options(&node.ssh_options) {
-                p.push(format!("{who}.ssh_options: {e}"));
-            }
-            if let Some((host, port)) = split_host_port(&k.control_plane_endpoint)
-                && host.parse::<IpAddr>().ok() == Some(node.address) && port == node.bind_port {
-                    p.push(format!(
-                        "{who}: the load balancer {} cannot bind the port the API server on the same address binds; use another address or port",
-                        k.control_plane_endpoint
-                    ));
-                }
-        }
-        if k.control_plane_nodes.len() == 2 {
-            w.push("2 control-plane nodes: the API stays up if one fails, but kubeadm's stacked control plane usually runs 3".into());
-        }
-        if let Err(e) = rules::haproxy_path(&k.load_balancer_ca_file) {
-            p.push(format!("kubernetes.load_balancer_ca_file: {e}"));
-        }
-        if p.is_empty() { Ok(w) } else { Err(p) }
-    }
 }
 
 /// A member or cluster name: one DNS label (it names files, a systemd unit, a CN and a SAN).
-fn dns_label(name: &str) -> std::result::Result<(), String> {
+pub(crate) fn dns_label(name: &str) -> std::result::Result<(), String> {
     pki::hosts::validate_host_name(name)?;
     if name.contains('.') {
         return Err(format!("{name:?}: use one DNS label (letters, digits, '-'), without dots"));
@@ -503,7 +286,7 @@ fn dns_label(name: &str) -> std::result::Result<(), String> {
 }
 
 /// A Kubernetes node name: a lowercase DNS subdomain, no wildcard (kubelet refuses others).
-fn node_name(name: &str) -> std::result::Result<(), String> {
+pub(crate) fn node_name(name: &str) -> std::result::Result<(), String> {
     pki::hosts::validate_host_name(name)?;
     if name.chars().any(|c| c.is_ascii_uppercase()) {
         return Err(format!("{name:?}: Kubernetes node names are lowercase"));
@@ -533,7 +316,7 @@ pub fn parse_cidr(s: &str) -> Option<(u128, u8, bool)> {
     }
 }
 
-fn cidrs_overlap(a: (u128, u8, bool), b: (u128, u8, bool)) -> bool {
+pub(crate) fn cidrs_overlap(a: (u128, u8, bool), b: (u128, u8, bool)) -> bool {
     if a.2 != b.2 {
         return false;
     }

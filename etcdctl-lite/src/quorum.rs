@@ -153,163 +153,169 @@ fn failed_state(f: &Failure) -> MemberState {
     }
 }
 
-/// The verdict over `obs`.
+/// The verdict over `obs`: the leader as the members see it, each member's verdict, the counts,
+/// then the cluster's state and a one-line summary.
 pub fn verdict(obs: &Observation) -> Verdict {
-    let answered: Vec<(&Probe, &StatusInfo)> =
-        obs.probes.iter().filter_map(|p| p.status.as_ref().ok().map(|s| (p, s))).collect();
-    let mut notes = Vec::new();
+    let answered: Vec<(&Probe, &StatusInfo)> = obs.probes.iter().filter_map(|p| p.status.as_ref().ok().map(|s| (p, s))).collect();
     if answered.is_empty() {
-        // Every member refused the connection or never answered: the cluster is down (or cut off
-        // from here) — a critical state, not an unknown one. Only when something else failed
-        // (our TLS files refused, a foreign service) could the check itself not be made.
-        let all_down = !obs.probes.is_empty()
-            && obs.probes.iter().all(|p| p.status.as_ref().err().is_some_and(|f| matches!(f.kind, FailureKind::Refused | FailureKind::Timeout)));
-        let (state, summary) = if all_down {
-            (ClusterState::NoQuorum, format!("no member reachable ({} endpoint(s) refused or did not answer); the cluster is down or cut off from here", obs.probes.len()))
-        } else {
-            (ClusterState::Unknown, "no endpoint answered: cannot determine the cluster's state".to_string())
-        };
-        return Verdict {
-            state,
-            voters: 0,
-            quorum: 0,
-            healthy_voters: 0,
-            participating_voters: 0,
-            failures_tolerated: 0,
-            leader: None,
-            learners: 0,
-            alarms: vec![],
-            summary,
-            members: obs
-                .probes
-                .iter()
-                .map(|p| MemberVerdict {
-                    name: String::new(),
-                    id: String::new(),
-                    endpoint: p.endpoint.clone(),
-                    role: Role::Unknown,
-                    state: p.status.as_ref().err().map(failed_state).unwrap_or(MemberState::Unknown),
-                    raft_term: None,
-                    raft_index: None,
-                    applied_index: None,
-                    detail: p.status.as_ref().err().map(|f| f.message.clone()).unwrap_or_default(),
-                })
-                .collect(),
-            notes,
-            electing: false,
-        };
+        return nobody_answered(obs);
     }
+    let mut notes = Vec::new();
+    let (leader_id, leader_index) = leader_of(&answered);
+    let members = members_of(obs, &mut notes);
+    let all_alarms = alarms_of(obs);
+    let seen = Seen { obs, answered: &answered, leader_id, leader_index, alarms: &all_alarms };
+    let verdicts: Vec<MemberVerdict> = members.iter().map(|m| seen.member(m)).collect();
+    let counts = Counts::of(&verdicts, leader_id.is_some());
+    // endpoints that answered for a member that is not in the list (another cluster?)
+    for (p, s) in &answered {
+        if obs.member_list.is_some() && !members.iter().any(|m| m.id == s.member_id) {
+            notes.push(format!("{} answered as member {:x}, which is not in the member list (another cluster?)", p.endpoint, s.member_id));
+        }
+    }
+    let leader_reachable = leader_id.is_some_and(|l| answered.iter().any(|(_, s)| s.member_id == l));
+    let leader = leader_id.map(|l| {
+        let name = members.iter().find(|m| m.id == l).map(|m| m.name.clone()).unwrap_or_default();
+        let base = if name.is_empty() { hex(l) } else { format!("{name} ({})", hex(l)) };
+        if leader_reachable { base } else { format!("{base}, as last seen: unreachable now") }
+    });
+    let blocking = blocking_alarms(&all_alarms, &members);
+    let read_ok = obs.probes.iter().any(|p| p.read.is_ok());
+    let state = cluster_state(&counts, &verdicts, leader_id.is_some(), read_ok, &blocking, all_alarms.is_empty());
+    let summary = summary(state, &counts, &verdicts, &blocking, leader_reachable);
+    Verdict {
+        state,
+        voters: counts.voters,
+        quorum: counts.quorum(),
+        healthy_voters: counts.healthy,
+        participating_voters: counts.participating,
+        failures_tolerated: if state == ClusterState::NoQuorum { 0 } else { counts.tolerated() },
+        leader,
+        learners: counts.learners,
+        alarms: all_alarms.iter().map(|a| format!("{} on {:x}", a.alarm, a.member_id)).collect(),
+        summary,
+        members: verdicts,
+        notes,
+        electing: state == ClusterState::NoQuorum && counts.reachable >= counts.quorum() && !leader_reachable,
+    }
+}
 
-    // The leader: as seen by the members with the highest term that know one.
-    let top_term = answered.iter().map(|(_, s)| s.raft_term).max().unwrap_or(0);
-    let leader_id = answered
+/// No member answered a status request. Every one refused the connection or never answered: the
+/// cluster is down (or cut off from here) — a critical state, not an unknown one. Only when
+/// something else failed (our TLS files refused, a foreign service) could the check itself not
+/// be made.
+fn nobody_answered(obs: &Observation) -> Verdict {
+    let all_down = !obs.probes.is_empty() && obs.probes.iter().all(|p| p.status.as_ref().err().is_some_and(|f| matches!(f.kind, FailureKind::Refused | FailureKind::Timeout)));
+    let (state, summary) = if all_down {
+        (ClusterState::NoQuorum, format!("no member reachable ({} endpoint(s) refused or did not answer); the cluster is down or cut off from here", obs.probes.len()))
+    } else {
+        (ClusterState::Unknown, "no endpoint answered: cannot determine the cluster's state".to_string())
+    };
+    let members = obs
+        .probes
         .iter()
-        .filter(|(_, s)| s.raft_term == top_term && s.leader != 0 && !has_no_leader(s))
-        .map(|(_, s)| s.leader)
-        .next();
+        .map(|p| MemberVerdict {
+            name: String::new(),
+            id: String::new(),
+            endpoint: p.endpoint.clone(),
+            role: Role::Unknown,
+            state: p.status.as_ref().err().map(failed_state).unwrap_or(MemberState::Unknown),
+            raft_term: None,
+            raft_index: None,
+            applied_index: None,
+            detail: p.status.as_ref().err().map(|f| f.message.clone()).unwrap_or_default(),
+        })
+        .collect();
+    Verdict {
+        state,
+        voters: 0,
+        quorum: 0,
+        healthy_voters: 0,
+        participating_voters: 0,
+        failures_tolerated: 0,
+        leader: None,
+        learners: 0,
+        alarms: vec![],
+        summary,
+        members,
+        notes: vec![],
+        electing: false,
+    }
+}
+
+/// The leader, as seen by the members with the highest term that know one, and its raft index
+/// (the highest seen when there is no leader).
+fn leader_of(answered: &[(&Probe, &StatusInfo)]) -> (Option<u64>, u64) {
+    let top_term = answered.iter().map(|(_, s)| s.raft_term).max().unwrap_or(0);
+    let leader_id = answered.iter().filter(|(_, s)| s.raft_term == top_term && s.leader != 0 && !has_no_leader(s)).map(|(_, s)| s.leader).next();
     let leader_index = leader_id
         .and_then(|l| answered.iter().find(|(_, s)| s.member_id == l).map(|(_, s)| s.raft_index))
         .unwrap_or_else(|| answered.iter().map(|(_, s)| s.raft_index).max().unwrap_or(0));
+    (leader_id, leader_index)
+}
 
-    // The members: from the member list, or inferred from what answered.
-    let members: Vec<MemberInfo> = match &obs.member_list {
-        Some(list) => list.members.clone(),
-        None => {
-            notes.push("no member list could be read (etcd 3.5+ refuses it without quorum); members inferred from the endpoints".into());
-            let mut inferred: Vec<MemberInfo> = Vec::new();
-            for p in &obs.probes {
-                match &p.status {
-                    Ok(s) if !inferred.iter().any(|m| m.id == s.member_id) => inferred.push(MemberInfo {
-                        id: s.member_id,
-                        name: String::new(),
-                        peer_urls: vec![],
-                        client_urls: vec![p.endpoint.clone()],
-                        is_learner: s.is_learner,
-                    }),
-                    Ok(_) => {}
-                    Err(_) => inferred.push(MemberInfo {
-                        id: 0,
-                        name: String::new(),
-                        peer_urls: vec![],
-                        client_urls: vec![p.endpoint.clone()],
-                        is_learner: false,
-                    }),
-                }
-            }
-            inferred
+/// The members: from the member list, or inferred from what answered.
+fn members_of(obs: &Observation, notes: &mut Vec<String>) -> Vec<MemberInfo> {
+    if let Some(list) = &obs.member_list {
+        return list.members.clone();
+    }
+    notes.push("no member list could be read (etcd 3.5+ refuses it without quorum); members inferred from the endpoints".into());
+    let mut inferred: Vec<MemberInfo> = Vec::new();
+    for p in &obs.probes {
+        let one = |id: u64, is_learner: bool| MemberInfo { id, name: String::new(), peer_urls: vec![], client_urls: vec![p.endpoint.clone()], is_learner };
+        match &p.status {
+            Ok(s) if !inferred.iter().any(|m| m.id == s.member_id) => inferred.push(one(s.member_id, s.is_learner)),
+            Ok(_) => {}
+            Err(_) => inferred.push(one(0, false)),
         }
-    };
-    let all_alarms: Vec<&AlarmInfo> = {
-        let mut a: Vec<&AlarmInfo> = obs.probes.iter().flat_map(|p| p.alarms.iter()).collect();
-        a.sort_by_key(|x| (x.member_id, x.alarm.clone()));
-        a.dedup();
-        a
-    };
+    }
+    inferred
+}
 
-    let mut verdicts = Vec::new();
-    let (mut voters, mut healthy, mut participating, mut learners) = (0, 0, 0, 0);
-    // voters that answered at all (a leaderless member answers status too)
-    let mut reachable = 0;
-    // A linearizable read that succeeded anywhere proves a leader with a quorum behind it.
-    let read_ok = obs.probes.iter().any(|p| p.read.is_ok());
-    for m in &members {
-        let by_id = answered.iter().find(|(_, s)| s.member_id == m.id && m.id != 0);
-        let by_url = obs.probes.iter().find(|p| m.client_urls.iter().any(|u| same_url(u, &p.endpoint)));
+/// Every alarm any member reported, once.
+fn alarms_of(obs: &Observation) -> Vec<&AlarmInfo> {
+    let mut a: Vec<&AlarmInfo> = obs.probes.iter().flat_map(|p| p.alarms.iter()).collect();
+    a.sort_by_key(|x| (x.member_id, x.alarm.clone()));
+    a.dedup();
+    a
+}
+
+/// NOSPACE or CORRUPT anywhere: etcd refuses every write (and CORRUPT more), cluster-wide.
+fn blocking_alarms(alarms: &[&AlarmInfo], members: &[MemberInfo]) -> Vec<String> {
+    alarms
+        .iter()
+        .filter(|a| matches!(a.alarm.as_str(), "NOSPACE" | "CORRUPT"))
+        .map(|a| {
+            let who = members.iter().find(|m| m.id == a.member_id).map(|m| m.name.clone()).filter(|n| !n.is_empty()).unwrap_or_else(|| hex(a.member_id));
+            format!("{} on {who}", a.alarm)
+        })
+        .collect()
+}
+
+/// What the member verdicts are judged against.
+struct Seen<'a> {
+    obs: &'a Observation,
+    answered: &'a [(&'a Probe, &'a StatusInfo)],
+    leader_id: Option<u64>,
+    leader_index: u64,
+    alarms: &'a [&'a AlarmInfo],
+}
+
+impl Seen<'_> {
+    fn member(&self, m: &MemberInfo) -> MemberVerdict {
+        let by_id = self.answered.iter().find(|(_, s)| s.member_id == m.id && m.id != 0);
+        let by_url = self.obs.probes.iter().find(|p| m.client_urls.iter().any(|u| same_url(u, &p.endpoint)));
         let probe = by_id.map(|(p, _)| *p).or(by_url);
         let status = by_id.map(|(_, s)| *s).or_else(|| probe.and_then(|p| p.status.as_ref().ok()));
         let is_learner = m.is_learner || status.is_some_and(|s| s.is_learner);
         let role = match status {
             _ if is_learner => Role::Learner,
-            Some(s) if Some(s.member_id) == leader_id => Role::Leader,
+            Some(s) if Some(s.member_id) == self.leader_id => Role::Leader,
             Some(_) => Role::Follower,
             None => Role::Unknown,
         };
-        let alarms: Vec<&str> = all_alarms.iter().filter(|a| a.member_id == m.id).map(|a| a.alarm.as_str()).collect();
-        let (state, detail) = if !m.started() {
-            (MemberState::NotStarted, "in the member list but never started (added, not joined): start it or remove it".to_string())
-        } else if let Some(s) = status {
-            let p = probe;
-            if has_no_leader(s) {
-                (MemberState::NoLeader, format!("answers, but: {}", s.errors.join("; ")))
-            } else if !alarms.is_empty() {
-                (MemberState::Alarmed, format!("active alarm: {}", alarms.join(", ")))
-            } else if leader_index.saturating_sub(s.raft_applied_index) > LAG_THRESHOLD {
-                (MemberState::Lagging, format!("applied index {} is {} behind the leader", s.raft_applied_index, leader_index - s.raft_applied_index))
-            } else {
-                match p.map(|p| &p.read) {
-                    Some(Ok(took)) => {
-                        (MemberState::Healthy, format!("linearizable read in {}", crate::model::go_duration(*took)))
-                    }
-                    Some(Err(f)) if is_learner && f.kind == FailureKind::Learner => {
-                        (MemberState::Healthy, "learner: serves no linearizable reads until promoted".to_string())
-                    }
-                    Some(Err(f)) => (MemberState::Failing, format!("status answers, linearizable read fails: {}", f.message)),
-                    None => (MemberState::Unknown, "not checked".to_string()),
-                }
-            }
-        } else if let Some(p) = probe {
-            let f = p.status.as_ref().err().cloned().unwrap_or(Failure { kind: FailureKind::Other, message: "no status".into() });
-            (failed_state(&f), f.message)
-        } else {
-            (MemberState::Unknown, format!("none of its client URLs ({}) was checked", m.client_urls.join(", ")))
-        };
-        if is_learner {
-            learners += 1;
-        } else {
-            voters += 1;
-            if state == MemberState::Healthy {
-                healthy += 1;
-            }
-            if matches!(state, MemberState::Healthy | MemberState::Lagging | MemberState::Alarmed | MemberState::Failing | MemberState::NoLeader) {
-                reachable += 1;
-            }
-            if matches!(state, MemberState::Healthy | MemberState::Lagging | MemberState::Alarmed | MemberState::Failing)
-                && leader_id.is_some()
-            {
-                participating += 1;
-            }
-        }
-        verdicts.push(MemberVerdict {
+        let (state, detail) = self.member_state(m, probe, status, is_learner);
+        MemberVerdict {
             name: if m.name.is_empty() && !m.started() { "(not started)".into() } else { m.name.clone() },
             id: if m.id == 0 { String::new() } else { hex(m.id) },
             endpoint: probe.map(|p| p.endpoint.clone()).or_else(|| m.client_urls.first().cloned()).unwrap_or_default(),
@@ -319,43 +325,92 @@ pub fn verdict(obs: &Observation) -> Verdict {
             raft_index: status.map(|s| s.raft_index),
             applied_index: status.map(|s| s.raft_applied_index),
             detail,
-        });
-    }
-    // Endpoints that answered for a member that is not in the list (another cluster?).
-    for (p, s) in &answered {
-        if obs.member_list.is_some() && !members.iter().any(|m| m.id == s.member_id) {
-            notes.push(format!("{} answered as member {:x}, which is not in the member list (another cluster?)", p.endpoint, s.member_id));
         }
     }
-    let quorum = quorum_size(voters);
-    let leader = leader_id.map(|l| {
-        let name = members.iter().find(|m| m.id == l).map(|m| m.name.clone()).unwrap_or_default();
-        let reachable = answered.iter().any(|(_, s)| s.member_id == l);
-        let base = if name.is_empty() { hex(l) } else { format!("{name} ({})", hex(l)) };
-        if reachable { base } else { format!("{base}, as last seen: unreachable now") }
-    });
-    // NOSPACE or CORRUPT anywhere: etcd refuses every write (and CORRUPT more), cluster-wide
-    let blocking: Vec<String> = all_alarms
-        .iter()
-        .filter(|a| matches!(a.alarm.as_str(), "NOSPACE" | "CORRUPT"))
-        .map(|a| {
-            let who = members.iter().find(|m| m.id == a.member_id).map(|m| m.name.clone()).filter(|n| !n.is_empty()).unwrap_or_else(|| hex(a.member_id));
-            format!("{} on {who}", a.alarm)
-        })
-        .collect();
-    let state = if leader_id.is_none() || participating < quorum || !read_ok {
+
+    fn member_state(&self, m: &MemberInfo, probe: Option<&Probe>, status: Option<&StatusInfo>, is_learner: bool) -> (MemberState, String) {
+        let alarms: Vec<&str> = self.alarms.iter().filter(|a| a.member_id == m.id).map(|a| a.alarm.as_str()).collect();
+        let Some(s) = status else {
+            if !m.started() {
+                return (MemberState::NotStarted, "in the member list but never started (added, not joined): start it or remove it".to_string());
+            }
+            return match probe {
+                Some(p) => {
+                    let f = p.status.as_ref().err().cloned().unwrap_or(Failure { kind: FailureKind::Other, message: "no status".into() });
+                    (failed_state(&f), f.message)
+                }
+                None => (MemberState::Unknown, format!("none of its client URLs ({}) was checked", m.client_urls.join(", "))),
+            };
+        };
+        if !m.started() {
+            (MemberState::NotStarted, "in the member list but never started (added, not joined): start it or remove it".to_string())
+        } else if has_no_leader(s) {
+            (MemberState::NoLeader, format!("answers, but: {}", s.errors.join("; ")))
+        } else if !alarms.is_empty() {
+            (MemberState::Alarmed, format!("active alarm: {}", alarms.join(", ")))
+        } else if self.leader_index.saturating_sub(s.raft_applied_index) > LAG_THRESHOLD {
+            (MemberState::Lagging, format!("applied index {} is {} behind the leader", s.raft_applied_index, self.leader_index - s.raft_applied_index))
+        } else {
+            match probe.map(|p| &p.read) {
+                Some(Ok(took)) => (MemberState::Healthy, format!("linearizable read in {}", crate::model::go_duration(*took))),
+                Some(Err(f)) if is_learner && f.kind == FailureKind::Learner => (MemberState::Healthy, "learner: serves no linearizable reads until promoted".to_string()),
+                Some(Err(f)) => (MemberState::Failing, format!("status answers, linearizable read fails: {}", f.message)),
+                None => (MemberState::Unknown, "not checked".to_string()),
+            }
+        }
+    }
+}
+
+/// Voters and learners by what their verdicts say.
+struct Counts {
+    voters: usize,
+    learners: usize,
+    healthy: usize,
+    /// voters that answered at all (a leaderless member answers status too)
+    reachable: usize,
+    /// voters that take part in the leader's quorum
+    participating: usize,
+    /// healthy voters plus alarmed ones: an alarmed member still votes
+    voting_ok: usize,
+}
+
+impl Counts {
+    fn of(verdicts: &[MemberVerdict], leader_known: bool) -> Counts {
+        use MemberState::*;
+        let voters: Vec<&MemberVerdict> = verdicts.iter().filter(|v| v.role != Role::Learner).collect();
+        let count = |f: &dyn Fn(MemberState) -> bool| voters.iter().filter(|v| f(v.state)).count();
+        Counts {
+            voters: voters.len(),
+            learners: verdicts.len() - voters.len(),
+            healthy: count(&|s| s == Healthy),
+            reachable: count(&|s| matches!(s, Healthy | Lagging | Alarmed | Failing | NoLeader)),
+            participating: if leader_known { count(&|s| matches!(s, Healthy | Lagging | Alarmed | Failing)) } else { 0 },
+            voting_ok: count(&|s| matches!(s, Healthy | Alarmed)),
+        }
+    }
+    fn quorum(&self) -> usize {
+        quorum_size(self.voters)
+    }
+    fn tolerated(&self) -> usize {
+        self.voting_ok.saturating_sub(self.quorum())
+    }
+}
+
+fn cluster_state(c: &Counts, verdicts: &[MemberVerdict], leader_known: bool, read_ok: bool, blocking: &[String], no_alarms: bool) -> ClusterState {
+    if !leader_known || c.participating < c.quorum() || !read_ok {
         ClusterState::NoQuorum
     } else if !blocking.is_empty() {
         ClusterState::ReadOnly
-    } else if healthy == voters && all_alarms.is_empty() && verdicts.iter().all(|v| v.state == MemberState::Healthy) {
+    } else if c.healthy == c.voters && no_alarms && verdicts.iter().all(|v| v.state == MemberState::Healthy) {
         ClusterState::Healthy
     } else {
         ClusterState::Degraded
-    };
-    // an alarmed member still votes: it counts for the failures the quorum tolerates
-    let voting_ok = healthy + verdicts.iter().filter(|v| v.state == MemberState::Alarmed && v.role != Role::Learner).count();
-    let tolerated = voting_ok.saturating_sub(quorum);
-    let summary = match state {
+    }
+}
+
+fn summary(state: ClusterState, c: &Counts, verdicts: &[MemberVerdict], blocking: &[String], leader_reachable: bool) -> String {
+    let (voters, quorum, healthy, tolerated) = (c.voters, c.quorum(), c.healthy, c.tolerated());
+    match state {
         ClusterState::Healthy => format!("all {voters} voters healthy; quorum {quorum}; tolerates {tolerated} failure(s)"),
         ClusterState::Degraded => {
             let bad: Vec<String> = verdicts
@@ -363,10 +418,7 @@ pub fn verdict(obs: &Observation) -> Verdict {
                 .filter(|v| v.state != MemberState::Healthy)
                 .map(|v| format!("{} {}", if v.name.is_empty() { &v.endpoint } else { &v.name }, state_word(v.state)))
                 .collect();
-            format!(
-                "quorum holds ({healthy} of {voters} voters healthy, quorum {quorum}); tolerates {tolerated} more failure(s); {}",
-                bad.join(", ")
-            )
+            format!("quorum holds ({healthy} of {voters} voters healthy, quorum {quorum}); tolerates {tolerated} more failure(s); {}", bad.join(", "))
         }
         ClusterState::ReadOnly => {
             let hint = if blocking.iter().any(|b| b.starts_with("NOSPACE")) {
@@ -374,35 +426,25 @@ pub fn verdict(obs: &Observation) -> Verdict {
             } else {
                 "a CORRUPT member must be replaced from a good member's data or a snapshot: `etcd-bootstrap replace MEMBER`"
             };
-            format!("writes refused cluster-wide: {}; quorum holds ({voting_ok} of {voters} voters voting, quorum {quorum}; tolerates {tolerated} more failure(s)); {hint}", blocking.join(", "))
+            format!(
+                "writes refused cluster-wide: {}; quorum holds ({} of {voters} voters voting, quorum {quorum}; tolerates {tolerated} more failure(s)); {hint}",
+                blocking.join(", "),
+                c.voting_ok
+            )
         }
-        ClusterState::NoQuorum if reachable < quorum => {
-            format!("quorum lost: {reachable} of {voters} voters reachable, quorum needs {quorum}; writes and linearizable reads fail")
+        ClusterState::NoQuorum if c.reachable < quorum => {
+            format!("quorum lost: {} of {voters} voters reachable, quorum needs {quorum}; writes and linearizable reads fail", c.reachable)
         }
         // enough voters answer, yet none leads (or the last leader is gone): an election, not a
         // lost quorum
-        ClusterState::NoQuorum if !leader_id.is_some_and(|l| answered.iter().any(|(_, s)| s.member_id == l)) => {
-            format!("no leader: election in progress or stuck; {reachable} of {voters} voters reachable (quorum {quorum}); writes and linearizable reads fail meanwhile")
+        ClusterState::NoQuorum if !leader_reachable => {
+            format!("no leader: election in progress or stuck; {} of {voters} voters reachable (quorum {quorum}); writes and linearizable reads fail meanwhile", c.reachable)
         }
-        ClusterState::NoQuorum => {
-            format!("quorum unusable: a leader is known and {participating} of {voters} voters reachable, but no linearizable read succeeded; writes and linearizable reads fail")
-        }
+        ClusterState::NoQuorum => format!(
+            "quorum unusable: a leader is known and {} of {voters} voters reachable, but no linearizable read succeeded; writes and linearizable reads fail",
+            c.participating
+        ),
         ClusterState::Unknown => String::new(),
-    };
-    Verdict {
-        state,
-        voters,
-        quorum,
-        healthy_voters: healthy,
-        participating_voters: participating,
-        failures_tolerated: if state == ClusterState::NoQuorum { 0 } else { tolerated },
-        leader,
-        learners,
-        alarms: all_alarms.iter().map(|a| format!("{} on {:x}", a.alarm, a.member_id)).collect(),
-        summary,
-        members: verdicts,
-        notes,
-        electing: state == ClusterState::NoQuorum && reachable >= quorum && !leader_id.is_some_and(|l| answered.iter().any(|(_, s)| s.member_id == l)),
     }
 }
 

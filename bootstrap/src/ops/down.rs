@@ -50,5 +50,5 @@ pub fn down(ctx: &Ctx, purge: bool) -> Result<Vec<String>> {
             Err(e) => errors.push(e.to_string()),
         }
     }
-    if errors.is_empty() { Ok(stopped) } else { Err(BootError::NotHealthy(errors.join("\n"))) }
+    if errors.is_empty() { Ok(stopped) } else { Err(BootError::Members { what: "stopping etcd".into(), failures: errors }) }
 }

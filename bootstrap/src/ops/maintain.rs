@@ -35,12 +35,12 @@ pub fn maintain(ctx: &Ctx, wait: Duration) -> Result<MaintainReport> {
     let (plan, progress) = (ctx.plan, ctx.progress);
     let before = verdict(plan)?;
     if matches!(before.state, ClusterState::NoQuorum | ClusterState::Unknown) {
-        return Err(BootError::NotHealthy(format!("refusing: the cluster is {} ({}); compaction needs quorum", before.state.word(), before.summary)));
+        return Err(BootError::Precondition { what: "maintain".into(), reason: format!("the cluster is {} ({}); compaction needs quorum", before.state.word(), before.summary) });
     }
     progress.step("maintain", &format!("cluster {}: {}", before.state.word(), before.summary), None);
     let opts = client_options(plan)?;
     let rt = runtime()?;
-    let ctl = |e: etcdctl_lite::CtlError| BootError::NotHealthy(e.to_string());
+    let ctl = |source: etcdctl_lite::CtlError| BootError::Etcd { what: "compaction".into(), source };
     let sizes_before = db_sizes(&rt, &opts);
     let revision = rt.block_on(etcdctl_lite::ops::status(&opts)).iter().filter_map(|s| s.result.as_ref().ok()).map(|s| s.revision).max().unwrap_or(0);
     ctx.changing("compact")?;
@@ -56,7 +56,7 @@ pub fn maintain(ctx: &Ctx, wait: Duration) -> Result<MaintainReport> {
     // 2. defragment one member at a time, the leader last; the cluster keeps its quorum between
     for endpoint in rt.block_on(maintenance::leader_last(&opts)) {
         let d = rt.block_on(maintenance::defrag_one(&endpoint, &long));
-        let took = d.result.map_err(|f| BootError::NotHealthy(format!("defragmenting {endpoint} failed: {}; stopped before the next member", f.message)))?;
+        let took = d.result.map_err(|f| BootError::Members { what: "defragmenting (stopped before the next member)".into(), failures: vec![format!("{endpoint}: {}", f.message)] })?;
         wait_quorum(plan, wait, &endpoint)?;
         progress.step("defrag", &format!("{endpoint}: done; quorum holds"), Some(took));
     }

@@ -62,7 +62,7 @@ pub fn restore(ctx: &Ctx, snapshot: &Path, force: bool, wait: Duration) -> Resul
     let _lock = pki::lock::lock_dir(&plan.issue.dir, pki::lock::DEFAULT_WAIT)?;
     // 1. the snapshot, before anything is touched
     let t = Instant::now();
-    let (status, trailer) = etcdctl_lite::snapshot_status::verify(snapshot).map_err(|e| BootError::NotHealthy(format!("refusing to restore: {e}")))?;
+    let (status, trailer) = etcdctl_lite::snapshot_status::verify(snapshot).map_err(|e| BootError::Precondition { what: "restore".into(), reason: e.to_string() })?;
     // etcd's SHA-256 of the snapshot's data, just verified: it names the snapshot in the record
     let Some(sha) = trailer else {
         return Err(file_err(snapshot, "has no SHA-256 trailer: not a snapshot saved from etcd (`backup` or `snapshot save` make one); refusing to restore it"));
@@ -74,11 +74,14 @@ pub fn restore(ctx: &Ctx, snapshot: &Path, force: bool, wait: Duration) -> Resul
             s
         }
         Some(s) => {
-            return Err(BootError::NotHealthy(format!(
-                "another restore (snapshot sha256 {}) is under way: finish it by running restore with that snapshot, or remove {} if you abandoned it",
-                &s.snapshot_sha256[..12],
-                state_path(plan).display()
-            )));
+            return Err(BootError::Precondition {
+                what: "restore".into(),
+                reason: format!(
+                    "another restore (snapshot sha256 {}) is under way: finish it by running restore with that snapshot, or remove {} if you abandoned it",
+                    &s.snapshot_sha256[..12],
+                    state_path(plan).display()
+                ),
+            });
         }
         None => {
             // every host answers and has room for the snapshot, before any member is stopped
@@ -97,7 +100,7 @@ pub fn restore(ctx: &Ctx, snapshot: &Path, force: bool, wait: Duration) -> Resul
     progress.step("quorum", &format!("{}: {}", v.state.word(), v.summary), Some(t.elapsed()));
     let (revision_now, cluster_id) = current_revision(plan)?;
     if revision_now < status.revision {
-        return Err(BootError::NotHealthy(format!("the restored cluster is at revision {revision_now}, below the snapshot's {}", status.revision)));
+        return Err(BootError::Verification(format!("the restored cluster is at revision {revision_now}, below the snapshot's {}", status.revision)));
     }
     for m in &plan.members {
         let _ = run_on(m, &format!("rm -f -- {}\n", crate::plan::sh_quote(&delivered_path(m, &sha))));
@@ -184,7 +187,7 @@ fn restore_members(plan: &Plan, snapshot: &Path, sha: &str, state: &mut RestoreS
     if failed.is_empty() {
         Ok(moved)
     } else {
-        Err(BootError::NotHealthy(format!("restoring failed (run restore again with the same snapshot to resume):\n  - {}", failed.join("\n  - "))))
+        Err(BootError::Members { what: "restoring (run restore again with the same snapshot to resume)".into(), failures: failed })
     }
 }
 
@@ -194,7 +197,7 @@ fn start_all(plan: &Plan) -> Result<()> {
         if out.ok() { Ok(()) } else { Err(host_err(m, "starting etcd", &out)) }
     });
     let failed: Vec<String> = starts.into_iter().filter_map(|r| r.err().map(|e| e.to_string())).collect();
-    if failed.is_empty() { Ok(()) } else { Err(BootError::NotHealthy(format!("starting failed:\n  - {}", failed.join("\n  - ")))) }
+    if failed.is_empty() { Ok(()) } else { Err(BootError::Members { what: "starting etcd".into(), failures: failed }) }
 }
 
 /// The highest revision and the cluster ID the members report.
@@ -206,5 +209,5 @@ fn current_revision(plan: &Plan) -> Result<(i64, u64)> {
         .filter_map(|s| s.result.as_ref().ok())
         .map(|s| (s.revision, s.cluster_id))
         .max()
-        .ok_or_else(|| BootError::NotHealthy("no member answers a status request".into()))
+        .ok_or_else(|| BootError::Verification("no member answers a status request".into()))
 }

@@ -196,11 +196,14 @@ fn wait_for_apiservers(plan: &Plan, wait: Duration, progress: &Progress) -> Resu
         }
         if Instant::now() > deadline {
             let bad: Vec<String> = all.iter().filter(|v| v.state != "READY").map(|v| format!("from {}: {}: {}", v.from, v.state, v.summary)).collect();
-            return Err(BootError::NotHealthy(format!(
-                "not continuing: kube-apiserver does not answer /readyz through the load balancer within {}s ({}); restart it as the last stop said, then run --continue again",
-                wait.as_secs(),
-                bad.join("; ")
-            )));
+            return Err(BootError::Precondition {
+                what: "continue the CA rotation".into(),
+                reason: format!(
+                    "kube-apiserver does not answer /readyz through the load balancer within {}s ({}); restart it as the last stop said, then run --continue again",
+                    wait.as_secs(),
+                    bad.join("; ")
+                ),
+            });
         }
         std::thread::sleep(Duration::from_millis(500));
     }

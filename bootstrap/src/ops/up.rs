@@ -187,7 +187,7 @@ fn start_all(plan: &Plan, actions: &[Action], progress: &Progress) -> Result<Vec
             Err(e) => failed.push(e.to_string()),
         }
     }
-    if failed.is_empty() { Ok(started) } else { Err(BootError::NotHealthy(format!("starting failed:\n  - {}", failed.join("\n  - ")))) }
+    if failed.is_empty() { Ok(started) } else { Err(BootError::Members { what: "starting etcd".into(), failures: failed }) }
 }
 
 /// Waits (bounded) for HEALTHY; on timeout the error carries the log tail of each unhealthy member.
@@ -266,7 +266,7 @@ fn etcd_version_check(plan: &Plan, m: &MemberPlan, version: Option<&str>, progre
     let Some(found) = version.and_then(crate::versions::Version::parse) else {
         return Err(format!("{who}: cannot tell the etcd version ({:?} --version printed {:?})", m.binary, version.unwrap_or("")));
     };
-    match crate::versions::check_etcd(k.version(), found) {
+    match crate::versions::check_etcd(plan.loaded.typed.kubernetes, found) {
         Ok(None) => Ok(()),
         Ok(Some(note)) => {
             progress.step(&format!("preflight {}", m.name()), &format!("warning: {note}"), None);

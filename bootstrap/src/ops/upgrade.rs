@@ -174,7 +174,7 @@ fn upgrade_member(plan: &Plan, m: &MemberPlan, release: &EtcdRelease, wait: Dura
             return Ok(());
         }
         if Instant::now() > deadline {
-            return Err(BootError::NotHealthy(format!("member {} does not report etcd {} after its restart; the upgrade stopped here and resumes when run again", m.spec.name, release.version)));
+            return Err(BootError::Verification(format!("member {} does not report etcd {} after its restart; the upgrade stopped here and resumes when run again", m.spec.name, release.version)));
         }
         std::thread::sleep(Duration::from_millis(200));
     }

@@ -229,7 +229,7 @@ fn check_lb_runs_from_each_control_plane_node_and_gates_rotate_ca_continue() {
     assert_eq!(bundle.windows(27).filter(|w| *w == b"-----BEGIN CERTIFICATE-----").count(), 2, "old + new");
     assert!(!std::path::Path::new("/etc/kubernetes/pki/etcd/ca.crt").exists() || std::fs::read("/etc/kubernetes/pki/etcd/ca.crt").unwrap() != bundle, "this machine's /etc is untouched");
     let refused = boot(&spec, &["rotate", "ca", "--continue", "--wait", "2"]).assert_fails();
-    assert!(refused.stderr.contains("not continuing: kube-apiserver does not answer /readyz through the load balancer"), "{}", refused.stderr);
+    assert!(refused.stderr.contains("refusing to continue the CA rotation: kube-apiserver does not answer /readyz through the load balancer"), "{}", refused.stderr);
     assert!(boot(&spec, &["rotate", "ca", "--status"]).assert_ok().stdout.contains("waiting for the operator before step 2"));
 
     // a kube-apiserver stand-in inside cp-1's namespace: READY from here and from both nodes
