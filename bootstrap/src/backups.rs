@@ -5,10 +5,9 @@
 //! of the files this command names so kept. `--print-timer` prints a systemd service and timer
 //! (and a cron line) that run it.
 
+use crate::context::Ctx;
 use crate::error::{BootError, Result};
-use crate::live::{client_options, runtime};
-use crate::plan::Plan;
-use crate::progress::Progress;
+
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -49,13 +48,13 @@ fn dir_err(dir: &Path, reason: impl std::fmt::Display) -> BootError {
     BootError::Output { path: dir.display().to_string(), reason: reason.to_string() }
 }
 
-pub fn backup(plan: &Plan, dir: &Path, keep: Option<usize>, progress: &Progress) -> Result<Backup> {
+pub fn backup(ctx: &Ctx, dir: &Path, keep: Option<usize>) -> Result<Backup> {
+    let (plan, progress) = (ctx.plan, ctx.progress);
     if keep == Some(0) {
         return Err(BootError::BadArgument { flag: "--keep 0".into(), reason: "would delete the backup just taken; give 1 or more".into() });
     }
     std::fs::create_dir_all(dir).map_err(|e| dir_err(dir, e))?;
-    let opts = client_options(plan)?;
-    let rt = runtime()?;
+    let (opts, rt) = ctx.etcd.client()?;
     // 1. stream into a hidden name in the same directory (0600, SHA-256 trailer checked)
     let t = Instant::now();
     let partial = dir.join(format!(".{}-backup-{}.partial", plan.loaded.spec.name, std::process::id()));

@@ -1,5 +1,6 @@
-//! The one value every operation runs in: the plan, the progress printer, and the operation's
-//! place in the cluster's journal. [`run`] takes the cluster lock, reads what is under way,
+//! The one value every operation runs in: the plan, the progress printer, a transport per member
+//! and a view of etcd ([`Seams`], built once; fakes in unit tests), and the operation's place in
+//! the cluster's journal. [`run`] takes the cluster lock, reads what is under way,
 //! admits or refuses the operation before its first effect ([`crate::journal::admit`]), records
 //! it, and records how it ended: finished (entry removed), paused for the operator, or stopped
 //! after its first change (entry kept, with the step and the error, so the next run of anything
@@ -9,10 +10,13 @@
 //! operation that fails or is killed before it leaves nothing under way.
 
 use crate::error::{BootError, Result};
+use crate::etcd_view::{EtcdView, LiveEtcd};
+use crate::transport::{ScriptOutput, Transport};
 use crate::journal::{admit, Admission, Entry, OpKind, Request, Standing, UnderWay};
 use crate::journal_store::{own_entry, process_alive, Store};
-use crate::plan::Plan;
+use crate::plan::{MemberPlan, Plan};
 use crate::progress::Progress;
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -20,9 +24,49 @@ use std::time::Duration;
 /// The spec path the binary uses when `-f` is not given.
 pub const DEFAULT_SPEC: &str = "etcd-cluster/cluster.yaml";
 
+/// A transport per member, by name.
+pub struct Hosts(HashMap<String, Box<dyn Transport>>);
+
+impl Hosts {
+    /// This machine or the system's OpenSSH client, as each member's `host` says.
+    pub fn live(plan: &Plan) -> Hosts {
+        Hosts(plan.members.iter().map(|m| (m.spec.name.clone(), crate::transport::for_member(&m.spec))).collect())
+    }
+    pub fn new(by_member: HashMap<String, Box<dyn Transport>>) -> Hosts {
+        Hosts(by_member)
+    }
+}
+
+/// Where an operation reaches hosts and etcd: the real ones, or fakes in unit tests.
+pub struct Seams {
+    pub hosts: Hosts,
+    pub etcd: Box<dyn EtcdView>,
+}
+
+impl Seams {
+    pub fn live(plan: &Plan) -> Result<Seams> {
+        Ok(Seams { hosts: Hosts::live(plan), etcd: Box::new(LiveEtcd::new(plan)?) })
+    }
+}
+
+/// Stands in for a member the plan does not know: every call fails, naming it.
+struct NoTransport;
+
+impl Transport for NoTransport {
+    fn describe(&self) -> String {
+        "no transport".into()
+    }
+    fn run(&self, _: &str, _: Duration) -> std::result::Result<ScriptOutput, String> {
+        Err("not a member of the spec".into())
+    }
+}
+
 pub struct Ctx<'a> {
     pub plan: &'a Plan,
     pub progress: &'a Progress,
+    /// etcd as the operation sees it (verdict, members, leadership).
+    pub etcd: Box<dyn EtcdView>,
+    hosts: Hosts,
     /// What else was under way when this operation was admitted (allowed beside it).
     pub under_way: Vec<UnderWay>,
     /// Whether this run goes on with the same operation, paused or stopped before.
@@ -32,6 +76,11 @@ pub struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// The member's transport (built once for the operation).
+    pub(crate) fn transport(&self, m: &MemberPlan) -> &dyn Transport {
+        self.hosts.0.get(&m.spec.name).map(|t| t.as_ref()).unwrap_or(&NoTransport)
+    }
+
     /// Marks the first (and each further) change: from here, stopping leaves the operation
     /// unfinished, and the journal says at which step.
     pub fn changing(&self, step: &str) -> Result<()> {
@@ -109,6 +158,11 @@ pub fn request(plan: &Plan, kind: OpKind, target: Option<String>, args: &str) ->
 
 /// Runs `op` as `req` on the cluster: lock, admission, journal entry, outcome.
 pub fn run<T>(plan: &Plan, progress: &Progress, req: Request, lock_wait: Duration, op: impl FnOnce(&Ctx) -> Result<T>) -> Result<T> {
+    run_with(plan, progress, req, lock_wait, Seams::live(plan)?, op)
+}
+
+/// [`run`] with the given seams (fakes in unit tests).
+pub fn run_with<T>(plan: &Plan, progress: &Progress, req: Request, lock_wait: Duration, seams: Seams, op: impl FnOnce(&Ctx) -> Result<T>) -> Result<T> {
     let store = Store::for_spec(Path::new(&plan.loaded.file));
     let _lock = store.lock(req.kind.lock_mode(), lock_wait)?;
     let under_way = under_way(plan, &store)?;
@@ -130,7 +184,7 @@ pub fn run<T>(plan: &Plan, progress: &Progress, req: Request, lock_wait: Duratio
         j.operations.retain(|e| !(e.kind == req.kind && e.target == req.target && !e.running(process_alive)) && still_matters(e));
         j.operations.push(me.clone());
     })?;
-    let ctx = Ctx { plan, progress, under_way: others, admission, store: store.clone(), me: Mutex::new(me) };
+    let ctx = Ctx { plan, progress, etcd: seams.etcd, hosts: seams.hosts, under_way: others, admission, store: store.clone(), me: Mutex::new(me) };
     let result = op(&ctx);
     let me = ctx.me.lock().map(|e| e.clone()).map_err(|_| poisoned())?;
     if result.is_err() && !me.changed {
@@ -175,7 +229,8 @@ pub fn read_only<T>(plan: &Plan, progress: &Progress, op: impl FnOnce(&Ctx) -> R
     let store = Store::for_spec(Path::new(&plan.loaded.file));
     let under_way = under_way(plan, &store)?;
     let me = own_entry(&Request { kind: OpKind::Up, target: None, finish: String::new() }, time::OffsetDateTime::now_utc());
-    op(&Ctx { plan, progress, under_way, admission: Admission::Start, store, me: Mutex::new(me) })
+    let seams = Seams::live(plan)?;
+    op(&Ctx { plan, progress, etcd: seams.etcd, hosts: seams.hosts, under_way, admission: Admission::Start, store, me: Mutex::new(me) })
 }
 
 /// What is under way: the journal's entries, with the progress records the resumable operations

@@ -2,21 +2,8 @@
 //! milliseconds, no etcd, no host.
 
 use super::*;
+use crate::fakes::{cluster, Cluster};
 use crate::journal::Journal;
-
-struct Cluster {
-    _dir: tempfile::TempDir,
-    plan: Plan,
-}
-
-fn cluster() -> Cluster {
-    let dir = tempfile::tempdir().unwrap();
-    let spec = crate::local::spec(3, dir.path());
-    let path = dir.path().join("cluster.yaml");
-    std::fs::write(&path, serde_yaml_ng::to_string(&spec).unwrap()).unwrap();
-    let loaded = crate::spec::Spec::load(&path).unwrap();
-    Cluster { plan: crate::plan::build(&loaded), _dir: dir }
-}
 
 fn go<T>(c: &Cluster, kind: OpKind, target: Option<&str>, args: &str, op: impl FnOnce(&Ctx) -> Result<T>) -> Result<T> {
     let quiet = Progress::new(true);

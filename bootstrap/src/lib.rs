@@ -12,7 +12,10 @@ pub mod backups;
 pub mod context;
 pub mod error;
 pub mod etcd_delivery;
+pub mod etcd_view;
 pub mod exit;
+#[cfg(test)]
+pub mod fakes;
 pub mod haproxy;
 pub mod journal;
 pub mod journal_store;

@@ -7,5 +7,5 @@ pub use crate::backups::{is_backup_name, timer, Backup};
 use std::path::Path;
 
 pub fn backup(ctx: &Ctx, dir: &Path, keep: Option<usize>) -> Result<Backup> {
-    crate::backups::backup(ctx.plan, dir, keep, ctx.progress)
+    crate::backups::backup(ctx, dir, keep)
 }

@@ -3,7 +3,7 @@
 
 use crate::context::Ctx;
 use crate::error::{BootError, Result};
-use crate::live::{run_on, verdict};
+
 use crate::plan::MemberPlan;
 use crate::scripts;
 use std::time::Instant;
@@ -14,12 +14,12 @@ pub fn down(ctx: &Ctx, purge: bool) -> Result<Vec<String>> {
     let stop = |m: &MemberPlan| {
         let t = Instant::now();
         let marker = scripts::marker_text(&plan.token, &m.spec.name);
-        run_on(m, &scripts::stop(m, purge.then_some(marker.as_str()))).map(|o| (o, t.elapsed()))
+        ctx.run_on(m, &scripts::stop(m, purge.then_some(marker.as_str()))).map(|o| (o, t.elapsed()))
     };
     // The leader last. Stopped together with its followers, a leader hands leadership to one of
     // them on shutdown (etcd does) and waits for a transfer that cannot finish (~7 s); stopped
     // after them, it has no peer to hand over to and exits at once.
-    let leader = verdict(plan).ok().and_then(|v| v.members.into_iter().find(|x| x.role == etcdctl_lite::quorum::Role::Leader)).map(|x| x.name);
+    let leader = ctx.verdict().ok().and_then(|v| v.members.into_iter().find(|x| x.role == etcdctl_lite::quorum::Role::Leader)).map(|x| x.name);
     ctx.changing(if purge { "stop and purge" } else { "stop" })?;
     let mut results: Vec<Option<_>> = std::thread::scope(|s| {
         let handles: Vec<_> = plan.members.iter().map(|m| (Some(&m.spec.name) != leader.as_ref()).then(|| s.spawn(|| stop(m)))).collect();

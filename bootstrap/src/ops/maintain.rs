@@ -5,8 +5,7 @@
 
 use crate::context::Ctx;
 use crate::error::{BootError, Result};
-use crate::live::{client_options, runtime, verdict, wait_healthy};
-use crate::plan::Plan;
+
 use etcdctl_lite::maintenance;
 use etcdctl_lite::quorum::ClusterState;
 use serde::Serialize;
@@ -32,16 +31,15 @@ pub struct MaintainReport {
 pub const WRITE_CHECK_KEY: &str = "/etcd-bootstrap/write-check";
 
 pub fn maintain(ctx: &Ctx, wait: Duration) -> Result<MaintainReport> {
-    let (plan, progress) = (ctx.plan, ctx.progress);
-    let before = verdict(plan)?;
+    let progress = ctx.progress;
+    let before = ctx.verdict()?;
     if matches!(before.state, ClusterState::NoQuorum | ClusterState::Unknown) {
         return Err(BootError::Precondition { what: "maintain".into(), reason: format!("the cluster is {} ({}); compaction needs quorum", before.state.word(), before.summary) });
     }
     progress.step("maintain", &format!("cluster {}: {}", before.state.word(), before.summary), None);
-    let opts = client_options(plan)?;
-    let rt = runtime()?;
+    let (opts, rt) = ctx.etcd.client()?;
     let ctl = |source: etcdctl_lite::CtlError| BootError::Etcd { what: "compaction".into(), source };
-    let sizes_before = db_sizes(&rt, &opts);
+    let sizes_before = db_sizes(rt, &opts);
     let revision = rt.block_on(etcdctl_lite::ops::status(&opts)).iter().filter_map(|s| s.result.as_ref().ok()).map(|s| s.revision).max().unwrap_or(0);
     ctx.changing("compact")?;
     // 1. compact to the current revision, waiting for it to reach the backend
@@ -57,7 +55,7 @@ pub fn maintain(ctx: &Ctx, wait: Duration) -> Result<MaintainReport> {
     for endpoint in rt.block_on(maintenance::leader_last(&opts)) {
         let d = rt.block_on(maintenance::defrag_one(&endpoint, &long));
         let took = d.result.map_err(|f| BootError::Members { what: "defragmenting (stopped before the next member)".into(), failures: vec![format!("{endpoint}: {}", f.message)] })?;
-        wait_quorum(plan, wait, &endpoint)?;
+        wait_quorum(ctx, wait, &endpoint)?;
         progress.step("defrag", &format!("{endpoint}: done; quorum holds"), Some(took));
     }
     // 3. disarm (the space is back), 4. HEALTHY and writable
@@ -65,10 +63,10 @@ pub fn maintain(ctx: &Ctx, wait: Duration) -> Result<MaintainReport> {
     let disarmed = rt.block_on(maintenance::alarm_disarm(&opts)).map_err(ctl)?;
     let names: Vec<String> = disarmed.alarms.iter().map(|a| format!("{} on {:x}", a.alarm, a.member_id)).collect();
     progress.step("disarm", &if names.is_empty() { "no alarm was active".to_string() } else { format!("disarmed {}", names.join(", ")) }, Some(t.elapsed()));
-    let v = wait_healthy(plan, wait, "maintenance")?;
+    let v = ctx.wait_healthy(wait, "maintenance")?;
     let took = rt.block_on(maintenance::write_check(&opts, WRITE_CHECK_KEY)).map_err(ctl)?;
     progress.step("verify", &format!("{}: {}; a write went through in {} ms", v.state.word(), v.summary, took.as_millis()), None);
-    let sizes_after = db_sizes(&rt, &opts);
+    let sizes_after = db_sizes(rt, &opts);
     let members = sizes_before
         .into_iter()
         .map(|(endpoint, db_size_before)| {
@@ -84,8 +82,8 @@ fn db_sizes(rt: &tokio::runtime::Runtime, opts: &etcdctl_lite::options::ClientOp
 }
 
 /// Waits (bounded) until the cluster has its quorum again (HEALTHY, DEGRADED or READ-ONLY).
-fn wait_quorum(plan: &Plan, wait: Duration, after: &str) -> Result<()> {
-    crate::live::wait_until(plan, wait, |v| !matches!(v.state, ClusterState::NoQuorum | ClusterState::Unknown), |v| {
+fn wait_quorum(ctx: &Ctx, wait: Duration, after: &str) -> Result<()> {
+    ctx.wait_until(wait, |v| !matches!(v.state, ClusterState::NoQuorum | ClusterState::Unknown), |v| {
         format!("after defragmenting {after}: {} ({}); stopped before the next member", v.state.word(), v.summary)
     })
     .map(|_| ())

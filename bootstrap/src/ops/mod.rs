@@ -18,6 +18,10 @@ pub mod upgrade;
 pub mod up;
 
 #[cfg(test)]
+#[path = "fake_tests.rs"]
+mod fake_tests;
+
+#[cfg(test)]
 mod tests {
     /// ARCHITECTURE.md: `ops/*` never import each other (shared steps move below them).
     #[test]

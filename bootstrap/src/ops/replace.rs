@@ -6,18 +6,12 @@
 use crate::context::Ctx;
 use crate::error::{BootError, Result};
 use crate::journal::Admission;
-use crate::live::{client_options, deliver, ensure_crl, host_err, own_files, run_on, runtime, start_member, verdict, wait_healthy};
-use crate::plan::{MemberPlan, Plan};
-use crate::progress::Progress;
+use crate::live::{ensure_crl, host_err, own_files};
+use crate::plan::MemberPlan;
 use crate::scripts;
 use etcdctl_lite::model::MemberInfo;
-use etcdctl_lite::options::ClientOptions;
 use etcdctl_lite::quorum::{quorum_size, ClusterState, MemberState, Role as QRole};
 use std::time::{Duration, Instant};
-
-fn ctl(what: &str) -> impl FnOnce(etcdctl_lite::CtlError) -> BootError + '_ {
-    move |source| BootError::Etcd { what: what.to_string(), source }
-}
 
 /// Where an earlier run of `replace` left the member, read from the cluster's member list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,11 +42,9 @@ pub fn replace(ctx: &Ctx, name: &str, force: bool, wait: Duration) -> Result<()>
         name: name.to_string(),
         known: plan.members.iter().map(|m| m.spec.name.as_str()).collect::<Vec<_>>().join(", "),
     })?;
+    // membership changes go through the other members (this one is dead)
     let others: Vec<String> = plan.members.iter().filter(|x| x.spec.name != name).map(|x| x.spec.client_url()).collect();
-    let opts = client_options(plan)?.with_endpoints(others);
-    let rt = runtime()?;
-    let list = rt.block_on(etcdctl_lite::ops::member_list(&opts)).map_err(ctl("listing the members"))?;
-    let found = find(&list.members, m);
+    let found = find(&ctx.etcd.member_list(&others)?, m);
     let resuming = ctx.admission == Admission::Resume;
     // a voter under this member's URL after an earlier run got past `add`: that run promoted it
     let promoted = resuming && matches!(found, Found::Old(_)) && ctx.resumed_step().is_some_and(|s| s.starts_with("promote") || s.starts_with("start"));
@@ -60,63 +52,66 @@ pub fn replace(ctx: &Ctx, name: &str, force: bool, wait: Duration) -> Result<()>
     let learner = match found {
         Found::Learner(id) => {
             progress.step(&format!("replace {name}"), &format!("resuming: learner {id:x} was added by the earlier run"), None);
+            // the same checks before the next change: they are idempotent and cheap
+            preconditions(ctx, m)?;
             Some(id)
         }
         _ if promoted => None,
         _ => {
             let old_id = match found {
-                Found::Old(id) => check_replaceable(plan, m, force).map(|_| id)?,
-                _ => check_replaceable(plan, m, force).map(|_| None)?,
+                Found::Old(id) => check_replaceable(ctx, m, force).map(|_| id)?,
+                _ => check_replaceable(ctx, m, force).map(|_| None)?,
             };
-            preconditions(plan, m)?;
-            retire_and_remove(ctx, m, old_id, &opts, &rt)?;
+            preconditions(ctx, m)?;
+            retire_and_remove(ctx, m, old_id, &others)?;
             None
         }
     };
     if !promoted {
         let (id, members) = match learner {
-            Some(id) => (id, rt.block_on(etcdctl_lite::ops::member_list(&opts)).map_err(ctl("listing the members"))?.members),
+            Some(id) => (id, ctx.etcd.member_list(&others)?),
             None => {
                 ctx.changing(&format!("add {name}"))?;
-                let (added, members) = add_learner(&rt, &opts, m, deadline, progress)?;
+                let (added, members) = add_learner(ctx, &others, m, deadline)?;
                 (added.id, members)
             }
         };
         ctx.changing(&format!("start {name}"))?;
-        start_joiner(plan, m, id, &members)?;
+        start_joiner(ctx, m, id, &members)?;
         progress.step(&format!("start {name}"), "joining with --initial-cluster-state existing", None);
         ctx.changing(&format!("promote {name}"))?;
-        promote_when_caught_up(&rt, &opts, name, id, deadline, wait, progress)?;
+        promote_when_caught_up(ctx, &others, name, id, deadline, wait)?;
     }
     let t = Instant::now();
-    let v = wait_healthy(plan, deadline.saturating_duration_since(Instant::now()), &format!("replacing {name}"))?;
+    let v = ctx.wait_healthy(deadline.saturating_duration_since(Instant::now()), &format!("replacing {name}"))?;
     progress.step("quorum", &format!("{}: {}", v.state.word(), v.summary), Some(t.elapsed()));
     Ok(())
 }
 
 /// What can fail cheaply, before the old member is touched: the certificates (kept if still
 /// right), the CRL, the member's files, and its host (answers, room for a data dir).
-fn preconditions(plan: &Plan, m: &MemberPlan) -> Result<()> {
+fn preconditions(ctx: &Ctx, m: &MemberPlan) -> Result<()> {
+    let plan = ctx.plan;
     let what = format!("replace {}", m.spec.name);
     let precondition = |e: BootError| BootError::Precondition { what: what.clone(), reason: e.to_string() };
     pki::bundle::issue_into(&plan.issue).map_err(|e| precondition(e.into()))?;
     ensure_crl(plan).map_err(precondition)?;
     own_files(m, |_| true).map_err(precondition)?;
-    crate::live::require_reachable(plan, &[m], 0, &what)
+    ctx.require_reachable(&[m], 0, &what)
 }
 
 /// The irreversible steps, after every check: the old instance stopped and its data dir moved
 /// aside, then the member removed from the cluster (by ID; it may have none if it never joined).
-fn retire_and_remove(ctx: &Ctx, m: &MemberPlan, old_id: Option<u64>, opts: &ClientOptions, rt: &tokio::runtime::Runtime) -> Result<()> {
+fn retire_and_remove(ctx: &Ctx, m: &MemberPlan, old_id: Option<u64>, via: &[String]) -> Result<()> {
     let name = &m.spec.name;
     ctx.changing(&format!("retire {name}"))?;
     let t = Instant::now();
-    let out = run_on(m, &scripts::retire(m))?;
+    let out = ctx.run_on(m, &scripts::retire(m))?;
     ctx.progress.step(&format!("retire {name}"), &out.value("moved").map(|to| format!("old data dir moved to {to}")).unwrap_or_else(|| "no old data".into()), Some(t.elapsed()));
     if let Some(id) = old_id {
         ctx.changing(&format!("remove {name}"))?;
         let t = Instant::now();
-        rt.block_on(etcdctl_lite::ops::member_remove(opts, id)).map_err(ctl(&format!("removing {name}")))?;
+        ctx.etcd.remove_member(via, id)?;
         ctx.progress.step(&format!("remove {name}"), &format!("member {id:x} removed"), Some(t.elapsed()));
     }
     Ok(())
@@ -124,10 +119,10 @@ fn retire_and_remove(ctx: &Ctx, m: &MemberPlan, old_id: Option<u64>, opts: &Clie
 
 /// The member's ID in the cluster (if it has one), after checking that removing it keeps a
 /// quorum and that it is not healthy (unless `force`).
-fn check_replaceable(plan: &Plan, m: &MemberPlan, force: bool) -> Result<Option<u64>> {
+fn check_replaceable(ctx: &Ctx, m: &MemberPlan, force: bool) -> Result<Option<u64>> {
     let name = &m.spec.name;
     let refuse = |reason: String| BootError::Precondition { what: format!("replace {name}"), reason };
-    let v = verdict(plan)?;
+    let v = ctx.verdict()?;
     if matches!(v.state, ClusterState::NoQuorum | ClusterState::Unknown) {
         return Err(refuse(format!("the cluster is {} ({}); membership changes need quorum", v.state.word(), v.summary)));
     }
@@ -151,32 +146,33 @@ fn check_replaceable(plan: &Plan, m: &MemberPlan, force: bool) -> Result<Option<
 /// `member add --learner`. After a failure the member list decides: an add that went through
 /// anyway (a timeout, then another endpoint) is taken as it is; refusals etcd gives while the
 /// cluster settles after a removal or a leadership change are retried until `deadline`.
-fn add_learner(rt: &tokio::runtime::Runtime, opts: &ClientOptions, m: &MemberPlan, deadline: Instant, progress: &Progress) -> Result<(MemberInfo, Vec<MemberInfo>)> {
+fn add_learner(ctx: &Ctx, via: &[String], m: &MemberPlan, deadline: Instant) -> Result<(MemberInfo, Vec<MemberInfo>)> {
     const SETTLING: [&str; 5] = ["unhealthy cluster", "member not found", "timed out", "no leader", "no answer"];
     let t = Instant::now();
     let added = loop {
-        let err = match rt.block_on(etcdctl_lite::ops::member_add(opts, &[m.spec.peer_url()], true)) {
+        let err = match ctx.etcd.add_learner(via, &m.spec.peer_url()) {
             Ok(r) => break r,
             Err(e) => e,
         };
-        if let Ok(list) = rt.block_on(etcdctl_lite::ops::member_list(opts))
-            && let Found::Learner(id) = find(&list.members, m)
-            && let Some(info) = list.members.iter().find(|x| x.id == id).cloned()
+        if let Ok(list) = ctx.etcd.member_list(via)
+            && let Found::Learner(id) = find(&list, m)
+            && let Some(info) = list.iter().find(|x| x.id == id).cloned()
         {
-            break (info, list.members);
+            break (info, list);
         }
         let text = err.to_string();
         if Instant::now() >= deadline || !SETTLING.iter().any(|w| text.contains(w)) {
-            return Err(ctl("adding the learner")(err));
+            return Err(err);
         }
         std::thread::sleep(Duration::from_millis(250));
     };
-    progress.step(&format!("add {}", m.spec.name), &format!("learner {:x} added", added.0.id), Some(t.elapsed()));
+    ctx.progress.step(&format!("add {}", m.spec.name), &format!("learner {:x} added", added.0.id), Some(t.elapsed()));
     Ok(added)
 }
 
 /// Delivers the member's files and starts it with the cluster's current membership.
-fn start_joiner(plan: &Plan, m: &MemberPlan, id: u64, members: &[MemberInfo]) -> Result<()> {
+fn start_joiner(ctx: &Ctx, m: &MemberPlan, id: u64, members: &[MemberInfo]) -> Result<()> {
+    let plan = ctx.plan;
     let initial: Vec<String> = members
         .iter()
         .flat_map(|x| {
@@ -190,8 +186,8 @@ fn start_joiner(plan: &Plan, m: &MemberPlan, id: u64, members: &[MemberInfo]) ->
         .into_iter()
         .map(|a| if a == "new" { "existing".to_string() } else { a })
         .collect();
-    deliver(m, &own_files(m, |_| true)?)?;
-    let out = start_member(&joiner, &plan.token)?;
+    ctx.deliver(m, &own_files(m, |_| true)?)?;
+    let out = ctx.start_member(&joiner)?;
     if !out.ok() {
         return Err(host_err(m, "starting etcd", &out));
     }
@@ -199,21 +195,25 @@ fn start_joiner(plan: &Plan, m: &MemberPlan, id: u64, members: &[MemberInfo]) ->
 }
 
 /// `member promote`, retried (bounded) while the learner catches up.
-fn promote_when_caught_up(rt: &tokio::runtime::Runtime, opts: &ClientOptions, name: &str, id: u64, deadline: Instant, wait: Duration, progress: &Progress) -> Result<()> {
+fn promote_when_caught_up(ctx: &Ctx, via: &[String], name: &str, id: u64, deadline: Instant, wait: Duration) -> Result<()> {
     let t = Instant::now();
     loop {
-        match rt.block_on(etcdctl_lite::ops::member_promote(opts, id)) {
-            Ok(_) => break,
+        match ctx.etcd.promote(via, id) {
+            Ok(()) => break,
             Err(e) if Instant::now() < deadline => {
                 let text = e.to_string();
                 if !(text.contains("in sync") || text.contains("unhealthy") || text.contains("learner") || text.contains("no answer") || text.contains("no leader")) {
-                    return Err(ctl("promoting the learner")(e));
+                    return Err(e);
                 }
                 std::thread::sleep(Duration::from_millis(300));
             }
             Err(e) => return Err(BootError::NotHealthy(format!("{name} never caught up within {}s: {e}", wait.as_secs()))),
         }
     }
-    progress.step(&format!("promote {name}"), "voting member", Some(t.elapsed()));
+    ctx.progress.step(&format!("promote {name}"), "voting member", Some(t.elapsed()));
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "replace_tests.rs"]
+mod tests;

@@ -9,7 +9,7 @@
 
 use crate::context::Ctx;
 use crate::error::{BootError, Result};
-use crate::live::{client_options, host_err, per_member, put_path, run_on, runtime, start_member, wait_healthy};
+use crate::live::{host_err, per_member};
 use crate::plan::{MemberPlan, Plan};
 use crate::progress::Progress;
 use crate::scripts;
@@ -86,24 +86,24 @@ pub fn restore(ctx: &Ctx, snapshot: &Path, force: bool, wait: Duration) -> Resul
         None => {
             // every host answers and has room for the snapshot, before any member is stopped
             let size = std::fs::metadata(snapshot).map(|m| m.len()).unwrap_or(0);
-            crate::live::require_reachable(plan, &plan.members.iter().collect::<Vec<_>>(), size * 2, "restore")?;
-            begin(plan, &sha, status.revision, force, progress)?
+            ctx.require_reachable(&plan.members.iter().collect::<Vec<_>>(), size * 2, "restore")?;
+            begin(ctx, &sha, status.revision, force, progress)?
         }
     };
     ctx.changing("stop, move data aside, restore")?;
     // 2. every member stopped, its data moved aside, the snapshot restored there
-    let moved = restore_members(plan, snapshot, &sha, &mut state, progress)?;
+    let moved = restore_members(ctx, snapshot, &sha, &mut state, progress)?;
     // 3. all start together, 4. HEALTHY at the snapshot's revision or later
-    start_all(plan)?;
+    start_all(ctx)?;
     let t = Instant::now();
-    let v = wait_healthy(plan, wait, "starting the restored members")?;
+    let v = ctx.wait_healthy(wait, "starting the restored members")?;
     progress.step("quorum", &format!("{}: {}", v.state.word(), v.summary), Some(t.elapsed()));
-    let (revision_now, cluster_id) = current_revision(plan)?;
+    let (revision_now, cluster_id) = current_revision(ctx)?;
     if revision_now < status.revision {
         return Err(BootError::Verification(format!("the restored cluster is at revision {revision_now}, below the snapshot's {}", status.revision)));
     }
     for m in &plan.members {
-        let _ = run_on(m, &format!("rm -f -- {}\n", crate::plan::sh_quote(&delivered_path(m, &sha))));
+        let _ = ctx.run_on(m, &format!("rm -f -- {}\n", crate::plan::sh_quote(&delivered_path(m, &sha))));
     }
     // out of the journal first: killed before the record goes, the record still says "resume"
     ctx.finished()?;
@@ -124,8 +124,9 @@ pub fn restore(ctx: &Ctx, snapshot: &Path, force: bool, wait: Duration) -> Resul
 }
 
 /// A new restore: refused on a HEALTHY cluster without `force`; the old cluster ID noted.
-fn begin(plan: &Plan, sha: &str, revision: i64, force: bool, progress: &Progress) -> Result<RestoreState> {
-    let v = crate::live::verdict(plan)?;
+fn begin(ctx: &Ctx, sha: &str, revision: i64, force: bool, progress: &Progress) -> Result<RestoreState> {
+    let plan = ctx.plan;
+    let v = ctx.verdict()?;
     if v.state == ClusterState::Healthy && !force {
         return Err(BootError::Precondition {
             what: "restore".into(),
@@ -133,7 +134,7 @@ fn begin(plan: &Plan, sha: &str, revision: i64, force: bool, progress: &Progress
         });
     }
     progress.step("restore", &format!("cluster {}: {}", v.state.word(), v.summary), None);
-    let old_cluster_id = current_revision(plan).ok().map(|(_, id)| id);
+    let old_cluster_id = current_revision(ctx).ok().map(|(_, id)| id);
     let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
     let s = RestoreState { snapshot_sha256: sha.to_string(), token: format!("{}-restored-{stamp}", plan.token), revision, restored: vec![], old_cluster_id };
     save_state(plan, &s)?;
@@ -146,11 +147,12 @@ fn delivered_path(m: &MemberPlan, sha: &str) -> String {
 
 /// Stops every member not yet restored, moves its data dir aside, delivers the snapshot and
 /// restores it (members in parallel); records each success.
-fn restore_members(plan: &Plan, snapshot: &Path, sha: &str, state: &mut RestoreState, progress: &Progress) -> Result<Vec<String>> {
+fn restore_members(ctx: &Ctx, snapshot: &Path, sha: &str, state: &mut RestoreState, progress: &Progress) -> Result<Vec<String>> {
+    let plan = ctx.plan;
     let initial = plan.initial_cluster();
     let pending: Vec<&MemberPlan> = plan.members.iter().filter(|m| !state.restored.contains(&m.spec.name)).collect();
     // every member stops first: none may run on its old data while others are restored
-    let stops = per_member(plan, |m| if pending.iter().any(|p| p.spec.name == m.spec.name) { run_on(m, &scripts::retire(m)).map(Some) } else { Ok(None) });
+    let stops = per_member(plan, |m| if pending.iter().any(|p| p.spec.name == m.spec.name) { ctx.run_on(m, &scripts::retire(m)).map(Some) } else { Ok(None) });
     let mut moved = Vec::new();
     for (m, r) in plan.members.iter().zip(stops) {
         if let Some(out) = r? {
@@ -165,8 +167,8 @@ fn restore_members(plan: &Plan, snapshot: &Path, sha: &str, state: &mut RestoreS
         }
         let t = Instant::now();
         let path = delivered_path(m, sha);
-        put_path(m, &path, 0o600, snapshot)?;
-        let out = run_on(m, &scripts::restore_snapshot(m, &path, &initial, &state.token))?;
+        ctx.put_path(m, &path, 0o600, snapshot)?;
+        let out = ctx.run_on(m, &scripts::restore_snapshot(m, &path, &initial, &state.token))?;
         if !out.ok() {
             return Err(host_err(m, "restoring the snapshot", &out));
         }
@@ -191,9 +193,10 @@ fn restore_members(plan: &Plan, snapshot: &Path, sha: &str, state: &mut RestoreS
     }
 }
 
-fn start_all(plan: &Plan) -> Result<()> {
+fn start_all(ctx: &Ctx) -> Result<()> {
+    let plan = ctx.plan;
     let starts = per_member(plan, |m| {
-        let out = start_member(m, &plan.token)?;
+        let out = ctx.start_member(m)?;
         if out.ok() { Ok(()) } else { Err(host_err(m, "starting etcd", &out)) }
     });
     let failed: Vec<String> = starts.into_iter().filter_map(|r| r.err().map(|e| e.to_string())).collect();
@@ -201,9 +204,9 @@ fn start_all(plan: &Plan) -> Result<()> {
 }
 
 /// The highest revision and the cluster ID the members report.
-fn current_revision(plan: &Plan) -> Result<(i64, u64)> {
-    let opts = client_options(plan)?;
-    let statuses = runtime()?.block_on(etcdctl_lite::ops::status(&opts));
+fn current_revision(ctx: &Ctx) -> Result<(i64, u64)> {
+    let (opts, rt) = ctx.etcd.client()?;
+    let statuses = rt.block_on(etcdctl_lite::ops::status(&opts));
     statuses
         .iter()
         .filter_map(|s| s.result.as_ref().ok())

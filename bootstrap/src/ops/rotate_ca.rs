@@ -18,7 +18,7 @@
 use crate::context::Ctx;
 use crate::error::{BootError, Result};
 use crate::kubeadm::{CA_FILE, CERT_FILE, KEY_FILE};
-use crate::live::{deliver, own_files, require_healthy, restart_member, start_member, trust_bundle_path, verdict, wait_healthy, wait_serves_own_certificate};
+use crate::live::{own_files, trust_bundle_path};
 use crate::plan::{MemberPlan, Plan};
 use crate::progress::Progress;
 use etcdctl_lite::quorum::ClusterState;
@@ -118,7 +118,7 @@ pub fn rotate_ca(ctx: &Ctx, request: Request, wait: Duration) -> Result<Outcome>
         (Some(s), _) => {
             progress.step("rotate ca", &format!("resuming in phase {:?} after {:?}", s.phase, s.done), None);
             ctx.changing(&format!("{:?}", s.phase))?;
-            restart_stopped_members(plan, wait)?;
+            restart_stopped_members(ctx, wait)?;
             s
         }
     };
@@ -126,10 +126,10 @@ pub fn rotate_ca(ctx: &Ctx, request: Request, wait: Duration) -> Result<Outcome>
     let old_pem = read(&plan.pki().ca().cert)?;
     let new_pem = read(&new_cert)?;
     let outcome = if state.phase == Phase::TrustBoth {
-        trust_both(plan, &mut state, &old_pem, &new_pem, wait, progress)?;
+        trust_both(ctx, &mut state, &old_pem, &new_pem, wait, progress)?;
         Outcome::TrustsBoth
     } else if state.phase == Phase::Reissue {
-        reissue(plan, &mut state, &new_cert, &new_key, wait, progress)?;
+        reissue(ctx, &mut state, &new_cert, &new_key, wait, progress)?;
         Outcome::Reissued
     } else {
         drop_old(ctx, &mut state, &old_pem, &new_pem, wait)?;
@@ -219,7 +219,7 @@ fn stop_before(phase: Phase) -> Outcome {
 /// A new rotation: the cluster must be HEALTHY; the new CA is made (create-only) next to the old.
 fn begin(ctx: &Ctx) -> Result<RotationState> {
     let (plan, progress) = (ctx.plan, ctx.progress);
-    require_healthy(plan, "rotate the CA")?;
+    ctx.require_healthy("rotate the CA")?;
     ctx.changing("new CA")?;
     let (new_cert, new_key) = new_ca_paths(plan);
     if !new_cert.exists() {
@@ -236,13 +236,14 @@ fn begin(ctx: &Ctx) -> Result<RotationState> {
 
 /// A member may have been stopped mid-restart by an interrupted run, whose stop script may still
 /// be finishing: keep starting whatever is not running (idempotent) until the cluster is healthy.
-fn restart_stopped_members(plan: &Plan, wait: Duration) -> Result<()> {
+fn restart_stopped_members(ctx: &Ctx, wait: Duration) -> Result<()> {
+    let plan = ctx.plan;
     let deadline = Instant::now() + wait;
     loop {
         for m in &plan.members {
-            let _ = start_member(m, &plan.token);
+            let _ = ctx.start_member(m);
         }
-        let v = verdict(plan)?;
+        let v = ctx.verdict()?;
         if v.state == ClusterState::Healthy {
             return Ok(());
         }
@@ -254,19 +255,21 @@ fn restart_stopped_members(plan: &Plan, wait: Duration) -> Result<()> {
 }
 
 /// Phase 1: members and control-plane folders trust old + new.
-fn trust_both(plan: &Plan, state: &mut RotationState, old_pem: &[u8], new_pem: &[u8], wait: Duration, progress: &Progress) -> Result<()> {
+fn trust_both(ctx: &Ctx, state: &mut RotationState, old_pem: &[u8], new_pem: &[u8], wait: Duration, progress: &Progress) -> Result<()> {
+    let plan = ctx.plan;
     let mut both = old_pem.to_vec();
     both.extend_from_slice(new_pem);
     files::write_atomic(&trust_bundle_path(plan), &both, 0o644)?;
     control_plane_ca(plan, &both)?;
-    rolling_restart(plan, state, &both, wait, progress, "trust old+new")?;
+    rolling_restart(ctx, state, &both, wait, progress, "trust old+new")?;
     *state = RotationState { phase: Phase::Reissue, done: vec![], reissued: false, waiting_for_operator: true };
     save(plan, state)
 }
 
 /// Phase 2: every leaf re-issued by the new CA and delivered member by member; then
 /// kube-apiserver's new client certificate in the control-plane folders.
-fn reissue(plan: &Plan, state: &mut RotationState, new_cert: &Path, new_key: &Path, wait: Duration, progress: &Progress) -> Result<()> {
+fn reissue(ctx: &Ctx, state: &mut RotationState, new_cert: &Path, new_key: &Path, wait: Duration, progress: &Progress) -> Result<()> {
+    let plan = ctx.plan;
     let pki = plan.pki();
     if !state.reissued {
         let t = Instant::now();
@@ -281,9 +284,9 @@ fn reissue(plan: &Plan, state: &mut RotationState, new_cert: &Path, new_key: &Pa
             continue;
         }
         let t = Instant::now();
-        deliver(m, &own_files(m, |f| !f.dest.ends_with("ca.crt"))?)?;
-        wait_serves_own_certificate(plan, m, wait)?;
-        wait_healthy(plan, wait, &format!("re-issuing {}", m.spec.name))?;
+        ctx.deliver(m, &own_files(m, |f| !f.dest.ends_with("ca.crt"))?)?;
+        ctx.wait_serves_own_certificate(m, wait)?;
+        ctx.wait_healthy(wait, &format!("re-issuing {}", m.spec.name))?;
         progress.step(&format!("reissue {}", m.spec.name), "serves its certificate from the new CA; cluster HEALTHY", Some(t.elapsed()));
         state.done.push(m.spec.name.clone());
         save(plan, state)?;
@@ -298,7 +301,7 @@ fn reissue(plan: &Plan, state: &mut RotationState, new_cert: &Path, new_key: &Pa
 fn drop_old(ctx: &Ctx, state: &mut RotationState, old_pem: &[u8], new_pem: &[u8], wait: Duration) -> Result<()> {
     let (plan, progress) = (ctx.plan, ctx.progress);
     control_plane_ca(plan, new_pem)?;
-    rolling_restart(plan, state, new_pem, wait, progress, "trust new only")?;
+    rolling_restart(ctx, state, new_pem, wait, progress, "trust new only")?;
     // the new CA becomes the directory's CA; the old one is kept as a backup
     let ca_pair = plan.pki().ca();
     let (new_cert, new_key) = new_ca_paths(plan);
@@ -322,24 +325,25 @@ fn drop_old(ctx: &Ctx, state: &mut RotationState, old_pem: &[u8], new_pem: &[u8]
     }
     // the re-signed CRL to the members; control-plane folders and HAProxy regenerated
     for m in &plan.members {
-        deliver(m, &own_files(m, |f| f.dest.ends_with("crl.pem"))?)?;
+        ctx.deliver(m, &own_files(m, |f| f.dest.ends_with("crl.pem"))?)?;
     }
     crate::outputs::write(plan, crate::outputs::existing_api(plan))?;
-    wait_healthy(plan, wait, "the last member")?;
+    ctx.wait_healthy(wait, "the last member")?;
     progress.step("rotate ca", "done: every member trusts and serves only the new CA", None);
     Ok(())
 }
 
 /// Restarts every member not yet done in this phase with `ca_pem` as its CA file, recording each.
-fn rolling_restart(plan: &Plan, state: &mut RotationState, ca_pem: &[u8], wait: Duration, progress: &Progress, what: &str) -> Result<()> {
+fn rolling_restart(ctx: &Ctx, state: &mut RotationState, ca_pem: &[u8], wait: Duration, progress: &Progress, what: &str) -> Result<()> {
+    let plan = ctx.plan;
     for m in &plan.members {
         if state.done.contains(&m.spec.name) {
             continue;
         }
         let t = Instant::now();
-        deliver_ca(plan, m, ca_pem)?;
+        deliver_ca(ctx, m, ca_pem)?;
         // etcd reads its CA bundle only at start
-        restart_member(plan, m, wait, progress)?;
+        ctx.restart_member(m, wait)?;
         progress.step(&format!("{what} {}", m.spec.name), "restarted with the new CA bundle; cluster HEALTHY", Some(t.elapsed()));
         state.done.push(m.spec.name.clone());
         save(plan, state)?;
@@ -348,10 +352,11 @@ fn rolling_restart(plan: &Plan, state: &mut RotationState, ca_pem: &[u8], wait: 
 }
 
 /// `ca_pem` as the member's CA file, in the operator's copy and on the host.
-fn deliver_ca(plan: &Plan, m: &MemberPlan, ca_pem: &[u8]) -> Result<()> {
+fn deliver_ca(ctx: &Ctx, m: &MemberPlan, ca_pem: &[u8]) -> Result<()> {
+    let plan = ctx.plan;
     let pki = plan.pki();
     files::write_all(&[PlannedFile::public(pki.ca_copy_in(&pki.member_dir(&m.spec.name)), ca_pem.to_vec())], true)?;
-    deliver(m, &[(m.spec.pki_dir.join("etcd/ca.crt").display().to_string(), 0o644, ca_pem.to_vec())])?;
+    ctx.deliver(m, &[(m.spec.pki_dir.join("etcd/ca.crt").display().to_string(), 0o644, ca_pem.to_vec())])?;
     Ok(())
 }
 

@@ -4,14 +4,14 @@
 
 use crate::context::Ctx;
 use crate::error::Result;
-use crate::live::{deliver, own_files, require_healthy, wait_healthy, wait_serves_own_certificate};
+use crate::live::{own_files};
 use std::time::{Duration, Instant};
 
 pub fn rotate_certs(ctx: &Ctx, rekey: bool, wait: Duration) -> Result<()> {
     let (plan, progress) = (ctx.plan, ctx.progress);
     // one writer of the operator's PKI directory (and outputs) for the whole operation
     let _lock = pki::lock::lock_dir(&plan.issue.dir, pki::lock::DEFAULT_WAIT)?;
-    require_healthy(plan, "rotate")?;
+    ctx.require_healthy("rotate")?;
     let pki = plan.pki();
     let pair = pki.ca();
     let ca = pki::ca::Ca::load_files(&pair.cert, &pair.key)?;
@@ -22,9 +22,9 @@ pub fn rotate_certs(ctx: &Ctx, rekey: bool, wait: Duration) -> Result<()> {
     for m in &plan.members {
         ctx.changing(&format!("rotate {}", m.spec.name))?;
         let t = Instant::now();
-        deliver(m, &own_files(m, |_| true)?)?;
-        wait_serves_own_certificate(plan, m, wait)?;
-        wait_healthy(plan, wait, &format!("rotating {}", m.spec.name))?;
+        ctx.deliver(m, &own_files(m, |_| true)?)?;
+        ctx.wait_serves_own_certificate(m, wait)?;
+        ctx.wait_healthy(wait, &format!("rotating {}", m.spec.name))?;
         progress.step(&format!("rotate {}", m.name()), "serves the new certificate; cluster HEALTHY", Some(t.elapsed()));
     }
     let t = Instant::now();

@@ -4,10 +4,11 @@ use crate::error::Result;
 use crate::plan::Plan;
 use etcdctl_lite::quorum::Verdict;
 
-/// The quorum verdict over the spec's members (an election re-checked once, see
-/// [`crate::live::verdict`]).
+/// The quorum verdict over the spec's members (an election re-checked for one election
+/// timeout). Read-only: no journal, no lock.
 pub fn status(plan: &Plan) -> Result<Verdict> {
-    crate::live::verdict(plan)
+    use crate::etcd_view::EtcdView;
+    crate::etcd_view::LiveEtcd::new(plan)?.verdict()
 }
 
 /// `certs check`: every certificate of the spec's PKI, with SAN coverage of the members' addresses.

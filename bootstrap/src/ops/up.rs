@@ -7,12 +7,11 @@ use crate::context::Ctx;
 use crate::error::{BootError, Result};
 use crate::etcd_delivery::EtcdRelease;
 use crate::kubeadm::ApiVersion;
-use crate::live::{deliver, ensure_crl, host_err, own_files, per_member, put_file, run_on, start_member, verdict, wait_all_healthy};
+use crate::live::{ensure_crl, host_err, own_files, per_member};
 use crate::plan::{MemberPlan, Plan};
 use crate::preflight::{judge, Action};
 use crate::progress::Progress;
 use crate::scripts;
-use crate::transport;
 use etcdctl_lite::quorum::{ClusterState, MemberState, Verdict};
 use pki::cluster::Role;
 use std::time::{Duration, Instant};
@@ -56,14 +55,14 @@ pub fn up(ctx: &Ctx, opts: &UpOptions) -> Result<UpReport> {
     } else {
         certificates(plan, progress)?
     };
-    let actions = preflight(plan, release.is_some(), progress)?;
+    let actions = preflight(ctx, release.is_some(), progress)?;
     ctx.changing("deliver and start")?;
     if let Some(release) = &release {
-        deliver_etcd(plan, release, progress)?;
+        deliver_etcd(ctx, release, progress)?;
     }
-    let files_written = deliver_own_files(plan, progress)?;
-    let started = start_all(plan, &actions, progress)?;
-    let verdict = wait_for_quorum(plan, opts.wait, progress)?;
+    let files_written = deliver_own_files(ctx, progress)?;
+    let started = start_all(ctx, &actions, progress)?;
+    let verdict = wait_for_quorum(ctx, opts.wait, progress)?;
     if rotating {
         progress.step("outputs", "left as the CA rotation's last stop wrote them", None);
         return Ok(UpReport { issued, kept, files_written, started, verdict, outputs: vec![] });
@@ -105,11 +104,12 @@ fn check_certificates(plan: &Plan) -> Result<()> {
 
 /// Preflight on every member at once; every problem of every member is listed, and nothing is
 /// delivered or started when there is one.
-fn preflight(plan: &Plan, delivering_etcd: bool, progress: &Progress) -> Result<Vec<Action>> {
+fn preflight(ctx: &Ctx, delivering_etcd: bool, progress: &Progress) -> Result<Vec<Action>> {
+    let plan = ctx.plan;
     let facts = per_member(plan, |m| {
         let t = Instant::now();
         let others: Vec<String> = plan.members.iter().filter(|o| o.spec.name != m.spec.name).map(|o| o.spec.address.to_string()).collect();
-        run_on(m, &scripts::preflight(m, &others)).map(|out| (out, t.elapsed()))
+        ctx.run_on(m, &scripts::preflight(m, &others)).map(|out| (out, t.elapsed()))
     });
     let mut actions = Vec::new();
     let mut problems = Vec::new();
@@ -137,7 +137,7 @@ fn preflight(plan: &Plan, delivering_etcd: bool, progress: &Progress) -> Result<
             Action::Restart => "its data dir is this cluster's: will start it again",
             Action::Running => "already running",
         };
-        let host = transport::for_member(&m.spec).describe();
+        let host = ctx.transport(m).describe();
         progress.step(&format!("preflight {}", m.name()), &format!("{host} etcd {}, {what}", version.unwrap_or_else(|| "?".into())), Some(took));
         actions.push(action);
     }
@@ -145,10 +145,11 @@ fn preflight(plan: &Plan, delivering_etcd: bool, progress: &Progress) -> Result<
 }
 
 /// Each member gets its own files (and only those); returns how many were written.
-fn deliver_own_files(plan: &Plan, progress: &Progress) -> Result<usize> {
+fn deliver_own_files(ctx: &Ctx, progress: &Progress) -> Result<usize> {
+    let plan = ctx.plan;
     let deliveries = per_member(plan, |m| {
         let t = Instant::now();
-        let written = deliver(m, &own_files(m, |_| true)?)?;
+        let written = ctx.deliver(m, &own_files(m, |_| true)?)?;
         Ok::<_, BootError>((written, t.elapsed()))
     });
     let mut files_written = 0;
@@ -162,14 +163,15 @@ fn deliver_own_files(plan: &Plan, progress: &Progress) -> Result<usize> {
 
 /// Starts what is not running, all at once (a static bootstrap needs the members together);
 /// every member that failed is listed.
-fn start_all(plan: &Plan, actions: &[Action], progress: &Progress) -> Result<Vec<String>> {
+fn start_all(ctx: &Ctx, actions: &[Action], progress: &Progress) -> Result<Vec<String>> {
+    let plan = ctx.plan;
     let starts = per_member(plan, |m| {
         let idx = plan.members.iter().position(|x| x.spec.name == m.spec.name).unwrap_or(0);
         if actions.get(idx) == Some(&Action::Running) {
             return Ok(None);
         }
         let t = Instant::now();
-        let out = start_member(m, &plan.token)?;
+        let out = ctx.start_member(m)?;
         if !out.ok() {
             return Err(host_err(m, "starting etcd", &out));
         }
@@ -191,12 +193,13 @@ fn start_all(plan: &Plan, actions: &[Action], progress: &Progress) -> Result<Vec
 }
 
 /// Waits (bounded) for HEALTHY; on timeout the error carries the log tail of each unhealthy member.
-fn wait_for_quorum(plan: &Plan, wait: Duration, progress: &Progress) -> Result<Verdict> {
+fn wait_for_quorum(ctx: &Ctx, wait: Duration, progress: &Progress) -> Result<Verdict> {
+    let plan = ctx.plan;
     let t = Instant::now();
     let deadline = Instant::now() + wait;
     loop {
-        wait_all_healthy(plan, deadline)?;
-        let v = verdict(plan)?;
+        ctx.wait_all_healthy(deadline)?;
+        let v = ctx.verdict()?;
         if v.state == ClusterState::Healthy {
             progress.step("quorum", &format!("{}: {}", v.state.word(), v.summary), Some(t.elapsed()));
             return Ok(v);
@@ -207,7 +210,7 @@ fn wait_for_quorum(plan: &Plan, wait: Duration, progress: &Progress) -> Result<V
                 .iter()
                 .filter(|m| v.members.iter().any(|x| x.name == m.spec.name && x.state != MemberState::Healthy))
                 .map(|m| {
-                    let tail = run_on(m, &scripts::log_tail(m, 8)).map(|o| o.stdout).unwrap_or_default();
+                    let tail = ctx.run_on(m, &scripts::log_tail(m, 8)).map(|o| o.stdout).unwrap_or_default();
                     format!("--- {} log:\n{}", m.spec.name, tail.trim_end())
                 })
                 .collect();
@@ -230,16 +233,17 @@ fn prepare_release(plan: &Plan, progress: &Progress) -> Result<Option<EtcdReleas
 
 /// Each member gets the binaries it lacks (identical ones are not sent again); then the
 /// version it runs must be the release's, and pass kubeadm's minimum.
-fn deliver_etcd(plan: &Plan, release: &EtcdRelease, progress: &Progress) -> Result<()> {
+fn deliver_etcd(ctx: &Ctx, release: &EtcdRelease, progress: &Progress) -> Result<()> {
+    let plan = ctx.plan;
     use crate::etcd_delivery::{probe_script, to_send};
     let results = per_member(plan, |m| {
         let t = Instant::now();
-        let probe = run_on(m, &probe_script(&m.spec.bin_dir))?;
+        let probe = ctx.run_on(m, &probe_script(&m.spec.bin_dir))?;
         let send = to_send(release, &m.spec.bin_dir, &probe.stdout);
         for (path, mode, data) in &send {
-            put_file(m, path, *mode, data)?;
+            ctx.put_file(m, path, *mode, data)?;
         }
-        let v = run_on(m, &format!("{} --version 2>/dev/null | sed -n 's/^etcd Version: //p'\n", crate::plan::sh_quote(&m.binary)))?;
+        let v = ctx.run_on(m, &format!("{} --version 2>/dev/null | sed -n 's/^etcd Version: //p'\n", crate::plan::sh_quote(&m.binary)))?;
         Ok::<_, BootError>((send.len(), v.stdout.trim().to_string(), t.elapsed()))
     });
     let mut problems = Vec::new();

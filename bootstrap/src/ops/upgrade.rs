@@ -9,9 +9,8 @@
 use crate::context::Ctx;
 use crate::error::{BootError, Result};
 use crate::etcd_delivery::{probe_script, to_send, EtcdRelease};
-use crate::live::{client_options, put_file, require_healthy, restart_member, run_on, runtime};
+
 use crate::plan::{MemberPlan, Plan};
-use crate::progress::Progress;
 use crate::versions::Version;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -40,17 +39,8 @@ fn load(plan: &Plan) -> Result<Option<UpgradeState>> {
 }
 
 /// The version each member reports (by name), through the Maintenance API.
-fn member_versions(plan: &Plan) -> Result<Vec<(String, Option<Version>)>> {
-    let opts = client_options(plan)?;
-    let statuses = runtime()?.block_on(etcdctl_lite::ops::status(&opts));
-    Ok(plan
-        .members
-        .iter()
-        .map(|m| {
-            let v = statuses.iter().find(|s| s.endpoint == m.spec.client_url()).and_then(|s| s.result.as_ref().ok()).and_then(|s| Version::parse(&s.version));
-            (m.spec.name.clone(), v)
-        })
-        .collect())
+fn member_versions(ctx: &Ctx) -> Vec<(String, Option<Version>)> {
+    ctx.plan.members.iter().map(|m| (m.spec.name.clone(), ctx.etcd.version_of(&m.spec.client_url()))).collect()
 }
 
 /// etcd's rule: one minor at a time, never down. `Ok(false)`: already there.
@@ -89,10 +79,10 @@ pub fn upgrade(ctx: &Ctx, to: &str, sha256: Option<&str>, dry_run: bool, wait: D
     let state = load(plan)?.filter(|s| s.to == release.version.to_string());
     if let Some(s) = &state {
         progress.step("upgrade", &format!("resuming: {} already on etcd {}", if s.done.is_empty() { "none".to_string() } else { s.done.join(", ") }, s.to), None);
-        start_stopped(plan, &release, wait)?;
+        start_stopped(ctx, &release, wait)?;
     }
-    require_healthy(plan, "upgrade")?;
-    let versions = member_versions(plan)?;
+    ctx.require_healthy("upgrade")?;
+    let versions = member_versions(ctx);
     let from = starting_version(&versions, &release, state.as_ref())?;
     let needed = check_step(from, release.version).map_err(|e| BootError::Preflight(vec![e]))?;
     let pending: Vec<&MemberPlan> = plan.members.iter().filter(|m| versions.iter().any(|(n, v)| *n == m.spec.name && *v != Some(release.version))).collect();
@@ -100,14 +90,14 @@ pub fn upgrade(ctx: &Ctx, to: &str, sha256: Option<&str>, dry_run: bool, wait: D
     steps.extend(pending.iter().map(|m| format!("{}: deliver etcd {} to {}, restart on it (leadership handed off first if it leads), wait HEALTHY", m.spec.name, release.version, m.spec.bin_dir.display())));
     steps.push(format!("check the cluster version reports {}.{}", release.version.0, release.version.1));
     if dry_run || !needed && pending.is_empty() {
-        let cluster_version = cluster_version(plan).unwrap_or_default();
+        let cluster_version = cluster_version(ctx).unwrap_or_default();
         return Ok(UpgradeReport { from: from.to_string(), to: release.version.to_string(), upgraded: vec![], cluster_version, backup: None, steps: if needed || !pending.is_empty() { steps } else { vec![] } });
     }
     let mut state = match state {
         Some(s) if s.backup.is_some() => s,
         _ => {
             let t = Instant::now();
-            let b = crate::backups::backup(plan, &backup_dir(plan), None, progress)?;
+            let b = crate::backups::backup(ctx, &backup_dir(plan), None)?;
             progress.step("upgrade", &format!("backup {} taken before any change", b.path), Some(t.elapsed()));
             UpgradeState { to: release.version.to_string(), from: from.to_string(), done: vec![], backup: Some(b.path) }
         }
@@ -117,13 +107,13 @@ pub fn upgrade(ctx: &Ctx, to: &str, sha256: Option<&str>, dry_run: bool, wait: D
     let mut upgraded = Vec::new();
     for m in pending {
         let t = Instant::now();
-        upgrade_member(plan, m, &release, wait, progress)?;
+        upgrade_member(ctx, m, &release, wait)?;
         state.done.push(m.spec.name.clone());
         save(plan, &state)?;
         progress.step(&format!("upgrade {}", m.name()), &format!("runs etcd {}; cluster HEALTHY", release.version), Some(t.elapsed()));
         upgraded.push(m.spec.name.clone());
     }
-    let cluster_version = wait_cluster_version(plan, release.version, wait)?;
+    let cluster_version = wait_cluster_version(ctx, release.version, wait)?;
     // out of the journal first: killed before the record goes, the record still says "resume"
     ctx.finished()?;
     let _ = std::fs::remove_file(state_path(plan));
@@ -155,21 +145,21 @@ fn backup_dir(plan: &Plan) -> PathBuf {
 }
 
 /// One member: binaries it lacks, then a restart on the new binary, then its version.
-fn upgrade_member(plan: &Plan, m: &MemberPlan, release: &EtcdRelease, wait: Duration, progress: &Progress) -> Result<()> {
-    let probe = run_on(m, &probe_script(&m.spec.bin_dir))?;
+fn upgrade_member(ctx: &Ctx, m: &MemberPlan, release: &EtcdRelease, wait: Duration) -> Result<()> {
+    let probe = ctx.run_on(m, &probe_script(&m.spec.bin_dir))?;
     for (path, mode, data) in to_send(release, &m.spec.bin_dir, &probe.stdout) {
-        put_file(m, &path, mode, &data)?;
+        ctx.put_file(m, &path, mode, &data)?;
     }
     let mut next = m.clone();
     next.binary = m.spec.bin_dir.join("etcd").display().to_string();
-    let out = run_on(&next, &format!("{} --version 2>/dev/null\n", crate::plan::sh_quote(&next.binary)))?;
+    let out = ctx.run_on(&next, &format!("{} --version 2>/dev/null\n", crate::plan::sh_quote(&next.binary)))?;
     if crate::versions::etcd_version_output(&out.stdout) != Some(release.version) {
         return Err(BootError::Preflight(vec![format!("member {}: {} does not report etcd {}", m.spec.name, next.binary, release.version)]));
     }
-    restart_member(plan, &next, wait, progress)?;
+    ctx.restart_member(&next, wait)?;
     let deadline = Instant::now() + wait;
     loop {
-        let now = member_versions(plan)?;
+        let now = member_versions(ctx);
         if now.iter().any(|(n, v)| *n == m.spec.name && *v == Some(release.version)) {
             return Ok(());
         }
@@ -182,31 +172,33 @@ fn upgrade_member(plan: &Plan, m: &MemberPlan, release: &EtcdRelease, wait: Dura
 
 /// After an interruption a member may be stopped mid-restart: start whatever is not running
 /// (idempotent), with the new binary where it is already in place, until HEALTHY (bounded).
-fn start_stopped(plan: &Plan, release: &EtcdRelease, wait: Duration) -> Result<()> {
+fn start_stopped(ctx: &Ctx, release: &EtcdRelease, wait: Duration) -> Result<()> {
+    let plan = ctx.plan;
     for m in &plan.members {
         let mut next = m.clone();
         let new = m.spec.bin_dir.join("etcd").display().to_string();
-        let out = run_on(m, &format!("{} --version 2>/dev/null\n", crate::plan::sh_quote(&new)))?;
+        let out = ctx.run_on(m, &format!("{} --version 2>/dev/null\n", crate::plan::sh_quote(&new)))?;
         if crate::versions::etcd_version_output(&out.stdout) == Some(release.version) {
             next.binary = new;
         }
-        let _ = crate::live::start_member(&next, &plan.token);
+        let _ = ctx.start_member(&next);
     }
-    crate::live::wait_healthy(plan, wait, "resuming the upgrade").map(|_| ())
+    ctx.wait_healthy(wait, "resuming the upgrade").map(|_| ())
 }
 
-fn cluster_version(plan: &Plan) -> Option<String> {
-    let opts = client_options(plan).ok()?;
+fn cluster_version(ctx: &Ctx) -> Option<String> {
+    let plan = ctx.plan;
+    let (opts, _) = ctx.etcd.client().ok()?;
     plan.members.iter().find_map(|m| etcdctl_lite::version::get(&m.spec.client_url(), &opts, Duration::from_secs(2)).ok()).map(|v| v.cluster)
 }
 
 /// The leader moves the cluster version once every member runs the new minor (it checks every
 /// few seconds): wait for it, bounded.
-fn wait_cluster_version(plan: &Plan, to: Version, wait: Duration) -> Result<String> {
+fn wait_cluster_version(ctx: &Ctx, to: Version, wait: Duration) -> Result<String> {
     let want = format!("{}.{}.", to.0, to.1);
     let deadline = Instant::now() + wait;
     loop {
-        let now = cluster_version(plan).unwrap_or_default();
+        let now = cluster_version(ctx).unwrap_or_default();
         if now.starts_with(&want) {
             return Ok(now);
         }

@@ -1,0 +1,124 @@
+//! What the operations see of etcd and ask of it, as one trait: the quorum verdict, health,
+//! membership changes, leadership, a member's version and the certificate it serves.
+//! [`LiveEtcd`] does it over etcd's API (one runtime for the whole operation, the operator's
+//! healthcheck client, both CAs trusted during a CA rotation); tests script a fake.
+
+use crate::error::{BootError, Result};
+use crate::plan::Plan;
+use crate::versions::Version;
+use etcdctl_lite::model::MemberInfo;
+use etcdctl_lite::options::ClientOptions;
+use etcdctl_lite::quorum::Verdict;
+use pki::cluster::Role;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub trait EtcdView: Send + Sync {
+    /// One quorum verdict over the spec's members (an election re-checked for one election
+    /// timeout before it is reported).
+    fn verdict(&self) -> Result<Verdict>;
+    /// Whether every member answers a health check now (short bounds).
+    fn all_healthy(&self) -> Result<bool>;
+    /// The member list, asked of `via` (client URLs; the first that answers).
+    fn member_list(&self, via: &[String]) -> Result<Vec<MemberInfo>>;
+    /// `member add --learner`: the new member and the list to start it with.
+    fn add_learner(&self, via: &[String], peer_url: &str) -> Result<(MemberInfo, Vec<MemberInfo>)>;
+    fn remove_member(&self, via: &[String], id: u64) -> Result<()>;
+    fn promote(&self, via: &[String], id: u64) -> Result<()>;
+    fn move_leader(&self, to: u64) -> Result<()>;
+    /// The etcd version the member at `endpoint` runs, if it answers.
+    fn version_of(&self, endpoint: &str) -> Option<Version>;
+    /// The DER certificate the member at `endpoint` presents in a TLS handshake.
+    fn served_certificate(&self, endpoint: &str) -> Option<Vec<u8>>;
+    /// Client options and a runtime, for what the trait does not cover (compaction, snapshots).
+    fn client(&self) -> Result<(ClientOptions, &tokio::runtime::Runtime)>;
+}
+
+/// etcd's API with the operator's healthcheck client.
+pub struct LiveEtcd {
+    endpoints: Vec<String>,
+    ca: PathBuf,
+    bundle: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+    election_timeout: Duration,
+    rt: tokio::runtime::Runtime,
+}
+
+fn etcd_err(what: &str) -> impl FnOnce(etcdctl_lite::CtlError) -> BootError + '_ {
+    move |source| BootError::Etcd { what: what.to_string(), source }
+}
+
+impl LiveEtcd {
+    pub fn new(plan: &Plan) -> Result<LiveEtcd> {
+        let pki = plan.pki();
+        let hc = pki.leaf(&Role::HealthcheckClient);
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(BootError::Runtime)?;
+        Ok(LiveEtcd {
+            endpoints: plan.endpoints(),
+            ca: pki.ca().cert,
+            bundle: crate::live::trust_bundle_path(plan),
+            cert: hc.cert,
+            key: hc.key,
+            election_timeout: plan.loaded.spec.etcd.election_timeout(),
+            rt,
+        })
+    }
+
+    /// Read at each call: the files appear during `up`, and a CA rotation adds the bundle.
+    fn options(&self) -> Result<ClientOptions> {
+        let s = |p: &std::path::Path| p.display().to_string();
+        // during a CA rotation, trust both CAs (members serve certificates from either)
+        let ca = if self.bundle.exists() { &self.bundle } else { &self.ca };
+        ClientOptions::new(&self.endpoints, Some(&s(ca)), Some(&s(&self.cert)), Some(&s(&self.key)), Duration::from_secs(1), Duration::from_secs(2))
+            .map_err(etcd_err("the healthcheck client's files"))
+    }
+
+    fn via(&self, via: &[String]) -> Result<ClientOptions> {
+        Ok(self.options()?.with_endpoints(via.to_vec()))
+    }
+}
+
+impl EtcdView for LiveEtcd {
+    fn verdict(&self) -> Result<Verdict> {
+        let opts = self.options()?;
+        Ok(self.rt.block_on(etcdctl_lite::observe::assess(&opts, self.election_timeout)))
+    }
+    fn all_healthy(&self) -> Result<bool> {
+        let mut opts = self.options()?;
+        opts.dial_timeout = Duration::from_millis(500);
+        opts.command_timeout = Duration::from_secs(1);
+        Ok(self.rt.block_on(etcdctl_lite::ops::health(&opts)).iter().all(|h| h.healthy()))
+    }
+    fn member_list(&self, via: &[String]) -> Result<Vec<MemberInfo>> {
+        let opts = self.via(via)?;
+        self.rt.block_on(etcdctl_lite::ops::member_list(&opts)).map(|l| l.members).map_err(etcd_err("listing the members"))
+    }
+    fn add_learner(&self, via: &[String], peer_url: &str) -> Result<(MemberInfo, Vec<MemberInfo>)> {
+        let opts = self.via(via)?;
+        self.rt.block_on(etcdctl_lite::ops::member_add(&opts, &[peer_url.to_string()], true)).map_err(etcd_err("adding the learner"))
+    }
+    fn remove_member(&self, via: &[String], id: u64) -> Result<()> {
+        let opts = self.via(via)?;
+        self.rt.block_on(etcdctl_lite::ops::member_remove(&opts, id)).map(|_| ()).map_err(etcd_err("removing the member"))
+    }
+    fn promote(&self, via: &[String], id: u64) -> Result<()> {
+        let opts = self.via(via)?;
+        self.rt.block_on(etcdctl_lite::ops::member_promote(&opts, id)).map(|_| ()).map_err(etcd_err("promoting the learner"))
+    }
+    fn move_leader(&self, to: u64) -> Result<()> {
+        let opts = self.options()?;
+        self.rt.block_on(etcdctl_lite::ops::move_leader(&opts, to)).map(|_| ()).map_err(etcd_err("moving leadership"))
+    }
+    fn version_of(&self, endpoint: &str) -> Option<Version> {
+        let opts = self.via(&[endpoint.to_string()]).ok()?;
+        self.rt.block_on(etcdctl_lite::ops::status(&opts)).into_iter().find_map(|s| s.result.ok()).and_then(|s| Version::parse(&s.version))
+    }
+    fn served_certificate(&self, endpoint: &str) -> Option<Vec<u8>> {
+        let opts = self.options().ok()?;
+        opts.tls.as_ref().and_then(|tls| etcdctl_lite::diagnose::presented_certificate(endpoint, tls, Duration::from_secs(1)))
+    }
+    fn client(&self) -> Result<(ClientOptions, &tokio::runtime::Runtime)> {
+        Ok((self.options()?, &self.rt))
+    }
+}

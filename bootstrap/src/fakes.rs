@@ -1,0 +1,277 @@
+//! Fakes of the two seams an operation reaches the world through (tests only): hosts that
+//! recognise the scripts of [`crate::scripts`] and act them out on a shared [`World`], and an
+//! etcd whose verdict is the real pure [`etcdctl_lite::quorum::verdict`] over that world. Every
+//! call is recorded in order, so a test asserts what an operation did, and in which order, in
+//! milliseconds.
+
+use crate::context::{Hosts, Seams};
+use crate::error::{BootError, Result};
+use crate::etcd_view::EtcdView;
+use crate::plan::Plan;
+use crate::transport::{ScriptOutput, Transport};
+use crate::versions::Version;
+use etcdctl_lite::diagnose::{Failure, FailureKind};
+use etcdctl_lite::model::{MemberInfo, MemberList, StatusInfo};
+use etcdctl_lite::options::ClientOptions;
+use etcdctl_lite::quorum::{Observation, Probe, Verdict};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The cluster as the fakes see it.
+#[derive(Debug, Default)]
+pub struct World {
+    pub members: Vec<MemberInfo>,
+    /// Members (by name) whose process is not running.
+    pub dead: HashSet<String>,
+    /// Every host script and etcd call, in order: `etcd-2: retire`, `etcd: remove 2`, ...
+    pub events: Vec<String>,
+    /// `(member, script kind)` that fail (the host does not answer), or `("etcd", call)`.
+    pub failing: HashSet<(String, String)>,
+    /// The leader moved here by `move_leader` (else the first running voter leads).
+    pub leader: Option<u64>,
+    next_id: u64,
+}
+
+pub type Shared = Arc<Mutex<World>>;
+
+/// The plan's members, all started and running, IDs 1, 2, 3, ...
+pub fn world(plan: &Plan) -> Shared {
+    let members = plan
+        .members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| MemberInfo { id: i as u64 + 1, name: m.spec.name.clone(), peer_urls: vec![m.spec.peer_url()], client_urls: vec![m.spec.client_url()], is_learner: false })
+        .collect::<Vec<_>>();
+    let next_id = members.len() as u64 + 100;
+    Arc::new(Mutex::new(World { members, next_id, ..World::default() }))
+}
+
+/// Seams over `world` for every member of `plan`.
+pub fn seams(plan: &Plan, world: &Shared) -> Seams {
+    let hosts = plan.members.iter().map(|m| (m.spec.name.clone(), Box::new(FakeHost { member: m.spec.name.clone(), peer_url: m.spec.peer_url(), client_url: m.spec.client_url(), world: world.clone() }) as Box<dyn Transport>)).collect();
+    let certs = plan.members.iter().map(|m| (m.spec.client_url(), plan.pki().leaf(&pki::cluster::Role::Server(m.spec.name.clone())).cert)).collect();
+    Seams { hosts: Hosts::new(hosts), etcd: Box::new(FakeEtcd { world: world.clone(), endpoints: plan.endpoints(), certs }) }
+}
+
+fn lock(world: &Shared) -> std::sync::MutexGuard<'_, World> {
+    world.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What a script does, by the words only that script has.
+fn kind(script: &str) -> &'static str {
+    if script.contains(".replaced-") {
+        "retire"
+    } else if script.contains("free_kib") {
+        "free-space"
+    } else if script.contains("echo started=") {
+        "start"
+    } else if script.contains("kill -TERM") || script.contains("systemctl stop") {
+        "stop"
+    } else if script.contains("--version") {
+        "version"
+    } else {
+        "other"
+    }
+}
+
+struct FakeHost {
+    member: String,
+    peer_url: String,
+    client_url: String,
+    world: Shared,
+}
+
+fn out(stdout: &str) -> ScriptOutput {
+    ScriptOutput { code: Some(0), stdout: stdout.to_string(), stderr: String::new() }
+}
+
+impl Transport for FakeHost {
+    fn describe(&self) -> String {
+        format!("fake {}", self.member)
+    }
+    fn run(&self, script: &str, _: Duration) -> std::result::Result<ScriptOutput, String> {
+        let k = kind(script);
+        let mut w = lock(&self.world);
+        w.events.push(format!("{}: {k}", self.member));
+        if w.failing.contains(&(self.member.clone(), k.to_string())) {
+            return Err("ssh: connect to host: No route to host".into());
+        }
+        Ok(match k {
+            "retire" | "stop" => {
+                w.dead.insert(self.member.clone());
+                out(if k == "retire" { "moved=/data.replaced-20261125T000000\n" } else { "stopped=1\n" })
+            }
+            "start" => {
+                let (name, client) = (self.member.clone(), self.client_url.clone());
+                if let Some(m) = w.members.iter_mut().find(|m| m.peer_urls.contains(&self.peer_url)) {
+                    m.name = name.clone();
+                    m.client_urls = vec![client];
+                }
+                w.dead.remove(&name);
+                out("started=4242\n")
+            }
+            "free-space" => out("free_kib=10000000\n"),
+            "version" => out("etcd Version: 3.5.30\nGit SHA: fake\n"),
+            _ => out(""),
+        })
+    }
+    fn deliver(&self, files: &[(String, u32, Vec<u8>)], _: Duration) -> std::result::Result<usize, String> {
+        let mut w = lock(&self.world);
+        w.events.push(format!("{}: deliver {}", self.member, files.len()));
+        if w.failing.contains(&(self.member.clone(), "deliver".to_string())) {
+            return Err("ssh: connect to host: No route to host".into());
+        }
+        Ok(files.len())
+    }
+}
+
+struct FakeEtcd {
+    world: Shared,
+    endpoints: Vec<String>,
+    /// Each member serves the server certificate in the operator's copy (as if delivered).
+    certs: HashMap<String, std::path::PathBuf>,
+}
+
+impl FakeEtcd {
+    fn call(&self, what: &str) -> Result<std::sync::MutexGuard<'_, World>> {
+        let mut w = lock(&self.world);
+        w.events.push(format!("etcd: {what}"));
+        let name = what.split_whitespace().next().unwrap_or("").to_string();
+        if w.failing.contains(&("etcd".to_string(), name)) {
+            return Err(BootError::Etcd { what: what.into(), source: etcdctl_lite::CtlError::Refused("etcdserver: refused by the fake".into()) });
+        }
+        Ok(w)
+    }
+}
+
+fn status(id: u64, leader: u64, is_learner: bool) -> StatusInfo {
+    StatusInfo {
+        cluster_id: 7,
+        member_id: id,
+        revision: 10,
+        header_raft_term: 2,
+        version: "3.5.30".into(),
+        db_size: 1 << 20,
+        db_size_in_use: 1 << 20,
+        leader,
+        raft_index: 10,
+        raft_term: 2,
+        raft_applied_index: 10,
+        is_learner,
+        errors: vec![],
+    }
+}
+
+impl EtcdView for FakeEtcd {
+    fn verdict(&self) -> Result<Verdict> {
+        let w = lock(&self.world);
+        let alive = |m: &MemberInfo| m.started() && !w.dead.contains(&m.name);
+        let first = w.members.iter().find(|m| alive(m) && !m.is_learner).map(|m| m.id).unwrap_or(0);
+        let leader = w.leader.filter(|l| w.members.iter().any(|m| m.id == *l && alive(m))).unwrap_or(first);
+        let refused = || Failure { kind: FailureKind::Refused, message: "connection refused".into() };
+        let probes = self
+            .endpoints
+            .iter()
+            .map(|e| match w.members.iter().find(|m| m.client_urls.contains(e) && alive(m)) {
+                Some(m) => Probe {
+                    endpoint: e.clone(),
+                    status: Ok(status(m.id, leader, m.is_learner)),
+                    read: if m.is_learner { Err(Failure { kind: FailureKind::Learner, message: "learner".into() }) } else { Ok(Duration::from_millis(1)) },
+                    alarms: vec![],
+                },
+                None => Probe { endpoint: e.clone(), status: Err(refused()), read: Err(refused()), alarms: vec![] },
+            })
+            .collect();
+        let member_list = Some(MemberList { cluster_id: 7, member_id: leader, raft_term: 2, members: w.members.clone() }).filter(|_| leader != 0);
+        Ok(etcdctl_lite::quorum::verdict(&Observation { member_list, probes }))
+    }
+    fn all_healthy(&self) -> Result<bool> {
+        let w = lock(&self.world);
+        Ok(w.members.iter().all(|m| m.started() && !w.dead.contains(&m.name)))
+    }
+    fn member_list(&self, _via: &[String]) -> Result<Vec<MemberInfo>> {
+        Ok(self.call("list")?.members.clone())
+    }
+    fn add_learner(&self, _via: &[String], peer_url: &str) -> Result<(MemberInfo, Vec<MemberInfo>)> {
+        let mut w = self.call("add learner")?;
+        w.next_id += 1;
+        let added = MemberInfo { id: w.next_id, name: String::new(), peer_urls: vec![peer_url.to_string()], client_urls: vec![], is_learner: true };
+        w.members.push(added.clone());
+        Ok((added, w.members.clone()))
+    }
+    fn remove_member(&self, _via: &[String], id: u64) -> Result<()> {
+        let mut w = self.call(&format!("remove {id}"))?;
+        w.members.retain(|m| m.id != id);
+        Ok(())
+    }
+    fn promote(&self, _via: &[String], id: u64) -> Result<()> {
+        let mut w = self.call(&format!("promote {id}"))?;
+        if let Some(m) = w.members.iter_mut().find(|m| m.id == id) {
+            m.is_learner = false;
+        }
+        Ok(())
+    }
+    fn move_leader(&self, to: u64) -> Result<()> {
+        self.call(&format!("move-leader {to}"))?.leader = Some(to);
+        Ok(())
+    }
+    fn version_of(&self, _endpoint: &str) -> Option<Version> {
+        Version::parse("3.5.30")
+    }
+    fn served_certificate(&self, endpoint: &str) -> Option<Vec<u8>> {
+        let pem = std::fs::read(self.certs.get(endpoint)?).ok()?;
+        pki::pemfile::first_certificate(&pem, endpoint).ok()
+    }
+    fn client(&self) -> Result<(ClientOptions, &tokio::runtime::Runtime)> {
+        Err(BootError::Verification("the fake etcd has no client".into()))
+    }
+}
+
+/// The events that are not reads (`list`), for asserting an operation's effects in order.
+pub fn effects(world: &Shared) -> Vec<String> {
+    lock(world).events.iter().filter(|e| !e.ends_with(": list") && !e.ends_with(": version")).cloned().collect()
+}
+
+/// Marks what fails: `("etcd-2", "free-space")`, `("etcd", "add")`.
+pub fn fail(world: &Shared, who: &str, what: &str) {
+    lock(world).failing.insert((who.to_string(), what.to_string()));
+}
+
+/// Map of member name to id.
+pub fn ids(world: &Shared) -> HashMap<String, u64> {
+    lock(world).members.iter().map(|m| (m.name.clone(), m.id)).collect()
+}
+
+/// A local 3-member spec and its plan in a temporary directory (the PKI and the journal go there).
+pub struct Cluster {
+    _dir: tempfile::TempDir,
+    pub plan: Plan,
+}
+
+pub fn cluster() -> Cluster {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let spec = crate::local::spec(3, dir.path());
+    let path = dir.path().join("cluster.yaml");
+    std::fs::write(&path, serde_yaml_ng::to_string(&spec).unwrap_or_default()).unwrap_or_else(|e| panic!("{e}"));
+    let loaded = crate::spec::Spec::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    Cluster { plan: crate::plan::build(&loaded), _dir: dir }
+}
+
+impl Cluster {
+    /// Runs `op` as `kind` (target, finishing args) through the journal, on the fakes of `world`.
+    pub fn run<T>(&self, world: &Shared, kind: crate::journal::OpKind, target: Option<&str>, args: &str, op: impl FnOnce(&crate::context::Ctx) -> Result<T>) -> Result<T> {
+        let req = crate::context::request(&self.plan, kind, target.map(String::from), args);
+        crate::context::run_with(&self.plan, &crate::progress::Progress::new(true), req, Duration::from_secs(5), seams(&self.plan, world), op)
+    }
+
+    /// How many operations the journal holds.
+    pub fn under_way(&self) -> usize {
+        crate::journal_store::Store::for_spec(std::path::Path::new(&self.plan.loaded.file)).read().map(|j| j.operations.len()).unwrap_or(usize::MAX)
+    }
+}
+
+/// Marks a member's process as not running.
+pub fn kill(world: &Shared, name: &str) {
+    lock(world).dead.insert(name.to_string());
+}

@@ -1,0 +1,103 @@
+//! The operations' decisions on fake hosts and a fake etcd ([`crate::fakes`]): what each refuses
+//! before its first change, the order of its effects, and where it stops and resumes. (`replace`
+//! has its own file.) The end-to-end path is tested against real etcd in `tests/`.
+
+use crate::error::BootError;
+use crate::fakes::{self, cluster, effects, fail, kill, Shared};
+use crate::journal::OpKind;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(5);
+
+fn members_touched(world: &Shared, kind: &str) -> Vec<String> {
+    effects(world).iter().filter(|e| e.ends_with(&format!(": {kind}")) || e.contains(&format!(": {kind} "))).map(|e| e.split(':').next().unwrap_or("").to_string()).collect()
+}
+
+#[test]
+fn down_stops_the_leader_last() {
+    let c = cluster();
+    let world = fakes::world(&c.plan);
+    world.lock().unwrap().leader = Some(1);
+    c.run(&world, OpKind::Down, None, "down", |ctx| super::down::down(ctx, false)).unwrap();
+    let stops = members_touched(&world, "stop");
+    assert_eq!(stops.len(), 3);
+    assert_eq!(stops.last().map(String::as_str), Some("etcd-1"), "{stops:?}");
+}
+
+#[test]
+fn rotate_certs_refuses_an_unhealthy_cluster_before_renewing_anything() {
+    let c = cluster();
+    let world = fakes::world(&c.plan);
+    kill(&world, "etcd-3");
+    let e = c.run(&world, OpKind::RotateCerts, None, "rotate certs", |ctx| super::rotate_certs::rotate_certs(ctx, true, WAIT)).unwrap_err();
+    assert!(matches!(e, BootError::Precondition { .. }), "{e}");
+    assert_eq!(effects(&world), Vec::<String>::new());
+    assert!(!c.plan.issue.dir.join("etcd").exists(), "nothing renewed or issued");
+    assert_eq!(c.under_way(), 0);
+}
+
+#[test]
+fn rotate_certs_stops_at_the_member_it_cannot_reach_and_stays_unfinished() {
+    let c = cluster();
+    pki::bundle::issue_into(&c.plan.issue).unwrap();
+    crate::live::ensure_crl(&c.plan).unwrap();
+    let world = fakes::world(&c.plan);
+    fail(&world, "etcd-2", "deliver");
+    let e = c.run(&world, OpKind::RotateCerts, None, "rotate certs", |ctx| super::rotate_certs::rotate_certs(ctx, false, WAIT)).unwrap_err();
+    assert!(e.to_string().contains("member etcd-2"), "{e}");
+    // etcd-1 got its renewed files, etcd-3 was never touched
+    assert_eq!(members_touched(&world, "deliver"), vec!["etcd-1".to_string(), "etcd-2".into()]);
+    assert_eq!(c.under_way(), 1);
+    // run again, reachable now: it finishes, every member served, nothing left under way
+    world.lock().unwrap().failing.clear();
+    c.run(&world, OpKind::RotateCerts, None, "rotate certs", |ctx| super::rotate_certs::rotate_certs(ctx, false, WAIT)).unwrap();
+    assert_eq!(c.under_way(), 0);
+}
+
+#[test]
+fn maintain_refuses_without_quorum_before_compacting() {
+    let c = cluster();
+    let world = fakes::world(&c.plan);
+    kill(&world, "etcd-2");
+    kill(&world, "etcd-3");
+    let e = c.run(&world, OpKind::Maintain, None, "maintain", |ctx| super::maintain::maintain(ctx, WAIT)).unwrap_err();
+    assert!(e.to_string().starts_with("refusing to maintain: the cluster is NO-QUORUM"), "{e}");
+    assert_eq!(c.under_way(), 0);
+}
+
+#[test]
+fn rotate_ca_restarts_members_one_by_one_leader_handed_off_then_pauses_and_resumes_where_killed() {
+    use super::rotate_ca::{rotate_ca, Outcome, Request};
+    let c = cluster();
+    pki::bundle::issue_into(&c.plan.issue).unwrap();
+    crate::live::ensure_crl(&c.plan).unwrap();
+    let world = fakes::world(&c.plan);
+    world.lock().unwrap().leader = Some(2);
+    // killed (a host stops answering) at etcd-3's restart in phase 1
+    fail(&world, "etcd-3", "stop");
+    let e = c.run(&world, OpKind::RotateCa, None, "rotate ca", |ctx| rotate_ca(ctx, Request::StartOrResume, WAIT)).unwrap_err();
+    assert!(e.to_string().contains("etcd-3"), "{e}");
+    // etcd-2 led: leadership moved away before its restart
+    let ev = effects(&world);
+    let moved = ev.iter().position(|e| e.starts_with("etcd: move-leader")).expect("leadership moved");
+    let stop2 = ev.iter().position(|e| e == "etcd-2: stop").expect("etcd-2 restarted");
+    assert!(moved < stop2, "{ev:?}");
+    assert_eq!(c.under_way(), 1);
+    // another change is refused meanwhile
+    let refused = c.run(&world, OpKind::RotateCerts, None, "rotate certs", |_| Ok(())).unwrap_err();
+    assert!(refused.to_string().contains("`rotate ca` stopped unfinished"), "{refused}");
+    // run again: etcd-1 and etcd-2 are done and not restarted again; it pauses for the operator
+    world.lock().unwrap().failing.clear();
+    world.lock().unwrap().events.clear();
+    let out = c.run(&world, OpKind::RotateCa, None, "rotate ca", |ctx| rotate_ca(ctx, Request::StartOrResume, WAIT)).unwrap();
+    assert_eq!(out, Outcome::TrustsBoth);
+    assert_eq!(members_touched(&world, "stop"), vec!["etcd-3".to_string()]);
+    let j = crate::journal_store::Store::for_spec(std::path::Path::new(&c.plan.loaded.file)).read().unwrap();
+    assert!(j.operations[0].paused.is_some() && j.operations[0].finish.ends_with("rotate ca --continue"), "{j:?}");
+    // paused: a replace is refused, a plain `rotate ca` only repeats the instructions
+    assert!(c.run(&world, OpKind::Replace, Some("etcd-1"), "replace etcd-1", |_| Ok(())).is_err());
+    world.lock().unwrap().events.clear();
+    let again = c.run(&world, OpKind::RotateCa, None, "rotate ca", |ctx| rotate_ca(ctx, Request::StartOrResume, WAIT)).unwrap();
+    assert_eq!(again, Outcome::TrustsBoth);
+    assert_eq!(members_touched(&world, "stop"), Vec::<String>::new());
+}
