@@ -51,9 +51,9 @@ impl LbVerdict {
     /// 0 ready, 1 not ready yet (what is expected before `kubeadm init`), 2 broken.
     pub fn exit_code(&self) -> u8 {
         match self.state {
-            "READY" => 0,
-            "NO-BACKEND" | "REFUSED" | "NOT-READY" | "CONNECTED" => 1,
-            _ => 2,
+            "READY" => crate::exit::OK,
+            "NO-BACKEND" | "REFUSED" | "NOT-READY" | "CONNECTED" => crate::exit::WARNING,
+            _ => crate::exit::CRITICAL,
         }
     }
 }

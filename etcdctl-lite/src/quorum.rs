@@ -47,10 +47,10 @@ impl ClusterState {
     /// Monitoring-plugin exit codes (Nagios/Icinga): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
     pub fn exit_code(self) -> u8 {
         match self {
-            ClusterState::Healthy => 0,
-            ClusterState::Degraded => 1,
-            ClusterState::NoQuorum | ClusterState::ReadOnly => 2,
-            ClusterState::Unknown => 3,
+            ClusterState::Healthy => pki::exit::OK,
+            ClusterState::Degraded => pki::exit::WARNING,
+            ClusterState::NoQuorum | ClusterState::ReadOnly => pki::exit::CRITICAL,
+            ClusterState::Unknown => pki::exit::UNKNOWN,
         }
     }
     pub fn word(self) -> &'static str {

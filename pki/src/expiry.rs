@@ -87,9 +87,9 @@ impl Report {
     /// 0 all fine, 1 something expiring, 2 something expired or invalid.
     pub fn exit_code(&self) -> u8 {
         match self.certificates.iter().chain(&self.authorities).map(|c| c.status).max() {
-            Some(Status::Expired | Status::Invalid) => 2,
-            Some(Status::Expiring) => 1,
-            _ => 0,
+            Some(Status::Expired | Status::Invalid) => crate::exit::CRITICAL,
+            Some(Status::Expiring) => crate::exit::WARNING,
+            _ => crate::exit::OK,
         }
     }
 }

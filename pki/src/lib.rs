@@ -19,6 +19,7 @@ pub mod ca;
 pub mod cfssl;
 pub mod cluster;
 pub mod error;
+pub mod exit;
 pub mod expiry;
 pub mod crl;
 pub mod files;

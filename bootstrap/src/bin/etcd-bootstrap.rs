@@ -278,7 +278,7 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             let api = bootstrap::outputs::choose_api(&plan, kubeadm_api)?;
             print!("{}", plan::render(&plan));
             println!("   kubeadm config API: {} (kubernetes {})", api.group(), loaded.spec.kubernetes.version);
-            Ok(0)
+            Ok(exit::OK)
         }
         Command::Up { local, dir, wait, kubeadm_api, quiet } => {
             let spec_path = match local {
@@ -304,14 +304,14 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             println!("nodes:       {}", out.join("control-plane").display());
             println!("haproxy:     {}", out.join("haproxy/haproxy.cfg").display());
             println!("next:        {}", out.join("RUNBOOK.md").display());
-            Ok(0)
+            Ok(exit::OK)
         }
         Command::Status { write_out } => {
             let loaded = match load(&cli.spec) {
                 Ok(l) => l,
                 Err(e) => {
                     eprintln!("etcd-bootstrap: error: {e}");
-                    return Ok(3);
+                    return Ok(exit::UNKNOWN);
                 }
             };
             let plan = plan::build(&loaded);
@@ -337,7 +337,7 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
                     println!("{from}{}: {} ({} ms)", v.state, v.summary, v.took_ms);
                 }
             }
-            Ok(all.iter().map(|v| v.exit_code()).max().unwrap_or(3))
+            Ok(all.iter().map(|v| v.exit_code()).max().unwrap_or(exit::UNKNOWN))
         }
         Command::Certs { command: CertsCommand::Check { within, write_out } } => {
             let plan = plan::build(&load(&cli.spec)?);
@@ -356,27 +356,27 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             if status {
                 print_notes(&plan);
                 print!("{}", ops::rotate_ca::status(&plan)?);
-                return Ok(0);
+                return Ok(exit::OK);
             }
             let request = if continue_ { Request::Continue } else { Request::StartOrResume };
             let args = if continue_ { "rotate ca --continue" } else { "rotate ca" };
             let outcome = guarded(&plan, &Progress::new(false), lock_wait, OpKind::RotateCa, None, args, |ctx| rotate_ca(ctx, request, Duration::from_secs(wait)))?;
             print!("{}", instructions(&plan, outcome));
-            Ok(0)
+            Ok(exit::OK)
         }
         Command::Rotate { command: RotateCommand::Certs { rekey, wait } } => {
             let plan = plan::build(&load(&cli.spec)?);
             let args = if rekey { "rotate certs --rekey" } else { "rotate certs" };
             guarded(&plan, &Progress::new(false), lock_wait, OpKind::RotateCerts, None, args, |ctx| ops::rotate_certs::rotate_certs(ctx, rekey, Duration::from_secs(wait)))?;
             println!("certificates rotated on {} members; the cluster stayed HEALTHY", plan.members.len());
-            Ok(0)
+            Ok(exit::OK)
         }
         Command::Replace { member, force, wait } => {
             let plan = plan::build(&load(&cli.spec)?);
             let args = format!("replace {}", plan::sh_quote(&member));
             guarded(&plan, &Progress::new(false), lock_wait, OpKind::Replace, Some(member.clone()), &args, |ctx| ops::replace::replace(ctx, &member, force, Duration::from_secs(wait)))?;
             println!("member {member} replaced; the cluster is HEALTHY");
-            Ok(0)
+            Ok(exit::OK)
         }
         Command::Backup { dir, keep, print_timer, write_out } => {
             let loaded = load(&cli.spec)?;
@@ -387,7 +387,7 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
                 let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf()));
                 let exe = std::env::current_exe()?;
                 print!("{}", ops::backup::timer(&exe, &abs(&cli.spec), &abs(&dir), keep.unwrap_or(48), &loaded.spec.name)?);
-                return Ok(0);
+                return Ok(exit::OK);
             }
             let b = guarded(&plan, &Progress::new(false), lock_wait, OpKind::Backup, None, "backup", |ctx| ops::backup::backup(ctx, &dir, keep))?;
             if write_out == etcdctl_lite::render::Format::Json {
@@ -395,7 +395,7 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             } else {
                 println!("{} (revision {}, {} keys, {} bytes, sha256 {}) from {}{}", b.path, b.revision, b.keys, b.bytes, b.sha256, b.endpoint, if b.healthy { "" } else { "; the cluster was not healthy" });
             }
-            Ok(0)
+            Ok(exit::OK)
         }
         Command::Restore { snapshot, force, wait } => {
             let plan = plan::build(&load(&cli.spec)?);
@@ -414,7 +414,7 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
                 println!("old data dir of {m}");
             }
             println!("next: restart kube-apiserver on every control-plane node");
-            Ok(0)
+            Ok(exit::OK)
         }
         Command::Upgrade { to, sha256, dry_run, wait } => {
             bootstrap::rules::etcd_archive(&to).map_err(|e| format!("--to {to:?}: {e}"))?;
@@ -439,7 +439,7 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
                 if r.steps.is_empty() {
                     println!("  nothing: every member runs {} (cluster version {})", r.to, r.cluster_version);
                 }
-                return Ok(0);
+                return Ok(exit::OK);
             }
             if r.upgraded.is_empty() {
                 println!("nothing to do: every member runs etcd {} (cluster version {})", r.to, r.cluster_version);
@@ -447,7 +447,7 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
                 println!("upgraded {} from etcd {} to {}; cluster version {}; backup {}", r.upgraded.join(", "), r.from, r.to, r.cluster_version, r.backup.unwrap_or_default());
             }
             println!("spec: set etcd_archive: {to}{} so that later starts use etcd {} (a start with the older binary is refused)", sha256.map(|h| format!(" and etcd_sha256: {h}")).unwrap_or_default(), r.to);
-            Ok(0)
+            Ok(exit::OK)
         }
         Command::Maintain { wait, write_out } => {
             let plan = plan::build(&load(&cli.spec)?);
@@ -461,14 +461,14 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
                 }
                 println!("cluster HEALTHY and writable");
             }
-            Ok(0)
+            Ok(exit::OK)
         }
         Command::Down { purge } => {
             let loaded = load(&cli.spec)?;
             let plan = plan::build(&loaded);
             let kind = if purge { OpKind::Purge } else { OpKind::Down };
             guarded(&plan, &Progress::new(false), lock_wait, kind, None, if purge { "down --purge" } else { "down" }, |ctx| ops::down::down(ctx, purge))?;
-            Ok(0)
+            Ok(exit::OK)
         }
     }
 }

@@ -148,7 +148,13 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            let code = if !e.use_stderr() { 0 } else if is_quorum { 3 } else { 2 };
+            let code = if !e.use_stderr() {
+                pki::exit::OK
+            } else if is_quorum {
+                pki::exit::UNKNOWN
+            } else {
+                pki::exit::USAGE
+            };
             return ExitCode::from(code);
         }
     };
@@ -156,7 +162,7 @@ fn main() -> ExitCode {
         Ok(r) => r,
         Err(e) => {
             eprintln!("Error: cannot start the runtime: {e}");
-            return ExitCode::from(1);
+            return ExitCode::from(pki::exit::FAILED);
         }
     };
     match runtime.block_on(run(cli)) {
@@ -170,7 +176,7 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<u8, (CtlError, u8)> {
     let g = &cli.global;
-    let fail_code = if matches!(cli.command, Command::Quorum) { 3 } else { 1 };
+    let fail_code = if matches!(cli.command, Command::Quorum) { pki::exit::UNKNOWN } else { pki::exit::FAILED };
     let mut opts = ClientOptions::new(&g.endpoints, g.cacert.as_deref(), g.cert.as_deref(), g.key.as_deref(), g.dial_timeout, g.command_timeout)
         .map_err(|e| (e, fail_code))?;
     let _ = (DEFAULT_DIAL_TIMEOUT, DEFAULT_COMMAND_TIMEOUT);
@@ -179,7 +185,7 @@ async fn run(cli: Cli) -> Result<u8, (CtlError, u8)> {
         Command::Endpoint { command } => {
             let cluster = matches!(command, EndpointCommand::Health { cluster: true } | EndpointCommand::Status { cluster: true });
             if cluster {
-                let list = ops::member_list(&opts).await.map_err(|e| (e, 1))?;
+                let list = ops::member_list(&opts).await.map_err(|e| (e, pki::exit::FAILED))?;
                 let urls: Vec<String> = list.members.iter().flat_map(|m| m.client_urls.clone()).collect();
                 opts = opts.with_endpoints(urls);
             }
@@ -187,7 +193,7 @@ async fn run(cli: Cli) -> Result<u8, (CtlError, u8)> {
                 EndpointCommand::Health { .. } => {
                     let results = ops::health(&opts).await;
                     emit(render::health(&results, fmt));
-                    Ok(if results.iter().all(|h| h.healthy()) { 0 } else { 1 })
+                    Ok(if results.iter().all(|h| h.healthy()) { pki::exit::OK } else { pki::exit::FAILED })
                 }
                 EndpointCommand::Status { .. } => {
                     let results = ops::status(&opts).await;
@@ -198,26 +204,26 @@ async fn run(cli: Cli) -> Result<u8, (CtlError, u8)> {
         }
         Command::Member { command } => match command {
             MemberCommand::List => {
-                let list = ops::member_list(&opts).await.map_err(|e| (e, 1))?;
+                let list = ops::member_list(&opts).await.map_err(|e| (e, pki::exit::FAILED))?;
                 emit(render::member_list(&list, fmt));
-                Ok(0)
+                Ok(pki::exit::OK)
             }
             MemberCommand::Add { name, peer_urls, learner } => {
-                let (added, members) = ops::member_add(&opts, &peer_urls, learner).await.map_err(|e| (e, 1))?;
+                let (added, members) = ops::member_add(&opts, &peer_urls, learner).await.map_err(|e| (e, pki::exit::FAILED))?;
                 emit(render::member_added(&name, &added, &members, None));
-                Ok(0)
+                Ok(pki::exit::OK)
             }
             MemberCommand::Promote { id } => {
-                let id = ops::parse_member_id(&id).map_err(|e| (e, 1))?;
-                ops::member_promote(&opts, id).await.map_err(|e| (e, 1))?;
+                let id = ops::parse_member_id(&id).map_err(|e| (e, pki::exit::FAILED))?;
+                ops::member_promote(&opts, id).await.map_err(|e| (e, pki::exit::FAILED))?;
                 println!("Member {id:x} promoted in cluster");
-                Ok(0)
+                Ok(pki::exit::OK)
             }
             MemberCommand::Remove { id } => {
-                let id = ops::parse_member_id(&id).map_err(|e| (e, 1))?;
-                ops::member_remove(&opts, id).await.map_err(|e| (e, 1))?;
+                let id = ops::parse_member_id(&id).map_err(|e| (e, pki::exit::FAILED))?;
+                ops::member_remove(&opts, id).await.map_err(|e| (e, pki::exit::FAILED))?;
                 println!("Member {id:x} removed from cluster");
-                Ok(0)
+                Ok(pki::exit::OK)
             }
         },
         Command::Quorum => {
@@ -226,12 +232,12 @@ async fn run(cli: Cli) -> Result<u8, (CtlError, u8)> {
             Ok(v.state.exit_code())
         }
         Command::Snapshot { command: SnapshotCommand::Status { file } } => {
-            let (st, _) = etcdctl_lite::snapshot_status::status(&file).map_err(|e| (e, 1))?;
+            let (st, _) = etcdctl_lite::snapshot_status::status(&file).map_err(|e| (e, pki::exit::FAILED))?;
             emit(render::snapshot_status(&st, fmt));
-            Ok(0)
+            Ok(pki::exit::OK)
         }
         Command::Snapshot { command: SnapshotCommand::Save { file } } => {
-            let saved = etcdctl_lite::snapshot::save(&opts, &file).await.map_err(|e| (e, 1))?;
+            let saved = etcdctl_lite::snapshot::save(&opts, &file).await.map_err(|e| (e, pki::exit::FAILED))?;
             if let Some(w) = &saved.warning {
                 eprintln!("warning: {w}");
             }
@@ -240,23 +246,23 @@ async fn run(cli: Cli) -> Result<u8, (CtlError, u8)> {
             } else {
                 println!("Snapshot saved at {} ({} bytes, sha256 {}, revision {}) from {}", saved.path, saved.bytes, saved.sha256, saved.revision, saved.endpoint);
             }
-            Ok(0)
+            Ok(pki::exit::OK)
         }
         Command::MoveLeader { target_id } => {
-            let target = ops::parse_member_id(&target_id).map_err(|e| (e, 1))?;
-            let from = ops::move_leader(&opts, target).await.map_err(|e| (e, 1))?;
+            let target = ops::parse_member_id(&target_id).map_err(|e| (e, pki::exit::FAILED))?;
+            let from = ops::move_leader(&opts, target).await.map_err(|e| (e, pki::exit::FAILED))?;
             // etcdctl's wording
             println!("Leadership transferred from {from:x} to {target:x}");
-            Ok(0)
+            Ok(pki::exit::OK)
         }
         Command::Compaction { revision, physical } => {
-            let rev = etcdctl_lite::maintenance::compaction(&opts, revision, physical).await.map_err(|e| (e, 1))?;
+            let rev = etcdctl_lite::maintenance::compaction(&opts, revision, physical).await.map_err(|e| (e, pki::exit::FAILED))?;
             println!("compacted revision {rev}");
-            Ok(0)
+            Ok(pki::exit::OK)
         }
         Command::Defrag { cluster } => {
             if cluster {
-                let list = ops::member_list(&opts).await.map_err(|e| (e, 1))?;
+                let list = ops::member_list(&opts).await.map_err(|e| (e, pki::exit::FAILED))?;
                 let urls: Vec<String> = list.members.iter().flat_map(|m| m.client_urls.clone()).collect();
                 opts = opts.with_endpoints(urls);
             }
@@ -275,14 +281,14 @@ async fn run(cli: Cli) -> Result<u8, (CtlError, u8)> {
             Ok(u8::from(failed))
         }
         Command::Alarm { command: AlarmCommand::Disarm } => {
-            let disarmed = etcdctl_lite::maintenance::alarm_disarm(&opts).await.map_err(|e| (e, 1))?;
+            let disarmed = etcdctl_lite::maintenance::alarm_disarm(&opts).await.map_err(|e| (e, pki::exit::FAILED))?;
             emit(render::alarms(&disarmed, fmt));
-            Ok(0)
+            Ok(pki::exit::OK)
         }
         Command::Alarm { command: AlarmCommand::List } => {
-            let alarms = ops::alarm_list(&opts).await.map_err(|e| (e, 1))?;
+            let alarms = ops::alarm_list(&opts).await.map_err(|e| (e, pki::exit::FAILED))?;
             emit(render::alarms(&alarms, fmt));
-            Ok(0)
+            Ok(pki::exit::OK)
         }
     }
 }

@@ -189,13 +189,13 @@ fn main() -> ExitCode {
         } else {
             pki::cfssl::cfssljson::run(rest, &mut io)
         };
-        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+        return ExitCode::from(u8::try_from(code).unwrap_or(pki::exit::FAILED));
     }
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("pki: error: {e}");
-            ExitCode::from(1)
+            ExitCode::from(pki::exit::FAILED)
         }
     }
 }
@@ -328,7 +328,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                     }
                 }
             }
-            Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+            Ok(if failed { ExitCode::from(pki::exit::FAILED) } else { ExitCode::SUCCESS })
         }
     }
 }
