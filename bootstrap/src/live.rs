@@ -58,6 +58,27 @@ pub(crate) fn save_record<T: serde::Serialize>(path: &std::path::Path, record: &
     Ok(())
 }
 
+/// The spec's certificates in the operator's PKI directory: the ones still right kept, missing
+/// ones issued. pki's refusals advise its own `--force`, which `etcd-bootstrap` has not: they
+/// become a refusal that says what to do here.
+pub(crate) fn issue_certificates(plan: &Plan, what: &str) -> Result<pki::bundle::IssueReport> {
+    let refuse = |reason: String| BootError::Precondition { what: what.to_string(), reason };
+    match pki::bundle::issue_into(&plan.issue) {
+        Ok(r) => Ok(r),
+        Err(pki::PkiError::Exists { path, .. }) => {
+            Err(refuse(format!("{} exists with other contents than the spec's PKI gives it; move it aside if nothing needs it, then run the command again", path.display())))
+        }
+        Err(pki::PkiError::Refused(msg)) => {
+            let kept: Vec<&str> = msg.lines().filter(|l| !l.contains("--force")).collect();
+            Err(refuse(format!(
+                "{}\nMove the files listed aside and run the command again: missing certificates are issued (new keys; the CA is kept)",
+                kept.join("\n").trim_end_matches(['.', ';', ' '])
+            )))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// The operator's CRL (empty until something is revoked), made once; etcd needs the file.
 pub(crate) fn ensure_crl(plan: &Plan) -> Result<()> {
     let (_, crl) = pki::crl::paths(&plan.issue.dir);

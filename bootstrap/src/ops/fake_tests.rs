@@ -101,3 +101,35 @@ fn rotate_ca_restarts_members_one_by_one_leader_handed_off_then_pauses_and_resum
     assert_eq!(again, Outcome::TrustsBoth);
     assert_eq!(members_touched(&world, "stop"), Vec::<String>::new());
 }
+
+#[test]
+fn certificates_that_do_not_fit_are_refused_without_advising_a_force_flag_etcd_bootstrap_lacks() {
+    let c = cluster();
+    pki::bundle::issue_into(&c.plan.issue).unwrap();
+    // a member's server certificate whose key is gone: pki would advise `--force`
+    let pair = c.plan.pki().leaf(&pki::cluster::Role::Server("etcd-2".into()));
+    std::fs::remove_file(&pair.key).unwrap();
+    let world = fakes::world(&c.plan);
+    kill(&world, "etcd-2");
+    let e = c.run(&world, OpKind::Replace, Some("etcd-2"), "replace etcd-2", |ctx| super::replace::replace(ctx, "etcd-2", false, WAIT)).unwrap_err().to_string();
+    assert!(e.starts_with("refusing to replace etcd-2: existing certificates do not fit this cluster"), "{e}");
+    assert!(e.contains("Move the files listed aside and run the command again"), "{e}");
+    assert!(!e.contains("--force"), "{e}");
+    assert_eq!(effects(&world), Vec::<String>::new(), "refused before anything on a host or in etcd");
+}
+
+#[test]
+fn rotations_refuse_when_a_host_does_not_answer_before_their_first_change() {
+    let c = cluster();
+    pki::bundle::issue_into(&c.plan.issue).unwrap();
+    crate::live::ensure_crl(&c.plan).unwrap();
+    let world = fakes::world(&c.plan);
+    fail(&world, "etcd-3", "free-space");
+    let e = c.run(&world, OpKind::RotateCerts, None, "rotate certs", |ctx| super::rotate_certs::rotate_certs(ctx, true, WAIT)).unwrap_err().to_string();
+    assert!(e.starts_with("refusing to rotate: member etcd-3 (fake etcd-3): ssh: connect to host"), "{e}");
+    let e = c.run(&world, OpKind::RotateCa, None, "rotate ca", |ctx| super::rotate_ca::rotate_ca(ctx, super::rotate_ca::Request::StartOrResume, WAIT)).unwrap_err().to_string();
+    assert!(e.starts_with("refusing to rotate the CA: member etcd-3"), "{e}");
+    assert!(!c.plan.issue.dir.join("etcd/ca-new.crt").exists(), "no new CA made");
+    assert_eq!(members_touched(&world, "deliver"), Vec::<String>::new());
+    assert_eq!(c.under_way(), 0);
+}

@@ -94,7 +94,7 @@ fn preconditions(ctx: &Ctx, m: &MemberPlan) -> Result<()> {
     let plan = ctx.plan;
     let what = format!("replace {}", m.spec.name);
     let precondition = |e: BootError| BootError::Precondition { what: what.clone(), reason: e.to_string() };
-    pki::bundle::issue_into(&plan.issue).map_err(|e| precondition(e.into()))?;
+    crate::live::issue_certificates(plan, &what)?;
     ensure_crl(plan).map_err(precondition)?;
     own_files(m, |_| true).map_err(precondition)?;
     ctx.require_reachable(&[m], 0, &what)

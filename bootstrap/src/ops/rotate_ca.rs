@@ -220,6 +220,7 @@ fn stop_before(phase: Phase) -> Outcome {
 fn begin(ctx: &Ctx) -> Result<RotationState> {
     let (plan, progress) = (ctx.plan, ctx.progress);
     ctx.require_healthy("rotate the CA")?;
+    ctx.require_reachable(&plan.members.iter().collect::<Vec<_>>(), 0, "rotate the CA")?;
     ctx.changing("new CA")?;
     let (new_cert, new_key) = new_ca_paths(plan);
     if !new_cert.exists() {

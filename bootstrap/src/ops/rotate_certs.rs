@@ -12,6 +12,7 @@ pub fn rotate_certs(ctx: &Ctx, rekey: bool, wait: Duration) -> Result<()> {
     // one writer of the operator's PKI directory (and outputs) for the whole operation
     let _lock = pki::lock::lock_dir(&plan.issue.dir, pki::lock::DEFAULT_WAIT)?;
     ctx.require_healthy("rotate")?;
+    ctx.require_reachable(&plan.members.iter().collect::<Vec<_>>(), 0, "rotate")?;
     let pki = plan.pki();
     let pair = pki.ca();
     let ca = pki::ca::Ca::load_files(&pair.cert, &pair.key)?;

@@ -77,7 +77,7 @@ pub fn up(ctx: &Ctx, opts: &UpOptions) -> Result<UpReport> {
 /// Certificates (valid ones kept byte for byte), the CRL, and SAN coverage of every address.
 fn certificates(plan: &Plan, progress: &Progress) -> Result<(usize, usize)> {
     let t = Instant::now();
-    let issued = pki::bundle::issue_into(&plan.issue)?;
+    let issued = crate::live::issue_certificates(plan, "issue the certificates")?;
     progress.step("certificates", &format!("{} issued, {} kept in {}", issued.issued, issued.kept, plan.issue.dir.display()), Some(t.elapsed()));
     ensure_crl(plan)?;
     check_certificates(plan)?;

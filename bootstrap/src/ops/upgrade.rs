@@ -82,6 +82,7 @@ pub fn upgrade(ctx: &Ctx, to: &str, sha256: Option<&str>, dry_run: bool, wait: D
         start_stopped(ctx, &release, wait)?;
     }
     ctx.require_healthy("upgrade")?;
+    ctx.require_reachable(&plan.members.iter().collect::<Vec<_>>(), 0, "upgrade")?;
     let versions = member_versions(ctx);
     let from = starting_version(&versions, &release, state.as_ref())?;
     let needed = check_step(from, release.version).map_err(|e| BootError::Preflight(vec![e]))?;
