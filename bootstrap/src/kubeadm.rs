@@ -137,7 +137,11 @@ pub fn cluster_configuration(spec: &Spec, api: ApiVersion) -> Value {
 }
 
 fn node_registration(spec: &Spec, name: &str) -> Value {
-    let mut entries = vec![("name", s(name)), ("criSocket", s(&spec.kubernetes.cri_socket))];
+    let mut entries = vec![("name", s(name))];
+    // absent, kubeadm detects the runtime itself; a wrong default would break CRI-O nodes
+    if let Some(socket) = &spec.kubernetes.cri_socket {
+        entries.push(("criSocket", s(socket)));
+    }
     if spec.kubernetes.allow_old_etcd {
         // the operator chose an etcd below kubeadm's minimum (a lab cluster): kubeadm's own check
         // would stop init/join, so it is made a warning, by name
@@ -433,6 +437,17 @@ mod tests {
             assert_eq!(validate(&join, None), Vec::<String>::new(), "{join}");
             assert!(join.contains(&"kind: JoinConfiguration".to_string()) && join.contains("advertiseAddress: 10.0.0.22"));
         }
+    }
+
+    #[test]
+    fn cri_socket_only_when_the_spec_sets_one() {
+        let mut sp = spec();
+        sp.kubernetes.cri_socket = None;
+        for api in [ApiVersion::V1Beta4, ApiVersion::V1Beta3] {
+            assert!(!init_document(&sp, &secrets(), api).contains("criSocket"), "kubeadm detects the runtime itself");
+        }
+        sp.kubernetes.cri_socket = Some("unix:///var/run/crio/crio.sock".into());
+        assert!(init_document(&sp, &secrets(), ApiVersion::V1Beta4).contains("criSocket: unix:///var/run/crio/crio.sock"));
     }
 
     #[test]

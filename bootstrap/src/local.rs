@@ -49,7 +49,7 @@ pub fn spec(n: usize, dir: &Path) -> Spec {
                 .map(|i| NodeSpec { name: format!("cp-{i}"), address: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 100 + i)), bind_port: 6443, host: None, ssh_options: vec![] })
                 .collect(),
             load_balancer_ca_file: dir.join("out/haproxy/kubernetes-ca.crt"),
-            cri_socket: "unix:///var/run/containerd/containerd.sock".into(),
+            cri_socket: None,
             // a lab cluster runs whatever etcd this machine has, usually below kubeadm's minimum
             allow_old_etcd: true,
         },

@@ -144,9 +144,10 @@ pub struct KubernetesSpec {
     /// Where the load balancer finds the Kubernetes CA to verify the API servers' certificates.
     #[serde(default = "default_lb_ca_file")]
     pub load_balancer_ca_file: PathBuf,
-    /// The container runtime's socket on the nodes (kubeadm's nodeRegistration.criSocket).
-    #[serde(default = "default_cri_socket")]
-    pub cri_socket: String,
+    /// The container runtime's socket on the nodes (kubeadm's nodeRegistration.criSocket);
+    /// absent, kubeadm finds the runtime itself (containerd, CRI-O or cri-dockerd).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cri_socket: Option<String>,
     /// Accept an etcd older than kubeadm's MinExternalEtcdVersion (a lab cluster): preflight
     /// warns instead of refusing, and the kubeadm configs skip kubeadm's ExternalEtcdVersion check.
     #[serde(default)]
@@ -215,9 +216,6 @@ fn default_service_subnet() -> String {
 }
 fn default_dns_domain() -> String {
     "cluster.local".into()
-}
-fn default_cri_socket() -> String {
-    "unix:///var/run/containerd/containerd.sock".into()
 }
 fn default_lb_ca_file() -> PathBuf {
     "/etc/haproxy/kubernetes-ca.crt".into()

@@ -195,9 +195,10 @@ fn check_kubernetes(k: &KubernetesSpec, f: &mut Findings) -> Option<Version> {
             None
         }
     };
-    match k.cri_socket.strip_prefix("unix://") {
-        Some(path) if rules::member_path(std::path::Path::new(path)).is_ok() => {}
-        _ => f.problem(
+    match k.cri_socket.as_deref().map(|c| c.strip_prefix("unix://")) {
+        None => {}
+        Some(Some(path)) if rules::member_path(std::path::Path::new(path)).is_ok() => {}
+        Some(_) => f.problem(
             "kubernetes.cri_socket",
             format!("{:?} is not unix:///ABSOLUTE/PATH (containerd: unix:///var/run/containerd/containerd.sock, CRI-O: unix:///var/run/crio/crio.sock)", k.cri_socket),
         ),
