@@ -244,22 +244,46 @@ impl Spec {
             &mut text,
         )
         .map_err(|e| bad(e.to_string()))?;
-        let spec = Spec::parse(&text).map_err(bad)?;
         let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        spec.into_loaded(&file, base)
+        match Spec::parse_all(&text) {
+            (Some(spec), problems) if problems.is_empty() => spec.into_loaded(&file, base),
+            // control characters: refused, and with them every other problem of the spec
+            (Some(spec), mut problems) => {
+                problems.extend(spec.check().err().unwrap_or_default());
+                Err(BootError::InvalidSpec { file, problems })
+            }
+            (None, problems) => Err(bad(problems.join("; "))),
+        }
     }
 
     /// Parses spec text: bounded in size and depth, no control character in any string, then
-    /// strictly typed (unknown keys are errors).
+    /// strictly typed (unknown keys are errors; a value of the wrong type names its field).
     pub fn parse(text: &str) -> std::result::Result<Spec, String> {
-        crate::rules::spec_text(text)?;
-        let value: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
+        match Spec::parse_all(text) {
+            (Some(spec), problems) if problems.is_empty() => Ok(spec),
+            (_, problems) => Err(problems.join("; ")),
+        }
+    }
+
+    /// The spec, when the text has its shape, and the problems of the text: size and depth,
+    /// control characters (all of them), or the first value of the wrong type, by its path.
+    fn parse_all(text: &str) -> (Option<Spec>, Vec<String>) {
+        if let Err(e) = crate::rules::spec_text(text) {
+            return (None, vec![e]);
+        }
+        let value: serde_yaml_ng::Value = match serde_yaml_ng::from_str(text) {
+            Ok(v) => v,
+            Err(e) => return (None, vec![e.to_string()]),
+        };
         let mut found = Vec::new();
         crate::rules::strings_with_control(&value, "", &mut found);
-        if !found.is_empty() {
-            return Err(found.join("; "));
+        match serde_path_to_error::deserialize::<_, Spec>(value) {
+            Ok(spec) => (Some(spec), found),
+            Err(e) => {
+                found.push(type_error(&e));
+                (None, found)
+            }
         }
-        serde_yaml_ng::from_value(value).map_err(|e| e.to_string())
     }
 
     /// Validates and resolves relative operator paths against `base`.
@@ -271,6 +295,28 @@ impl Spec {
 
     pub fn token(&self) -> String {
         self.token.clone().unwrap_or_else(|| format!("{}-etcd", self.name))
+    }
+}
+
+/// `members[1].client_port: expected a port number, got string "abc"`: the field by its path, and
+/// serde's words made plain.
+fn type_error(e: &serde_path_to_error::Error<serde_yaml_ng::Error>) -> String {
+    let inner = e.inner().to_string();
+    let plain = match inner.strip_prefix("invalid type: ").and_then(|rest| rest.split_once(", expected ")) {
+        Some((got, want)) => format!("expected {}, got {got}", plain_type(want)),
+        None => inner.clone(),
+    };
+    let path = e.path().to_string();
+    if path == "." { plain } else { format!("{path}: {plain}") }
+}
+
+fn plain_type(serde_words: &str) -> &str {
+    match serde_words {
+        "u16" => "a port number (1-65535)",
+        "u8" | "u32" | "u64" | "usize" => "a whole number",
+        "a boolean" => "true or false",
+        "a sequence" => "a list",
+        other => other,
     }
 }
 
@@ -404,4 +450,26 @@ kubernetes:
         s.kubernetes.control_plane_endpoint = "10.0.0.21:6443".into();
         assert!(s.validate().unwrap_err().join("\n").contains("cannot bind the port"));
     }
+
+    #[test]
+    fn a_value_of_the_wrong_type_names_its_field_in_plain_words() {
+        let text = "name: prod\nmembers:\n  - {name: etcd-1, address: 10.0.0.11}\n  - {name: etcd-2, address: 10.0.0.12, client_port: abc}\nkubernetes: {version: v1.31.2, control_plane_endpoint: 'lb:6443', control_plane_nodes: [{name: cp-1, address: 10.0.0.21}]}\n";
+        let e = Spec::parse(text).unwrap_err();
+        assert_eq!(e, "members[1].client_port: expected a port number (1-65535), got string \"abc\"");
+        let e = Spec::parse(&text.replace("client_port: abc", "client_port: 2379").replace("version: v1.31.2", "version: v1.31.2, allow_old_etcd: maybe")).unwrap_err();
+        assert_eq!(e, "kubernetes.allow_old_etcd: expected true or false, got string \"maybe\"");
+    }
+
+    #[test]
+    fn a_control_character_is_reported_with_every_other_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        let text = "name: prod\nmembers:\n  - {name: etcd-1, address: 10.0.0.11, dns_names: [\"a\\u0007b\"]}\npki: {validity: 3 fortnights}\nkubernetes: {version: v1.31.2, control_plane_endpoint: 'lb:6443', control_plane_nodes: [{name: cp-1, address: 10.0.0.21}]}\n";
+        std::fs::write(&path, text).unwrap();
+        let e = Spec::load(&path).unwrap_err();
+        let BootError::InvalidSpec { problems, .. } = &e else { panic!("{e}") };
+        assert!(problems.iter().any(|p| p.starts_with("members[0].dns_names[0]") && p.contains("control character")), "{problems:?}");
+        assert!(problems.iter().any(|p| p.contains("pki.validity")), "{problems:?}");
+    }
+
 }
