@@ -104,7 +104,11 @@ impl ClientOptions {
         let tls = if tls_wanted || normalized.iter().any(|e| e.starts_with("https://")) {
             let ca_pem = cacert.map(|p| read_pem(p, "CERTIFICATE", "--cacert")).transpose()?;
             let identity = match (cert, key) {
-                (Some(c), Some(k)) => Some((read_pem(c, "CERTIFICATE", "--cert")?, read_key(k)?)),
+                (Some(c), Some(k)) => {
+                    let pair = (read_pem(c, "CERTIFICATE", "--cert")?, read_key(k)?);
+                    check_pair(&pair.0, &pair.1, c, k)?;
+                    Some(pair)
+                }
                 _ => None,
             };
             Some(TlsMaterial { ca_path: cacert.map(String::from), ca_pem, cert_path: cert.map(String::from), identity })
@@ -205,6 +209,23 @@ fn read_key(path: &str) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// The key must be the certificate's: found here, it is named before any connection (a TLS
+/// handshake would only say "transport error"). A key type rustls cannot load is left to the
+/// handshake to report.
+fn check_pair(cert_pem: &[u8], key_pem: &[u8], cert_path: &str, key_path: &str) -> Result<()> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let (Ok(cert), Ok(key)) = (CertificateDer::from_pem_slice(cert_pem), PrivateKeyDer::from_pem_slice(key_pem)) else { return Ok(()) };
+    let Ok(signing) = rustls::crypto::ring::default_provider().key_provider.load_private_key(key) else { return Ok(()) };
+    match rustls::sign::CertifiedKey::new(vec![cert], signing).keys_match() {
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => Err(CtlError::File {
+            path: key_path.into(),
+            reason: format!("--key is not the key of --cert {cert_path} (their public keys differ): pass the key made with that certificate"),
+        }),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,4 +287,21 @@ mod tests {
             .to_string();
         assert!(e.contains("/nope/ca.crt") && e.contains("cannot read"), "{e}");
     }
+
+    #[test]
+    fn a_key_that_is_not_the_certificates_is_named_before_connecting() {
+        let f = |n: &str| format!("{}/../fixtures/{n}", env!("CARGO_MANIFEST_DIR"));
+        let open = |cert: &str, key: &str| ClientOptions::new(&["127.0.0.1:2379".into()], Some(&f("openssl-ec-ca.crt")), Some(&f(cert)), Some(&f(key)), DEFAULT_DIAL_TIMEOUT, DEFAULT_COMMAND_TIMEOUT);
+        assert!(open("client-only.crt", "client-only.key.insecure").is_ok());
+        let e = open("client-only.crt", "other-ca.key.insecure").unwrap_err().to_string();
+        assert!(e.contains("other-ca.key.insecure") && e.contains("is not the key of --cert") && e.contains("client-only.crt"), "{e}");
+        // RSA, Ed25519 and PKCS#8 keys are compared as well
+        for (cert, key) in [("openssl-rsa-ca.crt", "openssl-ed25519-ca.key.insecure"), ("openssl-ed25519-ca.crt", "openssl-pkcs8-ca.key.insecure")] {
+            assert!(open(cert, key).unwrap_err().to_string().contains("is not the key of --cert"), "{cert} with {key}");
+        }
+        for (cert, key) in [("openssl-rsa-ca.crt", "openssl-rsa-ca.key.insecure"), ("openssl-ed25519-ca.crt", "openssl-ed25519-ca.key.insecure")] {
+            assert!(open(cert, key).is_ok(), "{cert} with its own key");
+        }
+    }
+
 }
