@@ -113,6 +113,7 @@ fn preflight(ctx: &Ctx, delivering_etcd: bool, progress: &Progress) -> Result<Ve
     });
     let mut actions = Vec::new();
     let mut problems = Vec::new();
+    let mut versions = EtcdVersions::default();
     for (m, f) in plan.members.iter().zip(facts) {
         let (out, took) = match f {
             Ok(v) => v,
@@ -129,8 +130,8 @@ fn preflight(ctx: &Ctx, delivering_etcd: bool, progress: &Progress) -> Result<Ve
             }
         };
         // a delivered etcd is checked once it is on the host
-        if !delivering_etcd && let Err(p) = etcd_version_check(plan, m, version.as_deref(), progress) {
-            problems.push(p);
+        if !delivering_etcd {
+            versions.check(plan, m, version.as_deref());
         }
         let what = match action {
             Action::Start => "ready to start",
@@ -141,6 +142,7 @@ fn preflight(ctx: &Ctx, delivering_etcd: bool, progress: &Progress) -> Result<Ve
         progress.step(&format!("preflight {}", m.name()), &format!("{host} etcd {}, {what}", version.unwrap_or_else(|| "?".into())), Some(took));
         actions.push(action);
     }
+    problems.extend(versions.report(progress));
     if problems.is_empty() { Ok(actions) } else { Err(BootError::Preflight(problems)) }
 }
 
@@ -247,43 +249,55 @@ fn deliver_etcd(ctx: &Ctx, release: &EtcdRelease, progress: &Progress) -> Result
         Ok::<_, BootError>((send.len(), v.stdout.trim().to_string(), t.elapsed()))
     });
     let mut problems = Vec::new();
+    let mut versions = EtcdVersions::default();
     for (m, r) in plan.members.iter().zip(results) {
         let (sent, version, took) = r?;
         if crate::versions::Version::parse(&version) != Some(release.version) {
             problems.push(format!("member {}: {} reports etcd {version:?}, not {} from {}", m.spec.name, m.binary, release.version, release.source));
             continue;
         }
-        if let Err(p) = etcd_version_check(plan, m, Some(&version), progress) {
-            problems.push(p);
-            continue;
-        }
+        versions.check(plan, m, Some(&version));
         progress.step(&format!("etcd {}", m.name()), &format!("{} binaries sent, {} already there; runs etcd {version}", sent, release.binaries.len() - sent), Some(took));
     }
+    problems.extend(versions.report(progress));
     if problems.is_empty() { Ok(()) } else { Err(BootError::Preflight(problems)) }
 }
 
-/// kubeadm's ExternalEtcdVersion check, ahead of kubeadm: a member's etcd below the minimum of
-/// the spec's Kubernetes version is refused (a warning with `kubernetes.allow_old_etcd`).
-fn etcd_version_check(plan: &Plan, m: &MemberPlan, version: Option<&str>, progress: &Progress) -> std::result::Result<(), String> {
-    let k = &plan.loaded.spec.kubernetes;
-    let who = format!("member {} ({})", m.spec.name, m.spec.host);
-    let Some(found) = version.and_then(crate::versions::Version::parse) else {
-        return Err(format!("{who}: cannot tell the etcd version ({:?} --version printed {:?})", m.binary, version.unwrap_or("")));
-    };
-    match crate::versions::check_etcd(plan.loaded.typed.kubernetes, found) {
-        Ok(None) => Ok(()),
-        Ok(Some(note)) => {
-            progress.step(&format!("preflight {}", m.name()), &format!("warning: {note}"), None);
-            Ok(())
+/// kubeadm's ExternalEtcdVersion check, ahead of kubeadm, over every member: a member's etcd
+/// below the minimum of the spec's Kubernetes version is refused (a warning with
+/// `kubernetes.allow_old_etcd`). A finding is said once, with the members it concerns.
+#[derive(Default)]
+struct EtcdVersions {
+    warnings: std::collections::BTreeMap<String, Vec<String>>,
+    problems: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl EtcdVersions {
+    fn check(&mut self, plan: &Plan, m: &MemberPlan, version: Option<&str>) {
+        let who = m.spec.name.clone();
+        let Some(found) = version.and_then(crate::versions::Version::parse) else {
+            let p = format!("cannot tell the etcd version ({:?} --version printed {:?})", m.binary, version.unwrap_or(""));
+            self.problems.entry(p).or_default().push(who);
+            return;
+        };
+        let k8s = plan.loaded.typed.kubernetes;
+        match crate::versions::check_etcd(k8s, found) {
+            Ok(None) => {}
+            Ok(Some(note)) => self.warnings.entry(note).or_default().push(who),
+            Err(_) if plan.loaded.spec.kubernetes.allow_old_etcd => {
+                let min = crate::versions::release_for(k8s).ok().and_then(|r| r.min_etcd).map(|v| v.to_string()).unwrap_or_default();
+                let w = format!("etcd {found} is below kubeadm {}.{}'s minimum {min}; allowed by kubernetes.allow_old_etcd (the kubeadm configs skip ExternalEtcdVersion)", k8s.0, k8s.1);
+                self.warnings.entry(w).or_default().push(who);
+            }
+            Err(e) => self.problems.entry(e).or_default().push(who),
         }
-        Err(e) if k.allow_old_etcd => {
-            progress.step(
-                &format!("preflight {}", m.name()),
-                &format!("warning: {e} — allowed by kubernetes.allow_old_etcd; the kubeadm configs skip ExternalEtcdVersion"),
-                None,
-            );
-            Ok(())
+    }
+
+    /// Prints each warning once; returns each problem once, naming its members.
+    fn report(self, progress: &Progress) -> Vec<String> {
+        for (w, members) in self.warnings {
+            progress.step("preflight", &format!("warning ({}): {w}", members.join(", ")), None);
         }
-        Err(e) => Err(format!("{who}: {e}")),
+        self.problems.into_iter().map(|(p, members)| format!("{} {}: {p}", if members.len() == 1 { "member" } else { "members" }, members.join(", "))).collect()
     }
 }

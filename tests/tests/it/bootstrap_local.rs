@@ -206,6 +206,9 @@ fn the_kubeadm_version_matrix_is_enforced_before_anything_starts() {
     // 1. etcd below kubeadm's minimum: refused in preflight, naming kubeadm's check and the fix
     let r = boot(&spec, &["up"]).assert_fails();
     assert!(r.stderr.contains("ExternalEtcdVersion") && r.stderr.contains("3.5.24") && r.stderr.contains("allow_old_etcd"), "{}", r.stderr);
+    // said once, for every member it concerns
+    assert_eq!(r.stderr.matches("upgrade etcd to 3.5.24 or newer").count(), 1, "{}", r.stderr);
+    assert!(r.stderr.contains("members etcd-1, etcd-2, etcd-3: etcd "), "{}", r.stderr);
     assert!(!dir.join("members/etcd-1/data").exists() && pids(dir).iter().all(String::is_empty), "nothing started");
     // 2. a config API the spec's kubeadm cannot read: refused by plan and up
     let old = strict.replace(integration_tests::bootstrap::K8S_VERSION, "v1.29.0");
@@ -218,6 +221,8 @@ fn the_kubeadm_version_matrix_is_enforced_before_anything_starts() {
     std::fs::write(&spec, strict.replace("kubernetes:\n", "kubernetes:\n  allow_old_etcd: true\n  cri_socket: unix:///var/run/crio/crio.sock\n")).unwrap();
     let up = boot(&spec, &["up", "--kubeadm-api", "v1beta3"]).assert_ok();
     assert!(up.stderr.contains("allowed by kubernetes.allow_old_etcd"), "{}", up.stderr);
+    assert_eq!(up.stderr.matches("allowed by kubernetes.allow_old_etcd").count(), 1, "one warning for all members: {}", up.stderr);
+    assert!(up.stderr.contains("warning (etcd-1, etcd-2, etcd-3): etcd "), "{}", up.stderr);
     let init = dir.join("out/kubeadm/init.yaml");
     let text = std::fs::read_to_string(&init).unwrap();
     assert!(text.contains("kubeadm.k8s.io/v1beta3") && text.contains("- ExternalEtcdVersion") && text.contains("unix:///var/run/crio/crio.sock"), "{text}");
