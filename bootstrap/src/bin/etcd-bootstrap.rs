@@ -224,6 +224,8 @@ fn local_spec(n: usize, dir: &Path) -> Result<PathBuf, String> {
     if let Some((etcd, version)) = bootstrap::local::newest_etcd(&bootstrap::local::etcd_candidates(&cwd, std::env::current_exe().ok().as_deref())) {
         eprintln!("etcd-bootstrap: --local uses etcd {version} ({})", etcd.display());
         spec.etcd_binary = etcd.display().to_string();
+        // below kubeadm's minimum only when this machine has nothing newer: then a lab cluster
+        spec.kubernetes.allow_old_etcd = bootstrap::local::needs_lab_allowance(&spec, version);
     }
     let text = serde_yaml_ng::to_string(&spec).map_err(|e| e.to_string())?;
     pki::files::write_atomic(&path, text.as_bytes(), 0o644).map_err(|e| e.to_string())?;

@@ -185,6 +185,10 @@ fn up_local_is_the_embedded_default() {
     let _down = Down(spec.clone());
     let r = run_bounded(Command::new(bin("etcd-bootstrap")).current_dir(tmp.path()).args(["up", "--local", "3"]), Duration::from_secs(120)).assert_ok();
     assert!(r.stdout.contains("https://127.0.0.11:2379,https://127.0.0.12:2379,https://127.0.0.13:2379"), "{}", r.stdout);
+    // the newest etcd here (install-deps' Debian 3.5): kubeadm-clean, no warning, nothing ignored
+    assert!(r.stderr.contains("--local uses etcd 3.5.") && !r.stderr.contains("warning"), "{}", r.stderr);
+    let init = std::fs::read_to_string(dir.join("out/kubeadm/init.yaml")).unwrap();
+    assert!(!init.contains("ignorePreflightErrors") && !init.contains("criSocket"), "{init}");
     assert!(spec.exists() && dir.join("members/etcd-3/etcd-3.pid").exists() && dir.join("members/etcd-3/etcd-3.log").exists());
     // the members run in the background until down
     let st = run_bounded(Command::new(bin("etcd-bootstrap")).current_dir(tmp.path()).arg("status"), Duration::from_secs(30));
@@ -200,7 +204,11 @@ fn the_kubeadm_version_matrix_is_enforced_before_anything_starts() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let spec = spec(dir);
-    let strict = std::fs::read_to_string(&spec).unwrap().replace("  allow_old_etcd: true\n", "");
+    // upstream 3.5.1 (install-deps keeps it), below kubeadm 1.34's minimum whatever this pass runs
+    let old_etcd = integration_tests::workspace_root().join(".etcd/v3.5.1/etcd");
+    let pass_etcd = format!("etcd_binary: {}\n", integration_tests::bootstrap::etcd_binary().display());
+    let strict = std::fs::read_to_string(&spec).unwrap().replace("  allow_old_etcd: true\n", "").replace(&pass_etcd, &format!("etcd_binary: {}\n", old_etcd.display()));
+    assert!(strict.contains(".etcd/v3.5.1/etcd"), "{strict}");
     std::fs::write(&spec, &strict).unwrap();
     let _down = Down(spec.clone());
     // 1. etcd below kubeadm's minimum: refused in preflight, naming kubeadm's check and the fix
