@@ -137,3 +137,24 @@ pub fn put_in_txns(base: &Command, scratch: &Path, keys: &[(String, String)]) {
         crate::run_bounded_with_stdin(&cmd, &file, Duration::from_secs(60)).assert_ok();
     }
 }
+
+/// The operations the spec's journal holds (`SPEC.journal/journal.json`), by kind
+/// (`rotate-ca`), each with whether it is paused for the operator.
+pub fn journal(spec: &Path) -> Vec<(String, bool)> {
+    let name = spec.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let text = std::fs::read_to_string(spec.with_file_name(format!("{name}.journal/journal.json"))).unwrap_or_else(|_| "{\"operations\":[]}".into());
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("journal: {e}: {text}"));
+    let ops = v["operations"].as_array().cloned().unwrap_or_default();
+    ops.iter().filter_map(|o| Some((o["kind"].as_str()?.to_string(), !o["paused"].is_null()))).collect()
+}
+
+/// The kinds of the operations under way.
+pub fn under_way(spec: &Path) -> Vec<String> {
+    journal(spec).into_iter().map(|(k, _)| k).collect()
+}
+
+/// A change that every unfinished operation refuses (exit 4), and that is harmless when it is
+/// admitted: a restore of a snapshot that does not exist fails its first check.
+pub fn probe_refusal(spec: &Path) -> Ran {
+    boot(spec, &["restore", "/nonexistent/etcd-bootstrap-probe.db", "--force"])
+}

@@ -4,7 +4,7 @@
 //! and nothing is left under way. (`replace` has its own matrix in `interlocks`; `restore` and
 //! `upgrade` are killed midway in `disaster_recovery` and `lifecycle`.)
 
-use integration_tests::bootstrap::{boot, local_spec, Down};
+use integration_tests::bootstrap::{boot, journal, local_spec, probe_refusal, under_way, Down};
 use integration_tests::{bin, start_until_stderr_says};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -17,23 +17,29 @@ fn boot_cmd(spec: &Path, args: &[&str]) -> Command {
 }
 
 fn journal_is_empty(spec: &Path) -> bool {
-    let text = std::fs::read_to_string(spec.with_file_name("cluster.yaml.journal/journal.json")).unwrap_or_else(|_| "{\"operations\":[]}".into());
-    serde_json::from_str::<serde_json::Value>(&text).unwrap()["operations"] == serde_json::json!([])
+    under_way(spec).is_empty()
 }
 
-/// Kills `args` when its stderr prints `step`; then a `replace` (refused by anything
-/// unfinished) must name it; then `again` finishes it.
+/// Kills `args` when its stderr prints `step`. Another change is then refused, naming the
+/// operation as stopped unfinished (or paused, when the kill landed after a rotation's stop), and
+/// `again` goes on with it. A kill at the last step can land after the operation finished: then
+/// nothing is under way and there is nothing to go on with.
 fn kill_then_finish(spec: &Path, args: &[&str], step: &str, named: &str, again: &[&str]) {
     let needle = format!("] {step}");
     if let Err(stderr) = start_until_stderr_says(&mut boot_cmd(spec, args), &needle, Duration::from_secs(120)) {
         panic!("{args:?} never printed {needle:?}:\n{stderr}");
     }
-    let probe = boot(spec, &["replace", "etcd-1", "--force"]);
+    let Some((_, paused)) = journal(spec).into_iter().find(|(k, _)| *k == named.replace(' ', "-")) else {
+        assert!(journal(spec).is_empty(), "{args:?} killed at {step:?}: {:?}", journal(spec));
+        return;
+    };
+    let standing = if paused { "is paused since" } else { "stopped unfinished" };
+    let probe = probe_refusal(spec);
     assert_eq!(probe.code, Some(4), "{args:?} killed at {step:?}: another change must be refused: {}{}", probe.stdout, probe.stderr);
-    assert!(probe.stderr.contains(&format!("`{named}` stopped unfinished")), "{args:?} killed at {step:?}: {}", probe.stderr);
+    assert!(probe.stderr.contains(&format!("`{named}` {standing}")), "{args:?} killed at {step:?}: {}", probe.stderr);
     let r = boot(spec, again);
     assert!(r.ok(), "{again:?} after a kill at {step:?}: {}{}", r.stdout, r.stderr);
-    let expect = if again == args { format!("resuming: `{named}`") } else { format!("note: `{named}` stopped unfinished") };
+    let expect = if again == args { format!("resuming: `{named}`") } else { format!("note: `{named}` {standing}") };
     assert!(r.stderr.contains(&expect), "{again:?} after a kill at {step:?}: {}", r.stderr);
 }
 
