@@ -291,4 +291,38 @@ mod tests {
             assert!(text.contains(want), "missing {want:?}:\n{text}");
         }
     }
+
+    /// Every flag `up` writes, with every tuning option set, exists in each etcd version the
+    /// toolkit supports: 3.4.23, 3.5.1 and 3.5.30 from their own `etcd --help`, 3.6.14 from etcd's
+    /// help text at that tag (no 3.6 binary runs here). None is `--experimental-*` (3.6 moved
+    /// them to `--feature-gates`, 3.7 removes them) or `--enable-v2` (gone in 3.6).
+    #[test]
+    fn every_flag_written_exists_in_every_supported_etcd() {
+        use crate::tuning::{CompactionMode, EtcdTuning};
+        let spec = loaded().spec;
+        let all = EtcdTuning {
+            quota_backend_bytes: Some(8 << 30),
+            auto_compaction_mode: Some(CompactionMode::Periodic),
+            auto_compaction_retention: Some("1h".into()),
+            heartbeat_interval: Some(250),
+            election_timeout: Some(2500),
+            snapshot_count: Some(10_000),
+            metrics_port: Some(2381),
+        };
+        let args = etcd_args(&spec.members[0], "etcd-1=https://10.0.0.11:2380", "t", &all);
+        let written: Vec<&str> = args.iter().filter(|a| a.starts_with("--")).map(|a| a.split('=').next().unwrap_or(a)).collect();
+        assert!(written.len() >= 20, "{written:?}");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/etcd-flags");
+        let mut versions = 0;
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let known = std::fs::read_to_string(e.path()).unwrap();
+            let known: std::collections::HashSet<&str> = known.lines().collect();
+            let missing: Vec<&&str> = written.iter().filter(|f| !known.contains(**f)).collect();
+            assert!(missing.is_empty(), "etcd {}: {missing:?} not among its flags", e.file_name().to_string_lossy());
+            versions += 1;
+        }
+        assert_eq!(versions, 4, "3.4.23, 3.5.1, 3.5.30, 3.6.14");
+        assert!(!written.iter().any(|f| f.starts_with("--experimental-") || *f == "--enable-v2"), "{written:?}");
+    }
+
 }
