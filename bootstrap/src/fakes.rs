@@ -30,6 +30,8 @@ pub struct World {
     pub failing: HashSet<(String, String)>,
     /// The leader moved here by `move_leader` (else the first running voter leads).
     pub leader: Option<u64>,
+    /// Members (by name) whose etcd runs with `--enable-v2`.
+    pub v2: HashSet<String>,
     next_id: u64,
 }
 
@@ -68,6 +70,8 @@ fn kind(script: &str) -> &'static str {
         "start"
     } else if script.contains("kill -TERM") || script.contains("systemctl stop") {
         "stop"
+    } else if script.contains("ETCD_ENABLE_V2") {
+        "v2-probe"
     } else if script.contains("--version") {
         "version"
     } else {
@@ -112,6 +116,7 @@ impl Transport for FakeHost {
                 out("started=4242\n")
             }
             "free-space" => out("free_kib=10000000\n"),
+            "v2-probe" => out(if w.v2.contains(&self.member) { "v2=flag\n" } else { "" }),
             "version" => out("etcd Version: 3.5.30\nGit SHA: fake\n"),
             _ => out(""),
         })

@@ -180,6 +180,22 @@ pub fn stop(m: &MemberPlan, purge: Option<&str>) -> String {
 
 /// For a replacement: stops an old process if one still runs, moves a non-empty data dir aside
 /// (`DATA.replaced-TIME`: kept, never deleted) and drops the old marker.
+/// Whether the member's running etcd serves the v2 API (gone in 3.6): `--enable-v2` on its
+/// command line or `ETCD_ENABLE_V2` in its environment, read from /proc of the process its pid
+/// file (or its systemd unit) names. Prints `v2=flag` / `v2=env`.
+pub fn v2_probe(m: &MemberPlan) -> String {
+    format!(
+        "pid=$(cat {pidf} 2>/dev/null || systemctl show -p MainPID --value {unit} 2>/dev/null || true)\n\
+         if [ -n \"$pid\" ] && [ \"$pid\" != 0 ] && [ -r \"/proc/$pid/cmdline\" ]; then\n\
+         \x20 tr '\\0' '\\n' < \"/proc/$pid/cmdline\" | grep -Eqx -- '--enable-v2(=(true|1))?' && echo v2=flag\n\
+         \x20 tr '\\0' '\\n' < \"/proc/$pid/environ\" 2>/dev/null | grep -Eqx 'ETCD_ENABLE_V2=(true|1)' && echo v2=env\n\
+         fi\n\
+         true\n",
+        pidf = q(&m.pid_file().display().to_string()),
+        unit = q(&format!("etcd-{}.service", m.spec.name)),
+    )
+}
+
 /// The free space (KiB) on the filesystem that holds (or will hold) the member's data dir: the
 /// nearest existing ancestor is asked. Also proves the host answers.
 pub fn free_space(m: &MemberPlan) -> String {

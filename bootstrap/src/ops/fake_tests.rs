@@ -133,3 +133,38 @@ fn rotations_refuse_when_a_host_does_not_answer_before_their_first_change() {
     assert_eq!(members_touched(&world, "deliver"), Vec::<String>::new());
     assert_eq!(c.under_way(), 0);
 }
+
+/// A folder release whose binaries say they are etcd `version` (upgrade reads only that).
+fn release_folder(version: &str) -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().unwrap();
+    for name in ["etcd", "etcdctl", "etcdutl"] {
+        let p = d.path().join(name);
+        std::fs::write(&p, format!("#!/bin/sh\necho 'etcd Version: {version}'\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    d
+}
+
+#[test]
+fn an_upgrade_to_36_refuses_members_serving_the_v2_api_before_any_change() {
+    let c = cluster();
+    let world = fakes::world(&c.plan);
+    world.lock().unwrap().v2.insert("etcd-2".into());
+    let to = release_folder("3.6.0");
+    let to = to.path().display().to_string();
+    for dry_run in [true, false] {
+        let e = c.run(&world, OpKind::Upgrade, None, "upgrade", |ctx| super::upgrade::upgrade(ctx, &to, None, dry_run, WAIT)).unwrap_err().to_string();
+        assert!(e.contains("etcd 3.6 removes the v2 API, and these members serve it: etcd-2 (--enable-v2)"), "{e}");
+    }
+    let ev = effects(&world);
+    assert!(ev.iter().all(|e| e.ends_with(": free-space") || e.ends_with(": v2-probe")), "only reads: {ev:?}");
+    assert_eq!(c.under_way(), 0);
+    // within 3.5 the v2 API is not in the way: no probe
+    world.lock().unwrap().events.clear();
+    let within = release_folder("3.5.30");
+    let within = within.path().display().to_string();
+    let r = c.run(&world, OpKind::Upgrade, None, "upgrade", |ctx| super::upgrade::upgrade(ctx, &within, None, true, WAIT));
+    assert!(r.is_ok(), "{r:?}");
+    assert!(!effects(&world).iter().any(|e| e.ends_with(": v2-probe")));
+}

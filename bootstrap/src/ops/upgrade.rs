@@ -43,6 +43,26 @@ fn member_versions(ctx: &Ctx) -> Vec<(String, Option<Version>)> {
     ctx.plan.members.iter().map(|m| (m.spec.name.clone(), ctx.etcd.version_of(&m.spec.client_url()))).collect()
 }
 
+/// etcd 3.6 has no v2 API: a member serving it (`--enable-v2`, `ETCD_ENABLE_V2`) is refused
+/// before anything changes, every such member named once.
+fn refuse_v2(ctx: &Ctx) -> Result<()> {
+    let found = crate::live::per_member(ctx.plan, |m| ctx.run_on(m, &crate::scripts::v2_probe(m)).map(|o| (m.spec.name.clone(), o.values("v2"))));
+    let mut users = Vec::new();
+    for r in found {
+        let (name, how) = r?;
+        if !how.is_empty() {
+            users.push(format!("{name} ({})", how.iter().map(|h| if h == "env" { "ETCD_ENABLE_V2" } else { "--enable-v2" }).collect::<Vec<_>>().join(", ")));
+        }
+    }
+    if users.is_empty() {
+        return Ok(());
+    }
+    Err(BootError::Preflight(vec![format!(
+        "etcd 3.6 removes the v2 API, and these members serve it: {}; restart them without it (and move any v2 data off: `etcdutl check v2store --data-dir` on a stopped copy says whether there is any) before upgrading",
+        users.join(", ")
+    )]))
+}
+
 /// etcd's rule: one minor at a time, never down. `Ok(false)`: already there.
 pub fn check_step(from: Version, to: Version) -> std::result::Result<bool, String> {
     if to < from {
@@ -86,6 +106,9 @@ pub fn upgrade(ctx: &Ctx, to: &str, sha256: Option<&str>, dry_run: bool, wait: D
     let versions = member_versions(ctx);
     let from = starting_version(&versions, &release, state.as_ref())?;
     let needed = check_step(from, release.version).map_err(|e| BootError::Preflight(vec![e]))?;
+    if release.version >= Version(3, 6, 0) && from < Version(3, 6, 0) {
+        refuse_v2(ctx)?;
+    }
     let pending: Vec<&MemberPlan> = plan.members.iter().filter(|m| versions.iter().any(|(n, v)| *n == m.spec.name && *v != Some(release.version))).collect();
     let mut steps = vec![format!("backup to {}", backup_dir(plan).display())];
     steps.extend(pending.iter().map(|m| format!("{}: deliver etcd {} to {}, restart on it (leadership handed off first if it leads), wait HEALTHY", m.spec.name, release.version, m.spec.bin_dir.display())));
