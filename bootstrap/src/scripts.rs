@@ -220,9 +220,8 @@ if [ -d \"$d\" ] && [ -n \"$(ls -A \"$d\" 2>/dev/null)\" ]; then to=\"$d.replace
 /// `etcdutl` beside the member's etcd (3.5+), else the `etcdctl` beside it (3.4, `ETCDCTL_API=3`),
 /// else whichever of the two is on PATH. The data dir must be absent or empty (`retire` moved the
 /// old one aside; an empty one is removed, as the tool refuses an existing dir).
-pub fn restore_snapshot(m: &MemberPlan, snapshot: &str, initial_cluster: &str, token: &str) -> String {
-    let sp = &m.spec;
-    let lines = [
+fn restore_tool_lines(m: &MemberPlan) -> Vec<String> {
+    vec![
         "set -eu".to_string(),
         format!("bin=$(command -v -- {etcd}) || {{ echo no etcd at: {etcd} >&2; exit 1; }}", etcd = q(&m.binary)),
         r#"dir=$(dirname -- "$bin")"#.into(),
@@ -231,12 +230,32 @@ pub fn restore_snapshot(m: &MemberPlan, snapshot: &str, initial_cluster: &str, t
         "elif command -v etcdutl >/dev/null 2>&1; then tool=etcdutl".into(),
         "elif command -v etcdctl >/dev/null 2>&1; then tool=etcdctl; export ETCDCTL_API=3".into(),
         r#"else echo "neither etcdutl nor etcdctl beside $bin or on PATH" >&2; exit 1; fi"#.into(),
+    ]
+}
+
+/// Whether the member's restore tool can bump the revision (etcdutl 3.5.10 and later):
+/// prints `tool=PATH` and `bump=yes` or `bump=no`.
+pub fn restore_tool_probe(m: &MemberPlan) -> String {
+    let mut lines = restore_tool_lines(m);
+    lines.push(r#"echo "tool=$tool""#.into());
+    lines.push(r#"if "$tool" snapshot restore --help 2>&1 | grep -q -- --bump-revision; then echo bump=yes; else echo bump=no; fi"#.into());
+    lines.join("\n") + "\n"
+}
+
+/// Restores `snapshot` into the member's data dir. With `bump` > 0 the revision is raised by that
+/// much and the history below it marked compacted (etcd-io/etcd#16028): a watcher that resumes
+/// from a revision of the old history gets "compacted" and re-lists instead of missing changes.
+pub fn restore_snapshot(m: &MemberPlan, snapshot: &str, initial_cluster: &str, token: &str, bump: u64) -> String {
+    let sp = &m.spec;
+    let bump_flags = if bump > 0 { format!(" --bump-revision {bump} --mark-compacted") } else { String::new() };
+    let mut lines = restore_tool_lines(m);
+    lines.extend([
         format!("d={}", q(&sp.data_dir.display().to_string())),
         r#"if [ -d "$d" ] && [ -z "$(ls -A -- "$d")" ]; then rmdir -- "$d"; fi"#.into(),
         r#"if [ -e "$d" ]; then echo "$d exists and is not empty: not restoring over it" >&2; exit 1; fi"#.into(),
         r#"mkdir -p -- "$(dirname -- "$d")""#.into(),
         format!(
-            r#""$tool" snapshot restore {snap} --name {name} --initial-cluster {ic} --initial-cluster-token {token} --initial-advertise-peer-urls {peer} --data-dir "$d" >&2"#,
+            r#""$tool" snapshot restore {snap} --name {name} --initial-cluster {ic} --initial-cluster-token {token} --initial-advertise-peer-urls {peer} --data-dir "$d"{bump_flags} >&2"#,
             snap = q(snapshot),
             name = q(&sp.name),
             ic = q(initial_cluster),
@@ -245,7 +264,7 @@ pub fn restore_snapshot(m: &MemberPlan, snapshot: &str, initial_cluster: &str, t
         ),
         r#"chmod 700 "$d""#.into(),
         r#"echo "restored=$tool""#.into(),
-    ];
+    ]);
     lines.join("\n") + "\n"
 }
 

@@ -117,7 +117,7 @@ fn artifacts(loaded: &LoadedSpec) -> Vec<(String, String)> {
         out.push((format!("start {}", m.name()), scripts::start(m, &p.token)));
         out.push((format!("stop {}", m.name()), scripts::stop(m, Some(&scripts::marker_text(&p.token, m.name())))));
         out.push((format!("preflight {}", m.name()), scripts::preflight(m, &["10.0.0.99".into()])));
-        out.push((format!("restore {}", m.name()), scripts::restore_snapshot(m, "/var/lib/x/restore.db", &p.initial_cluster(), &p.token)));
+        out.push((format!("restore {}", m.name()), scripts::restore_snapshot(m, "/var/lib/x/restore.db", &p.initial_cluster(), &p.token, 1_000_000)));
     }
     out
 }

@@ -412,6 +412,12 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
                 r.old_cluster_id.as_deref().unwrap_or("unreachable"),
                 r.revision_now
             );
+            let old = r.old_revision.map(|o| o.to_string()).unwrap_or_else(|| "unknown".into());
+            if r.bumped_by > 0 {
+                println!("revision raised by {} above the old cluster's ({old}); the history below is marked compacted, so a client watching from an old revision re-lists", r.bumped_by);
+            } else {
+                println!("warning: the revision went back to the snapshot's (old cluster: {old}); the hosts' etcd tool cannot raise it (etcdutl 3.5.10+ can): restart every client that watches");
+            }
             for m in &r.moved {
                 println!("old data dir of {m}");
             }

@@ -27,6 +27,28 @@ struct RestoreState {
     restored: Vec<String>,
     #[serde(default)]
     old_cluster_id: Option<u64>,
+    /// The old cluster's revision when the restore began (if it answered).
+    #[serde(default)]
+    old_revision: Option<i64>,
+    /// How much every member's revision is raised (0: a host's tool cannot); decided once, so a
+    /// resumed restore gives every member the same revision.
+    #[serde(default)]
+    bump: u64,
+}
+
+/// Without the old cluster's revision, the bump is this: more than any cluster's history between
+/// a snapshot and a disaster (int64 revisions leave room for billions of such restores).
+const BUMP_UNKNOWN: u64 = 1_000_000_000;
+/// Above the old cluster's revision read at the start: writes between that reading and the stop.
+const BUMP_MARGIN: u64 = 1_000_000;
+
+/// The revision raise: past the old history, if every host's tool can do it (etcdutl 3.5.10+).
+pub fn bump_for(snapshot_revision: i64, old_revision: Option<i64>, all_can: bool) -> u64 {
+    match (all_can, old_revision) {
+        (false, _) => 0,
+        (true, Some(old)) => u64::try_from(old.saturating_sub(snapshot_revision)).unwrap_or(0) + BUMP_MARGIN,
+        (true, None) => BUMP_UNKNOWN,
+    }
 }
 
 /// What `restore` did.
@@ -37,6 +59,11 @@ pub struct RestoreReport {
     pub revision_now: i64,
     pub cluster_id: String,
     pub old_cluster_id: Option<String>,
+    /// The old cluster's revision at the start, when it answered.
+    pub old_revision: Option<i64>,
+    /// How much the revision was raised, the history below marked compacted (0: not possible
+    /// with the hosts' tools, and the revision went back to the snapshot's).
+    pub bumped_by: u64,
     /// Where each member's previous data dir went.
     pub moved: Vec<String>,
 }
@@ -99,8 +126,9 @@ pub fn restore(ctx: &Ctx, snapshot: &Path, force: bool, wait: Duration) -> Resul
     let v = ctx.wait_healthy(wait, "starting the restored members")?;
     progress.step("quorum", &format!("{}: {}", v.state.word(), v.summary), Some(t.elapsed()));
     let (revision_now, cluster_id) = current_revision(ctx)?;
-    if revision_now < status.revision {
-        return Err(BootError::Verification(format!("the restored cluster is at revision {revision_now}, below the snapshot's {}", status.revision)));
+    let floor = status.revision.saturating_add(i64::try_from(state.bump).unwrap_or(i64::MAX));
+    if revision_now < floor {
+        return Err(BootError::Verification(format!("the restored cluster is at revision {revision_now}, below the snapshot's {} raised by {}", status.revision, state.bump)));
     }
     for m in &plan.members {
         let _ = ctx.run_on(m, &format!("rm -f -- {}\n", crate::plan::sh_quote(&delivered_path(m, &sha))));
@@ -108,12 +136,17 @@ pub fn restore(ctx: &Ctx, snapshot: &Path, force: bool, wait: Duration) -> Resul
     // out of the journal first: killed before the record goes, the record still says "resume"
     ctx.finished()?;
     let _ = std::fs::remove_file(state_path(plan));
+    if state.bump == 0 {
+        progress.step("restore", "warning: the revision went back to the snapshot's (the hosts' etcd tool cannot raise it; etcdutl 3.5.10+ can): clients that watch from an old revision miss changes until they re-list", None);
+    }
     progress.step(
         "restore",
         "done. Restart kube-apiserver on every control-plane node: its watch cache and resource versions are from the old cluster",
         None,
     );
     Ok(RestoreReport {
+        old_revision: state.old_revision,
+        bumped_by: state.bump,
         snapshot_revision: status.revision,
         snapshot_keys: status.total_key,
         revision_now,
@@ -134,9 +167,28 @@ fn begin(ctx: &Ctx, sha: &str, revision: i64, force: bool, progress: &Progress) 
         });
     }
     progress.step("restore", &format!("cluster {}: {}", v.state.word(), v.summary), None);
-    let old_cluster_id = current_revision(ctx).ok().map(|(_, id)| id);
+    let old = current_revision(ctx).ok();
+    let tools = per_member(plan, |m| ctx.run_on(m, &scripts::restore_tool_probe(m)));
+    let mut all_can = true;
+    for (m, t) in plan.members.iter().zip(tools) {
+        let out = t?;
+        if out.value("bump").as_deref() != Some("yes") {
+            all_can = false;
+            progress.step(&format!("restore {}", m.name()), &format!("{} cannot raise the revision", out.value("tool").unwrap_or_default()), None);
+        }
+    }
+    let old_revision = old.map(|(r, _)| r);
+    let bump = bump_for(revision, old_revision, all_can);
     let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
-    let s = RestoreState { snapshot_sha256: sha.to_string(), token: format!("{}-restored-{stamp}", plan.token), revision, restored: vec![], old_cluster_id };
+    let s = RestoreState {
+        snapshot_sha256: sha.to_string(),
+        token: format!("{}-restored-{stamp}", plan.token),
+        revision,
+        restored: vec![],
+        old_cluster_id: old.map(|(_, id)| id),
+        old_revision,
+        bump,
+    };
     save_state(plan, &s)?;
     Ok(s)
 }
@@ -168,7 +220,7 @@ fn restore_members(ctx: &Ctx, snapshot: &Path, sha: &str, state: &mut RestoreSta
         let t = Instant::now();
         let path = delivered_path(m, sha);
         ctx.put_path(m, &path, 0o600, snapshot)?;
-        let out = ctx.run_on(m, &scripts::restore_snapshot(m, &path, &initial, &state.token))?;
+        let out = ctx.run_on(m, &scripts::restore_snapshot(m, &path, &initial, &state.token, state.bump))?;
         if !out.ok() {
             return Err(host_err(m, "restoring the snapshot", &out));
         }
@@ -213,4 +265,21 @@ fn current_revision(ctx: &Ctx) -> Result<(i64, u64)> {
         .map(|s| (s.revision, s.cluster_id))
         .max()
         .ok_or_else(|| BootError::Verification("no member answers a status request".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_revision_is_raised_past_the_old_history_or_not_at_all() {
+        // the old cluster answered at 5000, the snapshot is at 270: past 5000, with a margin
+        assert_eq!(bump_for(270, Some(5000), true), 4730 + BUMP_MARGIN);
+        // a snapshot newer than what was read (the old cluster was behind): the margin alone
+        assert_eq!(bump_for(900, Some(300), true), BUMP_MARGIN);
+        // the old cluster did not answer: a bound no history since a snapshot reaches
+        assert_eq!(bump_for(270, None, true), BUMP_UNKNOWN);
+        // one host's tool cannot: no member bumps (they must all restore to one revision)
+        assert_eq!(bump_for(270, Some(5000), false), 0);
+    }
 }

@@ -25,6 +25,18 @@ fn cluster_id(dir: &Path, eps: &str) -> u64 {
     v[0]["Status"]["header"]["cluster_id"].as_u64().unwrap()
 }
 
+fn revision(dir: &Path, eps: &str) -> i64 {
+    let st = etcdctl(dir, eps, &["endpoint", "status", "-w", "json"]).assert_ok();
+    let v: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
+    v.as_array().unwrap().iter().filter_map(|e| e["Status"]["header"]["revision"].as_i64()).max().unwrap()
+}
+
+/// Whether this pass's etcd has an etcdutl that can raise the revision (3.5.10 and later).
+fn etcdutl_can_bump() -> bool {
+    let etcdutl = integration_tests::bootstrap::etcd_binary().with_file_name("etcdutl");
+    etcdutl.exists() && run_bounded(Command::new(&etcdutl).args(["snapshot", "restore", "--help"]), Duration::from_secs(10)).stdout.contains("--bump-revision")
+}
+
 fn kill_members(dir: &Path) {
     for i in 1..=3 {
         if let Ok(pid) = std::fs::read_to_string(dir.join(format!("members/etcd-{i}/etcd-{i}.pid"))) {
@@ -77,6 +89,12 @@ fn backup_then_whole_cluster_restore_after_losing_every_member() {
     // written after the backup: lost by the restore, as it must be
     etcdctl(dir, &eps, &["put", "after-backup", "x"]).assert_ok();
     let old_id = cluster_id(dir, &eps);
+    // history written after the snapshot: the revisions a watching client may have seen
+    for i in 0..20 {
+        etcdctl(dir, &eps, &["put", "after-backup", &i.to_string()]).assert_ok();
+    }
+    let old_rev = revision(dir, &eps);
+    assert!(old_rev > snap_rev + 20, "{old_rev} {snap_rev}");
     // a healthy cluster is not restored over without --force, and nothing changes
     let r = boot(&spec, &["restore", &newest.display().to_string()]).assert_fails();
     assert!(r.stderr.contains("refusing to restore: the cluster is HEALTHY") && r.stderr.contains("nothing was changed"), "{}", r.stderr);
@@ -118,6 +136,18 @@ fn backup_then_whole_cluster_restore_after_losing_every_member() {
     let st = etcdctl(dir, &eps, &["endpoint", "status", "-w", "json"]).assert_ok();
     let v: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
     assert!(v[0]["Status"]["header"]["revision"].as_i64().unwrap() >= snap_rev, "{}", st.stdout);
+    // Kubernetes clients resume watches from the last revision they saw: after the restore such a
+    // revision must never name different history (etcd-io/etcd#16028)
+    let now = revision(dir, &eps);
+    if etcdutl_can_bump() {
+        assert!(now > old_rev, "the revision must not go back: {now} after {old_rev}");
+        assert!(second.stdout.contains("revision raised by") && second.stdout.contains("marked compacted"), "{}", second.stdout);
+        let w = run_bounded(integration_tests::bootstrap::node_etcdctl_cmd(&node_pki(dir), &eps).args(["watch", "--rev", &(snap_rev + 5).to_string(), "after-backup"]), Duration::from_secs(10));
+        assert!(w.stderr.contains("compacted"), "a watch from the old history must be told to re-list: {}{}", w.stdout, w.stderr);
+    } else {
+        assert!(now < old_rev, "this etcd cannot raise it: {now} {old_rev}");
+        assert!(second.stdout.contains("warning: the revision went back"), "said, not silent: {}", second.stdout);
+    }
     assert_ne!(cluster_id(dir, &eps), old_id, "a restored cluster is a new cluster");
     // the old data was moved aside, never deleted
     for i in 2..=3 {
