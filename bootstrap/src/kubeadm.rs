@@ -226,6 +226,21 @@ pub fn runbook(spec: &Spec, spec_file: &str, out: &std::path::Path) -> String {
         lbca = out.join("haproxy/kubernetes-ca.crt").display(),
         lbca_dest = k.load_balancer_ca_file.display(),
     );
+    if k.without_load_balancer() {
+        let lb = s.find("## 1. The load balancer").unwrap_or(s.len());
+        s.truncate(lb);
+        s.push_str(&format!(
+            "## 1. No load balancer
+
+             `control_plane_endpoint` ({ep}) is the API server of the only control-plane node: there is no
+             HAProxy to set up. A second control-plane node later needs a load balancer in front, and kubeadm
+             cannot change `controlPlaneEndpoint` afterwards: prefer a DNS name or LB address from the start.
+             `{check}` says `REFUSED` until `kubeadm init` has run.
+
+",
+            ep = k.control_plane_endpoint
+        ));
+    }
     for (i, n) in k.control_plane_nodes.iter().enumerate() {
         let folder = out.join("control-plane").join(&n.name);
         let copy = format!(

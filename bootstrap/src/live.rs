@@ -255,6 +255,25 @@ impl Ctx<'_> {
         Ok(())
     }
 
+    /// Runs `f` (a stop) for every member in parallel, the leader last and alone. Stopped together
+    /// with its followers, a leader hands leadership to one of them on shutdown and waits for a
+    /// transfer that cannot finish (7-10 s); stopped after them it has no peer and exits at once.
+    /// Results in member order.
+    pub(crate) fn leader_last<T: Send>(&self, f: impl Fn(&MemberPlan) -> T + Sync) -> Vec<T> {
+        let leader = self.verdict().ok().and_then(|v| v.members.into_iter().find(|x| x.role == QRole::Leader)).map(|x| x.name);
+        let is_leader = |m: &MemberPlan| Some(&m.spec.name) == leader.as_ref();
+        let mut results: Vec<Option<T>> = std::thread::scope(|s| {
+            let handles: Vec<_> = self.plan.members.iter().map(|m| (!is_leader(m)).then(|| s.spawn(|| f(m)))).collect();
+            handles.into_iter().map(|h| h.map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))).collect()
+        });
+        for (m, r) in self.plan.members.iter().zip(results.iter_mut()) {
+            if r.is_none() {
+                *r = Some(f(m));
+            }
+        }
+        results.into_iter().flatten().collect()
+    }
+
     /// Before an operation's first change: every host in `members` answers, and (when
     /// `need_bytes` is not 0) the filesystem of each member's data dir has that much free space.
     /// Every problem of every member at once.

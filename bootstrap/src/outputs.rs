@@ -157,8 +157,11 @@ pub fn write(plan: &Plan, api: ApiVersion) -> Result<Vec<Written>> {
         planned.push(PlannedFile::secret(path, yaml.clone()));
     }
     planned.push(PlannedFile::public(out.join("RUNBOOK.md"), kubeadm::runbook(spec, &plan.loaded.file, out)));
-    planned.push(PlannedFile::public(out.join("haproxy/haproxy.cfg"), crate::haproxy::config(spec)));
-    planned.push(PlannedFile::public(out.join("haproxy/kubernetes-ca.crt"), k8s_ca_cert.clone()));
+    // no load balancer (one node serving its own endpoint): no HAProxy to configure
+    if !spec.kubernetes.without_load_balancer() {
+        planned.push(PlannedFile::public(out.join("haproxy/haproxy.cfg"), crate::haproxy::config(spec)));
+        planned.push(PlannedFile::public(out.join("haproxy/kubernetes-ca.crt"), k8s_ca_cert.clone()));
+    }
     let outcomes = files::write_all(&planned, true)?;
     remove_old_commands_script(out);
     Ok(planned.into_iter().zip(outcomes).map(|(p, outcome)| Written { path: p.path, outcome }).collect())

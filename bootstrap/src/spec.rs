@@ -233,6 +233,17 @@ pub struct LoadedSpec {
     pub typed: crate::spec_check::Typed,
 }
 
+impl KubernetesSpec {
+    /// One control-plane node whose own API address is the control-plane endpoint: no load
+    /// balancer (kubeadm accepts it; more control-plane nodes later need one).
+    pub fn without_load_balancer(&self) -> bool {
+        match (self.control_plane_nodes.as_slice(), split_host_port(&self.control_plane_endpoint)) {
+            ([node], Some((host, port))) => host.parse::<IpAddr>().ok() == Some(node.address) && port == node.bind_port,
+            _ => false,
+        }
+    }
+}
+
 impl Spec {
     /// Reads, parses (YAML; JSON is YAML) and validates a spec file.
     pub fn load(path: &Path) -> Result<LoadedSpec> {
@@ -470,6 +481,23 @@ kubernetes:
         let BootError::InvalidSpec { problems, .. } = &e else { panic!("{e}") };
         assert!(problems.iter().any(|p| p.starts_with("members[0].dns_names[0]") && p.contains("control character")), "{problems:?}");
         assert!(problems.iter().any(|p| p.contains("pki.validity")), "{problems:?}");
+    }
+
+
+    #[test]
+    fn one_node_serving_its_own_endpoint_needs_no_load_balancer() {
+        let mut s = example();
+        s.kubernetes.control_plane_nodes.truncate(1);
+        let node = &s.kubernetes.control_plane_nodes[0];
+        s.kubernetes.control_plane_endpoint = format!("{}:{}", node.address, node.bind_port);
+        assert!(s.kubernetes.without_load_balancer());
+        let w = s.validate().unwrap();
+        assert!(w.iter().any(|w| w.contains("no load balancer") && w.contains("a second control-plane node later needs one")), "{w:?}");
+        let text = crate::kubeadm::runbook(&s, "spec.yaml", std::path::Path::new("/out"));
+        assert!(text.contains("## 1. No load balancer") && !text.contains("HAProxy, then copy"), "{text}");
+        // another port on that address is a load balancer again, and it cannot share the node
+        s.kubernetes.control_plane_endpoint = format!("{}:7443", node.address);
+        assert!(!s.kubernetes.without_load_balancer());
     }
 
 }

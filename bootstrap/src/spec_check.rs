@@ -271,12 +271,19 @@ fn check_control_plane_nodes(k: &KubernetesSpec, f: &mut Findings) {
         if let Some((host, port)) = split_host_port(&k.control_plane_endpoint)
             && host.parse::<IpAddr>().ok() == Some(node.address)
             && port == node.bind_port
+            && !k.without_load_balancer()
         {
             f.problems.push(format!(
                 "{who}: the load balancer {} cannot bind the port the API server on the same address binds; use another address or port",
                 k.control_plane_endpoint
             ));
         }
+    }
+    if k.without_load_balancer() {
+        f.warnings.push(format!(
+            "kubernetes.control_plane_endpoint {} is {}'s own API server: no load balancer; a second control-plane node later needs one (kubeadm cannot change controlPlaneEndpoint afterwards)",
+            k.control_plane_endpoint, k.control_plane_nodes[0].name
+        ));
     }
     if k.control_plane_nodes.len() == 2 {
         f.warnings.push("2 control-plane nodes: the API stays up if one fails, but kubeadm's stacked control plane usually runs 3".into());

@@ -16,23 +16,12 @@ pub fn down(ctx: &Ctx, purge: bool) -> Result<Vec<String>> {
         let marker = scripts::marker_text(&plan.token, &m.spec.name);
         ctx.run_on(m, &scripts::stop(m, purge.then_some(marker.as_str()))).map(|o| (o, t.elapsed()))
     };
-    // The leader last. Stopped together with its followers, a leader hands leadership to one of
-    // them on shutdown (etcd does) and waits for a transfer that cannot finish (~7 s); stopped
-    // after them, it has no peer to hand over to and exits at once.
-    let leader = ctx.verdict().ok().and_then(|v| v.members.into_iter().find(|x| x.role == etcdctl_lite::quorum::Role::Leader)).map(|x| x.name);
     ctx.changing(if purge { "stop and purge" } else { "stop" })?;
-    let mut results: Vec<Option<_>> = std::thread::scope(|s| {
-        let handles: Vec<_> = plan.members.iter().map(|m| (Some(&m.spec.name) != leader.as_ref()).then(|| s.spawn(|| stop(m)))).collect();
-        handles.into_iter().map(|h| h.map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))).collect()
-    });
-    for (m, r) in plan.members.iter().zip(results.iter_mut()) {
-        if r.is_none() {
-            *r = Some(stop(m));
-        }
-    }
+    // the leader last: see Ctx::leader_last
+    let results = ctx.leader_last(stop);
     let mut stopped = Vec::new();
     let mut errors = Vec::new();
-    for (m, r) in plan.members.iter().zip(results.into_iter().flatten()) {
+    for (m, r) in plan.members.iter().zip(results) {
         match r {
             Ok((out, took)) => {
                 let what = match (out.value("stopped"), out.value("killed")) {

@@ -203,8 +203,9 @@ fn restore_members(ctx: &Ctx, snapshot: &Path, sha: &str, state: &mut RestoreSta
     let plan = ctx.plan;
     let initial = plan.initial_cluster();
     let pending: Vec<&MemberPlan> = plan.members.iter().filter(|m| !state.restored.contains(&m.spec.name)).collect();
-    // every member stops first: none may run on its old data while others are restored
-    let stops = per_member(plan, |m| if pending.iter().any(|p| p.spec.name == m.spec.name) { ctx.run_on(m, &scripts::retire(m)).map(Some) } else { Ok(None) });
+    // every member stops first (none may run on its old data while others are restored), the
+    // leader last: stopped with the others, it waits for a leadership transfer that cannot finish
+    let stops = ctx.leader_last(|m| if pending.iter().any(|p| p.spec.name == m.spec.name) { ctx.run_on(m, &scripts::retire(m)).map(Some) } else { Ok(None) });
     let mut moved = Vec::new();
     for (m, r) in plan.members.iter().zip(stops) {
         if let Some(out) = r? {
