@@ -221,7 +221,7 @@ impl Ctx<'_> {
 
     /// A restart with an etcd older than the member runs would fail on its data dir (after an
     /// `upgrade`, the spec may still name the old binary): refused before the member is stopped.
-    fn refuse_downgrade(&self, m: &MemberPlan) -> Result<()> {
+    pub(crate) fn refuse_downgrade(&self, m: &MemberPlan) -> Result<()> {
         let out = self.run_on(m, &format!("{} --version 2>/dev/null\n", crate::plan::sh_quote(&m.binary)))?;
         let Some(binary) = crate::versions::etcd_version_output(&out.stdout) else { return Ok(()) };
         match self.etcd.version_of(&m.spec.client_url()) {

@@ -221,6 +221,11 @@ fn begin(ctx: &Ctx) -> Result<RotationState> {
     let (plan, progress) = (ctx.plan, ctx.progress);
     ctx.require_healthy("rotate the CA")?;
     ctx.require_reachable(&plan.members.iter().collect::<Vec<_>>(), 0, "rotate the CA")?;
+    // every member is restarted: one whose binary in the spec is older than it runs is refused now,
+    // not after the first member's restart
+    for m in &plan.members {
+        ctx.refuse_downgrade(m)?;
+    }
     ctx.changing("new CA")?;
     let (new_cert, new_key) = new_ca_paths(plan);
     if !new_cert.exists() {

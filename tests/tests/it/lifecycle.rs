@@ -375,13 +375,19 @@ fn rotate_ca_in_stages_keeps_an_apiserver_that_follows_the_instructions_working(
 /// A 3-member cluster on Debian's etcd 3.4.23 (whatever etcd the run uses), each member with a
 /// bin_dir of its own in the test's folder.
 fn cluster_on_debian_34() -> (tempfile::TempDir, std::path::PathBuf, String, Down) {
+    cluster_on("/usr/bin/etcd")
+}
+
+/// A 3-member cluster on the etcd at `etcd`, each member with a `bin_dir` of its own (where an
+/// upgrade delivers the new binaries).
+fn cluster_on(etcd: &str) -> (tempfile::TempDir, std::path::PathBuf, String, Down) {
     let tmp = tempfile::tempdir().unwrap();
     let spec_file = local_spec(tmp.path(), 1);
     let text = std::fs::read_to_string(&spec_file.path).unwrap();
     let mut out = String::new();
     for line in text.lines() {
         if line.starts_with("etcd_binary: ") {
-            out.push_str("etcd_binary: /usr/bin/etcd\n");
+            out.push_str(&format!("etcd_binary: {etcd}\n"));
         } else if let Some(rest) = line.strip_suffix('}').filter(|l| l.contains("run_dir: ")) {
             let run_dir = rest.rsplit("run_dir: ").next().unwrap();
             out.push_str(&format!("{rest}, bin_dir: {run_dir}/bin}}\n"));
@@ -407,7 +413,9 @@ fn rolling_upgrade_34_to_35_under_writes_resumes_after_a_kill() {
     let (tmp, spec, eps, _down) = cluster_on_debian_34();
     let dir = tmp.path().to_path_buf();
     assert!(member_versions(&dir, &eps).iter().all(|v| v.starts_with("3.4.")), "{:?}", member_versions(&dir, &eps));
-    let to = integration_tests::workspace_root().join(".etcd/v3.5.1");
+    // to the newest etcd 3.5 Debian ships (install-deps' .etcd/debian-3.5)
+    let to = integration_tests::workspace_root().join(".etcd/debian-3.5");
+    let new = newest_35();
     let to = to.display().to_string();
     // refused before anything changes: a wrong checksum, a skipped minor
     let bad = boot(&spec, &["upgrade", "--to", &to, "--sha256", &"0".repeat(64)]).assert_fails();
@@ -425,26 +433,26 @@ fn rolling_upgrade_34_to_35_under_writes_resumes_after_a_kill() {
     assert!(!dir.join("members/etcd-1/bin").exists() && !dir.join("backups").exists(), "nothing delivered, no backup");
     // the plan, touching nothing
     let plan = boot(&spec, &["upgrade", "--to", &to, "--dry-run"]).assert_ok();
-    assert!(plan.stdout.contains("upgrade 3.4.23 -> 3.5.1 would:") && plan.stdout.contains("etcd-3: deliver etcd 3.5.1"), "{}", plan.stdout);
+    assert!(plan.stdout.contains(&format!("upgrade 3.4.23 -> {new} would:")) && plan.stdout.contains(&format!("etcd-3: deliver etcd {new}")), "{}", plan.stdout);
     assert!(member_versions(&dir, &eps).iter().all(|v| v.starts_with("3.4.")));
 
-    // under continuous writes: killed once the first member runs 3.5.1, then run again
+    // under continuous writes: killed once the first member runs the new etcd, then run again
     let traffic = Traffic::start(&dir, &eps, &spec);
     let seen = integration_tests::kill_when_stderr_says(
         Command::new(bin("etcd-bootstrap")).arg("-f").arg(&spec).args(["upgrade", "--to", &to]),
-        "runs etcd 3.5.1; cluster HEALTHY",
+        &format!("runs etcd {new}; cluster HEALTHY"),
         Duration::from_secs(120),
     );
     assert!(seen, "the first run never upgraded a member");
     let mixed = member_versions(&dir, &eps);
-    assert!(mixed.iter().any(|v| v == "3.5.1") && mixed.iter().any(|v| v.starts_with("3.4.")), "{mixed:?}");
+    assert!(mixed.iter().any(|v| *v == new) && mixed.iter().any(|v| v.starts_with("3.4.")), "{mixed:?}");
     let second = boot(&spec, &["upgrade", "--to", &to]);
     assert!(second.ok(), "{}{}", second.stdout, second.stderr);
     assert!(second.stderr.contains("resuming"), "{}", second.stderr);
-    assert!(second.stdout.contains("to 3.5.1; cluster version 3.5.0"), "{}", second.stdout);
+    assert!(second.stdout.contains(&format!("to {new}; cluster version 3.5.0")), "{}", second.stdout);
     assert!(second.stdout.contains("spec: set etcd_archive:"), "{}", second.stdout);
     traffic.finish(&eps, 3);
-    assert_eq!(member_versions(&dir, &eps), ["3.5.1", "3.5.1", "3.5.1"]);
+    assert_eq!(member_versions(&dir, &eps), [new.clone(), new.clone(), new.clone()]);
     assert_eq!(boot(&spec, &["status"]).code, Some(0));
     // a backup was taken before the first change
     let backups: Vec<String> = std::fs::read_dir(dir.join("backups")).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
@@ -456,5 +464,31 @@ fn rolling_upgrade_34_to_35_under_writes_resumes_after_a_kill() {
     // before any member stops
     let r = boot(&spec, &["rotate", "ca"]).assert_fails();
     assert!(r.stderr.contains("restarting would downgrade it"), "{}", r.stderr);
+    assert!(!dir.join("pki/etcd/ca-new.crt").exists(), "refused before the new CA is made");
+    assert!(integration_tests::bootstrap::under_way(&spec).is_empty(), "nothing left under way");
+    assert_eq!(boot(&spec, &["status"]).code, Some(0));
+}
+
+/// What install-deps' newest Debian etcd 3.5 reports (3.5.30 when this was written).
+fn newest_35() -> String {
+    let etcd = integration_tests::workspace_root().join(".etcd/debian-3.5/etcd");
+    let out = run_bounded(Command::new(&etcd).arg("--version"), Duration::from_secs(10)).assert_ok();
+    out.stdout.lines().find_map(|l| l.strip_prefix("etcd Version: ")).unwrap_or_else(|| panic!("{}: {}", etcd.display(), out.stdout)).trim().to_string()
+}
+
+#[test]
+fn patch_upgrade_351_to_the_newest_35_under_writes() {
+    let v351 = integration_tests::workspace_root().join(".etcd/v3.5.1/etcd").display().to_string();
+    let (tmp, spec, eps, _down) = cluster_on(&v351);
+    let dir = tmp.path().to_path_buf();
+    assert_eq!(member_versions(&dir, &eps), ["3.5.1", "3.5.1", "3.5.1"]);
+    let new = newest_35();
+    let to = integration_tests::workspace_root().join(".etcd/debian-3.5").display().to_string();
+    let traffic = Traffic::start(&dir, &eps, &spec);
+    let up = boot(&spec, &["upgrade", "--to", &to]);
+    assert!(up.ok(), "{}{}", up.stdout, up.stderr);
+    assert!(up.stdout.contains(&format!("from etcd 3.5.1 to {new}; cluster version 3.5.0")), "{}", up.stdout);
+    traffic.finish(&eps, 3);
+    assert_eq!(member_versions(&dir, &eps), [new.clone(), new.clone(), new]);
     assert_eq!(boot(&spec, &["status"]).code, Some(0));
 }
