@@ -298,17 +298,8 @@ mod tests {
     /// them to `--feature-gates`, 3.7 removes them) or `--enable-v2` (gone in 3.6).
     #[test]
     fn every_flag_written_exists_in_every_supported_etcd() {
-        use crate::tuning::{CompactionMode, EtcdTuning};
         let spec = loaded().spec;
-        let all = EtcdTuning {
-            quota_backend_bytes: Some(8 << 30),
-            auto_compaction_mode: Some(CompactionMode::Periodic),
-            auto_compaction_retention: Some("1h".into()),
-            heartbeat_interval: Some(250),
-            election_timeout: Some(2500),
-            snapshot_count: Some(10_000),
-            metrics_port: Some(2381),
-        };
+        let all = crate::tuning::every_option();
         let args = etcd_args(&spec.members[0], "etcd-1=https://10.0.0.11:2380", "t", &all);
         let written: Vec<&str> = args.iter().filter(|a| a.starts_with("--")).map(|a| a.split('=').next().unwrap_or(a)).collect();
         assert!(written.len() >= 20, "{written:?}");

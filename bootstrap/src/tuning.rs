@@ -135,6 +135,20 @@ fn is_retention_duration(r: &str) -> bool {
     num.parse::<u64>().is_ok_and(|n| n > 0) && matches!(unit, "h" | "m" | "s")
 }
 
+/// Every option set (tests: the flags they become, and that each exists in every etcd).
+#[cfg(test)]
+pub(crate) fn every_option() -> EtcdTuning {
+    EtcdTuning {
+        quota_backend_bytes: Some(8 * GIB),
+        auto_compaction_mode: Some(CompactionMode::Periodic),
+        auto_compaction_retention: Some("1h".into()),
+        heartbeat_interval: Some(250),
+        election_timeout: Some(2500),
+        snapshot_count: Some(10_000),
+        metrics_port: Some(2381),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,15 +162,7 @@ mod tests {
 
     #[test]
     fn every_option_becomes_its_flag() {
-        let t = EtcdTuning {
-            quota_backend_bytes: Some(8 * GIB),
-            auto_compaction_mode: Some(CompactionMode::Periodic),
-            auto_compaction_retention: Some("1h".into()),
-            heartbeat_interval: Some(250),
-            election_timeout: Some(2500),
-            snapshot_count: Some(10_000),
-            metrics_port: Some(2381),
-        };
+        let t = every_option();
         assert_eq!(t.validate(&[2379, 2380]), (vec![], vec![]));
         assert_eq!(
             t.flags("10.0.0.1").join(" "),
