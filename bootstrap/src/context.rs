@@ -105,7 +105,7 @@ impl Ctx<'_> {
     pub fn finished(&self) -> Result<()> {
         let me = self.me.lock().map(|e| e.clone()).map_err(|_| poisoned())?;
         self.store.edit(|j| j.operations.retain(|e| !same_entry(e, &me)))?;
-        self.update(|e| e.paused = Some(FINISHED.into()))
+        Ok(())
     }
 
     /// The step an earlier run of this operation stopped at, when this run resumes it.
@@ -134,8 +134,6 @@ impl Ctx<'_> {
     }
 }
 
-/// Marks an entry already taken out of the journal by [`Ctx::finished`].
-const FINISHED: &str = "\u{0}finished";
 
 fn poisoned() -> BootError {
     BootError::Journal { path: "journal".into(), reason: "an earlier step panicked".into() }
@@ -206,10 +204,10 @@ fn still_matters(e: &Entry) -> bool {
 /// The journal after the operation ended: finished (removed; `up` also ends an unfinished
 /// `down`), paused (kept), or stopped after a change (kept with the error).
 fn record_outcome(j: &mut crate::journal::Journal, me: &Entry, kind: OpKind, err: Option<&BootError>) {
-    let finished = me.paused.as_deref() == Some(FINISHED);
+    // gone already: the operation took itself out (`Ctx::finished`)
     let Some(pos) = j.operations.iter().position(|e| same_entry(e, me)) else { return };
     match err {
-        None if me.paused.is_some() && !finished => {}
+        None if me.paused.is_some() => {}
         None => {
             j.operations.remove(pos);
             if kind == OpKind::Up {

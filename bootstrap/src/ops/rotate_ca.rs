@@ -324,17 +324,18 @@ fn drop_old(ctx: &Ctx, state: &mut RotationState, old_pem: &[u8], new_pem: &[u8]
     )?;
     let ca = pki::ca::Ca::load_files(&ca_pair.cert, &ca_pair.key)?;
     pki::crl::refresh(&plan.issue.dir, &ca)?;
-    // out of the journal first: killed before the record goes, the record still says "resume"
-    ctx.finished()?;
-    for p in [new_cert, new_key, trust_bundle_path(plan), state_path(plan)] {
-        let _ = std::fs::remove_file(p);
-    }
-    // the re-signed CRL to the members; control-plane folders and HAProxy regenerated
+    // the re-signed CRL to the members; control-plane folders and HAProxy regenerated; all of
+    // it again if this stops here (the record still says phase 3, and the swap is idempotent)
     for m in &plan.members {
         ctx.deliver(m, &own_files(m, |f| f.dest.ends_with("crl.pem"))?)?;
     }
     crate::outputs::write(plan, crate::outputs::existing_api(plan))?;
     ctx.wait_healthy(wait, "the last member")?;
+    // out of the journal first: killed before the record goes, the record still says "resume"
+    ctx.finished()?;
+    for p in [new_cert, new_key, trust_bundle_path(plan), state_path(plan)] {
+        let _ = std::fs::remove_file(p);
+    }
     progress.step("rotate ca", "done: every member trusts and serves only the new CA", None);
     Ok(())
 }
