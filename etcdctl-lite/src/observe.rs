@@ -77,10 +77,11 @@ pub async fn observe(opts: &ClientOptions) -> Observation {
     Observation { member_list, probes }
 }
 
-/// The verdict over `opts.endpoints`, told honestly about elections: when a majority answers but
-/// none leads, the cluster is re-observed until a leader appears or one election timeout
-/// (`settle`) has passed since the first look. A leader that appears makes the verdict the later
-/// one; a cluster still leaderless gets a note that it stayed so.
+/// The verdict over `opts.endpoints`, told honestly about elections and leadership changes: when a
+/// majority answers but no quorum is usable (none leads, or reads fail right after a leader
+/// change), the cluster is re-observed until it is or one election timeout (`settle`) has passed
+/// since the first look. A quorum that comes back makes the verdict the later one; one that does
+/// not gets a note that it stayed so.
 pub async fn assess(opts: &ClientOptions, settle: Duration) -> Verdict {
     let started = Instant::now();
     let mut v = crate::quorum::verdict(&observe(opts).await);
@@ -89,7 +90,8 @@ pub async fn assess(opts: &ClientOptions, settle: Duration) -> Verdict {
         v = crate::quorum::verdict(&observe(opts).await);
     }
     if v.electing {
-        v.notes.push(format!("still no leader after re-checking for {} (one election timeout)", crate::diagnose::fmt_duration(settle)));
+        let what = if v.leader.is_some() { "no linearizable read" } else { "no leader" };
+        v.notes.push(format!("still {what} after re-checking for {} (one election timeout)", crate::diagnose::fmt_duration(settle)));
     }
     v
 }

@@ -129,8 +129,9 @@ pub struct Verdict {
     pub summary: String,
     pub members: Vec<MemberVerdict>,
     pub notes: Vec<String>,
-    /// No reachable leader while a majority of voters answers: an election, which normally ends
-    /// within one election timeout (see [`crate::observe::assess`]).
+    /// No usable quorum while a majority of voters answers: an election, or a leadership change
+    /// (MoveLeader) whose new leader answers while reads still fail; either normally ends within
+    /// one election timeout (see [`crate::observe::assess`]).
     #[serde(skip)]
     pub electing: bool,
 }
@@ -196,7 +197,7 @@ pub fn verdict(obs: &Observation) -> Verdict {
         summary,
         members: verdicts,
         notes,
-        electing: state == ClusterState::NoQuorum && counts.reachable >= counts.quorum() && !leader_reachable,
+        electing: state == ClusterState::NoQuorum && counts.reachable >= counts.quorum(),
     }
 }
 

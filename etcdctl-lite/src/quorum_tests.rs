@@ -235,3 +235,17 @@ fn a_leaderless_minority_is_a_lost_quorum_not_an_election() {
     let healthy = verdict(&three(vec![ok_probe(1, 1), ok_probe(2, 1), ok_probe(3, 1)]));
     assert!(!healthy.electing);
 }
+
+#[test]
+fn reads_failing_across_a_leader_change_are_re_checked_not_reported_at_once() {
+    // MoveLeader: the new leader answers, the reads of the moment fail ("leader changed")
+    let changing = |id| {
+        let mut p = ok_probe(id, 2);
+        p.read = Err(Failure { kind: FailureKind::Other, message: "etcdserver: leader changed".into() });
+        p
+    };
+    let v = verdict(&three(vec![changing(1), changing(2), changing(3)]));
+    assert_eq!(v.state, ClusterState::NoQuorum);
+    assert!(v.summary.starts_with("quorum unusable"), "{}", v.summary);
+    assert!(v.electing, "a majority answering is a transition worth re-checking for one election timeout");
+}
