@@ -42,7 +42,9 @@ candidate=$(apt-cache "${APT[@]}" policy etcd-server | sed -n 's/^  Candidate: /
 [ -n "$candidate" ] && [ "$candidate" != "(none)" ] || die "Debian's unstable has no etcd-server package"
 upstream=${candidate#*:}
 upstream=${upstream%%-*}
+# it names a directory: exactly 3.5.N, nothing else
 case "$upstream" in
+  3.5.*[!0-9]*|3.5.) die "Debian's unstable etcd-server version $candidate is not of the form 3.5.N" ;;
   3.5.*) ;;
   *) die "Debian's unstable ships etcd $upstream, not a 3.5: the suite's newest-3.5 pass needs one (a 3.5 from snapshot.debian.org, or an update of this script)" ;;
 esac

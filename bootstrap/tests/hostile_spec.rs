@@ -118,6 +118,9 @@ fn artifacts(loaded: &LoadedSpec) -> Vec<(String, String)> {
         out.push((format!("stop {}", m.name()), scripts::stop(m, Some(&scripts::marker_text(&p.token, m.name())))));
         out.push((format!("preflight {}", m.name()), scripts::preflight(m, &["10.0.0.99".into()])));
         out.push((format!("restore {}", m.name()), scripts::restore_snapshot(m, "/var/lib/x/restore.db", &p.initial_cluster(), &p.token, 1_000_000)));
+        out.push((format!("restore tool {}", m.name()), scripts::restore_tool_probe(m)));
+        out.push((format!("v2 probe {}", m.name()), scripts::v2_probe(m)));
+        out.push((format!("free space {}", m.name()), scripts::free_space(m)));
     }
     out
 }

@@ -375,6 +375,11 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
         }
         Command::Replace { member, force, wait } => {
             let plan = plan::build(&load(&cli.spec)?);
+            // validated here, before it names anything in the journal or a message
+            if !plan.members.iter().any(|m| m.spec.name == member) {
+                let known = plan.members.iter().map(|m| m.spec.name.as_str()).collect::<Vec<_>>().join(", ");
+                return Err(bootstrap::BootError::MemberNotFound { name: member, known }.into());
+            }
             let args = format!("replace {}", plan::sh_quote(&member));
             guarded(&plan, &Progress::new(false), lock_wait, OpKind::Replace, Some(member.clone()), &args, |ctx| ops::replace::replace(ctx, &member, force, Duration::from_secs(wait)))?;
             println!("member {member} replaced; the cluster is HEALTHY");
@@ -401,6 +406,7 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
         }
         Command::Restore { snapshot, force, wait } => {
             let plan = plan::build(&load(&cli.spec)?);
+            bootstrap::rules::no_control(&snapshot.display().to_string()).map_err(|e| format!("restore SNAPSHOT: {e}"))?;
             let args = format!("restore {}", plan::sh_quote(&snapshot.display().to_string()));
             let r = guarded(&plan, &Progress::new(false), lock_wait, OpKind::Restore, None, &args, |ctx| ops::restore::restore(ctx, &snapshot, force, Duration::from_secs(wait)))?;
             println!(

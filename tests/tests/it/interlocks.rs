@@ -4,19 +4,12 @@
 //! changed. And the crash matrix: `replace` killed at every step it prints finishes when run
 //! again, with three voters.
 
-use integration_tests::bootstrap::{boot, etcd_binary, local_spec, probe_refusal, under_way, Down};
+use integration_tests::bootstrap::{boot, etcd_binary, local_spec, probe_refusal, under_way, up_cluster};
 use integration_tests::{bin, signal, start_until_stderr_says, Signal};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-fn running_cluster() -> (tempfile::TempDir, PathBuf, Down) {
-    let tmp = tempfile::tempdir().unwrap();
-    let spec = local_spec(tmp.path(), 1).path;
-    let down = Down(spec.clone());
-    boot(&spec, &["up"]).assert_ok();
-    (tmp, spec, down)
-}
 
 /// Member IDs and roles as the cluster reports them, sorted.
 fn members(spec: &Path) -> Vec<(String, String)> {
@@ -57,7 +50,7 @@ fn assert_refused_by_rotation(spec: &Path, args: &[&str]) {
 
 #[test]
 fn a_paused_ca_rotation_refuses_what_would_half_change_the_cluster_and_allows_backup_maintain_down_up() {
-    let (tmp, spec, _down) = running_cluster();
+    let (tmp, spec, _down) = up_cluster();
     let dir = tmp.path();
     boot(&spec, &["rotate", "ca"]).assert_ok();
     // allowed during the pause, explicitly: a backup (shared lock, changes nothing)
@@ -107,7 +100,7 @@ fn boot_cmd(spec: &Path, args: &[&str]) -> Command {
 
 #[test]
 fn a_running_rotation_holds_the_lock_against_a_backup_and_a_second_rotation() {
-    let (tmp, spec, _down) = running_cluster();
+    let (tmp, spec, _down) = up_cluster();
     let backups = tmp.path().join("backups");
     // rotate certs, frozen (SIGSTOP) right after its first change: it holds the cluster lock
     let rotation = start_until_stderr_says(&mut boot_cmd(&spec, &["rotate", "certs"]), "] renew:", Duration::from_secs(60)).unwrap_or_else(|e| panic!("rotate certs never renewed:\n{e}"));
@@ -140,7 +133,7 @@ fn kill_member(spec: &Path, dir: &Path, name: &str) {
 
 #[test]
 fn replace_killed_at_every_step_finishes_when_run_again_and_blocks_others_meanwhile() {
-    let (tmp, spec, _down) = running_cluster();
+    let (tmp, spec, _down) = up_cluster();
     let dir = tmp.path();
     for step in ["retire", "remove", "add", "start", "promote"] {
         kill_member(&spec, dir, "etcd-2");
@@ -166,5 +159,19 @@ fn replace_killed_at_every_step_finishes_when_run_again_and_blocks_others_meanwh
         assert_eq!(m.iter().filter(|(_, role)| role == "voter").count(), 3, "after a kill at {step}: {m:?}");
         assert_eq!(boot(&spec, &["status"]).code, Some(0), "after a kill at {step}");
         assert_eq!(journal(&spec)["operations"], serde_json::json!([]), "after a kill at {step}");
+    }
+}
+
+/// Hostile command-line values are refused at the boundary: nothing reaches the journal, and the
+/// message shows them escaped (no terminal control sequence, no second line).
+#[test]
+fn hostile_names_and_paths_are_refused_before_the_journal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = local_spec(tmp.path(), 1).path;
+    for args in [vec!["replace", "etcd-1\u{1b}[2J\nrm -rf /"], vec!["restore", "/tmp/x\n.db", "--force"]] {
+        let r = boot(&spec, &args);
+        assert_eq!(r.code, Some(1), "{args:?}: {}", r.stderr);
+        assert!(!r.stderr.contains('\u{1b}') && r.stderr.trim_end().lines().count() == 1, "{args:?}: {:?}", r.stderr);
+        assert!(!spec.with_file_name("cluster.yaml.journal").exists(), "{args:?} touched the journal");
     }
 }
