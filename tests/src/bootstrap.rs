@@ -158,3 +158,13 @@ pub fn under_way(spec: &Path) -> Vec<String> {
 pub fn probe_refusal(spec: &Path) -> Ran {
     boot(spec, &["restore", "/nonexistent/etcd-bootstrap-probe.db", "--force"])
 }
+
+/// A 3-member cluster brought up by `etcd-bootstrap up` in a temporary directory: the directory,
+/// its spec, and the guard that stops it.
+pub fn up_cluster() -> (tempfile::TempDir, PathBuf, Down) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let spec = local_spec(tmp.path(), 1).path;
+    let down = Down(spec.clone());
+    boot(&spec, &["up"]).assert_ok();
+    (tmp, spec, down)
+}

@@ -4,9 +4,9 @@
 //! and nothing is left under way. (`replace` has its own matrix in `interlocks`; `restore` and
 //! `upgrade` are killed midway in `disaster_recovery` and `lifecycle`.)
 
-use integration_tests::bootstrap::{boot, journal, local_spec, probe_refusal, under_way, Down};
+use integration_tests::bootstrap::{boot, journal, probe_refusal, under_way, up_cluster};
 use integration_tests::{bin, start_until_stderr_says};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -48,17 +48,10 @@ fn healthy_and_clear(spec: &Path, after: &str) {
     assert!(journal_is_empty(spec), "something still under way after {after}");
 }
 
-fn cluster() -> (tempfile::TempDir, PathBuf, Down) {
-    let tmp = tempfile::tempdir().unwrap();
-    let spec = local_spec(tmp.path(), 1).path;
-    let down = Down(spec.clone());
-    boot(&spec, &["up"]).assert_ok();
-    (tmp, spec, down)
-}
 
 #[test]
 fn rotate_certs_maintain_down_and_up_killed_at_every_step_finish_when_run_again() {
-    let (_tmp, spec, _down) = cluster();
+    let (_tmp, spec, _down) = up_cluster();
     for step in ["renew:", "rotate etcd-1:", "rotate etcd-2:", "rotate etcd-3:"] {
         kill_then_finish(&spec, &["rotate", "certs", "--rekey"], step, "rotate certs", &["rotate", "certs", "--rekey"]);
         healthy_and_clear(&spec, &format!("rotate certs killed at {step}"));
@@ -93,7 +86,7 @@ fn finish_rotation(spec: &Path) {
 
 #[test]
 fn rotate_ca_killed_at_every_step_of_every_phase_finishes_when_run_again() {
-    let (_tmp, spec, _down) = cluster();
+    let (_tmp, spec, _down) = up_cluster();
     // (phase, the step printed): one whole rotation per kill point
     let points = [
         (1, "rotate ca: new CA"),
