@@ -2,44 +2,28 @@
 # The newest etcd 3.5 Debian ships (unstable's etcd-server and etcd-client: etcd, etcdctl, etcdutl;
 # 3.5.30 when this was written), into .etcd/vX.Y.Z/ with .etcd/debian-3.5 pointing at it.
 #
-# A private apt configuration under .etcd/apt/ only downloads and unpacks: apt's ordinary trust
-# chain (the InRelease signed by a key of /usr/share/keyrings/debian-archive-keyring.gpg, then the
-# Packages index, then each .deb's SHA256) and `dpkg-deb -x`. Nothing is installed, and no system
-# apt list, cache or status changes. The version is what is checked, not a file hash: when the
-# archive moves on to a newer 3.5.x, that one is taken; a 3.5 below kubeadm's minimum for external
-# etcd (3.5.24), or no 3.5 at all, is refused with the reason.
+# Debian's archive through the private apt configuration of scripts/private-apt.sh (download and
+# `dpkg-deb -x`; nothing is installed, no system apt state changes). The version is what is
+# checked, not a file hash: when the archive moves on to a newer 3.5.x, that one is taken; a 3.5
+# below kubeadm's minimum for external etcd (3.5.24), or no 3.5 at all, is refused with the reason.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 MIN=3.5.24
-A="$PWD/.etcd/apt"
 LINK=.etcd/debian-3.5
 
 die() { echo "fetch-debian-etcd: $*" >&2; exit 1; }
-[ -r "$KEYRING" ] || die "$KEYRING is missing (Debian's package debian-archive-keyring): it is what the archive's signature is checked against"
+. scripts/private-apt.sh
 
-mkdir -p "$A/etc/apt.conf.d" "$A/etc/preferences.d" "$A/etc/sources.list.d" "$A/state/lists/partial" "$A/cache/archives/partial"
-echo "deb [signed-by=$KEYRING] http://deb.debian.org/debian unstable main" > "$A/etc/sources.list"
-: > "$A/state/status"
-APT=(-o "Dir::Etc::SourceList=$A/etc/sources.list" -o "Dir::Etc::SourceParts=$A/etc/sources.list.d"
-     -o "Dir::Etc::Parts=$A/etc/apt.conf.d" -o "Dir::Etc::Preferences=$A/etc/preferences"
-     -o "Dir::Etc::PreferencesParts=$A/etc/preferences.d" -o "Dir::State=$A/state"
-     -o "Dir::State::status=$A/state/status" -o "Dir::Cache=$A/cache" -o "Debug::NoLocking=1"
-     -o "APT::Architecture=amd64" -o "APT::Sandbox::User=root")
-
-# the index, at most twice a day (a test run should not fetch 11 MB each time)
-if [ -z "$(find "$A/state/lists" -name '*_Packages' -mmin -720 2>/dev/null)" ]; then
-  if ! apt-get "${APT[@]}" -qq update >&2; then
-    if [ -x "$LINK/etcd" ]; then
-      echo "fetch-debian-etcd: Debian's archive did not answer; keeping $(readlink "$LINK")" >&2
-      exit 0
-    fi
-    die "Debian's archive (deb.debian.org) did not answer, and there is no earlier copy in $LINK"
+if ! private_apt_update; then
+  if [ -x "$LINK/etcd" ]; then
+    echo "fetch-debian-etcd: Debian's archive did not answer; keeping $(readlink "$LINK")" >&2
+    exit 0
   fi
+  die "Debian's archive (deb.debian.org) did not answer, and there is no earlier copy in $LINK"
 fi
 
-candidate=$(apt-cache "${APT[@]}" policy etcd-server | sed -n 's/^  Candidate: //p')
-[ -n "$candidate" ] && [ "$candidate" != "(none)" ] || die "Debian's unstable has no etcd-server package"
+candidate=$(private_apt_candidate etcd-server)
+[ -n "$candidate" ] || die "Debian's unstable has no etcd-server package"
 upstream=${candidate#*:}
 upstream=${upstream%%-*}
 # it names a directory: exactly 3.5.N, nothing else
@@ -58,7 +42,7 @@ if [ "$have" != "$upstream" ] || [ ! -x "$dest/etcdctl" ] || [ ! -x "$dest/etcdu
   echo "fetch-debian-etcd: fetching etcd $upstream (Debian unstable etcd-server and etcd-client $candidate)" >&2
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' EXIT
-  (cd "$tmp" && apt-get "${APT[@]}" -qq download "etcd-server=$candidate" "etcd-client=$candidate" >&2)
+  (cd "$tmp" && apt-get "${PRIVATE_APT[@]}" -qq download "etcd-server=$candidate" "etcd-client=$candidate" >&2)
   for deb in "$tmp"/*.deb; do dpkg-deb -x "$deb" "$tmp/root"; done
   mkdir -p "$dest"
   for b in etcd etcdctl etcdutl; do

