@@ -150,16 +150,45 @@ fn systemd_text(s: &str) -> String {
 /// this cluster and this member, and the data dir holds nothing but etcd's own `member`
 /// directory. Otherwise it prints `purge_refused=REASON` and deletes nothing.
 pub fn stop(m: &MemberPlan, purge: Option<&str>) -> String {
+    stop_within(m, purge, Grace::Graceful)
+}
+
+/// How long a stopping etcd may take before SIGKILL.
+#[derive(Debug, Clone, Copy)]
+enum Grace {
+    /// 10 s: a leadership hand-off and open watches drained (etcd's own shutdown).
+    Graceful,
+    /// 0.5 s: for data about to be replaced.
+    Short,
+}
+
+impl Grace {
+    fn tenths(self) -> u32 {
+        match self {
+            Grace::Graceful => 100,
+            Grace::Short => 5,
+        }
+    }
+}
+
+fn stop_within(m: &MemberPlan, purge: Option<&str>, grace: Grace) -> String {
     let sp = &m.spec;
     let mut s = String::from("set -u\n");
     match sp.supervisor() {
         Supervisor::Process => s.push_str(&format!(
-            "{IS_ETCD}pidf={pid}\nif [ -f \"$pidf\" ]; then p=$(cat \"$pidf\")\n  if is_etcd \"$p\"; then\n    kill -CONT \"$p\" 2>/dev/null; kill -TERM \"$p\"; i=0\n    while is_etcd \"$p\" && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done\n    is_etcd \"$p\" && kill -KILL \"$p\" && echo killed=$p\n    echo stopped=$p\n  fi\n  # only our pid file: a start that raced this stop may have written a new one\n  [ \"$(cat \"$pidf\" 2>/dev/null)\" = \"$p\" ] && rm -f \"$pidf\"\nfi\n",
-            pid = q(&m.pid_file().display().to_string())
+            "{IS_ETCD}pidf={pid}\nif [ -f \"$pidf\" ]; then p=$(cat \"$pidf\")\n  if is_etcd \"$p\"; then\n    kill -CONT \"$p\" 2>/dev/null; kill -TERM \"$p\"; i=0\n    while is_etcd \"$p\" && [ $i -lt {tenths} ]; do sleep 0.1; i=$((i+1)); done\n    is_etcd \"$p\" && kill -KILL \"$p\" && echo killed=$p\n    echo stopped=$p\n  fi\n  # only our pid file: a start that raced this stop may have written a new one\n  [ \"$(cat \"$pidf\" 2>/dev/null)\" = \"$p\" ] && rm -f \"$pidf\"\nfi\n",
+            pid = q(&m.pid_file().display().to_string()),
+            tenths = grace.tenths(),
         )),
+        // gracefully, the unit's own TimeoutStopSec; shortly, past the grace the unit's processes
+        // are killed and the stop job then finishes at once
         Supervisor::Systemd => s.push_str(&format!(
-            "if systemctl is-active --quiet {u}; then systemctl stop {u}; echo stopped=unit; fi\nsystemctl disable {u} >/dev/null 2>&1 || true\n",
-            u = q(&m.unit_name())
+            "if systemctl is-active --quiet {u}; then\n  {stop}\n  echo stopped=unit\nfi\nsystemctl disable {u} >/dev/null 2>&1 || true\n",
+            u = q(&m.unit_name()),
+            stop = match grace {
+                Grace::Graceful => format!("systemctl stop {}", q(&m.unit_name())),
+                Grace::Short => format!("timeout {s} systemctl stop {u} || {{ systemctl kill --signal=SIGKILL {u}; systemctl stop {u}; echo killed=unit; }}", s = f64::from(grace.tenths()) / 10.0, u = q(&m.unit_name())),
+            },
         )),
     }
     if let Some(marker_text) = purge {
@@ -178,8 +207,6 @@ pub fn stop(m: &MemberPlan, purge: Option<&str>) -> String {
     s
 }
 
-/// For a replacement: stops an old process if one still runs, moves a non-empty data dir aside
-/// (`DATA.replaced-TIME`: kept, never deleted) and drops the old marker.
 /// Whether the member's running etcd serves the v2 API (gone in 3.6): `--enable-v2` on its
 /// command line or `ETCD_ENABLE_V2` in its environment, read from /proc of the process its pid
 /// file (or its systemd unit) names. Prints `v2=flag` / `v2=env`.
@@ -205,12 +232,25 @@ pub fn free_space(m: &MemberPlan) -> String {
     )
 }
 
+/// For a replacement: stops an old process if one still runs, moves a non-empty data dir aside
+/// (`DATA.replaced-TIME`: kept, never deleted) and drops the old marker.
 pub fn retire(m: &MemberPlan) -> String {
+    retire_within(m, Grace::Graceful)
+}
+
+/// `retire` for a whole-cluster restore: the data is replaced anyway (the old kept aside, as a
+/// crash leaves it), so a member still draining watches or handing off leadership after 0.5 s is
+/// killed instead of waited for.
+pub fn retire_now(m: &MemberPlan) -> String {
+    retire_within(m, Grace::Short)
+}
+
+fn retire_within(m: &MemberPlan, grace: Grace) -> String {
     let sp = &m.spec;
     format!(
         "{stop}d={data}
 if [ -d \"$d\" ] && [ -n \"$(ls -A \"$d\" 2>/dev/null)\" ]; then to=\"$d.replaced-$(date -u +%Y%m%dT%H%M%S)\"; mv \"$d\" \"$to\"; echo moved=$to; fi\nrm -f {marker}\n",
-        stop = stop(m, None),
+        stop = stop_within(m, None, grace),
         data = q(&sp.data_dir.display().to_string()),
         marker = q(&m.marker_file().display().to_string()),
     )

@@ -39,6 +39,12 @@ impl ScriptOutput {
 pub trait Transport: Send + Sync {
     /// `local`, or `ssh DEST`.
     fn describe(&self) -> String;
+
+    /// Whether the host sees this machine's files at the same paths (a member run here): a
+    /// file it only reads need not be copied to it.
+    fn shares_files(&self) -> bool {
+        false
+    }
     /// Runs `script` with bash; the whole run is bounded by `limit`.
     fn run(&self, script: &str, limit: Duration) -> Result<ScriptOutput, String>;
 
@@ -71,6 +77,9 @@ pub struct Local;
 impl Transport for Local {
     fn describe(&self) -> String {
         "local".into()
+    }
+    fn shares_files(&self) -> bool {
+        true
     }
     fn run(&self, script: &str, limit: Duration) -> Result<ScriptOutput, String> {
         run_with_stdin(Command::new("bash").arg("-s"), script.as_bytes(), limit)

@@ -168,3 +168,40 @@ pub fn up_cluster() -> (tempfile::TempDir, PathBuf, Down) {
     boot(&spec, &["up"]).assert_ok();
     (tmp, spec, down)
 }
+
+/// A 3-member cluster on the etcd at `etcd` with `nodes` control-plane nodes, each member with a
+/// `bin_dir` of its own (where an upgrade delivers the new binaries): the directory, its spec, and
+/// the guard that stops it.
+pub fn up_cluster_on(etcd: &str, nodes: usize) -> (tempfile::TempDir, PathBuf, Down) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let spec = local_spec(tmp.path(), nodes).path;
+    let text = std::fs::read_to_string(&spec).expect("read the spec");
+    let mut out = String::new();
+    for line in text.lines() {
+        if line.starts_with("etcd_binary: ") {
+            out.push_str(&format!("etcd_binary: {etcd}\n"));
+        } else if let Some(rest) = line.strip_suffix('}').filter(|l| l.contains("run_dir: ")) {
+            let run_dir = rest.rsplit("run_dir: ").next().unwrap_or_default();
+            out.push_str(&format!("{rest}, bin_dir: {run_dir}/bin}}\n"));
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    std::fs::write(&spec, out).expect("write the spec");
+    let down = Down(spec.clone());
+    boot(&spec, &["up"]).assert_ok();
+    (tmp, spec, down)
+}
+
+/// The members' client URLs, from a spec `local_spec` wrote (its members come first).
+pub fn spec_endpoints(spec: &Path) -> String {
+    let text = std::fs::read_to_string(spec).expect("read the spec");
+    text.lines()
+        .filter_map(|l| l.split("address: ").nth(1))
+        .filter_map(|rest| rest.split([',', '}']).next())
+        .take(3)
+        .map(|a| format!("https://{a}:2379"))
+        .collect::<Vec<_>>()
+        .join(",")
+}

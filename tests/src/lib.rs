@@ -4,6 +4,7 @@
 
 pub mod bootstrap;
 pub mod cluster;
+pub mod kube;
 pub mod netns;
 
 use std::path::{Path, PathBuf};

@@ -96,7 +96,8 @@ enum Command {
         write_out: etcdctl_lite::render::Format,
     },
     /// Whole-cluster disaster recovery from a snapshot: stop all, move data aside, restore each
-    /// member, start, verify (resumable).
+    /// member (the revision raised past the old history, marked compacted), start, verify
+    /// (resumable). Stop kube-apiserver on every control-plane node before; start it after.
     Restore {
         snapshot: PathBuf,
         /// Restore even though the cluster is HEALTHY (everything written since the snapshot is lost).
@@ -422,12 +423,12 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             if r.bumped_by > 0 {
                 println!("revision raised by {} above the old cluster's ({old}); the history below is marked compacted, so a client watching from an old revision re-lists", r.bumped_by);
             } else {
-                println!("warning: the revision went back to the snapshot's (old cluster: {old}); the hosts' etcd tool cannot raise it (etcdutl 3.5.10+ can): restart every client that watches");
+                println!("warning: the revision went back to the snapshot's (old cluster: {old}); the hosts' etcd tool cannot raise it (etcdutl 3.5.10+ can; etcd 3.4's etcdctl cannot)");
             }
             for m in &r.moved {
                 println!("old data dir of {m}");
             }
-            println!("next: restart kube-apiserver on every control-plane node");
+            print!("{}", ops::restore::kubernetes_steps(&plan, ops::restore::Around::After, r.bumped_by > 0));
             Ok(exit::OK)
         }
         Command::Upgrade { to, sha256, dry_run, wait } => {

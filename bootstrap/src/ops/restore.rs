@@ -1,8 +1,9 @@
 //! `restore SNAPSHOT`: etcd's whole-cluster disaster recovery for the spec's members. The snapshot
 //! is checked first (SHA-256 trailer, structure, revision); a HEALTHY cluster is refused unless
 //! `--force`; every member is stopped and its data dir moved aside (never deleted); the snapshot
-//! goes to each member's host only, where etcd's own tool (etcdutl, or 3.4's etcdctl) restores it
-//! with the spec's names and peer URLs and a new cluster token; then all members start together,
+//! goes to each member's host only (a member on this machine reads it in place), where etcd's own
+//! tool (etcdutl, or 3.4's etcdctl) restores it with the spec's names and peer URLs and a new
+//! cluster token, the revision raised past the old history; then all members start together,
 //! and the cluster must be HEALTHY at the snapshot's revision or later, with a new cluster ID.
 //! Progress is recorded in `etcd/restore.json`: an interrupted restore resumes when run again
 //! with the same snapshot.
@@ -137,13 +138,8 @@ pub fn restore(ctx: &Ctx, snapshot: &Path, force: bool, wait: Duration) -> Resul
     ctx.finished()?;
     let _ = std::fs::remove_file(state_path(plan));
     if state.bump == 0 {
-        progress.step("restore", "warning: the revision went back to the snapshot's (the hosts' etcd tool cannot raise it; etcdutl 3.5.10+ can): clients that watch from an old revision miss changes until they re-list", None);
+        progress.step("restore", "warning: the revision went back to the snapshot's (the hosts' etcd tool cannot raise it; etcdutl 3.5.10+ can, etcd 3.4's etcdctl cannot): Kubernetes clients that resume a watch miss changes until restarted", None);
     }
-    progress.step(
-        "restore",
-        "done. Restart kube-apiserver on every control-plane node: its watch cache and resource versions are from the old cluster",
-        None,
-    );
     Ok(RestoreReport {
         old_revision: state.old_revision,
         bumped_by: state.bump,
@@ -156,6 +152,39 @@ pub fn restore(ctx: &Ctx, snapshot: &Path, force: bool, wait: Duration) -> Resul
     })
 }
 
+/// What the operator does with kube-apiserver around a restore, node by node: stopped before
+/// (it would keep serving its cache of the old cluster), started after. `bumped`: whether the
+/// restored revision was raised, which is what makes every watching client re-list on its own.
+pub fn kubernetes_steps(plan: &Plan, when: Around, bumped: bool) -> String {
+    let nodes = &plan.loaded.spec.kubernetes.control_plane_nodes;
+    let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+    match when {
+        Around::Before => format!(
+            "stop kube-apiserver on every control-plane node first ({}: move /etc/kubernetes/manifests/kube-apiserver.yaml out of that folder, or stop its service)",
+            names.join(", ")
+        ),
+        Around::After => {
+            let mut out = String::from("next, on each control-plane node, start kube-apiserver again (move kube-apiserver.yaml back into /etc/kubernetes/manifests/) and wait until it is Ready:\n");
+            for n in nodes {
+                out.push_str(&format!("  {}: start kube-apiserver\n", n.name));
+            }
+            out.push_str(if bumped {
+                "controllers, schedulers, kubelets and every other watching client need no restart: their resourceVersions are below the raised revision, marked compacted, so each gets \"410 Gone\" and re-lists\n"
+            } else {
+                "then restart kube-controller-manager, kube-scheduler, every kubelet and every other client that watches: the revision went back, and a client resuming a watch from its old resourceVersion silently misses changes\n"
+            });
+            out
+        }
+    }
+}
+
+/// Before or after the restore, for [`kubernetes_steps`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Around {
+    Before,
+    After,
+}
+
 /// A new restore: refused on a HEALTHY cluster without `force`; the old cluster ID noted.
 fn begin(ctx: &Ctx, sha: &str, revision: i64, force: bool, progress: &Progress) -> Result<RestoreState> {
     let plan = ctx.plan;
@@ -163,10 +192,19 @@ fn begin(ctx: &Ctx, sha: &str, revision: i64, force: bool, progress: &Progress) 
     if v.state == ClusterState::Healthy && !force {
         return Err(BootError::Precondition {
             what: "restore".into(),
-            reason: format!("the cluster is HEALTHY ({}); a restore replaces everything written since the snapshot. Pass --force if that is what you want", v.summary),
+            reason: format!(
+                "the cluster is HEALTHY ({}); a restore replaces everything written since the snapshot. If that is what you want, {}, then run again with --force",
+                v.summary,
+                kubernetes_steps(plan, Around::Before, true)
+            ),
         });
     }
     progress.step("restore", &format!("cluster {}: {}", v.state.word(), v.summary), None);
+    // the spec's etcd older than the members run (an `upgrade` not written into the spec): the
+    // restore would silently take the cluster back to it, and its tool may not raise the revision
+    for m in &plan.members {
+        ctx.refuse_downgrade(m)?;
+    }
     let old = current_revision(ctx).ok();
     let tools = per_member(plan, |m| ctx.run_on(m, &scripts::restore_tool_probe(m)));
     let mut all_can = true;
@@ -205,7 +243,8 @@ fn restore_members(ctx: &Ctx, snapshot: &Path, sha: &str, state: &mut RestoreSta
     let pending: Vec<&MemberPlan> = plan.members.iter().filter(|m| !state.restored.contains(&m.spec.name)).collect();
     // every member stops first (none may run on its old data while others are restored), the
     // leader last: stopped with the others, it waits for a leadership transfer that cannot finish
-    let stops = ctx.leader_last(|m| if pending.iter().any(|p| p.spec.name == m.spec.name) { ctx.run_on(m, &scripts::retire(m)).map(Some) } else { Ok(None) });
+    let t = Instant::now();
+    let stops = ctx.leader_last(|m| if pending.iter().any(|p| p.spec.name == m.spec.name) { ctx.run_on(m, &scripts::retire_now(m)).map(Some) } else { Ok(None) });
     let mut moved = Vec::new();
     for (m, r) in plan.members.iter().zip(stops) {
         if let Some(out) = r? {
@@ -214,13 +253,21 @@ fn restore_members(ctx: &Ctx, snapshot: &Path, sha: &str, state: &mut RestoreSta
             progress.step(&format!("retire {}", m.name()), &what, None);
         }
     }
+    progress.step("stop", &format!("{} members stopped, the leader last", pending.len()), Some(t.elapsed()));
     let results = per_member(plan, |m| {
         if !pending.iter().any(|p| p.spec.name == m.spec.name) {
             return Ok(None);
         }
         let t = Instant::now();
-        let path = delivered_path(m, sha);
-        ctx.put_path(m, &path, 0o600, snapshot)?;
+        // etcd's tool only reads the snapshot: a member on this machine reads it in place
+        let path = match snapshot.canonicalize() {
+            Ok(here) if ctx.transport(m).shares_files() => here.display().to_string(),
+            _ => {
+                let path = delivered_path(m, sha);
+                ctx.put_path(m, &path, 0o600, snapshot)?;
+                path
+            }
+        };
         let out = ctx.run_on(m, &scripts::restore_snapshot(m, &path, &initial, &state.token, state.bump))?;
         if !out.ok() {
             return Err(host_err(m, "restoring the snapshot", &out));
@@ -282,5 +329,22 @@ mod tests {
         assert_eq!(bump_for(270, None, true), BUMP_UNKNOWN);
         // one host's tool cannot: no member bumps (they must all restore to one revision)
         assert_eq!(bump_for(270, Some(5000), false), 0);
+    }
+
+    #[test]
+    fn kube_apiserver_is_stopped_before_and_started_after_on_every_node() {
+        let c = crate::fakes::cluster();
+        let nodes: Vec<String> = c.plan.loaded.spec.kubernetes.control_plane_nodes.iter().map(|n| n.name.clone()).collect();
+        assert!(!nodes.is_empty());
+        let before = kubernetes_steps(&c.plan, Around::Before, true);
+        assert!(before.starts_with("stop kube-apiserver on every control-plane node first") && before.contains(&nodes.join(", ")), "{before}");
+        let after = kubernetes_steps(&c.plan, Around::After, true);
+        for n in &nodes {
+            assert!(after.contains(&format!("  {n}: start kube-apiserver\n")), "{after}");
+        }
+        assert!(after.contains("need no restart") && after.contains("410 Gone"), "{after}");
+        // without the raise, the watching clients must be restarted, and it says so
+        let unbumped = kubernetes_steps(&c.plan, Around::After, false);
+        assert!(unbumped.contains("restart kube-controller-manager") && unbumped.contains("silently misses changes"), "{unbumped}");
     }
 }

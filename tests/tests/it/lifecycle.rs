@@ -375,31 +375,9 @@ fn rotate_ca_in_stages_keeps_an_apiserver_that_follows_the_instructions_working(
 /// A 3-member cluster on Debian's etcd 3.4.23 (whatever etcd the run uses), each member with a
 /// bin_dir of its own in the test's folder.
 fn cluster_on_debian_34() -> (tempfile::TempDir, std::path::PathBuf, String, Down) {
-    cluster_on("/usr/bin/etcd")
-}
-
-/// A 3-member cluster on the etcd at `etcd`, each member with a `bin_dir` of its own (where an
-/// upgrade delivers the new binaries).
-fn cluster_on(etcd: &str) -> (tempfile::TempDir, std::path::PathBuf, String, Down) {
-    let tmp = tempfile::tempdir().unwrap();
-    let spec_file = local_spec(tmp.path(), 1);
-    let text = std::fs::read_to_string(&spec_file.path).unwrap();
-    let mut out = String::new();
-    for line in text.lines() {
-        if line.starts_with("etcd_binary: ") {
-            out.push_str(&format!("etcd_binary: {etcd}\n"));
-        } else if let Some(rest) = line.strip_suffix('}').filter(|l| l.contains("run_dir: ")) {
-            let run_dir = rest.rsplit("run_dir: ").next().unwrap();
-            out.push_str(&format!("{rest}, bin_dir: {run_dir}/bin}}\n"));
-        } else {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    std::fs::write(&spec_file.path, out).unwrap();
-    let down = Down(spec_file.path.clone());
-    boot(&spec_file.path, &["up"]).assert_ok();
-    (tmp, spec_file.path, spec_file.endpoints, down)
+    let (tmp, spec, down) = integration_tests::bootstrap::up_cluster_on("/usr/bin/etcd", 1);
+    let eps = integration_tests::bootstrap::spec_endpoints(&spec);
+    (tmp, spec, eps, down)
 }
 
 fn member_versions(dir: &Path, eps: &str) -> Vec<String> {
@@ -479,7 +457,8 @@ fn newest_35() -> String {
 #[test]
 fn patch_upgrade_351_to_the_newest_35_under_writes() {
     let v351 = integration_tests::workspace_root().join(".etcd/v3.5.1/etcd").display().to_string();
-    let (tmp, spec, eps, _down) = cluster_on(&v351);
+    let (tmp, spec, _down) = integration_tests::bootstrap::up_cluster_on(&v351, 1);
+    let eps = integration_tests::bootstrap::spec_endpoints(&spec);
     let dir = tmp.path().to_path_buf();
     assert_eq!(member_versions(&dir, &eps), ["3.5.1", "3.5.1", "3.5.1"]);
     let new = newest_35();

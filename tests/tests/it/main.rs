@@ -11,6 +11,7 @@ mod disaster_recovery;
 mod etcd_tls;
 mod etcdctl_lite;
 mod interlocks;
+mod kube_apiserver;
 mod lifecycle;
 mod maintenance;
 mod pki_bad_input;
