@@ -32,6 +32,8 @@ pub struct World {
     pub leader: Option<u64>,
     /// Members (by name) whose etcd runs with `--enable-v2`.
     pub v2: HashSet<String>,
+    /// Members (by name) whose data holds v2 store content.
+    pub v2_data: HashSet<String>,
     next_id: u64,
 }
 
@@ -70,6 +72,8 @@ fn kind(script: &str) -> &'static str {
         "start"
     } else if script.contains("kill -TERM") || script.contains("systemctl stop") {
         "stop"
+    } else if script.contains("check v2store") {
+        "v2store-probe"
     } else if script.contains("ETCD_ENABLE_V2") {
         "v2-probe"
     } else if script.contains("--version") {
@@ -117,6 +121,7 @@ impl Transport for FakeHost {
             }
             "free-space" => out("free_kib=10000000\n"),
             "v2-probe" => out(if w.v2.contains(&self.member) { "v2=flag\n" } else { "" }),
+            "v2store-probe" => out(if w.v2_data.contains(&self.member) { "v2store=custom\n" } else { "v2store=clean\n" }),
             "version" => out("etcd Version: 3.5.30\nGit SHA: fake\n"),
             _ => out(""),
         })

@@ -223,6 +223,32 @@ pub fn v2_probe(m: &MemberPlan) -> String {
     )
 }
 
+/// Whether the member's data holds v2 store content (etcd 3.6 refuses to start on it): `etcdutl
+/// check v2store`, which needs a data dir not in use, run on a private copy of the member's snap
+/// files and WAL (not the database: the check does not read it) with the etcdutl beside the
+/// member's etcd. Prints `v2store=clean`, `v2store=custom`, `v2store=no-tool` (that etcdutl lacks
+/// the check) or `v2store=error` (its message on stderr). The copy is removed in every case.
+pub fn v2store_probe(m: &MemberPlan) -> String {
+    format!(
+        "set -u\n\
+         bin=$(command -v -- {etcd}) || {{ echo v2store=no-tool; exit 0; }}\n\
+         tool=\"$(dirname -- \"$bin\")/etcdutl\"\n\
+         if [ ! -x \"$tool\" ] || ! \"$tool\" check v2store --help >/dev/null 2>&1; then echo v2store=no-tool; exit 0; fi\n\
+         d={data}/member\n\
+         [ -d \"$d/wal\" ] || {{ echo v2store=clean; exit 0; }}\n\
+         t=$(mktemp -d \"${{TMPDIR:-/tmp}}/etcd-v2store.XXXXXX\") || {{ echo v2store=error; exit 0; }}\n\
+         trap 'rm -rf -- \"$t\"' EXIT\n\
+         mkdir -p \"$t/member/snap\"\n\
+         for f in \"$d\"/snap/*.snap; do [ -e \"$f\" ] && cp -p -- \"$f\" \"$t/member/snap/\"; done\n\
+         cp -pR -- \"$d/wal\" \"$t/member/wal\"\n\
+         if out=$(\"$tool\" check v2store --data-dir \"$t\" 2>&1); then echo v2store=clean\n\
+         elif printf '%s' \"$out\" | grep -q 'custom content'; then echo v2store=custom\n\
+         else echo v2store=error; printf '%s\\n' \"$out\" >&2; fi\n",
+        etcd = q(&m.binary),
+        data = q(&m.spec.data_dir.display().to_string()),
+    )
+}
+
 /// The free space (KiB) on the filesystem that holds (or will hold) the member's data dir: the
 /// nearest existing ancestor is asked. Also proves the host answers.
 pub fn free_space(m: &MemberPlan) -> String {

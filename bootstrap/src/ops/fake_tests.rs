@@ -158,13 +158,23 @@ fn an_upgrade_to_36_refuses_members_serving_the_v2_api_before_any_change() {
         assert!(e.contains("etcd 3.6 removes the v2 API, and these members serve it: etcd-2 (--enable-v2)"), "{e}");
     }
     let ev = effects(&world);
-    assert!(ev.iter().all(|e| e.ends_with(": free-space") || e.ends_with(": v2-probe")), "only reads: {ev:?}");
+    assert!(ev.iter().all(|e| e.ends_with(": free-space") || e.ends_with(": v2-probe") || e.ends_with(": v2store-probe")), "only reads: {ev:?}");
     assert_eq!(c.under_way(), 0);
+    // v2 data left in a member's store (the API no longer served): refused too, that member named
+    {
+        let mut w = world.lock().unwrap();
+        w.v2.clear();
+        w.v2_data.insert("etcd-3".into());
+    }
+    let e = c.run(&world, OpKind::Upgrade, None, "upgrade", |ctx| super::upgrade::upgrade(ctx, &to, None, false, WAIT)).unwrap_err().to_string();
+    assert!(e.contains("etcd 3.6 does not start on v2 data, and `etcdutl check v2store` finds some on: etcd-3;") && !e.contains("serve it"), "{e}");
+    assert_eq!(c.under_way(), 0);
+    world.lock().unwrap().v2_data.clear();
     // within 3.5 the v2 API is not in the way: no probe
     world.lock().unwrap().events.clear();
     let within = release_folder("3.5.30");
     let within = within.path().display().to_string();
     let r = c.run(&world, OpKind::Upgrade, None, "upgrade", |ctx| super::upgrade::upgrade(ctx, &within, None, true, WAIT));
     assert!(r.is_ok(), "{r:?}");
-    assert!(!effects(&world).iter().any(|e| e.ends_with(": v2-probe")));
+    assert!(!effects(&world).iter().any(|e| e.ends_with(": v2-probe") || e.ends_with(": v2store-probe")));
 }

@@ -43,24 +43,42 @@ fn member_versions(ctx: &Ctx) -> Vec<(String, Option<Version>)> {
     ctx.plan.members.iter().map(|m| (m.spec.name.clone(), ctx.etcd.version_of(&m.spec.client_url()))).collect()
 }
 
-/// etcd 3.6 has no v2 API: a member serving it (`--enable-v2`, `ETCD_ENABLE_V2`) is refused
-/// before anything changes, every such member named once.
+/// etcd 3.6 has no v2 API and refuses to start on v2 store content: a member serving the v2 API
+/// (`--enable-v2`, `ETCD_ENABLE_V2`) or holding v2 data (`etcdutl check v2store` on a copy) is
+/// refused before anything changes, every such member named once. A member whose etcdutl
+/// cannot check is a warning, said once.
 fn refuse_v2(ctx: &Ctx) -> Result<()> {
-    let found = crate::live::per_member(ctx.plan, |m| ctx.run_on(m, &crate::scripts::v2_probe(m)).map(|o| (m.spec.name.clone(), o.values("v2"))));
-    let mut users = Vec::new();
+    let found = crate::live::per_member(ctx.plan, |m| {
+        let serving = ctx.run_on(m, &crate::scripts::v2_probe(m))?.values("v2");
+        let store = ctx.run_on(m, &crate::scripts::v2store_probe(m))?.value("v2store").unwrap_or_default();
+        Ok::<_, BootError>((m.spec.name.clone(), serving, store))
+    });
+    let (mut serving, mut holding, mut unchecked) = (Vec::new(), Vec::new(), Vec::new());
     for r in found {
-        let (name, how) = r?;
+        let (name, how, store) = r?;
         if !how.is_empty() {
-            users.push(format!("{name} ({})", how.iter().map(|h| if h == "env" { "ETCD_ENABLE_V2" } else { "--enable-v2" }).collect::<Vec<_>>().join(", ")));
+            serving.push(format!("{name} ({})", how.iter().map(|h| if h == "env" { "ETCD_ENABLE_V2" } else { "--enable-v2" }).collect::<Vec<_>>().join(", ")));
+        }
+        match store.as_str() {
+            "custom" => holding.push(name),
+            "clean" => {}
+            _ => unchecked.push(name),
         }
     }
-    if users.is_empty() {
-        return Ok(());
+    if !unchecked.is_empty() {
+        ctx.progress.step("upgrade", &format!("warning: v2 data not checked on {} (the etcdutl beside its etcd lacks `check v2store`; etcd 3.6 will not start on v2 data)", unchecked.join(", ")), None);
     }
-    Err(BootError::Preflight(vec![format!(
-        "etcd 3.6 removes the v2 API, and these members serve it: {}; restart them without it (and move any v2 data off: `etcdutl check v2store --data-dir` on a stopped copy says whether there is any) before upgrading",
-        users.join(", ")
-    )]))
+    let mut problems = Vec::new();
+    if !serving.is_empty() {
+        problems.push(format!("etcd 3.6 removes the v2 API, and these members serve it: {}; restart them without it before upgrading", serving.join(", ")));
+    }
+    if !holding.is_empty() {
+        problems.push(format!(
+            "etcd 3.6 does not start on v2 data, and `etcdutl check v2store` finds some on: {}; move it off (read it with the v2 API, then delete it) before upgrading",
+            holding.join(", ")
+        ));
+    }
+    if problems.is_empty() { Ok(()) } else { Err(BootError::Preflight(problems)) }
 }
 
 /// etcd's rule: one minor at a time, never down. `Ok(false)`: already there.

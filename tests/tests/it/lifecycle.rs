@@ -471,3 +471,61 @@ fn patch_upgrade_351_to_the_newest_35_under_writes() {
     assert_eq!(member_versions(&dir, &eps), [new.clone(), new.clone(), new]);
     assert_eq!(boot(&spec, &["status"]).code, Some(0));
 }
+
+/// The v2 store check `upgrade` runs before 3.6, with the real etcdutl (3.5.30's has `check
+/// v2store`) on the data dir of a real etcd that served the v2 API: clean before any v2 write,
+/// "custom" after, its private copy removed, the running member untouched.
+#[test]
+fn the_v2store_check_finds_v2_data_in_a_running_members_store() {
+    use bootstrap::transport::Transport;
+    let tmp = tempfile::tempdir().unwrap();
+    let spec_file = local_spec(tmp.path(), 1);
+    let etcd = integration_tests::workspace_root().join(".etcd/debian-3.5/etcd").canonicalize().unwrap();
+    let text = std::fs::read_to_string(&spec_file.path).unwrap();
+    let text: String = text.lines().map(|l| if l.starts_with("etcd_binary: ") { format!("etcd_binary: {}\n", etcd.display()) } else { format!("{l}\n") }).collect();
+    std::fs::write(&spec_file.path, text).unwrap();
+    let plan = bootstrap::plan::build(&bootstrap::spec::Spec::load(&spec_file.path).unwrap());
+    let m = &plan.members[0];
+    let addr = m.spec.address.to_string();
+    let client = format!("http://{addr}:23790");
+    let peer = format!("http://{addr}:23800");
+    let mut child = Command::new(&etcd)
+        .args(["--name", "v2", "--enable-v2", "--snapshot-count", "1", "--listen-client-urls", &client, "--advertise-client-urls", &client])
+        .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer, "--initial-cluster", &format!("v2={peer}")])
+        .arg("--data-dir")
+        .arg(&m.spec.data_dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let curl = |args: &[&str]| run_bounded(Command::new("curl").args(["-sS", "--max-time", "5"]).args(args), Duration::from_secs(10));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !curl(&[&format!("{client}/health")]).stdout.contains("true") {
+        assert!(std::time::Instant::now() < deadline, "etcd did not become healthy");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let scratch = tmp.path().join("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let probe = || {
+        let script = format!("export TMPDIR={}\n{}", scratch.display(), bootstrap::scripts::v2store_probe(m));
+        let out = bootstrap::transport::Local.run(&script, Duration::from_secs(60)).unwrap();
+        assert!(std::fs::read_dir(&scratch).unwrap().next().is_none(), "the private copy is removed");
+        out.value("v2store").unwrap_or_default()
+    };
+    assert_eq!(probe(), "clean");
+    for i in 0..3 {
+        curl(&["-XPUT", &format!("{client}/v2/keys/k{i}"), "-d", "value=v"]).assert_ok();
+    }
+    // the keys are in the v2 store's snapshot once etcd has written the next one (--snapshot-count 1)
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut found = probe();
+    while found != "custom" && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        found = probe();
+    }
+    let alive = child.try_wait().unwrap().is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(found, "custom");
+    assert!(alive, "the member kept running through the check");
+}
