@@ -11,7 +11,7 @@ cargo build --workspace --locked 2>&1 | tail -n 3
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 # the integration modules that start etcd (the rest does not depend on its version)
-ETCD_MODULES=(bootstrap_ crash_matrix etcd_tls etcdctl_lite interlocks lifecycle maintenance disaster_recovery)
+ETCD_MODULES=(adopt bootstrap_ crash_matrix etcd_tls etcdctl_lite interlocks lifecycle maintenance disaster_recovery)
 status=0
 first=1
 for v in ${ETCD_VERSIONS:-3.5 3.5.1 3.4}; do

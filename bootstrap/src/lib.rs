@@ -8,6 +8,7 @@
 //! systemd supervisor). The plan and the scripts are tested without a host.
 #![forbid(unsafe_code)]
 
+pub mod adopt;
 pub mod backups;
 pub mod context;
 pub mod error;

@@ -28,6 +28,29 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Read-only inventory of a running etcd cluster this tool did not build: its members, the
+    /// process behind each (found from its listening socket), its settings, files and supervisor,
+    /// and every risk with its fix. Changes nothing anywhere and runs no binary it finds.
+    Adopt {
+        /// The members' client URLs (comma-separated or repeated).
+        #[arg(long, value_delimiter = ',', required = true)]
+        endpoints: Vec<String>,
+        #[arg(long)]
+        cacert: PathBuf,
+        #[arg(long)]
+        cert: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
+        /// Read MEMBER's host over SSH (`MEMBER=DEST`); a member whose address is on this machine
+        /// is read here without it.
+        #[arg(long = "host", value_name = "MEMBER=DEST")]
+        hosts: Vec<String>,
+        /// Extra options for ssh (repeat: `--ssh-option=-p --ssh-option=2222`).
+        #[arg(long = "ssh-option", value_name = "OPT", allow_hyphen_values = true)]
+        ssh_options: Vec<String>,
+        #[arg(short = 'w', long = "write-out", value_enum, default_value = "table")]
+        write_out: AdoptFormat,
+    },
     /// Print exactly what `up` would do, touching nothing.
     Plan {
         /// Check this kubeadm config API version against the spec's kubernetes.version.
@@ -241,6 +264,13 @@ fn hex_token() -> String {
     hex::encode(b)
 }
 
+/// `adopt`'s output formats.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum AdoptFormat {
+    Table,
+    Json,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // SSH master connections opened for this run are closed when it ends
@@ -274,6 +304,32 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
         return Err("--lock-wait: give 0 to 3600 seconds".into());
     }
     match cli.command {
+        Command::Adopt { endpoints, cacert, cert, key, hosts, ssh_options, write_out } => {
+            let mut pairs = Vec::new();
+            for h in &hosts {
+                let (member, dest) = h.split_once('=').ok_or_else(|| format!("--host {h:?}: give MEMBER=DEST"))?;
+                bootstrap::rules::no_control(member).map_err(|e| format!("--host {h:?}: {e}"))?;
+                if dest != "local" {
+                    bootstrap::rules::ssh_destination(dest).map_err(|e| format!("--host {h:?}: {e}"))?;
+                }
+                pairs.push((member.to_string(), dest.to_string()));
+            }
+            bootstrap::rules::ssh_options(&ssh_options).map_err(|e| format!("--ssh-option: {e}"))?;
+            let req = bootstrap::adopt::Request { endpoints, cacert, cert, key, hosts: pairs, ssh_options };
+            // monitoring's convention, as `status`: 0 no risk, 1 risks found, 3 could not look
+            let inv = match bootstrap::adopt::adopt(&req, &Progress::new(false)) {
+                Ok(inv) => inv,
+                Err(e) => {
+                    eprintln!("etcd-bootstrap: error: {e}");
+                    return Ok(exit::UNKNOWN);
+                }
+            };
+            match write_out {
+                AdoptFormat::Json => println!("{}", serde_json::to_string_pretty(&inv)?),
+                AdoptFormat::Table => print!("{}", bootstrap::adopt::report::table(&inv)),
+            }
+            Ok(if inv.findings.is_empty() { exit::OK } else { exit::WARNING })
+        }
         Command::Plan { kubeadm_api } => {
             let loaded = load(&cli.spec)?;
             let plan = plan::build(&loaded);

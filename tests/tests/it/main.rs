@@ -2,6 +2,7 @@
 //! One integration-test binary (ripgrep style): a module per area. Every test drives the real
 //! binaries and checks their output with independent verifiers (openssl, cfssl, rustls, etcd).
 
+mod adopt;
 mod bootstrap_local;
 mod bootstrap_ssh;
 mod cfssl_dropin;
