@@ -131,6 +131,20 @@ pub fn adopt(req: &Request, progress: &crate::progress::Progress) -> Result<Inve
     let alarms = rt.block_on(etcdctl_lite::ops::alarm_list(&opts)).map(|a| a.alarms.iter().map(|x| format!("{:x}: {}", x.member_id, x.alarm)).collect()).unwrap_or_default();
     let leader = statuses.iter().filter_map(|s| s.result.as_ref().ok()).map(|s| s.leader).find(|l| *l != 0).unwrap_or(0);
     progress.step("adopt", &format!("cluster {cluster_id:x}: {} members", list.members.len()), None);
+    // every member's host is known before any is read: the ones missing said at once
+    let mut elsewhere: Vec<String> = list
+        .members
+        .iter()
+        .filter(|m| !req.hosts.iter().any(|(n, _)| *n == m.name))
+        .filter_map(|m| m.client_urls.first().and_then(|u| url_host_port(u)).filter(|(a, _)| !is_local_address(a)).map(|(a, _)| format!("{} ({a})", m.name)))
+        .collect();
+    elsewhere.sort();
+    if !elsewhere.is_empty() {
+        return Err(BootError::BadArgument {
+            flag: "--host".into(),
+            reason: format!("not on this machine: {}; give --host NAME=DEST (an SSH destination) for each", elsewhere.join(", ")),
+        });
+    }
     let mut members = Vec::new();
     for m in &list.members {
         let status = m.client_urls.first().map(|u| rt.block_on(etcdctl_lite::ops::status(&opts.clone().with_endpoints(vec![u.clone()])))).unwrap_or_default();
@@ -215,7 +229,11 @@ pub fn supervisor_word(s: &probe::Supervisor) -> String {
 
 /// The member's client URL's host and port.
 fn client_address(m: &Member) -> Option<(String, u16)> {
-    let url = m.client_urls.first()?;
+    url_host_port(m.client_urls.first()?)
+}
+
+/// A URL's host (brackets removed) and port.
+fn url_host_port(url: &str) -> Option<(String, u16)> {
     let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
     let hostport = rest.split('/').next()?;
     let (host, port) = hostport.rsplit_once(':')?;
@@ -235,13 +253,8 @@ fn inspect_host(req: &Request, m: &mut Member) -> Result<()> {
     };
     let host = match req.hosts.iter().find(|(n, _)| *n == m.name) {
         Some((_, h)) => h.clone(),
-        None if is_local_address(&address) => "local".to_string(),
-        None => {
-            return Err(BootError::BadArgument {
-                flag: "--host".into(),
-                reason: format!("member {} ({address}) is not on this machine: give --host {}=DEST (an SSH destination) to read its host", m.name, m.name),
-            })
-        }
+        // checked for every member before: it is on this machine
+        None => "local".to_string(),
     };
     m.host = host.clone();
     let transport = crate::transport::for_host(&host, &req.ssh_options);

@@ -28,21 +28,27 @@ fn cfssl_pki(dir: &Path, addrs: &[String]) {
     hosts.push("127.0.0.1".into());
     write("etcd-csr.json", serde_json::json!({"CN": "etcd", "hosts": hosts, "key": {"algo": "ecdsa", "size": 256}}));
     write("admin-csr.json", serde_json::json!({"CN": "admin", "hosts": [], "key": {"algo": "ecdsa", "size": 256}}));
+    // per-member certificates too (node-N: that member's address only)
+    for (i, a) in addrs.iter().enumerate() {
+        write(&format!("node-{}-csr.json", i + 1), serde_json::json!({"CN": format!("etcd-{}", i + 1), "hosts": [a], "key": {"algo": "ecdsa", "size": 256}}));
+    }
     let cfssl = tool("cfssl", "CFSSL_BIN");
     let sh = |script: String| run_bounded(Command::new("bash").arg("-c").arg(script).current_dir(dir), Duration::from_secs(60)).assert_ok();
     sh(format!("{c} gencert -initca ca-csr.json | {c}json -bare ca", c = cfssl.display()));
-    for (name, profile) in [("etcd", "etcd"), ("admin", "client")] {
+    let names: Vec<(String, &str)> = [("etcd".to_string(), "etcd"), ("admin".to_string(), "client")].into_iter().chain((1..=addrs.len()).map(|i| (format!("node-{i}"), "etcd"))).collect();
+    for (name, profile) in names {
         sh(format!("{c} gencert -ca ca.pem -ca-key ca-key.pem -config ca-config.json -profile {profile} {name}-csr.json | {c}json -bare {name}", c = cfssl.display()));
     }
 }
 
-/// A member's "host": its own folder with /etc/etcd/pki/{ca.pem,etcd.pem,etcd-key.pem}.
-fn host_root(root: &Path, pki: &Path, with_ca_key: bool) -> PathBuf {
+/// A member's "host": its own folder with /etc/etcd/pki/{ca.pem,etcd.pem,etcd-key.pem}, the
+/// certificate being `cert` (the shared `etcd`, or the member's own `node-N`).
+fn host_root(root: &Path, pki: &Path, cert: &str, with_ca_key: bool) -> PathBuf {
     let etc = root.join("etc/etcd/pki");
     std::fs::create_dir_all(&etc).unwrap();
-    for f in ["ca.pem", "etcd.pem", "etcd-key.pem"] {
-        std::fs::copy(pki.join(f), etc.join(f)).unwrap();
-    }
+    std::fs::copy(pki.join("ca.pem"), etc.join("ca.pem")).unwrap();
+    std::fs::copy(pki.join(format!("{cert}.pem")), etc.join("etcd.pem")).unwrap();
+    std::fs::copy(pki.join(format!("{cert}-key.pem")), etc.join("etcd-key.pem")).unwrap();
     if with_ca_key {
         std::fs::copy(pki.join("ca-key.pem"), etc.join("ca-key.pem")).unwrap();
     }
@@ -62,6 +68,10 @@ struct Lab {
     dir: PathBuf,
     addrs: Vec<String>,
     children: Vec<Child>,
+    /// Each member's network namespace (SSH hosts), or none (this machine).
+    namespaces: Vec<String>,
+    /// Each member with a certificate of its own, instead of the shared one.
+    own_certs: bool,
 }
 
 impl Drop for Lab {
@@ -92,7 +102,8 @@ impl Lab {
 fn start_member(lab: &Lab, i: usize, initial: &str, given: Given) -> Child {
     let (name, addr) = (format!("etcd-{}", i + 1), &lab.addrs[i]);
     let root = lab.dir.join(format!("host-{}", i + 1));
-    let pki = host_root(&root, &lab.pki(), i == 2);
+    let cert = if lab.own_certs { format!("node-{}", i + 1) } else { "etcd".to_string() };
+    let pki = host_root(&root, &lab.pki(), &cert, i == 2);
     let p = |f: &str| pki.join(f).display().to_string();
     let settings: Vec<(&str, String)> = vec![
         ("name", name.clone()),
@@ -110,7 +121,16 @@ fn start_member(lab: &Lab, i: usize, initial: &str, given: Given) -> Child {
         ("peer-trusted-ca-file", p("ca.pem")),
     ];
     let data_dir = root.join("var/lib/etcd").display().to_string();
-    let mut cmd = Command::new(tool("etcd", "ETCD_BIN"));
+    let etcd = tool("etcd", "ETCD_BIN").canonicalize().unwrap();
+    let mut cmd = match lab.namespaces.get(i) {
+        // `ip netns exec` execs etcd in place: the pid stays the child's
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(&etcd);
+            c
+        }
+        None => Command::new(&etcd),
+    };
     cmd.current_dir(&root).stdout(Stdio::null()).stderr(Stdio::null()).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
     match given {
         // "Kubernetes The Hard Way" / JMOS: flags, bare booleans, no --data-dir
@@ -146,11 +166,16 @@ fn start_member(lab: &Lab, i: usize, initial: &str, given: Given) -> Child {
 /// A three-member lab (flags / environment / config file) on a free loopback /24.
 fn lab() -> Lab {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().to_path_buf();
     let [a, b, c] = integration_tests::cluster::free_subnet(4);
     let addrs: Vec<String> = (1..=4).map(|i| format!("{a}.{b}.{c}.{i}")).collect();
+    lab_on(tmp, addrs, vec![], false)
+}
+
+/// The lab on `addrs` (the first three are members; a fourth is kept for a second cluster).
+fn lab_on(tmp: tempfile::TempDir, addrs: Vec<String>, namespaces: Vec<String>, own_certs: bool) -> Lab {
+    let dir = tmp.path().to_path_buf();
     cfssl_pki(&dir.join("pki"), &addrs);
-    let mut lab = Lab { _tmp: tmp, dir, addrs: addrs[..3].to_vec(), children: vec![] };
+    let mut lab = Lab { _tmp: tmp, dir, addrs: addrs[..3].to_vec(), children: vec![], namespaces, own_certs };
     let initial = (0..3).map(|i| format!("etcd-{}=https://{}:2380", i + 1, lab.addrs[i])).collect::<Vec<_>>().join(",");
     for (i, given) in [Given::Flags, Given::Env, Given::ConfigFile].into_iter().enumerate() {
         let child = start_member(&lab, i, &initial, given);
@@ -270,4 +295,47 @@ fn adopt_reads_a_hand_made_cfssl_cluster_and_changes_nothing() {
     let two = lab.adopt(&lab.endpoints_of(2..4), &[]);
     assert_eq!(two.code, Some(3), "could not adopt: exit 3\n{}", two.stderr);
     assert!(two.stderr.contains("belong to different clusters") && two.stderr.contains(&lab.addrs[3]), "{}", two.stderr);
+}
+
+/// Over SSH: members in three network-namespace hosts (each its own address and sshd), each with
+/// a certificate of its own, read through `--host` with the real OpenSSH client.
+#[test]
+fn adopt_reads_members_on_other_hosts_over_ssh() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hosts = integration_tests::netns::Hosts::create(3, tmp.path());
+    let mut addrs: Vec<String> = hosts.hosts.iter().map(|h| h.address.clone()).collect();
+    addrs.push("127.0.0.1".into());
+    let namespaces = hosts.hosts.iter().map(|h| h.namespace.clone()).collect();
+    let lab = lab_on(tempfile::tempdir().unwrap(), addrs, namespaces, true);
+    let before = hashes(&lab.dir);
+    let pids: Vec<u32> = lab.children.iter().map(Child::id).collect();
+    let eps = lab.endpoints_of(0..3);
+    // a member that is not on this machine needs --host, and adopt says which
+    let nohost = lab.adopt(&eps, &[]);
+    assert_eq!(nohost.code, Some(3), "{}", nohost.stderr);
+    let want: Vec<String> = hosts.hosts.iter().enumerate().map(|(i, h)| format!("etcd-{} ({})", i + 1, h.address)).collect();
+    assert!(nohost.stderr.contains(&format!("not on this machine: {}; give --host NAME=DEST", want.join(", "))), "every member named, once: {}", nohost.stderr);
+    let mut args: Vec<String> = vec!["-w".into(), "json".into()];
+    for (i, h) in hosts.hosts.iter().enumerate() {
+        args.push("--host".into());
+        args.push(format!("etcd-{}=root@{}", i + 1, h.address));
+    }
+    for o in hosts.ssh_options() {
+        args.push(format!("--ssh-option={o}"));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let r = lab.adopt(&eps, &args);
+    assert!(r.code == Some(0) || r.code == Some(1), "{}{}", r.stdout, r.stderr);
+    let inv: serde_json::Value = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}{}", r.stdout, r.stderr));
+    for (i, h) in hosts.hosts.iter().enumerate() {
+        let m = inv["members"].as_array().unwrap().iter().find(|m| m["name"] == format!("etcd-{}", i + 1)).unwrap();
+        assert_eq!(m["host"], format!("root@{}", h.address));
+        assert_eq!(m["process"]["pid"], pids[i], "the process behind etcd-{}'s client URL, found over SSH", i + 1);
+        assert!(m["served"]["sans"].as_array().unwrap().iter().any(|s| s == &format!("IP:{}", h.address)));
+        assert!(m["files"].as_array().unwrap().len() >= 3, "{}", m["files"]);
+    }
+    let findings = inv["findings"].to_string();
+    assert!(!findings.contains("every member serves the same certificate"), "each member has its own: {findings}");
+    assert_eq!(hashes(&lab.dir), before, "adopt changed a file");
+    drop(lab);
 }
