@@ -171,7 +171,7 @@ pub fn run_with<T>(plan: &Plan, progress: &Progress, req: Request, lock_wait: Du
         // still half-done until this run gets past where the last one stopped
         me.changed = old.entry.changed;
         me.step = old.entry.step.clone();
-        progress.step("journal", &format!("resuming: {}", old.summary()), None);
+        progress.step("journal", &format!("resuming: {}", old.brief()), None);
     }
     let others: Vec<UnderWay> = under_way.into_iter().filter(|u| !(u.entry.kind == req.kind && u.entry.target == req.target)).collect();
     for u in &others {

@@ -140,12 +140,27 @@ impl UnderWay {
     }
 
     /// What, since when and where it stands.
+    fn named(&self) -> String {
+        match &self.entry.target {
+            Some(t) => format!("`{} {t}`", self.entry.kind),
+            None => format!("`{}`", self.entry.kind),
+        }
+    }
+
+    /// One short phrase for a progress line: `` `rotate ca`, paused since … ``.
+    pub fn brief(&self) -> String {
+        let e = &self.entry;
+        let state = match self.standing {
+            Standing::Running => format!("running since {}", e.started),
+            Standing::Paused => format!("paused since {}", e.started),
+            Standing::Unfinished => format!("stopped unfinished{}", e.step.as_deref().map(|s| format!(" at step '{s}'")).unwrap_or_default()),
+        };
+        format!("{}, {state}", self.named())
+    }
+
     pub fn summary(&self) -> String {
         let e = &self.entry;
-        let what = match &e.target {
-            Some(t) => format!("`{} {t}`", e.kind),
-            None => format!("`{}`", e.kind),
-        };
+        let what = self.named();
         let detail = match self.standing {
             Standing::Running => format!("is running (pid {}, started {})", e.pid, e.started),
             Standing::Paused => format!("is paused since {}: {}", e.started, e.paused.as_deref().unwrap_or("waiting for the operator")),

@@ -31,6 +31,6 @@ pub fn rotate_certs(ctx: &Ctx, rekey: bool, wait: Duration) -> Result<()> {
     let t = Instant::now();
     let outputs = crate::outputs::write(plan, crate::outputs::existing_api(plan))?;
     let changed = outputs.iter().filter(|w| w.outcome != pki::files::Outcome::Unchanged).count();
-    progress.step("outputs", &format!("{changed} control-plane files updated: copy out/control-plane/NODE/ to each node; kube-apiserver reads its etcd client certificate at start, so restart it node by node"), Some(t.elapsed()));
+    progress.step("outputs", &format!("{changed} control-plane files updated: copy out/control-plane/NODE/ to each node, then restart kube-apiserver node by node (it reads them at start)"), Some(t.elapsed()));
     Ok(())
 }

@@ -135,7 +135,7 @@ fn kube_apiserver_and_its_clients_survive_every_day2_command() {
 
     // rotate certs --rekey: copy out/control-plane/cp-1/ to the node, restart kube-apiserver
     let r = run_ok(&spec, &["rotate", "certs", "--rekey"]);
-    assert!(r.stderr.contains("copy out/control-plane/NODE/ to each node") && r.stderr.contains("restart it"), "{}", r.stderr);
+    assert!(r.stderr.contains("copy out/control-plane/NODE/ to each node") && r.stderr.contains("then restart kube-apiserver node by node"), "{}", r.stderr);
     copy_tree(&dir.join("out/control-plane/cp-1"), &cp1.root);
     cp1.restart(&id);
     assert!(cp2.writes(), "a server on the previous client certificate keeps working until it expires");
