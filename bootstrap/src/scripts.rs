@@ -158,7 +158,7 @@ pub fn stop(m: &MemberPlan, purge: Option<&str>) -> String {
 enum Grace {
     /// 10 s: a leadership hand-off and open watches drained (etcd's own shutdown).
     Graceful,
-    /// 0.5 s: for data about to be replaced.
+    /// 0.2 s: for data about to be replaced.
     Short,
 }
 
@@ -166,7 +166,7 @@ impl Grace {
     fn tenths(self) -> u32 {
         match self {
             Grace::Graceful => 100,
-            Grace::Short => 5,
+            Grace::Short => 2,
         }
     }
 }
@@ -265,7 +265,7 @@ pub fn retire(m: &MemberPlan) -> String {
 }
 
 /// `retire` for a whole-cluster restore: the data is replaced anyway (the old kept aside, as a
-/// crash leaves it), so a member still draining watches or handing off leadership after 0.5 s is
+/// crash leaves it), so a member still draining watches or handing off leadership after 0.2 s is
 /// killed instead of waited for.
 pub fn retire_now(m: &MemberPlan) -> String {
     retire_within(m, Grace::Short)
