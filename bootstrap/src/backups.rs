@@ -30,10 +30,11 @@ pub struct Backup {
     pub removed: Vec<String>,
 }
 
-/// `NAME-YYYYMMDDTHHMMSSZ-rREVISION.db` of this cluster: the only files retention may delete.
+/// `NAME-YYYYMMDDTHHMMSSZ-rREVISION.db` (`.db.age` encrypted) of this cluster: the only files
+/// retention may delete.
 pub fn is_backup_name(cluster: &str, file: &str) -> bool {
     let Some(rest) = file.strip_prefix(cluster).and_then(|r| r.strip_prefix('-')) else { return false };
-    let Some(rest) = rest.strip_suffix(".db") else { return false };
+    let Some(rest) = rest.strip_suffix(".db.age").or_else(|| rest.strip_suffix(".db")) else { return false };
     let Some((stamp, rev)) = rest.split_once("-r") else { return false };
     let b = stamp.as_bytes();
     b.len() == 16
@@ -48,28 +49,21 @@ fn dir_err(dir: &Path, reason: impl std::fmt::Display) -> BootError {
     BootError::Output { path: dir.display().to_string(), reason: reason.to_string() }
 }
 
-pub fn backup(ctx: &Ctx, dir: &Path, keep: Option<usize>) -> Result<Backup> {
+pub fn backup(ctx: &Ctx, dir: &Path, keep: Option<usize>, seal: Option<&crate::sealed::Recipients>) -> Result<Backup> {
     let (plan, progress) = (ctx.plan, ctx.progress);
     if keep == Some(0) {
         return Err(BootError::BadArgument { flag: "--keep 0".into(), reason: "would delete the backup just taken; give 1 or more".into() });
     }
     std::fs::create_dir_all(dir).map_err(|e| dir_err(dir, e))?;
-    let (opts, rt) = ctx.etcd.client()?;
-    // 1. stream into a hidden name in the same directory (0600, SHA-256 trailer checked)
     let t = Instant::now();
     let partial = dir.join(format!(".{}-backup-{}.partial", plan.loaded.spec.name, std::process::id()));
-    let saved = rt.block_on(etcdctl_lite::snapshot::save(&opts, &partial)).map_err(|source| BootError::Etcd { what: "backup".into(), source })?;
-    // 2. read it back as a restore would (its SHA-256 trailer was checked while it was written)
-    let status = match etcdctl_lite::snapshot_status::read_back(&partial) {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = std::fs::remove_file(&partial);
-            return Err(BootError::Verification(format!("backup: the snapshot does not read back: {e}")));
-        }
+    let (saved, status) = match seal {
+        None => stream_to_file(ctx, &partial)?,
+        Some(to) => stream_sealed(ctx, &partial, to)?,
     };
     // 3. its final name, never replacing a file
     let stamp = time::OffsetDateTime::now_utc().format(time::macros::format_description!("[year][month][day]T[hour][minute][second]Z")).unwrap_or_default();
-    let name = format!("{}-{stamp}-r{}.db", plan.loaded.spec.name, status.revision);
+    let name = format!("{}-{stamp}-r{}.db{}", plan.loaded.spec.name, status.revision, if seal.is_some() { ".age" } else { "" });
     let path = dir.join(&name);
     let linked = std::fs::hard_link(&partial, &path);
     let _ = std::fs::remove_file(&partial);
@@ -100,6 +94,43 @@ pub fn backup(ctx: &Ctx, dir: &Path, keep: Option<usize>) -> Result<Backup> {
         warning: saved.warning,
         removed,
     })
+}
+
+fn etcd_err(source: etcdctl_lite::CtlError) -> BootError {
+    BootError::Etcd { what: "backup".into(), source }
+}
+
+fn unreadable(e: etcdctl_lite::CtlError) -> BootError {
+    BootError::Verification(format!("backup: the snapshot does not read back: {e}"))
+}
+
+/// 1. streamed into a hidden name in the same directory (0600, SHA-256 trailer checked);
+/// 2. read back as a restore would (revision, keys, structure).
+fn stream_to_file(ctx: &Ctx, partial: &Path) -> Result<(etcdctl_lite::snapshot::SavedSnapshot, etcdctl_lite::snapshot_status::SnapshotStatus)> {
+    let (opts, rt) = ctx.etcd.client()?;
+    let saved = rt.block_on(etcdctl_lite::snapshot::save(&opts, partial)).map_err(etcd_err)?;
+    match etcdctl_lite::snapshot_status::read_back(partial) {
+        Ok(s) => Ok((saved, s)),
+        Err(e) => {
+            let _ = std::fs::remove_file(partial);
+            Err(unreadable(e))
+        }
+    }
+}
+
+/// The same, encrypted: streamed and read back in memory, then encrypted into the hidden name;
+/// the plaintext never reaches a filesystem.
+fn stream_sealed(ctx: &Ctx, partial: &Path, to: &crate::sealed::Recipients) -> Result<(etcdctl_lite::snapshot::SavedSnapshot, etcdctl_lite::snapshot_status::SnapshotStatus)> {
+    let (opts, rt) = ctx.etcd.client()?;
+    let mut plain = crate::sealed::in_memory("etcd-bootstrap-backup")?;
+    let saved = rt.block_on(etcdctl_lite::snapshot::save_into(&opts, &mut plain, "the in-memory snapshot")).map_err(etcd_err)?;
+    let status = etcdctl_lite::snapshot_status::read_back(&crate::sealed::fd_path(&plain)).map_err(unreadable)?;
+    if let Err(e) = crate::sealed::encrypt(&mut plain, partial, to) {
+        let _ = std::fs::remove_file(partial);
+        return Err(e);
+    }
+    ctx.progress.step("backup", &format!("encrypted to {} recipient(s); the plaintext stayed in memory", to.len()), None);
+    Ok((saved, status))
 }
 
 /// Removes all but the newest `keep` of this cluster's backups in `dir` (by the time in their
@@ -133,12 +164,16 @@ fn retain_newest(dir: &Path, cluster: &str, keep: usize) -> Result<Vec<String>> 
 
 /// A systemd service + timer pair and a cron line running `backup` (paths absolute, quoted).
 /// A path with a control character is refused: a newline would split the cron line.
-pub fn timer(exe: &Path, spec: &Path, dir: &Path, keep: usize, cluster: &str) -> Result<String> {
+pub fn timer(exe: &Path, spec: &Path, dir: &Path, keep: usize, cluster: &str, encrypt_to: &[String]) -> Result<String> {
     use crate::scripts::systemd_quote;
     for p in [exe, spec, dir] {
         crate::rules::no_control(&p.display().to_string()).map_err(|e| dir_err(p, format!("{e}: cannot be put in a unit file or a cron line")))?;
     }
-    let cmd = [exe.display().to_string(), "-f".into(), spec.display().to_string(), "backup".into(), "--dir".into(), dir.display().to_string(), "--keep".into(), keep.to_string()];
+    let mut cmd = vec![exe.display().to_string(), "-f".into(), spec.display().to_string(), "backup".into(), "--dir".into(), dir.display().to_string(), "--keep".into(), keep.to_string()];
+    for r in encrypt_to {
+        crate::rules::no_control(r).map_err(|e| dir_err(Path::new("--encrypt-to"), e))?;
+        cmd.extend(["--encrypt-to".to_string(), r.clone()]);
+    }
     let unit_cmd: Vec<String> = cmd.iter().map(|a| systemd_quote(a)).collect();
     // cron reads an unescaped % as a newline
     let shell_cmd: Vec<String> = cmd.iter().map(|a| crate::plan::sh_quote(a).replace('%', "\\%")).collect();
@@ -191,12 +226,17 @@ mod tests {
 
     #[test]
     fn the_timer_quotes_every_path() {
-        let t = timer(Path::new("/usr/local/bin/etcd-bootstrap"), Path::new("/ops/my spec%.yaml"), Path::new("/var/backups/etcd"), 24, "prod").unwrap();
+        let t = timer(Path::new("/usr/local/bin/etcd-bootstrap"), Path::new("/ops/my spec%.yaml"), Path::new("/var/backups/etcd"), 24, "prod", &[]).unwrap();
         assert!(t.contains("ExecStart=/usr/local/bin/etcd-bootstrap -f \"/ops/my spec%%.yaml\" backup --dir /var/backups/etcd --keep 24"), "{t}");
         assert!(t.contains("root /usr/local/bin/etcd-bootstrap -f '/ops/my spec\\%.yaml' backup --dir /var/backups/etcd --keep 24"), "{t}");
         assert!(t.contains("OnCalendar=hourly"));
         // a newline would start a new cron line (a command of the attacker's): refused
-        let e = timer(Path::new("/usr/local/bin/etcd-bootstrap"), Path::new("/ops/x\n* * * * * root touch /CANARY"), Path::new("/b"), 1, "prod");
+        let e = timer(Path::new("/usr/local/bin/etcd-bootstrap"), Path::new("/ops/x\n* * * * * root touch /CANARY"), Path::new("/b"), 1, "prod", &[]);
         assert!(e.is_err());
+        // recipients go into both, each one argument (an SSH key has spaces)
+        let ssh = "ssh-ed25519 AAAAC3Nza alice@ops".to_string();
+        let t = timer(Path::new("/e"), Path::new("/s.yaml"), Path::new("/b"), 2, "prod", &["age1abc".into(), ssh]).unwrap();
+        assert!(t.contains("--keep 2 --encrypt-to age1abc --encrypt-to \"ssh-ed25519 AAAAC3Nza alice@ops\""), "{t}");
+        assert!(t.contains("--encrypt-to 'ssh-ed25519 AAAAC3Nza alice@ops'"), "{t}");
     }
 }

@@ -30,6 +30,7 @@ pub mod plan;
 pub mod preflight;
 pub mod progress;
 pub mod rules;
+pub mod sealed;
 pub mod scripts;
 pub mod spec;
 pub mod spec_check;

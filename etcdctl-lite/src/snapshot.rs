@@ -35,6 +35,31 @@ pub async fn save(opts: &ClientOptions, path: &Path) -> Result<SavedSnapshot> {
     if !dir.is_dir() {
         return Err(CtlError::File { path: dir.display().to_string(), reason: "directory does not exist".into() });
     }
+    let tmp = dir.join(format!(".{}.part-{}", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(), std::process::id()));
+    let result = async {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600) // a snapshot holds every key in the cluster, secrets included
+            .open(&tmp)
+            .map_err(|e| CtlError::File { path: tmp.display().to_string(), reason: e.to_string() })?;
+        let mut saved = save_into(opts, &mut file, &tmp.display().to_string()).await?;
+        file.sync_all().map_err(|e| CtlError::File { path: tmp.display().to_string(), reason: e.to_string() })?;
+        std::fs::rename(&tmp, path).map_err(|e| CtlError::File { path: path.display().to_string(), reason: e.to_string() })?;
+        saved.path = path.display().to_string();
+        Ok(saved)
+    }
+    .await;
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Streams a snapshot from a healthy member (any member that answers when none is) into `out`,
+/// checking etcd's SHA-256 trailer as it arrives; `label` names `out` in errors. The caller
+/// makes `out` durable (or keeps it in memory: an encrypted backup never writes it in the clear).
+pub async fn save_into(opts: &ClientOptions, out: &mut impl Write, label: &str) -> Result<SavedSnapshot> {
     // A healthy member first; without one (no quorum, NOSPACE), any member that answers the
     // Maintenance API: a backup is needed most exactly then.
     let (checks, statuses) = tokio::join!(health(opts), status(opts));
@@ -53,50 +78,34 @@ pub async fn save(opts: &ClientOptions, path: &Path) -> Result<SavedSnapshot> {
     let mut client = client_for(&source, opts).await?;
     let ep_err = |reason: String| CtlError::Endpoint { endpoint: source.clone(), reason };
     let mut stream = client.snapshot().await.map_err(|e| ep_err(e.to_string()))?;
-    let tmp = dir.join(format!(".{}.part-{}", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(), std::process::id()));
-    let result = async {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600) // a snapshot holds every key in the cluster, secrets included
-            .open(&tmp)
-            .map_err(|e| CtlError::File { path: tmp.display().to_string(), reason: e.to_string() })?;
-        let mut data_hash = Sha256::new();
-        // the file's own SHA-256 (what the output reports) on a second core, beside the trailer check
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(64);
-        let whole = std::thread::spawn(move || {
-            let mut h = Sha256::new();
-            for chunk in rx {
-                h.update(&chunk);
-            }
-            h.finalize()
-        });
-        let mut tail: Vec<u8> = Vec::new(); // the last 32 bytes seen: etcd's SHA-256 of the rest
-        let mut bytes = 0u64;
-        while let Some(msg) = stream.message().await.map_err(|e| ep_err(format!("snapshot stream broke: {e}")))? {
-            let blob = msg.blob();
-            file.write_all(blob).map_err(|e| CtlError::File { path: tmp.display().to_string(), reason: e.to_string() })?;
-            let _ = tx.send(blob.to_vec());
-            bytes += blob.len() as u64;
-            tail.extend_from_slice(blob);
-            if tail.len() > 32 {
-                let cut = tail.len() - 32;
-                data_hash.update(&tail[..cut]);
-                tail.drain(..cut);
-            }
+    let mut data_hash = Sha256::new();
+    // the file's own SHA-256 (what the output reports) on a second core, beside the trailer check
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(64);
+    let whole = std::thread::spawn(move || {
+        let mut h = Sha256::new();
+        for chunk in rx {
+            h.update(&chunk);
         }
-        drop(tx);
-        let whole = whole.join().map_err(|_| ep_err("hashing the snapshot failed".into()))?;
-        if bytes < 32 || data_hash.finalize()[..] != tail[..] {
-            return Err(ep_err("the snapshot's SHA-256 trailer does not match its data (corrupt or truncated stream)".into()));
+        h.finalize()
+    });
+    let mut tail: Vec<u8> = Vec::new(); // the last 32 bytes seen: etcd's SHA-256 of the rest
+    let mut bytes = 0u64;
+    while let Some(msg) = stream.message().await.map_err(|e| ep_err(format!("snapshot stream broke: {e}")))? {
+        let blob = msg.blob();
+        out.write_all(blob).map_err(|e| CtlError::File { path: label.to_string(), reason: e.to_string() })?;
+        let _ = tx.send(blob.to_vec());
+        bytes += blob.len() as u64;
+        tail.extend_from_slice(blob);
+        if tail.len() > 32 {
+            let cut = tail.len() - 32;
+            data_hash.update(&tail[..cut]);
+            tail.drain(..cut);
         }
-        file.sync_all().map_err(|e| CtlError::File { path: tmp.display().to_string(), reason: e.to_string() })?;
-        std::fs::rename(&tmp, path).map_err(|e| CtlError::File { path: path.display().to_string(), reason: e.to_string() })?;
-        Ok(SavedSnapshot { path: path.display().to_string(), endpoint: source.clone(), bytes, sha256: hex::encode(whole), revision, healthy: warning.is_none(), warning: warning.clone() })
     }
-    .await;
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    drop(tx);
+    let whole = whole.join().map_err(|_| ep_err("hashing the snapshot failed".into()))?;
+    if bytes < 32 || data_hash.finalize()[..] != tail[..] {
+        return Err(ep_err("the snapshot's SHA-256 trailer does not match its data (corrupt or truncated stream)".into()));
     }
-    result
+    Ok(SavedSnapshot { path: label.to_string(), endpoint: source.clone(), bytes, sha256: hex::encode(whole), revision, healthy: warning.is_none(), warning: warning.clone() })
 }

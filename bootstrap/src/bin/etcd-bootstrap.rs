@@ -115,6 +115,10 @@ enum Command {
         /// Print a systemd service + timer (and a cron line) running this backup hourly; take none.
         #[arg(long)]
         print_timer: bool,
+        /// Encrypt the backup with age to RECIPIENT (`age1...`, or an SSH public key); repeat for
+        /// several. Writes NAME.db.age; the snapshot is never written in the clear.
+        #[arg(long = "encrypt-to", value_name = "RECIPIENT")]
+        encrypt_to: Vec<String>,
         #[arg(short = 'w', long = "write-out", value_enum, default_value = "simple")]
         write_out: etcdctl_lite::render::Format,
     },
@@ -128,6 +132,10 @@ enum Command {
         force: bool,
         #[arg(long, default_value = "90", value_name = "SECONDS")]
         wait: u64,
+        /// For an age-encrypted snapshot (`.db.age`): the age identity file (`age-keygen`'s) or
+        /// an unencrypted SSH private key. The snapshot is decrypted in memory.
+        #[arg(long, value_name = "FILE")]
+        identity: Option<PathBuf>,
     },
     /// Rolling etcd upgrade, one minor version at a time, the cluster serving writes throughout
     /// (backup first, member by member, resumable).
@@ -442,7 +450,8 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             println!("member {member} replaced; the cluster is HEALTHY");
             Ok(exit::OK)
         }
-        Command::Backup { dir, keep, print_timer, write_out } => {
+        Command::Backup { dir, keep, print_timer, encrypt_to, write_out } => {
+            let seal = if encrypt_to.is_empty() { None } else { Some(bootstrap::sealed::Recipients::parse(&encrypt_to).map_err(|e| format!("--encrypt-to: {e}"))?) };
             let loaded = load(&cli.spec)?;
             let plan = plan::build(&loaded);
             let base = Path::new(&loaded.file).parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -450,10 +459,10 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             if print_timer {
                 let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf()));
                 let exe = std::env::current_exe()?;
-                print!("{}", ops::backup::timer(&exe, &abs(&cli.spec), &abs(&dir), keep.unwrap_or(48), &loaded.spec.name)?);
+                print!("{}", ops::backup::timer(&exe, &abs(&cli.spec), &abs(&dir), keep.unwrap_or(48), &loaded.spec.name, &encrypt_to)?);
                 return Ok(exit::OK);
             }
-            let b = guarded(&plan, &Progress::new(false), lock_wait, OpKind::Backup, None, "backup", |ctx| ops::backup::backup(ctx, &dir, keep))?;
+            let b = guarded(&plan, &Progress::new(false), lock_wait, OpKind::Backup, None, "backup", |ctx| ops::backup::backup(ctx, &dir, keep, seal.as_ref()))?;
             if write_out == etcdctl_lite::render::Format::Json {
                 println!("{}", serde_json::to_string_pretty(&b)?);
             } else {
@@ -461,11 +470,27 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             }
             Ok(exit::OK)
         }
-        Command::Restore { snapshot, force, wait } => {
+        Command::Restore { snapshot, force, wait, identity } => {
             let plan = plan::build(&load(&cli.spec)?);
             bootstrap::rules::no_control(&snapshot.display().to_string()).map_err(|e| format!("restore SNAPSHOT: {e}"))?;
-            let args = format!("restore {}", plan::sh_quote(&snapshot.display().to_string()));
-            let r = guarded(&plan, &Progress::new(false), lock_wait, OpKind::Restore, None, &args, |ctx| ops::restore::restore(ctx, &snapshot, force, Duration::from_secs(wait)))?;
+            let mut args = format!("restore {}", plan::sh_quote(&snapshot.display().to_string()));
+            // an encrypted snapshot is decrypted into memory before anything else happens
+            let decrypted = match (bootstrap::sealed::is_encrypted(&snapshot), &identity) {
+                (false, _) => None,
+                (true, None) => return Err(format!("{}: the snapshot is age-encrypted; give --identity FILE (the age identity or SSH private key it was encrypted to)", snapshot.display()).into()),
+                (true, Some(id)) => {
+                    bootstrap::rules::no_control(&id.display().to_string()).map_err(|e| format!("--identity: {e}"))?;
+                    args.push_str(&format!(" --identity {}", plan::sh_quote(&id.display().to_string())));
+                    let ids = bootstrap::sealed::identities(id)?;
+                    let t = std::time::Instant::now();
+                    let plain = bootstrap::sealed::decrypt(&snapshot, &ids)?;
+                    Progress::new(false).step("snapshot", &format!("{}: decrypted into memory", snapshot.display()), Some(t.elapsed()));
+                    Some(plain)
+                }
+            };
+            let source = decrypted.as_ref().map(bootstrap::sealed::fd_path).unwrap_or_else(|| snapshot.clone());
+            let label = snapshot.display().to_string();
+            let r = guarded(&plan, &Progress::new(false), lock_wait, OpKind::Restore, None, &args, |ctx| ops::restore::restore(ctx, &source, &label, force, Duration::from_secs(wait)))?;
             println!(
                 "restored revision {} ({} keys) on {} members; cluster {} (was {}), HEALTHY at revision {}",
                 r.snapshot_revision,

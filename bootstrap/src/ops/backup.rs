@@ -6,6 +6,6 @@ use crate::error::Result;
 pub use crate::backups::{is_backup_name, timer, Backup};
 use std::path::Path;
 
-pub fn backup(ctx: &Ctx, dir: &Path, keep: Option<usize>) -> Result<Backup> {
-    crate::backups::backup(ctx, dir, keep)
+pub fn backup(ctx: &Ctx, dir: &Path, keep: Option<usize>, seal: Option<&crate::sealed::Recipients>) -> Result<Backup> {
+    crate::backups::backup(ctx, dir, keep, seal)
 }

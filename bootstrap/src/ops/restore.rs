@@ -85,7 +85,9 @@ fn save_state(plan: &Plan, s: &RestoreState) -> Result<()> {
     crate::live::save_record(&state_path(plan), s, 0o600)
 }
 
-pub fn restore(ctx: &Ctx, snapshot: &Path, force: bool, wait: Duration) -> Result<RestoreReport> {
+/// `snapshot`: the file to restore (an in-memory one after decryption); `label`: how to name
+/// it to the operator.
+pub fn restore(ctx: &Ctx, snapshot: &Path, label: &str, force: bool, wait: Duration) -> Result<RestoreReport> {
     let (plan, progress) = (ctx.plan, ctx.progress);
     let _lock = pki::lock::lock_dir(&plan.issue.dir, pki::lock::DEFAULT_WAIT)?;
     // 1. the snapshot, before anything is touched
@@ -95,7 +97,7 @@ pub fn restore(ctx: &Ctx, snapshot: &Path, force: bool, wait: Duration) -> Resul
     let Some(sha) = trailer else {
         return Err(file_err(snapshot, "has no SHA-256 trailer: not a snapshot saved from etcd (`backup` or `snapshot save` make one); refusing to restore it"));
     };
-    progress.step("snapshot", &format!("{}: revision {}, {} keys, checksum verified", snapshot.display(), status.revision, status.total_key), Some(t.elapsed()));
+    progress.step("snapshot", &format!("{label}: revision {}, {} keys, checksum verified", status.revision, status.total_key), Some(t.elapsed()));
     let mut state = match load_state(plan)? {
         Some(s) if s.snapshot_sha256 == sha => {
             progress.step("restore", &format!("resuming: {} of {} members restored", s.restored.len(), plan.members.len()), None);

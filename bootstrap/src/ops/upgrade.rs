@@ -139,7 +139,7 @@ pub fn upgrade(ctx: &Ctx, to: &str, sha256: Option<&str>, dry_run: bool, wait: D
         Some(s) if s.backup.is_some() => s,
         _ => {
             let t = Instant::now();
-            let b = crate::backups::backup(ctx, &backup_dir(plan), None)?;
+            let b = crate::backups::backup(ctx, &backup_dir(plan), None, None)?;
             progress.step("upgrade", &format!("backup {} taken before any change", b.path), Some(t.elapsed()));
             UpgradeState { to: release.version.to_string(), from: from.to_string(), done: vec![], backup: Some(b.path) }
         }
