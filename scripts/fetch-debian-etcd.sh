@@ -42,8 +42,7 @@ if [ "$have" != "$upstream" ] || [ ! -x "$dest/etcdctl" ] || [ ! -x "$dest/etcdu
   echo "fetch-debian-etcd: fetching etcd $upstream (Debian unstable etcd-server and etcd-client $candidate)" >&2
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' EXIT
-  (cd "$tmp" && apt-get "${PRIVATE_APT[@]}" -qq download "etcd-server=$candidate" "etcd-client=$candidate" >&2)
-  for deb in "$tmp"/*.deb; do dpkg-deb -x "$deb" "$tmp/root"; done
+  private_apt_unpack "$tmp" "etcd-server=$candidate" "etcd-client=$candidate" || die "downloading etcd-server and etcd-client $candidate failed"
   mkdir -p "$dest"
   for b in etcd etcdctl etcdutl; do
     [ -x "$tmp/root/usr/bin/$b" ] || die "the $candidate packages hold no usr/bin/$b"

@@ -74,6 +74,9 @@ bash scripts/fetch-debian-etcd.sh
 
 # A real Kubernetes API server (k8s.io/apiextensions-apiserver) and kubectl, built once per version
 # from Debian's Go sources. Without them only the tests that need them fail, each saying so.
+# Debian's promtool and node_exporter, the consumers of `doctor`'s Prometheus output (unpacked
+# into .tools/, never installed: the packages would start services).
+bash scripts/fetch-debian-tools.sh || echo "install-deps: no promtool/node_exporter (above); the doctor tests will fail" >&2
 bash scripts/fetch-k8s-apiserver.sh || echo "install-deps: no Kubernetes API server (above); the kube_apiserver tests will fail" >&2
 
 # Check what was installed: every tool answers, protoc finds the well-known protos.

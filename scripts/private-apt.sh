@@ -31,3 +31,12 @@ private_apt_candidate() {
   v=$(apt-cache "${PRIVATE_APT[@]}" policy "$1" | sed -n 's/^  Candidate: //p')
   [ "$v" = "(none)" ] || printf '%s' "$v"
 }
+
+# private_apt_unpack DIR PKG=VERSION...: downloads the packages into DIR (apt checks each .deb
+# against the signed index) and unpacks them into DIR/root; nothing is installed.
+private_apt_unpack() {
+  local dir=$1
+  shift
+  (cd "$dir" && apt-get "${PRIVATE_APT[@]}" -qq download "$@" >&2) || return 1
+  for deb in "$dir"/*.deb; do dpkg-deb -x "$deb" "$dir/root"; done
+}

@@ -11,6 +11,7 @@
 pub mod adopt;
 pub mod backups;
 pub mod context;
+pub mod doctor;
 pub mod error;
 pub mod etcd_delivery;
 pub mod etcd_view;

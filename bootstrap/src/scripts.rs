@@ -249,6 +249,16 @@ pub fn v2store_probe(m: &MemberPlan) -> String {
     )
 }
 
+/// For `doctor`: the host's clock (`now=` seconds since the epoch), the free space beside the
+/// member's data dir (`free_kib=`) and its database's size (`db_bytes=`).
+pub fn clock_and_space(m: &MemberPlan) -> String {
+    format!(
+        "{space}echo db_bytes=$(stat -c %s -- {db} 2>/dev/null || echo 0)\necho now=$(date +%s.%N)\n",
+        space = free_space(m),
+        db = q(&m.spec.data_dir.join("member/snap/db").display().to_string()),
+    )
+}
+
 /// The free space (KiB) on the filesystem that holds (or will hold) the member's data dir: the
 /// nearest existing ancestor is asked. Also proves the host answers.
 pub fn free_space(m: &MemberPlan) -> String {

@@ -28,6 +28,32 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Every check of the cluster and what is around it (quorum, alarms, versions, database size
+    /// and fragmentation, fsync and commit latency, certificates, CRL, clocks, free space, the
+    /// newest backup), each OK / WARN / FAIL with its fix. Exit 0 OK, 1 WARN, 2 FAIL, 3 UNKNOWN.
+    Doctor {
+        #[arg(short = 'w', long = "write-out", value_enum, default_value = "table")]
+        write_out: DoctorFormat,
+        /// Also write DIR/etcd_bootstrap.prom (atomically) for node_exporter's textfile collector.
+        #[arg(long, value_name = "DIR")]
+        textfile: Option<PathBuf>,
+        /// Where the backups are (default: backups/ beside the spec).
+        #[arg(long, value_name = "DIR")]
+        backup_dir: Option<PathBuf>,
+        /// The newest backup older than this is a WARN.
+        #[arg(long, default_value = "2h", value_name = "AGE")]
+        backup_warn: String,
+        /// The newest backup older than this is a FAIL.
+        #[arg(long, default_value = "26h", value_name = "AGE")]
+        backup_fail: String,
+        /// Certificates expiring within this many days are a WARN.
+        #[arg(long, default_value = "30", value_name = "DAYS")]
+        cert_warn_days: i64,
+        /// Print a systemd service + timer (and a cron line) running this every minute into
+        /// --textfile DIR; check nothing.
+        #[arg(long)]
+        print_timer: bool,
+    },
     /// Read-only inventory of a running etcd cluster this tool did not build: its members, the
     /// process behind each (found from its listening socket), its settings, files and supervisor,
     /// and every risk with its fix. Changes nothing anywhere and runs no binary it finds.
@@ -272,6 +298,15 @@ fn hex_token() -> String {
     hex::encode(b)
 }
 
+/// `doctor`'s output formats.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum DoctorFormat {
+    Table,
+    Json,
+    Prometheus,
+    Nagios,
+}
+
 /// `adopt`'s output formats.
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum AdoptFormat {
@@ -337,6 +372,42 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
                 AdoptFormat::Table => print!("{}", bootstrap::adopt::report::table(&inv)),
             }
             Ok(if inv.findings.is_empty() { exit::OK } else { exit::WARNING })
+        }
+        Command::Doctor { write_out, textfile, backup_dir, backup_warn, backup_fail, cert_warn_days, print_timer } => {
+            let secs = |flag: &str, v: &str| pki::validity::parse_duration(v, flag).map(|d| d.whole_seconds()).map_err(|e| e.to_string());
+            let (warn, fail) = (secs("--backup-warn", &backup_warn)?, secs("--backup-fail", &backup_fail)?);
+            if warn > fail {
+                return Err(format!("--backup-warn {backup_warn} is longer than --backup-fail {backup_fail}").into());
+            }
+            let loaded = load(&cli.spec)?;
+            let plan = plan::build(&loaded);
+            if print_timer {
+                let dir = textfile.ok_or("--print-timer needs --textfile DIR (node_exporter's --collector.textfile.directory)")?;
+                let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf()));
+                print!("{}", bootstrap::doctor::timer(&std::env::current_exe()?, &abs(&cli.spec), &abs(&dir), &loaded.spec.name)?);
+                return Ok(exit::OK);
+            }
+            let base = Path::new(&loaded.file).parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let opts = bootstrap::doctor::Options {
+                backup_dir: backup_dir.unwrap_or_else(|| base.join("backups")),
+                backup_warn: warn,
+                backup_fail: fail,
+                cert_warn_days,
+                now: time::OffsetDateTime::now_utc().unix_timestamp(),
+            };
+            print_notes(&plan);
+            let report = context::read_only(&plan, &Progress::new(true), |ctx| Ok(bootstrap::doctor::run(ctx, &opts)))?;
+            let prom = bootstrap::doctor::render::prometheus(&report);
+            if let Some(dir) = &textfile {
+                bootstrap::doctor::render::write_textfile(dir, &prom).map_err(|e| format!("--textfile {}: {e}", dir.display()))?;
+            }
+            match write_out {
+                DoctorFormat::Table => print!("{}", bootstrap::doctor::render::table(&report)),
+                DoctorFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                DoctorFormat::Prometheus => print!("{prom}"),
+                DoctorFormat::Nagios => print!("{}", bootstrap::doctor::render::nagios(&report)),
+            }
+            Ok(report.level().code())
         }
         Command::Plan { kubeadm_api } => {
             let loaded = load(&cli.spec)?;

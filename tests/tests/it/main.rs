@@ -9,6 +9,7 @@ mod cfssl_dropin;
 mod check_lb;
 mod crash_matrix;
 mod disaster_recovery;
+mod doctor;
 mod encrypted_backup;
 mod etcd_tls;
 mod etcdctl_lite;

@@ -1,0 +1,110 @@
+use super::judge::*;
+use super::render;
+use super::{Check, Gauge, Level, Report};
+
+#[test]
+fn thresholds_trip_where_the_etcd_mixin_and_etcd_say() {
+    let gib = GIB;
+    assert_eq!(db_size("e", gib, 2 * gib).level, Level::Ok);
+    assert_eq!(db_size("e", 2 * gib * 85 / 100, 2 * gib).level, Level::Warn);
+    assert_eq!(db_size("e", 2 * gib * 96 / 100, 2 * gib).level, Level::Fail);
+    assert_eq!(fragmentation("e", 200 << 20, 50 << 20).level, Level::Warn);
+    assert_eq!(fragmentation("e", 50 << 20, 1 << 20).level, Level::Ok, "small files are not worth a defragmentation");
+    assert_eq!(latency("wal-fsync", "e", Some(0.004), 0.010, 0.5).level, Level::Ok);
+    assert_eq!(latency("wal-fsync", "e", Some(0.020), 0.010, 0.5).level, Level::Warn);
+    assert_eq!(latency("wal-fsync", "e", Some(0.6), 0.010, 0.5).level, Level::Fail);
+    assert_eq!(clock("e", 0.2).level, Level::Ok);
+    assert_eq!(clock("e", -2.0).level, Level::Warn);
+    assert_eq!(clock("e", 120.0).level, Level::Fail);
+    assert_eq!(free_space("e", 10 * gib, 100 << 20).level, Level::Ok);
+    assert_eq!(free_space("e", 150 << 20, 100 << 20).level, Level::Warn);
+    assert_eq!(free_space("e", 50 << 20, 100 << 20).level, Level::Fail);
+    let now = 1_800_000_000;
+    assert_eq!(backup_age(None, now, 7200, 93600).level, Level::Warn);
+    assert_eq!(backup_age(Some(("b", now - 600)), now, 7200, 93600).level, Level::Ok);
+    assert_eq!(backup_age(Some(("b", now - 10_000)), now, 7200, 93600).level, Level::Warn);
+    assert_eq!(backup_age(Some(("b", now - 100_000)), now, 7200, 93600).level, Level::Fail);
+    assert_eq!(expiry("crl", "next update", now - 1, now, 7, "f").level, Level::Fail);
+    assert_eq!(expiry("crl", "next update", now + 3 * 86_400, now, 7, "f").level, Level::Warn);
+    // every non-OK result says what to do; an OK one does not
+    let c = db_size("e", 2 * gib * 96 / 100, 2 * gib);
+    assert!(c.fix.contains("maintain"));
+    assert!(db_size("e", 1, 2 * gib).fix.is_empty());
+}
+
+#[test]
+fn p99_from_prometheus_text_as_histogram_quantile_computes_it() {
+    let text = "# HELP etcd_disk_wal_fsync_duration_seconds x\n\
+        etcd_disk_wal_fsync_duration_seconds_bucket{le=\"0.001\"} 0\n\
+        etcd_disk_wal_fsync_duration_seconds_bucket{le=\"0.002\"} 50\n\
+        etcd_disk_wal_fsync_duration_seconds_bucket{le=\"0.004\"} 90\n\
+        etcd_disk_wal_fsync_duration_seconds_bucket{le=\"0.008\"} 100\n\
+        etcd_disk_wal_fsync_duration_seconds_bucket{le=\"+Inf\"} 100\n\
+        etcd_disk_wal_fsync_duration_seconds_sum 0.3\n\
+        etcd_server_leader_changes_seen_total 3\n";
+    let b = histogram(text, "etcd_disk_wal_fsync_duration_seconds");
+    assert_eq!(b.len(), 5);
+    // rank 99 lies in (0.004, 0.008]: 90 -> 100, so 0.004 + 0.004 * 9/10
+    let p99 = quantile(0.99, &b).unwrap();
+    assert!((p99 - 0.0076).abs() < 1e-9, "{p99}");
+    assert!((quantile(0.5, &b).unwrap() - 0.002).abs() < 1e-9);
+    assert_eq!(quantile(0.99, &[(f64::INFINITY, 0.0)]), None, "no samples");
+    assert_eq!(counter(text, "etcd_server_leader_changes_seen_total"), Some(3.0));
+    assert_eq!(counter(text, "missing_total"), None);
+}
+
+fn sample() -> Report {
+    let c = |name: &str, member: Option<&str>, level| Check { name: name.into(), member: member.map(String::from), level, evidence: "ev\nidence \"q\" | x".into(), fix: if level == Level::Ok { String::new() } else { "do it".into() } };
+    Report {
+        checks: vec![c("quorum", None, Level::Ok), c("db-size", Some("etcd-1"), Level::Warn), c("db-size", Some("etcd-1"), Level::Warn), c("clock", Some("we\"ird\\name"), Level::Ok)],
+        gauges: vec![
+            Gauge { name: "etcd_bootstrap_db_size_bytes", help: "h", labels: vec![("member", "etcd-1".into())], value: 1.0 },
+            Gauge { name: "x509_cert_not_after", help: "h", labels: vec![("path", "/p/a \"b\"\n".into()), ("cn", "c".into())], value: 1.5e9 },
+        ],
+    }
+}
+
+#[test]
+fn prometheus_text_escapes_labels_has_help_and_type_and_no_duplicate_series() {
+    let t = render::prometheus(&sample());
+    assert!(t.starts_with("# HELP etcd_bootstrap_check "), "{t}");
+    assert!(t.contains("# TYPE etcd_bootstrap_check gauge\n"));
+    assert_eq!(t.matches("etcd_bootstrap_check{check=\"db-size\",member=\"etcd-1\"} 1").count(), 1, "{t}");
+    assert!(t.contains("member=\"we\\\"ird\\\\name\""), "{t}");
+    assert!(t.contains("x509_cert_not_after{path=\"/p/a \\\"b\\\"\\n\",cn=\"c\"} 1500000000\n"), "{t}");
+    assert!(!t.lines().any(|l| !l.starts_with('#') && l.split_whitespace().count() > 2 && !l.contains('"')), "no timestamps: {t}");
+}
+
+#[test]
+fn the_nagios_line_has_the_state_a_summary_and_perfdata() {
+    let r = sample();
+    assert_eq!(r.level(), Level::Warn);
+    let n = render::nagios(&r);
+    let first = n.lines().next().unwrap();
+    assert!(first.starts_with("ETCD DOCTOR WARNING - 0 FAIL, 2 WARN, 0 UNKNOWN; db-size etcd-1 "), "{first}");
+    let (_, perf) = first.split_once(" | ").unwrap();
+    assert_eq!(perf, "'db_size_bytes_etcd-1'=1", "one | only, before the perfdata: {first}");
+    // the table says everything once, with the fix under each finding
+    let t = render::table(&r);
+    assert!(t.contains("fix: do it") && t.ends_with("WARN: 4 checks, 2 WARN, 0 FAIL, 0 UNKNOWN\n"), "{t}");
+}
+
+#[test]
+fn a_failure_outranks_an_unknown_and_an_unknown_outranks_a_warning() {
+    let mk = |levels: &[Level]| Report { checks: levels.iter().map(|l| Check { name: "c".into(), member: None, level: *l, evidence: String::new(), fix: String::new() }).collect(), gauges: vec![] };
+    assert_eq!(mk(&[Level::Ok, Level::Unknown, Level::Fail]).level(), Level::Fail);
+    assert_eq!(mk(&[Level::Warn, Level::Unknown]).level(), Level::Unknown);
+    assert_eq!(mk(&[Level::Ok, Level::Warn]).level(), Level::Warn);
+    assert_eq!(mk(&[]).level(), Level::Ok);
+}
+
+#[test]
+fn the_newest_backup_is_found_by_the_time_in_its_name() {
+    let d = tempfile::tempdir().unwrap();
+    for n in ["c-20261125T010000Z-r5.db", "c-20261125T030000Z-r9.db.age", "c-20261125T020000Z-r7.db", "other-20261126T000000Z-r1.db", "c-notes.txt"] {
+        std::fs::write(d.path().join(n), "").unwrap();
+    }
+    let (name, at) = super::newest_backup(d.path(), "c").unwrap();
+    assert_eq!(name, "c-20261125T030000Z-r9.db.age");
+    assert_eq!(at, 1_795_575_600);
+}

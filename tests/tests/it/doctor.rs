@@ -1,0 +1,150 @@
+//! `doctor` on real clusters, its outputs read by their real consumers: Debian's `promtool check
+//! metrics` accepts the Prometheus text, Debian's node_exporter serves the `--textfile` file over
+//! HTTP, and thresholds trip on a real cluster: a member stopped, a host clock off by two minutes
+//! (a `date` wrapper on the hosts' PATH, never this machine's clock), an old backup, certificates
+//! issued to expire soon.
+
+use integration_tests::bootstrap::{boot, local_spec, spec_endpoints, up_cluster, Down};
+use integration_tests::{run_bounded, workspace_root, Ran};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn tool(name: &str) -> PathBuf {
+    let p = workspace_root().join(".tools").join(name);
+    assert!(p.is_file(), "{} is missing: `bash scripts/fetch-debian-tools.sh` fetches Debian's promtool and node_exporter (install-deps runs it)", p.display());
+    p
+}
+
+fn doctor(spec: &Path, args: &[&str], path_prefix: Option<&Path>) -> Ran {
+    let mut cmd = Command::new(integration_tests::bin("etcd-bootstrap"));
+    cmd.arg("-f").arg(spec).arg("doctor").args(args);
+    if let Some(p) = path_prefix {
+        cmd.env("PATH", format!("{}:{}", p.display(), std::env::var("PATH").unwrap_or_default()));
+    }
+    run_bounded(&mut cmd, Duration::from_secs(60))
+}
+
+/// The checks of a JSON report: (name, member) -> level.
+fn levels(r: &Ran) -> Vec<(String, String, String)> {
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}{}", r.stdout, r.stderr));
+    v["checks"].as_array().unwrap().iter().map(|c| (c["name"].as_str().unwrap().to_string(), c["member"].as_str().unwrap_or("").to_string(), c["level"].as_str().unwrap().to_string())).collect()
+}
+
+fn level_of<'a>(all: &'a [(String, String, String)], name: &str, member: &str) -> Vec<&'a str> {
+    all.iter().filter(|(n, m, _)| n == name && (member.is_empty() || m == member)).map(|(_, _, l)| l.as_str()).collect()
+}
+
+#[test]
+fn doctor_checks_a_real_cluster_and_monitoring_reads_what_it_writes() {
+    let (tmp, spec, _down) = up_cluster();
+    let dir = tmp.path();
+    boot(&spec, &["backup"]).assert_ok();
+    let r = doctor(&spec, &["-w", "json"], None);
+    let all = levels(&r);
+    // a fresh, backed-up cluster: every check that does not depend on this machine's disk is OK
+    for (name, member) in [("quorum", ""), ("alarms", ""), ("versions", ""), ("backup", ""), ("crl", ""), ("db-size", "etcd-1"), ("clock", "etcd-2"), ("free-space", "etcd-3")] {
+        assert_eq!(level_of(&all, name, member), ["OK"], "{name} {member}: {}", r.stdout);
+    }
+    assert!(all.iter().filter(|(n, _, _)| n.starts_with("certificate ")).count() >= 8 && all.iter().filter(|(n, _, _)| n.starts_with("certificate ")).all(|(_, _, l)| l == "OK"), "{}", r.stdout);
+    assert_eq!(level_of(&all, "wal-fsync", "etcd-1").len(), 1, "metrics read from every member: {}", r.stdout);
+    assert!(r.code == Some(0) || r.code == Some(1), "only this disk's fsync latency may warn: {}", r.stdout);
+
+    // promtool accepts the Prometheus text
+    let prom = doctor(&spec, &["-w", "prometheus"], None);
+    let file = dir.join("doctor.prom");
+    std::fs::write(&file, &prom.stdout).unwrap();
+    let check = run_bounded(Command::new("bash").arg("-c").arg(format!("{} check metrics < {}", tool("promtool").display(), file.display())), Duration::from_secs(30));
+    assert!(check.ok(), "promtool check metrics: {}{}\n{}", check.stdout, check.stderr, prom.stdout);
+    for needle in ["etcd_bootstrap_check{check=\"quorum\",member=\"\"} 0", "etcd_bootstrap_quorum_healthy_voters 3", "etcd_bootstrap_quorum_failures_tolerated 1", "x509_cert_not_after{path=", "etcd_bootstrap_last_backup_timestamp_seconds "] {
+        assert!(prom.stdout.contains(needle), "lacks {needle:?}:\n{}", prom.stdout);
+    }
+
+    // node_exporter's textfile collector serves --textfile's file over HTTP
+    let textdir = dir.join("textfile");
+    std::fs::create_dir_all(&textdir).unwrap();
+    doctor(&spec, &["-w", "nagios", "--textfile", &textdir.display().to_string()], None);
+    assert!(textdir.join("etcd_bootstrap.prom").is_file() && std::fs::read_dir(&textdir).unwrap().count() == 1, "one file, no temporary left");
+    let host = spec_endpoints(&spec).split(',').next().unwrap().trim_start_matches("https://").rsplit_once('.').unwrap().0.to_string() + ".200";
+    let listen = format!("{host}:9100");
+    let mut exporter = Command::new(tool("node_exporter"))
+        .args(["--collector.disable-defaults", "--collector.textfile", &format!("--web.listen-address={listen}")])
+        .arg(format!("--collector.textfile.directory={}", textdir.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let scraped = loop {
+        let s = run_bounded(Command::new("curl").args(["-s", "--max-time", "2", &format!("http://{listen}/metrics")]), Duration::from_secs(5));
+        if s.stdout.contains("etcd_bootstrap_check") || Instant::now() > deadline {
+            break s.stdout;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _ = exporter.kill();
+    let _ = exporter.wait();
+    assert!(scraped.contains("etcd_bootstrap_check{check=\"quorum\",member=\"\"} 0"), "node_exporter serves the file: {scraped}");
+    assert!(scraped.contains("etcd_bootstrap_quorum_healthy_voters 3"), "{scraped}");
+    assert!(scraped.contains("\nnode_textfile_scrape_error 0\n"), "node_exporter read it without error: {scraped}");
+
+    // the host clocks two minutes ahead: FAIL, from a `date` wrapper the hosts' scripts run
+    let wrap = dir.join("skewed-bin");
+    std::fs::create_dir_all(&wrap).unwrap();
+    std::fs::write(wrap.join("date"), "#!/bin/sh\nexec /bin/date -d \"@$(( $(/bin/date +%s) + 120 ))\" \"$@\"\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(wrap.join("date"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let skewed = doctor(&spec, &["-w", "json"], Some(&wrap));
+    assert_eq!(skewed.code, Some(2), "{}", skewed.stdout);
+    assert_eq!(level_of(&levels(&skewed), "clock", "etcd-1"), ["FAIL"], "{}", skewed.stdout);
+
+    // an old backup: FAIL; none at all: WARN
+    let old = dir.join("old-backups");
+    std::fs::create_dir_all(&old).unwrap();
+    let name = spec_name(&spec);
+    std::fs::write(old.join(format!("{name}-20200101T000000Z-r1.db")), "").unwrap();
+    let stale = doctor(&spec, &["-w", "json", "--backup-dir", &old.display().to_string()], None);
+    assert_eq!(level_of(&levels(&stale), "backup", ""), ["FAIL"], "{}", stale.stdout);
+    let none = doctor(&spec, &["-w", "json", "--backup-dir", &dir.join("nowhere").display().to_string()], None);
+    assert_eq!(level_of(&levels(&none), "backup", ""), ["WARN"]);
+
+    // a member stopped: the quorum is DEGRADED (WARN), that member FAIL; Nagios says CRITICAL
+    // (a follower: a leader's death costs an election, which is a FAIL while it lasts)
+    let st = boot(&spec, &["status", "-w", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
+    let victim = v["members"].as_array().unwrap().iter().find(|m| m["role"] == "follower").unwrap()["name"].as_str().unwrap().to_string();
+    let pid = std::fs::read_to_string(dir.join(format!("members/{victim}/{victim}.pid"))).unwrap();
+    integration_tests::signal(pid.trim().parse().unwrap(), integration_tests::Signal::Kill);
+    let down = doctor(&spec, &["-w", "json"], None);
+    let all = levels(&down);
+    assert_eq!(level_of(&all, "quorum", ""), ["WARN"], "{}", down.stdout);
+    assert_eq!(level_of(&all, "member", &victim), ["FAIL"], "{}", down.stdout);
+    assert_eq!(down.code, Some(2));
+    let nagios = doctor(&spec, &["-w", "nagios"], None);
+    assert!(nagios.stdout.starts_with("ETCD DOCTOR CRITICAL - "), "{}", nagios.stdout);
+    assert_eq!(nagios.stdout.lines().next().unwrap().matches(" | ").count(), 1, "{}", nagios.stdout);
+
+    // the minute timer for node_exporter
+    let timer = doctor(&spec, &["--print-timer", "--textfile", "/var/lib/prometheus/node-exporter"], None);
+    assert!(timer.ok() && timer.stdout.contains("OnCalendar=minutely") && timer.stdout.contains("doctor -w prometheus --textfile /var/lib/prometheus/node-exporter"), "{}", timer.stdout);
+}
+
+fn spec_name(spec: &Path) -> String {
+    std::fs::read_to_string(spec).unwrap().lines().find_map(|l| l.strip_prefix("name: ").map(str::to_string)).unwrap()
+}
+
+#[test]
+fn certificates_issued_to_expire_soon_are_a_warning() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = local_spec(tmp.path(), 1).path;
+    let text = std::fs::read_to_string(&spec).unwrap();
+    std::fs::write(&spec, format!("{text}pki:\n  validity: 20d\n")).unwrap();
+    let _down = Down(spec.clone());
+    boot(&spec, &["up"]).assert_ok();
+    let r = doctor(&spec, &["-w", "json"], None);
+    let all = levels(&r);
+    let certs: Vec<&(String, String, String)> = all.iter().filter(|(n, _, _)| n.starts_with("certificate etcd-1/")).collect();
+    assert!(!certs.is_empty() && certs.iter().all(|(_, _, l)| l == "WARN"), "20 days left is within 30: {}", r.stdout);
+    assert_eq!(level_of(&all, "certificate etcd-ca", ""), ["OK"], "{}", r.stdout);
+    assert!(r.code == Some(1) || r.code == Some(2), "{}", r.stdout);
+}
