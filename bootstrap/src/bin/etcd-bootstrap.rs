@@ -104,7 +104,7 @@ enum Command {
     /// The quorum verdict of the spec's cluster (exit 0 healthy, 1 degraded, 2 no quorum, 3 unknown).
     Status {
         #[arg(short = 'w', long = "write-out", value_enum, default_value = "simple")]
-        write_out: etcdctl_lite::render::Format,
+        write_out: ReportFormat,
     },
     /// Checks around the cluster.
     Check {
@@ -146,7 +146,7 @@ enum Command {
         #[arg(long = "encrypt-to", value_name = "RECIPIENT")]
         encrypt_to: Vec<String>,
         #[arg(short = 'w', long = "write-out", value_enum, default_value = "simple")]
-        write_out: etcdctl_lite::render::Format,
+        write_out: ReportFormat,
     },
     /// Whole-cluster disaster recovery from a snapshot: stop all, move data aside, restore each
     /// member (the revision raised past the old history, marked compacted), start, verify
@@ -203,7 +203,7 @@ enum CertsCommand {
         #[arg(long, default_value = "30d")]
         within: pki::expiry::Threshold,
         #[arg(short = 'w', long = "write-out", value_enum, default_value = "table")]
-        write_out: etcdctl_lite::render::Format,
+        write_out: ReportFormat,
     },
 }
 
@@ -296,6 +296,34 @@ fn hex_token() -> String {
     let mut b = [0u8; 4];
     let _ = ring::rand::SystemRandom::new().fill(&mut b);
     hex::encode(b)
+}
+
+/// `status`, `certs check` and `backup`: etcdctl's formats, and Prometheus text.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ReportFormat {
+    Simple,
+    Table,
+    Json,
+    Prometheus,
+}
+
+impl ReportFormat {
+    fn etcdctl(self) -> etcdctl_lite::render::Format {
+        match self {
+            ReportFormat::Table => etcdctl_lite::render::Format::Table,
+            ReportFormat::Json => etcdctl_lite::render::Format::Json,
+            _ => etcdctl_lite::render::Format::Simple,
+        }
+    }
+}
+
+/// Prometheus text of a command's findings.
+fn prometheus((checks, gauges): bootstrap::doctor::Found) -> String {
+    bootstrap::doctor::render::prometheus(&bootstrap::doctor::Report { checks, gauges })
+}
+
+fn now_unix() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
 /// `doctor`'s output formats.
@@ -455,7 +483,11 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             let plan = plan::build(&loaded);
             print_notes(&plan);
             let v = ops::status::status(&plan)?;
-            let r = etcdctl_lite::render::quorum(&v, write_out);
+            if write_out == ReportFormat::Prometheus {
+                print!("{}", prometheus(bootstrap::doctor::from_verdict(&v)));
+                return Ok(v.state.exit_code());
+            }
+            let r = etcdctl_lite::render::quorum(&v, write_out.etcdctl());
             print!("{}", r.stdout);
             eprint!("{}", r.stderr);
             Ok(v.state.exit_code())
@@ -481,7 +513,9 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             let plan = plan::build(&load(&cli.spec)?);
             print_notes(&plan);
             let report = ops::status::certs_check(&plan, within)?;
-            if write_out == etcdctl_lite::render::Format::Json {
+            if write_out == ReportFormat::Prometheus {
+                print!("{}", prometheus(bootstrap::doctor::from_certs(&report, now_unix())));
+            } else if write_out == ReportFormat::Json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 print!("{}", pki::expiry::render_table(&report));
@@ -534,7 +568,9 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
                 return Ok(exit::OK);
             }
             let b = guarded(&plan, &Progress::new(false), lock_wait, OpKind::Backup, None, "backup", |ctx| ops::backup::backup(ctx, &dir, keep, seal.as_ref()))?;
-            if write_out == etcdctl_lite::render::Format::Json {
+            if write_out == ReportFormat::Prometheus {
+                print!("{}", prometheus(bootstrap::doctor::from_backup(&b, now_unix())));
+            } else if write_out == ReportFormat::Json {
                 println!("{}", serde_json::to_string_pretty(&b)?);
             } else {
                 println!("{} (revision {}, {} keys, {} bytes, sha256 {}) from {}{}", b.path, b.revision, b.keys, b.bytes, b.sha256, b.endpoint, if b.healthy { "" } else { "; the cluster was not healthy" });

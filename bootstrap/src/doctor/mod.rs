@@ -123,7 +123,8 @@ pub fn run(ctx: &Ctx, opts: &Options) -> Report {
     Report { checks, gauges }
 }
 
-type Found = (Vec<Check>, Vec<Gauge>);
+/// Checks and gauges, as each part of the run finds them.
+pub type Found = (Vec<Check>, Vec<Gauge>);
 
 /// The verdict, alarms, versions, and each member's database and latencies.
 fn cluster_checks(ctx: &Ctx) -> Found {
@@ -132,14 +133,9 @@ fn cluster_checks(ctx: &Ctx) -> Found {
         Ok(v) => v,
         Err(e) => return (vec![check("quorum", None, Level::Unknown, e.to_string(), "check the healthcheck client's files and the members' addresses")], g),
     };
-    let level = match v.state {
-        ClusterState::Healthy => Level::Ok,
-        ClusterState::Degraded => Level::Warn,
-        _ => Level::Fail,
-    };
-    c.push(check("quorum", None, level, format!("{}: {}", v.state.word(), v.summary), "see `etcd-bootstrap status`; replace a dead member with `etcd-bootstrap replace NAME`"));
-    g.push(gauge("etcd_bootstrap_quorum_healthy_voters", "Voting members that are fully healthy.", vec![], v.healthy_voters as f64));
-    g.push(gauge("etcd_bootstrap_quorum_failures_tolerated", "How many more healthy voters may fail before quorum is lost.", vec![], v.failures_tolerated as f64));
+    let (vc, vg) = from_verdict(&v);
+    c.extend(vc);
+    g.extend(vg);
     let alarms = if v.alarms.is_empty() { Level::Ok } else { Level::Fail };
     c.push(check("alarms", None, alarms, if v.alarms.is_empty() { "none".into() } else { v.alarms.join(", ") }, "NOSPACE: etcd-bootstrap maintain; CORRUPT: replace the member"));
     let quota = ctx.plan.loaded.spec.etcd.quota_backend_bytes.unwrap_or(judge::DEFAULT_QUOTA);
@@ -212,23 +208,9 @@ fn file_checks(ctx: &Ctx, opts: &Options) -> Found {
     let plan = ctx.plan;
     match crate::ops::status::certs_check(plan, pki::expiry::Threshold::Within(time::Duration::days(opts.cert_warn_days))) {
         Ok(report) => {
-            for cert in report.certificates.iter().chain(&report.authorities) {
-                let level = match cert.status {
-                    pki::expiry::Status::Ok => Level::Ok,
-                    pki::expiry::Status::Expiring => Level::Warn,
-                    _ => Level::Fail,
-                };
-                let evidence = if cert.problems.is_empty() { format!("expires {} ({} left)", cert.expires, cert.residual) } else { cert.problems.join("; ") };
-                c.push(check(&format!("certificate {}", cert.certificate), None, level, evidence, "etcd-bootstrap rotate certs (rotate ca for the CA)"));
-                if cert.residual_seconds != 0 || cert.status != pki::expiry::Status::Invalid {
-                    g.push(gauge(
-                        "x509_cert_not_after",
-                        "The certificate's notAfter, seconds since the epoch (as x509-certificate-exporter).",
-                        vec![("path", cert.path.display().to_string()), ("cn", cert.certificate.clone())],
-                        (opts.now + cert.residual_seconds) as f64,
-                    ));
-                }
-            }
+            let (cc, cg) = from_certs(&report, opts.now);
+            c.extend(cc);
+            g.extend(cg);
         }
         Err(e) => c.push(check("certificate", None, Level::Unknown, e.to_string(), "check the spec's pki.dir")),
     }
@@ -242,6 +224,55 @@ fn file_checks(ctx: &Ctx, opts: &Options) -> Found {
     if let Some((_, t)) = newest {
         g.push(gauge("etcd_bootstrap_last_backup_timestamp_seconds", "When the newest backup was taken, seconds since the epoch.", vec![], t as f64));
     }
+    (c, g)
+}
+
+/// The quorum check and its gauges, from `status`'s verdict (also `status -w prometheus`).
+pub fn from_verdict(v: &etcdctl_lite::quorum::Verdict) -> Found {
+    let level = match v.state {
+        ClusterState::Healthy => Level::Ok,
+        ClusterState::Degraded => Level::Warn,
+        _ => Level::Fail,
+    };
+    let c = vec![check("quorum", None, level, format!("{}: {}", v.state.word(), v.summary), "see `etcd-bootstrap status`; replace a dead member with `etcd-bootstrap replace NAME`")];
+    let g = vec![
+        gauge("etcd_bootstrap_quorum_healthy_voters", "Voting members that are fully healthy.", vec![], v.healthy_voters as f64),
+        gauge("etcd_bootstrap_quorum_failures_tolerated", "How many more healthy voters may fail before quorum is lost.", vec![], v.failures_tolerated as f64),
+    ];
+    (c, g)
+}
+
+/// A check and an `x509_cert_not_after` gauge per certificate (also `certs check -w prometheus`).
+pub fn from_certs(report: &pki::expiry::Report, now: i64) -> Found {
+    let (mut c, mut g) = (Vec::new(), Vec::new());
+    for cert in report.certificates.iter().chain(&report.authorities) {
+        let level = match cert.status {
+            pki::expiry::Status::Ok => Level::Ok,
+            pki::expiry::Status::Expiring => Level::Warn,
+            _ => Level::Fail,
+        };
+        let evidence = if cert.problems.is_empty() { format!("expires {} ({} left)", cert.expires, cert.residual) } else { cert.problems.join("; ") };
+        c.push(check(&format!("certificate {}", cert.certificate), None, level, evidence, "etcd-bootstrap rotate certs (rotate ca for the CA)"));
+        if cert.status != pki::expiry::Status::Invalid {
+            g.push(gauge(
+                "x509_cert_not_after",
+                "The certificate's notAfter, seconds since the epoch (as x509-certificate-exporter).",
+                vec![("path", cert.path.display().to_string()), ("cn", cert.certificate.clone())],
+                (now + cert.residual_seconds) as f64,
+            ));
+        }
+    }
+    (c, g)
+}
+
+/// The gauges of a backup just taken (`backup -w prometheus`).
+pub fn from_backup(b: &crate::backups::Backup, now: i64) -> Found {
+    let c = vec![check("backup", None, if b.healthy { Level::Ok } else { Level::Warn }, format!("{} at revision {}", b.path, b.revision), "the cluster was not healthy: see etcd-bootstrap status")];
+    let g = vec![
+        gauge("etcd_bootstrap_last_backup_timestamp_seconds", "When the newest backup was taken, seconds since the epoch.", vec![], now as f64),
+        gauge("etcd_bootstrap_last_backup_size_bytes", "The size of the newest backup's snapshot.", vec![], b.bytes as f64),
+        gauge("etcd_bootstrap_last_backup_revision", "The revision the newest backup holds.", vec![], b.revision as f64),
+    ];
     (c, g)
 }
 

@@ -60,6 +60,21 @@ fn doctor_checks_a_real_cluster_and_monitoring_reads_what_it_writes() {
         assert!(prom.stdout.contains(needle), "lacks {needle:?}:\n{}", prom.stdout);
     }
 
+    // status, certs check and backup speak it too
+    let second = dir.join("second-backups").display().to_string();
+    for (args, needle) in [
+        (vec!["status", "-w", "prometheus"], "etcd_bootstrap_quorum_healthy_voters 3"),
+        (vec!["certs", "check", "-w", "prometheus"], "x509_cert_not_after{path="),
+        (vec!["backup", "--dir", second.as_str(), "-w", "prometheus"], "etcd_bootstrap_last_backup_revision "),
+    ] {
+        let out = boot(&spec, &args);
+        assert!(out.stdout.contains(needle), "{args:?} lacks {needle:?}: {}{}", out.stdout, out.stderr);
+        let f = dir.join("cmd.prom");
+        std::fs::write(&f, &out.stdout).unwrap();
+        let check = run_bounded(Command::new("bash").arg("-c").arg(format!("{} check metrics < {}", tool("promtool").display(), f.display())), Duration::from_secs(30));
+        assert!(check.ok(), "promtool rejects {args:?}: {}{}\n{}", check.stdout, check.stderr, out.stdout);
+    }
+
     // node_exporter's textfile collector serves --textfile's file over HTTP
     let textdir = dir.join("textfile");
     std::fs::create_dir_all(&textdir).unwrap();
