@@ -163,3 +163,37 @@ fn certificates_issued_to_expire_soon_are_a_warning() {
     assert_eq!(level_of(&all, "certificate etcd-ca", ""), ["OK"], "{}", r.stdout);
     assert!(r.code == Some(1) || r.code == Some(2), "{}", r.stdout);
 }
+
+/// A member's database filled past 80 % of a small quota: `db-size` WARN, before etcd's own
+/// NOSPACE alarm.
+#[test]
+fn a_database_near_its_quota_is_a_warning() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = local_spec(tmp.path(), 1).path;
+    let text = std::fs::read_to_string(&spec).unwrap();
+    // 4 MiB: etcd's bbolt file starts at about 20 KiB and grows as values are written
+    std::fs::write(&spec, format!("{text}etcd:\n  quota_backend_bytes: 4194304\n")).unwrap();
+    let _down = Down(spec.clone());
+    boot(&spec, &["up"]).assert_ok();
+    let eps = spec_endpoints(&spec);
+    let pki = integration_tests::bootstrap::node_pki(tmp.path());
+    let value = "v".repeat(100 * 1024); // one argument: under Linux's 128 KiB per argument
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut i = 0;
+    let warned = loop {
+        let r = doctor(&spec, &["-w", "json"], None);
+        let all = levels(&r);
+        let db = level_of(&all, "db-size", "etcd-1");
+        if db == ["WARN"] {
+            break r;
+        }
+        assert!(db == ["OK"] && Instant::now() < deadline, "db-size went {db:?} before WARN, or never warned: {}", r.stdout);
+        // one value at a time, so the 80-95 % band is not jumped over
+        integration_tests::bootstrap::node_etcdctl(&pki, &eps, &["put", &format!("/fill/{i}"), &value]).assert_ok();
+        i += 1;
+    };
+    let all = levels(&warned);
+    assert_eq!(level_of(&all, "alarms", ""), ["OK"], "warned before etcd's NOSPACE: {}", warned.stdout);
+    let fix = serde_json::from_str::<serde_json::Value>(&warned.stdout).unwrap()["checks"].as_array().unwrap().iter().find(|c| c["name"] == "db-size" && c["member"] == "etcd-1").unwrap()["fix"].as_str().unwrap().to_string();
+    assert!(fix.contains("maintain"), "{fix}");
+}
