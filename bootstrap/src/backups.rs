@@ -83,6 +83,7 @@ pub fn backup(ctx: &Ctx, dir: &Path, keep: Option<usize>, seal: Option<&crate::s
     for r in &removed {
         progress.step("keep", &format!("removed {r}"), None);
     }
+    record_last(plan, &path, status.revision, &saved.sha256);
     Ok(Backup {
         path: path.display().to_string(),
         revision: status.revision,
@@ -94,6 +95,32 @@ pub fn backup(ctx: &Ctx, dir: &Path, keep: Option<usize>, seal: Option<&crate::s
         warning: saved.warning,
         removed,
     })
+}
+
+/// The last successful backup, as `doctor` reads it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct LastBackup {
+    pub path: String,
+    pub taken_at: i64,
+    pub revision: i64,
+    pub sha256: String,
+}
+
+/// Records the backup just taken beside the journal (best effort: the backup itself is done).
+fn record_last(plan: &crate::plan::Plan, path: &Path, revision: i64, sha256: &str) {
+    let store = crate::journal_store::Store::for_spec(Path::new(&plan.loaded.file));
+    let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let rec = LastBackup { path: abs.display().to_string(), taken_at: time::OffsetDateTime::now_utc().unix_timestamp(), revision, sha256: sha256.to_string() };
+    if let Ok(text) = serde_json::to_string_pretty(&rec) {
+        let _ = pki::files::write_all(&[pki::files::PlannedFile::public(&store.last_backup_path(), text + "\n")], true);
+    }
+}
+
+/// The recorded last backup, if its file is still there.
+pub fn last_recorded(spec_file: &Path) -> Option<LastBackup> {
+    let store = crate::journal_store::Store::for_spec(spec_file);
+    let rec: LastBackup = serde_json::from_str(&std::fs::read_to_string(store.last_backup_path()).ok()?).ok()?;
+    Path::new(&rec.path).is_file().then_some(rec)
 }
 
 fn etcd_err(source: etcdctl_lite::CtlError) -> BootError {

@@ -36,6 +36,11 @@ impl Store {
         self.dir.join("journal.json")
     }
 
+    /// Where the last successful backup is recorded (`doctor` reads it wherever the backup went).
+    pub fn last_backup_path(&self) -> PathBuf {
+        self.dir.join("last-backup.json")
+    }
+
     fn io_err(&self, path: &Path, source: std::io::Error) -> BootError {
         BootError::Journal { path: path.display().to_string(), reason: source.to_string() }
     }

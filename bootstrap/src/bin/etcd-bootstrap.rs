@@ -37,7 +37,8 @@ enum Command {
         /// Also write DIR/etcd_bootstrap.prom (atomically) for node_exporter's textfile collector.
         #[arg(long, value_name = "DIR")]
         textfile: Option<PathBuf>,
-        /// Where the backups are (default: backups/ beside the spec).
+        /// Judge the backups in DIR only (default: the last one `backup` recorded, wherever it
+        /// went, and backups/ beside the spec).
         #[arg(long, value_name = "DIR")]
         backup_dir: Option<PathBuf>,
         /// The newest backup older than this is a WARN.
@@ -417,6 +418,7 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             }
             let base = Path::new(&loaded.file).parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
             let opts = bootstrap::doctor::Options {
+                use_record: backup_dir.is_none(),
                 backup_dir: backup_dir.unwrap_or_else(|| base.join("backups")),
                 backup_warn: warn,
                 backup_fail: fail,

@@ -87,6 +87,9 @@ impl Report {
 pub struct Options {
     /// Where backups are (the newest one's age is checked).
     pub backup_dir: PathBuf,
+    /// Also count the last backup `backup` recorded (wherever it went): the default; off when the
+    /// operator names the folder to judge.
+    pub use_record: bool,
     /// Backup age thresholds, seconds.
     pub backup_warn: i64,
     pub backup_fail: i64,
@@ -219,7 +222,13 @@ fn file_checks(ctx: &Ctx, opts: &Options) -> Found {
         Some(next) => c.push(judge::expiry("crl", "next update", next, opts.now, 7, "refresh it: pki revoke (or etcd-bootstrap rotate certs) re-signs it")),
         None => c.push(check("crl", None, Level::Warn, format!("{} missing or unreadable", crl.display()), "etcd-bootstrap up writes it")),
     }
-    let newest = newest_backup(&opts.backup_dir, &plan.loaded.spec.name);
+    let mut newest = newest_backup(&opts.backup_dir, &plan.loaded.spec.name);
+    if opts.use_record
+        && let Some(rec) = crate::backups::last_recorded(std::path::Path::new(&plan.loaded.file))
+        && newest.as_ref().is_none_or(|(_, t)| rec.taken_at > *t)
+    {
+        newest = Some((rec.path, rec.taken_at));
+    }
     c.push(judge::backup_age(newest.as_ref().map(|(n, t)| (n.as_str(), *t)), opts.now, opts.backup_warn, opts.backup_fail));
     if let Some((_, t)) = newest {
         g.push(gauge("etcd_bootstrap_last_backup_timestamp_seconds", "When the newest backup was taken, seconds since the epoch.", vec![], t as f64));

@@ -113,7 +113,15 @@ fn doctor_checks_a_real_cluster_and_monitoring_reads_what_it_writes() {
     assert_eq!(skewed.code, Some(2), "{}", skewed.stdout);
     assert_eq!(level_of(&levels(&skewed), "clock", "etcd-1"), ["FAIL"], "{}", skewed.stdout);
 
-    // an old backup: FAIL; none at all: WARN
+    // a backup taken into another folder is found through the record `backup` keeps
+    let elsewhere = dir.join("elsewhere");
+    node_put(dir, &spec, "/moved", "x");
+    boot(&spec, &["backup", "--dir", &elsewhere.display().to_string()]).assert_ok();
+    let found = doctor(&spec, &["-w", "json"], None);
+    assert_eq!(level_of(&levels(&found), "backup", ""), ["OK"], "{}", found.stdout);
+    assert!(found.stdout.contains(&elsewhere.display().to_string()), "the recorded backup is named: {}", found.stdout);
+
+    // an old backup: FAIL; none at all: WARN (judging the folder given, the record aside)
     let old = dir.join("old-backups");
     std::fs::create_dir_all(&old).unwrap();
     let name = spec_name(&spec);
@@ -142,6 +150,10 @@ fn doctor_checks_a_real_cluster_and_monitoring_reads_what_it_writes() {
     // the minute timer for node_exporter
     let timer = doctor(&spec, &["--print-timer", "--textfile", "/var/lib/prometheus/node-exporter"], None);
     assert!(timer.ok() && timer.stdout.contains("OnCalendar=minutely") && timer.stdout.contains("doctor -w prometheus --textfile /var/lib/prometheus/node-exporter"), "{}", timer.stdout);
+}
+
+fn node_put(dir: &Path, spec: &Path, key: &str, value: &str) {
+    integration_tests::bootstrap::node_etcdctl(&integration_tests::bootstrap::node_pki(dir), &spec_endpoints(spec), &["put", key, value]).assert_ok();
 }
 
 fn spec_name(spec: &Path) -> String {
@@ -194,6 +206,7 @@ fn a_database_near_its_quota_is_a_warning() {
     };
     let all = levels(&warned);
     assert_eq!(level_of(&all, "alarms", ""), ["OK"], "warned before etcd's NOSPACE: {}", warned.stdout);
+    assert_eq!(level_of(&all, "backup", ""), ["WARN"], "no backup was ever taken: {}", warned.stdout);
     let fix = serde_json::from_str::<serde_json::Value>(&warned.stdout).unwrap()["checks"].as_array().unwrap().iter().find(|c| c["name"] == "db-size" && c["member"] == "etcd-1").unwrap()["fix"].as_str().unwrap().to_string();
     assert!(fix.contains("maintain"), "{fix}");
 }
