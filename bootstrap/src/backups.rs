@@ -112,7 +112,7 @@ fn record_last(plan: &crate::plan::Plan, path: &Path, revision: i64, sha256: &st
     let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let rec = LastBackup { path: abs.display().to_string(), taken_at: time::OffsetDateTime::now_utc().unix_timestamp(), revision, sha256: sha256.to_string() };
     if let Ok(text) = serde_json::to_string_pretty(&rec) {
-        let _ = pki::files::write_all(&[pki::files::PlannedFile::public(&store.last_backup_path(), text + "\n")], true);
+        let _ = pki::files::write_all(&[pki::files::PlannedFile::public(store.last_backup_path(), text + "\n")], true);
     }
 }
 
