@@ -121,6 +121,9 @@ fn artifacts(loaded: &LoadedSpec) -> Vec<(String, String)> {
         out.push((format!("restore tool {}", m.name()), scripts::restore_tool_probe(m)));
         out.push((format!("v2 probe {}", m.name()), scripts::v2_probe(m)));
         out.push((format!("free space {}", m.name()), scripts::free_space(m)));
+        out.push((format!("v2store probe {}", m.name()), scripts::v2store_probe(m)));
+        out.push((format!("doctor probe {}", m.name()), scripts::clock_and_space(m)));
+        out.push((format!("retire now {}", m.name()), scripts::retire_now(m)));
     }
     out
 }

@@ -202,6 +202,7 @@ pub fn parse_files(out: &ScriptOutput) -> (Vec<FileFacts>, Vec<PathBuf>, Vec<Pat
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transport::Transport;
     use proptest::prelude::*;
 
     fn out(stdout: &str) -> ScriptOutput {
@@ -230,6 +231,23 @@ mod tests {
         assert_eq!(p.supervisor, Supervisor::Systemd { unit: "etcd.service".into(), fragment: "/etc/systemd/system/etcd.service".into() });
         assert_eq!(crate::adopt::environment_files(&p), [PathBuf::from("/etc/etcd.env")]);
         assert!(parse_process(&out("listener=none\n")).unwrap_err().contains("nothing listens"));
+    }
+
+    /// What a hostile member can put in front of these scripts: its advertised client URL (the
+    /// address) and its own command line (the paths). Run for real: the canary never appears.
+    #[test]
+    fn hostile_addresses_and_paths_stay_words() {
+        let dir = tempfile::tempdir().unwrap();
+        let canary = dir.path().join("CANARY");
+        let c = canary.display().to_string();
+        let payloads = [format!("'; touch {c}; '"), format!("$(touch {c})"), format!("`touch {c}`"), format!("x\ntouch {c}"), format!("\"; touch {c}; \"")];
+        for p in &payloads {
+            let out = crate::transport::Local.run(&process_script(p, 2379), std::time::Duration::from_secs(20)).unwrap();
+            assert!(out.ok(), "{}", out.stderr);
+            let files = files_script(std::process::id(), &[(PathBuf::from(format!("/tmp/{p}/etcd.pem")), true), (PathBuf::from(p), false)]);
+            crate::transport::Local.run(&files, std::time::Duration::from_secs(20)).unwrap();
+            assert!(!canary.exists(), "{p:?} ran as a command");
+        }
     }
 
     proptest! {

@@ -108,3 +108,23 @@ fn the_newest_backup_is_found_by_the_time_in_its_name() {
     assert_eq!(name, "c-20261125T030000Z-r9.db.age");
     assert_eq!(at, 1_795_575_600);
 }
+
+mod props {
+    use super::super::judge::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        // a member's /metrics answer is input from the network: never a panic, whatever it says
+        #[test]
+        fn no_metrics_text_makes_the_parsers_panic(text in "(.{0,60}\n){0,20}", q in 0.0f64..1.0) {
+            let b = histogram(&text, "etcd_disk_wal_fsync_duration_seconds");
+            let _ = quantile(q, &b);
+            let _ = counter(&text, "etcd_server_leader_changes_seen_total");
+        }
+
+        #[test]
+        fn any_bucket_values_give_a_quantile_or_none(buckets in proptest::collection::vec((proptest::num::f64::ANY, proptest::num::f64::ANY), 0..12)) {
+            let _ = quantile(0.99, &buckets);
+        }
+    }
+}
