@@ -14,13 +14,7 @@ LINK=.etcd/debian-3.5
 die() { echo "fetch-debian-etcd: $*" >&2; exit 1; }
 . scripts/private-apt.sh
 
-if ! private_apt_update; then
-  if [ -x "$LINK/etcd" ]; then
-    echo "fetch-debian-etcd: Debian's archive did not answer; keeping $(readlink "$LINK")" >&2
-    exit 0
-  fi
-  die "Debian's archive (deb.debian.org) did not answer, and there is no earlier copy in $LINK"
-fi
+private_apt_refresh_or_keep fetch-debian-etcd "$LINK/etcd" "$LINK"
 
 candidate=$(private_apt_candidate etcd-server)
 [ -n "$candidate" ] || die "Debian's unstable has no etcd-server package"

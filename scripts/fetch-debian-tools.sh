@@ -11,10 +11,7 @@ die() { echo "fetch-debian-tools: $*" >&2; exit 1; }
 . scripts/private-apt.sh
 
 have() { [ -x "$DEST/promtool" ] && [ -x "$DEST/node_exporter" ]; }
-if ! private_apt_update; then
-  have && { echo "fetch-debian-tools: Debian's archive did not answer; keeping $DEST" >&2; exit 0; }
-  die "Debian's archive (deb.debian.org) did not answer, and there is no earlier copy in $DEST"
-fi
+private_apt_refresh_or_keep fetch-debian-tools "$DEST/promtool" "$DEST"
 prom=$(private_apt_candidate promtool)
 nodex=$(private_apt_candidate prometheus-node-exporter)
 [ -n "$prom" ] && [ -n "$nodex" ] || die "Debian's unstable lacks promtool or prometheus-node-exporter"

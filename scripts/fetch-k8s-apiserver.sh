@@ -20,13 +20,7 @@ LINK=.k8s/current
 die() { echo "fetch-k8s-apiserver: $*" >&2; exit 1; }
 . scripts/private-apt.sh
 
-if ! private_apt_update; then
-  if [ -x "$LINK/apiextensions-apiserver" ]; then
-    echo "fetch-k8s-apiserver: Debian's archive did not answer; keeping $(readlink "$LINK")" >&2
-    exit 0
-  fi
-  die "Debian's archive (deb.debian.org) did not answer, and there is no earlier build in $LINK"
-fi
+private_apt_refresh_or_keep fetch-k8s-apiserver "$LINK/apiextensions-apiserver" "$LINK"
 
 candidate=$(private_apt_candidate "$SOURCE")
 [ -n "$candidate" ] || die "Debian's unstable has no $SOURCE package"

@@ -3,8 +3,9 @@
 # by a key of /usr/share/keyrings/debian-archive-keyring.gpg, then the Packages index, then each
 # .deb's SHA256). Nothing is installed: own sources list, own lists and cache, an empty dpkg status
 # (host packages do not matter), so no system apt list, cache or status changes.
-# Defines: PRIVATE_APT (apt options), private_apt_update NAME (refreshes the index at most twice a
-# day; returns 1 when the archive does not answer).
+# Defines: PRIVATE_APT (apt options), private_apt_update (refreshes the index at most twice a
+# day; returns 1 when the archive does not answer), private_apt_refresh_or_keep, private_apt_candidate,
+# private_apt_unpack.
 KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 PRIVATE_APT_DIR="$PWD/.debian-apt"
 [ -r "$KEYRING" ] || { echo "$KEYRING is missing (Debian's package debian-archive-keyring): it is what the archive's signature is checked against" >&2; exit 1; }
@@ -39,4 +40,16 @@ private_apt_unpack() {
   shift
   (cd "$dir" && apt-get "${PRIVATE_APT[@]}" -qq download "$@" >&2) || return 1
   for deb in "$dir"/*.deb; do dpkg-deb -x "$deb" "$dir/root"; done
+}
+
+# private_apt_refresh_or_keep NAME FILE WHAT: refreshes the index; when the archive does not answer,
+# keeps the earlier copy (FILE is there: exit 0 with a note) or fails naming WHAT.
+private_apt_refresh_or_keep() {
+  private_apt_update && return 0
+  if [ -e "$2" ]; then
+    echo "$1: Debian's archive did not answer; keeping $3" >&2
+    exit 0
+  fi
+  echo "$1: Debian's archive (deb.debian.org) did not answer, and there is no earlier copy in $3" >&2
+  exit 1
 }
