@@ -202,6 +202,8 @@ fn begin(ctx: &Ctx, sha: &str, revision: i64, force: bool, progress: &Progress) 
         });
     }
     progress.step("restore", &format!("cluster {}: {}", v.state.word(), v.summary), None);
+    // said before any member stops, in a disaster too (no refusal has said it then)
+    progress.step("kubernetes", &kubernetes_steps(plan, Around::Before, true), None);
     // the spec's etcd older than the members run (an `upgrade` not written into the spec): the
     // restore would silently take the cluster back to it, and its tool may not raise the revision
     for m in &plan.members {

@@ -220,6 +220,7 @@ fn kube_apiserver_and_its_clients_survive_every_day2_command() {
     cp1.server.stop();
     let r = run_ok(&spec, &["restore", &snapshot, "--force"]);
     assert!(r.stdout.contains("revision raised by") && r.stdout.contains("  cp-1: start kube-apiserver\n") && r.stdout.contains("need no restart"), "{}", r.stdout);
+    assert!(r.stderr.contains("kubernetes: stop kube-apiserver on every control-plane node first (cp-1, cp-2"), "said before the members stop: {}", r.stderr);
     let stopped = r.stderr.lines().find(|l| l.contains("members stopped, the leader last")).unwrap_or_default().to_string();
     cp1.restart(&id);
     assert_list_matches(&cp1, &at_backup.present, &at_backup.uncertain, "after the restore");
