@@ -233,7 +233,7 @@ fn client_address(m: &Member) -> Option<(String, u16)> {
 }
 
 /// A URL's host (brackets removed) and port.
-fn url_host_port(url: &str) -> Option<(String, u16)> {
+pub(crate) fn url_host_port(url: &str) -> Option<(String, u16)> {
     let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
     let hostport = rest.split('/').next()?;
     let (host, port) = hostport.rsplit_once(':')?;

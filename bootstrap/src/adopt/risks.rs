@@ -73,11 +73,7 @@ fn member_findings(m: &Member, now: i64, out: &mut Vec<Finding>) {
             out.push(risk(name, format!("{what} ({}) expires in {days} days", c.subject), "renew it (rotate certs once adopted)"));
         }
     }
-    let url_host = |u: &str| -> String {
-        let rest = u.split_once("://").map(|(_, r)| r).unwrap_or(u);
-        let hp = rest.split('/').next().unwrap_or(rest);
-        hp.rsplit_once(':').map(|(h, _)| h).unwrap_or(hp).trim_start_matches('[').trim_end_matches(']').to_string()
-    };
+    let url_host = |u: &str| super::url_host_port(u).map(|(h, _)| h).unwrap_or_default();
     if let Some(s) = &m.served {
         for u in m.client_urls.iter().filter(|u| u.starts_with("https://")) {
             if !s.covers(&url_host(u)) {

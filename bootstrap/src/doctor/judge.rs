@@ -7,7 +7,8 @@ pub const GIB: u64 = 1 << 30;
 /// etcd's default `--quota-backend-bytes`.
 pub const DEFAULT_QUOTA: u64 = 2 * GIB;
 
-fn check(name: &str, member: Option<&str>, level: Level, evidence: String, fix: &str) -> Check {
+/// A check's result; the fix is kept only for one that is not OK.
+pub(super) fn check(name: &str, member: Option<&str>, level: Level, evidence: String, fix: &str) -> Check {
     Check { name: name.into(), member: member.map(String::from), level, evidence, fix: if level == Level::Ok { String::new() } else { fix.into() } }
 }
 

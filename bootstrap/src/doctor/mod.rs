@@ -98,9 +98,7 @@ pub struct Options {
     pub now: i64,
 }
 
-fn check(name: &str, member: Option<&str>, level: Level, evidence: String, fix: &str) -> Check {
-    Check { name: name.into(), member: member.map(String::from), level, evidence, fix: if level == Level::Ok { String::new() } else { fix.into() } }
-}
+use judge::check;
 
 fn gauge(name: &'static str, help: &'static str, labels: Vec<(&'static str, String)>, value: f64) -> Gauge {
     Gauge { name, help, labels, value }
