@@ -223,7 +223,8 @@ fn file_checks(ctx: &Ctx, opts: &Options) -> Found {
     let mut newest = newest_backup(&opts.backup_dir, &plan.loaded.spec.name);
     if opts.use_record
         && let Some(rec) = crate::backups::last_recorded(std::path::Path::new(&plan.loaded.file))
-        && newest.as_ref().is_none_or(|(_, t)| rec.taken_at > *t)
+        // on a tie (names have whole seconds) the record wins: it is the last one `backup` took
+        && newest.as_ref().is_none_or(|(_, t)| rec.taken_at >= *t)
     {
         newest = Some((rec.path, rec.taken_at));
     }
