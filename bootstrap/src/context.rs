@@ -161,6 +161,9 @@ pub fn run<T>(plan: &Plan, progress: &Progress, req: Request, lock_wait: Duratio
 
 /// [`run`] with the given seams (fakes in unit tests).
 pub fn run_with<T>(plan: &Plan, progress: &Progress, req: Request, lock_wait: Duration, seams: Seams, op: impl FnOnce(&Ctx) -> Result<T>) -> Result<T> {
+    if !crate::spec_adopted::supports(req.kind) {
+        crate::spec_adopted::refuse(&plan.loaded.spec, req.kind.command())?;
+    }
     let store = Store::for_spec(Path::new(&plan.loaded.file));
     let _lock = store.lock(req.kind.lock_mode(), lock_wait)?;
     let under_way = under_way(plan, &store)?;

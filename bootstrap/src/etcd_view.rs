@@ -9,7 +9,6 @@ use crate::versions::Version;
 use etcdctl_lite::model::MemberInfo;
 use etcdctl_lite::options::ClientOptions;
 use etcdctl_lite::quorum::Verdict;
-use pki::cluster::Role;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -51,15 +50,14 @@ fn etcd_err(what: &str) -> impl FnOnce(etcdctl_lite::CtlError) -> BootError + '_
 
 impl LiveEtcd {
     pub fn new(plan: &Plan) -> Result<LiveEtcd> {
-        let pki = plan.pki();
-        let hc = pki.leaf(&Role::HealthcheckClient);
+        let (ca, cert, key) = plan.client_files();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(BootError::Runtime)?;
         Ok(LiveEtcd {
             endpoints: plan.endpoints(),
-            ca: pki.ca().cert,
+            ca,
             bundle: crate::live::trust_bundle_path(plan),
-            cert: hc.cert,
-            key: hc.key,
+            cert,
+            key,
             election_timeout: plan.loaded.spec.etcd.election_timeout(),
             rt,
         })

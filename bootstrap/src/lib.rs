@@ -19,6 +19,7 @@ pub mod exit;
 #[cfg(test)]
 pub mod fakes;
 pub mod haproxy;
+pub mod in_place;
 pub mod journal;
 pub mod journal_store;
 pub mod kubeadm;
@@ -34,6 +35,7 @@ pub mod rules;
 pub mod sealed;
 pub mod scripts;
 pub mod spec;
+pub mod spec_adopted;
 pub mod spec_check;
 pub mod transport;
 pub mod tuning;

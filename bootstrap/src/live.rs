@@ -182,9 +182,14 @@ impl Ctx<'_> {
         let path = self.plan.pki().leaf(&Role::Server(m.spec.name.clone())).cert;
         let pem = std::fs::read(&path).map_err(|e| BootError::Output { path: path.display().to_string(), reason: e.to_string() })?;
         let want = pki::pemfile::first_certificate(&pem, &path.display().to_string())?;
+        self.wait_serves(m, &want, wait)
+    }
+
+    /// Waits (bounded) until the member's TLS handshake presents `want` (DER).
+    pub(crate) fn wait_serves(&self, m: &MemberPlan, want: &[u8], wait: Duration) -> Result<()> {
         let deadline = Instant::now() + wait;
         loop {
-            if self.etcd.served_certificate(&m.spec.client_url()).as_deref() == Some(&want[..]) {
+            if self.etcd.served_certificate(&m.spec.client_url()).as_deref() == Some(want) {
                 return Ok(());
             }
             if Instant::now() > deadline {

@@ -24,6 +24,7 @@ pub fn spec(n: usize, dir: &Path) -> Spec {
                 host: "local".into(),
                 ssh_options: vec![],
                 supervisor: Some(Supervisor::Process),
+                adopted: None,
             }
         })
         .collect();
@@ -37,6 +38,7 @@ pub fn spec(n: usize, dir: &Path) -> Spec {
         etcd: Default::default(),
         output_dir: "out".into(),
         members,
+        adopted: None,
         kubernetes: KubernetesSpec {
             // a release in support today (kubeadm reads v1beta4)
             version: "v1.35.0".into(),

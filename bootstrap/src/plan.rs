@@ -75,6 +75,16 @@ impl Plan {
     pub fn pki(&self) -> PkiDir {
         PkiDir::new(&self.issue.dir, Layout::Kubeadm)
     }
+    /// The client files operations talk to etcd with: the healthcheck client of the operator's
+    /// PKI, or, for an adopted cluster, the client files given to `adopt`. (CA, cert, key.)
+    pub fn client_files(&self) -> (PathBuf, PathBuf, PathBuf) {
+        if let Some(a) = &self.loaded.spec.adopted {
+            return (a.cacert.clone(), a.cert.clone(), a.key.clone());
+        }
+        let pki = self.pki();
+        let hc = pki.leaf(&Role::HealthcheckClient);
+        (pki.ca().cert, hc.cert, hc.key)
+    }
     pub fn endpoints(&self) -> Vec<String> {
         self.members.iter().map(|m| m.spec.client_url()).collect()
     }
@@ -155,6 +165,10 @@ pub fn build(loaded: &LoadedSpec) -> Plan {
         .members
         .iter()
         .map(|m| {
+            // an adopted member runs as its operator set it up: nothing of ours is delivered
+            if let Some(a) = &m.adopted {
+                return MemberPlan { spec: m.clone(), files: vec![], args: a.command_line.clone(), binary: a.binary.display().to_string() };
+            }
             let server = dir.leaf(&Role::Server(m.name.clone()));
             let peer = dir.leaf(&Role::Peer(m.name.clone()));
             let dest = |f: &str| m.pki_dir.join("etcd").join(f);

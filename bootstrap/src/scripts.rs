@@ -12,7 +12,7 @@ pub fn deliver(files: &[(String, u32, Vec<u8>)]) -> String {
     // mktemp: an unpredictable name created with O_EXCL (never through a planted symlink);
     // the temporary carries pki's leftover mark, so an interrupted delivery is recognisable.
     let mut s = String::from(
-        "set -eu\numask 077\ndeliver() {\n  d=$(dirname -- \"$1\")\n  mkdir -p -- \"$d\"\n  tmp=$(mktemp -- \"$d/.$(basename -- \"$1\").pki-tmp-XXXXXXXXXXXXXXXX\")\n  printf '%s' \"$3\" | base64 -d > \"$tmp\"\n  chmod \"$2\" \"$tmp\"\n  if [ -f \"$1\" ] && cmp -s \"$tmp\" \"$1\"; then rm -f -- \"$tmp\"; echo \"unchanged $1\"; else mv -f -- \"$tmp\" \"$1\"; echo \"written $1\"; fi\n}\n",
+        "set -eu\numask 077\ndeliver() {\n  d=$(dirname -- \"$1\")\n  mkdir -p -- \"$d\"\n  tmp=$(mktemp -- \"$d/.$(basename -- \"$1\").pki-tmp-XXXXXXXXXXXXXXXX\")\n  printf '%s' \"$3\" | base64 -d > \"$tmp\"\n  chmod \"$2\" \"$tmp\"\n  # a file replaced in place keeps its owner (a key etcd reads as its own user)\n  if [ -e \"$1\" ]; then chown --reference=\"$1\" -- \"$tmp\" 2>/dev/null || true; fi\n  if [ -f \"$1\" ] && cmp -s \"$tmp\" \"$1\"; then rm -f -- \"$tmp\"; echo \"unchanged $1\"; else mv -f -- \"$tmp\" \"$1\"; echo \"written $1\"; fi\n}\n",
     );
     for (path, mode, data) in files {
         let b64 = base64::engine::general_purpose::STANDARD.encode(data);

@@ -36,7 +36,12 @@ pub struct Spec {
     #[serde(default = "default_output")]
     pub output_dir: PathBuf,
     pub members: Vec<MemberSpec>,
+    /// The control plane; a spec of an adopted cluster may leave it out (no kubeadm outputs).
+    #[serde(default, skip_serializing_if = "KubernetesSpec::is_absent")]
     pub kubernetes: KubernetesSpec,
+    /// Set by `adopt -o`: the cluster was built elsewhere and is managed in place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adopted: Option<crate::spec_adopted::AdoptedCluster>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -100,8 +105,11 @@ pub struct MemberSpec {
     #[serde(default)]
     pub ssh_options: Vec<String>,
     /// Default: process on `local`, systemd over SSH.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub supervisor: Option<Supervisor>,
+    /// How a member this toolkit did not start runs, as `adopt` found it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adopted: Option<crate::spec_adopted::AdoptedMember>,
 }
 
 impl MemberSpec {
@@ -125,7 +133,7 @@ impl MemberSpec {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct KubernetesSpec {
     /// `vX.Y.Z`: picks kubeadm's config API and its minimum etcd (see `versions`).
@@ -234,6 +242,11 @@ pub struct LoadedSpec {
 }
 
 impl KubernetesSpec {
+    /// Left out of the spec (only an adopted cluster's spec may).
+    pub fn is_absent(&self) -> bool {
+        *self == KubernetesSpec::default()
+    }
+
     /// One control-plane node whose own API address is the control-plane endpoint: no load
     /// balancer (kubeadm accepts it; more control-plane nodes later need one).
     pub fn without_load_balancer(&self) -> bool {

@@ -44,8 +44,17 @@ impl Spec {
         self.check_top(&mut f);
         let pki = self.check_pki(&mut f);
         self.check_members(&mut f);
-        let kubernetes = check_kubernetes(&self.kubernetes, &mut f);
-        check_control_plane_nodes(&self.kubernetes, &mut f);
+        self.check_adopted(&mut f);
+        let kubernetes = if self.kubernetes.is_absent() && self.adopted.is_some() {
+            // an adopted cluster without a control plane in the spec: nothing uses the version
+            Some(crate::versions::Version(0, 0, 0))
+        } else if self.kubernetes.is_absent() {
+            f.problem("kubernetes", "missing: give the control plane (version, control_plane_endpoint, control_plane_nodes)");
+            None
+        } else {
+            check_control_plane_nodes(&self.kubernetes, &mut f);
+            check_kubernetes(&self.kubernetes, &mut f)
+        };
         match (pki, kubernetes) {
             (Some((algorithm, validity, ca_validity)), Some(kubernetes)) if f.problems.is_empty() => Ok((f.warnings, Typed { algorithm, validity, ca_validity, kubernetes })),
             _ => Err(f.problems),
@@ -123,7 +132,23 @@ impl Spec {
         self.check_shared_dirs(f);
     }
 
+    /// An adopted cluster: every member adopted (and no member adopted in a built cluster).
+    fn check_adopted(&self, f: &mut Findings) {
+        if let Some(a) = &self.adopted {
+            f.problems.extend(crate::spec_adopted::check_cluster(a));
+        }
+        for m in &self.members {
+            match (&self.adopted, &m.adopted) {
+                (Some(_), Some(am)) => f.problems.extend(crate::spec_adopted::check_member(&m.name, am)),
+                (Some(_), None) => f.problem(&format!("members[{}]", m.name), "not adopted, in an adopted cluster's spec: run `etcd-bootstrap adopt -o SPEC` again"),
+                (None, Some(_)) => f.problem(&format!("members[{}].adopted", m.name), "set, but the spec has no top-level `adopted:` (the operator's client files)"),
+                (None, None) => {}
+            }
+        }
+    }
+
     /// Data or pki dirs shared by two members on one host: one would overwrite the other's.
+    /// (An adopted member's files are where its operator put them: only its data dir counts.)
     fn check_shared_dirs(&self, f: &mut Findings) {
         let mut dirs: HashMap<(String, PathBuf), String> = HashMap::new();
         let mut pkis: HashMap<(String, PathBuf), String> = HashMap::new();
@@ -131,7 +156,8 @@ impl Spec {
             if let Some(other) = dirs.insert((m.host.clone(), m.data_dir.clone()), m.name.clone()) {
                 f.problems.push(format!("members[{}].data_dir: {} on {} is also the data dir of {other}", m.name, m.data_dir.display(), m.host));
             }
-            if let Some(other) = pkis.insert((m.host.clone(), m.pki_dir.clone()), m.name.clone()) {
+            if m.adopted.is_none()
+                && let Some(other) = pkis.insert((m.host.clone(), m.pki_dir.clone()), m.name.clone()) {
                 f.problems.push(format!("members[{}].pki_dir: {} on {} is also the pki_dir of {other}", m.name, m.pki_dir.display(), m.host));
             }
         }

@@ -108,13 +108,21 @@ fn status_of(not_before: i64, not_after: i64, now: i64, threshold: Threshold) ->
     if expiring { Status::Expiring } else { Status::Ok }
 }
 
-fn check_file(name: &str, cert: &Path, key: Option<&Path>, ca_der: Option<&[u8]>, expected_sans: Option<&[String]>, threshold: Threshold) -> Checked {
+/// One certificate file (and its key, when given) checked: expiry, the CA's signature, SANs.
+pub fn check_file(name: &str, cert: &Path, key: Option<&Path>, ca_der: Option<&[u8]>, expected_sans: Option<&[String]>, threshold: Threshold) -> Checked {
+    match crate::files::read_input(cert) {
+        Ok(pem) => check_pem(name, cert, &pem, key, ca_der, expected_sans, threshold),
+        Err(e) => Checked::unusable(name, cert, format!("cannot read: {e}")),
+    }
+}
+
+/// [`check_file`] for a certificate already read (`cert` names where it came from; a host's
+/// file read over SSH).
+pub fn check_pem(name: &str, cert: &Path, pem: &[u8], key: Option<&Path>, ca_der: Option<&[u8]>, expected_sans: Option<&[String]>, threshold: Threshold) -> Checked {
     let now = OffsetDateTime::now_utc().unix_timestamp();
     let what = cert.display().to_string();
     let mut problems = Vec::new();
-    let parsed = crate::files::read_input(cert)
-        .map_err(|e| format!("cannot read: {e}"))
-        .and_then(|b| pemfile::first_certificate(&b, &what).map_err(|e| e.to_string()));
+    let parsed = pemfile::first_certificate(pem, &what).map_err(|e| e.to_string());
     let der = match parsed {
         Ok(d) => d,
         Err(e) => {

@@ -177,3 +177,11 @@ pub fn renew(dir: &Path, ca: &Ca, roles: &[Role], validity: Duration, rekey: boo
     files::write_all(&planned, true)?;
     Ok(out)
 }
+
+/// Signs `template` for the public key the certificate `der` carries: a renewal whose private
+/// key stays where it is, never read (a member's key on its host).
+pub fn reissue_for_same_key(ca: &Ca, template: &LeafTemplate, der: &[u8], what: &str) -> Result<crate::ca::Issued> {
+    let (_, x) = parse_x509_certificate(der).map_err(|e| PkiError::bad_input(what, format!("not a certificate: {e}")))?;
+    let spki = rcgen::SubjectPublicKeyInfo::from_der(x.public_key().raw).map_err(|e| PkiError::bad_input(what, format!("its public key cannot be carried over: {e}")))?;
+    ca.sign(template, &spki)
+}

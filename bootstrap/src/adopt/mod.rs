@@ -10,11 +10,14 @@ pub mod effective;
 pub mod probe;
 pub mod report;
 pub mod risks;
+pub mod spec_out;
 
 #[cfg(test)]
 mod effective_tests;
 #[cfg(test)]
 mod risks_tests;
+#[cfg(test)]
+mod spec_out_tests;
 
 use crate::error::{BootError, Result};
 use effective::Effective;

@@ -84,8 +84,8 @@ pub fn nul_words(bytes: &[u8]) -> Vec<String> {
 }
 
 /// What runs the process.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case", tag = "kind")]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind", deny_unknown_fields)]
 pub enum Supervisor {
     /// A systemd unit (its name and file).
     Systemd { unit: String, fragment: String },

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 const NOW: i64 = 1_800_000_000;
 const DAY: i64 = 86_400;
 
-fn member(name: &str, version: &str, argv: &[&str]) -> Member {
+pub(super) fn member(name: &str, version: &str, argv: &[&str]) -> Member {
     let argv: Vec<String> = std::iter::once("etcd").chain(argv.iter().copied()).map(String::from).collect();
     let config = from_running(&argv, &[], Path::new("/"), None).unwrap();
     let addr = format!("10.0.0.{}", name.trim_start_matches("etcd-"));
@@ -57,7 +57,7 @@ fn cert(subject: &str, sans: &[&str], not_after: i64) -> CertSummary {
     }
 }
 
-const GOOD: &[&str] = &[
+pub(super) const GOOD: &[&str] = &[
     "--data-dir=/var/lib/etcd",
     "--listen-client-urls=https://10.0.0.1:2379",
     "--listen-peer-urls=https://10.0.0.1:2380",
@@ -65,7 +65,7 @@ const GOOD: &[&str] = &[
     "--peer-client-cert-auth",
 ];
 
-fn inventory(members: Vec<Member>) -> Inventory {
+pub(super) fn inventory(members: Vec<Member>) -> Inventory {
     Inventory { cluster_id: "c".into(), members, alarms: vec![], findings: vec![] }
 }
 

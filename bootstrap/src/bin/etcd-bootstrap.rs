@@ -77,6 +77,17 @@ enum Command {
         ssh_options: Vec<String>,
         #[arg(short = 'w', long = "write-out", value_enum, default_value = "table")]
         write_out: AdoptFormat,
+        /// Also write the spec of what is there to SPEC (a new file; never replaced), so that
+        /// status, certs check, backup, maintain, rotate certs and doctor work on it in place.
+        #[arg(short = 'o', long = "output", value_name = "SPEC")]
+        output: Option<PathBuf>,
+        /// The CA's private key (cfssl's ca-key.pem, any format pki loads), recorded in SPEC
+        /// for the operations that sign; checked against --cacert.
+        #[arg(long, requires = "output")]
+        ca_key: Option<PathBuf>,
+        /// The cluster's name in SPEC (default: its initial-cluster-token, else `adopted`).
+        #[arg(long, requires = "output")]
+        name: Option<String>,
     },
     /// Print exactly what `up` would do, touching nothing.
     Plan {
@@ -237,11 +248,16 @@ enum RotateCommand {
         #[arg(long, default_value = "60", value_name = "SECONDS")]
         wait: u64,
     },
-    /// Renew every leaf and roll it out member by member, each gated on a HEALTHY verdict.
+    /// Renew every leaf and roll it out member by member, each gated on a HEALTHY verdict. On an
+    /// adopted cluster: at the files' own paths and names, owner and mode kept, no restart.
     Certs {
         /// New keys too.
         #[arg(long)]
         rekey: bool,
+        /// (adopted cluster) A certificate every member shares becomes one per member, each
+        /// with a new key.
+        #[arg(long)]
+        split: bool,
         /// Bound per member.
         #[arg(long, default_value = "60", value_name = "SECONDS")]
         wait: u64,
@@ -370,37 +386,68 @@ fn print_notes(plan: &plan::Plan) {
     }
 }
 
+/// `adopt`'s arguments, as parsed.
+struct AdoptArgs {
+    endpoints: Vec<String>,
+    cacert: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+    hosts: Vec<String>,
+    ssh_options: Vec<String>,
+    write_out: AdoptFormat,
+    output: Option<PathBuf>,
+    ca_key: Option<PathBuf>,
+    name: Option<String>,
+}
+
+fn adopt(a: AdoptArgs) -> Result<u8, Box<dyn std::error::Error>> {
+    let AdoptArgs { endpoints, cacert, cert, key, hosts, ssh_options, write_out, output, ca_key, name } = a;
+    let mut pairs = Vec::new();
+    for h in &hosts {
+        let (member, dest) = h.split_once('=').ok_or_else(|| format!("--host {h:?}: give MEMBER=DEST"))?;
+        bootstrap::rules::no_control(member).map_err(|e| format!("--host {h:?}: {e}"))?;
+        if dest != "local" {
+            bootstrap::rules::ssh_destination(dest).map_err(|e| format!("--host {h:?}: {e}"))?;
+        }
+        pairs.push((member.to_string(), dest.to_string()));
+    }
+    bootstrap::rules::ssh_options(&ssh_options).map_err(|e| format!("--ssh-option: {e}"))?;
+    if let Some(k) = &ca_key {
+        pki::ca::Ca::load_files(&cacert, k).map_err(|e| format!("--ca-key {}: {e}", k.display()))?;
+    }
+    if let Some(o) = output.as_ref().filter(|o| o.exists()) {
+        return Err(format!("-o {}: exists; adopt never replaces a spec: give another path", o.display()).into());
+    }
+    let req = bootstrap::adopt::Request { endpoints, cacert, cert, key, hosts: pairs, ssh_options };
+    let inv = bootstrap::adopt::adopt(&req, &Progress::new(false))?;
+    match write_out {
+        AdoptFormat::Json => println!("{}", serde_json::to_string_pretty(&inv)?),
+        AdoptFormat::Table => print!("{}", bootstrap::adopt::report::table(&inv)),
+    }
+    if let Some(path) = &output {
+        use bootstrap::adopt::spec_out;
+        let spec = spec_out::spec_of(&inv, &req, ca_key.as_deref(), name.as_deref())
+            .map_err(|problems| format!("-o {}: not written: {}", path.display(), problems.join("; ")))?;
+        spec_out::write_new(&spec, path)?;
+        eprintln!("etcd-bootstrap: spec of what is there written to {} (next: etcd-bootstrap -f {} status)", path.display(), path.display());
+    }
+    Ok(if inv.findings.is_empty() { exit::OK } else { exit::WARNING })
+}
+
 fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
     let lock_wait = cli.lock_wait;
     if lock_wait > 3600 {
         return Err("--lock-wait: give 0 to 3600 seconds".into());
     }
     match cli.command {
-        Command::Adopt { endpoints, cacert, cert, key, hosts, ssh_options, write_out } => {
-            let mut pairs = Vec::new();
-            for h in &hosts {
-                let (member, dest) = h.split_once('=').ok_or_else(|| format!("--host {h:?}: give MEMBER=DEST"))?;
-                bootstrap::rules::no_control(member).map_err(|e| format!("--host {h:?}: {e}"))?;
-                if dest != "local" {
-                    bootstrap::rules::ssh_destination(dest).map_err(|e| format!("--host {h:?}: {e}"))?;
-                }
-                pairs.push((member.to_string(), dest.to_string()));
-            }
-            bootstrap::rules::ssh_options(&ssh_options).map_err(|e| format!("--ssh-option: {e}"))?;
-            let req = bootstrap::adopt::Request { endpoints, cacert, cert, key, hosts: pairs, ssh_options };
+        Command::Adopt { endpoints, cacert, cert, key, hosts, ssh_options, write_out, output, ca_key, name } => {
             // monitoring's convention, as `status`: 0 no risk, 1 risks found, 3 could not look
-            let inv = match bootstrap::adopt::adopt(&req, &Progress::new(false)) {
-                Ok(inv) => inv,
-                Err(e) => {
-                    eprintln!("etcd-bootstrap: error: {e}");
-                    return Ok(exit::UNKNOWN);
-                }
-            };
-            match write_out {
-                AdoptFormat::Json => println!("{}", serde_json::to_string_pretty(&inv)?),
-                AdoptFormat::Table => print!("{}", bootstrap::adopt::report::table(&inv)),
-            }
-            Ok(if inv.findings.is_empty() { exit::OK } else { exit::WARNING })
+            // (or could not write the spec)
+            let req = AdoptArgs { endpoints, cacert, cert, key, hosts, ssh_options, write_out, output, ca_key, name };
+            Ok(adopt(req).unwrap_or_else(|e| {
+                eprintln!("etcd-bootstrap: error: {e}");
+                exit::UNKNOWN
+            }))
         }
         Command::Doctor { write_out, textfile, backup_dir, backup_warn, backup_fail, cert_warn_days, print_timer } => {
             let secs = |flag: &str, v: &str| pki::validity::parse_duration(v, flag).map(|d| d.whole_seconds()).map_err(|e| e.to_string());
@@ -441,6 +488,7 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
         }
         Command::Plan { kubeadm_api } => {
             let loaded = load(&cli.spec)?;
+            bootstrap::spec_adopted::refuse(&loaded.spec, "plan")?;
             let plan = plan::build(&loaded);
             print_notes(&plan);
             let api = bootstrap::outputs::choose_api(&plan, kubeadm_api)?;
@@ -499,6 +547,7 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
                 return Err(format!("--timeout {timeout}: give 1 to 60 seconds").into());
             }
             let plan = plan::build(&load(&cli.spec)?);
+            bootstrap::spec_adopted::refuse(&plan.loaded.spec, "check lb")?;
             print_notes(&plan);
             let all = bootstrap::lb::check_lb(&plan, Duration::from_secs(timeout))?;
             if write_out == etcdctl_lite::render::Format::Json {
@@ -527,6 +576,7 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
         Command::Rotate { command: RotateCommand::Ca { continue_, status, wait } } => {
             use ops::rotate_ca::{instructions, rotate_ca, Request};
             let plan = plan::build(&load(&cli.spec)?);
+            bootstrap::spec_adopted::refuse(&plan.loaded.spec, "rotate ca")?;
             if status {
                 print_notes(&plan);
                 print!("{}", ops::rotate_ca::status(&plan)?);
@@ -538,10 +588,19 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             print!("{}", instructions(&plan, outcome));
             Ok(exit::OK)
         }
-        Command::Rotate { command: RotateCommand::Certs { rekey, wait } } => {
+        Command::Rotate { command: RotateCommand::Certs { rekey, split, wait } } => {
             let plan = plan::build(&load(&cli.spec)?);
-            let args = if rekey { "rotate certs --rekey" } else { "rotate certs" };
-            guarded(&plan, &Progress::new(false), lock_wait, OpKind::RotateCerts, None, args, |ctx| ops::rotate_certs::rotate_certs(ctx, rekey, Duration::from_secs(wait)))?;
+            let args = format!("rotate certs{}{}", if rekey { " --rekey" } else { "" }, if split { " --split" } else { "" });
+            let wait = Duration::from_secs(wait);
+            if plan.loaded.spec.adopted.is_some() {
+                let n = guarded(&plan, &Progress::new(false), lock_wait, OpKind::RotateCerts, None, &args, |ctx| ops::rotate_certs::rotate_in_place(ctx, rekey, split, wait))?;
+                println!("{n} certificates renewed in place on {} members (no restart); the cluster stayed HEALTHY", plan.members.len());
+                return Ok(exit::OK);
+            }
+            if split {
+                return Err("--split: only for an adopted cluster (a cluster etcd-bootstrap built has a certificate per member already)".into());
+            }
+            guarded(&plan, &Progress::new(false), lock_wait, OpKind::RotateCerts, None, &args, |ctx| ops::rotate_certs::rotate_certs(ctx, rekey, wait))?;
             println!("certificates rotated on {} members; the cluster stayed HEALTHY", plan.members.len());
             Ok(exit::OK)
         }
@@ -581,6 +640,7 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
         }
         Command::Restore { snapshot, force, wait, identity } => {
             let plan = plan::build(&load(&cli.spec)?);
+            bootstrap::spec_adopted::refuse(&plan.loaded.spec, "restore")?;
             bootstrap::rules::no_control(&snapshot.display().to_string()).map_err(|e| format!("restore SNAPSHOT: {e}"))?;
             let mut args = format!("restore {}", plan::sh_quote(&snapshot.display().to_string()));
             // an encrypted snapshot is decrypted into memory before anything else happens
@@ -627,6 +687,7 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
                 bootstrap::rules::sha256(h).map_err(|e| format!("--sha256: {e}"))?;
             }
             let plan = plan::build(&load(&cli.spec)?);
+            bootstrap::spec_adopted::refuse(&plan.loaded.spec, "upgrade")?;
             let args = format!("upgrade --to {}{}", plan::sh_quote(&to), sha256.as_deref().map(|h| format!(" --sha256 {h}")).unwrap_or_default());
             let progress = Progress::new(false);
             let run = |ctx: &Ctx| ops::upgrade::upgrade(ctx, &to, sha256.as_deref(), dry_run, Duration::from_secs(wait));

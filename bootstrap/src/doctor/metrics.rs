@@ -81,16 +81,15 @@ impl<T: Read + Write> ReadWrite for T {}
 
 fn tls_config(ctx: &Ctx) -> Result<rustls::ClientConfig, String> {
     use rustls::pki_types::pem::PemObject;
-    let pki = ctx.plan.pki();
-    let hc = pki.leaf(&pki::cluster::Role::HealthcheckClient);
-    let ca = crate::live::trust_bundle_path(ctx.plan);
-    let ca = if ca.exists() { ca } else { pki.ca().cert };
+    let (ca, cert, key) = ctx.plan.client_files();
+    let bundle = crate::live::trust_bundle_path(ctx.plan);
+    let ca = if bundle.exists() { bundle } else { ca };
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls::pki_types::CertificateDer::pem_file_iter(&ca).map_err(|e| format!("{}: {e}", ca.display()))? {
         roots.add(cert.map_err(|e| format!("{}: {e}", ca.display()))?).map_err(|e| e.to_string())?;
     }
-    let chain: Vec<_> = rustls::pki_types::CertificateDer::pem_file_iter(&hc.cert).map_err(|e| format!("{}: {e}", hc.cert.display()))?.filter_map(|c| c.ok()).collect();
-    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(&hc.key).map_err(|e| format!("{}: {e}", hc.key.display()))?;
+    let chain: Vec<_> = rustls::pki_types::CertificateDer::pem_file_iter(&cert).map_err(|e| format!("{}: {e}", cert.display()))?.filter_map(|c| c.ok()).collect();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(&key).map_err(|e| format!("{}: {e}", key.display()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -207,7 +207,9 @@ fn now_f64() -> f64 {
 fn file_checks(ctx: &Ctx, opts: &Options) -> Found {
     let (mut c, mut g) = (Vec::new(), Vec::new());
     let plan = ctx.plan;
-    match crate::ops::status::certs_check(plan, pki::expiry::Threshold::Within(time::Duration::days(opts.cert_warn_days))) {
+    let threshold = pki::expiry::Threshold::Within(time::Duration::days(opts.cert_warn_days));
+    let certs = if plan.loaded.spec.adopted.is_some() { crate::in_place::certs_report(ctx, threshold) } else { crate::ops::status::certs_check(plan, threshold) };
+    match certs {
         Ok(report) => {
             let (cc, cg) = from_certs(&report, opts.now);
             c.extend(cc);
@@ -215,8 +217,10 @@ fn file_checks(ctx: &Ctx, opts: &Options) -> Found {
         }
         Err(e) => c.push(check("certificate", None, Level::Unknown, e.to_string(), "check the spec's pki.dir")),
     }
+    // an adopted cluster's CRLs (if any) are its operator's
     let (_, crl) = pki::crl::paths(&plan.issue.dir);
     match crl_next_update(&crl) {
+        _ if plan.loaded.spec.adopted.is_some() => {}
         Some(next) => c.push(judge::expiry("crl", "next update", next, opts.now, 7, "refresh it: pki revoke (or etcd-bootstrap rotate certs) re-signs it")),
         None => c.push(check("crl", None, Level::Warn, format!("{} missing or unreadable", crl.display()), "etcd-bootstrap up writes it")),
     }

@@ -12,6 +12,10 @@ pub fn status(plan: &Plan) -> Result<Verdict> {
 }
 
 /// `certs check`: every certificate of the spec's PKI, with SAN coverage of the members' addresses.
+/// An adopted cluster's certificates are read on the members' hosts, where they are.
 pub fn certs_check(plan: &Plan, threshold: pki::expiry::Threshold) -> Result<pki::expiry::Report> {
+    if plan.loaded.spec.adopted.is_some() {
+        return crate::context::read_only(plan, &crate::progress::Progress::new(true), |ctx| crate::in_place::certs_report(ctx, threshold));
+    }
     Ok(pki::expiry::check_dir(&plan.issue.dir, Some(&plan.issue.members), threshold)?)
 }

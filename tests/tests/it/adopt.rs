@@ -337,5 +337,178 @@ fn adopt_reads_members_on_other_hosts_over_ssh() {
     let findings = inv["findings"].to_string();
     assert!(!findings.contains("every member serves the same certificate"), "each member has its own: {findings}");
     assert_eq!(hashes(&lab.dir), before, "adopt changed a file");
+
+    // then managed over SSH: new keys, at their paths, each keeping its owner (a key etcd would
+    // read as its own user) and mode
+    let key1 = lab.dir.join("host-1/etc/etcd/pki/etcd-key.pem");
+    std::os::unix::fs::chown(&key1, Some(65534), Some(65534)).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let spec = out.path().join("ssh.yaml");
+    let ca_key = lab.pki().join("ca-key.pem");
+    let mut with_o = args.clone();
+    with_o.extend(["-o", spec.to_str().unwrap(), "--ca-key", ca_key.to_str().unwrap()]);
+    let r = lab.adopt(&eps, &with_o);
+    assert!(r.code == Some(0) || r.code == Some(1), "{}", r.stderr);
+    assert!(std::fs::read_to_string(&spec).unwrap().contains(&format!("host: root@{}", hosts.hosts[0].address)));
+    assert_eq!(boot(&spec, &["status"]).code, Some(0));
+    let before = hashes(&lab.dir);
+    let w = Writes::start(&lab, &eps);
+    let rot = boot(&spec, &["rotate", "certs", "--rekey"]);
+    assert!(rot.ok(), "{}{}", rot.stdout, rot.stderr);
+    w.finish(&lab, &eps, 3);
+    let after = hashes(&lab.dir);
+    for i in 1..=3 {
+        for f in ["etcd.pem", "etcd-key.pem"] {
+            let p = lab.dir.join(format!("host-{i}/etc/etcd/pki/{f}"));
+            assert_ne!(after[&p], before[&p], "{} renewed", p.display());
+            assert_eq!(after[&p].split(' ').nth(1), before[&p].split(' ').nth(1), "{} keeps its mode", p.display());
+        }
+        openssl_text(&lab, i - 1);
+    }
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(&key1).unwrap().uid(), 65534, "the new key keeps the old one's owner");
     drop(lab);
+}
+
+/// Continuous writes with the lab's admin client, every acknowledged one recorded.
+struct Writes {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<(Vec<u32>, Vec<String>)>,
+}
+
+impl Writes {
+    fn start(lab: &Lab, eps: &str) -> Writes {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (flag, p, eps) = (stop.clone(), lab.pki(), eps.to_string());
+        let thread = std::thread::spawn(move || {
+            let (mut acked, mut failed) = (Vec::new(), Vec::new());
+            let mut n = 0u32;
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) && n < 5000 {
+                n += 1;
+                let r = etcdctl(&p, &eps, &["put", &format!("/adopted/{n:05}"), "v"]);
+                if r.ok() { acked.push(n) } else { failed.push(r.stderr) }
+            }
+            (acked, failed)
+        });
+        Writes { stop, thread }
+    }
+
+    /// Stops; every acknowledged write must be readable, and at most `max_failed` failed.
+    fn finish(self, lab: &Lab, eps: &str, max_failed: usize) -> usize {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (acked, failed) = self.thread.join().unwrap();
+        assert!(acked.len() >= 5, "too few writes to mean anything: {}", acked.len());
+        assert!(failed.len() <= max_failed, "{} failed writes: {:?}", failed.len(), failed.first());
+        let got = etcdctl(&lab.pki(), eps, &["get", "/adopted/", "--prefix", "--keys-only"]).assert_ok();
+        for n in &acked {
+            assert!(got.stdout.contains(&format!("/adopted/{n:05}")), "acknowledged write {n} is missing");
+        }
+        acked.len()
+    }
+}
+
+fn etcdctl(p: &Path, eps: &str, args: &[&str]) -> Ran {
+    run_bounded(
+        Command::new(tool("etcdctl", "ETCDCTL_BIN")).env("ETCDCTL_API", "3").args(["--endpoints", eps, "--command-timeout=3s"]).arg("--cacert").arg(p.join("ca.pem")).arg("--cert").arg(p.join("admin.pem")).arg("--key").arg(p.join("admin-key.pem")).args(args),
+        Duration::from_secs(20),
+    )
+}
+
+fn boot(spec: &Path, args: &[&str]) -> Ran {
+    run_bounded(Command::new(bin("etcd-bootstrap")).arg("-f").arg(spec).args(args), Duration::from_secs(180))
+}
+
+/// The certificate a member's host holds at `host-N/etc/etcd/pki/etcd.pem`, as openssl shows it.
+fn openssl_text(lab: &Lab, i: usize) -> String {
+    let cert = lab.dir.join(format!("host-{}/etc/etcd/pki/etcd.pem", i + 1));
+    let v = integration_tests::openssl(&lab.dir, &["verify", "-CAfile", &lab.pki().join("ca.pem").display().to_string(), &cert.display().to_string()]);
+    assert!(v.ok() && v.stdout.contains(": OK"), "openssl verify: {}{}", v.stdout, v.stderr);
+    integration_tests::openssl(&lab.dir, &["x509", "-noout", "-subject", "-ext", "subjectAltName", "-in", &cert.display().to_string()]).assert_ok().stdout
+}
+
+/// Adopted with `-o SPEC --ca-key`, then managed in place: status, certs check, backup,
+/// maintain, and the shared certificate split into one per member under continuous writes —
+/// no restart (the same PIDs), every acknowledged write kept, only the certificate and key
+/// files changed (their modes kept); what would restart a member is refused, changing nothing.
+#[test]
+fn an_adopted_cluster_is_managed_in_place() {
+    let mut lab = lab();
+    let out = tempfile::tempdir().unwrap();
+    let spec = out.path().join("lab.yaml");
+    let before = hashes(&lab.dir);
+    let pids: Vec<u32> = lab.children.iter().map(Child::id).collect();
+    let eps = lab.endpoints_of(0..3);
+    let ca_key = lab.pki().join("ca-key.pem").display().to_string();
+    let r = lab.adopt(&eps, &["-o", &spec.display().to_string(), "--ca-key", &ca_key]);
+    assert_eq!(r.code, Some(1), "risks found, spec written: {}", r.stderr);
+    assert!(r.stderr.contains(&format!("written to {}", spec.display())), "{}", r.stderr);
+    assert_eq!(hashes(&lab.dir), before, "adopt -o changed a file on a host");
+    let text = std::fs::read_to_string(&spec).unwrap();
+    for needle in ["settings_from: flags", "settings_from: environment", "settings_from: config file", "kind: process", "cert-file: ", "command_line:", "name: lab-cluster", "ca_key: "] {
+        assert!(text.contains(needle), "the spec lacks {needle:?}:\n{text}");
+    }
+    let again = lab.adopt(&eps, &["-o", &spec.display().to_string()]);
+    assert!(again.code != Some(0) && again.code != Some(1) && again.stderr.contains("never replaces a spec"), "{}", again.stderr);
+
+    assert_eq!(boot(&spec, &["status"]).code, Some(0), "HEALTHY through the operator's client files");
+    let certs = boot(&spec, &["certs", "check", "-w", "json"]);
+    assert_eq!(certs.code, Some(0), "{}{}", certs.stdout, certs.stderr);
+    let report: serde_json::Value = serde_json::from_str(&certs.stdout).unwrap();
+    let names: Vec<&str> = report["certificates"].as_array().unwrap().iter().map(|c| c["certificate"].as_str().unwrap()).collect();
+    assert_eq!(names, ["etcd-1/server+peer", "etcd-2/server+peer", "etcd-3/server+peer"], "one row per file a member serves with (server and peer share it)");
+    let backups = out.path().join("backups");
+    let b = boot(&spec, &["backup", "--dir", &backups.display().to_string()]).assert_ok();
+    assert!(std::fs::read_dir(&backups).unwrap().flatten().any(|e| e.file_name().to_string_lossy().starts_with("lab-cluster-")), "{}", b.stdout);
+    boot(&spec, &["maintain"]).assert_ok();
+    let doctor = boot(&spec, &["doctor"]);
+    assert_eq!(doctor.code, Some(0), "{}{}", doctor.stdout, doctor.stderr);
+    for needle in ["certificate etcd-2/server+peer", "free-space etcd-3", "wal-fsync etcd-1", "backup "] {
+        assert!(doctor.stdout.contains(needle), "doctor lacks {needle:?}:\n{}", doctor.stdout);
+    }
+
+    let w = Writes::start(&lab, &eps);
+    let rot = boot(&spec, &["rotate", "certs", "--split"]);
+    assert!(rot.ok(), "{}{}", rot.stdout, rot.stderr);
+    assert!(rot.stdout.contains("3 certificates renewed in place on 3 members (no restart)"), "{}", rot.stdout);
+    let n = w.finish(&lab, &eps, 3);
+    eprintln!("{n} writes acknowledged during the split");
+    for i in 0..3 {
+        let shown = openssl_text(&lab, i);
+        assert!(shown.contains(&format!("CN = etcd-{}", i + 1)) || shown.contains(&format!("CN=etcd-{}", i + 1)), "{shown}");
+        for (j, a) in lab.addrs[..3].iter().enumerate() {
+            assert_eq!(shown.contains(&format!("IP Address:{a}\n")) || shown.contains(&format!("IP Address:{a},")), i == j, "etcd-{}'s SANs and {a}: {shown}", i + 1);
+        }
+    }
+    let inv: serde_json::Value = serde_json::from_str(&lab.adopt(&eps, &["-w", "json"]).stdout).unwrap();
+    assert!(!inv["findings"].to_string().contains("every member serves the same certificate"), "{}", inv["findings"]);
+    // no restart, and nothing but the certificates and keys changed, each keeping its mode
+    for (i, c) in lab.children.iter_mut().enumerate() {
+        assert!(c.try_wait().unwrap().is_none(), "etcd-{} still runs", i + 1);
+        assert_eq!(c.id(), pids[i]);
+    }
+    let after = hashes(&lab.dir);
+    let changed: Vec<String> = before.keys().filter(|p| after.get(*p) != before.get(*p)).map(|p| p.strip_prefix(&lab.dir).unwrap().display().to_string()).collect();
+    let want: Vec<String> = (1..=3).flat_map(|i| [format!("host-{i}/etc/etcd/pki/etcd-key.pem"), format!("host-{i}/etc/etcd/pki/etcd.pem")]).collect();
+    assert_eq!(changed, want);
+    for p in before.keys() {
+        assert_eq!(after[p].split(' ').nth(1), before[p].split(' ').nth(1), "{} keeps its mode", p.display());
+    }
+    assert_eq!(after.len(), before.len(), "no file added or left behind on a host");
+
+    // renewed again without --split: the keys stay, unread
+    let keys = |h: &BTreeMap<PathBuf, String>| h.iter().filter(|(p, _)| p.ends_with("etcd-key.pem")).map(|(_, v)| v.clone()).collect::<Vec<_>>();
+    boot(&spec, &["rotate", "certs"]).assert_ok();
+    let third = hashes(&lab.dir);
+    assert_eq!(keys(&third), keys(&after), "the keys were kept");
+    assert_ne!(third, after, "the certificates were renewed");
+
+    // what would restart or rewrite a member is refused, naming what works
+    for args in [&["upgrade", "--to", "/nonexistent.tar.gz"][..], &["replace", "etcd-1"], &["down"], &["rotate", "ca"]] {
+        let r = boot(&spec, args);
+        assert!(!r.ok() && r.stderr.contains("not on an adopted cluster yet") && r.stderr.contains("rotate certs and doctor"), "{args:?}: {}", r.stderr);
+    }
+    assert_eq!(hashes(&lab.dir), third, "a refusal changed a file");
+    for c in lab.children.iter_mut() {
+        assert!(c.try_wait().unwrap().is_none());
+    }
 }

@@ -1,0 +1,138 @@
+//! What a spec says of a cluster this toolkit did not build (`adopt -o SPEC` writes it): the
+//! operator's client files and CA key at the top, and for each member how it runs as found — its
+//! supervisor, how its settings are given, its binary and command line, and each TLS file at its
+//! own path. Operations that support an adopted cluster work on those files in place and never
+//! rewrite a unit, an environment file, a config file or a flag.
+
+use crate::adopt::probe::Supervisor;
+use crate::adopt::effective::TLS_FILE_SETTINGS;
+use crate::rules;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// `adopted:` at the top of the spec.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AdoptedCluster {
+    /// etcd's cluster ID (hex) when it was adopted: endpoints that answer with another are refused.
+    pub cluster_id: String,
+    /// The operator's client files, as given to `adopt` (absolute paths on this machine).
+    pub cacert: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// The CA's private key (cfssl's ca-key.pem, or any format `pki` loads); its certificate is
+    /// `cacert`. Without it, operations that sign (rotate certs) refuse.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_key: Option<PathBuf>,
+}
+
+/// `adopted:` in a member: how it runs, as found.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AdoptedMember {
+    /// The process's supervisor: a systemd unit (name and file), a static pod, a container, or
+    /// a plain process.
+    pub supervisor: Supervisor,
+    /// `flags`, `environment`, `flags and environment` or `config file`.
+    pub settings_from: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_file: Option<PathBuf>,
+    /// The running binary (as /proc/PID/exe names it) and the version etcd reported.
+    pub binary: PathBuf,
+    pub version: String,
+    /// etcd's setting (`cert-file`, `peer-key-file`, ...) -> the file, absolute on the host.
+    pub tls: BTreeMap<String, PathBuf>,
+    /// etcd's command line after the binary, verbatim: the operator's flags (never rewritten).
+    #[serde(default)]
+    pub command_line: Vec<String>,
+}
+
+impl AdoptedMember {
+    pub fn tls_file(&self, setting: &str) -> Option<&PathBuf> {
+        self.tls.get(setting)
+    }
+
+    /// The certificate/key pairs it serves with: (cert setting, key setting), server first; a
+    /// peer pair on the same files as the server pair is listed once.
+    pub fn leaf_pairs(&self) -> Vec<(&'static str, &'static str)> {
+        let mut pairs = Vec::new();
+        for (c, k) in [("cert-file", "key-file"), ("peer-cert-file", "peer-key-file")] {
+            if let (Some(cert), Some(key)) = (self.tls.get(c), self.tls.get(k))
+                && !pairs.iter().any(|(pc, pk): &(&str, &str)| self.tls.get(*pc) == Some(cert) && self.tls.get(*pk) == Some(key))
+            {
+                pairs.push((c, k));
+            }
+        }
+        pairs
+    }
+}
+
+/// The problems of an adopted section (`who`: `adopted` or `members[NAME].adopted`).
+pub fn check_cluster(a: &AdoptedCluster) -> Vec<String> {
+    let mut p = Vec::new();
+    if a.cluster_id.is_empty() || !a.cluster_id.chars().all(|c| c.is_ascii_hexdigit()) || a.cluster_id.len() > 16 {
+        p.push(format!("adopted.cluster_id: {:?} is not etcd's hex cluster ID", a.cluster_id));
+    }
+    for (path, what) in [(Some(&a.cacert), "cacert"), (Some(&a.cert), "cert"), (Some(&a.key), "key"), (a.ca_key.as_ref(), "ca_key")] {
+        if let Some(path) = path
+            && let Err(e) = rules::no_control(&path.display().to_string())
+        {
+            p.push(format!("adopted.{what}: {e}"));
+        }
+    }
+    p
+}
+
+pub fn check_member(name: &str, a: &AdoptedMember) -> Vec<String> {
+    let who = format!("members[{name}].adopted");
+    let mut p = Vec::new();
+    for (k, path) in &a.tls {
+        if !TLS_FILE_SETTINGS.contains(&k.as_str()) {
+            p.push(format!("{who}.tls.{k}: not one of etcd's TLS file settings ({})", TLS_FILE_SETTINGS.join(", ")));
+        }
+        if let Err(e) = rules::member_path(path) {
+            p.push(format!("{who}.tls.{k}: {e}"));
+        }
+    }
+    for (path, what) in [(Some(&a.binary), "binary"), (a.config_file.as_ref(), "config_file")] {
+        if let Some(path) = path
+            && let Err(e) = rules::member_path(path)
+        {
+            p.push(format!("{who}.{what}: {e}"));
+        }
+    }
+    let words = [a.settings_from.as_str(), a.version.as_str()].into_iter().chain(a.command_line.iter().map(String::as_str));
+    let words = words.chain(match &a.supervisor {
+        Supervisor::Systemd { unit, fragment } => vec![unit.as_str(), fragment.as_str()],
+        Supervisor::StaticPod { manifest } => vec![manifest.as_str()],
+        Supervisor::Container | Supervisor::Process => vec![],
+    });
+    for w in words {
+        if let Err(e) = rules::no_control(w) {
+            p.push(format!("{who}: {e}"));
+        }
+    }
+    p
+}
+
+/// The commands that work on an adopted cluster, as the refusal names them.
+pub const SUPPORTED: &str = "status, certs check, backup, maintain, rotate certs and doctor";
+
+/// Whether an operation runs on an adopted cluster: those that never restart or rewrite a
+/// member (a restart would need the toolkit to drive a supervisor it did not write).
+pub fn supports(kind: crate::journal::OpKind) -> bool {
+    use crate::journal::OpKind::*;
+    matches!(kind, Backup | Maintain | RotateCerts)
+}
+
+/// Refuses `command` on an adopted cluster's spec, before anything is read or changed.
+pub fn refuse(spec: &crate::spec::Spec, command: &str) -> crate::error::Result<()> {
+    match &spec.adopted {
+        None => Ok(()),
+        Some(_) => Err(crate::error::BootError::Precondition {
+            what: command.to_string(),
+            reason: format!("not on an adopted cluster yet (its members run as their operator set them up, and this would restart or rewrite them); on one, use {SUPPORTED}"),
+        }),
+    }
+}
