@@ -34,6 +34,7 @@ pub mod progress;
 pub mod rules;
 pub mod sealed;
 pub mod scripts;
+pub mod scripts_adopted;
 pub mod spec;
 pub mod spec_adopted;
 pub mod spec_check;

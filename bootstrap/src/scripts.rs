@@ -50,6 +50,9 @@ const IS_ETCD: &str = "is_etcd() { [ -r /proc/$1/stat ] && [ \"$(cat /proc/$1/co
 
 /// `running=1` if the member is up (process alive with etcd's name, or the unit active).
 pub fn status_lines(m: &MemberPlan) -> String {
+    if let Some(a) = &m.spec.adopted {
+        return crate::scripts_adopted::status_lines(m, a, IS_ETCD);
+    }
     match m.spec.supervisor() {
         Supervisor::Process => format!(
             "{IS_ETCD}pidf={}\nif [ -f \"$pidf\" ]; then p=$(cat \"$pidf\"); if is_etcd \"$p\"; then echo running=1; echo pid=$p; fi; fi\n",
@@ -66,6 +69,10 @@ pub fn marker_text(token: &str, name: &str) -> String {
 
 /// Starts the member (if it is not running), writing the marker first.
 pub fn start(m: &MemberPlan, token: &str) -> String {
+    // an adopted member's data dir is its operator's: no marker, started as it was found
+    if let Some(a) = &m.spec.adopted {
+        return crate::scripts_adopted::start(m, a, IS_ETCD);
+    }
     let sp = &m.spec;
     let mut s = String::from("set -eu\n");
     s.push_str(&format!(
@@ -102,7 +109,7 @@ pub fn start(m: &MemberPlan, token: &str) -> String {
 /// Where a member's systemd unit goes, with its contents, for a transport's file delivery
 /// (`None` for the process supervisor).
 pub fn unit_delivery(m: &MemberPlan) -> Option<(String, u32, Vec<u8>)> {
-    (m.spec.supervisor() == Supervisor::Systemd).then(|| (format!("/etc/systemd/system/{}", m.unit_name()), 0o644, unit_file(m).into_bytes()))
+    (m.spec.adopted.is_none() && m.spec.supervisor() == Supervisor::Systemd).then(|| (format!("/etc/systemd/system/{}", m.unit_name()), 0o644, unit_file(m).into_bytes()))
 }
 
 /// The systemd unit for a member. Every value is escaped for systemd's own syntax.
@@ -172,6 +179,10 @@ impl Grace {
 }
 
 fn stop_within(m: &MemberPlan, purge: Option<&str>, grace: Grace) -> String {
+    if let Some(a) = &m.spec.adopted {
+        // never purged: `down --purge` is refused on an adopted cluster
+        return crate::scripts_adopted::stop(m, a, IS_ETCD, grace.tenths());
+    }
     let sp = &m.spec;
     let mut s = String::from("set -u\n");
     match sp.supervisor() {
@@ -339,6 +350,8 @@ pub fn restore_snapshot(m: &MemberPlan, snapshot: &str, initial_cluster: &str, t
             peer = q(&sp.peer_url()),
         ),
         r#"chmod 700 "$d""#.into(),
+        // owned as the data it replaces (etcd may run as its own user)
+        r#"old=$(ls -d -- "$d".replaced-* 2>/dev/null | tail -n 1); if [ -n "$old" ]; then chown -R --reference="$old" -- "$d"; fi"#.into(),
         r#"echo "restored=$tool""#.into(),
     ]);
     lines.join("\n") + "\n"
@@ -372,6 +385,13 @@ pub fn lb_probe(host: &str, port: u16, ca_pem: &str, timeout_secs: u64) -> Strin
 
 /// The last lines of the member's log, for error messages.
 pub fn log_tail(m: &MemberPlan, lines: usize) -> String {
+    if let Some(crate::adopt::probe::Supervisor::Systemd { unit, .. }) = m.spec.adopted.as_ref().map(|a| &a.supervisor) {
+        return format!("journalctl -u {} -n {lines} --no-pager 2>/dev/null\n", q(unit));
+    }
+    if m.spec.adopted.is_some() {
+        // a plain process logs here once started by us; before, wherever its operator sent it
+        return format!("tail -n {lines} {} 2>/dev/null\n", q(&m.log_file().display().to_string()));
+    }
     match m.spec.supervisor() {
         Supervisor::Process => format!("tail -n {lines} {} 2>/dev/null\n", q(&m.log_file().display().to_string())),
         Supervisor::Systemd => format!("journalctl -u {} -n {lines} --no-pager 2>/dev/null\n", q(&m.unit_name())),

@@ -46,6 +46,16 @@ pub struct AdoptedMember {
     /// etcd's command line after the binary, verbatim: the operator's flags (never rewritten).
     #[serde(default)]
     pub command_line: Vec<String>,
+    /// Its working directory (relative paths, the default data dir), and for a plain process its
+    /// `ETCD_*` (and `GO*`) environment: what starting it again needs.
+    #[serde(default = "root_dir")]
+    pub working_dir: PathBuf,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub environment: BTreeMap<String, String>,
+}
+
+fn root_dir() -> PathBuf {
+    "/".into()
 }
 
 impl AdoptedMember {
@@ -102,7 +112,15 @@ pub fn check_member(name: &str, a: &AdoptedMember) -> Vec<String> {
             p.push(format!("{who}.{what}: {e}"));
         }
     }
-    let words = [a.settings_from.as_str(), a.version.as_str()].into_iter().chain(a.command_line.iter().map(String::as_str));
+    if let Err(e) = rules::member_path_format(&a.working_dir) {
+        p.push(format!("{who}.working_dir: {e}"));
+    }
+    for k in a.environment.keys() {
+        if !(k.starts_with("ETCD_") || k.starts_with("GO")) || !k.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_') {
+            p.push(format!("{who}.environment.{k}: only etcd's ETCD_* (and Go's GO*) variables are kept"));
+        }
+    }
+    let words = [a.settings_from.as_str(), a.version.as_str()].into_iter().chain(a.command_line.iter().map(String::as_str)).chain(a.environment.values().map(String::as_str));
     let words = words.chain(match &a.supervisor {
         Supervisor::Systemd { unit, fragment } => vec![unit.as_str(), fragment.as_str()],
         Supervisor::StaticPod { manifest } => vec![manifest.as_str()],
@@ -117,13 +135,14 @@ pub fn check_member(name: &str, a: &AdoptedMember) -> Vec<String> {
 }
 
 /// The commands that work on an adopted cluster, as the refusal names them.
-pub const SUPPORTED: &str = "status, certs check, backup, maintain, rotate certs and doctor";
+pub const SUPPORTED: &str = "status, certs check, backup, maintain, rotate certs, restore, down, up and doctor";
 
-/// Whether an operation runs on an adopted cluster: those that never restart or rewrite a
-/// member (a restart would need the toolkit to drive a supervisor it did not write).
+/// Whether an operation runs on an adopted cluster: those that change no member's setup. (A
+/// member is stopped and started through the supervisor it was found with; what would rewrite
+/// its unit, flags or binary, or delete its data, is not.)
 pub fn supports(kind: crate::journal::OpKind) -> bool {
     use crate::journal::OpKind::*;
-    matches!(kind, Backup | Maintain | RotateCerts)
+    matches!(kind, Backup | Maintain | RotateCerts | Restore | Down | Up)
 }
 
 /// Refuses `command` on an adopted cluster's spec, before anything is read or changed.

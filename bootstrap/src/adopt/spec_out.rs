@@ -66,12 +66,21 @@ fn member_spec(m: &Member, req: &Request) -> std::result::Result<MemberSpec, Str
         version: m.version.clone().unwrap_or_default(),
         tls,
         command_line: p.argv.iter().skip(1).cloned().collect(),
+        working_dir: p.cwd.clone(),
+        // a unit or a pod carries its own environment; a plain process's is kept to start it again
+        environment: match p.supervisor {
+            crate::adopt::probe::Supervisor::Process => p.environ.iter().filter(|(k, _)| k.starts_with("ETCD_") || k.starts_with("GO")).cloned().collect(),
+            _ => Default::default(),
+        },
     };
     let mut spec: MemberSpec = serde_yaml_ng::from_str(&format!("{{name: x, address: {address}}}")).map_err(|e| e.to_string())?;
     spec.name = m.name.clone();
     spec.client_port = client_port;
     spec.peer_port = peer_port;
     spec.data_dir = m.data_dir.clone().unwrap_or_else(|| config.data_dir());
+    // the toolkit's own files for this member (a pid file and log once it starts it, a parked
+    // manifest, a snapshot being restored) beside its data dir: /var/lib/etcd-bootstrap
+    spec.run_dir = spec.data_dir.parent().unwrap_or(Path::new("/var/lib")).join("etcd-bootstrap");
     if m.host != "local" {
         spec.host = m.host.clone();
         spec.ssh_options = req.ssh_options.clone();

@@ -510,6 +510,11 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             let out = &loaded.output_dir;
             println!("cluster {}: {} ({} members, {} started now) in {:.1}s", loaded.spec.name, report.verdict.state.word(), plan.members.len(), report.started.len(), progress.elapsed().as_secs_f64());
             println!("spec:        {}", spec_path.display());
+            if loaded.spec.adopted.is_some() {
+                println!("endpoints:   {}", plan.endpoints().join(","));
+                println!("adopted:     every member started as it was found; nothing issued, delivered or written");
+                return Ok(exit::OK);
+            }
             if loaded.spec.kubernetes.allow_old_etcd {
                 println!("etcd:        kubernetes.allow_old_etcd is set (a lab cluster): an etcd below kubeadm's minimum is accepted, and the kubeadm configs ignore its ExternalEtcdVersion check");
             }
@@ -640,7 +645,6 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
         }
         Command::Restore { snapshot, force, wait, identity } => {
             let plan = plan::build(&load(&cli.spec)?);
-            bootstrap::spec_adopted::refuse(&plan.loaded.spec, "restore")?;
             bootstrap::rules::no_control(&snapshot.display().to_string()).map_err(|e| format!("restore SNAPSHOT: {e}"))?;
             let mut args = format!("restore {}", plan::sh_quote(&snapshot.display().to_string()));
             // an encrypted snapshot is decrypted into memory before anything else happens

@@ -160,11 +160,10 @@ pub fn restore(ctx: &Ctx, snapshot: &Path, label: &str, force: bool, wait: Durat
 pub fn kubernetes_steps(plan: &Plan, when: Around, bumped: bool) -> String {
     let nodes = &plan.loaded.spec.kubernetes.control_plane_nodes;
     let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+    // an adopted cluster's spec may not name the nodes
+    let which = if names.is_empty() { String::new() } else { format!("{}: ", names.join(", ")) };
     match when {
-        Around::Before => format!(
-            "stop kube-apiserver on every control-plane node first ({}: move /etc/kubernetes/manifests/kube-apiserver.yaml out of that folder, or stop its service)",
-            names.join(", ")
-        ),
+        Around::Before => format!("stop kube-apiserver on every control-plane node first ({which}move /etc/kubernetes/manifests/kube-apiserver.yaml out of that folder, or stop its service)"),
         Around::After => {
             let mut out = String::from("next, on each control-plane node, start kube-apiserver again (move kube-apiserver.yaml back into /etc/kubernetes/manifests/) and wait until it is Ready:\n");
             for n in nodes {

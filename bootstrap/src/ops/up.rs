@@ -36,6 +36,9 @@ pub struct UpReport {
 
 pub fn up(ctx: &Ctx, opts: &UpOptions) -> Result<UpReport> {
     let (plan, progress) = (ctx.plan, ctx.progress);
+    if plan.loaded.spec.adopted.is_some() {
+        return up_in_place(ctx, opts.wait);
+    }
     // one writer of the operator's PKI directory (and outputs) for the whole operation
     let _lock = pki::lock::lock_dir(&plan.issue.dir, pki::lock::DEFAULT_WAIT)?;
     // during a CA rotation the members hold the files of its current stage: they are started
@@ -165,6 +168,17 @@ fn deliver_own_files(ctx: &Ctx, progress: &Progress) -> Result<usize> {
 
 /// Starts what is not running, all at once (a static bootstrap needs the members together);
 /// every member that failed is listed.
+/// `up` on an adopted cluster: every member that is not running started as it was found (its
+/// unit, its static pod, or its command line, environment and working directory), then HEALTHY.
+/// Nothing is issued, delivered or written.
+fn up_in_place(ctx: &Ctx, wait: Duration) -> Result<UpReport> {
+    ctx.require_reachable(&ctx.plan.members.iter().collect::<Vec<_>>(), 0, "up")?;
+    ctx.changing("start")?;
+    let started = start_all(ctx, &[], ctx.progress)?;
+    let verdict = wait_for_quorum(ctx, wait, ctx.progress)?;
+    Ok(UpReport { issued: 0, kept: 0, files_written: 0, started, verdict, outputs: vec![] })
+}
+
 fn start_all(ctx: &Ctx, actions: &[Action], progress: &Progress) -> Result<Vec<String>> {
     let plan = ctx.plan;
     let starts = per_member(plan, |m| {

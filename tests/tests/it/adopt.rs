@@ -80,6 +80,8 @@ impl Drop for Lab {
             let _ = c.kill();
             let _ = c.wait();
         }
+        // members etcd-bootstrap started again (restore, up) have pid files beside their data
+        integration_tests::kill_etcds_from_pid_files(&self.dir);
     }
 }
 
@@ -367,6 +369,17 @@ fn adopt_reads_members_on_other_hosts_over_ssh() {
     }
     use std::os::unix::fs::MetadataExt;
     assert_eq!(std::fs::metadata(&key1).unwrap().uid(), 65534, "the new key keeps the old one's owner");
+
+    // down and up over SSH: each plain process started again on its host, as it was found
+    boot(&spec, &["down"]).assert_ok();
+    let up = boot(&spec, &["up"]);
+    assert!(up.ok() && up.stdout.contains("3 started now"), "{}{}", up.stdout, up.stderr);
+    let again: serde_json::Value = serde_json::from_str(&lab.adopt(&eps, &args).stdout).unwrap();
+    assert_eq!(settings(&again), settings(&inv), "the same command lines and settings after the restart");
+    for m in again["members"].as_array().unwrap() {
+        assert_ne!(m["process"]["pid"], serde_json::Value::Null);
+    }
+    boot(&spec, &["down"]).assert_ok();
     drop(lab);
 }
 
@@ -414,6 +427,13 @@ fn etcdctl(p: &Path, eps: &str, args: &[&str]) -> Ran {
     )
 }
 
+/// Each member's command line and effective settings (with where each came from), by name.
+fn settings(inv: &serde_json::Value) -> Vec<(String, String, String)> {
+    let mut v: Vec<_> = inv["members"].as_array().unwrap().iter().map(|m| (m["name"].to_string(), m["process"]["argv"].to_string(), m["config"]["settings"].to_string())).collect();
+    v.sort();
+    v
+}
+
 fn boot(spec: &Path, args: &[&str]) -> Ran {
     run_bounded(Command::new(bin("etcd-bootstrap")).arg("-f").arg(spec).args(args), Duration::from_secs(180))
 }
@@ -456,12 +476,14 @@ fn an_adopted_cluster_is_managed_in_place() {
     let report: serde_json::Value = serde_json::from_str(&certs.stdout).unwrap();
     let names: Vec<&str> = report["certificates"].as_array().unwrap().iter().map(|c| c["certificate"].as_str().unwrap()).collect();
     assert_eq!(names, ["etcd-1/server+peer", "etcd-2/server+peer", "etcd-3/server+peer"], "one row per file a member serves with (server and peer share it)");
+    etcdctl(&lab.pki(), &eps, &["put", "/kept", "before the backup"]).assert_ok();
     let backups = out.path().join("backups");
     let b = boot(&spec, &["backup", "--dir", &backups.display().to_string()]).assert_ok();
     assert!(std::fs::read_dir(&backups).unwrap().flatten().any(|e| e.file_name().to_string_lossy().starts_with("lab-cluster-")), "{}", b.stdout);
     boot(&spec, &["maintain"]).assert_ok();
     let doctor = boot(&spec, &["doctor"]);
-    assert_eq!(doctor.code, Some(0), "{}{}", doctor.stdout, doctor.stderr);
+    // a WARN may come from this machine's disk latency; nothing may fail or be unknown
+    assert!(matches!(doctor.code, Some(0 | 1)) && doctor.stdout.contains(" 0 FAIL, 0 UNKNOWN"), "{}{}", doctor.stdout, doctor.stderr);
     for needle in ["certificate etcd-2/server+peer", "free-space etcd-3", "wal-fsync etcd-1", "backup "] {
         assert!(doctor.stdout.contains(needle), "doctor lacks {needle:?}:\n{}", doctor.stdout);
     }
@@ -502,13 +524,40 @@ fn an_adopted_cluster_is_managed_in_place() {
     assert_eq!(keys(&third), keys(&after), "the keys were kept");
     assert_ne!(third, after, "the certificates were renewed");
 
-    // what would restart or rewrite a member is refused, naming what works
-    for args in [&["upgrade", "--to", "/nonexistent.tar.gz"][..], &["replace", "etcd-1"], &["down"], &["rotate", "ca"]] {
+    // what would rewrite a member or delete its data is refused, naming what works
+    for args in [&["upgrade", "--to", "/nonexistent.tar.gz"][..], &["replace", "etcd-1"], &["down", "--purge"], &["rotate", "ca"]] {
         let r = boot(&spec, args);
-        assert!(!r.ok() && r.stderr.contains("not on an adopted cluster yet") && r.stderr.contains("rotate certs and doctor"), "{args:?}: {}", r.stderr);
+        assert!(!r.ok() && r.stderr.contains("not on an adopted cluster yet") && r.stderr.contains("up and doctor"), "{args:?}: {}", r.stderr);
     }
     assert_eq!(hashes(&lab.dir), third, "a refusal changed a file");
     for c in lab.children.iter_mut() {
         assert!(c.try_wait().unwrap().is_none());
     }
+    let as_found = settings(&inv);
+
+    // restore in place: every member stopped (the leader last), its data moved aside, the
+    // snapshot restored, each started again exactly as it was found
+    let snapshot = std::fs::read_dir(&backups).unwrap().flatten().map(|e| e.path()).find(|p| p.extension().is_some_and(|x| x == "db")).unwrap();
+    let refused = boot(&spec, &["restore", snapshot.to_str().unwrap()]);
+    assert!(!refused.ok() && refused.stderr.contains("--force"), "a HEALTHY cluster needs --force: {}", refused.stderr);
+    let r = boot(&spec, &["restore", snapshot.to_str().unwrap(), "--force"]);
+    assert!(r.ok(), "{}{}", r.stdout, r.stderr);
+    for (i, c) in lab.children.iter_mut().enumerate() {
+        assert!(c.try_wait().unwrap().is_some(), "etcd-{} as the lab started it was stopped", i + 1);
+    }
+    assert_eq!(etcdctl(&lab.pki(), &eps, &["get", "/kept", "--print-value-only"]).assert_ok().stdout.trim(), "before the backup");
+    assert_eq!(etcdctl(&lab.pki(), &eps, &["get", "/adopted/", "--prefix", "--keys-only"]).assert_ok().stdout.trim(), "", "what was written after the snapshot is gone");
+    let after_restore: serde_json::Value = serde_json::from_str(&lab.adopt(&eps, &["-w", "json"]).stdout).unwrap();
+    assert_eq!(settings(&after_restore), as_found, "each member runs with the command line and every setting (by flag, environment, config file) it had");
+    assert_eq!(boot(&spec, &["status"]).code, Some(0));
+
+    // down and up: stopped, then started again as found
+    boot(&spec, &["down"]).assert_ok();
+    assert!(!etcdctl(&lab.pki(), &eps, &["endpoint", "health"]).ok(), "every member stopped");
+    let up = boot(&spec, &["up"]);
+    assert!(up.ok() && up.stdout.contains("HEALTHY (3 members, 3 started now)"), "{}{}", up.stdout, up.stderr);
+    let after_up: serde_json::Value = serde_json::from_str(&lab.adopt(&eps, &["-w", "json"]).stdout).unwrap();
+    assert_eq!(settings(&after_up), as_found);
+    assert_eq!(etcdctl(&lab.pki(), &eps, &["get", "/kept", "--print-value-only"]).assert_ok().stdout.trim(), "before the backup");
+    boot(&spec, &["down"]).assert_ok();
 }
