@@ -41,6 +41,11 @@ impl Store {
         self.dir.join("last-backup.json")
     }
 
+    /// `doctor`'s earlier samples of counters it judges over a window (leader changes).
+    pub fn doctor_samples_path(&self) -> PathBuf {
+        self.dir.join("doctor-samples.json")
+    }
+
     fn io_err(&self, path: &Path, source: std::io::Error) -> BootError {
         BootError::Journal { path: path.display().to_string(), reason: source.to_string() }
     }

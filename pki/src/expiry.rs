@@ -136,7 +136,7 @@ pub fn check_pem(name: &str, cert: &Path, pem: &[u8], key: Option<&Path>, ca_der
         }
     };
     if let Some(ca) = ca_der
-        && !signed_by_der(&der, ca) {
+        && !crate::verify::signed_by_der(&der, ca) {
             problems.push("not signed by the CA in this directory".into());
         }
     if let Some(key) = key {
@@ -172,11 +172,6 @@ pub fn check_pem(name: &str, cert: &Path, pem: &[u8], key: Option<&Path>, ca_der
     }
 }
 
-fn signed_by_der(der: &[u8], ca_der: &[u8]) -> bool {
-    use x509_parser::prelude::*;
-    let (Ok((_, leaf)), Ok((_, ca))) = (parse_x509_certificate(der), parse_x509_certificate(ca_der)) else { return false };
-    leaf.issuer().as_raw() == ca.subject().as_raw() && leaf.verify_signature(Some(ca.public_key())).is_ok()
-}
 
 /// The members found in `members/` (names only; no addresses known).
 fn discovered_members(dir: &Path) -> Vec<String> {

@@ -10,7 +10,12 @@ use x509_parser::prelude::*;
 
 /// Whether the certificate `der` was signed by `ca` (signature checked, issuer name equal).
 pub fn signed_by(der: &[u8], ca: &Ca) -> bool {
-    let (Ok((_, leaf)), Ok((_, ca_cert))) = (parse_x509_certificate(der), parse_x509_certificate(ca.cert_der())) else {
+    signed_by_der(der, ca.cert_der())
+}
+
+/// [`signed_by`] a CA known by its certificate alone (DER).
+pub fn signed_by_der(der: &[u8], ca_der: &[u8]) -> bool {
+    let (Ok((_, leaf)), Ok((_, ca_cert))) = (parse_x509_certificate(der), parse_x509_certificate(ca_der)) else {
         return false;
     };
     leaf.issuer().as_raw() == ca_cert.subject().as_raw() && leaf.verify_signature(Some(ca_cert.public_key())).is_ok()

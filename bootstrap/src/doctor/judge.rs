@@ -182,3 +182,53 @@ pub fn counter(text: &str, name: &str) -> Option<f64> {
     }
     found
 }
+
+/// Each member's etcd against kubeadm's MinExternalEtcdVersion for the spec's Kubernetes: below
+/// it FAIL (kubeadm's preflight refuses it), or WARN when the spec accepts an old etcd (a lab).
+pub fn etcd_for_kubernetes(k8s: crate::versions::Version, min: Option<crate::versions::Version>, versions: &[(String, crate::versions::Version)], allow_old: bool) -> Check {
+    let Some(min) = min else {
+        return check("version-matrix", None, Level::Ok, format!("kubeadm {k8s}: no minimum etcd known"), "");
+    };
+    let old: Vec<String> = versions.iter().filter(|(_, v)| *v < min).map(|(m, v)| format!("{m} {v}")).collect();
+    let level = match (old.is_empty(), allow_old) {
+        (true, _) => Level::Ok,
+        (false, true) => Level::Warn,
+        (false, false) => Level::Fail,
+    };
+    let evidence = if old.is_empty() { format!("every member at or above {min}, kubeadm {k8s}'s minimum") } else { format!("below kubeadm {k8s}'s minimum etcd {min}: {}", old.join(", ")) };
+    check("version-matrix", None, level, evidence, "etcd-bootstrap upgrade --to the newest 3.5 patch")
+}
+
+/// etcd's default --snapshot-catchup-entries: a follower further behind gets a whole snapshot.
+pub const CATCHUP_ENTRIES: u64 = 5000;
+
+/// A member's raft index behind the highest: past the catch-up entries it needs a snapshot to
+/// follow (slow disk or network, or it was down): WARN.
+pub fn raft_lag(member: &str, index: u64, highest: u64) -> Check {
+    let lag = highest.saturating_sub(index);
+    let level = if lag > CATCHUP_ENTRIES { Level::Warn } else { Level::Ok };
+    check("raft-lag", Some(member), level, format!("{lag} entries behind the most advanced member"), "look at its disk and network latency (wal-fsync, peer round trips); a member that keeps falling behind: etcd-bootstrap replace NAME")
+}
+
+/// Leader changes a member saw within the window (etcdHighNumberOfLeaderChanges: 4 or more in
+/// 15 minutes is a WARN). `earlier`: the oldest sample inside the window (time, counter); none
+/// yet, the count since the member started is shown.
+pub fn leader_changes(member: &str, count: f64, earlier: Option<(i64, f64)>, now: i64) -> Check {
+    match earlier {
+        None => check("leader-changes", Some(member), Level::Ok, format!("{count:.0} since it started (no earlier sample to compare)"), ""),
+        Some((at, before)) => {
+            // a counter that went down: the member restarted, everything counted is new
+            let seen = if count >= before { count - before } else { count };
+            let level = if seen >= 4.0 { Level::Warn } else { Level::Ok };
+            check("leader-changes", Some(member), level, format!("{seen:.0} in the last {}", human(now - at)), "frequent elections: look at disk latency (wal-fsync), CPU starvation and the network between members")
+        }
+    }
+}
+
+/// The window leader changes are judged over (etcdHighNumberOfLeaderChanges: 15 minutes).
+pub const LEADER_WINDOW: i64 = 15 * 60;
+
+/// The sample to compare with: the oldest inside the window that is at least a minute old.
+pub fn window_start(samples: &[(i64, f64)], now: i64) -> Option<(i64, f64)> {
+    samples.iter().filter(|(t, _)| now - t <= LEADER_WINDOW && now - t >= 60).min_by_key(|(t, _)| *t).copied()
+}

@@ -9,9 +9,11 @@ use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 
-pub fn checks(ctx: &Ctx) -> (Vec<Check>, Vec<Gauge>) {
+pub fn checks(ctx: &Ctx, now: i64) -> (Vec<Check>, Vec<Gauge>) {
     let (mut c, mut g) = (Vec::new(), Vec::new());
     let texts = crate::live::per_member(ctx.plan, |m| fetch(ctx, m));
+    let store = crate::journal_store::Store::for_spec(std::path::Path::new(&ctx.plan.loaded.file));
+    let mut samples: Samples = std::fs::read_to_string(store.doctor_samples_path()).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
     for (m, t) in ctx.plan.members.iter().zip(texts) {
         let name = m.spec.name.as_str();
         match t {
@@ -22,6 +24,10 @@ pub fn checks(ctx: &Ctx) -> (Vec<Check>, Vec<Gauge>) {
                 c.push(judge::latency("backend-commit", name, commit, 0.025, 0.25));
                 if let Some(n) = judge::counter(&text, "etcd_server_leader_changes_seen_total") {
                     g.push(Gauge { name: "etcd_bootstrap_leader_changes_seen", help: "Leader changes the member has seen since it started.", labels: vec![("member", name.into())], value: n });
+                    let mine = samples.entry(name.to_string()).or_default();
+                    c.push(judge::leader_changes(name, n, judge::window_start(mine, now), now));
+                    mine.retain(|(t, _)| now - t <= 2 * judge::LEADER_WINDOW);
+                    mine.push((now, n));
                 }
                 for (metric, v) in [("etcd_bootstrap_wal_fsync_p99_seconds", fsync), ("etcd_bootstrap_backend_commit_p99_seconds", commit)] {
                     if let Some(v) = v {
@@ -32,8 +38,15 @@ pub fn checks(ctx: &Ctx) -> (Vec<Check>, Vec<Gauge>) {
             Err(e) => c.push(Check { name: "metrics".into(), member: Some(name.into()), level: Level::Unknown, evidence: e, fix: "check that the member serves /metrics".into() }),
         }
     }
+    // kept for the next run (a minute timer); losing it only restarts the window
+    if let Ok(text) = serde_json::to_string(&samples) {
+        let _ = pki::files::write_all(&[pki::files::PlannedFile::public(store.doctor_samples_path(), text + "\n")], true);
+    }
     (c, g)
 }
+
+/// Per member, (time, leader changes seen) as earlier runs read them.
+type Samples = std::collections::BTreeMap<String, Vec<(i64, f64)>>;
 
 fn fetch(ctx: &Ctx, m: &MemberPlan) -> Result<String, String> {
     let host = m.spec.url_host();

@@ -1,9 +1,11 @@
 //! `doctor`: every check of an external etcd and what is around it, in one run, each OK / WARN /
 //! FAIL with its evidence and its fix, and outputs monitoring reads (Prometheus text, Nagios).
-//! The quorum verdict, the members' status and metrics, the certificates and the CRL, each host's
-//! clock and free space, and the newest backup; gathered in parallel, each bounded in time.
-//! Read-only: no lock, no journal.
+//! The quorum verdict, the members' status, raft lag and metrics, the certificates and the CRL,
+//! each host's clock and free space, the newest backup, and around the cluster the load balancer,
+//! kube-apiserver's files on the nodes and an adopted cluster's risks; gathered in parallel, each
+//! bounded in time. Read-only: no lock, no journal; only its own samples file is written.
 
+pub mod around;
 pub mod judge;
 pub mod metrics;
 pub mod render;
@@ -108,10 +110,11 @@ fn gauge(name: &'static str, help: &'static str, labels: Vec<(&'static str, Stri
 pub fn run(ctx: &Ctx, opts: &Options) -> Report {
     let (mut checks, mut gauges) = (Vec::new(), Vec::new());
     std::thread::scope(|s| {
-        let cluster = s.spawn(|| cluster_checks(ctx));
+        let cluster = s.spawn(|| cluster_checks(ctx, opts.now));
         let hosts = s.spawn(|| host_checks(ctx));
         let files = s.spawn(|| file_checks(ctx, opts));
-        for h in [cluster, hosts, files] {
+        let around = s.spawn(|| around::checks(ctx, opts));
+        for h in [cluster, hosts, files, around] {
             match h.join() {
                 Ok((c, g)) => {
                     checks.extend(c);
@@ -128,7 +131,7 @@ pub fn run(ctx: &Ctx, opts: &Options) -> Report {
 pub type Found = (Vec<Check>, Vec<Gauge>);
 
 /// The verdict, alarms, versions, and each member's database and latencies.
-fn cluster_checks(ctx: &Ctx) -> Found {
+fn cluster_checks(ctx: &Ctx, now: i64) -> Found {
     let (mut c, mut g) = (Vec::new(), Vec::new());
     let v = match ctx.verdict() {
         Ok(v) => v,
@@ -141,13 +144,17 @@ fn cluster_checks(ctx: &Ctx) -> Found {
     c.push(check("alarms", None, alarms, if v.alarms.is_empty() { "none".into() } else { v.alarms.join(", ") }, "NOSPACE: etcd-bootstrap maintain; CORRUPT: replace the member"));
     let quota = ctx.plan.loaded.spec.etcd.quota_backend_bytes.unwrap_or(judge::DEFAULT_QUOTA);
     let mut versions: Vec<String> = Vec::new();
+    let mut member_versions = vec![None; ctx.plan.members.len()];
+    let mut indexes = vec![None; ctx.plan.members.len()];
     if let Ok((opts, rt)) = ctx.etcd.client() {
         let statuses = rt.block_on(etcdctl_lite::ops::status(&opts));
-        for m in &ctx.plan.members {
+        for (i, m) in ctx.plan.members.iter().enumerate() {
             let name = m.spec.name.as_str();
             match statuses.iter().find(|s| s.endpoint == m.spec.client_url()).map(|s| &s.result) {
                 Some(Ok(st)) => {
                     versions.push(st.version.clone());
+                    member_versions[i] = crate::versions::Version::parse(&st.version);
+                    indexes[i] = Some(st.raft_index);
                     let (size, in_use) = (u64::try_from(st.db_size).unwrap_or(0), u64::try_from(st.db_size_in_use).unwrap_or(0));
                     c.push(judge::db_size(name, size, quota));
                     c.push(judge::fragmentation(name, size, in_use));
@@ -159,13 +166,34 @@ fn cluster_checks(ctx: &Ctx) -> Found {
             }
         }
     }
+    c.extend(version_matrix(ctx.plan, &ctx.plan.members.iter().map(|m| m.spec.name.clone()).zip(member_versions.iter().cloned()).filter_map(|(n, v)| Some((n, v?))).collect::<Vec<_>>()));
+    let highest = indexes.iter().flatten().max().copied().unwrap_or(0);
+    for (m, index) in ctx.plan.members.iter().zip(&indexes) {
+        if let Some(i) = index {
+            c.push(judge::raft_lag(&m.spec.name, *i, highest));
+        }
+    }
     versions.sort();
     versions.dedup();
     c.push(check("versions", None, if versions.len() > 1 { Level::Warn } else { Level::Ok }, if versions.is_empty() { "unknown".into() } else { versions.join(", ") }, "finish the upgrade: etcd-bootstrap upgrade --to ..."));
-    let (mc, mg) = metrics::checks(ctx);
+    let (mc, mg) = metrics::checks(ctx, now);
     c.extend(mc);
     g.extend(mg);
     (c, g)
+}
+
+/// The members' etcd against the minimum of the spec's Kubernetes (none for an adopted cluster
+/// whose spec names no control plane).
+fn version_matrix(plan: &crate::plan::Plan, versions: &[(String, crate::versions::Version)]) -> Vec<Check> {
+    let k = &plan.loaded.spec.kubernetes;
+    if k.is_absent() {
+        return vec![];
+    }
+    let k8s = plan.loaded.typed.kubernetes;
+    match crate::versions::release_for(k8s) {
+        Ok(r) => vec![judge::etcd_for_kubernetes(k8s, r.min_etcd, versions, k.allow_old_etcd)],
+        Err(e) => vec![check("version-matrix", None, Level::Unknown, e, "set kubernetes.version to a release kubeadm supports")],
+    }
 }
 
 /// Each host's clock and the free space beside its data dir.

@@ -128,3 +128,50 @@ mod props {
         }
     }
 }
+
+#[test]
+fn versions_raft_lag_and_leader_changes_are_judged_as_kubeadm_etcd_and_the_mixin_do() {
+    use crate::versions::Version;
+    let k8s = Version(1, 31, 0);
+    let min = Some(Version(3, 5, 15));
+    let vs = |v: &[(u64, u64, u64)]| v.iter().enumerate().map(|(i, (a, b, c))| (format!("etcd-{}", i + 1), Version(*a, *b, *c))).collect::<Vec<_>>();
+    assert_eq!(etcd_for_kubernetes(k8s, min, &vs(&[(3, 5, 30), (3, 5, 30)]), false).level, Level::Ok);
+    let old = etcd_for_kubernetes(k8s, min, &vs(&[(3, 5, 30), (3, 4, 23)]), false);
+    assert_eq!(old.level, Level::Fail);
+    assert!(old.evidence.contains("etcd-2 3.4.23") && !old.evidence.contains("etcd-1"), "{}", old.evidence);
+    assert_eq!(etcd_for_kubernetes(k8s, min, &vs(&[(3, 4, 23)]), true).level, Level::Warn, "a lab spec that accepts an old etcd");
+    assert_eq!(raft_lag("e", 100, 100 + CATCHUP_ENTRIES).level, Level::Ok);
+    assert_eq!(raft_lag("e", 100, 101 + CATCHUP_ENTRIES).level, Level::Warn);
+    let now = 1_800_000_000;
+    assert_eq!(leader_changes("e", 7.0, None, now).level, Level::Ok, "no window yet");
+    assert_eq!(leader_changes("e", 7.0, Some((now - 600, 4.0)), now).level, Level::Ok);
+    assert_eq!(leader_changes("e", 8.0, Some((now - 600, 4.0)), now).level, Level::Warn);
+    assert_eq!(leader_changes("e", 5.0, Some((now - 600, 40.0)), now).level, Level::Warn, "a restart reset the counter: all 5 are new");
+    let samples = [(now - 2000, 1.0), (now - 800, 2.0), (now - 300, 3.0), (now - 10, 4.0)];
+    assert_eq!(window_start(&samples, now), Some((now - 800, 2.0)), "the oldest inside 15 minutes, at least a minute old");
+}
+
+#[test]
+fn kube_apiserver_files_on_a_node_must_chain_to_the_ca_the_members_trust() {
+    let ca = pki::ca::Ca::create(&pki::ca::CaOptions::default()).unwrap();
+    let other = pki::ca::Ca::create(&pki::ca::CaOptions::default()).unwrap();
+    let leaf = |ca: &pki::ca::Ca, days: i64| {
+        let t = pki::ca::LeafTemplate { subject: pki::ca::Subject::cn("kube-apiserver-etcd-client"), sans: vec![], usages: pki::cluster::client_usages(), validity: time::Duration::days(days), ca_constraint: None };
+        let key = pki::keys::PrivateKey::generate(pki::keys::KeyAlgorithm::EcdsaP256).unwrap();
+        ca.sign(&t, key.key_pair()).unwrap().pem.into_bytes()
+    };
+    let opts = super::Options { backup_dir: "/b".into(), use_record: false, backup_warn: 1, backup_fail: 2, cert_warn_days: 30, now: time::OffsetDateTime::now_utc().unix_timestamp() };
+    let trusted = vec![ca.cert_der().to_vec()];
+    let ca_pem = ca.cert_pem().as_bytes();
+    let judge = |c: Option<&[u8]>, l: Option<&[u8]>| super::around::judge_node("cp-1", c, l, &trusted, &opts);
+    assert_eq!(judge(Some(ca_pem), Some(&leaf(&ca, 300))).level, Level::Ok);
+    assert_eq!(judge(Some(ca_pem), Some(&leaf(&ca, 10))).level, Level::Warn, "expiring within 30 days");
+    assert_eq!(judge(None, Some(&leaf(&ca, 300))).level, Level::Warn, "not there yet");
+    let foreign = judge(Some(ca_pem), Some(&leaf(&other, 300)));
+    assert!(foreign.level == Level::Fail && foreign.evidence.contains("not signed by a CA the members trust"), "{foreign:?}");
+    let wrong_ca = judge(Some(other.cert_pem().as_bytes()), Some(&leaf(&ca, 300)));
+    assert!(wrong_ca.level == Level::Fail && wrong_ca.evidence.contains("holds none of the CAs"), "{wrong_ca:?}");
+    // a rotation's bundle on the node (old + new): trusted
+    let bundle = [ca.cert_pem(), other.cert_pem()].concat();
+    assert_eq!(judge(Some(bundle.as_bytes()), Some(&leaf(&ca, 300))).level, Level::Ok);
+}

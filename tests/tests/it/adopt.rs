@@ -484,7 +484,7 @@ fn an_adopted_cluster_is_managed_in_place() {
     let doctor = boot(&spec, &["doctor"]);
     // a WARN may come from this machine's disk latency; nothing may fail or be unknown
     assert!(matches!(doctor.code, Some(0 | 1)) && doctor.stdout.contains(" 0 FAIL, 0 UNKNOWN"), "{}{}", doctor.stdout, doctor.stderr);
-    for needle in ["certificate etcd-2/server+peer", "free-space etcd-3", "wal-fsync etcd-1", "backup "] {
+    for needle in ["certificate etcd-2/server+peer", "free-space etcd-3", "wal-fsync etcd-1", "backup ", "every member serves the same certificate", "risk etcd-1", "no --data-dir"] {
         assert!(doctor.stdout.contains(needle), "doctor lacks {needle:?}:\n{}", doctor.stdout);
     }
 

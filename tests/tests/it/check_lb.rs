@@ -205,6 +205,10 @@ fn check_lb_runs_from_each_control_plane_node_and_gates_rotate_ca_continue() {
     assert_eq!(r.code, Some(1), "{}{}", r.stdout, r.stderr);
     assert_eq!(r.stdout.matches("REFUSED:").count(), 3, "{}", r.stdout);
     assert!(r.stdout.contains(&format!("from cp-2 (ssh root@{}): REFUSED", hosts.hosts[1].address)), "{}", r.stdout);
+    // doctor says the same, and that kube-apiserver's files are not on the nodes yet
+    let d = doctor_levels(&spec);
+    assert_eq!(of(&d, "load-balancer"), ["WARN", "WARN", "WARN"], "{d:?}");
+    assert_eq!(of(&d, "apiserver-files"), ["WARN", "WARN"], "{d:?}");
 
     // HAProxy, no apiserver: NO-BACKEND everywhere
     let cfg = std::fs::read_to_string(dir.join("out/haproxy/haproxy.cfg")).unwrap().replace("inter 5s downinter 5s rise 2 fall 2 slowstart 60s", "inter 200ms downinter 200ms rise 1 fall 1");
@@ -259,9 +263,34 @@ fn check_lb_runs_from_each_control_plane_node_and_gates_rotate_ca_continue() {
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
     }
+    // doctor reads the files kube-apiserver holds on each node: they chain to the CAs the
+    // members trust; a client certificate from another CA is a FAIL naming the node
+    let d = doctor_levels(&spec);
+    assert_eq!(of(&d, "apiserver-files"), ["OK", "OK"], "{d:?}");
+    assert_eq!(of(&d, "load-balancer"), ["OK", "OK", "OK"], "{d:?}");
+    let cert2 = on_node(1, "/etc/kubernetes/pki/apiserver-etcd-client.crt");
+    let kept = std::fs::read(&cert2).unwrap();
+    std::fs::copy(www.join("apiserver.crt"), &cert2).unwrap();
+    let d = doctor_levels(&spec);
+    assert!(d.iter().any(|(n, m, l, e)| n == "apiserver-files" && m == "cp-2" && l == "FAIL" && e.contains("not signed by a CA the members trust")), "{d:?}");
+    assert!(d.iter().any(|(n, m, l, _)| n == "apiserver-files" && m == "cp-1" && l == "OK"), "{d:?}");
+    std::fs::write(&cert2, kept).unwrap();
     let done = boot(&spec, &["rotate", "ca", "--continue"]).assert_ok();
     assert!(done.stdout.contains("CA rotation done"), "{}", done.stdout);
     let new_only = std::fs::read(dir.join("out/control-plane/cp-1/etc/kubernetes/pki/etcd/ca.crt")).unwrap();
     assert_eq!(std::fs::read(on_node(0, "/etc/kubernetes/pki/etcd/ca.crt")).unwrap(), new_only, "the new CA alone at the end");
     assert_eq!(boot(&spec, &["status"]).code, Some(0));
+    assert_eq!(of(&doctor_levels(&spec), "apiserver-files"), ["OK", "OK"], "the new CA alone, and the client certificate it signed");
+}
+
+/// `doctor -w json`'s checks: (name, member, level, evidence).
+fn doctor_levels(spec: &Path) -> Vec<(String, String, String, String)> {
+    let r = boot(spec, &["doctor", "-w", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}{}", r.stdout, r.stderr));
+    let s = |c: &serde_json::Value, k: &str| c[k].as_str().unwrap_or("").to_string();
+    v["checks"].as_array().unwrap().iter().map(|c| (s(c, "name"), s(c, "member"), s(c, "level"), s(c, "evidence"))).collect()
+}
+
+fn of<'a>(all: &'a [(String, String, String, String)], name: &str) -> Vec<&'a str> {
+    all.iter().filter(|(n, ..)| n == name).map(|(_, _, l, _)| l.as_str()).collect()
 }

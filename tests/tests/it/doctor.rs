@@ -48,6 +48,32 @@ fn doctor_checks_a_real_cluster_and_monitoring_reads_what_it_writes() {
     }
     assert!(all.iter().filter(|(n, _, _)| n.starts_with("certificate ")).count() >= 8 && all.iter().filter(|(n, _, _)| n.starts_with("certificate ")).all(|(_, _, l)| l == "OK"), "{}", r.stdout);
     assert_eq!(level_of(&all, "wal-fsync", "etcd-1").len(), 1, "metrics read from every member: {}", r.stdout);
+    for (name, member, want) in [("version-matrix", "", "OK"), ("raft-lag", "etcd-2", "OK"), ("leader-changes", "etcd-3", "OK")] {
+        assert_eq!(level_of(&all, name, member), [want], "{name} {member}: {}", r.stdout);
+    }
+    // nothing listens at the spec's control-plane endpoint yet: not ready (WARN), as before kubeadm init
+    assert_eq!(level_of(&all, "load-balancer", ""), ["WARN"], "{}", r.stdout);
+    assert!(r.stdout.contains("REFUSED"), "{}", r.stdout);
+
+    // four leadership transfers within the window: WARN (etcdHighNumberOfLeaderChanges); the
+    // run ten minutes ago is stood in for by its samples file, the transfers are real
+    let seen: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let before: std::collections::BTreeMap<String, Vec<(i64, f64)>> = seen["gauges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| g["name"] == "etcd_bootstrap_leader_changes_seen")
+        .map(|g| (g["labels"][0][1].as_str().unwrap().to_string(), vec![(now() - 600, g["value"].as_f64().unwrap())]))
+        .collect();
+    assert_eq!(before.len(), 3, "{}", seen["gauges"]);
+    let samples = spec.parent().unwrap().join(format!("{}.journal/doctor-samples.json", spec.file_name().unwrap().to_string_lossy()));
+    std::fs::write(&samples, serde_json::to_string(&before).unwrap()).unwrap();
+    for _ in 0..4 {
+        move_leader(dir, &spec);
+    }
+    let churn = doctor(&spec, &["-w", "json"], None);
+    assert_eq!(level_of(&levels(&churn), "leader-changes", ""), ["WARN", "WARN", "WARN"], "{}", churn.stdout);
+    assert!(churn.stdout.contains(" in the last 10"), "{}", churn.stdout);
     assert!(r.code == Some(0) || r.code == Some(1), "only this disk's fsync latency may warn: {}", r.stdout);
 
     // promtool accepts the Prometheus text
@@ -152,6 +178,34 @@ fn doctor_checks_a_real_cluster_and_monitoring_reads_what_it_writes() {
     assert!(timer.ok() && timer.stdout.contains("OnCalendar=minutely") && timer.stdout.contains("doctor -w prometheus --textfile /var/lib/prometheus/node-exporter"), "{}", timer.stdout);
 }
 
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+/// Moves leadership to another member (etcd's MoveLeader) and waits until the move is seen.
+fn move_leader(dir: &Path, spec: &Path) {
+    let pki = integration_tests::bootstrap::node_pki(dir);
+    let eps = spec_endpoints(spec);
+    let status = integration_tests::bootstrap::node_etcdctl(&pki, &eps, &["endpoint", "status", "-w", "json"]).assert_ok();
+    let all: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    let all = all.as_array().unwrap();
+    let leader = all[0]["Status"]["leader"].as_u64().unwrap();
+    let at_leader = all.iter().find(|e| e["Status"]["header"]["member_id"].as_u64() == Some(leader)).unwrap()["Endpoint"].as_str().unwrap().to_string();
+    let to = all.iter().map(|e| e["Status"]["header"]["member_id"].as_u64().unwrap()).find(|id| *id != leader).unwrap();
+    integration_tests::bootstrap::node_etcdctl(&pki, &at_leader, &["move-leader", &format!("{to:x}")]).assert_ok();
+    // every member follows the new leader before the next move starts from it
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = integration_tests::bootstrap::node_etcdctl(&pki, &eps, &["endpoint", "status", "-w", "json"]);
+        let seen: serde_json::Value = serde_json::from_str(&s.stdout).unwrap_or_default();
+        if seen.as_array().is_some_and(|a| a.len() == all.len() && a.iter().all(|e| e["Status"]["leader"].as_u64() == Some(to))) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the members did not follow the new leader: {}", s.stdout);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn node_put(dir: &Path, spec: &Path, key: &str, value: &str) {
     integration_tests::bootstrap::node_etcdctl(&integration_tests::bootstrap::node_pki(dir), &spec_endpoints(spec), &["put", key, value]).assert_ok();
 }
@@ -174,6 +228,21 @@ fn certificates_issued_to_expire_soon_are_a_warning() {
     assert!(!certs.is_empty() && certs.iter().all(|(_, _, l)| l == "WARN"), "20 days left is within 30: {}", r.stdout);
     assert_eq!(level_of(&all, "certificate etcd-ca", ""), ["OK"], "{}", r.stdout);
     assert!(r.code == Some(1) || r.code == Some(2), "{}", r.stdout);
+
+    // a CRL past its next update, signed by the same CA with openssl's own `ca -gencrl`: FAIL
+    assert_eq!(level_of(&all, "crl", ""), ["OK"], "{}", r.stdout);
+    let pki = tmp.path().join("pki/etcd");
+    let work = tmp.path().join("openssl-ca");
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(work.join("index.txt"), "").unwrap();
+    std::fs::write(work.join("ca.cnf"), format!("[ca]\ndefault_ca = etcd\n[etcd]\ndatabase = {}\ndefault_md = sha256\n", work.join("index.txt").display())).unwrap();
+    let p = |f: &str| pki.join(f).display().to_string();
+    let w = work.join("ca.cnf").display().to_string();
+    let args = ["ca", "-config", &w, "-gencrl", "-cert", &p("ca.crt"), "-keyfile", &p("ca.key"), "-crl_lastupdate", "20200101000000Z", "-crl_nextupdate", "20200102000000Z", "-out", &p("crl.pem")];
+    integration_tests::openssl(&work, &args).assert_ok();
+    let stale = doctor(&spec, &["-w", "json"], None);
+    assert_eq!(level_of(&levels(&stale), "crl", ""), ["FAIL"], "{}", stale.stdout);
+    assert_eq!(stale.code, Some(2));
 }
 
 /// A member's database filled past 80 % of a small quota: `db-size` WARN, before etcd's own
