@@ -232,3 +232,12 @@ pub const LEADER_WINDOW: i64 = 15 * 60;
 pub fn window_start(samples: &[(i64, f64)], now: i64) -> Option<(i64, f64)> {
     samples.iter().filter(|(t, _)| now - t <= LEADER_WINDOW && now - t >= 60).min_by_key(|(t, _)| *t).copied()
 }
+
+/// The CA against its leaves: a CA that expires first takes every leaf with it on that day,
+/// however long the leaves still run (certificates made elsewhere can outlive their CA).
+pub fn ca_outlives(ca: &str, ca_left: i64, leaves: &[(&str, i64)]) -> Check {
+    let outliving: Vec<&str> = leaves.iter().filter(|(_, left)| *left > ca_left).map(|(n, _)| *n).collect();
+    let level = if outliving.is_empty() { Level::Ok } else { Level::Warn };
+    let evidence = if outliving.is_empty() { format!("{ca} outlives every leaf ({} left)", human(ca_left)) } else { format!("{ca} expires in {}, before {}", human(ca_left), outliving.join(", ")) };
+    check("ca-lifetime", None, level, evidence, "rotate the CA before it expires: etcd-bootstrap rotate ca")
+}

@@ -302,6 +302,10 @@ pub fn from_certs(report: &pki::expiry::Report, now: i64) -> Found {
             ));
         }
     }
+    if let Some(ca) = report.authorities.iter().find(|a| a.status != pki::expiry::Status::Invalid) {
+        let leaves: Vec<(&str, i64)> = report.certificates.iter().filter(|l| l.status != pki::expiry::Status::Invalid).map(|l| (l.certificate.as_str(), l.residual_seconds)).collect();
+        c.push(judge::ca_outlives(&ca.certificate, ca.residual_seconds, &leaves));
+    }
     (c, g)
 }
 

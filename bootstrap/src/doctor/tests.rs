@@ -147,6 +147,9 @@ fn versions_raft_lag_and_leader_changes_are_judged_as_kubeadm_etcd_and_the_mixin
     assert_eq!(leader_changes("e", 7.0, Some((now - 600, 4.0)), now).level, Level::Ok);
     assert_eq!(leader_changes("e", 8.0, Some((now - 600, 4.0)), now).level, Level::Warn);
     assert_eq!(leader_changes("e", 5.0, Some((now - 600, 40.0)), now).level, Level::Warn, "a restart reset the counter: all 5 are new");
+    assert_eq!(ca_outlives("etcd-ca", 3000, &[("etcd-1/server", 2000)]).level, Level::Ok);
+    let short = ca_outlives("etcd-ca", 3000, &[("etcd-1/server", 2000), ("etcd-2/peer", 4000)]);
+    assert!(short.level == Level::Warn && short.evidence.contains("before etcd-2/peer") && !short.evidence.contains("etcd-1"), "{short:?}");
     let samples = [(now - 2000, 1.0), (now - 800, 2.0), (now - 300, 3.0), (now - 10, 4.0)];
     assert_eq!(window_start(&samples, now), Some((now - 800, 2.0)), "the oldest inside 15 minutes, at least a minute old");
 }

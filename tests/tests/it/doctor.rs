@@ -48,7 +48,7 @@ fn doctor_checks_a_real_cluster_and_monitoring_reads_what_it_writes() {
     }
     assert!(all.iter().filter(|(n, _, _)| n.starts_with("certificate ")).count() >= 8 && all.iter().filter(|(n, _, _)| n.starts_with("certificate ")).all(|(_, _, l)| l == "OK"), "{}", r.stdout);
     assert_eq!(level_of(&all, "wal-fsync", "etcd-1").len(), 1, "metrics read from every member: {}", r.stdout);
-    for (name, member, want) in [("version-matrix", "", "OK"), ("raft-lag", "etcd-2", "OK"), ("leader-changes", "etcd-3", "OK")] {
+    for (name, member, want) in [("version-matrix", "", "OK"), ("ca-lifetime", "", "OK"), ("raft-lag", "etcd-2", "OK"), ("leader-changes", "etcd-3", "OK")] {
         assert_eq!(level_of(&all, name, member), [want], "{name} {member}: {}", r.stdout);
     }
     // nothing listens at the spec's control-plane endpoint yet: not ready (WARN), as before kubeadm init
