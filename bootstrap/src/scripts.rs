@@ -357,6 +357,18 @@ pub fn restore_snapshot(m: &MemberPlan, snapshot: &str, initial_cluster: &str, t
     lines.join("\n") + "\n"
 }
 
+/// Prints `owner=PACKAGE` when a package (dpkg, else rpm) owns the file at `path`.
+pub fn package_owner(path: &str) -> String {
+    format!(
+        r#"f={}
+if command -v dpkg >/dev/null 2>&1 && o=$(dpkg -S -- "$f" 2>/dev/null); then echo "owner=${{o%%:*}}"
+elif command -v rpm >/dev/null 2>&1 && o=$(rpm -qf -- "$f" 2>/dev/null); then echo "owner=$o"; fi
+true
+"#,
+        q(path)
+    )
+}
+
 /// `check lb` from a control-plane node: a TCP connect to the load balancer (bash's /dev/tcp,
 /// bounded by timeout(1)), whether the LB closes at once, and, when curl is there, `GET /readyz`
 /// verified against `ca_pem` (written to a private temporary). Prints one `seen=...` line.
@@ -400,6 +412,17 @@ pub fn log_tail(m: &MemberPlan, lines: usize) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_file_a_package_installed_is_named_with_its_package() {
+        let run = |p: &str| crate::transport::Transport::run(&crate::transport::Local, &package_owner(p), std::time::Duration::from_secs(20)).unwrap();
+        // this machine is Debian: dpkg's own binary belongs to the package dpkg
+        assert_eq!(run("/usr/bin/dpkg").value("owner").as_deref(), Some("dpkg"));
+        let dir = tempfile::tempdir().unwrap();
+        let mine = dir.path().join("etcd");
+        std::fs::write(&mine, "").unwrap();
+        assert_eq!(run(&mine.display().to_string()).value("owner"), None, "a file no package owns");
+    }
+
     use super::*;
     use std::process::Command;
 

@@ -135,14 +135,14 @@ pub fn check_member(name: &str, a: &AdoptedMember) -> Vec<String> {
 }
 
 /// The commands that work on an adopted cluster, as the refusal names them.
-pub const SUPPORTED: &str = "status, certs check, backup, maintain, rotate certs, restore, down, up and doctor";
+pub const SUPPORTED: &str = "status, certs check, backup, maintain, rotate certs, restore, upgrade, down, up and doctor";
 
 /// Whether an operation runs on an adopted cluster: those that change no member's setup. (A
 /// member is stopped and started through the supervisor it was found with; what would rewrite
 /// its unit, flags or binary, or delete its data, is not.)
 pub fn supports(kind: crate::journal::OpKind) -> bool {
     use crate::journal::OpKind::*;
-    matches!(kind, Backup | Maintain | RotateCerts | Restore | Down | Up)
+    matches!(kind, Backup | Maintain | RotateCerts | Restore | Upgrade | Down | Up)
 }
 
 /// Refuses `command` on an adopted cluster's spec, before anything is read or changed.

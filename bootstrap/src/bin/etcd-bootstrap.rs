@@ -691,7 +691,6 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
                 bootstrap::rules::sha256(h).map_err(|e| format!("--sha256: {e}"))?;
             }
             let plan = plan::build(&load(&cli.spec)?);
-            bootstrap::spec_adopted::refuse(&plan.loaded.spec, "upgrade")?;
             let args = format!("upgrade --to {}{}", plan::sh_quote(&to), sha256.as_deref().map(|h| format!(" --sha256 {h}")).unwrap_or_default());
             let progress = Progress::new(false);
             let run = |ctx: &Ctx| ops::upgrade::upgrade(ctx, &to, sha256.as_deref(), dry_run, Duration::from_secs(wait));
@@ -715,6 +714,10 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
                 println!("nothing to do: every member runs etcd {} (cluster version {})", r.to, r.cluster_version);
             } else {
                 println!("upgraded {} from etcd {} to {}; cluster version {}; backup {}", r.upgraded.join(", "), r.from, r.to, r.cluster_version, r.backup.unwrap_or_default());
+            }
+            if plan.loaded.spec.adopted.is_some() {
+                println!("each member's binary was replaced where it runs from; its unit or command line is unchanged");
+                return Ok(exit::OK);
             }
             println!("spec: set etcd_archive: {to}{} so that later starts use etcd {} (a start with the older binary is refused)", sha256.map(|h| format!(" and etcd_sha256: {h}")).unwrap_or_default(), r.to);
             Ok(exit::OK)

@@ -129,7 +129,8 @@ pub fn upgrade(ctx: &Ctx, to: &str, sha256: Option<&str>, dry_run: bool, wait: D
     }
     let pending: Vec<&MemberPlan> = plan.members.iter().filter(|m| versions.iter().any(|(n, v)| *n == m.spec.name && *v != Some(release.version))).collect();
     let mut steps = vec![format!("backup to {}", backup_dir(plan).display())];
-    steps.extend(pending.iter().map(|m| format!("{}: deliver etcd {} to {}, restart on it (leadership handed off first if it leads), wait HEALTHY", m.spec.name, release.version, m.spec.bin_dir.display())));
+    refuse_owned_binaries(ctx, &pending)?;
+    steps.extend(pending.iter().map(|m| format!("{}: deliver etcd {} to {}, restart on it (leadership handed off first if it leads), wait HEALTHY", m.spec.name, release.version, bin_dir_of(m).display())));
     steps.push(format!("check the cluster version reports {}.{}", release.version.0, release.version.1));
     if dry_run || !needed && pending.is_empty() {
         let cluster_version = cluster_version(ctx).unwrap_or_default();
@@ -186,14 +187,42 @@ fn backup_dir(plan: &Plan) -> PathBuf {
     Path::new(&plan.loaded.file).parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).join("backups")
 }
 
+/// Where a member's etcd binaries go: the spec's `bin_dir`, or for an adopted member the folder
+/// of the binary it runs (replaced there, by rename: its unit or command line names that path).
+fn bin_dir_of(m: &MemberPlan) -> PathBuf {
+    match &m.spec.adopted {
+        Some(a) => a.binary.parent().map(Path::to_path_buf).unwrap_or_else(|| m.spec.bin_dir.clone()),
+        None => m.spec.bin_dir.clone(),
+    }
+}
+
+/// An adopted member's binary must be named `etcd` and belong to no package: a package's file is
+/// upgraded with its package manager, never replaced behind it. Checked on every member first.
+fn refuse_owned_binaries(ctx: &Ctx, pending: &[&MemberPlan]) -> Result<()> {
+    let mut problems = Vec::new();
+    for m in pending {
+        let Some(a) = &m.spec.adopted else { continue };
+        if a.binary.file_name().is_none_or(|n| n != "etcd") {
+            problems.push(format!("member {}: it runs {}, not a file named etcd; upgrade it the way it was installed", m.spec.name, a.binary.display()));
+            continue;
+        }
+        let out = ctx.run_on(m, &crate::scripts::package_owner(&a.binary.display().to_string()))?;
+        if let Some(owner) = out.value("owner") {
+            problems.push(format!("member {}: {} belongs to the package {owner}; upgrade that package on the host instead", m.spec.name, a.binary.display()));
+        }
+    }
+    if problems.is_empty() { Ok(()) } else { Err(BootError::Preflight(problems)) }
+}
+
 /// One member: binaries it lacks, then a restart on the new binary, then its version.
 fn upgrade_member(ctx: &Ctx, m: &MemberPlan, release: &EtcdRelease, wait: Duration) -> Result<()> {
-    let probe = ctx.run_on(m, &probe_script(&m.spec.bin_dir))?;
-    for (path, mode, data) in to_send(release, &m.spec.bin_dir, &probe.stdout) {
+    let dir = bin_dir_of(m);
+    let probe = ctx.run_on(m, &probe_script(&dir))?;
+    for (path, mode, data) in to_send(release, &dir, &probe.stdout) {
         ctx.put_file(m, &path, mode, &data)?;
     }
     let mut next = m.clone();
-    next.binary = m.spec.bin_dir.join("etcd").display().to_string();
+    next.binary = dir.join("etcd").display().to_string();
     let out = ctx.run_on(&next, &format!("{} --version 2>/dev/null\n", crate::plan::sh_quote(&next.binary)))?;
     if crate::versions::etcd_version_output(&out.stdout) != Some(release.version) {
         return Err(BootError::Preflight(vec![format!("member {}: {} does not report etcd {}", m.spec.name, next.binary, release.version)]));
@@ -218,7 +247,7 @@ fn start_stopped(ctx: &Ctx, release: &EtcdRelease, wait: Duration) -> Result<()>
     let plan = ctx.plan;
     for m in &plan.members {
         let mut next = m.clone();
-        let new = m.spec.bin_dir.join("etcd").display().to_string();
+        let new = bin_dir_of(m).join("etcd").display().to_string();
         let out = ctx.run_on(m, &format!("{} --version 2>/dev/null\n", crate::plan::sh_quote(&new)))?;
         if crate::versions::etcd_version_output(&out.stdout) == Some(release.version) {
             next.binary = new;

@@ -72,6 +72,9 @@ struct Lab {
     namespaces: Vec<String>,
     /// Each member with a certificate of its own, instead of the shared one.
     own_certs: bool,
+    /// Each host runs its own copy of the etcd binaries from this folder (at
+    /// `host-N/usr/local/bin/`), instead of the test's etcd.
+    own_binaries: Option<PathBuf>,
 }
 
 impl Drop for Lab {
@@ -123,7 +126,17 @@ fn start_member(lab: &Lab, i: usize, initial: &str, given: Given) -> Child {
         ("peer-trusted-ca-file", p("ca.pem")),
     ];
     let data_dir = root.join("var/lib/etcd").display().to_string();
-    let etcd = tool("etcd", "ETCD_BIN").canonicalize().unwrap();
+    let etcd = match &lab.own_binaries {
+        Some(from) => {
+            let bin = root.join("usr/local/bin");
+            std::fs::create_dir_all(&bin).unwrap();
+            for tool in ["etcd", "etcdctl", "etcdutl"] {
+                std::fs::copy(from.join(tool), bin.join(tool)).unwrap();
+            }
+            bin.join("etcd")
+        }
+        None => tool("etcd", "ETCD_BIN").canonicalize().unwrap(),
+    };
     let mut cmd = match lab.namespaces.get(i) {
         // `ip netns exec` execs etcd in place: the pid stays the child's
         Some(ns) => {
@@ -170,14 +183,14 @@ fn lab() -> Lab {
     let tmp = tempfile::tempdir().unwrap();
     let [a, b, c] = integration_tests::cluster::free_subnet(4);
     let addrs: Vec<String> = (1..=4).map(|i| format!("{a}.{b}.{c}.{i}")).collect();
-    lab_on(tmp, addrs, vec![], false)
+    lab_on(tmp, addrs, vec![], false, None)
 }
 
 /// The lab on `addrs` (the first three are members; a fourth is kept for a second cluster).
-fn lab_on(tmp: tempfile::TempDir, addrs: Vec<String>, namespaces: Vec<String>, own_certs: bool) -> Lab {
+fn lab_on(tmp: tempfile::TempDir, addrs: Vec<String>, namespaces: Vec<String>, own_certs: bool, own_binaries: Option<PathBuf>) -> Lab {
     let dir = tmp.path().to_path_buf();
     cfssl_pki(&dir.join("pki"), &addrs);
-    let mut lab = Lab { _tmp: tmp, dir, addrs: addrs[..3].to_vec(), children: vec![], namespaces, own_certs };
+    let mut lab = Lab { _tmp: tmp, dir, addrs: addrs[..3].to_vec(), children: vec![], namespaces, own_certs, own_binaries };
     let initial = (0..3).map(|i| format!("etcd-{}=https://{}:2380", i + 1, lab.addrs[i])).collect::<Vec<_>>().join(",");
     for (i, given) in [Given::Flags, Given::Env, Given::ConfigFile].into_iter().enumerate() {
         let child = start_member(&lab, i, &initial, given);
@@ -308,7 +321,7 @@ fn adopt_reads_members_on_other_hosts_over_ssh() {
     let mut addrs: Vec<String> = hosts.hosts.iter().map(|h| h.address.clone()).collect();
     addrs.push("127.0.0.1".into());
     let namespaces = hosts.hosts.iter().map(|h| h.namespace.clone()).collect();
-    let lab = lab_on(tempfile::tempdir().unwrap(), addrs, namespaces, true);
+    let lab = lab_on(tempfile::tempdir().unwrap(), addrs, namespaces, true, None);
     let before = hashes(&lab.dir);
     let pids: Vec<u32> = lab.children.iter().map(Child::id).collect();
     let eps = lab.endpoints_of(0..3);
@@ -525,7 +538,7 @@ fn an_adopted_cluster_is_managed_in_place() {
     assert_ne!(third, after, "the certificates were renewed");
 
     // what would rewrite a member or delete its data is refused, naming what works
-    for args in [&["upgrade", "--to", "/nonexistent.tar.gz"][..], &["replace", "etcd-1"], &["down", "--purge"], &["rotate", "ca"]] {
+    for args in [&["check", "lb"][..], &["replace", "etcd-1"], &["down", "--purge"], &["rotate", "ca"]] {
         let r = boot(&spec, args);
         assert!(!r.ok() && r.stderr.contains("not on an adopted cluster yet") && r.stderr.contains("up and doctor"), "{args:?}: {}", r.stderr);
     }
@@ -559,5 +572,47 @@ fn an_adopted_cluster_is_managed_in_place() {
     let after_up: serde_json::Value = serde_json::from_str(&lab.adopt(&eps, &["-w", "json"]).stdout).unwrap();
     assert_eq!(settings(&after_up), as_found);
     assert_eq!(etcdctl(&lab.pki(), &eps, &["get", "/kept", "--print-value-only"]).assert_ok().stdout.trim(), "before the backup");
+    boot(&spec, &["down"]).assert_ok();
+}
+
+/// `upgrade` in place: a lab on upstream etcd 3.5.1 (each host with its own copy under
+/// /usr/local/bin, as hand-made setups install it) upgraded to 3.5.30 under continuous writes:
+/// each member's binary replaced where it runs from, each restarted through what runs it with
+/// the same command line and settings, every acknowledged write kept, the cluster version 3.5.
+#[test]
+fn an_adopted_cluster_is_upgraded_in_place() {
+    let root = integration_tests::workspace_root();
+    let (old, new) = (root.join(".etcd/v3.5.1"), root.join(".etcd/debian-3.5"));
+    assert!(old.join("etcd").is_file() && new.join("etcd").is_file(), "install-deps fetches etcd 3.5.1 and 3.5.30 into .etcd/");
+    let tmp = tempfile::tempdir().unwrap();
+    let [a, b, c] = integration_tests::cluster::free_subnet(4);
+    let addrs: Vec<String> = (1..=4).map(|i| format!("{a}.{b}.{c}.{i}")).collect();
+    let lab = lab_on(tmp, addrs, vec![], false, Some(old));
+    let out = tempfile::tempdir().unwrap();
+    let spec = out.path().join("lab.yaml");
+    let eps = lab.endpoints_of(0..3);
+    let r = lab.adopt(&eps, &["-o", spec.to_str().unwrap()]);
+    assert!(spec.is_file(), "{}", r.stderr);
+    let before: serde_json::Value = serde_json::from_str(&lab.adopt(&eps, &["-w", "json"]).stdout).unwrap();
+    assert!(before["members"].as_array().unwrap().iter().all(|m| m["version"] == "3.5.1"), "{}", before["members"]);
+
+    let w = Writes::start(&lab, &eps);
+    let up = boot(&spec, &["upgrade", "--to", new.to_str().unwrap()]);
+    assert!(up.ok(), "{}{}", up.stdout, up.stderr);
+    let n = w.finish(&lab, &eps, 10);
+    eprintln!("{n} writes acknowledged during the upgrade");
+    assert!(up.stdout.contains("upgraded etcd-1, etcd-2, etcd-3 from etcd 3.5.1 to 3.5.30") || up.stdout.contains("from etcd 3.5.1 to 3.5.30"), "{}", up.stdout);
+    assert!(up.stdout.contains("replaced where it runs from"), "{}", up.stdout);
+    let after: serde_json::Value = serde_json::from_str(&lab.adopt(&eps, &["-w", "json"]).stdout).unwrap();
+    for m in after["members"].as_array().unwrap() {
+        assert_eq!(m["version"], "3.5.30", "{}", m["name"]);
+        assert!(m["process"]["exe"].as_str().unwrap().ends_with("/usr/local/bin/etcd"), "still its own copy: {}", m["process"]["exe"]);
+    }
+    assert_eq!(settings(&after), settings(&before), "the same command lines and settings, each from where it came");
+    for i in 1..=3 {
+        let bin = lab.dir.join(format!("host-{i}/usr/local/bin/etcd"));
+        let v = run_bounded(Command::new(&bin).arg("--version"), Duration::from_secs(10));
+        assert!(v.stdout.contains("etcd Version: 3.5.30"), "{}: {}", bin.display(), v.stdout);
+    }
     boot(&spec, &["down"]).assert_ok();
 }
