@@ -5,6 +5,7 @@
 use crate::adopt::probe::{self, FileFacts};
 use crate::context::Ctx;
 use crate::error::{BootError, Result};
+use std::time::{Duration, Instant};
 use crate::plan::MemberPlan;
 use crate::spec_adopted::AdoptedMember;
 use pki::ca::LeafTemplate;
@@ -140,4 +141,137 @@ pub fn plan_rotation(held: &[Held], validity: time::Duration, split: bool, rekey
         }
     }
     Ok(leaves)
+}
+
+/// How an in-place renewal makes keys.
+#[derive(Debug, Clone, Copy)]
+pub struct Renewal {
+    /// New keys for all.
+    pub rekey: bool,
+    /// A certificate every member shares becomes one per member (new keys).
+    pub split: bool,
+}
+
+/// Every certificate file the members serve with, re-issued by `ca` (each must be signed by one
+/// of `issuers`, DER) and written back where it is, member by member, each gated on serving the
+/// new certificate and the cluster HEALTHY. Every member is read and checked before the first
+/// change. Returns how many certificates were issued.
+pub(crate) fn renew(ctx: &Ctx, ca: &pki::ca::Ca, issuers: &[&[u8]], how: Renewal, wait: Duration) -> Result<usize> {
+    let (plan, progress) = (ctx.plan, ctx.progress);
+    let (held, found) = read_held(ctx, issuers)?;
+    let leaves = plan_rotation(&held, plan.issue.validity, how.split, how.rekey).map_err(refusal)?;
+    ctx.changing("renew")?;
+    let t = Instant::now();
+    let issued = issue(plan, ca, &leaves)?;
+    let rekeyed = leaves.iter().filter(|l| l.new_key).count();
+    let keys = if rekeyed == 0 { "every key kept".to_string() } else { format!("{rekeyed} with a new key") };
+    progress.step("renew", &format!("{} certificates re-issued ({keys})", leaves.len()), Some(t.elapsed()));
+    for (m, files) in plan.members.iter().zip(&found) {
+        ctx.changing(&format!("rotate {}", m.spec.name))?;
+        let t = Instant::now();
+        let mine: Vec<(String, u32, Vec<u8>)> = issued
+            .files
+            .iter()
+            .filter(|(member, _, _)| *member == m.spec.name)
+            // the file's own mode (and, by the script, its owner) is kept
+            .map(|(_, path, data)| (path.clone(), files.file(Path::new(path)).and_then(|f| u32::from_str_radix(&f.mode, 8).ok()).unwrap_or(0o600), data.clone()))
+            .collect();
+        ctx.run_on(m, &crate::scripts::deliver(&mine))?;
+        if let Some((_, der)) = issued.serves.iter().find(|(n, _)| *n == m.spec.name) {
+            ctx.wait_serves(m, der, wait)?;
+        }
+        ctx.wait_healthy(wait, &format!("rotating {}", m.spec.name))?;
+        progress.step(&format!("rotate {}", m.name()), &format!("{} files renewed in place; serves the new certificate; cluster HEALTHY", mine.len()), Some(t.elapsed()));
+    }
+    Ok(leaves.len())
+}
+
+fn refusal(reason: String) -> BootError {
+    BootError::Precondition { what: "renew in place".into(), reason }
+}
+
+/// Every member read, and every certificate it serves with found signed by one of `issuers`,
+/// before anything changes.
+fn read_held(ctx: &Ctx, issuers: &[&[u8]]) -> Result<(Vec<Held>, Vec<MemberFiles>)> {
+    let plan = ctx.plan;
+    let (mut held, mut found) = (Vec::new(), Vec::new());
+    for m in &plan.members {
+        let am = adopted(m)?;
+        if matches!(am.supervisor, crate::adopt::probe::Supervisor::Container) {
+            return Err(refusal(format!("{}: its files are inside a container; renew them there", m.spec.name)));
+        }
+        let files = ctx.read_in_place(m)?;
+        for (c, k) in am.leaf_pairs() {
+            let (cert, key) = (am.tls[c].clone(), am.tls[k].clone());
+            let pem = files.file(&cert).and_then(|f| f.content.clone()).unwrap_or_default();
+            let der = pki::pemfile::first_certificate(&pem, &cert.display().to_string())?;
+            if !issuers.iter().any(|i| pki::verify::signed_by_der(&der, i)) {
+                let ca = plan.loaded.spec.adopted.as_ref().map(|a| a.cacert.display().to_string()).unwrap_or_default();
+                return Err(refusal(format!("{}: {} is not signed by the CA {ca}; give the CA that signed it", m.spec.name, cert.display())));
+            }
+            held.push(Held { member: m.spec.name.clone(), address: m.spec.address, cert, key, der });
+        }
+        found.push(files);
+    }
+    Ok((held, found))
+}
+
+/// What the renewal writes: (member, path, bytes) and the server certificate each will serve.
+struct Issued {
+    files: Vec<(String, String, Vec<u8>)>,
+    serves: Vec<(String, Vec<u8>)>,
+}
+
+/// Signs every planned leaf (the old key's public half, or a new key) and lays out its files.
+fn issue(plan: &crate::plan::Plan, ca: &pki::ca::Ca, leaves: &[NewLeaf]) -> Result<Issued> {
+    let mut out = Issued { files: Vec::new(), serves: Vec::new() };
+    for leaf in leaves {
+        let what = leaf.holders[0].1.display().to_string();
+        let (issued, key_pem) = if leaf.new_key {
+            let key = pki::keys::PrivateKey::generate(plan.issue.algorithm)?;
+            (ca.sign(&leaf.template, key.key_pair())?, Some(key.to_pkcs8_pem()))
+        } else {
+            (pki::renew::reissue_for_same_key(ca, &leaf.template, &leaf.old_der, &what)?, None)
+        };
+        for (member, cert, key) in &leaf.holders {
+            out.files.push((member.clone(), cert.display().to_string(), issued.pem.clone().into_bytes()));
+            if let Some(k) = &key_pem {
+                out.files.push((member.clone(), key.display().to_string(), k.clone().into_bytes()));
+            }
+            let am = plan.members.iter().find(|m| &m.spec.name == member).and_then(|m| m.spec.adopted.as_ref());
+            if am.and_then(|a| a.tls_file("cert-file")) == Some(cert) {
+                out.serves.push((member.clone(), issued.der.clone()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `ca_pem` as every CA file the member trusts (`trusted-ca-file`, `peer-trusted-ca-file`), at
+/// their own paths with their own owner and mode.
+pub(crate) fn deliver_trust(ctx: &Ctx, m: &MemberPlan, ca_pem: &[u8]) -> Result<()> {
+    let a = adopted(m)?;
+    let found = ctx.read_in_place(m)?;
+    let mut files: Vec<(String, u32, Vec<u8>)> = Vec::new();
+    for setting in ["trusted-ca-file", "peer-trusted-ca-file"] {
+        if let Some(path) = a.tls_file(setting).filter(|p| !files.iter().any(|(f, _, _)| Path::new(f) == p.as_path())) {
+            let mode = found.file(path).and_then(|f| u32::from_str_radix(&f.mode, 8).ok()).unwrap_or(0o644);
+            files.push((path.display().to_string(), mode, ca_pem.to_vec()));
+        }
+    }
+    let out = ctx.run_on(m, &crate::scripts::deliver(&files))?;
+    if out.ok() { Ok(()) } else { Err(crate::live::host_err(m, "delivering its CA files", &out)) }
+}
+
+/// A client certificate for the toolkit from `ca`, with the subject and usages of the operator's
+/// (`adopted.cert`) and a new key: what operations talk to etcd with once the old CA is gone.
+pub(crate) fn issue_own_client(plan: &crate::plan::Plan, ca: &pki::ca::Ca, cert: &Path, key: &Path) -> Result<()> {
+    let a = plan.loaded.spec.adopted.as_ref().ok_or_else(|| BootError::Precondition { what: "issue a client".into(), reason: "not an adopted cluster".into() })?;
+    let old = std::fs::read(&a.cert).map_err(|e| BootError::Output { path: a.cert.display().to_string(), reason: e.to_string() })?;
+    let der = pki::pemfile::first_certificate(&old, &a.cert.display().to_string())?;
+    let template = pki::renew::template_from_cert(&der, plan.issue.validity, &a.cert.display().to_string())?;
+    let k = pki::keys::PrivateKey::generate(plan.issue.algorithm)?;
+    let issued = ca.sign(&template, k.key_pair())?;
+    pki::files::write_all(&[pki::files::PlannedFile::public(cert, issued.pem), pki::files::PlannedFile::secret(key, k.to_pkcs8_pem())], true)?;
+    Ok(())
 }

@@ -135,14 +135,14 @@ pub fn check_member(name: &str, a: &AdoptedMember) -> Vec<String> {
 }
 
 /// The commands that work on an adopted cluster, as the refusal names them.
-pub const SUPPORTED: &str = "status, certs check, backup, maintain, rotate certs, restore, upgrade, down, up and doctor";
+pub const SUPPORTED: &str = "status, certs check, backup, maintain, rotate certs, rotate ca, restore, upgrade, down, up and doctor";
 
 /// Whether an operation runs on an adopted cluster: those that change no member's setup. (A
 /// member is stopped and started through the supervisor it was found with; what would rewrite
 /// its unit, flags or binary, or delete its data, is not.)
 pub fn supports(kind: crate::journal::OpKind) -> bool {
     use crate::journal::OpKind::*;
-    matches!(kind, Backup | Maintain | RotateCerts | Restore | Upgrade | Down | Up)
+    matches!(kind, Backup | Maintain | RotateCerts | RotateCa | Restore | Upgrade | Down | Up)
 }
 
 /// Refuses `command` on an adopted cluster's spec, before anything is read or changed.
@@ -154,4 +154,17 @@ pub fn refuse(spec: &crate::spec::Spec, command: &str) -> crate::error::Result<(
             reason: format!("not on an adopted cluster yet (its members run as their operator set them up, and this would restart or rewrite them); on one, use {SUPPORTED}"),
         }),
     }
+}
+
+/// Rewrites the `adopted:` section of the spec file `file` (the toolkit's own file, written by
+/// `adopt -o`): atomically, the rest of the spec as it is.
+pub fn update(file: &std::path::Path, change: impl FnOnce(&mut AdoptedCluster)) -> crate::error::Result<()> {
+    let bad = |reason: String| crate::error::BootError::SpecFile { file: file.display().to_string(), reason };
+    let text = std::fs::read_to_string(file).map_err(|e| bad(e.to_string()))?;
+    let mut spec = crate::spec::Spec::parse(&text).map_err(bad)?;
+    let a = spec.adopted.as_mut().ok_or_else(|| bad("has no `adopted:` section".into()))?;
+    change(a);
+    let header: String = text.lines().take_while(|l| l.starts_with('#')).map(|l| format!("{l}\n")).collect();
+    let body = crate::adopt::spec_out::text(&spec).map_err(bad)?;
+    pki::files::write_atomic(file, format!("{header}{body}").as_bytes(), 0o644).map_err(|e| bad(e.to_string()))
 }

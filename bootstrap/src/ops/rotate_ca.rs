@@ -79,6 +79,28 @@ fn new_ca_paths(plan: &Plan) -> (PathBuf, PathBuf) {
     (etcd_dir(plan).join("ca-new.crt"), etcd_dir(plan).join("ca-new.key"))
 }
 
+/// The CA being replaced: the PKI directory's, or an adopted cluster's (its key given to adopt).
+fn current_ca_paths(plan: &Plan) -> Result<(PathBuf, PathBuf)> {
+    match &plan.loaded.spec.adopted {
+        Some(a) => {
+            let key = a.ca_key.clone().ok_or_else(|| BootError::Precondition {
+                what: "rotate the CA".into(),
+                reason: format!("it signs with the current CA's key: add `ca_key: /path/to/ca-key.pem` under `adopted:` in {}", plan.loaded.file),
+            })?;
+            Ok((a.cacert.clone(), key))
+        }
+        None => {
+            let pair = plan.pki().ca();
+            Ok((pair.cert, pair.key))
+        }
+    }
+}
+
+/// Where an adopted cluster's own client pair from the new CA goes (phase 2).
+fn adopted_client_paths(plan: &Plan) -> (PathBuf, PathBuf) {
+    (etcd_dir(plan).join("adopted-client.crt"), etcd_dir(plan).join("adopted-client.key"))
+}
+
 fn read(p: &Path) -> Result<Vec<u8>> {
     std::fs::read(p).map_err(|e| BootError::Output { path: p.display().to_string(), reason: e.to_string() })
 }
@@ -123,7 +145,7 @@ pub fn rotate_ca(ctx: &Ctx, request: Request, wait: Duration) -> Result<Outcome>
         }
     };
     let (new_cert, new_key) = new_ca_paths(plan);
-    let old_pem = read(&plan.pki().ca().cert)?;
+    let old_pem = read(&current_ca_paths(plan)?.0)?;
     let new_pem = read(&new_cert)?;
     let outcome = if state.phase == Phase::TrustBoth {
         trust_both(ctx, &mut state, &old_pem, &new_pem, wait, progress)?;
@@ -221,6 +243,14 @@ fn begin(ctx: &Ctx) -> Result<RotationState> {
     let (plan, progress) = (ctx.plan, ctx.progress);
     ctx.require_healthy("rotate the CA")?;
     ctx.require_reachable(&plan.members.iter().collect::<Vec<_>>(), 0, "rotate the CA")?;
+    let (cert, key) = current_ca_paths(plan)?;
+    pki::ca::Ca::load_files(&cert, &key)?;
+    if plan.loaded.spec.adopted.is_some() {
+        // every member found as adopted, its files where the spec says, before anything changes
+        for m in &plan.members {
+            ctx.read_in_place(m)?;
+        }
+    }
     // every member is restarted: one whose binary in the spec is older than it runs is refused now,
     // not after the first member's restart
     for m in &plan.members {
@@ -229,8 +259,8 @@ fn begin(ctx: &Ctx) -> Result<RotationState> {
     ctx.changing("new CA")?;
     let (new_cert, new_key) = new_ca_paths(plan);
     if !new_cert.exists() {
-        let pair = plan.pki().ca();
-        let old = pki::ca::Ca::load_files(&pair.cert, &pair.key)?;
+        let (cert, key) = current_ca_paths(plan)?;
+        let old = pki::ca::Ca::load_files(&cert, &key)?;
         let ca = pki::ca::Ca::create(&pki::ca::CaOptions { algorithm: old.key().algorithm(), ..pki::ca::CaOptions::default() })?;
         files::write_all(&[PlannedFile::public(&new_cert, ca.cert_pem()), PlannedFile::ca_key(&new_key, ca.key().to_pkcs8_pem())], false)?;
         progress.step("rotate ca", &format!("new CA in {}", new_cert.display()), None);
@@ -266,7 +296,9 @@ fn trust_both(ctx: &Ctx, state: &mut RotationState, old_pem: &[u8], new_pem: &[u
     let mut both = old_pem.to_vec();
     both.extend_from_slice(new_pem);
     files::write_atomic(&trust_bundle_path(plan), &both, 0o644)?;
-    control_plane_ca(plan, &both)?;
+    if plan.loaded.spec.adopted.is_none() {
+        control_plane_ca(plan, &both)?;
+    }
     rolling_restart(ctx, state, &both, wait, progress, "trust old+new")?;
     *state = RotationState { phase: Phase::Reissue, done: vec![], reissued: false, waiting_for_operator: true };
     save(plan, state)
@@ -276,6 +308,9 @@ fn trust_both(ctx: &Ctx, state: &mut RotationState, old_pem: &[u8], new_pem: &[u
 /// kube-apiserver's new client certificate in the control-plane folders.
 fn reissue(ctx: &Ctx, state: &mut RotationState, new_cert: &Path, new_key: &Path, wait: Duration, progress: &Progress) -> Result<()> {
     let plan = ctx.plan;
+    if plan.loaded.spec.adopted.is_some() {
+        return reissue_in_place(ctx, state, new_cert, new_key, wait);
+    }
     let pki = plan.pki();
     if !state.reissued {
         let t = Instant::now();
@@ -303,9 +338,55 @@ fn reissue(ctx: &Ctx, state: &mut RotationState, new_cert: &Path, new_key: &Path
     save(plan, state)
 }
 
+/// Phase 2 on an adopted cluster: each member's certificates re-issued by the new CA where they
+/// are (keys kept; the old CA still accepted as their issuer on a resumed run), then the
+/// toolkit's own client pair from the new CA, which the spec names from now on.
+fn reissue_in_place(ctx: &Ctx, state: &mut RotationState, new_cert: &Path, new_key: &Path, wait: Duration) -> Result<()> {
+    let plan = ctx.plan;
+    let new_ca = pki::ca::Ca::load_files(new_cert, new_key)?;
+    let old_der = pki::pemfile::first_certificate(&read(&current_ca_paths(plan)?.0)?, "the current CA")?;
+    crate::in_place::renew(ctx, &new_ca, &[&old_der, new_ca.cert_der()], crate::in_place::Renewal { rekey: false, split: false }, wait)?;
+    let (cert, key) = adopted_client_paths(plan);
+    crate::in_place::issue_own_client(plan, &new_ca, &cert, &key)?;
+    crate::spec_adopted::update(Path::new(&plan.loaded.file), |a| {
+        a.cert = cert.clone();
+        a.key = key.clone();
+    })?;
+    ctx.progress.step("reissue", &format!("etcd-bootstrap's own client certificate from the new CA: {} (the spec names it now)", cert.display()), None);
+    *state = RotationState { phase: Phase::DropOld, done: vec![], reissued: true, waiting_for_operator: true };
+    save(plan, state)
+}
+
+/// Phase 3 on an adopted cluster, after the members' restarts: the new CA moves into the PKI
+/// directory beside the spec (create-only; the operator's old files are left as they are) and
+/// the spec names it.
+fn adopt_new_ca(ctx: &Ctx, new_pem: &[u8]) -> Result<()> {
+    let plan = ctx.plan;
+    let (new_cert, new_key) = new_ca_paths(plan);
+    let pair = plan.pki().ca();
+    let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
+    let (cert, key) = if pair.cert.exists() { (etcd_dir(plan).join(format!("ca-{stamp}.crt")), etcd_dir(plan).join(format!("ca-{stamp}.key"))) } else { (pair.cert, pair.key) };
+    files::write_all(&[PlannedFile::public(&cert, new_pem.to_vec()), PlannedFile::ca_key(&key, read(&new_key)?)], false)?;
+    crate::spec_adopted::update(Path::new(&plan.loaded.file), |a| {
+        a.cacert = cert.clone();
+        a.ca_key = Some(key.clone());
+    })?;
+    ctx.wait_healthy(Duration::from_secs(60), "the last member")?;
+    ctx.finished()?;
+    for p in [new_cert, new_key, trust_bundle_path(plan), state_path(plan)] {
+        let _ = std::fs::remove_file(p);
+    }
+    ctx.progress.step("rotate ca", &format!("done: every member trusts and serves only the new CA, {} (the spec names it)", cert.display()), None);
+    Ok(())
+}
+
 /// Phase 3: members trust the new CA only; it becomes the directory's CA.
 fn drop_old(ctx: &Ctx, state: &mut RotationState, old_pem: &[u8], new_pem: &[u8], wait: Duration) -> Result<()> {
     let (plan, progress) = (ctx.plan, ctx.progress);
+    if plan.loaded.spec.adopted.is_some() {
+        rolling_restart(ctx, state, new_pem, wait, progress, "trust new only")?;
+        return adopt_new_ca(ctx, new_pem);
+    }
     control_plane_ca(plan, new_pem)?;
     rolling_restart(ctx, state, new_pem, wait, progress, "trust new only")?;
     // the new CA becomes the directory's CA; the old one is kept as a backup
@@ -361,6 +442,9 @@ fn rolling_restart(ctx: &Ctx, state: &mut RotationState, ca_pem: &[u8], wait: Du
 /// `ca_pem` as the member's CA file, in the operator's copy and on the host.
 fn deliver_ca(ctx: &Ctx, m: &MemberPlan, ca_pem: &[u8]) -> Result<()> {
     let plan = ctx.plan;
+    if m.spec.adopted.is_some() {
+        return crate::in_place::deliver_trust(ctx, m, ca_pem);
+    }
     let pki = plan.pki();
     files::write_all(&[PlannedFile::public(pki.ca_copy_in(&pki.member_dir(&m.spec.name)), ca_pem.to_vec())], true)?;
     ctx.deliver(m, &[(m.spec.pki_dir.join("etcd/ca.crt").display().to_string(), 0o644, ca_pem.to_vec())])?;
@@ -404,6 +488,9 @@ fn write_control_plane_client(plan: &Plan) -> Result<()> {
 
 /// What the operator does at a stop, node by node: exact files and the restart.
 pub fn instructions(plan: &Plan, outcome: Outcome) -> String {
+    if plan.loaded.spec.adopted.is_some() && plan.loaded.spec.kubernetes.control_plane_nodes.is_empty() {
+        return adopted_instructions(plan, outcome);
+    }
     let nodes = &plan.loaded.spec.kubernetes.control_plane_nodes;
     let copy = |files: &[&str]| {
         let mut out = String::new();
@@ -440,10 +527,39 @@ pub fn instructions(plan: &Plan, outcome: Outcome) -> String {
     }
 }
 
+/// The stops of an adopted cluster's rotation, whose spec names no control-plane node: what
+/// every client of the cluster (kube-apiserver first) needs, with the files to use.
+fn adopted_instructions(plan: &Plan, outcome: Outcome) -> String {
+    let (new_cert, new_key) = new_ca_paths(plan);
+    let bundle = trust_bundle_path(plan);
+    match outcome {
+        Outcome::TrustsBoth => format!(
+            "CA rotation stopped after step 1 of 3: every etcd member trusts the old and the new CA.\n\
+             Before the members switch to certificates from the new CA, every client of the cluster must trust both:\n\
+             \x20 kube-apiserver on each control-plane node: put {} at its --etcd-cafile ({CA_FILE} with kubeadm), restart it and wait until it is Ready\n\
+             Then run: {}\n",
+            bundle.display(),
+            crate::context::command_for(plan, "rotate ca --continue")
+        ),
+        Outcome::Reissued => format!(
+            "CA rotation stopped after step 2 of 3: every etcd member serves a certificate from the new CA and still trusts the old one.\n\
+             Before the old CA is dropped, every client needs a client certificate from the new CA ({}; key {}):\n\
+             \x20 kube-apiserver: sign one for its --etcd-keyfile (e.g. `cfssl gencert -ca {} -ca-key {} ...`, or `pki issue`), put it at --etcd-certfile, restart it\n\
+             Then run: {}\n",
+            new_cert.display(),
+            new_key.display(),
+            new_cert.display(),
+            new_key.display(),
+            crate::context::command_for(plan, "rotate ca --continue")
+        ),
+        Outcome::Done => "CA rotation done: every etcd member trusts and serves only the new CA; the spec names it and etcd-bootstrap's client from it. Give clients the new CA alone at their next restart.\n".to_string(),
+    }
+}
+
 /// `rotate ca --status`: where the rotation stands.
 pub fn status(plan: &Plan) -> Result<String> {
     let Some(s) = current(plan)? else {
-        return Ok(format!("no CA rotation under way; the CA is {}\n", plan.pki().ca().cert.display()));
+        return Ok(format!("no CA rotation under way; the CA is {}\n", current_ca_paths(plan).map(|(c, _)| c).unwrap_or_else(|_| plan.pki().ca().cert).display()));
     };
     let step = match s.phase {
         Phase::TrustBoth => 1,

@@ -400,23 +400,30 @@ fn adopt_reads_members_on_other_hosts_over_ssh() {
 struct Writes {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     thread: std::thread::JoinHandle<(Vec<u32>, Vec<String>)>,
+    ca: PathBuf,
+    prefix: String,
 }
 
 impl Writes {
     fn start(lab: &Lab, eps: &str) -> Writes {
+        Writes::trusting(lab, eps, &lab.pki().join("ca.pem"), "/adopted/")
+    }
+
+    /// Writes under `prefix`, verifying the members against `ca` (a CA rotation's bundle).
+    fn trusting(lab: &Lab, eps: &str, ca: &Path, prefix: &str) -> Writes {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (flag, p, eps) = (stop.clone(), lab.pki(), eps.to_string());
+        let (flag, p, eps, ca_file, key_prefix) = (stop.clone(), lab.pki(), eps.to_string(), ca.to_path_buf(), prefix.to_string());
         let thread = std::thread::spawn(move || {
             let (mut acked, mut failed) = (Vec::new(), Vec::new());
             let mut n = 0u32;
             while !flag.load(std::sync::atomic::Ordering::Relaxed) && n < 5000 {
                 n += 1;
-                let r = etcdctl(&p, &eps, &["put", &format!("/adopted/{n:05}"), "v"]);
+                let r = etcdctl_ca(&p, &ca_file, &eps, &["put", &format!("{key_prefix}{n:05}"), "v"]);
                 if r.ok() { acked.push(n) } else { failed.push(r.stderr) }
             }
             (acked, failed)
         });
-        Writes { stop, thread }
+        Writes { stop, thread, ca: ca.to_path_buf(), prefix: prefix.to_string() }
     }
 
     /// Stops; every acknowledged write must be readable, and at most `max_failed` failed.
@@ -425,17 +432,22 @@ impl Writes {
         let (acked, failed) = self.thread.join().unwrap();
         assert!(acked.len() >= 5, "too few writes to mean anything: {}", acked.len());
         assert!(failed.len() <= max_failed, "{} failed writes: {:?}", failed.len(), failed.first());
-        let got = etcdctl(&lab.pki(), eps, &["get", "/adopted/", "--prefix", "--keys-only"]).assert_ok();
+        let got = etcdctl_ca(&lab.pki(), &self.ca, eps, &["get", &self.prefix, "--prefix", "--keys-only"]).assert_ok();
         for n in &acked {
-            assert!(got.stdout.contains(&format!("/adopted/{n:05}")), "acknowledged write {n} is missing");
+            assert!(got.stdout.contains(&format!("{}{n:05}", self.prefix)), "acknowledged write {n} is missing");
         }
         acked.len()
     }
 }
 
 fn etcdctl(p: &Path, eps: &str, args: &[&str]) -> Ran {
+    etcdctl_ca(p, &p.join("ca.pem"), eps, args)
+}
+
+/// etcdctl with the lab's admin client, verifying the members against `ca`.
+fn etcdctl_ca(p: &Path, ca: &Path, eps: &str, args: &[&str]) -> Ran {
     run_bounded(
-        Command::new(tool("etcdctl", "ETCDCTL_BIN")).env("ETCDCTL_API", "3").args(["--endpoints", eps, "--command-timeout=3s"]).arg("--cacert").arg(p.join("ca.pem")).arg("--cert").arg(p.join("admin.pem")).arg("--key").arg(p.join("admin-key.pem")).args(args),
+        Command::new(tool("etcdctl", "ETCDCTL_BIN")).env("ETCDCTL_API", "3").args(["--endpoints", eps, "--command-timeout=3s"]).arg("--cacert").arg(ca).arg("--cert").arg(p.join("admin.pem")).arg("--key").arg(p.join("admin-key.pem")).args(args),
         Duration::from_secs(20),
     )
 }
@@ -538,7 +550,7 @@ fn an_adopted_cluster_is_managed_in_place() {
     assert_ne!(third, after, "the certificates were renewed");
 
     // what would rewrite a member or delete its data is refused, naming what works
-    for args in [&["check", "lb"][..], &["replace", "etcd-1"], &["down", "--purge"], &["rotate", "ca"]] {
+    for args in [&["check", "lb"][..], &["replace", "etcd-1"], &["down", "--purge"], &["plan"]] {
         let r = boot(&spec, args);
         assert!(!r.ok() && r.stderr.contains("not on an adopted cluster yet") && r.stderr.contains("up and doctor"), "{args:?}: {}", r.stderr);
     }
@@ -614,5 +626,68 @@ fn an_adopted_cluster_is_upgraded_in_place() {
         let v = run_bounded(Command::new(&bin).arg("--version"), Duration::from_secs(10));
         assert!(v.stdout.contains("etcd Version: 3.5.30"), "{}: {}", bin.display(), v.stdout);
     }
+    boot(&spec, &["down"]).assert_ok();
+}
+
+/// `rotate ca` in place on the cfssl lab (one certificate shared by every member): the three
+/// stops, each member restarted through what runs it with its CA files replaced where they are,
+/// then its certificate re-issued by the new CA (key kept), then the old CA dropped; writes go
+/// on through the first two steps and every acknowledged one is kept; at the end the spec names
+/// the new CA and etcd-bootstrap's own client from it, the lab's old client is refused, and
+/// every member runs with the command line and settings it had.
+#[test]
+fn an_adopted_clusters_ca_is_rotated_in_place() {
+    let lab = lab();
+    let out = tempfile::tempdir().unwrap();
+    let spec = out.path().join("lab.yaml");
+    let eps = lab.endpoints_of(0..3);
+    let ca_key = lab.pki().join("ca-key.pem");
+    lab.adopt(&eps, &["-o", spec.to_str().unwrap(), "--ca-key", ca_key.to_str().unwrap()]);
+    assert!(spec.is_file());
+    let before: serde_json::Value = serde_json::from_str(&lab.adopt(&eps, &["-w", "json"]).stdout).unwrap();
+    let operator_files: BTreeMap<PathBuf, String> = hashes(&lab.pki());
+
+    // a client of the cluster as the stops tell it: the old CA, then (step 1 says so) the bundle
+    let w = Writes::start(&lab, &eps);
+    let first = boot(&spec, &["rotate", "ca"]);
+    assert!(first.ok() && first.stdout.contains("stopped after step 1 of 3") && first.stdout.contains("ca-bundle.crt"), "{}{}", first.stdout, first.stderr);
+    w.finish(&lab, &eps, 10);
+    let bundle = out.path().join("pki/etcd/ca-bundle.crt");
+    let w = Writes::trusting(&lab, &eps, &bundle, "/during-reissue/");
+    for i in 1..=3 {
+        let ca = std::fs::read_to_string(lab.dir.join(format!("host-{i}/etc/etcd/pki/ca.pem"))).unwrap();
+        assert_eq!(ca.matches("BEGIN CERTIFICATE").count(), 2, "host-{i} trusts old + new");
+    }
+    assert!(boot(&spec, &["backup", "--dir", out.path().join("b").to_str().unwrap()]).ok(), "paused for the operator, a backup still runs");
+    let second = boot(&spec, &["rotate", "ca", "--continue"]);
+    assert!(second.ok() && second.stdout.contains("stopped after step 2 of 3"), "{}{}", second.stdout, second.stderr);
+    w.finish(&lab, &eps, 10);
+    let text = std::fs::read_to_string(&spec).unwrap();
+    assert!(text.contains("adopted-client.crt"), "the spec names etcd-bootstrap's client from the new CA:\n{text}");
+    let third = boot(&spec, &["rotate", "ca", "--continue"]);
+    assert!(third.ok() && third.stdout.contains("CA rotation done"), "{}{}", third.stdout, third.stderr);
+
+    // the new CA, named by the spec; every member trusts it alone and serves a certificate from it
+    let text = std::fs::read_to_string(&spec).unwrap();
+    let new_ca = out.path().join("pki/etcd/ca.crt");
+    assert!(text.contains(&format!("cacert: {}", new_ca.display())), "{text}");
+    for i in 1..=3 {
+        let host = lab.dir.join(format!("host-{i}/etc/etcd/pki"));
+        assert_eq!(std::fs::read(host.join("ca.pem")).unwrap(), std::fs::read(&new_ca).unwrap(), "host-{i} trusts the new CA alone");
+        let v = integration_tests::openssl(&lab.dir, &["verify", "-CAfile", new_ca.to_str().unwrap(), host.join("etcd.pem").to_str().unwrap()]);
+        assert!(v.ok(), "host-{i}'s certificate is from the new CA: {}{}", v.stdout, v.stderr);
+    }
+    assert_eq!(boot(&spec, &["status"]).code, Some(0), "etcd-bootstrap talks to the cluster with its new client");
+    assert!(!etcdctl(&lab.pki(), &eps, &["get", "/kept"]).ok(), "a client of the old CA is refused now");
+    assert_eq!(hashes(&lab.pki()), operator_files, "the operator's own PKI files are left as they were");
+    let after: serde_json::Value = serde_json::from_str(
+        &run_bounded(
+            Command::new(bin("etcd-bootstrap")).args(["adopt", "--endpoints", &eps, "--cacert", new_ca.to_str().unwrap()]).arg("--cert").arg(out.path().join("pki/etcd/adopted-client.crt")).arg("--key").arg(out.path().join("pki/etcd/adopted-client.key")).args(["-w", "json"]),
+            Duration::from_secs(120),
+        )
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(settings(&after), settings(&before), "each member restarted with the command line and settings it had");
     boot(&spec, &["down"]).assert_ok();
 }
