@@ -145,15 +145,19 @@ pub fn supports(kind: crate::journal::OpKind) -> bool {
     matches!(kind, Backup | Maintain | RotateCerts | RotateCa | Restore | Upgrade | Down | Up)
 }
 
-/// Refuses `command` on an adopted cluster's spec, before anything is read or changed.
+/// Refuses `command` on an adopted cluster's spec, before anything is read or changed, saying
+/// why for that command.
 pub fn refuse(spec: &crate::spec::Spec, command: &str) -> crate::error::Result<()> {
-    match &spec.adopted {
-        None => Ok(()),
-        Some(_) => Err(crate::error::BootError::Precondition {
-            what: command.to_string(),
-            reason: format!("not on an adopted cluster yet (its members run as their operator set them up, and this would restart or rewrite them); on one, use {SUPPORTED}"),
-        }),
+    if spec.adopted.is_none() {
+        return Ok(());
     }
+    let why = match command {
+        "replace" => "the new member must start once with --initial-cluster-state=existing, which means changing its operator's flags; README \"Adopting an existing cluster\" gives the steps by hand",
+        "down --purge" => "its data is its operator's to delete",
+        "plan" | "check lb" if spec.kubernetes.is_absent() => "the spec names no control plane (`kubernetes:`) to plan or check",
+        _ => "its members run as their operator set them up, and this would rewrite them",
+    };
+    Err(crate::error::BootError::Precondition { what: command.to_string(), reason: format!("not on an adopted cluster yet: {why}; on one, use {SUPPORTED}") })
 }
 
 /// Rewrites the `adopted:` section of the spec file `file` (the toolkit's own file, written by

@@ -553,6 +553,9 @@ fn an_adopted_cluster_is_managed_in_place() {
     for args in [&["check", "lb"][..], &["replace", "etcd-1"], &["down", "--purge"], &["plan"]] {
         let r = boot(&spec, args);
         assert!(!r.ok() && r.stderr.contains("not on an adopted cluster yet") && r.stderr.contains("up and doctor"), "{args:?}: {}", r.stderr);
+        if args[0] == "replace" {
+            assert!(r.stderr.contains("--initial-cluster-state=existing"), "says why, and where the steps by hand are: {}", r.stderr);
+        }
     }
     assert_eq!(hashes(&lab.dir), third, "a refusal changed a file");
     for c in lab.children.iter_mut() {
