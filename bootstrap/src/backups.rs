@@ -45,6 +45,15 @@ pub fn is_backup_name(cluster: &str, file: &str) -> bool {
         && rev.bytes().all(|c| c.is_ascii_digit())
 }
 
+/// Oldest first: the stamp sorts by time; the revision (a number) breaks ties within a second.
+/// For a name [`is_backup_name`] accepts.
+pub fn age_order(cluster: &str, name: &str) -> (String, u64) {
+    let rest = name.get(cluster.len() + 1..).unwrap_or("");
+    let rest = rest.strip_suffix(".db.age").or_else(|| rest.strip_suffix(".db")).unwrap_or(rest);
+    let (stamp, rev) = rest.split_once("-r").unwrap_or((rest, "0"));
+    (stamp.to_string(), rev.parse::<u64>().unwrap_or(0))
+}
+
 fn dir_err(dir: &Path, reason: impl std::fmt::Display) -> BootError {
     BootError::Output { path: dir.display().to_string(), reason: reason.to_string() }
 }
@@ -104,13 +113,40 @@ pub struct LastBackup {
     pub taken_at: i64,
     pub revision: i64,
     pub sha256: String,
+    /// The last backup verified off-host (`backup --to`), and when it was uploaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_at: Option<i64>,
+}
+
+/// Records an off-host copy of the last backup (best effort, as the local record).
+pub fn record_remote(spec_file: &Path, url: &str) {
+    let store = crate::journal_store::Store::for_spec(spec_file);
+    let Ok(text) = std::fs::read_to_string(store.last_backup_path()) else { return };
+    let Ok(mut rec) = serde_json::from_str::<LastBackup>(&text) else { return };
+    rec.remote = Some(url.to_string());
+    rec.remote_at = Some(time::OffsetDateTime::now_utc().unix_timestamp());
+    if let Ok(text) = serde_json::to_string_pretty(&rec) {
+        let _ = pki::files::write_all(&[pki::files::PlannedFile::public(store.last_backup_path(), text + "\n")], true);
+    }
+}
+
+/// The recorded last off-host backup and when it went, whether or not a local file is still there.
+pub fn last_remote(spec_file: &Path) -> Option<(String, i64)> {
+    let store = crate::journal_store::Store::for_spec(spec_file);
+    let rec: LastBackup = serde_json::from_str(&std::fs::read_to_string(store.last_backup_path()).ok()?).ok()?;
+    Some((rec.remote?, rec.remote_at?))
 }
 
 /// Records the backup just taken beside the journal (best effort: the backup itself is done).
 fn record_last(plan: &crate::plan::Plan, path: &Path, revision: i64, sha256: &str) {
     let store = crate::journal_store::Store::for_spec(Path::new(&plan.loaded.file));
     let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    let rec = LastBackup { path: abs.display().to_string(), taken_at: time::OffsetDateTime::now_utc().unix_timestamp(), revision, sha256: sha256.to_string() };
+    // the off-host copy recorded before stays until a new one is made
+    let earlier = std::fs::read_to_string(store.last_backup_path()).ok().and_then(|t| serde_json::from_str::<LastBackup>(&t).ok());
+    let (remote, remote_at) = earlier.map(|e| (e.remote, e.remote_at)).unwrap_or_default();
+    let rec = LastBackup { path: abs.display().to_string(), taken_at: time::OffsetDateTime::now_utc().unix_timestamp(), revision, sha256: sha256.to_string(), remote, remote_at };
     if let Ok(text) = serde_json::to_string_pretty(&rec) {
         let _ = pki::files::write_all(&[pki::files::PlannedFile::public(store.last_backup_path(), text + "\n")], true);
     }
@@ -174,12 +210,7 @@ fn retain_newest(dir: &Path, cluster: &str, keep: usize) -> Result<Vec<String>> 
             (is_backup_name(cluster, &name) && meta.file_type().is_file() && meta.uid() == me).then(|| (name, e.path()))
         })
         .collect();
-    // the stamp sorts by time; the revision breaks ties within a second
-    ours.sort_by_key(|(name, _)| {
-        let rest = &name[cluster.len() + 1..];
-        let (stamp, rev) = rest.trim_end_matches(".db").split_once("-r").unwrap_or((rest, "0"));
-        (stamp.to_string(), rev.parse::<u64>().unwrap_or(0))
-    });
+    ours.sort_by_key(|(name, _)| age_order(cluster, name));
     let excess = ours.len().saturating_sub(keep);
     let mut removed = Vec::new();
     for (name, path) in ours.into_iter().take(excess) {
@@ -191,7 +222,7 @@ fn retain_newest(dir: &Path, cluster: &str, keep: usize) -> Result<Vec<String>> 
 
 /// A systemd service + timer pair and a cron line running `backup` (paths absolute, quoted).
 /// A path with a control character is refused: a newline would split the cron line.
-pub fn timer(exe: &Path, spec: &Path, dir: &Path, keep: usize, cluster: &str, encrypt_to: &[String]) -> Result<String> {
+pub fn timer(exe: &Path, spec: &Path, dir: &Path, keep: usize, cluster: &str, encrypt_to: &[String], to: Option<&str>) -> Result<String> {
     use crate::scripts::systemd_quote;
     for p in [exe, spec, dir] {
         crate::rules::no_control(&p.display().to_string()).map_err(|e| dir_err(p, format!("{e}: cannot be put in a unit file or a cron line")))?;
@@ -201,12 +232,18 @@ pub fn timer(exe: &Path, spec: &Path, dir: &Path, keep: usize, cluster: &str, en
         crate::rules::no_control(r).map_err(|e| dir_err(Path::new("--encrypt-to"), e))?;
         cmd.extend(["--encrypt-to".to_string(), r.clone()]);
     }
+    if let Some(t) = to {
+        crate::rules::no_control(t).map_err(|e| dir_err(Path::new("--to"), e))?;
+        cmd.extend(["--to".to_string(), t.to_string()]);
+    }
+    // the S3 credentials from a root-only file, never in the unit
+    let env_file = if to.is_some() { format!("EnvironmentFile=/etc/etcd-backup/{cluster}.env\n# /etc/etcd-backup/{cluster}.env (0600): AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... AWS_REGION=... (AWS_ENDPOINT_URL=... for S3-compatible storage)\n") } else { String::new() };
     let unit_cmd: Vec<String> = cmd.iter().map(|a| systemd_quote(a)).collect();
     // cron reads an unescaped % as a newline
     let shell_cmd: Vec<String> = cmd.iter().map(|a| crate::plan::sh_quote(a).replace('%', "\\%")).collect();
     Ok(format!(
         "# /etc/systemd/system/etcd-backup-{cluster}.service\n[Unit]\nDescription=etcd backup of cluster {cluster} (etcd-bootstrap)\nAfter=network-online.target\nWants=network-online.target\n\n\
-         [Service]\nType=oneshot\nExecStart={}\nUMask=0077\n\n\
+         [Service]\nType=oneshot\nExecStart={}\nUMask=0077\n{env_file}\n\
          # /etc/systemd/system/etcd-backup-{cluster}.timer\n[Unit]\nDescription=etcd backup of cluster {cluster}, hourly\n\n\
          [Timer]\nOnCalendar=hourly\nRandomizedDelaySec=5min\nPersistent=true\n\n[Install]\nWantedBy=timers.target\n\n\
          # enable: systemctl daemon-reload && systemctl enable --now etcd-backup-{cluster}.timer\n\
@@ -219,6 +256,13 @@ pub fn timer(exe: &Path, spec: &Path, dir: &Path, keep: usize, cluster: &str, en
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backups_order_by_time_then_revision_as_a_number_encrypted_or_not() {
+        let mut names = vec!["prod-20261126T001500Z-r10.db.age", "prod-20261126T001500Z-r9.db", "prod-20261125T235959Z-r200.db"];
+        names.sort_by_key(|n| age_order("prod", n));
+        assert_eq!(names, ["prod-20261125T235959Z-r200.db", "prod-20261126T001500Z-r9.db", "prod-20261126T001500Z-r10.db.age"]);
+    }
 
     #[test]
     fn only_exact_backup_names_are_ours() {
@@ -253,17 +297,19 @@ mod tests {
 
     #[test]
     fn the_timer_quotes_every_path() {
-        let t = timer(Path::new("/usr/local/bin/etcd-bootstrap"), Path::new("/ops/my spec%.yaml"), Path::new("/var/backups/etcd"), 24, "prod", &[]).unwrap();
+        let t = timer(Path::new("/usr/local/bin/etcd-bootstrap"), Path::new("/ops/my spec%.yaml"), Path::new("/var/backups/etcd"), 24, "prod", &[], None).unwrap();
         assert!(t.contains("ExecStart=/usr/local/bin/etcd-bootstrap -f \"/ops/my spec%%.yaml\" backup --dir /var/backups/etcd --keep 24"), "{t}");
         assert!(t.contains("root /usr/local/bin/etcd-bootstrap -f '/ops/my spec\\%.yaml' backup --dir /var/backups/etcd --keep 24"), "{t}");
         assert!(t.contains("OnCalendar=hourly"));
         // a newline would start a new cron line (a command of the attacker's): refused
-        let e = timer(Path::new("/usr/local/bin/etcd-bootstrap"), Path::new("/ops/x\n* * * * * root touch /CANARY"), Path::new("/b"), 1, "prod", &[]);
+        let e = timer(Path::new("/usr/local/bin/etcd-bootstrap"), Path::new("/ops/x\n* * * * * root touch /CANARY"), Path::new("/b"), 1, "prod", &[], None);
         assert!(e.is_err());
         // recipients go into both, each one argument (an SSH key has spaces)
         let ssh = "ssh-ed25519 AAAAC3Nza alice@ops".to_string();
-        let t = timer(Path::new("/e"), Path::new("/s.yaml"), Path::new("/b"), 2, "prod", &["age1abc".into(), ssh]).unwrap();
+        let t = timer(Path::new("/e"), Path::new("/s.yaml"), Path::new("/b"), 2, "prod", &["age1abc".into(), ssh], Some("s3://backups/etcd")).unwrap();
         assert!(t.contains("--keep 2 --encrypt-to age1abc --encrypt-to \"ssh-ed25519 AAAAC3Nza alice@ops\""), "{t}");
         assert!(t.contains("--encrypt-to 'ssh-ed25519 AAAAC3Nza alice@ops'"), "{t}");
+        // off-host: the target in the command, the credentials from a root-only file
+        assert!(t.contains("--to s3://backups/etcd") && t.contains("EnvironmentFile=/etc/etcd-backup/prod.env"), "{t}");
     }
 }

@@ -54,6 +54,9 @@ pub enum BootError {
     /// A check before the first change failed; nothing was changed.
     #[error("refusing to {what}: {reason}")]
     Precondition { what: String, reason: String },
+
+    #[error("{url}: {reason}")]
+    Offsite { url: String, reason: String },
     /// An etcd API call failed.
     #[error("{what}: {source}")]
     Etcd {

@@ -24,6 +24,7 @@ pub mod journal;
 pub mod journal_store;
 pub mod kubeadm;
 pub mod lb;
+pub mod offsite;
 pub mod live;
 pub mod local;
 pub mod ops;

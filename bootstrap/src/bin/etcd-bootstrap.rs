@@ -157,6 +157,10 @@ enum Command {
         /// several. Writes NAME.db.age; the snapshot is never written in the clear.
         #[arg(long = "encrypt-to", value_name = "RECIPIENT")]
         encrypt_to: Vec<String>,
+        /// Also upload it to S3-compatible storage (`s3://BUCKET/PREFIX`; endpoint, region and
+        /// credentials from AWS_* or ~/.aws), read it back to verify, and apply --keep there too.
+        #[arg(long = "to", value_name = "S3_URL")]
+        to: Option<String>,
         #[arg(short = 'w', long = "write-out", value_enum, default_value = "simple")]
         write_out: ReportFormat,
     },
@@ -620,8 +624,17 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             println!("member {member} replaced; the cluster is HEALTHY");
             Ok(exit::OK)
         }
-        Command::Backup { dir, keep, print_timer, encrypt_to, write_out } => {
+        Command::Backup { dir, keep, print_timer, encrypt_to, to, write_out } => {
             let seal = if encrypt_to.is_empty() { None } else { Some(bootstrap::sealed::Recipients::parse(&encrypt_to).map_err(|e| format!("--encrypt-to: {e}"))?) };
+            // the off-host target and its credentials are checked before the snapshot is taken
+            let offsite = match &to {
+                Some(t) => {
+                    let loc = bootstrap::offsite::Location::parse(t).map_err(|e| format!("--to: {e}"))?;
+                    let settings = bootstrap::offsite::Settings::from_env(|k| std::env::var(k).ok()).map_err(|e| format!("--to {t}: {e}"))?;
+                    Some((loc, settings))
+                }
+                None => None,
+            };
             let loaded = load(&cli.spec)?;
             let plan = plan::build(&loaded);
             let base = Path::new(&loaded.file).parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -629,10 +642,20 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             if print_timer {
                 let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf()));
                 let exe = std::env::current_exe()?;
-                print!("{}", ops::backup::timer(&exe, &abs(&cli.spec), &abs(&dir), keep.unwrap_or(48), &loaded.spec.name, &encrypt_to)?);
+                print!("{}", ops::backup::timer(&exe, &abs(&cli.spec), &abs(&dir), keep.unwrap_or(48), &loaded.spec.name, &encrypt_to, to.as_deref())?);
                 return Ok(exit::OK);
             }
             let b = guarded(&plan, &Progress::new(false), lock_wait, OpKind::Backup, None, "backup", |ctx| ops::backup::backup(ctx, &dir, keep, seal.as_ref()))?;
+            if let Some((loc, settings)) = &offsite {
+                let t = std::time::Instant::now();
+                let shipped = bootstrap::offsite::ship(loc, settings, Path::new(&b.path), &loaded.spec.name, keep)
+                    .map_err(|e| format!("{e}; the backup is kept here: {}", b.path))?;
+                bootstrap::backups::record_remote(Path::new(&loaded.file), &shipped.url);
+                Progress::new(false).step("upload", &format!("{} ({} bytes) read back, SHA-256 the same{}", shipped.url, shipped.bytes, if shipped.deleted.is_empty() { String::new() } else { format!("; {} older removed", shipped.deleted.len()) }), Some(t.elapsed()));
+                if write_out == ReportFormat::Simple {
+                    println!("uploaded to {} (verified by reading it back)", shipped.url);
+                }
+            }
             if write_out == ReportFormat::Prometheus {
                 print!("{}", prometheus(bootstrap::doctor::from_backup(&b, now_unix())));
             } else if write_out == ReportFormat::Json {
@@ -646,6 +669,24 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             let plan = plan::build(&load(&cli.spec)?);
             bootstrap::rules::no_control(&snapshot.display().to_string()).map_err(|e| format!("restore SNAPSHOT: {e}"))?;
             let mut args = format!("restore {}", plan::sh_quote(&snapshot.display().to_string()));
+            let label = snapshot.display().to_string();
+            // an off-host snapshot is fetched first into a private file beside the spec (removed
+            // when this run ends), and checked like any other before anything stops
+            let fetched = match label.strip_prefix("s3://").map(|_| bootstrap::offsite::parse_object(&label)) {
+                None => None,
+                Some(parsed) => {
+                    let (loc, name) = parsed.map_err(|e| format!("restore SNAPSHOT: {e}"))?;
+                    let settings = bootstrap::offsite::Settings::from_env(|k| std::env::var(k).ok()).map_err(|e| format!("{label}: {e}"))?;
+                    let store = bootstrap::offsite::Store::new(&loc, &settings)?;
+                    let base = Path::new(&plan.loaded.file).parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                    let mut tmp = tempfile::Builder::new().prefix(".restore-").suffix(if name.ends_with(".age") { ".db.age" } else { ".db" }).tempfile_in(base)?;
+                    let t = std::time::Instant::now();
+                    let (bytes, _) = store.download(&loc.key(&name), tmp.as_file_mut())?;
+                    Progress::new(false).step("snapshot", &format!("{label}: {bytes} bytes fetched"), Some(t.elapsed()));
+                    Some(tmp)
+                }
+            };
+            let snapshot = fetched.as_ref().map(|t| t.path().to_path_buf()).unwrap_or(snapshot);
             // an encrypted snapshot is decrypted into memory before anything else happens
             let decrypted = match (bootstrap::sealed::is_encrypted(&snapshot), &identity) {
                 (false, _) => None,
@@ -661,7 +702,6 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
                 }
             };
             let source = decrypted.as_ref().map(bootstrap::sealed::fd_path).unwrap_or_else(|| snapshot.clone());
-            let label = snapshot.display().to_string();
             let r = guarded(&plan, &Progress::new(false), lock_wait, OpKind::Restore, None, &args, |ctx| ops::restore::restore(ctx, &source, &label, force, Duration::from_secs(wait)))?;
             println!(
                 "restored revision {} ({} keys) on {} members; cluster {} (was {}), HEALTHY at revision {}",

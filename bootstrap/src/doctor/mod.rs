@@ -261,6 +261,13 @@ fn file_checks(ctx: &Ctx, opts: &Options) -> Found {
         newest = Some((rec.path, rec.taken_at));
     }
     c.push(judge::backup_age(newest.as_ref().map(|(n, t)| (n.as_str(), *t)), opts.now, opts.backup_warn, opts.backup_fail));
+    // once a backup went off-host, its age is judged too: a lost machine takes the local ones
+    if let Some((url, at)) = crate::backups::last_remote(std::path::Path::new(&plan.loaded.file)) {
+        let mut off = judge::backup_age(Some((url.as_str(), at)), opts.now, opts.backup_warn, opts.backup_fail);
+        off.name = "backup-offsite".into();
+        c.push(off);
+        g.push(gauge("etcd_bootstrap_last_offsite_backup_timestamp_seconds", "When the newest backup verified off-host was uploaded, seconds since the epoch.", vec![], at as f64));
+    }
     if let Some((_, t)) = newest {
         g.push(gauge("etcd_bootstrap_last_backup_timestamp_seconds", "When the newest backup was taken, seconds since the epoch.", vec![], t as f64));
     }

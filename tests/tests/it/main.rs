@@ -17,6 +17,7 @@ mod interlocks;
 mod kube_apiserver;
 mod lifecycle;
 mod maintenance;
+mod offsite;
 mod pki_bad_input;
 mod pki_concurrency;
 mod pki_issue;

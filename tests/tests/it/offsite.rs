@@ -1,0 +1,165 @@
+//! Off-host backups against a real S3 server started here on loopback (s3s-fs: SigV4,
+//! multipart, ListObjectsV2), checked by an independent client (Debian's s3cmd): what `backup
+//! --to` uploads is listed and fetched byte for byte, `--keep` prunes only this cluster's names
+//! under the prefix, `restore s3://` brings the cluster back, `doctor` judges the off-host
+//! backup's age, and an upload cut off midway (the server killed once a part has arrived) leaves
+//! no object under the backup's name, keeps the local copy and says so.
+
+use integration_tests::bootstrap::{node_etcdctl, node_etcdctl_cmd, node_pki, put_in_txns, spec_endpoints, up_cluster, Down};
+use integration_tests::{bin, run_bounded, workspace_root, Ran};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const KEY: &str = "etcdbackupkey";
+const SECRET: &str = "etcd-backup-secret-0123456789";
+const BUCKET: &str = "etcd-backups";
+
+struct S3Server {
+    child: Child,
+    addr: String,
+    root: PathBuf,
+}
+
+impl S3Server {
+    fn start(root: &Path, host: &str) -> S3Server {
+        let bin = workspace_root().join(".tools/s3s/bin/s3s-fs");
+        assert!(bin.is_file(), "{} is missing: `bash scripts/fetch-s3-server.sh` builds it (install-deps runs it)", bin.display());
+        std::fs::create_dir_all(root.join(BUCKET)).unwrap();
+        let child = Command::new(bin).args(["--host", host, "--port", "9000", "--access-key", KEY, "--secret-key", SECRET]).arg(root).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let addr = format!("{host}:9000");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(Instant::now() < deadline, "the S3 server does not listen on {addr}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        S3Server { child, addr, root: root.to_path_buf() }
+    }
+
+    fn s3cmd(&self, args: &[&str]) -> Ran {
+        run_bounded(
+            Command::new("s3cmd")
+                .args([&format!("--access_key={KEY}"), &format!("--secret_key={SECRET}"), &format!("--host={}", self.addr), &format!("--host-bucket={}", self.addr), "--no-ssl", "--region=us-east-1", "--config=/dev/null"])
+                .args(args),
+            Duration::from_secs(60),
+        )
+    }
+
+    fn names(&self, prefix: &str) -> Vec<String> {
+        let ls = self.s3cmd(&["ls", &format!("s3://{BUCKET}/{prefix}")]).assert_ok();
+        let mut v: Vec<String> = ls.stdout.lines().filter_map(|l| l.rsplit_once('/').map(|(_, n)| n.to_string())).collect();
+        v.sort();
+        v
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// etcd-bootstrap with the S3 settings in its environment (and a HOME without ~/.aws).
+fn boot_s3(spec: &Path, server: &S3Server, home: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(bin("etcd-bootstrap"));
+    cmd.arg("-f").arg(spec).args(args).env("HOME", home).env("AWS_ACCESS_KEY_ID", KEY).env("AWS_SECRET_ACCESS_KEY", SECRET).env("AWS_REGION", "us-east-1").env("AWS_ENDPOINT_URL", format!("http://{}", server.addr));
+    cmd
+}
+
+fn uploaded_name(r: &Ran) -> String {
+    let url = r.stdout.lines().find_map(|l| l.strip_prefix("uploaded to ")).unwrap_or_else(|| panic!("no upload line: {}{}", r.stdout, r.stderr));
+    url.split_whitespace().next().unwrap().rsplit_once('/').unwrap().1.to_string()
+}
+
+#[test]
+fn backups_go_off_host_verified_pruned_restored_and_never_half_uploaded() {
+    let (tmp, spec, _down): (tempfile::TempDir, PathBuf, Down) = up_cluster();
+    let dir = tmp.path();
+    let eps = spec_endpoints(&spec);
+    let [a, b, c] = integration_tests::cluster::free_subnet(1);
+    let server = S3Server::start(&dir.join("s3"), &format!("{a}.{b}.{c}.1"));
+    let home = dir.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let local = dir.join("local-backups");
+    let to = format!("s3://{BUCKET}/etcd/prod");
+    // an object of someone else's under the prefix
+    std::fs::write(dir.join("notes.txt"), "not a backup").unwrap();
+    server.s3cmd(&["put", dir.join("notes.txt").to_str().unwrap(), &format!("s3://{BUCKET}/etcd/prod/notes.txt")]).assert_ok();
+
+    node_etcdctl(&node_pki(dir), &eps, &["put", "/kept", "in-the-first-backup"]).assert_ok();
+    let backup = |extra: &str| {
+        node_etcdctl(&node_pki(dir), &eps, &["put", "/later", extra]).assert_ok();
+        run_bounded(&mut boot_s3(&spec, &server, &home, &["backup", "--dir", local.to_str().unwrap(), "--keep", "2", "--to", &to]), Duration::from_secs(120))
+    };
+    let first = backup("1");
+    assert!(first.ok(), "{}{}", first.stdout, first.stderr);
+    let name = uploaded_name(&first);
+    assert!(first.stderr.contains("read back, SHA-256 the same"), "{}", first.stderr);
+    // s3cmd fetches exactly the local snapshot
+    let fetched = dir.join("fetched.db");
+    server.s3cmd(&["get", "--force", &format!("{to}/{name}"), fetched.to_str().unwrap()]).assert_ok();
+    assert_eq!(std::fs::read(&fetched).unwrap(), std::fs::read(local.join(&name)).unwrap(), "the object is the local snapshot, byte for byte");
+    // --keep 2 on the prefix: the oldest of three goes, someone else's object stays
+    // (within one second, the revision in the names orders them)
+    let second = backup("2");
+    let third = backup("3");
+    assert!(second.ok() && third.ok(), "{}{}", third.stdout, third.stderr);
+    let names = server.names("etcd/prod/");
+    let want = {
+        let mut w = vec![uploaded_name(&second), uploaded_name(&third), "notes.txt".to_string()];
+        w.sort();
+        w
+    };
+    assert_eq!(names, want, "the newest two backups and the foreign object");
+
+    // doctor judges the off-host copy's age
+    let d = run_bounded(Command::new(bin("etcd-bootstrap")).arg("-f").arg(&spec).args(["doctor", "-w", "json"]), Duration::from_secs(60));
+    let v: serde_json::Value = serde_json::from_str(&d.stdout).unwrap();
+    let off: Vec<&serde_json::Value> = v["checks"].as_array().unwrap().iter().filter(|c| c["name"] == "backup-offsite").collect();
+    assert!(off.len() == 1 && off[0]["level"] == "OK" && off[0]["evidence"].as_str().unwrap().contains(&uploaded_name(&third)), "{}", d.stdout);
+
+    // restore straight from the bucket
+    let r = run_bounded(&mut boot_s3(&spec, &server, &home, &["restore", &format!("{to}/{}", uploaded_name(&second)), "--force"]), Duration::from_secs(180));
+    assert!(r.ok(), "{}{}", r.stdout, r.stderr);
+    assert_eq!(node_etcdctl(&node_pki(dir), &eps, &["get", "/later", "--print-value-only"]).assert_ok().stdout.trim(), "2", "the state of the second backup");
+    assert!(!std::fs::read_dir(dir).unwrap().flatten().any(|e| e.file_name().to_string_lossy().starts_with(".restore-")), "the fetched snapshot is gone");
+
+    // no credentials: refused before any snapshot is taken
+    let before = std::fs::read_dir(&local).unwrap().count();
+    let mut nocreds = boot_s3(&spec, &server, &home, &["backup", "--dir", local.to_str().unwrap(), "--to", &to]);
+    nocreds.env_remove("AWS_ACCESS_KEY_ID");
+    let n = run_bounded(&mut nocreds, Duration::from_secs(60));
+    assert!(!n.ok() && n.stderr.contains("no S3 credentials"), "{}", n.stderr);
+    assert_eq!(std::fs::read_dir(&local).unwrap().count(), before);
+
+    // an upload cut off midway: ~40 MB so that it takes several parts; the server killed once
+    // the first part is on its disk
+    let values: Vec<(String, String)> = (0..4000).map(|i| (format!("/bulk/{i:05}"), "x".repeat(10_000))).collect();
+    put_in_txns(&node_etcdctl_cmd(&node_pki(dir), &eps), dir, &values);
+    let mut server = server;
+    let mut cut = boot_s3(&spec, &server, &home, &["backup", "--dir", local.to_str().unwrap(), "--to", &to]);
+    let mut running = cut.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let part_seen = loop {
+        let parts = std::fs::read_dir(&server.root).unwrap().flatten().any(|e| e.file_name().to_string_lossy().contains(".part-1"));
+        if parts {
+            break true;
+        }
+        if Instant::now() > deadline || running.try_wait().unwrap().is_some() {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    assert!(part_seen, "the upload never started");
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    let out = running.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a cut upload fails the backup");
+    let kept = stderr.split("the backup is kept here: ").nth(1).map(|s| s.trim().to_string()).unwrap_or_else(|| panic!("says where the backup is: {stderr}"));
+    assert!(Path::new(&kept).is_file(), "{kept}");
+    let name = Path::new(&kept).file_name().unwrap().to_string_lossy().into_owned();
+    let server = S3Server::start(&server.root.clone(), &format!("{a}.{b}.{c}.1"));
+    assert!(!server.names("etcd/prod/").contains(&name), "no object under the cut backup's name");
+}
