@@ -392,6 +392,33 @@ fn adopt_reads_members_on_other_hosts_over_ssh() {
     for m in again["members"].as_array().unwrap() {
         assert_ne!(m["process"]["pid"], serde_json::Value::Null);
     }
+
+    // restore over SSH: the snapshot goes to each host's run dir, each member restarts there
+    etcdctl(&lab.pki(), &eps, &["put", "/kept", "in-the-backup"]).assert_ok();
+    let backups = out.path().join("backups");
+    boot(&spec, &["backup", "--dir", backups.to_str().unwrap()]).assert_ok();
+    etcdctl(&lab.pki(), &eps, &["put", "/later", "after-the-backup"]).assert_ok();
+    let snapshot = std::fs::read_dir(&backups).unwrap().flatten().map(|e| e.path()).next().unwrap();
+    let r = boot(&spec, &["restore", snapshot.to_str().unwrap(), "--force"]);
+    assert!(r.ok(), "{}{}", r.stdout, r.stderr);
+    assert_eq!(etcdctl(&lab.pki(), &eps, &["get", "/kept", "--print-value-only"]).assert_ok().stdout.trim(), "in-the-backup");
+    assert_eq!(etcdctl(&lab.pki(), &eps, &["get", "/later", "--keys-only"]).assert_ok().stdout.trim(), "");
+    let restored: serde_json::Value = serde_json::from_str(&lab.adopt(&eps, &args).stdout).unwrap();
+    assert_eq!(settings(&restored), settings(&inv), "the same command lines and settings after the restore");
+
+    // rotate ca over SSH, its three stops: every host then trusts the new CA alone
+    for (args, want) in [(&["rotate", "ca"][..], "stopped after step 1 of 3"), (&["rotate", "ca", "--continue"], "stopped after step 2 of 3"), (&["rotate", "ca", "--continue"], "CA rotation done")] {
+        let r = boot(&spec, args);
+        assert!(r.ok() && r.stdout.contains(want), "{args:?}: {}{}", r.stdout, r.stderr);
+    }
+    let new_ca = out.path().join("pki/etcd/ca.crt");
+    for i in 1..=3 {
+        let host = lab.dir.join(format!("host-{i}/etc/etcd/pki"));
+        assert_eq!(std::fs::read(host.join("ca.pem")).unwrap(), std::fs::read(&new_ca).unwrap(), "host-{i}");
+        let v = integration_tests::openssl(&lab.dir, &["verify", "-CAfile", new_ca.to_str().unwrap(), host.join("etcd.pem").to_str().unwrap()]);
+        assert!(v.ok(), "host-{i}: {}{}", v.stdout, v.stderr);
+    }
+    assert_eq!(boot(&spec, &["status"]).code, Some(0));
     boot(&spec, &["down"]).assert_ok();
     drop(lab);
 }
