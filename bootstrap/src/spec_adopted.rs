@@ -135,14 +135,14 @@ pub fn check_member(name: &str, a: &AdoptedMember) -> Vec<String> {
 }
 
 /// The commands that work on an adopted cluster, as the refusal names them.
-pub const SUPPORTED: &str = "status, certs check, backup, maintain, rotate certs, rotate ca, restore, upgrade, down, up and doctor";
+pub const SUPPORTED: &str = "status, certs check, backup, maintain, rotate certs, rotate ca, replace (a plain process), restore, upgrade, down, up and doctor";
 
 /// Whether an operation runs on an adopted cluster: those that change no member's setup. (A
 /// member is stopped and started through the supervisor it was found with; what would rewrite
 /// its unit, flags or binary, or delete its data, is not.)
 pub fn supports(kind: crate::journal::OpKind) -> bool {
     use crate::journal::OpKind::*;
-    matches!(kind, Backup | Maintain | RotateCerts | RotateCa | Restore | Upgrade | Down | Up)
+    matches!(kind, Backup | Maintain | RotateCerts | RotateCa | Replace | Restore | Upgrade | Down | Up)
 }
 
 /// Refuses `command` on an adopted cluster's spec, before anything is read or changed, saying
@@ -152,7 +152,6 @@ pub fn refuse(spec: &crate::spec::Spec, command: &str) -> crate::error::Result<(
         return Ok(());
     }
     let why = match command {
-        "replace" => "the new member must start once with --initial-cluster-state=existing, which means changing its operator's flags; README \"Adopting an existing cluster\" gives the steps by hand",
         "down --purge" => "its data is its operator's to delete",
         "plan" | "check lb" if spec.kubernetes.is_absent() => "the spec names no control plane (`kubernetes:`) to plan or check",
         _ => "its members run as their operator set them up, and this would rewrite them",

@@ -93,6 +93,10 @@ pub fn replace(ctx: &Ctx, name: &str, force: bool, wait: Duration) -> Result<()>
 fn preconditions(ctx: &Ctx, m: &MemberPlan) -> Result<()> {
     let plan = ctx.plan;
     let what = format!("replace {}", m.spec.name);
+    if m.spec.adopted.is_some() {
+        ctx.require_reachable(&[m], 0, &what)?;
+        return crate::in_place::can_rejoin(ctx, m);
+    }
     let precondition = |e: BootError| BootError::Precondition { what: what.clone(), reason: e.to_string() };
     crate::live::issue_certificates(plan, &what)?;
     ensure_crl(plan).map_err(precondition)?;
@@ -173,6 +177,12 @@ fn add_learner(ctx: &Ctx, via: &[String], m: &MemberPlan, deadline: Instant) -> 
 /// Delivers the member's files and starts it with the cluster's current membership.
 fn start_joiner(ctx: &Ctx, m: &MemberPlan, id: u64, members: &[MemberInfo]) -> Result<()> {
     let plan = ctx.plan;
+    if m.spec.adopted.is_some() {
+        // its own settings (the cluster's members under the same names and URLs), started once
+        // as a joiner; its files stayed where they are
+        let out = ctx.start_member(&crate::in_place::joiner(m)?)?;
+        return if out.ok() { Ok(()) } else { Err(host_err(m, "starting etcd", &out)) };
+    }
     let initial: Vec<String> = members
         .iter()
         .flat_map(|x| {
