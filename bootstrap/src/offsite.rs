@@ -302,6 +302,19 @@ pub fn ship(location: &Location, settings: &Settings, local: &Path, cluster: &st
     Ok(Shipped { url: location.url(&key), bytes, sha256, deleted })
 }
 
+/// `restore s3://...`: the object fetched into a private file (0600) in `dir`, removed when the
+/// returned handle is dropped.
+pub fn fetch(url: &str, settings: &Settings, dir: &Path, progress: &crate::progress::Progress) -> Result<tempfile::NamedTempFile> {
+    let (location, name) = parse_object(url).map_err(|reason| BootError::Offsite { url: url.to_string(), reason })?;
+    let store = Store::new(&location, settings)?;
+    let suffix = if name.ends_with(".age") { ".db.age" } else { ".db" };
+    let mut tmp = tempfile::Builder::new().prefix(".restore-").suffix(suffix).tempfile_in(dir).map_err(|e| BootError::Output { path: dir.display().to_string(), reason: e.to_string() })?;
+    let t = std::time::Instant::now();
+    let (bytes, _) = store.download(&location.key(&name), tmp.as_file_mut())?;
+    progress.step("snapshot", &format!("{url}: {bytes} bytes fetched"), Some(t.elapsed()));
+    Ok(tmp)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

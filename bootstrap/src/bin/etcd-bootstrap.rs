@@ -672,19 +672,12 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             let label = snapshot.display().to_string();
             // an off-host snapshot is fetched first into a private file beside the spec (removed
             // when this run ends), and checked like any other before anything stops
-            let fetched = match label.strip_prefix("s3://").map(|_| bootstrap::offsite::parse_object(&label)) {
-                None => None,
-                Some(parsed) => {
-                    let (loc, name) = parsed.map_err(|e| format!("restore SNAPSHOT: {e}"))?;
-                    let settings = bootstrap::offsite::Settings::from_env(|k| std::env::var(k).ok()).map_err(|e| format!("{label}: {e}"))?;
-                    let store = bootstrap::offsite::Store::new(&loc, &settings)?;
-                    let base = Path::new(&plan.loaded.file).parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-                    let mut tmp = tempfile::Builder::new().prefix(".restore-").suffix(if name.ends_with(".age") { ".db.age" } else { ".db" }).tempfile_in(base)?;
-                    let t = std::time::Instant::now();
-                    let (bytes, _) = store.download(&loc.key(&name), tmp.as_file_mut())?;
-                    Progress::new(false).step("snapshot", &format!("{label}: {bytes} bytes fetched"), Some(t.elapsed()));
-                    Some(tmp)
-                }
+            let fetched = if label.starts_with("s3://") {
+                let base = Path::new(&plan.loaded.file).parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                let settings = bootstrap::offsite::Settings::from_env(|k| std::env::var(k).ok()).map_err(|e| format!("{label}: {e}"))?;
+                Some(bootstrap::offsite::fetch(&label, &settings, base, &Progress::new(false))?)
+            } else {
+                None
             };
             let snapshot = fetched.as_ref().map(|t| t.path().to_path_buf()).unwrap_or(snapshot);
             // an encrypted snapshot is decrypted into memory before anything else happens
