@@ -131,3 +131,40 @@ fn a_shared_certificate_is_renewed_once_or_split_into_one_per_member() {
     let plan = plan_rotation(&own, year, true, false).unwrap();
     assert!(plan.len() == 3 && plan.iter().all(|l| !l.new_key && l.holders.len() == 1));
 }
+
+/// A spec's `adopted:` values reach host scripts (paths as quoted words; the command line and
+/// environment only through `scripts_adopted`, tested there): a path with shell, YAML or line
+/// syntax, a relative or `-`-led path, and a variable that is not etcd's are refused, each named.
+#[test]
+fn hostile_adopted_values_are_refused_naming_each() {
+    let inv = inventory(vec![adopted_member("etcd-1", "local")]);
+    let good = spec_of(&inv, &request(), None, None).unwrap();
+    for (field, payload) in [
+        ("tls.cert-file", "/etc/etcd/$(touch /CANARY).pem"),
+        ("tls.cert-file", "/etc/etcd/a\nb.pem"),
+        ("tls.cert-file", "etc/etcd/relative.pem"),
+        ("tls.cert-file", "/etc/-rf/x.pem"),
+        ("binary", "/usr/bin/etcd; touch /CANARY"),
+        ("config_file", "/etc/etcd/`id`.yml"),
+        ("working_dir", "/srv/'quoted'"),
+    ] {
+        let mut spec = good.clone();
+        let a = spec.members[0].adopted.as_mut().unwrap();
+        match field {
+            "binary" => a.binary = payload.into(),
+            "config_file" => a.config_file = Some(payload.into()),
+            "working_dir" => a.working_dir = payload.into(),
+            _ => {
+                a.tls.insert("cert-file".into(), payload.into());
+            }
+        }
+        let problems = spec.validate().unwrap_err().join("\n");
+        assert!(problems.contains(&format!("members[etcd-1].adopted.{field}")), "{payload:?}: {problems}");
+    }
+    let mut spec = good.clone();
+    spec.members[0].adopted.as_mut().unwrap().environment.insert("LD_PRELOAD".into(), "/tmp/evil.so".into());
+    assert!(spec.validate().unwrap_err().join("\n").contains("environment.LD_PRELOAD: only etcd's ETCD_*"));
+    let mut spec = good;
+    spec.members[0].adopted.as_mut().unwrap().tls.insert("cert-file; rm".into(), "/etc/etcd/x.pem".into());
+    assert!(spec.validate().unwrap_err().join("\n").contains("not one of etcd's TLS file settings"));
+}
