@@ -42,10 +42,11 @@ impl Ctx<'_> {
         };
         let out = self.run_on(m, &probe::process_script(&m.spec.address.to_string(), m.spec.client_port))?;
         let facts = probe::parse_process(&out).map_err(|why| stale(format!("no etcd found: {why}")))?;
-        // a member `replace` started as a joiner runs with one flag more until its next restart
+        // a member `replace` started as a joiner runs with one argument more until its next restart
+        let tail = crate::rejoin::joiner_tail(m)?;
         let argv: Vec<&String> = facts.argv.iter().skip(1).collect();
         let argv = match argv.split_last() {
-            Some((last, rest)) if last.as_str() == JOIN_FLAG => rest.to_vec(),
+            Some((last, rest)) if **last == tail => rest.to_vec(),
             _ => argv,
         };
         if argv.into_iter().ne(a.command_line.iter()) {
@@ -280,40 +281,4 @@ pub(crate) fn issue_own_client(plan: &crate::plan::Plan, ca: &pki::ca::Ca, cert:
     let issued = ca.sign(&template, k.key_pair())?;
     pki::files::write_all(&[pki::files::PlannedFile::public(cert, issued.pem), pki::files::PlannedFile::secret(key, k.to_pkcs8_pem())], true)?;
     Ok(())
-}
-
-/// What an adopted member that `replace` re-adds is started with once, after its own command line
-/// (a flag given last wins over an earlier one and over `ETCD_*`): its data dir is empty and it
-/// must join the running cluster, not found a new one. Later starts use its own command line: etcd
-/// reads the state only on a first start.
-pub const JOIN_FLAG: &str = "--initial-cluster-state=existing";
-
-/// Whether an adopted member can be started again as a joiner without changing its operator's
-/// setup: a plain process whose settings are flags or environment (a config file makes etcd
-/// ignore every flag; a unit or a pod would have to be edited), with its TLS files in place.
-pub(crate) fn can_rejoin(ctx: &Ctx, m: &MemberPlan) -> Result<()> {
-    let a = adopted(m)?;
-    let refuse = |reason: String| BootError::Precondition { what: format!("replace {}", m.spec.name), reason };
-    if !matches!(a.supervisor, crate::adopt::probe::Supervisor::Process) || a.config_file.is_some() {
-        return Err(refuse(format!(
-            "it runs as {} with settings by {}: starting it once with --initial-cluster-state=existing would mean editing that; README \"Adopting an existing cluster\" gives the steps by hand",
-            crate::adopt::supervisor_word(&a.supervisor),
-            a.settings_from
-        )));
-    }
-    let mut script = String::from("set -u\n");
-    for p in a.tls.values() {
-        script.push_str(&format!("[ -f {p} ] || echo \"missing=$(printf %s {p} | base64 -w0)\"\n", p = crate::plan::sh_quote(&p.display().to_string())));
-    }
-    let out = ctx.run_on(m, &script)?;
-    let missing: Vec<String> = out.stdout.lines().filter_map(|l| l.strip_prefix("missing=")).map(|b| String::from_utf8_lossy(&probe::unbase64(b)).into_owned()).collect();
-    if missing.is_empty() { Ok(()) } else { Err(refuse(format!("its TLS files are not on its host: {}", missing.join(", ")))) }
-}
-
-/// The member as `replace` starts it once: its own command line, then [`JOIN_FLAG`].
-pub(crate) fn joiner(m: &MemberPlan) -> Result<MemberPlan> {
-    let mut j = m.clone();
-    let a = j.spec.adopted.as_mut().ok_or_else(|| BootError::Precondition { what: format!("replace {}", m.spec.name), reason: "not an adopted member".into() })?;
-    a.command_line.push(JOIN_FLAG.to_string());
-    Ok(j)
 }

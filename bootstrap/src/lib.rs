@@ -20,6 +20,7 @@ pub mod exit;
 pub mod fakes;
 pub mod haproxy;
 pub mod in_place;
+pub mod rejoin;
 pub mod journal;
 pub mod journal_store;
 pub mod kubeadm;

@@ -95,7 +95,7 @@ fn preconditions(ctx: &Ctx, m: &MemberPlan) -> Result<()> {
     let what = format!("replace {}", m.spec.name);
     if m.spec.adopted.is_some() {
         ctx.require_reachable(&[m], 0, &what)?;
-        return crate::in_place::can_rejoin(ctx, m);
+        return crate::rejoin::can_rejoin(ctx, m);
     }
     let precondition = |e: BootError| BootError::Precondition { what: what.clone(), reason: e.to_string() };
     crate::live::issue_certificates(plan, &what)?;
@@ -180,7 +180,7 @@ fn start_joiner(ctx: &Ctx, m: &MemberPlan, id: u64, members: &[MemberInfo]) -> R
     if m.spec.adopted.is_some() {
         // its own settings (the cluster's members under the same names and URLs), started once
         // as a joiner; its files stayed where they are
-        let out = ctx.start_member(&crate::in_place::joiner(m)?)?;
+        let out = ctx.start_member(&crate::rejoin::joiner(ctx, m)?)?;
         return if out.ok() { Ok(()) } else { Err(host_err(m, "starting etcd", &out)) };
     }
     let initial: Vec<String> = members

@@ -502,6 +502,31 @@ fn openssl_text(lab: &Lab, i: usize) -> String {
 /// maintain, and the shared certificate split into one per member under continuous writes —
 /// no restart (the same PIDs), every acknowledged write kept, only the certificate and key
 /// files changed (their modes kept); what would restart a member is refused, changing nothing.
+/// Kills etcd-`n` (a lab process), waits for the other two to lead (DEGRADED, as an operator
+/// would), then `replace`s it under continuous writes: every acknowledged write kept, HEALTHY, a
+/// new member ID. Returns its inventory entry afterwards.
+fn kill_and_replace(lab: &mut Lab, spec: &Path, inv: &serde_json::Value, n: usize) -> serde_json::Value {
+    let name = format!("etcd-{n}");
+    let eps = lab.endpoints_of(0..3);
+    let old_id = inv["members"].as_array().unwrap().iter().find(|m| m["name"] == name).unwrap()["id"].clone();
+    let _ = lab.children[n - 1].kill();
+    let _ = lab.children[n - 1].wait();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while boot(spec, &["status"]).code != Some(1) {
+        assert!(Instant::now() < deadline, "no new leader after {name} died");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let w = Writes::start(lab, &eps);
+    let r = boot(spec, &["replace", &name]);
+    assert!(r.ok(), "{}{}", r.stdout, r.stderr);
+    w.finish(lab, &eps, 10);
+    assert_eq!(boot(spec, &["status"]).code, Some(0));
+    let replaced: serde_json::Value = serde_json::from_str(&lab.adopt(&eps, &["-w", "json"]).stdout).unwrap();
+    let m = replaced["members"].as_array().unwrap().iter().find(|m| m["name"] == name).unwrap().clone();
+    assert_ne!(m["id"], old_id, "{name} is a new member");
+    m
+}
+
 #[test]
 fn an_adopted_cluster_is_managed_in_place() {
     let mut lab = lab();
@@ -581,9 +606,9 @@ fn an_adopted_cluster_is_managed_in_place() {
         let r = boot(&spec, args);
         assert!(!r.ok() && r.stderr.contains("not on an adopted cluster yet") && r.stderr.contains("up and doctor"), "{args:?}: {}", r.stderr);
     }
-    // the member configured by its config file cannot start once as a joiner without an edit
-    let r = boot(&spec, &["replace", "etcd-3", "--force"]);
-    assert!(!r.ok() && r.stderr.contains("settings by config file") && r.stderr.contains("by hand"), "{}", r.stderr);
+    // a healthy member is not replaced without --force
+    let r = boot(&spec, &["replace", "etcd-3"]);
+    assert!(!r.ok() && r.stderr.contains("etcd-3 is healthy"), "{}", r.stderr);
     assert_eq!(hashes(&lab.dir), third, "a refusal changed a file");
     for c in lab.children.iter_mut() {
         assert!(c.try_wait().unwrap().is_none());
@@ -593,25 +618,21 @@ fn an_adopted_cluster_is_managed_in_place() {
     // replace in place: etcd-2 (settings by ETCD_* environment) dies; under continuous writes it
     // is removed, its data moved aside, re-added as a learner, started once as a joiner with its
     // own environment, promoted
-    let old_id = inv["members"].as_array().unwrap().iter().find(|m| m["name"] == "etcd-2").unwrap()["id"].clone();
-    let _ = lab.children[1].kill();
-    let _ = lab.children[1].wait();
-    // (when it led, the other two elect a leader first: DEGRADED, as an operator would wait for)
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while boot(&spec, &["status"]).code != Some(1) {
-        assert!(Instant::now() < deadline, "no new leader after etcd-2 died");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let w = Writes::start(&lab, &eps);
-    let r = boot(&spec, &["replace", "etcd-2"]);
-    assert!(r.ok(), "{}{}", r.stdout, r.stderr);
-    w.finish(&lab, &eps, 10);
-    assert_eq!(boot(&spec, &["status"]).code, Some(0));
-    let replaced: serde_json::Value = serde_json::from_str(&lab.adopt(&eps, &["-w", "json"]).stdout).unwrap();
-    let m2 = replaced["members"].as_array().unwrap().iter().find(|m| m["name"] == "etcd-2").unwrap();
-    assert_ne!(m2["id"], old_id, "a new member");
+    let m2 = kill_and_replace(&mut lab, &spec, &inv, 2);
     assert_eq!(m2["config"]["settings"]["cert-file"]["origin"], "env", "still configured by its environment");
     assert_eq!(m2["process"]["argv"].as_array().unwrap().last().unwrap(), "--initial-cluster-state=existing", "the joiner flag, until its next restart");
+
+    // etcd-3 (settings by config file, which makes etcd ignore every flag) the same way: started
+    // once with a copy of its file that says `initial-cluster-state: existing`; its own file untouched
+    let before_replace = hashes(&lab.dir);
+    let m3 = kill_and_replace(&mut lab, &spec, &inv, 3);
+    let copy = lab.dir.join("host-3/var/lib/etcd-bootstrap/etcd-3.joiner.conf.yml");
+    assert_eq!(m3["process"]["argv"].as_array().unwrap().last().unwrap(), &format!("--config-file={}", copy.display()), "the joiner copy, until its next restart");
+    assert_eq!(m3["config"]["settings"]["initial-cluster-state"]["value"], "existing");
+    let own = lab.dir.join("host-3/etc/etcd/etcd.conf.yml");
+    assert_eq!(std::fs::read_to_string(&copy).unwrap(), std::fs::read_to_string(&own).unwrap() + "initial-cluster-state: existing\n", "the copy differs in that line only");
+    let after_replace = hashes(&lab.dir);
+    assert_eq!(after_replace, before_replace, "nothing outside the data and run dirs changed");
 
     // restore in place: every member stopped (the leader last), its data moved aside, the
     // snapshot restored, each started again exactly as it was found
