@@ -14,6 +14,9 @@
 #   age                       the Go reference age CLI: decrypts what `backup --encrypt-to` writes
 #   s3cmd                     an independent S3 client: lists and fetches what `backup --to` uploads
 #   time                      GNU time: the benchmarks' peak memory (bench/offsite.sh)
+#   systemd                   /lib/systemd/systemd, booted by the tests in its own PID and mount
+#                             namespaces to run adopted members' units (tests/src/systemd.rs);
+#                             nsenter (util-linux) enters it
 #   curl                      `check lb` from control-plane nodes (test hosts share this machine's
 #                             files); an https etcd_archive
 #   debian-archive-keyring    the keys Debian's archive is checked against (fetch-debian-etcd.sh,
@@ -27,7 +30,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PKGS=(protobuf-compiler libprotobuf-dev etcd-server etcd-client openssl golang-cfssl haproxy openssh-server openssh-client
-      iproute2 make hyperfine procps util-linux ca-certificates curl python3 debian-archive-keyring age s3cmd time)
+      iproute2 make hyperfine procps util-linux ca-certificates curl python3 debian-archive-keyring age s3cmd time systemd)
 command -v pip3 >/dev/null 2>&1 || command -v pip >/dev/null 2>&1 || PKGS+=(python3-pip)
 missing=()
 for p in "${PKGS[@]}"; do
@@ -113,3 +116,6 @@ check s3cmd --version
 check /usr/bin/time --version
 check /usr/bin/python3 -c 'import http.server, ssl'
 check unshare --version
+check nsenter --version
+check /lib/systemd/systemd --version
+check systemctl --version

@@ -135,7 +135,7 @@ pub fn check_member(name: &str, a: &AdoptedMember) -> Vec<String> {
 }
 
 /// The commands that work on an adopted cluster, as the refusal names them.
-pub const SUPPORTED: &str = "status, certs check, backup, maintain, rotate certs, rotate ca, replace (a plain process), restore, upgrade, down, up and doctor";
+pub const SUPPORTED: &str = "status, certs check, backup, maintain, rotate certs, rotate ca, replace (a plain process or a systemd unit), restore, upgrade, down, up and doctor";
 
 /// Whether an operation runs on an adopted cluster: those that change no member's setup. (A
 /// member is stopped and started through the supervisor it was found with; what would rewrite

@@ -6,6 +6,7 @@ pub mod bootstrap;
 pub mod cluster;
 pub mod kube;
 pub mod netns;
+pub mod systemd;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -82,6 +82,8 @@ pub fn replace(ctx: &Ctx, name: &str, force: bool, wait: Duration) -> Result<()>
         ctx.changing(&format!("promote {name}"))?;
         promote_when_caught_up(ctx, &others, name, id, deadline, wait)?;
     }
+    // a unit's joiner drop-in, left by a run killed right after the start
+    crate::rejoin::forget_joiner(ctx, m)?;
     let t = Instant::now();
     let v = ctx.wait_healthy(deadline.saturating_duration_since(Instant::now()), &format!("replacing {name}"))?;
     progress.step("quorum", &format!("{}: {}", v.state.word(), v.summary), Some(t.elapsed()));
@@ -181,6 +183,7 @@ fn start_joiner(ctx: &Ctx, m: &MemberPlan, id: u64, members: &[MemberInfo]) -> R
         // its own settings (the cluster's members under the same names and URLs), started once
         // as a joiner; its files stayed where they are
         let out = ctx.start_member(&crate::rejoin::joiner(ctx, m)?)?;
+        crate::rejoin::forget_joiner(ctx, m)?;
         return if out.ok() { Ok(()) } else { Err(host_err(m, "starting etcd", &out)) };
     }
     let initial: Vec<String> = members

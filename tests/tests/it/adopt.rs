@@ -75,6 +75,8 @@ struct Lab {
     /// Each host runs its own copy of the etcd binaries from this folder (at
     /// `host-N/usr/local/bin/`), instead of the test's etcd.
     own_binaries: Option<PathBuf>,
+    /// The systemd whose units run the members (then `children` is empty), or none.
+    systemd: Option<integration_tests::systemd::SystemdHost>,
 }
 
 impl Drop for Lab {
@@ -93,18 +95,38 @@ impl Lab {
         self.dir.join("pki")
     }
 
+    /// `etcd-bootstrap`, on the members' host (inside the lab's systemd, when it has one).
+    fn tool(&self) -> Command {
+        match &self.systemd {
+            Some(host) => host.command(bin("etcd-bootstrap")),
+            None => Command::new(bin("etcd-bootstrap")),
+        }
+    }
+
+    /// `etcd-bootstrap -f SPEC ARGS` on the members' host.
+    fn boot(&self, spec: &Path, args: &[&str]) -> Ran {
+        run_bounded(self.tool().arg("-f").arg(spec).args(args), Duration::from_secs(180))
+    }
+
     /// The tool's `adopt`, with the lab's admin client.
     fn adopt(&self, endpoints: &str, extra: &[&str]) -> Ran {
         let p = self.pki();
         run_bounded(
-            Command::new(bin("etcd-bootstrap")).args(["adopt", "--endpoints", endpoints]).arg("--cacert").arg(p.join("ca.pem")).arg("--cert").arg(p.join("admin.pem")).arg("--key").arg(p.join("admin-key.pem")).args(extra),
+            self.tool().args(["adopt", "--endpoints", endpoints]).arg("--cacert").arg(p.join("ca.pem")).arg("--cert").arg(p.join("admin.pem")).arg("--key").arg(p.join("admin-key.pem")).args(extra),
             Duration::from_secs(120),
         )
     }
 }
 
-/// Starts member `i` of `initial` configured as `given`, in its host folder.
-fn start_member(lab: &Lab, i: usize, initial: &str, given: Given) -> Child {
+/// Member `i`'s host folder (its PKI files written), settings, data dir and etcd binary.
+struct Layout {
+    root: PathBuf,
+    settings: Vec<(&'static str, String)>,
+    data_dir: String,
+    etcd: PathBuf,
+}
+
+fn layout(lab: &Lab, i: usize, initial: &str) -> Layout {
     let (name, addr) = (format!("etcd-{}", i + 1), &lab.addrs[i]);
     let root = lab.dir.join(format!("host-{}", i + 1));
     let cert = if lab.own_certs { format!("node-{}", i + 1) } else { "etcd".to_string() };
@@ -137,44 +159,66 @@ fn start_member(lab: &Lab, i: usize, initial: &str, given: Given) -> Child {
         }
         None => tool("etcd", "ETCD_BIN").canonicalize().unwrap(),
     };
+    Layout { root, settings, data_dir, etcd }
+}
+
+impl Layout {
+    /// The `ETCD_*` variables of [`Given::Env`].
+    fn environment(&self) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = self.settings.iter().map(|(k, v)| (format!("ETCD_{}", k.to_uppercase().replace('-', "_")), v.clone())).collect();
+        env.extend([("ETCD_DATA_DIR".to_string(), self.data_dir.clone()), ("ETCD_CLIENT_CERT_AUTH".into(), "true".into()), ("ETCD_PEER_CLIENT_CERT_AUTH".into(), "true".into())]);
+        env
+    }
+
+    /// The flags of [`Given::Flags`] ("Kubernetes The Hard Way" / JMOS: bare booleans, no --data-dir).
+    fn flags(&self) -> Vec<String> {
+        let mut args: Vec<String> = self.settings.iter().flat_map(|(k, v)| [format!("--{k}"), v.clone()]).collect();
+        args.extend(["--client-cert-auth".to_string(), "--peer-client-cert-auth".to_string()]);
+        args
+    }
+
+    /// The config file of [`Given::ConfigFile`], written at `etc/etcd/etcd.conf.yml`.
+    fn config_file(&self) -> PathBuf {
+        let setting = |k: &str| self.settings.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()).unwrap();
+        let mut yaml = String::new();
+        for (k, v) in self.settings.iter().filter(|(k, _)| !k.contains("file")) {
+            yaml.push_str(&format!("{k}: {v}\n"));
+        }
+        yaml.push_str(&format!("data-dir: {}\n", self.data_dir));
+        for section in ["client", "peer"] {
+            let pre = if section == "peer" { "peer-" } else { "" };
+            yaml.push_str(&format!(
+                "{section}-transport-security:\n  cert-file: {}\n  key-file: {}\n  trusted-ca-file: {}\n  client-cert-auth: true\n",
+                setting(&format!("{pre}cert-file")),
+                setting(&format!("{pre}key-file")),
+                setting(&format!("{pre}trusted-ca-file"))
+            ));
+        }
+        let file = self.root.join("etc/etcd/etcd.conf.yml");
+        std::fs::write(&file, yaml).unwrap();
+        file
+    }
+}
+
+/// Starts member `i` of `initial` configured as `given`, in its host folder.
+fn start_member(lab: &Lab, i: usize, initial: &str, given: Given) -> Child {
+    let l = layout(lab, i, initial);
     let mut cmd = match lab.namespaces.get(i) {
         // `ip netns exec` execs etcd in place: the pid stays the child's
         Some(ns) => {
             let mut c = Command::new("ip");
-            c.args(["netns", "exec", ns]).arg(&etcd);
+            c.args(["netns", "exec", ns]).arg(&l.etcd);
             c
         }
-        None => Command::new(&etcd),
+        None => Command::new(&l.etcd),
     };
-    cmd.current_dir(&root).stdout(Stdio::null()).stderr(Stdio::null()).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    cmd.current_dir(&l.root).stdout(Stdio::null()).stderr(Stdio::null()).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
     match given {
-        // "Kubernetes The Hard Way" / JMOS: flags, bare booleans, no --data-dir
-        Given::Flags => {
-            for (k, v) in &settings {
-                cmd.arg(format!("--{k}")).arg(v);
-            }
-            cmd.args(["--client-cert-auth", "--peer-client-cert-auth"]);
-        }
+        Given::Flags => cmd.args(l.flags()),
         // etcdadm / kubespray: ETCD_* variables only
-        Given::Env => {
-            for (k, v) in &settings {
-                cmd.env(format!("ETCD_{}", k.to_uppercase().replace('-', "_")), v);
-            }
-            cmd.env("ETCD_DATA_DIR", &data_dir).env("ETCD_CLIENT_CERT_AUTH", "true").env("ETCD_PEER_CLIENT_CERT_AUTH", "true");
-        }
-        Given::ConfigFile => {
-            let mut yaml = String::new();
-            for (k, v) in settings.iter().filter(|(k, _)| !k.contains("file")) {
-                yaml.push_str(&format!("{k}: {v}\n"));
-            }
-            yaml.push_str(&format!("data-dir: {data_dir}\n"));
-            yaml.push_str(&format!("client-transport-security:\n  cert-file: {}\n  key-file: {}\n  trusted-ca-file: {}\n  client-cert-auth: true\n", p("etcd.pem"), p("etcd-key.pem"), p("ca.pem")));
-            yaml.push_str(&format!("peer-transport-security:\n  cert-file: {}\n  key-file: {}\n  trusted-ca-file: {}\n  client-cert-auth: true\n", p("etcd.pem"), p("etcd-key.pem"), p("ca.pem")));
-            let file = root.join("etc/etcd/etcd.conf.yml");
-            std::fs::write(&file, yaml).unwrap();
-            cmd.arg("--config-file").arg(&file);
-        }
-    }
+        Given::Env => cmd.envs(l.environment()),
+        Given::ConfigFile => cmd.arg("--config-file").arg(l.config_file()),
+    };
     cmd.spawn().expect("start etcd")
 }
 
@@ -190,13 +234,51 @@ fn lab() -> Lab {
 fn lab_on(tmp: tempfile::TempDir, addrs: Vec<String>, namespaces: Vec<String>, own_certs: bool, own_binaries: Option<PathBuf>) -> Lab {
     let dir = tmp.path().to_path_buf();
     cfssl_pki(&dir.join("pki"), &addrs);
-    let mut lab = Lab { _tmp: tmp, dir, addrs: addrs[..3].to_vec(), children: vec![], namespaces, own_certs, own_binaries };
+    let mut lab = Lab { _tmp: tmp, dir, addrs: addrs[..3].to_vec(), children: vec![], namespaces, own_certs, own_binaries, systemd: None };
     let initial = (0..3).map(|i| format!("etcd-{}=https://{}:2380", i + 1, lab.addrs[i])).collect::<Vec<_>>().join(",");
     for (i, given) in [Given::Flags, Given::Env, Given::ConfigFile].into_iter().enumerate() {
         let child = start_member(&lab, i, &initial, given);
         lab.children.push(child);
     }
     lab.addrs = addrs;
+    wait_healthy(&lab, &lab.endpoints_of(0..3));
+    lab
+}
+
+/// The lab with each member under a systemd unit as hand-made guides write them (Type=notify,
+/// Restart=on-failure, a unit file in /etc/systemd/system): etcd-1's flags in `ExecStart=` with
+/// no --data-dir (relative to `WorkingDirectory=`), etcd-2's in an `EnvironmentFile=`, etcd-3's
+/// in a config file. The units run in the test's own systemd (see `integration_tests::systemd`).
+fn lab_in_units() -> Lab {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let host = integration_tests::systemd::SystemdHost::boot(&dir.join("systemd"));
+    let [a, b, c] = integration_tests::cluster::free_subnet(4);
+    let addrs: Vec<String> = (1..=4).map(|i| format!("{a}.{b}.{c}.{i}")).collect();
+    cfssl_pki(&dir.join("pki"), &addrs);
+    let mut lab = Lab { _tmp: tmp, dir, addrs, children: vec![], namespaces: vec![], own_certs: false, own_binaries: None, systemd: None };
+    let initial = (0..3).map(|i| format!("etcd-{}=https://{}:2380", i + 1, lab.addrs[i])).collect::<Vec<_>>().join(",");
+    for (i, given) in [Given::Flags, Given::Env, Given::ConfigFile].into_iter().enumerate() {
+        let l = layout(&lab, i, &initial);
+        let exec = match given {
+            Given::Flags => std::iter::once(l.etcd.display().to_string()).chain(l.flags()).collect::<Vec<_>>().join(" \\\n  "),
+            Given::Env => {
+                let env: String = l.environment().iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+                let file = l.root.join("etc/etcd/etcd.env");
+                std::fs::write(&file, env).unwrap();
+                format!("{}\nEnvironmentFile={}", l.etcd.display(), file.display())
+            }
+            Given::ConfigFile => format!("{} --config-file={}", l.etcd.display(), l.config_file().display()),
+        };
+        let unit = format!(
+            "[Unit]\nDescription=etcd (a hand-made lab member)\nDocumentation=https://github.com/etcd-io/etcd\n\n[Service]\nType=notify\nWorkingDirectory={}\nExecStart={exec}\nRestart=on-failure\nRestartSec=5\nLimitNOFILE=40000\n",
+            l.root.display()
+        );
+        std::fs::write(host.units.join(format!("etcd-{}.service", i + 1)), unit).unwrap();
+    }
+    host.systemctl(&["daemon-reload"]);
+    host.systemctl(&["start", "etcd-1.service", "etcd-2.service", "etcd-3.service"]);
+    lab.systemd = Some(host);
     wait_healthy(&lab, &lab.endpoints_of(0..3));
     lab
 }
@@ -228,7 +310,8 @@ fn hashes(dir: &Path) -> BTreeMap<PathBuf, String> {
     let mut out = BTreeMap::new();
     for e in std::fs::read_dir(dir).unwrap().flatten() {
         let p = e.path();
-        if p.ends_with("var") || p.ends_with("etcd-1.etcd") {
+        // (and a systemd host's /run: its own runtime state)
+        if p.ends_with("var") || p.ends_with("etcd-1.etcd") || p.ends_with("systemd/run") {
             continue;
         }
         if e.file_type().unwrap().is_dir() {
@@ -498,10 +581,6 @@ fn openssl_text(lab: &Lab, i: usize) -> String {
     integration_tests::openssl(&lab.dir, &["x509", "-noout", "-subject", "-ext", "subjectAltName", "-in", &cert.display().to_string()]).assert_ok().stdout
 }
 
-/// Adopted with `-o SPEC --ca-key`, then managed in place: status, certs check, backup,
-/// maintain, and the shared certificate split into one per member under continuous writes —
-/// no restart (the same PIDs), every acknowledged write kept, only the certificate and key
-/// files changed (their modes kept); what would restart a member is refused, changing nothing.
 /// Kills etcd-`n` (a lab process), waits for the other two to lead (DEGRADED, as an operator
 /// would), then `replace`s it under continuous writes: every acknowledged write kept, HEALTHY, a
 /// new member ID. Returns its inventory entry afterwards.
@@ -527,6 +606,10 @@ fn kill_and_replace(lab: &mut Lab, spec: &Path, inv: &serde_json::Value, n: usiz
     m
 }
 
+/// Adopted with `-o SPEC --ca-key`, then managed in place: status, certs check, backup,
+/// maintain, and the shared certificate split into one per member under continuous writes —
+/// no restart (the same PIDs), every acknowledged write kept, only the certificate and key
+/// files changed (their modes kept); what would restart a member is refused, changing nothing.
 #[test]
 fn an_adopted_cluster_is_managed_in_place() {
     let mut lab = lab();
@@ -764,4 +847,91 @@ fn an_adopted_clusters_ca_is_rotated_in_place() {
     .unwrap();
     assert_eq!(settings(&after), settings(&before), "each member restarted with the command line and settings it had");
     boot(&spec, &["down"]).assert_ok();
+}
+
+/// A lab under real systemd units, adopted and managed through them: `adopt` finds each unit and
+/// its file and changes nothing; `rotate certs --split` restarts nothing; each dead member
+/// (etcd-2, settings in an `EnvironmentFile=`; etcd-3, in a config file) is `replace`d under
+/// continuous writes through a runtime drop-in that is gone afterwards; `restore`, `down` and
+/// `up` stop and start the units. The unit files are never touched, and after every restart each
+/// member runs with the command line and settings it was adopted with.
+#[test]
+fn an_adopted_cluster_under_systemd_units_is_managed_in_place() {
+    let lab = lab_in_units();
+    let host = lab.systemd.as_ref().unwrap();
+    let units = ["etcd-1.service", "etcd-2.service", "etcd-3.service"];
+    let eps = lab.endpoints_of(0..3);
+    let before = hashes(&lab.dir);
+    let pids: Vec<u32> = units.iter().map(|u| host.main_pid(u)).collect();
+    let r = lab.adopt(&eps, &["-w", "json"]);
+    assert_eq!(r.code, Some(1), "risks found: exit 1\n{}{}", r.stdout, r.stderr);
+    let inv: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    for (i, origin) in ["flag", "env", "config-file"].iter().enumerate() {
+        let m = inv["members"].as_array().unwrap().iter().find(|m| m["name"] == format!("etcd-{}", i + 1)).unwrap();
+        let sup = &m["process"]["supervisor"];
+        assert_eq!((sup["kind"].as_str(), sup["unit"].as_str()), (Some("systemd"), Some(units[i])), "{sup}");
+        assert_eq!(sup["fragment"], format!("/etc/systemd/system/{}", units[i]));
+        assert_eq!(m["process"]["pid"], pids[i], "the unit's main process");
+        assert_eq!(m["config"]["settings"]["cert-file"]["origin"], *origin);
+    }
+    assert_eq!(hashes(&lab.dir), before, "adopt changed a file");
+    let as_found = settings(&inv);
+
+    let out = tempfile::tempdir().unwrap();
+    let spec = out.path().join("units.yaml");
+    let ca_key = lab.pki().join("ca-key.pem").display().to_string();
+    assert_eq!(lab.adopt(&eps, &["-o", &spec.display().to_string(), "--ca-key", &ca_key]).code, Some(1));
+    let text = std::fs::read_to_string(&spec).unwrap();
+    assert!(text.contains("kind: systemd") && text.contains("unit: etcd-2.service"), "{text}");
+    assert_eq!(lab.boot(&spec, &["status"]).code, Some(0));
+    let backups = out.path().join("backups");
+    etcdctl(&lab.pki(), &eps, &["put", "/kept", "before the backup"]).assert_ok();
+    lab.boot(&spec, &["backup", "--dir", &backups.display().to_string()]).assert_ok();
+    lab.boot(&spec, &["rotate", "certs", "--split"]).assert_ok();
+    assert_eq!(units.iter().map(|u| host.main_pid(u)).collect::<Vec<_>>(), pids, "renewed without a restart");
+
+    // etcd-2 and etcd-3 die (their units stopped: Restart= does not bring them back); each is
+    // replaced under writes, started once through the drop-in, which is gone afterwards
+    let unit_files = |h: &BTreeMap<PathBuf, String>| h.iter().filter(|(p, _)| p.starts_with(host.units.as_path())).map(|(p, v)| (p.clone(), v.clone())).collect::<Vec<_>>();
+    let units_before = unit_files(&before);
+    assert_eq!(units_before.len(), 8, "four targets, a slice and three units");
+    for n in [2, 3] {
+        let unit = units[n - 1];
+        host.systemctl(&["stop", unit]);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while lab.boot(&spec, &["status"]).code != Some(1) {
+            assert!(Instant::now() < deadline, "no new leader after etcd-{n} died");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let w = Writes::start(&lab, &eps);
+        let r = lab.boot(&spec, &["replace", &format!("etcd-{n}")]);
+        assert!(r.ok(), "{}{}", r.stdout, r.stderr);
+        w.finish(&lab, &eps, 10);
+        assert_eq!(lab.boot(&spec, &["status"]).code, Some(0));
+        assert_eq!(host.state(unit), "active", "{unit} runs it");
+        assert!(!host.run.join(format!("systemd/system/{unit}.d")).exists(), "the joiner drop-in is gone");
+        assert_eq!(host.systemctl(&["show", "-p", "DropInPaths", "--value", unit]).stdout.trim(), "", "systemd forgot it");
+        let now: serde_json::Value = serde_json::from_str(&lab.adopt(&eps, &["-w", "json"]).stdout).unwrap();
+        let m = now["members"].as_array().unwrap().iter().find(|m| m["name"] == format!("etcd-{n}")).unwrap();
+        let last = m["process"]["argv"].as_array().unwrap().last().unwrap().as_str().unwrap().to_string();
+        let want = if n == 2 { "--initial-cluster-state=existing".to_string() } else { format!("--config-file={}", lab.dir.join("host-3/var/lib/etcd-bootstrap/etcd-3.joiner.conf.yml").display()) };
+        assert_eq!(last, want, "etcd-{n} started once as a joiner");
+    }
+    assert_eq!(unit_files(&hashes(&lab.dir)), units_before, "no unit file touched");
+
+    // restore, then down and up: every unit stopped and started, each member as adopted
+    let snapshot = std::fs::read_dir(&backups).unwrap().flatten().map(|e| e.path()).find(|p| p.extension().is_some_and(|x| x == "db")).unwrap();
+    let r = lab.boot(&spec, &["restore", snapshot.to_str().unwrap(), "--force"]);
+    assert!(r.ok(), "{}{}", r.stdout, r.stderr);
+    assert_eq!(etcdctl(&lab.pki(), &eps, &["get", "/kept", "--print-value-only"]).assert_ok().stdout.trim(), "before the backup");
+    let restored: serde_json::Value = serde_json::from_str(&lab.adopt(&eps, &["-w", "json"]).stdout).unwrap();
+    assert_eq!(settings(&restored), as_found, "each unit runs its member as adopted");
+    lab.boot(&spec, &["down"]).assert_ok();
+    assert_eq!(units.map(|u| host.state(u)), ["inactive"; 3].map(String::from), "down stops the units");
+    let up = lab.boot(&spec, &["up"]);
+    assert!(up.ok() && up.stdout.contains("3 started now"), "{}{}", up.stdout, up.stderr);
+    assert_eq!(units.map(|u| host.state(u)), ["active"; 3].map(String::from));
+    let after_up: serde_json::Value = serde_json::from_str(&lab.adopt(&eps, &["-w", "json"]).stdout).unwrap();
+    assert_eq!(settings(&after_up), as_found);
+    assert_eq!(unit_files(&hashes(&lab.dir)), units_before, "no unit file touched");
 }
