@@ -109,12 +109,14 @@ impl Drop for SystemdHost {
     fn drop(&mut self) {
         self.stop();
         // the cgroups it made under this machine's hierarchies, once the kernel has emptied them
-        // (bounded; a cgroup still in use stays)
+        // (bounded; a cgroup still in use, another host's, stays)
         let mut dirs: Vec<PathBuf> = Vec::new();
         for root in ["/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified"] {
             let slice = Path::new(root).join("system.slice");
-            for e in std::fs::read_dir(&self.units).into_iter().flatten().flatten() {
-                dirs.push(slice.join(e.file_name()));
+            for e in std::fs::read_dir(&slice).into_iter().flatten().flatten() {
+                if e.file_name().to_string_lossy().ends_with(".service") {
+                    dirs.push(e.path());
+                }
             }
             dirs.extend([slice, Path::new(root).join("init.scope")]);
         }

@@ -81,6 +81,8 @@ struct Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        // its systemd (and every unit's process) before the folders it runs from go
+        drop(self.systemd.take());
         for c in &mut self.children {
             let _ = c.kill();
             let _ = c.wait();
