@@ -363,14 +363,21 @@ fn reissue_in_place(ctx: &Ctx, state: &mut RotationState, new_cert: &Path, new_k
 fn adopt_new_ca(ctx: &Ctx, new_pem: &[u8]) -> Result<()> {
     let plan = ctx.plan;
     let (new_cert, new_key) = new_ca_paths(plan);
-    let pair = plan.pki().ca();
-    let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
-    let (cert, key) = if pair.cert.exists() { (etcd_dir(plan).join(format!("ca-{stamp}.crt")), etcd_dir(plan).join(format!("ca-{stamp}.key"))) } else { (pair.cert, pair.key) };
-    files::write_all(&[PlannedFile::public(&cert, new_pem.to_vec()), PlannedFile::ca_key(&key, read(&new_key)?)], false)?;
-    crate::spec_adopted::update(Path::new(&plan.loaded.file), |a| {
-        a.cacert = cert.clone();
-        a.ca_key = Some(key.clone());
-    })?;
+    let named = current_ca_paths(plan)?;
+    // a run killed after the spec named the new CA finds it there already
+    let cert = if read(&named.0)? == new_pem {
+        named.0
+    } else {
+        let pair = plan.pki().ca();
+        let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
+        let (cert, key) = if pair.cert.exists() { (etcd_dir(plan).join(format!("ca-{stamp}.crt")), etcd_dir(plan).join(format!("ca-{stamp}.key"))) } else { (pair.cert, pair.key) };
+        files::write_all(&[PlannedFile::public(&cert, new_pem.to_vec()), PlannedFile::ca_key(&key, read(&new_key)?)], false)?;
+        crate::spec_adopted::update(Path::new(&plan.loaded.file), |a| {
+            a.cacert = cert.clone();
+            a.ca_key = Some(key.clone());
+        })?;
+        cert
+    };
     ctx.wait_healthy(Duration::from_secs(60), "the last member")?;
     ctx.finished()?;
     for p in [new_cert, new_key, trust_bundle_path(plan), state_path(plan)] {

@@ -24,7 +24,7 @@ fn journal_is_empty(spec: &Path) -> bool {
 /// operation as stopped unfinished (or paused, when the kill landed after a rotation's stop), and
 /// `again` goes on with it. A kill at the last step can land after the operation finished: then
 /// nothing is under way and there is nothing to go on with.
-fn kill_then_finish(spec: &Path, args: &[&str], step: &str, named: &str, again: &[&str]) {
+pub(crate) fn kill_then_finish(spec: &Path, args: &[&str], step: &str, named: &str, again: &[&str]) {
     let needle = format!("] {step}");
     if let Err(stderr) = start_until_stderr_says(&mut boot_cmd(spec, args), &needle, Duration::from_secs(120)) {
         panic!("{args:?} never printed {needle:?}:\n{stderr}");
@@ -43,7 +43,7 @@ fn kill_then_finish(spec: &Path, args: &[&str], step: &str, named: &str, again: 
     assert!(r.stderr.contains(&expect), "{again:?} after a kill at {step:?}: {}", r.stderr);
 }
 
-fn healthy_and_clear(spec: &Path, after: &str) {
+pub(crate) fn healthy_and_clear(spec: &Path, after: &str) {
     assert_eq!(boot(spec, &["status"]).code, Some(0), "not HEALTHY after {after}");
     assert!(journal_is_empty(spec), "something still under way after {after}");
 }
@@ -98,17 +98,22 @@ fn rotate_ca_killed_at_every_step_of_every_phase_finishes_when_run_again() {
         (3, "trust new only etcd-3:"),
     ];
     for (phase, step) in points {
-        // to the stop before the phase
-        if phase >= 2 {
-            boot(&spec, &["rotate", "ca"]).assert_ok();
-        }
-        if phase == 3 {
-            boot(&spec, &["rotate", "ca", "--continue"]).assert_ok();
-        }
-        let args: &[&str] = if phase == 1 { &["rotate", "ca"] } else { &["rotate", "ca", "--continue"] };
-        kill_then_finish(&spec, args, step, "rotate ca", args);
-        assert_eq!(boot(&spec, &["status"]).code, Some(0), "killed at {step}");
-        finish_rotation(&spec);
-        healthy_and_clear(&spec, &format!("rotate ca killed at {step}"));
+        rotate_ca_killed_at(&spec, phase, step);
     }
+}
+
+/// One whole rotation killed at `step` of `phase` (run up to the stop before it first), then
+/// finished: HEALTHY, nothing under way.
+pub(crate) fn rotate_ca_killed_at(spec: &Path, phase: u8, step: &str) {
+    if phase >= 2 {
+        boot(spec, &["rotate", "ca"]).assert_ok();
+    }
+    if phase == 3 {
+        boot(spec, &["rotate", "ca", "--continue"]).assert_ok();
+    }
+    let args: &[&str] = if phase == 1 { &["rotate", "ca"] } else { &["rotate", "ca", "--continue"] };
+    kill_then_finish(spec, args, step, "rotate ca", args);
+    assert_eq!(boot(spec, &["status"]).code, Some(0), "killed at {step}");
+    finish_rotation(spec);
+    healthy_and_clear(spec, &format!("rotate ca killed at {step}"));
 }
