@@ -86,6 +86,12 @@ pub(crate) fn can_rejoin(ctx: &Ctx, m: &MemberPlan) -> Result<()> {
         probe::Supervisor::Systemd { unit, .. } if unit_name_ok(unit) => {
             script.push_str(&format!("echo \"reload=$(systemctl show -p NeedDaemonReload --value -- {})\"\n", q(unit)));
         }
+        probe::Supervisor::StaticPod { manifest } => {
+            // kubeadm's stacked etcd: its membership is kubeadm's, and so is its replacement
+            return Err(refuse(format!(
+                "it runs as a kubelet static pod ({manifest}), whose member kubeadm adds and removes with its control-plane node: on that node run `kubeadm reset`, then `etcdctl member remove ID` if it is still listed, then `kubeadm join --control-plane` (README \"Adopting an existing cluster\")"
+            )));
+        }
         other => {
             return Err(refuse(format!(
                 "it runs as {}: starting it once with --initial-cluster-state=existing would mean editing that; README \"Adopting an existing cluster\" gives the steps by hand",

@@ -134,3 +134,36 @@ fn an_unknown_member_is_named_with_the_members_there_are() {
     let e = run(&c, &world, |ctx| replace(ctx, "etcd-9", false, WAIT)).unwrap_err();
     assert_eq!(e.to_string(), "no member \"etcd-9\" in the spec (its members: etcd-1, etcd-2, etcd-3)");
 }
+
+/// An adopted member under a unit, a static pod or in a container, as the spec records it.
+fn adopted_as(c: &mut Cluster, supervisor: crate::adopt::probe::Supervisor) {
+    c.plan.members[1].spec.adopted = Some(crate::spec_adopted::AdoptedMember {
+        supervisor,
+        settings_from: "flags".into(),
+        config_file: None,
+        binary: "/usr/local/bin/etcd".into(),
+        version: "3.5.30".into(),
+        tls: Default::default(),
+        command_line: vec!["--name".into(), "etcd-2".into()],
+        working_dir: "/".into(),
+        environment: Default::default(),
+    });
+}
+
+#[test]
+fn an_adopted_static_pod_or_container_member_is_refused_with_what_replaces_it_before_any_change() {
+    use crate::adopt::probe::Supervisor;
+    for (supervisor, says) in [
+        (Supervisor::StaticPod { manifest: "/etc/kubernetes/manifests/etcd.yaml".into() }, "kubeadm join --control-plane"),
+        (Supervisor::Container, "would mean editing that"),
+    ] {
+        let mut c = cluster();
+        adopted_as(&mut c, supervisor);
+        let world = fakes::world(&c.plan);
+        dead(&world, "etcd-2");
+        let e = replace_2(&c, &world, false).unwrap_err().to_string();
+        assert!(e.contains(says), "{e}");
+        assert!(effects(&world).iter().all(|e| !e.contains("retire") && !e.contains("remove") && !e.contains("add")), "{:?}", effects(&world));
+        assert_eq!(under_way(&c), 0, "a refusal leaves nothing under way");
+    }
+}

@@ -491,6 +491,18 @@ fn adopt_reads_members_on_other_hosts_over_ssh() {
     let restored: serde_json::Value = serde_json::from_str(&lab.adopt(&eps, &args).stdout).unwrap();
     assert_eq!(settings(&restored), settings(&inv), "the same command lines and settings after the restore");
 
+    // replace over SSH: etcd-3 (config file) dies on its host; under continuous writes it is
+    // re-added and started once from its joiner copy, written on its host over SSH
+    let pid: u32 = std::fs::read_to_string(lab.dir.join("host-3/var/lib/etcd-bootstrap/etcd-3.pid")).unwrap().trim().parse().unwrap();
+    integration_tests::signal(pid, integration_tests::Signal::Kill);
+    wait_degraded(&lab, &spec, "etcd-3");
+    let w = Writes::start(&lab, &eps);
+    let r = boot(&spec, &["replace", "etcd-3"]);
+    assert!(r.ok(), "{}{}", r.stdout, r.stderr);
+    w.finish(&lab, &eps, 10);
+    assert_eq!(boot(&spec, &["status"]).code, Some(0));
+    assert!(lab.dir.join("host-3/var/lib/etcd-bootstrap/etcd-3.joiner.conf.yml").is_file(), "the joiner copy on etcd-3's host");
+
     // rotate ca over SSH, its three stops: every host then trusts the new CA alone
     for (args, want) in [(&["rotate", "ca"][..], "stopped after step 1 of 3"), (&["rotate", "ca", "--continue"], "stopped after step 2 of 3"), (&["rotate", "ca", "--continue"], "CA rotation done")] {
         let r = boot(&spec, args);
@@ -583,6 +595,16 @@ fn openssl_text(lab: &Lab, i: usize) -> String {
     integration_tests::openssl(&lab.dir, &["x509", "-noout", "-subject", "-ext", "subjectAltName", "-in", &cert.display().to_string()]).assert_ok().stdout
 }
 
+/// Waits (bounded) until `status` says DEGRADED after `name` died: when it led, the other two
+/// elect a leader first, as an operator would wait for.
+fn wait_degraded(lab: &Lab, spec: &Path, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while lab.boot(spec, &["status"]).code != Some(1) {
+        assert!(Instant::now() < deadline, "no new leader after {name} died");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Kills etcd-`n` (a lab process), waits for the other two to lead (DEGRADED, as an operator
 /// would), then `replace`s it under continuous writes: every acknowledged write kept, HEALTHY, a
 /// new member ID. Returns its inventory entry afterwards.
@@ -592,11 +614,7 @@ fn kill_and_replace(lab: &mut Lab, spec: &Path, inv: &serde_json::Value, n: usiz
     let old_id = inv["members"].as_array().unwrap().iter().find(|m| m["name"] == name).unwrap()["id"].clone();
     let _ = lab.children[n - 1].kill();
     let _ = lab.children[n - 1].wait();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while boot(spec, &["status"]).code != Some(1) {
-        assert!(Instant::now() < deadline, "no new leader after {name} died");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_degraded(lab, spec, &name);
     let w = Writes::start(lab, &eps);
     let r = boot(spec, &["replace", &name]);
     assert!(r.ok(), "{}{}", r.stdout, r.stderr);
@@ -900,11 +918,7 @@ fn an_adopted_cluster_under_systemd_units_is_managed_in_place() {
     for n in [2, 3] {
         let unit = units[n - 1];
         host.systemctl(&["stop", unit]);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while lab.boot(&spec, &["status"]).code != Some(1) {
-            assert!(Instant::now() < deadline, "no new leader after etcd-{n} died");
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        wait_degraded(&lab, &spec, &format!("etcd-{n}"));
         let w = Writes::start(&lab, &eps);
         let r = lab.boot(&spec, &["replace", &format!("etcd-{n}")]);
         assert!(r.ok(), "{}{}", r.stdout, r.stderr);
@@ -969,11 +983,7 @@ fn adopted_operations_killed_at_their_steps_finish_when_run_again() {
     for step in ["retire", "remove", "add", "start", "promote"] {
         let pid: u32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
         integration_tests::signal(pid, integration_tests::Signal::Kill);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while boot(&spec, &["status"]).code != Some(1) {
-            assert!(Instant::now() < deadline, "no new leader after etcd-1 died");
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        wait_degraded(&lab, &spec, "etcd-1");
         let needle = format!("] {step} etcd-1:");
         if let Err(stderr) = integration_tests::start_until_stderr_says(Command::new(bin("etcd-bootstrap")).arg("-f").arg(&spec).args(["replace", "etcd-1"]), &needle, Duration::from_secs(90)) {
             panic!("replace never printed {needle:?}:\n{stderr}");
