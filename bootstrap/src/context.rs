@@ -116,6 +116,15 @@ impl Ctx<'_> {
         self.me.lock().ok().and_then(|e| e.step.clone())
     }
 
+    /// Indexes of `members` in order, but the one an earlier run stopped at (its step `STEP
+    /// NAME`) first: that member may be the one it left half-done.
+    pub fn stopped_at_first(&self, members: &[crate::plan::MemberPlan], step: &str) -> Vec<usize> {
+        let at = self.resumed_step().and_then(|s| s.strip_prefix(step).and_then(|r| r.strip_prefix(' ')).map(String::from));
+        let mut order: Vec<usize> = (0..members.len()).collect();
+        order.sort_by_key(|i| Some(&members[*i].spec.name) != at.as_ref());
+        order
+    }
+
     /// Whether a CA rotation is paused or unfinished (members hold its stage's files).
     pub fn ca_rotation_under_way(&self) -> bool {
         self.under_way.iter().any(|u| u.entry.kind == OpKind::RotateCa)

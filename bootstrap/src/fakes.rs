@@ -30,6 +30,9 @@ pub struct World {
     pub failing: HashSet<(String, String)>,
     /// The leader moved here by `move_leader` (else the first running voter leads).
     pub leader: Option<u64>,
+    /// Members (by name) left with a new certificate beside an old key (a delivery killed
+    /// midway): unreachable until a delivery to them succeeds.
+    pub half_delivered: HashSet<String>,
     /// Members (by name) whose etcd runs with `--enable-v2`.
     pub v2: HashSet<String>,
     /// Members (by name) whose data holds v2 store content.
@@ -132,6 +135,7 @@ impl Transport for FakeHost {
         if w.failing.contains(&(self.member.clone(), "deliver".to_string())) {
             return Err("ssh: connect to host: No route to host".into());
         }
+        w.half_delivered.remove(&self.member);
         Ok(files.len())
     }
 }
@@ -176,7 +180,7 @@ fn status(id: u64, leader: u64, is_learner: bool) -> StatusInfo {
 impl EtcdView for FakeEtcd {
     fn verdict(&self) -> Result<Verdict> {
         let w = lock(&self.world);
-        let alive = |m: &MemberInfo| m.started() && !w.dead.contains(&m.name);
+        let alive = |m: &MemberInfo| m.started() && !w.dead.contains(&m.name) && !w.half_delivered.contains(&m.name);
         let first = w.members.iter().find(|m| alive(m) && !m.is_learner).map(|m| m.id).unwrap_or(0);
         let leader = w.leader.filter(|l| w.members.iter().any(|m| m.id == *l && alive(m))).unwrap_or(first);
         let refused = || Failure { kind: FailureKind::Refused, message: "connection refused".into() };
@@ -198,7 +202,7 @@ impl EtcdView for FakeEtcd {
     }
     fn all_healthy(&self) -> Result<bool> {
         let w = lock(&self.world);
-        Ok(w.members.iter().all(|m| m.started() && !w.dead.contains(&m.name)))
+        Ok(w.members.iter().all(|m| m.started() && !w.dead.contains(&m.name) && !w.half_delivered.contains(&m.name)))
     }
     fn member_list(&self, _via: &[String]) -> Result<Vec<MemberInfo>> {
         Ok(self.call("list")?.members.clone())

@@ -173,7 +173,8 @@ pub(crate) fn renew(ctx: &Ctx, ca: &pki::ca::Ca, issuers: &[&[u8]], how: Renewal
     let rekeyed = leaves.iter().filter(|l| l.new_key).count();
     let keys = if rekeyed == 0 { "every key kept".to_string() } else { format!("{rekeyed} with a new key") };
     progress.step("renew", &format!("{} certificates re-issued ({keys})", leaves.len()), Some(t.elapsed()));
-    for (m, files) in plan.members.iter().zip(&found) {
+    for i in ctx.stopped_at_first(&plan.members, "rotate") {
+        let (m, files) = (&plan.members[i], &found[i]);
         ctx.changing(&format!("rotate {}", m.spec.name))?;
         let t = Instant::now();
         let mine: Vec<(String, u32, Vec<u8>)> = issued

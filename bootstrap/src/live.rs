@@ -168,6 +168,16 @@ impl Ctx<'_> {
     }
 
     /// Refuses unless the cluster is HEALTHY now.
+    /// Quorum, at least: for a run that resumes work on a member the last run left half-done
+    /// (DEGRADED by that member is what it is there to fix).
+    pub(crate) fn require_quorum(&self, what: &str) -> Result<Verdict> {
+        let v = self.verdict()?;
+        if matches!(v.state, ClusterState::NoQuorum | ClusterState::Unknown) {
+            return Err(BootError::Precondition { what: what.to_string(), reason: format!("the cluster is {} ({}); fix it first", v.state.word(), v.summary) });
+        }
+        Ok(v)
+    }
+
     pub(crate) fn require_healthy(&self, what: &str) -> Result<Verdict> {
         let v = self.verdict()?;
         if v.state != ClusterState::Healthy {

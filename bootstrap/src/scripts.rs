@@ -7,17 +7,20 @@ use crate::spec::Supervisor;
 use base64::Engine;
 
 /// Delivers files atomically (temp + rename), with their modes, leaving identical files alone.
-/// Prints `written PATH` or `unchanged PATH` for each.
+/// Every file is staged before the first rename, the renames follow one another, and the
+/// report (`written PATH` or `unchanged PATH` for each) comes last: a caller that dies midway
+/// (SIGPIPE and SIGHUP are ignored) never leaves a certificate renewed beside its old key.
 pub fn deliver(files: &[(String, u32, Vec<u8>)]) -> String {
     // mktemp: an unpredictable name created with O_EXCL (never through a planted symlink);
     // the temporary carries pki's leftover mark, so an interrupted delivery is recognisable.
     let mut s = String::from(
-        "set -eu\numask 077\ndeliver() {\n  d=$(dirname -- \"$1\")\n  mkdir -p -- \"$d\"\n  tmp=$(mktemp -- \"$d/.$(basename -- \"$1\").pki-tmp-XXXXXXXXXXXXXXXX\")\n  printf '%s' \"$3\" | base64 -d > \"$tmp\"\n  chmod \"$2\" \"$tmp\"\n  # a file replaced in place keeps its owner (a key etcd reads as its own user)\n  if [ -e \"$1\" ]; then chown --reference=\"$1\" -- \"$tmp\" 2>/dev/null || true; fi\n  if [ -f \"$1\" ] && cmp -s \"$tmp\" \"$1\"; then rm -f -- \"$tmp\"; echo \"unchanged $1\"; else mv -f -- \"$tmp\" \"$1\"; echo \"written $1\"; fi\n}\n",
+        "set -eu\numask 077\ntrap '' PIPE HUP\nsrc=(); dst=(); report=()\nstage() {\n  d=$(dirname -- \"$1\")\n  mkdir -p -- \"$d\"\n  tmp=$(mktemp -- \"$d/.$(basename -- \"$1\").pki-tmp-XXXXXXXXXXXXXXXX\")\n  printf '%s' \"$3\" | base64 -d > \"$tmp\"\n  chmod \"$2\" \"$tmp\"\n  # a file replaced in place keeps its owner (a key etcd reads as its own user)\n  if [ -e \"$1\" ]; then chown --reference=\"$1\" -- \"$tmp\" 2>/dev/null || true; fi\n  if [ -f \"$1\" ] && cmp -s \"$tmp\" \"$1\"; then rm -f -- \"$tmp\"; report+=(\"unchanged $1\"); else src+=(\"$tmp\"); dst+=(\"$1\"); report+=(\"written $1\"); fi\n}\n",
     );
     for (path, mode, data) in files {
         let b64 = base64::engine::general_purpose::STANDARD.encode(data);
-        s.push_str(&format!("deliver {} {:o} '{}'\n", q(path), mode, b64));
+        s.push_str(&format!("stage {} {:o} '{}'\n", q(path), mode, b64));
     }
+    s.push_str("for i in \"${!src[@]}\"; do mv -f -- \"${src[$i]}\" \"${dst[$i]}\"; done\n[ ${#report[@]} -eq 0 ] || printf '%s\\n' \"${report[@]}\"\n");
     s
 }
 
@@ -579,6 +582,22 @@ mod tests {
             assert_eq!(std::fs::read(&target).unwrap(), b"k");
             assert!(!canary.exists(), "payload {payload:?} ran");
         }
+    }
+
+    #[test]
+    fn a_delivery_whose_reader_is_gone_still_renames_every_file() {
+        let d = tempfile::tempdir().unwrap();
+        let (cert, key) = (d.path().join("etcd.pem"), d.path().join("etcd-key.pem"));
+        std::fs::write(&cert, "old cert").unwrap();
+        std::fs::write(&key, "old key").unwrap();
+        let script = deliver(&[(cert.display().to_string(), 0o644, b"new cert".to_vec()), (key.display().to_string(), 0o600, b"new key".to_vec())]);
+        // stdout is a pipe whose reader is already closed, as when etcd-bootstrap is killed
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let status = Command::new("bash").arg("-c").arg(&script).stdout(writer).status().unwrap();
+        assert_eq!((std::fs::read_to_string(&cert).unwrap(), std::fs::read_to_string(&key).unwrap()), ("new cert".into(), "new key".into()), "{status:?}");
+        let left: Vec<_> = std::fs::read_dir(d.path()).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().contains("pki-tmp")).collect();
+        assert!(left.is_empty(), "no temporary left: {left:?}");
     }
 
     #[test]

@@ -55,6 +55,33 @@ fn rotate_certs_stops_at_the_member_it_cannot_reach_and_stays_unfinished() {
 }
 
 #[test]
+fn rotate_certs_killed_mid_delivery_delivers_again_to_that_member_first_without_renewing() {
+    let c = cluster();
+    pki::bundle::issue_into(&c.plan.issue).unwrap();
+    crate::live::ensure_crl(&c.plan).unwrap();
+    let world = fakes::world(&c.plan);
+    fail(&world, "etcd-3", "deliver");
+    c.run(&world, OpKind::RotateCerts, None, "rotate certs", |ctx| super::rotate_certs::rotate_certs(ctx, true, WAIT)).unwrap_err();
+    let server3 = c.plan.pki().leaf(&pki::cluster::Role::Server("etcd-3".into())).cert;
+    let renewed = std::fs::read(&server3).unwrap();
+    // etcd-3 was left with a new certificate beside its old key: unreachable, DEGRADED
+    {
+        let mut w = world.lock().unwrap();
+        w.failing.clear();
+        w.half_delivered.insert("etcd-3".into());
+        w.events.clear();
+    }
+    c.run(&world, OpKind::RotateCerts, None, "rotate certs", |ctx| super::rotate_certs::rotate_certs(ctx, true, WAIT)).unwrap();
+    assert_eq!(members_touched(&world, "deliver"), vec!["etcd-3".to_string(), "etcd-1".into(), "etcd-2".into()], "the member it stopped at first");
+    assert_eq!(std::fs::read(&server3).unwrap(), renewed, "renewed once, by the run that stopped");
+    assert_eq!(c.under_way(), 0);
+    // a fresh run on a DEGRADED cluster is still refused
+    world.lock().unwrap().half_delivered.insert("etcd-2".into());
+    let e = c.run(&world, OpKind::RotateCerts, None, "rotate certs", |ctx| super::rotate_certs::rotate_certs(ctx, true, WAIT)).unwrap_err();
+    assert!(e.to_string().contains("DEGRADED"), "{e}");
+}
+
+#[test]
 fn maintain_refuses_without_quorum_before_compacting() {
     let c = cluster();
     let world = fakes::world(&c.plan);

@@ -12,16 +12,24 @@ pub fn rotate_certs(ctx: &Ctx, rekey: bool, wait: Duration) -> Result<()> {
     let (plan, progress) = (ctx.plan, ctx.progress);
     // one writer of the operator's PKI directory (and outputs) for the whole operation
     let _lock = pki::lock::lock_dir(&plan.issue.dir, pki::lock::DEFAULT_WAIT)?;
-    ctx.require_healthy("rotate")?;
+    // a run killed while delivering renewed all before: deliver again (a member it stopped
+    // between a certificate and its key is DEGRADED until then), renew nothing
+    let delivering = ctx.resumed_step().is_some_and(|s| s.starts_with("rotate "));
+    if delivering { ctx.require_quorum("rotate")? } else { ctx.require_healthy("rotate")? };
     ctx.require_reachable(&plan.members.iter().collect::<Vec<_>>(), 0, "rotate")?;
     let pki = plan.pki();
-    let pair = pki.ca();
-    let ca = pki::ca::Ca::load_files(&pair.cert, &pair.key)?;
-    ctx.changing("renew")?;
-    let t = Instant::now();
-    let renewed = pki::renew::renew(&plan.issue.dir, &ca, &pki::renew::all_targets(&pki), plan.issue.validity, rekey)?;
-    progress.step("renew", &format!("{} certificates re-issued{}", renewed.len(), if rekey { " with new keys" } else { "" }), Some(t.elapsed()));
-    for m in &plan.members {
+    if delivering {
+        progress.step("renew", "done by the run that stopped; delivering again", None);
+    } else {
+        let pair = pki.ca();
+        let ca = pki::ca::Ca::load_files(&pair.cert, &pair.key)?;
+        ctx.changing("renew")?;
+        let t = Instant::now();
+        let renewed = pki::renew::renew(&plan.issue.dir, &ca, &pki::renew::all_targets(&pki), plan.issue.validity, rekey)?;
+        progress.step("renew", &format!("{} certificates re-issued{}", renewed.len(), if rekey { " with new keys" } else { "" }), Some(t.elapsed()));
+    }
+    for i in ctx.stopped_at_first(&plan.members, "rotate") {
+        let m = &plan.members[i];
         ctx.changing(&format!("rotate {}", m.spec.name))?;
         let t = Instant::now();
         ctx.deliver(m, &own_files(m, |_| true)?)?;
@@ -46,7 +54,9 @@ pub fn rotate_in_place(ctx: &Ctx, rekey: bool, split: bool, wait: Duration) -> R
     let a = plan.loaded.spec.adopted.as_ref().ok_or_else(|| refuse("not an adopted cluster".into()))?;
     let ca_key = a.ca_key.as_ref().ok_or_else(|| refuse(format!("signing needs the CA key: add `ca_key: /path/to/ca-key.pem` under `adopted:` in {}", plan.loaded.file)))?;
     let ca = pki::ca::Ca::load_files(&a.cacert, ca_key)?;
-    ctx.require_healthy("rotate")?;
+    // resumed after a kill mid-delivery, one member may hold a new certificate beside its old
+    // key: this run renews it again, as asked
+    if ctx.resumed_step().is_some() { ctx.require_quorum("rotate")? } else { ctx.require_healthy("rotate")? };
     ctx.require_reachable(&plan.members.iter().collect::<Vec<_>>(), 0, "rotate")?;
     in_place::renew(ctx, &ca, &[ca.cert_der()], in_place::Renewal { rekey, split }, wait)
 }

@@ -110,6 +110,16 @@ impl Lab {
         run_bounded(self.tool().arg("-f").arg(spec).args(args), Duration::from_secs(180))
     }
 
+    /// `adopt -w json` through the client files and CA the spec names now (after `rotate ca`,
+    /// the toolkit's own client from the new CA).
+    fn inventory_through(&self, spec: &Path) -> serde_json::Value {
+        let named: serde_yaml_ng::Value = serde_yaml_ng::from_str(&std::fs::read_to_string(spec).unwrap()).unwrap();
+        let file = |f: &str| named["adopted"][f].as_str().unwrap().to_string();
+        let eps = self.endpoints_of(0..3);
+        let r = run_bounded(self.tool().args(["adopt", "--endpoints", &eps, "-w", "json", "--cacert", &file("cacert"), "--cert", &file("cert"), "--key", &file("key")]), Duration::from_secs(120));
+        serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}{}", r.stdout, r.stderr))
+    }
+
     /// The tool's `adopt`, with the lab's admin client.
     fn adopt(&self, endpoints: &str, extra: &[&str]) -> Ran {
         let p = self.pki();
@@ -949,6 +959,21 @@ fn an_adopted_cluster_under_systemd_units_is_managed_in_place() {
     assert_eq!(units.map(|u| host.state(u)), ["active"; 3].map(String::from));
     let after_up: serde_json::Value = serde_json::from_str(&lab.adopt(&eps, &["-w", "json"]).stdout).unwrap();
     assert_eq!(settings(&after_up), as_found);
+
+    // rotate ca, its three stops: each unit restarted twice more through systemctl
+    let before_ca: Vec<u32> = units.iter().map(|u| host.main_pid(u)).collect();
+    for (args, want) in [(&["rotate", "ca"][..], "stopped after step 1 of 3"), (&["rotate", "ca", "--continue"], "stopped after step 2 of 3"), (&["rotate", "ca", "--continue"], "CA rotation done")] {
+        let r = lab.boot(&spec, args);
+        assert!(r.ok() && r.stdout.contains(want), "{args:?}: {}{}", r.stdout, r.stderr);
+    }
+    let new_ca = std::fs::read(out.path().join("pki/etcd/ca.crt")).unwrap();
+    for i in 1..=3 {
+        assert_eq!(std::fs::read(lab.dir.join(format!("host-{i}/etc/etcd/pki/ca.pem"))).unwrap(), new_ca, "host-{i} trusts the new CA alone");
+        assert_ne!(host.main_pid(units[i - 1]), before_ca[i - 1], "{} restarted", units[i - 1]);
+        assert_eq!(host.state(units[i - 1]), "active");
+    }
+    assert_eq!(lab.boot(&spec, &["status"]).code, Some(0), "HEALTHY through the toolkit's new client");
+    assert_eq!(settings(&lab.inventory_through(&spec)), as_found, "each unit runs its member as adopted");
     assert_eq!(unit_files(&hashes(&lab.dir)), units_before, "no unit file touched");
 }
 
@@ -1015,16 +1040,7 @@ fn adopted_operations_killed_at_their_steps_finish_when_run_again() {
     // restarted, each member runs as it was adopted
     boot(&spec, &["down"]).assert_ok();
     boot(&spec, &["up"]).assert_ok();
-    let client = |f: &str| named["adopted"][f].as_str().unwrap().to_string();
-    let after: serde_json::Value = serde_json::from_str(
-        &run_bounded(
-            Command::new(bin("etcd-bootstrap")).args(["adopt", "--endpoints", &eps, "-w", "json", "--cacert", &ca.display().to_string(), "--cert", &client("cert"), "--key", &client("key")]),
-            Duration::from_secs(120),
-        )
-        .stdout,
-    )
-    .unwrap();
-    assert_eq!(settings(&after), as_found);
+    assert_eq!(settings(&lab.inventory_through(&spec)), as_found);
     for c in lab.children.iter_mut() {
         assert!(c.try_wait().unwrap().is_some(), "the lab's own processes were replaced by restarts");
     }
