@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 /// cfssl's usual lab PKI in `dir`: ca.pem/ca-key.pem, one `etcd.pem` for every member (SANs:
 /// `addrs` and 127.0.0.1), and an `admin.pem` client.
-fn cfssl_pki(dir: &Path, addrs: &[String]) {
+pub(crate) fn cfssl_pki(dir: &Path, addrs: &[String]) {
     std::fs::create_dir_all(dir).unwrap();
     let write = |name: &str, v: serde_json::Value| std::fs::write(dir.join(name), v.to_string()).unwrap();
     write(
@@ -57,26 +57,26 @@ fn host_root(root: &Path, pki: &Path, cert: &str, with_ca_key: bool) -> PathBuf 
 
 /// How a member is configured.
 #[derive(Clone, Copy)]
-enum Given {
+pub(crate) enum Given {
     Flags,
     Env,
     ConfigFile,
 }
 
-struct Lab {
-    _tmp: tempfile::TempDir,
-    dir: PathBuf,
-    addrs: Vec<String>,
-    children: Vec<Child>,
+pub(crate) struct Lab {
+    pub(crate) _tmp: tempfile::TempDir,
+    pub(crate) dir: PathBuf,
+    pub(crate) addrs: Vec<String>,
+    pub(crate) children: Vec<Child>,
     /// Each member's network namespace (SSH hosts), or none (this machine).
-    namespaces: Vec<String>,
+    pub(crate) namespaces: Vec<String>,
     /// Each member with a certificate of its own, instead of the shared one.
-    own_certs: bool,
+    pub(crate) own_certs: bool,
     /// Each host runs its own copy of the etcd binaries from this folder (at
     /// `host-N/usr/local/bin/`), instead of the test's etcd.
-    own_binaries: Option<PathBuf>,
+    pub(crate) own_binaries: Option<PathBuf>,
     /// The systemd whose units run the members (then `children` is empty), or none.
-    systemd: Option<integration_tests::systemd::SystemdHost>,
+    pub(crate) systemd: Option<integration_tests::systemd::SystemdHost>,
 }
 
 impl Drop for Lab {
@@ -93,12 +93,12 @@ impl Drop for Lab {
 }
 
 impl Lab {
-    fn pki(&self) -> PathBuf {
+    pub(crate) fn pki(&self) -> PathBuf {
         self.dir.join("pki")
     }
 
     /// `etcd-bootstrap`, on the members' host (inside the lab's systemd, when it has one).
-    fn tool(&self) -> Command {
+    pub(crate) fn tool(&self) -> Command {
         match &self.systemd {
             Some(host) => host.command(bin("etcd-bootstrap")),
             None => Command::new(bin("etcd-bootstrap")),
@@ -106,13 +106,13 @@ impl Lab {
     }
 
     /// `etcd-bootstrap -f SPEC ARGS` on the members' host.
-    fn boot(&self, spec: &Path, args: &[&str]) -> Ran {
+    pub(crate) fn boot(&self, spec: &Path, args: &[&str]) -> Ran {
         run_bounded(self.tool().arg("-f").arg(spec).args(args), Duration::from_secs(180))
     }
 
     /// `adopt -w json` through the client files and CA the spec names now (after `rotate ca`,
     /// the toolkit's own client from the new CA).
-    fn inventory_through(&self, spec: &Path) -> serde_json::Value {
+    pub(crate) fn inventory_through(&self, spec: &Path) -> serde_json::Value {
         let named: serde_yaml_ng::Value = serde_yaml_ng::from_str(&std::fs::read_to_string(spec).unwrap()).unwrap();
         let file = |f: &str| named["adopted"][f].as_str().unwrap().to_string();
         let eps = self.endpoints_of(0..3);
@@ -121,7 +121,7 @@ impl Lab {
     }
 
     /// The tool's `adopt`, with the lab's admin client.
-    fn adopt(&self, endpoints: &str, extra: &[&str]) -> Ran {
+    pub(crate) fn adopt(&self, endpoints: &str, extra: &[&str]) -> Ran {
         let p = self.pki();
         run_bounded(
             self.tool().args(["adopt", "--endpoints", endpoints]).arg("--cacert").arg(p.join("ca.pem")).arg("--cert").arg(p.join("admin.pem")).arg("--key").arg(p.join("admin-key.pem")).args(extra),
@@ -131,14 +131,14 @@ impl Lab {
 }
 
 /// Member `i`'s host folder (its PKI files written), settings, data dir and etcd binary.
-struct Layout {
-    root: PathBuf,
-    settings: Vec<(&'static str, String)>,
-    data_dir: String,
-    etcd: PathBuf,
+pub(crate) struct Layout {
+    pub(crate) root: PathBuf,
+    pub(crate) settings: Vec<(&'static str, String)>,
+    pub(crate) data_dir: String,
+    pub(crate) etcd: PathBuf,
 }
 
-fn layout(lab: &Lab, i: usize, initial: &str) -> Layout {
+pub(crate) fn layout(lab: &Lab, i: usize, initial: &str) -> Layout {
     let (name, addr) = (format!("etcd-{}", i + 1), &lab.addrs[i]);
     let root = lab.dir.join(format!("host-{}", i + 1));
     let cert = if lab.own_certs { format!("node-{}", i + 1) } else { "etcd".to_string() };
@@ -176,21 +176,21 @@ fn layout(lab: &Lab, i: usize, initial: &str) -> Layout {
 
 impl Layout {
     /// The `ETCD_*` variables of [`Given::Env`].
-    fn environment(&self) -> Vec<(String, String)> {
+    pub(crate) fn environment(&self) -> Vec<(String, String)> {
         let mut env: Vec<(String, String)> = self.settings.iter().map(|(k, v)| (format!("ETCD_{}", k.to_uppercase().replace('-', "_")), v.clone())).collect();
         env.extend([("ETCD_DATA_DIR".to_string(), self.data_dir.clone()), ("ETCD_CLIENT_CERT_AUTH".into(), "true".into()), ("ETCD_PEER_CLIENT_CERT_AUTH".into(), "true".into())]);
         env
     }
 
     /// The flags of [`Given::Flags`] ("Kubernetes The Hard Way" / JMOS: bare booleans, no --data-dir).
-    fn flags(&self) -> Vec<String> {
+    pub(crate) fn flags(&self) -> Vec<String> {
         let mut args: Vec<String> = self.settings.iter().flat_map(|(k, v)| [format!("--{k}"), v.clone()]).collect();
         args.extend(["--client-cert-auth".to_string(), "--peer-client-cert-auth".to_string()]);
         args
     }
 
     /// The config file of [`Given::ConfigFile`], written at `etc/etcd/etcd.conf.yml`.
-    fn config_file(&self) -> PathBuf {
+    pub(crate) fn config_file(&self) -> PathBuf {
         let setting = |k: &str| self.settings.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()).unwrap();
         let mut yaml = String::new();
         for (k, v) in self.settings.iter().filter(|(k, _)| !k.contains("file")) {
@@ -213,7 +213,7 @@ impl Layout {
 }
 
 /// Starts member `i` of `initial` configured as `given`, in its host folder.
-fn start_member(lab: &Lab, i: usize, initial: &str, given: Given) -> Child {
+pub(crate) fn start_member(lab: &Lab, i: usize, initial: &str, given: Given) -> Child {
     let l = layout(lab, i, initial);
     let mut cmd = match lab.namespaces.get(i) {
         // `ip netns exec` execs etcd in place: the pid stays the child's
@@ -235,7 +235,7 @@ fn start_member(lab: &Lab, i: usize, initial: &str, given: Given) -> Child {
 }
 
 /// A three-member lab (flags / environment / config file) on a free loopback /24.
-fn lab() -> Lab {
+pub(crate) fn lab() -> Lab {
     let tmp = tempfile::tempdir().unwrap();
     let [a, b, c] = integration_tests::cluster::free_subnet(4);
     let addrs: Vec<String> = (1..=4).map(|i| format!("{a}.{b}.{c}.{i}")).collect();
@@ -257,51 +257,13 @@ fn lab_on(tmp: tempfile::TempDir, addrs: Vec<String>, namespaces: Vec<String>, o
     lab
 }
 
-/// The lab with each member under a systemd unit as hand-made guides write them (Type=notify,
-/// Restart=on-failure, a unit file in /etc/systemd/system): etcd-1's flags in `ExecStart=` with
-/// no --data-dir (relative to `WorkingDirectory=`), etcd-2's in an `EnvironmentFile=`, etcd-3's
-/// in a config file. The units run in the test's own systemd (see `integration_tests::systemd`).
-fn lab_in_units() -> Lab {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().to_path_buf();
-    let host = integration_tests::systemd::SystemdHost::boot(&dir.join("systemd"));
-    let [a, b, c] = integration_tests::cluster::free_subnet(4);
-    let addrs: Vec<String> = (1..=4).map(|i| format!("{a}.{b}.{c}.{i}")).collect();
-    cfssl_pki(&dir.join("pki"), &addrs);
-    let mut lab = Lab { _tmp: tmp, dir, addrs, children: vec![], namespaces: vec![], own_certs: false, own_binaries: None, systemd: None };
-    let initial = (0..3).map(|i| format!("etcd-{}=https://{}:2380", i + 1, lab.addrs[i])).collect::<Vec<_>>().join(",");
-    for (i, given) in [Given::Flags, Given::Env, Given::ConfigFile].into_iter().enumerate() {
-        let l = layout(&lab, i, &initial);
-        let exec = match given {
-            Given::Flags => std::iter::once(l.etcd.display().to_string()).chain(l.flags()).collect::<Vec<_>>().join(" \\\n  "),
-            Given::Env => {
-                let env: String = l.environment().iter().map(|(k, v)| format!("{k}={v}\n")).collect();
-                let file = l.root.join("etc/etcd/etcd.env");
-                std::fs::write(&file, env).unwrap();
-                format!("{}\nEnvironmentFile={}", l.etcd.display(), file.display())
-            }
-            Given::ConfigFile => format!("{} --config-file={}", l.etcd.display(), l.config_file().display()),
-        };
-        let unit = format!(
-            "[Unit]\nDescription=etcd (a hand-made lab member)\nDocumentation=https://github.com/etcd-io/etcd\n\n[Service]\nType=notify\nWorkingDirectory={}\nExecStart={exec}\nRestart=on-failure\nRestartSec=5\nLimitNOFILE=40000\n",
-            l.root.display()
-        );
-        std::fs::write(host.units.join(format!("etcd-{}.service", i + 1)), unit).unwrap();
-    }
-    host.systemctl(&["daemon-reload"]);
-    host.systemctl(&["start", "etcd-1.service", "etcd-2.service", "etcd-3.service"]);
-    lab.systemd = Some(host);
-    wait_healthy(&lab, &lab.endpoints_of(0..3));
-    lab
-}
-
 impl Lab {
-    fn endpoints_of(&self, r: std::ops::Range<usize>) -> String {
+    pub(crate) fn endpoints_of(&self, r: std::ops::Range<usize>) -> String {
         self.addrs[r].iter().map(|a| format!("https://{a}:2379")).collect::<Vec<_>>().join(",")
     }
 }
 
-fn wait_healthy(lab: &Lab, eps: &str) {
+pub(crate) fn wait_healthy(lab: &Lab, eps: &str) {
     let p = lab.pki();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -318,7 +280,7 @@ fn wait_healthy(lab: &Lab, eps: &str) {
 }
 
 /// Every file under `dir` with its content's hash (data dirs excluded: etcd writes there).
-fn hashes(dir: &Path) -> BTreeMap<PathBuf, String> {
+pub(crate) fn hashes(dir: &Path) -> BTreeMap<PathBuf, String> {
     let mut out = BTreeMap::new();
     for e in std::fs::read_dir(dir).unwrap().flatten() {
         let p = e.path();
@@ -531,7 +493,7 @@ fn adopt_reads_members_on_other_hosts_over_ssh() {
 }
 
 /// Continuous writes with the lab's admin client, every acknowledged one recorded.
-struct Writes {
+pub(crate) struct Writes {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     thread: std::thread::JoinHandle<(Vec<u32>, Vec<String>)>,
     ca: PathBuf,
@@ -539,12 +501,12 @@ struct Writes {
 }
 
 impl Writes {
-    fn start(lab: &Lab, eps: &str) -> Writes {
+    pub(crate) fn start(lab: &Lab, eps: &str) -> Writes {
         Writes::trusting(lab, eps, &lab.pki().join("ca.pem"), "/adopted/")
     }
 
     /// Writes under `prefix`, verifying the members against `ca` (a CA rotation's bundle).
-    fn trusting(lab: &Lab, eps: &str, ca: &Path, prefix: &str) -> Writes {
+    pub(crate) fn trusting(lab: &Lab, eps: &str, ca: &Path, prefix: &str) -> Writes {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (flag, p, eps, ca_file, key_prefix) = (stop.clone(), lab.pki(), eps.to_string(), ca.to_path_buf(), prefix.to_string());
         let thread = std::thread::spawn(move || {
@@ -561,7 +523,7 @@ impl Writes {
     }
 
     /// Stops; every acknowledged write must be readable, and at most `max_failed` failed.
-    fn finish(self, lab: &Lab, eps: &str, max_failed: usize) -> usize {
+    pub(crate) fn finish(self, lab: &Lab, eps: &str, max_failed: usize) -> usize {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let (acked, failed) = self.thread.join().unwrap();
         assert!(acked.len() >= 5, "too few writes to mean anything: {}", acked.len());
@@ -574,12 +536,12 @@ impl Writes {
     }
 }
 
-fn etcdctl(p: &Path, eps: &str, args: &[&str]) -> Ran {
+pub(crate) fn etcdctl(p: &Path, eps: &str, args: &[&str]) -> Ran {
     etcdctl_ca(p, &p.join("ca.pem"), eps, args)
 }
 
 /// etcdctl with the lab's admin client, verifying the members against `ca`.
-fn etcdctl_ca(p: &Path, ca: &Path, eps: &str, args: &[&str]) -> Ran {
+pub(crate) fn etcdctl_ca(p: &Path, ca: &Path, eps: &str, args: &[&str]) -> Ran {
     run_bounded(
         Command::new(tool("etcdctl", "ETCDCTL_BIN")).env("ETCDCTL_API", "3").args(["--endpoints", eps, "--command-timeout=3s"]).arg("--cacert").arg(ca).arg("--cert").arg(p.join("admin.pem")).arg("--key").arg(p.join("admin-key.pem")).args(args),
         Duration::from_secs(20),
@@ -587,13 +549,13 @@ fn etcdctl_ca(p: &Path, ca: &Path, eps: &str, args: &[&str]) -> Ran {
 }
 
 /// Each member's command line and effective settings (with where each came from), by name.
-fn settings(inv: &serde_json::Value) -> Vec<(String, String, String)> {
+pub(crate) fn settings(inv: &serde_json::Value) -> Vec<(String, String, String)> {
     let mut v: Vec<_> = inv["members"].as_array().unwrap().iter().map(|m| (m["name"].to_string(), m["process"]["argv"].to_string(), m["config"]["settings"].to_string())).collect();
     v.sort();
     v
 }
 
-fn boot(spec: &Path, args: &[&str]) -> Ran {
+pub(crate) fn boot(spec: &Path, args: &[&str]) -> Ran {
     run_bounded(Command::new(bin("etcd-bootstrap")).arg("-f").arg(spec).args(args), Duration::from_secs(180))
 }
 
@@ -607,7 +569,7 @@ fn openssl_text(lab: &Lab, i: usize) -> String {
 
 /// Waits (bounded) until `status` says DEGRADED after `name` died: when it led, the other two
 /// elect a leader first, as an operator would wait for.
-fn wait_degraded(lab: &Lab, spec: &Path, name: &str) {
+pub(crate) fn wait_degraded(lab: &Lab, spec: &Path, name: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while lab.boot(spec, &["status"]).code != Some(1) {
         assert!(Instant::now() < deadline, "no new leader after {name} died");
@@ -879,170 +841,3 @@ fn an_adopted_clusters_ca_is_rotated_in_place() {
     boot(&spec, &["down"]).assert_ok();
 }
 
-/// A lab under real systemd units, adopted and managed through them: `adopt` finds each unit and
-/// its file and changes nothing; `rotate certs --split` restarts nothing; each dead member
-/// (etcd-2, settings in an `EnvironmentFile=`; etcd-3, in a config file) is `replace`d under
-/// continuous writes through a runtime drop-in that is gone afterwards; `restore`, `down` and
-/// `up` stop and start the units. The unit files are never touched, and after every restart each
-/// member runs with the command line and settings it was adopted with.
-#[test]
-fn an_adopted_cluster_under_systemd_units_is_managed_in_place() {
-    let lab = lab_in_units();
-    let host = lab.systemd.as_ref().unwrap();
-    let units = ["etcd-1.service", "etcd-2.service", "etcd-3.service"];
-    let eps = lab.endpoints_of(0..3);
-    let before = hashes(&lab.dir);
-    let pids: Vec<u32> = units.iter().map(|u| host.main_pid(u)).collect();
-    let r = lab.adopt(&eps, &["-w", "json"]);
-    assert_eq!(r.code, Some(1), "risks found: exit 1\n{}{}", r.stdout, r.stderr);
-    let inv: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-    for (i, origin) in ["flag", "env", "config-file"].iter().enumerate() {
-        let m = inv["members"].as_array().unwrap().iter().find(|m| m["name"] == format!("etcd-{}", i + 1)).unwrap();
-        let sup = &m["process"]["supervisor"];
-        assert_eq!((sup["kind"].as_str(), sup["unit"].as_str()), (Some("systemd"), Some(units[i])), "{sup}");
-        assert_eq!(sup["fragment"], format!("/etc/systemd/system/{}", units[i]));
-        assert_eq!(m["process"]["pid"], pids[i], "the unit's main process");
-        assert_eq!(m["config"]["settings"]["cert-file"]["origin"], *origin);
-    }
-    assert_eq!(hashes(&lab.dir), before, "adopt changed a file");
-    let as_found = settings(&inv);
-
-    let out = tempfile::tempdir().unwrap();
-    let spec = out.path().join("units.yaml");
-    let ca_key = lab.pki().join("ca-key.pem").display().to_string();
-    assert_eq!(lab.adopt(&eps, &["-o", &spec.display().to_string(), "--ca-key", &ca_key]).code, Some(1));
-    let text = std::fs::read_to_string(&spec).unwrap();
-    assert!(text.contains("kind: systemd") && text.contains("unit: etcd-2.service"), "{text}");
-    assert_eq!(lab.boot(&spec, &["status"]).code, Some(0));
-    let backups = out.path().join("backups");
-    etcdctl(&lab.pki(), &eps, &["put", "/kept", "before the backup"]).assert_ok();
-    lab.boot(&spec, &["backup", "--dir", &backups.display().to_string()]).assert_ok();
-    lab.boot(&spec, &["rotate", "certs", "--split"]).assert_ok();
-    assert_eq!(units.iter().map(|u| host.main_pid(u)).collect::<Vec<_>>(), pids, "renewed without a restart");
-
-    // etcd-2 and etcd-3 die (their units stopped: Restart= does not bring them back); each is
-    // replaced under writes, started once through the drop-in, which is gone afterwards
-    let unit_files = |h: &BTreeMap<PathBuf, String>| h.iter().filter(|(p, _)| p.starts_with(host.units.as_path())).map(|(p, v)| (p.clone(), v.clone())).collect::<Vec<_>>();
-    let units_before = unit_files(&before);
-    assert_eq!(units_before.len(), 8, "four targets, a slice and three units");
-    for n in [2, 3] {
-        let unit = units[n - 1];
-        host.systemctl(&["stop", unit]);
-        wait_degraded(&lab, &spec, &format!("etcd-{n}"));
-        let w = Writes::start(&lab, &eps);
-        let r = lab.boot(&spec, &["replace", &format!("etcd-{n}")]);
-        assert!(r.ok(), "{}{}", r.stdout, r.stderr);
-        w.finish(&lab, &eps, 10);
-        assert_eq!(lab.boot(&spec, &["status"]).code, Some(0));
-        assert_eq!(host.state(unit), "active", "{unit} runs it");
-        assert!(!host.run.join(format!("systemd/system/{unit}.d")).exists(), "the joiner drop-in is gone");
-        assert_eq!(host.systemctl(&["show", "-p", "DropInPaths", "--value", unit]).stdout.trim(), "", "systemd forgot it");
-        let now: serde_json::Value = serde_json::from_str(&lab.adopt(&eps, &["-w", "json"]).stdout).unwrap();
-        let m = now["members"].as_array().unwrap().iter().find(|m| m["name"] == format!("etcd-{n}")).unwrap();
-        let last = m["process"]["argv"].as_array().unwrap().last().unwrap().as_str().unwrap().to_string();
-        let want = if n == 2 { "--initial-cluster-state=existing".to_string() } else { format!("--config-file={}", lab.dir.join("host-3/var/lib/etcd-bootstrap/etcd-3.joiner.conf.yml").display()) };
-        assert_eq!(last, want, "etcd-{n} started once as a joiner");
-    }
-    assert_eq!(unit_files(&hashes(&lab.dir)), units_before, "no unit file touched");
-
-    // restore, then down and up: every unit stopped and started, each member as adopted
-    let snapshot = std::fs::read_dir(&backups).unwrap().flatten().map(|e| e.path()).find(|p| p.extension().is_some_and(|x| x == "db")).unwrap();
-    let r = lab.boot(&spec, &["restore", snapshot.to_str().unwrap(), "--force"]);
-    assert!(r.ok(), "{}{}", r.stdout, r.stderr);
-    assert_eq!(etcdctl(&lab.pki(), &eps, &["get", "/kept", "--print-value-only"]).assert_ok().stdout.trim(), "before the backup");
-    let restored: serde_json::Value = serde_json::from_str(&lab.adopt(&eps, &["-w", "json"]).stdout).unwrap();
-    assert_eq!(settings(&restored), as_found, "each unit runs its member as adopted");
-    lab.boot(&spec, &["down"]).assert_ok();
-    assert_eq!(units.map(|u| host.state(u)), ["inactive"; 3].map(String::from), "down stops the units");
-    let up = lab.boot(&spec, &["up"]);
-    assert!(up.ok() && up.stdout.contains("3 started now"), "{}{}", up.stdout, up.stderr);
-    assert_eq!(units.map(|u| host.state(u)), ["active"; 3].map(String::from));
-    let after_up: serde_json::Value = serde_json::from_str(&lab.adopt(&eps, &["-w", "json"]).stdout).unwrap();
-    assert_eq!(settings(&after_up), as_found);
-
-    // rotate ca, its three stops: each unit restarted twice more through systemctl
-    let before_ca: Vec<u32> = units.iter().map(|u| host.main_pid(u)).collect();
-    for (args, want) in [(&["rotate", "ca"][..], "stopped after step 1 of 3"), (&["rotate", "ca", "--continue"], "stopped after step 2 of 3"), (&["rotate", "ca", "--continue"], "CA rotation done")] {
-        let r = lab.boot(&spec, args);
-        assert!(r.ok() && r.stdout.contains(want), "{args:?}: {}{}", r.stdout, r.stderr);
-    }
-    let new_ca = std::fs::read(out.path().join("pki/etcd/ca.crt")).unwrap();
-    for i in 1..=3 {
-        assert_eq!(std::fs::read(lab.dir.join(format!("host-{i}/etc/etcd/pki/ca.pem"))).unwrap(), new_ca, "host-{i} trusts the new CA alone");
-        assert_ne!(host.main_pid(units[i - 1]), before_ca[i - 1], "{} restarted", units[i - 1]);
-        assert_eq!(host.state(units[i - 1]), "active");
-    }
-    assert_eq!(lab.boot(&spec, &["status"]).code, Some(0), "HEALTHY through the toolkit's new client");
-    assert_eq!(settings(&lab.inventory_through(&spec)), as_found, "each unit runs its member as adopted");
-    assert_eq!(unit_files(&hashes(&lab.dir)), units_before, "no unit file touched");
-}
-
-/// The crash matrix on an adopted cluster: `rotate certs --rekey`, `down`, `replace` and `rotate
-/// ca` killed (SIGKILL) at the steps they print. After each kill another change is refused,
-/// naming the killed operation and the command that finishes it; run again, it finishes, the
-/// cluster is HEALTHY and nothing is left under way. Afterwards every member, restarted, runs
-/// with the command line and settings it was adopted with.
-#[test]
-fn adopted_operations_killed_at_their_steps_finish_when_run_again() {
-    use crate::crash_matrix::{healthy_and_clear, kill_then_finish, rotate_ca_killed_at};
-    let mut lab = lab();
-    let out = tempfile::tempdir().unwrap();
-    let spec = out.path().join("lab.yaml");
-    let eps = lab.endpoints_of(0..3);
-    let ca_key = lab.pki().join("ca-key.pem").display().to_string();
-    assert_eq!(lab.adopt(&eps, &["-o", &spec.display().to_string(), "--ca-key", &ca_key]).code, Some(1));
-    let inv: serde_json::Value = serde_json::from_str(&lab.adopt(&eps, &["-w", "json"]).stdout).unwrap();
-    let as_found = settings(&inv);
-
-    for step in ["renew:", "rotate etcd-1:", "rotate etcd-2:", "rotate etcd-3:"] {
-        kill_then_finish(&spec, &["rotate", "certs", "--rekey"], step, "rotate certs", &["rotate", "certs", "--rekey"]);
-        healthy_and_clear(&spec, &format!("rotate certs killed at {step}"));
-    }
-    kill_then_finish(&spec, &["down"], "down etcd-", "down", &["down"]);
-    boot(&spec, &["up"]).assert_ok();
-    healthy_and_clear(&spec, "down killed, then up");
-
-    // etcd-1 (flags, no --data-dir: its data relative to its working directory; started by
-    // etcd-bootstrap since `up`, as adopted) dies before each replace
-    let pid_file = lab.dir.join("host-1/etcd-bootstrap/etcd-1.pid");
-    for step in ["retire", "remove", "add", "start", "promote"] {
-        let pid: u32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
-        integration_tests::signal(pid, integration_tests::Signal::Kill);
-        wait_degraded(&lab, &spec, "etcd-1");
-        let needle = format!("] {step} etcd-1:");
-        if let Err(stderr) = integration_tests::start_until_stderr_says(Command::new(bin("etcd-bootstrap")).arg("-f").arg(&spec).args(["replace", "etcd-1"]), &needle, Duration::from_secs(90)) {
-            panic!("replace never printed {needle:?}:\n{stderr}");
-        }
-        // (a kill at its last step can land after it finished)
-        if integration_tests::bootstrap::under_way(&spec).contains(&"replace".to_string()) {
-            let r = integration_tests::bootstrap::probe_refusal(&spec);
-            assert!(r.code == Some(4) && r.stderr.contains("`replace etcd-1` stopped unfinished"), "after a kill at {step}: {}", r.stderr);
-            let again = boot(&spec, &["replace", "etcd-1"]);
-            assert!(again.ok() && again.stderr.contains("resuming: `replace etcd-1`"), "replace after a kill at {step}: {}{}", again.stdout, again.stderr);
-        } else {
-            assert_eq!(step, "promote", "a kill at {step} must leave replace unfinished");
-        }
-        healthy_and_clear(&spec, &format!("replace killed at {step}"));
-    }
-
-    // rotate ca: (phase, the step printed), one whole rotation per kill point
-    let points = [(1, "rotate ca: new CA"), (1, "trust old+new etcd-2:"), (2, "rotate etcd-2:"), (2, "reissue:"), (3, "trust new only etcd-3:")];
-    for (phase, step) in points {
-        rotate_ca_killed_at(&spec, phase, step);
-    }
-    // the spec names the last CA, which every member trusts alone
-    let named: serde_yaml_ng::Value = serde_yaml_ng::from_str(&std::fs::read_to_string(&spec).unwrap()).unwrap();
-    let ca = PathBuf::from(named["adopted"]["cacert"].as_str().unwrap());
-    for i in 1..=3 {
-        assert_eq!(std::fs::read(lab.dir.join(format!("host-{i}/etc/etcd/pki/ca.pem"))).unwrap(), std::fs::read(&ca).unwrap(), "host-{i}");
-    }
-
-    // restarted, each member runs as it was adopted
-    boot(&spec, &["down"]).assert_ok();
-    boot(&spec, &["up"]).assert_ok();
-    assert_eq!(settings(&lab.inventory_through(&spec)), as_found);
-    for c in lab.children.iter_mut() {
-        assert!(c.try_wait().unwrap().is_some(), "the lab's own processes were replaced by restarts");
-    }
-    boot(&spec, &["down"]).assert_ok();
-}

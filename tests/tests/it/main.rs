@@ -3,6 +3,8 @@
 //! binaries and checks their output with independent verifiers (openssl, cfssl, rustls, etcd).
 
 mod adopt;
+mod adopt_crash;
+mod adopt_systemd;
 mod bootstrap_local;
 mod bootstrap_ssh;
 mod cfssl_dropin;
