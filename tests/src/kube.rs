@@ -428,6 +428,14 @@ fn names(items: &serde_json::Value) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
+/// A `Status` answer's message in full, else the answer's first 200 characters.
+fn status_message(body: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["message"].as_str().map(String::from))
+        .unwrap_or_else(|| body.chars().take(200).collect())
+}
+
 /// A request that failed: when it was sent and answered, and why.
 #[derive(Debug, Clone)]
 pub struct Failure {
@@ -553,10 +561,7 @@ fn write_once(client: &ApiServer, w: &mut Written, prefix: &str, n: u64) {
         }
         other => {
             let what = match other {
-                Ok((_, code, body)) => format!(
-                    "{name}: HTTP {code}: {}",
-                    body.chars().take(200).collect::<String>()
-                ),
+                Ok((_, code, body)) => format!("{name}: HTTP {code}: {}", status_message(&body)),
                 Err(e) => format!("{name}: {e}"),
             };
             w.uncertain.insert(name);
