@@ -66,8 +66,9 @@ pub async fn save_into(opts: &ClientOptions, out: &mut impl Write, label: &str) 
     let healthy = checks.iter().find(|h| h.healthy()).map(|h| h.endpoint.clone());
     let answering = statuses.iter().find(|s| s.result.is_ok()).map(|s| s.endpoint.clone());
     let Some(source) = healthy.clone().or(answering) else {
+        // why no member can be the source: none answered the Maintenance API
         return Err(CtlError::NoEndpoint(
-            checks.iter().map(|h| format!("{}: {}", h.endpoint, h.result.as_ref().err().map(|f| f.message.as_str()).unwrap_or(""))).collect(),
+            statuses.iter().map(|s| format!("{}: {}", s.endpoint, s.result.as_ref().err().map(|f| f.message.as_str()).unwrap_or(""))).collect(),
         ));
     };
     let warning = healthy.is_none().then(|| {
