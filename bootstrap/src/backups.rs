@@ -63,7 +63,10 @@ pub fn backup(ctx: &Ctx, dir: &Path, keep: Option<usize>, seal: Option<&crate::s
     if keep == Some(0) {
         return Err(BootError::BadArgument { flag: "--keep 0".into(), reason: "would delete the backup just taken; give 1 or more".into() });
     }
+    crate::rules::trusted_dir("backup --dir", dir, pki::safe_fs::Writes::CreateExclusive)?;
     std::fs::create_dir_all(dir).map_err(|e| dir_err(dir, e))?;
+    // again now that it exists: a folder someone else made in a sticky parent is refused
+    crate::rules::trusted_dir("backup --dir", dir, pki::safe_fs::Writes::CreateExclusive)?;
     let t = Instant::now();
     let partial = dir.join(format!(".{}-backup-{}.partial", plan.loaded.spec.name, std::process::id()));
     let (saved, status) = match seal {

@@ -39,6 +39,9 @@ pub enum BootError {
     /// Writing an output file failed.
     #[error("{path}: {reason}")]
     Output { path: String, reason: String },
+    /// A directory named on the command line is one root must not write into.
+    #[error("{flag}: {source}")]
+    UntrustedDir { flag: String, source: pki::safe_fs::Untrusted },
     /// Another operation holds the cluster lock and did not release it in time.
     #[error("the cluster is busy: {holder} (waited {:.1}s for {lock})", .waited.as_secs_f64())]
     Busy { holder: String, waited: std::time::Duration, lock: String },

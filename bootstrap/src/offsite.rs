@@ -305,6 +305,7 @@ pub fn ship(location: &Location, settings: &Settings, local: &Path, cluster: &st
 /// `restore s3://...`: the object fetched into a private file (0600) in `dir`, removed when the
 /// returned handle is dropped.
 pub fn fetch(url: &str, settings: &Settings, dir: &Path, progress: &crate::progress::Progress) -> Result<tempfile::NamedTempFile> {
+    crate::rules::trusted_dir("restore (the folder the snapshot is fetched into, the spec's)", dir, pki::safe_fs::Writes::CreateExclusive)?;
     let (location, name) = parse_object(url).map_err(|reason| BootError::Offsite { url: url.to_string(), reason })?;
     let store = Store::new(&location, settings)?;
     let suffix = if name.ends_with(".age") { ".db.age" } else { ".db" };

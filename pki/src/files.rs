@@ -80,8 +80,10 @@ pub enum Outcome {
 pub fn write_all(files: &[PlannedFile], replace: bool) -> Result<Vec<Outcome>> {
     let mut outcomes = Vec::with_capacity(files.len());
     for f in files {
+        // a symlink at the path is never written through nor called unchanged: it is replaced
+        let link = fs::symlink_metadata(&f.path).is_ok_and(|m| m.file_type().is_symlink());
         outcomes.push(match fs::read(&f.path) {
-            Ok(old) if old == f.contents => Outcome::Unchanged,
+            Ok(old) if old == f.contents && !link => Outcome::Unchanged,
             Ok(_) if !replace || f.create_only => {
                 return Err(PkiError::Exists {
                     path: f.path.clone(),
@@ -89,6 +91,10 @@ pub fn write_all(files: &[PlannedFile], replace: bool) -> Result<Vec<Outcome>> {
                 });
             }
             Ok(_) => Outcome::Replaced,
+            Err(_) if link && !replace => {
+                return Err(PkiError::Exists { path: f.path.clone(), hint: "a symlink is there; refusing to replace it; pass --force to replace it".into() });
+            }
+            Err(_) if link => Outcome::Replaced,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Outcome::Created,
             Err(source) => return Err(PkiError::Read { path: f.path.clone(), source }),
         });
@@ -129,7 +135,8 @@ impl Transaction {
         let mut staged = Vec::new();
         for (f, outcome) in files.iter().zip(outcomes) {
             if *outcome == Outcome::Unchanged {
-                let _ = fs::set_permissions(&f.path, fs::Permissions::from_mode(f.mode));
+                // through a descriptor, never by path: a symlink swapped in meanwhile is refused
+                let _ = crate::safe_fs::set_mode_nofollow(&f.path, f.mode);
                 continue;
             }
             let dir = f.path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -183,7 +190,7 @@ impl Transaction {
             match fs::DirBuilder::new().mode(0o700).create(&d) {
                 Ok(()) => {
                     self.created_dirs.push(d.clone());
-                    fs::set_permissions(&d, fs::Permissions::from_mode(0o755)).map_err(|source| PkiError::Write { path: d.clone(), source })?;
+                    crate::safe_fs::set_mode_nofollow(&d, 0o755).map_err(|source| PkiError::Write { path: d.clone(), source })?;
                 }
                 // created by a parallel writer in the meantime: fine, and not ours to remove
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && d.is_dir() => {}
@@ -237,7 +244,7 @@ fn write_fresh_tree(root: &Path, files: &[PlannedFile]) -> Result<()> {
             fs::DirBuilder::new().mode(0o700).create(d).map_err(|source| PkiError::Write { path: d.clone(), source })?;
         }
         for d in std::iter::once(&staging).chain(dirs.iter()) {
-            fs::set_permissions(d, fs::Permissions::from_mode(0o755)).map_err(|source| PkiError::Write { path: d.clone(), source })?;
+            crate::safe_fs::set_mode_nofollow(d, 0o755).map_err(|source| PkiError::Write { path: d.clone(), source })?;
         }
         for f in files {
             let rel = f.path.strip_prefix(root).map_err(|_| PkiError::Write {

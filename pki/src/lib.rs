@@ -29,6 +29,7 @@ pub mod keys;
 pub mod layout;
 pub mod lock;
 pub mod pemfile;
+pub mod safe_fs;
 pub mod renew;
 pub mod suggest;
 pub mod usage;

@@ -14,7 +14,7 @@
 use crate::error::{PkiError, Result};
 use std::collections::HashMap;
 use std::fs;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -166,7 +166,7 @@ pub fn create_dir_tree(dir: &Path) -> Result<bool> {
     let created = !missing.is_empty();
     for d in missing.into_iter().rev() {
         match fs::DirBuilder::new().mode(0o700).create(&d) {
-            Ok(()) => fs::set_permissions(&d, fs::Permissions::from_mode(0o755)).map_err(|source| PkiError::Write { path: d.clone(), source })?,
+            Ok(()) => crate::safe_fs::set_mode_nofollow(&d, 0o755).map_err(|source| PkiError::Write { path: d.clone(), source })?,
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && d.is_dir() => {}
             Err(source) => return Err(PkiError::Write { path: d.clone(), source }),
         }
@@ -177,6 +177,7 @@ pub fn create_dir_tree(dir: &Path) -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn reentrant_within_a_process_and_exclusive_across_processes() {

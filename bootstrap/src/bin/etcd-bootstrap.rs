@@ -422,6 +422,10 @@ fn adopt(a: AdoptArgs) -> Result<u8, Box<dyn std::error::Error>> {
     if let Some(o) = output.as_ref().filter(|o| o.exists()) {
         return Err(format!("-o {}: exists; adopt never replaces a spec: give another path", o.display()).into());
     }
+    if let Some(o) = &output {
+        let dir = o.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        bootstrap::rules::trusted_dir("-o", dir, pki::safe_fs::Writes::CreateExclusive)?;
+    }
     let req = bootstrap::adopt::Request { endpoints, cacert, cert, key, hosts: pairs, ssh_options };
     let inv = bootstrap::adopt::adopt(&req, &Progress::new(false))?;
     match write_out {
@@ -463,6 +467,8 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             let plan = plan::build(&loaded);
             if print_timer {
                 let dir = textfile.ok_or("--print-timer needs --textfile DIR (node_exporter's --collector.textfile.directory)")?;
+                // the timer runs as root every minute: refuse a directory others could redirect
+                bootstrap::rules::trusted_dir("--textfile", &dir, pki::safe_fs::Writes::ReplaceByRename)?;
                 let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf()));
                 print!("{}", bootstrap::doctor::timer(&std::env::current_exe()?, &abs(&cli.spec), &abs(&dir), &loaded.spec.name)?);
                 return Ok(exit::OK);
@@ -480,7 +486,7 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             let report = context::read_only(&plan, &Progress::new(true), |ctx| Ok(bootstrap::doctor::run(ctx, &opts)))?;
             let prom = bootstrap::doctor::render::prometheus(&report);
             if let Some(dir) = &textfile {
-                bootstrap::doctor::render::write_textfile(dir, &prom).map_err(|e| format!("--textfile {}: {e}", dir.display()))?;
+                bootstrap::doctor::render::write_textfile(dir, &prom)?;
             }
             match write_out {
                 DoctorFormat::Table => print!("{}", bootstrap::doctor::render::table(&report)),
@@ -639,6 +645,8 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             let plan = plan::build(&loaded);
             let base = Path::new(&loaded.file).parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
             let dir = dir.unwrap_or_else(|| base.join("backups"));
+            // backups land under new names only (O_EXCL, then link(2)), so a sticky dir is fine
+            bootstrap::rules::trusted_dir("backup --dir", &dir, pki::safe_fs::Writes::CreateExclusive)?;
             if print_timer {
                 let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf()));
                 let exe = std::env::current_exe()?;

@@ -122,14 +122,18 @@ pub fn nagios(r: &Report) -> String {
 
 /// Writes `etcd_bootstrap.prom` into `dir` as node_exporter's textfile collector requires: a
 /// temporary file in the same directory, then a rename, so a scrape never reads half a file.
-pub fn write_textfile(dir: &std::path::Path, text: &str) -> std::io::Result<std::path::PathBuf> {
+/// The directory is checked first (root writes here every minute from a timer), and the mode is
+/// set on the open file before the rename: nothing is ever changed by path afterwards.
+pub fn write_textfile(dir: &std::path::Path, text: &str) -> crate::error::Result<std::path::PathBuf> {
     use std::io::Write;
-    let mut tmp = tempfile::Builder::new().prefix(".etcd_bootstrap.prom.").tempfile_in(dir)?;
-    tmp.write_all(text.as_bytes())?;
-    tmp.as_file().sync_all()?;
-    let path = dir.join("etcd_bootstrap.prom");
-    tmp.persist(&path).map_err(|e| e.error)?;
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))?;
+    crate::rules::trusted_dir("--textfile", dir, pki::safe_fs::Writes::ReplaceByRename)?;
+    let path = dir.join("etcd_bootstrap.prom");
+    let fail = |e: std::io::Error| crate::error::BootError::Output { path: path.display().to_string(), reason: e.to_string() };
+    let mut tmp = tempfile::Builder::new().prefix(".etcd_bootstrap.prom.").tempfile_in(dir).map_err(fail)?;
+    tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(fail)?;
+    tmp.write_all(text.as_bytes()).map_err(fail)?;
+    tmp.as_file().sync_all().map_err(fail)?;
+    tmp.persist(&path).map_err(|e| fail(e.error))?;
     Ok(path)
 }

@@ -15,6 +15,7 @@ mod doctor;
 mod encrypted_backup;
 mod etcd_tls;
 mod etcdctl_lite;
+mod hostile_dirs;
 mod interlocks;
 mod kube_apiserver;
 mod lifecycle;
