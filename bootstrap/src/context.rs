@@ -90,6 +90,15 @@ impl Ctx<'_> {
         })
     }
 
+    /// What this run changed left nothing lasting (members that never formed a cluster, stopped
+    /// again): ending with an error now leaves nothing under way.
+    pub fn nothing_lasting(&self) -> Result<()> {
+        self.update(|e| {
+            e.changed = false;
+            e.step = None;
+        })
+    }
+
     /// Pauses the operation for the operator: `why` is what they must do, `finish` the command
     /// that goes on afterwards.
     pub fn pause(&self, why: &str, finish: &str) -> Result<()> {
@@ -197,7 +206,7 @@ pub fn run_with<T>(plan: &Plan, progress: &Progress, req: Request, lock_wait: Du
     let ctx = Ctx { plan, progress, etcd: seams.etcd, hosts: seams.hosts, under_way: others, admission, store: store.clone(), me: Mutex::new(me) };
     let result = op(&ctx);
     let me = ctx.me.lock().map(|e| e.clone()).map_err(|_| poisoned())?;
-    if result.is_err() && !me.changed {
+    if result.is_err() && !me.changed && !matches!(result, Err(BootError::NeverFormed { .. })) {
         progress.step("journal", "stopped before its first change: nothing was changed", None);
     }
     let outcome = store.edit(|j| record_outcome(j, &me, req.kind, result.as_ref().err()));

@@ -36,6 +36,9 @@ pub enum BootError {
     /// The async runtime for the etcd client could not start.
     #[error("cannot start the runtime for the etcd client: {0}")]
     Runtime(#[source] std::io::Error),
+    /// `up` started members that never formed a cluster; they were stopped again.
+    #[error("the members never formed a cluster within {wait}s (no leader was ever elected); {} stopped, nothing lasting was made{}\nstart over: {start_over}", .members.join(", "), causes_text(.causes))]
+    NeverFormed { wait: u64, members: Vec<String>, causes: Vec<String>, start_over: String },
     /// Writing an output file failed.
     #[error("{path}: {reason}")]
     Output { path: String, reason: String },
@@ -81,3 +84,10 @@ impl BootError {
 }
 
 pub type Result<T, E = BootError> = std::result::Result<T, E>;
+
+fn causes_text(causes: &[String]) -> String {
+    if causes.is_empty() {
+        return "; their logs name no cause this tool recognises (see each member's log)".into();
+    }
+    causes.iter().map(|c| format!("\n  likely cause: {c}")).collect()
+}

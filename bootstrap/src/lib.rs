@@ -16,6 +16,7 @@ pub mod error;
 pub mod etcd_delivery;
 pub mod etcd_view;
 pub mod exit;
+pub mod formation;
 #[cfg(test)]
 pub mod fakes;
 pub mod haproxy;

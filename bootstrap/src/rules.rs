@@ -315,6 +315,13 @@ pub fn strings_with_control(v: &serde_yaml_ng::Value, at: &str, found: &mut Vec<
     }
 }
 
+/// Refuses an operator-named directory that another user could redirect root's writes out of
+/// (it, or a directory above it, is not owned by root or the caller, or is writable by others);
+/// `flag` names where it came from.
+pub fn trusted_dir(flag: &str, dir: &Path, writes: pki::safe_fs::Writes) -> crate::error::Result<()> {
+    pki::safe_fs::check_dir(dir, writes).map_err(|source| crate::error::BootError::UntrustedDir { flag: flag.to_string(), source })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -384,9 +391,3 @@ mod tests {
     }
 }
 
-/// Refuses an operator-named directory that another user could redirect root's writes out of
-/// (it, or a directory above it, is not owned by root or the caller, or is writable by others);
-/// `flag` names where it came from.
-pub fn trusted_dir(flag: &str, dir: &Path, writes: pki::safe_fs::Writes) -> crate::error::Result<()> {
-    pki::safe_fs::check_dir(dir, writes).map_err(|source| crate::error::BootError::UntrustedDir { flag: flag.to_string(), source })
-}

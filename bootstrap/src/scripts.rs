@@ -70,6 +70,22 @@ pub fn marker_text(token: &str, name: &str) -> String {
     format!("{token} {name}")
 }
 
+/// What says whether the cluster this member's data dir belongs to ever formed: `running=1`
+/// when its etcd runs, and `elected=N`, the leader elections its log shows since that data dir was
+/// made (empty when the log cannot be read).
+pub fn formation(m: &MemberPlan) -> String {
+    let mut s = status_lines(m);
+    match m.spec.supervisor() {
+        Supervisor::Process => s.push_str(&format!("echo elected=$(grep -c 'elected leader' {} 2>/dev/null || true)\n", q(&m.log_file().display().to_string()))),
+        Supervisor::Systemd => s.push_str(&format!(
+            "since=$(stat -c %Y {marker} 2>/dev/null || echo 0)\necho elected=$(journalctl -u {u} --since \"@$since\" --no-pager -o cat 2>/dev/null | grep -c 'elected leader' || true)\n",
+            marker = q(&m.marker_file().display().to_string()),
+            u = q(&m.unit_name()),
+        )),
+    }
+    s
+}
+
 /// Starts the member (if it is not running), writing the marker first.
 pub fn start(m: &MemberPlan, token: &str) -> String {
     // an adopted member's data dir is its operator's: no marker, started as it was found
@@ -78,8 +94,14 @@ pub fn start(m: &MemberPlan, token: &str) -> String {
     }
     let sp = &m.spec;
     let mut s = String::from("set -eu\n");
+    // a new data dir starts a new log (the last one kept as .1): the log then speaks of this
+    // data dir's cluster only, which is what `formation` reads
+    let new_log = match sp.supervisor() {
+        Supervisor::Process => format!(" [ ! -f {log} ] || mv -f {log} {log}.1;", log = q(&m.log_file().display().to_string())),
+        Supervisor::Systemd => String::new(),
+    };
     s.push_str(&format!(
-        "mkdir -p {run} {data}\nchmod 700 {data}\n[ -f {marker} ] || printf '%s\\n' {text} > {marker}\n",
+        "mkdir -p {run} {data}\nchmod 700 {data}\n[ -f {marker} ] || {{ printf '%s\\n' {text} > {marker};{new_log} }}\n",
         run = q(&sp.run_dir.display().to_string()),
         data = q(&sp.data_dir.display().to_string()),
         marker = q(&m.marker_file().display().to_string()),

@@ -59,11 +59,9 @@ pub fn check_dir(dir: &Path, writes: Writes) -> Result<(), Untrusted> {
     };
     walk(&abs)?;
     // the directory the symlinks lead to (the nearest part that exists)
-    if let Some(existing) = abs.ancestors().find(|a| a.exists()) {
-        if let Ok(canon) = fs::canonicalize(existing) {
-            let rest = abs.strip_prefix(existing).map(Path::to_path_buf).unwrap_or_default();
-            walk(&canon.join(rest))?;
-        }
+    if let Some((existing, canon)) = abs.ancestors().find(|a| a.exists()).and_then(|e| fs::canonicalize(e).ok().map(|c| (e, c))) {
+        let rest = abs.strip_prefix(existing).map(Path::to_path_buf).unwrap_or_default();
+        walk(&canon.join(rest))?;
     }
     Ok(())
 }

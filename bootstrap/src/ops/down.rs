@@ -1,5 +1,7 @@
 //! `down`: stop every member, the leader last; data kept unless `--purge` (which needs the
-//! member's ownership marker).
+//! member's ownership marker, and also withdraws the member's server and peer certificates from
+//! the operator's PKI directory: a member whose data is gone has no identity to keep, and a spec
+//! fixed afterwards, new addresses included, gets certificates that fit it).
 
 use crate::context::Ctx;
 use crate::error::{BootError, Result};
@@ -32,6 +34,8 @@ pub fn down(ctx: &Ctx, purge: bool) -> Result<Vec<String>> {
                 let purge_note = out.value("purged").map(|d| format!("; data dir {d} removed")).unwrap_or_default();
                 if let Some(why) = out.value("purge_refused") {
                     errors.push(format!("member {}: purge refused: {why}", m.spec.name));
+                } else if purge {
+                    withdraw_certificates(ctx, m)?;
                 }
                 progress.step(&format!("down {}", m.name()), &format!("{what}{purge_note}"), Some(took));
                 stopped.push(m.spec.name.clone());
@@ -40,4 +44,26 @@ pub fn down(ctx: &Ctx, purge: bool) -> Result<Vec<String>> {
         }
     }
     if errors.is_empty() { Ok(stopped) } else { Err(BootError::Members { what: "stopping etcd".into(), failures: errors }) }
+}
+
+/// Removes the member's server and peer pairs from the operator's PKI directory (under its lock).
+fn withdraw_certificates(ctx: &Ctx, m: &MemberPlan) -> Result<()> {
+    let plan = ctx.plan;
+    let _lock = pki::lock::lock_dir(&plan.issue.dir, pki::lock::DEFAULT_WAIT)?;
+    let pki = plan.pki();
+    let mut removed = 0;
+    for role in [pki::cluster::Role::Server(m.spec.name.clone()), pki::cluster::Role::Peer(m.spec.name.clone())] {
+        let pair = pki.leaf(&role);
+        for path in [&pair.cert, &pair.key] {
+            match std::fs::remove_file(path) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(BootError::Output { path: path.display().to_string(), reason: format!("cannot remove it: {e}") }),
+            }
+        }
+    }
+    if removed > 0 {
+        ctx.progress.step(&format!("down {}", m.name()), &format!("its server and peer certificates withdrawn from {}", plan.issue.dir.display()), None);
+    }
+    Ok(())
 }

@@ -65,7 +65,12 @@ pub fn up(ctx: &Ctx, opts: &UpOptions) -> Result<UpReport> {
     }
     let files_written = deliver_own_files(ctx, progress)?;
     let started = start_all(ctx, &actions, progress)?;
-    let verdict = wait_for_quorum(ctx, opts.wait, progress)?;
+    let mut saw_quorum = false;
+    let verdict = match wait_for_quorum(ctx, opts.wait, &mut saw_quorum, progress) {
+        Ok(v) => v,
+        Err(e @ BootError::NotHealthy(_)) => return Err(never_formed_or(ctx, saw_quorum, opts.wait, e)),
+        Err(e) => return Err(e),
+    };
     if rotating {
         progress.step("outputs", "left as the CA rotation's last stop wrote them", None);
         return Ok(UpReport { issued, kept, files_written, started, verdict, outputs: vec![] });
@@ -175,7 +180,7 @@ fn up_in_place(ctx: &Ctx, wait: Duration) -> Result<UpReport> {
     ctx.require_reachable(&ctx.plan.members.iter().collect::<Vec<_>>(), 0, "up")?;
     ctx.changing("start")?;
     let started = start_all(ctx, &[], ctx.progress)?;
-    let verdict = wait_for_quorum(ctx, wait, ctx.progress)?;
+    let verdict = wait_for_quorum(ctx, wait, &mut false, ctx.progress)?;
     Ok(UpReport { issued: 0, kept: 0, files_written: 0, started, verdict, outputs: vec![] })
 }
 
@@ -208,14 +213,16 @@ fn start_all(ctx: &Ctx, actions: &[Action], progress: &Progress) -> Result<Vec<S
     if failed.is_empty() { Ok(started) } else { Err(BootError::Members { what: "starting etcd".into(), failures: failed }) }
 }
 
-/// Waits (bounded) for HEALTHY; on timeout the error carries the log tail of each unhealthy member.
-fn wait_for_quorum(ctx: &Ctx, wait: Duration, progress: &Progress) -> Result<Verdict> {
+/// Waits (bounded) for HEALTHY; on timeout the error carries the log tail of each unhealthy
+/// member. A verdict is taken at least every 2 s, and `saw_quorum` says whether one had quorum.
+fn wait_for_quorum(ctx: &Ctx, wait: Duration, saw_quorum: &mut bool, progress: &Progress) -> Result<Verdict> {
     let plan = ctx.plan;
     let t = Instant::now();
     let deadline = Instant::now() + wait;
     loop {
-        ctx.wait_all_healthy(deadline)?;
+        ctx.wait_all_healthy(deadline.min(Instant::now() + Duration::from_secs(2)))?;
         let v = ctx.verdict()?;
+        *saw_quorum |= matches!(v.state, ClusterState::Healthy | ClusterState::Degraded | ClusterState::ReadOnly);
         if v.state == ClusterState::Healthy {
             progress.step("quorum", &format!("{}: {}", v.state.word(), v.summary), Some(t.elapsed()));
             return Ok(v);
@@ -233,6 +240,43 @@ fn wait_for_quorum(ctx: &Ctx, wait: Duration, progress: &Progress) -> Result<Ver
             return Err(BootError::NotHealthy(format!("not HEALTHY after {}s: {} — {}\n{}", wait.as_secs(), v.state.word(), v.summary, tails.join("\n"))));
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `up` gave up waiting. When the members never formed a cluster (no verdict had quorum, and
+/// no member's log shows a leader elected since its data dir was made), nothing lasting was
+/// created: they are stopped, the journal keeps nothing under way (so `down --purge` may clean
+/// up), and the error names the likely causes from their logs and how to start over. Otherwise
+/// `failed` stands, and the operation stays unfinished.
+fn never_formed_or(ctx: &Ctx, saw_quorum: bool, wait: Duration, failed: BootError) -> BootError {
+    use crate::formation::{likely_causes, never_formed, MemberFacts};
+    let plan = ctx.plan;
+    if saw_quorum {
+        return failed;
+    }
+    let facts: Vec<Option<MemberFacts>> = per_member(plan, |m| {
+        let out = ctx.run_on(m, &scripts::formation(m)).ok()?;
+        let log = ctx.run_on(m, &scripts::log_tail(m, 200)).map(|o| o.stdout).unwrap_or_default();
+        let elected = out.value("elected").and_then(|n| n.trim().parse().ok());
+        Some(MemberFacts { name: m.spec.name.clone(), running: out.value("running").is_some(), elected, log })
+    });
+    if !never_formed(saw_quorum, &facts) {
+        return failed;
+    }
+    let stops = per_member(plan, |m| ctx.run_on(m, &scripts::stop(m, None)));
+    let not_stopped: Vec<String> = plan.members.iter().zip(&stops).filter(|(_, r)| r.is_err()).map(|(m, _)| m.spec.name.clone()).collect();
+    if !not_stopped.is_empty() {
+        return failed;
+    }
+    if let Err(e) = ctx.nothing_lasting() {
+        return e;
+    }
+    let facts: Vec<MemberFacts> = facts.into_iter().flatten().collect();
+    BootError::NeverFormed {
+        wait: wait.as_secs(),
+        members: plan.members.iter().map(|m| m.spec.name.clone()).collect(),
+        causes: likely_causes(&facts),
+        start_over: format!("{}, fix the spec, then {}", crate::context::command_for(plan, "down --purge"), crate::context::command_for(plan, "up")),
     }
 }
 

@@ -20,6 +20,7 @@ mod interlocks;
 mod kube_apiserver;
 mod lifecycle;
 mod maintenance;
+mod never_formed;
 mod offsite;
 mod pki_bad_input;
 mod pki_concurrency;
