@@ -37,6 +37,8 @@ pub struct World {
     pub v2: HashSet<String>,
     /// Members (by name) whose data holds v2 store content.
     pub v2_data: HashSet<String>,
+    /// Members (by name) whose etcd exits right after it is started (etcd refused its settings).
+    pub exits_on_start: HashSet<String>,
     next_id: u64,
 }
 
@@ -81,6 +83,10 @@ fn kind(script: &str) -> &'static str {
         "v2-probe"
     } else if script.contains("--version") {
         "version"
+    } else if script.contains("echo running=1") {
+        "status"
+    } else if script.contains("tail -n") || script.contains("journalctl -u") {
+        "log-tail"
     } else {
         "other"
     }
@@ -119,9 +125,15 @@ impl Transport for FakeHost {
                     m.name = name.clone();
                     m.client_urls = vec![client];
                 }
-                w.dead.remove(&name);
+                if !w.exits_on_start.contains(&name) {
+                    w.dead.remove(&name);
+                }
                 out("started=4242\n")
             }
+            "status" => out(if w.dead.contains(&self.member) { "" } else { "running=1\npid=4242\n" }),
+            "log-tail" if w.exits_on_start.contains(&self.member) => out(
+                "{\"level\":\"fatal\",\"msg\":\"failed to start etcd\",\"error\":\"conflicting environment variable \\\"ETCD_INITIAL_CLUSTER_STATE\\\" is shadowed by corresponding command-line flag (either unset environment variable or disable flag)\"}\n",
+            ),
             "free-space" => out("free_kib=10000000\n"),
             "v2-probe" => out(if w.v2.contains(&self.member) { "v2=flag\n" } else { "" }),
             "v2store-probe" => out(if w.v2_data.contains(&self.member) { "v2store=custom\n" } else { "v2store=clean\n" }),
@@ -221,6 +233,9 @@ impl EtcdView for FakeEtcd {
     }
     fn promote(&self, _via: &[String], id: u64) -> Result<()> {
         let mut w = self.call(&format!("promote {id}"))?;
+        if w.members.iter().any(|m| m.id == id && w.dead.contains(&m.name)) {
+            return Err(BootError::Etcd { what: format!("promote {id}"), source: etcdctl_lite::CtlError::Refused("etcdserver: can only promote a learner member which is in sync with leader".into()) });
+        }
         if let Some(m) = w.members.iter_mut().find(|m| m.id == id) {
             m.is_learner = false;
         }

@@ -45,8 +45,8 @@ impl Ctx<'_> {
         // a member `replace` started as a joiner runs with one argument more until its next restart
         let tail = crate::rejoin::joiner_tail(m)?;
         let argv: Vec<&String> = facts.argv.iter().skip(1).collect();
-        let argv = match argv.split_last() {
-            Some((last, rest)) if **last == tail => rest.to_vec(),
+        let argv = match (argv.split_last(), &tail) {
+            (Some((last, rest)), Some(tail)) if *last == tail => rest.to_vec(),
             _ => argv,
         };
         if argv.into_iter().ne(a.command_line.iter()) {

@@ -1,35 +1,125 @@
 //! `replace` on an adopted member: its one start as a joiner, with nothing of its operator's
-//! setup edited. A member configured by flags or `ETCD_*` gets one flag more, given last (a later
-//! flag wins over an earlier one and over the environment). A member configured by a config file
-//! (which makes etcd ignore every flag) gets `--config-file=` a copy of that file in its run dir
-//! with `initial-cluster-state: existing`, given last too. A plain process is started so
-//! directly; a systemd unit through a runtime drop-in (`/run/systemd/system/UNIT.d/`, gone at
-//! reboot, removed once the member runs) whose `ExecStart=` is the command line as adopted plus
-//! that argument: the unit file and its own drop-ins are never touched. etcd reads the state only
-//! on a first start: later starts use the command line as adopted.
+//! setup edited, told the cluster exists the way its configuration source allows (etcd's rules:
+//! a config file makes etcd ignore every flag and variable; otherwise a flag and its `ETCD_*`
+//! variable together are fatal — "conflicting environment variable is shadowed by corresponding
+//! command-line flag" —, so a state the environment sets must be changed in the environment):
+//! - a config file: `--config-file=` a copy of it in its run dir with
+//!   `initial-cluster-state: existing`, given last;
+//! - `ETCD_INITIAL_CLUSTER_STATE` in its environment (kubespray's `/etc/etcd.env`, etcdadm's
+//!   `etcd.env`): that variable set to `existing` for this one start, and no flag;
+//! - otherwise one flag more, given last (a later flag wins over an earlier one).
+//!
+//! A plain process is started so directly; a systemd unit through a runtime drop-in
+//! (`/run/systemd/system/UNIT.d/`, gone at reboot, removed once the member runs) whose
+//! `ExecStart=` is the command line as adopted plus that argument, or run through `env
+//! ETCD_INITIAL_CLUSTER_STATE=existing` (an `Environment=` line would lose to the unit's
+//! `EnvironmentFile=`): the unit file and its own drop-ins are never touched. etcd reads the
+//! state only on a first start: later starts use the command line as adopted.
 
 use crate::adopt::probe;
 use crate::context::Ctx;
 use crate::error::{BootError, Result};
 use crate::in_place::adopted;
 use crate::plan::{sh_quote as q, MemberPlan};
+use crate::spec_adopted::AdoptedMember;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-/// What a member configured by flags or environment is started with once, last.
+/// What a member configured by flags is started with once, last.
 pub const JOIN_FLAG: &str = "--initial-cluster-state=existing";
+/// The variable an environment-configured member's state is given by.
+pub const JOIN_VAR: &str = "ETCD_INITIAL_CLUSTER_STATE";
+
+/// How an adopted member is told, for one start, that it joins an existing cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JoinBy {
+    /// `--config-file=` the joiner copy of its config file.
+    ConfigCopy(PathBuf),
+    /// `ETCD_INITIAL_CLUSTER_STATE=existing` in place of the recorded value.
+    Environment,
+    /// [`JOIN_FLAG`] after its command line.
+    Flag,
+}
 
 /// The copy of a config-file member's file that `replace` starts it with once.
 fn joiner_config(m: &MemberPlan) -> PathBuf {
     m.spec.run_dir.join(format!("{}.joiner.conf.yml", m.spec.name))
 }
 
+/// How `a` is started as a joiner, by its configuration source.
+pub fn join_by(a: &AdoptedMember, config_copy: PathBuf) -> JoinBy {
+    if a.config_file.is_some() {
+        JoinBy::ConfigCopy(config_copy)
+    } else if a.environment.contains_key(JOIN_VAR) {
+        JoinBy::Environment
+    } else {
+        JoinBy::Flag
+    }
+}
+
+/// The joiner's command line and environment: the member's own, told it joins.
+pub fn joiner_start(a: &AdoptedMember, by: &JoinBy) -> (Vec<String>, BTreeMap<String, String>) {
+    let (mut argv, mut env) = (a.command_line.clone(), a.environment.clone());
+    match by {
+        JoinBy::ConfigCopy(copy) => argv.push(format!("--config-file={}", copy.display())),
+        JoinBy::Environment => {
+            env.insert(JOIN_VAR.into(), "existing".into());
+        }
+        JoinBy::Flag => argv.push(JOIN_FLAG.into()),
+    }
+    (argv, env)
+}
+
+/// What etcd would refuse to start with (its flag/variable conflict rule; a config file makes
+/// it read neither): each flag whose `ETCD_*` variable is set too. Empty for a start etcd accepts.
+pub fn start_conflicts(argv: &[String], env: &BTreeMap<String, String>) -> Vec<String> {
+    let mut full = vec!["etcd".to_string()];
+    full.extend(argv.iter().cloned());
+    let (flags, _) = crate::adopt::effective::parse_flags(&full);
+    if flags.iter().any(|(k, _)| k == "config-file") {
+        return vec![];
+    }
+    let mut out: Vec<String> = flags
+        .iter()
+        .filter_map(|(k, _)| {
+            let var = format!("ETCD_{}", k.to_uppercase().replace('-', "_"));
+            env.contains_key(&var).then(|| format!("--{k} shadows {var}"))
+        })
+        .collect();
+    out.dedup();
+    out
+}
+
 /// The one argument `replace` appends to the member's command line for its start as a joiner
-/// (and that a running member may still carry until its next restart).
-pub(crate) fn joiner_tail(m: &MemberPlan) -> Result<String> {
-    Ok(match adopted(m)?.config_file {
-        Some(_) => format!("--config-file={}", joiner_config(m).display()),
-        None => JOIN_FLAG.to_string(),
-    })
+/// (and that a running member may still carry until its next restart); none when the
+/// environment says it.
+pub(crate) fn joiner_tail(m: &MemberPlan) -> Result<Option<String>> {
+    let a = adopted(m)?;
+    let (argv, _) = joiner_start(a, &join_by(a, joiner_config(m)));
+    Ok((argv.len() > a.command_line.len()).then(|| argv.last().cloned()).flatten())
+}
+
+/// The member as etcd will see it at its start: for a systemd unit, the environment is the unit's
+/// own (`Environment=`, then its `EnvironmentFile=`s, which win), read on its host now; the spec
+/// keeps a plain process's only.
+fn as_started(ctx: &Ctx, m: &MemberPlan) -> Result<AdoptedMember> {
+    let mut a = adopted(m)?.clone();
+    if let probe::Supervisor::Systemd { unit, .. } = &a.supervisor {
+        let script = format!(
+            "set -u\necho \"environment=$(systemctl show -p Environment --value -- {u} | base64 -w0)\"\nsystemctl show -p EnvironmentFiles --value -- {u} | while IFS= read -r l; do f=${{l%% (ignore_errors=*}}; [ -f \"$f\" ] && echo \"envfile=$(base64 -w0 < \"$f\")\"; done\ntrue\n",
+            u = q(unit)
+        );
+        let out = ctx.run_on(m, &script)?;
+        let mut env = BTreeMap::new();
+        let inline = String::from_utf8_lossy(&probe::unbase64(&out.value("environment").unwrap_or_default())).into_owned();
+        env.extend(inline.split_whitespace().filter_map(|w| w.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())));
+        for f in out.values("envfile") {
+            env.extend(crate::adopt::risks::env_file(&String::from_utf8_lossy(&probe::unbase64(&f))));
+        }
+        env.retain(|k, _| k.starts_with("ETCD_"));
+        a.environment = env;
+    }
+    Ok(a)
 }
 
 /// `text` (an etcd config file) with `initial-cluster-state: existing`, every other line as it
@@ -99,6 +189,12 @@ pub(crate) fn can_rejoin(ctx: &Ctx, m: &MemberPlan) -> Result<()> {
             )));
         }
     }
+    let started = as_started(ctx, m)?;
+    let (argv, env) = joiner_start(&started, &join_by(&started, joiner_config(m)));
+    let conflicts = start_conflicts(&argv, &env);
+    if !conflicts.is_empty() {
+        return Err(refuse(format!("etcd would refuse its start as a joiner ({}): a flag and its ETCD_* variable together are fatal; remove one of each pair from its setup, then replace again", conflicts.join(", "))));
+    }
     for p in a.tls.values() {
         script.push_str(&format!("[ -f {p} ] || echo \"missing=$(printf %s {p} | base64 -w0)\"\n", p = q(&p.display().to_string())));
     }
@@ -120,25 +216,34 @@ pub(crate) fn joiner(ctx: &Ctx, m: &MemberPlan) -> Result<MemberPlan> {
     if let Some(text) = joiner_copy(ctx, m)? {
         ctx.deliver(m, &[(joiner_config(m).display().to_string(), 0o600, text.into_bytes())])?;
     }
-    let tail = joiner_tail(m)?;
+    let started = as_started(ctx, m)?;
+    let by = join_by(&started, joiner_config(m));
     let mut j = m.clone();
     let Some(a) = j.spec.adopted.as_mut() else { return Ok(j) };
+    let (argv, env) = joiner_start(a, &by);
     if let probe::Supervisor::Systemd { unit, .. } = &a.supervisor {
-        ctx.deliver(m, &[(joiner_drop_in(unit), 0o644, drop_in_text(a, &tail).into_bytes())])?;
+        ctx.deliver(m, &[(joiner_drop_in(unit), 0o644, drop_in_text(a, &by).into_bytes())])?;
         let out = ctx.run_on(m, "systemctl daemon-reload\n")?;
         if !out.ok() {
             return Err(BootError::Precondition { what: format!("replace {}", m.spec.name), reason: format!("systemctl daemon-reload: {}", out.stderr.trim()) });
         }
     } else {
-        a.command_line.push(tail);
+        a.command_line = argv;
+        a.environment = env;
     }
     Ok(j)
 }
 
 /// The drop-in's text: `ExecStart=` reset, then the member's binary and command line as adopted
-/// plus `tail`, each word quoted for systemd (specifiers and variables doubled).
-fn drop_in_text(a: &crate::spec_adopted::AdoptedMember, tail: &str) -> String {
-    let words: Vec<String> = std::iter::once(a.binary.display().to_string()).chain(a.command_line.iter().cloned()).chain([tail.to_string()]).map(|w| crate::scripts::systemd_quote(&w)).collect();
+/// with the joiner's argument, or run through `env` with the joiner's variable, each word quoted
+/// for systemd (specifiers and variables doubled).
+fn drop_in_text(a: &AdoptedMember, by: &JoinBy) -> String {
+    let (argv, _) = joiner_start(a, by);
+    let through_env = match by {
+        JoinBy::Environment => vec!["/usr/bin/env".to_string(), format!("{JOIN_VAR}=existing")],
+        _ => vec![],
+    };
+    let words: Vec<String> = through_env.into_iter().chain(std::iter::once(a.binary.display().to_string())).chain(argv).map(|w| crate::scripts::systemd_quote(&w)).collect();
     format!("# etcd-bootstrap replace: this member's one start as a joiner; removed once it runs\n[Service]\nExecStart=\nExecStart={}\n", words.join(" "))
 }
 
@@ -191,7 +296,7 @@ mod tests {
             working_dir: "/".into(),
             environment: Default::default(),
         };
-        let text = super::drop_in_text(&a, super::JOIN_FLAG);
+        let text = super::drop_in_text(&a, &super::JoinBy::Flag);
         assert_eq!(text.lines().filter(|l| l.starts_with("ExecStart")).count(), 2, "one reset, one command: {text}");
         assert!(!text.contains("\nExecStartPre"), "{text}");
         assert!(text.contains(r#" "--x=%%h$$HOME\"q\\" "#), "{text}");
@@ -200,6 +305,82 @@ mod tests {
             assert!(!super::unit_name_ok(bad), "{bad}");
         }
         assert!(super::unit_name_ok("etcd@member-1.service"));
+    }
+
+    fn member(command_line: &[&str], env: &[(&str, &str)], config_file: Option<&str>) -> crate::spec_adopted::AdoptedMember {
+        crate::spec_adopted::AdoptedMember {
+            supervisor: crate::adopt::probe::Supervisor::Process,
+            settings_from: "flags".into(),
+            config_file: config_file.map(Into::into),
+            binary: "/usr/local/bin/etcd".into(),
+            version: "3.5.30".into(),
+            tls: Default::default(),
+            command_line: command_line.iter().map(|s| s.to_string()).collect(),
+            working_dir: "/".into(),
+            environment: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        }
+    }
+
+    /// The state etcd would start with, by its own precedence (a config file aside).
+    fn effective_state(argv: &[String], env: &std::collections::BTreeMap<String, String>) -> Option<String> {
+        let mut full = vec!["etcd".to_string()];
+        full.extend(argv.iter().cloned());
+        let (flags, _) = crate::adopt::effective::parse_flags(&full);
+        flags.iter().rev().find(|(k, _)| k == "initial-cluster-state").map(|(_, v)| v.clone()).or_else(|| env.get(super::JOIN_VAR).cloned())
+    }
+
+    #[test]
+    fn each_configuration_source_is_told_it_joins_its_own_way() {
+        use super::{join_by, joiner_start, start_conflicts, JoinBy};
+        let copy = std::path::PathBuf::from("/run/etcd/etcd-3.joiner.conf.yml");
+        // kubespray's /etc/etcd.env: the state is an ETCD_* variable; a flag beside it is fatal
+        let kubespray = member(&[], &[("ETCD_NAME", "etcd-2"), ("ETCD_INITIAL_CLUSTER_STATE", "new"), ("ETCD_DATA_DIR", "/var/lib/etcd")], None);
+        assert_eq!(join_by(&kubespray, copy.clone()), JoinBy::Environment);
+        let (argv, env) = joiner_start(&kubespray, &JoinBy::Environment);
+        assert!(argv.is_empty() && env["ETCD_INITIAL_CLUSTER_STATE"] == "existing" && env["ETCD_NAME"] == "etcd-2", "{argv:?} {env:?}");
+        assert!(start_conflicts(&argv, &env).is_empty());
+        // what replace did before: the flag on top of the variable, which etcd refuses
+        assert_eq!(start_conflicts(&["--initial-cluster-state=existing".into()], &kubespray.environment), vec!["--initial-cluster-state shadows ETCD_INITIAL_CLUSTER_STATE"]);
+        // an environment that leaves the state to etcd's default: the flag
+        let env_only = member(&[], &[("ETCD_NAME", "etcd-2")], None);
+        assert_eq!(join_by(&env_only, copy.clone()), JoinBy::Flag);
+        let (argv, env) = joiner_start(&env_only, &JoinBy::Flag);
+        assert_eq!((effective_state(&argv, &env).as_deref(), start_conflicts(&argv, &env).len()), (Some("existing"), 0));
+        // flags, the state among them: a later flag wins
+        let flags = member(&["--name", "etcd-1", "--initial-cluster-state", "new"], &[], None);
+        let (argv, env) = joiner_start(&flags, &join_by(&flags, copy.clone()));
+        assert_eq!(effective_state(&argv, &env).as_deref(), Some("existing"));
+        // a config file: the copy, whatever the environment holds (etcd then reads neither)
+        let file = member(&["--config-file", "/etc/etcd/etcd.conf.yml"], &[("ETCD_INITIAL_CLUSTER_STATE", "new")], Some("/etc/etcd/etcd.conf.yml"));
+        let by = join_by(&file, copy.clone());
+        assert_eq!(by, JoinBy::ConfigCopy(copy.clone()));
+        let (argv, env) = joiner_start(&file, &by);
+        assert_eq!(argv.last().map(String::as_str), Some("--config-file=/run/etcd/etcd-3.joiner.conf.yml"));
+        assert!(start_conflicts(&argv, &env).is_empty());
+        // a unit's drop-in sets the variable through env(1): EnvironmentFile= would beat Environment=
+        let text = super::drop_in_text(&kubespray, &JoinBy::Environment);
+        assert!(text.contains("ExecStart=/usr/bin/env ETCD_INITIAL_CLUSTER_STATE=existing /usr/local/bin/etcd\n"), "{text}");
+    }
+
+    proptest::proptest! {
+        /// Whatever a running member was given (it ran, so nothing conflicted), its joiner start
+        /// never conflicts and always has the state `existing`.
+        #[test]
+        fn the_joiners_start_never_conflicts_and_always_joins(
+            flags in proptest::collection::vec(("(name|data-dir|initial-cluster-state|listen-peer-urls|cert-file)", "[a-z0-9/.:-]{1,12}"), 0..5),
+            vars in proptest::collection::vec(("(NAME|DATA_DIR|INITIAL_CLUSTER_STATE|LISTEN_PEER_URLS|CERT_FILE|INITIAL_CLUSTER)", "[a-z0-9/.:-]{1,12}"), 0..5),
+        ) {
+            let argv: Vec<String> = flags.iter().flat_map(|(k, v)| [format!("--{k}"), v.clone()]).collect();
+            let env: std::collections::BTreeMap<String, String> = vars.iter().map(|(k, v)| (format!("ETCD_{k}"), v.clone())).collect();
+            let a = member(&argv.iter().map(String::as_str).collect::<Vec<_>>(), &[], None);
+            let a = crate::spec_adopted::AdoptedMember { environment: env.clone(), ..a };
+            proptest::prop_assume!(super::start_conflicts(&argv, &env).is_empty());
+            let by = super::join_by(&a, "/run/x.yml".into());
+            let (jargv, jenv) = super::joiner_start(&a, &by);
+            proptest::prop_assert!(super::start_conflicts(&jargv, &jenv).is_empty(), "{:?} {:?}", jargv, jenv);
+            let state = effective_state(&jargv, &jenv);
+            proptest::prop_assert_eq!(state.as_deref(), Some("existing"));
+        }
     }
 
     proptest::proptest! {

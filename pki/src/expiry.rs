@@ -230,18 +230,23 @@ fn label(role: &Role) -> String {
 }
 
 /// kubeadm-style tables.
+/// kubeadm's two tables; an adopted cluster's files lie where its operator put them, so its
+/// report shows each certificate's file (`HOST:PATH`) beside its role.
 pub fn render_table(r: &Report) -> String {
+    let with_path = r.layout == "adopted";
+    let path = |c: &Checked| if with_path { vec![c.path.display().to_string()] } else { vec![] };
     let mut t = comfy_table::Table::new();
     t.load_preset(comfy_table::presets::NOTHING);
-    t.set_header(["CERTIFICATE", "EXPIRES", "RESIDUAL TIME", "CERTIFICATE AUTHORITY", "STATUS", "PROBLEMS"]);
+    let file: &[&str] = if with_path { &["FILE"] } else { &[] };
+    t.set_header([&["CERTIFICATE"][..], file, &["EXPIRES", "RESIDUAL TIME", "CERTIFICATE AUTHORITY", "STATUS", "PROBLEMS"]].concat());
     for c in &r.certificates {
-        t.add_row([c.certificate.clone(), c.expires.clone(), c.residual.clone(), c.authority.clone(), format!("{:?}", c.status).to_lowercase(), c.problems.join("; ")]);
+        t.add_row([vec![c.certificate.clone()], path(c), vec![c.expires.clone(), c.residual.clone(), c.authority.clone(), format!("{:?}", c.status).to_lowercase(), c.problems.join("; ")]].concat());
     }
     let mut a = comfy_table::Table::new();
     a.load_preset(comfy_table::presets::NOTHING);
-    a.set_header(["CERTIFICATE AUTHORITY", "EXPIRES", "RESIDUAL TIME", "STATUS", "PROBLEMS"]);
+    a.set_header([&["CERTIFICATE AUTHORITY"][..], file, &["EXPIRES", "RESIDUAL TIME", "STATUS", "PROBLEMS"]].concat());
     for c in &r.authorities {
-        a.add_row([c.certificate.clone(), c.expires.clone(), c.residual.clone(), format!("{:?}", c.status).to_lowercase(), c.problems.join("; ")]);
+        a.add_row([vec![c.certificate.clone()], path(c), vec![c.expires.clone(), c.residual.clone(), format!("{:?}", c.status).to_lowercase(), c.problems.join("; ")]].concat());
     }
     format!("{}\n\n{}\n", t.trim_fmt(), a.trim_fmt())
 }

@@ -52,6 +52,9 @@ pub struct CertSummary {
     #[serde(skip)]
     pub not_after_unix: i64,
     pub sha256: String,
+    /// SHA-256 of its SubjectPublicKeyInfo: two certificates with one key have the same.
+    #[serde(default)]
+    pub public_key_sha256: String,
 }
 
 impl CertSummary {
@@ -67,6 +70,7 @@ impl CertSummary {
             not_after: info.cfssl.not_after.clone(),
             not_after_unix: info.not_after_unix,
             sha256: hex::encode(sha2::Sha256::digest(der)),
+            public_key_sha256: x509_parser::parse_x509_certificate(der).map(|(_, c)| hex::encode(sha2::Sha256::digest(c.tbs_certificate.subject_pki.raw))).unwrap_or_default(),
         })
     }
 

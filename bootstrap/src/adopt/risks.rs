@@ -49,11 +49,52 @@ fn cluster_findings(inv: &Inventory, out: &mut Vec<Finding>) {
     if !old.is_empty() {
         out.push(risk(None, format!("below kubeadm's minimum etcd {min}: {}", old.join(", ")), "upgrade to the newest 3.5 patch"));
     }
-    // one certificate for every member: a stolen key impersonates all of them
+    // one certificate (or key) for several members: a stolen key impersonates all of them
+    let shared = shared_credentials(inv);
+    let server_shared = shared.iter().any(|f| f.what.starts_with("the server"));
+    out.extend(shared);
     let served: Vec<&str> = inv.members.iter().filter_map(|m| m.served.as_ref().map(|c| c.sha256.as_str())).collect();
-    if inv.members.len() > 1 && served.len() == inv.members.len() && served.iter().all(|s| *s == served[0]) {
+    if !server_shared && inv.members.len() > 1 && served.len() == inv.members.len() && served.iter().all(|s| *s == served[0]) {
         out.push(risk(None, "every member serves the same certificate".into(), "issue a server and a peer certificate per member (rotate certs can split it once adopted)"));
     }
+}
+
+/// Per role (server, peer), members whose certificates share a public key or whose key files
+/// are the same bytes, named with the files each uses.
+fn shared_credentials(inv: &Inventory) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for (role, cert_key, key_key) in [("server", "cert-file", "key-file"), ("peer", "peer-cert-file", "peer-key-file")] {
+        // (member, cert path, public key hash, key file hash)
+        let used: Vec<(&str, String, String, String)> = inv
+            .members
+            .iter()
+            .filter_map(|m| {
+                let setting = |k: &str| m.config.as_ref().and_then(|c| c.settings.get(k)).map(|s| s.value.clone());
+                let cert = m.certs.iter().find(|(k, _)| k == cert_key).map(|(_, c)| c.public_key_sha256.clone()).filter(|h| !h.is_empty())?;
+                let key_path = setting(key_key).unwrap_or_default();
+                let key = m.files.iter().find(|f| f.path.display().to_string() == key_path).map(|f| f.sha256.clone()).unwrap_or_default();
+                Some((m.name.as_str(), setting(cert_key).unwrap_or_default(), cert, key))
+            })
+            .collect();
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        for i in 0..used.len() {
+            let same = |j: usize| used[i].2 == used[j].2 || (!used[i].3.is_empty() && used[i].3 == used[j].3);
+            match groups.iter_mut().find(|g| same(g[0])) {
+                Some(g) => g.push(i),
+                None => groups.push(vec![i]),
+            }
+        }
+        for g in groups.into_iter().filter(|g| g.len() > 1) {
+            let files: Vec<String> = g.iter().map(|&i| format!("{} on {}", used[i].1, used[i].0)).collect();
+            let by = if g.iter().all(|&i| used[i].2 == used[g[0]].2) { "one public key" } else { "one key file" };
+            out.push(risk(
+                None,
+                format!("the {role} certificate's key is shared by {} members ({by}: {}): a stolen key impersonates each of them", g.len(), files.join(", ")),
+                &format!("issue a {role} certificate and key per member (etcd-bootstrap rotate certs --split once adopted)"),
+            ));
+        }
+    }
+    out
 }
 
 fn member_findings(m: &Member, now: i64, out: &mut Vec<Finding>) {

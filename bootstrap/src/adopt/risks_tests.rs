@@ -54,6 +54,7 @@ fn cert(subject: &str, sans: &[&str], not_after: i64) -> CertSummary {
         not_after: format!("@{not_after}"),
         not_after_unix: not_after,
         sha256: subject.into(),
+        public_key_sha256: format!("pk of {subject}"),
     }
 }
 
@@ -114,6 +115,31 @@ fn mixed_versions_a_shared_certificate_and_a_stray_private_key() {
     for needle in ["cluster: members run different etcd versions (3.5.28, 3.5.30)", "cluster: every member serves the same certificate", "etcd-1: /etc/etcd/pki/ca-key.pem holds a private key etcd does not use"] {
         assert!(s.iter().any(|f| f.contains(needle)), "lacks {needle:?}: {s:#?}");
     }
+}
+
+/// Each member serves its own certificate, but all use one peer certificate and key (a leftover
+/// of single-certificate guides): named per role, with the files, once for the cluster.
+#[test]
+fn a_peer_certificate_shared_by_every_member_is_named_with_its_files() {
+    let with_peer = |name: &str, peer_subject: &str, key_sha: &str| {
+        let argv: Vec<String> = GOOD.iter().map(|s| s.to_string()).chain(["--peer-cert-file".into(), format!("/etc/ssl/etcd/{name}-peer.pem"), "--peer-key-file".into(), format!("/etc/ssl/etcd/{name}-peer-key.pem")]).collect();
+        let mut m = member(name, "3.5.30", &argv.iter().map(String::as_str).collect::<Vec<_>>());
+        m.certs = vec![("cert-file".into(), cert(&format!("CN={name}"), &[], NOW + 300 * DAY)), ("peer-cert-file".into(), cert(peer_subject, &[], NOW + 300 * DAY))];
+        m.files = vec![FileFacts { path: format!("/etc/ssl/etcd/{name}-peer-key.pem").into(), owner: "root:root".into(), mode: "600".into(), size: 227, sha256: key_sha.into(), content: None }];
+        m
+    };
+    let inv = inventory(vec![with_peer("etcd-1", "CN=peer", "k1"), with_peer("etcd-2", "CN=peer", "k1"), with_peer("etcd-3", "CN=peer", "k1")]);
+    let fix = findings(&inv, NOW).into_iter().find(|f| f.what.contains("is shared by")).map(|f| f.fix).unwrap_or_default();
+    assert_eq!(fix, "issue a peer certificate and key per member (etcd-bootstrap rotate certs --split once adopted)");
+    let s = said(&inv);
+    let shared: Vec<&String> = s.iter().filter(|f| f.contains("is shared by")).collect();
+    assert_eq!(shared.len(), 1, "said once, for the peer role only: {s:#?}");
+    assert!(shared[0].contains("the peer certificate's key is shared by 3 members (one public key: /etc/ssl/etcd/etcd-1-peer.pem on etcd-1, /etc/ssl/etcd/etcd-2-peer.pem on etcd-2, /etc/ssl/etcd/etcd-3-peer.pem on etcd-3)"), "{s:#?}");
+    // different certificates over one key file are the same risk
+    let s = said(&inventory(vec![with_peer("etcd-1", "CN=p1", "k1"), with_peer("etcd-2", "CN=p2", "k1"), with_peer("etcd-3", "CN=p3", "k3")]));
+    assert!(s.iter().any(|f| f.contains("the peer certificate's key is shared by 2 members (one key file: /etc/ssl/etcd/etcd-1-peer.pem on etcd-1, /etc/ssl/etcd/etcd-2-peer.pem on etcd-2)")), "{s:#?}");
+    let s = said(&inventory(vec![with_peer("etcd-1", "CN=p1", "k1"), with_peer("etcd-2", "CN=p2", "k2")]));
+    assert!(!s.iter().any(|f| f.contains("is shared by")), "{s:#?}");
 }
 
 #[test]

@@ -80,7 +80,7 @@ pub fn replace(ctx: &Ctx, name: &str, force: bool, wait: Duration) -> Result<()>
         start_joiner(ctx, m, id, &members)?;
         progress.step(&format!("start {name}"), "joining with --initial-cluster-state existing", None);
         ctx.changing(&format!("promote {name}"))?;
-        promote_when_caught_up(ctx, &others, name, id, deadline, wait)?;
+        promote_when_caught_up(ctx, m, &others, id, deadline, wait)?;
     }
     // a unit's joiner drop-in, left by a run killed right after the start
     crate::rejoin::forget_joiner(ctx, m)?;
@@ -208,8 +208,11 @@ fn start_joiner(ctx: &Ctx, m: &MemberPlan, id: u64, members: &[MemberInfo]) -> R
 }
 
 /// `member promote`, retried (bounded) while the learner catches up.
-fn promote_when_caught_up(ctx: &Ctx, via: &[String], name: &str, id: u64, deadline: Instant, wait: Duration) -> Result<()> {
+/// A joiner whose etcd exits is reported at once, with etcd's own last fatal line.
+fn promote_when_caught_up(ctx: &Ctx, m: &MemberPlan, via: &[String], id: u64, deadline: Instant, wait: Duration) -> Result<()> {
+    let name = &m.spec.name;
     let t = Instant::now();
+    let mut next_look = Instant::now() + Duration::from_secs(1);
     loop {
         match ctx.etcd.promote(via, id) {
             Ok(()) => break,
@@ -218,6 +221,10 @@ fn promote_when_caught_up(ctx: &Ctx, via: &[String], name: &str, id: u64, deadli
                 if !(text.contains("in sync") || text.contains("unhealthy") || text.contains("learner") || text.contains("no answer") || text.contains("no leader")) {
                     return Err(e);
                 }
+                if Instant::now() >= next_look {
+                    joiner_still_runs(ctx, m)?;
+                    next_look = Instant::now() + Duration::from_secs(1);
+                }
                 std::thread::sleep(Duration::from_millis(300));
             }
             Err(e) => return Err(BootError::NotHealthy(format!("{name} never caught up within {}s: {e}", wait.as_secs()))),
@@ -225,6 +232,22 @@ fn promote_when_caught_up(ctx: &Ctx, via: &[String], name: &str, id: u64, deadli
     }
     ctx.progress.step(&format!("promote {name}"), "voting member", Some(t.elapsed()));
     Ok(())
+}
+
+/// Refuses to wait for a joiner whose etcd is not running: it exited (its log says why) and will
+/// not catch up, however long the bound.
+fn joiner_still_runs(ctx: &Ctx, m: &MemberPlan) -> Result<()> {
+    let Ok(out) = ctx.run_on(m, &crate::scripts::status_lines(m)) else { return Ok(()) };
+    if out.value("running").is_some() {
+        return Ok(());
+    }
+    let log = ctx.run_on(m, &crate::scripts::log_tail(m, 40)).map(|o| o.stdout).unwrap_or_default();
+    Err(BootError::NotHealthy(format!(
+        "{name} {}; it was added as a learner and is not running: fix that, then run {} again (it starts the learner again and promotes it)",
+        crate::formation::exit_reason(&log),
+        crate::context::command_for(ctx.plan, &format!("replace {}", crate::plan::sh_quote(&m.spec.name))),
+        name = m.spec.name,
+    )))
 }
 
 #[cfg(test)]

@@ -167,3 +167,20 @@ fn an_adopted_static_pod_or_container_member_is_refused_with_what_replaces_it_be
         assert_eq!(under_way(&c), 0, "a refusal leaves nothing under way");
     }
 }
+
+/// A joiner whose etcd exits (here: a flag shadowing its ETCD_* variable) is reported within a
+/// second or two with etcd's own fatal line, not after the catch-up bound, naming what goes on.
+#[test]
+fn a_joiner_that_exits_is_reported_at_once_with_etcds_message_and_the_next_step() {
+    let c = cluster();
+    let world = fakes::world(&c.plan);
+    dead(&world, "etcd-2");
+    world.lock().unwrap().exits_on_start.insert("etcd-2".into());
+    let t = std::time::Instant::now();
+    let e = run(&c, &world, |ctx| replace(ctx, "etcd-2", false, Duration::from_secs(60))).unwrap_err().to_string();
+    assert!(t.elapsed() < Duration::from_secs(10), "reported at once, not after the 60 s bound: {:?}", t.elapsed());
+    assert!(e.contains("etcd-2 exited: failed to start etcd: conflicting environment variable \"ETCD_INITIAL_CLUSTER_STATE\" is shadowed by corresponding command-line flag"), "{e}");
+    assert!(e.contains("it was added as a learner and is not running: fix that, then run etcd-bootstrap"), "{e}");
+    assert!(e.contains("replace etcd-2 again"), "{e}");
+    assert_eq!(under_way(&c), 1, "unfinished at its promote step: the same command goes on");
+}

@@ -179,6 +179,8 @@ impl Layout {
     pub(crate) fn environment(&self) -> Vec<(String, String)> {
         let mut env: Vec<(String, String)> = self.settings.iter().map(|(k, v)| (format!("ETCD_{}", k.to_uppercase().replace('-', "_")), v.clone())).collect();
         env.extend([("ETCD_DATA_DIR".to_string(), self.data_dir.clone()), ("ETCD_CLIENT_CERT_AUTH".into(), "true".into()), ("ETCD_PEER_CLIENT_CERT_AUTH".into(), "true".into())]);
+        // as kubespray's /etc/etcd.env and etcdadm's etcd.env do: a flag beside it is fatal
+        env.push(("ETCD_INITIAL_CLUSTER_STATE".into(), "new".into()));
         env
     }
 
@@ -338,7 +340,9 @@ fn adopt_reads_a_hand_made_cfssl_cluster_and_changes_nothing() {
     }
     let findings: Vec<String> = inv["findings"].as_array().unwrap().iter().map(|f| format!("{}: {} / {}", f["member"].as_str().unwrap_or("cluster"), f["what"].as_str().unwrap(), f["fix"].as_str().unwrap())).collect();
     let has = |needle: &str| findings.iter().any(|f| f.contains(needle));
-    assert!(has("cluster: every member serves the same certificate"), "{findings:#?}");
+    // one certificate and key for every member, server and peer: named per role with the files
+    assert!(has("cluster: the server certificate's key is shared by 3 members (one public key: ") && has("etcd.pem on etcd-3): a stolen key impersonates each of them / issue a server certificate and key per member"), "{findings:#?}");
+    assert!(has("cluster: the peer certificate's key is shared by 3 members"), "{findings:#?}");
     assert!(has("etcd-1: no --data-dir"), "{findings:#?}");
     assert!(has("etcd-3: ") && has("ca-key.pem holds a private key etcd does not use"), "{findings:#?}");
     assert!(!has("etcd-2: no --data-dir") && !has("client-certificate auth"), "{findings:#?}");
@@ -407,7 +411,7 @@ fn adopt_reads_members_on_other_hosts_over_ssh() {
         assert!(m["files"].as_array().unwrap().len() >= 3, "{}", m["files"]);
     }
     let findings = inv["findings"].to_string();
-    assert!(!findings.contains("every member serves the same certificate"), "each member has its own: {findings}");
+    assert!(!findings.contains("every member serves the same certificate") && !findings.contains("is shared by"), "each member has its own: {findings}");
     assert_eq!(hashes(&lab.dir), before, "adopt changed a file");
 
     // then managed over SSH: new keys, at their paths, each keeping its owner (a key etcd would
@@ -628,6 +632,11 @@ fn an_adopted_cluster_is_managed_in_place() {
     let report: serde_json::Value = serde_json::from_str(&certs.stdout).unwrap();
     let names: Vec<&str> = report["certificates"].as_array().unwrap().iter().map(|c| c["certificate"].as_str().unwrap()).collect();
     assert_eq!(names, ["etcd-1/server+peer", "etcd-2/server+peer", "etcd-3/server+peer"], "one row per file a member serves with (server and peer share it)");
+    let table = boot(&spec, &["certs", "check"]);
+    for i in 1..=3 {
+        let file = format!("local:{}", lab.dir.join(format!("host-{i}/etc/etcd/pki/etcd.pem")).display());
+        assert!(table.stdout.lines().any(|l| l.contains(&format!("etcd-{i}/server+peer")) && l.contains(&file)), "the table names {file}:\n{}", table.stdout);
+    }
     etcdctl(&lab.pki(), &eps, &["put", "/kept", "before the backup"]).assert_ok();
     let backups = out.path().join("backups");
     let b = boot(&spec, &["backup", "--dir", &backups.display().to_string()]).assert_ok();
@@ -636,7 +645,7 @@ fn an_adopted_cluster_is_managed_in_place() {
     let doctor = boot(&spec, &["doctor"]);
     // a WARN may come from this machine's disk latency; nothing may fail or be unknown
     assert!(matches!(doctor.code, Some(0 | 1)) && doctor.stdout.contains(" 0 FAIL, 0 UNKNOWN"), "{}{}", doctor.stdout, doctor.stderr);
-    for needle in ["certificate etcd-2/server+peer", "free-space etcd-3", "wal-fsync etcd-1", "backup ", "every member serves the same certificate", "risk etcd-1", "no --data-dir"] {
+    for needle in ["certificate etcd-2/server+peer", "free-space etcd-3", "wal-fsync etcd-1", "backup ", "the server certificate's key is shared by 3 members", "the peer certificate's key is shared by 3 members", "risk etcd-1", "no --data-dir"] {
         assert!(doctor.stdout.contains(needle), "doctor lacks {needle:?}:\n{}", doctor.stdout);
     }
 
@@ -654,7 +663,7 @@ fn an_adopted_cluster_is_managed_in_place() {
         }
     }
     let inv: serde_json::Value = serde_json::from_str(&lab.adopt(&eps, &["-w", "json"]).stdout).unwrap();
-    assert!(!inv["findings"].to_string().contains("every member serves the same certificate"), "{}", inv["findings"]);
+    assert!(!inv["findings"].to_string().contains("is shared by"), "{}", inv["findings"]);
     // no restart, and nothing but the certificates and keys changed, each keeping its mode
     for (i, c) in lab.children.iter_mut().enumerate() {
         assert!(c.try_wait().unwrap().is_none(), "etcd-{} still runs", i + 1);
@@ -695,7 +704,8 @@ fn an_adopted_cluster_is_managed_in_place() {
     // own environment, promoted
     let m2 = kill_and_replace(&mut lab, &spec, &inv, 2);
     assert_eq!(m2["config"]["settings"]["cert-file"]["origin"], "env", "still configured by its environment");
-    assert_eq!(m2["process"]["argv"].as_array().unwrap().last().unwrap(), "--initial-cluster-state=existing", "the joiner flag, until its next restart");
+    assert_eq!(m2["config"]["settings"]["initial-cluster-state"], serde_json::json!({"value": "existing", "origin": "env"}), "joined through its environment, until its next restart");
+    assert_eq!(m2["process"]["argv"].as_array().unwrap().len(), 1, "no flag beside ETCD_INITIAL_CLUSTER_STATE (etcd refuses that): {}", m2["process"]["argv"]);
 
     // etcd-3 (settings by config file, which makes etcd ignore every flag) the same way: started
     // once with a copy of its file that says `initial-cluster-state: existing`; its own file untouched
