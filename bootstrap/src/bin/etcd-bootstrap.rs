@@ -296,7 +296,11 @@ fn local_spec(n: usize, dir: &Path) -> Result<PathBuf, String> {
         return Ok(path);
     }
     // a fresh token per cluster: etcd derives member and cluster IDs from it
-    let mut spec = bootstrap::local::spec(n, &dir);
+    let block = bootstrap::local::free_block(n).ok_or("--local: every loopback block 127.0.B.0 has a cluster on it; stop one (etcd-bootstrap down)")?;
+    let mut spec = bootstrap::local::spec_in_block(n, &dir, block);
+    if block != 0 {
+        eprintln!("etcd-bootstrap: --local: 127.0.0.11 is taken (another cluster?); this one listens on 127.0.{block}.11..");
+    }
     spec.token = Some(format!("local-{}", hex_token()));
     // the newest etcd this machine has (the project's upstream 3.5 when install-deps put it there)
     let cwd = std::env::current_dir().map_err(|e| e.to_string())?;

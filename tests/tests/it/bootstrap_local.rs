@@ -184,7 +184,9 @@ fn up_local_is_the_embedded_default() {
     let spec = dir.join("cluster.yaml");
     let _down = Down(spec.clone());
     let r = run_bounded(Command::new(bin("etcd-bootstrap")).current_dir(tmp.path()).args(["up", "--local", "3"]), Duration::from_secs(120)).assert_ok();
-    assert!(r.stdout.contains("https://127.0.0.11:2379,https://127.0.0.12:2379,https://127.0.0.13:2379"), "{}", r.stdout);
+    // 127.0.0.11-13, or the first free 127.0.B.0 block when a cluster of the user's is there
+    let b = local_block(&r.stdout);
+    assert!(r.stdout.contains(&format!("https://127.0.{b}.11:2379,https://127.0.{b}.12:2379,https://127.0.{b}.13:2379")), "{}", r.stdout);
     // the newest etcd here (install-deps' Debian 3.5): kubeadm-clean, no warning, nothing ignored
     assert!(r.stderr.contains("--local uses etcd 3.5.") && !r.stderr.contains("warning"), "{}", r.stderr);
     let init = std::fs::read_to_string(dir.join("out/kubeadm/init.yaml")).unwrap();
@@ -193,10 +195,29 @@ fn up_local_is_the_embedded_default() {
     // the members run in the background until down
     let st = run_bounded(Command::new(bin("etcd-bootstrap")).current_dir(tmp.path()).arg("status"), Duration::from_secs(30));
     assert_eq!(st.code, Some(0), "{}", st.stdout);
+    // a user's `./run.sh` cluster left running (as the README says) must not make a test fail,
+    // and no test may stop or change it: a second `up --local 3` in another folder takes the next
+    // free loopback block, and its `down --purge` leaves the first one serving. (In this test,
+    // not beside it: no other test uses 127.0.B.0 blocks, so two probes never race.)
+    let other = tempfile::tempdir().unwrap();
+    let other_spec = other.path().join("etcd-cluster/cluster.yaml");
+    let _down_other = Down(other_spec.clone());
+    let second = run_bounded(Command::new(bin("etcd-bootstrap")).current_dir(other.path()).args(["up", "--local", "3"]), Duration::from_secs(120)).assert_ok();
+    let b2 = local_block(&second.stdout);
+    assert_ne!(b, b2, "each its own block:\n{}", second.stdout);
+    assert!(second.stderr.contains(&format!("this one listens on 127.0.{b2}.11")), "{}", second.stderr);
+    boot(&other_spec, &["down", "--purge"]).assert_ok();
+    assert_eq!(boot(&spec, &["status"]).code, Some(0), "the first cluster still HEALTHY");
     boot(&spec, &["down", "--purge"]).assert_ok();
     // purged: no spec-owned member answers; status says so as a critical state
     let st = run_bounded(Command::new(bin("etcd-bootstrap")).current_dir(tmp.path()).arg("status"), Duration::from_secs(30));
     assert_eq!(st.code, Some(2), "{st:?}");
+}
+
+/// B of the `endpoints: https://127.0.B.11:2379,...` line of `up --local`'s summary.
+fn local_block(stdout: &str) -> u8 {
+    let at = stdout.find("https://127.0.").map(|i| &stdout[i + "https://127.0.".len()..]).unwrap_or_default();
+    at.split('.').next().and_then(|b| b.parse().ok()).unwrap_or_else(|| panic!("no local endpoints in {stdout}"))
 }
 
 #[test]
