@@ -16,7 +16,7 @@ bash scripts/install-deps.sh
 cargo build --release --locked -p bootstrap -p etcdctl-lite 2>&1 | tail -n 1
 BOOT="$PWD/target/release/etcd-bootstrap"
 # the default etcd (the newest 3.5 Debian ships): its etcdutl raises the revision on restore
-export PATH="$PWD/.etcd/debian-3.5:$PATH"
+export PATH="$PWD/.etcd/go-3.5:$PATH"
 WORK=$(mktemp -d)
 cleanup() {
   "$BOOT" -f "$WORK/c/cluster.yaml" down >/dev/null 2>&1 || true

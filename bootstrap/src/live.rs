@@ -82,7 +82,8 @@ pub(crate) fn issue_certificates(plan: &Plan, what: &str) -> Result<pki::bundle:
 /// The operator's CRL (empty until something is revoked), made once; etcd needs the file.
 pub(crate) fn ensure_crl(plan: &Plan) -> Result<()> {
     let (_, crl) = pki::crl::paths(&plan.issue.dir);
-    if !crl.exists() {
+    // a PKI from before the DER copy gets one now (etcd 3.6+ reads DER only)
+    if !crl.exists() || !pki::crl::der_path(&crl).exists() {
         let pair = plan.pki().ca();
         let ca = pki::ca::Ca::load_files(&pair.cert, &pair.key)?;
         pki::crl::refresh(&plan.issue.dir, &ca)?;

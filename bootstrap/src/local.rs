@@ -57,8 +57,8 @@ pub fn spec_in_block(n: usize, dir: &Path, block: u8) -> Spec {
         members,
         adopted: None,
         kubernetes: KubernetesSpec {
-            // a release in support today (kubeadm reads v1beta4)
-            version: "v1.35.0".into(),
+            // the newest kubeadm (it reads v1beta4 only; its etcd line is 3.7)
+            version: crate::versions::DEFAULT_KUBERNETES.into(),
             control_plane_endpoint: format!("127.0.{block}.100:6443"),
             cert_sans: vec![],
             pod_subnet: Some("10.244.0.0/16".into()),
@@ -100,9 +100,10 @@ pub fn etcd_candidates(cwd: &Path, exe: Option<&Path>) -> Vec<PathBuf> {
     out
 }
 
-/// The newest etcd among `candidates` (by what each says to `--version`), as an absolute path.
-pub fn newest_etcd(candidates: &[PathBuf]) -> Option<(PathBuf, crate::versions::Version)> {
-    candidates
+/// The newest etcd among `candidates` (by what each says to `--version`), as an absolute path:
+/// of `line` (kubeadm's etcd line for the spec's Kubernetes) when there is one of it.
+pub fn newest_etcd(candidates: &[PathBuf], line: Option<(u64, u64)>) -> Option<(PathBuf, crate::versions::Version)> {
+    let found: Vec<(PathBuf, crate::versions::Version)> = candidates
         .iter()
         .filter_map(|p| {
             let out = std::process::Command::new(p).arg("--version").output().ok()?;
@@ -110,7 +111,15 @@ pub fn newest_etcd(candidates: &[PathBuf]) -> Option<(PathBuf, crate::versions::
             let v = crate::versions::etcd_version_output(&text)?;
             Some((p.canonicalize().ok()?, v))
         })
-        .max_by_key(|(_, v)| *v)
+        .collect();
+    let of_line = found.iter().filter(|(_, v)| line == Some((v.0, v.1))).max_by_key(|(_, v)| *v).cloned();
+    of_line.or_else(|| found.into_iter().max_by_key(|(_, v)| *v))
+}
+
+/// kubeadm's etcd line for the Kubernetes version `spec` names.
+pub fn etcd_line(spec: &Spec) -> Option<(u64, u64)> {
+    let (a, b, c) = crate::rules::kubernetes_version(&spec.kubernetes.version).ok()?;
+    crate::versions::release_for(crate::versions::Version(a, b, c)).ok()?.etcd_line
 }
 
 #[cfg(test)]
@@ -132,8 +141,17 @@ mod tests {
         let b = mk(".etcd/v3.5.1", "3.5.1");
         let found = etcd_candidates(d.path(), None);
         assert!(found.contains(&a) && found.contains(&b), "{found:?}");
-        let (path, v) = newest_etcd(&[a, b.clone()]).unwrap();
+        let (path, v) = newest_etcd(&[a.clone(), b.clone()], None).unwrap();
         assert_eq!((path, v), (b.canonicalize().unwrap(), crate::versions::Version(3, 5, 1)));
+        // kubeadm's line first: the newest 3.6 for Kubernetes 1.36, though a 3.7 is there
+        let c = mk(".etcd/v3.6.17", "3.6.17");
+        let e = mk(".etcd/v3.7.4", "3.7.4");
+        let all = [a, b, c.clone(), e.clone()];
+        assert_eq!(newest_etcd(&all, Some((3, 6))).unwrap().0, c.canonicalize().unwrap());
+        assert_eq!(newest_etcd(&all, Some((3, 7))).unwrap().0, e.canonicalize().unwrap());
+        // none of the line here: the newest there is
+        assert_eq!(newest_etcd(&all, Some((3, 8))).unwrap().0, e.canonicalize().unwrap());
+        assert_eq!(etcd_line(&spec(3, Path::new("/x"))), Some((3, 7)), "the default Kubernetes (1.37) runs etcd 3.7");
     }
 
     #[test]

@@ -125,9 +125,10 @@ pub fn etcd_args(m: &MemberSpec, initial: &str, token: &str, tuning: &crate::tun
     flag("peer-trusted-ca-file", pki("ca.crt"));
     flag("peer-cert-file", pki("peer.crt"));
     flag("peer-key-file", pki("peer.key"));
-    // read on every new connection: revoking and delivering a new CRL takes effect at once
-    flag("client-crl-file", pki("crl.pem"));
-    flag("peer-crl-file", pki("crl.pem"));
+    // read on every new connection: revoking and delivering a new CRL takes effect at once; DER,
+    // the one form etcd 3.6+ reads (x509.ParseRevocationList), and 3.4/3.5 read too
+    flag("client-crl-file", pki("crl.der"));
+    flag("peer-crl-file", pki("crl.der"));
     flag("logger", "zap".into());
     flag("log-outputs", "stderr".into());
     a.push("--client-cert-auth".into());
@@ -179,6 +180,7 @@ pub fn build(loaded: &LoadedSpec) -> Plan {
                 Delivery { source: peer.cert, dest: dest("peer.crt"), mode: 0o644 },
                 Delivery { source: peer.key, dest: dest("peer.key"), mode: 0o600 },
                 Delivery { source: pki::crl::paths(&loaded.pki_dir).1, dest: dest("crl.pem"), mode: 0o644 },
+                Delivery { source: pki::crl::der_path(&pki::crl::paths(&loaded.pki_dir).1), dest: dest("crl.der"), mode: 0o644 },
             ];
             // a delivered etcd runs from the member's bin_dir
             let binary = match &spec.etcd_archive {
@@ -285,9 +287,9 @@ mod tests {
     fn each_member_gets_only_its_own_files() {
         let plan = build(&loaded());
         for m in &plan.members {
-            assert_eq!(m.files.len(), 6);
+            assert_eq!(m.files.len(), 7);
             for f in &m.files {
-                assert!(f.source.starts_with(format!("/ops/pki/members/{}", m.name())) || f.source.ends_with("etcd/crl.pem"), "{f:?}");
+                assert!(f.source.starts_with(format!("/ops/pki/members/{}", m.name())) || f.source.ends_with("etcd/crl.pem") || f.source.ends_with("etcd/crl.der"), "{f:?}");
                 assert!(!f.source.ends_with("ca.key"));
                 if f.dest.extension().is_some_and(|e| e == "key") {
                     assert_eq!(f.mode, 0o600);
@@ -307,9 +309,9 @@ mod tests {
     }
 
     /// Every flag `up` writes, with every tuning option set, exists in each etcd version the
-    /// toolkit supports: 3.4.23, 3.5.1 and 3.5.30 from their own `etcd --help`, 3.6.14 from etcd's
-    /// help text at that tag (no 3.6 binary runs here). None is `--experimental-*` (3.6 moved
-    /// them to `--feature-gates`, 3.7 removes them) or `--enable-v2` (gone in 3.6).
+    /// toolkit supports, from each one's own `etcd --help` (fixtures/etcd-flags.sh): 3.4.23, 3.5.1,
+    /// and the 3.5.36, 3.6.17 and 3.7.4 built from etcd's Go modules. None is `--experimental-*`
+    /// (3.6 moved them to `--feature-gates`, 3.7 removed them) or `--enable-v2` (gone in 3.6).
     #[test]
     fn every_flag_written_exists_in_every_supported_etcd() {
         let spec = loaded().spec;
@@ -326,7 +328,7 @@ mod tests {
             assert!(missing.is_empty(), "etcd {}: {missing:?} not among its flags", e.file_name().to_string_lossy());
             versions += 1;
         }
-        assert_eq!(versions, 4, "3.4.23, 3.5.1, 3.5.30, 3.6.14");
+        assert_eq!(versions, 5, "3.4.23, 3.5.1, 3.5.36, 3.6.17, 3.7.4");
         assert!(!written.iter().any(|f| f.starts_with("--experimental-") || *f == "--enable-v2"), "{written:?}");
     }
 

@@ -45,30 +45,46 @@ pub struct KubeadmRelease {
     pub apis: &'static [ApiVersion],
     /// `MinExternalEtcdVersion` of its latest patch; `None` where no source was read.
     pub min_etcd: Option<Version>,
+    /// The etcd line of its `DefaultEtcdVersion` (what its stacked etcd runs): the line `up
+    /// --local` and plans take; `None` where no source was read.
+    pub etcd_line: Option<(u64, u64)>,
     /// Where the numbers come from.
     pub source: &'static str,
 }
 
 const BOTH: &[ApiVersion] = &[ApiVersion::V1Beta4, ApiVersion::V1Beta3];
 const V1BETA3: &[ApiVersion] = &[ApiVersion::V1Beta3];
+const V1BETA4: &[ApiVersion] = &[ApiVersion::V1Beta4];
 
-/// The table, oldest first. Minors newer than the last row use the last row.
+/// The table, oldest first. Minors newer than the last row use the last row. Rows 34-37 are
+/// checked against kubeadm's own source at the tags below (`cmd/kubeadm/app/constants/constants.go`
+/// and `cmd/kubeadm/app/apis/kubeadm/`) by the `kubeadm_matrix` integration test.
 pub const KUBEADM: &[KubeadmRelease] = &[
-    KubeadmRelease { minor: 22, apis: V1BETA3, min_etcd: None, source: "v1beta3 added in 1.22 (kubeadm-config.v1beta3 docs)" },
-    KubeadmRelease { minor: 28, apis: V1BETA3, min_etcd: Some(Version(3, 4, 13)), source: "kubernetes/kubernetes#118733 (1.28: MinExternalEtcdVersion 3.4.13-4)" },
-    KubeadmRelease { minor: 29, apis: V1BETA3, min_etcd: Some(Version(3, 5, 16)), source: "constants.go at v1.29.11..v1.29.15 (table in kubesphere/kubekey#2952)" },
-    KubeadmRelease { minor: 30, apis: V1BETA3, min_etcd: None, source: "not read; 1.30 is out of support" },
+    KubeadmRelease { minor: 22, apis: V1BETA3, min_etcd: None, etcd_line: None, source: "v1beta3 added in 1.22 (kubeadm-config.v1beta3 docs)" },
+    KubeadmRelease { minor: 28, apis: V1BETA3, min_etcd: Some(Version(3, 4, 13)), etcd_line: Some((3, 5)), source: "kubernetes/kubernetes#118733 (1.28: MinExternalEtcdVersion 3.4.13-4)" },
+    KubeadmRelease { minor: 29, apis: V1BETA3, min_etcd: Some(Version(3, 5, 16)), etcd_line: Some((3, 5)), source: "constants.go at v1.29.11..v1.29.15 (table in kubesphere/kubekey#2952)" },
+    KubeadmRelease { minor: 30, apis: V1BETA3, min_etcd: None, etcd_line: Some((3, 5)), source: "not read; 1.30 is out of support" },
     KubeadmRelease {
         minor: 31,
         apis: BOTH,
         min_etcd: Some(Version(3, 5, 24)),
+        etcd_line: Some((3, 5)),
         source: "v1beta4 from 1.31; constants.go at v1.31.14 (3.5.11-0 at v1.31.0: flatcar/scripts#2311)",
     },
-    KubeadmRelease { minor: 32, apis: BOTH, min_etcd: Some(Version(3, 5, 24)), source: "kubernetes/kubernetes#134779 (3.5.24-0 for 1.32, 1.33, 1.34)" },
-    KubeadmRelease { minor: 33, apis: BOTH, min_etcd: Some(Version(3, 5, 24)), source: "kubernetes/kubernetes#134779" },
-    KubeadmRelease { minor: 34, apis: BOTH, min_etcd: Some(Version(3, 5, 24)), source: "kubernetes/kubernetes#134779" },
-    KubeadmRelease { minor: 35, apis: BOTH, min_etcd: Some(Version(3, 5, 24)), source: "constants.go on master: MinExternalEtcdVersion = \"3.5.24-0\"" },
+    KubeadmRelease { minor: 32, apis: BOTH, min_etcd: Some(Version(3, 5, 24)), etcd_line: Some((3, 5)), source: "kubernetes/kubernetes#134779 (3.5.24-0 for 1.32, 1.33, 1.34)" },
+    KubeadmRelease { minor: 33, apis: BOTH, min_etcd: Some(Version(3, 5, 24)), etcd_line: Some((3, 5)), source: "kubernetes/kubernetes#134779" },
+    KubeadmRelease { minor: 34, apis: BOTH, min_etcd: Some(Version(3, 5, 24)), etcd_line: Some((3, 6)), source: "constants.go at v1.34.4 (DefaultEtcdVersion 3.6.5-0)" },
+    KubeadmRelease { minor: 35, apis: BOTH, min_etcd: Some(Version(3, 5, 24)), etcd_line: Some((3, 6)), source: "constants.go at v1.35.4 (DefaultEtcdVersion 3.6.6-0)" },
+    KubeadmRelease { minor: 36, apis: BOTH, min_etcd: Some(Version(3, 5, 24)), etcd_line: Some((3, 6)), source: "constants.go at v1.36.3 (DefaultEtcdVersion 3.6.8-0)" },
+    KubeadmRelease { minor: 37, apis: V1BETA4, min_etcd: Some(Version(3, 5, 24)), etcd_line: Some((3, 7)), source: "constants.go at v1.37.2 (DefaultEtcdVersion 3.7.0-0; v1beta3 removed, kubernetes/kubernetes#136016)" },
 ];
+
+/// The Kubernetes version a new spec (`up --local`) names: the newest release of the newest
+/// minor in the table, checked against kubeadm's source like the table.
+pub const DEFAULT_KUBERNETES: &str = "v1.37.2";
+
+/// The tags of `k8s.io/kubernetes` the table's rows 34-37 were read from.
+pub const KUBEADM_SOURCES: &[&str] = &["v1.34.4", "v1.35.4", "v1.36.3", "v1.37.2"];
 
 /// The row for Kubernetes `k8s` (major 1), or why there is none.
 pub fn release_for(k8s: Version) -> Result<KubeadmRelease, String> {
@@ -149,6 +165,11 @@ mod tests {
         assert!(check_etcd(Version(1, 34, 2), Version(3, 5, 1)).is_err());
         assert_eq!(check_etcd(Version(1, 34, 2), Version(3, 5, 24)), Ok(None));
         assert_eq!(check_etcd(Version(1, 35, 0), Version(3, 6, 5)), Ok(None));
+        // 1.37 reads v1beta4 only (v1beta3 removed) and runs etcd 3.7 itself
+        assert_eq!(default_api(Version(1, 37, 2)), Ok(ApiVersion::V1Beta4));
+        assert!(check_api(Version(1, 37, 2), ApiVersion::V1Beta3).unwrap_err().contains("cannot read kubeadm.k8s.io/v1beta3"));
+        assert_eq!(release_for(Version(1, 37, 2)).unwrap().etcd_line, Some((3, 7)));
+        assert_eq!(release_for(Version(1, 36, 3)).unwrap().etcd_line, Some((3, 6)));
         assert!(check_etcd(Version(1, 30, 3), Version(3, 4, 23)).unwrap().is_some(), "unknown minimum: a note, not a pass in silence");
         for w in KUBEADM.windows(2) {
             assert!(w[0].minor < w[1].minor, "table sorted");

@@ -35,6 +35,18 @@ pub struct StatusInfo {
     pub raft_applied_index: u64,
     pub is_learner: bool,
     pub errors: Vec<String>,
+    /// What a 3.6+ server adds (`None` from 3.4 and 3.5).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since_36: Option<Status36>,
+}
+
+/// The fields etcd 3.6 added to a member's status.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Status36 {
+    pub storage_version: String,
+    pub db_size_quota: i64,
+    /// The downgrade under way, if the server reports one: (target version, enabled).
+    pub downgrade: Option<(String, bool)>,
 }
 
 /// One endpoint's status or why there is none.

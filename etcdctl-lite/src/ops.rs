@@ -121,6 +121,12 @@ pub async fn status_one(endpoint: String, opts: ClientOptions) -> EndpointStatus
                     raft_applied_index: s.raft_applied_index(),
                     is_learner: s.is_learner(),
                     errors: s.errors().to_vec(),
+                    // a 3.6+ server always names its storage version
+                    since_36: (!s.storage_version().is_empty()).then(|| Status36 {
+                        storage_version: s.storage_version().to_string(),
+                        db_size_quota: s.db_size_quota(),
+                        downgrade: s.downgrade_info().map(|d| (d.target_version().to_string(), d.enabled())),
+                    }),
                 })
             }
             Err(e) => Err(explain(&e, &endpoint, &opts).await),

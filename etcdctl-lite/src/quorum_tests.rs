@@ -29,6 +29,7 @@ pub(crate) fn status(id: u64, leader: u64, term: u64, applied: u64) -> StatusInf
         raft_applied_index: applied,
         is_learner: false,
         errors: vec![],
+        since_36: None,
     }
 }
 

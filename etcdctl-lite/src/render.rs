@@ -22,8 +22,17 @@ pub struct Rendered {
 
 /// etcdctl's table style (tablewriter): `+---+` borders, centred headers, right-aligned cells.
 fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    styled_table(header, rows, "||--+-++|    ++++++")
+}
+
+/// etcdctl 3.7's tables (tablewriter 1.x): the same cells inside box-drawing borders.
+fn table_37(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    styled_table(header, rows, "││──├─┼┤│    ┬┴┌┐└┘")
+}
+
+fn styled_table(header: &[&str], rows: Vec<Vec<String>>, preset: &str) -> String {
     let mut t = comfy_table::Table::new();
-    t.load_preset("||--+-++|    ++++++");
+    t.load_preset(preset);
     t.set_header(header.iter().map(|h| comfy_table::Cell::new(h).set_alignment(comfy_table::CellAlignment::Center)));
     for r in rows {
         t.add_row(r.into_iter().map(|c| comfy_table::Cell::new(c).set_alignment(comfy_table::CellAlignment::Right)));
@@ -34,10 +43,21 @@ fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
 /// etcdutl's `snapshot status`: hash in hex, SI sizes in the table and simple forms.
 pub fn snapshot_status(st: &crate::snapshot_status::SnapshotStatus, format: Format) -> Rendered {
     let size = human_bytes(st.total_size as i64);
-    let stdout = match format {
-        Format::Json => json_line(&json!({"hash": st.hash, "revision": st.revision, "totalKey": st.total_key, "totalSize": st.total_size})),
-        Format::Table => table(&["HASH", "REVISION", "TOTAL KEYS", "TOTAL SIZE"], vec![vec![format!("{:x}", st.hash), st.revision.to_string(), st.total_key.to_string(), size]]),
-        Format::Simple => format!("{:x}, {}, {}, {size}\n", st.hash, st.revision, st.total_key),
+    let mut cells = vec![format!("{:x}", st.hash), st.revision.to_string(), st.total_key.to_string(), size];
+    let stdout = match (format, &st.version) {
+        (Format::Json, None) => json_line(&json!({"hash": st.hash, "revision": st.revision, "totalKey": st.total_key, "totalSize": st.total_size})),
+        (Format::Json, Some(v)) => json_line(&json!({"hash": st.hash, "revision": st.revision, "totalKey": st.total_key, "totalSize": st.total_size, "version": v})),
+        (Format::Table, None) => table(&["HASH", "REVISION", "TOTAL KEYS", "TOTAL SIZE"], vec![cells]),
+        // etcdutl of the snapshot's line: 3.6 in tablewriter's `+-` borders, 3.7 in box drawing
+        (Format::Table, Some(v)) => {
+            cells.push(v.clone());
+            let header = ["HASH", "REVISION", "TOTAL KEYS", "TOTAL SIZE", "VERSION"];
+            if crate::version::minor_of(v) >= Some(7) { table_37(&header, vec![cells]) } else { table(&header, vec![cells]) }
+        }
+        (Format::Simple, v) => {
+            cells.extend(v.clone());
+            format!("{}\n", cells.join(", "))
+        }
     };
     Rendered { stdout, stderr: String::new() }
 }
@@ -103,19 +123,31 @@ pub fn status(results: &[EndpointStatus], format: Format) -> Rendered {
         }
     }
     let ok: Vec<(&String, &StatusInfo)> = results.iter().filter_map(|s| s.result.as_ref().ok().map(|i| (&s.endpoint, i))).collect();
+    // the etcdctl of the cluster's line: 3.6 and later show 16 columns, 3.7 in box-drawing borders
+    let line = ok.iter().filter_map(|(_, s)| crate::version::minor_of(&s.version)).max();
+    let wide = ok.iter().any(|(_, s)| s.since_36.is_some());
     let row = |e: &String, s: &StatusInfo| {
-        vec![
-            e.clone(),
-            format!("{:x}", s.member_id),
-            s.version.clone(),
-            human_bytes(s.db_size),
+        let v36 = s.since_36.clone().unwrap_or_default();
+        let mut cells = vec![e.clone(), format!("{:x}", s.member_id), s.version.clone()];
+        if wide {
+            let not_in_use = if s.db_size > 0 { 100 * (s.db_size - s.db_size_in_use) / s.db_size } else { 0 };
+            cells.extend([v36.storage_version.clone(), human_bytes(s.db_size), human_bytes(s.db_size_in_use), format!("{not_in_use}%"), human_bytes(v36.db_size_quota)]);
+        } else {
+            cells.push(human_bytes(s.db_size));
+        }
+        cells.extend([
             (s.leader == s.member_id).to_string(),
             s.is_learner.to_string(),
             s.raft_term.to_string(),
             s.raft_index.to_string(),
             s.raft_applied_index.to_string(),
             s.errors.join(", "),
-        ]
+        ]);
+        if wide {
+            let (target, enabled) = v36.downgrade.unwrap_or_default();
+            cells.extend([target, enabled.to_string()]);
+        }
+        cells
     };
     match format {
         Format::Simple => {
@@ -125,10 +157,16 @@ pub fn status(results: &[EndpointStatus], format: Format) -> Rendered {
             }
         }
         Format::Table => {
-            r.stdout = table(
-                &["ENDPOINT", "ID", "VERSION", "DB SIZE", "IS LEADER", "IS LEARNER", "RAFT TERM", "RAFT INDEX", "RAFT APPLIED INDEX", "ERRORS"],
-                ok.iter().map(|(e, s)| row(e, s)).collect(),
-            );
+            let header: &[&str] = if wide {
+                &[
+                    "ENDPOINT", "ID", "VERSION", "STORAGE VERSION", "DB SIZE", "IN USE", "PERCENTAGE NOT IN USE", "QUOTA", "IS LEADER", "IS LEARNER", "RAFT TERM", "RAFT INDEX",
+                    "RAFT APPLIED INDEX", "ERRORS", "DOWNGRADE TARGET VERSION", "DOWNGRADE ENABLED",
+                ]
+            } else {
+                &["ENDPOINT", "ID", "VERSION", "DB SIZE", "IS LEADER", "IS LEARNER", "RAFT TERM", "RAFT INDEX", "RAFT APPLIED INDEX", "ERRORS"]
+            };
+            let rows = ok.iter().map(|(e, s)| row(e, s)).collect();
+            r.stdout = if line >= Some(7) { table_37(header, rows) } else { table(header, rows) };
         }
         Format::Json => {
             let v: Vec<Value> = ok
@@ -149,6 +187,23 @@ pub fn status(results: &[EndpointStatus], format: Format) -> Rendered {
                     st["dbSizeInUse"] = json!(s.db_size_in_use);
                     if s.is_learner {
                         st["isLearner"] = json!(true);
+                    }
+                    // what 3.6+ adds, with Go's omitempty (an empty downgrade is `{}`)
+                    if let Some(v) = &s.since_36 {
+                        st["storageVersion"] = json!(v.storage_version);
+                        if v.db_size_quota != 0 {
+                            st["dbSizeQuota"] = json!(v.db_size_quota);
+                        }
+                        let mut d = serde_json::Map::new();
+                        if let Some((target, enabled)) = &v.downgrade {
+                            if !target.is_empty() {
+                                d.insert("targetVersion".into(), json!(target));
+                            }
+                            if *enabled {
+                                d.insert("enabled".into(), json!(true));
+                            }
+                        }
+                        st["downgradeInfo"] = Value::Object(d);
                     }
                     json!({"Endpoint": e, "Status": st})
                 })
@@ -376,6 +431,24 @@ mod golden {
     fn status_all_formats() {
         for (f, n) in [(Format::Simple, "simple"), (Format::Table, "table"), (Format::Json, "json")] {
             check(&format!("status.{n}"), &status(&statuses(), f));
+        }
+    }
+
+    /// As etcdctl 3.6 and 3.7 print a 3.6/3.7 cluster (checked against the real ones' output).
+    #[test]
+    fn status_of_36_and_37_clusters_all_formats() {
+        for (version, storage) in [("3.6.17", "3.6.0"), ("3.7.4", "3.7.0")] {
+            let mut all = statuses();
+            for s in all.iter_mut() {
+                if let Ok(info) = s.result.as_mut() {
+                    info.version = version.into();
+                    info.since_36 = Some(crate::model::Status36 { storage_version: storage.into(), db_size_quota: 2_147_483_648, downgrade: Some((String::new(), false)) });
+                }
+            }
+            let line = &version[..3];
+            for (f, n) in [(Format::Simple, "simple"), (Format::Table, "table"), (Format::Json, "json")] {
+                check(&format!("status-{line}.{n}"), &status(&all, f));
+            }
         }
     }
 

@@ -17,6 +17,13 @@ pub struct Versions {
     pub cluster: String,
 }
 
+/// The minor of an etcd version string (`3.7.4` -> 7), for choosing the printer of that line.
+pub fn minor_of(version: &str) -> Option<u64> {
+    let mut parts = version.trim().trim_start_matches('v').split('.');
+    (parts.next()? == "3").then_some(())?;
+    parts.next()?.parse().ok()
+}
+
 fn tls_config(opts: &ClientOptions) -> Result<rustls::ClientConfig, String> {
     let tls = opts.tls.as_ref().ok_or("no TLS material")?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());

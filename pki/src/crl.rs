@@ -1,6 +1,10 @@
 //! Revocation: `revoked.json` beside the CA records what was revoked (serial, reason, when), and
-//! `crl.pem` — signed by the CA — is regenerated from it. etcd reads `--client-crl-file` and
-//! `--peer-crl-file` on every new connection, so delivering a new CRL takes effect at once.
+//! the CRL — signed by the CA — is regenerated from it, twice: `crl.pem` for people and openssl,
+//! and `crl.der`, the same bytes undecorated, for etcd: etcd 3.6 and later read their
+//! `--client-crl-file`/`--peer-crl-file` with Go's `x509.ParseRevocationList`, which takes DER
+//! only ("x509: malformed crl" for a PEM file, and every TLS handshake is then refused); 3.4 and
+//! 3.5's `x509.ParseCRL` take either. etcd reads the file on every new connection, so delivering a
+//! new CRL takes effect at once.
 
 use crate::ca::Ca;
 use crate::error::{PkiError, Result};
@@ -27,6 +31,11 @@ pub struct RevocationState {
 }
 
 /// Where the state and the CRL live in a PKI directory.
+/// The DER copy of the CRL at `crl_pem` (`crl.der` beside it): the file etcd is pointed at.
+pub fn der_path(crl_pem: &Path) -> PathBuf {
+    crl_pem.with_file_name("crl.der")
+}
+
 pub fn paths(dir: &Path) -> (PathBuf, PathBuf) {
     match PkiDir::detect(dir).unwrap_or(Layout::Kubeadm) {
         Layout::Kubeadm => (dir.join("etcd/revoked.json"), dir.join("etcd/crl.pem")),
@@ -119,6 +128,7 @@ fn write_crl(dir: &Path, ca: &Ca, mut state: RevocationState) -> Result<PathBuf>
     let crl = params.signed_by(&ca.issuer()?).map_err(|e| PkiError::crypto("signing the CRL", e))?;
     let pem = crate::pemfile::encode("X509 CRL", crl.der());
     let json = serde_json::to_string_pretty(&state).map_err(|e| PkiError::crypto("revocation state", e))? + "\n";
-    files::write_all(&[PlannedFile::public(&state_path, json), PlannedFile::public(&crl_path, pem)], true)?;
+    let der = der_path(&crl_path);
+    files::write_all(&[PlannedFile::public(&state_path, json), PlannedFile::public(&crl_path, pem), PlannedFile::public(&der, crl.der().to_vec())], true)?;
     Ok(crl_path)
 }

@@ -304,7 +304,8 @@ fn local_spec(n: usize, dir: &Path) -> Result<PathBuf, String> {
     spec.token = Some(format!("local-{}", hex_token()));
     // the newest etcd this machine has (the project's upstream 3.5 when install-deps put it there)
     let cwd = std::env::current_dir().map_err(|e| e.to_string())?;
-    if let Some((etcd, version)) = bootstrap::local::newest_etcd(&bootstrap::local::etcd_candidates(&cwd, std::env::current_exe().ok().as_deref())) {
+    let line = bootstrap::local::etcd_line(&spec);
+    if let Some((etcd, version)) = bootstrap::local::newest_etcd(&bootstrap::local::etcd_candidates(&cwd, std::env::current_exe().ok().as_deref()), line) {
         eprintln!("etcd-bootstrap: --local uses etcd {version} ({})", etcd.display());
         spec.etcd_binary = etcd.display().to_string();
         // below kubeadm's minimum only when this machine has nothing newer: then a lab cluster

@@ -199,7 +199,7 @@ fn an_upgrade_to_36_refuses_members_serving_the_v2_api_before_any_change() {
     world.lock().unwrap().v2_data.clear();
     // within 3.5 the v2 API is not in the way: no probe
     world.lock().unwrap().events.clear();
-    let within = release_folder("3.5.30");
+    let within = release_folder("3.5.36");
     let within = within.path().display().to_string();
     let r = c.run(&world, OpKind::Upgrade, None, "upgrade", |ctx| super::upgrade::upgrade(ctx, &within, None, true, WAIT));
     assert!(r.is_ok(), "{r:?}");

@@ -415,7 +415,7 @@ fn drop_old(ctx: &Ctx, state: &mut RotationState, old_pem: &[u8], new_pem: &[u8]
     // the re-signed CRL to the members; control-plane folders and HAProxy regenerated; all of
     // it again if this stops here (the record still says phase 3, and the swap is idempotent)
     for m in &plan.members {
-        ctx.deliver(m, &own_files(m, |f| f.dest.ends_with("crl.pem"))?)?;
+        ctx.deliver(m, &own_files(m, |f| f.dest.ends_with("crl.pem") || f.dest.ends_with("crl.der"))?)?;
     }
     crate::outputs::write(plan, crate::outputs::existing_api(plan))?;
     ctx.wait_healthy(wait, "the last member")?;

@@ -89,10 +89,16 @@ pub fn check_step(from: Version, to: Version) -> std::result::Result<bool, Strin
     if to.0 != from.0 || to.1 > from.1 + 1 {
         return Err(format!("{from} -> {to} skips a minor version: upgrade one minor at a time ({from} -> {}.{}.x first)", from.0, from.1 + 1));
     }
-    // etcd's 3.6 upgrade guide (etcd.io/docs/latest/upgrades/upgrade_3_6): every 3.5 member on
-    // 3.5.26 or later first (3.5.24-3.5.26 fix upgrade blockers)
-    if to.1 == 6 && to.1 != from.1 && from < Version(3, 5, 26) {
-        return Err(format!("{from} -> {to}: etcd requires every 3.5 member on 3.5.26 or later before 3.6; upgrade to the newest 3.5 patch first"));
+    // etcd's upgrade guides: every 3.5 member on 3.5.32 or later before 3.6 (the bar rose 3.5.20
+    // -> 3.5.24 -> 3.5.26 -> 3.5.32 as membership bugs were found; upgrade_3_6.md), and every 3.6
+    // member on 3.6.11 or later before 3.7 (upgrade_3_7.md)
+    for (minor, floor) in [(6, Version(3, 5, 32)), (7, Version(3, 6, 11))] {
+        if to.1 == minor && from.1 == minor - 1 && from < floor {
+            return Err(format!(
+                "{from} -> {to}: etcd requires every {}.{} member on {floor} or later before {}.{minor}; upgrade to the newest {}.{} patch first (etcd-bootstrap upgrade --to a {}.{} release)",
+                from.0, from.1, to.0, from.0, from.1, from.0, from.1
+            ));
+        }
     }
     Ok(to != from)
 }
@@ -293,7 +299,11 @@ mod tests {
         assert!(check_step(v(3, 4, 23), v(3, 6, 0)).unwrap_err().contains("skips a minor"));
         assert!(check_step(v(3, 5, 1), v(3, 4, 23)).unwrap_err().contains("downgrade"));
         assert!(check_step(v(3, 5, 1), v(4, 0, 0)).unwrap_err().contains("skips"));
-        assert!(check_step(v(3, 5, 1), v(3, 6, 0)).unwrap_err().contains("3.5.26 or later"));
-        assert_eq!(check_step(v(3, 5, 26), v(3, 6, 4)), Ok(true));
+        assert!(check_step(v(3, 5, 1), v(3, 6, 0)).unwrap_err().contains("3.5.32 or later"));
+        assert!(check_step(v(3, 5, 26), v(3, 6, 4)).unwrap_err().contains("every 3.5 member on 3.5.32 or later before 3.6"));
+        assert_eq!(check_step(v(3, 5, 32), v(3, 6, 17)), Ok(true));
+        assert!(check_step(v(3, 6, 10), v(3, 7, 4)).unwrap_err().contains("every 3.6 member on 3.6.11 or later before 3.7"));
+        assert_eq!(check_step(v(3, 6, 11), v(3, 7, 0)), Ok(true));
+        assert!(check_step(v(3, 5, 36), v(3, 7, 4)).unwrap_err().contains("skips a minor"));
     }
 }

@@ -32,7 +32,7 @@ fn local_bring_up_is_verified_by_etcdctl_with_the_apiserver_files() {
     let _down = Down(spec.clone());
     let up = boot(&spec, &["up"]).assert_ok();
     assert!(up.stdout.contains("HEALTHY (3 members, 3 started now)"), "{}", up.stdout);
-    for step in ["certificates: 8 issued", "preflight etcd-1", "files etcd-2: 6 written", "start etcd-3: started (pid", "quorum: HEALTHY"] {
+    for step in ["certificates: 8 issued", "preflight etcd-1", "files etcd-2: 7 written", "start etcd-3: started (pid", "quorum: HEALTHY"] {
         assert!(up.stderr.contains(step), "progress lacks {step:?}:\n{}", up.stderr);
     }
     // kube-apiserver's view: exactly the files in the control-plane folder, at kubeadm's paths
@@ -77,7 +77,7 @@ fn local_bring_up_is_verified_by_etcdctl_with_the_apiserver_files() {
     }
     // the member folders: own keys only, 0600
     let m1 = tree(&dir.join("members/etcd-1/pki"));
-    assert_eq!(m1, ["etcd/ca.crt", "etcd/crl.pem", "etcd/peer.crt", "etcd/peer.key", "etcd/server.crt", "etcd/server.key"]);
+    assert_eq!(m1, ["etcd/ca.crt", "etcd/crl.der", "etcd/crl.pem", "etcd/peer.crt", "etcd/peer.key", "etcd/server.crt", "etcd/server.key"]);
     assert_eq!(std::fs::metadata(dir.join("members/etcd-1/pki/etcd/server.key")).unwrap().permissions().mode() & 0o777, 0o600);
     // HAProxy accepts its config
     let h = run_bounded(Command::new(tool("haproxy", "HAPROXY_BIN")).args(["-c", "-f"]).arg(dir.join("out/haproxy/haproxy.cfg")), Duration::from_secs(30));
@@ -187,10 +187,13 @@ fn up_local_is_the_embedded_default() {
     // 127.0.0.11-13, or the first free 127.0.B.0 block when a cluster of the user's is there
     let b = local_block(&r.stdout);
     assert!(r.stdout.contains(&format!("https://127.0.{b}.11:2379,https://127.0.{b}.12:2379,https://127.0.{b}.13:2379")), "{}", r.stdout);
-    // the newest etcd here (install-deps' Debian 3.5): kubeadm-clean, no warning, nothing ignored
-    assert!(r.stderr.contains("--local uses etcd 3.5.") && !r.stderr.contains("warning"), "{}", r.stderr);
+    // the default Kubernetes is the newest kubeadm (1.37), whose etcd line is 3.7: the newest 3.7
+    // here (install-deps builds it from etcd's Go modules), whatever other etcd the PATH has;
+    // kubeadm-clean, no warning, nothing ignored, v1beta4 (1.37 removed v1beta3)
+    assert!(r.stderr.contains("--local uses etcd 3.7.") && !r.stderr.contains("warning"), "{}", r.stderr);
     let init = std::fs::read_to_string(dir.join("out/kubeadm/init.yaml")).unwrap();
     assert!(!init.contains("ignorePreflightErrors") && !init.contains("criSocket"), "{init}");
+    assert!(init.contains("kubeadm.k8s.io/v1beta4") && init.contains("kubernetesVersion: v1.37."), "{init}");
     assert!(spec.exists() && dir.join("members/etcd-3/etcd-3.pid").exists() && dir.join("members/etcd-3/etcd-3.log").exists());
     // the members run in the background until down
     let st = run_bounded(Command::new(bin("etcd-bootstrap")).current_dir(tmp.path()).arg("status"), Duration::from_secs(30));

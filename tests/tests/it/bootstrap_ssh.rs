@@ -48,7 +48,7 @@ fn ssh_bring_up_across_three_namespace_hosts_then_a_cut_link_degrades() {
     // each host got only its own keys
     for (i, h) in hosts.hosts.iter().enumerate() {
         let files = integration_tests::tree(&dir.join(&h.name).join("etc/kubernetes/pki"));
-        assert_eq!(files, ["etcd/ca.crt", "etcd/crl.pem", "etcd/peer.crt", "etcd/peer.key", "etcd/server.crt", "etcd/server.key"], "host {i}");
+        assert_eq!(files, ["etcd/ca.crt", "etcd/crl.der", "etcd/crl.pem", "etcd/peer.crt", "etcd/peer.key", "etcd/server.crt", "etcd/server.key"], "host {i}");
     }
     let st = boot(&spec, &["status"]);
     assert_eq!(st.code, Some(0), "{}", st.stdout);
@@ -141,15 +141,21 @@ fn ssh_bring_up_across_three_namespace_hosts_then_a_cut_link_degrades() {
         assert!(aside, "{}: the old data dir moved aside", h.name);
     }
 
-    // a rolling upgrade to the newest 3.5 (install-deps' Debian build) over SSH, binaries streamed
-    // to each host's bin_dir: 3.4.23 -> 3.5.x, or a patch upgrade from 3.5.1; on the newest-3.5
-    // pass of the suite the cluster already runs it: nothing to do
-    let newest = integration_tests::workspace_root().join(".etcd/debian-3.5");
+    // a rolling upgrade over SSH to the next line (binaries streamed to each host's bin_dir, each
+    // built from etcd's Go modules): 3.5 -> 3.6 on the 3.5 pass, 3.6 -> 3.7 on the 3.6 pass; on the
+    // 3.7 pass, the newest 3.7 the cluster already runs: nothing to do
+    let running = run_bounded(Command::new(integration_tests::bootstrap::etcd_binary()).arg("--version"), Duration::from_secs(10)).assert_ok().stdout;
+    let running = running.lines().find_map(|l| l.strip_prefix("etcd Version: ")).unwrap().trim().to_string();
+    let line = match running.split('.').nth(1).and_then(|m| m.parse::<u32>().ok()) {
+        Some(m) if m < 7 => format!("3.{}", m + 1),
+        _ => "3.7".to_string(),
+    };
+    let newest = integration_tests::workspace_root().join(format!(".etcd/go-{line}"));
     let v = run_bounded(Command::new(newest.join("etcd")).arg("--version"), Duration::from_secs(10)).assert_ok().stdout;
     let v = v.lines().find_map(|l| l.strip_prefix("etcd Version: ")).unwrap().trim().to_string();
     let up = boot(&spec, &["upgrade", "--to", &newest.display().to_string()]);
     assert!(up.ok(), "{}{}", up.stdout, up.stderr);
-    assert!(up.stdout.contains(&format!("to {v}; cluster version 3.5.0")) || up.stdout.contains(&format!("nothing to do: every member runs etcd {v}")), "{}", up.stdout);
+    assert!(up.stdout.contains(&format!("to {v}; cluster version {line}.0")) || up.stdout.contains(&format!("nothing to do: every member runs etcd {v}")), "{}", up.stdout);
     assert_eq!(boot(&spec, &["status"]).code, Some(0));
     let st = etcdctl(&["endpoint", "status", "-w", "json"]).assert_ok();
     assert!(st.stdout.matches(&format!("\"version\":\"{v}\"")).count() == 2, "{}", st.stdout);

@@ -165,7 +165,7 @@ fn spec_names_etcd(spec: &Path, dir: &str) {
 #[test]
 fn kube_apiserver_and_its_clients_survive_every_day2_command() {
     let v351 = workspace_root().join(".etcd/v3.5.1/etcd").display().to_string();
-    let newest = workspace_root().join(".etcd/debian-3.5").display().to_string();
+    let newest = workspace_root().join(".etcd/go-3.5").display().to_string();
     let (tmp, spec, _down) = up_cluster_on(&v351, 2);
     let dir = tmp.path().to_path_buf();
     let eps = spec_endpoints(&spec);

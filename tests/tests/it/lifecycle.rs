@@ -210,9 +210,10 @@ fn a_revoked_client_certificate_is_refused_by_etcd() {
     apiserver_etcdctl(&dir, &eps, &["put", "k", "v"]).assert_ok();
     let revoke = pki(&dir, &["revoke", "--out", "pki", "--reason", "key-compromise", "pki/control-plane/apiserver-etcd-client.crt"]).assert_ok();
     assert!(revoke.stdout.contains("crl.pem"), "{}", revoke.stdout);
-    // up delivers the new CRL (the only changed file); etcd reads it on every new connection
+    // up delivers the new CRL (its PEM and DER copies, the only changed files); etcd reads it on
+    // every new connection
     let up = boot(&spec, &["up"]).assert_ok();
-    assert!(up.stderr.contains("1 written, 5 unchanged"), "{}", up.stderr);
+    assert!(up.stderr.contains("2 written, 5 unchanged"), "{}", up.stderr);
     let refused = apiserver_etcdctl(&dir, &eps, &["get", "k"]);
     assert!(!refused.ok(), "a revoked certificate must be refused: {}", refused.stdout);
     // other clients (the healthcheck certificate) are unaffected
@@ -408,8 +409,8 @@ fn rolling_upgrade_34_to_35_under_writes_resumes_after_a_kill() {
     let (tmp, spec, eps, _down) = cluster_on_debian_34();
     let dir = tmp.path().to_path_buf();
     assert!(member_versions(&dir, &eps).iter().all(|v| v.starts_with("3.4.")), "{:?}", member_versions(&dir, &eps));
-    // to the newest etcd 3.5 Debian ships (install-deps' .etcd/debian-3.5)
-    let to = integration_tests::workspace_root().join(".etcd/debian-3.5");
+    // to the newest etcd 3.5 (install-deps' .etcd/go-3.5, built from etcd's Go modules)
+    let to = integration_tests::workspace_root().join(".etcd/go-3.5");
     let new = newest_35();
     let to = to.display().to_string();
     // refused before anything changes: a wrong checksum, a skipped minor
@@ -464,9 +465,9 @@ fn rolling_upgrade_34_to_35_under_writes_resumes_after_a_kill() {
     assert_eq!(boot(&spec, &["status"]).code, Some(0));
 }
 
-/// What install-deps' newest Debian etcd 3.5 reports (3.5.30 when this was written).
+/// What install-deps' newest etcd 3.5 reports (built from etcd's Go modules: 3.5.36 when this was written).
 fn newest_35() -> String {
-    let etcd = integration_tests::workspace_root().join(".etcd/debian-3.5/etcd");
+    let etcd = integration_tests::workspace_root().join(".etcd/go-3.5/etcd");
     let out = run_bounded(Command::new(&etcd).arg("--version"), Duration::from_secs(10)).assert_ok();
     out.stdout.lines().find_map(|l| l.strip_prefix("etcd Version: ")).unwrap_or_else(|| panic!("{}: {}", etcd.display(), out.stdout)).trim().to_string()
 }
@@ -479,7 +480,7 @@ fn patch_upgrade_351_to_the_newest_35_under_writes() {
     let dir = tmp.path().to_path_buf();
     assert_eq!(member_versions(&dir, &eps), ["3.5.1", "3.5.1", "3.5.1"]);
     let new = newest_35();
-    let to = integration_tests::workspace_root().join(".etcd/debian-3.5").display().to_string();
+    let to = integration_tests::workspace_root().join(".etcd/go-3.5").display().to_string();
     let traffic = Traffic::start(&dir, &eps, &spec);
     let up = boot(&spec, &["upgrade", "--to", &to]);
     assert!(up.ok(), "{}{}", up.stdout, up.stderr);
@@ -489,7 +490,51 @@ fn patch_upgrade_351_to_the_newest_35_under_writes() {
     assert_eq!(boot(&spec, &["status"]).code, Some(0));
 }
 
-/// The v2 store check `upgrade` runs before 3.6, with the real etcdutl (3.5.30's has `check
+/// `endpoint status` of every member: (version, storage version) as etcd reports them.
+fn versions_and_storage(dir: &Path, eps: &str) -> Vec<(String, String)> {
+    let st = etcdctl_with(&dir.join("out/control-plane/cp-1/etc/kubernetes/pki"), eps, &["endpoint", "status", "-w", "json"]).assert_ok();
+    let v: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
+    v.as_array().unwrap().iter().map(|e| (e["Status"]["version"].as_str().unwrap_or("").to_string(), e["Status"]["storageVersion"].as_str().unwrap_or("").to_string())).collect()
+}
+
+/// What `.etcd/go-LINE/etcd` (built from etcd's Go modules by install-deps) reports.
+fn newest_of(line: &str) -> (String, String) {
+    let dir = integration_tests::workspace_root().join(format!(".etcd/go-{line}"));
+    let out = run_bounded(Command::new(dir.join("etcd")).arg("--version"), Duration::from_secs(10)).assert_ok();
+    let v = out.stdout.lines().find_map(|l| l.strip_prefix("etcd Version: ")).unwrap_or_else(|| panic!("{}: {}", dir.display(), out.stdout)).trim().to_string();
+    (dir.display().to_string(), v)
+}
+
+/// The road people take today, each step a rolling upgrade under continuous writes with every
+/// acknowledged write kept: the newest 3.5 (built from etcd's Go modules, above the 3.5.32 floor
+/// etcd's 3.6 guide sets) -> the newest 3.6 -> the newest 3.7. A skipped minor and a 3.5 below
+/// the floor are refused before any change; every member ends on the new version and the new
+/// storage version.
+#[test]
+fn upgrade_road_35_to_36_to_37_under_writes() {
+    let (v35dir, v35) = newest_of("3.5");
+    let (v36dir, v36) = newest_of("3.6");
+    let (v37dir, v37) = newest_of("3.7");
+    let (tmp, spec, _down) = integration_tests::bootstrap::up_cluster_on(&format!("{v35dir}/etcd"), 1);
+    let eps = integration_tests::bootstrap::spec_endpoints(&spec);
+    let dir = tmp.path().to_path_buf();
+    assert_eq!(member_versions(&dir, &eps), [v35.clone(), v35.clone(), v35.clone()]);
+    let skip = boot(&spec, &["upgrade", "--to", &v37dir]).assert_fails();
+    assert!(skip.stderr.contains("skips a minor version"), "{}", skip.stderr);
+    for (to_dir, to, minor) in [(&v36dir, &v36, "3.6"), (&v37dir, &v37, "3.7")] {
+        let traffic = Traffic::start(&dir, &eps, &spec);
+        let up = boot(&spec, &["upgrade", "--to", to_dir]);
+        assert!(up.ok(), "to {to}: {}{}", up.stdout, up.stderr);
+        assert!(up.stdout.contains(&format!("to {to}; cluster version {minor}.0")), "{}", up.stdout);
+        traffic.finish(&eps, 3);
+        let after = versions_and_storage(&dir, &eps);
+        assert!(after.iter().all(|(v, s)| v == to && s == &format!("{minor}.0")), "every member on {to}, storage {minor}.0: {after:?}");
+        assert_eq!(boot(&spec, &["status"]).code, Some(0));
+    }
+    assert!(integration_tests::bootstrap::under_way(&spec).is_empty(), "nothing left under way");
+}
+
+/// The v2 store check `upgrade` runs before 3.6, with the real etcdutl (3.5's has `check
 /// v2store`) on the data dir of a real etcd that served the v2 API: clean before any v2 write,
 /// "custom" after, its private copy removed, the running member untouched.
 #[test]
@@ -497,7 +542,7 @@ fn the_v2store_check_finds_v2_data_in_a_running_members_store() {
     use bootstrap::transport::Transport;
     let tmp = tempfile::tempdir().unwrap();
     let spec_file = local_spec(tmp.path(), 1);
-    let etcd = integration_tests::workspace_root().join(".etcd/debian-3.5/etcd").canonicalize().unwrap();
+    let etcd = integration_tests::workspace_root().join(".etcd/go-3.5/etcd").canonicalize().unwrap();
     let text = std::fs::read_to_string(&spec_file.path).unwrap();
     let text: String = text.lines().map(|l| if l.starts_with("etcd_binary: ") { format!("etcd_binary: {}\n", etcd.display()) } else { format!("{l}\n") }).collect();
     std::fs::write(&spec_file.path, text).unwrap();

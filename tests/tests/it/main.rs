@@ -18,6 +18,7 @@ mod etcdctl_lite;
 mod hostile_dirs;
 mod interlocks;
 mod kube_apiserver;
+mod kubeadm_matrix;
 mod lifecycle;
 mod maintenance;
 mod never_formed;
