@@ -102,7 +102,7 @@ pub(crate) fn joiner_tail(m: &MemberPlan) -> Result<Option<String>> {
 /// The member as etcd will see it at its start: for a systemd unit, the environment is the unit's
 /// own (`Environment=`, then its `EnvironmentFile=`s, which win), read on its host now; the spec
 /// keeps a plain process's only.
-fn as_started(ctx: &Ctx, m: &MemberPlan) -> Result<AdoptedMember> {
+pub(crate) fn as_started(ctx: &Ctx, m: &MemberPlan) -> Result<AdoptedMember> {
     let mut a = adopted(m)?.clone();
     if let probe::Supervisor::Systemd { unit, .. } = &a.supervisor {
         let script = format!(
@@ -142,14 +142,20 @@ pub fn joiner_config_text(text: &str) -> std::result::Result<String, String> {
     Ok(out)
 }
 
-/// Reads the member's config file on its host and makes its joiner copy's text.
-fn joiner_copy(ctx: &Ctx, m: &MemberPlan) -> Result<Option<String>> {
+/// The member's config file as it is on its host now (`None` when it has none).
+pub(crate) fn config_text(ctx: &Ctx, m: &MemberPlan, what: &str) -> Result<Option<String>> {
     let Some(file) = adopted(m)?.config_file.clone() else { return Ok(None) };
-    let refuse = |reason: String| BootError::Precondition { what: format!("replace {}", m.spec.name), reason: format!("{}: {reason}", file.display()) };
+    let refuse = |reason: String| BootError::Precondition { what: format!("{what} {}", m.spec.name), reason: format!("{}: {reason}", file.display()) };
     let out = ctx.run_on(m, &format!("f={}\nif [ -f \"$f\" ]; then echo \"content=$(base64 -w0 < \"$f\")\"; fi\n", q(&file.display().to_string())))?;
     let text = out.value("content").ok_or_else(|| refuse("not on its host".into()))?;
-    let text = String::from_utf8(probe::unbase64(&text)).map_err(|_| refuse("not UTF-8 text".into()))?;
-    joiner_config_text(&text).map(Some).map_err(refuse)
+    String::from_utf8(probe::unbase64(&text)).map(Some).map_err(|_| refuse("not UTF-8 text".into()))
+}
+
+/// Reads the member's config file on its host and makes its joiner copy's text.
+fn joiner_copy(ctx: &Ctx, m: &MemberPlan) -> Result<Option<String>> {
+    let Some(text) = config_text(ctx, m, "replace")? else { return Ok(None) };
+    let file = adopted(m)?.config_file.clone().unwrap_or_default();
+    joiner_config_text(&text).map(Some).map_err(|reason| BootError::Precondition { what: format!("replace {}", m.spec.name), reason: format!("{}: {reason}", file.display()) })
 }
 
 /// A unit name systemd accepts, which is also safe as a path component.

@@ -86,7 +86,8 @@ pub async fn health_one(endpoint: String, opts: ClientOptions) -> EndpointHealth
         match c.alarm(AlarmAction::Get, AlarmType::None, None).await {
             Ok(resp) if !resp.alarms().is_empty() => {
                 let names: Vec<String> = resp.alarms().iter().map(|a| format!("{:?}", a.alarm()).to_uppercase()).collect();
-                Err(Failure { kind: FailureKind::Other, message: format!("Active Alarm(s): {}", names.join(", ")) })
+                // as etcdctl writes it (ep_command.go): each alarm followed by a space
+                Err(Failure { kind: FailureKind::Other, message: format!("Active Alarm(s): {}", names.iter().map(|n| format!("{n} ")).collect::<String>()) })
             }
             Ok(_) => Ok(()),
             Err(e) => Err(explain(&e, &endpoint, &opts).await),

@@ -102,6 +102,13 @@ fn member_findings(m: &Member, now: i64, out: &mut Vec<Finding>) {
     if let Some(why) = &m.problem {
         out.push(risk(name, format!("its host could not be read: {why}"), "run adopt as root on the member's host, or give --host NAME=DEST"));
     }
+    // what the next minor refuses or silently drops, each where the operator wrote it
+    if let (Some(v), Some(config)) = (m.version.as_deref().and_then(crate::versions::Version::parse), &m.config) {
+        let (next, found) = super::next_minor::breaking(v, config);
+        for b in found {
+            out.push(risk(name, format!("{}: {} (before upgrading to {}.{})", b.written, b.effect, next.0, next.1), &b.fix));
+        }
+    }
     let mut certs: Vec<(String, &CertSummary)> = m.certs.iter().map(|(k, c)| (k.clone(), c)).collect();
     if let Some(s) = &m.served {
         certs.push(("served certificate".into(), s));

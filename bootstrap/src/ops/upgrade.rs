@@ -81,6 +81,25 @@ fn refuse_v2(ctx: &Ctx) -> Result<()> {
     if problems.is_empty() { Ok(()) } else { Err(BootError::Preflight(problems)) }
 }
 
+/// An adopted member configured with what the next minor refuses or silently drops (3.7: every
+/// `--experimental-*`; 3.6: the v2 API and proxy flags) is refused before any change, each setting
+/// named with its replacement: adoption never edits the operator's unit, environment or file.
+fn refuse_breaking_settings(ctx: &Ctx, from: Version) -> Result<()> {
+    let mut problems = Vec::new();
+    for m in ctx.plan.members.iter().filter(|m| m.spec.adopted.is_some()) {
+        let a = crate::rejoin::as_started(ctx, m)?;
+        let config = crate::rejoin::config_text(ctx, m, "upgrade")?;
+        let argv: Vec<String> = std::iter::once(a.binary.display().to_string()).chain(a.command_line.iter().cloned()).collect();
+        let environ: Vec<(String, String)> = a.environment.clone().into_iter().collect();
+        let Ok(effective) = crate::adopt::effective::from_running(&argv, &environ, &a.working_dir, config.as_deref()) else { continue };
+        let (next, found) = crate::adopt::next_minor::breaking(from, &effective);
+        for b in found {
+            problems.push(format!("member {}: {}: {} — instead: {}, in its own setup (adoption never edits it); then upgrade to {}.{} again", m.spec.name, b.written, b.effect, b.fix, next.0, next.1));
+        }
+    }
+    if problems.is_empty() { Ok(()) } else { Err(BootError::Preflight(problems)) }
+}
+
 /// etcd's rule: one minor at a time, never down. `Ok(false)`: already there.
 pub fn check_step(from: Version, to: Version) -> std::result::Result<bool, String> {
     if to < from {
@@ -132,6 +151,9 @@ pub fn upgrade(ctx: &Ctx, to: &str, sha256: Option<&str>, dry_run: bool, wait: D
     let needed = check_step(from, release.version).map_err(|e| BootError::Preflight(vec![e]))?;
     if release.version >= Version(3, 6, 0) && from < Version(3, 6, 0) {
         refuse_v2(ctx)?;
+    }
+    if release.version.1 > from.1 {
+        refuse_breaking_settings(ctx, from)?;
     }
     let pending: Vec<&MemberPlan> = plan.members.iter().filter(|m| versions.iter().any(|(n, v)| *n == m.spec.name && *v != Some(release.version))).collect();
     let mut steps = vec![format!("backup to {}", backup_dir(plan).display())];

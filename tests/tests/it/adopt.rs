@@ -77,6 +77,8 @@ pub(crate) struct Lab {
     pub(crate) own_binaries: Option<PathBuf>,
     /// The systemd whose units run the members (then `children` is empty), or none.
     pub(crate) systemd: Option<integration_tests::systemd::SystemdHost>,
+    /// Flags the flag-configured member (etcd-1) is given on top of the lab's own.
+    pub(crate) extra_flags: Vec<String>,
 }
 
 impl Drop for Lab {
@@ -228,7 +230,7 @@ pub(crate) fn start_member(lab: &Lab, i: usize, initial: &str, given: Given) -> 
     };
     cmd.current_dir(&l.root).stdout(Stdio::null()).stderr(Stdio::null()).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
     match given {
-        Given::Flags => cmd.args(l.flags()),
+        Given::Flags => cmd.args(l.flags()).args(&lab.extra_flags),
         // etcdadm / kubespray: ETCD_* variables only
         Given::Env => cmd.envs(l.environment()),
         Given::ConfigFile => cmd.arg("--config-file").arg(l.config_file()),
@@ -246,9 +248,13 @@ pub(crate) fn lab() -> Lab {
 
 /// The lab on `addrs` (the first three are members; a fourth is kept for a second cluster).
 fn lab_on(tmp: tempfile::TempDir, addrs: Vec<String>, namespaces: Vec<String>, own_certs: bool, own_binaries: Option<PathBuf>) -> Lab {
+    lab_with(tmp, addrs, namespaces, own_certs, own_binaries, vec![])
+}
+
+fn lab_with(tmp: tempfile::TempDir, addrs: Vec<String>, namespaces: Vec<String>, own_certs: bool, own_binaries: Option<PathBuf>, extra_flags: Vec<String>) -> Lab {
     let dir = tmp.path().to_path_buf();
     cfssl_pki(&dir.join("pki"), &addrs);
-    let mut lab = Lab { _tmp: tmp, dir, addrs: addrs[..3].to_vec(), children: vec![], namespaces, own_certs, own_binaries, systemd: None };
+    let mut lab = Lab { _tmp: tmp, dir, addrs: addrs[..3].to_vec(), children: vec![], namespaces, own_certs, own_binaries, systemd: None, extra_flags };
     let initial = (0..3).map(|i| format!("etcd-{}=https://{}:2380", i + 1, lab.addrs[i])).collect::<Vec<_>>().join(",");
     for (i, given) in [Given::Flags, Given::Env, Given::ConfigFile].into_iter().enumerate() {
         let child = start_member(&lab, i, &initial, given);
@@ -788,6 +794,34 @@ fn an_adopted_cluster_is_upgraded_in_place() {
         assert!(said.stdout.contains(&format!("etcd Version: {v}")), "{}: {}", bin.display(), said.stdout);
     }
     boot(&spec, &["down"]).assert_ok();
+}
+
+/// A 3.6 cluster whose flag-configured member carries an `--experimental-*` flag (3.7 removed
+/// them all: etcd 3.7 exits 2 on it): `adopt` names it with its replacement, and `upgrade` to 3.7
+/// is refused before any change, naming the member, the flag and its replacement; nothing on the
+/// hosts changes and every member still runs 3.6.
+#[test]
+fn an_adopted_36_member_with_an_experimental_flag_is_refused_before_37() {
+    let root = integration_tests::workspace_root();
+    let (v36, v37) = (root.join(".etcd/go-3.6"), root.join(".etcd/go-3.7"));
+    assert!(v36.join("etcd").is_file() && v37.join("etcd").is_file(), "install-deps builds etcd 3.6 and 3.7 into .etcd/go-3.6 and .etcd/go-3.7");
+    let tmp = tempfile::tempdir().unwrap();
+    let [a, b, c] = integration_tests::cluster::free_subnet(4);
+    let addrs: Vec<String> = (1..=4).map(|i| format!("{a}.{b}.{c}.{i}")).collect();
+    let lab = lab_with(tmp, addrs, vec![], false, Some(v36.canonicalize().unwrap()), vec!["--experimental-initial-corrupt-check".into()]);
+    let out = tempfile::tempdir().unwrap();
+    let spec = out.path().join("lab.yaml");
+    let eps = lab.endpoints_of(0..3);
+    let r = lab.adopt(&eps, &["-o", spec.to_str().unwrap()]);
+    assert!(spec.is_file(), "{}", r.stderr);
+    assert!(r.stdout.contains("--experimental-initial-corrupt-check: etcd 3.7 exits 2 on it (an unknown flag) (before upgrading to 3.7)") && r.stdout.contains("--feature-gates=InitialCorruptCheck=true"), "{}", r.stdout);
+    let before = hashes(&lab.dir);
+    let up = boot(&spec, &["upgrade", "--to", v37.to_str().unwrap()]).assert_fails();
+    assert!(up.stderr.contains("member etcd-1: --experimental-initial-corrupt-check: etcd 3.7 exits 2 on it"), "{}", up.stderr);
+    assert!(up.stderr.contains("instead: --feature-gates=InitialCorruptCheck=true") && up.stderr.contains("nothing was started"), "{}", up.stderr);
+    assert_eq!(hashes(&lab.dir), before, "nothing on the hosts changed");
+    let now: serde_json::Value = serde_json::from_str(&lab.adopt(&eps, &["-w", "json"]).stdout).unwrap();
+    assert!(now["members"].as_array().unwrap().iter().all(|m| m["version"].as_str().unwrap_or("").starts_with("3.6.")), "{}", now["members"]);
 }
 
 /// `rotate ca` in place on the cfssl lab (one certificate shared by every member): the three

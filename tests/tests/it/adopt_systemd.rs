@@ -16,7 +16,7 @@ fn lab_in_units() -> Lab {
     let [a, b, c] = integration_tests::cluster::free_subnet(4);
     let addrs: Vec<String> = (1..=4).map(|i| format!("{a}.{b}.{c}.{i}")).collect();
     cfssl_pki(&dir.join("pki"), &addrs);
-    let mut lab = Lab { _tmp: tmp, dir, addrs, children: vec![], namespaces: vec![], own_certs: false, own_binaries: None, systemd: None };
+    let mut lab = Lab { _tmp: tmp, dir, addrs, children: vec![], namespaces: vec![], own_certs: false, own_binaries: None, systemd: None, extra_flags: vec![] };
     let initial = (0..3).map(|i| format!("etcd-{}=https://{}:2380", i + 1, lab.addrs[i])).collect::<Vec<_>>().join(",");
     for (i, given) in [Given::Flags, Given::Env, Given::ConfigFile].into_iter().enumerate() {
         let l = layout(&lab, i, &initial);

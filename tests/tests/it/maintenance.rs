@@ -78,6 +78,12 @@ fn nospace_is_read_only_until_maintain_compacts_defragments_and_disarms() {
     assert!(st.stdout.contains("tolerates 1 more failure(s)") && st.stdout.contains("maintain"), "{}", st.stdout);
     let alarms = lite(dir, &eps, &["alarm", "list"]).assert_ok();
     assert!(alarms.stdout.contains("alarm:NOSPACE"), "{}", alarms.stdout);
+    // endpoint health names the alarms as etcdctl does, word for word (each followed by a space)
+    let theirs = integration_tests::bootstrap::node_etcdctl(&integration_tests::bootstrap::node_pki(dir), &eps, &["endpoint", "health"]);
+    let ours = lite(dir, &eps, &["endpoint", "health"]);
+    let lines = |t: &str| { let mut v: Vec<String> = t.lines().filter(|l| l.contains("Active Alarm(s)")).map(|l| l.split(" is unhealthy").next().unwrap_or("").to_string() + l.split_once("Active Alarm(s)").map(|x| x.1).unwrap_or("")).collect(); v.sort(); v };
+    assert!(!lines(&ours.stderr).is_empty(), "{}", ours.stderr);
+    assert_eq!(lines(&ours.stderr), lines(&theirs.stderr), "ours:\n{}\netcdctl:\n{}", ours.stderr, theirs.stderr);
     // a backup is needed most now: both take one anyway, and say the cluster was not healthy
     let snap = dir.join("under-nospace.db");
     let saved = lite(dir, &eps, &["snapshot", "save", &snap.display().to_string()]).assert_ok();
