@@ -269,3 +269,12 @@ pub fn start_until_stderr_says(cmd: &mut Command, needle: &str, limit: Duration)
 pub fn kill_when_stderr_says(cmd: &mut Command, needle: &str, limit: Duration) -> bool {
     start_until_stderr_says(cmd, needle, limit).is_ok()
 }
+
+/// etcdutl beside the etcd this run uses (3.5 and later ship one; Debian's 3.4 does not: then
+/// upstream 3.5.1's, which reads 3.4 snapshots as 3.4's etcdctl did). It reads a snapshot as the
+/// etcdutl of the cluster's own line does (3.6+ count live keys and name the storage version).
+pub fn etcdutl_of_run() -> PathBuf {
+    let etcd = tool("etcd", "ETCD_BIN");
+    let beside = etcd.canonicalize().unwrap_or(etcd).with_file_name("etcdutl");
+    if beside.is_file() { beside } else { workspace_root().join(".etcd/v3.5.1/etcdutl") }
+}

@@ -77,8 +77,8 @@ fn backup_then_whole_cluster_restore_after_losing_every_member() {
     let snap_rev = last["revision"].as_i64().unwrap();
     assert!(last["keys"].as_u64().unwrap() >= 1001, "{last}");
     assert!(newest.file_name().unwrap().to_string_lossy().ends_with(&format!("-r{snap_rev}.db")), "{last}");
-    // the independent reader agrees with what backup read back
-    let etcdutl = integration_tests::workspace_root().join(".etcd/v3.5.1/etcdutl");
+    // the independent reader (the etcdutl of the cluster's line) agrees with what backup read back
+    let etcdutl = integration_tests::etcdutl_of_run();
     let theirs = run_bounded(Command::new(&etcdutl).args(["snapshot", "status", "-w", "json"]).arg(&newest), Duration::from_secs(30)).assert_ok();
     let t: serde_json::Value = serde_json::from_str(&theirs.stdout).unwrap();
     assert_eq!((t["revision"].as_i64(), t["totalKey"].as_u64()), (Some(snap_rev), last["keys"].as_u64()));

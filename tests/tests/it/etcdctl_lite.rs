@@ -327,14 +327,6 @@ fn put_many(c: &Cluster, dir: &std::path::Path, keys: usize, value: &str) {
     integration_tests::bootstrap::put_in_txns(&base, dir, &pairs);
 }
 
-/// etcdutl beside the etcd this run uses (3.5 and later ship one; Debian's 3.4 does not: then
-/// upstream 3.5.1's, which reads 3.4 snapshots as 3.4's etcdctl did).
-fn etcdutl_of_run() -> std::path::PathBuf {
-    let etcd = integration_tests::tool("etcd", "ETCD_BIN");
-    let beside = etcd.canonicalize().unwrap_or(etcd).with_file_name("etcdutl");
-    if beside.is_file() { beside } else { integration_tests::workspace_root().join(".etcd/v3.5.1/etcdutl") }
-}
-
 #[test]
 fn snapshot_status_matches_etcdutl_and_refuses_damaged_files() {
     let c = Cluster::start(3);
@@ -349,7 +341,7 @@ fn snapshot_status_matches_etcdutl_and_refuses_damaged_files() {
     let ours = run_bounded(Command::new(bin("etcdctl-lite")).args(["snapshot", "status", &p, "-w", "json"]), Duration::from_secs(30)).assert_ok();
     // the independent reader: the etcdutl of the line this run's etcd is (3.6+ name the snapshot's
     // storage version and count live keys; 3.5 every key of every bucket)
-    let etcdutl = etcdutl_of_run();
+    let etcdutl = integration_tests::etcdutl_of_run();
     let theirs = run_bounded(Command::new(&etcdutl).args(["snapshot", "status", &p, "-w", "json"]), Duration::from_secs(30)).assert_ok();
     let a: serde_json::Value = serde_json::from_str(&ours.stdout).unwrap();
     let b: serde_json::Value = serde_json::from_str(&theirs.stdout).unwrap();
@@ -406,7 +398,7 @@ fn snapshot_save_is_atomic_and_valid() {
     assert!(r.stdout.contains("Snapshot saved at") && r.stdout.contains("sha256"), "{}", r.stdout);
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
-    let status = run_bounded(Command::new(etcdutl_of_run()).args(["snapshot", "status", &p, "-w", "json"]), Duration::from_secs(30)).assert_ok();
+    let status = run_bounded(Command::new(integration_tests::etcdutl_of_run()).args(["snapshot", "status", &p, "-w", "json"]), Duration::from_secs(30)).assert_ok();
     let v: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
     assert!(v["totalKey"].as_u64().unwrap() >= 1, "{}", status.stdout);
     // never overwritten, no stray temp files
