@@ -172,6 +172,31 @@ pub fn request(plan: &Plan, kind: OpKind, target: Option<String>, args: &str) ->
     Request { kind, target, finish: command_for(plan, args) }
 }
 
+/// The commands that work on an adopted cluster, as the refusal names them.
+pub const SUPPORTED: &str = "status, certs check, backup, maintain, rotate certs, rotate ca, replace (a plain process or a systemd unit), restore, upgrade, down, up and doctor";
+
+/// Whether an operation runs on an adopted cluster: those that change no member's setup. (A
+/// member is stopped and started through the supervisor it was found with; what would rewrite
+/// its unit, flags or binary, or delete its data, is not.)
+pub fn supports(kind: crate::journal::OpKind) -> bool {
+    use crate::journal::OpKind::*;
+    matches!(kind, Backup | Maintain | RotateCerts | RotateCa | Replace | Restore | Upgrade | Down | Up)
+}
+
+/// Refuses `command` on an adopted cluster's spec, before anything is read or changed, saying
+/// why for that command.
+pub fn refuse(spec: &crate::spec::Spec, command: &str) -> crate::error::Result<()> {
+    if spec.adopted.is_none() {
+        return Ok(());
+    }
+    let why = match command {
+        "down --purge" => "its data is its operator's to delete",
+        "plan" | "check lb" if spec.kubernetes.is_absent() => "the spec names no control plane (`kubernetes:`) to plan or check",
+        _ => "its members run as their operator set them up, and this would rewrite them",
+    };
+    Err(crate::error::BootError::Precondition { what: command.to_string(), reason: format!("not on an adopted cluster yet: {why}; on one, use {SUPPORTED}") })
+}
+
 /// Runs `op` as `req` on the cluster: lock, admission, journal entry, outcome.
 pub fn run<T>(plan: &Plan, progress: &Progress, req: Request, lock_wait: Duration, op: impl FnOnce(&Ctx) -> Result<T>) -> Result<T> {
     run_with(plan, progress, req, lock_wait, Seams::live(plan)?, op)
@@ -179,8 +204,8 @@ pub fn run<T>(plan: &Plan, progress: &Progress, req: Request, lock_wait: Duratio
 
 /// [`run`] with the given seams (fakes in unit tests).
 pub fn run_with<T>(plan: &Plan, progress: &Progress, req: Request, lock_wait: Duration, seams: Seams, op: impl FnOnce(&Ctx) -> Result<T>) -> Result<T> {
-    if !crate::spec_adopted::supports(req.kind) {
-        crate::spec_adopted::refuse(&plan.loaded.spec, req.kind.command())?;
+    if !supports(req.kind) {
+        refuse(&plan.loaded.spec, req.kind.command())?;
     }
     let store = Store::for_spec(Path::new(&plan.loaded.file));
     let _lock = store.lock(req.kind.lock_mode(), lock_wait)?;
@@ -259,7 +284,7 @@ pub fn read_only<T>(plan: &Plan, progress: &Progress, op: impl FnOnce(&Ctx) -> R
 pub fn under_way(plan: &Plan, store: &Store) -> Result<Vec<UnderWay>> {
     let mut all = store.read()?.under_way(process_alive);
     let etcd = plan.issue.dir.join("etcd");
-    let rotation = crate::ops::rotate_ca::current(plan)?;
+    let rotation = crate::records::current(plan)?;
     let records = [
         (OpKind::RotateCa, rotation.is_some(), "rotate ca"),
         (OpKind::Restore, etcd.join("restore.json").exists(), "restore SNAPSHOT (the one it was started with)"),

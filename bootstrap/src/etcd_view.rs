@@ -55,7 +55,7 @@ impl LiveEtcd {
         Ok(LiveEtcd {
             endpoints: plan.endpoints(),
             ca,
-            bundle: crate::live::trust_bundle_path(plan),
+            bundle: crate::plan::trust_bundle_path(plan),
             cert,
             key,
             election_timeout: plan.loaded.spec.etcd.election_timeout(),

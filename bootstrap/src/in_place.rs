@@ -28,7 +28,7 @@ impl MemberFiles {
 }
 
 pub(crate) fn adopted(m: &MemberPlan) -> Result<&AdoptedMember> {
-    m.spec.adopted.as_ref().ok_or_else(|| BootError::Precondition { what: m.spec.name.clone(), reason: "not an adopted member".into() })
+    m.adopted()
 }
 
 impl Ctx<'_> {
@@ -205,7 +205,7 @@ fn read_held(ctx: &Ctx, issuers: &[&[u8]]) -> Result<(Vec<Held>, Vec<MemberFiles
     let (mut held, mut found) = (Vec::new(), Vec::new());
     for m in &plan.members {
         let am = adopted(m)?;
-        if matches!(am.supervisor, crate::adopt::probe::Supervisor::Container) {
+        if matches!(am.supervisor, crate::spec_adopted::AdoptedSupervisor::Container) {
             return Err(refusal(format!("{}: its files are inside a container; renew them there", m.spec.name)));
         }
         let files = ctx.read_in_place(m)?;

@@ -11,39 +11,8 @@ pub const CA_FILE: &str = "/etc/kubernetes/pki/etcd/ca.crt";
 pub const CERT_FILE: &str = "/etc/kubernetes/pki/apiserver-etcd-client.crt";
 pub const KEY_FILE: &str = "/etc/kubernetes/pki/apiserver-etcd-client.key";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ApiVersion {
-    V1Beta4,
-    V1Beta3,
-}
-
-impl ApiVersion {
-    /// `v1beta4`, as the `--kubeadm-api` flag takes it.
-    pub fn name(self) -> &'static str {
-        match self {
-            ApiVersion::V1Beta4 => "v1beta4",
-            ApiVersion::V1Beta3 => "v1beta3",
-        }
-    }
-    pub fn group(self) -> &'static str {
-        match self {
-            ApiVersion::V1Beta4 => "kubeadm.k8s.io/v1beta4",
-            ApiVersion::V1Beta3 => "kubeadm.k8s.io/v1beta3",
-        }
-    }
-}
-
-impl std::str::FromStr for ApiVersion {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "v1beta4" => Ok(ApiVersion::V1Beta4),
-            "v1beta3" => Ok(ApiVersion::V1Beta3),
-            o => Err(format!("unknown kubeadm API {o:?}; use v1beta4 or v1beta3")),
-        }
-    }
-}
+// the config API versions are data of the version table, which kubeadm emits from
+pub use crate::versions::ApiVersion;
 
 /// The secrets of one bring-up, kept across re-runs so outputs do not change.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

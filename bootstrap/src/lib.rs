@@ -33,6 +33,7 @@ pub mod ops;
 pub mod outputs;
 pub mod plan;
 pub mod preflight;
+pub mod records;
 pub mod progress;
 pub mod rules;
 pub mod sealed;
@@ -41,8 +42,13 @@ pub mod scripts_adopted;
 pub mod spec;
 pub mod spec_adopted;
 pub mod spec_check;
+pub mod spec_load;
 pub mod transport;
 pub mod tuning;
 pub mod versions;
 
 pub use error::{BootError, Result};
+
+#[cfg(test)]
+#[path = "layering_tests.rs"]
+mod layering_tests;

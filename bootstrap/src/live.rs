@@ -12,7 +12,6 @@ use crate::scripts;
 use crate::transport::ScriptOutput;
 use etcdctl_lite::quorum::{ClusterState, MemberState, Role as QRole, Verdict};
 use pki::cluster::Role;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// Bound on one script or delivery on a member's host.
@@ -35,28 +34,9 @@ pub(crate) fn host_err(m: &MemberPlan, what: &str, out: &ScriptOutput) -> BootEr
     BootError::Host { member: m.spec.name.clone(), host: m.spec.host.clone(), reason: format!("{what} failed (exit {}): {}", out.status(), out.stderr.trim()) }
 }
 
-/// The CA bundle the operator's checks trust while a CA rotation is under way (old + new).
-pub fn trust_bundle_path(plan: &Plan) -> PathBuf {
-    plan.issue.dir.join("etcd").join("ca-bundle.crt")
-}
 
-/// An operation's progress record (`pki/etcd/NAME.json`), if one is there. A damaged record is
-/// an error that says what it was for: an operation never guesses where it stands.
-pub(crate) fn load_record<T: serde::de::DeserializeOwned>(path: &std::path::Path, what: &str) -> Result<Option<T>> {
-    let err = |reason: String| BootError::Output { path: path.display().to_string(), reason };
-    match std::fs::read(path) {
-        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| err(format!("{e}; the record of {what} is damaged"))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(err(e.to_string())),
-    }
-}
 
-/// Writes an operation's progress record atomically.
-pub(crate) fn save_record<T: serde::Serialize>(path: &std::path::Path, record: &T, mode: u32) -> Result<()> {
-    let json = serde_json::to_string_pretty(record).map_err(|e| BootError::Output { path: path.display().to_string(), reason: e.to_string() })? + "\n";
-    pki::files::write_atomic(path, json.as_bytes(), mode)?;
-    Ok(())
-}
+pub(crate) use crate::records::{load_record, save_record};
 
 /// The spec's certificates in the operator's PKI directory: the ones still right kept, missing
 /// ones issued. pki's refusals advise its own `--force`, which `etcd-bootstrap` has not: they

@@ -2,7 +2,8 @@
 //! each member gets (only its own), every member's etcd flags, the start order, the outputs.
 //! `plan` prints it; `up` carries it out. Nothing here touches a file or a host.
 
-use crate::spec::{LoadedSpec, MemberSpec, Supervisor};
+use crate::spec::{MemberSpec, Supervisor};
+use crate::spec_load::LoadedSpec;
 use pki::bundle::{CaSource, IssueRequest};
 use pki::ca::CaOptions;
 use pki::cluster::{Member, Role};
@@ -31,6 +32,10 @@ pub struct MemberPlan {
 impl MemberPlan {
     pub fn name(&self) -> &str {
         &self.spec.name
+    }
+    /// The member as adopted, or an error for a member this toolkit built.
+    pub fn adopted(&self) -> crate::error::Result<&crate::spec_adopted::AdoptedMember> {
+        self.spec.adopted.as_ref().ok_or_else(|| crate::error::BootError::Precondition { what: self.spec.name.clone(), reason: "not an adopted member".into() })
     }
     pub fn pid_file(&self) -> PathBuf {
         self.spec.run_dir.join(format!("{}.pid", self.spec.name))
@@ -138,6 +143,11 @@ pub fn etcd_args(m: &MemberSpec, initial: &str, token: &str, tuning: &crate::tun
     a.push("--pre-vote".into());
     a.extend(tuning.flags(&m.url_host()));
     a
+}
+
+/// The CA bundle the operator's checks trust while a CA rotation is under way (old + new).
+pub fn trust_bundle_path(plan: &Plan) -> PathBuf {
+    plan.issue.dir.join("etcd").join("ca-bundle.crt")
 }
 
 /// Builds the plan. Pure: reads nothing.

@@ -19,7 +19,6 @@
 use crate::adopt::probe;
 use crate::context::Ctx;
 use crate::error::{BootError, Result};
-use crate::in_place::adopted;
 use crate::plan::{sh_quote as q, MemberPlan};
 use crate::spec_adopted::AdoptedMember;
 use std::collections::BTreeMap;
@@ -94,7 +93,7 @@ pub fn start_conflicts(argv: &[String], env: &BTreeMap<String, String>) -> Vec<S
 /// (and that a running member may still carry until its next restart); none when the
 /// environment says it.
 pub(crate) fn joiner_tail(m: &MemberPlan) -> Result<Option<String>> {
-    let a = adopted(m)?;
+    let a = m.adopted()?;
     let (argv, _) = joiner_start(a, &join_by(a, joiner_config(m)));
     Ok((argv.len() > a.command_line.len()).then(|| argv.last().cloned()).flatten())
 }
@@ -103,8 +102,8 @@ pub(crate) fn joiner_tail(m: &MemberPlan) -> Result<Option<String>> {
 /// own (`Environment=`, then its `EnvironmentFile=`s, which win), read on its host now; the spec
 /// keeps a plain process's only.
 pub(crate) fn as_started(ctx: &Ctx, m: &MemberPlan) -> Result<AdoptedMember> {
-    let mut a = adopted(m)?.clone();
-    if let probe::Supervisor::Systemd { unit, .. } = &a.supervisor {
+    let mut a = m.adopted()?.clone();
+    if let crate::spec_adopted::AdoptedSupervisor::Systemd { unit, .. } = &a.supervisor {
         let script = format!(
             "set -u\necho \"environment=$(systemctl show -p Environment --value -- {u} | base64 -w0)\"\nsystemctl show -p EnvironmentFiles --value -- {u} | while IFS= read -r l; do f=${{l%% (ignore_errors=*}}; [ -f \"$f\" ] && echo \"envfile=$(base64 -w0 < \"$f\")\"; done\ntrue\n",
             u = q(unit)
@@ -144,7 +143,7 @@ pub fn joiner_config_text(text: &str) -> std::result::Result<String, String> {
 
 /// The member's config file as it is on its host now (`None` when it has none).
 pub(crate) fn config_text(ctx: &Ctx, m: &MemberPlan, what: &str) -> Result<Option<String>> {
-    let Some(file) = adopted(m)?.config_file.clone() else { return Ok(None) };
+    let Some(file) = m.adopted()?.config_file.clone() else { return Ok(None) };
     let refuse = |reason: String| BootError::Precondition { what: format!("{what} {}", m.spec.name), reason: format!("{}: {reason}", file.display()) };
     let out = ctx.run_on(m, &format!("f={}\nif [ -f \"$f\" ]; then echo \"content=$(base64 -w0 < \"$f\")\"; fi\n", q(&file.display().to_string())))?;
     let text = out.value("content").ok_or_else(|| refuse("not on its host".into()))?;
@@ -154,7 +153,7 @@ pub(crate) fn config_text(ctx: &Ctx, m: &MemberPlan, what: &str) -> Result<Optio
 /// Reads the member's config file on its host and makes its joiner copy's text.
 fn joiner_copy(ctx: &Ctx, m: &MemberPlan) -> Result<Option<String>> {
     let Some(text) = config_text(ctx, m, "replace")? else { return Ok(None) };
-    let file = adopted(m)?.config_file.clone().unwrap_or_default();
+    let file = m.adopted()?.config_file.clone().unwrap_or_default();
     joiner_config_text(&text).map(Some).map_err(|reason| BootError::Precondition { what: format!("replace {}", m.spec.name), reason: format!("{}: {reason}", file.display()) })
 }
 
@@ -174,15 +173,15 @@ fn joiner_drop_in(unit: &str) -> String {
 /// and, for a unit, whose file systemd has loaded as it is (a reload must not bring in an
 /// operator's pending edit).
 pub(crate) fn can_rejoin(ctx: &Ctx, m: &MemberPlan) -> Result<()> {
-    let a = adopted(m)?;
+    let a = m.adopted()?;
     let refuse = |reason: String| BootError::Precondition { what: format!("replace {}", m.spec.name), reason };
     let mut script = String::from("set -u\n");
     match &a.supervisor {
-        probe::Supervisor::Process => {}
-        probe::Supervisor::Systemd { unit, .. } if unit_name_ok(unit) => {
+        crate::spec_adopted::AdoptedSupervisor::Process => {}
+        crate::spec_adopted::AdoptedSupervisor::Systemd { unit, .. } if unit_name_ok(unit) => {
             script.push_str(&format!("echo \"reload=$(systemctl show -p NeedDaemonReload --value -- {})\"\n", q(unit)));
         }
-        probe::Supervisor::StaticPod { manifest } => {
+        crate::spec_adopted::AdoptedSupervisor::StaticPod { manifest } => {
             // kubeadm's stacked etcd: its membership is kubeadm's, and so is its replacement
             return Err(refuse(format!(
                 "it runs as a kubelet static pod ({manifest}), whose member kubeadm adds and removes with its control-plane node: on that node run `kubeadm reset`, then `etcdctl member remove ID` if it is still listed, then `kubeadm join --control-plane` (README \"Adopting an existing cluster\")"
@@ -227,7 +226,7 @@ pub(crate) fn joiner(ctx: &Ctx, m: &MemberPlan) -> Result<MemberPlan> {
     let mut j = m.clone();
     let Some(a) = j.spec.adopted.as_mut() else { return Ok(j) };
     let (argv, env) = joiner_start(a, &by);
-    if let probe::Supervisor::Systemd { unit, .. } = &a.supervisor {
+    if let crate::spec_adopted::AdoptedSupervisor::Systemd { unit, .. } = &a.supervisor {
         ctx.deliver(m, &[(joiner_drop_in(unit), 0o644, drop_in_text(a, &by).into_bytes())])?;
         let out = ctx.run_on(m, "systemctl daemon-reload\n")?;
         if !out.ok() {
@@ -256,7 +255,7 @@ fn drop_in_text(a: &AdoptedMember, by: &JoinBy) -> String {
 /// After the joiner started (and again when `replace` finishes, for a run killed in between):
 /// a unit's drop-in removed and systemd reloaded, so its next start is the operator's own.
 pub(crate) fn forget_joiner(ctx: &Ctx, m: &MemberPlan) -> Result<()> {
-    let Some(probe::Supervisor::Systemd { unit, .. }) = m.spec.adopted.as_ref().map(|a| &a.supervisor) else { return Ok(()) };
+    let Some(crate::spec_adopted::AdoptedSupervisor::Systemd { unit, .. }) = m.spec.adopted.as_ref().map(|a| &a.supervisor) else { return Ok(()) };
     if !unit_name_ok(unit) {
         return Ok(());
     }
@@ -292,7 +291,7 @@ mod tests {
     #[test]
     fn the_drop_in_keeps_every_recorded_word_one_word() {
         let a = crate::spec_adopted::AdoptedMember {
-            supervisor: crate::adopt::probe::Supervisor::Systemd { unit: "etcd.service".into(), fragment: "/etc/systemd/system/etcd.service".into() },
+            supervisor: crate::spec_adopted::AdoptedSupervisor::Systemd { unit: "etcd.service".into(), fragment: "/etc/systemd/system/etcd.service".into() },
             settings_from: "flags".into(),
             config_file: None,
             binary: "/usr/local/bin/etcd".into(),
@@ -315,7 +314,7 @@ mod tests {
 
     fn member(command_line: &[&str], env: &[(&str, &str)], config_file: Option<&str>) -> crate::spec_adopted::AdoptedMember {
         crate::spec_adopted::AdoptedMember {
-            supervisor: crate::adopt::probe::Supervisor::Process,
+            supervisor: crate::spec_adopted::AdoptedSupervisor::Process,
             settings_from: "flags".into(),
             config_file: config_file.map(Into::into),
             binary: "/usr/local/bin/etcd".into(),

@@ -422,7 +422,7 @@ pub fn lb_probe(host: &str, port: u16, ca_pem: &str, timeout_secs: u64) -> Strin
 
 /// The last lines of the member's log, for error messages.
 pub fn log_tail(m: &MemberPlan, lines: usize) -> String {
-    if let Some(crate::adopt::probe::Supervisor::Systemd { unit, .. }) = m.spec.adopted.as_ref().map(|a| &a.supervisor) {
+    if let Some(crate::spec_adopted::AdoptedSupervisor::Systemd { unit, .. }) = m.spec.adopted.as_ref().map(|a| &a.supervisor) {
         return format!("journalctl -u {} -n {lines} --no-pager 2>/dev/null\n", q(unit));
     }
     if m.spec.adopted.is_some() {

@@ -4,7 +4,7 @@
 //! from its client port; started again with the command line, `ETCD_*` environment and working
 //! directory it was adopted with). A container's etcd is refused: its runtime owns it.
 
-use crate::adopt::probe::Supervisor;
+use crate::spec_adopted::AdoptedSupervisor as Supervisor;
 use crate::plan::{sh_quote as q, MemberPlan};
 use crate::spec_adopted::AdoptedMember;
 

@@ -2,10 +2,10 @@
 //! Kubernetes control plane that will use them, and the PKI. [`Spec::load`] parses it strictly
 //! (unknown keys are errors) and [`Spec::validate`] explains every problem at once.
 
-use crate::error::{BootError, Result};
+
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -229,18 +229,6 @@ fn default_lb_ca_file() -> PathBuf {
     "/etc/haproxy/kubernetes-ca.crt".into()
 }
 
-/// A parsed and validated spec, with operator-side paths resolved against the spec file.
-#[derive(Debug, Clone)]
-pub struct LoadedSpec {
-    pub spec: Spec,
-    pub file: String,
-    pub pki_dir: PathBuf,
-    pub output_dir: PathBuf,
-    pub warnings: Vec<String>,
-    /// The spec's string values as types, parsed once by [`Spec::check`].
-    pub typed: crate::spec_check::Typed,
-}
-
 impl KubernetesSpec {
     /// Left out of the spec (only an adopted cluster's spec may).
     pub fn is_absent(&self) -> bool {
@@ -258,28 +246,6 @@ impl KubernetesSpec {
 }
 
 impl Spec {
-    /// Reads, parses (YAML; JSON is YAML) and validates a spec file.
-    pub fn load(path: &Path) -> Result<LoadedSpec> {
-        let file = path.display().to_string();
-        let bad = |reason: String| BootError::SpecFile { file: file.clone(), reason };
-        let mut text = String::new();
-        std::io::Read::read_to_string(
-            &mut std::io::Read::take(std::fs::File::open(path).map_err(|e| bad(e.to_string()))?, crate::rules::MAX_SPEC_BYTES as u64 + 1),
-            &mut text,
-        )
-        .map_err(|e| bad(e.to_string()))?;
-        let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        match Spec::parse_all(&text) {
-            (Some(spec), problems) if problems.is_empty() => spec.into_loaded(&file, base),
-            // control characters: refused, and with them every other problem of the spec
-            (Some(spec), mut problems) => {
-                problems.extend(spec.check().err().unwrap_or_default());
-                Err(BootError::InvalidSpec { file, problems })
-            }
-            (None, problems) => Err(bad(problems.join("; "))),
-        }
-    }
-
     /// Parses spec text: bounded in size and depth, no control character in any string, then
     /// strictly typed (unknown keys are errors; a value of the wrong type names its field).
     pub fn parse(text: &str) -> std::result::Result<Spec, String> {
@@ -291,7 +257,7 @@ impl Spec {
 
     /// The spec, when the text has its shape, and the problems of the text: size and depth,
     /// control characters (all of them), or the first value of the wrong type, by its path.
-    fn parse_all(text: &str) -> (Option<Spec>, Vec<String>) {
+    pub(crate) fn parse_all(text: &str) -> (Option<Spec>, Vec<String>) {
         if let Err(e) = crate::rules::spec_text(text) {
             return (None, vec![e]);
         }
@@ -308,13 +274,6 @@ impl Spec {
                 (None, found)
             }
         }
-    }
-
-    /// Validates and resolves relative operator paths against `base`.
-    pub fn into_loaded(self, file: &str, base: &Path) -> Result<LoadedSpec> {
-        let (warnings, typed) = self.check().map_err(|problems| BootError::InvalidSpec { file: file.into(), problems })?;
-        let resolve = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
-        Ok(LoadedSpec { pki_dir: resolve(&self.pki.dir), output_dir: resolve(&self.output_dir), spec: self, file: file.into(), warnings, typed })
     }
 
     pub fn token(&self) -> String {
@@ -398,6 +357,7 @@ pub(crate) fn cidrs_overlap(a: (u128, u8, bool), b: (u128, u8, bool)) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::BootError;
 
     pub(crate) fn example() -> Spec {
         serde_yaml_ng::from_str(

@@ -4,12 +4,28 @@
 //! own path. Operations that support an adopted cluster work on those files in place and never
 //! rewrite a unit, an environment file, a config file or a flag.
 
-use crate::adopt::probe::Supervisor;
-use crate::adopt::effective::TLS_FILE_SETTINGS;
 use crate::rules;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+
+/// The settings that name TLS files.
+pub const TLS_FILE_SETTINGS: &[&str] = &["cert-file", "key-file", "trusted-ca-file", "client-crl-file", "peer-cert-file", "peer-key-file", "peer-trusted-ca-file", "peer-crl-file"];
+
+/// What runs an adopted member's etcd (serialized in the spec, found by `adopt`'s probe).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind", deny_unknown_fields)]
+pub enum AdoptedSupervisor {
+    /// A systemd unit (its name and file).
+    Systemd { unit: String, fragment: String },
+    /// kubelet, from a static-pod manifest (kubeadm's stacked etcd, etcdadm's kubelet mode).
+    StaticPod { manifest: String },
+    /// A container runtime outside kubelet (kubespray's docker mode).
+    Container,
+    /// A plain process (no unit or pod found).
+    Process,
+}
+
 
 /// `adopted:` at the top of the spec.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -33,7 +49,7 @@ pub struct AdoptedCluster {
 pub struct AdoptedMember {
     /// The process's supervisor: a systemd unit (name and file), a static pod, a container, or
     /// a plain process.
-    pub supervisor: Supervisor,
+    pub supervisor: AdoptedSupervisor,
     /// `flags`, `environment`, `flags and environment` or `config file`.
     pub settings_from: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -122,9 +138,9 @@ pub fn check_member(name: &str, a: &AdoptedMember) -> Vec<String> {
     }
     let words = [a.settings_from.as_str(), a.version.as_str()].into_iter().chain(a.command_line.iter().map(String::as_str)).chain(a.environment.values().map(String::as_str));
     let words = words.chain(match &a.supervisor {
-        Supervisor::Systemd { unit, fragment } => vec![unit.as_str(), fragment.as_str()],
-        Supervisor::StaticPod { manifest } => vec![manifest.as_str()],
-        Supervisor::Container | Supervisor::Process => vec![],
+        AdoptedSupervisor::Systemd { unit, fragment } => vec![unit.as_str(), fragment.as_str()],
+        AdoptedSupervisor::StaticPod { manifest } => vec![manifest.as_str()],
+        AdoptedSupervisor::Container | AdoptedSupervisor::Process => vec![],
     });
     for w in words {
         if let Err(e) = rules::no_control(w) {
@@ -134,40 +150,3 @@ pub fn check_member(name: &str, a: &AdoptedMember) -> Vec<String> {
     p
 }
 
-/// The commands that work on an adopted cluster, as the refusal names them.
-pub const SUPPORTED: &str = "status, certs check, backup, maintain, rotate certs, rotate ca, replace (a plain process or a systemd unit), restore, upgrade, down, up and doctor";
-
-/// Whether an operation runs on an adopted cluster: those that change no member's setup. (A
-/// member is stopped and started through the supervisor it was found with; what would rewrite
-/// its unit, flags or binary, or delete its data, is not.)
-pub fn supports(kind: crate::journal::OpKind) -> bool {
-    use crate::journal::OpKind::*;
-    matches!(kind, Backup | Maintain | RotateCerts | RotateCa | Replace | Restore | Upgrade | Down | Up)
-}
-
-/// Refuses `command` on an adopted cluster's spec, before anything is read or changed, saying
-/// why for that command.
-pub fn refuse(spec: &crate::spec::Spec, command: &str) -> crate::error::Result<()> {
-    if spec.adopted.is_none() {
-        return Ok(());
-    }
-    let why = match command {
-        "down --purge" => "its data is its operator's to delete",
-        "plan" | "check lb" if spec.kubernetes.is_absent() => "the spec names no control plane (`kubernetes:`) to plan or check",
-        _ => "its members run as their operator set them up, and this would rewrite them",
-    };
-    Err(crate::error::BootError::Precondition { what: command.to_string(), reason: format!("not on an adopted cluster yet: {why}; on one, use {SUPPORTED}") })
-}
-
-/// Rewrites the `adopted:` section of the spec file `file` (the toolkit's own file, written by
-/// `adopt -o`): atomically, the rest of the spec as it is.
-pub fn update(file: &std::path::Path, change: impl FnOnce(&mut AdoptedCluster)) -> crate::error::Result<()> {
-    let bad = |reason: String| crate::error::BootError::SpecFile { file: file.display().to_string(), reason };
-    let text = std::fs::read_to_string(file).map_err(|e| bad(e.to_string()))?;
-    let mut spec = crate::spec::Spec::parse(&text).map_err(bad)?;
-    let a = spec.adopted.as_mut().ok_or_else(|| bad("has no `adopted:` section".into()))?;
-    change(a);
-    let header: String = text.lines().take_while(|l| l.starts_with('#')).map(|l| format!("{l}\n")).collect();
-    let body = crate::adopt::spec_out::text(&spec).map_err(bad)?;
-    pki::files::write_atomic(file, format!("{header}{body}").as_bytes(), 0o644).map_err(|e| bad(e.to_string()))
-}

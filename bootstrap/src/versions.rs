@@ -8,7 +8,41 @@
 //! (1.31.0 accepted 3.5.11, 1.31.14 wants 3.5.24), and a cluster must keep passing preflight
 //! when the operator moves to the next kubeadm patch.
 
-use crate::kubeadm::ApiVersion;
+
+/// A kubeadm config API version (`kubeadm.k8s.io/v1beta4`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApiVersion {
+    V1Beta4,
+    V1Beta3,
+}
+
+impl ApiVersion {
+    /// `v1beta4`, as the `--kubeadm-api` flag takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ApiVersion::V1Beta4 => "v1beta4",
+            ApiVersion::V1Beta3 => "v1beta3",
+        }
+    }
+    pub fn group(self) -> &'static str {
+        match self {
+            ApiVersion::V1Beta4 => "kubeadm.k8s.io/v1beta4",
+            ApiVersion::V1Beta3 => "kubeadm.k8s.io/v1beta3",
+        }
+    }
+}
+
+impl std::str::FromStr for ApiVersion {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "v1beta4" => Ok(ApiVersion::V1Beta4),
+            "v1beta3" => Ok(ApiVersion::V1Beta3),
+            o => Err(format!("unknown kubeadm API {o:?}; use v1beta4 or v1beta3")),
+        }
+    }
+}
 
 /// A version `MAJOR.MINOR.PATCH`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -6,7 +6,8 @@
 //! run in bash, never run the canary.
 
 use bootstrap::kubeadm::{self, ApiVersion, JoinSecrets};
-use bootstrap::spec::{LoadedSpec, Spec};
+use bootstrap::spec::Spec;
+use bootstrap::spec_load::LoadedSpec;
 use bootstrap::{haproxy, plan, scripts};
 
 const BASE: &str = r#"

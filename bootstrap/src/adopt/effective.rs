@@ -235,5 +235,4 @@ impl Effective {
     }
 }
 
-/// The settings that name TLS files.
-pub const TLS_FILE_SETTINGS: &[&str] = &["cert-file", "key-file", "trusted-ca-file", "client-crl-file", "peer-cert-file", "peer-key-file", "peer-trusted-ca-file", "peer-crl-file"];
+pub use crate::spec_adopted::TLS_FILE_SETTINGS;

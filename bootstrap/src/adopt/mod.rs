@@ -226,12 +226,12 @@ fn host_summary(m: &Member) -> String {
     }
 }
 
-pub fn supervisor_word(s: &probe::Supervisor) -> String {
+pub fn supervisor_word(s: &crate::spec_adopted::AdoptedSupervisor) -> String {
     match s {
-        probe::Supervisor::Systemd { unit, .. } => format!("systemd unit {unit}"),
-        probe::Supervisor::StaticPod { manifest } => format!("kubelet static pod {manifest}"),
-        probe::Supervisor::Container => "a container".into(),
-        probe::Supervisor::Process => "a plain process".into(),
+        crate::spec_adopted::AdoptedSupervisor::Systemd { unit, .. } => format!("systemd unit {unit}"),
+        crate::spec_adopted::AdoptedSupervisor::StaticPod { manifest } => format!("kubelet static pod {manifest}"),
+        crate::spec_adopted::AdoptedSupervisor::Container => "a container".into(),
+        crate::spec_adopted::AdoptedSupervisor::Process => "a plain process".into(),
     }
 }
 

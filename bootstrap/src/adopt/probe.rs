@@ -83,19 +83,7 @@ pub fn nul_words(bytes: &[u8]) -> Vec<String> {
     bytes.split(|b| *b == 0).filter(|w| !w.is_empty()).map(|w| String::from_utf8_lossy(w).into_owned()).collect()
 }
 
-/// What runs the process.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case", tag = "kind", deny_unknown_fields)]
-pub enum Supervisor {
-    /// A systemd unit (its name and file).
-    Systemd { unit: String, fragment: String },
-    /// kubelet, from a static-pod manifest (kubeadm's stacked etcd, etcdadm's kubelet mode).
-    StaticPod { manifest: String },
-    /// A container runtime outside kubelet (kubespray's docker mode).
-    Container,
-    /// A plain process (no unit or pod found).
-    Process,
-}
+use crate::spec_adopted::AdoptedSupervisor as Supervisor;
 
 /// One running etcd as its host shows it.
 #[derive(Debug, Clone, serde::Serialize)]

@@ -1,5 +1,6 @@
 use super::effective::from_running;
-use super::probe::{FileFacts, ProcessFacts, Supervisor};
+use super::probe::{FileFacts, ProcessFacts};
+use crate::spec_adopted::AdoptedSupervisor as Supervisor;
 use super::risks::{env_file, findings};
 use super::{CertSummary, Inventory, Member};
 use std::path::{Path, PathBuf};

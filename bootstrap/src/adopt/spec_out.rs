@@ -69,7 +69,7 @@ fn member_spec(m: &Member, req: &Request) -> std::result::Result<MemberSpec, Str
         working_dir: p.cwd.clone(),
         // a unit or a pod carries its own environment; a plain process's is kept to start it again
         environment: match p.supervisor {
-            crate::adopt::probe::Supervisor::Process => p.environ.iter().filter(|(k, _)| k.starts_with("ETCD_") || k.starts_with("GO")).cloned().collect(),
+            crate::spec_adopted::AdoptedSupervisor::Process => p.environ.iter().filter(|(k, _)| k.starts_with("ETCD_") || k.starts_with("GO")).cloned().collect(),
             _ => Default::default(),
         },
     };
@@ -131,4 +131,17 @@ pub fn write_new(spec: &Spec, path: &Path) -> Result<()> {
         let _ = std::fs::remove_file(path);
         bad(e)
     })
+}
+
+/// Rewrites the `adopted:` section of the spec file `file` (the toolkit's own file, written by
+/// `adopt -o`): atomically, the rest of the spec as it is.
+pub fn update(file: &std::path::Path, change: impl FnOnce(&mut crate::spec_adopted::AdoptedCluster)) -> crate::error::Result<()> {
+    let bad = |reason: String| crate::error::BootError::SpecFile { file: file.display().to_string(), reason };
+    let old = std::fs::read_to_string(file).map_err(|e| bad(e.to_string()))?;
+    let mut spec = crate::spec::Spec::parse(&old).map_err(bad)?;
+    let a = spec.adopted.as_mut().ok_or_else(|| bad("has no `adopted:` section".into()))?;
+    change(a);
+    let header: String = old.lines().take_while(|l| l.starts_with('#')).map(|l| format!("{l}\n")).collect();
+    let body = text(&spec).map_err(bad)?;
+    pki::files::write_atomic(file, format!("{header}{body}").as_bytes(), 0o644).map_err(|e| bad(e.to_string()))
 }

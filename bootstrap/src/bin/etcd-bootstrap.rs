@@ -7,7 +7,8 @@ use bootstrap::context::{self, Ctx};
 use bootstrap::exit;
 use bootstrap::journal::OpKind;
 use bootstrap::ops::{self, up::UpOptions};
-use bootstrap::spec::{LoadedSpec, Spec};
+use bootstrap::spec::Spec;
+use bootstrap::spec_load::LoadedSpec;
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -503,7 +504,7 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
         }
         Command::Plan { kubeadm_api } => {
             let loaded = load(&cli.spec)?;
-            bootstrap::spec_adopted::refuse(&loaded.spec, "plan")?;
+            bootstrap::context::refuse(&loaded.spec, "plan")?;
             let plan = plan::build(&loaded);
             print_notes(&plan);
             let api = bootstrap::outputs::choose_api(&plan, kubeadm_api)?;
@@ -567,7 +568,7 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
                 return Err(format!("--timeout {timeout}: give 1 to 60 seconds").into());
             }
             let plan = plan::build(&load(&cli.spec)?);
-            bootstrap::spec_adopted::refuse(&plan.loaded.spec, "check lb")?;
+            bootstrap::context::refuse(&plan.loaded.spec, "check lb")?;
             print_notes(&plan);
             let all = bootstrap::lb::check_lb(&plan, Duration::from_secs(timeout))?;
             if write_out == etcdctl_lite::render::Format::Json {

@@ -73,7 +73,7 @@ fn node_files(ctx: &Ctx, opts: &Options) -> Vec<Check> {
 
 /// The CAs the members trust now: the rotation's bundle while one is under way, else the CA.
 fn trusted_cas(ctx: &Ctx) -> Vec<Vec<u8>> {
-    let bundle = crate::live::trust_bundle_path(ctx.plan);
+    let bundle = crate::plan::trust_bundle_path(ctx.plan);
     let path = if bundle.exists() { bundle } else { ctx.plan.pki().ca().cert };
     std::fs::read(&path).ok().map(|pem| pki::pemfile::certificates(&pem, &path.display().to_string()).unwrap_or_default()).unwrap_or_default()
 }

@@ -95,7 +95,7 @@ impl<T: Read + Write> ReadWrite for T {}
 fn tls_config(ctx: &Ctx) -> Result<rustls::ClientConfig, String> {
     use rustls::pki_types::pem::PemObject;
     let (ca, cert, key) = ctx.plan.client_files();
-    let bundle = crate::live::trust_bundle_path(ctx.plan);
+    let bundle = crate::plan::trust_bundle_path(ctx.plan);
     let ca = if bundle.exists() { bundle } else { ca };
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls::pki_types::CertificateDer::pem_file_iter(&ca).map_err(|e| format!("{}: {e}", ca.display()))? {

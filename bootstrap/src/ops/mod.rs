@@ -20,21 +20,3 @@ pub mod up;
 #[cfg(test)]
 #[path = "fake_tests.rs"]
 mod fake_tests;
-
-#[cfg(test)]
-mod tests {
-    /// ARCHITECTURE.md: `ops/*` never import each other (shared steps move below them).
-    #[test]
-    fn no_operation_imports_another() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/ops");
-        let mut offenders = Vec::new();
-        for e in std::fs::read_dir(&dir).unwrap().flatten() {
-            let text = std::fs::read_to_string(e.path()).unwrap();
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name != "mod.rs" && text.contains("crate::ops::") {
-                offenders.push(name);
-            }
-        }
-        assert!(offenders.is_empty(), "ops that import another operation: {offenders:?}");
-    }
-}

@@ -136,7 +136,7 @@ fn an_unknown_member_is_named_with_the_members_there_are() {
 }
 
 /// An adopted member under a unit, a static pod or in a container, as the spec records it.
-fn adopted_as(c: &mut Cluster, supervisor: crate::adopt::probe::Supervisor) {
+fn adopted_as(c: &mut Cluster, supervisor: crate::spec_adopted::AdoptedSupervisor) {
     c.plan.members[1].spec.adopted = Some(crate::spec_adopted::AdoptedMember {
         supervisor,
         settings_from: "flags".into(),
@@ -152,7 +152,7 @@ fn adopted_as(c: &mut Cluster, supervisor: crate::adopt::probe::Supervisor) {
 
 #[test]
 fn an_adopted_static_pod_or_container_member_is_refused_with_what_replaces_it_before_any_change() {
-    use crate::adopt::probe::Supervisor;
+    use crate::spec_adopted::AdoptedSupervisor as Supervisor;
     for (supervisor, says) in [
         (Supervisor::StaticPod { manifest: "/etc/kubernetes/manifests/etcd.yaml".into() }, "kubeadm join --control-plane"),
         (Supervisor::Container, "would mean editing that"),

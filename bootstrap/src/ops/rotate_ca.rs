@@ -18,37 +18,19 @@
 use crate::context::Ctx;
 use crate::error::{BootError, Result};
 use crate::kubeadm::{CA_FILE, CERT_FILE, KEY_FILE};
-use crate::live::{own_files, trust_bundle_path};
+use crate::live::own_files;
+use crate::plan::trust_bundle_path;
 use crate::plan::{MemberPlan, Plan};
 use crate::progress::Progress;
 use etcdctl_lite::quorum::ClusterState;
 use pki::cluster::Role;
 use pki::files::{self, PlannedFile};
-use serde::{Deserialize, Serialize};
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Phase {
-    TrustBoth,
-    Reissue,
-    DropOld,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RotationState {
-    pub phase: Phase,
-    /// Members finished in the current phase.
-    pub done: Vec<String>,
-    /// Leaves re-issued by the new CA (phase 2, operator side).
-    #[serde(default)]
-    pub reissued: bool,
-    /// The previous phase is finished and the operator has been told to update kube-apiserver;
-    /// `--continue` goes on.
-    #[serde(default)]
-    pub waiting_for_operator: bool,
-}
+pub use crate::records::{current, Phase, RotationState};
+use crate::records::state_path;
 
 /// Where a `rotate ca` run left the rotation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,9 +53,6 @@ pub enum Request {
 
 fn etcd_dir(plan: &Plan) -> PathBuf {
     plan.issue.dir.join("etcd")
-}
-fn state_path(plan: &Plan) -> PathBuf {
-    etcd_dir(plan).join("ca-rotation.json")
 }
 fn new_ca_paths(plan: &Plan) -> (PathBuf, PathBuf) {
     (etcd_dir(plan).join("ca-new.crt"), etcd_dir(plan).join("ca-new.key"))
@@ -106,12 +85,7 @@ fn read(p: &Path) -> Result<Vec<u8>> {
 }
 
 fn save(plan: &Plan, state: &RotationState) -> Result<()> {
-    crate::live::save_record(&state_path(plan), state, 0o644)
-}
-
-/// The recorded rotation, if one is under way.
-pub fn current(plan: &Plan) -> Result<Option<RotationState>> {
-    crate::live::load_record(&state_path(plan), "the CA rotation (compare ca.crt and ca-new.crt by hand)")
+    crate::records::save_record(&state_path(plan), state, 0o644)
 }
 
 pub fn rotate_ca(ctx: &Ctx, request: Request, wait: Duration) -> Result<Outcome> {
@@ -348,7 +322,7 @@ fn reissue_in_place(ctx: &Ctx, state: &mut RotationState, new_cert: &Path, new_k
     crate::in_place::renew(ctx, &new_ca, &[&old_der, new_ca.cert_der()], crate::in_place::Renewal { rekey: false, split: false }, wait)?;
     let (cert, key) = adopted_client_paths(plan);
     crate::in_place::issue_own_client(plan, &new_ca, &cert, &key)?;
-    crate::spec_adopted::update(Path::new(&plan.loaded.file), |a| {
+    crate::adopt::spec_out::update(Path::new(&plan.loaded.file), |a| {
         a.cert = cert.clone();
         a.key = key.clone();
     })?;
@@ -372,7 +346,7 @@ fn adopt_new_ca(ctx: &Ctx, new_pem: &[u8]) -> Result<()> {
         let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
         let (cert, key) = if pair.cert.exists() { (etcd_dir(plan).join(format!("ca-{stamp}.crt")), etcd_dir(plan).join(format!("ca-{stamp}.key"))) } else { (pair.cert, pair.key) };
         files::write_all(&[PlannedFile::public(&cert, new_pem.to_vec()), PlannedFile::ca_key(&key, read(&new_key)?)], false)?;
-        crate::spec_adopted::update(Path::new(&plan.loaded.file), |a| {
+        crate::adopt::spec_out::update(Path::new(&plan.loaded.file), |a| {
             a.cacert = cert.clone();
             a.ca_key = Some(key.clone());
         })?;
