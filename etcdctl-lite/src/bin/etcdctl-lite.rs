@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "etcdctl-lite", version, args_override_self = true, about = "etcdctl's daily checks, and a quorum verdict that tells the truth")]
+#[command(name = "etcdctl-lite", version = pki::cli_docs::VERSION, args_override_self = true, about = "etcdctl's daily checks, and a quorum verdict that tells the truth")]
 struct Cli {
     #[command(flatten)]
     global: Global,
@@ -44,6 +44,10 @@ struct Global {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Print the shell completion script (bash, zsh or fish), as `etcdctl completion` does.
+    Completion { shell: pki::cli_docs::Shell },
+    /// Print the man page (roff): `etcdctl-lite man > etcdctl-lite.1`.
+    Man,
     /// Endpoint checks.
     Endpoint {
         #[command(subcommand)]
@@ -158,6 +162,28 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    // what needs no cluster: the shell completion and the man page
+    match cli.command {
+        Command::Completion { shell } => {
+            return match pki::cli_docs::completion(shell, <Cli as clap::CommandFactory>::command(), &mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("Error: {e}");
+                    ExitCode::from(pki::exit::FAILED)
+                }
+            };
+        }
+        Command::Man => {
+            return match pki::cli_docs::man_page(<Cli as clap::CommandFactory>::command(), &mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("Error: {e}");
+                    ExitCode::from(pki::exit::FAILED)
+                }
+            };
+        }
+        _ => {}
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -290,5 +316,7 @@ async fn run(cli: Cli) -> Result<u8, (CtlError, u8)> {
             emit(render::alarms(&alarms, fmt));
             Ok(pki::exit::OK)
         }
+        // answered in main, before any connection
+        Command::Completion { .. } | Command::Man => Ok(pki::exit::OK),
     }
 }

@@ -9,6 +9,7 @@ mod bootstrap_local;
 mod bootstrap_ssh;
 mod cfssl_dropin;
 mod check_lb;
+mod cli_docs;
 mod crash_matrix;
 mod disaster_recovery;
 mod doctor;

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "pki", version, about = "A strict CA for etcd clusters: kubeadm's etcd certificate set, and a cfssl/cfssljson drop-in",
+#[command(name = "pki", version = pki::cli_docs::VERSION, about = "A strict CA for etcd clusters: kubeadm's etcd certificate set, and a cfssl/cfssljson drop-in",
           after_help = "Invoked as `cfssl` or `cfssljson` (symlinks to this binary), or as `pki cfssl ...`, it accepts their commands and flags.")]
 struct Cli {
     #[command(subcommand)]
@@ -28,6 +28,10 @@ enum Output {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Print the shell completion script (bash, zsh or fish), as `etcdctl completion` does.
+    Completion { shell: pki::cli_docs::Shell },
+    /// Print the man page (roff): `pki man > pki.1`.
+    Man,
     /// Create a new etcd CA (never replaces an existing one).
     InitCa {
         /// The PKI directory.
@@ -202,6 +206,14 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
     match cli.command {
+        Command::Completion { shell } => {
+            pki::cli_docs::completion(shell, <Cli as clap::CommandFactory>::command(), &mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            pki::cli_docs::man_page(<Cli as clap::CommandFactory>::command(), &mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::InitCa { out, layout, algo, cn, validity } => {
             let opts = CaOptions {
                 subject: Subject::cn(cn),
