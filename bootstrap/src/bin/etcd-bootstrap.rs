@@ -306,7 +306,7 @@ fn local_spec(n: usize, dir: &Path) -> Result<PathBuf, String> {
     if block != 0 {
         eprintln!("etcd-bootstrap: --local: 127.0.0.11 is taken (another cluster?); this one listens on 127.0.{block}.11..");
     }
-    spec.token = Some(format!("local-{}", hex_token()));
+    spec.token = Some(format!("local-{}", hex_token()?));
     // the newest etcd this machine has (the project's upstream 3.5 when install-deps put it there)
     let cwd = std::env::current_dir().map_err(|e| e.to_string())?;
     let line = bootstrap::local::etcd_line(&spec);
@@ -321,12 +321,12 @@ fn local_spec(n: usize, dir: &Path) -> Result<PathBuf, String> {
     Ok(path)
 }
 
-/// 8 random hex characters.
-fn hex_token() -> String {
+/// 8 random hex characters; a failed system RNG is an error, never a fixed token.
+fn hex_token() -> Result<String, String> {
     use ring::rand::SecureRandom;
     let mut b = [0u8; 4];
-    let _ = ring::rand::SystemRandom::new().fill(&mut b);
-    hex::encode(b)
+    ring::rand::SystemRandom::new().fill(&mut b).map_err(|_| "--local: the system's random number generator failed; the cluster token was not made".to_string())?;
+    Ok(hex::encode(b))
 }
 
 /// `status`, `certs check` and `backup`: etcdctl's formats, and Prometheus text.
@@ -671,16 +671,10 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
                 print!("{}", ops::backup::timer(&exe, &abs(&cli.spec), &abs(&dir), keep.unwrap_or(48), &loaded.spec.name, &encrypt_to, to.as_deref())?);
                 return Ok(exit::OK);
             }
-            let b = guarded(&plan, &Progress::new(false), lock_wait, OpKind::Backup, None, "backup", |ctx| ops::backup::backup(ctx, &dir, keep, seal.as_ref()))?;
-            if let Some((loc, settings)) = &offsite {
-                let t = std::time::Instant::now();
-                let shipped = bootstrap::offsite::ship(loc, settings, Path::new(&b.path), &loaded.spec.name, keep)
-                    .map_err(|e| format!("{e}; the backup is kept here: {}", b.path))?;
-                bootstrap::backups::record_remote(Path::new(&loaded.file), &shipped.url);
-                Progress::new(false).step("upload", &format!("{} ({} bytes) read back, SHA-256 the same{}", shipped.url, shipped.bytes, if shipped.deleted.is_empty() { String::new() } else { format!("; {} older removed", shipped.deleted.len()) }), Some(t.elapsed()));
-                if write_out == ReportFormat::Simple {
-                    println!("uploaded to {} (verified by reading it back)", shipped.url);
-                }
+            let to = offsite.as_ref().map(|(location, settings)| ops::backup::Offsite { location, settings });
+            let (b, shipped) = guarded(&plan, &Progress::new(false), lock_wait, OpKind::Backup, None, "backup", |ctx| ops::backup::backup_and_ship(ctx, &dir, keep, seal.as_ref(), to))?;
+            if let (Some(shipped), ReportFormat::Simple) = (&shipped, write_out) {
+                println!("uploaded to {} (verified by reading it back)", shipped.url);
             }
             if write_out == ReportFormat::Prometheus {
                 print!("{}", prometheus(bootstrap::doctor::from_backup(&b, now_unix())));
