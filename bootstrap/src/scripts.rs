@@ -274,12 +274,16 @@ pub fn v2store_probe(m: &MemberPlan) -> String {
          [ -d \"$d/wal\" ] || {{ echo v2store=clean; exit 0; }}\n\
          t=$(mktemp -d \"${{TMPDIR:-/tmp}}/etcd-v2store.XXXXXX\") || {{ echo v2store=error; exit 0; }}\n\
          trap 'rm -rf -- \"$t\"' EXIT\n\
-         mkdir -p \"$t/member/snap\"\n\
-         for f in \"$d\"/snap/*.snap; do [ -e \"$f\" ] && cp -p -- \"$f\" \"$t/member/snap/\"; done\n\
-         cp -pR -- \"$d/wal\" \"$t/member/wal\"\n\
-         if out=$(\"$tool\" check v2store --data-dir \"$t\" 2>&1); then echo v2store=clean\n\
-         elif printf '%s' \"$out\" | grep -q 'custom content'; then echo v2store=custom\n\
-         else echo v2store=error; printf '%s\\n' \"$out\" >&2; fi\n",
+         # a running member may be mid-write: a copy whose last WAL record is torn is read again\n\
+         for try in 1 2 3; do\n\
+         \x20 rm -rf -- \"$t/member\"; mkdir -p \"$t/member/snap\"\n\
+         \x20 for f in \"$d\"/snap/*.snap; do [ -e \"$f\" ] && cp -p -- \"$f\" \"$t/member/snap/\"; done\n\
+         \x20 cp -pR -- \"$d/wal\" \"$t/member/wal\"\n\
+         \x20 if out=$(\"$tool\" check v2store --data-dir \"$t\" 2>&1); then echo v2store=clean; exit 0\n\
+         \x20 elif printf '%s' \"$out\" | grep -qi 'custom.*content'; then echo v2store=custom; exit 0; fi\n\
+         \x20 sleep 0.3\n\
+         done\n\
+         echo v2store=error; printf '%s\\n' \"$out\" >&2\n",
         etcd = q(&m.binary),
         data = q(&m.spec.data_dir.display().to_string()),
     )

@@ -43,8 +43,14 @@ impl Hosts {
     }
 
     fn create_inner(n: usize, dir: &Path, private_etc: bool) -> Hosts {
-        let tag = format!("{:04x}", (std::process::id() ^ (Instant::now().elapsed().subsec_nanos())) & 0xffff);
-        let x = 1 + (u32::from_str_radix(&tag, 16).unwrap_or(7) % 250);
+        // unique per call: tests in one process create hosts at the same time (the pid alone
+        // would give them one bridge name), and across processes (the pid and the clock)
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let call = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        let tag = format!("{:04x}", (std::process::id().wrapping_mul(31) ^ nanos ^ call.wrapping_mul(0x9e37)) & 0xffff);
+        // the subnet 10.213.X.0/24: distinct for every call of this process (its counter)
+        let x = 1 + (std::process::id().wrapping_mul(7).wrapping_add(call) % 250);
         let bridge = format!("ebr{tag}");
         let _ = std::fs::create_dir_all("/run/sshd");
         ip(&["link", "add", &bridge, "type", "bridge"]);
