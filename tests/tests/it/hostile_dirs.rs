@@ -80,5 +80,11 @@ fn writing_commands_refuse_directories_others_can_change_and_never_follow_a_plan
     let written = std::fs::symlink_metadata(textdir.join("etcd_bootstrap.prom")).unwrap();
     assert!(written.file_type().is_file(), "the link was replaced by a file");
     assert_eq!(written.mode() & 0o777, 0o644);
+    // a symlink planted at adopt -o's name: refused (the spec is created new, O_EXCL), not followed
+    let link = textdir.join("spec.yaml");
+    std::os::unix::fs::symlink(&canary, &link).unwrap();
+    let r = boot(&spec, &["adopt", "--endpoints", "https://127.0.0.1:1", "--cacert", &s(&canary), "--cert", &s(&canary), "--key", &s(&canary), "-o", &s(&link)]);
+    assert!(!r.ok() && r.stderr.contains("-o"), "refused: {}", r.stderr);
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "the link left as it was");
     assert_eq!(fingerprint(&canary), before, "the canary outside is unchanged (contents, mode, owner)");
 }
