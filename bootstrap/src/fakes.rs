@@ -37,6 +37,8 @@ pub struct World {
     pub v2: HashSet<String>,
     /// Members (by name) whose data holds v2 store content.
     pub v2_data: HashSet<String>,
+    /// Members (by name) whose WAL holds v2 requests after the last v2 snapshot.
+    pub v2_wal: HashSet<String>,
     /// Members (by name) whose etcd exits right after it is started (etcd refused its settings).
     pub exits_on_start: HashSet<String>,
     next_id: u64,
@@ -136,7 +138,13 @@ impl Transport for FakeHost {
             ),
             "free-space" => out("free_kib=10000000\n"),
             "v2-probe" => out(if w.v2.contains(&self.member) { "v2=flag\n" } else { "" }),
-            "v2store-probe" => out(if w.v2_data.contains(&self.member) { "v2store=custom\n" } else { "v2store=clean\n" }),
+            "v2store-probe" => out(if w.v2_data.contains(&self.member) {
+                "v2store=custom\n"
+            } else if w.v2_wal.contains(&self.member) {
+                "v2store=wal\n"
+            } else {
+                "v2store=clean\n"
+            }),
             "version" => out("etcd Version: 3.5.36\nGit SHA: fake\n"),
             _ => out(""),
         })

@@ -262,7 +262,9 @@ pub fn v2_probe(m: &MemberPlan) -> String {
 /// Whether the member's data holds v2 store content (etcd 3.6 refuses to start on it): `etcdutl
 /// check v2store`, which needs a data dir not in use, run on a private copy of the member's snap
 /// files and WAL (not the database: the check does not read it) with the etcdutl beside the
-/// member's etcd. Prints `v2store=clean`, `v2store=custom`, `v2store=no-tool` (that etcdutl lacks
+/// member's etcd. Prints `v2store=clean`, `v2store=custom` (the store holds v2 data),
+/// `v2store=wal` (only WAL records after the last v2 snapshot are v2 requests: writes, or the
+/// quorum reads a v2-serving 3.5 makes for each `/health`), `v2store=no-tool` (that etcdutl lacks
 /// the check) or `v2store=error` (its message on stderr). The copy is removed in every case.
 pub fn v2store_probe(m: &MemberPlan) -> String {
     format!(
@@ -280,6 +282,7 @@ pub fn v2store_probe(m: &MemberPlan) -> String {
          \x20 for f in \"$d\"/snap/*.snap; do [ -e \"$f\" ] && cp -p -- \"$f\" \"$t/member/snap/\"; done\n\
          \x20 cp -pR -- \"$d/wal\" \"$t/member/wal\"\n\
          \x20 if out=$(\"$tool\" check v2store --data-dir \"$t\" 2>&1); then echo v2store=clean; exit 0\n\
+         \x20 elif printf '%s' \"$out\" | grep -qi 'custom v2 content in WAL records$'; then echo v2store=wal; exit 0\n\
          \x20 elif printf '%s' \"$out\" | grep -qi 'custom.*content'; then echo v2store=custom; exit 0; fi\n\
          \x20 sleep 0.3\n\
          done\n\

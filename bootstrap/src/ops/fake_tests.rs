@@ -196,7 +196,16 @@ fn an_upgrade_to_36_refuses_members_serving_the_v2_api_before_any_change() {
     let e = c.run(&world, OpKind::Upgrade, None, "upgrade", |ctx| super::upgrade::upgrade(ctx, &to, None, false, WAIT)).unwrap_err().to_string();
     assert!(e.contains("etcd 3.6 does not start on v2 data, and `etcdutl check v2store` finds some on: etcd-3;") && !e.contains("serve it"), "{e}");
     assert_eq!(c.under_way(), 0);
-    world.lock().unwrap().v2_data.clear();
+    // v2 requests only in the WAL (a v2-serving 3.5's /health checks): refused with how they clear
+    {
+        let mut w = world.lock().unwrap();
+        w.v2_data.clear();
+        w.v2_wal.insert("etcd-1".into());
+    }
+    let e = c.run(&world, OpKind::Upgrade, None, "upgrade", |ctx| super::upgrade::upgrade(ctx, &to, None, false, WAIT)).unwrap_err().to_string();
+    assert!(e.contains("in the WAL after the last v2 snapshot on: etcd-1;") && e.contains("--snapshot-count=1") && !e.contains("does not start on v2 data"), "{e}");
+    assert_eq!(c.under_way(), 0);
+    world.lock().unwrap().v2_wal.clear();
     // within 3.5 the v2 API is not in the way: no probe
     world.lock().unwrap().events.clear();
     let within = release_folder("3.5.36");

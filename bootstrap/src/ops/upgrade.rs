@@ -53,7 +53,7 @@ fn refuse_v2(ctx: &Ctx) -> Result<()> {
         let store = ctx.run_on(m, &crate::scripts::v2store_probe(m))?.value("v2store").unwrap_or_default();
         Ok::<_, BootError>((m.spec.name.clone(), serving, store))
     });
-    let (mut serving, mut holding, mut unchecked) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut serving, mut holding, mut in_wal, mut unchecked) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for r in found {
         let (name, how, store) = r?;
         if !how.is_empty() {
@@ -61,6 +61,7 @@ fn refuse_v2(ctx: &Ctx) -> Result<()> {
         }
         match store.as_str() {
             "custom" => holding.push(name),
+            "wal" => in_wal.push(name),
             "clean" => {}
             _ => unchecked.push(name),
         }
@@ -76,6 +77,12 @@ fn refuse_v2(ctx: &Ctx) -> Result<()> {
         problems.push(format!(
             "etcd 3.6 does not start on v2 data, and `etcdutl check v2store` finds some on: {}; move it off (read it with the v2 API, then delete it) before upgrading",
             holding.join(", ")
+        ));
+    }
+    if !in_wal.is_empty() {
+        problems.push(format!(
+            "etcd 3.6 does not replay v2 requests, and `etcdutl check v2store` finds some in the WAL after the last v2 snapshot on: {}; they clear at the next one: stop v2 traffic (a v2-serving 3.5 writes one per /health) and restart once with --snapshot-count=1",
+            in_wal.join(", ")
         ));
     }
     if problems.is_empty() { Ok(()) } else { Err(BootError::Preflight(problems)) }

@@ -551,21 +551,36 @@ fn the_v2store_check_finds_v2_data_in_a_running_members_store() {
     let addr = m.spec.address.to_string();
     let client = format!("http://{addr}:23790");
     let peer = format!("http://{addr}:23800");
-    let mut child = Command::new(&etcd)
-        .args(["--name", "v2", "--enable-v2", "--snapshot-count", "1", "--listen-client-urls", &client, "--advertise-client-urls", &client])
-        .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer, "--initial-cluster", &format!("v2={peer}")])
-        .arg("--data-dir")
-        .arg(&m.spec.data_dir)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
     let curl = |args: &[&str]| run_bounded(Command::new("curl").args(["-sS", "--max-time", "5"]).args(args), Duration::from_secs(10));
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !curl(&[&format!("{client}/health")]).stdout.contains("true") {
-        assert!(std::time::Instant::now() < deadline, "etcd did not become healthy");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    // ready once it leads; not through /health: a v2-serving 3.5 answers that with a quorum read
+    // through raft, a v2 request in the WAL
+    let start = |snapshot_count: &str| {
+        let mut child = Command::new(&etcd)
+            .args(["--name", "v2", "--enable-v2", "--snapshot-count", snapshot_count, "--listen-client-urls", &client, "--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer, "--initial-cluster", &format!("v2={peer}")])
+            .arg("--data-dir")
+            .arg(&m.spec.data_dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !curl(&[&format!("{client}/v2/stats/self")]).stdout.contains("StateLeader") {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("etcd did not lead within 20 s");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        child
+    };
+    let stop = |mut child: std::process::Child| {
+        let alive = child.try_wait().unwrap().is_none();
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(alive, "the member kept running through the check");
+    };
     let scratch = tmp.path().join("scratch");
     std::fs::create_dir_all(&scratch).unwrap();
     let probe = || {
@@ -576,28 +591,31 @@ fn the_v2store_check_finds_v2_data_in_a_running_members_store() {
         assert_ne!(found, "error", "etcdutl check v2store failed: {}", out.stderr);
         found
     };
-    // clean before any v2 write: etcdutl 3.5.32+ also reads the WAL, where a member that has just
-    // started may hold entries until its next v2 snapshot (--snapshot-count 1: soon)
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let mut first = probe();
-    while first != "clean" && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(200));
-        first = probe();
-    }
-    assert_eq!(first, "clean");
+    let probe_until = |want: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let mut found = probe();
+        while found != want && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+            found = probe();
+        }
+        found
+    };
+    // far from a v2 snapshot: clean before any v2 request, "wal" after one /health
+    let child = start("10000");
+    assert_eq!(probe(), "clean");
+    curl(&[&format!("{client}/health")]).assert_ok();
+    assert_eq!(probe(), "wal", "a /health quorum read is a v2 request in the WAL");
+    stop(child);
+    // the remedy the refusal gives: a restart with --snapshot-count=1 (the entries a start writes
+    // pass the snapshot threshold) leaves nothing after the snapshot
+    let child = start("1");
+    let cleared = probe_until("clean");
     for i in 0..3 {
         curl(&["-XPUT", &format!("{client}/v2/keys/k{i}"), "-d", "value=v"]).assert_ok();
     }
-    // the keys are in the v2 store's snapshot once etcd has written the next one (--snapshot-count 1)
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let mut found = probe();
-    while found != "custom" && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-        found = probe();
-    }
-    let alive = child.try_wait().unwrap().is_none();
-    let _ = child.kill();
-    let _ = child.wait();
+    // the keys are in the v2 store's snapshot once etcd has written the next one
+    let found = probe_until("custom");
+    stop(child);
+    assert_eq!(cleared, "clean", "a restart with --snapshot-count=1 clears the WAL");
     assert_eq!(found, "custom");
-    assert!(alive, "the member kept running through the check");
 }
