@@ -138,14 +138,24 @@ pub fn human_bytes(n: i64) -> String {
     }
     let units = ["B", "kB", "MB", "GB", "TB", "PB"];
     let e = (n.ln() / 1000f64.ln()).floor().min(5.0);
-    let v = n / 1000f64.powf(e);
+    // go-humanize's humanateBytes: rounded to one decimal first, then printed (Go's and Rust's
+    // float printing both round half to even)
+    let v = (n / 1000f64.powf(e) * 10.0 + 0.5).floor() / 10.0;
     let unit = units[e as usize];
-    if v < 10.0 { format!("{v:.1} {unit}") } else { format!("{:.0} {unit}", v.floor()) }
+    if v < 10.0 { format!("{v:.1} {unit}") } else { format!("{v:.0} {unit}") }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// go-humanize's Bytes (etcdctl's and etcdutl's sizes), values printed by Go 1.26.
+    #[test]
+    fn sizes_as_go_humanize_prints_them() {
+        for (n, go) in [(9, "9 B"), (155_499, "156 kB"), (155_449, "155 kB"), (155_500, "156 kB"), (154_500, "154 kB"), (155_960, "156 kB"), (9_949, "9.9 kB"), (9_950, "10 kB"), (20_480, "20 kB"), (2_147_483_648, "2.1 GB")] {
+            assert_eq!(human_bytes(n), go, "{n}");
+        }
+    }
 
     #[test]
     fn go_durations() {

@@ -25,9 +25,30 @@ fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
     styled_table(header, rows, "||--+-++|    ++++++")
 }
 
-/// etcdctl 3.7's tables (tablewriter 1.x): the same cells inside box-drawing borders.
+/// etcdctl 3.7's tables (tablewriter 1.x): the same cells inside box-drawing borders, a header
+/// centred with its odd space on the right (tablewriter 0.0.x put it on the left).
 fn table_37(header: &[&str], rows: Vec<Vec<String>>) -> String {
-    styled_table(header, rows, "││──├─┼┤│    ┬┴┌┐└┘")
+    let width = |i: usize| rows.iter().filter_map(|r| r.get(i)).map(|c| c.chars().count()).chain(std::iter::once(header[i].chars().count())).max().unwrap_or(0);
+    let centred: Vec<String> = header
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let extra = width(i) - h.chars().count();
+            format!("{}{h}{}", " ".repeat(extra / 2), " ".repeat(extra - extra / 2))
+        })
+        .collect();
+    let mut t = comfy_table::Table::new();
+    t.load_preset("││──├─┼┤│    ┬┴┌┐└┘");
+    t.set_header(centred.into_iter().map(|h| comfy_table::Cell::new(h).set_alignment(comfy_table::CellAlignment::Left)));
+    for r in rows {
+        t.add_row(r.into_iter().map(|c| comfy_table::Cell::new(c).set_alignment(comfy_table::CellAlignment::Right)));
+    }
+    format!("{t}\n")
+}
+
+/// The table of the etcdctl of `line` (the minor the cluster runs): box drawing from 3.7.
+fn table_of(line: Option<u64>, header: &[&str], rows: Vec<Vec<String>>) -> String {
+    if line >= Some(7) { table_37(header, rows) } else { table(header, rows) }
 }
 
 fn styled_table(header: &[&str], rows: Vec<Vec<String>>, preset: &str) -> String {
@@ -52,7 +73,7 @@ pub fn snapshot_status(st: &crate::snapshot_status::SnapshotStatus, format: Form
         (Format::Table, Some(v)) => {
             cells.push(v.clone());
             let header = ["HASH", "REVISION", "TOTAL KEYS", "TOTAL SIZE", "VERSION"];
-            if crate::version::minor_of(v) >= Some(7) { table_37(&header, vec![cells]) } else { table(&header, vec![cells]) }
+            table_of(crate::version::minor_of(v), &header, vec![cells])
         }
         (Format::Simple, v) => {
             cells.extend(v.clone());
@@ -66,7 +87,8 @@ fn json_line(v: &Value) -> String {
     format!("{v}\n")
 }
 
-pub fn health(results: &[EndpointHealth], format: Format) -> Rendered {
+/// `endpoint health`; `line` is the minor the cluster runs (its table style), if known.
+pub fn health(results: &[EndpointHealth], format: Format, line: Option<u64>) -> Rendered {
     let mut r = Rendered::default();
     match format {
         Format::Simple => {
@@ -106,7 +128,7 @@ pub fn health(results: &[EndpointHealth], format: Format) -> Rendered {
                     ]
                 })
                 .collect();
-            r.stdout = table(&["ENDPOINT", "HEALTH", "TOOK", "ERROR"], rows);
+            r.stdout = table_of(line, &["ENDPOINT", "HEALTH", "TOOK", "ERROR"], rows);
         }
     }
     if results.iter().any(|h| !h.healthy()) {
@@ -166,7 +188,7 @@ pub fn status(results: &[EndpointStatus], format: Format) -> Rendered {
                 &["ENDPOINT", "ID", "VERSION", "DB SIZE", "IS LEADER", "IS LEARNER", "RAFT TERM", "RAFT INDEX", "RAFT APPLIED INDEX", "ERRORS"]
             };
             let rows = ok.iter().map(|(e, s)| row(e, s)).collect();
-            r.stdout = if line >= Some(7) { table_37(header, rows) } else { table(header, rows) };
+            r.stdout = table_of(line, header, rows);
         }
         Format::Json => {
             let v: Vec<Value> = ok
@@ -230,7 +252,8 @@ fn member_rows(members: &[MemberInfo]) -> Vec<Vec<String>> {
         .collect()
 }
 
-pub fn member_list(list: &MemberList, format: Format) -> Rendered {
+/// `member list`; `line` is the minor the cluster runs (its table style), if known.
+pub fn member_list(list: &MemberList, format: Format, line: Option<u64>) -> Rendered {
     let mut r = Rendered::default();
     match format {
         Format::Simple => {
@@ -239,7 +262,7 @@ pub fn member_list(list: &MemberList, format: Format) -> Rendered {
                 r.stdout.push('\n');
             }
         }
-        Format::Table => r.stdout = table(&["ID", "STATUS", "NAME", "PEER ADDRS", "CLIENT ADDRS", "IS LEARNER"], member_rows(&list.members)),
+        Format::Table => r.stdout = table_of(line, &["ID", "STATUS", "NAME", "PEER ADDRS", "CLIENT ADDRS", "IS LEARNER"], member_rows(&list.members)),
         Format::Json => {
             let members: Vec<Value> = list
                 .members
@@ -423,8 +446,20 @@ mod golden {
     #[test]
     fn health_all_formats() {
         for (f, n) in [(Format::Simple, "simple"), (Format::Table, "table"), (Format::Json, "json")] {
-            check(&format!("health.{n}"), &health(&healths(), f));
+            check(&format!("health.{n}"), &health(&healths(), f, None));
         }
+    }
+
+    /// etcdctl 3.7's box-drawing tables, headers centred as tablewriter 1.x does (checked
+    /// against the real etcdctl 3.7.4's output).
+    #[test]
+    fn health_and_member_tables_of_a_37_cluster() {
+        check("health-3.7.table", &health(&healths(), Format::Table, Some(7)));
+        let l = MemberList { cluster_id: 1, member_id: 1, raft_term: 2, members: vec![
+            MemberInfo { id: 0x10f5117191ca8abe, name: "etcd-1".into(), peer_urls: vec!["https://127.0.0.11:2380".into()], client_urls: vec!["https://127.0.0.11:2379".into()], is_learner: false },
+            MemberInfo { id: 0x3dd793950e23b445, name: "etcd-3".into(), peer_urls: vec!["https://127.0.0.13:2380".into()], client_urls: vec!["https://127.0.0.13:2379".into()], is_learner: false },
+        ] };
+        check("members-3.7.table", &member_list(&l, Format::Table, Some(7)));
     }
 
     #[test]
@@ -480,7 +515,7 @@ mod golden {
     fn member_list_all_formats() {
         let l = list(vec![member(1, "etcd-1", false), member(2, "", false), member(3, "etcd-3", true)]).unwrap();
         for (f, n) in [(Format::Simple, "simple"), (Format::Table, "table"), (Format::Json, "json")] {
-            check(&format!("members.{n}"), &member_list(&l, f));
+            check(&format!("members.{n}"), &member_list(&l, f, None));
         }
     }
 

@@ -218,7 +218,8 @@ async fn run(cli: Cli) -> Result<u8, (CtlError, u8)> {
             match command {
                 EndpointCommand::Health { .. } => {
                     let results = ops::health(&opts).await;
-                    emit(render::health(&results, fmt));
+                    let line = table_line(fmt, &opts).await;
+                    emit(render::health(&results, fmt, line));
                     Ok(if results.iter().all(|h| h.healthy()) { pki::exit::OK } else { pki::exit::FAILED })
                 }
                 EndpointCommand::Status { .. } => {
@@ -231,7 +232,8 @@ async fn run(cli: Cli) -> Result<u8, (CtlError, u8)> {
         Command::Member { command } => match command {
             MemberCommand::List => {
                 let list = ops::member_list(&opts).await.map_err(|e| (e, pki::exit::FAILED))?;
-                emit(render::member_list(&list, fmt));
+                let line = table_line(fmt, &opts).await;
+                emit(render::member_list(&list, fmt, line));
                 Ok(pki::exit::OK)
             }
             MemberCommand::Add { name, peer_urls, learner } => {
@@ -319,4 +321,13 @@ async fn run(cli: Cli) -> Result<u8, (CtlError, u8)> {
         // answered in main, before any connection
         Command::Completion { .. } | Command::Man => Ok(pki::exit::OK),
     }
+}
+
+/// For `-w table` only: the minor the cluster runs (the first member that answers a status),
+/// whose etcdctl's table style is printed (box drawing from 3.7).
+async fn table_line(fmt: Format, opts: &ClientOptions) -> Option<u64> {
+    if fmt != Format::Table {
+        return None;
+    }
+    ops::status(opts).await.into_iter().find_map(|s| s.result.ok()).and_then(|s| etcdctl_lite::version::minor_of(&s.version))
 }
