@@ -173,14 +173,14 @@ pub fn request(plan: &Plan, kind: OpKind, target: Option<String>, args: &str) ->
 }
 
 /// The commands that work on an adopted cluster, as the refusal names them.
-pub const SUPPORTED: &str = "status, certs check, backup, maintain, rotate certs, rotate ca, replace (a plain process or a systemd unit), restore, upgrade, down, up and doctor";
+pub const SUPPORTED: &str = "status, certs check, backup, maintain, rotate certs, rotate ca, replace (a plain process or a systemd unit), restore, upgrade, downgrade, down, up and doctor";
 
 /// Whether an operation runs on an adopted cluster: those that change no member's setup. (A
 /// member is stopped and started through the supervisor it was found with; what would rewrite
 /// its unit, flags or binary, or delete its data, is not.)
 pub fn supports(kind: crate::journal::OpKind) -> bool {
     use crate::journal::OpKind::*;
-    matches!(kind, Backup | Maintain | RotateCerts | RotateCa | Replace | Restore | Upgrade | Down | Up)
+    matches!(kind, Backup | Maintain | RotateCerts | RotateCa | Replace | Restore | Upgrade | Downgrade | Down | Up)
 }
 
 /// Refuses `command` on an adopted cluster's spec, before anything is read or changed, saying
@@ -278,21 +278,27 @@ pub fn read_only<T>(plan: &Plan, progress: &Progress, op: impl FnOnce(&Ctx) -> R
 }
 
 /// What is under way: the journal's entries, with the progress records the resumable operations
-/// keep themselves (`ca-rotation.json`, `restore.json`, `upgrade.json`): a record without an
+/// keep themselves (`ca-rotation.json`, `restore.json`, `upgrade.json`, `downgrade.json`): a record without an
 /// entry (written by an older etcd-bootstrap, or killed between the two) is an unfinished
 /// operation, and a CA rotation's record says whether it waits for the operator.
 pub fn under_way(plan: &Plan, store: &Store) -> Result<Vec<UnderWay>> {
     let mut all = store.read()?.under_way(process_alive);
     let etcd = plan.issue.dir.join("etcd");
     let rotation = crate::records::current(plan)?;
+    // the release a rolling change's record goes to, to name it in the command that finishes it
+    let release = |file: &str| {
+        let to = std::fs::read_to_string(etcd.join(file)).ok().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok()).and_then(|v| v["to"].as_str().map(String::from));
+        to.map(|v| format!("the etcd {v} release")).unwrap_or_else(|| "the one it was started with".into())
+    };
     let records = [
-        (OpKind::RotateCa, rotation.is_some(), "rotate ca"),
-        (OpKind::Restore, etcd.join("restore.json").exists(), "restore SNAPSHOT (the one it was started with)"),
-        (OpKind::Upgrade, etcd.join("upgrade.json").exists(), "upgrade --to RELEASE (the one it was started with)"),
+        (OpKind::RotateCa, rotation.is_some(), "rotate ca".to_string()),
+        (OpKind::Restore, etcd.join("restore.json").exists(), "restore SNAPSHOT (the one it was started with)".to_string()),
+        (OpKind::Upgrade, etcd.join("upgrade.json").exists(), format!("upgrade --to RELEASE ({})", release("upgrade.json"))),
+        (OpKind::Downgrade, etcd.join("downgrade.json").exists(), format!("downgrade --to RELEASE ({}), or downgrade --cancel", release("downgrade.json"))),
     ];
     for (kind, recorded, args) in records {
         if recorded && !all.iter().any(|u| u.entry.kind == kind) {
-            let mut entry = own_entry(&Request { kind, target: None, finish: command_for(plan, args) }, time::OffsetDateTime::now_utc());
+            let mut entry = own_entry(&Request { kind, target: None, finish: command_for(plan, &args) }, time::OffsetDateTime::now_utc());
             entry.pid = 0;
             entry.pid_start = None;
             entry.changed = true;

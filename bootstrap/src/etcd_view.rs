@@ -6,7 +6,8 @@
 use crate::error::{BootError, Result};
 use crate::plan::Plan;
 use crate::versions::Version;
-use etcdctl_lite::model::MemberInfo;
+use etcdctl_lite::maintenance::Downgrade;
+use etcdctl_lite::model::{MemberInfo, Status36};
 use etcdctl_lite::options::ClientOptions;
 use etcdctl_lite::quorum::Verdict;
 use std::path::PathBuf;
@@ -27,6 +28,13 @@ pub trait EtcdView: Send + Sync {
     fn move_leader(&self, to: u64) -> Result<()>;
     /// The etcd version the member at `endpoint` runs, if it answers.
     fn version_of(&self, endpoint: &str) -> Option<Version>;
+    /// The cluster version (`/version`'s `etcdcluster`), from the first member that answers.
+    fn cluster_version(&self) -> Option<String>;
+    /// etcd's downgrade API (3.6+): the cluster version it answers with.
+    fn downgrade(&self, what: &Downgrade) -> Result<String>;
+    /// What 3.6+ adds to the status of the member at `endpoint`: its storage version and the
+    /// downgrade it knows of. `None` from a 3.5 member or one that does not answer.
+    fn storage_of(&self, endpoint: &str) -> Option<Status36>;
     /// The DER certificate the member at `endpoint` presents in a TLS handshake.
     fn served_certificate(&self, endpoint: &str) -> Option<Vec<u8>>;
     /// Client options and a runtime, for what the trait does not cover (compaction, snapshots).
@@ -111,6 +119,18 @@ impl EtcdView for LiveEtcd {
     fn version_of(&self, endpoint: &str) -> Option<Version> {
         let opts = self.via(&[endpoint.to_string()]).ok()?;
         self.rt.block_on(etcdctl_lite::ops::status(&opts)).into_iter().find_map(|s| s.result.ok()).and_then(|s| Version::parse(&s.version))
+    }
+    fn cluster_version(&self) -> Option<String> {
+        let opts = self.options().ok()?;
+        self.endpoints.iter().find_map(|e| etcdctl_lite::version::get(e, &opts, Duration::from_secs(2)).ok()).map(|v| v.cluster)
+    }
+    fn downgrade(&self, what: &Downgrade) -> Result<String> {
+        let opts = self.options()?;
+        self.rt.block_on(etcdctl_lite::maintenance::downgrade(&opts, what)).map_err(etcd_err("asking etcd's downgrade API"))
+    }
+    fn storage_of(&self, endpoint: &str) -> Option<Status36> {
+        let opts = self.via(&[endpoint.to_string()]).ok()?;
+        self.rt.block_on(etcdctl_lite::ops::status(&opts)).into_iter().find_map(|s| s.result.ok()).and_then(|s| s.since_36)
     }
     fn served_certificate(&self, endpoint: &str) -> Option<Vec<u8>> {
         let opts = self.options().ok()?;

@@ -11,7 +11,8 @@ use crate::plan::Plan;
 use crate::transport::{ScriptOutput, Transport};
 use crate::versions::Version;
 use etcdctl_lite::diagnose::{Failure, FailureKind};
-use etcdctl_lite::model::{MemberInfo, MemberList, StatusInfo};
+use etcdctl_lite::maintenance::Downgrade;
+use etcdctl_lite::model::{MemberInfo, MemberList, Status36, StatusInfo};
 use etcdctl_lite::options::ClientOptions;
 use etcdctl_lite::quorum::{Observation, Probe, Verdict};
 use std::collections::{HashMap, HashSet};
@@ -39,6 +40,13 @@ pub struct World {
     pub v2_data: HashSet<String>,
     /// Members (by name) whose WAL holds v2 requests after the last v2 snapshot.
     pub v2_wal: HashSet<String>,
+    /// The version each member (by name) runs, where a test sets it (else 3.5.36); a start
+    /// moves it to the version of the etcd binary delivered to that member, if any.
+    pub versions: HashMap<String, Version>,
+    /// The version of the etcd binary last delivered to each member (by name).
+    pub delivered: HashMap<String, Version>,
+    /// The downgrade enabled in the cluster: its target minor (`3.6`).
+    pub downgrade: Option<String>,
     /// Members (by name) whose etcd exits right after it is started (etcd refused its settings).
     pub exits_on_start: HashSet<String>,
     next_id: u64,
@@ -129,6 +137,9 @@ impl Transport for FakeHost {
                 }
                 if !w.exits_on_start.contains(&name) {
                     w.dead.remove(&name);
+                    if let Some(v) = w.delivered.get(&name).copied() {
+                        w.versions.insert(name, v);
+                    }
                 }
                 out("started=4242\n")
             }
@@ -145,7 +156,10 @@ impl Transport for FakeHost {
             } else {
                 "v2store=clean\n"
             }),
-            "version" => out("etcd Version: 3.5.36\nGit SHA: fake\n"),
+            "version" => {
+                let v = w.delivered.get(&self.member).copied().unwrap_or(Version(3, 5, 36));
+                ScriptOutput { stdout: format!("etcd Version: {v}\nGit SHA: fake\n"), stderr: String::new(), code: Some(0) }
+            }
             _ => out(""),
         })
     }
@@ -156,6 +170,12 @@ impl Transport for FakeHost {
             return Err("ssh: connect to host: No route to host".into());
         }
         w.half_delivered.remove(&self.member);
+        for (path, _, data) in files {
+            let version = String::from_utf8_lossy(data).lines().find_map(|l| l.split("etcd Version: ").nth(1).and_then(|v| Version::parse(v.trim_end_matches('\''))));
+            if let (true, Some(v)) = (path.ends_with("/etcd"), version) {
+                w.delivered.insert(self.member.clone(), v);
+            }
+        }
         Ok(files.len())
     }
 }
@@ -254,8 +274,41 @@ impl EtcdView for FakeEtcd {
         self.call(&format!("move-leader {to}"))?.leader = Some(to);
         Ok(())
     }
-    fn version_of(&self, _endpoint: &str) -> Option<Version> {
-        Version::parse("3.5.36")
+    fn version_of(&self, endpoint: &str) -> Option<Version> {
+        let w = lock(&self.world);
+        let name = w.members.iter().find(|m| m.client_urls.iter().any(|u| u == endpoint)).map(|m| m.name.clone())?;
+        if w.dead.contains(&name) {
+            return None;
+        }
+        w.versions.get(&name).copied().or(Version::parse("3.5.36"))
+    }
+    fn cluster_version(&self) -> Option<String> {
+        let w = lock(&self.world);
+        let lowest = w.versions.values().min().copied().unwrap_or(Version(3, 5, 36));
+        Some(w.downgrade.clone().map(|v| format!("{v}.0")).unwrap_or_else(|| format!("{}.{}.0", lowest.0, lowest.1)))
+    }
+    fn downgrade(&self, what: &Downgrade) -> Result<String> {
+        let mut w = self.call(&format!("downgrade {what:?}"))?;
+        let lowest = w.versions.values().min().copied().unwrap_or(Version(3, 5, 36));
+        match what {
+            Downgrade::Validate(_) => {}
+            Downgrade::Enable(v) => w.downgrade = Some(v.clone()),
+            Downgrade::Cancel => w.downgrade = None,
+        }
+        Ok(w.downgrade.clone().map(|v| format!("{v}.0")).unwrap_or_else(|| format!("{}.{}.0", lowest.0, lowest.1)))
+    }
+    fn storage_of(&self, endpoint: &str) -> Option<Status36> {
+        let w = lock(&self.world);
+        // etcd ends a downgrade once every member runs its target
+        let all_there = |t: &str| w.members.iter().all(|m| w.versions.get(&m.name).is_some_and(|v| format!("{}.{}", v.0, v.1) == t));
+        let downgrade = w.downgrade.clone().filter(|t| !all_there(t));
+        let name = w.members.iter().find(|m| m.client_urls.iter().any(|u| u == endpoint)).map(|m| m.name.clone())?;
+        let v = *w.versions.get(&name)?;
+        (v >= Version(3, 6, 0)).then(|| Status36 {
+            storage_version: w.downgrade.clone().map(|t| format!("{t}.0")).unwrap_or_else(|| format!("{}.{}.0", v.0, v.1)),
+            db_size_quota: 0,
+            downgrade: downgrade.map(|t| (format!("{t}.0"), true)),
+        })
     }
     fn served_certificate(&self, endpoint: &str) -> Option<Vec<u8>> {
         let pem = std::fs::read(self.certs.get(endpoint)?).ok()?;

@@ -23,12 +23,13 @@ pub enum OpKind {
     Replace,
     Restore,
     Upgrade,
+    Downgrade,
     Maintain,
     Backup,
 }
 
 impl OpKind {
-    pub const ALL: [OpKind; 10] = [
+    pub const ALL: [OpKind; 11] = [
         OpKind::Up,
         OpKind::Down,
         OpKind::Purge,
@@ -37,6 +38,7 @@ impl OpKind {
         OpKind::Replace,
         OpKind::Restore,
         OpKind::Upgrade,
+        OpKind::Downgrade,
         OpKind::Maintain,
         OpKind::Backup,
     ];
@@ -52,6 +54,7 @@ impl OpKind {
             OpKind::Replace => "replace",
             OpKind::Restore => "restore",
             OpKind::Upgrade => "upgrade",
+            OpKind::Downgrade => "downgrade",
             OpKind::Maintain => "maintain",
             OpKind::Backup => "backup",
         }

@@ -16,7 +16,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("host", &["transport", "scripts", "scripts_adopted", "preflight", "etcd_delivery"]),
     ("kube and adopt", &["kubeadm", "haproxy", "outputs", "adopt"]),
     ("run", &["context", "etcd_view", "live", "journal_store", "records", "lb", "fakes"]),
-    ("backup and in place", &["backups", "offsite", "sealed", "in_place", "rejoin"]),
+    ("backup and in place", &["backups", "offsite", "sealed", "in_place", "rejoin", "rolling"]),
     ("ops", &["ops"]),
     ("doctor", &["doctor"]),
 ];

@@ -35,6 +35,7 @@ pub mod plan;
 pub mod preflight;
 pub mod records;
 pub mod progress;
+pub mod rolling;
 pub mod rules;
 pub mod sealed;
 pub mod scripts;

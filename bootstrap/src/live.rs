@@ -216,12 +216,15 @@ impl Ctx<'_> {
     }
 
     /// A restart with an etcd older than the member runs would fail on its data dir (after an
-    /// `upgrade`, the spec may still name the old binary): refused before the member is stopped.
+    /// `upgrade`, the spec may still name the old binary): refused before the member is stopped,
+    /// unless etcd's downgrade to that binary's minor is enabled.
     pub(crate) fn refuse_downgrade(&self, m: &MemberPlan) -> Result<()> {
         let out = self.run_on(m, &format!("{} --version 2>/dev/null\n", crate::plan::sh_quote(&m.binary)))?;
         let Some(binary) = crate::versions::etcd_version_output(&out.stdout) else { return Ok(()) };
+        // etcd's downgrade, enabled to the binary's minor, is what makes an older minor start
+        let downgrading = self.etcd.storage_of(&m.spec.client_url()).and_then(|s| s.downgrade).is_some_and(|(target, enabled)| enabled && target.starts_with(&format!("{}.{}.", binary.0, binary.1)));
         match self.etcd.version_of(&m.spec.client_url()) {
-            Some(r) if binary < r => Err(BootError::Precondition {
+            Some(r) if binary < r && !downgrading => Err(BootError::Precondition {
                 what: format!("restart {}", m.spec.name),
                 reason: format!(
                     "member {} runs etcd {r}, but {} is etcd {binary}: restarting would downgrade it (etcd refuses); set etcd_archive or etcd_binary in the spec to etcd {r} (after `upgrade`, the one it was upgraded to)",

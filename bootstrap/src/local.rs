@@ -37,7 +37,8 @@ pub fn spec_in_block(n: usize, dir: &Path, block: u8) -> Spec {
                 data_dir: home.join("data"),
                 pki_dir: home.join("pki"),
                 run_dir: home.clone(),
-                bin_dir: "/usr/local/bin".into(),
+                // a local cluster keeps everything under its folder: an upgrade never writes the system
+                bin_dir: home.join("bin"),
                 host: "local".into(),
                 ssh_options: vec![],
                 supervisor: Some(Supervisor::Process),

@@ -145,3 +145,47 @@ pub async fn write_check(opts: &ClientOptions, key: &str) -> Result<Duration> {
     }
     Err(CtlError::NoEndpoint(errors))
 }
+
+/// What `downgrade` asks of the cluster (etcd 3.6+; etcdctl's `downgrade validate|enable|cancel`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Downgrade {
+    /// Would a downgrade to this minor (`3.6`) be allowed? Changes nothing.
+    Validate(String),
+    /// Start it: the cluster version drops to the target and the storage is migrated to it.
+    Enable(String),
+    /// Stop it: the cluster version returns to the lowest version the members run.
+    Cancel,
+}
+
+/// `downgrade validate|enable|cancel`, through the first endpoint that answers; returns the
+/// cluster version etcd answers with. etcd's refusal (a skipped minor, no downgrade to cancel)
+/// is final: [`CtlError::Refused`] with its words.
+pub async fn downgrade(opts: &ClientOptions, what: &Downgrade) -> Result<String> {
+    let mut errors = Vec::new();
+    for endpoint in &opts.endpoints {
+        let c = match client_for(endpoint, opts).await {
+            Ok(c) => c,
+            Err(e) => {
+                errors.push(e.to_string());
+                continue;
+            }
+        };
+        let options = match what {
+            Downgrade::Validate(v) => etcd_client::DowngradeOptions::Validate(v.clone()),
+            Downgrade::Enable(v) => etcd_client::DowngradeOptions::Enable(v.clone()),
+            Downgrade::Cancel => etcd_client::DowngradeOptions::Cancel,
+        };
+        match bounded(opts.command_timeout, c.maintenance_client().downgrade(options)).await {
+            Some(Ok(r)) => return Ok(r.version().to_string()),
+            Some(Err(e)) => {
+                let f = explain(&e, endpoint, opts).await;
+                if f.kind == crate::diagnose::FailureKind::Other {
+                    return Err(CtlError::Refused(format!("downgrade: {}", f.message)));
+                }
+                errors.push(format!("{endpoint}: {}", f.message));
+            }
+            None => errors.push(format!("{endpoint}: {}", Failure::timeout(opts.command_timeout).message)),
+        }
+    }
+    Err(CtlError::NoEndpoint(errors))
+}

@@ -90,6 +90,32 @@ pub fn breaking(running: Version, settings: &Effective) -> (Version, Vec<Breakin
     (next, out)
 }
 
+/// What the previous minor does not know of a member's settings, for a downgrade: 3.5 lacks the
+/// names 3.6 gave the experimental flags (and feature gates); 3.6 knows every 3.7 flag. A flag
+/// it does not know makes it exit 2; a variable or config key is ignored (the feature is off).
+pub fn unknown_to_previous(running: Version, settings: &Effective) -> (Version, Vec<Breaking>) {
+    let previous = Version(running.0, running.1.saturating_sub(1), 0);
+    let mut out = Vec::new();
+    if (running.0, running.1) != (3, 6) {
+        return (previous, out);
+    }
+    for (key, s) in &settings.settings {
+        let fix = if key == "feature-gates" {
+            Some("the --experimental-* flag of each gate (3.5 has no feature gates)".to_string())
+        } else {
+            GONE_IN_37.iter().find(|(_, new)| new.strip_prefix("--") == Some(key.as_str())).map(|(old, _)| format!("--{old} (3.5's name)"))
+        };
+        let Some(fix) = fix else { continue };
+        let (written, effect) = match s.origin {
+            Origin::Flag => (format!("--{key}"), "etcd 3.5 exits 2 on it (an unknown flag)".to_string()),
+            Origin::Env => (format!("ETCD_{}", key.to_uppercase().replace('-', "_")), "etcd 3.5 ignores it: the feature is off".to_string()),
+            Origin::ConfigFile => (format!("config key {key}"), "etcd 3.5 ignores it silently: the feature is off".to_string()),
+        };
+        out.push(Breaking { written, effect, fix });
+    }
+    (previous, out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,5 +151,15 @@ mod tests {
         assert!(found[0].effect.contains("silently"), "{found:?}");
         // a 3.7 member: nothing known yet of 3.8
         assert!(breaking(Version(3, 7, 4), &e).1.is_empty());
+    }
+
+    #[test]
+    fn a_36_member_going_back_to_35_is_told_each_name_35_lacks() {
+        let e = from_running(&argv(&["--compaction-batch-limit=100", "--feature-gates=InitialCorruptCheck=true", "--experimental-memory-mlock", "--name", "a"]), &[], Path::new("/"), None).unwrap();
+        let (previous, found) = unknown_to_previous(Version(3, 6, 17), &e);
+        assert_eq!(previous, Version(3, 5, 0));
+        let written: Vec<(&str, &str)> = found.iter().map(|b| (b.written.as_str(), b.fix.as_str())).collect();
+        assert_eq!(written, [("--compaction-batch-limit", "--experimental-compaction-batch-limit (3.5's name)"), ("--feature-gates", "the --experimental-* flag of each gate (3.5 has no feature gates)")]);
+        assert!(unknown_to_previous(Version(3, 7, 4), &e).1.is_empty(), "3.6 knows 3.7's flags");
     }
 }

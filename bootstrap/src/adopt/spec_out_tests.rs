@@ -81,7 +81,7 @@ fn an_adopted_spec_refuses_what_would_rewrite_its_members_and_a_built_spec_never
     assert!(e.contains("down --purge") && e.contains("its data is its operator's") && e.contains(crate::context::SUPPORTED), "{e}");
     use crate::journal::OpKind;
     let supported: Vec<OpKind> = OpKind::ALL.into_iter().filter(|k| crate::context::supports(*k)).collect();
-    assert_eq!(supported, [OpKind::Up, OpKind::Down, OpKind::RotateCerts, OpKind::RotateCa, OpKind::Replace, OpKind::Restore, OpKind::Upgrade, OpKind::Maintain, OpKind::Backup]);
+    assert_eq!(supported, [OpKind::Up, OpKind::Down, OpKind::RotateCerts, OpKind::RotateCa, OpKind::Replace, OpKind::Restore, OpKind::Upgrade, OpKind::Downgrade, OpKind::Maintain, OpKind::Backup]);
     spec.members[0].adopted = None;
     assert!(spec.validate().unwrap_err().join("\n").contains("members[etcd-1]: not adopted"));
     spec.adopted = None;

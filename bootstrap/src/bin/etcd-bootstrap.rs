@@ -200,6 +200,27 @@ enum Command {
         #[arg(long, default_value = "120", value_name = "SECONDS")]
         wait: u64,
     },
+    /// One etcd minor back (3.7 -> 3.6, 3.6 -> 3.5) through etcd's downgrade API, the cluster
+    /// serving writes throughout (backup first, storage migrated, member by member, the leader
+    /// last, resumable).
+    Downgrade {
+        /// The older etcd: a release archive (path or https URL) or a folder with etcd, etcdctl, etcdutl.
+        #[arg(long, value_name = "ARCHIVE_OR_DIR", required_unless_present = "cancel", conflicts_with = "cancel")]
+        to: Option<String>,
+        /// The archive's sha256 (from etcd's release page), or the etcd binary's for a folder.
+        #[arg(long)]
+        sha256: Option<String>,
+        /// Print the steps; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Stop a downgrade that cannot finish: etcd's `downgrade cancel`; members already moved
+        /// are brought back by `upgrade --to` the release they came from.
+        #[arg(long)]
+        cancel: bool,
+        /// Bound per member.
+        #[arg(long, default_value = "120", value_name = "SECONDS")]
+        wait: u64,
+    },
     /// The NOSPACE runbook, or scheduled upkeep: compact to the current revision, defragment member
     /// by member (the leader last, quorum kept), disarm alarms, verify HEALTHY and writable.
     Maintain {
@@ -772,6 +793,52 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
                 return Ok(exit::OK);
             }
             println!("spec: set etcd_archive: {to}{} so that later starts use etcd {} (a start with the older binary is refused)", sha256.map(|h| format!(" and etcd_sha256: {h}")).unwrap_or_default(), r.to);
+            Ok(exit::OK)
+        }
+        Command::Downgrade { to: None, .. } => {
+            let plan = plan::build(&load(&cli.spec)?);
+            let r = guarded(&plan, &Progress::new(false), lock_wait, OpKind::Downgrade, None, "downgrade --cancel", ops::downgrade::cancel)?;
+            println!("downgrade cancelled; cluster version {}", r.cluster_version);
+            if let Some(back) = r.back_to {
+                println!("{} already on the older release: bring them back with: {}", r.moved.join(", "), context::command_for(&plan, &format!("upgrade --to RELEASE (the etcd {back} release)")));
+            }
+            Ok(exit::OK)
+        }
+        Command::Downgrade { to: Some(to), sha256, dry_run, wait, .. } => {
+            bootstrap::rules::etcd_archive(&to).map_err(|e| format!("--to {to:?}: {e}"))?;
+            if let Some(h) = &sha256 {
+                bootstrap::rules::sha256(h).map_err(|e| format!("--sha256: {e}"))?;
+            }
+            let plan = plan::build(&load(&cli.spec)?);
+            let args = format!("downgrade --to {}{}", plan::sh_quote(&to), sha256.as_deref().map(|h| format!(" --sha256 {h}")).unwrap_or_default());
+            let progress = Progress::new(false);
+            let run = |ctx: &Ctx| ops::downgrade::downgrade(ctx, &to, sha256.as_deref(), dry_run, Duration::from_secs(wait));
+            let r = if dry_run {
+                print_notes(&plan);
+                context::read_only(&plan, &progress, run)?
+            } else {
+                guarded(&plan, &progress, lock_wait, OpKind::Downgrade, None, &args, run)?
+            };
+            if dry_run {
+                println!("downgrade {} -> {} would:", r.from, r.to);
+                for (i, s) in r.steps.iter().enumerate() {
+                    println!("  {}. {s}", i + 1);
+                }
+                if r.steps.is_empty() {
+                    println!("  nothing: every member runs {} (cluster version {})", r.to, r.cluster_version);
+                }
+                return Ok(exit::OK);
+            }
+            if r.downgraded.is_empty() {
+                println!("nothing to do: every member runs etcd {} (cluster version {})", r.to, r.cluster_version);
+            } else {
+                println!("downgraded {} from etcd {} to {}; cluster version {}; backup {}", r.downgraded.join(", "), r.from, r.to, r.cluster_version, r.backup.unwrap_or_default());
+            }
+            if plan.loaded.spec.adopted.is_some() {
+                println!("each member's binary was replaced where it runs from; its unit or command line is unchanged");
+                return Ok(exit::OK);
+            }
+            println!("spec: set etcd_archive: {to}{} so that later starts use etcd {} (a start with the newer binary would upgrade the member again)", sha256.map(|h| format!(" and etcd_sha256: {h}")).unwrap_or_default(), r.to);
             Ok(exit::OK)
         }
         Command::Maintain { wait, write_out } => {

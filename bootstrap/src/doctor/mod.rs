@@ -144,6 +144,7 @@ fn cluster_checks(ctx: &Ctx, now: i64) -> Found {
     c.push(check("alarms", None, alarms, if v.alarms.is_empty() { "none".into() } else { v.alarms.join(", ") }, "NOSPACE: etcd-bootstrap maintain; CORRUPT: replace the member"));
     let quota = ctx.plan.loaded.spec.etcd.quota_backend_bytes.unwrap_or(judge::DEFAULT_QUOTA);
     let mut versions: Vec<String> = Vec::new();
+    let mut downgrading: Option<String> = None;
     let mut member_versions = vec![None; ctx.plan.members.len()];
     let mut indexes = vec![None; ctx.plan.members.len()];
     if let Ok((opts, rt)) = ctx.etcd.client() {
@@ -153,6 +154,9 @@ fn cluster_checks(ctx: &Ctx, now: i64) -> Found {
             match statuses.iter().find(|s| s.endpoint == m.spec.client_url()).map(|s| &s.result) {
                 Some(Ok(st)) => {
                     versions.push(st.version.clone());
+                    if let Some((target, true)) = st.since_36.as_ref().and_then(|s| s.downgrade.clone()) {
+                        downgrading.get_or_insert(target);
+                    }
                     member_versions[i] = crate::versions::Version::parse(&st.version);
                     indexes[i] = Some(st.raft_index);
                     let (size, in_use) = (u64::try_from(st.db_size).unwrap_or(0), u64::try_from(st.db_size_in_use).unwrap_or(0));
@@ -166,6 +170,9 @@ fn cluster_checks(ctx: &Ctx, now: i64) -> Found {
             }
         }
     }
+    if let Some(target) = downgrading {
+        c.push(check("downgrade", None, Level::Warn, format!("etcd's downgrade to {target} is enabled: the cluster version is {target}, and each member on a newer release waits to be restarted on {target}"), "finish it: etcd-bootstrap downgrade --to RELEASE, or stop it: etcd-bootstrap downgrade --cancel"));
+    }
     c.extend(version_matrix(ctx.plan, &ctx.plan.members.iter().map(|m| m.spec.name.clone()).zip(member_versions.iter().cloned()).filter_map(|(n, v)| Some((n, v?))).collect::<Vec<_>>()));
     let highest = indexes.iter().flatten().max().copied().unwrap_or(0);
     for (m, index) in ctx.plan.members.iter().zip(&indexes) {
@@ -175,7 +182,7 @@ fn cluster_checks(ctx: &Ctx, now: i64) -> Found {
     }
     versions.sort();
     versions.dedup();
-    c.push(check("versions", None, if versions.len() > 1 { Level::Warn } else { Level::Ok }, if versions.is_empty() { "unknown".into() } else { versions.join(", ") }, "finish the upgrade: etcd-bootstrap upgrade --to ..."));
+    c.push(check("versions", None, if versions.len() > 1 { Level::Warn } else { Level::Ok }, if versions.is_empty() { "unknown".into() } else { versions.join(", ") }, "finish the upgrade or downgrade: etcd-bootstrap upgrade --to ... or downgrade --to ..."));
     let (mc, mg) = metrics::checks(ctx, now);
     c.extend(mc);
     g.extend(mg);

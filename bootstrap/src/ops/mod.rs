@@ -8,6 +8,7 @@
 
 pub mod backup;
 pub mod down;
+pub mod downgrade;
 pub mod maintain;
 pub mod replace;
 pub mod restore;

@@ -8,40 +8,12 @@
 
 use crate::context::Ctx;
 use crate::error::{BootError, Result};
-use crate::etcd_delivery::{probe_script, to_send, EtcdRelease};
-
-use crate::plan::{MemberPlan, Plan};
+use crate::plan::MemberPlan;
+use crate::rolling::{backup_dir, starting_version, bin_dir_of, cluster_version, load, member_versions, refuse_owned_binaries, save, start_stopped, state_path, swap_binary, wait_cluster_version, Roll, RollState};
 use crate::versions::Version;
-use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+use serde::Serialize;
+use std::path::Path;
 use std::time::{Duration, Instant};
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct UpgradeState {
-    to: String,
-    from: String,
-    done: Vec<String>,
-    /// The backup taken before the first change (a resumed run takes none).
-    #[serde(default)]
-    backup: Option<String>,
-}
-
-fn state_path(plan: &Plan) -> PathBuf {
-    plan.issue.dir.join("etcd").join("upgrade.json")
-}
-
-fn save(plan: &Plan, s: &UpgradeState) -> Result<()> {
-    crate::live::save_record(&state_path(plan), s, 0o644)
-}
-
-fn load(plan: &Plan) -> Result<Option<UpgradeState>> {
-    crate::live::load_record(&state_path(plan), "an interrupted upgrade")
-}
-
-/// The version each member reports (by name), through the Maintenance API.
-fn member_versions(ctx: &Ctx) -> Vec<(String, Option<Version>)> {
-    ctx.plan.members.iter().map(|m| (m.spec.name.clone(), ctx.etcd.version_of(&m.spec.client_url()))).collect()
-}
 
 /// etcd 3.6 has no v2 API and refuses to start on v2 store content: a member serving the v2 API
 /// (`--enable-v2`, `ETCD_ENABLE_V2`) or holding v2 data (`etcdutl check v2store` on a copy) is
@@ -94,11 +66,7 @@ fn refuse_v2(ctx: &Ctx) -> Result<()> {
 fn refuse_breaking_settings(ctx: &Ctx, from: Version) -> Result<()> {
     let mut problems = Vec::new();
     for m in ctx.plan.members.iter().filter(|m| m.spec.adopted.is_some()) {
-        let a = crate::rejoin::as_started(ctx, m)?;
-        let config = crate::rejoin::config_text(ctx, m, "upgrade")?;
-        let argv: Vec<String> = std::iter::once(a.binary.display().to_string()).chain(a.command_line.iter().cloned()).collect();
-        let environ: Vec<(String, String)> = a.environment.clone().into_iter().collect();
-        let Ok(effective) = crate::adopt::effective::from_running(&argv, &environ, &a.working_dir, config.as_deref()) else { continue };
+        let Some(effective) = crate::rolling::adopted_settings(ctx, m, "upgrade")? else { continue };
         let (next, found) = crate::adopt::next_minor::breaking(from, &effective);
         for b in found {
             problems.push(format!("member {}: {}: {} — instead: {}, in its own setup (adoption never edits it); then upgrade to {}.{} again", m.spec.name, b.written, b.effect, b.fix, next.0, next.1));
@@ -110,7 +78,7 @@ fn refuse_breaking_settings(ctx: &Ctx, from: Version) -> Result<()> {
 /// etcd's rule: one minor at a time, never down. `Ok(false)`: already there.
 pub fn check_step(from: Version, to: Version) -> std::result::Result<bool, String> {
     if to < from {
-        return Err(format!("{to} is older than the {from} the cluster runs: etcd does not support downgrades this way"));
+        return Err(format!("{to} is older than the {from} the cluster runs: one minor back from 3.6 on, use etcd-bootstrap downgrade --to"));
     }
     if to.0 != from.0 || to.1 > from.1 + 1 {
         return Err(format!("{from} -> {to} skips a minor version: upgrade one minor at a time ({from} -> {}.{}.x first)", from.0, from.1 + 1));
@@ -146,7 +114,7 @@ pub fn upgrade(ctx: &Ctx, to: &str, sha256: Option<&str>, dry_run: bool, wait: D
     let base = Path::new(&plan.loaded.file).parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let release = crate::etcd_delivery::prepare(to, sha256, base, &plan.loaded.output_dir)?;
     progress.step("upgrade", &format!("etcd {} from {to}: {}", release.version, if sha256.is_some() { "checksum verified" } else { "no --sha256 given" }), None);
-    let state = load(plan)?.filter(|s| s.to == release.version.to_string());
+    let state = load(plan, Roll::Upgrade)?.filter(|s| s.to == release.version.to_string());
     if let Some(s) = &state {
         progress.step("upgrade", &format!("resuming: {} already on etcd {}", if s.done.is_empty() { "none".to_string() } else { s.done.join(", ") }, s.to), None);
         start_stopped(ctx, &release, wait)?;
@@ -177,142 +145,25 @@ pub fn upgrade(ctx: &Ctx, to: &str, sha256: Option<&str>, dry_run: bool, wait: D
             let t = Instant::now();
             let b = crate::backups::backup(ctx, &backup_dir(plan), None, None)?;
             progress.step("upgrade", &format!("backup {} taken before any change", b.path), Some(t.elapsed()));
-            UpgradeState { to: release.version.to_string(), from: from.to_string(), done: vec![], backup: Some(b.path) }
+            RollState { to: release.version.to_string(), from: from.to_string(), done: vec![], backup: Some(b.path), enabled: false }
         }
     };
-    save(plan, &state)?;
+    save(plan, Roll::Upgrade, &state)?;
     ctx.changing("upgrade members")?;
     let mut upgraded = Vec::new();
     for m in pending {
         let t = Instant::now();
-        upgrade_member(ctx, m, &release, wait)?;
+        swap_binary(ctx, m, &release, wait)?;
         state.done.push(m.spec.name.clone());
-        save(plan, &state)?;
+        save(plan, Roll::Upgrade, &state)?;
         progress.step(&format!("upgrade {}", m.name()), &format!("runs etcd {}; cluster HEALTHY", release.version), Some(t.elapsed()));
         upgraded.push(m.spec.name.clone());
     }
     let cluster_version = wait_cluster_version(ctx, release.version, wait)?;
     // out of the journal first: killed before the record goes, the record still says "resume"
     ctx.finished()?;
-    let _ = std::fs::remove_file(state_path(plan));
+    let _ = std::fs::remove_file(state_path(plan, Roll::Upgrade));
     Ok(UpgradeReport { from: state.from, to: release.version.to_string(), upgraded, cluster_version, backup: state.backup, steps })
-}
-
-/// The version the cluster is upgraded from: every member on one version, or (resuming an
-/// upgrade this command recorded) on the old or the new one.
-fn starting_version(versions: &[(String, Option<Version>)], release: &EtcdRelease, state: Option<&UpgradeState>) -> Result<Version> {
-    let unknown: Vec<&String> = versions.iter().filter(|(_, v)| v.is_none()).map(|(n, _)| n).collect();
-    if !unknown.is_empty() {
-        return Err(BootError::Preflight(unknown.iter().map(|n| format!("member {n}: its version could not be read")).collect()));
-    }
-    let mut seen: Vec<Version> = versions.iter().filter_map(|(_, v)| *v).collect();
-    seen.sort();
-    seen.dedup();
-    match (seen.as_slice(), state) {
-        ([one], _) => Ok(*one),
-        ([old, new], Some(s)) if *new == release.version && s.from == old.to_string() => Ok(*old),
-        _ => Err(BootError::Preflight(vec![format!(
-            "the members run different versions ({}), and no upgrade of this command's left them so; bring them to one version first",
-            versions.iter().map(|(n, v)| format!("{n} {}", v.map(|v| v.to_string()).unwrap_or_default())).collect::<Vec<_>>().join(", ")
-        )])),
-    }
-}
-
-fn backup_dir(plan: &Plan) -> PathBuf {
-    Path::new(&plan.loaded.file).parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).join("backups")
-}
-
-/// Where a member's etcd binaries go: the spec's `bin_dir`, or for an adopted member the folder
-/// of the binary it runs (replaced there, by rename: its unit or command line names that path).
-fn bin_dir_of(m: &MemberPlan) -> PathBuf {
-    match &m.spec.adopted {
-        Some(a) => a.binary.parent().map(Path::to_path_buf).unwrap_or_else(|| m.spec.bin_dir.clone()),
-        None => m.spec.bin_dir.clone(),
-    }
-}
-
-/// An adopted member's binary must be named `etcd` and belong to no package: a package's file is
-/// upgraded with its package manager, never replaced behind it. Checked on every member first.
-fn refuse_owned_binaries(ctx: &Ctx, pending: &[&MemberPlan]) -> Result<()> {
-    let mut problems = Vec::new();
-    for m in pending {
-        let Some(a) = &m.spec.adopted else { continue };
-        if a.binary.file_name().is_none_or(|n| n != "etcd") {
-            problems.push(format!("member {}: it runs {}, not a file named etcd; upgrade it the way it was installed", m.spec.name, a.binary.display()));
-            continue;
-        }
-        let out = ctx.run_on(m, &crate::scripts::package_owner(&a.binary.display().to_string()))?;
-        if let Some(owner) = out.value("owner") {
-            problems.push(format!("member {}: {} belongs to the package {owner}; upgrade that package on the host instead", m.spec.name, a.binary.display()));
-        }
-    }
-    if problems.is_empty() { Ok(()) } else { Err(BootError::Preflight(problems)) }
-}
-
-/// One member: binaries it lacks, then a restart on the new binary, then its version.
-fn upgrade_member(ctx: &Ctx, m: &MemberPlan, release: &EtcdRelease, wait: Duration) -> Result<()> {
-    let dir = bin_dir_of(m);
-    let probe = ctx.run_on(m, &probe_script(&dir))?;
-    for (path, mode, data) in to_send(release, &dir, &probe.stdout) {
-        ctx.put_file(m, &path, mode, &data)?;
-    }
-    let mut next = m.clone();
-    next.binary = dir.join("etcd").display().to_string();
-    let out = ctx.run_on(&next, &format!("{} --version 2>/dev/null\n", crate::plan::sh_quote(&next.binary)))?;
-    if crate::versions::etcd_version_output(&out.stdout) != Some(release.version) {
-        return Err(BootError::Preflight(vec![format!("member {}: {} does not report etcd {}", m.spec.name, next.binary, release.version)]));
-    }
-    ctx.restart_member(&next, wait)?;
-    let deadline = Instant::now() + wait;
-    loop {
-        let now = member_versions(ctx);
-        if now.iter().any(|(n, v)| *n == m.spec.name && *v == Some(release.version)) {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(BootError::Verification(format!("member {} does not report etcd {} after its restart; the upgrade stopped here and resumes when run again", m.spec.name, release.version)));
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// After an interruption a member may be stopped mid-restart: start whatever is not running
-/// (idempotent), with the new binary where it is already in place, until HEALTHY (bounded).
-fn start_stopped(ctx: &Ctx, release: &EtcdRelease, wait: Duration) -> Result<()> {
-    let plan = ctx.plan;
-    for m in &plan.members {
-        let mut next = m.clone();
-        let new = bin_dir_of(m).join("etcd").display().to_string();
-        let out = ctx.run_on(m, &format!("{} --version 2>/dev/null\n", crate::plan::sh_quote(&new)))?;
-        if crate::versions::etcd_version_output(&out.stdout) == Some(release.version) {
-            next.binary = new;
-        }
-        let _ = ctx.start_member(&next);
-    }
-    ctx.wait_healthy(wait, "resuming the upgrade").map(|_| ())
-}
-
-fn cluster_version(ctx: &Ctx) -> Option<String> {
-    let plan = ctx.plan;
-    let (opts, _) = ctx.etcd.client().ok()?;
-    plan.members.iter().find_map(|m| etcdctl_lite::version::get(&m.spec.client_url(), &opts, Duration::from_secs(2)).ok()).map(|v| v.cluster)
-}
-
-/// The leader moves the cluster version once every member runs the new minor (it checks every
-/// few seconds): wait for it, bounded.
-fn wait_cluster_version(ctx: &Ctx, to: Version, wait: Duration) -> Result<String> {
-    let want = format!("{}.{}.", to.0, to.1);
-    let deadline = Instant::now() + wait;
-    loop {
-        let now = cluster_version(ctx).unwrap_or_default();
-        if now.starts_with(&want) {
-            return Ok(now);
-        }
-        if Instant::now() > deadline {
-            return Err(BootError::NotHealthy(format!("every member runs {to}, but the cluster version is still {now:?} after {}s", wait.as_secs())));
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
 }
 
 #[cfg(test)]

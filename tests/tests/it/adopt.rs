@@ -796,6 +796,43 @@ fn an_adopted_cluster_is_upgraded_in_place() {
     boot(&spec, &["down"]).assert_ok();
 }
 
+/// `downgrade` in place: a lab on the newest 3.7 (each host with its own copy under
+/// /usr/local/bin) taken back to the newest 3.6 through etcd's downgrade API under continuous
+/// writes: each member's binary replaced where it runs from, restarted through what runs it with
+/// the same command line and settings, every acknowledged write kept, storage version 3.6.
+#[test]
+fn an_adopted_37_cluster_is_downgraded_to_36_in_place() {
+    let root = integration_tests::workspace_root();
+    let (v36, v37) = (root.join(".etcd/go-3.6"), root.join(".etcd/go-3.7"));
+    assert!(v36.join("etcd").is_file() && v37.join("etcd").is_file(), "install-deps builds etcd 3.6 and 3.7 into .etcd/go-3.6 and .etcd/go-3.7");
+    let said = run_bounded(Command::new(v36.join("etcd")).arg("--version"), Duration::from_secs(10)).assert_ok().stdout;
+    let v = said.lines().find_map(|l| l.strip_prefix("etcd Version: ")).unwrap().trim().to_string();
+    let tmp = tempfile::tempdir().unwrap();
+    let [a, b, c] = integration_tests::cluster::free_subnet(4);
+    let addrs: Vec<String> = (1..=4).map(|i| format!("{a}.{b}.{c}.{i}")).collect();
+    let lab = lab_on(tmp, addrs, vec![], false, Some(v37.canonicalize().unwrap()));
+    let out = tempfile::tempdir().unwrap();
+    let spec = out.path().join("lab.yaml");
+    let eps = lab.endpoints_of(0..3);
+    let r = lab.adopt(&eps, &["-o", spec.to_str().unwrap()]);
+    assert!(spec.is_file(), "{}", r.stderr);
+    let before: serde_json::Value = serde_json::from_str(&lab.adopt(&eps, &["-w", "json"]).stdout).unwrap();
+
+    let w = Writes::start(&lab, &eps);
+    let down = boot(&spec, &["downgrade", "--to", v36.to_str().unwrap()]);
+    assert!(down.ok(), "{}{}", down.stdout, down.stderr);
+    let n = w.finish(&lab, &eps, 10);
+    eprintln!("{n} writes acknowledged during the downgrade");
+    assert!(down.stdout.contains(&format!("to {v}; cluster version 3.6.0")) && down.stdout.contains("replaced where it runs from"), "{}", down.stdout);
+    let after: serde_json::Value = serde_json::from_str(&lab.adopt(&eps, &["-w", "json"]).stdout).unwrap();
+    for m in after["members"].as_array().unwrap() {
+        assert_eq!(m["version"], v.as_str(), "{}", m["name"]);
+        assert!(m["process"]["exe"].as_str().unwrap().ends_with("/usr/local/bin/etcd"), "still its own copy: {}", m["process"]["exe"]);
+    }
+    assert_eq!(settings(&after), settings(&before), "the same command lines and settings, each from where it came");
+    boot(&spec, &["down"]).assert_ok();
+}
+
 /// A 3.6 cluster whose flag-configured member carries an `--experimental-*` flag (3.7 removed
 /// them all: etcd 3.7 exits 2 on it): `adopt` names it with its replacement, and `upgrade` to 3.7
 /// is refused before any change, naming the member, the flag and its replacement; nothing on the

@@ -534,6 +534,38 @@ fn upgrade_road_35_to_36_to_37_under_writes() {
     assert!(integration_tests::bootstrap::under_way(&spec).is_empty(), "nothing left under way");
 }
 
+/// The way back, the newest 3.7 -> the newest 3.6 -> the newest 3.5 through etcd's downgrade API,
+/// each step under continuous writes with every acknowledged write kept and killed once (after
+/// the downgrade was enabled; after the first member moved), then run again. A skipped minor is
+/// refused before any change; every member ends on the older version and storage version, and
+/// the cluster version follows.
+#[test]
+fn downgrade_37_to_36_to_35_under_writes_finishes_after_a_kill() {
+    let (v35dir, v35) = newest_of("3.5");
+    let (v36dir, v36) = newest_of("3.6");
+    let (v37dir, _) = newest_of("3.7");
+    let (tmp, spec, _down) = integration_tests::bootstrap::up_cluster_on(&format!("{v37dir}/etcd"), 1);
+    let eps = integration_tests::bootstrap::spec_endpoints(&spec);
+    let dir = tmp.path().to_path_buf();
+    let skip = boot(&spec, &["downgrade", "--to", &v35dir]).assert_fails();
+    assert!(skip.stderr.contains("skips a minor version"), "{}", skip.stderr);
+    assert!(integration_tests::bootstrap::under_way(&spec).is_empty(), "a refusal changes nothing");
+    let dry = boot(&spec, &["downgrade", "--to", &v36dir, "--dry-run"]).assert_ok();
+    assert!(dry.stdout.contains("enable etcd's downgrade to 3.6"), "{}", dry.stdout);
+    for (to_dir, to, minor, kill_at) in [(&v36dir, &v36, "3.6", "downgrade: enabled"), (&v35dir, &v35, "3.5", "downgrade etcd-")] {
+        let traffic = Traffic::start(&dir, &eps, &spec);
+        let args = ["downgrade", "--to", to_dir.as_str()];
+        crate::crash_matrix::kill_then_finish(&spec, &args, kill_at, "downgrade", &args);
+        traffic.finish(&eps, 3);
+        let after = versions_and_storage(&dir, &eps);
+        // a 3.5 member reports no storage version
+        let storage = if minor == "3.5" { String::new() } else { format!("{minor}.0") };
+        assert!(after.iter().all(|(v, s)| v == to && *s == storage), "every member on {to}, storage {storage:?}: {after:?}");
+        assert_eq!(boot(&spec, &["status"]).code, Some(0));
+        assert!(integration_tests::bootstrap::under_way(&spec).is_empty(), "nothing left under way after the downgrade to {to}");
+    }
+}
+
 /// The v2 store check `upgrade` runs before 3.6, with the real etcdutl (3.5's has `check
 /// v2store`) on the data dir of a real etcd that served the v2 API: clean before any v2 write,
 /// "custom" after, its private copy removed, the running member untouched.
