@@ -216,7 +216,8 @@ fn kube_apiserver_and_its_clients_survive_every_day2_command() {
     eprintln!("the server on the old files: writes after step 2 (old connections) {stale_after_step2}, after step 3 none");
     drop(cp2);
 
-    // replace a dead follower; maintain; the rolling upgrade 3.5.1 -> the newest 3.5
+    // replace a dead follower; maintain; the rolling upgrade 3.5.1 -> the newest 3.5 -> 3.6, and
+    // the downgrade back to 3.5
     let st = run_ok(&spec, &["status", "-w", "json"]);
     let v: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
     let victim = v["members"].as_array().unwrap().iter().find(|m| m["role"] == "follower").unwrap()["name"].as_str().unwrap().to_string();
@@ -228,9 +229,15 @@ fn kube_apiserver_and_its_clients_survive_every_day2_command() {
     run_ok(&spec, &["maintain"]);
     let up = stops.run(&spec, &["upgrade", "--to", &newest], 3);
     assert!(up.stdout.contains(&format!("spec: set etcd_archive: {newest}")), "{}", up.stdout);
+    // to 3.6 and back with the API server serving: the rolling upgrade, then etcd's downgrade
+    let v36 = workspace_root().join(".etcd/go-3.6").display().to_string();
+    let to36 = stops.run(&spec, &["upgrade", "--to", &v36], 3);
+    assert!(to36.stdout.contains("cluster version 3.6.0"), "{}", to36.stdout);
+    let back = stops.run(&spec, &["downgrade", "--to", &newest], 3);
+    assert!(back.stdout.contains("cluster version 3.5.0"), "{}", back.stdout);
     // compared with the writer paused: a write between its count and the list would differ
     let now = writer.pause();
-    assert_list_matches(&cp1, &now.present, &now.uncertain, "after rotations, replace, maintain and upgrade");
+    assert_list_matches(&cp1, &now.present, &now.uncertain, "after rotations, replace, maintain, upgrades and the downgrade");
     writer.resume();
     let bad = unexplained(&now.failures, &cp1.restarts, &stops);
     assert!(bad.is_empty(), "API requests failed outside the instructed restarts and the members' stops: {bad:?}");
