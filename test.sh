@@ -30,6 +30,9 @@ elif [ -n "${1:-}" ]; then
   exit 2
 fi
 bash scripts/install-deps.sh
+# the tree is rustfmt-formatted (rustfmt.toml); clippy has nothing to say
+cargo fmt --all --check || { echo "test.sh: not rustfmt-formatted: run cargo fmt --all" >&2; exit 1; }
+cargo clippy --workspace --all-targets --locked -q -- -D warnings || { echo "test.sh: cargo clippy has warnings" >&2; exit 1; }
 cargo build --workspace --locked 2>&1 | tail -n 3
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -149,7 +149,14 @@ fn record_last(plan: &crate::plan::Plan, path: &Path, revision: i64, sha256: &st
     // the off-host copy recorded before stays until a new one is made
     let earlier = std::fs::read_to_string(store.last_backup_path()).ok().and_then(|t| serde_json::from_str::<LastBackup>(&t).ok());
     let (remote, remote_at) = earlier.map(|e| (e.remote, e.remote_at)).unwrap_or_default();
-    let rec = LastBackup { path: abs.display().to_string(), taken_at: time::OffsetDateTime::now_utc().unix_timestamp(), revision, sha256: sha256.to_string(), remote, remote_at };
+    let rec = LastBackup {
+        path: abs.display().to_string(),
+        taken_at: time::OffsetDateTime::now_utc().unix_timestamp(),
+        revision,
+        sha256: sha256.to_string(),
+        remote,
+        remote_at,
+    };
     if let Ok(text) = serde_json::to_string_pretty(&rec) {
         let _ = pki::files::write_all(&[pki::files::PlannedFile::public(store.last_backup_path(), text + "\n")], true);
     }
@@ -186,7 +193,11 @@ fn stream_to_file(ctx: &Ctx, partial: &Path) -> Result<(etcdctl_lite::snapshot::
 
 /// The same, encrypted: streamed and read back in memory, then encrypted into the hidden name;
 /// the plaintext never reaches a filesystem.
-fn stream_sealed(ctx: &Ctx, partial: &Path, to: &crate::sealed::Recipients) -> Result<(etcdctl_lite::snapshot::SavedSnapshot, etcdctl_lite::snapshot_status::SnapshotStatus)> {
+fn stream_sealed(
+    ctx: &Ctx,
+    partial: &Path,
+    to: &crate::sealed::Recipients,
+) -> Result<(etcdctl_lite::snapshot::SavedSnapshot, etcdctl_lite::snapshot_status::SnapshotStatus)> {
     let (opts, rt) = ctx.etcd.client()?;
     let mut plain = crate::sealed::in_memory("etcd-bootstrap-backup")?;
     let saved = rt.block_on(etcdctl_lite::snapshot::save_into(&opts, &mut plain, "the in-memory snapshot")).map_err(etcd_err)?;
@@ -230,7 +241,16 @@ pub fn timer(exe: &Path, spec: &Path, dir: &Path, keep: usize, cluster: &str, en
     for p in [exe, spec, dir] {
         crate::rules::no_control(&p.display().to_string()).map_err(|e| dir_err(p, format!("{e}: cannot be put in a unit file or a cron line")))?;
     }
-    let mut cmd = vec![exe.display().to_string(), "-f".into(), spec.display().to_string(), "backup".into(), "--dir".into(), dir.display().to_string(), "--keep".into(), keep.to_string()];
+    let mut cmd = vec![
+        exe.display().to_string(),
+        "-f".into(),
+        spec.display().to_string(),
+        "backup".into(),
+        "--dir".into(),
+        dir.display().to_string(),
+        "--keep".into(),
+        keep.to_string(),
+    ];
     for r in encrypt_to {
         crate::rules::no_control(r).map_err(|e| dir_err(Path::new("--encrypt-to"), e))?;
         cmd.extend(["--encrypt-to".to_string(), r.clone()]);
@@ -240,7 +260,13 @@ pub fn timer(exe: &Path, spec: &Path, dir: &Path, keep: usize, cluster: &str, en
         cmd.extend(["--to".to_string(), t.to_string()]);
     }
     // the S3 credentials from a root-only file, never in the unit
-    let env_file = if to.is_some() { format!("EnvironmentFile=/etc/etcd-backup/{cluster}.env\n# /etc/etcd-backup/{cluster}.env (0600): AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... AWS_REGION=... (AWS_ENDPOINT_URL=... for S3-compatible storage)\n") } else { String::new() };
+    let env_file = if to.is_some() {
+        format!(
+            "EnvironmentFile=/etc/etcd-backup/{cluster}.env\n# /etc/etcd-backup/{cluster}.env (0600): AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... AWS_REGION=... (AWS_ENDPOINT_URL=... for S3-compatible storage)\n"
+        )
+    } else {
+        String::new()
+    };
     let unit_cmd: Vec<String> = cmd.iter().map(|a| systemd_quote(a)).collect();
     // cron reads an unescaped % as a newline
     let shell_cmd: Vec<String> = cmd.iter().map(|a| crate::plan::sh_quote(a).replace('%', "\\%")).collect();
@@ -287,7 +313,8 @@ mod tests {
     #[test]
     fn retention_keeps_the_newest_and_touches_nothing_else() {
         let d = tempfile::tempdir().unwrap();
-        for n in ["prod-20261120T000000Z-r5.db", "prod-20261121T000000Z-r9.db", "prod-20261122T000000Z-r12.db", "prod-notes.db", "other-20261101T000000Z-r1.db"] {
+        for n in ["prod-20261120T000000Z-r5.db", "prod-20261121T000000Z-r9.db", "prod-20261122T000000Z-r12.db", "prod-notes.db", "other-20261101T000000Z-r1.db"]
+        {
             std::fs::write(d.path().join(n), "x").unwrap();
         }
         std::os::unix::fs::symlink("/etc/passwd", d.path().join("prod-20261101T000000Z-r1.db")).unwrap();
@@ -295,12 +322,16 @@ mod tests {
         assert_eq!(removed, ["prod-20261120T000000Z-r5.db"]);
         let mut left: Vec<String> = std::fs::read_dir(d.path()).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
         left.sort();
-        assert_eq!(left, ["other-20261101T000000Z-r1.db", "prod-20261101T000000Z-r1.db", "prod-20261121T000000Z-r9.db", "prod-20261122T000000Z-r12.db", "prod-notes.db"]);
+        assert_eq!(
+            left,
+            ["other-20261101T000000Z-r1.db", "prod-20261101T000000Z-r1.db", "prod-20261121T000000Z-r9.db", "prod-20261122T000000Z-r12.db", "prod-notes.db"]
+        );
     }
 
     #[test]
     fn the_timer_quotes_every_path() {
-        let t = timer(Path::new("/usr/local/bin/etcd-bootstrap"), Path::new("/ops/my spec%.yaml"), Path::new("/var/backups/etcd"), 24, "prod", &[], None).unwrap();
+        let t =
+            timer(Path::new("/usr/local/bin/etcd-bootstrap"), Path::new("/ops/my spec%.yaml"), Path::new("/var/backups/etcd"), 24, "prod", &[], None).unwrap();
         assert!(t.contains("ExecStart=/usr/local/bin/etcd-bootstrap -f \"/ops/my spec%%.yaml\" backup --dir /var/backups/etcd --keep 24"), "{t}");
         assert!(t.contains("root /usr/local/bin/etcd-bootstrap -f '/ops/my spec\\%.yaml' backup --dir /var/backups/etcd --keep 24"), "{t}");
         assert!(t.contains("OnCalendar=hourly"));

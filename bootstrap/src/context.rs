@@ -11,11 +11,11 @@
 
 use crate::error::{BootError, Result};
 use crate::etcd_view::{EtcdView, LiveEtcd};
-use crate::transport::{ScriptOutput, Transport};
-use crate::journal::{admit, Admission, Entry, OpKind, Request, Standing, UnderWay};
-use crate::journal_store::{own_entry, process_alive, Store};
+use crate::journal::{Admission, Entry, OpKind, Request, Standing, UnderWay, admit};
+use crate::journal_store::{Store, own_entry, process_alive};
 use crate::plan::{MemberPlan, Plan};
 use crate::progress::Progress;
+use crate::transport::{ScriptOutput, Transport};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
@@ -152,7 +152,6 @@ impl Ctx<'_> {
     }
 }
 
-
 fn poisoned() -> BootError {
     BootError::Journal { path: "journal".into(), reason: "an earlier step panicked".into() }
 }
@@ -287,7 +286,10 @@ pub fn under_way(plan: &Plan, store: &Store) -> Result<Vec<UnderWay>> {
     let rotation = crate::records::current(plan)?;
     // the release a rolling change's record goes to, to name it in the command that finishes it
     let release = |file: &str| {
-        let to = std::fs::read_to_string(etcd.join(file)).ok().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok()).and_then(|v| v["to"].as_str().map(String::from));
+        let to = std::fs::read_to_string(etcd.join(file))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["to"].as_str().map(String::from));
         to.map(|v| format!("the etcd {v} release")).unwrap_or_else(|| "the one it was started with".into())
     };
     let records = [

@@ -2,7 +2,7 @@
 //! milliseconds, no etcd, no host.
 
 use super::*;
-use crate::fakes::{cluster, Cluster};
+use crate::fakes::{Cluster, cluster};
 use crate::journal::Journal;
 
 fn go<T>(c: &Cluster, kind: OpKind, target: Option<&str>, args: &str, op: impl FnOnce(&Ctx) -> Result<T>) -> Result<T> {
@@ -45,10 +45,13 @@ fn a_failure_after_a_change_blocks_others_until_the_same_job_finishes() {
     // another member's replace is another job
     assert!(go(&c, OpKind::Replace, Some("etcd-3"), "replace etcd-3", |_| Ok(())).is_err());
     // the backup only reads, and a down is always allowed
-    assert!(go(&c, OpKind::Backup, None, "backup", |ctx| {
-        assert_eq!(ctx.under_way.len(), 1);
-        Ok(())
-    }).is_ok());
+    assert!(
+        go(&c, OpKind::Backup, None, "backup", |ctx| {
+            assert_eq!(ctx.under_way.len(), 1);
+            Ok(())
+        })
+        .is_ok()
+    );
     // the same job resumes where it stopped, and finishing it clears the journal
     go(&c, OpKind::Replace, Some("etcd-2"), "replace etcd-2", |ctx| {
         assert_eq!(ctx.admission, Admission::Resume);
@@ -79,7 +82,8 @@ fn a_paused_rotation_admits_up_and_tells_it_so_and_refuses_replace() {
     go(&c, OpKind::Up, None, "up", |ctx| {
         assert!(ctx.ca_rotation_under_way());
         Ok(())
-    }).unwrap();
+    })
+    .unwrap();
     go(&c, OpKind::Down, None, "down", |_| Ok(())).unwrap();
     let text = go(&c, OpKind::Replace, Some("etcd-2"), "replace etcd-2", |_| Ok(())).unwrap_err().to_string();
     assert!(text.contains("`rotate ca` is paused since") && text.ends_with("rotate ca --continue"), "{text}");

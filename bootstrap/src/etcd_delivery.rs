@@ -134,7 +134,10 @@ fn from_folder(dir: &Path, sha256: Option<&str>, source: &str) -> Result<EtcdRel
     if let Some((_, data, _)) = binaries.iter().find(|(n, _, _)| n == "etcd") {
         check_sha(source, data, sha256, false)?;
     }
-    let out = std::process::Command::new(dir.join("etcd")).arg("--version").output().map_err(|e| err(source, format!("cannot run {}/etcd --version: {e}", dir.display())))?;
+    let out = std::process::Command::new(dir.join("etcd"))
+        .arg("--version")
+        .output()
+        .map_err(|e| err(source, format!("cannot run {}/etcd --version: {e}", dir.display())))?;
     let text = String::from_utf8_lossy(&out.stdout);
     let version = crate::versions::etcd_version_output(&text).ok_or_else(|| err(source, format!("{}/etcd --version printed no version", dir.display())))?;
     finish(source, version, binaries)

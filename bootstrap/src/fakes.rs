@@ -60,7 +60,13 @@ pub fn world(plan: &Plan) -> Shared {
         .members
         .iter()
         .enumerate()
-        .map(|(i, m)| MemberInfo { id: i as u64 + 1, name: m.spec.name.clone(), peer_urls: vec![m.spec.peer_url()], client_urls: vec![m.spec.client_url()], is_learner: false })
+        .map(|(i, m)| MemberInfo {
+            id: i as u64 + 1,
+            name: m.spec.name.clone(),
+            peer_urls: vec![m.spec.peer_url()],
+            client_urls: vec![m.spec.client_url()],
+            is_learner: false,
+        })
         .collect::<Vec<_>>();
     let next_id = members.len() as u64 + 100;
     Arc::new(Mutex::new(World { members, next_id, ..World::default() }))
@@ -68,7 +74,17 @@ pub fn world(plan: &Plan) -> Shared {
 
 /// Seams over `world` for every member of `plan`.
 pub fn seams(plan: &Plan, world: &Shared) -> Seams {
-    let hosts = plan.members.iter().map(|m| (m.spec.name.clone(), Box::new(FakeHost { member: m.spec.name.clone(), peer_url: m.spec.peer_url(), client_url: m.spec.client_url(), world: world.clone() }) as Box<dyn Transport>)).collect();
+    let hosts = plan
+        .members
+        .iter()
+        .map(|m| {
+            (
+                m.spec.name.clone(),
+                Box::new(FakeHost { member: m.spec.name.clone(), peer_url: m.spec.peer_url(), client_url: m.spec.client_url(), world: world.clone() })
+                    as Box<dyn Transport>,
+            )
+        })
+        .collect();
     let certs = plan.members.iter().map(|m| (m.spec.client_url(), plan.pki().leaf(&pki::cluster::Role::Server(m.spec.name.clone())).cert)).collect();
     Seams { hosts: Hosts::new(hosts), etcd: Box::new(FakeEtcd { world: world.clone(), endpoints: plan.endpoints(), certs }) }
 }
@@ -171,7 +187,8 @@ impl Transport for FakeHost {
         }
         w.half_delivered.remove(&self.member);
         for (path, _, data) in files {
-            let version = String::from_utf8_lossy(data).lines().find_map(|l| l.split("etcd Version: ").nth(1).and_then(|v| Version::parse(v.trim_end_matches('\''))));
+            let version =
+                String::from_utf8_lossy(data).lines().find_map(|l| l.split("etcd Version: ").nth(1).and_then(|v| Version::parse(v.trim_end_matches('\''))));
             if let (true, Some(v)) = (path.ends_with("/etcd"), version) {
                 w.delivered.insert(self.member.clone(), v);
             }
@@ -263,7 +280,10 @@ impl EtcdView for FakeEtcd {
     fn promote(&self, _via: &[String], id: u64) -> Result<()> {
         let mut w = self.call(&format!("promote {id}"))?;
         if w.members.iter().any(|m| m.id == id && w.dead.contains(&m.name)) {
-            return Err(BootError::Etcd { what: format!("promote {id}"), source: etcdctl_lite::CtlError::Refused("etcdserver: can only promote a learner member which is in sync with leader".into()) });
+            return Err(BootError::Etcd {
+                what: format!("promote {id}"),
+                source: etcdctl_lite::CtlError::Refused("etcdserver: can only promote a learner member which is in sync with leader".into()),
+            });
         }
         if let Some(m) = w.members.iter_mut().find(|m| m.id == id) {
             m.is_learner = false;
@@ -351,7 +371,14 @@ pub fn cluster() -> Cluster {
 
 impl Cluster {
     /// Runs `op` as `kind` (target, finishing args) through the journal, on the fakes of `world`.
-    pub fn run<T>(&self, world: &Shared, kind: crate::journal::OpKind, target: Option<&str>, args: &str, op: impl FnOnce(&crate::context::Ctx) -> Result<T>) -> Result<T> {
+    pub fn run<T>(
+        &self,
+        world: &Shared,
+        kind: crate::journal::OpKind,
+        target: Option<&str>,
+        args: &str,
+        op: impl FnOnce(&crate::context::Ctx) -> Result<T>,
+    ) -> Result<T> {
         let req = crate::context::request(&self.plan, kind, target.map(String::from), args);
         crate::context::run_with(&self.plan, &crate::progress::Progress::new(true), req, Duration::from_secs(5), seams(&self.plan, world), op)
     }

@@ -55,7 +55,13 @@ fn cause_in(line: &str) -> Option<(u8, String)> {
     if line.contains("rejected connection") {
         let from = field(line, "remote-addr").map(|a| host_of(&a)).unwrap_or_else(|| "a peer".into());
         if err.contains("does not match any of DNSNames") || err.contains("not valid for") {
-            return Some((0, format!("refused peer connections from {from}: the connecting member's peer certificate does not cover the address it connected from ({})", short(&err))));
+            return Some((
+                0,
+                format!(
+                    "refused peer connections from {from}: the connecting member's peer certificate does not cover the address it connected from ({})",
+                    short(&err)
+                ),
+            ));
         }
         return Some((0, format!("refused peer connections from {from} in the TLS handshake ({})", short(&err))));
     }

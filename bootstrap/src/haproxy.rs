@@ -3,7 +3,7 @@
 //! fail during graceful shutdown, unlike a TCP check, and catch a hung apiserver), verified
 //! against the Kubernetes CA, and timeouts long enough for `kubectl logs -f` and exec streams.
 
-use crate::spec::{split_host_port, Spec};
+use crate::spec::{Spec, split_host_port};
 use std::fmt::Write;
 use std::net::IpAddr;
 

@@ -5,12 +5,12 @@
 use crate::adopt::probe::{self, FileFacts};
 use crate::context::Ctx;
 use crate::error::{BootError, Result};
-use std::time::{Duration, Instant};
 use crate::plan::MemberPlan;
 use crate::spec_adopted::AdoptedMember;
 use pki::ca::LeafTemplate;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// What an adopted member's host shows now.
 #[derive(Debug, Clone)]
@@ -65,7 +65,8 @@ impl Ctx<'_> {
 /// `certs check` on an adopted cluster: the operator's CA here, and each member's certificates
 /// and trusted CAs on its host (a file used twice is listed once).
 pub fn certs_report(ctx: &Ctx, threshold: pki::expiry::Threshold) -> Result<pki::expiry::Report> {
-    let a = ctx.plan.loaded.spec.adopted.as_ref().ok_or_else(|| BootError::Precondition { what: "certs check".into(), reason: "not an adopted cluster".into() })?;
+    let a =
+        ctx.plan.loaded.spec.adopted.as_ref().ok_or_else(|| BootError::Precondition { what: "certs check".into(), reason: "not an adopted cluster".into() })?;
     let ca_pem = std::fs::read(&a.cacert).map_err(|e| BootError::Output { path: a.cacert.display().to_string(), reason: e.to_string() })?;
     let ca_der = pki::pemfile::first_certificate(&ca_pem, &a.cacert.display().to_string())?;
     let mut authorities = vec![pki::expiry::check_file("etcd-ca", &a.cacert, a.ca_key.as_deref(), None, None, threshold)];
@@ -76,7 +77,9 @@ pub fn certs_report(ctx: &Ctx, threshold: pki::expiry::Threshold) -> Result<pki:
         let sans = vec![format!("IP:{}", m.spec.address)];
         let mut seen: Vec<&PathBuf> = Vec::new();
         for (setting, path) in &am.tls {
-            let Some(f) = found.file(path).filter(|_| !setting.contains("key-file") && !setting.contains("crl-file") && !seen.contains(&path)) else { continue };
+            let Some(f) = found.file(path).filter(|_| !setting.contains("key-file") && !setting.contains("crl-file") && !seen.contains(&path)) else {
+                continue;
+            };
             seen.push(path);
             let uses: Vec<&str> = am.tls.iter().filter(|(_, p)| *p == path).filter_map(|(k, _)| role_word(k)).collect();
             let label = format!("{}/{}", m.spec.name, uses.join("+"));
@@ -182,14 +185,20 @@ pub(crate) fn renew(ctx: &Ctx, ca: &pki::ca::Ca, issuers: &[&[u8]], how: Renewal
             .iter()
             .filter(|(member, _, _)| *member == m.spec.name)
             // the file's own mode (and, by the script, its owner) is kept
-            .map(|(_, path, data)| (path.clone(), files.file(Path::new(path)).and_then(|f| u32::from_str_radix(&f.mode, 8).ok()).unwrap_or(0o600), data.clone()))
+            .map(|(_, path, data)| {
+                (path.clone(), files.file(Path::new(path)).and_then(|f| u32::from_str_radix(&f.mode, 8).ok()).unwrap_or(0o600), data.clone())
+            })
             .collect();
         ctx.run_on(m, &crate::scripts::deliver(&mine))?;
         if let Some((_, der)) = issued.serves.iter().find(|(n, _)| *n == m.spec.name) {
             ctx.wait_serves(m, der, wait)?;
         }
         ctx.wait_healthy(wait, &format!("rotating {}", m.spec.name))?;
-        progress.step(&format!("rotate {}", m.name()), &format!("{} files renewed in place; serves the new certificate; cluster HEALTHY", mine.len()), Some(t.elapsed()));
+        progress.step(
+            &format!("rotate {}", m.name()),
+            &format!("{} files renewed in place; serves the new certificate; cluster HEALTHY", mine.len()),
+            Some(t.elapsed()),
+        );
     }
     Ok(leaves.len())
 }
@@ -274,7 +283,8 @@ pub(crate) fn deliver_trust(ctx: &Ctx, m: &MemberPlan, ca_pem: &[u8]) -> Result<
 /// A client certificate for the toolkit from `ca`, with the subject and usages of the operator's
 /// (`adopted.cert`) and a new key: what operations talk to etcd with once the old CA is gone.
 pub(crate) fn issue_own_client(plan: &crate::plan::Plan, ca: &pki::ca::Ca, cert: &Path, key: &Path) -> Result<()> {
-    let a = plan.loaded.spec.adopted.as_ref().ok_or_else(|| BootError::Precondition { what: "issue a client".into(), reason: "not an adopted cluster".into() })?;
+    let a =
+        plan.loaded.spec.adopted.as_ref().ok_or_else(|| BootError::Precondition { what: "issue a client".into(), reason: "not an adopted cluster".into() })?;
     let old = std::fs::read(&a.cert).map_err(|e| BootError::Output { path: a.cert.display().to_string(), reason: e.to_string() })?;
     let der = pki::pemfile::first_certificate(&old, &a.cert.display().to_string())?;
     let template = pki::renew::template_from_cert(&der, plan.issue.validity, &a.cert.display().to_string())?;

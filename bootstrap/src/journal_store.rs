@@ -72,7 +72,8 @@ impl Store {
                 Err(e) => return Err(self.io_err(&self.dir.join("lock"), e.into())),
             }
             if started.elapsed() >= wait {
-                let holders: Vec<String> = self.read()?.under_way(process_alive).iter().filter(|u| u.standing == crate::journal::Standing::Running).map(UnderWay::describe).collect();
+                let holders: Vec<String> =
+                    self.read()?.under_way(process_alive).iter().filter(|u| u.standing == crate::journal::Standing::Running).map(UnderWay::describe).collect();
                 let holder = if holders.is_empty() { "another etcd-bootstrap process".to_string() } else { holders.join("; ") };
                 return Err(BootError::Busy { holder, waited: wait, lock: self.dir.join("lock").display().to_string() });
             }
@@ -100,7 +101,8 @@ impl Store {
         rustix::fs::flock(&lock, FlockOperation::LockExclusive).map_err(|e| self.io_err(&self.dir.join("edit.lock"), e.into()))?;
         let mut journal = self.read()?;
         let out = f(&mut journal);
-        let json = serde_json::to_string_pretty(&journal).map_err(|e| BootError::Journal { path: self.path().display().to_string(), reason: e.to_string() })? + "\n";
+        let json =
+            serde_json::to_string_pretty(&journal).map_err(|e| BootError::Journal { path: self.path().display().to_string(), reason: e.to_string() })? + "\n";
         pki::files::write_atomic(&self.path(), json.as_bytes(), 0o644)?;
         Ok(out)
     }

@@ -3,7 +3,7 @@
 //! other node (kubeadm.k8s.io/v1beta4; v1beta3 on request), plus [`validate`], which applies
 //! kubeadm's own rules (validation.go) so configs are checked where kubeadm cannot run.
 
-use crate::spec::{split_host_port, Spec};
+use crate::spec::{Spec, split_host_port};
 use serde_yaml_ng::{Mapping, Value};
 
 /// kubeadm's standard paths on a control-plane node.
@@ -95,13 +95,7 @@ pub fn cluster_configuration(spec: &Spec, api: ApiVersion) -> Value {
         ("certificatesDir", s("/etc/kubernetes/pki")),
         ("networking", map(networking)),
         ("apiServer", map(vec![("certSANs", list(sans.into_iter().map(s)))])),
-        (
-            "etcd",
-            map(vec![(
-                "external",
-                map(vec![("endpoints", endpoints), ("caFile", s(CA_FILE)), ("certFile", s(CERT_FILE)), ("keyFile", s(KEY_FILE))]),
-            )]),
-        ),
+        ("etcd", map(vec![("external", map(vec![("endpoints", endpoints), ("caFile", s(CA_FILE)), ("certFile", s(CERT_FILE)), ("keyFile", s(KEY_FILE))]))])),
     ])
 }
 
@@ -212,11 +206,7 @@ pub fn runbook(spec: &Spec, spec_file: &str, out: &std::path::Path) -> String {
     }
     for (i, n) in k.control_plane_nodes.iter().enumerate() {
         let folder = out.join("control-plane").join(&n.name);
-        let copy = format!(
-            "tar -C {} -cf - etc | ssh root@{} 'tar -C / --no-overwrite-dir --no-same-owner -xpf -'",
-            q(&folder),
-            n.address
-        );
+        let copy = format!("tar -C {} -cf - etc | ssh root@{} 'tar -C / --no-overwrite-dir --no-same-owner -xpf -'", q(&folder), n.address);
         if i == 0 {
             let init = out.join("kubeadm/init.yaml");
             s.push_str(&format!(
@@ -286,12 +276,17 @@ pub fn validate(yaml: &str, files_root: Option<&std::path::Path>) -> Vec<String>
                 }
                 check_cert_key(doc.get("certificateKey").and_then(Value::as_str), "InitConfiguration", &mut problems);
                 let ep = doc.get("localAPIEndpoint");
-                check_ip(ep.and_then(|e| e.get("advertiseAddress")).and_then(Value::as_str), "InitConfiguration.localAPIEndpoint.advertiseAddress", &mut problems);
+                check_ip(
+                    ep.and_then(|e| e.get("advertiseAddress")).and_then(Value::as_str),
+                    "InitConfiguration.localAPIEndpoint.advertiseAddress",
+                    &mut problems,
+                );
             }
             "JoinConfiguration" => {
                 let bt = doc.get("discovery").and_then(|d| d.get("bootstrapToken"));
                 check_token(bt.and_then(|b| b.get("token")).and_then(Value::as_str).unwrap_or(""), "JoinConfiguration.discovery.bootstrapToken", &mut problems);
-                let hashes: Vec<&str> = bt.and_then(|b| b.get("caCertHashes")).and_then(Value::as_sequence).into_iter().flatten().filter_map(Value::as_str).collect();
+                let hashes: Vec<&str> =
+                    bt.and_then(|b| b.get("caCertHashes")).and_then(Value::as_sequence).into_iter().flatten().filter_map(Value::as_str).collect();
                 let skip = bt.and_then(|b| b.get("unsafeSkipCAVerification")).and_then(Value::as_bool).unwrap_or(false);
                 if hashes.is_empty() && !skip {
                     problems.push("JoinConfiguration: token discovery without caCertHashes (and without unsafeSkipCAVerification)".into());
@@ -308,7 +303,11 @@ pub fn validate(yaml: &str, files_root: Option<&std::path::Path>) -> Vec<String>
                 }
                 let cp = doc.get("controlPlane");
                 check_cert_key(cp.and_then(|c| c.get("certificateKey")).and_then(Value::as_str), "JoinConfiguration.controlPlane", &mut problems);
-                check_ip(cp.and_then(|c| c.get("localAPIEndpoint")).and_then(|e| e.get("advertiseAddress")).and_then(Value::as_str), "JoinConfiguration.controlPlane.localAPIEndpoint.advertiseAddress", &mut problems);
+                check_ip(
+                    cp.and_then(|c| c.get("localAPIEndpoint")).and_then(|e| e.get("advertiseAddress")).and_then(Value::as_str),
+                    "JoinConfiguration.controlPlane.localAPIEndpoint.advertiseAddress",
+                    &mut problems,
+                );
             }
             other => problems.push(format!("unexpected kind {other:?}")),
         }
@@ -366,16 +365,17 @@ fn validate_cluster(doc: &Value, files_root: Option<&std::path::Path>, problems:
     let net = doc.get("networking");
     for k in ["podSubnet", "serviceSubnet"] {
         if let Some(v) = net.and_then(|n| n.get(k)).and_then(Value::as_str)
-            && crate::spec::parse_cidr(v).is_none() {
-                problems.push(format!("networking.{k}: {v:?} is not a CIDR"));
-            }
+            && crate::spec::parse_cidr(v).is_none()
+        {
+            problems.push(format!("networking.{k}: {v:?} is not a CIDR"));
+        }
     }
 }
 
 fn check_token(t: &str, what: &str, problems: &mut Vec<String>) {
-    let ok = t.split_once('.').is_some_and(|(a, b)| {
-        a.len() == 6 && b.len() == 16 && (a.chars().chain(b.chars())).all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-    });
+    let ok = t
+        .split_once('.')
+        .is_some_and(|(a, b)| a.len() == 6 && b.len() == 16 && (a.chars().chain(b.chars())).all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
     if !ok {
         problems.push(format!("{what}: token {t:?} does not match [a-z0-9]{{6}}.[a-z0-9]{{16}}"));
     }
@@ -391,9 +391,10 @@ fn check_cert_key(k: Option<&str>, what: &str, problems: &mut Vec<String>) {
 
 fn check_ip(v: Option<&str>, what: &str, problems: &mut Vec<String>) {
     if let Some(v) = v
-        && v.parse::<std::net::IpAddr>().is_err() {
-            problems.push(format!("{what}: {v:?} is not an IP address"));
-        }
+        && v.parse::<std::net::IpAddr>().is_err()
+    {
+        problems.push(format!("{what}: {v:?} is not an IP address"));
+    }
 }
 
 #[cfg(test)]
@@ -416,7 +417,10 @@ mod tests {
         for api in [ApiVersion::V1Beta4, ApiVersion::V1Beta3] {
             let init = init_document(&spec(), &secrets(), api);
             assert_eq!(validate(&init, None), Vec::<String>::new(), "{init}");
-            assert!(init.contains("https://10.0.0.12:2379") && init.contains(CERT_FILE) && init.contains("controlPlaneEndpoint: lb.example.com:6443"), "{init}");
+            assert!(
+                init.contains("https://10.0.0.12:2379") && init.contains(CERT_FILE) && init.contains("controlPlaneEndpoint: lb.example.com:6443"),
+                "{init}"
+            );
             let join = join_document(&spec(), 1, &secrets(), api);
             assert_eq!(validate(&join, None), Vec::<String>::new(), "{join}");
             assert!(join.contains(&"kind: JoinConfiguration".to_string()) && join.contains("advertiseAddress: 10.0.0.22"));

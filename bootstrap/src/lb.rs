@@ -64,23 +64,38 @@ pub fn judge(endpoint: &str, seen: &Seen) -> (&'static str, String) {
         Seen::Readyz { status: 200, body } => ("READY", format!("kube-apiserver answers /readyz through the load balancer at {endpoint} ({})", body.trim())),
         Seen::Readyz { status, body } => (
             "NOT-READY",
-            format!("an apiserver behind {endpoint} answers /readyz with {status}: {}", body.lines().filter(|l| l.contains("failed")).collect::<Vec<_>>().join("; ")),
+            format!(
+                "an apiserver behind {endpoint} answers /readyz with {status}: {}",
+                body.lines().filter(|l| l.contains("failed")).collect::<Vec<_>>().join("; ")
+            ),
         ),
         Seen::ClosedAfterConnect => (
             "NO-BACKEND",
-            format!("{endpoint} accepts connections and closes them: the load balancer runs, with no healthy kube-apiserver behind it (expected before kubeadm init; afterwards check the apiservers and the CA file its health checks use)"),
+            format!(
+                "{endpoint} accepts connections and closes them: the load balancer runs, with no healthy kube-apiserver behind it (expected before kubeadm init; afterwards check the apiservers and the CA file its health checks use)"
+            ),
         ),
         Seen::Refused => (
             "REFUSED",
-            format!("{endpoint} is reachable but nothing listens on the port: HAProxy is not running or not bound there (with a plain TCP forwarder: no apiserver yet)"),
+            format!(
+                "{endpoint} is reachable but nothing listens on the port: HAProxy is not running or not bound there (with a plain TCP forwarder: no apiserver yet)"
+            ),
         ),
-        Seen::Timeout => ("TIMEOUT", format!("no answer from {endpoint}: the load balancer is down or a firewall drops the packets (a refused connection would have come back at once)")),
+        Seen::Timeout => (
+            "TIMEOUT",
+            format!("no answer from {endpoint}: the load balancer is down or a firewall drops the packets (a refused connection would have come back at once)"),
+        ),
         Seen::Unreachable(why) => ("UNREACHABLE", format!("{endpoint}: {why}")),
-        Seen::NoTlsAnswer => ("NO-TLS-ANSWER", format!("{endpoint} accepts connections but nothing answers TLS: a backend is hung, or the load balancer does not forward to an apiserver")),
+        Seen::NoTlsAnswer => (
+            "NO-TLS-ANSWER",
+            format!("{endpoint} accepts connections but nothing answers TLS: a backend is hung, or the load balancer does not forward to an apiserver"),
+        ),
         Seen::Connected => ("CONNECTED", format!("{endpoint}: a backend holds the connection open; /readyz not checked (no curl there)")),
         Seen::Untrusted(why) => (
             "UNTRUSTED",
-            format!("TLS through {endpoint} does not verify against the Kubernetes CA: {why} (the apiserver certificate must come from that CA and name the endpoint's host in its SANs)"),
+            format!(
+                "TLS through {endpoint} does not verify against the Kubernetes CA: {why} (the apiserver certificate must come from that CA and name the endpoint's host in its SANs)"
+            ),
         ),
     }
 }
@@ -88,9 +103,11 @@ pub fn judge(endpoint: &str, seen: &Seen) -> (&'static str, String) {
 /// `check lb` from this machine, then from every control-plane node the spec can reach.
 pub fn check_lb(plan: &Plan, limit: Duration) -> Result<Vec<LbVerdict>> {
     let endpoint = plan.loaded.spec.kubernetes.control_plane_endpoint.clone();
-    let (host, port) = crate::spec::split_host_port(&endpoint).ok_or_else(|| BootError::SpecField { field: "kubernetes.control_plane_endpoint".into(), reason: format!("{endpoint:?} is not host:port") })?;
+    let (host, port) = crate::spec::split_host_port(&endpoint)
+        .ok_or_else(|| BootError::SpecField { field: "kubernetes.control_plane_endpoint".into(), reason: format!("{endpoint:?} is not host:port") })?;
     let ca_path = plan.issue.dir.join("kubernetes/ca.crt");
-    let ca = std::fs::read(&ca_path).map_err(|e| BootError::Output { path: ca_path.display().to_string(), reason: format!("{e}; the Kubernetes CA is made by `up`: run it first") })?;
+    let ca = std::fs::read(&ca_path)
+        .map_err(|e| BootError::Output { path: ca_path.display().to_string(), reason: format!("{e}; the Kubernetes CA is made by `up`: run it first") })?;
     let ca_der = pki::pemfile::first_certificate(&ca, &ca_path.display().to_string())?;
     let t = Instant::now();
     let seen = probe(&host, port, &ca_der, limit);

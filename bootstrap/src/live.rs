@@ -34,8 +34,6 @@ pub(crate) fn host_err(m: &MemberPlan, what: &str, out: &ScriptOutput) -> BootEr
     BootError::Host { member: m.spec.name.clone(), host: m.spec.host.clone(), reason: format!("{what} failed (exit {}): {}", out.status(), out.stderr.trim()) }
 }
 
-
-
 pub(crate) use crate::records::{load_record, save_record};
 
 /// The spec's certificates in the operator's PKI directory: the ones still right kept, missing
@@ -45,9 +43,10 @@ pub(crate) fn issue_certificates(plan: &Plan, what: &str) -> Result<pki::bundle:
     let refuse = |reason: String| BootError::Precondition { what: what.to_string(), reason };
     match pki::bundle::issue_into(&plan.issue) {
         Ok(r) => Ok(r),
-        Err(pki::PkiError::Exists { path, .. }) => {
-            Err(refuse(format!("{} exists with other contents than the spec's PKI gives it; move it aside if nothing needs it, then run the command again", path.display())))
-        }
+        Err(pki::PkiError::Exists { path, .. }) => Err(refuse(format!(
+            "{} exists with other contents than the spec's PKI gives it; move it aside if nothing needs it, then run the command again",
+            path.display()
+        ))),
         Err(pki::PkiError::Refused(msg)) => {
             let kept: Vec<&str> = msg.lines().filter(|l| !l.contains("--force")).collect();
             Err(refuse(format!(
@@ -127,9 +126,18 @@ impl Ctx<'_> {
     /// Waits (bounded by `wait`) for a HEALTHY verdict; the error says what `after` was and that
     /// the operation resumes when run again.
     pub(crate) fn wait_healthy(&self, wait: Duration, after: &str) -> Result<Verdict> {
-        self.wait_until(wait, |v| v.state == ClusterState::Healthy, |v| {
-            format!("after {after}: not HEALTHY within {}s ({}: {}); stopped here, and running the same command again resumes", wait.as_secs(), v.state.word(), v.summary)
-        })
+        self.wait_until(
+            wait,
+            |v| v.state == ClusterState::Healthy,
+            |v| {
+                format!(
+                    "after {after}: not HEALTHY within {}s ({}: {}); stopped here, and running the same command again resumes",
+                    wait.as_secs(),
+                    v.state.word(),
+                    v.summary
+                )
+            },
+        )
     }
 
     /// Polls the verdict (bounded by `wait`) until `accept` takes it; past the bound, `failure`
@@ -184,7 +192,11 @@ impl Ctx<'_> {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                return Err(BootError::NotHealthy(format!("member {} still serves its old certificate after {}s; stopped before the next member", m.spec.name, wait.as_secs())));
+                return Err(BootError::NotHealthy(format!(
+                    "member {} still serves its old certificate after {}s; stopped before the next member",
+                    m.spec.name,
+                    wait.as_secs()
+                )));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -222,7 +234,11 @@ impl Ctx<'_> {
         let out = self.run_on(m, &format!("{} --version 2>/dev/null\n", crate::plan::sh_quote(&m.binary)))?;
         let Some(binary) = crate::versions::etcd_version_output(&out.stdout) else { return Ok(()) };
         // etcd's downgrade, enabled to the binary's minor, is what makes an older minor start
-        let downgrading = self.etcd.storage_of(&m.spec.client_url()).and_then(|s| s.downgrade).is_some_and(|(target, enabled)| enabled && target.starts_with(&format!("{}.{}.", binary.0, binary.1)));
+        let downgrading = self
+            .etcd
+            .storage_of(&m.spec.client_url())
+            .and_then(|s| s.downgrade)
+            .is_some_and(|(target, enabled)| enabled && target.starts_with(&format!("{}.{}.", binary.0, binary.1)));
         match self.etcd.version_of(&m.spec.client_url()) {
             Some(r) if binary < r && !downgrading => Err(BootError::Precondition {
                 what: format!("restart {}", m.spec.name),

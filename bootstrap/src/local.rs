@@ -66,7 +66,13 @@ pub fn spec_in_block(n: usize, dir: &Path, block: u8) -> Spec {
             service_subnet: "10.96.0.0/12".into(),
             dns_domain: "cluster.local".into(),
             control_plane_nodes: (1..=3)
-                .map(|i| NodeSpec { name: format!("cp-{i}"), address: IpAddr::V4(Ipv4Addr::new(127, 0, block, 100 + i)), bind_port: 6443, host: None, ssh_options: vec![] })
+                .map(|i| NodeSpec {
+                    name: format!("cp-{i}"),
+                    address: IpAddr::V4(Ipv4Addr::new(127, 0, block, 100 + i)),
+                    bind_port: 6443,
+                    host: None,
+                    ssh_options: vec![],
+                })
                 .collect(),
             load_balancer_ca_file: dir.join("out/haproxy/kubernetes-ca.crt"),
             cri_socket: None,
@@ -88,9 +94,7 @@ pub fn needs_lab_allowance(spec: &Spec, version: crate::versions::Version) -> bo
 /// (`.etcd/vX.Y.Z/etcd`, as install-deps puts them) under the current directory and two levels
 /// above the running binary (`target/release/` → the project).
 pub fn etcd_candidates(cwd: &Path, exe: Option<&Path>) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).map(|d| d.join("etcd")).collect())
-        .unwrap_or_default();
+    let mut out: Vec<PathBuf> = std::env::var_os("PATH").map(|p| std::env::split_paths(&p).map(|d| d.join("etcd")).collect()).unwrap_or_default();
     let roots = std::iter::once(cwd.to_path_buf()).chain(exe.and_then(|e| e.parent()?.parent()?.parent()).map(Path::to_path_buf));
     for root in roots {
         if let Ok(entries) = std::fs::read_dir(root.join(".etcd")) {
@@ -163,5 +167,4 @@ mod tests {
         assert!(needs_lab_allowance(&s, crate::versions::Version(3, 5, 1)));
         assert!(needs_lab_allowance(&s, crate::versions::Version(3, 4, 23)));
     }
-
 }

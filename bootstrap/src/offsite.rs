@@ -52,7 +52,10 @@ impl Location {
 
 /// An S3 object URL split into its location and object name (`restore s3://b/p/NAME.db`).
 pub fn parse_object(text: &str) -> std::result::Result<(Location, String), String> {
-    let (dir, name) = text.rsplit_once('/').filter(|(d, n)| !n.is_empty() && d.contains("s3://") && d.len() > 5).ok_or_else(|| format!("{text:?}: give s3://BUCKET/PREFIX/NAME"))?;
+    let (dir, name) = text
+        .rsplit_once('/')
+        .filter(|(d, n)| !n.is_empty() && d.contains("s3://") && d.len() > 5)
+        .ok_or_else(|| format!("{text:?}: give s3://BUCKET/PREFIX/NAME"))?;
     let loc = Location::parse(dir).or_else(|_| Location::parse(&format!("{dir}/")))?;
     Ok((loc, name.to_string()))
 }
@@ -157,7 +160,12 @@ impl Store {
     }
 
     /// A response's status as an error with the server's words.
-    fn check(&self, key: &str, what: &str, resp: std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<ureq::http::Response<ureq::Body>> {
+    fn check(
+        &self,
+        key: &str,
+        what: &str,
+        resp: std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<ureq::http::Response<ureq::Body>> {
         let mut resp = resp.map_err(|e| self.fail(key, format!("{what}: {e}")))?;
         if resp.status().is_success() {
             return Ok(resp);
@@ -197,7 +205,8 @@ impl Store {
             let number = u16::try_from(etags.len() + 1).map_err(|_| self.fail(key, "more than 65535 parts"))?;
             let part = self.bucket.upload_part(Some(&self.credentials), key, number, id);
             let resp = self.check(key, &format!("part {number}"), self.agent.put(part.sign(SIGNED_FOR).as_str()).send(&buf[..n]))?;
-            let etag = resp.headers().get("etag").and_then(|v| v.to_str().ok()).ok_or_else(|| self.fail(key, format!("part {number}: no ETag in the answer")))?;
+            let etag =
+                resp.headers().get("etag").and_then(|v| v.to_str().ok()).ok_or_else(|| self.fail(key, format!("part {number}: no ETag in the answer")))?;
             etags.push(etag.to_string());
             hash.update(&buf[..n]);
             total += n as u64;
@@ -291,7 +300,11 @@ pub fn ship(location: &Location, settings: &Settings, local: &Path, cluster: &st
     }
     let mut deleted = Vec::new();
     if let Some(keep) = keep {
-        let mut ours: Vec<String> = store.list()?.into_iter().filter(|k| k.strip_prefix(&location.prefix).is_some_and(|n| !n.contains('/') && crate::backups::is_backup_name(cluster, n))).collect();
+        let mut ours: Vec<String> = store
+            .list()?
+            .into_iter()
+            .filter(|k| k.strip_prefix(&location.prefix).is_some_and(|n| !n.contains('/') && crate::backups::is_backup_name(cluster, n)))
+            .collect();
         ours.sort_by_key(|k| crate::backups::age_order(cluster, &k[location.prefix.len()..]));
         let excess = ours.len().saturating_sub(keep);
         for k in ours.into_iter().take(excess) {
@@ -309,7 +322,11 @@ pub fn fetch(url: &str, settings: &Settings, dir: &Path, progress: &crate::progr
     let (location, name) = parse_object(url).map_err(|reason| BootError::Offsite { url: url.to_string(), reason })?;
     let store = Store::new(&location, settings)?;
     let suffix = if name.ends_with(".age") { ".db.age" } else { ".db" };
-    let mut tmp = tempfile::Builder::new().prefix(".restore-").suffix(suffix).tempfile_in(dir).map_err(|e| BootError::Output { path: dir.display().to_string(), reason: e.to_string() })?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".restore-")
+        .suffix(suffix)
+        .tempfile_in(dir)
+        .map_err(|e| BootError::Output { path: dir.display().to_string(), reason: e.to_string() })?;
     let t = std::time::Instant::now();
     let (bytes, _) = store.download(&location.key(&name), tmp.as_file_mut())?;
     progress.step("snapshot", &format!("{url}: {bytes} bytes fetched"), Some(t.elapsed()));
@@ -348,8 +365,16 @@ mod tests {
     fn settings_come_from_the_environment_then_the_aws_files() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join(".aws")).unwrap();
-        std::fs::write(dir.path().join(".aws/credentials"), "[default]\naws_access_key_id = AK\naws_secret_access_key = SK\n[ops]\naws_access_key_id=OPS\naws_secret_access_key=OPSK\n").unwrap();
-        std::fs::write(dir.path().join(".aws/config"), "[default]\nregion = eu-west-1\n[profile ops]\nregion = us-west-2\nendpoint_url = http://127.0.0.1:9000\n").unwrap();
+        std::fs::write(
+            dir.path().join(".aws/credentials"),
+            "[default]\naws_access_key_id = AK\naws_secret_access_key = SK\n[ops]\naws_access_key_id=OPS\naws_secret_access_key=OPSK\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join(".aws/config"),
+            "[default]\nregion = eu-west-1\n[profile ops]\nregion = us-west-2\nendpoint_url = http://127.0.0.1:9000\n",
+        )
+        .unwrap();
         let home = dir.path().display().to_string();
         let env = |vars: &'static [(&'static str, &'static str)]| {
             let home = home.clone();
@@ -359,7 +384,13 @@ mod tests {
         assert_eq!((d.key.as_str(), d.region.as_str(), d.endpoint.as_deref()), ("AK", "eu-west-1", None));
         let ops = Settings::from_env(env(&[("AWS_PROFILE", "ops")])).unwrap();
         assert_eq!((ops.key.as_str(), ops.region.as_str(), ops.endpoint.as_deref()), ("OPS", "us-west-2", Some("http://127.0.0.1:9000")));
-        let e = Settings::from_env(env(&[("AWS_ACCESS_KEY_ID", "EK"), ("AWS_SECRET_ACCESS_KEY", "ES"), ("AWS_REGION", "ap-south-1"), ("AWS_ENDPOINT_URL", "http://s3.local:1")])).unwrap();
+        let e = Settings::from_env(env(&[
+            ("AWS_ACCESS_KEY_ID", "EK"),
+            ("AWS_SECRET_ACCESS_KEY", "ES"),
+            ("AWS_REGION", "ap-south-1"),
+            ("AWS_ENDPOINT_URL", "http://s3.local:1"),
+        ]))
+        .unwrap();
         assert_eq!((e.key.as_str(), e.region.as_str(), e.endpoint.as_deref()), ("EK", "ap-south-1", Some("http://s3.local:1")));
         let none = Settings::from_env(|k: &str| if k == "HOME" { Some("/nonexistent".into()) } else { None }).unwrap_err();
         assert!(none.contains("AWS_ACCESS_KEY_ID"), "{none}");

@@ -75,10 +75,8 @@ fn secrets(path: &Path, hash: &str) -> Result<JoinSecrets> {
 /// written before it was remembered, the one init.yaml uses); `None` when there are no outputs.
 fn remembered_api(plan: &Plan) -> Option<ApiVersion> {
     let out = &plan.loaded.output_dir;
-    let kept = std::fs::read_to_string(out.join("kubeadm/.secrets.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<JoinSecrets>(&t).ok())
-        .and_then(|s| s.kubeadm_api);
+    let kept =
+        std::fs::read_to_string(out.join("kubeadm/.secrets.json")).ok().and_then(|t| serde_json::from_str::<JoinSecrets>(&t).ok()).and_then(|s| s.kubeadm_api);
     kept.or_else(|| match std::fs::read_to_string(out.join("kubeadm/init.yaml")) {
         Ok(t) if t.contains("kubeadm.k8s.io/v1beta3") => Some(ApiVersion::V1Beta3),
         Ok(t) if t.contains("kubeadm.k8s.io/v1beta4") => Some(ApiVersion::V1Beta4),

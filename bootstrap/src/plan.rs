@@ -163,11 +163,7 @@ pub fn build(loaded: &LoadedSpec) -> Plan {
         members: pki_members(&spec.members),
         algorithm,
         validity: typed.validity,
-        ca: CaSource::InDirOrCreate(CaOptions {
-            algorithm,
-            validity: typed.ca_validity,
-            ..CaOptions::default()
-        }),
+        ca: CaSource::InDirOrCreate(CaOptions { algorithm, validity: typed.ca_validity, ..CaOptions::default() }),
         force: false,
         min_remaining: time::Duration::days(30),
     };
@@ -201,18 +197,13 @@ pub fn build(loaded: &LoadedSpec) -> Plan {
         })
         .collect();
     let out = &loaded.output_dir;
-    let mut outputs = vec![
-        (out.join("kubeadm/init.yaml"), "kubeadm InitConfiguration + ClusterConfiguration for the first control-plane node".to_string()),
-    ];
+    let mut outputs = vec![(out.join("kubeadm/init.yaml"), "kubeadm InitConfiguration + ClusterConfiguration for the first control-plane node".to_string())];
     for n in spec.kubernetes.control_plane_nodes.iter().skip(1) {
         outputs.push((out.join(format!("kubeadm/join-{}.yaml", n.name)), format!("kubeadm JoinConfiguration for {}", n.name)));
     }
     outputs.push((out.join("RUNBOOK.md"), "the runbook, node by node: load balancer and check lb, kubeadm init, CNI, joins".into()));
     for n in &spec.kubernetes.control_plane_nodes {
-        outputs.push((
-            out.join("control-plane").join(&n.name),
-            format!("files for {} (mirrors /): etcd CA, apiserver-etcd-client cert and key", n.name),
-        ));
+        outputs.push((out.join("control-plane").join(&n.name), format!("files for {} (mirrors /): etcd CA, apiserver-etcd-client cert and key", n.name)));
     }
     outputs.push((out.join("haproxy/haproxy.cfg"), "HAProxy for the API load balancer".into()));
     outputs.push((out.join("haproxy/kubernetes-ca.crt"), "the CA HAProxy verifies API servers with".into()));
@@ -237,11 +228,22 @@ pub fn render(plan: &Plan) -> String {
         let _ = writeln!(s, "warning: {w}");
     }
     let _ = writeln!(s, "\n1. Certificates in {} (kubeadm layout; valid ones are kept, the CA key stays here):", plan.issue.dir.display());
-    let _ = writeln!(s, "   CA etcd-ca ({}), per member a server and a peer certificate, kube-apiserver-etcd-client, kube-etcd-healthcheck-client", plan.issue.algorithm);
+    let _ = writeln!(
+        s,
+        "   CA etcd-ca ({}), per member a server and a peer certificate, kube-apiserver-etcd-client, kube-etcd-healthcheck-client",
+        plan.issue.algorithm
+    );
     if let Some(a) = &spec.etcd_archive {
-        let _ = writeln!(s, "\n   etcd from {a} (sha256 {}), verified here first; etcd, etcdctl, etcdutl to each member's bin_dir (0755) unless already identical", spec.etcd_sha256.as_deref().unwrap_or("-"));
+        let _ = writeln!(
+            s,
+            "\n   etcd from {a} (sha256 {}), verified here first; etcd, etcdctl, etcdutl to each member's bin_dir (0755) unless already identical",
+            spec.etcd_sha256.as_deref().unwrap_or("-")
+        );
     }
-    let _ = writeln!(s, "\n2. Preflight on every member: etcd binary and version, ports free, data dir empty (or this cluster's), certificates cover the advertised URLs, peers reachable.");
+    let _ = writeln!(
+        s,
+        "\n2. Preflight on every member: etcd binary and version, ports free, data dir empty (or this cluster's), certificates cover the advertised URLs, peers reachable."
+    );
     let _ = writeln!(s, "\n3. Files per member (only its own keys; never the CA key):");
     for m in &plan.members {
         let _ = writeln!(s, "   {} ({}):", m.name(), m.spec.host);
@@ -299,7 +301,10 @@ mod tests {
         for m in &plan.members {
             assert_eq!(m.files.len(), 7);
             for f in &m.files {
-                assert!(f.source.starts_with(format!("/ops/pki/members/{}", m.name())) || f.source.ends_with("etcd/crl.pem") || f.source.ends_with("etcd/crl.der"), "{f:?}");
+                assert!(
+                    f.source.starts_with(format!("/ops/pki/members/{}", m.name())) || f.source.ends_with("etcd/crl.pem") || f.source.ends_with("etcd/crl.der"),
+                    "{f:?}"
+                );
                 assert!(!f.source.ends_with("ca.key"));
                 if f.dest.extension().is_some_and(|e| e == "key") {
                     assert_eq!(f.mode, 0o600);
@@ -313,7 +318,14 @@ mod tests {
     #[test]
     fn rendering_names_every_step() {
         let text = render(&build(&loaded()));
-        for want in ["1. Certificates in /ops/pki", "etcd-2 (root@10.0.0.12)", "600  /etc/kubernetes/pki/etcd/server.key", "systemd unit etcd-etcd-2.service", "/ops/out/kubeadm/join-cp-2.yaml", "haproxy.cfg"] {
+        for want in [
+            "1. Certificates in /ops/pki",
+            "etcd-2 (root@10.0.0.12)",
+            "600  /etc/kubernetes/pki/etcd/server.key",
+            "systemd unit etcd-etcd-2.service",
+            "/ops/out/kubeadm/join-cp-2.yaml",
+            "haproxy.cfg",
+        ] {
             assert!(text.contains(want), "missing {want:?}:\n{text}");
         }
     }
@@ -341,5 +353,4 @@ mod tests {
         assert_eq!(versions, 5, "3.4.23, 3.5.1, 3.5.36, 3.6.17, 3.7.4");
         assert!(!written.iter().any(|f| f.starts_with("--experimental-") || *f == "--enable-v2"), "{written:?}");
     }
-
 }

@@ -24,10 +24,7 @@ pub fn judge(m: &MemberPlan, token: &str, facts: &ScriptOutput, binary_delivered
     let mut problems = Vec::new();
     let version = facts.value("etcd_version");
     if facts.value("etcd_missing").is_some() && !binary_delivered {
-        problems.push(format!(
-            "{who}: etcd binary {:?} not found; install etcd (Debian: etcd-server) or set etcd_binary in the spec",
-            m.binary
-        ));
+        problems.push(format!("{who}: etcd binary {:?} not found; install etcd (Debian: etcd-server) or set etcd_binary in the spec", m.binary));
     }
     if facts.value("running").is_some() {
         return if problems.is_empty() { Ok((Action::Running, version)) } else { Err(problems) };
@@ -37,10 +34,7 @@ pub fn judge(m: &MemberPlan, token: &str, facts: &ScriptOutput, binary_delivered
         let host = local.rsplit_once(':').map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']')).unwrap_or("");
         let ours = host == sp.address.to_string() || matches!(host, "0.0.0.0" | "*" | "::");
         if ours {
-            problems.push(format!(
-                "{who}: port {port} on {} is in use ({local} listens); stop what listens there or change client_port/peer_port",
-                sp.address
-            ));
+            problems.push(format!("{who}: port {port} on {} is in use ({local} listens); stop what listens there or change client_port/peer_port", sp.address));
         }
     }
     let mut action = Action::Start;
@@ -90,7 +84,8 @@ mod tests {
 
     #[test]
     fn refuses_a_foreign_data_dir_and_busy_ports_with_reasons() {
-        let e = judge(&member(), "t", &facts("etcd_version=3.4.23\ndata_nonempty=1\nlistener=2379 0.0.0.0:2379\nlistener=2380 10.0.0.99:2380\n"), false).unwrap_err();
+        let e = judge(&member(), "t", &facts("etcd_version=3.4.23\ndata_nonempty=1\nlistener=2379 0.0.0.0:2379\nlistener=2380 10.0.0.99:2380\n"), false)
+            .unwrap_err();
         assert_eq!(e.len(), 2, "{e:?}");
         assert!(e[0].contains("port 2379 on 10.0.0.11 is in use"), "{e:?}");
         assert!(e[1].contains("never deletes data") && e[1].contains("no etcd-bootstrap marker"), "{e:?}");

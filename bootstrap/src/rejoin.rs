@@ -19,7 +19,7 @@
 use crate::adopt::probe;
 use crate::context::Ctx;
 use crate::error::{BootError, Result};
-use crate::plan::{sh_quote as q, MemberPlan};
+use crate::plan::{MemberPlan, sh_quote as q};
 use crate::spec_adopted::AdoptedMember;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -154,7 +154,9 @@ pub(crate) fn config_text(ctx: &Ctx, m: &MemberPlan, what: &str) -> Result<Optio
 fn joiner_copy(ctx: &Ctx, m: &MemberPlan) -> Result<Option<String>> {
     let Some(text) = config_text(ctx, m, "replace")? else { return Ok(None) };
     let file = m.adopted()?.config_file.clone().unwrap_or_default();
-    joiner_config_text(&text).map(Some).map_err(|reason| BootError::Precondition { what: format!("replace {}", m.spec.name), reason: format!("{}: {reason}", file.display()) })
+    joiner_config_text(&text)
+        .map(Some)
+        .map_err(|reason| BootError::Precondition { what: format!("replace {}", m.spec.name), reason: format!("{}: {reason}", file.display()) })
 }
 
 /// A unit name systemd accepts, which is also safe as a path component.
@@ -198,13 +200,17 @@ pub(crate) fn can_rejoin(ctx: &Ctx, m: &MemberPlan) -> Result<()> {
     let (argv, env) = joiner_start(&started, &join_by(&started, joiner_config(m)));
     let conflicts = start_conflicts(&argv, &env);
     if !conflicts.is_empty() {
-        return Err(refuse(format!("etcd would refuse its start as a joiner ({}): a flag and its ETCD_* variable together are fatal; remove one of each pair from its setup, then replace again", conflicts.join(", "))));
+        return Err(refuse(format!(
+            "etcd would refuse its start as a joiner ({}): a flag and its ETCD_* variable together are fatal; remove one of each pair from its setup, then replace again",
+            conflicts.join(", ")
+        )));
     }
     for p in a.tls.values() {
         script.push_str(&format!("[ -f {p} ] || echo \"missing=$(printf %s {p} | base64 -w0)\"\n", p = q(&p.display().to_string())));
     }
     let out = ctx.run_on(m, &script)?;
-    let missing: Vec<String> = out.stdout.lines().filter_map(|l| l.strip_prefix("missing=")).map(|b| String::from_utf8_lossy(&probe::unbase64(b)).into_owned()).collect();
+    let missing: Vec<String> =
+        out.stdout.lines().filter_map(|l| l.strip_prefix("missing=")).map(|b| String::from_utf8_lossy(&probe::unbase64(b)).into_owned()).collect();
     if !missing.is_empty() {
         return Err(refuse(format!("its TLS files are not on its host: {}", missing.join(", "))));
     }
@@ -230,7 +236,10 @@ pub(crate) fn joiner(ctx: &Ctx, m: &MemberPlan) -> Result<MemberPlan> {
         ctx.deliver(m, &[(joiner_drop_in(unit), 0o644, drop_in_text(a, &by).into_bytes())])?;
         let out = ctx.run_on(m, "systemctl daemon-reload\n")?;
         if !out.ok() {
-            return Err(BootError::Precondition { what: format!("replace {}", m.spec.name), reason: format!("systemctl daemon-reload: {}", out.stderr.trim()) });
+            return Err(BootError::Precondition {
+                what: format!("replace {}", m.spec.name),
+                reason: format!("systemctl daemon-reload: {}", out.stderr.trim()),
+            });
         }
     } else {
         a.command_line = argv;
@@ -248,7 +257,8 @@ fn drop_in_text(a: &AdoptedMember, by: &JoinBy) -> String {
         JoinBy::Environment => vec!["/usr/bin/env".to_string(), format!("{JOIN_VAR}=existing")],
         _ => vec![],
     };
-    let words: Vec<String> = through_env.into_iter().chain(std::iter::once(a.binary.display().to_string())).chain(argv).map(|w| crate::scripts::systemd_quote(&w)).collect();
+    let words: Vec<String> =
+        through_env.into_iter().chain(std::iter::once(a.binary.display().to_string())).chain(argv).map(|w| crate::scripts::systemd_quote(&w)).collect();
     format!("# etcd-bootstrap replace: this member's one start as a joiner; removed once it runs\n[Service]\nExecStart=\nExecStart={}\n", words.join(" "))
 }
 
@@ -260,9 +270,16 @@ pub(crate) fn forget_joiner(ctx: &Ctx, m: &MemberPlan) -> Result<()> {
         return Ok(());
     }
     let f = joiner_drop_in(unit);
-    let script = format!("set -eu\nf={f}\nif [ -e \"$f\" ]; then rm -f -- \"$f\"; rmdir -- \"$(dirname -- \"$f\")\" 2>/dev/null || true; systemctl daemon-reload; fi\n", f = q(&f));
+    let script = format!(
+        "set -eu\nf={f}\nif [ -e \"$f\" ]; then rm -f -- \"$f\"; rmdir -- \"$(dirname -- \"$f\")\" 2>/dev/null || true; systemctl daemon-reload; fi\n",
+        f = q(&f)
+    );
     let out = ctx.run_on(m, &script)?;
-    if out.ok() { Ok(()) } else { Err(BootError::Precondition { what: format!("replace {}", m.spec.name), reason: format!("removing {f}: {}", out.stderr.trim()) }) }
+    if out.ok() {
+        Ok(())
+    } else {
+        Err(BootError::Precondition { what: format!("replace {}", m.spec.name), reason: format!("removing {f}: {}", out.stderr.trim()) })
+    }
 }
 
 #[cfg(test)]
@@ -272,7 +289,8 @@ mod tests {
 
     #[test]
     fn the_joiner_copy_changes_one_setting_and_nothing_else() {
-        let text = "name: etcd-3\n# the lab\ninitial-cluster-state: new\nclient-transport-security:\n  cert-file: /etc/etcd/pki/etcd.pem\n  client-cert-auth: true\n";
+        let text =
+            "name: etcd-3\n# the lab\ninitial-cluster-state: new\nclient-transport-security:\n  cert-file: /etc/etcd/pki/etcd.pem\n  client-cert-auth: true\n";
         let out = joiner_config_text(text).unwrap();
         assert_eq!(out, text.replace("initial-cluster-state: new", "initial-cluster-state: existing"));
         let added = joiner_config_text("name: etcd-3\ndata-dir: /var/lib/etcd").unwrap();
@@ -336,7 +354,7 @@ mod tests {
 
     #[test]
     fn each_configuration_source_is_told_it_joins_its_own_way() {
-        use super::{join_by, joiner_start, start_conflicts, JoinBy};
+        use super::{JoinBy, join_by, joiner_start, start_conflicts};
         let copy = std::path::PathBuf::from("/run/etcd/etcd-3.joiner.conf.yml");
         // kubespray's /etc/etcd.env: the state is an ETCD_* variable; a flag beside it is fatal
         let kubespray = member(&[], &[("ETCD_NAME", "etcd-2"), ("ETCD_INITIAL_CLUSTER_STATE", "new"), ("ETCD_DATA_DIR", "/var/lib/etcd")], None);
@@ -345,7 +363,10 @@ mod tests {
         assert!(argv.is_empty() && env["ETCD_INITIAL_CLUSTER_STATE"] == "existing" && env["ETCD_NAME"] == "etcd-2", "{argv:?} {env:?}");
         assert!(start_conflicts(&argv, &env).is_empty());
         // what replace did before: the flag on top of the variable, which etcd refuses
-        assert_eq!(start_conflicts(&["--initial-cluster-state=existing".into()], &kubespray.environment), vec!["--initial-cluster-state shadows ETCD_INITIAL_CLUSTER_STATE"]);
+        assert_eq!(
+            start_conflicts(&["--initial-cluster-state=existing".into()], &kubespray.environment),
+            vec!["--initial-cluster-state shadows ETCD_INITIAL_CLUSTER_STATE"]
+        );
         // an environment that leaves the state to etcd's default: the flag
         let env_only = member(&[], &[("ETCD_NAME", "etcd-2")], None);
         assert_eq!(join_by(&env_only, copy.clone()), JoinBy::Flag);

@@ -4,7 +4,7 @@
 
 use crate::context::Ctx;
 use crate::error::{BootError, Result};
-use crate::etcd_delivery::{probe_script, to_send, EtcdRelease};
+use crate::etcd_delivery::{EtcdRelease, probe_script, to_send};
 use crate::plan::{MemberPlan, Plan};
 use crate::versions::Version;
 use serde::{Deserialize, Serialize};
@@ -112,7 +112,10 @@ pub fn swap_binary(ctx: &Ctx, m: &MemberPlan, release: &EtcdRelease, wait: Durat
             return Ok(());
         }
         if Instant::now() > deadline {
-            return Err(BootError::Verification(format!("member {} does not report etcd {} after its restart; stopped here; run the same command again to go on", m.spec.name, release.version)));
+            return Err(BootError::Verification(format!(
+                "member {} does not report etcd {} after its restart; stopped here; run the same command again to go on",
+                m.spec.name, release.version
+            )));
         }
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -167,7 +170,9 @@ pub fn starting_version(versions: &[(String, Option<Version>)], release: &EtcdRe
     seen.dedup();
     match (seen.as_slice(), state) {
         ([one], _) => Ok(*one),
-        ([a, b], Some(s)) if (*b == release.version && s.from == a.to_string()) || (*a == release.version && s.from == b.to_string()) => Ok(if *a == release.version { *b } else { *a }),
+        ([a, b], Some(s)) if (*b == release.version && s.from == a.to_string()) || (*a == release.version && s.from == b.to_string()) => {
+            Ok(if *a == release.version { *b } else { *a })
+        }
         _ => Err(BootError::Preflight(vec![format!(
             "the members run different versions ({}), and no upgrade or downgrade of this command's left them so; bring them to one version first",
             versions.iter().map(|(n, v)| format!("{n} {}", v.map(|v| v.to_string()).unwrap_or_default())).collect::<Vec<_>>().join(", ")

@@ -12,10 +12,45 @@ pub const MAX_SPEC_DEPTH: usize = 32;
 
 /// Directories no member path may be: deleting, chowning or filling one breaks the host.
 const SYSTEM_DIRS: &[&str] = &[
-    "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32", "/media", "/mnt", "/opt", "/proc", "/root",
-    "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var", "/usr/bin", "/usr/lib", "/usr/local", "/usr/local/bin", "/usr/sbin",
-    "/usr/share", "/var/lib", "/var/log", "/var/run", "/var/tmp", "/var/cache", "/var/spool", "/var/backups", "/etc/kubernetes",
-    "/etc/systemd", "/etc/systemd/system", "/etc/ssh",
+    "/",
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/home",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/media",
+    "/mnt",
+    "/opt",
+    "/proc",
+    "/root",
+    "/run",
+    "/sbin",
+    "/srv",
+    "/sys",
+    "/tmp",
+    "/usr",
+    "/var",
+    "/usr/bin",
+    "/usr/lib",
+    "/usr/local",
+    "/usr/local/bin",
+    "/usr/sbin",
+    "/usr/share",
+    "/var/lib",
+    "/var/log",
+    "/var/run",
+    "/var/tmp",
+    "/var/cache",
+    "/var/spool",
+    "/var/backups",
+    "/etc/kubernetes",
+    "/etc/systemd",
+    "/etc/systemd/system",
+    "/etc/ssh",
 ];
 
 /// Appends `c` as `\xNN` escapes of its UTF-8 bytes: the form systemd.syntax and haproxy.cfg
@@ -138,8 +173,21 @@ pub fn ssh_destination(dest: &str) -> Result<(), String> {
 /// the ones that run commands on the operator's machine (ProxyCommand, LocalCommand,
 /// KnownHostsCommand, Match exec), which belong in ~/.ssh/config where the operator sees them.
 const SSH_OPTION_KEYS: &[&str] = &[
-    "port", "user", "identityfile", "identitiesonly", "proxyjump", "stricthostkeychecking", "userknownhostsfile", "connecttimeout",
-    "serveraliveinterval", "serveralivecountmax", "hostkeyalias", "loglevel", "compression", "certificatefile", "addressfamily",
+    "port",
+    "user",
+    "identityfile",
+    "identitiesonly",
+    "proxyjump",
+    "stricthostkeychecking",
+    "userknownhostsfile",
+    "connecttimeout",
+    "serveraliveinterval",
+    "serveralivecountmax",
+    "hostkeyalias",
+    "loglevel",
+    "compression",
+    "certificatefile",
+    "addressfamily",
 ];
 
 /// The `ssh_options` list: `-p PORT`, `-i FILE`, `-J DEST`, `-l USER`, `-4`, `-6`, `-C`,
@@ -164,7 +212,8 @@ pub fn ssh_options(options: &[String]) -> Result<(), String> {
                     return Err(format!("{o} {v:?}: a value may not start with '-'"));
                 }
                 if o == "-J" {
-                    v.split(',').try_for_each(|hop| ssh_destination(hop.rsplit_once(':').map_or(hop, |(h, p)| if p.parse::<u16>().is_ok() { h } else { hop })))?;
+                    v.split(',')
+                        .try_for_each(|hop| ssh_destination(hop.rsplit_once(':').map_or(hop, |(h, p)| if p.parse::<u16>().is_ok() { h } else { hop })))?;
                 }
                 i += 2;
             }
@@ -180,7 +229,11 @@ pub fn ssh_options(options: &[String]) -> Result<(), String> {
                 ssh_config_option(&o[2..])?;
                 i += 1;
             }
-            _ => return Err(format!("ssh option {o:?} is not allowed here; allowed: -p, -i, -J, -l, -F, -4, -6, -C, -o KEY=VALUE (put anything else in ~/.ssh/config)")),
+            _ => {
+                return Err(format!(
+                    "ssh option {o:?} is not allowed here; allowed: -p, -i, -J, -l, -F, -4, -6, -C, -o KEY=VALUE (put anything else in ~/.ssh/config)"
+                ));
+            }
         }
     }
     Ok(())
@@ -331,7 +384,22 @@ mod tests {
         for ok in ["/var/lib/etcd", "/srv/etcd/data", "/tmp/x/etcd-1", "/tmp/.tmpAb_c/etcd-1.data"] {
             assert!(member_path(Path::new(ok)).is_ok(), "{ok}");
         }
-        for bad in ["/", "/etc", "/var/lib", "/usr/local", "var/lib/etcd", "/var/lib/../etc", "/var//lib/etcd", "/var/lib/etcd/", "/var/./lib", "/x\nUNIT\ntouch /tmp/owned", "/x\u{1b}[2J", "/data dir/etcd", "/x$(id)", "/x/-rf"] {
+        for bad in [
+            "/",
+            "/etc",
+            "/var/lib",
+            "/usr/local",
+            "var/lib/etcd",
+            "/var/lib/../etc",
+            "/var//lib/etcd",
+            "/var/lib/etcd/",
+            "/var/./lib",
+            "/x\nUNIT\ntouch /tmp/owned",
+            "/x\u{1b}[2J",
+            "/data dir/etcd",
+            "/x$(id)",
+            "/x/-rf",
+        ] {
             assert!(member_path(Path::new(bad)).is_err(), "{bad:?}");
         }
         assert!(haproxy_path(Path::new("/etc/haproxy/k8s ca.crt")).is_err());
@@ -347,8 +415,32 @@ mod tests {
             assert!(ssh_destination(bad).is_err(), "{bad:?}");
         }
         let o = |v: &[&str]| ssh_options(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
-        assert!(o(&["-p", "2222", "-o", "StrictHostKeyChecking=no", "-oUserKnownHostsFile=/dev/null", "-i", "/root/.ssh/id", "-J", "bastion:22", "-F", "/dev/null"]).is_ok());
-        for bad in [&["-o", "ProxyCommand=touch /tmp/owned"][..], &["-oLocalCommand=id"], &["-oPermitLocalCommand=yes"], &["-F", "relative/cfg"], &["-F", "/nonexistent/cfg"], &["-p", "x"], &["-J", "-oProxyCommand=x"], &["-o"]] {
+        assert!(
+            o(&[
+                "-p",
+                "2222",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-oUserKnownHostsFile=/dev/null",
+                "-i",
+                "/root/.ssh/id",
+                "-J",
+                "bastion:22",
+                "-F",
+                "/dev/null"
+            ])
+            .is_ok()
+        );
+        for bad in [
+            &["-o", "ProxyCommand=touch /tmp/owned"][..],
+            &["-oLocalCommand=id"],
+            &["-oPermitLocalCommand=yes"],
+            &["-F", "relative/cfg"],
+            &["-F", "/nonexistent/cfg"],
+            &["-p", "x"],
+            &["-J", "-oProxyCommand=x"],
+            &["-o"],
+        ] {
             assert!(o(bad).is_err(), "{bad:?}");
         }
     }
@@ -390,4 +482,3 @@ mod tests {
         }
     }
 }
-

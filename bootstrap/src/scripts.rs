@@ -2,7 +2,7 @@
 //! checking a member under a background-process or systemd supervisor. Pure functions from the
 //! plan to text, so they are tested without a host.
 
-use crate::plan::{sh_quote as q, MemberPlan};
+use crate::plan::{MemberPlan, sh_quote as q};
 use crate::spec::Supervisor;
 use base64::Engine;
 
@@ -49,7 +49,8 @@ pub fn preflight(m: &MemberPlan, others: &[String]) -> String {
 
 /// True for a live (not zombie) process named etcd: `kill -0` alone also succeeds on a zombie
 /// and on an unrelated process that reused the PID.
-const IS_ETCD: &str = "is_etcd() { [ -r /proc/$1/stat ] && [ \"$(cat /proc/$1/comm 2>/dev/null)\" = etcd ] && [ \"$(awk '{print $3}' /proc/$1/stat 2>/dev/null)\" != Z ]; }\n";
+const IS_ETCD: &str =
+    "is_etcd() { [ -r /proc/$1/stat ] && [ \"$(cat /proc/$1/comm 2>/dev/null)\" = etcd ] && [ \"$(awk '{print $3}' /proc/$1/stat 2>/dev/null)\" != Z ]; }\n";
 
 /// `running=1` if the member is up (process alive with etcd's name, or the unit active).
 pub fn status_lines(m: &MemberPlan) -> String {
@@ -134,7 +135,8 @@ pub fn start(m: &MemberPlan, token: &str) -> String {
 /// Where a member's systemd unit goes, with its contents, for a transport's file delivery
 /// (`None` for the process supervisor).
 pub fn unit_delivery(m: &MemberPlan) -> Option<(String, u32, Vec<u8>)> {
-    (m.spec.adopted.is_none() && m.spec.supervisor() == Supervisor::Systemd).then(|| (format!("/etc/systemd/system/{}", m.unit_name()), 0o644, unit_file(m).into_bytes()))
+    (m.spec.adopted.is_none() && m.spec.supervisor() == Supervisor::Systemd)
+        .then(|| (format!("/etc/systemd/system/{}", m.unit_name()), 0o644, unit_file(m).into_bytes()))
 }
 
 /// The systemd unit for a member. Every value is escaped for systemd's own syntax.
@@ -566,7 +568,8 @@ mod tests {
             m.binary = payload.to_string();
             let unit = unit_file(&m);
             let keys: Vec<&str> = unit.lines().filter(|l| !l.is_empty()).map(|l| l.split('=').next().unwrap_or(l)).collect();
-            let want = ["[Unit]", "Description", "After", "Wants", "[Service]", "Type", "ExecStart", "Restart", "RestartSec", "LimitNOFILE", "[Install]", "WantedBy"];
+            let want =
+                ["[Unit]", "Description", "After", "Wants", "[Service]", "Type", "ExecStart", "Restart", "RestartSec", "LimitNOFILE", "[Install]", "WantedBy"];
             assert_eq!(keys, want, "payload {payload:?} changed the unit's shape:\n{unit}");
             // the start script carries no unit text at all
             assert!(!start(&m, "tok").contains("[Service]"), "the unit is delivered as a file");

@@ -4,9 +4,9 @@
 //! from its client port; started again with the command line, `ETCD_*` environment and working
 //! directory it was adopted with). A container's etcd is refused: its runtime owns it.
 
-use crate::spec_adopted::AdoptedSupervisor as Supervisor;
-use crate::plan::{sh_quote as q, MemberPlan};
+use crate::plan::{MemberPlan, sh_quote as q};
 use crate::spec_adopted::AdoptedMember;
+use crate::spec_adopted::AdoptedSupervisor as Supervisor;
 
 /// The PATH a re-started plain process gets (the binary itself is absolute).
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -39,7 +39,9 @@ pub fn status_lines(m: &MemberPlan, a: &AdoptedMember, is_etcd: &str) -> String 
 pub fn start(m: &MemberPlan, a: &AdoptedMember, is_etcd: &str) -> String {
     let run = q(&m.spec.run_dir.display().to_string());
     match &a.supervisor {
-        Supervisor::Systemd { unit, .. } => format!("set -eu\nif ! systemctl is-active --quiet -- {u}; then systemctl start -- {u}; echo started=unit; fi\n", u = q(unit)),
+        Supervisor::Systemd { unit, .. } => {
+            format!("set -eu\nif ! systemctl is-active --quiet -- {u}; then systemctl start -- {u}; echo started=unit; fi\n", u = q(unit))
+        }
         Supervisor::StaticPod { manifest } => format!(
             "set -eu\nif [ -f {parked} ] && [ ! -e {manifest} ]; then mv -- {parked} {manifest}; echo started=kubelet; fi\n",
             parked = q(&parked_manifest(m)),

@@ -60,7 +60,8 @@ fn file_err(path: &Path, reason: impl std::fmt::Display) -> BootError {
 
 /// An anonymous file in memory: never on a filesystem, gone when dropped.
 pub fn in_memory(name: &str) -> Result<File> {
-    let fd = rustix::fs::memfd_create(name, rustix::fs::MemfdFlags::CLOEXEC).map_err(|e| file_err(Path::new(name), format!("cannot make an in-memory file: {e}")))?;
+    let fd = rustix::fs::memfd_create(name, rustix::fs::MemfdFlags::CLOEXEC)
+        .map_err(|e| file_err(Path::new(name), format!("cannot make an in-memory file: {e}")))?;
     Ok(File::from(fd))
 }
 
@@ -102,7 +103,9 @@ pub fn identities(path: &Path) -> Result<Vec<Box<dyn age::Identity>>> {
     }
     match age::ssh::Identity::from_buffer(&text[..], Some(path.display().to_string())) {
         Ok(age::ssh::Identity::Unencrypted(k)) => Ok(vec![Box::new(age::ssh::Identity::Unencrypted(k))]),
-        Ok(age::ssh::Identity::Encrypted(_)) => Err(file_err(path, "is a passphrase-protected SSH key: give an unencrypted copy (or an age identity file) for the restore")),
+        Ok(age::ssh::Identity::Encrypted(_)) => {
+            Err(file_err(path, "is a passphrase-protected SSH key: give an unencrypted copy (or an age identity file) for the restore"))
+        }
         _ => Err(file_err(path, "holds no age identity (AGE-SECRET-KEY-1...) and no SSH private key")),
     }
 }
@@ -112,7 +115,8 @@ pub fn decrypt(path: &Path, ids: &[Box<dyn age::Identity>]) -> Result<File> {
     let input = BufReader::with_capacity(1 << 20, File::open(path).map_err(|e| file_err(path, e))?);
     let armored = age::armor::ArmoredReader::new(input);
     let decryptor = age::Decryptor::new_buffered(BufReader::new(armored)).map_err(|e| file_err(path, format!("not a readable age file: {e}")))?;
-    let mut reader = decryptor.decrypt(ids.iter().map(|i| i.as_ref())).map_err(|e| file_err(path, format!("cannot decrypt it with the given identity: {e}")))?;
+    let mut reader =
+        decryptor.decrypt(ids.iter().map(|i| i.as_ref())).map_err(|e| file_err(path, format!("cannot decrypt it with the given identity: {e}")))?;
     let mut plain = in_memory("etcd-bootstrap-restore")?;
     std::io::copy(&mut reader, &mut plain).map_err(|e| file_err(path, format!("decryption failed (damaged or truncated file): {e}")))?;
     plain.flush().map_err(|e| file_err(path, e))?;

@@ -2,7 +2,6 @@
 //! Kubernetes control plane that will use them, and the PKI. [`Spec::load`] parses it strictly
 //! (unknown keys are errors) and [`Spec::validate`] explains every problem at once.
 
-
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -422,9 +421,11 @@ kubernetes:
 
     #[test]
     fn unknown_keys_are_errors() {
-        let e = serde_yaml_ng::from_str::<Spec>("name: x\nmembers: []\nkubernetes: {version: v1.0.0, control_plane_endpoint: a:1, control_plane_nodes: []}\nmember: []\n")
-            .unwrap_err()
-            .to_string();
+        let e = serde_yaml_ng::from_str::<Spec>(
+            "name: x\nmembers: []\nkubernetes: {version: v1.0.0, control_plane_endpoint: a:1, control_plane_nodes: []}\nmember: []\n",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("unknown field `member`"), "{e}");
     }
 
@@ -440,7 +441,8 @@ kubernetes:
         let text = "name: prod\nmembers:\n  - {name: etcd-1, address: 10.0.0.11}\n  - {name: etcd-2, address: 10.0.0.12, client_port: abc}\nkubernetes: {version: v1.31.2, control_plane_endpoint: 'lb:6443', control_plane_nodes: [{name: cp-1, address: 10.0.0.21}]}\n";
         let e = Spec::parse(text).unwrap_err();
         assert_eq!(e, "members[1].client_port: expected a port number (1-65535), got string \"abc\"");
-        let e = Spec::parse(&text.replace("client_port: abc", "client_port: 2379").replace("version: v1.31.2", "version: v1.31.2, allow_old_etcd: maybe")).unwrap_err();
+        let e = Spec::parse(&text.replace("client_port: abc", "client_port: 2379").replace("version: v1.31.2", "version: v1.31.2, allow_old_etcd: maybe"))
+            .unwrap_err();
         assert_eq!(e, "kubernetes.allow_old_etcd: expected true or false, got string \"maybe\"");
     }
 
@@ -455,7 +457,6 @@ kubernetes:
         assert!(problems.iter().any(|p| p.starts_with("members[0].dns_names[0]") && p.contains("control character")), "{problems:?}");
         assert!(problems.iter().any(|p| p.contains("pki.validity")), "{problems:?}");
     }
-
 
     #[test]
     fn one_node_serving_its_own_endpoint_needs_no_load_balancer() {
@@ -472,5 +473,4 @@ kubernetes:
         s.kubernetes.control_plane_endpoint = format!("{}:7443", node.address);
         assert!(!s.kubernetes.without_load_balancer());
     }
-
 }

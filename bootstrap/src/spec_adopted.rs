@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// The settings that name TLS files.
-pub const TLS_FILE_SETTINGS: &[&str] = &["cert-file", "key-file", "trusted-ca-file", "client-crl-file", "peer-cert-file", "peer-key-file", "peer-trusted-ca-file", "peer-crl-file"];
+pub const TLS_FILE_SETTINGS: &[&str] =
+    &["cert-file", "key-file", "trusted-ca-file", "client-crl-file", "peer-cert-file", "peer-key-file", "peer-trusted-ca-file", "peer-crl-file"];
 
 /// What runs an adopted member's etcd (serialized in the spec, found by `adopt`'s probe).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -25,7 +26,6 @@ pub enum AdoptedSupervisor {
     /// A plain process (no unit or pod found).
     Process,
 }
-
 
 /// `adopted:` at the top of the spec.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -136,7 +136,10 @@ pub fn check_member(name: &str, a: &AdoptedMember) -> Vec<String> {
             p.push(format!("{who}.environment.{k}: only etcd's ETCD_* (and Go's GO*) variables are kept"));
         }
     }
-    let words = [a.settings_from.as_str(), a.version.as_str()].into_iter().chain(a.command_line.iter().map(String::as_str)).chain(a.environment.values().map(String::as_str));
+    let words = [a.settings_from.as_str(), a.version.as_str()]
+        .into_iter()
+        .chain(a.command_line.iter().map(String::as_str))
+        .chain(a.environment.values().map(String::as_str));
     let words = words.chain(match &a.supervisor {
         AdoptedSupervisor::Systemd { unit, fragment } => vec![unit.as_str(), fragment.as_str()],
         AdoptedSupervisor::StaticPod { manifest } => vec![manifest.as_str()],
@@ -149,4 +152,3 @@ pub fn check_member(name: &str, a: &AdoptedMember) -> Vec<String> {
     }
     p
 }
-

@@ -3,7 +3,7 @@
 //! version) so that nothing downstream parses a spec string again or falls back silently.
 
 use crate::rules;
-use crate::spec::{cidrs_overlap, dns_label, node_name, parse_cidr, split_host_port, KubernetesSpec, MemberSpec, Spec, Supervisor};
+use crate::spec::{KubernetesSpec, MemberSpec, Spec, Supervisor, cidrs_overlap, dns_label, node_name, parse_cidr, split_host_port};
 use crate::versions::Version;
 use pki::keys::KeyAlgorithm;
 use std::collections::{HashMap, HashSet};
@@ -56,7 +56,9 @@ impl Spec {
             check_kubernetes(&self.kubernetes, &mut f)
         };
         match (pki, kubernetes) {
-            (Some((algorithm, validity, ca_validity)), Some(kubernetes)) if f.problems.is_empty() => Ok((f.warnings, Typed { algorithm, validity, ca_validity, kubernetes })),
+            (Some((algorithm, validity, ca_validity)), Some(kubernetes)) if f.problems.is_empty() => {
+                Ok((f.warnings, Typed { algorithm, validity, ca_validity, kubernetes }))
+            }
             _ => Err(f.problems),
         }
     }
@@ -94,7 +96,12 @@ impl Spec {
 
     /// The key algorithm and the two validities, parsed once.
     fn check_pki(&self, f: &mut Findings) -> Option<(KeyAlgorithm, time::Duration, time::Duration)> {
-        let algorithm = self.pki.algorithm.parse::<KeyAlgorithm>().map_err(|_| f.problem("pki.algorithm", format!("unknown {:?}; use {}", self.pki.algorithm, KeyAlgorithm::NAMES))).ok();
+        let algorithm = self
+            .pki
+            .algorithm
+            .parse::<KeyAlgorithm>()
+            .map_err(|_| f.problem("pki.algorithm", format!("unknown {:?}; use {}", self.pki.algorithm, KeyAlgorithm::NAMES)))
+            .ok();
         let mut validity = |field: &str, v: &str| pki::validity::parse_validity(v, field).map_err(|e| f.problems.push(e.to_string())).ok();
         let leaf = validity("pki.validity", &self.pki.validity);
         let ca = validity("pki.ca_validity", &self.pki.ca_validity);
@@ -140,8 +147,12 @@ impl Spec {
         for m in &self.members {
             match (&self.adopted, &m.adopted) {
                 (Some(_), Some(am)) => f.problems.extend(crate::spec_adopted::check_member(&m.name, am)),
-                (Some(_), None) => f.problem(&format!("members[{}]", m.name), "not adopted, in an adopted cluster's spec: run `etcd-bootstrap adopt -o SPEC` again"),
-                (None, Some(_)) => f.problem(&format!("members[{}].adopted", m.name), "set, but the spec has no top-level `adopted:` (the operator's client files)"),
+                (Some(_), None) => {
+                    f.problem(&format!("members[{}]", m.name), "not adopted, in an adopted cluster's spec: run `etcd-bootstrap adopt -o SPEC` again")
+                }
+                (None, Some(_)) => {
+                    f.problem(&format!("members[{}].adopted", m.name), "set, but the spec has no top-level `adopted:` (the operator's client files)")
+                }
                 (None, None) => {}
             }
         }
@@ -157,7 +168,8 @@ impl Spec {
                 f.problems.push(format!("members[{}].data_dir: {} on {} is also the data dir of {other}", m.name, m.data_dir.display(), m.host));
             }
             if m.adopted.is_none()
-                && let Some(other) = pkis.insert((m.host.clone(), m.pki_dir.clone()), m.name.clone()) {
+                && let Some(other) = pkis.insert((m.host.clone(), m.pki_dir.clone()), m.name.clone())
+            {
                 f.problems.push(format!("members[{}].pki_dir: {} on {} is also the pki_dir of {other}", m.name, m.pki_dir.display(), m.host));
             }
         }
@@ -226,7 +238,10 @@ fn check_kubernetes(k: &KubernetesSpec, f: &mut Findings) -> Option<Version> {
         Some(Some(path)) if rules::member_path(std::path::Path::new(path)).is_ok() => {}
         Some(_) => f.problem(
             "kubernetes.cri_socket",
-            format!("{:?} is not unix:///ABSOLUTE/PATH (containerd: unix:///var/run/containerd/containerd.sock, CRI-O: unix:///var/run/crio/crio.sock)", k.cri_socket),
+            format!(
+                "{:?} is not unix:///ABSOLUTE/PATH (containerd: unix:///var/run/containerd/containerd.sock, CRI-O: unix:///var/run/crio/crio.sock)",
+                k.cri_socket
+            ),
         ),
     }
     for san in &k.cert_sans {
@@ -244,7 +259,10 @@ fn check_kubernetes(k: &KubernetesSpec, f: &mut Findings) -> Option<Version> {
                 f.problem("kubernetes.control_plane_endpoint", e);
             }
         }
-        None => f.problem("kubernetes.control_plane_endpoint", format!("{:?} must be HOST:PORT of the API load balancer (e.g. lb.example.com:6443)", k.control_plane_endpoint)),
+        None => f.problem(
+            "kubernetes.control_plane_endpoint",
+            format!("{:?} must be HOST:PORT of the API load balancer (e.g. lb.example.com:6443)", k.control_plane_endpoint),
+        ),
     }
     check_subnets(k, f);
     if let Err(e) = pki::hosts::validate_dns_name(&k.dns_domain) {

@@ -102,10 +102,7 @@ impl Transport for Local {
 
     /// The same contract as the script, without a shell: pki's all-or-nothing atomic writes.
     fn deliver(&self, files: &[(String, u32, Vec<u8>)], _limit: Duration) -> Result<usize, String> {
-        let planned: Vec<pki::files::PlannedFile> = files
-            .iter()
-            .map(|(p, mode, data)| pki::files::PlannedFile::new(p, data.clone(), *mode))
-            .collect();
+        let planned: Vec<pki::files::PlannedFile> = files.iter().map(|(p, mode, data)| pki::files::PlannedFile::new(p, data.clone(), *mode)).collect();
         let outcomes = pki::files::write_all(&planned, true).map_err(|e| e.to_string())?;
         Ok(outcomes.iter().filter(|o| **o != pki::files::Outcome::Unchanged).count())
     }
@@ -150,7 +147,11 @@ impl Ssh {
         // one word for the remote shell: sh -c '<script>'
         cmd.arg(format!("sh -c {}", crate::plan::sh_quote(&put_file_script(path, mode))));
         let out = run_with_input(&mut cmd, input, limit)?;
-        if out.ok() { Ok(()) } else { Err(format!("writing {path} failed (exit {}): {}", out.code.map_or("none".into(), |c| c.to_string()), out.stderr.trim())) }
+        if out.ok() {
+            Ok(())
+        } else {
+            Err(format!("writing {path} failed (exit {}): {}", out.code.map_or("none".into(), |c| c.to_string()), out.stderr.trim()))
+        }
     }
 }
 
@@ -204,7 +205,10 @@ fn shared_connection(options: &[String], destination: &str) -> Vec<String> {
     if !s.opened.contains(&key) {
         s.opened.push(key);
     }
-    ["-o", "ControlMaster=auto", "-o", &control_path(s.dir.path()), "-o", &format!("ControlPersist={CONTROL_PERSIST_SECS}")].iter().map(|a| a.to_string()).collect()
+    ["-o", "ControlMaster=auto", "-o", &control_path(s.dir.path()), "-o", &format!("ControlPersist={CONTROL_PERSIST_SECS}")]
+        .iter()
+        .map(|a| a.to_string())
+        .collect()
 }
 
 /// Closes every shared SSH connection this process opened (`ssh -O exit`, bounded) and removes
@@ -261,12 +265,7 @@ fn run_with_input(cmd: &mut Command, input: Input, limit: Duration) -> Result<Sc
         Input::Bytes(_) => Stdio::piped(),
         Input::File(p) => Stdio::from(std::fs::File::open(p).map_err(|e| format!("{}: {e}", p.display()))?),
     };
-    let mut child = cmd
-        .stdin(stdin)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run {:?}: {e}", cmd.get_program()))?;
+    let mut child = cmd.stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().map_err(|e| format!("cannot run {:?}: {e}", cmd.get_program()))?;
     if let (Some(mut stdin), Input::Bytes(data)) = (child.stdin.take(), input) {
         let data = data.to_vec();
         std::thread::spawn(move || {

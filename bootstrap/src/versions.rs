@@ -8,7 +8,6 @@
 //! (1.31.0 accepted 3.5.11, 1.31.14 wants 3.5.24), and a cluster must keep passing preflight
 //! when the operator moves to the next kubeadm patch.
 
-
 /// A kubeadm config API version (`kubeadm.k8s.io/v1beta4`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -95,8 +94,20 @@ const V1BETA4: &[ApiVersion] = &[ApiVersion::V1Beta4];
 /// and `cmd/kubeadm/app/apis/kubeadm/`) by the `kubeadm_matrix` integration test.
 pub const KUBEADM: &[KubeadmRelease] = &[
     KubeadmRelease { minor: 22, apis: V1BETA3, min_etcd: None, etcd_line: None, source: "v1beta3 added in 1.22 (kubeadm-config.v1beta3 docs)" },
-    KubeadmRelease { minor: 28, apis: V1BETA3, min_etcd: Some(Version(3, 4, 13)), etcd_line: Some((3, 5)), source: "kubernetes/kubernetes#118733 (1.28: MinExternalEtcdVersion 3.4.13-4)" },
-    KubeadmRelease { minor: 29, apis: V1BETA3, min_etcd: Some(Version(3, 5, 16)), etcd_line: Some((3, 5)), source: "constants.go at v1.29.11..v1.29.15 (table in kubesphere/kubekey#2952)" },
+    KubeadmRelease {
+        minor: 28,
+        apis: V1BETA3,
+        min_etcd: Some(Version(3, 4, 13)),
+        etcd_line: Some((3, 5)),
+        source: "kubernetes/kubernetes#118733 (1.28: MinExternalEtcdVersion 3.4.13-4)",
+    },
+    KubeadmRelease {
+        minor: 29,
+        apis: V1BETA3,
+        min_etcd: Some(Version(3, 5, 16)),
+        etcd_line: Some((3, 5)),
+        source: "constants.go at v1.29.11..v1.29.15 (table in kubesphere/kubekey#2952)",
+    },
     KubeadmRelease { minor: 30, apis: V1BETA3, min_etcd: None, etcd_line: Some((3, 5)), source: "not read; 1.30 is out of support" },
     KubeadmRelease {
         minor: 31,
@@ -105,12 +116,42 @@ pub const KUBEADM: &[KubeadmRelease] = &[
         etcd_line: Some((3, 5)),
         source: "v1beta4 from 1.31; constants.go at v1.31.14 (3.5.11-0 at v1.31.0: flatcar/scripts#2311)",
     },
-    KubeadmRelease { minor: 32, apis: BOTH, min_etcd: Some(Version(3, 5, 24)), etcd_line: Some((3, 5)), source: "kubernetes/kubernetes#134779 (3.5.24-0 for 1.32, 1.33, 1.34)" },
+    KubeadmRelease {
+        minor: 32,
+        apis: BOTH,
+        min_etcd: Some(Version(3, 5, 24)),
+        etcd_line: Some((3, 5)),
+        source: "kubernetes/kubernetes#134779 (3.5.24-0 for 1.32, 1.33, 1.34)",
+    },
     KubeadmRelease { minor: 33, apis: BOTH, min_etcd: Some(Version(3, 5, 24)), etcd_line: Some((3, 5)), source: "kubernetes/kubernetes#134779" },
-    KubeadmRelease { minor: 34, apis: BOTH, min_etcd: Some(Version(3, 5, 24)), etcd_line: Some((3, 6)), source: "constants.go at v1.34.4 (DefaultEtcdVersion 3.6.5-0)" },
-    KubeadmRelease { minor: 35, apis: BOTH, min_etcd: Some(Version(3, 5, 24)), etcd_line: Some((3, 6)), source: "constants.go at v1.35.4 (DefaultEtcdVersion 3.6.6-0)" },
-    KubeadmRelease { minor: 36, apis: BOTH, min_etcd: Some(Version(3, 5, 24)), etcd_line: Some((3, 6)), source: "constants.go at v1.36.3 (DefaultEtcdVersion 3.6.8-0)" },
-    KubeadmRelease { minor: 37, apis: V1BETA4, min_etcd: Some(Version(3, 5, 24)), etcd_line: Some((3, 7)), source: "constants.go at v1.37.2 (DefaultEtcdVersion 3.7.0-0; v1beta3 removed, kubernetes/kubernetes#136016)" },
+    KubeadmRelease {
+        minor: 34,
+        apis: BOTH,
+        min_etcd: Some(Version(3, 5, 24)),
+        etcd_line: Some((3, 6)),
+        source: "constants.go at v1.34.4 (DefaultEtcdVersion 3.6.5-0)",
+    },
+    KubeadmRelease {
+        minor: 35,
+        apis: BOTH,
+        min_etcd: Some(Version(3, 5, 24)),
+        etcd_line: Some((3, 6)),
+        source: "constants.go at v1.35.4 (DefaultEtcdVersion 3.6.6-0)",
+    },
+    KubeadmRelease {
+        minor: 36,
+        apis: BOTH,
+        min_etcd: Some(Version(3, 5, 24)),
+        etcd_line: Some((3, 6)),
+        source: "constants.go at v1.36.3 (DefaultEtcdVersion 3.6.8-0)",
+    },
+    KubeadmRelease {
+        minor: 37,
+        apis: V1BETA4,
+        min_etcd: Some(Version(3, 5, 24)),
+        etcd_line: Some((3, 7)),
+        source: "constants.go at v1.37.2 (DefaultEtcdVersion 3.7.0-0; v1beta3 removed, kubernetes/kubernetes#136016)",
+    },
 ];
 
 /// The Kubernetes version a new spec (`up --local`) names: the newest release of the newest
@@ -123,7 +164,11 @@ pub const KUBEADM_SOURCES: &[&str] = &["v1.34.4", "v1.35.4", "v1.36.3", "v1.37.2
 /// The row for Kubernetes `k8s` (major 1), or why there is none.
 pub fn release_for(k8s: Version) -> Result<KubeadmRelease, String> {
     if k8s.0 != 1 || k8s.1 < KUBEADM[0].minor {
-        return Err(format!("Kubernetes v{k8s}: kubeadm before 1.{} reads neither v1beta3 nor v1beta4 configs; use 1.{} or newer", KUBEADM[0].minor, KUBEADM[KUBEADM.len() - 1].minor));
+        return Err(format!(
+            "Kubernetes v{k8s}: kubeadm before 1.{} reads neither v1beta3 nor v1beta4 configs; use 1.{} or newer",
+            KUBEADM[0].minor,
+            KUBEADM[KUBEADM.len() - 1].minor
+        ));
     }
     Ok(*KUBEADM.iter().rev().find(|r| r.minor <= k8s.1).unwrap_or(&KUBEADM[0]))
 }

@@ -141,7 +141,8 @@ fn every_string_field_refuses_or_contains_a_canary() {
     for (field, text) in FIELDS {
         for payload in PAYLOADS {
             let yaml = with_value(text, payload);
-            let loaded = Spec::parse(&yaml).map_err(|e| e.to_string()).and_then(|s| s.into_loaded("spec.yaml", std::path::Path::new("/ops")).map_err(|e| e.to_string()));
+            let loaded =
+                Spec::parse(&yaml).map_err(|e| e.to_string()).and_then(|s| s.into_loaded("spec.yaml", std::path::Path::new("/ops")).map_err(|e| e.to_string()));
             match loaded {
                 Err(e) => {
                     let short = field.split('[').next().unwrap_or(field).split('.').next_back().unwrap_or(field);

@@ -162,7 +162,10 @@ impl Db {
         if overflow == 0 {
             return Ok(head);
         }
-        let end = id.checked_add(overflow).filter(|e| *e < self.meta.pgid).ok_or_else(|| corrupt(format!("page {id}: {overflow} overflow pages run past the end")))?;
+        let end = id
+            .checked_add(overflow)
+            .filter(|e| *e < self.meta.pgid)
+            .ok_or_else(|| corrupt(format!("page {id}: {overflow} overflow pages run past the end")))?;
         let total = ((end - id + 1) * ps).min(self.len - id * ps);
         let mut all = vec![0u8; total as usize];
         self.file.read_exact_at(&mut all, id * ps).map_err(|e| corrupt(format!("page {id}: {e}")))?;

@@ -24,9 +24,7 @@ pub async fn client_for(endpoint: &str, opts: &ClientOptions) -> Result<Client> 
         }
         connect = connect.with_tls(t);
     }
-    Client::connect([endpoint], Some(connect))
-        .await
-        .map_err(|e| CtlError::Endpoint { endpoint: endpoint.into(), reason: e.to_string() })
+    Client::connect([endpoint], Some(connect)).await.map_err(|e| CtlError::Endpoint { endpoint: endpoint.into(), reason: e.to_string() })
 }
 
 /// Runs `fut` with an outer deadline: whatever happens inside, the caller gets an answer by then.

@@ -37,10 +37,7 @@ pub struct Failure {
 
 impl Failure {
     pub fn timeout(limit: Duration) -> Failure {
-        Failure {
-            kind: FailureKind::Timeout,
-            message: format!("no answer within {} (member hung, overloaded, or packets dropped)", fmt_duration(limit)),
-        }
+        Failure { kind: FailureKind::Timeout, message: format!("no answer within {} (member hung, overloaded, or packets dropped)", fmt_duration(limit)) }
     }
     /// The member answered a status request but has no leader, so the request waited in vain.
     pub fn no_leader(limit: Duration) -> Failure {
@@ -193,12 +190,7 @@ impl rustls::client::danger::ServerCertVerifier for Recording {
 }
 
 pub(crate) fn der_certs(pem_bytes: &[u8]) -> Vec<CertificateDer<'static>> {
-    pem::parse_many(pem_bytes)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|b| b.tag() == "CERTIFICATE")
-        .map(|b| CertificateDer::from(b.into_contents()))
-        .collect()
+    pem::parse_many(pem_bytes).unwrap_or_default().into_iter().filter(|b| b.tag() == "CERTIFICATE").map(|b| CertificateDer::from(b.into_contents())).collect()
 }
 
 fn subject_of(der: &[u8]) -> (String, String, Vec<String>, bool) {
@@ -215,12 +207,8 @@ fn subject_of(der: &[u8]) -> (String, String, Vec<String>, bool) {
                         .iter()
                         .map(|g| match g {
                             GeneralName::DNSName(d) => d.to_string(),
-                            GeneralName::IPAddress(b) if b.len() == 4 => {
-                                std::net::Ipv4Addr::from(<[u8; 4]>::try_from(*b).unwrap_or_default()).to_string()
-                            }
-                            GeneralName::IPAddress(b) if b.len() == 16 => {
-                                std::net::Ipv6Addr::from(<[u8; 16]>::try_from(*b).unwrap_or_default()).to_string()
-                            }
+                            GeneralName::IPAddress(b) if b.len() == 4 => std::net::Ipv4Addr::from(<[u8; 4]>::try_from(*b).unwrap_or_default()).to_string(),
+                            GeneralName::IPAddress(b) if b.len() == 16 => std::net::Ipv6Addr::from(<[u8; 16]>::try_from(*b).unwrap_or_default()).to_string(),
                             other => other.to_string(),
                         })
                         .collect()
@@ -246,10 +234,16 @@ fn recording_config(tls: &TlsMaterial) -> Option<(rustls::ClientConfig, Seen)> {
     let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build().ok()?;
     let seen: Seen = Arc::new(Mutex::new(Vec::new()));
     let verifier = Arc::new(Recording { inner, seen: seen.clone() });
-    let builder = rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions().ok()?.dangerous().with_custom_certificate_verifier(verifier);
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .ok()?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
     let config = match &tls.identity {
         Some((cert, key)) => {
-            let key = rustls::pki_types::PrivateKeyDer::try_from(pem::parse_many(key).ok()?.into_iter().find(|b| b.tag().ends_with("PRIVATE KEY"))?.into_contents()).ok()?;
+            let key =
+                rustls::pki_types::PrivateKeyDer::try_from(pem::parse_many(key).ok()?.into_iter().find(|b| b.tag().ends_with("PRIVATE KEY"))?.into_contents())
+                    .ok()?;
             builder.with_client_auth_cert(der_certs(cert), key).ok()?
         }
         None => builder.with_no_client_auth(),
@@ -316,9 +310,7 @@ pub fn probe(endpoint: &str, tls: &TlsMaterial, limit: Duration) -> Option<Failu
         Some(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer | CertificateError::BadSignature)) => format!(
             "the server's certificate is not signed by the CA in --cacert {cacert} (server certificate {srv_subject}, issued by {srv_issuer}; --cacert holds {ca_subject})"
         ),
-        Some(rustls::Error::InvalidCertificate(
-            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-        )) => format!(
+        Some(rustls::Error::InvalidCertificate(CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. })) => format!(
             "the server's certificate does not cover {host}: expected {host} in its SANs, the certificate ({srv_subject}) has [{}]; re-issue it with {host}, or connect by one of those names",
             srv_sans.join(", ")
         ),

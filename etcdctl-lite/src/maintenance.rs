@@ -4,7 +4,7 @@
 //! alarm, as etcdctl disarms them one by one).
 
 use crate::connect::{bounded, client_for};
-use crate::diagnose::{explain, Failure};
+use crate::diagnose::{Failure, explain};
 use crate::error::{CtlError, Result};
 use crate::model::{AlarmInfo, AlarmList};
 use crate::ops::{alarm_list, status};

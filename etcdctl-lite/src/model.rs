@@ -152,7 +152,18 @@ mod tests {
     /// go-humanize's Bytes (etcdctl's and etcdutl's sizes), values printed by Go 1.26.
     #[test]
     fn sizes_as_go_humanize_prints_them() {
-        for (n, go) in [(9, "9 B"), (155_499, "156 kB"), (155_449, "155 kB"), (155_500, "156 kB"), (154_500, "154 kB"), (155_960, "156 kB"), (9_949, "9.9 kB"), (9_950, "10 kB"), (20_480, "20 kB"), (2_147_483_648, "2.1 GB")] {
+        for (n, go) in [
+            (9, "9 B"),
+            (155_499, "156 kB"),
+            (155_449, "155 kB"),
+            (155_500, "156 kB"),
+            (154_500, "154 kB"),
+            (155_960, "156 kB"),
+            (9_949, "9.9 kB"),
+            (9_950, "10 kB"),
+            (20_480, "20 kB"),
+            (2_147_483_648, "2.1 GB"),
+        ] {
             assert_eq!(human_bytes(n), go, "{n}");
         }
     }

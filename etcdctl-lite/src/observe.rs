@@ -3,7 +3,7 @@
 //! list names that were not among the endpoints. Each round costs the slowest endpoint's bound.
 
 use crate::connect::{bounded, client_for};
-use crate::diagnose::{explain, Failure, FailureKind};
+use crate::diagnose::{Failure, FailureKind, explain};
 use crate::model::{AlarmInfo, MemberList};
 use crate::ops::{for_each_endpoint, member_list_one, status_one};
 use crate::options::ClientOptions;
@@ -17,9 +17,7 @@ pub const DEFAULT_ELECTION_TIMEOUT: Duration = Duration::from_millis(1000);
 
 async fn read_and_alarms(endpoint: String, opts: ClientOptions) -> (Result<std::time::Duration, Failure>, Vec<AlarmInfo>) {
     let work = async {
-        let mut c = client_for(&endpoint, &opts)
-            .await
-            .map_err(|e| Failure { kind: FailureKind::Other, message: e.to_string() })?;
+        let mut c = client_for(&endpoint, &opts).await.map_err(|e| Failure { kind: FailureKind::Other, message: e.to_string() })?;
         let started = Instant::now();
         let read = match c.get("health", None).await {
             Ok(_) => Ok(started.elapsed()),
@@ -44,11 +42,8 @@ async fn probe_all(endpoints: &[String], opts: &ClientOptions) -> (Vec<Probe>, V
     let results = for_each_endpoint(endpoints, move |e| {
         let o = o.clone();
         async move {
-            let (status, (read, alarms), list) = tokio::join!(
-                status_one(e.clone(), o.clone()),
-                read_and_alarms(e.clone(), o.clone()),
-                member_list_one(e.clone(), o.clone())
-            );
+            let (status, (read, alarms), list) =
+                tokio::join!(status_one(e.clone(), o.clone()), read_and_alarms(e.clone(), o.clone()), member_list_one(e.clone(), o.clone()));
             (Probe { endpoint: e, status: status.result, read, alarms }, list.ok())
         }
     })

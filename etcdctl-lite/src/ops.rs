@@ -3,7 +3,7 @@
 //! costs the slowest endpoint's bound, not the sum.
 
 use crate::connect::{bounded, client_for};
-use crate::diagnose::{explain, Failure, FailureKind};
+use crate::diagnose::{Failure, FailureKind, explain};
 use crate::error::{CtlError, Result};
 use crate::model::*;
 use crate::options::ClientOptions;
@@ -250,11 +250,9 @@ pub async fn member_remove(opts: &ClientOptions, id: u64) -> Result<Vec<MemberIn
 
 /// Alarms as reported by the first endpoint that answers.
 pub async fn alarm_list(opts: &ClientOptions) -> Result<AlarmList> {
-    change(opts, "alarm list", |mut c| async move { c.alarm(AlarmAction::Get, AlarmType::None, None).await }).await.map(|r| {
-        AlarmList {
-            header: r.header().map(|h| (h.cluster_id(), h.member_id(), h.revision(), h.raft_term())),
-            alarms: r.alarms().iter().map(|a| AlarmInfo { member_id: a.member_id(), alarm: format!("{:?}", a.alarm()).to_uppercase() }).collect(),
-        }
+    change(opts, "alarm list", |mut c| async move { c.alarm(AlarmAction::Get, AlarmType::None, None).await }).await.map(|r| AlarmList {
+        header: r.header().map(|h| (h.cluster_id(), h.member_id(), h.revision(), h.raft_term())),
+        alarms: r.alarms().iter().map(|a| AlarmInfo { member_id: a.member_id(), alarm: format!("{:?}", a.alarm()).to_uppercase() }).collect(),
     })
 }
 
@@ -265,7 +263,10 @@ pub async fn move_leader(opts: &ClientOptions, target: u64) -> Result<u64> {
     let answered: Vec<&StatusInfo> = statuses.iter().filter_map(|s| s.result.as_ref().ok()).collect();
     let Some(leader) = answered.iter().map(|s| s.leader).find(|l| *l != 0) else {
         return Err(CtlError::NoEndpoint(
-            statuses.iter().map(|s| format!("{}: {}", s.endpoint, s.result.as_ref().err().map(|f| f.message.as_str()).unwrap_or("answers, but has no leader"))).collect(),
+            statuses
+                .iter()
+                .map(|s| format!("{}: {}", s.endpoint, s.result.as_ref().err().map(|f| f.message.as_str()).unwrap_or("answers, but has no leader")))
+                .collect(),
         ));
     };
     if leader == target {

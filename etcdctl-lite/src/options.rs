@@ -77,13 +77,7 @@ impl ClientOptions {
         dial_timeout: Duration,
         command_timeout: Duration,
     ) -> Result<ClientOptions> {
-        let endpoints: Vec<String> = endpoints
-            .iter()
-            .flat_map(|e| e.split(','))
-            .map(str::trim)
-            .filter(|e| !e.is_empty())
-            .map(String::from)
-            .collect();
+        let endpoints: Vec<String> = endpoints.iter().flat_map(|e| e.split(',')).map(str::trim).filter(|e| !e.is_empty()).map(String::from).collect();
         if endpoints.is_empty() {
             return Err(CtlError::Usage("no endpoints: give --endpoints or ETCDCTL_ENDPOINTS".into()));
         }
@@ -160,7 +154,8 @@ fn normalize_endpoint(e: &str, tls: bool) -> Result<String> {
 fn valid_host_name(h: &str) -> bool {
     !h.is_empty()
         && h.len() <= 253
-        && h.split('.').all(|l| !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && !l.ends_with('-') && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        && h.split('.')
+            .all(|l| !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && !l.ends_with('-') && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
 }
 
 fn read(path: &str, flag: &str) -> Result<Vec<u8>> {
@@ -237,7 +232,9 @@ mod tests {
         assert!(normalize_endpoint("10.0.0.1", true).is_err());
         assert!(normalize_endpoint("http://10.0.0.1:2379", true).is_err());
         assert!(normalize_endpoint("unix://x", false).is_err());
-        for bad in ["https://[::1", "https://[::1]", "https://[::1:2379", "https://[zz]:2379", "https://a b:2379", "https://:2379", "https://h:0", "https://h_x:1"] {
+        for bad in
+            ["https://[::1", "https://[::1]", "https://[::1:2379", "https://[zz]:2379", "https://a b:2379", "https://:2379", "https://h:0", "https://h_x:1"]
+        {
             assert!(normalize_endpoint(bad, true).is_err(), "{bad}");
         }
     }
@@ -291,7 +288,16 @@ mod tests {
     #[test]
     fn a_key_that_is_not_the_certificates_is_named_before_connecting() {
         let f = |n: &str| format!("{}/../fixtures/{n}", env!("CARGO_MANIFEST_DIR"));
-        let open = |cert: &str, key: &str| ClientOptions::new(&["127.0.0.1:2379".into()], Some(&f("openssl-ec-ca.crt")), Some(&f(cert)), Some(&f(key)), DEFAULT_DIAL_TIMEOUT, DEFAULT_COMMAND_TIMEOUT);
+        let open = |cert: &str, key: &str| {
+            ClientOptions::new(
+                &["127.0.0.1:2379".into()],
+                Some(&f("openssl-ec-ca.crt")),
+                Some(&f(cert)),
+                Some(&f(key)),
+                DEFAULT_DIAL_TIMEOUT,
+                DEFAULT_COMMAND_TIMEOUT,
+            )
+        };
         assert!(open("client-only.crt", "client-only.key.insecure").is_ok());
         let e = open("client-only.crt", "other-ca.key.insecure").unwrap_err().to_string();
         assert!(e.contains("other-ca.key.insecure") && e.contains("is not the key of --cert") && e.contains("client-only.crt"), "{e}");
@@ -303,5 +309,4 @@ mod tests {
             assert!(open(cert, key).is_ok(), "{cert} with its own key");
         }
     }
-
 }

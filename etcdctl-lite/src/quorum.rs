@@ -206,9 +206,13 @@ pub fn verdict(obs: &Observation) -> Verdict {
 /// something else failed (our TLS files refused, a foreign service) could the check itself not
 /// be made.
 fn nobody_answered(obs: &Observation) -> Verdict {
-    let all_down = !obs.probes.is_empty() && obs.probes.iter().all(|p| p.status.as_ref().err().is_some_and(|f| matches!(f.kind, FailureKind::Refused | FailureKind::Timeout)));
+    let all_down = !obs.probes.is_empty()
+        && obs.probes.iter().all(|p| p.status.as_ref().err().is_some_and(|f| matches!(f.kind, FailureKind::Refused | FailureKind::Timeout)));
     let (state, summary) = if all_down {
-        (ClusterState::NoQuorum, format!("no member reachable ({} endpoint(s) refused or did not answer); the cluster is down or cut off from here", obs.probes.len()))
+        (
+            ClusterState::NoQuorum,
+            format!("no member reachable ({} endpoint(s) refused or did not answer); the cluster is down or cut off from here", obs.probes.len()),
+        )
     } else {
         (ClusterState::Unknown, "no endpoint answered: cannot determine the cluster's state".to_string())
     };
@@ -354,7 +358,9 @@ impl Seen<'_> {
         } else {
             match probe.map(|p| &p.read) {
                 Some(Ok(took)) => (MemberState::Healthy, format!("linearizable read in {}", crate::model::go_duration(*took))),
-                Some(Err(f)) if is_learner && f.kind == FailureKind::Learner => (MemberState::Healthy, "learner: serves no linearizable reads until promoted".to_string()),
+                Some(Err(f)) if is_learner && f.kind == FailureKind::Learner => {
+                    (MemberState::Healthy, "learner: serves no linearizable reads until promoted".to_string())
+                }
                 Some(Err(f)) => (MemberState::Failing, format!("status answers, linearizable read fails: {}", f.message)),
                 None => (MemberState::Unknown, "not checked".to_string()),
             }
@@ -439,7 +445,10 @@ fn summary(state: ClusterState, c: &Counts, verdicts: &[MemberVerdict], blocking
         // enough voters answer, yet none leads (or the last leader is gone): an election, not a
         // lost quorum
         ClusterState::NoQuorum if !leader_reachable => {
-            format!("no leader: election in progress or stuck; {} of {voters} voters reachable (quorum {quorum}); writes and linearizable reads fail meanwhile", c.reachable)
+            format!(
+                "no leader: election in progress or stuck; {} of {voters} voters reachable (quorum {quorum}); writes and linearizable reads fail meanwhile",
+                c.reachable
+            )
         }
         ClusterState::NoQuorum => format!(
             "quorum unusable: a leader is known and {} of {voters} voters reachable, but no linearizable read succeeded; writes and linearizable reads fail",

@@ -34,12 +34,7 @@ pub(crate) fn status(id: u64, leader: u64, term: u64, applied: u64) -> StatusInf
 }
 
 pub(crate) fn ok_probe(id: u64, leader: u64) -> Probe {
-    Probe {
-        endpoint: format!("https://10.0.0.{id}:2379"),
-        status: Ok(status(id, leader, 2, 100)),
-        read: Ok(Duration::from_millis(3)),
-        alarms: vec![],
-    }
+    Probe { endpoint: format!("https://10.0.0.{id}:2379"), status: Ok(status(id, leader, 2, 100)), read: Ok(Duration::from_millis(3)), alarms: vec![] }
 }
 
 pub(crate) fn failed_probe(id: u64, kind: FailureKind) -> Probe {

@@ -3,8 +3,8 @@
 //! ones on stderr. Pure functions from results to text, so golden files pin them down.
 
 use crate::model::*;
-use crate::quorum::{state_word, Verdict};
-use serde_json::{json, Value};
+use crate::quorum::{Verdict, state_word};
+use serde_json::{Value, json};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -67,7 +67,9 @@ pub fn snapshot_status(st: &crate::snapshot_status::SnapshotStatus, format: Form
     let mut cells = vec![format!("{:x}", st.hash), st.revision.to_string(), st.total_key.to_string(), size];
     let stdout = match (format, &st.version) {
         (Format::Json, None) => json_line(&json!({"hash": st.hash, "revision": st.revision, "totalKey": st.total_key, "totalSize": st.total_size})),
-        (Format::Json, Some(v)) => json_line(&json!({"hash": st.hash, "revision": st.revision, "totalKey": st.total_key, "totalSize": st.total_size, "version": v})),
+        (Format::Json, Some(v)) => {
+            json_line(&json!({"hash": st.hash, "revision": st.revision, "totalKey": st.total_key, "totalSize": st.total_size, "version": v}))
+        }
         (Format::Table, None) => table(&["HASH", "REVISION", "TOTAL KEYS", "TOTAL SIZE"], vec![cells]),
         // etcdutl of the snapshot's line: 3.6 in tablewriter's `+-` borders, 3.7 in box drawing
         (Format::Table, Some(v)) => {
@@ -94,11 +96,7 @@ pub fn health(results: &[EndpointHealth], format: Format, line: Option<u64>) -> 
         Format::Simple => {
             for h in results {
                 match &h.result {
-                    Ok(()) => r.stdout.push_str(&format!(
-                        "{} is healthy: successfully committed proposal: took = {}\n",
-                        h.endpoint,
-                        go_duration(h.took)
-                    )),
+                    Ok(()) => r.stdout.push_str(&format!("{} is healthy: successfully committed proposal: took = {}\n", h.endpoint, go_duration(h.took))),
                     Err(f) => r.stderr.push_str(&format!("{} is unhealthy: failed to commit proposal: {}\n", h.endpoint, f.message)),
                 }
             }
@@ -153,7 +151,13 @@ pub fn status(results: &[EndpointStatus], format: Format) -> Rendered {
         let mut cells = vec![e.clone(), format!("{:x}", s.member_id), s.version.clone()];
         if wide {
             let not_in_use = if s.db_size > 0 { 100 * (s.db_size - s.db_size_in_use) / s.db_size } else { 0 };
-            cells.extend([v36.storage_version.clone(), human_bytes(s.db_size), human_bytes(s.db_size_in_use), format!("{not_in_use}%"), human_bytes(v36.db_size_quota)]);
+            cells.extend([
+                v36.storage_version.clone(),
+                human_bytes(s.db_size),
+                human_bytes(s.db_size_in_use),
+                format!("{not_in_use}%"),
+                human_bytes(v36.db_size_quota),
+            ]);
         } else {
             cells.push(human_bytes(s.db_size));
         }
@@ -181,8 +185,22 @@ pub fn status(results: &[EndpointStatus], format: Format) -> Rendered {
         Format::Table => {
             let header: &[&str] = if wide {
                 &[
-                    "ENDPOINT", "ID", "VERSION", "STORAGE VERSION", "DB SIZE", "IN USE", "PERCENTAGE NOT IN USE", "QUOTA", "IS LEADER", "IS LEARNER", "RAFT TERM", "RAFT INDEX",
-                    "RAFT APPLIED INDEX", "ERRORS", "DOWNGRADE TARGET VERSION", "DOWNGRADE ENABLED",
+                    "ENDPOINT",
+                    "ID",
+                    "VERSION",
+                    "STORAGE VERSION",
+                    "DB SIZE",
+                    "IN USE",
+                    "PERCENTAGE NOT IN USE",
+                    "QUOTA",
+                    "IS LEADER",
+                    "IS LEARNER",
+                    "RAFT TERM",
+                    "RAFT INDEX",
+                    "RAFT APPLIED INDEX",
+                    "ERRORS",
+                    "DOWNGRADE TARGET VERSION",
+                    "DOWNGRADE ENABLED",
                 ]
             } else {
                 &["ENDPOINT", "ID", "VERSION", "DB SIZE", "IS LEADER", "IS LEARNER", "RAFT TERM", "RAFT INDEX", "RAFT APPLIED INDEX", "ERRORS"]
@@ -200,7 +218,9 @@ pub fn status(results: &[EndpointStatus], format: Format) -> Rendered {
                         "raftTerm": s.raft_term, "raftAppliedIndex": s.raft_applied_index,
                     });
                     // Go's omitempty: no leader known, no key (as etcdctl prints it)
-                    if s.leader == 0 && let Some(o) = st.as_object_mut() {
+                    if s.leader == 0
+                        && let Some(o) = st.as_object_mut()
+                    {
                         o.shift_remove("leader");
                     }
                     if !s.errors.is_empty() {
@@ -405,8 +425,8 @@ mod golden {
     //! Regenerate with `UPDATE_GOLDEN=1 cargo test -p etcdctl-lite golden`.
     use super::*;
     use crate::diagnose::{Failure, FailureKind};
-    use crate::quorum::tests::{failed_probe, list, member, ok_probe, three};
     use crate::quorum::tests::status as status_info;
+    use crate::quorum::tests::{failed_probe, list, member, ok_probe, three};
     use crate::quorum::verdict;
     use std::time::Duration;
 
@@ -455,10 +475,27 @@ mod golden {
     #[test]
     fn health_and_member_tables_of_a_37_cluster() {
         check("health-3.7.table", &health(&healths(), Format::Table, Some(7)));
-        let l = MemberList { cluster_id: 1, member_id: 1, raft_term: 2, members: vec![
-            MemberInfo { id: 0x10f5117191ca8abe, name: "etcd-1".into(), peer_urls: vec!["https://127.0.0.11:2380".into()], client_urls: vec!["https://127.0.0.11:2379".into()], is_learner: false },
-            MemberInfo { id: 0x3dd793950e23b445, name: "etcd-3".into(), peer_urls: vec!["https://127.0.0.13:2380".into()], client_urls: vec!["https://127.0.0.13:2379".into()], is_learner: false },
-        ] };
+        let l = MemberList {
+            cluster_id: 1,
+            member_id: 1,
+            raft_term: 2,
+            members: vec![
+                MemberInfo {
+                    id: 0x10f5117191ca8abe,
+                    name: "etcd-1".into(),
+                    peer_urls: vec!["https://127.0.0.11:2380".into()],
+                    client_urls: vec!["https://127.0.0.11:2379".into()],
+                    is_learner: false,
+                },
+                MemberInfo {
+                    id: 0x3dd793950e23b445,
+                    name: "etcd-3".into(),
+                    peer_urls: vec!["https://127.0.0.13:2380".into()],
+                    client_urls: vec!["https://127.0.0.13:2379".into()],
+                    is_learner: false,
+                },
+            ],
+        };
         check("members-3.7.table", &member_list(&l, Format::Table, Some(7)));
     }
 
@@ -477,7 +514,8 @@ mod golden {
             for s in all.iter_mut() {
                 if let Ok(info) = s.result.as_mut() {
                     info.version = version.into();
-                    info.since_36 = Some(crate::model::Status36 { storage_version: storage.into(), db_size_quota: 2_147_483_648, downgrade: Some((String::new(), false)) });
+                    info.since_36 =
+                        Some(crate::model::Status36 { storage_version: storage.into(), db_size_quota: 2_147_483_648, downgrade: Some((String::new(), false)) });
                 }
             }
             let line = &version[..3];

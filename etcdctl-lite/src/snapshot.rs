@@ -29,7 +29,10 @@ pub struct SavedSnapshot {
 
 pub async fn save(opts: &ClientOptions, path: &Path) -> Result<SavedSnapshot> {
     if path.exists() {
-        return Err(CtlError::File { path: path.display().to_string(), reason: "already exists; choose another name (snapshots are never overwritten)".into() });
+        return Err(CtlError::File {
+            path: path.display().to_string(),
+            reason: "already exists; choose another name (snapshots are never overwritten)".into(),
+        });
     }
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     if !dir.is_dir() {
@@ -72,7 +75,8 @@ pub async fn save_into(opts: &ClientOptions, out: &mut impl Write, label: &str) 
         ));
     };
     let warning = healthy.is_none().then(|| {
-        let why: Vec<String> = checks.iter().map(|h| format!("{}: {}", h.endpoint, h.result.as_ref().err().map(|f| f.message.as_str()).unwrap_or("healthy"))).collect();
+        let why: Vec<String> =
+            checks.iter().map(|h| format!("{}: {}", h.endpoint, h.result.as_ref().err().map(|f| f.message.as_str()).unwrap_or("healthy"))).collect();
         format!("the cluster is not healthy ({}); the snapshot holds what {source} had applied", why.join("; "))
     });
     let revision = statuses.iter().find(|s| s.endpoint == source).and_then(|s| s.result.as_ref().ok()).map(|s| s.revision).unwrap_or(0);
@@ -108,5 +112,13 @@ pub async fn save_into(opts: &ClientOptions, out: &mut impl Write, label: &str) 
     if bytes < 32 || data_hash.finalize()[..] != tail[..] {
         return Err(ep_err("the snapshot's SHA-256 trailer does not match its data (corrupt or truncated stream)".into()));
     }
-    Ok(SavedSnapshot { path: label.to_string(), endpoint: source.clone(), bytes, sha256: hex::encode(whole), revision, healthy: warning.is_none(), warning: warning.clone() })
+    Ok(SavedSnapshot {
+        path: label.to_string(),
+        endpoint: source.clone(),
+        bytes,
+        sha256: hex::encode(whole),
+        revision,
+        healthy: warning.is_none(),
+        warning: warning.clone(),
+    })
 }

@@ -31,7 +31,8 @@ fn tls_config(opts: &ClientOptions) -> Result<rustls::ClientConfig, String> {
     for c in tls.ca_pem.as_deref().map(crate::diagnose::der_certs).unwrap_or_default() {
         roots.add(c).map_err(|e| e.to_string())?;
     }
-    let builder = rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions().map_err(|e| e.to_string())?.with_root_certificates(roots);
+    let builder =
+        rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions().map_err(|e| e.to_string())?.with_root_certificates(roots);
     Ok(match &tls.identity {
         Some((cert, key)) => {
             let key = pem::parse_many(key)

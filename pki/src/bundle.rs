@@ -72,12 +72,8 @@ pub fn issue_into(req: &IssueRequest) -> Result<IssueReport> {
             let CaSource::InDirOrCreate(opts) = &req.ca else {
                 return Err(PkiError::Refused("no CA to sign with".into()));
             };
-            let orphans: Vec<String> = roles
-                .iter()
-                .flat_map(|r| [dir.leaf(r).cert, dir.leaf(r).key])
-                .filter(|p| p.exists())
-                .map(|p| p.display().to_string())
-                .collect();
+            let orphans: Vec<String> =
+                roles.iter().flat_map(|r| [dir.leaf(r).cert, dir.leaf(r).key]).filter(|p| p.exists()).map(|p| p.display().to_string()).collect();
             if !orphans.is_empty() && !req.force {
                 return Err(PkiError::Refused(format!(
                     "there is no CA in {} but certificates exist ({}); restore the CA, pass it with --ca-cert/--ca-key, or re-issue everything with --force",
@@ -170,11 +166,7 @@ pub fn issue_into(req: &IssueRequest) -> Result<IssueReport> {
     let outcomes = files::write_all(&files_only, req.force)?;
     Ok(IssueReport {
         ca_created,
-        files: plan
-            .into_iter()
-            .zip(outcomes)
-            .map(|((f, what), outcome)| FileReport { path: f.path, what, outcome, mode: f.mode })
-            .collect(),
+        files: plan.into_iter().zip(outcomes).map(|((f, what), outcome)| FileReport { path: f.path, what, outcome, mode: f.mode }).collect(),
         issued: issued.len(),
         kept: kept.len(),
     })
@@ -206,10 +198,7 @@ fn obtain_ca(dir: &PkiDir, source: &CaSource) -> Result<Option<Ca>> {
                 (false, false) => Ok(None),
                 (true, false) => Err(PkiError::Exists {
                     path: pair.cert.clone(),
-                    hint: format!(
-                        "but its key {} is missing; restore the key, or pass the CA with --ca-cert/--ca-key",
-                        pair.key.display()
-                    ),
+                    hint: format!("but its key {} is missing; restore the key, or pass the CA with --ca-cert/--ca-key", pair.key.display()),
                 }),
                 (false, true) => Err(PkiError::Exists {
                     path: pair.key.clone(),
@@ -240,9 +229,5 @@ pub fn init_ca(dir: &Path, layout: Layout, opts: &CaOptions) -> Result<Vec<FileR
     ];
     let planned: Vec<PlannedFile> = files.iter().map(|(f, _)| f.clone()).collect();
     let outcomes = files::write_all(&planned, false)?;
-    Ok(files
-        .into_iter()
-        .zip(outcomes)
-        .map(|((f, what), outcome)| FileReport { path: f.path, what: what.into(), outcome, mode: f.mode })
-        .collect())
+    Ok(files.into_iter().zip(outcomes).map(|((f, what), outcome)| FileReport { path: f.path, what: what.into(), outcome, mode: f.mode }).collect())
 }

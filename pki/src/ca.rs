@@ -6,10 +6,7 @@ use crate::keys::{KeyAlgorithm, PrivateKey};
 use crate::pemfile;
 use crate::usage::UsageSet;
 use crate::validity::human;
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyUsagePurpose, PublicKeyData,
-    SanType, SerialNumber,
-};
+use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyUsagePurpose, PublicKeyData, SanType, SerialNumber};
 use ring::rand::SecureRandom;
 use std::path::Path;
 use time::{Duration, OffsetDateTime};
@@ -66,12 +63,7 @@ pub struct CaOptions {
 
 impl Default for CaOptions {
     fn default() -> Self {
-        CaOptions {
-            subject: Subject::cn("etcd-ca"),
-            algorithm: KeyAlgorithm::EcdsaP256,
-            validity: Duration::days(3650),
-            path_len: Some(0),
-        }
+        CaOptions { subject: Subject::cn("etcd-ca"), algorithm: KeyAlgorithm::EcdsaP256, validity: Duration::days(3650), path_len: Some(0) }
     }
 }
 
@@ -135,11 +127,8 @@ impl Ca {
             Some(n) => BasicConstraints::Constrained(n),
             None => BasicConstraints::Unconstrained,
         });
-        params.key_usages =
-            vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let cert = params
-            .self_signed(key.key_pair())
-            .map_err(|e| PkiError::crypto(format!("signing CA {:?}", opts.subject.common_name), e))?;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let cert = params.self_signed(key.key_pair()).map_err(|e| PkiError::crypto(format!("signing CA {:?}", opts.subject.common_name), e))?;
         Self::from_parts(cert.der().to_vec(), key, "the new CA")
     }
 
@@ -158,8 +147,7 @@ impl Ca {
     }
 
     fn from_parts(cert_der: Vec<u8>, key: PrivateKey, what: &str) -> Result<Ca> {
-        let (_, x509) = x509_parser::parse_x509_certificate(&cert_der)
-            .map_err(|e| PkiError::bad_input(what, format!("not a valid X.509 certificate: {e}")))?;
+        let (_, x509) = x509_parser::parse_x509_certificate(&cert_der).map_err(|e| PkiError::bad_input(what, format!("not a valid X.509 certificate: {e}")))?;
         let subject = x509.subject().to_string();
         let is_ca = x509.basic_constraints().ok().flatten().map(|bc| bc.value.ca).unwrap_or(false);
         if !is_ca {
@@ -170,9 +158,10 @@ impl Ca {
         }
         let key_usage = x509.key_usage().ok().flatten().map(|ku| ku.value);
         if let Some(ku) = key_usage
-            && !ku.key_cert_sign() {
-                return Err(PkiError::bad_ca(what, format!("{subject} may not sign certificates (keyUsage lacks keyCertSign)")));
-            }
+            && !ku.key_cert_sign()
+        {
+            return Err(PkiError::bad_ca(what, format!("{subject} may not sign certificates (keyUsage lacks keyCertSign)")));
+        }
         if x509.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
             return Err(PkiError::bad_ca(
                 what,
@@ -214,8 +203,7 @@ impl Ca {
 
     /// The rcgen issuer over this CA (AKI = the CA certificate's own SKI).
     pub fn issuer(&self) -> Result<Issuer<'static, &KeyPairRef>> {
-        Issuer::from_ca_cert_der(&self.cert_der.as_slice().into(), self.key.key_pair())
-            .map_err(|e| PkiError::bad_ca("certificate", e))
+        Issuer::from_ca_cert_der(&self.cert_der.as_slice().into(), self.key.key_pair()).map_err(|e| PkiError::bad_ca("certificate", e))
     }
 
     /// Signs `template` for `public_key`. The leaf never outlives the CA: that is refused.
@@ -225,12 +213,7 @@ impl Ca {
     }
 
     /// As [`Ca::sign`], reusing an issuer across many certificates.
-    pub fn sign_with(
-        &self,
-        issuer: &Issuer<'_, &KeyPairRef>,
-        template: &LeafTemplate,
-        public_key: &impl PublicKeyData,
-    ) -> Result<Issued> {
+    pub fn sign_with(&self, issuer: &Issuer<'_, &KeyPairRef>, template: &LeafTemplate, public_key: &impl PublicKeyData) -> Result<Issued> {
         let now = OffsetDateTime::now_utc();
         let name = &template.subject.common_name;
         let not_after = now
@@ -264,9 +247,7 @@ impl Ca {
             Some(bc) => IsCa::Ca(*bc),
             None => IsCa::ExplicitNoCa,
         };
-        let cert = params
-            .signed_by(public_key, issuer)
-            .map_err(|e| PkiError::crypto(format!("signing certificate {name:?}"), e))?;
+        let cert = params.signed_by(public_key, issuer).map_err(|e| PkiError::crypto(format!("signing certificate {name:?}"), e))?;
         Ok(Issued { der: cert.der().to_vec(), pem: pemfile::encode("CERTIFICATE", cert.der()) })
     }
 }
@@ -278,9 +259,7 @@ pub type KeyPairRef = rcgen::KeyPair;
 /// DER INTEGER keeps all 20 bytes). Random serials never repeat on re-issue, which CRLs need.
 pub fn random_serial() -> Result<SerialNumber> {
     let mut bytes = [0u8; 20];
-    ring::rand::SystemRandom::new()
-        .fill(&mut bytes)
-        .map_err(|_| PkiError::crypto("serial number", "the system random generator failed"))?;
+    ring::rand::SystemRandom::new().fill(&mut bytes).map_err(|_| PkiError::crypto("serial number", "the system random generator failed"))?;
     bytes[0] &= 0x7f;
     if bytes[0] == 0 {
         bytes[0] = 1;

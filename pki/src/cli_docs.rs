@@ -38,7 +38,9 @@ fn fix_hyphenated_bash(script: &str, name: &str) -> String {
         return script.to_string();
     }
     let (wrong, right) = (name.replace('-', "__subcmd__"), name.replace('-', "__"));
-    script.replace(&format!("        {wrong}__subcmd__"), &format!("        {right}__subcmd__")).replace(&format!("        {wrong})"), &format!("        {right})"))
+    script
+        .replace(&format!("        {wrong}__subcmd__"), &format!("        {right}__subcmd__"))
+        .replace(&format!("        {wrong})"), &format!("        {right})"))
 }
 
 /// The man page of `cmd` (roff, section 1).

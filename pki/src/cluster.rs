@@ -31,9 +31,7 @@ pub struct Member {
 impl Member {
     /// Parses `NAME=IP[,IP|DNS...]` as given on the command line.
     pub fn parse_flag(text: &str) -> std::result::Result<Member, String> {
-        let (name, rest) = text
-            .split_once('=')
-            .ok_or_else(|| format!("--member {text:?}: expected NAME=IP[,IP|DNS...], e.g. etcd-1=10.0.0.11"))?;
+        let (name, rest) = text.split_once('=').ok_or_else(|| format!("--member {text:?}: expected NAME=IP[,IP|DNS...], e.g. etcd-1=10.0.0.11"))?;
         let mut member = Member { name: name.trim().to_string(), ips: vec![], dns_names: vec![] };
         for item in rest.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             match item.parse::<IpAddr>() {
@@ -54,9 +52,10 @@ impl Member {
         let mut sans: Vec<SanType> = Vec::new();
         for h in hosts {
             if let Ok(s) = san_from_host(&h)
-                && !sans.contains(&s) {
-                    sans.push(s);
-                }
+                && !sans.contains(&s)
+            {
+                sans.push(s);
+            }
         }
         sans
     }
@@ -130,21 +129,12 @@ pub fn member_usages() -> UsageSet {
 }
 
 pub fn client_usages() -> UsageSet {
-    UsageSet::from_usages(&[
-        Usage::Key(KeyBit::DigitalSignature),
-        Usage::Key(KeyBit::KeyEncipherment),
-        Usage::Extended(ExtendedPurpose::ClientAuth),
-    ])
+    UsageSet::from_usages(&[Usage::Key(KeyBit::DigitalSignature), Usage::Key(KeyBit::KeyEncipherment), Usage::Extended(ExtendedPurpose::ClientAuth)])
 }
 
 /// The template for one role.
 pub fn template(role: &Role, members: &[Member], validity: Duration) -> Result<LeafTemplate> {
-    let member = |name: &str| {
-        members
-            .iter()
-            .find(|m| m.name == name)
-            .ok_or_else(|| PkiError::Refused(format!("no member named {name:?} in the cluster")))
-    };
+    let member = |name: &str| members.iter().find(|m| m.name == name).ok_or_else(|| PkiError::Refused(format!("no member named {name:?} in the cluster")));
     let (subject, sans, usages) = match role {
         Role::Server(m) | Role::Peer(m) => {
             let m = member(m)?;
@@ -226,15 +216,7 @@ pub fn generate_keys(algorithm: KeyAlgorithm, count: usize) -> Result<Vec<Privat
             });
         }
     });
-    slots
-        .into_iter()
-        .map(|m| {
-            m.into_inner()
-                .ok()
-                .flatten()
-                .unwrap_or_else(|| Err(PkiError::crypto("key generation", "a worker thread failed")))
-        })
-        .collect()
+    slots.into_iter().map(|m| m.into_inner().ok().flatten().unwrap_or_else(|| Err(PkiError::crypto("key generation", "a worker thread failed")))).collect()
 }
 
 #[cfg(test)]
@@ -260,10 +242,7 @@ mod tests {
         let mut mem = m("etcd-a", "10.0.0.5");
         mem.dns_names.push("etcd-a.example.com".into());
         let sans: Vec<String> = mem.sans().iter().map(crate::hosts::san_text).collect();
-        assert_eq!(
-            sans,
-            ["DNS:etcd-a", "DNS:localhost", "IP:10.0.0.5", "IP:127.0.0.1", "IP:::1", "DNS:etcd-a.example.com"]
-        );
+        assert_eq!(sans, ["DNS:etcd-a", "DNS:localhost", "IP:10.0.0.5", "IP:127.0.0.1", "IP:::1", "DNS:etcd-a.example.com"]);
     }
 
     #[test]

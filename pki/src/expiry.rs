@@ -118,7 +118,15 @@ pub fn check_file(name: &str, cert: &Path, key: Option<&Path>, ca_der: Option<&[
 
 /// [`check_file`] for a certificate already read (`cert` names where it came from; a host's
 /// file read over SSH).
-pub fn check_pem(name: &str, cert: &Path, pem: &[u8], key: Option<&Path>, ca_der: Option<&[u8]>, expected_sans: Option<&[String]>, threshold: Threshold) -> Checked {
+pub fn check_pem(
+    name: &str,
+    cert: &Path,
+    pem: &[u8],
+    key: Option<&Path>,
+    ca_der: Option<&[u8]>,
+    expected_sans: Option<&[String]>,
+    threshold: Threshold,
+) -> Checked {
     let now = OffsetDateTime::now_utc().unix_timestamp();
     let what = cert.display().to_string();
     let mut problems = Vec::new();
@@ -136,13 +144,18 @@ pub fn check_pem(name: &str, cert: &Path, pem: &[u8], key: Option<&Path>, ca_der
         }
     };
     if let Some(ca) = ca_der
-        && !crate::verify::signed_by_der(&der, ca) {
-            problems.push("not signed by the CA in this directory".into());
-        }
+        && !crate::verify::signed_by_der(&der, ca)
+    {
+        problems.push("not signed by the CA in this directory".into());
+    }
     if let Some(key) = key {
-        match crate::files::read_input(key).map_err(|e| e.to_string()).and_then(|b| PrivateKey::from_pem(&b, &key.display().to_string()).map_err(|e| e.to_string())) {
+        match crate::files::read_input(key)
+            .map_err(|e| e.to_string())
+            .and_then(|b| PrivateKey::from_pem(&b, &key.display().to_string()).map_err(|e| e.to_string()))
+        {
             Ok(k) => {
-                if x509_parser::parse_x509_certificate(&der).map(|(_, x)| x.public_key().subject_public_key.data.as_ref() != k.public_key_raw()).unwrap_or(true) {
+                if x509_parser::parse_x509_certificate(&der).map(|(_, x)| x.public_key().subject_public_key.data.as_ref() != k.public_key_raw()).unwrap_or(true)
+                {
                     problems.push(format!("key {} does not match", key.display()));
                 }
             }
@@ -166,12 +179,15 @@ pub fn check_pem(name: &str, cert: &Path, pem: &[u8], key: Option<&Path>, ca_der
         expires: fmt_time(OffsetDateTime::from_unix_timestamp(info.not_after_unix).unwrap_or(OffsetDateTime::UNIX_EPOCH)),
         residual: if residual < 0 { "expired".into() } else { crate::validity::human(Duration::seconds(residual)) },
         residual_seconds: residual,
-        authority: if info.is_ca && info.cfssl.issuer.text == info.cfssl.subject.text { "-".into() } else { crate::inspect::escape_control(&info.cfssl.issuer.common_name) },
+        authority: if info.is_ca && info.cfssl.issuer.text == info.cfssl.subject.text {
+            "-".into()
+        } else {
+            crate::inspect::escape_control(&info.cfssl.issuer.common_name)
+        },
         status,
         problems,
     }
 }
-
 
 /// The members found in `members/` (names only; no addresses known).
 fn discovered_members(dir: &Path) -> Vec<String> {
@@ -184,7 +200,8 @@ fn discovered_members(dir: &Path) -> Vec<String> {
 
 /// Checks every certificate in `dir`. `members` (with addresses) enables the SAN coverage check.
 pub fn check_dir(dir: &Path, members: Option<&[Member]>, threshold: Threshold) -> Result<Report> {
-    let layout = PkiDir::detect(dir).ok_or_else(|| PkiError::bad_input(dir.display().to_string(), "no CA found (neither etcd/ca.crt nor ca.pem): is this a PKI directory?"))?;
+    let layout = PkiDir::detect(dir)
+        .ok_or_else(|| PkiError::bad_input(dir.display().to_string(), "no CA found (neither etcd/ca.crt nor ca.pem): is this a PKI directory?"))?;
     let pki = PkiDir::new(dir, layout);
     let ca_pair = pki.ca();
     let ca_der = crate::files::read_input(&ca_pair.cert).ok().and_then(|b| pemfile::first_certificate(&b, "CA").ok());
@@ -240,13 +257,27 @@ pub fn render_table(r: &Report) -> String {
     let file: &[&str] = if with_path { &["FILE"] } else { &[] };
     t.set_header([&["CERTIFICATE"][..], file, &["EXPIRES", "RESIDUAL TIME", "CERTIFICATE AUTHORITY", "STATUS", "PROBLEMS"]].concat());
     for c in &r.certificates {
-        t.add_row([vec![c.certificate.clone()], path(c), vec![c.expires.clone(), c.residual.clone(), c.authority.clone(), format!("{:?}", c.status).to_lowercase(), c.problems.join("; ")]].concat());
+        t.add_row(
+            [
+                vec![c.certificate.clone()],
+                path(c),
+                vec![c.expires.clone(), c.residual.clone(), c.authority.clone(), format!("{:?}", c.status).to_lowercase(), c.problems.join("; ")],
+            ]
+            .concat(),
+        );
     }
     let mut a = comfy_table::Table::new();
     a.load_preset(comfy_table::presets::NOTHING);
     a.set_header([&["CERTIFICATE AUTHORITY"][..], file, &["EXPIRES", "RESIDUAL TIME", "STATUS", "PROBLEMS"]].concat());
     for c in &r.authorities {
-        a.add_row([vec![c.certificate.clone()], path(c), vec![c.expires.clone(), c.residual.clone(), format!("{:?}", c.status).to_lowercase(), c.problems.join("; ")]].concat());
+        a.add_row(
+            [
+                vec![c.certificate.clone()],
+                path(c),
+                vec![c.expires.clone(), c.residual.clone(), format!("{:?}", c.status).to_lowercase(), c.problems.join("; ")],
+            ]
+            .concat(),
+        );
     }
     format!("{}\n\n{}\n", t.trim_fmt(), a.trim_fmt())
 }

@@ -85,10 +85,7 @@ pub fn write_all(files: &[PlannedFile], replace: bool) -> Result<Vec<Outcome>> {
         outcomes.push(match fs::read(&f.path) {
             Ok(old) if old == f.contents && !link => Outcome::Unchanged,
             Ok(_) if !replace || f.create_only => {
-                return Err(PkiError::Exists {
-                    path: f.path.clone(),
-                    hint: "refusing to overwrite it; pass --force to replace it".into(),
-                });
+                return Err(PkiError::Exists { path: f.path.clone(), hint: "refusing to overwrite it; pass --force to replace it".into() });
             }
             Ok(_) => Outcome::Replaced,
             Err(_) if link && !replace => {
@@ -157,10 +154,9 @@ impl Transaction {
         for (tmp, path, outcome, create_only) in staged {
             if create_only {
                 fs::hard_link(&tmp, &path).map_err(|source| match source.kind() {
-                    std::io::ErrorKind::AlreadyExists => PkiError::Exists {
-                        path: path.clone(),
-                        hint: "it appeared while this run was writing (another writer?); it was not replaced".into(),
-                    },
+                    std::io::ErrorKind::AlreadyExists => {
+                        PkiError::Exists { path: path.clone(), hint: "it appeared while this run was writing (another writer?); it was not replaced".into() }
+                    }
                     _ => PkiError::Write { path: path.clone(), source },
                 })?;
                 let _ = fs::remove_file(&tmp);
@@ -247,10 +243,10 @@ fn write_fresh_tree(root: &Path, files: &[PlannedFile]) -> Result<()> {
             crate::safe_fs::set_mode_nofollow(d, 0o755).map_err(|source| PkiError::Write { path: d.clone(), source })?;
         }
         for f in files {
-            let rel = f.path.strip_prefix(root).map_err(|_| PkiError::Write {
-                path: f.path.clone(),
-                source: std::io::Error::other("file outside the new directory"),
-            })?;
+            let rel = f
+                .path
+                .strip_prefix(root)
+                .map_err(|_| PkiError::Write { path: f.path.clone(), source: std::io::Error::other("file outside the new directory") })?;
             let path = staging.join(rel);
             let err = |source| PkiError::Write { path: f.path.clone(), source };
             let mut file = fs::OpenOptions::new().write(true).create_new(true).mode(f.mode).open(&path).map_err(err)?;
@@ -443,17 +439,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let blocker = dir.path().join("blocker");
         fs::write(&blocker, "i am a file").unwrap();
-        let files = vec![
-            PlannedFile::public(dir.path().join("new/ok.crt"), "c"),
-            PlannedFile::public(blocker.join("impossible.crt"), "c"),
-        ];
+        let files = vec![PlannedFile::public(dir.path().join("new/ok.crt"), "c"), PlannedFile::public(blocker.join("impossible.crt"), "c")];
         assert!(write_all(&files, false).is_err());
         assert!(!dir.path().join("new").exists(), "created directory must be removed");
         // a fresh tree that fails half-way leaves nothing either
-        let files = vec![
-            PlannedFile::public(dir.path().join("fresh/a/ok.crt"), "c"),
-            PlannedFile::public(dir.path().join("fresh/a/ok.crt"), "twice"),
-        ];
+        let files = vec![PlannedFile::public(dir.path().join("fresh/a/ok.crt"), "c"), PlannedFile::public(dir.path().join("fresh/a/ok.crt"), "twice")];
         assert!(write_all(&files, false).is_err());
         assert!(!dir.path().join("fresh").exists());
         let left: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();

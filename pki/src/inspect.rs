@@ -79,9 +79,7 @@ pub struct CsrInfo {
 }
 
 fn name_info(name: &X509Name<'_>) -> NameInfo {
-    let first = |it: &mut dyn Iterator<Item = &AttributeTypeAndValue<'_>>| {
-        it.next().and_then(|a| a.as_str().ok()).unwrap_or_default().to_string()
-    };
+    let first = |it: &mut dyn Iterator<Item = &AttributeTypeAndValue<'_>>| it.next().and_then(|a| a.as_str().ok()).unwrap_or_default().to_string();
     NameInfo {
         common_name: first(&mut name.iter_common_name()),
         country: first(&mut name.iter_country()),
@@ -166,9 +164,7 @@ pub fn cert_info(der: &[u8], what: &str) -> Result<CertInfo> {
     for ext in x.extensions() {
         match ext.parsed_extension() {
             ParsedExtension::SubjectKeyIdentifier(k) => ski = key_id_hex(k.0),
-            ParsedExtension::AuthorityKeyIdentifier(a) => {
-                aki = a.key_identifier.as_ref().map(|k| key_id_hex(k.0)).unwrap_or_default()
-            }
+            ParsedExtension::AuthorityKeyIdentifier(a) => aki = a.key_identifier.as_ref().map(|k| key_id_hex(k.0)).unwrap_or_default(),
             ParsedExtension::SubjectAlternativeName(s) => (sans, typed_sans) = general_names(&s.general_names),
             ParsedExtension::BasicConstraints(bc) => {
                 is_ca = bc.ca;
@@ -210,9 +206,7 @@ pub fn cert_info(der: &[u8], what: &str) -> Result<CertInfo> {
     }
     let nb = x.validity().not_before.to_datetime();
     let na = x.validity().not_after.to_datetime();
-    let rfc3339 = |t: ::time::OffsetDateTime| {
-        t.format(&::time::format_description::well_known::Rfc3339).unwrap_or_else(|_| fmt_time(t))
-    };
+    let rfc3339 = |t: ::time::OffsetDateTime| t.format(&::time::format_description::well_known::Rfc3339).unwrap_or_else(|_| fmt_time(t));
     Ok(CertInfo {
         cfssl: CfsslCertInfo {
             subject: name_info(x.subject()),
@@ -240,8 +234,7 @@ pub fn cert_info(der: &[u8], what: &str) -> Result<CertInfo> {
 
 /// Parses one CSR (DER) and checks its self-signature.
 pub fn csr_info(der: &[u8], what: &str) -> Result<CsrInfo> {
-    let (_, csr) = X509CertificationRequest::from_der(der)
-        .map_err(|e| PkiError::bad_input(what, format!("not a valid certificate request: {e}")))?;
+    let (_, csr) = X509CertificationRequest::from_der(der).map_err(|e| PkiError::bad_input(what, format!("not a valid certificate request: {e}")))?;
     let mut sans = vec![];
     let mut requested_ca = false;
     if let Some(exts) = csr.requested_extensions() {
@@ -285,10 +278,7 @@ pub fn inspect(bytes: &[u8], what: &str) -> Result<Inspected> {
             _ => {}
         }
     }
-    Err(PkiError::bad_input(
-        what,
-        format!("no certificate or certificate request in it (found: {})", pemfile::labels(bytes)),
-    ))
+    Err(PkiError::bad_input(what, format!("no certificate or certificate request in it (found: {})", pemfile::labels(bytes))))
 }
 
 /// Text from a certificate, safe to print on a terminal: control characters (C0, DEL, C1)
@@ -383,5 +373,4 @@ mod tests {
         assert!(text.contains("evil\\1B[2J\\0ASubject:"), "{text}");
         assert_eq!(escape_control("a\\b"), "a\\\\b");
     }
-
 }

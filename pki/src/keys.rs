@@ -144,19 +144,14 @@ impl PrivateKey {
                 let key = aws_lc_rs::rsa::KeyPair::generate(size).map_err(|e| PkiError::crypto(&what, e))?;
                 key.as_der().map_err(|e| PkiError::crypto(&what, e))?.as_ref().to_vec()
             }
-            _ => KeyPair::generate_for(algorithm.signature_algorithm())
-                .map_err(|e| PkiError::crypto(&what, e))?
-                .serialize_der(),
+            _ => KeyPair::generate_for(algorithm.signature_algorithm()).map_err(|e| PkiError::crypto(&what, e))?.serialize_der(),
         };
         Self::from_pkcs8(pkcs8, algorithm, &what)
     }
 
     fn from_pkcs8(pkcs8: Vec<u8>, algorithm: KeyAlgorithm, what: &str) -> Result<Self> {
-        let key_pair = KeyPair::from_pkcs8_der_and_sign_algo(
-            &rustls_pki_types::PrivatePkcs8KeyDer::from(pkcs8.as_slice()),
-            algorithm.signature_algorithm(),
-        )
-        .map_err(|e| PkiError::bad_input(what, format!("key rejected by the signer: {e}")))?;
+        let key_pair = KeyPair::from_pkcs8_der_and_sign_algo(&rustls_pki_types::PrivatePkcs8KeyDer::from(pkcs8.as_slice()), algorithm.signature_algorithm())
+            .map_err(|e| PkiError::bad_input(what, format!("key rejected by the signer: {e}")))?;
         Ok(PrivateKey { algorithm, pkcs8, key_pair })
     }
 
@@ -168,19 +163,11 @@ impl PrivateKey {
         if blocks.iter().any(|b| b.tag() == "ENCRYPTED PRIVATE KEY" || b.tag().contains("ENCRYPTED"))
             || String::from_utf8_lossy(text).contains("Proc-Type: 4,ENCRYPTED")
         {
-            return Err(PkiError::bad_input(
-                what,
-                "the key is encrypted; decrypt it first (openssl pkey -in KEY -out PLAIN.key)",
-            ));
+            return Err(PkiError::bad_input(what, "the key is encrypted; decrypt it first (openssl pkey -in KEY -out PLAIN.key)"));
         }
-        let key = blocks.iter().find(|b| {
-            matches!(b.tag(), "PRIVATE KEY" | "RSA PRIVATE KEY" | "EC PRIVATE KEY" | "Ed25519 PRIVATE KEY")
-        });
+        let key = blocks.iter().find(|b| matches!(b.tag(), "PRIVATE KEY" | "RSA PRIVATE KEY" | "EC PRIVATE KEY" | "Ed25519 PRIVATE KEY"));
         let Some(block) = key else {
-            return Err(PkiError::bad_input(
-                what,
-                format!("no private key found (found: {}); is this a certificate instead of a key?", pemfile::labels(text)),
-            ));
+            return Err(PkiError::bad_input(what, format!("no private key found (found: {}); is this a certificate instead of a key?", pemfile::labels(text))));
         };
         let der = block.contents();
         match block.tag() {
@@ -194,15 +181,11 @@ impl PrivateKey {
                 Self::from_pkcs8(pkcs8, algorithm, what)
             }
             _ => {
-                let ec = sec1::EcPrivateKey::from_der(der)
-                    .map_err(|e| PkiError::bad_input(what, format!("bad EC (SEC1) key: {e}")))?;
+                let ec = sec1::EcPrivateKey::from_der(der).map_err(|e| PkiError::bad_input(what, format!("bad EC (SEC1) key: {e}")))?;
                 let curve = match ec.parameters {
                     Some(sec1::EcParameters::NamedCurve(oid)) => oid.to_string(),
                     None => {
-                        return Err(PkiError::bad_input(
-                            what,
-                            "EC key without curve parameters; convert it with `openssl pkey -in KEY -out KEY.pk8`",
-                        ));
+                        return Err(PkiError::bad_input(what, "EC key without curve parameters; convert it with `openssl pkey -in KEY -out KEY.pk8`"));
                     }
                 };
                 let algorithm = curve_algorithm(&curve, what)?;
@@ -261,8 +244,7 @@ fn rsa_algorithm(bits: u32, what: &str) -> Result<KeyAlgorithm> {
 
 /// The modulus size of a PKCS#1 RSA private key.
 fn rsa_bits(pkcs1_der: &[u8], what: &str) -> Result<u32> {
-    let key = pkcs1::RsaPrivateKey::from_der(pkcs1_der)
-        .map_err(|e| PkiError::bad_input(what, format!("bad RSA (PKCS#1) key: {e}")))?;
+    let key = pkcs1::RsaPrivateKey::from_der(pkcs1_der).map_err(|e| PkiError::bad_input(what, format!("bad RSA (PKCS#1) key: {e}")))?;
     let modulus = key.modulus.as_bytes();
     let leading_zero_bits = modulus.first().map(|b| b.leading_zeros()).unwrap_or(0);
     Ok((modulus.len() as u32 * 8).saturating_sub(leading_zero_bits))
@@ -279,17 +261,11 @@ fn curve_algorithm(curve_oid: &str, what: &str) -> Result<KeyAlgorithm> {
 
 /// Reads the algorithm (and size) of a PKCS#8 key.
 fn pkcs8_algorithm(der: &[u8], what: &str) -> Result<KeyAlgorithm> {
-    let info = pkcs8::PrivateKeyInfo::from_der(der)
-        .map_err(|e| PkiError::bad_input(what, format!("bad PKCS#8 key: {e}")))?;
+    let info = pkcs8::PrivateKeyInfo::from_der(der).map_err(|e| PkiError::bad_input(what, format!("bad PKCS#8 key: {e}")))?;
     match info.algorithm.oid.to_string().as_str() {
-        OID_RSA => {
-            rsa_algorithm(rsa_bits(info.private_key, what)?, what)
-        }
+        OID_RSA => rsa_algorithm(rsa_bits(info.private_key, what)?, what),
         OID_EC_PUBLIC_KEY => {
-            let curve = info
-                .algorithm
-                .parameters_oid()
-                .map_err(|_| PkiError::bad_input(what, "EC key without a named curve"))?;
+            let curve = info.algorithm.parameters_oid().map_err(|_| PkiError::bad_input(what, "EC key without a named curve"))?;
             curve_algorithm(&curve.to_string(), what)
         }
         OID_ED25519 => Ok(KeyAlgorithm::Ed25519),
@@ -306,11 +282,7 @@ fn wrap_pkcs8(algorithm_oid: &str, curve_oid: Option<&str>, key: &[u8], what: &s
         Some(c) => Some(pkcs8::der::asn1::AnyRef::from(c)),
         None => Some(pkcs8::der::asn1::AnyRef::NULL),
     };
-    let info = pkcs8::PrivateKeyInfo {
-        algorithm: pkcs8::AlgorithmIdentifierRef { oid, parameters },
-        private_key: key,
-        public_key: None,
-    };
+    let info = pkcs8::PrivateKeyInfo { algorithm: pkcs8::AlgorithmIdentifierRef { oid, parameters }, private_key: key, public_key: None };
     info.to_der().map_err(|e| fail(&e))
 }
 
@@ -342,9 +314,7 @@ mod tests {
 
     #[test]
     fn a_certificate_is_not_a_key() {
-        let e = PrivateKey::from_pem(b"-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n", "ca.crt")
-            .unwrap_err()
-            .to_string();
+        let e = PrivateKey::from_pem(b"-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n", "ca.crt").unwrap_err().to_string();
         assert!(e.contains("ca.crt") && e.contains("CERTIFICATE"), "{e}");
     }
 

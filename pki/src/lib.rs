@@ -15,14 +15,15 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod bundle;
 pub mod ca;
 pub mod cfssl;
 pub mod cli_docs;
 pub mod cluster;
+pub mod crl;
 pub mod error;
 pub mod exit;
 pub mod expiry;
-pub mod crl;
 pub mod files;
 pub mod hosts;
 pub mod inspect;
@@ -30,12 +31,11 @@ pub mod keys;
 pub mod layout;
 pub mod lock;
 pub mod pemfile;
-pub mod safe_fs;
 pub mod renew;
+pub mod safe_fs;
 pub mod suggest;
 pub mod usage;
 pub mod validity;
 pub mod verify;
-pub mod bundle;
 
 pub use error::{PkiError, Result};

@@ -37,9 +37,7 @@ impl Drop for Held {
     fn drop(&mut self) {
         if self.created {
             // Still holding the lock: a failed first run leaves no empty directory behind.
-            let only_lock = fs::read_dir(&self.dir)
-                .map(|entries| entries.filter_map(|e| e.ok()).all(|e| e.file_name() == LOCK_FILE))
-                .unwrap_or(false);
+            let only_lock = fs::read_dir(&self.dir).map(|entries| entries.filter_map(|e| e.ok()).all(|e| e.file_name() == LOCK_FILE)).unwrap_or(false);
             if only_lock {
                 let _ = fs::remove_file(self.dir.join(LOCK_FILE));
                 let _ = fs::remove_dir(&self.dir);
@@ -120,10 +118,7 @@ fn acquire(dir: &Path, wait: Duration) -> Result<fs::File> {
             Err(e) => return Err(PkiError::Write { path, source: e.into() }),
         }
         if started.elapsed() >= wait {
-            return Err(PkiError::Busy {
-                path: dir.into(),
-                waited: wait,
-            });
+            return Err(PkiError::Busy { path: dir.into(), waited: wait });
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -135,11 +130,7 @@ fn check_ownership(dir: &Path) -> Result<()> {
     let meta = fs::metadata(dir).map_err(|source| PkiError::Read { path: dir.into(), source })?;
     let me = rustix::process::geteuid().as_raw();
     if meta.uid() != me && meta.uid() != 0 {
-        return Err(PkiError::Refused(format!(
-            "{} belongs to uid {}, not to you (uid {me}); a PKI directory must be your own",
-            dir.display(),
-            meta.uid()
-        )));
+        return Err(PkiError::Refused(format!("{} belongs to uid {}, not to you (uid {me}); a PKI directory must be your own", dir.display(), meta.uid())));
     }
     if meta.mode() & 0o002 != 0 {
         return Err(PkiError::Refused(format!(

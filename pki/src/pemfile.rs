@@ -5,10 +5,7 @@ use crate::error::{PkiError, Result};
 
 /// Encodes one DER object under `label`, LF line endings, 64 columns.
 pub fn encode(label: &str, der: &[u8]) -> String {
-    pem::encode_config(
-        &pem::Pem::new(label, der.to_vec()),
-        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
-    )
+    pem::encode_config(&pem::Pem::new(label, der.to_vec()), pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF))
 }
 
 /// All PEM blocks of `text`; `what` names the input in errors.
@@ -22,17 +19,10 @@ pub fn blocks(text: &[u8], what: &str) -> Result<Vec<pem::Pem>> {
 
 /// The DER of every block labelled `CERTIFICATE`, in order.
 pub fn certificates(text: &[u8], what: &str) -> Result<Vec<Vec<u8>>> {
-    let certs: Vec<Vec<u8>> = blocks(text, what)?
-        .into_iter()
-        .filter(|b| b.tag() == "CERTIFICATE")
-        .map(|b| b.into_contents())
-        .collect();
+    let certs: Vec<Vec<u8>> = blocks(text, what)?.into_iter().filter(|b| b.tag() == "CERTIFICATE").map(|b| b.into_contents()).collect();
     if certs.is_empty() {
         let labels = labels(text);
-        return Err(PkiError::bad_input(
-            what,
-            format!("no CERTIFICATE block (found: {labels}); is this the right file?"),
-        ));
+        return Err(PkiError::bad_input(what, format!("no CERTIFICATE block (found: {labels}); is this the right file?")));
     }
     Ok(certs)
 }

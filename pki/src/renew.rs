@@ -10,9 +10,9 @@ use crate::keys::PrivateKey;
 use crate::layout::{Layout, PkiDir};
 use crate::pemfile;
 use crate::usage::{ExtendedPurpose, KeyBit, Usage, UsageSet};
+use ::time::Duration;
 use rcgen::SanType;
 use std::path::{Path, PathBuf};
-use ::time::Duration;
 use x509_parser::prelude::*;
 
 /// What was renewed.
@@ -29,9 +29,7 @@ pub struct Renewed {
 /// The template that reproduces `der`: same subject, SANs, key usage and extended key usage.
 pub fn template_from_cert(der: &[u8], validity: Duration, what: &str) -> Result<LeafTemplate> {
     let (_, x) = parse_x509_certificate(der).map_err(|e| PkiError::bad_input(what, format!("not a certificate: {e}")))?;
-    let all = |it: &mut dyn Iterator<Item = &AttributeTypeAndValue<'_>>| -> Vec<String> {
-        it.filter_map(|a| a.as_str().ok().map(str::to_string)).collect()
-    };
+    let all = |it: &mut dyn Iterator<Item = &AttributeTypeAndValue<'_>>| -> Vec<String> { it.filter_map(|a| a.as_str().ok().map(str::to_string)).collect() };
     let s = x.subject();
     let subject = Subject {
         common_name: all(&mut s.iter_common_name()).into_iter().next().unwrap_or_default(),
@@ -182,6 +180,7 @@ pub fn renew(dir: &Path, ca: &Ca, roles: &[Role], validity: Duration, rekey: boo
 /// key stays where it is, never read (a member's key on its host).
 pub fn reissue_for_same_key(ca: &Ca, template: &LeafTemplate, der: &[u8], what: &str) -> Result<crate::ca::Issued> {
     let (_, x) = parse_x509_certificate(der).map_err(|e| PkiError::bad_input(what, format!("not a certificate: {e}")))?;
-    let spki = rcgen::SubjectPublicKeyInfo::from_der(x.public_key().raw).map_err(|e| PkiError::bad_input(what, format!("its public key cannot be carried over: {e}")))?;
+    let spki = rcgen::SubjectPublicKeyInfo::from_der(x.public_key().raw)
+        .map_err(|e| PkiError::bad_input(what, format!("its public key cannot be carried over: {e}")))?;
     ca.sign(template, &spki)
 }

@@ -118,7 +118,8 @@ fn group_name(gid: u32) -> String {
 /// Sets the mode of the file or directory at `path` through a descriptor opened without
 /// following a symlink: a link planted at `path` is refused (`ELOOP`), never followed.
 pub fn set_mode_nofollow(path: &Path, mode: u32) -> std::io::Result<()> {
-    let f = fs::OpenOptions::new().read(true).custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32 | rustix::fs::OFlags::NONBLOCK.bits() as i32).open(path)?;
+    let f =
+        fs::OpenOptions::new().read(true).custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32 | rustix::fs::OFlags::NONBLOCK.bits() as i32).open(path)?;
     let ft = f.metadata()?.file_type();
     if !ft.is_file() && !ft.is_dir() {
         return Err(std::io::Error::other("neither a file nor a directory"));

@@ -4,12 +4,7 @@
 /// The candidate nearest to `input`, if it is within `max_distance(candidate)` edits.
 pub fn nearest<'a>(input: &str, candidates: impl IntoIterator<Item = &'a str>, max_distance: impl Fn(&str) -> usize) -> Option<&'a str> {
     let input = input.to_ascii_lowercase();
-    candidates
-        .into_iter()
-        .map(|c| (strsim::levenshtein(&c.to_ascii_lowercase(), &input), c))
-        .filter(|(d, c)| *d <= max_distance(c))
-        .min()
-        .map(|(_, c)| c)
+    candidates.into_iter().map(|c| (strsim::levenshtein(&c.to_ascii_lowercase(), &input), c)).filter(|(d, c)| *d <= max_distance(c)).min().map(|(_, c)| c)
 }
 
 #[cfg(test)]

@@ -69,13 +69,8 @@ impl Usage {
         if let Some((_, u)) = WORDS.iter().find(|(w, _)| *w == norm) {
             return Ok(*u);
         }
-        let nearest = crate::suggest::nearest(&norm, WORDS.iter().map(|(w, _)| *w), |_| 4)
-            .map(|w| format!("; did you mean {w:?}?"))
-            .unwrap_or_default();
-        Err(format!(
-            "unknown usage {word:?}{nearest} (known: {})",
-            WORDS.iter().map(|(w, _)| *w).collect::<Vec<_>>().join(", ")
-        ))
+        let nearest = crate::suggest::nearest(&norm, WORDS.iter().map(|(w, _)| *w), |_| 4).map(|w| format!("; did you mean {w:?}?")).unwrap_or_default();
+        Err(format!("unknown usage {word:?}{nearest} (known: {})", WORDS.iter().map(|(w, _)| *w).collect::<Vec<_>>().join(", ")))
     }
 
     /// The canonical word for this usage (the first of its spellings).

@@ -7,12 +7,7 @@ use time::Duration;
 /// Parses `8760h`, `90m`, `1h30m15s`, `500ms`, `365d`, `1y` (= 365 days), `2w`.
 /// `what` names the field in the error (for example `ca-config.json: signing.default.expiry`).
 pub fn parse_duration(text: &str, what: &str) -> Result<Duration> {
-    let bad = |reason: &str| {
-        PkiError::bad_input(
-            what,
-            format!("invalid duration {text:?}: {reason} (examples: 8760h, 90d, 1y, 1h30m)"),
-        )
-    };
+    let bad = |reason: &str| PkiError::bad_input(what, format!("invalid duration {text:?}: {reason} (examples: 8760h, 90d, 1y, 1h30m)"));
     let s = text.trim();
     if s.is_empty() {
         return Err(bad("empty"));
@@ -71,10 +66,7 @@ const MAX_NS: i128 = 1000 * 365 * 86_400 * 1_000_000_000;
 pub fn parse_validity(text: &str, what: &str) -> Result<Duration> {
     let d = parse_duration(text, what)?;
     if d < Duration::minutes(1) {
-        return Err(PkiError::bad_input(
-            what,
-            format!("invalid validity {text:?}: a certificate must be valid for at least 1m (examples: 8760h, 90d, 1y)"),
-        ));
+        return Err(PkiError::bad_input(what, format!("invalid validity {text:?}: a certificate must be valid for at least 1m (examples: 8760h, 90d, 1y)")));
     }
     Ok(d)
 }

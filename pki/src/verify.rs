@@ -37,10 +37,7 @@ pub fn leaf_problems(
         problems.push("it was not signed by this CA".to_string());
     }
     if info.cfssl.subject.common_name != expected.subject.common_name {
-        problems.push(format!(
-            "its CN is {:?}, expected {:?}",
-            info.cfssl.subject.common_name, expected.subject.common_name
-        ));
+        problems.push(format!("its CN is {:?}, expected {:?}", info.cfssl.subject.common_name, expected.subject.common_name));
     }
     let mut have: Vec<String> = info.typed_sans.clone();
     let mut want: Vec<String> = expected.sans.iter().map(san_text).collect();

@@ -10,7 +10,17 @@ fn pem_of(label: &str, body: &[u8]) -> Vec<u8> {
     pki::pemfile::encode(label, body).into_bytes()
 }
 
-const LABELS: &[&str] = &["CERTIFICATE", "PRIVATE KEY", "EC PRIVATE KEY", "RSA PRIVATE KEY", "ENCRYPTED PRIVATE KEY", "CERTIFICATE REQUEST", "X509 CRL", "EC PARAMETERS", "Ed25519 PRIVATE KEY"];
+const LABELS: &[&str] = &[
+    "CERTIFICATE",
+    "PRIVATE KEY",
+    "EC PRIVATE KEY",
+    "RSA PRIVATE KEY",
+    "ENCRYPTED PRIVATE KEY",
+    "CERTIFICATE REQUEST",
+    "X509 CRL",
+    "EC PARAMETERS",
+    "Ed25519 PRIVATE KEY",
+];
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]

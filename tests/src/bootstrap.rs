@@ -1,7 +1,7 @@
 //! Helpers for tests that drive `etcd-bootstrap`: a 3-member spec on a loopback /24 no other
 //! test uses, running the binary with a bound, and a guard that stops the cluster afterwards.
 
-use crate::{bin, kill_etcds_from_pid_files, run_bounded, Ran};
+use crate::{Ran, bin, kill_etcds_from_pid_files, run_bounded};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;

@@ -3,8 +3,8 @@
 //! with its own temp data dir, readiness by waiting for "ready to serve client requests", bounded
 //! waits, and every process stopped by its PID when the cluster is dropped (also on panic).
 
-use crate::{signal, tool, Signal};
-use pki::bundle::{issue_into, CaSource, IssueRequest};
+use crate::{Signal, signal, tool};
+use pki::bundle::{CaSource, IssueRequest, issue_into};
 use pki::ca::CaOptions;
 use pki::cluster::Member;
 use pki::keys::KeyAlgorithm;
@@ -79,11 +79,7 @@ impl Cluster {
         let net = free_subnet(n);
         let token = format!("test-{}-{}", net[1], net[2]);
         let members: Vec<Member> = (1..=n)
-            .map(|i| Member {
-                name: format!("etcd-{i}"),
-                ips: vec![IpAddr::V4(Ipv4Addr::new(net[0], net[1], net[2], i as u8))],
-                dns_names: vec![],
-            })
+            .map(|i| Member { name: format!("etcd-{i}"), ips: vec![IpAddr::V4(Ipv4Addr::new(net[0], net[1], net[2], i as u8))], dns_names: vec![] })
             .collect();
         let pki = PkiDir::new(root.path().join("pki"), Layout::Kubeadm);
         issue(&pki, &members);
@@ -188,15 +184,11 @@ impl Cluster {
                     break;
                 }
                 if let Some(child) = self.members[i].child.as_mut()
-                    && let Ok(Some(status)) = child.try_wait() {
-                        panic!("{} exited ({status}) before it was ready:\n{}", self.members[i].name, tail(&log, 15));
-                    }
-                assert!(
-                    Instant::now() < deadline,
-                    "{} not ready after {START_TIMEOUT:?}:\n{}",
-                    self.members[i].name,
-                    tail(&log, 15)
-                );
+                    && let Ok(Some(status)) = child.try_wait()
+                {
+                    panic!("{} exited ({status}) before it was ready:\n{}", self.members[i].name, tail(&log, 15));
+                }
+                assert!(Instant::now() < deadline, "{} not ready after {START_TIMEOUT:?}:\n{}", self.members[i].name, tail(&log, 15));
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
@@ -234,8 +226,7 @@ impl Cluster {
             IpAddr::V6(_) => unreachable!("the harness uses IPv4 loopback"),
         };
         let ip = IpAddr::V4(Ipv4Addr::new(octets[0], octets[1], octets[2], self.members.len() as u8 + 1));
-        let mut all: Vec<Member> =
-            self.members.iter().map(|m| Member { name: m.name.clone(), ips: vec![m.ip], dns_names: vec![] }).collect();
+        let mut all: Vec<Member> = self.members.iter().map(|m| Member { name: m.name.clone(), ips: vec![m.ip], dns_names: vec![] }).collect();
         all.push(Member { name: name.into(), ips: vec![ip], dns_names: vec![] });
         issue(&self.pki, &all);
         self.members.push(MemberProc {

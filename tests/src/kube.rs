@@ -46,40 +46,21 @@ pub struct EtcdFlags {
 impl EtcdFlags {
     pub fn from_kubeadm(init_yaml: &Path, node_root: &Path) -> EtcdFlags {
         use serde::Deserialize;
-        let text = std::fs::read_to_string(init_yaml)
-            .unwrap_or_else(|e| panic!("{}: {e}", init_yaml.display()));
+        let text = std::fs::read_to_string(init_yaml).unwrap_or_else(|e| panic!("{}: {e}", init_yaml.display()));
         for doc in serde_yaml_ng::Deserializer::from_str(&text) {
-            let v = serde_yaml_ng::Value::deserialize(doc)
-                .unwrap_or_else(|e| panic!("{}: {e}", init_yaml.display()));
+            let v = serde_yaml_ng::Value::deserialize(doc).unwrap_or_else(|e| panic!("{}: {e}", init_yaml.display()));
             if v["kind"].as_str() != Some("ClusterConfiguration") {
                 continue;
             }
             let ext = &v["etcd"]["external"];
             let file = |field: &str| {
-                let on_node = ext[field].as_str().unwrap_or_else(|| {
-                    panic!("{}: etcd.external.{field} missing", init_yaml.display())
-                });
+                let on_node = ext[field].as_str().unwrap_or_else(|| panic!("{}: etcd.external.{field} missing", init_yaml.display()));
                 node_root.join(on_node.trim_start_matches('/'))
             };
-            let servers: Vec<String> = ext["endpoints"]
-                .as_sequence()
-                .map(|s| {
-                    s.iter()
-                        .filter_map(|e| e.as_str().map(String::from))
-                        .collect()
-                })
-                .unwrap_or_default();
-            assert!(
-                !servers.is_empty(),
-                "{}: etcd.external.endpoints is empty",
-                init_yaml.display()
-            );
-            return EtcdFlags {
-                servers,
-                ca_file: file("caFile"),
-                cert_file: file("certFile"),
-                key_file: file("keyFile"),
-            };
+            let servers: Vec<String> =
+                ext["endpoints"].as_sequence().map(|s| s.iter().filter_map(|e| e.as_str().map(String::from)).collect()).unwrap_or_default();
+            assert!(!servers.is_empty(), "{}: etcd.external.endpoints is empty", init_yaml.display());
+            return EtcdFlags { servers, ca_file: file("caFile"), cert_file: file("certFile"), key_file: file("keyFile") };
         }
         panic!("{}: no ClusterConfiguration", init_yaml.display())
     }
@@ -94,37 +75,9 @@ pub struct Identity {
 impl Identity {
     pub fn new(dir: &Path, addresses: &[&str]) -> Identity {
         std::fs::create_dir_all(dir).unwrap();
-        let ossl = |args: &[&str]| {
-            run_bounded(
-                Command::new("openssl").current_dir(dir).args(args),
-                Duration::from_secs(30),
-            )
-            .assert_ok()
-        };
-        let ec = [
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "2",
-        ];
-        ossl(
-            &[
-                &["req", "-x509"][..],
-                &ec,
-                &[
-                    "-keyout",
-                    "ca.key",
-                    "-out",
-                    "ca.crt",
-                    "-subj",
-                    "/CN=kubernetes",
-                ],
-            ]
-            .concat(),
-        );
+        let ossl = |args: &[&str]| run_bounded(Command::new("openssl").current_dir(dir).args(args), Duration::from_secs(30)).assert_ok();
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2"];
+        ossl(&[&["req", "-x509"][..], &ec, &["-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=kubernetes"]].concat());
         let sans: Vec<String> = addresses.iter().map(|a| format!("IP:{a}")).collect();
         let san = format!("subjectAltName={}", sans.join(","));
         let leaf = |name: &str, subj: &str, extra: &[&str]| {
@@ -132,32 +85,15 @@ impl Identity {
                 &[
                     &["req", "-x509", "-CA", "ca.crt", "-CAkey", "ca.key"][..],
                     &ec,
-                    &[
-                        "-keyout",
-                        &format!("{name}.key"),
-                        "-out",
-                        &format!("{name}.crt"),
-                        "-subj",
-                        subj,
-                    ],
+                    &["-keyout", &format!("{name}.key"), "-out", &format!("{name}.crt"), "-subj", subj],
                     extra,
                 ]
                 .concat(),
             );
         };
-        leaf(
-            "serving",
-            "/CN=kube-apiserver",
-            &["-addext", &san, "-addext", "extendedKeyUsage=serverAuth"],
-        );
-        leaf(
-            "admin",
-            "/O=system:masters/CN=kubernetes-admin",
-            &["-addext", "extendedKeyUsage=clientAuth"],
-        );
-        Identity {
-            dir: dir.to_path_buf(),
-        }
+        leaf("serving", "/CN=kube-apiserver", &["-addext", &san, "-addext", "extendedKeyUsage=serverAuth"]);
+        leaf("admin", "/O=system:masters/CN=kubernetes-admin", &["-addext", "extendedKeyUsage=clientAuth"]);
+        Identity { dir: dir.to_path_buf() }
     }
 
     fn file(&self, name: &str) -> String {
@@ -180,15 +116,7 @@ impl Identity {
     /// curl with the admin client's files, as client-go would connect.
     fn curl(&self) -> Command {
         let mut cmd = Command::new("curl");
-        cmd.args([
-            "-sS",
-            "--cacert",
-            &self.file("ca.crt"),
-            "--cert",
-            &self.file("admin.crt"),
-            "--key",
-            &self.file("admin.key"),
-        ]);
+        cmd.args(["-sS", "--cacert", &self.file("ca.crt"), "--cert", &self.file("admin.crt"), "--key", &self.file("admin.key")]);
         cmd
     }
 }
@@ -207,23 +135,13 @@ impl ApiServer {
     pub fn start(id: &Identity, addr: &str, etcd: &EtcdFlags) -> ApiServer {
         let kubeconfig = id.kubeconfig(addr);
         let log = id.dir.join(format!("apiserver-{addr}.log"));
-        let mut s = ApiServer {
-            child: None,
-            addr: addr.to_string(),
-            log,
-            kubeconfig,
-            identity_dir: id.dir.clone(),
-        };
+        let mut s = ApiServer { child: None, addr: addr.to_string(), log, kubeconfig, identity_dir: id.dir.clone() };
         s.launch(id, etcd);
         s
     }
 
     fn launch(&mut self, id: &Identity, etcd: &EtcdFlags) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
         let kc = self.kubeconfig.display().to_string();
         let child = Command::new(k8s_bin("apiextensions-apiserver"))
             .args(["--etcd-servers", &etcd.servers.join(",")])
@@ -253,26 +171,14 @@ impl ApiServer {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
-                panic!(
-                    "the API server on {} exited ({status}):\n{}",
-                    self.addr,
-                    self.log_tail(30)
-                );
+                panic!("the API server on {} exited ({status}):\n{}", self.addr, self.log_tail(30));
             }
             // Ready as an operator waits for it (kube-apiserver's /readyz; this server has no core
             // informers to sync, the one check that never passes here)
-            if self
-                .get("/readyz?exclude=informer-sync")
-                .is_ok_and(|(code, _)| code == 200)
-            {
+            if self.get("/readyz?exclude=informer-sync").is_ok_and(|(code, _)| code == 200) {
                 return;
             }
-            assert!(
-                Instant::now() < deadline,
-                "the API server on {} is not ready within {limit:?}:\n{}",
-                self.addr,
-                self.log_tail(30)
-            );
+            assert!(Instant::now() < deadline, "the API server on {} is not ready within {limit:?}:\n{}", self.addr, self.log_tail(30));
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -320,26 +226,10 @@ impl ApiServer {
         self.request("GET", path, None)
     }
 
-    pub fn request(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<&str>,
-    ) -> Result<(u16, String), String> {
-        let id = Identity {
-            dir: self.identity_dir.clone(),
-        };
+    pub fn request(&self, method: &str, path: &str, body: Option<&str>) -> Result<(u16, String), String> {
+        let id = Identity { dir: self.identity_dir.clone() };
         let mut cmd = id.curl();
-        cmd.args([
-            "--max-time",
-            "10",
-            "-X",
-            method,
-            "-w",
-            "\n%{http_code}",
-            "-H",
-            "Content-Type: application/json",
-        ]);
+        cmd.args(["--max-time", "10", "-X", method, "-w", "\n%{http_code}", "-H", "Content-Type: application/json"]);
         if let Some(b) = body {
             cmd.args(["--data-binary", b]);
         }
@@ -349,21 +239,12 @@ impl ApiServer {
             return Err(format!("curl {method} {path}: {}", out.stderr.trim()));
         }
         let (body, code) = out.stdout.rsplit_once('\n').unwrap_or(("", &out.stdout));
-        code.trim()
-            .parse::<u16>()
-            .map(|c| (c, body.to_string()))
-            .map_err(|_| format!("curl {method} {path}: no status: {}", out.stdout))
+        code.trim().parse::<u16>().map(|c| (c, body.to_string())).map_err(|_| format!("curl {method} {path}: no status: {}", out.stdout))
     }
 
     /// kubectl (Debian's, the API server's version) against this server.
     pub fn kubectl(&self, args: &[&str]) -> Ran {
-        run_bounded(
-            Command::new(k8s_bin("kubectl"))
-                .arg("--kubeconfig")
-                .arg(&self.kubeconfig)
-                .args(args),
-            Duration::from_secs(30),
-        )
+        run_bounded(Command::new(k8s_bin("kubectl")).arg("--kubeconfig").arg(&self.kubeconfig).args(args), Duration::from_secs(30))
     }
 
     /// The names of the widgets a list returns now, through kubectl.
@@ -388,21 +269,10 @@ impl ApiServer {
         });
         let file = scratch.join("crd.json");
         std::fs::write(&file, crd.to_string()).unwrap();
-        self.kubectl(&[
-            "create",
-            "--raw",
-            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
-            "-f",
-            &file.display().to_string(),
-        ])
-        .assert_ok();
+        self.kubectl(&["create", "--raw", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", "-f", &file.display().to_string()]).assert_ok();
         let deadline = Instant::now() + Duration::from_secs(30);
         while !self.get(WIDGETS).is_ok_and(|(c, _)| c == 200) {
-            assert!(
-                Instant::now() < deadline,
-                "widgets are not served 30 s after the CRD was created:\n{}",
-                self.log_tail(20)
-            );
+            assert!(Instant::now() < deadline, "widgets are not served 30 s after the CRD was created:\n{}", self.log_tail(20));
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -418,14 +288,7 @@ impl Drop for ApiServer {
 }
 
 fn names(items: &serde_json::Value) -> BTreeSet<String> {
-    items
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|o| o["metadata"]["name"].as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
+    items.as_array().map(|a| a.iter().filter_map(|o| o["metadata"]["name"].as_str().map(String::from)).collect()).unwrap_or_default()
 }
 
 /// A `Status` answer's message in full, else the answer's first 200 characters.
@@ -471,18 +334,9 @@ pub struct Writer {
 
 impl Writer {
     pub fn start(server: &ApiServer, prefix: &str) -> Writer {
-        let (state, stop, paused) = (
-            Arc::new(Mutex::new(Written::default())),
-            Arc::new(AtomicBool::new(false)),
-            Arc::new(AtomicBool::new(false)),
-        );
+        let (state, stop, paused) = (Arc::new(Mutex::new(Written::default())), Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
         let client = server.client();
-        let (st, sp, pa, prefix) = (
-            state.clone(),
-            stop.clone(),
-            paused.clone(),
-            prefix.to_string(),
-        );
+        let (st, sp, pa, prefix) = (state.clone(), stop.clone(), paused.clone(), prefix.to_string());
         let handle = std::thread::spawn(move || {
             let mut n = 0u64;
             let mut next = Instant::now();
@@ -499,12 +353,7 @@ impl Writer {
                 write_once(&client, &mut w, &prefix, n);
             }
         });
-        Writer {
-            state,
-            stop,
-            paused,
-            handle: Some(handle),
-        }
+        Writer { state, stop, paused, handle: Some(handle) }
     }
 
     /// Pauses it (waiting for a request in flight) and returns what it knows.
@@ -533,11 +382,7 @@ impl Writer {
 fn write_once(client: &ApiServer, w: &mut Written, prefix: &str, n: u64) {
     let sent = Instant::now();
     w.requests += 1;
-    let victim = if n.is_multiple_of(5) {
-        w.present.iter().next().cloned()
-    } else {
-        None
-    };
+    let victim = if n.is_multiple_of(5) { w.present.iter().next().cloned() } else { None };
     let (name, outcome) = match victim {
         Some(name) => {
             let r = client.request("DELETE", &format!("{WIDGETS}/{name}"), None);
@@ -565,11 +410,7 @@ fn write_once(client: &ApiServer, w: &mut Written, prefix: &str, n: u64) {
                 Err(e) => format!("{name}: {e}"),
             };
             w.uncertain.insert(name);
-            w.failures.push(Failure {
-                sent,
-                done: Instant::now(),
-                what,
-            });
+            w.failures.push(Failure { sent, done: Instant::now(), what });
         }
     }
 }
@@ -600,26 +441,14 @@ pub struct Watcher {
 
 impl Watcher {
     pub fn start(server: &ApiServer) -> Watcher {
-        let (state, stop, curl_pid) = (
-            Arc::new(Mutex::new(Seen::default())),
-            Arc::new(AtomicBool::new(false)),
-            Arc::new(AtomicU32::new(0)),
-        );
+        let (state, stop, curl_pid) = (Arc::new(Mutex::new(Seen::default())), Arc::new(AtomicBool::new(false)), Arc::new(AtomicU32::new(0)));
         let client = server.client();
         let (st, sp, pid) = (state.clone(), stop.clone(), curl_pid.clone());
         let handle = std::thread::spawn(move || reflect(&client, &st, &sp, &pid));
-        let w = Watcher {
-            state,
-            stop,
-            curl_pid,
-            handle: Some(handle),
-        };
+        let w = Watcher { state, stop, curl_pid, handle: Some(handle) };
         let deadline = Instant::now() + Duration::from_secs(30);
         while w.seen().lists == 0 {
-            assert!(
-                Instant::now() < deadline,
-                "the watcher's first list did not succeed in 30 s"
-            );
+            assert!(Instant::now() < deadline, "the watcher's first list did not succeed in 30 s");
             std::thread::sleep(Duration::from_millis(50));
         }
         w
@@ -666,10 +495,7 @@ fn reflect(client: &ApiServer, state: &Mutex<Seen>, stop: &AtomicBool, curl_pid:
                     let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
                     let mut s = state.lock().unwrap();
                     s.objects = names(&v["items"]);
-                    s.resource_version = v["metadata"]["resourceVersion"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string();
+                    s.resource_version = v["metadata"]["resourceVersion"].as_str().unwrap_or_default().to_string();
                     s.lists += 1;
                 }
                 _ => {
@@ -690,14 +516,9 @@ fn reflect(client: &ApiServer, state: &Mutex<Seen>, stop: &AtomicBool, curl_pid:
 
 /// One watch request from `rv`, applied to `state` event by event; whether a re-list is needed.
 fn watch_once(client: &ApiServer, rv: &str, state: &Mutex<Seen>, curl_pid: &AtomicU32) -> bool {
-    let id = Identity {
-        dir: client.identity_dir.clone(),
-    };
+    let id = Identity { dir: client.identity_dir.clone() };
     let mut cmd = id.curl();
-    cmd.args(["-N", "--max-time", "120"])
-        .arg(client.url(&format!(
-            "{WIDGETS}?watch=1&allowWatchBookmarks=true&timeoutSeconds=60&resourceVersion={rv}"
-        )));
+    cmd.args(["-N", "--max-time", "120"]).arg(client.url(&format!("{WIDGETS}?watch=1&allowWatchBookmarks=true&timeoutSeconds=60&resourceVersion={rv}")));
     let Ok(mut child) = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn() else {
         return false;
     };
@@ -710,18 +531,11 @@ fn watch_once(client: &ApiServer, rv: &str, state: &Mutex<Seen>, curl_pid: &Atom
                 continue;
             };
             // a watch refused outright answers with a Status, not an event
-            let (kind, obj) = if ev["kind"] == "Status" {
-                ("ERROR", &ev)
-            } else {
-                (ev["type"].as_str().unwrap_or(""), &ev["object"])
-            };
+            let (kind, obj) = if ev["kind"] == "Status" { ("ERROR", &ev) } else { (ev["type"].as_str().unwrap_or(""), &ev["object"]) };
             let mut s = state.lock().unwrap();
             match kind {
                 "ADDED" | "MODIFIED" | "DELETED" | "BOOKMARK" => {
-                    if let Some(name) = obj["metadata"]["name"]
-                        .as_str()
-                        .filter(|_| kind != "BOOKMARK")
-                    {
+                    if let Some(name) = obj["metadata"]["name"].as_str().filter(|_| kind != "BOOKMARK") {
                         if kind == "DELETED" {
                             s.objects.remove(name);
                         } else {

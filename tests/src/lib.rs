@@ -20,11 +20,7 @@ pub fn bin(name: &str) -> PathBuf {
     let parent = exe.parent().expect("the executable's directory");
     let dir = if parent.ends_with("deps") { parent.parent().expect("target/<profile> directory") } else { parent };
     let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} not found: build the workspace first (cargo build --workspace), as the README's test command does",
-        path.display()
-    );
+    assert!(path.exists(), "{} not found: build the workspace first (cargo build --workspace), as the README's test command does", path.display());
     path
 }
 
@@ -70,12 +66,7 @@ impl Ran {
 pub fn run_bounded(cmd: &mut Command, limit: Duration) -> Ran {
     use std::io::Read;
     let started = Instant::now();
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
     let mut out = child.stdout.take().expect("piped stdout");
     let mut err = child.stderr.take().expect("piped stderr");
     let out_reader = std::thread::spawn(move || {
@@ -181,10 +172,11 @@ pub fn kill_etcds_from_pid_files(dir: &Path) {
         let Ok(pid) = std::fs::read_to_string(dir.join(&f)) else { continue };
         let pid = pid.trim();
         if std::fs::read_to_string(format!("/proc/{pid}/comm")).map(|c| c.trim() == "etcd").unwrap_or(false)
-            && let Ok(pid) = pid.parse() {
-                signal(pid, Signal::Cont);
-                signal(pid, Signal::Kill);
-            }
+            && let Ok(pid) = pid.parse()
+        {
+            signal(pid, Signal::Cont);
+            signal(pid, Signal::Kill);
+        }
     }
 }
 

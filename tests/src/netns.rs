@@ -116,16 +116,33 @@ impl Hosts {
 
     /// ssh options for the spec: our key, no known_hosts, no user config.
     pub fn ssh_options(&self) -> Vec<String> {
-        ["-F", "/dev/null", "-i", &self.key.display().to_string(), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
+        [
+            "-F",
+            "/dev/null",
+            "-i",
+            &self.key.display().to_string(),
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
     }
 
     fn wait_ssh(&self, h: &Host) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let out = Command::new("ssh").args(self.ssh_options()).args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=2"]).arg(format!("root@{}", h.address)).arg("true").output().expect("ssh");
+            let out = Command::new("ssh")
+                .args(self.ssh_options())
+                .args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=2"])
+                .arg(format!("root@{}", h.address))
+                .arg("true")
+                .output()
+                .expect("ssh");
             if out.status.success() {
                 return;
             }
@@ -134,7 +151,8 @@ impl Hosts {
                 "sshd on {} not reachable: {}\n{}",
                 h.address,
                 String::from_utf8_lossy(&out.stderr),
-                std::fs::read_to_string(self.dir.join(format!("sshd-{}.log", h.name.trim_start_matches("host-").parse::<usize>().unwrap_or(1) - 1))).unwrap_or_default()
+                std::fs::read_to_string(self.dir.join(format!("sshd-{}.log", h.name.trim_start_matches("host-").parse::<usize>().unwrap_or(1) - 1)))
+                    .unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(100));
         }

@@ -7,10 +7,22 @@ fn argv(words: &[&str]) -> Vec<String> {
 
 #[test]
 fn flags_are_read_as_go_flag_reads_them() {
-    let (flags, rest) = parse_flags(&argv(&["/usr/local/bin/etcd", "--name", "etcd-1", "-data-dir=/var/lib/etcd", "--client-cert-auth", "--pre-vote=false", "--snapshot-count", "10000", "stray", "--ignored"]));
+    let (flags, rest) = parse_flags(&argv(&[
+        "/usr/local/bin/etcd",
+        "--name",
+        "etcd-1",
+        "-data-dir=/var/lib/etcd",
+        "--client-cert-auth",
+        "--pre-vote=false",
+        "--snapshot-count",
+        "10000",
+        "stray",
+        "--ignored",
+    ]));
     assert_eq!(
         flags,
-        [("name", "etcd-1"), ("data-dir", "/var/lib/etcd"), ("client-cert-auth", "true"), ("pre-vote", "false"), ("snapshot-count", "10000")].map(|(a, b)| (a.to_string(), b.to_string()))
+        [("name", "etcd-1"), ("data-dir", "/var/lib/etcd"), ("client-cert-auth", "true"), ("pre-vote", "false"), ("snapshot-count", "10000")]
+            .map(|(a, b)| (a.to_string(), b.to_string()))
     );
     // Go's flag package stops at the first word that is not a flag
     assert_eq!(rest, ["stray", "--ignored"]);
@@ -20,7 +32,10 @@ fn flags_are_read_as_go_flag_reads_them() {
 
 #[test]
 fn a_flag_wins_over_its_variable_and_variables_fill_the_rest() {
-    let env: Vec<(String, String)> = [("ETCD_NAME", "from-env"), ("ETCD_DATA_DIR", "/srv/etcd"), ("ETCD_EMPTY", ""), ("ETCDCTL_API", "3"), ("PATH", "/bin")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let env: Vec<(String, String)> = [("ETCD_NAME", "from-env"), ("ETCD_DATA_DIR", "/srv/etcd"), ("ETCD_EMPTY", ""), ("ETCDCTL_API", "3"), ("PATH", "/bin")]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     let e = from_running(&argv(&["etcd", "--name", "from-flag"]), &env, Path::new("/"), None).unwrap();
     assert_eq!(e.get("name"), Some("from-flag"));
     assert_eq!(e.get("data-dir"), Some("/srv/etcd"));
@@ -62,7 +77,8 @@ fn a_config_file_replaces_every_flag_and_variable() {
 
 #[test]
 fn tls_files_are_listed_with_relative_paths_resolved() {
-    let e = from_running(&argv(&["etcd", "--cert-file", "pki/etcd.pem", "--peer-key-file=/etc/etcd/pki/etcd-key.pem"]), &[], Path::new("/etc/etcd"), None).unwrap();
+    let e =
+        from_running(&argv(&["etcd", "--cert-file", "pki/etcd.pem", "--peer-key-file=/etc/etcd/pki/etcd-key.pem"]), &[], Path::new("/etc/etcd"), None).unwrap();
     let files = e.tls_files();
     assert!(files.contains(&("cert-file".into(), "/etc/etcd/pki/etcd.pem".into())));
     assert!(files.contains(&("peer-key-file".into(), "/etc/etcd/pki/etcd-key.pem".into())));

@@ -71,7 +71,9 @@ impl CertSummary {
             not_after: info.cfssl.not_after.clone(),
             not_after_unix: info.not_after_unix,
             sha256: hex::encode(sha2::Sha256::digest(der)),
-            public_key_sha256: x509_parser::parse_x509_certificate(der).map(|(_, c)| hex::encode(sha2::Sha256::digest(c.tbs_certificate.subject_pki.raw))).unwrap_or_default(),
+            public_key_sha256: x509_parser::parse_x509_certificate(der)
+                .map(|(_, c)| hex::encode(sha2::Sha256::digest(c.tbs_certificate.subject_pki.raw)))
+                .unwrap_or_default(),
         })
     }
 
@@ -82,7 +84,9 @@ impl CertSummary {
     /// Whether a SAN covers `host` (an IP or a DNS name, exactly).
     pub fn covers(&self, host: &str) -> bool {
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        self.sans.iter().any(|s| s.strip_prefix("IP:").or_else(|| s.strip_prefix("IP Address:")).or_else(|| s.strip_prefix("DNS:")).is_some_and(|v| v.eq_ignore_ascii_case(host)))
+        self.sans.iter().any(|s| {
+            s.strip_prefix("IP:").or_else(|| s.strip_prefix("IP Address:")).or_else(|| s.strip_prefix("DNS:")).is_some_and(|v| v.eq_ignore_ascii_case(host))
+        })
     }
 }
 
@@ -130,13 +134,17 @@ fn etcd_err(what: &str) -> impl FnOnce(etcdctl_lite::CtlError) -> BootError + '_
 /// The whole read-only inventory.
 pub fn adopt(req: &Request, progress: &crate::progress::Progress) -> Result<Inventory> {
     let s = |p: &PathBuf| p.display().to_string();
-    let opts = ClientOptions::new(&req.endpoints, Some(&s(&req.cacert)), Some(&s(&req.cert)), Some(&s(&req.key)), Duration::from_secs(2), Duration::from_secs(5))
-        .map_err(etcd_err("the client files (--cacert, --cert, --key)"))?;
+    let opts =
+        ClientOptions::new(&req.endpoints, Some(&s(&req.cacert)), Some(&s(&req.cert)), Some(&s(&req.key)), Duration::from_secs(2), Duration::from_secs(5))
+            .map_err(etcd_err("the client files (--cacert, --cert, --key)"))?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(BootError::Runtime)?;
     let statuses = rt.block_on(etcdctl_lite::ops::status(&opts));
     let cluster_id = one_cluster(&statuses)?;
     let list = rt.block_on(etcdctl_lite::ops::member_list(&opts)).map_err(etcd_err("listing the members"))?;
-    let alarms = rt.block_on(etcdctl_lite::ops::alarm_list(&opts)).map(|a| a.alarms.iter().map(|x| format!("{:x}: {}", x.member_id, x.alarm)).collect()).unwrap_or_default();
+    let alarms = rt
+        .block_on(etcdctl_lite::ops::alarm_list(&opts))
+        .map(|a| a.alarms.iter().map(|x| format!("{:x}: {}", x.member_id, x.alarm)).collect())
+        .unwrap_or_default();
     let leader = statuses.iter().filter_map(|s| s.result.as_ref().ok()).map(|s| s.leader).find(|l| *l != 0).unwrap_or(0);
     progress.step("adopt", &format!("cluster {cluster_id:x}: {} members", list.members.len()), None);
     // every member's host is known before any is read: the ones missing said at once
@@ -202,11 +210,20 @@ fn one_cluster(statuses: &[etcdctl_lite::model::EndpointStatus]) -> Result<u64> 
         }
     }
     match seen.as_slice() {
-        [] => Err(BootError::Precondition { what: "adopt".into(), reason: format!("no endpoint answered: {}", statuses.iter().filter_map(|s| s.result.as_ref().err().map(|e| format!("{}: {}", s.endpoint, e.message))).collect::<Vec<_>>().join("; ")) }),
+        [] => Err(BootError::Precondition {
+            what: "adopt".into(),
+            reason: format!(
+                "no endpoint answered: {}",
+                statuses.iter().filter_map(|s| s.result.as_ref().err().map(|e| format!("{}: {}", s.endpoint, e.message))).collect::<Vec<_>>().join("; ")
+            ),
+        }),
         [(id, _)] => Ok(*id),
         many => Err(BootError::Precondition {
             what: "adopt".into(),
-            reason: format!("the endpoints belong to different clusters ({}); give the endpoints of one cluster", many.iter().map(|(c, e)| format!("{c:x} at {e}")).collect::<Vec<_>>().join(", ")),
+            reason: format!(
+                "the endpoints belong to different clusters ({}); give the endpoints of one cluster",
+                many.iter().map(|(c, e)| format!("{c:x} at {e}")).collect::<Vec<_>>().join(", ")
+            ),
         }),
     }
 }
@@ -267,7 +284,11 @@ fn inspect_host(req: &Request, m: &mut Member) -> Result<()> {
     m.host = host.clone();
     let transport = crate::transport::for_host(&host, &req.ssh_options);
     let limit = Duration::from_secs(30);
-    let out = transport.run(&probe::process_script(&address, port), limit).map_err(|reason| BootError::Host { member: m.name.clone(), host: transport.describe(), reason })?;
+    let out = transport.run(&probe::process_script(&address, port), limit).map_err(|reason| BootError::Host {
+        member: m.name.clone(),
+        host: transport.describe(),
+        reason,
+    })?;
     let facts = match probe::parse_process(&out) {
         Ok(f) => f,
         Err(why) => {
@@ -279,7 +300,11 @@ fn inspect_host(req: &Request, m: &mut Member) -> Result<()> {
     let config_file = effective::config_file_of(&facts.argv, &facts.environ, &facts.cwd);
     let config_text = match &config_file {
         Some(f) => {
-            let out = transport.run(&probe::files_script(facts.pid, &[(f.clone(), true)]), limit).map_err(|reason| BootError::Host { member: m.name.clone(), host: transport.describe(), reason })?;
+            let out = transport.run(&probe::files_script(facts.pid, &[(f.clone(), true)]), limit).map_err(|reason| BootError::Host {
+                member: m.name.clone(),
+                host: transport.describe(),
+                reason,
+            })?;
             probe::parse_files(&out).0.into_iter().next().and_then(|f| f.content).map(|c| String::from_utf8_lossy(&c).into_owned())
         }
         None => None,
@@ -297,13 +322,19 @@ fn inspect_host(req: &Request, m: &mut Member) -> Result<()> {
     wanted.extend(environment_files(&facts).into_iter().map(|f| (f, true)));
     let mut seen = std::collections::HashSet::new();
     wanted.retain(|(p, _)| seen.insert(p.clone()));
-    let out = transport.run(&probe::files_script(facts.pid, &wanted), limit).map_err(|reason| BootError::Host { member: m.name.clone(), host: transport.describe(), reason })?;
+    let out = transport.run(&probe::files_script(facts.pid, &wanted), limit).map_err(|reason| BootError::Host {
+        member: m.name.clone(),
+        host: transport.describe(),
+        reason,
+    })?;
     let (files, missing, keys) = probe::parse_files(&out);
     m.certs = config
         .tls_files()
         .into_iter()
         .filter(|(k, _)| k.ends_with("cert-file") || k.ends_with("trusted-ca-file"))
-        .filter_map(|(k, p)| files.iter().find(|f| f.path == p).and_then(|f| CertSummary::from_pem(f.content.as_deref()?, &p.display().to_string())).map(|c| (k, c)))
+        .filter_map(|(k, p)| {
+            files.iter().find(|f| f.path == p).and_then(|f| CertSummary::from_pem(f.content.as_deref()?, &p.display().to_string())).map(|c| (k, c))
+        })
         .collect();
     m.data_dir = Some(config.data_dir());
     m.files = files;

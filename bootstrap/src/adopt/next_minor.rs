@@ -73,7 +73,8 @@ pub fn breaking(running: Version, settings: &Effective) -> (Version, Vec<Breakin
     for (key, s) in &settings.settings {
         let fix = gone.iter().find(|(k, _)| k == key).map(|(_, f)| f.to_string()).or_else(|| {
             // 3.6 refuses --v2-deprecation=not-yet (exit 2); from 3.6 the default is write-only
-            (running.1 == 5 && key == "v2-deprecation" && s.value == "not-yet").then(|| "remove it (3.6 accepts write-only, write-only-drop-data, gone)".to_string())
+            (running.1 == 5 && key == "v2-deprecation" && s.value == "not-yet")
+                .then(|| "remove it (3.6 accepts write-only, write-only-drop-data, gone)".to_string())
         });
         let Some(fix) = fix else { continue };
         let minor = format!("{}.{}", next.0, next.1);
@@ -139,13 +140,25 @@ mod tests {
 
     #[test]
     fn a_36_member_is_told_each_experimental_setting_and_its_replacement() {
-        let e = from_running(&argv(&["--experimental-initial-corrupt-check", "--experimental-compaction-batch-limit=100", "--name", "a"]), &[], Path::new("/"), None).unwrap();
+        let e = from_running(
+            &argv(&["--experimental-initial-corrupt-check", "--experimental-compaction-batch-limit=100", "--name", "a"]),
+            &[],
+            Path::new("/"),
+            None,
+        )
+        .unwrap();
         let (next, found) = breaking(Version(3, 6, 17), &e);
         assert_eq!(next, Version(3, 7, 0));
         assert_eq!(found.len(), 2, "{found:?}");
         assert!(found.iter().any(|b| b.written == "--experimental-initial-corrupt-check" && b.fix == "--feature-gates=InitialCorruptCheck=true"), "{found:?}");
         assert!(found.iter().any(|b| b.written == "--experimental-compaction-batch-limit" && b.fix == "--compaction-batch-limit"), "{found:?}");
-        let file = from_running(&argv(&["--config-file", "/etc/etcd/etcd.conf.yml"]), &[], Path::new("/"), Some("name: a\nexperimental-initial-corrupt-check: true\n")).unwrap();
+        let file = from_running(
+            &argv(&["--config-file", "/etc/etcd/etcd.conf.yml"]),
+            &[],
+            Path::new("/"),
+            Some("name: a\nexperimental-initial-corrupt-check: true\n"),
+        )
+        .unwrap();
         let (_, found) = breaking(Version(3, 6, 17), &file);
         assert_eq!(found[0].written, "config key experimental-initial-corrupt-check");
         assert!(found[0].effect.contains("silently"), "{found:?}");
@@ -155,11 +168,23 @@ mod tests {
 
     #[test]
     fn a_36_member_going_back_to_35_is_told_each_name_35_lacks() {
-        let e = from_running(&argv(&["--compaction-batch-limit=100", "--feature-gates=InitialCorruptCheck=true", "--experimental-memory-mlock", "--name", "a"]), &[], Path::new("/"), None).unwrap();
+        let e = from_running(
+            &argv(&["--compaction-batch-limit=100", "--feature-gates=InitialCorruptCheck=true", "--experimental-memory-mlock", "--name", "a"]),
+            &[],
+            Path::new("/"),
+            None,
+        )
+        .unwrap();
         let (previous, found) = unknown_to_previous(Version(3, 6, 17), &e);
         assert_eq!(previous, Version(3, 5, 0));
         let written: Vec<(&str, &str)> = found.iter().map(|b| (b.written.as_str(), b.fix.as_str())).collect();
-        assert_eq!(written, [("--compaction-batch-limit", "--experimental-compaction-batch-limit (3.5's name)"), ("--feature-gates", "the --experimental-* flag of each gate (3.5 has no feature gates)")]);
+        assert_eq!(
+            written,
+            [
+                ("--compaction-batch-limit", "--experimental-compaction-batch-limit (3.5's name)"),
+                ("--feature-gates", "the --experimental-* flag of each gate (3.5 has no feature gates)")
+            ]
+        );
         assert!(unknown_to_previous(Version(3, 7, 4), &e).1.is_empty(), "3.6 knows 3.7's flags");
     }
 }

@@ -55,7 +55,11 @@ fn cluster_findings(inv: &Inventory, out: &mut Vec<Finding>) {
     out.extend(shared);
     let served: Vec<&str> = inv.members.iter().filter_map(|m| m.served.as_ref().map(|c| c.sha256.as_str())).collect();
     if !server_shared && inv.members.len() > 1 && served.len() == inv.members.len() && served.iter().all(|s| *s == served[0]) {
-        out.push(risk(None, "every member serves the same certificate".into(), "issue a server and a peer certificate per member (rotate certs can split it once adopted)"));
+        out.push(risk(
+            None,
+            "every member serves the same certificate".into(),
+            "issue a server and a peer certificate per member (rotate certs can split it once adopted)",
+        ));
     }
 }
 
@@ -144,14 +148,22 @@ fn member_findings(m: &Member, now: i64, out: &mut Vec<Finding>) {
     if let (Some(ca), Some(end)) = (ca, leaf_end)
         && ca.not_after_unix < end
     {
-        out.push(risk(name, format!("its CA ({}) expires on {}, before its certificates", ca.subject, ca.not_after), "rotate the CA (rotate ca once adopted) before it expires"));
+        out.push(risk(
+            name,
+            format!("its CA ({}) expires on {}, before its certificates", ca.subject, ca.not_after),
+            "rotate the CA (rotate ca once adopted) before it expires",
+        ));
     }
     if let Some(c) = &m.config {
         settings_findings(m, c, out);
     }
     let own_keys: Vec<std::path::PathBuf> = m.config.iter().flat_map(|c| c.tls_files()).filter(|(k, _)| k.contains("key-file")).map(|(_, p)| p).collect();
     for k in m.private_keys.iter().filter(|k| !own_keys.contains(k)) {
-        out.push(risk(name, format!("{} holds a private key etcd does not use (the CA key?)", k.display()), "keep the CA key off the members: move it to the operator's machine"));
+        out.push(risk(
+            name,
+            format!("{} holds a private key etcd does not use (the CA key?)", k.display()),
+            "keep the CA key off the members: move it to the operator's machine",
+        ));
     }
     for f in &m.files {
         if own_keys.contains(&f.path) && f.mode.chars().last().is_some_and(|c| c != '0') {
@@ -168,14 +180,26 @@ fn settings_findings(m: &Member, c: &super::effective::Effective, out: &mut Vec<
     for key in ["listen-client-urls", "listen-peer-urls"] {
         let plain: Vec<String> = c.urls(key).into_iter().filter(|u| u.starts_with("http://")).collect();
         if !plain.is_empty() {
-            out.push(risk(name, format!("{key} has plain-HTTP listeners: {}", plain.join(", ")), "serve only https (a plain listener on 127.0.0.1 still lets every local user in)"));
+            out.push(risk(
+                name,
+                format!("{key} has plain-HTTP listeners: {}", plain.join(", ")),
+                "serve only https (a plain listener on 127.0.0.1 still lets every local user in)",
+            ));
         }
     }
     if c.urls("listen-client-urls").iter().any(|u| u.starts_with("https://")) && !c.is_on("client-cert-auth", false) {
-        out.push(risk(name, "client TLS without client-certificate auth (--client-cert-auth off)".into(), "turn --client-cert-auth on: without it any client reaches the data"));
+        out.push(risk(
+            name,
+            "client TLS without client-certificate auth (--client-cert-auth off)".into(),
+            "turn --client-cert-auth on: without it any client reaches the data",
+        ));
     }
     if c.urls("listen-peer-urls").iter().any(|u| u.starts_with("https://")) && !c.is_on("peer-client-cert-auth", false) {
-        out.push(risk(name, "peer TLS without client-certificate auth (--peer-client-cert-auth off)".into(), "turn --peer-client-cert-auth on: without it anyone can join as a peer"));
+        out.push(risk(
+            name,
+            "peer TLS without client-certificate auth (--peer-client-cert-auth off)".into(),
+            "turn --peer-client-cert-auth on: without it anyone can join as a peer",
+        ));
     }
     let v35 = m.version.as_deref().and_then(crate::versions::Version::parse).is_some_and(|v| v >= crate::versions::Version(3, 5, 0));
     if !c.is_on("pre-vote", v35) {
@@ -185,7 +209,11 @@ fn settings_findings(m: &Member, c: &super::effective::Effective, out: &mut Vec<
         out.push(risk(name, "it serves the v2 API (--enable-v2)".into(), "turn it off: etcd 3.6 removes it and will not start with v2 data"));
     }
     if c.get("data-dir").is_none() && c.config_file.is_none() {
-        out.push(risk(name, format!("no --data-dir: etcd keeps its data in {} (relative to its working directory)", c.data_dir().display()), "set --data-dir explicitly"));
+        out.push(risk(
+            name,
+            format!("no --data-dir: etcd keeps its data in {} (relative to its working directory)", c.data_dir().display()),
+            "set --data-dir explicitly",
+        ));
     }
     drift_findings(m, out);
 }

@@ -1,8 +1,8 @@
 use super::effective::from_running;
 use super::probe::{FileFacts, ProcessFacts};
-use crate::spec_adopted::AdoptedSupervisor as Supervisor;
 use super::risks::{env_file, findings};
 use super::{CertSummary, Inventory, Member};
+use crate::spec_adopted::AdoptedSupervisor as Supervisor;
 use std::path::{Path, PathBuf};
 
 const NOW: i64 = 1_800_000_000;
@@ -83,11 +83,22 @@ fn a_well_kept_35_cluster_has_no_risk() {
 
 #[test]
 fn weak_settings_are_risks_each_with_a_fix() {
-    let m = member("etcd-1", "3.4.23", &["--data-dir=/d", "--listen-client-urls=https://10.0.0.1:2379,http://127.0.0.1:2379", "--listen-peer-urls=https://10.0.0.1:2380", "--enable-v2"]);
+    let m = member(
+        "etcd-1",
+        "3.4.23",
+        &["--data-dir=/d", "--listen-client-urls=https://10.0.0.1:2379,http://127.0.0.1:2379", "--listen-peer-urls=https://10.0.0.1:2380", "--enable-v2"],
+    );
     let inv = inventory(vec![m]);
     let all = findings(&inv, NOW);
     let s = said(&inv);
-    for needle in ["plain-HTTP listeners: http://127.0.0.1:2379", "--client-cert-auth off", "--peer-client-cert-auth off", "pre-vote is off", "serves the v2 API", "below kubeadm's minimum etcd 3.5.24"] {
+    for needle in [
+        "plain-HTTP listeners: http://127.0.0.1:2379",
+        "--client-cert-auth off",
+        "--peer-client-cert-auth off",
+        "pre-vote is off",
+        "serves the v2 API",
+        "below kubeadm's minimum etcd 3.5.24",
+    ] {
         assert!(s.iter().any(|f| f.contains(needle)), "lacks {needle:?}: {s:#?}");
     }
     assert!(all.iter().all(|f| !f.fix.is_empty()), "every risk has a fix");
@@ -99,9 +110,20 @@ fn certificates_expiring_expired_or_outlived_by_their_ca_uncovered_or_without_cl
     m.served = Some(cert("CN=etcd-1", &["IP:10.9.9.9"], NOW - DAY));
     let mut peer = cert("CN=peer", &["IP:10.0.0.1"], NOW + 10 * DAY);
     peer.ext_key_usage = vec!["Server Auth".into()];
-    m.certs = vec![("peer-cert-file".into(), peer), ("trusted-ca-file".into(), cert("CN=etcd-ca", &[], NOW + 5 * DAY)), ("cert-file".into(), cert("CN=etcd-1", &["IP:10.0.0.1"], NOW + 300 * DAY))];
+    m.certs = vec![
+        ("peer-cert-file".into(), peer),
+        ("trusted-ca-file".into(), cert("CN=etcd-ca", &[], NOW + 5 * DAY)),
+        ("cert-file".into(), cert("CN=etcd-1", &["IP:10.0.0.1"], NOW + 300 * DAY)),
+    ];
     let s = said(&inventory(vec![m]));
-    for needle in ["served certificate (CN=etcd-1) expired", "peer-cert-file (CN=peer) expires in 10 days", "does not cover https://10.0.0.1:2379", "lacks clientAuth", "its CA (CN=etcd-ca) expires on", "trusted-ca-file (CN=etcd-ca) expires in 5 days"] {
+    for needle in [
+        "served certificate (CN=etcd-1) expired",
+        "peer-cert-file (CN=peer) expires in 10 days",
+        "does not cover https://10.0.0.1:2379",
+        "lacks clientAuth",
+        "its CA (CN=etcd-ca) expires on",
+        "trusted-ca-file (CN=etcd-ca) expires in 5 days",
+    ] {
         assert!(s.iter().any(|f| f.contains(needle)), "lacks {needle:?}: {s:#?}");
     }
 }
@@ -113,7 +135,11 @@ fn mixed_versions_a_shared_certificate_and_a_stray_private_key() {
     b.served = a.served.clone();
     a.private_keys = vec![PathBuf::from("/etc/etcd/pki/ca-key.pem")];
     let s = said(&inventory(vec![a, b]));
-    for needle in ["cluster: members run different etcd versions (3.5.28, 3.5.30)", "cluster: every member serves the same certificate", "etcd-1: /etc/etcd/pki/ca-key.pem holds a private key etcd does not use"] {
+    for needle in [
+        "cluster: members run different etcd versions (3.5.28, 3.5.30)",
+        "cluster: every member serves the same certificate",
+        "etcd-1: /etc/etcd/pki/ca-key.pem holds a private key etcd does not use",
+    ] {
         assert!(s.iter().any(|f| f.contains(needle)), "lacks {needle:?}: {s:#?}");
     }
 }
@@ -123,10 +149,27 @@ fn mixed_versions_a_shared_certificate_and_a_stray_private_key() {
 #[test]
 fn a_peer_certificate_shared_by_every_member_is_named_with_its_files() {
     let with_peer = |name: &str, peer_subject: &str, key_sha: &str| {
-        let argv: Vec<String> = GOOD.iter().map(|s| s.to_string()).chain(["--peer-cert-file".into(), format!("/etc/ssl/etcd/{name}-peer.pem"), "--peer-key-file".into(), format!("/etc/ssl/etcd/{name}-peer-key.pem")]).collect();
+        let argv: Vec<String> = GOOD
+            .iter()
+            .map(|s| s.to_string())
+            .chain([
+                "--peer-cert-file".into(),
+                format!("/etc/ssl/etcd/{name}-peer.pem"),
+                "--peer-key-file".into(),
+                format!("/etc/ssl/etcd/{name}-peer-key.pem"),
+            ])
+            .collect();
         let mut m = member(name, "3.5.30", &argv.iter().map(String::as_str).collect::<Vec<_>>());
-        m.certs = vec![("cert-file".into(), cert(&format!("CN={name}"), &[], NOW + 300 * DAY)), ("peer-cert-file".into(), cert(peer_subject, &[], NOW + 300 * DAY))];
-        m.files = vec![FileFacts { path: format!("/etc/ssl/etcd/{name}-peer-key.pem").into(), owner: "root:root".into(), mode: "600".into(), size: 227, sha256: key_sha.into(), content: None }];
+        m.certs =
+            vec![("cert-file".into(), cert(&format!("CN={name}"), &[], NOW + 300 * DAY)), ("peer-cert-file".into(), cert(peer_subject, &[], NOW + 300 * DAY))];
+        m.files = vec![FileFacts {
+            path: format!("/etc/ssl/etcd/{name}-peer-key.pem").into(),
+            owner: "root:root".into(),
+            mode: "600".into(),
+            size: 227,
+            sha256: key_sha.into(),
+            content: None,
+        }];
         m
     };
     let inv = inventory(vec![with_peer("etcd-1", "CN=peer", "k1"), with_peer("etcd-2", "CN=peer", "k1"), with_peer("etcd-3", "CN=peer", "k1")]);
@@ -138,7 +181,12 @@ fn a_peer_certificate_shared_by_every_member_is_named_with_its_files() {
     assert!(shared[0].contains("the peer certificate's key is shared by 3 members (one public key: /etc/ssl/etcd/etcd-1-peer.pem on etcd-1, /etc/ssl/etcd/etcd-2-peer.pem on etcd-2, /etc/ssl/etcd/etcd-3-peer.pem on etcd-3)"), "{s:#?}");
     // different certificates over one key file are the same risk
     let s = said(&inventory(vec![with_peer("etcd-1", "CN=p1", "k1"), with_peer("etcd-2", "CN=p2", "k1"), with_peer("etcd-3", "CN=p3", "k3")]));
-    assert!(s.iter().any(|f| f.contains("the peer certificate's key is shared by 2 members (one key file: /etc/ssl/etcd/etcd-1-peer.pem on etcd-1, /etc/ssl/etcd/etcd-2-peer.pem on etcd-2)")), "{s:#?}");
+    assert!(
+        s.iter().any(|f| f.contains(
+            "the peer certificate's key is shared by 2 members (one key file: /etc/ssl/etcd/etcd-1-peer.pem on etcd-1, /etc/ssl/etcd/etcd-2-peer.pem on etcd-2)"
+        )),
+        "{s:#?}"
+    );
     let s = said(&inventory(vec![with_peer("etcd-1", "CN=p1", "k1"), with_peer("etcd-2", "CN=p2", "k2")]));
     assert!(!s.iter().any(|f| f.contains("is shared by")), "{s:#?}");
 }
@@ -159,7 +207,10 @@ fn an_environment_file_that_differs_from_the_running_process_is_drift() {
         content: Some(b"# kubespray\nETCD_NAME=etcd-1\nETCD_QUOTA_BACKEND_BYTES=\"8589934592\"\nETCD_SNAPSHOT_COUNT=100000\n".to_vec()),
     }];
     let s = said(&inventory(vec![m]));
-    assert!(s.iter().any(|f| f.contains("/etc/etcd.env sets ETCD_QUOTA_BACKEND_BYTES=8589934592, but etcd runs with ETCD_QUOTA_BACKEND_BYTES=2147483648")), "{s:#?}");
+    assert!(
+        s.iter().any(|f| f.contains("/etc/etcd.env sets ETCD_QUOTA_BACKEND_BYTES=8589934592, but etcd runs with ETCD_QUOTA_BACKEND_BYTES=2147483648")),
+        "{s:#?}"
+    );
     assert!(s.iter().any(|f| f.contains("sets ETCD_SNAPSHOT_COUNT=100000, but etcd runs with it unset")), "{s:#?}");
     assert!(!s.iter().any(|f| f.contains("ETCD_NAME")), "{s:#?}");
 }

@@ -4,7 +4,7 @@
 //! the top. Pure, from the inventory; refused, with every reason at once, when something it
 //! needs was not read. The file is created new (never over an existing one).
 
-use super::{url_host_port, Inventory, Member, Request};
+use super::{Inventory, Member, Request, url_host_port};
 use crate::error::{BootError, Result};
 use crate::spec::{MemberSpec, Spec};
 use crate::spec_adopted::{AdoptedCluster, AdoptedMember};
@@ -26,7 +26,8 @@ pub fn spec_of(inv: &Inventory, req: &Request, ca_key: Option<&Path>, name: Opti
     if !problems.is_empty() {
         return Err(problems);
     }
-    let token = inv.members.iter().find_map(|m| m.config.as_ref()?.get("initial-cluster-token").map(String::from)).filter(|t| crate::rules::cluster_token(t).is_ok());
+    let token =
+        inv.members.iter().find_map(|m| m.config.as_ref()?.get("initial-cluster-token").map(String::from)).filter(|t| crate::rules::cluster_token(t).is_ok());
     let name = match name {
         Some(n) => n.to_string(),
         None => token.clone().filter(|t| crate::spec::dns_label(t).is_ok()).unwrap_or_else(|| "adopted".into()),
@@ -36,7 +37,13 @@ pub fn spec_of(inv: &Inventory, req: &Request, ca_key: Option<&Path>, name: Opti
     spec.name = name;
     spec.token = token;
     spec.members = members;
-    spec.adopted = Some(AdoptedCluster { cluster_id: inv.cluster_id.clone(), cacert: abs(&req.cacert), cert: abs(&req.cert), key: abs(&req.key), ca_key: ca_key.map(abs) });
+    spec.adopted = Some(AdoptedCluster {
+        cluster_id: inv.cluster_id.clone(),
+        cacert: abs(&req.cacert),
+        cert: abs(&req.cert),
+        key: abs(&req.key),
+        ca_key: ca_key.map(abs),
+    });
     spec.check().map(|_| spec)
 }
 
@@ -69,7 +76,9 @@ fn member_spec(m: &Member, req: &Request) -> std::result::Result<MemberSpec, Str
         working_dir: p.cwd.clone(),
         // a unit or a pod carries its own environment; a plain process's is kept to start it again
         environment: match p.supervisor {
-            crate::spec_adopted::AdoptedSupervisor::Process => p.environ.iter().filter(|(k, _)| k.starts_with("ETCD_") || k.starts_with("GO")).cloned().collect(),
+            crate::spec_adopted::AdoptedSupervisor::Process => {
+                p.environ.iter().filter(|(k, _)| k.starts_with("ETCD_") || k.starts_with("GO")).cloned().collect()
+            }
             _ => Default::default(),
         },
     };

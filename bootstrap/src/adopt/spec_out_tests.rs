@@ -1,14 +1,21 @@
 //! `adopt -o`: the spec of what is there, and the in-place renewal's plan.
 
-use super::risks_tests::{inventory, member, GOOD};
-use super::spec_out::spec_of;
 use super::Request;
-use crate::in_place::{plan_rotation, Held};
+use super::risks_tests::{GOOD, inventory, member};
+use super::spec_out::spec_of;
+use crate::in_place::{Held, plan_rotation};
 use crate::spec::Spec;
 use std::path::PathBuf;
 
 fn request() -> Request {
-    Request { endpoints: vec![], cacert: "/lab/ca.pem".into(), cert: "/lab/admin.pem".into(), key: "/lab/admin-key.pem".into(), hosts: vec![], ssh_options: vec!["-p".into(), "2222".into()] }
+    Request {
+        endpoints: vec![],
+        cacert: "/lab/ca.pem".into(),
+        cert: "/lab/admin.pem".into(),
+        key: "/lab/admin-key.pem".into(),
+        hosts: vec![],
+        ssh_options: vec!["-p".into(), "2222".into()],
+    }
 }
 
 fn tls_argv(name: &str) -> Vec<String> {
@@ -81,7 +88,21 @@ fn an_adopted_spec_refuses_what_would_rewrite_its_members_and_a_built_spec_never
     assert!(e.contains("down --purge") && e.contains("its data is its operator's") && e.contains(crate::context::SUPPORTED), "{e}");
     use crate::journal::OpKind;
     let supported: Vec<OpKind> = OpKind::ALL.into_iter().filter(|k| crate::context::supports(*k)).collect();
-    assert_eq!(supported, [OpKind::Up, OpKind::Down, OpKind::RotateCerts, OpKind::RotateCa, OpKind::Replace, OpKind::Restore, OpKind::Upgrade, OpKind::Downgrade, OpKind::Maintain, OpKind::Backup]);
+    assert_eq!(
+        supported,
+        [
+            OpKind::Up,
+            OpKind::Down,
+            OpKind::RotateCerts,
+            OpKind::RotateCa,
+            OpKind::Replace,
+            OpKind::Restore,
+            OpKind::Upgrade,
+            OpKind::Downgrade,
+            OpKind::Maintain,
+            OpKind::Backup
+        ]
+    );
     spec.members[0].adopted = None;
     assert!(spec.validate().unwrap_err().join("\n").contains("members[etcd-1]: not adopted"));
     spec.adopted = None;
@@ -106,7 +127,13 @@ fn a_shared_certificate_is_renewed_once_or_split_into_one_per_member() {
     let ca = pki::ca::Ca::create(&pki::ca::CaOptions::default()).unwrap();
     let der = shared_cert(&ca, "etcd", &["10.0.0.1", "10.0.0.2", "10.0.0.3", "127.0.0.1"]);
     let held: Vec<Held> = (1..=3)
-        .map(|i| Held { member: format!("etcd-{i}"), address: format!("10.0.0.{i}").parse().unwrap(), cert: "/etc/etcd/pki/etcd.pem".into(), key: "/etc/etcd/pki/etcd-key.pem".into(), der: der.clone() })
+        .map(|i| Held {
+            member: format!("etcd-{i}"),
+            address: format!("10.0.0.{i}").parse().unwrap(),
+            cert: "/etc/etcd/pki/etcd.pem".into(),
+            key: "/etc/etcd/pki/etcd-key.pem".into(),
+            der: der.clone(),
+        })
         .collect();
     let year = time::Duration::days(365);
     let kept = plan_rotation(&held, year, false, false).unwrap();

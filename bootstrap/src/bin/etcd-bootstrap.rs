@@ -1,12 +1,12 @@
 //! `etcd-bootstrap`: thin shell over the bootstrap library.
 
-use bootstrap::kubeadm::ApiVersion;
-use bootstrap::plan;
-use bootstrap::progress::Progress;
 use bootstrap::context::{self, Ctx};
 use bootstrap::exit;
 use bootstrap::journal::OpKind;
+use bootstrap::kubeadm::ApiVersion;
 use bootstrap::ops::{self, up::UpOptions};
+use bootstrap::plan;
+use bootstrap::progress::Progress;
 use bootstrap::spec::Spec;
 use bootstrap::spec_load::LoadedSpec;
 use clap::{Parser, Subcommand};
@@ -346,7 +346,9 @@ fn local_spec(n: usize, dir: &Path) -> Result<PathBuf, String> {
 fn hex_token() -> Result<String, String> {
     use ring::rand::SecureRandom;
     let mut b = [0u8; 4];
-    ring::rand::SystemRandom::new().fill(&mut b).map_err(|_| "--local: the system's random number generator failed; the cluster token was not made".to_string())?;
+    ring::rand::SystemRandom::new()
+        .fill(&mut b)
+        .map_err(|_| "--local: the system's random number generator failed; the cluster token was not made".to_string())?;
     Ok(hex::encode(b))
 }
 
@@ -409,7 +411,15 @@ fn main() -> ExitCode {
 }
 
 /// Runs an operation on the cluster through its journal and lock.
-fn guarded<T>(plan: &plan::Plan, progress: &Progress, lock_wait: u64, kind: OpKind, target: Option<String>, args: &str, op: impl FnOnce(&Ctx) -> Result<T, bootstrap::BootError>) -> Result<T, bootstrap::BootError> {
+fn guarded<T>(
+    plan: &plan::Plan,
+    progress: &Progress,
+    lock_wait: u64,
+    kind: OpKind,
+    target: Option<String>,
+    args: &str,
+    op: impl FnOnce(&Ctx) -> Result<T, bootstrap::BootError>,
+) -> Result<T, bootstrap::BootError> {
     let req = context::request(plan, kind, target, args);
     context::run(plan, progress, req, Duration::from_secs(lock_wait), op)
 }
@@ -508,7 +518,8 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
                 let dir = textfile.ok_or("--print-timer needs --textfile DIR (node_exporter's --collector.textfile.directory)")?;
                 // the timer runs as root every minute: refuse a directory others could redirect
                 bootstrap::rules::trusted_dir("--textfile", &dir, pki::safe_fs::Writes::ReplaceByRename)?;
-                let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf()));
+                let abs =
+                    |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf()));
                 print!("{}", bootstrap::doctor::timer(&std::env::current_exe()?, &abs(&cli.spec), &abs(&dir), &loaded.spec.name)?);
                 return Ok(exit::OK);
             }
@@ -553,11 +564,20 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             let loaded = load(&spec_path)?;
             let plan = plan::build(&loaded);
             let progress = Progress::new(quiet);
-            let report = guarded(&plan, &progress, lock_wait, OpKind::Up, None, "up", |ctx| ops::up::up(ctx, &UpOptions { wait: Duration::from_secs(wait), api: kubeadm_api }))?;
+            let report = guarded(&plan, &progress, lock_wait, OpKind::Up, None, "up", |ctx| {
+                ops::up::up(ctx, &UpOptions { wait: Duration::from_secs(wait), api: kubeadm_api })
+            })?;
             let pki = plan.pki();
             let hc = pki.leaf(&pki::cluster::Role::HealthcheckClient);
             let out = &loaded.output_dir;
-            println!("cluster {}: {} ({} members, {} started now) in {:.1}s", loaded.spec.name, report.verdict.state.word(), plan.members.len(), report.started.len(), progress.elapsed().as_secs_f64());
+            println!(
+                "cluster {}: {} ({} members, {} started now) in {:.1}s",
+                loaded.spec.name,
+                report.verdict.state.word(),
+                plan.members.len(),
+                report.started.len(),
+                progress.elapsed().as_secs_f64()
+            );
             println!("spec:        {}", spec_path.display());
             if loaded.spec.adopted.is_some() {
                 println!("endpoints:   {}", plan.endpoints().join(","));
@@ -565,11 +585,18 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
                 return Ok(exit::OK);
             }
             if loaded.spec.kubernetes.allow_old_etcd {
-                println!("etcd:        kubernetes.allow_old_etcd is set (a lab cluster): an etcd below kubeadm's minimum is accepted, and the kubeadm configs ignore its ExternalEtcdVersion check");
+                println!(
+                    "etcd:        kubernetes.allow_old_etcd is set (a lab cluster): an etcd below kubeadm's minimum is accepted, and the kubeadm configs ignore its ExternalEtcdVersion check"
+                );
             }
             println!("endpoints:   {}", plan.endpoints().join(","));
-            println!("check with:  ETCDCTL_ENDPOINTS={} ETCDCTL_CACERT={} ETCDCTL_CERT={} ETCDCTL_KEY={} etcdctl-lite quorum",
-                plan.endpoints().join(","), pki.ca().cert.display(), hc.cert.display(), hc.key.display());
+            println!(
+                "check with:  ETCDCTL_ENDPOINTS={} ETCDCTL_CACERT={} ETCDCTL_CERT={} ETCDCTL_KEY={} etcdctl-lite quorum",
+                plan.endpoints().join(","),
+                pki.ca().cert.display(),
+                hc.cert.display(),
+                hc.key.display()
+            );
             println!("kubeadm:     {}", out.join("kubeadm").display());
             println!("nodes:       {}", out.join("control-plane").display());
             println!("haproxy:     {}", out.join("haproxy/haproxy.cfg").display());
@@ -628,7 +655,7 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             Ok(report.exit_code())
         }
         Command::Rotate { command: RotateCommand::Ca { continue_, status, wait } } => {
-            use ops::rotate_ca::{instructions, rotate_ca, Request};
+            use ops::rotate_ca::{Request, instructions, rotate_ca};
             let plan = plan::build(&load(&cli.spec)?);
             if status {
                 print_notes(&plan);
@@ -637,7 +664,8 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             }
             let request = if continue_ { Request::Continue } else { Request::StartOrResume };
             let args = if continue_ { "rotate ca --continue" } else { "rotate ca" };
-            let outcome = guarded(&plan, &Progress::new(false), lock_wait, OpKind::RotateCa, None, args, |ctx| rotate_ca(ctx, request, Duration::from_secs(wait)))?;
+            let outcome =
+                guarded(&plan, &Progress::new(false), lock_wait, OpKind::RotateCa, None, args, |ctx| rotate_ca(ctx, request, Duration::from_secs(wait)))?;
             print!("{}", instructions(&plan, outcome));
             Ok(exit::OK)
         }
@@ -646,7 +674,9 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             let args = format!("rotate certs{}{}", if rekey { " --rekey" } else { "" }, if split { " --split" } else { "" });
             let wait = Duration::from_secs(wait);
             if plan.loaded.spec.adopted.is_some() {
-                let n = guarded(&plan, &Progress::new(false), lock_wait, OpKind::RotateCerts, None, &args, |ctx| ops::rotate_certs::rotate_in_place(ctx, rekey, split, wait))?;
+                let n = guarded(&plan, &Progress::new(false), lock_wait, OpKind::RotateCerts, None, &args, |ctx| {
+                    ops::rotate_certs::rotate_in_place(ctx, rekey, split, wait)
+                })?;
                 println!("{n} certificates renewed in place on {} members (no restart); the cluster stayed HEALTHY", plan.members.len());
                 return Ok(exit::OK);
             }
@@ -665,12 +695,15 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
                 return Err(bootstrap::BootError::MemberNotFound { name: member, known }.into());
             }
             let args = format!("replace {}", plan::sh_quote(&member));
-            guarded(&plan, &Progress::new(false), lock_wait, OpKind::Replace, Some(member.clone()), &args, |ctx| ops::replace::replace(ctx, &member, force, Duration::from_secs(wait)))?;
+            guarded(&plan, &Progress::new(false), lock_wait, OpKind::Replace, Some(member.clone()), &args, |ctx| {
+                ops::replace::replace(ctx, &member, force, Duration::from_secs(wait))
+            })?;
             println!("member {member} replaced; the cluster is HEALTHY");
             Ok(exit::OK)
         }
         Command::Backup { dir, keep, print_timer, encrypt_to, to, write_out } => {
-            let seal = if encrypt_to.is_empty() { None } else { Some(bootstrap::sealed::Recipients::parse(&encrypt_to).map_err(|e| format!("--encrypt-to: {e}"))?) };
+            let seal =
+                if encrypt_to.is_empty() { None } else { Some(bootstrap::sealed::Recipients::parse(&encrypt_to).map_err(|e| format!("--encrypt-to: {e}"))?) };
             // the off-host target and its credentials are checked before the snapshot is taken
             let offsite = match &to {
                 Some(t) => {
@@ -687,13 +720,16 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             // backups land under new names only (O_EXCL, then link(2)), so a sticky dir is fine
             bootstrap::rules::trusted_dir("backup --dir", &dir, pki::safe_fs::Writes::CreateExclusive)?;
             if print_timer {
-                let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf()));
+                let abs =
+                    |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf()));
                 let exe = std::env::current_exe()?;
                 print!("{}", ops::backup::timer(&exe, &abs(&cli.spec), &abs(&dir), keep.unwrap_or(48), &loaded.spec.name, &encrypt_to, to.as_deref())?);
                 return Ok(exit::OK);
             }
             let to = offsite.as_ref().map(|(location, settings)| ops::backup::Offsite { location, settings });
-            let (b, shipped) = guarded(&plan, &Progress::new(false), lock_wait, OpKind::Backup, None, "backup", |ctx| ops::backup::backup_and_ship(ctx, &dir, keep, seal.as_ref(), to))?;
+            let (b, shipped) = guarded(&plan, &Progress::new(false), lock_wait, OpKind::Backup, None, "backup", |ctx| {
+                ops::backup::backup_and_ship(ctx, &dir, keep, seal.as_ref(), to)
+            })?;
             if let (Some(shipped), ReportFormat::Simple) = (&shipped, write_out) {
                 println!("uploaded to {} (verified by reading it back)", shipped.url);
             }
@@ -702,7 +738,16 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             } else if write_out == ReportFormat::Json {
                 println!("{}", serde_json::to_string_pretty(&b)?);
             } else {
-                println!("{} (revision {}, {} keys, {} bytes, sha256 {}) from {}{}", b.path, b.revision, b.keys, b.bytes, b.sha256, b.endpoint, if b.healthy { "" } else { "; the cluster was not healthy" });
+                println!(
+                    "{} (revision {}, {} keys, {} bytes, sha256 {}) from {}{}",
+                    b.path,
+                    b.revision,
+                    b.keys,
+                    b.bytes,
+                    b.sha256,
+                    b.endpoint,
+                    if b.healthy { "" } else { "; the cluster was not healthy" }
+                );
             }
             Ok(exit::OK)
         }
@@ -724,7 +769,13 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             // an encrypted snapshot is decrypted into memory before anything else happens
             let decrypted = match (bootstrap::sealed::is_encrypted(&snapshot), &identity) {
                 (false, _) => None,
-                (true, None) => return Err(format!("{}: the snapshot is age-encrypted; give --identity FILE (the age identity or SSH private key it was encrypted to)", snapshot.display()).into()),
+                (true, None) => {
+                    return Err(format!(
+                        "{}: the snapshot is age-encrypted; give --identity FILE (the age identity or SSH private key it was encrypted to)",
+                        snapshot.display()
+                    )
+                    .into());
+                }
                 (true, Some(id)) => {
                     bootstrap::rules::no_control(&id.display().to_string()).map_err(|e| format!("--identity: {e}"))?;
                     args.push_str(&format!(" --identity {}", plan::sh_quote(&id.display().to_string())));
@@ -736,7 +787,9 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
                 }
             };
             let source = decrypted.as_ref().map(bootstrap::sealed::fd_path).unwrap_or_else(|| snapshot.clone());
-            let r = guarded(&plan, &Progress::new(false), lock_wait, OpKind::Restore, None, &args, |ctx| ops::restore::restore(ctx, &source, &label, force, Duration::from_secs(wait)))?;
+            let r = guarded(&plan, &Progress::new(false), lock_wait, OpKind::Restore, None, &args, |ctx| {
+                ops::restore::restore(ctx, &source, &label, force, Duration::from_secs(wait))
+            })?;
             println!(
                 "restored revision {} ({} keys) on {} members; cluster {} (was {}), HEALTHY at revision {}",
                 r.snapshot_revision,
@@ -748,9 +801,14 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             );
             let old = r.old_revision.map(|o| o.to_string()).unwrap_or_else(|| "unknown".into());
             if r.bumped_by > 0 {
-                println!("revision raised by {} above the old cluster's ({old}); the history below is marked compacted, so a client watching from an old revision re-lists", r.bumped_by);
+                println!(
+                    "revision raised by {} above the old cluster's ({old}); the history below is marked compacted, so a client watching from an old revision re-lists",
+                    r.bumped_by
+                );
             } else {
-                println!("warning: the revision went back to the snapshot's (old cluster: {old}); the hosts' etcd tool cannot raise it (etcdutl 3.5.10+ can; etcd 3.4's etcdctl cannot)");
+                println!(
+                    "warning: the revision went back to the snapshot's (old cluster: {old}); the hosts' etcd tool cannot raise it (etcdutl 3.5.10+ can; etcd 3.4's etcdctl cannot)"
+                );
             }
             for m in &r.moved {
                 println!("old data dir of {m}");
@@ -786,13 +844,24 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             if r.upgraded.is_empty() {
                 println!("nothing to do: every member runs etcd {} (cluster version {})", r.to, r.cluster_version);
             } else {
-                println!("upgraded {} from etcd {} to {}; cluster version {}; backup {}", r.upgraded.join(", "), r.from, r.to, r.cluster_version, r.backup.unwrap_or_default());
+                println!(
+                    "upgraded {} from etcd {} to {}; cluster version {}; backup {}",
+                    r.upgraded.join(", "),
+                    r.from,
+                    r.to,
+                    r.cluster_version,
+                    r.backup.unwrap_or_default()
+                );
             }
             if plan.loaded.spec.adopted.is_some() {
                 println!("each member's binary was replaced where it runs from; its unit or command line is unchanged");
                 return Ok(exit::OK);
             }
-            println!("spec: set etcd_archive: {to}{} so that later starts use etcd {} (a start with the older binary is refused)", sha256.map(|h| format!(" and etcd_sha256: {h}")).unwrap_or_default(), r.to);
+            println!(
+                "spec: set etcd_archive: {to}{} so that later starts use etcd {} (a start with the older binary is refused)",
+                sha256.map(|h| format!(" and etcd_sha256: {h}")).unwrap_or_default(),
+                r.to
+            );
             Ok(exit::OK)
         }
         Command::Downgrade { to: None, .. } => {
@@ -800,7 +869,11 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             let r = guarded(&plan, &Progress::new(false), lock_wait, OpKind::Downgrade, None, "downgrade --cancel", ops::downgrade::cancel)?;
             println!("downgrade cancelled; cluster version {}", r.cluster_version);
             if let Some(back) = r.back_to {
-                println!("{} already on the older release: bring them back with: {}", r.moved.join(", "), context::command_for(&plan, &format!("upgrade --to RELEASE (the etcd {back} release)")));
+                println!(
+                    "{} already on the older release: bring them back with: {}",
+                    r.moved.join(", "),
+                    context::command_for(&plan, &format!("upgrade --to RELEASE (the etcd {back} release)"))
+                );
             }
             Ok(exit::OK)
         }
@@ -832,24 +905,46 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             if r.downgraded.is_empty() {
                 println!("nothing to do: every member runs etcd {} (cluster version {})", r.to, r.cluster_version);
             } else {
-                println!("downgraded {} from etcd {} to {}; cluster version {}; backup {}", r.downgraded.join(", "), r.from, r.to, r.cluster_version, r.backup.unwrap_or_default());
+                println!(
+                    "downgraded {} from etcd {} to {}; cluster version {}; backup {}",
+                    r.downgraded.join(", "),
+                    r.from,
+                    r.to,
+                    r.cluster_version,
+                    r.backup.unwrap_or_default()
+                );
             }
             if plan.loaded.spec.adopted.is_some() {
                 println!("each member's binary was replaced where it runs from; its unit or command line is unchanged");
                 return Ok(exit::OK);
             }
-            println!("spec: set etcd_archive: {to}{} so that later starts use etcd {} (a start with the newer binary would upgrade the member again)", sha256.map(|h| format!(" and etcd_sha256: {h}")).unwrap_or_default(), r.to);
+            println!(
+                "spec: set etcd_archive: {to}{} so that later starts use etcd {} (a start with the newer binary would upgrade the member again)",
+                sha256.map(|h| format!(" and etcd_sha256: {h}")).unwrap_or_default(),
+                r.to
+            );
             Ok(exit::OK)
         }
         Command::Maintain { wait, write_out } => {
             let plan = plan::build(&load(&cli.spec)?);
-            let report = guarded(&plan, &Progress::new(false), lock_wait, OpKind::Maintain, None, "maintain", |ctx| ops::maintain::maintain(ctx, Duration::from_secs(wait)))?;
+            let report = guarded(&plan, &Progress::new(false), lock_wait, OpKind::Maintain, None, "maintain", |ctx| {
+                ops::maintain::maintain(ctx, Duration::from_secs(wait))
+            })?;
             if write_out == etcdctl_lite::render::Format::Json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
-                println!("compacted to revision {}; alarms disarmed: {}", report.compacted_revision, if report.disarmed.is_empty() { "none".to_string() } else { report.disarmed.join(", ") });
+                println!(
+                    "compacted to revision {}; alarms disarmed: {}",
+                    report.compacted_revision,
+                    if report.disarmed.is_empty() { "none".to_string() } else { report.disarmed.join(", ") }
+                );
                 for m in &report.members {
-                    println!("{}: database {} -> {}", m.endpoint, etcdctl_lite::model::human_bytes(m.db_size_before), etcdctl_lite::model::human_bytes(m.db_size_after));
+                    println!(
+                        "{}: database {} -> {}",
+                        m.endpoint,
+                        etcdctl_lite::model::human_bytes(m.db_size_before),
+                        etcdctl_lite::model::human_bytes(m.db_size_after)
+                    );
                 }
                 println!("cluster HEALTHY and writable");
             }

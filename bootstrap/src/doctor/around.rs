@@ -52,7 +52,12 @@ fn node_files(ctx: &Ctx, opts: &Options) -> Vec<Check> {
     let read: Vec<Result<crate::transport::ScriptOutput, String>> = std::thread::scope(|s| {
         let handles: Vec<_> = nodes
             .iter()
-            .map(|n| s.spawn(move || crate::transport::for_host(n.host.as_deref().unwrap_or("local"), &n.ssh_options).run(&public_files_script(&[CA_FILE, CERT_FILE]), crate::live::SCRIPT_LIMIT)))
+            .map(|n| {
+                s.spawn(move || {
+                    crate::transport::for_host(n.host.as_deref().unwrap_or("local"), &n.ssh_options)
+                        .run(&public_files_script(&[CA_FILE, CERT_FILE]), crate::live::SCRIPT_LIMIT)
+                })
+            })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("the read panicked".into()))).collect()
     });
@@ -66,7 +71,13 @@ fn node_files(ctx: &Ctx, opts: &Options) -> Vec<Check> {
                 continue;
             }
         };
-        out.push(judge_node(&n.name, files.iter().find(|(p, _)| p == CA_FILE).and_then(|(_, c)| c.as_deref()), files.iter().find(|(p, _)| p == CERT_FILE).and_then(|(_, c)| c.as_deref()), &trusted, opts));
+        out.push(judge_node(
+            &n.name,
+            files.iter().find(|(p, _)| p == CA_FILE).and_then(|(_, c)| c.as_deref()),
+            files.iter().find(|(p, _)| p == CERT_FILE).and_then(|(_, c)| c.as_deref()),
+            &trusted,
+            opts,
+        ));
     }
     out
 }
@@ -82,22 +93,53 @@ fn trusted_cas(ctx: &Ctx) -> Vec<Vec<u8>> {
 pub fn judge_node(node: &str, ca: Option<&[u8]>, cert: Option<&[u8]>, trusted: &[Vec<u8>], opts: &Options) -> Check {
     let n = Some(node);
     let (Some(ca), Some(cert)) = (ca, cert) else {
-        return check("apiserver-files", n, Level::Warn, format!("{CA_FILE} or {CERT_FILE} is not there (before kubeadm init?)"), "copy out/control-plane/NODE/ to the node (RUNBOOK.md)");
+        return check(
+            "apiserver-files",
+            n,
+            Level::Warn,
+            format!("{CA_FILE} or {CERT_FILE} is not there (before kubeadm init?)"),
+            "copy out/control-plane/NODE/ to the node (RUNBOOK.md)",
+        );
     };
     let node_cas = pki::pemfile::certificates(ca, CA_FILE).unwrap_or_default();
     if !node_cas.iter().any(|c| trusted.contains(c)) {
-        return check("apiserver-files", n, Level::Fail, format!("{CA_FILE} holds none of the CAs the members trust: kube-apiserver cannot verify etcd"), "copy out/control-plane/NODE/etc/kubernetes/pki/etcd/ca.crt to the node and restart kube-apiserver");
+        return check(
+            "apiserver-files",
+            n,
+            Level::Fail,
+            format!("{CA_FILE} holds none of the CAs the members trust: kube-apiserver cannot verify etcd"),
+            "copy out/control-plane/NODE/etc/kubernetes/pki/etcd/ca.crt to the node and restart kube-apiserver",
+        );
     }
     let Ok(der) = pki::pemfile::first_certificate(cert, CERT_FILE) else {
-        return check("apiserver-files", n, Level::Fail, format!("{CERT_FILE} is not a certificate"), "copy the control-plane folder's apiserver-etcd-client.crt and .key to the node");
+        return check(
+            "apiserver-files",
+            n,
+            Level::Fail,
+            format!("{CERT_FILE} is not a certificate"),
+            "copy the control-plane folder's apiserver-etcd-client.crt and .key to the node",
+        );
     };
     let signed = trusted.iter().any(|ca| pki::verify::signed_by_der(&der, ca));
     if !signed {
-        return check("apiserver-files", n, Level::Fail, format!("{CERT_FILE} is not signed by a CA the members trust: etcd refuses kube-apiserver"), "copy the control-plane folder's apiserver-etcd-client.crt and .key to the node and restart kube-apiserver");
+        return check(
+            "apiserver-files",
+            n,
+            Level::Fail,
+            format!("{CERT_FILE} is not signed by a CA the members trust: etcd refuses kube-apiserver"),
+            "copy the control-plane folder's apiserver-etcd-client.crt and .key to the node and restart kube-apiserver",
+        );
     }
     match pki::inspect::cert_info(&der, CERT_FILE) {
         Ok(info) => {
-            let mut c = judge::expiry("apiserver-files", "kube-apiserver's etcd client certificate expires", info.not_after_unix, opts.now, opts.cert_warn_days, "etcd-bootstrap rotate certs, then copy the control-plane folder to the node");
+            let mut c = judge::expiry(
+                "apiserver-files",
+                "kube-apiserver's etcd client certificate expires",
+                info.not_after_unix,
+                opts.now,
+                opts.cert_warn_days,
+                "etcd-bootstrap rotate certs, then copy the control-plane folder to the node",
+            );
             c.member = Some(node.to_string());
             c
         }
@@ -109,7 +151,10 @@ pub fn judge_node(node: &str, ca: Option<&[u8]>, cert: Option<&[u8]>, trusted: &
 fn public_files_script(paths: &[&str]) -> String {
     let mut s = String::from("set -u\n");
     for p in paths {
-        s.push_str(&format!("f={}; n=$(printf %s \"$f\" | base64 -w0); if [ -f \"$f\" ]; then echo \"file=$n $(base64 -w0 < \"$f\")\"; else echo \"missing=$n\"; fi\n", q(p)));
+        s.push_str(&format!(
+            "f={}; n=$(printf %s \"$f\" | base64 -w0); if [ -f \"$f\" ]; then echo \"file=$n $(base64 -w0 < \"$f\")\"; else echo \"missing=$n\"; fi\n",
+            q(p)
+        ));
     }
     s
 }

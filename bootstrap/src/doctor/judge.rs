@@ -22,7 +22,13 @@ pub fn db_size(member: &str, size: u64, quota: u64) -> Check {
     } else {
         Level::Ok
     };
-    check("db-size", Some(member), level, format!("{} of the {} quota ({pct:.1}%)", mib(size), mib(quota)), "compact and defragment (etcd-bootstrap maintain), or raise etcd.quota_backend_bytes")
+    check(
+        "db-size",
+        Some(member),
+        level,
+        format!("{} of the {} quota ({pct:.1}%)", mib(size), mib(quota)),
+        "compact and defragment (etcd-bootstrap maintain), or raise etcd.quota_backend_bytes",
+    )
 }
 
 /// Space in use below half the file, in a file over 100 MB: defragmentation would give it back
@@ -30,7 +36,13 @@ pub fn db_size(member: &str, size: u64, quota: u64) -> Check {
 pub fn fragmentation(member: &str, size: u64, in_use: u64) -> Check {
     let ratio = if size == 0 { 1.0 } else { in_use as f64 / size as f64 };
     let level = if size > 100 * 1024 * 1024 && ratio < 0.5 { Level::Warn } else { Level::Ok };
-    check("fragmentation", Some(member), level, format!("{} in use of {} ({:.0}%)", mib(in_use), mib(size), ratio * 100.0), "defragment: etcd-bootstrap maintain")
+    check(
+        "fragmentation",
+        Some(member),
+        level,
+        format!("{} in use of {} ({:.0}%)", mib(in_use), mib(size), ratio * 100.0),
+        "defragment: etcd-bootstrap maintain",
+    )
 }
 
 /// p99 of a latency histogram: WARN above etcd's recommended limit (10 ms WAL fsync, 25 ms
@@ -47,7 +59,13 @@ pub fn latency(name: &str, member: &str, p99: Option<f64>, limit: f64, alert: f6
             } else {
                 Level::Ok
             };
-            check(name, Some(member), level, format!("p99 {:.1} ms since start (limit {:.0} ms)", v * 1000.0, limit * 1000.0), "give the member a faster disk (SSD, no noisy neighbours); etcd's WAL fsync decides its latency")
+            check(
+                name,
+                Some(member),
+                level,
+                format!("p99 {:.1} ms since start (limit {:.0} ms)", v * 1000.0, limit * 1000.0),
+                "give the member a faster disk (SSD, no noisy neighbours); etcd's WAL fsync decides its latency",
+            )
         }
     }
 }
@@ -74,7 +92,13 @@ pub fn free_space(member: &str, free: u64, db: u64) -> Check {
     } else {
         Level::Ok
     };
-    check("free-space", Some(member), level, format!("{} free beside a {} database", mib(free), mib(db)), "free space on the data dir's filesystem (a defragmentation needs the database's size again)")
+    check(
+        "free-space",
+        Some(member),
+        level,
+        format!("{} free beside a {} database", mib(free), mib(db)),
+        "free space on the data dir's filesystem (a defragmentation needs the database's size again)",
+    )
 }
 
 /// Age of the newest verified backup: WARN past `warn`, FAIL past `fail` (seconds).
@@ -110,11 +134,7 @@ pub fn expiry(name: &str, what: &str, not_after: i64, now: i64, warn_days: i64, 
 }
 
 pub fn mib(bytes: u64) -> String {
-    if bytes >= GIB {
-        format!("{:.1} GiB", bytes as f64 / GIB as f64)
-    } else {
-        format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
-    }
+    if bytes >= GIB { format!("{:.1} GiB", bytes as f64 / GIB as f64) } else { format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0)) }
 }
 
 pub fn human(seconds: i64) -> String {
@@ -185,7 +205,12 @@ pub fn counter(text: &str, name: &str) -> Option<f64> {
 
 /// Each member's etcd against kubeadm's MinExternalEtcdVersion for the spec's Kubernetes: below
 /// it FAIL (kubeadm's preflight refuses it), or WARN when the spec accepts an old etcd (a lab).
-pub fn etcd_for_kubernetes(k8s: crate::versions::Version, min: Option<crate::versions::Version>, versions: &[(String, crate::versions::Version)], allow_old: bool) -> Check {
+pub fn etcd_for_kubernetes(
+    k8s: crate::versions::Version,
+    min: Option<crate::versions::Version>,
+    versions: &[(String, crate::versions::Version)],
+    allow_old: bool,
+) -> Check {
     let Some(min) = min else {
         return check("version-matrix", None, Level::Ok, format!("kubeadm {k8s}: no minimum etcd known"), "");
     };
@@ -195,7 +220,11 @@ pub fn etcd_for_kubernetes(k8s: crate::versions::Version, min: Option<crate::ver
         (false, true) => Level::Warn,
         (false, false) => Level::Fail,
     };
-    let evidence = if old.is_empty() { format!("every member at or above {min}, kubeadm {k8s}'s minimum") } else { format!("below kubeadm {k8s}'s minimum etcd {min}: {}", old.join(", ")) };
+    let evidence = if old.is_empty() {
+        format!("every member at or above {min}, kubeadm {k8s}'s minimum")
+    } else {
+        format!("below kubeadm {k8s}'s minimum etcd {min}: {}", old.join(", "))
+    };
     check("version-matrix", None, level, evidence, "etcd-bootstrap upgrade --to the newest 3.5 patch")
 }
 
@@ -207,7 +236,13 @@ pub const CATCHUP_ENTRIES: u64 = 5000;
 pub fn raft_lag(member: &str, index: u64, highest: u64) -> Check {
     let lag = highest.saturating_sub(index);
     let level = if lag > CATCHUP_ENTRIES { Level::Warn } else { Level::Ok };
-    check("raft-lag", Some(member), level, format!("{lag} entries behind the most advanced member"), "look at its disk and network latency (wal-fsync, peer round trips); a member that keeps falling behind: etcd-bootstrap replace NAME")
+    check(
+        "raft-lag",
+        Some(member),
+        level,
+        format!("{lag} entries behind the most advanced member"),
+        "look at its disk and network latency (wal-fsync, peer round trips); a member that keeps falling behind: etcd-bootstrap replace NAME",
+    )
 }
 
 /// Leader changes a member saw within the window (etcdHighNumberOfLeaderChanges: 4 or more in
@@ -220,7 +255,13 @@ pub fn leader_changes(member: &str, count: f64, earlier: Option<(i64, f64)>, now
             // a counter that went down: the member restarted, everything counted is new
             let seen = if count >= before { count - before } else { count };
             let level = if seen >= 4.0 { Level::Warn } else { Level::Ok };
-            check("leader-changes", Some(member), level, format!("{seen:.0} in the last {}", human(now - at)), "frequent elections: look at disk latency (wal-fsync), CPU starvation and the network between members")
+            check(
+                "leader-changes",
+                Some(member),
+                level,
+                format!("{seen:.0} in the last {}", human(now - at)),
+                "frequent elections: look at disk latency (wal-fsync), CPU starvation and the network between members",
+            )
         }
     }
 }
@@ -238,6 +279,10 @@ pub fn window_start(samples: &[(i64, f64)], now: i64) -> Option<(i64, f64)> {
 pub fn ca_outlives(ca: &str, ca_left: i64, leaves: &[(&str, i64)]) -> Check {
     let outliving: Vec<&str> = leaves.iter().filter(|(_, left)| *left > ca_left).map(|(n, _)| *n).collect();
     let level = if outliving.is_empty() { Level::Ok } else { Level::Warn };
-    let evidence = if outliving.is_empty() { format!("{ca} outlives every leaf ({} left)", human(ca_left)) } else { format!("{ca} expires in {}, before {}", human(ca_left), outliving.join(", ")) };
+    let evidence = if outliving.is_empty() {
+        format!("{ca} outlives every leaf ({} left)", human(ca_left))
+    } else {
+        format!("{ca} expires in {}, before {}", human(ca_left), outliving.join(", "))
+    };
     check("ca-lifetime", None, level, evidence, "rotate the CA before it expires: etcd-bootstrap rotate ca")
 }

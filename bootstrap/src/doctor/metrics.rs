@@ -2,7 +2,7 @@
 //! client (or the plain-HTTP metrics listener the spec asks for): WAL fsync and backend commit
 //! latency, leader changes.
 
-use super::{judge, Check, Gauge, Level};
+use super::{Check, Gauge, Level, judge};
 use crate::context::Ctx;
 use crate::plan::MemberPlan;
 use std::io::{Read, Write};
@@ -23,7 +23,12 @@ pub fn checks(ctx: &Ctx, now: i64) -> (Vec<Check>, Vec<Gauge>) {
                 c.push(judge::latency("wal-fsync", name, fsync, 0.010, 0.5));
                 c.push(judge::latency("backend-commit", name, commit, 0.025, 0.25));
                 if let Some(n) = judge::counter(&text, "etcd_server_leader_changes_seen_total") {
-                    g.push(Gauge { name: "etcd_bootstrap_leader_changes_seen", help: "Leader changes the member has seen since it started.", labels: vec![("member", name.into())], value: n });
+                    g.push(Gauge {
+                        name: "etcd_bootstrap_leader_changes_seen",
+                        help: "Leader changes the member has seen since it started.",
+                        labels: vec![("member", name.into())],
+                        value: n,
+                    });
                     let mine = samples.entry(name.to_string()).or_default();
                     c.push(judge::leader_changes(name, n, judge::window_start(mine, now), now));
                     mine.retain(|(t, _)| now - t <= 2 * judge::LEADER_WINDOW);
@@ -35,7 +40,13 @@ pub fn checks(ctx: &Ctx, now: i64) -> (Vec<Check>, Vec<Gauge>) {
                     }
                 }
             }
-            Err(e) => c.push(Check { name: "metrics".into(), member: Some(name.into()), level: Level::Unknown, evidence: e, fix: "check that the member serves /metrics".into() }),
+            Err(e) => c.push(Check {
+                name: "metrics".into(),
+                member: Some(name.into()),
+                level: Level::Unknown,
+                evidence: e,
+                fix: "check that the member serves /metrics".into(),
+            }),
         }
     }
     // kept for the next run (a minute timer); losing it only restarts the window
@@ -101,7 +112,8 @@ fn tls_config(ctx: &Ctx) -> Result<rustls::ClientConfig, String> {
     for cert in rustls::pki_types::CertificateDer::pem_file_iter(&ca).map_err(|e| format!("{}: {e}", ca.display()))? {
         roots.add(cert.map_err(|e| format!("{}: {e}", ca.display()))?).map_err(|e| e.to_string())?;
     }
-    let chain: Vec<_> = rustls::pki_types::CertificateDer::pem_file_iter(&cert).map_err(|e| format!("{}: {e}", cert.display()))?.filter_map(|c| c.ok()).collect();
+    let chain: Vec<_> =
+        rustls::pki_types::CertificateDer::pem_file_iter(&cert).map_err(|e| format!("{}: {e}", cert.display()))?.filter_map(|c| c.ok()).collect();
     let key = rustls::pki_types::PrivateKeyDer::from_pem_file(&key).map_err(|e| format!("{}: {e}", key.display()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     rustls::ClientConfig::builder_with_provider(provider)

@@ -141,7 +141,13 @@ fn cluster_checks(ctx: &Ctx, now: i64) -> Found {
     c.extend(vc);
     g.extend(vg);
     let alarms = if v.alarms.is_empty() { Level::Ok } else { Level::Fail };
-    c.push(check("alarms", None, alarms, if v.alarms.is_empty() { "none".into() } else { v.alarms.join(", ") }, "NOSPACE: etcd-bootstrap maintain; CORRUPT: replace the member"));
+    c.push(check(
+        "alarms",
+        None,
+        alarms,
+        if v.alarms.is_empty() { "none".into() } else { v.alarms.join(", ") },
+        "NOSPACE: etcd-bootstrap maintain; CORRUPT: replace the member",
+    ));
     let quota = ctx.plan.loaded.spec.etcd.quota_backend_bytes.unwrap_or(judge::DEFAULT_QUOTA);
     let mut versions: Vec<String> = Vec::new();
     let mut downgrading: Option<String> = None;
@@ -165,15 +171,32 @@ fn cluster_checks(ctx: &Ctx, now: i64) -> Found {
                     g.push(gauge("etcd_bootstrap_db_size_bytes", "The member's database file size.", vec![("member", name.into())], size as f64));
                     g.push(gauge("etcd_bootstrap_db_quota_bytes", "The member's --quota-backend-bytes.", vec![("member", name.into())], quota as f64));
                 }
-                Some(Err(e)) => c.push(check("member", Some(name), Level::Fail, format!("no status: {}", e.message), "start it, or replace it: etcd-bootstrap replace NAME")),
+                Some(Err(e)) => c.push(check(
+                    "member",
+                    Some(name),
+                    Level::Fail,
+                    format!("no status: {}", e.message),
+                    "start it, or replace it: etcd-bootstrap replace NAME",
+                )),
                 None => {}
             }
         }
     }
     if let Some(target) = downgrading {
-        c.push(check("downgrade", None, Level::Warn, format!("etcd's downgrade to {target} is enabled: the cluster version is {target}, and each member on a newer release waits to be restarted on {target}"), "finish it: etcd-bootstrap downgrade --to RELEASE, or stop it: etcd-bootstrap downgrade --cancel"));
+        c.push(check(
+            "downgrade",
+            None,
+            Level::Warn,
+            format!(
+                "etcd's downgrade to {target} is enabled: the cluster version is {target}, and each member on a newer release waits to be restarted on {target}"
+            ),
+            "finish it: etcd-bootstrap downgrade --to RELEASE, or stop it: etcd-bootstrap downgrade --cancel",
+        ));
     }
-    c.extend(version_matrix(ctx.plan, &ctx.plan.members.iter().map(|m| m.spec.name.clone()).zip(member_versions.iter().cloned()).filter_map(|(n, v)| Some((n, v?))).collect::<Vec<_>>()));
+    c.extend(version_matrix(
+        ctx.plan,
+        &ctx.plan.members.iter().map(|m| m.spec.name.clone()).zip(member_versions.iter().cloned()).filter_map(|(n, v)| Some((n, v?))).collect::<Vec<_>>(),
+    ));
     let highest = indexes.iter().flatten().max().copied().unwrap_or(0);
     for (m, index) in ctx.plan.members.iter().zip(&indexes) {
         if let Some(i) = index {
@@ -182,7 +205,13 @@ fn cluster_checks(ctx: &Ctx, now: i64) -> Found {
     }
     versions.sort();
     versions.dedup();
-    c.push(check("versions", None, if versions.len() > 1 { Level::Warn } else { Level::Ok }, if versions.is_empty() { "unknown".into() } else { versions.join(", ") }, "finish the upgrade or downgrade: etcd-bootstrap upgrade --to ... or downgrade --to ..."));
+    c.push(check(
+        "versions",
+        None,
+        if versions.len() > 1 { Level::Warn } else { Level::Ok },
+        if versions.is_empty() { "unknown".into() } else { versions.join(", ") },
+        "finish the upgrade or downgrade: etcd-bootstrap upgrade --to ... or downgrade --to ...",
+    ));
     let (mc, mg) = metrics::checks(ctx, now);
     c.extend(mc);
     g.extend(mg);
@@ -225,7 +254,12 @@ fn host_checks(ctx: &Ctx) -> Found {
                 let db = out.value("db_bytes").and_then(|b| b.trim().parse::<u64>().ok()).unwrap_or(0);
                 if let Some(free) = free {
                     c.push(judge::free_space(name, free, db));
-                    g.push(gauge("etcd_bootstrap_data_dir_free_bytes", "Free bytes on the filesystem of the member's data dir.", vec![("member", name.into())], free as f64));
+                    g.push(gauge(
+                        "etcd_bootstrap_data_dir_free_bytes",
+                        "Free bytes on the filesystem of the member's data dir.",
+                        vec![("member", name.into())],
+                        free as f64,
+                    ));
                 }
             }
             Err(e) => c.push(check("host", Some(name), Level::Unknown, e.to_string(), "check that the host answers (ssh)")),
@@ -243,7 +277,8 @@ fn file_checks(ctx: &Ctx, opts: &Options) -> Found {
     let (mut c, mut g) = (Vec::new(), Vec::new());
     let plan = ctx.plan;
     let threshold = pki::expiry::Threshold::Within(time::Duration::days(opts.cert_warn_days));
-    let certs = if plan.loaded.spec.adopted.is_some() { crate::in_place::certs_report(ctx, threshold) } else { crate::ops::status::certs_check(plan, threshold) };
+    let certs =
+        if plan.loaded.spec.adopted.is_some() { crate::in_place::certs_report(ctx, threshold) } else { crate::ops::status::certs_check(plan, threshold) };
     match certs {
         Ok(report) => {
             let (cc, cg) = from_certs(&report, opts.now);
@@ -273,7 +308,12 @@ fn file_checks(ctx: &Ctx, opts: &Options) -> Found {
         let mut off = judge::backup_age(Some((url.as_str(), at)), opts.now, opts.backup_warn, opts.backup_fail);
         off.name = "backup-offsite".into();
         c.push(off);
-        g.push(gauge("etcd_bootstrap_last_offsite_backup_timestamp_seconds", "When the newest backup verified off-host was uploaded, seconds since the epoch.", vec![], at as f64));
+        g.push(gauge(
+            "etcd_bootstrap_last_offsite_backup_timestamp_seconds",
+            "When the newest backup verified off-host was uploaded, seconds since the epoch.",
+            vec![],
+            at as f64,
+        ));
     }
     if let Some((_, t)) = newest {
         g.push(gauge("etcd_bootstrap_last_backup_timestamp_seconds", "When the newest backup was taken, seconds since the epoch.", vec![], t as f64));
@@ -288,7 +328,13 @@ pub fn from_verdict(v: &etcdctl_lite::quorum::Verdict) -> Found {
         ClusterState::Degraded => Level::Warn,
         _ => Level::Fail,
     };
-    let c = vec![check("quorum", None, level, format!("{}: {}", v.state.word(), v.summary), "see `etcd-bootstrap status`; replace a dead member with `etcd-bootstrap replace NAME`")];
+    let c = vec![check(
+        "quorum",
+        None,
+        level,
+        format!("{}: {}", v.state.word(), v.summary),
+        "see `etcd-bootstrap status`; replace a dead member with `etcd-bootstrap replace NAME`",
+    )];
     let g = vec![
         gauge("etcd_bootstrap_quorum_healthy_voters", "Voting members that are fully healthy.", vec![], v.healthy_voters as f64),
         gauge("etcd_bootstrap_quorum_failures_tolerated", "How many more healthy voters may fail before quorum is lost.", vec![], v.failures_tolerated as f64),
@@ -317,7 +363,8 @@ pub fn from_certs(report: &pki::expiry::Report, now: i64) -> Found {
         }
     }
     if let Some(ca) = report.authorities.iter().find(|a| a.status != pki::expiry::Status::Invalid) {
-        let leaves: Vec<(&str, i64)> = report.certificates.iter().filter(|l| l.status != pki::expiry::Status::Invalid).map(|l| (l.certificate.as_str(), l.residual_seconds)).collect();
+        let leaves: Vec<(&str, i64)> =
+            report.certificates.iter().filter(|l| l.status != pki::expiry::Status::Invalid).map(|l| (l.certificate.as_str(), l.residual_seconds)).collect();
         c.push(judge::ca_outlives(&ca.certificate, ca.residual_seconds, &leaves));
     }
     (c, g)
@@ -325,7 +372,13 @@ pub fn from_certs(report: &pki::expiry::Report, now: i64) -> Found {
 
 /// The gauges of a backup just taken (`backup -w prometheus`).
 pub fn from_backup(b: &crate::backups::Backup, now: i64) -> Found {
-    let c = vec![check("backup", None, if b.healthy { Level::Ok } else { Level::Warn }, format!("{} at revision {}", b.path, b.revision), "the cluster was not healthy: see etcd-bootstrap status")];
+    let c = vec![check(
+        "backup",
+        None,
+        if b.healthy { Level::Ok } else { Level::Warn },
+        format!("{} at revision {}", b.path, b.revision),
+        "the cluster was not healthy: see etcd-bootstrap status",
+    )];
     let g = vec![
         gauge("etcd_bootstrap_last_backup_timestamp_seconds", "When the newest backup was taken, seconds since the epoch.", vec![], now as f64),
         gauge("etcd_bootstrap_last_backup_size_bytes", "The size of the newest backup's snapshot.", vec![], b.bytes as f64),
@@ -368,9 +421,21 @@ pub const METRICS_TIMEOUT: Duration = Duration::from_secs(3);
 pub fn timer(exe: &std::path::Path, spec: &std::path::Path, textfile: &std::path::Path, cluster: &str) -> crate::error::Result<String> {
     use crate::scripts::systemd_quote;
     for p in [exe, spec, textfile] {
-        crate::rules::no_control(&p.display().to_string()).map_err(|e| crate::error::BootError::Output { path: p.display().to_string(), reason: format!("{e}: cannot be put in a unit file or a cron line") })?;
+        crate::rules::no_control(&p.display().to_string()).map_err(|e| crate::error::BootError::Output {
+            path: p.display().to_string(),
+            reason: format!("{e}: cannot be put in a unit file or a cron line"),
+        })?;
     }
-    let cmd = [exe.display().to_string(), "-f".into(), spec.display().to_string(), "doctor".into(), "-w".into(), "prometheus".into(), "--textfile".into(), textfile.display().to_string()];
+    let cmd = [
+        exe.display().to_string(),
+        "-f".into(),
+        spec.display().to_string(),
+        "doctor".into(),
+        "-w".into(),
+        "prometheus".into(),
+        "--textfile".into(),
+        textfile.display().to_string(),
+    ];
     let unit_cmd: Vec<String> = cmd.iter().map(|a| systemd_quote(a)).collect();
     let shell_cmd: Vec<String> = cmd.iter().map(|a| crate::plan::sh_quote(a).replace('%', "\\%")).collect();
     Ok(format!(

@@ -56,9 +56,8 @@ fn number(v: f64) -> String {
 }
 
 pub fn prometheus(r: &Report) -> String {
-    let mut out = String::from(
-        "# HELP etcd_bootstrap_check The result of each doctor check: 0 OK, 1 WARN, 2 FAIL, 3 UNKNOWN.\n# TYPE etcd_bootstrap_check gauge\n",
-    );
+    let mut out =
+        String::from("# HELP etcd_bootstrap_check The result of each doctor check: 0 OK, 1 WARN, 2 FAIL, 3 UNKNOWN.\n# TYPE etcd_bootstrap_check gauge\n");
     let mut seen = std::collections::HashSet::new();
     for c in &r.checks {
         let key = (c.name.clone(), c.member.clone().unwrap_or_default());
@@ -108,7 +107,11 @@ pub fn nagios(r: &Report) -> String {
         .filter(|g| g.name != "x509_cert_not_after")
         .map(|g| {
             let suffix: Vec<String> = g.labels.iter().map(|(_, v)| v.clone()).collect();
-            let name = if suffix.is_empty() { g.name.trim_start_matches("etcd_bootstrap_").to_string() } else { format!("{}_{}", g.name.trim_start_matches("etcd_bootstrap_"), suffix.join("_")) };
+            let name = if suffix.is_empty() {
+                g.name.trim_start_matches("etcd_bootstrap_").to_string()
+            } else {
+                format!("{}_{}", g.name.trim_start_matches("etcd_bootstrap_"), suffix.join("_"))
+            };
             let name = name.replace(['\'', '='], "_");
             format!("'{name}'={}", number(g.value))
         })

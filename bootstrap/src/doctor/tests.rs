@@ -54,9 +54,20 @@ fn p99_from_prometheus_text_as_histogram_quantile_computes_it() {
 }
 
 fn sample() -> Report {
-    let c = |name: &str, member: Option<&str>, level| Check { name: name.into(), member: member.map(String::from), level, evidence: "ev\nidence \"q\" | x".into(), fix: if level == Level::Ok { String::new() } else { "do it".into() } };
+    let c = |name: &str, member: Option<&str>, level| Check {
+        name: name.into(),
+        member: member.map(String::from),
+        level,
+        evidence: "ev\nidence \"q\" | x".into(),
+        fix: if level == Level::Ok { String::new() } else { "do it".into() },
+    };
     Report {
-        checks: vec![c("quorum", None, Level::Ok), c("db-size", Some("etcd-1"), Level::Warn), c("db-size", Some("etcd-1"), Level::Warn), c("clock", Some("we\"ird\\name"), Level::Ok)],
+        checks: vec![
+            c("quorum", None, Level::Ok),
+            c("db-size", Some("etcd-1"), Level::Warn),
+            c("db-size", Some("etcd-1"), Level::Warn),
+            c("clock", Some("we\"ird\\name"), Level::Ok),
+        ],
         gauges: vec![
             Gauge { name: "etcd_bootstrap_db_size_bytes", help: "h", labels: vec![("member", "etcd-1".into())], value: 1.0 },
             Gauge { name: "x509_cert_not_after", help: "h", labels: vec![("path", "/p/a \"b\"\n".into()), ("cn", "c".into())], value: 1.5e9 },
@@ -91,7 +102,10 @@ fn the_nagios_line_has_the_state_a_summary_and_perfdata() {
 
 #[test]
 fn a_failure_outranks_an_unknown_and_an_unknown_outranks_a_warning() {
-    let mk = |levels: &[Level]| Report { checks: levels.iter().map(|l| Check { name: "c".into(), member: None, level: *l, evidence: String::new(), fix: String::new() }).collect(), gauges: vec![] };
+    let mk = |levels: &[Level]| Report {
+        checks: levels.iter().map(|l| Check { name: "c".into(), member: None, level: *l, evidence: String::new(), fix: String::new() }).collect(),
+        gauges: vec![],
+    };
     assert_eq!(mk(&[Level::Ok, Level::Unknown, Level::Fail]).level(), Level::Fail);
     assert_eq!(mk(&[Level::Warn, Level::Unknown]).level(), Level::Unknown);
     assert_eq!(mk(&[Level::Ok, Level::Warn]).level(), Level::Warn);
@@ -159,11 +173,24 @@ fn kube_apiserver_files_on_a_node_must_chain_to_the_ca_the_members_trust() {
     let ca = pki::ca::Ca::create(&pki::ca::CaOptions::default()).unwrap();
     let other = pki::ca::Ca::create(&pki::ca::CaOptions::default()).unwrap();
     let leaf = |ca: &pki::ca::Ca, days: i64| {
-        let t = pki::ca::LeafTemplate { subject: pki::ca::Subject::cn("kube-apiserver-etcd-client"), sans: vec![], usages: pki::cluster::client_usages(), validity: time::Duration::days(days), ca_constraint: None };
+        let t = pki::ca::LeafTemplate {
+            subject: pki::ca::Subject::cn("kube-apiserver-etcd-client"),
+            sans: vec![],
+            usages: pki::cluster::client_usages(),
+            validity: time::Duration::days(days),
+            ca_constraint: None,
+        };
         let key = pki::keys::PrivateKey::generate(pki::keys::KeyAlgorithm::EcdsaP256).unwrap();
         ca.sign(&t, key.key_pair()).unwrap().pem.into_bytes()
     };
-    let opts = super::Options { backup_dir: "/b".into(), use_record: false, backup_warn: 1, backup_fail: 2, cert_warn_days: 30, now: time::OffsetDateTime::now_utc().unix_timestamp() };
+    let opts = super::Options {
+        backup_dir: "/b".into(),
+        use_record: false,
+        backup_warn: 1,
+        backup_fail: 2,
+        cert_warn_days: 30,
+        now: time::OffsetDateTime::now_utc().unix_timestamp(),
+    };
     let trusted = vec![ca.cert_der().to_vec()];
     let ca_pem = ca.cert_pem().as_bytes();
     let judge = |c: Option<&[u8]>, l: Option<&[u8]>| super::around::judge_node("cp-1", c, l, &trusted, &opts);

@@ -4,9 +4,9 @@
 //! same lock and journal entry: a library caller gets it too, and a failed upload is the
 //! operation's error, the local backup kept.
 
+pub use crate::backups::{Backup, is_backup_name, timer};
 use crate::context::Ctx;
 use crate::error::Result;
-pub use crate::backups::{is_backup_name, timer, Backup};
 use std::path::Path;
 
 pub fn backup(ctx: &Ctx, dir: &Path, keep: Option<usize>, seal: Option<&crate::sealed::Recipients>) -> Result<Backup> {
@@ -21,13 +21,21 @@ pub struct Offsite<'a> {
 
 /// [`backup`], then, if asked, the upload of the file just taken: verified by reading it back,
 /// older objects beyond `keep` removed, recorded for `doctor`.
-pub fn backup_and_ship(ctx: &Ctx, dir: &Path, keep: Option<usize>, seal: Option<&crate::sealed::Recipients>, to: Option<Offsite<'_>>) -> Result<(Backup, Option<crate::offsite::Shipped>)> {
+pub fn backup_and_ship(
+    ctx: &Ctx,
+    dir: &Path,
+    keep: Option<usize>,
+    seal: Option<&crate::sealed::Recipients>,
+    to: Option<Offsite<'_>>,
+) -> Result<(Backup, Option<crate::offsite::Shipped>)> {
     let b = backup(ctx, dir, keep, seal)?;
     let Some(to) = to else { return Ok((b, None)) };
     let t = std::time::Instant::now();
     let plan = ctx.plan;
     let shipped = crate::offsite::ship(to.location, to.settings, Path::new(&b.path), &plan.loaded.spec.name, keep).map_err(|e| match e {
-        crate::error::BootError::Offsite { url, reason } => crate::error::BootError::Offsite { url, reason: format!("{reason}; the backup is kept here: {}", b.path) },
+        crate::error::BootError::Offsite { url, reason } => {
+            crate::error::BootError::Offsite { url, reason: format!("{reason}; the backup is kept here: {}", b.path) }
+        }
         other => other,
     })?;
     crate::backups::record_remote(Path::new(&plan.loaded.file), &shipped.url);

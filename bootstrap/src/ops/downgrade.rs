@@ -11,7 +11,10 @@
 use crate::context::Ctx;
 use crate::error::{BootError, Result};
 use crate::plan::MemberPlan;
-use crate::rolling::{backup_dir, bin_dir_of, load, member_versions, refuse_owned_binaries, save, start_stopped, starting_version, state_path, swap_binary, wait_cluster_version, Roll, RollState};
+use crate::rolling::{
+    Roll, RollState, backup_dir, bin_dir_of, load, member_versions, refuse_owned_binaries, save, start_stopped, starting_version, state_path, swap_binary,
+    wait_cluster_version,
+};
 use crate::versions::Version;
 use etcdctl_lite::maintenance::Downgrade;
 use etcdctl_lite::quorum::Role;
@@ -27,7 +30,9 @@ pub fn check_step(from: Version, to: Version) -> std::result::Result<bool, Strin
         return Ok(false);
     }
     if from < Version(3, 6, 0) {
-        return Err(format!("etcd {from} has no downgrade API (it came in 3.6): restore a backup taken before the upgrade instead (etcd-bootstrap restore SNAPSHOT)"));
+        return Err(format!(
+            "etcd {from} has no downgrade API (it came in 3.6): restore a backup taken before the upgrade instead (etcd-bootstrap restore SNAPSHOT)"
+        ));
     }
     if to >= from || to.0 == from.0 && to.1 == from.1 {
         return Err(format!("{from} -> {to} is not one minor back: within a minor or up, use etcd-bootstrap upgrade --to"));
@@ -37,7 +42,10 @@ pub fn check_step(from: Version, to: Version) -> std::result::Result<bool, Strin
     }
     for (minor, floor) in [(5, Version(3, 5, 32)), (6, Version(3, 6, 11))] {
         if to.1 == minor && to < floor {
-            return Err(format!("{from} -> {to}: go down to {floor} or later (the newest {}.{} patch): older {}.{} patches have membership bugs etcd fixed for the way between minors", to.0, to.1, to.0, to.1));
+            return Err(format!(
+                "{from} -> {to}: go down to {floor} or later (the newest {}.{} patch): older {}.{} patches have membership bugs etcd fixed for the way between minors",
+                to.0, to.1, to.0, to.1
+            ));
         }
     }
     Ok(true)
@@ -64,10 +72,18 @@ pub fn downgrade(ctx: &Ctx, to: &str, sha256: Option<&str>, dry_run: bool, wait:
     let _lock = pki::lock::lock_dir(&plan.issue.dir, pki::lock::DEFAULT_WAIT)?;
     let base = Path::new(&plan.loaded.file).parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let release = crate::etcd_delivery::prepare(to, sha256, base, &plan.loaded.output_dir)?;
-    progress.step("downgrade", &format!("etcd {} from {to}: {}", release.version, if sha256.is_some() { "checksum verified" } else { "no --sha256 given" }), None);
+    progress.step(
+        "downgrade",
+        &format!("etcd {} from {to}: {}", release.version, if sha256.is_some() { "checksum verified" } else { "no --sha256 given" }),
+        None,
+    );
     let state = load(plan, Roll::Downgrade)?.filter(|s| s.to == release.version.to_string());
     if let Some(s) = &state {
-        progress.step("downgrade", &format!("resuming: {} already on etcd {}", if s.done.is_empty() { "none".to_string() } else { s.done.join(", ") }, s.to), None);
+        progress.step(
+            "downgrade",
+            &format!("resuming: {} already on etcd {}", if s.done.is_empty() { "none".to_string() } else { s.done.join(", ") }, s.to),
+            None,
+        );
         start_stopped(ctx, &release, wait)?;
     }
     ctx.require_healthy("downgrade")?;
@@ -84,14 +100,33 @@ pub fn downgrade(ctx: &Ctx, to: &str, sha256: Option<&str>, dry_run: bool, wait:
     let enabled = state.as_ref().is_some_and(|s| s.enabled) || enabled_to(ctx, &target);
     if needed && !enabled {
         // etcd's own check, read-only: refuses while members disagree or the target is wrong
-        ctx.etcd.downgrade(&Downgrade::Validate(target.clone())).map_err(|e| BootError::Preflight(vec![format!("etcd refuses a downgrade to {target}: {e}")]))?;
+        ctx.etcd
+            .downgrade(&Downgrade::Validate(target.clone()))
+            .map_err(|e| BootError::Preflight(vec![format!("etcd refuses a downgrade to {target}: {e}")]))?;
     }
-    let mut steps = vec![format!("backup to {}", backup_dir(plan).display()), format!("enable etcd's downgrade to {target}; wait until every member's storage version is {target}.0")];
-    steps.extend(pending.iter().map(|m| format!("{}: deliver etcd {} to {}, restart on it (leadership handed off first if it leads), wait HEALTHY", m.spec.name, release.version, bin_dir_of(m).display())));
+    let mut steps = vec![
+        format!("backup to {}", backup_dir(plan).display()),
+        format!("enable etcd's downgrade to {target}; wait until every member's storage version is {target}.0"),
+    ];
+    steps.extend(pending.iter().map(|m| {
+        format!(
+            "{}: deliver etcd {} to {}, restart on it (leadership handed off first if it leads), wait HEALTHY",
+            m.spec.name,
+            release.version,
+            bin_dir_of(m).display()
+        )
+    }));
     steps.push(format!("check the cluster version reports {target}"));
     if dry_run || !needed && pending.is_empty() {
         let cluster_version = crate::rolling::cluster_version(ctx).unwrap_or_default();
-        return Ok(DowngradeReport { from: from.to_string(), to: release.version.to_string(), downgraded: vec![], cluster_version, backup: None, steps: if needed || !pending.is_empty() { steps } else { vec![] } });
+        return Ok(DowngradeReport {
+            from: from.to_string(),
+            to: release.version.to_string(),
+            downgraded: vec![],
+            cluster_version,
+            backup: None,
+            steps: if needed || !pending.is_empty() { steps } else { vec![] },
+        });
     }
     let mut state = match state {
         Some(s) if s.backup.is_some() => s,
@@ -141,7 +176,10 @@ fn refuse_unknown_settings(ctx: &Ctx, from: Version) -> Result<()> {
         let Some(effective) = crate::rolling::adopted_settings(ctx, m, "downgrade")? else { continue };
         let (previous, found) = crate::adopt::next_minor::unknown_to_previous(from, &effective);
         for b in found {
-            problems.push(format!("member {}: {}: {} — instead: {}, in its own setup (adoption never edits it); then downgrade to {}.{} again", m.spec.name, b.written, b.effect, b.fix, previous.0, previous.1));
+            problems.push(format!(
+                "member {}: {}: {} — instead: {}, in its own setup (adoption never edits it); then downgrade to {}.{} again",
+                m.spec.name, b.written, b.effect, b.fix, previous.0, previous.1
+            ));
         }
     }
     if problems.is_empty() { Ok(()) } else { Err(BootError::Preflight(problems)) }
@@ -198,7 +236,10 @@ fn wait_ended(ctx: &Ctx, wait: Duration) -> Result<()> {
             return Ok(());
         }
         if Instant::now() > deadline {
-            return Err(BootError::Verification(format!("every member runs the target, but etcd still reports the downgrade enabled {}s later; run the same command again", wait.as_secs())));
+            return Err(BootError::Verification(format!(
+                "every member runs the target, but etcd still reports the downgrade enabled {}s later; run the same command again",
+                wait.as_secs()
+            )));
         }
         std::thread::sleep(Duration::from_millis(500));
     }

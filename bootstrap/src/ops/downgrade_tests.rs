@@ -2,7 +2,7 @@
 //! order of its effects (enable, storage, members with the leader last) and how it resumes and
 //! cancels.
 
-use crate::fakes::{self, cluster, effects, fail, Shared};
+use crate::fakes::{self, Shared, cluster, effects, fail};
 use crate::journal::OpKind;
 use crate::rolling::{self, Roll, RollState};
 use crate::versions::Version;
@@ -39,7 +39,13 @@ fn delivered_to(world: &Shared) -> Vec<String> {
 /// A run past its backup (the fake etcd takes no snapshots): the record a first run writes
 /// before its first change.
 fn recorded(c: &fakes::Cluster, to: &str, from: &str, done: &[&str]) {
-    let s = RollState { to: to.into(), from: from.into(), done: done.iter().map(|d| d.to_string()).collect(), backup: Some("backups/before.db".into()), enabled: false };
+    let s = RollState {
+        to: to.into(),
+        from: from.into(),
+        done: done.iter().map(|d| d.to_string()).collect(),
+        backup: Some("backups/before.db".into()),
+        enabled: false,
+    };
     rolling::save(&c.plan, Roll::Downgrade, &s).unwrap();
 }
 

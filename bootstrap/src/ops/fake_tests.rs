@@ -3,14 +3,18 @@
 //! has its own file.) The end-to-end path is tested against real etcd in `tests/`.
 
 use crate::error::BootError;
-use crate::fakes::{self, cluster, effects, fail, kill, Shared};
+use crate::fakes::{self, Shared, cluster, effects, fail, kill};
 use crate::journal::OpKind;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(5);
 
 fn members_touched(world: &Shared, kind: &str) -> Vec<String> {
-    effects(world).iter().filter(|e| e.ends_with(&format!(": {kind}")) || e.contains(&format!(": {kind} "))).map(|e| e.split(':').next().unwrap_or("").to_string()).collect()
+    effects(world)
+        .iter()
+        .filter(|e| e.ends_with(&format!(": {kind}")) || e.contains(&format!(": {kind} ")))
+        .map(|e| e.split(':').next().unwrap_or("").to_string())
+        .collect()
 }
 
 #[test]
@@ -94,7 +98,7 @@ fn maintain_refuses_without_quorum_before_compacting() {
 
 #[test]
 fn rotate_ca_restarts_members_one_by_one_leader_handed_off_then_pauses_and_resumes_where_killed() {
-    use super::rotate_ca::{rotate_ca, Outcome, Request};
+    use super::rotate_ca::{Outcome, Request, rotate_ca};
     let c = cluster();
     pki::bundle::issue_into(&c.plan.issue).unwrap();
     crate::live::ensure_crl(&c.plan).unwrap();
@@ -138,7 +142,8 @@ fn certificates_that_do_not_fit_are_refused_without_advising_a_force_flag_etcd_b
     std::fs::remove_file(&pair.key).unwrap();
     let world = fakes::world(&c.plan);
     kill(&world, "etcd-2");
-    let e = c.run(&world, OpKind::Replace, Some("etcd-2"), "replace etcd-2", |ctx| super::replace::replace(ctx, "etcd-2", false, WAIT)).unwrap_err().to_string();
+    let e =
+        c.run(&world, OpKind::Replace, Some("etcd-2"), "replace etcd-2", |ctx| super::replace::replace(ctx, "etcd-2", false, WAIT)).unwrap_err().to_string();
     assert!(e.starts_with("refusing to replace etcd-2: existing certificates do not fit this cluster"), "{e}");
     assert!(e.contains("Move the files listed aside and run the command again"), "{e}");
     assert!(!e.contains("--force"), "{e}");
@@ -154,7 +159,10 @@ fn rotations_refuse_when_a_host_does_not_answer_before_their_first_change() {
     fail(&world, "etcd-3", "free-space");
     let e = c.run(&world, OpKind::RotateCerts, None, "rotate certs", |ctx| super::rotate_certs::rotate_certs(ctx, true, WAIT)).unwrap_err().to_string();
     assert!(e.starts_with("refusing to rotate: member etcd-3 (fake etcd-3): ssh: connect to host"), "{e}");
-    let e = c.run(&world, OpKind::RotateCa, None, "rotate ca", |ctx| super::rotate_ca::rotate_ca(ctx, super::rotate_ca::Request::StartOrResume, WAIT)).unwrap_err().to_string();
+    let e = c
+        .run(&world, OpKind::RotateCa, None, "rotate ca", |ctx| super::rotate_ca::rotate_ca(ctx, super::rotate_ca::Request::StartOrResume, WAIT))
+        .unwrap_err()
+        .to_string();
     assert!(e.starts_with("refusing to rotate the CA: member etcd-3"), "{e}");
     assert!(!c.plan.issue.dir.join("etcd/ca-new.crt").exists(), "no new CA made");
     assert_eq!(members_touched(&world, "deliver"), Vec::<String>::new());
@@ -203,7 +211,10 @@ fn an_upgrade_to_36_refuses_members_serving_the_v2_api_before_any_change() {
         w.v2_wal.insert("etcd-1".into());
     }
     let e = c.run(&world, OpKind::Upgrade, None, "upgrade", |ctx| super::upgrade::upgrade(ctx, &to, None, false, WAIT)).unwrap_err().to_string();
-    assert!(e.contains("in the WAL after the last v2 snapshot on: etcd-1;") && e.contains("--snapshot-count=1") && !e.contains("does not start on v2 data"), "{e}");
+    assert!(
+        e.contains("in the WAL after the last v2 snapshot on: etcd-1;") && e.contains("--snapshot-count=1") && !e.contains("does not start on v2 data"),
+        "{e}"
+    );
     assert_eq!(c.under_way(), 0);
     world.lock().unwrap().v2_wal.clear();
     // within 3.5 the v2 API is not in the way: no probe

@@ -34,7 +34,10 @@ pub fn maintain(ctx: &Ctx, wait: Duration) -> Result<MaintainReport> {
     let progress = ctx.progress;
     let before = ctx.verdict()?;
     if matches!(before.state, ClusterState::NoQuorum | ClusterState::Unknown) {
-        return Err(BootError::Precondition { what: "maintain".into(), reason: format!("the cluster is {} ({}); compaction needs quorum", before.state.word(), before.summary) });
+        return Err(BootError::Precondition {
+            what: "maintain".into(),
+            reason: format!("the cluster is {} ({}); compaction needs quorum", before.state.word(), before.summary),
+        });
     }
     progress.step("maintain", &format!("cluster {}: {}", before.state.word(), before.summary), None);
     let (opts, rt) = ctx.etcd.client()?;
@@ -54,7 +57,10 @@ pub fn maintain(ctx: &Ctx, wait: Duration) -> Result<MaintainReport> {
     // 2. defragment one member at a time, the leader last; the cluster keeps its quorum between
     for endpoint in rt.block_on(maintenance::leader_last(&opts)) {
         let d = rt.block_on(maintenance::defrag_one(&endpoint, &long));
-        let took = d.result.map_err(|f| BootError::Members { what: "defragmenting (stopped before the next member)".into(), failures: vec![format!("{endpoint}: {}", f.message)] })?;
+        let took = d.result.map_err(|f| BootError::Members {
+            what: "defragmenting (stopped before the next member)".into(),
+            failures: vec![format!("{endpoint}: {}", f.message)],
+        })?;
         wait_quorum(ctx, wait, &endpoint)?;
         progress.step("defrag", &format!("{endpoint}: done; quorum holds"), Some(took));
     }
@@ -83,8 +89,10 @@ fn db_sizes(rt: &tokio::runtime::Runtime, opts: &etcdctl_lite::options::ClientOp
 
 /// Waits (bounded) until the cluster has its quorum again (HEALTHY, DEGRADED or READ-ONLY).
 fn wait_quorum(ctx: &Ctx, wait: Duration, after: &str) -> Result<()> {
-    ctx.wait_until(wait, |v| !matches!(v.state, ClusterState::NoQuorum | ClusterState::Unknown), |v| {
-        format!("after defragmenting {after}: {} ({}); stopped before the next member", v.state.word(), v.summary)
-    })
+    ctx.wait_until(
+        wait,
+        |v| !matches!(v.state, ClusterState::NoQuorum | ClusterState::Unknown),
+        |v| format!("after defragmenting {after}: {} ({}); stopped before the next member", v.state.word(), v.summary),
+    )
     .map(|_| ())
 }

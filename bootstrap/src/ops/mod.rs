@@ -15,8 +15,8 @@ pub mod restore;
 pub mod rotate_ca;
 pub mod rotate_certs;
 pub mod status;
-pub mod upgrade;
 pub mod up;
+pub mod upgrade;
 
 #[cfg(test)]
 #[path = "fake_tests.rs"]

@@ -10,7 +10,7 @@ use crate::live::{ensure_crl, host_err, own_files};
 use crate::plan::MemberPlan;
 use crate::scripts;
 use etcdctl_lite::model::MemberInfo;
-use etcdctl_lite::quorum::{quorum_size, ClusterState, MemberState, Role as QRole};
+use etcdctl_lite::quorum::{ClusterState, MemberState, Role as QRole, quorum_size};
 use std::time::{Duration, Instant};
 
 /// Where an earlier run of `replace` left the member, read from the cluster's member list.
@@ -113,7 +113,11 @@ fn retire_and_remove(ctx: &Ctx, m: &MemberPlan, old_id: Option<u64>, via: &[Stri
     ctx.changing(&format!("retire {name}"))?;
     let t = Instant::now();
     let out = ctx.run_on(m, &scripts::retire(m))?;
-    ctx.progress.step(&format!("retire {name}"), &out.value("moved").map(|to| format!("old data dir moved to {to}")).unwrap_or_else(|| "no old data".into()), Some(t.elapsed()));
+    ctx.progress.step(
+        &format!("retire {name}"),
+        &out.value("moved").map(|to| format!("old data dir moved to {to}")).unwrap_or_else(|| "no old data".into()),
+        Some(t.elapsed()),
+    );
     if let Some(id) = old_id {
         ctx.changing(&format!("remove {name}"))?;
         let t = Instant::now();
@@ -218,7 +222,12 @@ fn promote_when_caught_up(ctx: &Ctx, m: &MemberPlan, via: &[String], id: u64, de
             Ok(()) => break,
             Err(e) if Instant::now() < deadline => {
                 let text = e.to_string();
-                if !(text.contains("in sync") || text.contains("unhealthy") || text.contains("learner") || text.contains("no answer") || text.contains("no leader")) {
+                if !(text.contains("in sync")
+                    || text.contains("unhealthy")
+                    || text.contains("learner")
+                    || text.contains("no answer")
+                    || text.contains("no leader"))
+                {
                     return Err(e);
                 }
                 if Instant::now() >= next_look {

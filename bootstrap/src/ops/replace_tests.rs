@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::context::Ctx;
-use crate::fakes::{self, cluster, effects, fail, Cluster, Shared};
+use crate::fakes::{self, Cluster, Shared, cluster, effects, fail};
 use crate::journal::OpKind;
 
 const WAIT: Duration = Duration::from_secs(5);

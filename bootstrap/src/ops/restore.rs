@@ -92,10 +92,14 @@ pub fn restore(ctx: &Ctx, snapshot: &Path, label: &str, force: bool, wait: Durat
     let _lock = pki::lock::lock_dir(&plan.issue.dir, pki::lock::DEFAULT_WAIT)?;
     // 1. the snapshot, before anything is touched
     let t = Instant::now();
-    let (status, trailer) = etcdctl_lite::snapshot_status::verify(snapshot).map_err(|e| BootError::Precondition { what: "restore".into(), reason: e.to_string() })?;
+    let (status, trailer) =
+        etcdctl_lite::snapshot_status::verify(snapshot).map_err(|e| BootError::Precondition { what: "restore".into(), reason: e.to_string() })?;
     // etcd's SHA-256 of the snapshot's data, just verified: it names the snapshot in the record
     let Some(sha) = trailer else {
-        return Err(file_err(snapshot, "has no SHA-256 trailer: not a snapshot saved from etcd (`backup` or `snapshot save` make one); refusing to restore it"));
+        return Err(file_err(
+            snapshot,
+            "has no SHA-256 trailer: not a snapshot saved from etcd (`backup` or `snapshot save` make one); refusing to restore it",
+        ));
     };
     progress.step("snapshot", &format!("{label}: revision {}, {} keys, checksum verified", status.revision, status.total_key), Some(t.elapsed()));
     let mut state = match load_state(plan)? {
@@ -131,7 +135,10 @@ pub fn restore(ctx: &Ctx, snapshot: &Path, label: &str, force: bool, wait: Durat
     let (revision_now, cluster_id) = current_revision(ctx)?;
     let floor = status.revision.saturating_add(i64::try_from(state.bump).unwrap_or(i64::MAX));
     if revision_now < floor {
-        return Err(BootError::Verification(format!("the restored cluster is at revision {revision_now}, below the snapshot's {} raised by {}", status.revision, state.bump)));
+        return Err(BootError::Verification(format!(
+            "the restored cluster is at revision {revision_now}, below the snapshot's {} raised by {}",
+            status.revision, state.bump
+        )));
     }
     for m in &plan.members {
         let _ = ctx.run_on(m, &format!("rm -f -- {}\n", crate::plan::sh_quote(&delivered_path(m, &sha))));
@@ -163,9 +170,13 @@ pub fn kubernetes_steps(plan: &Plan, when: Around, bumped: bool) -> String {
     // an adopted cluster's spec may not name the nodes
     let which = if names.is_empty() { String::new() } else { format!("{}: ", names.join(", ")) };
     match when {
-        Around::Before => format!("stop kube-apiserver on every control-plane node first ({which}move /etc/kubernetes/manifests/kube-apiserver.yaml out of that folder, or stop its service)"),
+        Around::Before => format!(
+            "stop kube-apiserver on every control-plane node first ({which}move /etc/kubernetes/manifests/kube-apiserver.yaml out of that folder, or stop its service)"
+        ),
         Around::After => {
-            let mut out = String::from("next, on each control-plane node, start kube-apiserver again (move kube-apiserver.yaml back into /etc/kubernetes/manifests/) and wait until it is Ready:\n");
+            let mut out = String::from(
+                "next, on each control-plane node, start kube-apiserver again (move kube-apiserver.yaml back into /etc/kubernetes/manifests/) and wait until it is Ready:\n",
+            );
             for n in nodes {
                 out.push_str(&format!("  {}: start kube-apiserver\n", n.name));
             }
@@ -247,7 +258,8 @@ fn restore_members(ctx: &Ctx, snapshot: &Path, sha: &str, state: &mut RestoreSta
     // every member stops first (none may run on its old data while others are restored), the
     // leader last: stopped with the others, it waits for a leadership transfer that cannot finish
     let t = Instant::now();
-    let stops = ctx.leader_last(|m| if pending.iter().any(|p| p.spec.name == m.spec.name) { ctx.run_on(m, &scripts::retire_now(m)).map(Some) } else { Ok(None) });
+    let stops =
+        ctx.leader_last(|m| if pending.iter().any(|p| p.spec.name == m.spec.name) { ctx.run_on(m, &scripts::retire_now(m)).map(Some) } else { Ok(None) });
     let mut moved = Vec::new();
     for (m, r) in plan.members.iter().zip(stops) {
         if let Some(out) = r? {

@@ -29,8 +29,8 @@ use pki::files::{self, PlannedFile};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-pub use crate::records::{current, Phase, RotationState};
 use crate::records::state_path;
+pub use crate::records::{Phase, RotationState, current};
 
 /// Where a `rotate ca` run left the rotation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,7 +92,9 @@ pub fn rotate_ca(ctx: &Ctx, request: Request, wait: Duration) -> Result<Outcome>
     let (plan, progress) = (ctx.plan, ctx.progress);
     let _lock = pki::lock::lock_dir(&plan.issue.dir, pki::lock::DEFAULT_WAIT)?;
     let mut state = match (current(plan)?, request) {
-        (None, Request::Continue) => return Err(BootError::Precondition { what: "continue".into(), reason: "no CA rotation is under way; `rotate ca` starts one".into() }),
+        (None, Request::Continue) => {
+            return Err(BootError::Precondition { what: "continue".into(), reason: "no CA rotation is under way; `rotate ca` starts one".into() });
+        }
         (None, Request::StartOrResume) => begin(ctx)?,
         (Some(s), _) if s.waiting_for_operator && request == Request::StartOrResume => {
             progress.step("rotate ca", "waiting for the operator: do the steps below, then run `rotate ca --continue`", None);
@@ -167,9 +169,11 @@ fn deliver_to_nodes(plan: &Plan, outcome: Outcome, progress: &Progress) -> Resul
             files.push((f.to_string(), mode, read(&src)?));
         }
         let t = crate::transport::for_host(n.host.as_deref().unwrap_or("local"), &n.ssh_options);
-        let written = t
-            .deliver(&files, crate::live::SCRIPT_LIMIT)
-            .map_err(|reason| BootError::Host { member: n.name.clone(), host: t.describe(), reason: format!("delivering kube-apiserver's files: {reason}") })?;
+        let written = t.deliver(&files, crate::live::SCRIPT_LIMIT).map_err(|reason| BootError::Host {
+            member: n.name.clone(),
+            host: t.describe(),
+            reason: format!("delivering kube-apiserver's files: {reason}"),
+        })?;
         progress.step(&format!("deliver {}", n.name), &format!("{written} of {} file(s) written over {}", files.len(), t.describe()), None);
     }
     Ok(())
@@ -344,7 +348,11 @@ fn adopt_new_ca(ctx: &Ctx, new_pem: &[u8]) -> Result<()> {
     } else {
         let pair = plan.pki().ca();
         let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
-        let (cert, key) = if pair.cert.exists() { (etcd_dir(plan).join(format!("ca-{stamp}.crt")), etcd_dir(plan).join(format!("ca-{stamp}.key"))) } else { (pair.cert, pair.key) };
+        let (cert, key) = if pair.cert.exists() {
+            (etcd_dir(plan).join(format!("ca-{stamp}.crt")), etcd_dir(plan).join(format!("ca-{stamp}.key")))
+        } else {
+            (pair.cert, pair.key)
+        };
         files::write_all(&[PlannedFile::public(&cert, new_pem.to_vec()), PlannedFile::ca_key(&key, read(&new_key)?)], false)?;
         crate::adopt::spec_out::update(Path::new(&plan.loaded.file), |a| {
             a.cacert = cert.clone();
@@ -483,7 +491,10 @@ pub fn instructions(plan: &Plan, outcome: Outcome) -> String {
                     None => out.push_str(&format!("  {}: copy {} to {f}\n", n.name, node_dir(plan, &n.name).join(f.trim_start_matches('/')).display())),
                 }
             }
-            out.push_str(&format!("  {}: restart kube-apiserver (crictl rm -f its container, or move its static-pod manifest out and back) and wait until it is Ready\n", n.name));
+            out.push_str(&format!(
+                "  {}: restart kube-apiserver (crictl rm -f its container, or move its static-pod manifest out and back) and wait until it is Ready\n",
+                n.name
+            ));
         }
         out
     };
@@ -540,7 +551,10 @@ fn adopted_instructions(plan: &Plan, outcome: Outcome) -> String {
 /// `rotate ca --status`: where the rotation stands.
 pub fn status(plan: &Plan) -> Result<String> {
     let Some(s) = current(plan)? else {
-        return Ok(format!("no CA rotation under way; the CA is {}\n", current_ca_paths(plan).map(|(c, _)| c).unwrap_or_else(|_| plan.pki().ca().cert).display()));
+        return Ok(format!(
+            "no CA rotation under way; the CA is {}\n",
+            current_ca_paths(plan).map(|(c, _)| c).unwrap_or_else(|_| plan.pki().ca().cert).display()
+        ));
     };
     let step = match s.phase {
         Phase::TrustBoth => 1,

@@ -15,7 +15,11 @@ pub fn rotate_certs(ctx: &Ctx, rekey: bool, wait: Duration) -> Result<()> {
     // a run killed while delivering renewed all before: deliver again (a member it stopped
     // between a certificate and its key is DEGRADED until then), renew nothing
     let delivering = ctx.resumed_step().is_some_and(|s| s.starts_with("rotate "));
-    if delivering { ctx.require_quorum("rotate")? } else { ctx.require_healthy("rotate")? };
+    if delivering {
+        ctx.require_quorum("rotate")?
+    } else {
+        ctx.require_healthy("rotate")?
+    };
     ctx.require_reachable(&plan.members.iter().collect::<Vec<_>>(), 0, "rotate")?;
     let pki = plan.pki();
     if delivering {
@@ -52,11 +56,18 @@ pub fn rotate_in_place(ctx: &Ctx, rekey: bool, split: bool, wait: Duration) -> R
     let plan = ctx.plan;
     let refuse = |reason: String| BootError::Precondition { what: "rotate certs".into(), reason };
     let a = plan.loaded.spec.adopted.as_ref().ok_or_else(|| refuse("not an adopted cluster".into()))?;
-    let ca_key = a.ca_key.as_ref().ok_or_else(|| refuse(format!("signing needs the CA key: add `ca_key: /path/to/ca-key.pem` under `adopted:` in {}", plan.loaded.file)))?;
+    let ca_key = a
+        .ca_key
+        .as_ref()
+        .ok_or_else(|| refuse(format!("signing needs the CA key: add `ca_key: /path/to/ca-key.pem` under `adopted:` in {}", plan.loaded.file)))?;
     let ca = pki::ca::Ca::load_files(&a.cacert, ca_key)?;
     // resumed after a kill mid-delivery, one member may hold a new certificate beside its old
     // key: this run renews it again, as asked
-    if ctx.resumed_step().is_some() { ctx.require_quorum("rotate")? } else { ctx.require_healthy("rotate")? };
+    if ctx.resumed_step().is_some() {
+        ctx.require_quorum("rotate")?
+    } else {
+        ctx.require_healthy("rotate")?
+    };
     ctx.require_reachable(&plan.members.iter().collect::<Vec<_>>(), 0, "rotate")?;
     in_place::renew(ctx, &ca, &[ca.cert_der()], in_place::Renewal { rekey, split }, wait)
 }

@@ -9,7 +9,7 @@ use crate::etcd_delivery::EtcdRelease;
 use crate::kubeadm::ApiVersion;
 use crate::live::{ensure_crl, host_err, own_files, per_member};
 use crate::plan::{MemberPlan, Plan};
-use crate::preflight::{judge, Action};
+use crate::preflight::{Action, judge};
 use crate::progress::Progress;
 use crate::scripts;
 use etcdctl_lite::quorum::{ClusterState, MemberState, Verdict};
@@ -249,7 +249,7 @@ fn wait_for_quorum(ctx: &Ctx, wait: Duration, saw_quorum: &mut bool, progress: &
 /// up), and the error names the likely causes from their logs and how to start over. Otherwise
 /// `failed` stands, and the operation stays unfinished.
 fn never_formed_or(ctx: &Ctx, saw_quorum: bool, wait: Duration, failed: BootError) -> BootError {
-    use crate::formation::{likely_causes, never_formed, MemberFacts};
+    use crate::formation::{MemberFacts, likely_causes, never_formed};
     let plan = ctx.plan;
     if saw_quorum {
         return failed;
@@ -315,7 +315,11 @@ fn deliver_etcd(ctx: &Ctx, release: &EtcdRelease, progress: &Progress) -> Result
             continue;
         }
         versions.check(plan, m, Some(&version));
-        progress.step(&format!("etcd {}", m.name()), &format!("{} binaries sent, {} already there; runs etcd {version}", sent, release.binaries.len() - sent), Some(took));
+        progress.step(
+            &format!("etcd {}", m.name()),
+            &format!("{} binaries sent, {} already there; runs etcd {version}", sent, release.binaries.len() - sent),
+            Some(took),
+        );
     }
     problems.extend(versions.report(progress));
     if problems.is_empty() { Ok(()) } else { Err(BootError::Preflight(problems)) }
@@ -344,7 +348,10 @@ impl EtcdVersions {
             Ok(Some(note)) => self.warnings.entry(note).or_default().push(who),
             Err(_) if plan.loaded.spec.kubernetes.allow_old_etcd => {
                 let min = crate::versions::release_for(k8s).ok().and_then(|r| r.min_etcd).map(|v| v.to_string()).unwrap_or_default();
-                let w = format!("etcd {found} is below kubeadm {}.{}'s minimum {min}; allowed by kubernetes.allow_old_etcd (the kubeadm configs skip ExternalEtcdVersion)", k8s.0, k8s.1);
+                let w = format!(
+                    "etcd {found} is below kubeadm {}.{}'s minimum {min}; allowed by kubernetes.allow_old_etcd (the kubeadm configs skip ExternalEtcdVersion)",
+                    k8s.0, k8s.1
+                );
                 self.warnings.entry(w).or_default().push(who);
             }
             Err(e) => self.problems.entry(e).or_default().push(who),

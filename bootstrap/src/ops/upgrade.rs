@@ -9,7 +9,10 @@
 use crate::context::Ctx;
 use crate::error::{BootError, Result};
 use crate::plan::MemberPlan;
-use crate::rolling::{backup_dir, starting_version, bin_dir_of, cluster_version, load, member_versions, refuse_owned_binaries, save, start_stopped, state_path, swap_binary, wait_cluster_version, Roll, RollState};
+use crate::rolling::{
+    Roll, RollState, backup_dir, bin_dir_of, cluster_version, load, member_versions, refuse_owned_binaries, save, start_stopped, starting_version, state_path,
+    swap_binary, wait_cluster_version,
+};
 use crate::versions::Version;
 use serde::Serialize;
 use std::path::Path;
@@ -39,7 +42,14 @@ fn refuse_v2(ctx: &Ctx) -> Result<()> {
         }
     }
     if !unchecked.is_empty() {
-        ctx.progress.step("upgrade", &format!("warning: v2 data not checked on {} (the etcdutl beside its etcd lacks `check v2store`; etcd 3.6 will not start on v2 data)", unchecked.join(", ")), None);
+        ctx.progress.step(
+            "upgrade",
+            &format!(
+                "warning: v2 data not checked on {} (the etcdutl beside its etcd lacks `check v2store`; etcd 3.6 will not start on v2 data)",
+                unchecked.join(", ")
+            ),
+            None,
+        );
     }
     let mut problems = Vec::new();
     if !serving.is_empty() {
@@ -69,7 +79,10 @@ fn refuse_breaking_settings(ctx: &Ctx, from: Version) -> Result<()> {
         let Some(effective) = crate::rolling::adopted_settings(ctx, m, "upgrade")? else { continue };
         let (next, found) = crate::adopt::next_minor::breaking(from, &effective);
         for b in found {
-            problems.push(format!("member {}: {}: {} — instead: {}, in its own setup (adoption never edits it); then upgrade to {}.{} again", m.spec.name, b.written, b.effect, b.fix, next.0, next.1));
+            problems.push(format!(
+                "member {}: {}: {} — instead: {}, in its own setup (adoption never edits it); then upgrade to {}.{} again",
+                m.spec.name, b.written, b.effect, b.fix, next.0, next.1
+            ));
         }
     }
     if problems.is_empty() { Ok(()) } else { Err(BootError::Preflight(problems)) }
@@ -113,10 +126,18 @@ pub fn upgrade(ctx: &Ctx, to: &str, sha256: Option<&str>, dry_run: bool, wait: D
     let _lock = pki::lock::lock_dir(&plan.issue.dir, pki::lock::DEFAULT_WAIT)?;
     let base = Path::new(&plan.loaded.file).parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let release = crate::etcd_delivery::prepare(to, sha256, base, &plan.loaded.output_dir)?;
-    progress.step("upgrade", &format!("etcd {} from {to}: {}", release.version, if sha256.is_some() { "checksum verified" } else { "no --sha256 given" }), None);
+    progress.step(
+        "upgrade",
+        &format!("etcd {} from {to}: {}", release.version, if sha256.is_some() { "checksum verified" } else { "no --sha256 given" }),
+        None,
+    );
     let state = load(plan, Roll::Upgrade)?.filter(|s| s.to == release.version.to_string());
     if let Some(s) = &state {
-        progress.step("upgrade", &format!("resuming: {} already on etcd {}", if s.done.is_empty() { "none".to_string() } else { s.done.join(", ") }, s.to), None);
+        progress.step(
+            "upgrade",
+            &format!("resuming: {} already on etcd {}", if s.done.is_empty() { "none".to_string() } else { s.done.join(", ") }, s.to),
+            None,
+        );
         start_stopped(ctx, &release, wait)?;
     }
     ctx.require_healthy("upgrade")?;
@@ -133,11 +154,25 @@ pub fn upgrade(ctx: &Ctx, to: &str, sha256: Option<&str>, dry_run: bool, wait: D
     let pending: Vec<&MemberPlan> = plan.members.iter().filter(|m| versions.iter().any(|(n, v)| *n == m.spec.name && *v != Some(release.version))).collect();
     let mut steps = vec![format!("backup to {}", backup_dir(plan).display())];
     refuse_owned_binaries(ctx, &pending)?;
-    steps.extend(pending.iter().map(|m| format!("{}: deliver etcd {} to {}, restart on it (leadership handed off first if it leads), wait HEALTHY", m.spec.name, release.version, bin_dir_of(m).display())));
+    steps.extend(pending.iter().map(|m| {
+        format!(
+            "{}: deliver etcd {} to {}, restart on it (leadership handed off first if it leads), wait HEALTHY",
+            m.spec.name,
+            release.version,
+            bin_dir_of(m).display()
+        )
+    }));
     steps.push(format!("check the cluster version reports {}.{}", release.version.0, release.version.1));
     if dry_run || !needed && pending.is_empty() {
         let cluster_version = cluster_version(ctx).unwrap_or_default();
-        return Ok(UpgradeReport { from: from.to_string(), to: release.version.to_string(), upgraded: vec![], cluster_version, backup: None, steps: if needed || !pending.is_empty() { steps } else { vec![] } });
+        return Ok(UpgradeReport {
+            from: from.to_string(),
+            to: release.version.to_string(),
+            upgraded: vec![],
+            cluster_version,
+            backup: None,
+            steps: if needed || !pending.is_empty() { steps } else { vec![] },
+        });
     }
     let mut state = match state {
         Some(s) if s.backup.is_some() => s,

@@ -4,7 +4,7 @@
 use clap::{Args, Parser, Subcommand};
 use etcdctl_lite::options::{ClientOptions, DEFAULT_COMMAND_TIMEOUT, DEFAULT_DIAL_TIMEOUT};
 use etcdctl_lite::render::{self, Format, Rendered};
-use etcdctl_lite::{ops, CtlError};
+use etcdctl_lite::{CtlError, ops};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -117,9 +117,13 @@ enum MemberCommand {
         learner: bool,
     },
     /// Promote a learner (ID in hex, as `member list` prints it).
-    Promote { id: String },
+    Promote {
+        id: String,
+    },
     /// Remove a member (ID in hex).
-    Remove { id: String },
+    Remove {
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -137,8 +141,6 @@ enum AlarmCommand {
     /// Deactivate every active alarm (after the cause is fixed: for NOSPACE, compact and defrag).
     Disarm,
 }
-
-
 
 fn emit(r: Rendered) {
     use std::io::Write;
@@ -272,7 +274,10 @@ async fn run(cli: Cli) -> Result<u8, (CtlError, u8)> {
             if fmt == Format::Json {
                 println!("{}", serde_json::to_string(&saved).unwrap_or_default());
             } else {
-                println!("Snapshot saved at {} ({} bytes, sha256 {}, revision {}) from {}", saved.path, saved.bytes, saved.sha256, saved.revision, saved.endpoint);
+                println!(
+                    "Snapshot saved at {} ({} bytes, sha256 {}, revision {}) from {}",
+                    saved.path, saved.bytes, saved.sha256, saved.revision, saved.endpoint
+                );
             }
             Ok(pki::exit::OK)
         }

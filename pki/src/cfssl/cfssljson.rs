@@ -4,7 +4,7 @@
 //! unless `-overwrite` is given or `PKI_CFSSLJSON_OVERWRITE=1` is set (cfssljson overwrites
 //! silently; a lost CA key cannot be recovered).
 
-use super::{flags, Io};
+use super::{Io, flags};
 use crate::error::{PkiError, Result};
 use crate::files::{self, PlannedFile};
 use serde_json::Value;
@@ -32,10 +32,7 @@ fn run_inner(args: &[String], io: &mut Io<'_>) -> Result<()> {
         _ => crate::files::read_bounded(&mut io.stdin).map_err(|source| PkiError::Read { path: "<stdin>".into(), source })?,
     };
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(PkiError::Json {
-            file: input_name,
-            reason: "no input; pipe cfssl's output into cfssljson (did the cfssl command fail?)".into(),
-        });
+        return Err(PkiError::Json { file: input_name, reason: "no input; pipe cfssl's output into cfssljson (did the cfssl command fail?)".into() });
     }
     let value: Value = super::json_keys::parse(&bytes, &input_name)?;
     let result = if p.flag("bare") {

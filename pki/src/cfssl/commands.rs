@@ -2,7 +2,7 @@
 
 use super::config::{Profile, SigningConfig};
 use super::csr::{self, CsrRequest};
-use super::{flags, log, Io, Strictness};
+use super::{Io, Strictness, flags, log};
 use crate::ca::{Ca, LeafTemplate, Subject};
 use crate::error::{PkiError, Result};
 use crate::hosts::sans_from_hosts;
@@ -47,9 +47,9 @@ pub fn run(args: &[String], io: &mut Io<'_>) -> i32 {
             let _ = write!(io.stdout, "{USAGE}");
             Ok(())
         }
-        other => Err(PkiError::Refused(format!(
-            "unknown command {other:?}; pki's cfssl mode supports gencert, genkey, sign, certinfo, print-defaults, version"
-        ))),
+        other => {
+            Err(PkiError::Refused(format!("unknown command {other:?}; pki's cfssl mode supports gencert, genkey, sign, certinfo, print-defaults, version")))
+        }
     };
     for w in warnings {
         log(io, "WARNING", &w);
@@ -119,10 +119,7 @@ fn template(subject: Subject, hosts: &[String], profile: &Profile, ca: &Ca, stri
     let mut validity = profile.expiry;
     let room = ca.not_after() - time::OffsetDateTime::now_utc() - time::Duration::minutes(1);
     if strictness == Strictness::Lenient && validity > room {
-        warnings.push(format!(
-            "the certificate would outlive its CA; its expiry is cut to the CA's ({})",
-            crate::ca::fmt_time(ca.not_after())
-        ));
+        warnings.push(format!("the certificate would outlive its CA; its expiry is cut to the CA's ({})", crate::ca::fmt_time(ca.not_after())));
         validity = room;
     }
     if hosts.is_empty() && profile.ca_constraint.is_none() && profile.usages.extended.contains(&rcgen::ExtendedKeyUsagePurpose::ServerAuth) {
@@ -144,8 +141,7 @@ fn emit(io: &mut Io<'_>, value: serde_json::Value) -> Result<()> {
 }
 
 fn gencert(args: &[String], io: &mut Io<'_>, strictness: Strictness, warnings: &mut Vec<String>) -> Result<()> {
-    let p = flags::parse(args, &["initca"], &["ca", "ca-key", "config", "profile", "hostname", "cn", "loglevel", "remote", "label"])
-        .map_err(usage_err)?;
+    let p = flags::parse(args, &["initca"], &["ca", "ca-key", "config", "profile", "hostname", "cn", "loglevel", "remote", "label"]).map_err(usage_err)?;
     reject_remote(&p)?;
     let file = one_positional(&p, "CSR JSON")?.to_string();
     let bytes = read_input(&file, io)?;
@@ -200,8 +196,7 @@ fn genkey(args: &[String], io: &mut Io<'_>, strictness: Strictness, warnings: &m
 }
 
 fn sign(args: &[String], io: &mut Io<'_>, strictness: Strictness, warnings: &mut Vec<String>) -> Result<()> {
-    let p = flags::parse(args, &[], &["ca", "ca-key", "config", "profile", "hostname", "csr", "loglevel", "remote", "label"])
-        .map_err(usage_err)?;
+    let p = flags::parse(args, &[], &["ca", "ca-key", "config", "profile", "hostname", "csr", "loglevel", "remote", "label"]).map_err(usage_err)?;
     reject_remote(&p)?;
     let file = match p.get("csr") {
         Some(f) => f.to_string(),
@@ -246,8 +241,7 @@ fn non_empty(s: &str) -> Vec<String> {
 
 fn csr_spki(der: &[u8], file: &str) -> Result<rcgen::SubjectPublicKeyInfo> {
     use x509_parser::prelude::FromDer;
-    let (_, csr) = x509_parser::certification_request::X509CertificationRequest::from_der(der)
-        .map_err(|e| PkiError::bad_input(file, e))?;
+    let (_, csr) = x509_parser::certification_request::X509CertificationRequest::from_der(der).map_err(|e| PkiError::bad_input(file, e))?;
     rcgen::SubjectPublicKeyInfo::from_der(csr.certification_request_info.subject_pki.raw)
         .map_err(|e| PkiError::bad_input(file, format!("unsupported public key: {e}")))
 }

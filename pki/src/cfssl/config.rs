@@ -1,7 +1,7 @@
 //! cfssl's `ca-config.json`: signing profiles with usages, expiry and CA constraints.
 
-use super::json_keys::{self, check};
 use super::Strictness;
+use super::json_keys::{self, check};
 use crate::error::{PkiError, Result};
 use crate::usage::UsageSet;
 use crate::validity::parse_validity;
@@ -31,13 +31,37 @@ pub struct SigningConfig {
 }
 
 const PROFILE_KEYS: &[&str] = &[
-    "usages", "expiry", "ca_constraint", "name_whitelist", "backdate", "not_before", "not_after", "crl_url", "ocsp_url",
-    "issuer_urls", "auth_key", "remote", "copy_extensions", "policies", "auth_remote", "lint_errlevel",
+    "usages",
+    "expiry",
+    "ca_constraint",
+    "name_whitelist",
+    "backdate",
+    "not_before",
+    "not_after",
+    "crl_url",
+    "ocsp_url",
+    "issuer_urls",
+    "auth_key",
+    "remote",
+    "copy_extensions",
+    "policies",
+    "auth_remote",
+    "lint_errlevel",
 ];
 /// Keys cfssl knows but this drop-in does not implement: an error, never silently ignored.
 const UNSUPPORTED: &[&str] = &[
-    "name_whitelist", "not_before", "not_after", "crl_url", "ocsp_url", "issuer_urls", "auth_key", "remote", "copy_extensions",
-    "policies", "auth_remote", "lint_errlevel",
+    "name_whitelist",
+    "not_before",
+    "not_after",
+    "crl_url",
+    "ocsp_url",
+    "issuer_urls",
+    "auth_key",
+    "remote",
+    "copy_extensions",
+    "policies",
+    "auth_remote",
+    "lint_errlevel",
 ];
 
 impl SigningConfig {
@@ -46,12 +70,7 @@ impl SigningConfig {
         let words = ["signing", "key encipherment", "server auth", "client auth"];
         let usages = UsageSet::from_words(&words).unwrap_or_default();
         SigningConfig {
-            default: Profile {
-                usage_words: words.iter().map(|s| s.to_string()).collect(),
-                usages,
-                expiry: DEFAULT_EXPIRY,
-                ca_constraint: None,
-            },
+            default: Profile { usage_words: words.iter().map(|s| s.to_string()).collect(), usages, expiry: DEFAULT_EXPIRY, ca_constraint: None },
             profiles: BTreeMap::new(),
         }
     }
@@ -68,13 +87,9 @@ impl SigningConfig {
             return self.checked(&self.default, "default", file);
         }
         let known: Vec<&str> = self.profiles.keys().map(String::as_str).collect();
-        let nearest = crate::suggest::nearest(name, known.iter().copied(), |_| 3)
-            .map(|k| format!("; did you mean {k:?}?"))
-            .unwrap_or_default();
-        let msg = format!(
-            "{file}: no signing profile named {name:?}{nearest} (profiles: {})",
-            if known.is_empty() { "none".to_string() } else { known.join(", ") }
-        );
+        let nearest = crate::suggest::nearest(name, known.iter().copied(), |_| 3).map(|k| format!("; did you mean {k:?}?")).unwrap_or_default();
+        let msg =
+            format!("{file}: no signing profile named {name:?}{nearest} (profiles: {})", if known.is_empty() { "none".to_string() } else { known.join(", ") });
         if strictness == Strictness::Lenient {
             warnings.push(format!("{msg}; using the default profile, as cfssl does"));
             return self.checked(&self.default, "default", file);
@@ -99,7 +114,10 @@ pub fn parse(bytes: &[u8], file: &str, strictness: Strictness, warnings: &mut Ve
     let mut unknown = Vec::new();
     check(&v, "", &["signing", "auth_keys", "remotes"], &mut unknown);
     let Some(signing) = json_keys::get(&v, "signing").filter(|s| s.is_object()) else {
-        return Err(PkiError::Json { file: file.into(), reason: "no \"signing\" object (expected {\"signing\": {\"default\": ..., \"profiles\": ...}})".into() });
+        return Err(PkiError::Json {
+            file: file.into(),
+            reason: "no \"signing\" object (expected {\"signing\": {\"default\": ..., \"profiles\": ...}})".into(),
+        });
     };
     check(signing, "signing", &["default", "profiles"], &mut unknown);
     let default = match json_keys::get(signing, "default") {
@@ -128,14 +146,7 @@ pub fn parse(bytes: &[u8], file: &str, strictness: Strictness, warnings: &mut Ve
     Ok(SigningConfig { default, profiles })
 }
 
-fn profile(
-    v: &Value,
-    path: &str,
-    file: &str,
-    default_expiry: Duration,
-    problems: &mut Vec<String>,
-    unknown: &mut Vec<String>,
-) -> Profile {
+fn profile(v: &Value, path: &str, file: &str, default_expiry: Duration, problems: &mut Vec<String>, unknown: &mut Vec<String>) -> Profile {
     check(v, path, PROFILE_KEYS, unknown);
     for key in UNSUPPORTED {
         if json_keys::get(v, key).is_some_and(|x| !x.is_null()) {

@@ -1,7 +1,7 @@
 //! cfssl's CSR request JSON (`csr.json`): CN, names, hosts, key, ca.
 
-use super::json_keys::{self, check};
 use super::Strictness;
+use super::json_keys::{self, check};
 use crate::ca::{CaOptions, Subject};
 use crate::error::{PkiError, Result};
 use crate::keys::KeyAlgorithm;
@@ -25,12 +25,7 @@ pub struct CsrRequest {
 impl CsrRequest {
     /// The options for a CA made from this request (`gencert -initca`).
     pub fn ca_options(&self) -> CaOptions {
-        CaOptions {
-            subject: self.subject.clone(),
-            algorithm: self.key,
-            validity: self.ca_expiry.unwrap_or(DEFAULT_CA_EXPIRY),
-            path_len: self.path_len,
-        }
+        CaOptions { subject: self.subject.clone(), algorithm: self.key, validity: self.ca_expiry.unwrap_or(DEFAULT_CA_EXPIRY), path_len: self.path_len }
     }
 }
 

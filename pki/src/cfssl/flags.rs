@@ -57,9 +57,7 @@ pub fn parse(args: &[String], bools: &[&str], strings: &[&str]) -> Result<Parsed
         } else {
             let mut known: Vec<&str> = bools.iter().chain(strings).copied().collect();
             known.sort_unstable();
-            let hint = crate::suggest::nearest(name, known.iter().copied(), |_| 2)
-                .map(|k| format!("; did you mean -{k}?"))
-                .unwrap_or_default();
+            let hint = crate::suggest::nearest(name, known.iter().copied(), |_| 2).map(|k| format!("; did you mean -{k}?")).unwrap_or_default();
             return Err(format!(
                 "flag provided but not defined: -{name}{hint} (this command takes: {})",
                 known.iter().map(|k| format!("-{k}")).collect::<Vec<_>>().join(" ")
@@ -80,7 +78,8 @@ mod tests {
 
     #[test]
     fn go_style() {
-        let p = parse(&s(&["-ca=ca.pem", "-ca-key", "k.pem", "--profile=peer", "-initca", "csr.json", "-x"]), &["initca"], &["ca", "ca-key", "profile"]).unwrap();
+        let p =
+            parse(&s(&["-ca=ca.pem", "-ca-key", "k.pem", "--profile=peer", "-initca", "csr.json", "-x"]), &["initca"], &["ca", "ca-key", "profile"]).unwrap();
         assert_eq!(p.get("ca"), Some("ca.pem"));
         assert_eq!(p.get("ca-key"), Some("k.pem"));
         assert_eq!(p.get("profile"), Some("peer"));

@@ -70,10 +70,8 @@ pub fn join(path: &str, key: &str) -> String {
 
 /// Parses JSON text, naming the file and the line/column on failure.
 pub fn parse(bytes: &[u8], file: &str) -> Result<Value, crate::PkiError> {
-    serde_json::from_slice(bytes).map_err(|e| crate::PkiError::Json {
-        file: file.to_string(),
-        reason: format!("malformed JSON at line {}, column {}: {e}", e.line(), e.column()),
-    })
+    serde_json::from_slice(bytes)
+        .map_err(|e| crate::PkiError::Json { file: file.to_string(), reason: format!("malformed JSON at line {}, column {}: {e}", e.line(), e.column()) })
 }
 
 #[cfg(test)]

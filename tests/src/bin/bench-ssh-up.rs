@@ -4,7 +4,7 @@
 //! start, quorum, outputs); the difference is the transport. Target: SSH <= 1.5x local.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use integration_tests::bootstrap::{etcd_binary, local_spec, Down, K8S_VERSION};
+use integration_tests::bootstrap::{Down, K8S_VERSION, etcd_binary, local_spec};
 use integration_tests::netns::Hosts;
 use integration_tests::{bin, run_bounded};
 use std::path::Path;

@@ -6,7 +6,7 @@
 //! (c) by `--config-file`. Adopt must find every member's process, settings, data dir and files,
 //! name the risks, and change nothing: every file hashed before and after, every PID the same.
 
-use integration_tests::{bin, run_bounded, tool, Ran};
+use integration_tests::{Ran, bin, run_bounded, tool};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -35,9 +35,13 @@ pub(crate) fn cfssl_pki(dir: &Path, addrs: &[String]) {
     let cfssl = tool("cfssl", "CFSSL_BIN");
     let sh = |script: String| run_bounded(Command::new("bash").arg("-c").arg(script).current_dir(dir), Duration::from_secs(60)).assert_ok();
     sh(format!("{c} gencert -initca ca-csr.json | {c}json -bare ca", c = cfssl.display()));
-    let names: Vec<(String, &str)> = [("etcd".to_string(), "etcd"), ("admin".to_string(), "client")].into_iter().chain((1..=addrs.len()).map(|i| (format!("node-{i}"), "etcd"))).collect();
+    let names: Vec<(String, &str)> =
+        [("etcd".to_string(), "etcd"), ("admin".to_string(), "client")].into_iter().chain((1..=addrs.len()).map(|i| (format!("node-{i}"), "etcd"))).collect();
     for (name, profile) in names {
-        sh(format!("{c} gencert -ca ca.pem -ca-key ca-key.pem -config ca-config.json -profile {profile} {name}-csr.json | {c}json -bare {name}", c = cfssl.display()));
+        sh(format!(
+            "{c} gencert -ca ca.pem -ca-key ca-key.pem -config ca-config.json -profile {profile} {name}-csr.json | {c}json -bare {name}",
+            c = cfssl.display()
+        ));
     }
 }
 
@@ -118,7 +122,10 @@ impl Lab {
         let named: serde_yaml_ng::Value = serde_yaml_ng::from_str(&std::fs::read_to_string(spec).unwrap()).unwrap();
         let file = |f: &str| named["adopted"][f].as_str().unwrap().to_string();
         let eps = self.endpoints_of(0..3);
-        let r = run_bounded(self.tool().args(["adopt", "--endpoints", &eps, "-w", "json", "--cacert", &file("cacert"), "--cert", &file("cert"), "--key", &file("key")]), Duration::from_secs(120));
+        let r = run_bounded(
+            self.tool().args(["adopt", "--endpoints", &eps, "-w", "json", "--cacert", &file("cacert"), "--cert", &file("cert"), "--key", &file("key")]),
+            Duration::from_secs(120),
+        );
         serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}{}", r.stdout, r.stderr))
     }
 
@@ -126,7 +133,15 @@ impl Lab {
     pub(crate) fn adopt(&self, endpoints: &str, extra: &[&str]) -> Ran {
         let p = self.pki();
         run_bounded(
-            self.tool().args(["adopt", "--endpoints", endpoints]).arg("--cacert").arg(p.join("ca.pem")).arg("--cert").arg(p.join("admin.pem")).arg("--key").arg(p.join("admin-key.pem")).args(extra),
+            self.tool()
+                .args(["adopt", "--endpoints", endpoints])
+                .arg("--cacert")
+                .arg(p.join("ca.pem"))
+                .arg("--cert")
+                .arg(p.join("admin.pem"))
+                .arg("--key")
+                .arg(p.join("admin-key.pem"))
+                .args(extra),
             Duration::from_secs(120),
         )
     }
@@ -180,7 +195,11 @@ impl Layout {
     /// The `ETCD_*` variables of [`Given::Env`].
     pub(crate) fn environment(&self) -> Vec<(String, String)> {
         let mut env: Vec<(String, String)> = self.settings.iter().map(|(k, v)| (format!("ETCD_{}", k.to_uppercase().replace('-', "_")), v.clone())).collect();
-        env.extend([("ETCD_DATA_DIR".to_string(), self.data_dir.clone()), ("ETCD_CLIENT_CERT_AUTH".into(), "true".into()), ("ETCD_PEER_CLIENT_CERT_AUTH".into(), "true".into())]);
+        env.extend([
+            ("ETCD_DATA_DIR".to_string(), self.data_dir.clone()),
+            ("ETCD_CLIENT_CERT_AUTH".into(), "true".into()),
+            ("ETCD_PEER_CLIENT_CERT_AUTH".into(), "true".into()),
+        ]);
         // as kubespray's /etc/etcd.env and etcdadm's etcd.env do: a flag beside it is fatal
         env.push(("ETCD_INITIAL_CLUSTER_STATE".into(), "new".into()));
         env
@@ -251,7 +270,14 @@ fn lab_on(tmp: tempfile::TempDir, addrs: Vec<String>, namespaces: Vec<String>, o
     lab_with(tmp, addrs, namespaces, own_certs, own_binaries, vec![])
 }
 
-fn lab_with(tmp: tempfile::TempDir, addrs: Vec<String>, namespaces: Vec<String>, own_certs: bool, own_binaries: Option<PathBuf>, extra_flags: Vec<String>) -> Lab {
+fn lab_with(
+    tmp: tempfile::TempDir,
+    addrs: Vec<String>,
+    namespaces: Vec<String>,
+    own_certs: bool,
+    own_binaries: Option<PathBuf>,
+    extra_flags: Vec<String>,
+) -> Lab {
     let dir = tmp.path().to_path_buf();
     cfssl_pki(&dir.join("pki"), &addrs);
     let mut lab = Lab { _tmp: tmp, dir, addrs: addrs[..3].to_vec(), children: vec![], namespaces, own_certs, own_binaries, systemd: None, extra_flags };
@@ -276,7 +302,15 @@ pub(crate) fn wait_healthy(lab: &Lab, eps: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let r = run_bounded(
-            Command::new(tool("etcdctl", "ETCDCTL_BIN")).env("ETCDCTL_API", "3").args(["--endpoints", eps, "endpoint", "health"]).arg("--cacert").arg(p.join("ca.pem")).arg("--cert").arg(p.join("admin.pem")).arg("--key").arg(p.join("admin-key.pem")),
+            Command::new(tool("etcdctl", "ETCDCTL_BIN"))
+                .env("ETCDCTL_API", "3")
+                .args(["--endpoints", eps, "endpoint", "health"])
+                .arg("--cacert")
+                .arg(p.join("ca.pem"))
+                .arg("--cert")
+                .arg(p.join("admin.pem"))
+                .arg("--key")
+                .arg(p.join("admin-key.pem")),
             Duration::from_secs(20),
         );
         if r.ok() {
@@ -344,10 +378,19 @@ fn adopt_reads_a_hand_made_cfssl_cluster_and_changes_nothing() {
         assert_eq!(f["sha256"], hex::encode(sha2::Sha256::digest(std::fs::read(&cert).unwrap())));
         assert!(m["served"]["sans"].as_array().unwrap().iter().any(|s| s == &format!("IP:{}", lab.addrs[i])), "{}", m["served"]);
     }
-    let findings: Vec<String> = inv["findings"].as_array().unwrap().iter().map(|f| format!("{}: {} / {}", f["member"].as_str().unwrap_or("cluster"), f["what"].as_str().unwrap(), f["fix"].as_str().unwrap())).collect();
+    let findings: Vec<String> = inv["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| format!("{}: {} / {}", f["member"].as_str().unwrap_or("cluster"), f["what"].as_str().unwrap(), f["fix"].as_str().unwrap()))
+        .collect();
     let has = |needle: &str| findings.iter().any(|f| f.contains(needle));
     // one certificate and key for every member, server and peer: named per role with the files
-    assert!(has("cluster: the server certificate's key is shared by 3 members (one public key: ") && has("etcd.pem on etcd-3): a stolen key impersonates each of them / issue a server certificate and key per member"), "{findings:#?}");
+    assert!(
+        has("cluster: the server certificate's key is shared by 3 members (one public key: ")
+            && has("etcd.pem on etcd-3): a stolen key impersonates each of them / issue a server certificate and key per member"),
+        "{findings:#?}"
+    );
     assert!(has("cluster: the peer certificate's key is shared by 3 members"), "{findings:#?}");
     assert!(has("etcd-1: no --data-dir"), "{findings:#?}");
     assert!(has("etcd-3: ") && has("ca-key.pem holds a private key etcd does not use"), "{findings:#?}");
@@ -486,7 +529,11 @@ fn adopt_reads_members_on_other_hosts_over_ssh() {
     assert!(lab.dir.join("host-3/var/lib/etcd-bootstrap/etcd-3.joiner.conf.yml").is_file(), "the joiner copy on etcd-3's host");
 
     // rotate ca over SSH, its three stops: every host then trusts the new CA alone
-    for (args, want) in [(&["rotate", "ca"][..], "stopped after step 1 of 3"), (&["rotate", "ca", "--continue"], "stopped after step 2 of 3"), (&["rotate", "ca", "--continue"], "CA rotation done")] {
+    for (args, want) in [
+        (&["rotate", "ca"][..], "stopped after step 1 of 3"),
+        (&["rotate", "ca", "--continue"], "stopped after step 2 of 3"),
+        (&["rotate", "ca", "--continue"], "CA rotation done"),
+    ] {
         let r = boot(&spec, args);
         assert!(r.ok() && r.stdout.contains(want), "{args:?}: {}{}", r.stdout, r.stderr);
     }
@@ -553,14 +600,28 @@ pub(crate) fn etcdctl(p: &Path, eps: &str, args: &[&str]) -> Ran {
 /// etcdctl with the lab's admin client, verifying the members against `ca`.
 pub(crate) fn etcdctl_ca(p: &Path, ca: &Path, eps: &str, args: &[&str]) -> Ran {
     run_bounded(
-        Command::new(tool("etcdctl", "ETCDCTL_BIN")).env("ETCDCTL_API", "3").args(["--endpoints", eps, "--command-timeout=3s"]).arg("--cacert").arg(ca).arg("--cert").arg(p.join("admin.pem")).arg("--key").arg(p.join("admin-key.pem")).args(args),
+        Command::new(tool("etcdctl", "ETCDCTL_BIN"))
+            .env("ETCDCTL_API", "3")
+            .args(["--endpoints", eps, "--command-timeout=3s"])
+            .arg("--cacert")
+            .arg(ca)
+            .arg("--cert")
+            .arg(p.join("admin.pem"))
+            .arg("--key")
+            .arg(p.join("admin-key.pem"))
+            .args(args),
         Duration::from_secs(20),
     )
 }
 
 /// Each member's command line and effective settings (with where each came from), by name.
 pub(crate) fn settings(inv: &serde_json::Value) -> Vec<(String, String, String)> {
-    let mut v: Vec<_> = inv["members"].as_array().unwrap().iter().map(|m| (m["name"].to_string(), m["process"]["argv"].to_string(), m["config"]["settings"].to_string())).collect();
+    let mut v: Vec<_> = inv["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["name"].to_string(), m["process"]["argv"].to_string(), m["config"]["settings"].to_string()))
+        .collect();
     v.sort();
     v
 }
@@ -626,7 +687,16 @@ fn an_adopted_cluster_is_managed_in_place() {
     assert!(r.stderr.contains(&format!("written to {}", spec.display())), "{}", r.stderr);
     assert_eq!(hashes(&lab.dir), before, "adopt -o changed a file on a host");
     let text = std::fs::read_to_string(&spec).unwrap();
-    for needle in ["settings_from: flags", "settings_from: environment", "settings_from: config file", "kind: process", "cert-file: ", "command_line:", "name: lab-cluster", "ca_key: "] {
+    for needle in [
+        "settings_from: flags",
+        "settings_from: environment",
+        "settings_from: config file",
+        "kind: process",
+        "cert-file: ",
+        "command_line:",
+        "name: lab-cluster",
+        "ca_key: ",
+    ] {
         assert!(text.contains(needle), "the spec lacks {needle:?}:\n{text}");
     }
     let again = lab.adopt(&eps, &["-o", &spec.display().to_string()]);
@@ -651,7 +721,16 @@ fn an_adopted_cluster_is_managed_in_place() {
     let doctor = boot(&spec, &["doctor"]);
     // a WARN may come from this machine's disk latency; nothing may fail or be unknown
     assert!(matches!(doctor.code, Some(0 | 1)) && doctor.stdout.contains(" 0 FAIL, 0 UNKNOWN"), "{}{}", doctor.stdout, doctor.stderr);
-    for needle in ["certificate etcd-2/server+peer", "free-space etcd-3", "wal-fsync etcd-1", "backup ", "the server certificate's key is shared by 3 members", "the peer certificate's key is shared by 3 members", "risk etcd-1", "no --data-dir"] {
+    for needle in [
+        "certificate etcd-2/server+peer",
+        "free-space etcd-3",
+        "wal-fsync etcd-1",
+        "backup ",
+        "the server certificate's key is shared by 3 members",
+        "the peer certificate's key is shared by 3 members",
+        "risk etcd-1",
+        "no --data-dir",
+    ] {
         assert!(doctor.stdout.contains(needle), "doctor lacks {needle:?}:\n{}", doctor.stdout);
     }
 
@@ -665,7 +744,12 @@ fn an_adopted_cluster_is_managed_in_place() {
         let shown = openssl_text(&lab, i);
         assert!(shown.contains(&format!("CN = etcd-{}", i + 1)) || shown.contains(&format!("CN=etcd-{}", i + 1)), "{shown}");
         for (j, a) in lab.addrs[..3].iter().enumerate() {
-            assert_eq!(shown.contains(&format!("IP Address:{a}\n")) || shown.contains(&format!("IP Address:{a},")), i == j, "etcd-{}'s SANs and {a}: {shown}", i + 1);
+            assert_eq!(
+                shown.contains(&format!("IP Address:{a}\n")) || shown.contains(&format!("IP Address:{a},")),
+                i == j,
+                "etcd-{}'s SANs and {a}: {shown}",
+                i + 1
+            );
         }
     }
     let inv: serde_json::Value = serde_json::from_str(&lab.adopt(&eps, &["-w", "json"]).stdout).unwrap();
@@ -676,7 +760,8 @@ fn an_adopted_cluster_is_managed_in_place() {
         assert_eq!(c.id(), pids[i]);
     }
     let after = hashes(&lab.dir);
-    let changed: Vec<String> = before.keys().filter(|p| after.get(*p) != before.get(*p)).map(|p| p.strip_prefix(&lab.dir).unwrap().display().to_string()).collect();
+    let changed: Vec<String> =
+        before.keys().filter(|p| after.get(*p) != before.get(*p)).map(|p| p.strip_prefix(&lab.dir).unwrap().display().to_string()).collect();
     let want: Vec<String> = (1..=3).flat_map(|i| [format!("host-{i}/etc/etcd/pki/etcd-key.pem"), format!("host-{i}/etc/etcd/pki/etcd.pem")]).collect();
     assert_eq!(changed, want);
     for p in before.keys() {
@@ -710,7 +795,11 @@ fn an_adopted_cluster_is_managed_in_place() {
     // own environment, promoted
     let m2 = kill_and_replace(&mut lab, &spec, &inv, 2);
     assert_eq!(m2["config"]["settings"]["cert-file"]["origin"], "env", "still configured by its environment");
-    assert_eq!(m2["config"]["settings"]["initial-cluster-state"], serde_json::json!({"value": "existing", "origin": "env"}), "joined through its environment, until its next restart");
+    assert_eq!(
+        m2["config"]["settings"]["initial-cluster-state"],
+        serde_json::json!({"value": "existing", "origin": "env"}),
+        "joined through its environment, until its next restart"
+    );
     assert_eq!(m2["process"]["argv"].as_array().unwrap().len(), 1, "no flag beside ETCD_INITIAL_CLUSTER_STATE (etcd refuses that): {}", m2["process"]["argv"]);
 
     // etcd-3 (settings by config file, which makes etcd ignore every flag) the same way: started
@@ -718,10 +807,18 @@ fn an_adopted_cluster_is_managed_in_place() {
     let before_replace = hashes(&lab.dir);
     let m3 = kill_and_replace(&mut lab, &spec, &inv, 3);
     let copy = lab.dir.join("host-3/var/lib/etcd-bootstrap/etcd-3.joiner.conf.yml");
-    assert_eq!(m3["process"]["argv"].as_array().unwrap().last().unwrap(), &format!("--config-file={}", copy.display()), "the joiner copy, until its next restart");
+    assert_eq!(
+        m3["process"]["argv"].as_array().unwrap().last().unwrap(),
+        &format!("--config-file={}", copy.display()),
+        "the joiner copy, until its next restart"
+    );
     assert_eq!(m3["config"]["settings"]["initial-cluster-state"]["value"], "existing");
     let own = lab.dir.join("host-3/etc/etcd/etcd.conf.yml");
-    assert_eq!(std::fs::read_to_string(&copy).unwrap(), std::fs::read_to_string(&own).unwrap() + "initial-cluster-state: existing\n", "the copy differs in that line only");
+    assert_eq!(
+        std::fs::read_to_string(&copy).unwrap(),
+        std::fs::read_to_string(&own).unwrap() + "initial-cluster-state: existing\n",
+        "the copy differs in that line only"
+    );
     let after_replace = hashes(&lab.dir);
     assert_eq!(after_replace, before_replace, "nothing outside the data and run dirs changed");
 
@@ -736,7 +833,11 @@ fn an_adopted_cluster_is_managed_in_place() {
         assert!(c.try_wait().unwrap().is_some(), "etcd-{} as the lab started it was stopped", i + 1);
     }
     assert_eq!(etcdctl(&lab.pki(), &eps, &["get", "/kept", "--print-value-only"]).assert_ok().stdout.trim(), "before the backup");
-    assert_eq!(etcdctl(&lab.pki(), &eps, &["get", "/adopted/", "--prefix", "--keys-only"]).assert_ok().stdout.trim(), "", "what was written after the snapshot is gone");
+    assert_eq!(
+        etcdctl(&lab.pki(), &eps, &["get", "/adopted/", "--prefix", "--keys-only"]).assert_ok().stdout.trim(),
+        "",
+        "what was written after the snapshot is gone"
+    );
     let after_restore: serde_json::Value = serde_json::from_str(&lab.adopt(&eps, &["-w", "json"]).stdout).unwrap();
     assert_eq!(settings(&after_restore), as_found, "each member runs with the command line and every setting (by flag, environment, config file) it had");
     assert_eq!(boot(&spec, &["status"]).code, Some(0));
@@ -851,7 +952,12 @@ fn an_adopted_36_member_with_an_experimental_flag_is_refused_before_37() {
     let eps = lab.endpoints_of(0..3);
     let r = lab.adopt(&eps, &["-o", spec.to_str().unwrap()]);
     assert!(spec.is_file(), "{}", r.stderr);
-    assert!(r.stdout.contains("--experimental-initial-corrupt-check: etcd 3.7 exits 2 on it (an unknown flag) (before upgrading to 3.7)") && r.stdout.contains("--feature-gates=InitialCorruptCheck=true"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("--experimental-initial-corrupt-check: etcd 3.7 exits 2 on it (an unknown flag) (before upgrading to 3.7)")
+            && r.stdout.contains("--feature-gates=InitialCorruptCheck=true"),
+        "{}",
+        r.stdout
+    );
     let before = hashes(&lab.dir);
     let up = boot(&spec, &["upgrade", "--to", v37.to_str().unwrap()]).assert_fails();
     assert!(up.stderr.contains("member etcd-1: --experimental-initial-corrupt-check: etcd 3.7 exits 2 on it"), "{}", up.stderr);
@@ -914,7 +1020,13 @@ fn an_adopted_clusters_ca_is_rotated_in_place() {
     assert_eq!(hashes(&lab.pki()), operator_files, "the operator's own PKI files are left as they were");
     let after: serde_json::Value = serde_json::from_str(
         &run_bounded(
-            Command::new(bin("etcd-bootstrap")).args(["adopt", "--endpoints", &eps, "--cacert", new_ca.to_str().unwrap()]).arg("--cert").arg(out.path().join("pki/etcd/adopted-client.crt")).arg("--key").arg(out.path().join("pki/etcd/adopted-client.key")).args(["-w", "json"]),
+            Command::new(bin("etcd-bootstrap"))
+                .args(["adopt", "--endpoints", &eps, "--cacert", new_ca.to_str().unwrap()])
+                .arg("--cert")
+                .arg(out.path().join("pki/etcd/adopted-client.crt"))
+                .arg("--key")
+                .arg(out.path().join("pki/etcd/adopted-client.key"))
+                .args(["-w", "json"]),
             Duration::from_secs(120),
         )
         .stdout,
@@ -923,4 +1035,3 @@ fn an_adopted_clusters_ca_is_rotated_in_place() {
     assert_eq!(settings(&after), settings(&before), "each member restarted with the command line and settings it had");
     boot(&spec, &["down"]).assert_ok();
 }
-

@@ -39,7 +39,11 @@ fn adopted_operations_killed_at_their_steps_finish_when_run_again() {
         integration_tests::signal(pid, integration_tests::Signal::Kill);
         wait_degraded(&lab, &spec, "etcd-1");
         let needle = format!("] {step} etcd-1:");
-        if let Err(stderr) = integration_tests::start_until_stderr_says(Command::new(bin("etcd-bootstrap")).arg("-f").arg(&spec).args(["replace", "etcd-1"]), &needle, Duration::from_secs(90)) {
+        if let Err(stderr) = integration_tests::start_until_stderr_says(
+            Command::new(bin("etcd-bootstrap")).arg("-f").arg(&spec).args(["replace", "etcd-1"]),
+            &needle,
+            Duration::from_secs(90),
+        ) {
             panic!("replace never printed {needle:?}:\n{stderr}");
         }
         // (a kill at its last step can land after it finished)

@@ -1,7 +1,7 @@
 //! `adopt` and the day-2 commands on a lab whose members run under real systemd units (in the
 //! test's own systemd, `integration_tests::systemd`), as hand-made guides write them.
 
-use crate::adopt::{cfssl_pki, etcdctl, hashes, layout, settings, wait_degraded, wait_healthy, Given, Lab, Writes};
+use crate::adopt::{Given, Lab, Writes, cfssl_pki, etcdctl, hashes, layout, settings, wait_degraded, wait_healthy};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -86,7 +86,8 @@ fn an_adopted_cluster_under_systemd_units_is_managed_in_place() {
 
     // etcd-2 and etcd-3 die (their units stopped: Restart= does not bring them back); each is
     // replaced under writes, started once through the drop-in, which is gone afterwards
-    let unit_files = |h: &BTreeMap<PathBuf, String>| h.iter().filter(|(p, _)| p.starts_with(host.units.as_path())).map(|(p, v)| (p.clone(), v.clone())).collect::<Vec<_>>();
+    let unit_files =
+        |h: &BTreeMap<PathBuf, String>| h.iter().filter(|(p, _)| p.starts_with(host.units.as_path())).map(|(p, v)| (p.clone(), v.clone())).collect::<Vec<_>>();
     let units_before = unit_files(&before);
     assert_eq!(units_before.len(), 8, "four targets, a slice and three units");
     for n in [2, 3] {
@@ -106,11 +107,19 @@ fn an_adopted_cluster_under_systemd_units_is_managed_in_place() {
         if n == 2 {
             // its EnvironmentFile= sets ETCD_INITIAL_CLUSTER_STATE=new, as kubespray's does: the
             // joiner's state comes through env(1), and no flag shadows the variable
-            assert_eq!(m["config"]["settings"]["initial-cluster-state"], serde_json::json!({"value": "existing", "origin": "env"}), "etcd-2 started once as a joiner");
+            assert_eq!(
+                m["config"]["settings"]["initial-cluster-state"],
+                serde_json::json!({"value": "existing", "origin": "env"}),
+                "etcd-2 started once as a joiner"
+            );
             assert_eq!(m["process"]["argv"].as_array().unwrap().len(), 1, "{}", m["process"]["argv"]);
         } else {
             let last = m["process"]["argv"].as_array().unwrap().last().unwrap().as_str().unwrap().to_string();
-            assert_eq!(last, format!("--config-file={}", lab.dir.join("host-3/var/lib/etcd-bootstrap/etcd-3.joiner.conf.yml").display()), "etcd-3 started once as a joiner");
+            assert_eq!(
+                last,
+                format!("--config-file={}", lab.dir.join("host-3/var/lib/etcd-bootstrap/etcd-3.joiner.conf.yml").display()),
+                "etcd-3 started once as a joiner"
+            );
         }
     }
     assert_eq!(unit_files(&hashes(&lab.dir)), units_before, "no unit file touched");
@@ -132,7 +141,11 @@ fn an_adopted_cluster_under_systemd_units_is_managed_in_place() {
 
     // rotate ca, its three stops: each unit restarted twice more through systemctl
     let before_ca: Vec<u32> = units.iter().map(|u| host.main_pid(u)).collect();
-    for (args, want) in [(&["rotate", "ca"][..], "stopped after step 1 of 3"), (&["rotate", "ca", "--continue"], "stopped after step 2 of 3"), (&["rotate", "ca", "--continue"], "CA rotation done")] {
+    for (args, want) in [
+        (&["rotate", "ca"][..], "stopped after step 1 of 3"),
+        (&["rotate", "ca", "--continue"], "stopped after step 2 of 3"),
+        (&["rotate", "ca", "--continue"], "CA rotation done"),
+    ] {
         let r = lab.boot(&spec, args);
         assert!(r.ok() && r.stdout.contains(want), "{args:?}: {}{}", r.stdout, r.stderr);
     }

@@ -2,7 +2,7 @@
 //! written for kube-apiserver, kubeadm configs against kubeadm's rules, `haproxy -c`, re-runs that
 //! change nothing, resuming after an interruption, refusing a foreign data dir, down/purge.
 
-use integration_tests::bootstrap::{boot, local_spec, Down};
+use integration_tests::bootstrap::{Down, boot, local_spec};
 use integration_tests::{bin, run_bounded, tool, tree};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -38,19 +38,24 @@ fn local_bring_up_is_verified_by_etcdctl_with_the_apiserver_files() {
     // kube-apiserver's view: exactly the files in the control-plane folder, at kubeadm's paths
     let node = dir.join("out/control-plane/cp-2");
     let node_files = tree(&node);
-    assert_eq!(
-        node_files,
-        ["etc/kubernetes/pki/apiserver-etcd-client.crt", "etc/kubernetes/pki/apiserver-etcd-client.key", "etc/kubernetes/pki/etcd/ca.crt"]
-    );
+    assert_eq!(node_files, ["etc/kubernetes/pki/apiserver-etcd-client.crt", "etc/kubernetes/pki/apiserver-etcd-client.key", "etc/kubernetes/pki/etcd/ca.crt"]);
     // the runbook: a document (not executable), node by node, the load balancer first
     use std::os::unix::fs::PermissionsExt;
     let runbook_path = dir.join("out/RUNBOOK.md");
     assert_eq!(std::fs::metadata(&runbook_path).unwrap().permissions().mode() & 0o777, 0o644);
     let runbook = std::fs::read_to_string(&runbook_path).unwrap();
-    let order: Vec<usize> = ["## 1. The load balancer", "check lb` must say `NO-BACKEND`", "## 2. cp-1", "kubeadm init --config init.yaml", "install a CNI plugin", "## 3. cp-2", "kubeadm join --config join-cp-2.yaml"]
-        .iter()
-        .map(|step| runbook.find(step).unwrap_or_else(|| panic!("runbook lacks {step:?}:\n{runbook}")))
-        .collect();
+    let order: Vec<usize> = [
+        "## 1. The load balancer",
+        "check lb` must say `NO-BACKEND`",
+        "## 2. cp-1",
+        "kubeadm init --config init.yaml",
+        "install a CNI plugin",
+        "## 3. cp-2",
+        "kubeadm join --config join-cp-2.yaml",
+    ]
+    .iter()
+    .map(|step| runbook.find(step).unwrap_or_else(|| panic!("runbook lacks {step:?}:\n{runbook}")))
+    .collect();
     assert!(order.windows(2).all(|w| w[0] < w[1]), "runbook steps out of order:\n{runbook}");
     assert!(!dir.join("out/kubeadm/commands.sh").exists(), "no all-nodes script any more");
     // one left by an earlier version is removed; a file of the operator's by that name is not
@@ -231,7 +236,8 @@ fn the_kubeadm_version_matrix_is_enforced_before_anything_starts() {
     // upstream 3.5.1 (install-deps keeps it), below kubeadm 1.34's minimum whatever this pass runs
     let old_etcd = integration_tests::workspace_root().join(".etcd/v3.5.1/etcd");
     let pass_etcd = format!("etcd_binary: {}\n", integration_tests::bootstrap::etcd_binary().display());
-    let strict = std::fs::read_to_string(&spec).unwrap().replace("  allow_old_etcd: true\n", "").replace(&pass_etcd, &format!("etcd_binary: {}\n", old_etcd.display()));
+    let strict =
+        std::fs::read_to_string(&spec).unwrap().replace("  allow_old_etcd: true\n", "").replace(&pass_etcd, &format!("etcd_binary: {}\n", old_etcd.display()));
     assert!(strict.contains(".etcd/v3.5.1/etcd"), "{strict}");
     std::fs::write(&spec, &strict).unwrap();
     let _down = Down(spec.clone());
@@ -297,7 +303,8 @@ fn systemd_units_are_delivered_as_files_with_exactly_their_lines() {
     );
     // first without a usable systemd (this machine's PID 1 is not systemd): refused in
     // preflight for every member, before any file is delivered
-    let host_state = Command::new("systemctl").arg("is-system-running").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
+    let host_state =
+        Command::new("systemctl").arg("is-system-running").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
     if !matches!(host_state.as_str(), "running" | "degraded" | "starting" | "initializing" | "maintenance") {
         let r = boot(&spec, &["up", "--wait", "1"]).assert_fails();
         for i in 1..=3 {
@@ -312,9 +319,17 @@ fn systemd_units_are_delivered_as_files_with_exactly_their_lines() {
         assert!(calls.contains(&format!("enable --now etcd-etcd-{i}.service")), "{calls}");
         let unit = std::fs::read_to_string(units.join(format!("etcd-etcd-{i}.service"))).unwrap();
         let keys: Vec<&str> = unit.lines().filter(|l| !l.is_empty()).map(|l| l.split('=').next().unwrap_or(l)).collect();
-        assert_eq!(keys, ["[Unit]", "Description", "After", "Wants", "[Service]", "Type", "ExecStart", "Restart", "RestartSec", "LimitNOFILE", "[Install]", "WantedBy"], "{unit}");
+        assert_eq!(
+            keys,
+            ["[Unit]", "Description", "After", "Wants", "[Service]", "Type", "ExecStart", "Restart", "RestartSec", "LimitNOFILE", "[Install]", "WantedBy"],
+            "{unit}"
+        );
         let exec = unit.lines().find(|l| l.starts_with("ExecStart=")).unwrap();
         assert!(exec.contains(&format!("--data-dir {}", dir.join(format!("members/etcd-{i}/data")).display())) && exec.contains("--pre-vote"), "{exec}");
-        assert!(!Path::new(&format!("/etc/systemd/system/etcd-etcd-{i}.service")).exists() || !std::fs::read_to_string(format!("/etc/systemd/system/etcd-etcd-{i}.service")).unwrap_or_default().contains(&dir.display().to_string()), "the real unit directory was touched");
+        assert!(
+            !Path::new(&format!("/etc/systemd/system/etcd-etcd-{i}.service")).exists()
+                || !std::fs::read_to_string(format!("/etc/systemd/system/etcd-etcd-{i}.service")).unwrap_or_default().contains(&dir.display().to_string()),
+            "the real unit directory was touched"
+        );
     }
 }

@@ -2,8 +2,8 @@
 //! address and sshd); the members' certificates carry those addresses. Then one host's link is
 //! cut and the verdict turns DEGRADED.
 
+use integration_tests::bootstrap::{Down, boot};
 use integration_tests::netns::Hosts;
-use integration_tests::bootstrap::{boot, Down};
 use integration_tests::{bin, run_bounded};
 use std::process::Command;
 use std::time::Duration;
@@ -43,7 +43,8 @@ fn ssh_bring_up_across_three_namespace_hosts_then_a_cut_link_degrades() {
     assert!(up.stderr.contains(&format!("preflight etcd-1: ssh root@{}", hosts.hosts[0].address)), "{}", up.stderr);
     assert!(up.stdout.contains("HEALTHY (3 members, 3 started now)"), "{}", up.stdout);
     // the certificates carry the namespace addresses
-    let info = run_bounded(Command::new(bin("pki")).arg("certinfo").arg(dir.join("host-2/etc/kubernetes/pki/etcd/server.crt")), Duration::from_secs(10)).assert_ok();
+    let info =
+        run_bounded(Command::new(bin("pki")).arg("certinfo").arg(dir.join("host-2/etc/kubernetes/pki/etcd/server.crt")), Duration::from_secs(10)).assert_ok();
     assert!(info.stdout.contains(&format!("IP:{}", hosts.hosts[1].address)), "{}", info.stdout);
     // each host got only its own keys
     for (i, h) in hosts.hosts.iter().enumerate() {
@@ -66,7 +67,11 @@ fn ssh_bring_up_across_three_namespace_hosts_then_a_cut_link_degrades() {
     let masters = Command::new("pgrep").args(["-f", &sockets.display().to_string()]).output().unwrap();
     assert!(masters.stdout.is_empty(), "no master connection outlives the run: {}", String::from_utf8_lossy(&masters.stdout));
     assert!(again.stdout.contains("0 started now"), "{}", again.stdout);
-    assert!(again.stderr.contains(&format!("etcd etcd-2: 0 binaries sent, {binaries} already there")), "unchanged binaries are not sent again: {}", again.stderr);
+    assert!(
+        again.stderr.contains(&format!("etcd etcd-2: 0 binaries sent, {binaries} already there")),
+        "unchanged binaries are not sent again: {}",
+        again.stderr
+    );
     // cut host 3 off the network
     hosts.cut(2);
     // if host 3 led, the others first elect a new leader (about a second): the verdict may say
@@ -137,7 +142,8 @@ fn ssh_bring_up_across_three_namespace_hosts_then_a_cut_link_degrades() {
     assert!(etcdctl(&["get", "prevote-1"]).assert_ok().stdout.contains("prevote-1"), "restored keys are there");
     assert!(etcdctl(&["get", "after-backup"]).assert_ok().stdout.is_empty(), "later writes are not");
     for h in &hosts.hosts {
-        let aside = std::fs::read_dir(dir.join(&h.name).join("var/lib")).unwrap().flatten().any(|e| e.file_name().to_string_lossy().starts_with("etcd.replaced-"));
+        let aside =
+            std::fs::read_dir(dir.join(&h.name).join("var/lib")).unwrap().flatten().any(|e| e.file_name().to_string_lossy().starts_with("etcd.replaced-"));
         assert!(aside, "{}: the old data dir moved aside", h.name);
     }
 
@@ -155,7 +161,11 @@ fn ssh_bring_up_across_three_namespace_hosts_then_a_cut_link_degrades() {
     let v = v.lines().find_map(|l| l.strip_prefix("etcd Version: ")).unwrap().trim().to_string();
     let up = boot(&spec, &["upgrade", "--to", &newest.display().to_string()]);
     assert!(up.ok(), "{}{}", up.stdout, up.stderr);
-    assert!(up.stdout.contains(&format!("to {v}; cluster version {line}.0")) || up.stdout.contains(&format!("nothing to do: every member runs etcd {v}")), "{}", up.stdout);
+    assert!(
+        up.stdout.contains(&format!("to {v}; cluster version {line}.0")) || up.stdout.contains(&format!("nothing to do: every member runs etcd {v}")),
+        "{}",
+        up.stdout
+    );
     assert_eq!(boot(&spec, &["status"]).code, Some(0));
     let st = etcdctl(&["endpoint", "status", "-w", "json"]).assert_ok();
     assert!(st.stdout.matches(&format!("\"version\":\"{v}\"")).count() == 2, "{}", st.stdout);

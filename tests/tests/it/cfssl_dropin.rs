@@ -1,7 +1,7 @@
 //! `pki` as `cfssl`/`cfssljson` (symlinks): a Makefile written for cfssl runs unchanged, output
 //! matches cfssl's contract, and cfssl's silent mistakes are clear errors.
 
-use integration_tests::{bin, openssl, run, tool, tree, Ran};
+use integration_tests::{Ran, bin, openssl, run, tool, tree};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,7 +15,11 @@ fn workspace() -> (tempfile::TempDir, PathBuf) {
     std::os::unix::fs::symlink(bin("pki"), b.join("cfssljson")).unwrap();
     let cfg = tmp.path().join("config");
     std::fs::create_dir(&cfg).unwrap();
-    std::fs::write(cfg.join("ca-csr.json"), r#"{"CN": "etcd-ca", "key": {"algo": "ecdsa", "size": 256}, "names": [{"O": "etcd", "OU": "ops"}], "ca": {"expiry": "87600h"}}"#).unwrap();
+    std::fs::write(
+        cfg.join("ca-csr.json"),
+        r#"{"CN": "etcd-ca", "key": {"algo": "ecdsa", "size": 256}, "names": [{"O": "etcd", "OU": "ops"}], "ca": {"expiry": "87600h"}}"#,
+    )
+    .unwrap();
     std::fs::write(
         cfg.join("ca-config.json"),
         r#"{"signing": {"default": {"expiry": "8760h"}, "profiles": {
@@ -86,7 +90,9 @@ fn a_cfssl_makefile_runs_unchanged() {
     // cfssl's key formats
     assert!(std::fs::read_to_string(d.join("certs/ca-key.pem")).unwrap().starts_with("-----BEGIN EC PRIVATE KEY-----"));
     assert!(std::fs::read_to_string(d.join("certs/etcd1-key.pem")).unwrap().starts_with("-----BEGIN RSA PRIVATE KEY-----"));
-    for (cert, purpose) in [("certs/etcd1.pem", "sslserver"), ("certs/peer-etcd1.pem", "sslclient"), ("certs/client.pem", "sslclient"), ("certs/signed.pem", "sslserver")] {
+    for (cert, purpose) in
+        [("certs/etcd1.pem", "sslserver"), ("certs/peer-etcd1.pem", "sslclient"), ("certs/client.pem", "sslclient"), ("certs/signed.pem", "sslserver")]
+    {
         openssl(d, &["verify", "-CAfile", "certs/ca.pem", "-purpose", purpose, cert]).assert_ok();
     }
     let san = openssl(d, &["x509", "-noout", "-ext", "subjectAltName", "-in", "certs/etcd1.pem"]).assert_ok().stdout;
@@ -171,11 +177,17 @@ fn cfssls_silent_mistakes_are_errors() {
     let (tmp, _) = workspace();
     let bad_cfg = tmp.path().join("bad.json");
     std::fs::write(&bad_cfg, r#"{"signing":{"profiles":{"p":{"usages":["signing","server-auth"],"expiry":"8760h"}}}}"#).unwrap();
-    check(with(&[&format!("-config={}", bad_cfg.display()), "-profile=p", "config/req-csr.json"]), &["unknown usage \"server-auth\"", "did you mean \"server auth\""]);
+    check(
+        with(&[&format!("-config={}", bad_cfg.display()), "-profile=p", "config/req-csr.json"]),
+        &["unknown usage \"server-auth\"", "did you mean \"server auth\""],
+    );
     // unknown JSON key: cfssl ignores it
     let typo = tmp.path().join("typo.json");
     std::fs::write(&typo, r#"{"signing":{"profiles":{"p":{"usages":["signing"],"expire":"1h"}}}}"#).unwrap();
-    check(with(&[&format!("-config={}", typo.display()), "-profile=p", "config/req-csr.json"]), &["signing.profiles.p.expire: unknown key", "did you mean \"expiry\""]);
+    check(
+        with(&[&format!("-config={}", typo.display()), "-profile=p", "config/req-csr.json"]),
+        &["signing.profiles.p.expire: unknown key", "did you mean \"expiry\""],
+    );
     // a leaf outliving its CA
     let long = tmp.path().join("long.json");
     std::fs::write(&long, r#"{"signing":{"profiles":{"p":{"usages":["signing","server auth"],"expiry":"200000h"}}}}"#).unwrap();
@@ -206,11 +218,14 @@ fn lenient_mode_is_explicit() {
     let d = tmp.path();
     in_ws(d, &b, "bash", &["-c", "cfssl gencert -initca config/ca-csr.json | cfssljson -bare ca"]).assert_ok();
     let path = format!("{}:{}", b.display(), std::env::var("PATH").unwrap_or_default());
-    let out = run(Command::new("cfssl")
-        .current_dir(d)
-        .env("PATH", path)
-        .env("PKI_CFSSL_LENIENT", "1")
-        .args(["gencert", "-ca=ca.pem", "-ca-key=ca-key.pem", "-config=config/ca-config.json", "-profile=nope", "config/req-csr.json"]));
+    let out = run(Command::new("cfssl").current_dir(d).env("PATH", path).env("PKI_CFSSL_LENIENT", "1").args([
+        "gencert",
+        "-ca=ca.pem",
+        "-ca-key=ca-key.pem",
+        "-config=config/ca-config.json",
+        "-profile=nope",
+        "config/req-csr.json",
+    ]));
     // the default profile of this config has no usages: still refused, with the warning shown
     assert!(out.stderr.contains("using the default profile"), "{}", out.stderr);
 }

@@ -3,7 +3,7 @@
 //! a certificate from the spec's Kubernetes CA), a closed port, and an address routed nowhere
 //! inside a network namespace the test creates; then from control-plane nodes over SSH.
 
-use integration_tests::bootstrap::{boot, local_spec, Down};
+use integration_tests::bootstrap::{Down, boot, local_spec};
 use integration_tests::{bin, openssl, run_bounded, tool};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -168,11 +168,45 @@ fn apiserver_cert(dir: &Path, www: &Path, ips: &[&str]) {
     std::fs::write(www.join("readyz"), "ok").unwrap();
     let sans: Vec<String> = ips.iter().map(|i| format!("IP:{i}")).collect();
     std::fs::write(www.join("ext.cnf"), format!("subjectAltName={}\nextendedKeyUsage=serverAuth\n", sans.join(","))).unwrap();
-    openssl(www, &["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "apiserver.key", "-subj", "/CN=kube-apiserver", "-out", "apiserver.csr"]).assert_ok();
+    openssl(
+        www,
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "apiserver.key",
+            "-subj",
+            "/CN=kube-apiserver",
+            "-out",
+            "apiserver.csr",
+        ],
+    )
+    .assert_ok();
     let ca = dir.join("pki/kubernetes");
     openssl(
         www,
-        &["x509", "-req", "-in", "apiserver.csr", "-CA", &ca.join("ca.crt").display().to_string(), "-CAkey", &ca.join("ca.key").display().to_string(), "-CAcreateserial", "-days", "1", "-extfile", "ext.cnf", "-out", "apiserver.crt"],
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "apiserver.csr",
+            "-CA",
+            &ca.join("ca.crt").display().to_string(),
+            "-CAkey",
+            &ca.join("ca.key").display().to_string(),
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            "apiserver.crt",
+        ],
     )
     .assert_ok();
 }
@@ -211,10 +245,18 @@ fn check_lb_runs_from_each_control_plane_node_and_gates_rotate_ca_continue() {
     assert_eq!(of(&d, "apiserver-files"), ["WARN", "WARN"], "{d:?}");
 
     // HAProxy, no apiserver: NO-BACKEND everywhere
-    let cfg = std::fs::read_to_string(dir.join("out/haproxy/haproxy.cfg")).unwrap().replace("inter 5s downinter 5s rise 2 fall 2 slowstart 60s", "inter 200ms downinter 200ms rise 1 fall 1");
+    let cfg = std::fs::read_to_string(dir.join("out/haproxy/haproxy.cfg"))
+        .unwrap()
+        .replace("inter 5s downinter 5s rise 2 fall 2 slowstart 60s", "inter 200ms downinter 200ms rise 1 fall 1");
     std::fs::write(dir.join("haproxy-test.cfg"), cfg).unwrap();
     let _haproxy = Started(
-        Command::new(tool("haproxy", "HAPROXY_BIN")).args(["-db", "-f"]).arg(dir.join("haproxy-test.cfg")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap(),
+        Command::new(tool("haproxy", "HAPROXY_BIN"))
+            .args(["-db", "-f"])
+            .arg(dir.join("haproxy-test.cfg"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
     );
     wait_listening(&lb);
     let r = check_until(&spec, "NO-BACKEND:");
@@ -231,9 +273,16 @@ fn check_lb_runs_from_each_control_plane_node_and_gates_rotate_ca_continue() {
         assert_eq!(std::fs::read(on_node(i, "/etc/kubernetes/pki/etcd/ca.crt")).unwrap(), bundle, "node {i}");
     }
     assert_eq!(bundle.windows(27).filter(|w| *w == b"-----BEGIN CERTIFICATE-----").count(), 2, "old + new");
-    assert!(!std::path::Path::new("/etc/kubernetes/pki/etcd/ca.crt").exists() || std::fs::read("/etc/kubernetes/pki/etcd/ca.crt").unwrap() != bundle, "this machine's /etc is untouched");
+    assert!(
+        !std::path::Path::new("/etc/kubernetes/pki/etcd/ca.crt").exists() || std::fs::read("/etc/kubernetes/pki/etcd/ca.crt").unwrap() != bundle,
+        "this machine's /etc is untouched"
+    );
     let refused = boot(&spec, &["rotate", "ca", "--continue", "--wait", "2"]).assert_fails();
-    assert!(refused.stderr.contains("refusing to continue the CA rotation: kube-apiserver does not answer /readyz through the load balancer"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("refusing to continue the CA rotation: kube-apiserver does not answer /readyz through the load balancer"),
+        "{}",
+        refused.stderr
+    );
     assert!(boot(&spec, &["rotate", "ca", "--status"]).assert_ok().stdout.contains("waiting for the operator before step 2"));
 
     // a kube-apiserver stand-in inside cp-1's namespace: READY from here and from both nodes
@@ -259,7 +308,10 @@ fn check_lb_runs_from_each_control_plane_node_and_gates_rotate_ca_continue() {
     assert!(second.stdout.contains("stopped after step 2 of 3") && second.stdout.contains("apiserver-etcd-client.key delivered"), "{}", second.stdout);
     for i in 0..2 {
         let key = on_node(i, "/etc/kubernetes/pki/apiserver-etcd-client.key");
-        assert_eq!(std::fs::read(&key).unwrap(), std::fs::read(dir.join(format!("out/control-plane/cp-{}/etc/kubernetes/pki/apiserver-etcd-client.key", i + 1))).unwrap());
+        assert_eq!(
+            std::fs::read(&key).unwrap(),
+            std::fs::read(dir.join(format!("out/control-plane/cp-{}/etc/kubernetes/pki/apiserver-etcd-client.key", i + 1))).unwrap()
+        );
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
     }

@@ -3,7 +3,7 @@
 //! `completion zsh|fish` name the command; each `man` page renders with `man -l`; `--version`
 //! names the etcd and Kubernetes versions supported.
 
-use integration_tests::{bin, run_bounded, Ran};
+use integration_tests::{Ran, bin, run_bounded};
 use std::process::Command;
 use std::time::Duration;
 
@@ -17,7 +17,12 @@ fn complete(name: &str, words: &[&str]) -> Vec<String> {
     let script = dir.path().join("completion.bash");
     let text = run(name, &["completion", "bash"]).stdout;
     // the function bash calls, as the script registers it (`complete -F FUNC ... NAME`)
-    let func = text.lines().find_map(|l| l.split("complete -F ").nth(1)).and_then(|r| r.split_whitespace().next()).unwrap_or_else(|| panic!("no `complete -F` in {name}'s script")).to_string();
+    let func = text
+        .lines()
+        .find_map(|l| l.split("complete -F ").nth(1))
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no `complete -F` in {name}'s script"))
+        .to_string();
     std::fs::write(&script, &text).unwrap();
     let words = words.iter().map(|w| format!("'{w}'")).collect::<Vec<_>>().join(" ");
     let body = format!(

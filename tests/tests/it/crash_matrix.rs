@@ -56,7 +56,6 @@ pub(crate) fn healthy_and_clear(spec: &Path, after: &str) {
     assert!(journal_is_empty(spec), "something still under way after {after}");
 }
 
-
 #[test]
 fn rotate_certs_maintain_down_and_up_killed_at_every_step_finish_when_run_again() {
     let (_tmp, spec, _down) = up_cluster();

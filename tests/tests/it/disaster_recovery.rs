@@ -3,8 +3,8 @@
 //! the restored cluster HEALTHY with every key, at least the snapshot's revision and a new
 //! cluster ID.
 
-use integration_tests::bootstrap::{boot, local_spec, node_etcdctl, node_etcdctl_cmd, node_pki, put_in_txns, Down};
-use integration_tests::{bin, kill_when_stderr_says, run_bounded, Ran};
+use integration_tests::bootstrap::{Down, boot, local_spec, node_etcdctl, node_etcdctl_cmd, node_pki, put_in_txns};
+use integration_tests::{Ran, bin, kill_when_stderr_says, run_bounded};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -114,7 +114,11 @@ fn backup_then_whole_cluster_restore_after_losing_every_member() {
     assert_ne!(boot(&spec, &["status"]).code, Some(0));
 
     // restore, interrupted right after the members' data dirs were restored
-    let seen = kill_when_stderr_says(Command::new(bin("etcd-bootstrap")).arg("-f").arg(&spec).arg("restore").arg(&newest), "data dir restored with", Duration::from_secs(60));
+    let seen = kill_when_stderr_says(
+        Command::new(bin("etcd-bootstrap")).arg("-f").arg(&spec).arg("restore").arg(&newest),
+        "data dir restored with",
+        Duration::from_secs(60),
+    );
     assert!(seen, "the first restore never reached a member");
     let started = Instant::now();
     let second = boot(&spec, &["restore", &newest.display().to_string()]);
@@ -142,7 +146,10 @@ fn backup_then_whole_cluster_restore_after_losing_every_member() {
     if etcdutl_can_bump() {
         assert!(now > old_rev, "the revision must not go back: {now} after {old_rev}");
         assert!(second.stdout.contains("revision raised by") && second.stdout.contains("marked compacted"), "{}", second.stdout);
-        let w = run_bounded(integration_tests::bootstrap::node_etcdctl_cmd(&node_pki(dir), &eps).args(["watch", "--rev", &(snap_rev + 5).to_string(), "after-backup"]), Duration::from_secs(10));
+        let w = run_bounded(
+            integration_tests::bootstrap::node_etcdctl_cmd(&node_pki(dir), &eps).args(["watch", "--rev", &(snap_rev + 5).to_string(), "after-backup"]),
+            Duration::from_secs(10),
+        );
         assert!(w.stderr.contains("compacted"), "a watch from the old history must be told to re-list: {}{}", w.stdout, w.stderr);
     } else {
         assert!(now < old_rev, "this etcd cannot raise it: {now} {old_rev}");
@@ -151,7 +158,8 @@ fn backup_then_whole_cluster_restore_after_losing_every_member() {
     assert_ne!(cluster_id(dir, &eps), old_id, "a restored cluster is a new cluster");
     // the old data was moved aside, never deleted
     for i in 2..=3 {
-        let aside = std::fs::read_dir(dir.join(format!("members/etcd-{i}"))).unwrap().flatten().any(|e| e.file_name().to_string_lossy().starts_with("data.replaced-"));
+        let aside =
+            std::fs::read_dir(dir.join(format!("members/etcd-{i}"))).unwrap().flatten().any(|e| e.file_name().to_string_lossy().starts_with("data.replaced-"));
         assert!(aside, "etcd-{i}'s old data dir moved aside");
     }
     assert!(!dir.join("pki/etcd/restore.json").exists(), "the record goes when the restore is done");

@@ -4,8 +4,8 @@
 //! (a `date` wrapper on the hosts' PATH, never this machine's clock), an old backup, certificates
 //! issued to expire soon.
 
-use integration_tests::bootstrap::{boot, local_spec, spec_endpoints, up_cluster, Down};
-use integration_tests::{run_bounded, workspace_root, Ran};
+use integration_tests::bootstrap::{Down, boot, local_spec, spec_endpoints, up_cluster};
+use integration_tests::{Ran, run_bounded, workspace_root};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -28,7 +28,12 @@ fn doctor(spec: &Path, args: &[&str], path_prefix: Option<&Path>) -> Ran {
 /// The checks of a JSON report: (name, member) -> level.
 fn levels(r: &Ran) -> Vec<(String, String, String)> {
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}{}", r.stdout, r.stderr));
-    v["checks"].as_array().unwrap().iter().map(|c| (c["name"].as_str().unwrap().to_string(), c["member"].as_str().unwrap_or("").to_string(), c["level"].as_str().unwrap().to_string())).collect()
+    v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap().to_string(), c["member"].as_str().unwrap_or("").to_string(), c["level"].as_str().unwrap().to_string()))
+        .collect()
 }
 
 fn level_of<'a>(all: &'a [(String, String, String)], name: &str, member: &str) -> Vec<&'a str> {
@@ -43,10 +48,17 @@ fn doctor_checks_a_real_cluster_and_monitoring_reads_what_it_writes() {
     let r = doctor(&spec, &["-w", "json"], None);
     let all = levels(&r);
     // a fresh, backed-up cluster: every check that does not depend on this machine's disk is OK
-    for (name, member) in [("quorum", ""), ("alarms", ""), ("versions", ""), ("backup", ""), ("crl", ""), ("db-size", "etcd-1"), ("clock", "etcd-2"), ("free-space", "etcd-3")] {
+    for (name, member) in
+        [("quorum", ""), ("alarms", ""), ("versions", ""), ("backup", ""), ("crl", ""), ("db-size", "etcd-1"), ("clock", "etcd-2"), ("free-space", "etcd-3")]
+    {
         assert_eq!(level_of(&all, name, member), ["OK"], "{name} {member}: {}", r.stdout);
     }
-    assert!(all.iter().filter(|(n, _, _)| n.starts_with("certificate ")).count() >= 8 && all.iter().filter(|(n, _, _)| n.starts_with("certificate ")).all(|(_, _, l)| l == "OK"), "{}", r.stdout);
+    assert!(
+        all.iter().filter(|(n, _, _)| n.starts_with("certificate ")).count() >= 8
+            && all.iter().filter(|(n, _, _)| n.starts_with("certificate ")).all(|(_, _, l)| l == "OK"),
+        "{}",
+        r.stdout
+    );
     assert_eq!(level_of(&all, "wal-fsync", "etcd-1").len(), 1, "metrics read from every member: {}", r.stdout);
     for (name, member, want) in [("version-matrix", "", "OK"), ("ca-lifetime", "", "OK"), ("raft-lag", "etcd-2", "OK"), ("leader-changes", "etcd-3", "OK")] {
         assert_eq!(level_of(&all, name, member), [want], "{name} {member}: {}", r.stdout);
@@ -80,9 +92,16 @@ fn doctor_checks_a_real_cluster_and_monitoring_reads_what_it_writes() {
     let prom = doctor(&spec, &["-w", "prometheus"], None);
     let file = dir.join("doctor.prom");
     std::fs::write(&file, &prom.stdout).unwrap();
-    let check = run_bounded(Command::new("bash").arg("-c").arg(format!("{} check metrics < {}", tool("promtool").display(), file.display())), Duration::from_secs(30));
+    let check =
+        run_bounded(Command::new("bash").arg("-c").arg(format!("{} check metrics < {}", tool("promtool").display(), file.display())), Duration::from_secs(30));
     assert!(check.ok(), "promtool check metrics: {}{}\n{}", check.stdout, check.stderr, prom.stdout);
-    for needle in ["etcd_bootstrap_check{check=\"quorum\",member=\"\"} 0", "etcd_bootstrap_quorum_healthy_voters 3", "etcd_bootstrap_quorum_failures_tolerated 1", "x509_cert_not_after{path=", "etcd_bootstrap_last_backup_timestamp_seconds "] {
+    for needle in [
+        "etcd_bootstrap_check{check=\"quorum\",member=\"\"} 0",
+        "etcd_bootstrap_quorum_healthy_voters 3",
+        "etcd_bootstrap_quorum_failures_tolerated 1",
+        "x509_cert_not_after{path=",
+        "etcd_bootstrap_last_backup_timestamp_seconds ",
+    ] {
         assert!(prom.stdout.contains(needle), "lacks {needle:?}:\n{}", prom.stdout);
     }
 
@@ -97,7 +116,8 @@ fn doctor_checks_a_real_cluster_and_monitoring_reads_what_it_writes() {
         assert!(out.stdout.contains(needle), "{args:?} lacks {needle:?}: {}{}", out.stdout, out.stderr);
         let f = dir.join("cmd.prom");
         std::fs::write(&f, &out.stdout).unwrap();
-        let check = run_bounded(Command::new("bash").arg("-c").arg(format!("{} check metrics < {}", tool("promtool").display(), f.display())), Duration::from_secs(30));
+        let check =
+            run_bounded(Command::new("bash").arg("-c").arg(format!("{} check metrics < {}", tool("promtool").display(), f.display())), Duration::from_secs(30));
         assert!(check.ok(), "promtool rejects {args:?}: {}{}\n{}", check.stdout, check.stderr, out.stdout);
     }
 
@@ -175,7 +195,13 @@ fn doctor_checks_a_real_cluster_and_monitoring_reads_what_it_writes() {
 
     // the minute timer for node_exporter
     let timer = doctor(&spec, &["--print-timer", "--textfile", "/var/lib/prometheus/node-exporter"], None);
-    assert!(timer.ok() && timer.stdout.contains("OnCalendar=minutely") && timer.stdout.contains("doctor -w prometheus --textfile /var/lib/prometheus/node-exporter"), "{}", timer.stdout);
+    assert!(
+        timer.ok()
+            && timer.stdout.contains("OnCalendar=minutely")
+            && timer.stdout.contains("doctor -w prometheus --textfile /var/lib/prometheus/node-exporter"),
+        "{}",
+        timer.stdout
+    );
 }
 
 fn now() -> i64 {
@@ -235,10 +261,26 @@ fn certificates_issued_to_expire_soon_are_a_warning() {
     let work = tmp.path().join("openssl-ca");
     std::fs::create_dir_all(&work).unwrap();
     std::fs::write(work.join("index.txt"), "").unwrap();
-    std::fs::write(work.join("ca.cnf"), format!("[ca]\ndefault_ca = etcd\n[etcd]\ndatabase = {}\ndefault_md = sha256\n", work.join("index.txt").display())).unwrap();
+    std::fs::write(work.join("ca.cnf"), format!("[ca]\ndefault_ca = etcd\n[etcd]\ndatabase = {}\ndefault_md = sha256\n", work.join("index.txt").display()))
+        .unwrap();
     let p = |f: &str| pki.join(f).display().to_string();
     let w = work.join("ca.cnf").display().to_string();
-    let args = ["ca", "-config", &w, "-gencrl", "-cert", &p("ca.crt"), "-keyfile", &p("ca.key"), "-crl_lastupdate", "20200101000000Z", "-crl_nextupdate", "20200102000000Z", "-out", &p("crl.pem")];
+    let args = [
+        "ca",
+        "-config",
+        &w,
+        "-gencrl",
+        "-cert",
+        &p("ca.crt"),
+        "-keyfile",
+        &p("ca.key"),
+        "-crl_lastupdate",
+        "20200101000000Z",
+        "-crl_nextupdate",
+        "20200102000000Z",
+        "-out",
+        &p("crl.pem"),
+    ];
     integration_tests::openssl(&work, &args).assert_ok();
     let stale = doctor(&spec, &["-w", "json"], None);
     assert_eq!(level_of(&levels(&stale), "crl", ""), ["FAIL"], "{}", stale.stdout);
@@ -276,6 +318,14 @@ fn a_database_near_its_quota_is_a_warning() {
     let all = levels(&warned);
     assert_eq!(level_of(&all, "alarms", ""), ["OK"], "warned before etcd's NOSPACE: {}", warned.stdout);
     assert_eq!(level_of(&all, "backup", ""), ["WARN"], "no backup was ever taken: {}", warned.stdout);
-    let fix = serde_json::from_str::<serde_json::Value>(&warned.stdout).unwrap()["checks"].as_array().unwrap().iter().find(|c| c["name"] == "db-size" && c["member"] == "etcd-1").unwrap()["fix"].as_str().unwrap().to_string();
+    let fix = serde_json::from_str::<serde_json::Value>(&warned.stdout).unwrap()["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "db-size" && c["member"] == "etcd-1")
+        .unwrap()["fix"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(fix.contains("maintain"), "{fix}");
 }

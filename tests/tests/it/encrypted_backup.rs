@@ -5,8 +5,8 @@
 //! backup folder; `restore --identity` brings the cluster back from it; a missing or wrong
 //! identity changes nothing.
 
-use integration_tests::bootstrap::{boot, node_etcdctl, node_pki, spec_endpoints, up_cluster, Down};
-use integration_tests::{run_bounded, tool, Ran};
+use integration_tests::bootstrap::{Down, boot, node_etcdctl, node_pki, spec_endpoints, up_cluster};
+use integration_tests::{Ran, run_bounded, tool};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -55,7 +55,8 @@ fn an_encrypted_backup_is_age_readable_and_restores_with_the_identity() {
     // an age key (age-keygen, the reference tool) and an SSH key
     let key = dir.join("age-key.txt");
     run_bounded(Command::new(tool("age-keygen", "AGE_KEYGEN_BIN")).arg("-o").arg(&key), Duration::from_secs(20)).assert_ok();
-    let age_public = run_bounded(Command::new(tool("age-keygen", "AGE_KEYGEN_BIN")).arg("-y").arg(&key), Duration::from_secs(20)).assert_ok().stdout.trim().to_string();
+    let age_public =
+        run_bounded(Command::new(tool("age-keygen", "AGE_KEYGEN_BIN")).arg("-y").arg(&key), Duration::from_secs(20)).assert_ok().stdout.trim().to_string();
     let ssh_key = dir.join("id_ed25519");
     run_bounded(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&ssh_key), Duration::from_secs(20)).assert_ok();
     let ssh_public = std::fs::read_to_string(dir.join("id_ed25519.pub")).unwrap().trim().to_string();
@@ -84,7 +85,10 @@ fn an_encrypted_backup_is_age_readable_and_restores_with_the_identity() {
     assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
     let bytes = std::fs::read(&file).unwrap();
     assert!(!bytes.windows(17).any(|w| w == b"secret-value-4242"), "the secret is readable in the encrypted backup");
-    assert!(std::fs::read(plain["path"].as_str().unwrap()).unwrap().windows(17).any(|w| w == b"secret-value-4242"), "(the plain backup holds it: the check can fail)");
+    assert!(
+        std::fs::read(plain["path"].as_str().unwrap()).unwrap().windows(17).any(|w| w == b"secret-value-4242"),
+        "(the plain backup holds it: the check can fail)"
+    );
 
     // the age CLI decrypts it with either key: byte for byte the plain backup
     for identity in [&key, &ssh_key] {

@@ -16,7 +16,8 @@ fn real_etcd_cluster_runs_on_our_certificates() {
     assert_eq!(members.matches("https://").count(), 6, "{members}");
     for i in 0..3 {
         let log = cluster.log_tail(i, 1000);
-        let bad: Vec<&str> = log.lines().filter(|l| l.contains("incompatible key usage") || (l.contains("rejected connection") && l.contains("certificate"))).collect();
+        let bad: Vec<&str> =
+            log.lines().filter(|l| l.contains("incompatible key usage") || (l.contains("rejected connection") && l.contains("certificate"))).collect();
         assert!(bad.is_empty(), "member {i}:\n{}", bad.join("\n"));
     }
 }

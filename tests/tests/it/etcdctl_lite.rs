@@ -2,7 +2,7 @@
 //! (SIGSTOP), two killed, learners, TLS mistakes, JSON shapes next to Debian's etcdctl.
 
 use integration_tests::cluster::Cluster;
-use integration_tests::{bin, fixture, run_bounded, Ran};
+use integration_tests::{Ran, bin, fixture, run_bounded};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -68,11 +68,9 @@ fn healthy_cluster() {
     let a = lite(&c, &["alarm", "list"]).assert_ok();
     assert!(a.stdout.is_empty());
     // --cluster discovers the members from the member list
-    let only_one = run_bounded(
-        lite_cmd(&c).arg(format!("--endpoints={}", c.members[0].client_url())).args(["endpoint", "health", "--cluster"]),
-        Duration::from_secs(30),
-    )
-    .assert_ok();
+    let only_one =
+        run_bounded(lite_cmd(&c).arg(format!("--endpoints={}", c.members[0].client_url())).args(["endpoint", "health", "--cluster"]), Duration::from_secs(30))
+            .assert_ok();
     assert_eq!(only_one.stdout.matches("is healthy").count(), 3);
 }
 
@@ -347,7 +345,8 @@ fn snapshot_status_matches_etcdutl_and_refuses_damaged_files() {
     let b: serde_json::Value = serde_json::from_str(&theirs.stdout).unwrap();
     assert_eq!(a, b, "ours {} vs {} {}", ours.stdout, etcdutl.display(), theirs.stdout);
     assert!(a["totalKey"].as_u64().unwrap() >= 1200 && a["revision"].as_i64().unwrap() > 13, "{}", ours.stdout);
-    let simple = |tool: &std::path::Path| run_bounded(Command::new(tool).args(["snapshot", "status", &p, "-w", "simple"]), Duration::from_secs(30)).assert_ok().stdout;
+    let simple =
+        |tool: &std::path::Path| run_bounded(Command::new(tool).args(["snapshot", "status", &p, "-w", "simple"]), Duration::from_secs(30)).assert_ok().stdout;
     assert_eq!(simple(&bin("etcdctl-lite")), simple(&etcdutl), "-w simple as etcdutl of the same line");
     let table = run_bounded(Command::new(bin("etcdctl-lite")).args(["snapshot", "status", &p, "-w", "table"]), Duration::from_secs(30)).assert_ok();
     assert!(table.stdout.contains(" REVISION ") && table.stdout.contains(" TOTAL KEYS ") && table.stdout.contains(" TOTAL SIZE "), "{}", table.stdout);
@@ -367,7 +366,9 @@ fn snapshot_status_matches_etcdutl_and_refuses_damaged_files() {
     // without the trailer nothing vouches for the pages: the structure itself must be checked
     let no_trailer = &data[..data.len() - 32];
     try_status("plain.db", no_trailer).assert_ok();
-    let plain = run_bounded(Command::new(bin("etcdctl-lite")).args(["snapshot", "status", "-w", "json"]).arg(dir.path().join("plain.db")), Duration::from_secs(30)).assert_ok();
+    let plain =
+        run_bounded(Command::new(bin("etcdctl-lite")).args(["snapshot", "status", "-w", "json"]).arg(dir.path().join("plain.db")), Duration::from_secs(30))
+            .assert_ok();
     assert_eq!(serde_json::from_str::<serde_json::Value>(&plain.stdout).unwrap(), a, "the same answer without the trailer");
     let mut meta = no_trailer.to_vec();
     for b in &mut meta[16..16 + 64] {
@@ -398,7 +399,8 @@ fn snapshot_save_is_atomic_and_valid() {
     assert!(r.stdout.contains("Snapshot saved at") && r.stdout.contains("sha256"), "{}", r.stdout);
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
-    let status = run_bounded(Command::new(integration_tests::etcdutl_of_run()).args(["snapshot", "status", &p, "-w", "json"]), Duration::from_secs(30)).assert_ok();
+    let status =
+        run_bounded(Command::new(integration_tests::etcdutl_of_run()).args(["snapshot", "status", &p, "-w", "json"]), Duration::from_secs(30)).assert_ok();
     let v: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
     assert!(v["totalKey"].as_u64().unwrap() >= 1, "{}", status.stdout);
     // never overwritten, no stray temp files
@@ -417,15 +419,40 @@ fn restored_reads_back(snapshot: &std::path::Path, key: &str, want: &str) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("restored");
     run_bounded(
-        Command::new(bin35.join("etcdutl")).args(["snapshot", "restore", &snapshot.display().to_string(), "--data-dir", &data.display().to_string(),
-            "--name", "restored", "--initial-cluster", &format!("restored={peer}"), "--initial-advertise-peer-urls", &peer]),
+        Command::new(bin35.join("etcdutl")).args([
+            "snapshot",
+            "restore",
+            &snapshot.display().to_string(),
+            "--data-dir",
+            &data.display().to_string(),
+            "--name",
+            "restored",
+            "--initial-cluster",
+            &format!("restored={peer}"),
+            "--initial-advertise-peer-urls",
+            &peer,
+        ]),
         Duration::from_secs(30),
     )
     .assert_ok();
     let log = std::fs::File::create(dir.path().join("etcd.log")).unwrap();
     let mut etcd = Command::new(bin35.join("etcd"))
-        .args(["--name", "restored", "--data-dir", &data.display().to_string(), "--listen-client-urls", &client, "--advertise-client-urls", &client,
-            "--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer, "--initial-cluster", &format!("restored={peer}")])
+        .args([
+            "--name",
+            "restored",
+            "--data-dir",
+            &data.display().to_string(),
+            "--listen-client-urls",
+            &client,
+            "--advertise-client-urls",
+            &client,
+            "--listen-peer-urls",
+            &peer,
+            "--initial-advertise-peer-urls",
+            &peer,
+            "--initial-cluster",
+            &format!("restored={peer}"),
+        ])
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .spawn()

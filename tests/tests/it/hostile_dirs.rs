@@ -3,8 +3,8 @@
 //! others, itself or above it), names it, and changes nothing; a symlink planted at the file's
 //! name is replaced, never followed. A canary file outside is compared before and after.
 
-use integration_tests::bootstrap::{boot, local_spec};
 use integration_tests::Ran;
+use integration_tests::bootstrap::{boot, local_spec};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -53,7 +53,22 @@ fn writing_commands_refuse_directories_others_can_change_and_never_follow_a_plan
     refused(boot(&spec, &["doctor", "--print-timer", "--textfile", &s(&inside)]), &foreign, "owned by");
     refused(boot(&spec, &["backup", "--dir", &s(&open.join("backups"))]), &open, "writable by every user");
     refused(boot(&spec, &["backup", "--dir", &s(&inside)]), &foreign, "owned by");
-    let adopt = boot(&spec, &["adopt", "--endpoints", "https://127.0.0.1:1", "--cacert", &s(&canary), "--cert", &s(&canary), "--key", &s(&canary), "-o", &s(&open.join("spec.yaml"))]);
+    let adopt = boot(
+        &spec,
+        &[
+            "adopt",
+            "--endpoints",
+            "https://127.0.0.1:1",
+            "--cacert",
+            &s(&canary),
+            "--cert",
+            &s(&canary),
+            "--key",
+            &s(&canary),
+            "-o",
+            &s(&open.join("spec.yaml")),
+        ],
+    );
     refused(adopt, &open, "writable by every user");
     // restore s3:// fetches beside the spec: a spec in an open folder is refused before any request
     let moved = open.join("cluster.yaml");
@@ -83,7 +98,8 @@ fn writing_commands_refuse_directories_others_can_change_and_never_follow_a_plan
     // a symlink planted at adopt -o's name: refused (the spec is created new, O_EXCL), not followed
     let link = textdir.join("spec.yaml");
     std::os::unix::fs::symlink(&canary, &link).unwrap();
-    let r = boot(&spec, &["adopt", "--endpoints", "https://127.0.0.1:1", "--cacert", &s(&canary), "--cert", &s(&canary), "--key", &s(&canary), "-o", &s(&link)]);
+    let r =
+        boot(&spec, &["adopt", "--endpoints", "https://127.0.0.1:1", "--cacert", &s(&canary), "--cert", &s(&canary), "--key", &s(&canary), "-o", &s(&link)]);
     assert!(!r.ok() && r.stderr.contains("-o"), "refused: {}", r.stderr);
     assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "the link left as it was");
     assert_eq!(fingerprint(&canary), before, "the canary outside is unchanged (contents, mode, owner)");

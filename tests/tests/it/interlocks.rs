@@ -5,17 +5,21 @@
 //! again, with three voters.
 
 use integration_tests::bootstrap::{boot, etcd_binary, local_spec, probe_refusal, under_way, up_cluster};
-use integration_tests::{bin, signal, start_until_stderr_says, Signal};
+use integration_tests::{Signal, bin, signal, start_until_stderr_says};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
-
 
 /// Member IDs and roles as the cluster reports them, sorted.
 fn members(spec: &Path) -> Vec<(String, String)> {
     let st = boot(spec, &["status", "-w", "json"]);
     let v: serde_json::Value = serde_json::from_str(&st.stdout).unwrap_or_else(|e| panic!("{e}: {}{}", st.stdout, st.stderr));
-    let mut all: Vec<(String, String)> = v["members"].as_array().unwrap().iter().map(|m| (m["id"].as_str().unwrap_or("").to_string(), m["role"].as_str().unwrap_or("").replace("leader", "voter").replace("follower", "voter"))).collect();
+    let mut all: Vec<(String, String)> = v["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["id"].as_str().unwrap_or("").to_string(), m["role"].as_str().unwrap_or("").replace("leader", "voter").replace("follower", "voter")))
+        .collect();
     all.sort();
     all
 }
@@ -103,7 +107,8 @@ fn a_running_rotation_holds_the_lock_against_a_backup_and_a_second_rotation() {
     let (tmp, spec, _down) = up_cluster();
     let backups = tmp.path().join("backups");
     // rotate certs, frozen (SIGSTOP) right after its first change: it holds the cluster lock
-    let rotation = start_until_stderr_says(&mut boot_cmd(&spec, &["rotate", "certs"]), "] renew:", Duration::from_secs(60)).unwrap_or_else(|e| panic!("rotate certs never renewed:\n{e}"));
+    let rotation = start_until_stderr_says(&mut boot_cmd(&spec, &["rotate", "certs"]), "] renew:", Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("rotate certs never renewed:\n{e}"));
     signal(rotation.pid(), Signal::Stop);
     for args in [vec!["backup", "--lock-wait", "1"], vec!["rotate", "certs", "--lock-wait", "1"], vec!["down", "--lock-wait", "0"]] {
         let r = boot(&spec, &args);
@@ -148,7 +153,11 @@ fn replace_killed_at_every_step_finishes_when_run_again_and_blocks_others_meanwh
         if unfinished {
             let r = probe_refusal(&spec);
             assert_eq!(r.code, Some(4), "after a kill at {step}: {}", r.stderr);
-            assert!(r.stderr.contains("`replace etcd-2` stopped unfinished") && r.stderr.trim_end().ends_with("replace etcd-2"), "after a kill at {step}: {}", r.stderr);
+            assert!(
+                r.stderr.contains("`replace etcd-2` stopped unfinished") && r.stderr.trim_end().ends_with("replace etcd-2"),
+                "after a kill at {step}: {}",
+                r.stderr
+            );
         }
         if unfinished {
             let again = boot(&spec, &["replace", "etcd-2"]);

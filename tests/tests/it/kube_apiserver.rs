@@ -27,19 +27,13 @@ impl Node {
         copy_tree(&dir.join("out/control-plane").join(name), &root);
         let init_yaml = dir.join("out/kubeadm/init.yaml");
         let server = ApiServer::start(id, addr, &EtcdFlags::from_kubeadm(&init_yaml, &root));
-        Node {
-            root,
-            init_yaml,
-            server,
-            restarts: vec![],
-        }
+        Node { root, init_yaml, server, restarts: vec![] }
     }
 
     /// What a restart instruction asks: restart kube-apiserver with the node's files.
     fn restart(&mut self, id: &Identity) {
         let t = Instant::now();
-        self.server
-            .restart(id, &EtcdFlags::from_kubeadm(&self.init_yaml, &self.root));
+        self.server.restart(id, &EtcdFlags::from_kubeadm(&self.init_yaml, &self.root));
         self.restarts.push((t, Instant::now()));
     }
 
@@ -63,22 +57,13 @@ impl Node {
 
     fn writes(&self) -> bool {
         let body = serde_json::json!({"apiVersion": "test.example.com/v1", "kind": "Widget", "metadata": {"generateName": "probe-"}});
-        self.server
-            .request(
-                "POST",
-                integration_tests::kube::WIDGETS,
-                Some(&body.to_string()),
-            )
-            .is_ok_and(|(c, _)| c == 201)
+        self.server.request("POST", integration_tests::kube::WIDGETS, Some(&body.to_string())).is_ok_and(|(c, _)| c == 201)
     }
 }
 
 fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from)
-        .unwrap_or_else(|e| panic!("{}: {e}", from.display()))
-        .flatten()
-    {
+    for e in std::fs::read_dir(from).unwrap_or_else(|e| panic!("{}: {e}", from.display())).flatten() {
         if e.file_type().unwrap().is_dir() {
             copy_tree(&e.path(), &to.join(e.file_name()));
         } else {
@@ -123,10 +108,13 @@ impl MemberStops {
     /// Commands during which more failed than one request per member stop (the writer has one
     /// request in flight at a time).
     fn overrun(&self, failures: &[&Failure]) -> Vec<String> {
-        self.0.iter().filter_map(|(a, b, what, members)| {
-            let n = failures.iter().filter(|f| f.within(*a, *b)).count();
-            (n > *members).then(|| format!("{what}: {n} failed, {members} members stopped"))
-        }).collect()
+        self.0
+            .iter()
+            .filter_map(|(a, b, what, members)| {
+                let n = failures.iter().filter(|f| f.within(*a, *b)).count();
+                (n > *members).then(|| format!("{what}: {n} failed, {members} members stopped"))
+            })
+            .collect()
     }
 }
 
@@ -275,7 +263,11 @@ fn kube_apiserver_and_its_clients_survive_every_day2_command() {
     assert!(healthy.stderr.contains("stop kube-apiserver on every control-plane node first (cp-1, cp-2"), "{}", healthy.stderr);
     cp1.server.stop();
     let r = run_ok(&spec, &["restore", &snapshot, "--force"]);
-    assert!(r.stdout.contains("revision raised by") && r.stdout.contains("  cp-1: start kube-apiserver\n") && r.stdout.contains("need no restart"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("revision raised by") && r.stdout.contains("  cp-1: start kube-apiserver\n") && r.stdout.contains("need no restart"),
+        "{}",
+        r.stdout
+    );
     assert!(r.stderr.contains("kubernetes: stop kube-apiserver on every control-plane node first (cp-1, cp-2"), "said before the members stop: {}", r.stderr);
     let stopped = r.stderr.lines().find(|l| l.contains("members stopped, the leader last")).unwrap_or_default().to_string();
     cp1.restart(&id);

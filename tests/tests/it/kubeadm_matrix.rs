@@ -5,7 +5,7 @@
 //! (scripts/fetch-kubeadm-sources.sh, run by install-deps).
 
 use bootstrap::kubeadm::ApiVersion;
-use bootstrap::versions::{release_for, Version, DEFAULT_KUBERNETES, KUBEADM_SOURCES};
+use bootstrap::versions::{DEFAULT_KUBERNETES, KUBEADM_SOURCES, Version, release_for};
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -13,7 +13,11 @@ fn source_of(tag: &str) -> PathBuf {
     let out = Command::new("go").args(["env", "GOMODCACHE"]).output().expect("the go command (install-deps needs it)");
     let cache = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let dir = PathBuf::from(cache).join(format!("k8s.io/kubernetes@{tag}"));
-    assert!(dir.join("cmd/kubeadm/app/constants/constants.go").is_file(), "{} is not in Go's module cache: run scripts/fetch-kubeadm-sources.sh (install-deps does)", dir.display());
+    assert!(
+        dir.join("cmd/kubeadm/app/constants/constants.go").is_file(),
+        "{} is not in Go's module cache: run scripts/fetch-kubeadm-sources.sh (install-deps does)",
+        dir.display()
+    );
     dir
 }
 

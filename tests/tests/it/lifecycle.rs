@@ -2,8 +2,8 @@
 //! writes (every acknowledged write survives, quorum is never lost, apiserver clients keep
 //! working), and revocation that real etcd enforces.
 
-use integration_tests::bootstrap::{boot, local_spec, Down};
-use integration_tests::{bin, fixture, pki, run_bounded, tool, Ran};
+use integration_tests::bootstrap::{Down, boot, local_spec};
+use integration_tests::{Ran, bin, fixture, pki, run_bounded, tool};
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -65,7 +65,8 @@ impl Traffic {
         let failures = Arc::new(Mutex::new(Vec::new()));
         let verdicts = Arc::new(Mutex::new(Vec::<Sample>::new()));
         let writer = {
-            let (stop, acked, failures, node, eps, prefix) = (stop.clone(), acked.clone(), failures.clone(), node_pki.to_path_buf(), eps.to_string(), prefix.to_string());
+            let (stop, acked, failures, node, eps, prefix) =
+                (stop.clone(), acked.clone(), failures.clone(), node_pki.to_path_buf(), eps.to_string(), prefix.to_string());
             std::thread::spawn(move || {
                 let mut n = 0u32;
                 while !stop.load(Ordering::Relaxed) && n < 3000 {
@@ -218,7 +219,11 @@ fn a_revoked_client_certificate_is_refused_by_etcd() {
     assert!(!refused.ok(), "a revoked certificate must be refused: {}", refused.stdout);
     // other clients (the healthcheck certificate) are unaffected
     assert_eq!(boot(&spec, &["status"]).code, Some(0));
-    let text = run_bounded(Command::new(tool("openssl", "OPENSSL_BIN")).args(["crl", "-noout", "-text", "-in"]).arg(dir.join("pki/etcd/crl.pem")), Duration::from_secs(10)).assert_ok();
+    let text = run_bounded(
+        Command::new(tool("openssl", "OPENSSL_BIN")).args(["crl", "-noout", "-text", "-in"]).arg(dir.join("pki/etcd/crl.pem")),
+        Duration::from_secs(10),
+    )
+    .assert_ok();
     assert!(text.stdout.contains("Key Compromise"), "{}", text.stdout);
     // etcdctl-lite names the reason: the CRL next to the CA file revokes that certificate
     let lite = run_bounded(
@@ -429,7 +434,11 @@ fn rolling_upgrade_34_to_35_under_writes_resumes_after_a_kill() {
     assert!(!dir.join("members/etcd-1/bin").exists() && !dir.join("backups").exists(), "nothing delivered, no backup");
     // the plan, touching nothing
     let plan = boot(&spec, &["upgrade", "--to", &to, "--dry-run"]).assert_ok();
-    assert!(plan.stdout.contains(&format!("upgrade 3.4.23 -> {new} would:")) && plan.stdout.contains(&format!("etcd-3: deliver etcd {new}")), "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains(&format!("upgrade 3.4.23 -> {new} would:")) && plan.stdout.contains(&format!("etcd-3: deliver etcd {new}")),
+        "{}",
+        plan.stdout
+    );
     assert!(member_versions(&dir, &eps).iter().all(|v| v.starts_with("3.4.")));
 
     // under continuous writes: killed once the first member runs the new etcd, then run again
@@ -494,7 +503,11 @@ fn patch_upgrade_351_to_the_newest_35_under_writes() {
 fn versions_and_storage(dir: &Path, eps: &str) -> Vec<(String, String)> {
     let st = etcdctl_with(&dir.join("out/control-plane/cp-1/etc/kubernetes/pki"), eps, &["endpoint", "status", "-w", "json"]).assert_ok();
     let v: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
-    v.as_array().unwrap().iter().map(|e| (e["Status"]["version"].as_str().unwrap_or("").to_string(), e["Status"]["storageVersion"].as_str().unwrap_or("").to_string())).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["Status"]["version"].as_str().unwrap_or("").to_string(), e["Status"]["storageVersion"].as_str().unwrap_or("").to_string()))
+        .collect()
 }
 
 /// What `.etcd/go-LINE/etcd` (built from etcd's Go modules by install-deps) reports.
@@ -576,7 +589,8 @@ fn the_v2store_check_finds_v2_data_in_a_running_members_store() {
     let spec_file = local_spec(tmp.path(), 1);
     let etcd = integration_tests::workspace_root().join(".etcd/go-3.5/etcd").canonicalize().unwrap();
     let text = std::fs::read_to_string(&spec_file.path).unwrap();
-    let text: String = text.lines().map(|l| if l.starts_with("etcd_binary: ") { format!("etcd_binary: {}\n", etcd.display()) } else { format!("{l}\n") }).collect();
+    let text: String =
+        text.lines().map(|l| if l.starts_with("etcd_binary: ") { format!("etcd_binary: {}\n", etcd.display()) } else { format!("{l}\n") }).collect();
     std::fs::write(&spec_file.path, text).unwrap();
     let plan = bootstrap::plan::build(&bootstrap::spec::Spec::load(&spec_file.path).unwrap());
     let m = &plan.members[0];

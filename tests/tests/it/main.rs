@@ -26,6 +26,6 @@ mod never_formed;
 mod offsite;
 mod pki_bad_input;
 mod pki_concurrency;
-mod pki_issue;
 mod pki_interop;
+mod pki_issue;
 mod tls_handshake;

@@ -3,8 +3,8 @@
 //! writable again, the database smaller, the alarm gone; etcdctl-lite's compaction, defrag and
 //! alarm disarm with etcdctl's output.
 
-use integration_tests::bootstrap::{boot, local_spec, node_etcdctl, node_pki, Down};
-use integration_tests::{bin, run_bounded, Ran};
+use integration_tests::bootstrap::{Down, boot, local_spec, node_etcdctl, node_pki};
+use integration_tests::{Ran, bin, run_bounded};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -81,7 +81,15 @@ fn nospace_is_read_only_until_maintain_compacts_defragments_and_disarms() {
     // endpoint health names the alarms as etcdctl does, word for word (each followed by a space)
     let theirs = integration_tests::bootstrap::node_etcdctl(&integration_tests::bootstrap::node_pki(dir), &eps, &["endpoint", "health"]);
     let ours = lite(dir, &eps, &["endpoint", "health"]);
-    let lines = |t: &str| { let mut v: Vec<String> = t.lines().filter(|l| l.contains("Active Alarm(s)")).map(|l| l.split(" is unhealthy").next().unwrap_or("").to_string() + l.split_once("Active Alarm(s)").map(|x| x.1).unwrap_or("")).collect(); v.sort(); v };
+    let lines = |t: &str| {
+        let mut v: Vec<String> = t
+            .lines()
+            .filter(|l| l.contains("Active Alarm(s)"))
+            .map(|l| l.split(" is unhealthy").next().unwrap_or("").to_string() + l.split_once("Active Alarm(s)").map(|x| x.1).unwrap_or(""))
+            .collect();
+        v.sort();
+        v
+    };
     assert!(!lines(&ours.stderr).is_empty(), "{}", ours.stderr);
     assert_eq!(lines(&ours.stderr), lines(&theirs.stderr), "ours:\n{}\netcdctl:\n{}", ours.stderr, theirs.stderr);
     // a backup is needed most now: both take one anyway, and say the cluster was not healthy
@@ -111,7 +119,10 @@ fn nospace_is_read_only_until_maintain_compacts_defragments_and_disarms() {
     // scheduled upkeep: without an alarm too
     let again = boot(&spec, &["maintain"]).assert_ok();
     assert!(again.stderr.contains("disarm: no alarm was active") && again.stdout.contains("cluster HEALTHY and writable"), "{}{}", again.stdout, again.stderr);
-    assert!(!etcdctl(dir, &eps, &["get", "/etcd-bootstrap/write-check", "--keys-only"]).assert_ok().stdout.contains("write-check"), "the write check cleans up");
+    assert!(
+        !etcdctl(dir, &eps, &["get", "/etcd-bootstrap/write-check", "--keys-only"]).assert_ok().stdout.contains("write-check"),
+        "the write check cleans up"
+    );
 
     // etcdctl-lite's own verbs, with etcdctl's output
     let rev = {

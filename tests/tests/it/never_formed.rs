@@ -4,9 +4,9 @@
 //! addresses are on test namespaces, not this machine), and over SSH with a firewall on
 //! three namespace hosts dropping what goes to the peer port.
 
-use integration_tests::bootstrap::{boot, etcd_binary, Down, K8S_VERSION};
-use integration_tests::netns::Hosts;
 use integration_tests::Ran;
+use integration_tests::bootstrap::{Down, K8S_VERSION, boot, etcd_binary};
+use integration_tests::netns::Hosts;
 use std::path::Path;
 use std::process::Command;
 
@@ -23,7 +23,13 @@ fn local_members(dir: &Path, addresses: &[String]) -> String {
         .enumerate()
         .map(|(i, a)| {
             let home = dir.join(format!("members/etcd-{}", i + 1));
-            format!("  - {{name: etcd-{}, address: {a}, data_dir: {}, pki_dir: {}, run_dir: {}}}\n", i + 1, home.join("data").display(), home.join("pki").display(), home.display())
+            format!(
+                "  - {{name: etcd-{}, address: {a}, data_dir: {}, pki_dir: {}, run_dir: {}}}\n",
+                i + 1,
+                home.join("data").display(),
+                home.join("pki").display(),
+                home.display()
+            )
         })
         .collect()
 }
@@ -54,9 +60,15 @@ fn collect_pid_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
 fn gave_up_cleanly(up: &Ran, dir: &Path, spec: &Path, cause: &str) {
     assert!(!up.ok(), "up should fail:\n{}\n{}", up.stdout, up.stderr);
     let err = &up.stderr;
-    assert!(err.contains("the members never formed a cluster within 10s (no leader was ever elected); etcd-1, etcd-2, etcd-3 stopped, nothing lasting was made"), "{err}");
+    assert!(
+        err.contains("the members never formed a cluster within 10s (no leader was ever elected); etcd-1, etcd-2, etcd-3 stopped, nothing lasting was made"),
+        "{err}"
+    );
     assert!(err.contains(cause), "names the cause {cause:?}: {err}");
-    assert!(err.contains(&format!("start over: etcd-bootstrap -f {} down --purge, fix the spec, then etcd-bootstrap -f {} up", spec.display(), spec.display())), "{err}");
+    assert!(
+        err.contains(&format!("start over: etcd-bootstrap -f {} down --purge, fix the spec, then etcd-bootstrap -f {} up", spec.display(), spec.display())),
+        "{err}"
+    );
     assert!(none_running(dir), "every member was stopped: {err}");
     assert!(integration_tests::bootstrap::under_way(spec).is_empty(), "nothing under way: {:?}", integration_tests::bootstrap::under_way(spec));
 }

@@ -5,8 +5,8 @@
 //! backup's age, and an upload cut off midway (the server killed once a part has arrived) leaves
 //! no object under the backup's name, keeps the local copy and says so.
 
-use integration_tests::bootstrap::{node_etcdctl, node_etcdctl_cmd, node_pki, put_in_txns, spec_endpoints, up_cluster, Down};
-use integration_tests::{bin, run_bounded, workspace_root, Ran};
+use integration_tests::bootstrap::{Down, node_etcdctl, node_etcdctl_cmd, node_pki, put_in_txns, spec_endpoints, up_cluster};
+use integration_tests::{Ran, bin, run_bounded, workspace_root};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -26,7 +26,13 @@ impl S3Server {
         let bin = workspace_root().join(".tools/s3s/bin/s3s-fs");
         assert!(bin.is_file(), "{} is missing: `bash scripts/fetch-s3-server.sh` builds it (install-deps runs it)", bin.display());
         std::fs::create_dir_all(root.join(BUCKET)).unwrap();
-        let child = Command::new(bin).args(["--host", host, "--port", "9000", "--access-key", KEY, "--secret-key", SECRET]).arg(root).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let child = Command::new(bin)
+            .args(["--host", host, "--port", "9000", "--access-key", KEY, "--secret-key", SECRET])
+            .arg(root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
         let addr = format!("{host}:9000");
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(&addr).is_err() {
@@ -39,7 +45,15 @@ impl S3Server {
     fn s3cmd(&self, args: &[&str]) -> Ran {
         run_bounded(
             Command::new("s3cmd")
-                .args([&format!("--access_key={KEY}"), &format!("--secret_key={SECRET}"), &format!("--host={}", self.addr), &format!("--host-bucket={}", self.addr), "--no-ssl", "--region=us-east-1", "--config=/dev/null"])
+                .args([
+                    &format!("--access_key={KEY}"),
+                    &format!("--secret_key={SECRET}"),
+                    &format!("--host={}", self.addr),
+                    &format!("--host-bucket={}", self.addr),
+                    "--no-ssl",
+                    "--region=us-east-1",
+                    "--config=/dev/null",
+                ])
                 .args(args),
             Duration::from_secs(60),
         )
@@ -63,7 +77,14 @@ impl Drop for S3Server {
 /// etcd-bootstrap with the S3 settings in its environment (and a HOME without ~/.aws).
 fn boot_s3(spec: &Path, server: &S3Server, home: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(bin("etcd-bootstrap"));
-    cmd.arg("-f").arg(spec).args(args).env("HOME", home).env("AWS_ACCESS_KEY_ID", KEY).env("AWS_SECRET_ACCESS_KEY", SECRET).env("AWS_REGION", "us-east-1").env("AWS_ENDPOINT_URL", format!("http://{}", server.addr));
+    cmd.arg("-f")
+        .arg(spec)
+        .args(args)
+        .env("HOME", home)
+        .env("AWS_ACCESS_KEY_ID", KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ENDPOINT_URL", format!("http://{}", server.addr));
     cmd
 }
 

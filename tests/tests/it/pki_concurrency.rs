@@ -11,9 +11,8 @@ const RUNS: usize = 10;
 const TRIALS: usize = 20;
 
 fn spawn_all(dir: &Path, args: &[&str]) -> Vec<std::process::Output> {
-    let children: Vec<_> = (0..RUNS)
-        .map(|_| Command::new(bin("pki")).current_dir(dir).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap())
-        .collect();
+    let children: Vec<_> =
+        (0..RUNS).map(|_| Command::new(bin("pki")).current_dir(dir).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()).collect();
     children.into_iter().map(|c| c.wait_with_output().unwrap()).collect()
 }
 
@@ -45,8 +44,10 @@ fn assert_consistent(pki: &Path) {
 fn ten_parallel_issues_make_one_ca_and_a_consistent_set() {
     for trial in 0..TRIALS {
         let tmp = tempfile::tempdir().unwrap();
-        let outs = spawn_all(tmp.path(), &["issue", "--out", "pki", "--member", "etcd-1=10.0.0.11", "--member", "etcd-2=10.0.0.12", "--member", "etcd-3=10.0.0.13"]);
-        let created = outs.iter().filter(|o| String::from_utf8_lossy(&o.stdout).contains("new CA") || String::from_utf8_lossy(&o.stderr).contains("new CA")).count();
+        let outs =
+            spawn_all(tmp.path(), &["issue", "--out", "pki", "--member", "etcd-1=10.0.0.11", "--member", "etcd-2=10.0.0.12", "--member", "etcd-3=10.0.0.13"]);
+        let created =
+            outs.iter().filter(|o| String::from_utf8_lossy(&o.stdout).contains("new CA") || String::from_utf8_lossy(&o.stderr).contains("new CA")).count();
         for o in &outs {
             let err = String::from_utf8_lossy(&o.stderr);
             assert!(!err.contains("panicked"), "trial {trial}: {err}");

@@ -200,7 +200,18 @@ fn rerun_changes_nothing_and_a_changed_member_is_refused_without_force() {
 
     let forced = pki(
         tmp.path(),
-        &["issue", "--out", "pki", "--force", "--member", "etcd-a=10.1.0.1,etcd-a.example.com", "--member", "etcd-b=10.1.0.9", "--member", "etcd-c=10.1.0.3,fd00::3"],
+        &[
+            "issue",
+            "--out",
+            "pki",
+            "--force",
+            "--member",
+            "etcd-a=10.1.0.1,etcd-a.example.com",
+            "--member",
+            "etcd-b=10.1.0.9",
+            "--member",
+            "etcd-c=10.1.0.3,fd00::3",
+        ],
     )
     .assert_ok();
     assert!(forced.stderr.contains("2 issued, 6 kept"), "{}", forced.stderr);
@@ -262,7 +273,14 @@ fn certinfo_shows_what_operators_check() {
     let tmp = tempfile::tempdir().unwrap();
     issue(tmp.path(), &[]).assert_ok();
     let out = pki(tmp.path(), &["certinfo", "pki/members/etcd-a/etcd/server.crt"]).assert_ok().stdout;
-    for want in ["Subject:         CN=etcd-a", "Issuer:          CN=etcd-ca", "DNS:etcd-a.example.com", "IP:10.1.0.1", "Server Auth, Client Auth", "CA:              no"] {
+    for want in [
+        "Subject:         CN=etcd-a",
+        "Issuer:          CN=etcd-ca",
+        "DNS:etcd-a.example.com",
+        "IP:10.1.0.1",
+        "Server Auth, Client Auth",
+        "CA:              no",
+    ] {
         assert!(out.contains(want), "missing {want:?} in\n{out}");
     }
     // one year from issue; 364d once a second has passed under load
@@ -274,7 +292,8 @@ fn certinfo_shows_what_operators_check() {
     assert_eq!(v["path_len"], 0);
     assert!(v["key_usage"].as_array().unwrap().iter().any(|k| k == "Certificate Sign"));
     // a CSR too
-    openssl(tmp.path(), &["req", "-new", "-key", "pki/etcd/ca.key", "-subj", "/CN=req", "-addext", "subjectAltName=DNS:x.example", "-out", "r.csr"]).assert_ok();
+    openssl(tmp.path(), &["req", "-new", "-key", "pki/etcd/ca.key", "-subj", "/CN=req", "-addext", "subjectAltName=DNS:x.example", "-out", "r.csr"])
+        .assert_ok();
     let out = pki(tmp.path(), &["certinfo", "r.csr"]).assert_ok().stdout;
     assert!(out.contains("Certificate request") && out.contains("x.example") && out.contains("valid"), "{out}");
 }

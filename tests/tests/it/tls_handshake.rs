@@ -25,9 +25,7 @@ fn set(algo: KeyAlgorithm) -> Set {
 impl Set {
     fn leaf(&self, role: &Role) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
         let l = self.leaves.iter().find(|l| &l.role == role).unwrap();
-        let key = rustls::pki_types::PrivatePkcs8KeyDer::from(
-            x509_parser::pem::parse_x509_pem(l.key.to_pkcs8_pem().as_bytes()).unwrap().1.contents,
-        );
+        let key = rustls::pki_types::PrivatePkcs8KeyDer::from(x509_parser::pem::parse_x509_pem(l.key.to_pkcs8_pem().as_bytes()).unwrap().1.contents);
         (vec![CertificateDer::from(l.cert.der.clone())], PrivateKeyDer::Pkcs8(key))
     }
     fn roots(&self) -> Arc<RootCertStore> {
@@ -97,8 +95,7 @@ fn server_and_apiserver_client_are_accepted_for_every_algorithm() {
     for algo in [KeyAlgorithm::EcdsaP256, KeyAlgorithm::EcdsaP384, KeyAlgorithm::Ed25519, KeyAlgorithm::Rsa(2048)] {
         let s = set(algo);
         for name in ["10.1.0.1", "127.0.0.1", "::1", "localhost", "etcd-1"] {
-            handshake(&s, &Role::Server("etcd-1".into()), &s, &Role::ApiserverEtcdClient, name)
-                .unwrap_or_else(|e| panic!("{algo} {name}: {e:?}"));
+            handshake(&s, &Role::Server("etcd-1".into()), &s, &Role::ApiserverEtcdClient, name).unwrap_or_else(|e| panic!("{algo} {name}: {e:?}"));
         }
         // peer certificates serve and dial
         handshake(&s, &Role::Peer("etcd-1".into()), &s, &Role::Peer("etcd-1".into()), "10.1.0.1").unwrap();

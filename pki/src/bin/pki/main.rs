@@ -153,7 +153,9 @@ struct ClusterFile {
 }
 
 fn load_cluster(path: &std::path::Path) -> Result<Vec<Member>, Box<dyn std::error::Error>> {
-    let text = pki::files::read_input(path).and_then(|b| String::from_utf8(b).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = pki::files::read_input(path)
+        .and_then(|b| String::from_utf8(b).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let file: ClusterFile = serde_yaml_ng::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(file.members)
 }
@@ -172,11 +174,7 @@ fn load_ca_for(out: &std::path::Path, cert: Option<PathBuf>, key: Option<PathBuf
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    let invoked_as = args
-        .first()
-        .and_then(|a| std::path::Path::new(a).file_name())
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let invoked_as = args.first().and_then(|a| std::path::Path::new(a).file_name()).map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let cfssl_mode = match invoked_as.as_str() {
         "cfssl" | "cfssljson" => Some((invoked_as.clone(), &args[1..])),
         _ => match args.get(1).map(String::as_str) {
@@ -188,11 +186,7 @@ fn main() -> ExitCode {
         let (stdin, stdout, stderr) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
         let (mut i, mut o, mut e) = (stdin.lock(), stdout.lock(), stderr.lock());
         let mut io = pki::cfssl::Io { stdin: &mut i, stdout: &mut o, stderr: &mut e };
-        let code = if tool == "cfssl" {
-            pki::cfssl::commands::run(rest, &mut io)
-        } else {
-            pki::cfssl::cfssljson::run(rest, &mut io)
-        };
+        let code = if tool == "cfssl" { pki::cfssl::commands::run(rest, &mut io) } else { pki::cfssl::cfssljson::run(rest, &mut io) };
         return ExitCode::from(u8::try_from(code).unwrap_or(pki::exit::FAILED));
     }
     match run(Cli::parse()) {
@@ -215,12 +209,8 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             Ok(ExitCode::SUCCESS)
         }
         Command::InitCa { out, layout, algo, cn, validity } => {
-            let opts = CaOptions {
-                subject: Subject::cn(cn),
-                algorithm: algo,
-                validity: pki::validity::parse_validity(&validity, "--validity")?,
-                path_len: Some(0),
-            };
+            let opts =
+                CaOptions { subject: Subject::cn(cn), algorithm: algo, validity: pki::validity::parse_validity(&validity, "--validity")?, path_len: Some(0) };
             let report = pki::bundle::init_ca(&out, layout, &opts)?;
             render::files(&report, false)?;
             eprintln!("pki: created CA {:?} ({algo}) in {}", opts.subject.common_name, out.display());
