@@ -1,6 +1,6 @@
 //! A first `up` whose members never formed a cluster: telling it apart from a cluster that
 //! formed (and so holds data someone may need), and reading the likely causes out of the
-//! members' logs. Pure: the facts come from [`crate::scripts::formation`] and the log tails.
+//! members' logs. Pure: the facts come from [`crate::host::scripts::formation`] and the log tails.
 
 use std::collections::BTreeMap;
 

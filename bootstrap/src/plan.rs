@@ -2,8 +2,8 @@
 //! each member gets (only its own), every member's etcd flags, the start order, the outputs.
 //! `plan` prints it; `up` carries it out. Nothing here touches a file or a host.
 
+use crate::spec::load::LoadedSpec;
 use crate::spec::{MemberSpec, Supervisor};
-use crate::spec_load::LoadedSpec;
 use pki::bundle::{CaSource, IssueRequest};
 use pki::ca::CaOptions;
 use pki::cluster::{Member, Role};
@@ -34,7 +34,7 @@ impl MemberPlan {
         &self.spec.name
     }
     /// The member as adopted, or an error for a member this toolkit built.
-    pub fn adopted(&self) -> crate::error::Result<&crate::spec_adopted::AdoptedMember> {
+    pub fn adopted(&self) -> crate::error::Result<&crate::spec::adopted::AdoptedMember> {
         self.spec.adopted.as_ref().ok_or_else(|| crate::error::BootError::Precondition { what: self.spec.name.clone(), reason: "not an adopted member".into() })
     }
     pub fn pid_file(&self) -> PathBuf {
@@ -108,7 +108,7 @@ pub fn pki_members(members: &[MemberSpec]) -> Vec<Member> {
 }
 
 /// etcd's flags for `m` (static bootstrap, mutual TLS on client and peer ports).
-pub fn etcd_args(m: &MemberSpec, initial: &str, token: &str, tuning: &crate::tuning::EtcdTuning) -> Vec<String> {
+pub fn etcd_args(m: &MemberSpec, initial: &str, token: &str, tuning: &crate::spec::tuning::EtcdTuning) -> Vec<String> {
     let pki = |f: &str| m.pki_dir.join("etcd").join(f).display().to_string();
     let mut a: Vec<String> = Vec::new();
     let mut flag = |k: &str, v: String| {
@@ -337,7 +337,7 @@ mod tests {
     #[test]
     fn every_flag_written_exists_in_every_supported_etcd() {
         let spec = loaded().spec;
-        let all = crate::tuning::every_option();
+        let all = crate::spec::tuning::every_option();
         let args = etcd_args(&spec.members[0], "etcd-1=https://10.0.0.11:2380", "t", &all);
         let written: Vec<&str> = args.iter().filter(|a| a.starts_with("--")).map(|a| a.split('=').next().unwrap_or(a)).collect();
         assert!(written.len() >= 20, "{written:?}");

@@ -5,10 +5,12 @@
 //! the kubeadm documents keep exactly the lines they have for a plain spec, and the scripts,
 //! run in bash, never run the canary.
 
-use bootstrap::kubeadm::{self, ApiVersion, JoinSecrets};
+use bootstrap::host::scripts;
+use bootstrap::kube::haproxy;
+use bootstrap::kube::kubeadm::{self, ApiVersion, JoinSecrets};
+use bootstrap::plan;
 use bootstrap::spec::Spec;
-use bootstrap::spec_load::LoadedSpec;
-use bootstrap::{haproxy, plan, scripts};
+use bootstrap::spec::load::LoadedSpec;
 
 const BASE: &str = r#"
 name: prod

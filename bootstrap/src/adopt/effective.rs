@@ -235,4 +235,4 @@ impl Effective {
     }
 }
 
-pub use crate::spec_adopted::TLS_FILE_SETTINGS;
+pub use crate::spec::adopted::TLS_FILE_SETTINGS;

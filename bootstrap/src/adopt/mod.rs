@@ -243,12 +243,12 @@ fn host_summary(m: &Member) -> String {
     }
 }
 
-pub fn supervisor_word(s: &crate::spec_adopted::AdoptedSupervisor) -> String {
+pub fn supervisor_word(s: &crate::spec::adopted::AdoptedSupervisor) -> String {
     match s {
-        crate::spec_adopted::AdoptedSupervisor::Systemd { unit, .. } => format!("systemd unit {unit}"),
-        crate::spec_adopted::AdoptedSupervisor::StaticPod { manifest } => format!("kubelet static pod {manifest}"),
-        crate::spec_adopted::AdoptedSupervisor::Container => "a container".into(),
-        crate::spec_adopted::AdoptedSupervisor::Process => "a plain process".into(),
+        crate::spec::adopted::AdoptedSupervisor::Systemd { unit, .. } => format!("systemd unit {unit}"),
+        crate::spec::adopted::AdoptedSupervisor::StaticPod { manifest } => format!("kubelet static pod {manifest}"),
+        crate::spec::adopted::AdoptedSupervisor::Container => "a container".into(),
+        crate::spec::adopted::AdoptedSupervisor::Process => "a plain process".into(),
     }
 }
 
@@ -282,7 +282,7 @@ fn inspect_host(req: &Request, m: &mut Member) -> Result<()> {
         None => "local".to_string(),
     };
     m.host = host.clone();
-    let transport = crate::transport::for_host(&host, &req.ssh_options);
+    let transport = crate::host::transport::for_host(&host, &req.ssh_options);
     let limit = Duration::from_secs(30);
     let out = transport.run(&probe::process_script(&address, port), limit).map_err(|reason| BootError::Host {
         member: m.name.clone(),

@@ -6,7 +6,7 @@
 //! `server/embed/config.go`, `server/etcdmain/config.go` and `server/features/etcd_features.go`).
 
 use super::effective::{Effective, Origin};
-use crate::versions::Version;
+use crate::spec::versions::Version;
 
 /// Settings 3.6 no longer has, with what to do instead.
 const GONE_IN_36: &[(&str, &str)] = &[

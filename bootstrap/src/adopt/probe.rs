@@ -4,8 +4,8 @@
 //! returns is base64 (NUL-separated /proc files, file contents) and parsed here, never by a
 //! shell.
 
+use crate::host::transport::ScriptOutput;
 use crate::plan::sh_quote as q;
-use crate::transport::ScriptOutput;
 use base64::Engine;
 use std::path::PathBuf;
 
@@ -83,7 +83,7 @@ pub fn nul_words(bytes: &[u8]) -> Vec<String> {
     bytes.split(|b| *b == 0).filter(|w| !w.is_empty()).map(|w| String::from_utf8_lossy(w).into_owned()).collect()
 }
 
-use crate::spec_adopted::AdoptedSupervisor as Supervisor;
+use crate::spec::adopted::AdoptedSupervisor as Supervisor;
 
 /// One running etcd as its host shows it.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -190,7 +190,7 @@ pub fn parse_files(out: &ScriptOutput) -> (Vec<FileFacts>, Vec<PathBuf>, Vec<Pat
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transport::Transport;
+    use crate::host::transport::Transport;
     use proptest::prelude::*;
 
     fn out(stdout: &str) -> ScriptOutput {
@@ -230,10 +230,10 @@ mod tests {
         let c = canary.display().to_string();
         let payloads = [format!("'; touch {c}; '"), format!("$(touch {c})"), format!("`touch {c}`"), format!("x\ntouch {c}"), format!("\"; touch {c}; \"")];
         for p in &payloads {
-            let out = crate::transport::Local.run(&process_script(p, 2379), std::time::Duration::from_secs(20)).unwrap();
+            let out = crate::host::transport::Local.run(&process_script(p, 2379), std::time::Duration::from_secs(20)).unwrap();
             assert!(out.ok(), "{}", out.stderr);
             let files = files_script(std::process::id(), &[(PathBuf::from(format!("/tmp/{p}/etcd.pem")), true), (PathBuf::from(p), false)]);
-            crate::transport::Local.run(&files, std::time::Duration::from_secs(20)).unwrap();
+            crate::host::transport::Local.run(&files, std::time::Duration::from_secs(20)).unwrap();
             assert!(!canary.exists(), "{p:?} ran as a command");
         }
     }

@@ -39,11 +39,11 @@ fn cluster_findings(inv: &Inventory, out: &mut Vec<Finding>) {
     if versions.len() > 1 {
         out.push(risk(None, format!("members run different etcd versions ({})", versions.join(", ")), "finish the upgrade: every member on the same version"));
     }
-    let min = crate::versions::Version(3, 5, 24);
+    let min = crate::spec::versions::Version(3, 5, 24);
     let old: Vec<String> = inv
         .members
         .iter()
-        .filter(|m| m.version.as_deref().and_then(crate::versions::Version::parse).is_some_and(|v| v < min))
+        .filter(|m| m.version.as_deref().and_then(crate::spec::versions::Version::parse).is_some_and(|v| v < min))
         .map(|m| format!("{} ({})", m.name, m.version.as_deref().unwrap_or("")))
         .collect();
     if !old.is_empty() {
@@ -107,7 +107,7 @@ fn member_findings(m: &Member, now: i64, out: &mut Vec<Finding>) {
         out.push(risk(name, format!("its host could not be read: {why}"), "run adopt as root on the member's host, or give --host NAME=DEST"));
     }
     // what the next minor refuses or silently drops, each where the operator wrote it
-    if let (Some(v), Some(config)) = (m.version.as_deref().and_then(crate::versions::Version::parse), &m.config) {
+    if let (Some(v), Some(config)) = (m.version.as_deref().and_then(crate::spec::versions::Version::parse), &m.config) {
         let (next, found) = super::next_minor::breaking(v, config);
         for b in found {
             out.push(risk(name, format!("{}: {} (before upgrading to {}.{})", b.written, b.effect, next.0, next.1), &b.fix));
@@ -201,7 +201,7 @@ fn settings_findings(m: &Member, c: &super::effective::Effective, out: &mut Vec<
             "turn --peer-client-cert-auth on: without it anyone can join as a peer",
         ));
     }
-    let v35 = m.version.as_deref().and_then(crate::versions::Version::parse).is_some_and(|v| v >= crate::versions::Version(3, 5, 0));
+    let v35 = m.version.as_deref().and_then(crate::spec::versions::Version::parse).is_some_and(|v| v >= crate::spec::versions::Version(3, 5, 0));
     if !c.is_on("pre-vote", v35) {
         out.push(risk(name, "pre-vote is off (etcd 3.4's default)".into(), "set --pre-vote: a member that was cut off then disrupts the leader"));
     }

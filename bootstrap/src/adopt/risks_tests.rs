@@ -2,7 +2,7 @@ use super::effective::from_running;
 use super::probe::{FileFacts, ProcessFacts};
 use super::risks::{env_file, findings};
 use super::{CertSummary, Inventory, Member};
-use crate::spec_adopted::AdoptedSupervisor as Supervisor;
+use crate::spec::adopted::AdoptedSupervisor as Supervisor;
 use std::path::{Path, PathBuf};
 
 const NOW: i64 = 1_800_000_000;

@@ -6,8 +6,8 @@
 
 use super::{Inventory, Member, Request, url_host_port};
 use crate::error::{BootError, Result};
+use crate::spec::adopted::{AdoptedCluster, AdoptedMember};
 use crate::spec::{MemberSpec, Spec};
-use crate::spec_adopted::{AdoptedCluster, AdoptedMember};
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -26,8 +26,11 @@ pub fn spec_of(inv: &Inventory, req: &Request, ca_key: Option<&Path>, name: Opti
     if !problems.is_empty() {
         return Err(problems);
     }
-    let token =
-        inv.members.iter().find_map(|m| m.config.as_ref()?.get("initial-cluster-token").map(String::from)).filter(|t| crate::rules::cluster_token(t).is_ok());
+    let token = inv
+        .members
+        .iter()
+        .find_map(|m| m.config.as_ref()?.get("initial-cluster-token").map(String::from))
+        .filter(|t| crate::spec::rules::cluster_token(t).is_ok());
     let name = match name {
         Some(n) => n.to_string(),
         None => token.clone().filter(|t| crate::spec::dns_label(t).is_ok()).unwrap_or_else(|| "adopted".into()),
@@ -76,7 +79,7 @@ fn member_spec(m: &Member, req: &Request) -> std::result::Result<MemberSpec, Str
         working_dir: p.cwd.clone(),
         // a unit or a pod carries its own environment; a plain process's is kept to start it again
         environment: match p.supervisor {
-            crate::spec_adopted::AdoptedSupervisor::Process => {
+            crate::spec::adopted::AdoptedSupervisor::Process => {
                 p.environ.iter().filter(|(k, _)| k.starts_with("ETCD_") || k.starts_with("GO")).cloned().collect()
             }
             _ => Default::default(),
@@ -144,7 +147,7 @@ pub fn write_new(spec: &Spec, path: &Path) -> Result<()> {
 
 /// Rewrites the `adopted:` section of the spec file `file` (the toolkit's own file, written by
 /// `adopt -o`): atomically, the rest of the spec as it is.
-pub fn update(file: &std::path::Path, change: impl FnOnce(&mut crate::spec_adopted::AdoptedCluster)) -> crate::error::Result<()> {
+pub fn update(file: &std::path::Path, change: impl FnOnce(&mut crate::spec::adopted::AdoptedCluster)) -> crate::error::Result<()> {
     let bad = |reason: String| crate::error::BootError::SpecFile { file: file.display().to_string(), reason };
     let old = std::fs::read_to_string(file).map_err(|e| bad(e.to_string()))?;
     let mut spec = crate::spec::Spec::parse(&old).map_err(bad)?;

@@ -84,10 +84,10 @@ fn a_member_that_cannot_be_described_refuses_the_spec_naming_each() {
 fn an_adopted_spec_refuses_what_would_rewrite_its_members_and_a_built_spec_never_mixes_in_one() {
     let inv = inventory(vec![adopted_member("etcd-1", "local")]);
     let mut spec = spec_of(&inv, &request(), None, Some("prod")).unwrap();
-    let e = crate::context::refuse(&spec, "down --purge").unwrap_err().to_string();
-    assert!(e.contains("down --purge") && e.contains("its data is its operator's") && e.contains(crate::context::SUPPORTED), "{e}");
+    let e = crate::run::context::refuse(&spec, "down --purge").unwrap_err().to_string();
+    assert!(e.contains("down --purge") && e.contains("its data is its operator's") && e.contains(crate::run::context::SUPPORTED), "{e}");
     use crate::journal::OpKind;
-    let supported: Vec<OpKind> = OpKind::ALL.into_iter().filter(|k| crate::context::supports(*k)).collect();
+    let supported: Vec<OpKind> = OpKind::ALL.into_iter().filter(|k| crate::run::context::supports(*k)).collect();
     assert_eq!(
         supported,
         [

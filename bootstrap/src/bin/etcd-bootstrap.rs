@@ -1,14 +1,14 @@
 //! `etcd-bootstrap`: thin shell over the bootstrap library.
 
-use bootstrap::context::{self, Ctx};
 use bootstrap::exit;
 use bootstrap::journal::OpKind;
-use bootstrap::kubeadm::ApiVersion;
+use bootstrap::kube::kubeadm::ApiVersion;
 use bootstrap::ops::{self, up::UpOptions};
 use bootstrap::plan;
 use bootstrap::progress::Progress;
+use bootstrap::run::context::{self, Ctx};
 use bootstrap::spec::Spec;
-use bootstrap::spec_load::LoadedSpec;
+use bootstrap::spec::load::LoadedSpec;
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -18,7 +18,7 @@ use std::time::Duration;
 #[command(name = "etcd-bootstrap", version = pki::cli_docs::VERSION, about = "From one cluster spec to a verified external etcd cluster and the kubeadm + HAProxy configs that use it")]
 struct Cli {
     /// The cluster spec (YAML or JSON).
-    #[arg(short = 'f', long = "spec", global = true, default_value = bootstrap::context::DEFAULT_SPEC)]
+    #[arg(short = 'f', long = "spec", global = true, default_value = bootstrap::run::context::DEFAULT_SPEC)]
     spec: PathBuf,
     /// Bound on waiting for another operation that holds the cluster's lock.
     #[arg(long, global = true, default_value = "30", value_name = "SECONDS")]
@@ -322,20 +322,22 @@ fn local_spec(n: usize, dir: &Path) -> Result<PathBuf, String> {
         return Ok(path);
     }
     // a fresh token per cluster: etcd derives member and cluster IDs from it
-    let block = bootstrap::local::free_block(n).ok_or("--local: every loopback block 127.0.B.0 has a cluster on it; stop one (etcd-bootstrap down)")?;
-    let mut spec = bootstrap::local::spec_in_block(n, &dir, block);
+    let block = bootstrap::spec::local::free_block(n).ok_or("--local: every loopback block 127.0.B.0 has a cluster on it; stop one (etcd-bootstrap down)")?;
+    let mut spec = bootstrap::spec::local::spec_in_block(n, &dir, block);
     if block != 0 {
         eprintln!("etcd-bootstrap: --local: 127.0.0.11 is taken (another cluster?); this one listens on 127.0.{block}.11..");
     }
     spec.token = Some(format!("local-{}", hex_token()?));
     // the newest etcd this machine has (the project's upstream 3.5 when install-deps put it there)
     let cwd = std::env::current_dir().map_err(|e| e.to_string())?;
-    let line = bootstrap::local::etcd_line(&spec);
-    if let Some((etcd, version)) = bootstrap::local::newest_etcd(&bootstrap::local::etcd_candidates(&cwd, std::env::current_exe().ok().as_deref()), line) {
+    let line = bootstrap::spec::local::etcd_line(&spec);
+    if let Some((etcd, version)) =
+        bootstrap::spec::local::newest_etcd(&bootstrap::spec::local::etcd_candidates(&cwd, std::env::current_exe().ok().as_deref()), line)
+    {
         eprintln!("etcd-bootstrap: --local uses etcd {version} ({})", etcd.display());
         spec.etcd_binary = etcd.display().to_string();
         // below kubeadm's minimum only when this machine has nothing newer: then a lab cluster
-        spec.kubernetes.allow_old_etcd = bootstrap::local::needs_lab_allowance(&spec, version);
+        spec.kubernetes.allow_old_etcd = bootstrap::spec::local::needs_lab_allowance(&spec, version);
     }
     let text = serde_yaml_ng::to_string(&spec).map_err(|e| e.to_string())?;
     pki::files::write_atomic(&path, text.as_bytes(), 0o644).map_err(|e| e.to_string())?;
@@ -399,7 +401,7 @@ enum AdoptFormat {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // SSH master connections opened for this run are closed when it ends
-    let _ssh = bootstrap::transport::SharedConnectionsGuard;
+    let _ssh = bootstrap::host::transport::SharedConnectionsGuard;
     match run_cli(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -450,13 +452,13 @@ fn adopt(a: AdoptArgs) -> Result<u8, Box<dyn std::error::Error>> {
     let mut pairs = Vec::new();
     for h in &hosts {
         let (member, dest) = h.split_once('=').ok_or_else(|| format!("--host {h:?}: give MEMBER=DEST"))?;
-        bootstrap::rules::no_control(member).map_err(|e| format!("--host {h:?}: {e}"))?;
+        bootstrap::spec::rules::no_control(member).map_err(|e| format!("--host {h:?}: {e}"))?;
         if dest != "local" {
-            bootstrap::rules::ssh_destination(dest).map_err(|e| format!("--host {h:?}: {e}"))?;
+            bootstrap::spec::rules::ssh_destination(dest).map_err(|e| format!("--host {h:?}: {e}"))?;
         }
         pairs.push((member.to_string(), dest.to_string()));
     }
-    bootstrap::rules::ssh_options(&ssh_options).map_err(|e| format!("--ssh-option: {e}"))?;
+    bootstrap::spec::rules::ssh_options(&ssh_options).map_err(|e| format!("--ssh-option: {e}"))?;
     if let Some(k) = &ca_key {
         pki::ca::Ca::load_files(&cacert, k).map_err(|e| format!("--ca-key {}: {e}", k.display()))?;
     }
@@ -465,7 +467,7 @@ fn adopt(a: AdoptArgs) -> Result<u8, Box<dyn std::error::Error>> {
     }
     if let Some(o) = &output {
         let dir = o.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        bootstrap::rules::trusted_dir("-o", dir, pki::safe_fs::Writes::CreateExclusive)?;
+        bootstrap::spec::rules::trusted_dir("-o", dir, pki::safe_fs::Writes::CreateExclusive)?;
     }
     let req = bootstrap::adopt::Request { endpoints, cacert, cert, key, hosts: pairs, ssh_options };
     let inv = bootstrap::adopt::adopt(&req, &Progress::new(false))?;
@@ -517,7 +519,7 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             if print_timer {
                 let dir = textfile.ok_or("--print-timer needs --textfile DIR (node_exporter's --collector.textfile.directory)")?;
                 // the timer runs as root every minute: refuse a directory others could redirect
-                bootstrap::rules::trusted_dir("--textfile", &dir, pki::safe_fs::Writes::ReplaceByRename)?;
+                bootstrap::spec::rules::trusted_dir("--textfile", &dir, pki::safe_fs::Writes::ReplaceByRename)?;
                 let abs =
                     |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf()));
                 print!("{}", bootstrap::doctor::timer(&std::env::current_exe()?, &abs(&cli.spec), &abs(&dir), &loaded.spec.name)?);
@@ -548,10 +550,10 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
         }
         Command::Plan { kubeadm_api } => {
             let loaded = load(&cli.spec)?;
-            bootstrap::context::refuse(&loaded.spec, "plan")?;
+            bootstrap::run::context::refuse(&loaded.spec, "plan")?;
             let plan = plan::build(&loaded);
             print_notes(&plan);
-            let api = bootstrap::outputs::choose_api(&plan, kubeadm_api)?;
+            let api = bootstrap::kube::outputs::choose_api(&plan, kubeadm_api)?;
             print!("{}", plan::render(&plan));
             println!("   kubeadm config API: {} (kubernetes {})", api.group(), loaded.spec.kubernetes.version);
             Ok(exit::OK)
@@ -628,9 +630,9 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
                 return Err(format!("--timeout {timeout}: give 1 to 60 seconds").into());
             }
             let plan = plan::build(&load(&cli.spec)?);
-            bootstrap::context::refuse(&plan.loaded.spec, "check lb")?;
+            bootstrap::run::context::refuse(&plan.loaded.spec, "check lb")?;
             print_notes(&plan);
-            let all = bootstrap::lb::check_lb(&plan, Duration::from_secs(timeout))?;
+            let all = bootstrap::run::lb::check_lb(&plan, Duration::from_secs(timeout))?;
             if write_out == etcdctl_lite::render::Format::Json {
                 println!("{}", serde_json::to_string_pretty(&all)?);
             } else {
@@ -702,13 +704,16 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             Ok(exit::OK)
         }
         Command::Backup { dir, keep, print_timer, encrypt_to, to, write_out } => {
-            let seal =
-                if encrypt_to.is_empty() { None } else { Some(bootstrap::sealed::Recipients::parse(&encrypt_to).map_err(|e| format!("--encrypt-to: {e}"))?) };
+            let seal = if encrypt_to.is_empty() {
+                None
+            } else {
+                Some(bootstrap::backup::sealed::Recipients::parse(&encrypt_to).map_err(|e| format!("--encrypt-to: {e}"))?)
+            };
             // the off-host target and its credentials are checked before the snapshot is taken
             let offsite = match &to {
                 Some(t) => {
-                    let loc = bootstrap::offsite::Location::parse(t).map_err(|e| format!("--to: {e}"))?;
-                    let settings = bootstrap::offsite::Settings::from_env(|k| std::env::var(k).ok()).map_err(|e| format!("--to {t}: {e}"))?;
+                    let loc = bootstrap::backup::offsite::Location::parse(t).map_err(|e| format!("--to: {e}"))?;
+                    let settings = bootstrap::backup::offsite::Settings::from_env(|k| std::env::var(k).ok()).map_err(|e| format!("--to {t}: {e}"))?;
                     Some((loc, settings))
                 }
                 None => None,
@@ -718,7 +723,7 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             let base = Path::new(&loaded.file).parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
             let dir = dir.unwrap_or_else(|| base.join("backups"));
             // backups land under new names only (O_EXCL, then link(2)), so a sticky dir is fine
-            bootstrap::rules::trusted_dir("backup --dir", &dir, pki::safe_fs::Writes::CreateExclusive)?;
+            bootstrap::spec::rules::trusted_dir("backup --dir", &dir, pki::safe_fs::Writes::CreateExclusive)?;
             if print_timer {
                 let abs =
                     |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf()));
@@ -753,21 +758,21 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
         }
         Command::Restore { snapshot, force, wait, identity } => {
             let plan = plan::build(&load(&cli.spec)?);
-            bootstrap::rules::no_control(&snapshot.display().to_string()).map_err(|e| format!("restore SNAPSHOT: {e}"))?;
+            bootstrap::spec::rules::no_control(&snapshot.display().to_string()).map_err(|e| format!("restore SNAPSHOT: {e}"))?;
             let mut args = format!("restore {}", plan::sh_quote(&snapshot.display().to_string()));
             let label = snapshot.display().to_string();
             // an off-host snapshot is fetched first into a private file beside the spec (removed
             // when this run ends), and checked like any other before anything stops
             let fetched = if label.starts_with("s3://") {
                 let base = Path::new(&plan.loaded.file).parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-                let settings = bootstrap::offsite::Settings::from_env(|k| std::env::var(k).ok()).map_err(|e| format!("{label}: {e}"))?;
-                Some(bootstrap::offsite::fetch(&label, &settings, base, &Progress::new(false))?)
+                let settings = bootstrap::backup::offsite::Settings::from_env(|k| std::env::var(k).ok()).map_err(|e| format!("{label}: {e}"))?;
+                Some(bootstrap::backup::offsite::fetch(&label, &settings, base, &Progress::new(false))?)
             } else {
                 None
             };
             let snapshot = fetched.as_ref().map(|t| t.path().to_path_buf()).unwrap_or(snapshot);
             // an encrypted snapshot is decrypted into memory before anything else happens
-            let decrypted = match (bootstrap::sealed::is_encrypted(&snapshot), &identity) {
+            let decrypted = match (bootstrap::backup::sealed::is_encrypted(&snapshot), &identity) {
                 (false, _) => None,
                 (true, None) => {
                     return Err(format!(
@@ -777,16 +782,16 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
                     .into());
                 }
                 (true, Some(id)) => {
-                    bootstrap::rules::no_control(&id.display().to_string()).map_err(|e| format!("--identity: {e}"))?;
+                    bootstrap::spec::rules::no_control(&id.display().to_string()).map_err(|e| format!("--identity: {e}"))?;
                     args.push_str(&format!(" --identity {}", plan::sh_quote(&id.display().to_string())));
-                    let ids = bootstrap::sealed::identities(id)?;
+                    let ids = bootstrap::backup::sealed::identities(id)?;
                     let t = std::time::Instant::now();
-                    let plain = bootstrap::sealed::decrypt(&snapshot, &ids)?;
+                    let plain = bootstrap::backup::sealed::decrypt(&snapshot, &ids)?;
                     Progress::new(false).step("snapshot", &format!("{}: decrypted into memory", snapshot.display()), Some(t.elapsed()));
                     Some(plain)
                 }
             };
-            let source = decrypted.as_ref().map(bootstrap::sealed::fd_path).unwrap_or_else(|| snapshot.clone());
+            let source = decrypted.as_ref().map(bootstrap::backup::sealed::fd_path).unwrap_or_else(|| snapshot.clone());
             let r = guarded(&plan, &Progress::new(false), lock_wait, OpKind::Restore, None, &args, |ctx| {
                 ops::restore::restore(ctx, &source, &label, force, Duration::from_secs(wait))
             })?;
@@ -817,9 +822,9 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             Ok(exit::OK)
         }
         Command::Upgrade { to, sha256, dry_run, wait } => {
-            bootstrap::rules::etcd_archive(&to).map_err(|e| format!("--to {to:?}: {e}"))?;
+            bootstrap::spec::rules::etcd_archive(&to).map_err(|e| format!("--to {to:?}: {e}"))?;
             if let Some(h) = &sha256 {
-                bootstrap::rules::sha256(h).map_err(|e| format!("--sha256: {e}"))?;
+                bootstrap::spec::rules::sha256(h).map_err(|e| format!("--sha256: {e}"))?;
             }
             let plan = plan::build(&load(&cli.spec)?);
             let args = format!("upgrade --to {}{}", plan::sh_quote(&to), sha256.as_deref().map(|h| format!(" --sha256 {h}")).unwrap_or_default());
@@ -878,9 +883,9 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             Ok(exit::OK)
         }
         Command::Downgrade { to: Some(to), sha256, dry_run, wait, .. } => {
-            bootstrap::rules::etcd_archive(&to).map_err(|e| format!("--to {to:?}: {e}"))?;
+            bootstrap::spec::rules::etcd_archive(&to).map_err(|e| format!("--to {to:?}: {e}"))?;
             if let Some(h) = &sha256 {
-                bootstrap::rules::sha256(h).map_err(|e| format!("--sha256: {e}"))?;
+                bootstrap::spec::rules::sha256(h).map_err(|e| format!("--sha256: {e}"))?;
             }
             let plan = plan::build(&load(&cli.spec)?);
             let args = format!("downgrade --to {}{}", plan::sh_quote(&to), sha256.as_deref().map(|h| format!(" --sha256 {h}")).unwrap_or_default());

@@ -4,9 +4,9 @@
 
 use super::judge::{self, check};
 use super::{Check, Found, Level, Options};
-use crate::context::Ctx;
-use crate::kubeadm::{CA_FILE, CERT_FILE};
+use crate::kube::kubeadm::{CA_FILE, CERT_FILE};
 use crate::plan::sh_quote as q;
+use crate::run::context::Ctx;
 use std::time::Duration;
 
 /// How long the load balancer may take to answer.
@@ -26,7 +26,7 @@ pub fn checks(ctx: &Ctx, opts: &Options) -> Found {
 /// `check lb` from here and every node with a host: not ready yet (nothing listens, no backend)
 /// is a WARN, as before `kubeadm init`; an answer that is wrong (untrusted, no TLS) a FAIL.
 fn load_balancer(ctx: &Ctx) -> Vec<Check> {
-    match crate::lb::check_lb(ctx.plan, LB_LIMIT) {
+    match crate::run::lb::check_lb(ctx.plan, LB_LIMIT) {
         Ok(all) => all
             .iter()
             .map(|v| {
@@ -49,13 +49,13 @@ fn node_files(ctx: &Ctx, opts: &Options) -> Vec<Check> {
     let plan = ctx.plan;
     let trusted = trusted_cas(ctx);
     let nodes: Vec<&crate::spec::NodeSpec> = plan.loaded.spec.kubernetes.control_plane_nodes.iter().filter(|n| n.host.is_some()).collect();
-    let read: Vec<Result<crate::transport::ScriptOutput, String>> = std::thread::scope(|s| {
+    let read: Vec<Result<crate::host::transport::ScriptOutput, String>> = std::thread::scope(|s| {
         let handles: Vec<_> = nodes
             .iter()
             .map(|n| {
                 s.spawn(move || {
-                    crate::transport::for_host(n.host.as_deref().unwrap_or("local"), &n.ssh_options)
-                        .run(&public_files_script(&[CA_FILE, CERT_FILE]), crate::live::SCRIPT_LIMIT)
+                    crate::host::transport::for_host(n.host.as_deref().unwrap_or("local"), &n.ssh_options)
+                        .run(&public_files_script(&[CA_FILE, CERT_FILE]), crate::run::live::SCRIPT_LIMIT)
                 })
             })
             .collect();
@@ -159,7 +159,7 @@ fn public_files_script(paths: &[&str]) -> String {
     s
 }
 
-fn parse_public_files(out: &crate::transport::ScriptOutput) -> Vec<(String, Option<Vec<u8>>)> {
+fn parse_public_files(out: &crate::host::transport::ScriptOutput) -> Vec<(String, Option<Vec<u8>>)> {
     use crate::adopt::probe::unbase64;
     out.stdout
         .lines()

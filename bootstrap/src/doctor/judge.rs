@@ -206,9 +206,9 @@ pub fn counter(text: &str, name: &str) -> Option<f64> {
 /// Each member's etcd against kubeadm's MinExternalEtcdVersion for the spec's Kubernetes: below
 /// it FAIL (kubeadm's preflight refuses it), or WARN when the spec accepts an old etcd (a lab).
 pub fn etcd_for_kubernetes(
-    k8s: crate::versions::Version,
-    min: Option<crate::versions::Version>,
-    versions: &[(String, crate::versions::Version)],
+    k8s: crate::spec::versions::Version,
+    min: Option<crate::spec::versions::Version>,
+    versions: &[(String, crate::spec::versions::Version)],
     allow_old: bool,
 ) -> Check {
     let Some(min) = min else {

@@ -3,16 +3,16 @@
 //! latency, leader changes.
 
 use super::{Check, Gauge, Level, judge};
-use crate::context::Ctx;
 use crate::plan::MemberPlan;
+use crate::run::context::Ctx;
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 
 pub fn checks(ctx: &Ctx, now: i64) -> (Vec<Check>, Vec<Gauge>) {
     let (mut c, mut g) = (Vec::new(), Vec::new());
-    let texts = crate::live::per_member(ctx.plan, |m| fetch(ctx, m));
-    let store = crate::journal_store::Store::for_spec(std::path::Path::new(&ctx.plan.loaded.file));
+    let texts = crate::run::live::per_member(ctx.plan, |m| fetch(ctx, m));
+    let store = crate::run::journal_store::Store::for_spec(std::path::Path::new(&ctx.plan.loaded.file));
     let mut samples: Samples = std::fs::read_to_string(store.doctor_samples_path()).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
     for (m, t) in ctx.plan.members.iter().zip(texts) {
         let name = m.spec.name.as_str();

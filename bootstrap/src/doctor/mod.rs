@@ -13,7 +13,7 @@ pub mod render;
 #[cfg(test)]
 mod tests;
 
-use crate::context::Ctx;
+use crate::run::context::Ctx;
 use etcdctl_lite::quorum::ClusterState;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -163,7 +163,7 @@ fn cluster_checks(ctx: &Ctx, now: i64) -> Found {
                     if let Some((target, true)) = st.since_36.as_ref().and_then(|s| s.downgrade.clone()) {
                         downgrading.get_or_insert(target);
                     }
-                    member_versions[i] = crate::versions::Version::parse(&st.version);
+                    member_versions[i] = crate::spec::versions::Version::parse(&st.version);
                     indexes[i] = Some(st.raft_index);
                     let (size, in_use) = (u64::try_from(st.db_size).unwrap_or(0), u64::try_from(st.db_size_in_use).unwrap_or(0));
                     c.push(judge::db_size(name, size, quota));
@@ -220,13 +220,13 @@ fn cluster_checks(ctx: &Ctx, now: i64) -> Found {
 
 /// The members' etcd against the minimum of the spec's Kubernetes (none for an adopted cluster
 /// whose spec names no control plane).
-fn version_matrix(plan: &crate::plan::Plan, versions: &[(String, crate::versions::Version)]) -> Vec<Check> {
+fn version_matrix(plan: &crate::plan::Plan, versions: &[(String, crate::spec::versions::Version)]) -> Vec<Check> {
     let k = &plan.loaded.spec.kubernetes;
     if k.is_absent() {
         return vec![];
     }
     let k8s = plan.loaded.typed.kubernetes;
-    match crate::versions::release_for(k8s) {
+    match crate::spec::versions::release_for(k8s) {
         Ok(r) => vec![judge::etcd_for_kubernetes(k8s, r.min_etcd, versions, k.allow_old_etcd)],
         Err(e) => vec![check("version-matrix", None, Level::Unknown, e, "set kubernetes.version to a release kubeadm supports")],
     }
@@ -235,9 +235,9 @@ fn version_matrix(plan: &crate::plan::Plan, versions: &[(String, crate::versions
 /// Each host's clock and the free space beside its data dir.
 fn host_checks(ctx: &Ctx) -> Found {
     let (mut c, mut g) = (Vec::new(), Vec::new());
-    let results = crate::live::per_member(ctx.plan, |m| {
+    let results = crate::run::live::per_member(ctx.plan, |m| {
         let before = now_f64();
-        let out = ctx.run_on(m, &crate::scripts::clock_and_space(m))?;
+        let out = ctx.run_on(m, &crate::host::scripts::clock_and_space(m))?;
         let after = now_f64();
         Ok::<_, crate::error::BootError>((out, (before + after) / 2.0))
     });
@@ -296,7 +296,7 @@ fn file_checks(ctx: &Ctx, opts: &Options) -> Found {
     }
     let mut newest = newest_backup(&opts.backup_dir, &plan.loaded.spec.name);
     if opts.use_record
-        && let Some(rec) = crate::backups::last_recorded(std::path::Path::new(&plan.loaded.file))
+        && let Some(rec) = crate::backup::last_recorded(std::path::Path::new(&plan.loaded.file))
         // on a tie (names have whole seconds) the record wins: it is the last one `backup` took
         && newest.as_ref().is_none_or(|(_, t)| rec.taken_at >= *t)
     {
@@ -304,7 +304,7 @@ fn file_checks(ctx: &Ctx, opts: &Options) -> Found {
     }
     c.push(judge::backup_age(newest.as_ref().map(|(n, t)| (n.as_str(), *t)), opts.now, opts.backup_warn, opts.backup_fail));
     // once a backup went off-host, its age is judged too: a lost machine takes the local ones
-    if let Some((url, at)) = crate::backups::last_remote(std::path::Path::new(&plan.loaded.file)) {
+    if let Some((url, at)) = crate::backup::last_remote(std::path::Path::new(&plan.loaded.file)) {
         let mut off = judge::backup_age(Some((url.as_str(), at)), opts.now, opts.backup_warn, opts.backup_fail);
         off.name = "backup-offsite".into();
         c.push(off);
@@ -371,7 +371,7 @@ pub fn from_certs(report: &pki::expiry::Report, now: i64) -> Found {
 }
 
 /// The gauges of a backup just taken (`backup -w prometheus`).
-pub fn from_backup(b: &crate::backups::Backup, now: i64) -> Found {
+pub fn from_backup(b: &crate::backup::Backup, now: i64) -> Found {
     let c = vec![check(
         "backup",
         None,
@@ -399,7 +399,7 @@ pub fn newest_backup(dir: &std::path::Path, cluster: &str) -> Option<(String, i6
     let mut best: Option<(String, i64)> = None;
     for e in std::fs::read_dir(dir).ok()?.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if !crate::backups::is_backup_name(cluster, &name) {
+        if !crate::backup::is_backup_name(cluster, &name) {
             continue;
         }
         let stamp = name.strip_prefix(cluster).and_then(|r| r.get(1..17))?;
@@ -419,9 +419,9 @@ pub const METRICS_TIMEOUT: Duration = Duration::from_secs(3);
 /// A systemd service and timer (and a cron line) that run `doctor` every minute into
 /// node_exporter's textfile directory.
 pub fn timer(exe: &std::path::Path, spec: &std::path::Path, textfile: &std::path::Path, cluster: &str) -> crate::error::Result<String> {
-    use crate::scripts::systemd_quote;
+    use crate::host::scripts::systemd_quote;
     for p in [exe, spec, textfile] {
-        crate::rules::no_control(&p.display().to_string()).map_err(|e| crate::error::BootError::Output {
+        crate::spec::rules::no_control(&p.display().to_string()).map_err(|e| crate::error::BootError::Output {
             path: p.display().to_string(),
             reason: format!("{e}: cannot be put in a unit file or a cron line"),
         })?;

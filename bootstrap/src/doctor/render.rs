@@ -130,7 +130,7 @@ pub fn nagios(r: &Report) -> String {
 pub fn write_textfile(dir: &std::path::Path, text: &str) -> crate::error::Result<std::path::PathBuf> {
     use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
-    crate::rules::trusted_dir("--textfile", dir, pki::safe_fs::Writes::ReplaceByRename)?;
+    crate::spec::rules::trusted_dir("--textfile", dir, pki::safe_fs::Writes::ReplaceByRename)?;
     let path = dir.join("etcd_bootstrap.prom");
     let fail = |e: std::io::Error| crate::error::BootError::Output { path: path.display().to_string(), reason: e.to_string() };
     let mut tmp = tempfile::Builder::new().prefix(".etcd_bootstrap.prom.").tempfile_in(dir).map_err(fail)?;

@@ -145,7 +145,7 @@ mod props {
 
 #[test]
 fn versions_raft_lag_and_leader_changes_are_judged_as_kubeadm_etcd_and_the_mixin_do() {
-    use crate::versions::Version;
+    use crate::spec::versions::Version;
     let k8s = Version(1, 31, 0);
     let min = Some(Version(3, 5, 15));
     let vs = |v: &[(u64, u64, u64)]| v.iter().enumerate().map(|(i, (a, b, c))| (format!("etcd-{}", i + 1), Version(*a, *b, *c))).collect::<Vec<_>>();

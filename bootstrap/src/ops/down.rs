@@ -3,11 +3,11 @@
 //! the operator's PKI directory: a member whose data is gone has no identity to keep, and a spec
 //! fixed afterwards, new addresses included, gets certificates that fit it).
 
-use crate::context::Ctx;
 use crate::error::{BootError, Result};
+use crate::run::context::Ctx;
 
+use crate::host::scripts;
 use crate::plan::MemberPlan;
-use crate::scripts;
 use std::time::Instant;
 
 /// Stops every member (data kept unless `purge`); returns the members stopped.

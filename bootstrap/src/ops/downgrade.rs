@@ -8,14 +8,14 @@
 //! `etcd/downgrade.json`, so an interrupted downgrade resumes; `downgrade --cancel` stops one
 //! that cannot finish and hands the members already moved back to `upgrade`.
 
-use crate::context::Ctx;
 use crate::error::{BootError, Result};
 use crate::plan::MemberPlan;
-use crate::rolling::{
+use crate::run::context::Ctx;
+use crate::run::rolling::{
     Roll, RollState, backup_dir, bin_dir_of, load, member_versions, refuse_owned_binaries, save, start_stopped, starting_version, state_path, swap_binary,
     wait_cluster_version,
 };
-use crate::versions::Version;
+use crate::spec::versions::Version;
 use etcdctl_lite::maintenance::Downgrade;
 use etcdctl_lite::quorum::Role;
 use serde::Serialize;
@@ -71,7 +71,7 @@ pub fn downgrade(ctx: &Ctx, to: &str, sha256: Option<&str>, dry_run: bool, wait:
     let (plan, progress) = (ctx.plan, ctx.progress);
     let _lock = pki::lock::lock_dir(&plan.issue.dir, pki::lock::DEFAULT_WAIT)?;
     let base = Path::new(&plan.loaded.file).parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let release = crate::etcd_delivery::prepare(to, sha256, base, &plan.loaded.output_dir)?;
+    let release = crate::host::delivery::prepare(to, sha256, base, &plan.loaded.output_dir)?;
     progress.step(
         "downgrade",
         &format!("etcd {} from {to}: {}", release.version, if sha256.is_some() { "checksum verified" } else { "no --sha256 given" }),
@@ -118,7 +118,7 @@ pub fn downgrade(ctx: &Ctx, to: &str, sha256: Option<&str>, dry_run: bool, wait:
     }));
     steps.push(format!("check the cluster version reports {target}"));
     if dry_run || !needed && pending.is_empty() {
-        let cluster_version = crate::rolling::cluster_version(ctx).unwrap_or_default();
+        let cluster_version = crate::run::rolling::cluster_version(ctx).unwrap_or_default();
         return Ok(DowngradeReport {
             from: from.to_string(),
             to: release.version.to_string(),
@@ -132,7 +132,7 @@ pub fn downgrade(ctx: &Ctx, to: &str, sha256: Option<&str>, dry_run: bool, wait:
         Some(s) if s.backup.is_some() => s,
         _ => {
             let t = Instant::now();
-            let b = crate::backups::backup(ctx, &backup_dir(plan), None, None)?;
+            let b = crate::backup::backup(ctx, &backup_dir(plan), None, None)?;
             progress.step("downgrade", &format!("backup {} taken before any change", b.path), Some(t.elapsed()));
             RollState { to: release.version.to_string(), from: from.to_string(), done: vec![], backup: Some(b.path), enabled: false }
         }
@@ -173,7 +173,7 @@ pub fn downgrade(ctx: &Ctx, to: &str, sha256: Option<&str>, dry_run: bool, wait:
 fn refuse_unknown_settings(ctx: &Ctx, from: Version) -> Result<()> {
     let mut problems = Vec::new();
     for m in ctx.plan.members.iter().filter(|m| m.spec.adopted.is_some()) {
-        let Some(effective) = crate::rolling::adopted_settings(ctx, m, "downgrade")? else { continue };
+        let Some(effective) = crate::in_place::adopted_settings(ctx, m, "downgrade")? else { continue };
         let (previous, found) = crate::adopt::next_minor::unknown_to_previous(from, &effective);
         for b in found {
             problems.push(format!(
@@ -268,7 +268,7 @@ pub fn cancel(ctx: &Ctx) -> Result<CancelReport> {
         return Err(BootError::Preflight(vec!["no downgrade to cancel: none is recorded here and no member reports one enabled".into()]));
     }
     ctx.changing("downgrade cancel")?;
-    let cluster_version = if any_enabled { ctx.etcd.downgrade(&Downgrade::Cancel)? } else { crate::rolling::cluster_version(ctx).unwrap_or_default() };
+    let cluster_version = if any_enabled { ctx.etcd.downgrade(&Downgrade::Cancel)? } else { crate::run::rolling::cluster_version(ctx).unwrap_or_default() };
     let (mut moved, mut back_to) = (Vec::new(), None);
     if let Some(s) = state {
         let versions = member_versions(ctx);

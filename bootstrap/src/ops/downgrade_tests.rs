@@ -2,10 +2,10 @@
 //! order of its effects (enable, storage, members with the leader last) and how it resumes and
 //! cancels.
 
-use crate::fakes::{self, Shared, cluster, effects, fail};
 use crate::journal::OpKind;
-use crate::rolling::{self, Roll, RollState};
-use crate::versions::Version;
+use crate::run::fakes::{self, Shared, cluster, effects, fail};
+use crate::run::rolling::{self, Roll, RollState};
+use crate::spec::versions::Version;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(5);

@@ -1,10 +1,10 @@
-//! The operations' decisions on fake hosts and a fake etcd ([`crate::fakes`]): what each refuses
+//! The operations' decisions on fake hosts and a fake etcd ([`crate::run::fakes`]): what each refuses
 //! before its first change, the order of its effects, and where it stops and resumes. (`replace`
 //! has its own file.) The end-to-end path is tested against real etcd in `tests/`.
 
 use crate::error::BootError;
-use crate::fakes::{self, Shared, cluster, effects, fail, kill};
 use crate::journal::OpKind;
+use crate::run::fakes::{self, Shared, cluster, effects, fail, kill};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -44,7 +44,7 @@ fn rotate_certs_refuses_an_unhealthy_cluster_before_renewing_anything() {
 fn rotate_certs_stops_at_the_member_it_cannot_reach_and_stays_unfinished() {
     let c = cluster();
     pki::bundle::issue_into(&c.plan.issue).unwrap();
-    crate::live::ensure_crl(&c.plan).unwrap();
+    crate::run::live::ensure_crl(&c.plan).unwrap();
     let world = fakes::world(&c.plan);
     fail(&world, "etcd-2", "deliver");
     let e = c.run(&world, OpKind::RotateCerts, None, "rotate certs", |ctx| super::rotate_certs::rotate_certs(ctx, false, WAIT)).unwrap_err();
@@ -62,7 +62,7 @@ fn rotate_certs_stops_at_the_member_it_cannot_reach_and_stays_unfinished() {
 fn rotate_certs_killed_mid_delivery_delivers_again_to_that_member_first_without_renewing() {
     let c = cluster();
     pki::bundle::issue_into(&c.plan.issue).unwrap();
-    crate::live::ensure_crl(&c.plan).unwrap();
+    crate::run::live::ensure_crl(&c.plan).unwrap();
     let world = fakes::world(&c.plan);
     fail(&world, "etcd-3", "deliver");
     c.run(&world, OpKind::RotateCerts, None, "rotate certs", |ctx| super::rotate_certs::rotate_certs(ctx, true, WAIT)).unwrap_err();
@@ -101,7 +101,7 @@ fn rotate_ca_restarts_members_one_by_one_leader_handed_off_then_pauses_and_resum
     use super::rotate_ca::{Outcome, Request, rotate_ca};
     let c = cluster();
     pki::bundle::issue_into(&c.plan.issue).unwrap();
-    crate::live::ensure_crl(&c.plan).unwrap();
+    crate::run::live::ensure_crl(&c.plan).unwrap();
     let world = fakes::world(&c.plan);
     world.lock().unwrap().leader = Some(2);
     // killed (a host stops answering) at etcd-3's restart in phase 1
@@ -123,7 +123,7 @@ fn rotate_ca_restarts_members_one_by_one_leader_handed_off_then_pauses_and_resum
     let out = c.run(&world, OpKind::RotateCa, None, "rotate ca", |ctx| rotate_ca(ctx, Request::StartOrResume, WAIT)).unwrap();
     assert_eq!(out, Outcome::TrustsBoth);
     assert_eq!(members_touched(&world, "stop"), vec!["etcd-3".to_string()]);
-    let j = crate::journal_store::Store::for_spec(std::path::Path::new(&c.plan.loaded.file)).read().unwrap();
+    let j = crate::run::journal_store::Store::for_spec(std::path::Path::new(&c.plan.loaded.file)).read().unwrap();
     assert!(j.operations[0].paused.is_some() && j.operations[0].finish.ends_with("rotate ca --continue"), "{j:?}");
     // paused: a replace is refused, a plain `rotate ca` only repeats the instructions
     assert!(c.run(&world, OpKind::Replace, Some("etcd-1"), "replace etcd-1", |_| Ok(())).is_err());
@@ -154,7 +154,7 @@ fn certificates_that_do_not_fit_are_refused_without_advising_a_force_flag_etcd_b
 fn rotations_refuse_when_a_host_does_not_answer_before_their_first_change() {
     let c = cluster();
     pki::bundle::issue_into(&c.plan.issue).unwrap();
-    crate::live::ensure_crl(&c.plan).unwrap();
+    crate::run::live::ensure_crl(&c.plan).unwrap();
     let world = fakes::world(&c.plan);
     fail(&world, "etcd-3", "free-space");
     let e = c.run(&world, OpKind::RotateCerts, None, "rotate certs", |ctx| super::rotate_certs::rotate_certs(ctx, true, WAIT)).unwrap_err().to_string();

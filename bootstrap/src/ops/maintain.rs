@@ -3,8 +3,8 @@
 //! last, each gated on the cluster keeping its quorum → disarm every alarm → HEALTHY and a write
 //! that goes through. Changes no file; refuses without quorum (compaction is a raft request).
 
-use crate::context::Ctx;
 use crate::error::{BootError, Result};
+use crate::run::context::Ctx;
 
 use etcdctl_lite::maintenance;
 use etcdctl_lite::quorum::ClusterState;

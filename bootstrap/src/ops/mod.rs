@@ -1,10 +1,10 @@
 //! The operations on a live cluster, one module each, composed from the primitives of
-//! [`crate::live`]. Each is idempotent or resumable: run again after an interruption, it
+//! [`crate::run::live`]. Each is idempotent or resumable: run again after an interruption, it
 //! finishes the job; run on a cluster where the job is done, it changes nothing.
 //!
-//! Each runs in a [`crate::context::Ctx`] (the cluster's journal and lock) and says where its
+//! Each runs in a [`crate::run::context::Ctx`] (the cluster's journal and lock) and says where its
 //! checks end with `ctx.changing(..)`. None imports another: shared steps live below them
-//! ([`crate::live`], [`crate::backups`], [`crate::lb`]); a test keeps it so.
+//! ([`crate::run::live`], [`crate::backup`], [`crate::run::lb`]); a test keeps it so.
 
 pub mod backup;
 pub mod down;

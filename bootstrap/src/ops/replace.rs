@@ -3,12 +3,12 @@
 //! each step gated on quorum. Refuses when removing the member would lose quorum, and (without
 //! `force`) when the member is healthy. The old data dir is moved aside, never deleted.
 
-use crate::context::Ctx;
 use crate::error::{BootError, Result};
+use crate::host::scripts;
 use crate::journal::Admission;
-use crate::live::{ensure_crl, host_err, own_files};
 use crate::plan::MemberPlan;
-use crate::scripts;
+use crate::run::context::Ctx;
+use crate::run::live::{ensure_crl, host_err, own_files};
 use etcdctl_lite::model::MemberInfo;
 use etcdctl_lite::quorum::{ClusterState, MemberState, Role as QRole, quorum_size};
 use std::time::{Duration, Instant};
@@ -83,7 +83,7 @@ pub fn replace(ctx: &Ctx, name: &str, force: bool, wait: Duration) -> Result<()>
         promote_when_caught_up(ctx, m, &others, id, deadline, wait)?;
     }
     // a unit's joiner drop-in, left by a run killed right after the start
-    crate::rejoin::forget_joiner(ctx, m)?;
+    crate::in_place::rejoin::forget_joiner(ctx, m)?;
     let t = Instant::now();
     let v = ctx.wait_healthy(deadline.saturating_duration_since(Instant::now()), &format!("replacing {name}"))?;
     progress.step("quorum", &format!("{}: {}", v.state.word(), v.summary), Some(t.elapsed()));
@@ -97,10 +97,10 @@ fn preconditions(ctx: &Ctx, m: &MemberPlan) -> Result<()> {
     let what = format!("replace {}", m.spec.name);
     if m.spec.adopted.is_some() {
         ctx.require_reachable(&[m], 0, &what)?;
-        return crate::rejoin::can_rejoin(ctx, m);
+        return crate::in_place::rejoin::can_rejoin(ctx, m);
     }
     let precondition = |e: BootError| BootError::Precondition { what: what.clone(), reason: e.to_string() };
-    crate::live::issue_certificates(plan, &what)?;
+    crate::run::live::issue_certificates(plan, &what)?;
     ensure_crl(plan).map_err(precondition)?;
     own_files(m, |_| true).map_err(precondition)?;
     ctx.require_reachable(&[m], 0, &what)
@@ -186,8 +186,8 @@ fn start_joiner(ctx: &Ctx, m: &MemberPlan, id: u64, members: &[MemberInfo]) -> R
     if m.spec.adopted.is_some() {
         // its own settings (the cluster's members under the same names and URLs), started once
         // as a joiner; its files stayed where they are
-        let out = ctx.start_member(&crate::rejoin::joiner(ctx, m)?)?;
-        crate::rejoin::forget_joiner(ctx, m)?;
+        let out = ctx.start_member(&crate::in_place::rejoin::joiner(ctx, m)?)?;
+        crate::in_place::rejoin::forget_joiner(ctx, m)?;
         return if out.ok() { Ok(()) } else { Err(host_err(m, "starting etcd", &out)) };
     }
     let initial: Vec<String> = members
@@ -246,15 +246,15 @@ fn promote_when_caught_up(ctx: &Ctx, m: &MemberPlan, via: &[String], id: u64, de
 /// Refuses to wait for a joiner whose etcd is not running: it exited (its log says why) and will
 /// not catch up, however long the bound.
 fn joiner_still_runs(ctx: &Ctx, m: &MemberPlan) -> Result<()> {
-    let Ok(out) = ctx.run_on(m, &crate::scripts::status_lines(m)) else { return Ok(()) };
+    let Ok(out) = ctx.run_on(m, &crate::host::scripts::status_lines(m)) else { return Ok(()) };
     if out.value("running").is_some() {
         return Ok(());
     }
-    let log = ctx.run_on(m, &crate::scripts::log_tail(m, 40)).map(|o| o.stdout).unwrap_or_default();
+    let log = ctx.run_on(m, &crate::host::scripts::log_tail(m, 40)).map(|o| o.stdout).unwrap_or_default();
     Err(BootError::NotHealthy(format!(
         "{name} {}; it was added as a learner and is not running: fix that, then run {} again (it starts the learner again and promotes it)",
         crate::formation::exit_reason(&log),
-        crate::context::command_for(ctx.plan, &format!("replace {}", crate::plan::sh_quote(&m.spec.name))),
+        crate::run::context::command_for(ctx.plan, &format!("replace {}", crate::plan::sh_quote(&m.spec.name))),
         name = m.spec.name,
     )))
 }

@@ -2,9 +2,9 @@
 //! its effects, and where a second run picks up — in milliseconds.
 
 use super::*;
-use crate::context::Ctx;
-use crate::fakes::{self, Cluster, Shared, cluster, effects, fail};
 use crate::journal::OpKind;
+use crate::run::context::Ctx;
+use crate::run::fakes::{self, Cluster, Shared, cluster, effects, fail};
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -136,8 +136,8 @@ fn an_unknown_member_is_named_with_the_members_there_are() {
 }
 
 /// An adopted member under a unit, a static pod or in a container, as the spec records it.
-fn adopted_as(c: &mut Cluster, supervisor: crate::spec_adopted::AdoptedSupervisor) {
-    c.plan.members[1].spec.adopted = Some(crate::spec_adopted::AdoptedMember {
+fn adopted_as(c: &mut Cluster, supervisor: crate::spec::adopted::AdoptedSupervisor) {
+    c.plan.members[1].spec.adopted = Some(crate::spec::adopted::AdoptedMember {
         supervisor,
         settings_from: "flags".into(),
         config_file: None,
@@ -152,7 +152,7 @@ fn adopted_as(c: &mut Cluster, supervisor: crate::spec_adopted::AdoptedSuperviso
 
 #[test]
 fn an_adopted_static_pod_or_container_member_is_refused_with_what_replaces_it_before_any_change() {
-    use crate::spec_adopted::AdoptedSupervisor as Supervisor;
+    use crate::spec::adopted::AdoptedSupervisor as Supervisor;
     for (supervisor, says) in [
         (Supervisor::StaticPod { manifest: "/etc/kubernetes/manifests/etcd.yaml".into() }, "kubeadm join --control-plane"),
         (Supervisor::Container, "would mean editing that"),

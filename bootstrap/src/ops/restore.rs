@@ -8,12 +8,12 @@
 //! Progress is recorded in `etcd/restore.json`: an interrupted restore resumes when run again
 //! with the same snapshot.
 
-use crate::context::Ctx;
 use crate::error::{BootError, Result};
-use crate::live::{host_err, per_member};
+use crate::host::scripts;
 use crate::plan::{MemberPlan, Plan};
 use crate::progress::Progress;
-use crate::scripts;
+use crate::run::context::Ctx;
+use crate::run::live::{host_err, per_member};
 use etcdctl_lite::quorum::ClusterState;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -78,11 +78,11 @@ fn file_err(path: &Path, reason: impl std::fmt::Display) -> BootError {
 }
 
 fn load_state(plan: &Plan) -> Result<Option<RestoreState>> {
-    crate::live::load_record(&state_path(plan), "an interrupted restore")
+    crate::run::live::load_record(&state_path(plan), "an interrupted restore")
 }
 
 fn save_state(plan: &Plan, s: &RestoreState) -> Result<()> {
-    crate::live::save_record(&state_path(plan), s, 0o600)
+    crate::run::live::save_record(&state_path(plan), s, 0o600)
 }
 
 /// `snapshot`: the file to restore (an in-memory one after decryption); `label`: how to name
@@ -348,7 +348,7 @@ mod tests {
 
     #[test]
     fn kube_apiserver_is_stopped_before_and_started_after_on_every_node() {
-        let c = crate::fakes::cluster();
+        let c = crate::run::fakes::cluster();
         let nodes: Vec<String> = c.plan.loaded.spec.kubernetes.control_plane_nodes.iter().map(|n| n.name.clone()).collect();
         assert!(!nodes.is_empty());
         let before = kubernetes_steps(&c.plan, Around::Before, true);

@@ -15,13 +15,13 @@
 //! Progress is recorded in `etcd/ca-rotation.json` after every member, so an interrupted
 //! rotation resumes where it stopped; `rotate ca --status` reads it.
 
-use crate::context::Ctx;
 use crate::error::{BootError, Result};
-use crate::kubeadm::{CA_FILE, CERT_FILE, KEY_FILE};
-use crate::live::own_files;
+use crate::kube::kubeadm::{CA_FILE, CERT_FILE, KEY_FILE};
 use crate::plan::trust_bundle_path;
 use crate::plan::{MemberPlan, Plan};
 use crate::progress::Progress;
+use crate::run::context::Ctx;
+use crate::run::live::own_files;
 use etcdctl_lite::quorum::ClusterState;
 use pki::cluster::Role;
 use pki::files::{self, PlannedFile};
@@ -29,8 +29,8 @@ use pki::files::{self, PlannedFile};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::records::state_path;
-pub use crate::records::{Phase, RotationState, current};
+use crate::run::records::state_path;
+pub use crate::run::records::{Phase, RotationState, current};
 
 /// Where a `rotate ca` run left the rotation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,7 +85,7 @@ fn read(p: &Path) -> Result<Vec<u8>> {
 }
 
 fn save(plan: &Plan, state: &RotationState) -> Result<()> {
-    crate::records::save_record(&state_path(plan), state, 0o644)
+    crate::run::records::save_record(&state_path(plan), state, 0o644)
 }
 
 pub fn rotate_ca(ctx: &Ctx, request: Request, wait: Duration) -> Result<Outcome> {
@@ -146,7 +146,7 @@ fn pause(ctx: &Ctx, at: Outcome) -> Result<()> {
         Outcome::TrustsBoth => "step 1 of 3 done, kube-apiserver must now trust the old and the new CA, as `rotate ca --status` says",
         _ => "step 2 of 3 done, kube-apiserver now needs its client certificate from the new CA, as `rotate ca --status` says",
     };
-    ctx.pause(why, &crate::context::command_for(ctx.plan, "rotate ca --continue"))
+    ctx.pause(why, &crate::run::context::command_for(ctx.plan, "rotate ca --continue"))
 }
 
 /// The kube-apiserver files a stop hands over, at their paths on the node.
@@ -168,8 +168,8 @@ fn deliver_to_nodes(plan: &Plan, outcome: Outcome, progress: &Progress) -> Resul
             let mode = if *f == KEY_FILE { 0o600 } else { 0o644 };
             files.push((f.to_string(), mode, read(&src)?));
         }
-        let t = crate::transport::for_host(n.host.as_deref().unwrap_or("local"), &n.ssh_options);
-        let written = t.deliver(&files, crate::live::SCRIPT_LIMIT).map_err(|reason| BootError::Host {
+        let t = crate::host::transport::for_host(n.host.as_deref().unwrap_or("local"), &n.ssh_options);
+        let written = t.deliver(&files, crate::run::live::SCRIPT_LIMIT).map_err(|reason| BootError::Host {
             member: n.name.clone(),
             host: t.describe(),
             reason: format!("delivering kube-apiserver's files: {reason}"),
@@ -189,7 +189,7 @@ fn wait_for_apiservers(plan: &Plan, wait: Duration, progress: &Progress) -> Resu
     let t = Instant::now();
     let deadline = Instant::now() + wait;
     loop {
-        let all = crate::lb::check_lb(plan, Duration::from_secs(3))?;
+        let all = crate::run::lb::check_lb(plan, Duration::from_secs(3))?;
         if all.iter().all(|v| v.state == "READY") {
             progress.step("rotate ca", "kube-apiserver answers /readyz through the load balancer from this machine and every node", Some(t.elapsed()));
             return Ok(());
@@ -399,7 +399,7 @@ fn drop_old(ctx: &Ctx, state: &mut RotationState, old_pem: &[u8], new_pem: &[u8]
     for m in &plan.members {
         ctx.deliver(m, &own_files(m, |f| f.dest.ends_with("crl.pem") || f.dest.ends_with("crl.der"))?)?;
     }
-    crate::outputs::write(plan, crate::outputs::existing_api(plan))?;
+    crate::kube::outputs::write(plan, crate::kube::outputs::existing_api(plan))?;
     ctx.wait_healthy(wait, "the last member")?;
     // out of the journal first: killed before the record goes, the record still says "resume"
     ctx.finished()?;
@@ -531,7 +531,7 @@ fn adopted_instructions(plan: &Plan, outcome: Outcome) -> String {
              \x20 kube-apiserver on each control-plane node: put {} at its --etcd-cafile ({CA_FILE} with kubeadm), restart it and wait until it is Ready\n\
              Then run: {}\n",
             bundle.display(),
-            crate::context::command_for(plan, "rotate ca --continue")
+            crate::run::context::command_for(plan, "rotate ca --continue")
         ),
         Outcome::Reissued => format!(
             "CA rotation stopped after step 2 of 3: every etcd member serves a certificate from the new CA and still trusts the old one.\n\
@@ -542,7 +542,7 @@ fn adopted_instructions(plan: &Plan, outcome: Outcome) -> String {
             new_key.display(),
             new_cert.display(),
             new_key.display(),
-            crate::context::command_for(plan, "rotate ca --continue")
+            crate::run::context::command_for(plan, "rotate ca --continue")
         ),
         Outcome::Done => "CA rotation done: every etcd member trusts and serves only the new CA; the spec names it and etcd-bootstrap's client from it. Give clients the new CA alone at their next restart.\n".to_string(),
     }

@@ -2,10 +2,10 @@
 //! then member by member: deliver, confirm it serves the new certificate (etcd re-reads its
 //! files on each handshake, no restart), and require HEALTHY before the next member.
 
-use crate::context::Ctx;
 use crate::error::{BootError, Result};
 use crate::in_place;
-use crate::live::own_files;
+use crate::run::context::Ctx;
+use crate::run::live::own_files;
 use std::time::{Duration, Instant};
 
 pub fn rotate_certs(ctx: &Ctx, rekey: bool, wait: Duration) -> Result<()> {
@@ -42,7 +42,7 @@ pub fn rotate_certs(ctx: &Ctx, rekey: bool, wait: Duration) -> Result<()> {
         progress.step(&format!("rotate {}", m.name()), "serves the new certificate; cluster HEALTHY", Some(t.elapsed()));
     }
     let t = Instant::now();
-    let outputs = crate::outputs::write(plan, crate::outputs::existing_api(plan))?;
+    let outputs = crate::kube::outputs::write(plan, crate::kube::outputs::existing_api(plan))?;
     let changed = outputs.iter().filter(|w| w.outcome != pki::files::Outcome::Unchanged).count();
     progress.step("outputs", &format!("{changed} control-plane files updated: copy out/control-plane/NODE/ to each node, then restart kube-apiserver node by node (it reads them at start)"), Some(t.elapsed()));
     Ok(())

@@ -3,15 +3,15 @@
 //! control-plane and HAProxy outputs. Every step is idempotent, so `up` after an interruption at
 //! any step finishes the job, and `up` on a healthy cluster changes nothing.
 
-use crate::context::Ctx;
 use crate::error::{BootError, Result};
-use crate::etcd_delivery::EtcdRelease;
-use crate::kubeadm::ApiVersion;
-use crate::live::{ensure_crl, host_err, own_files, per_member};
+use crate::host::delivery::EtcdRelease;
+use crate::host::preflight::{Action, judge};
+use crate::host::scripts;
+use crate::kube::kubeadm::ApiVersion;
 use crate::plan::{MemberPlan, Plan};
-use crate::preflight::{Action, judge};
 use crate::progress::Progress;
-use crate::scripts;
+use crate::run::context::Ctx;
+use crate::run::live::{ensure_crl, host_err, own_files, per_member};
 use etcdctl_lite::quorum::{ClusterState, MemberState, Verdict};
 use pki::cluster::Role;
 use std::time::{Duration, Instant};
@@ -31,7 +31,7 @@ pub struct UpReport {
     pub files_written: usize,
     pub started: Vec<String>,
     pub verdict: Verdict,
-    pub outputs: Vec<crate::outputs::Written>,
+    pub outputs: Vec<crate::kube::outputs::Written>,
 }
 
 pub fn up(ctx: &Ctx, opts: &UpOptions) -> Result<UpReport> {
@@ -48,7 +48,7 @@ pub fn up(ctx: &Ctx, opts: &UpOptions) -> Result<UpReport> {
         progress.step("spec", &format!("warning: {w}"), None);
     }
     // before anything starts: a config kubeadm could not read is refused now
-    let api = crate::outputs::choose_api(plan, opts.api)?;
+    let api = crate::kube::outputs::choose_api(plan, opts.api)?;
     // and an etcd archive that is not what the spec says, before any host is contacted
     let release = prepare_release(plan, progress)?;
     let (issued, kept) = if rotating {
@@ -76,7 +76,7 @@ pub fn up(ctx: &Ctx, opts: &UpOptions) -> Result<UpReport> {
         return Ok(UpReport { issued, kept, files_written, started, verdict, outputs: vec![] });
     }
     let t = Instant::now();
-    let outputs = crate::outputs::write(plan, api)?;
+    let outputs = crate::kube::outputs::write(plan, api)?;
     let changed = outputs.iter().filter(|w| w.outcome != pki::files::Outcome::Unchanged).count();
     progress.step("outputs", &format!("{changed} written, {} unchanged in {}", outputs.len() - changed, plan.loaded.output_dir.display()), Some(t.elapsed()));
     Ok(UpReport { issued, kept, files_written, started, verdict, outputs })
@@ -85,7 +85,7 @@ pub fn up(ctx: &Ctx, opts: &UpOptions) -> Result<UpReport> {
 /// Certificates (valid ones kept byte for byte), the CRL, and SAN coverage of every address.
 fn certificates(plan: &Plan, progress: &Progress) -> Result<(usize, usize)> {
     let t = Instant::now();
-    let issued = crate::live::issue_certificates(plan, "issue the certificates")?;
+    let issued = crate::run::live::issue_certificates(plan, "issue the certificates")?;
     progress.step("certificates", &format!("{} issued, {} kept in {}", issued.issued, issued.kept, plan.issue.dir.display()), Some(t.elapsed()));
     ensure_crl(plan)?;
     check_certificates(plan)?;
@@ -276,7 +276,7 @@ fn never_formed_or(ctx: &Ctx, saw_quorum: bool, wait: Duration, failed: BootErro
         wait: wait.as_secs(),
         members: plan.members.iter().map(|m| m.spec.name.clone()).collect(),
         causes: likely_causes(&facts),
-        start_over: format!("{}, fix the spec, then {}", crate::context::command_for(plan, "down --purge"), crate::context::command_for(plan, "up")),
+        start_over: format!("{}, fix the spec, then {}", crate::run::context::command_for(plan, "down --purge"), crate::run::context::command_for(plan, "up")),
     }
 }
 
@@ -286,7 +286,7 @@ fn prepare_release(plan: &Plan, progress: &Progress) -> Result<Option<EtcdReleas
     let Some(archive) = &spec.etcd_archive else { return Ok(None) };
     let t = Instant::now();
     let base = std::path::Path::new(&plan.loaded.file).parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-    let release = crate::etcd_delivery::prepare(archive, spec.etcd_sha256.as_deref(), base, &plan.loaded.output_dir)?;
+    let release = crate::host::delivery::prepare(archive, spec.etcd_sha256.as_deref(), base, &plan.loaded.output_dir)?;
     progress.step("etcd", &format!("etcd {} from {archive}: checksum verified", release.version), Some(t.elapsed()));
     Ok(Some(release))
 }
@@ -295,7 +295,7 @@ fn prepare_release(plan: &Plan, progress: &Progress) -> Result<Option<EtcdReleas
 /// version it runs must be the release's, and pass kubeadm's minimum.
 fn deliver_etcd(ctx: &Ctx, release: &EtcdRelease, progress: &Progress) -> Result<()> {
     let plan = ctx.plan;
-    use crate::etcd_delivery::{probe_script, to_send};
+    use crate::host::delivery::{probe_script, to_send};
     let results = per_member(plan, |m| {
         let t = Instant::now();
         let probe = ctx.run_on(m, &probe_script(&m.spec.bin_dir))?;
@@ -310,7 +310,7 @@ fn deliver_etcd(ctx: &Ctx, release: &EtcdRelease, progress: &Progress) -> Result
     let mut versions = EtcdVersions::default();
     for (m, r) in plan.members.iter().zip(results) {
         let (sent, version, took) = r?;
-        if crate::versions::Version::parse(&version) != Some(release.version) {
+        if crate::spec::versions::Version::parse(&version) != Some(release.version) {
             problems.push(format!("member {}: {} reports etcd {version:?}, not {} from {}", m.spec.name, m.binary, release.version, release.source));
             continue;
         }
@@ -337,17 +337,17 @@ struct EtcdVersions {
 impl EtcdVersions {
     fn check(&mut self, plan: &Plan, m: &MemberPlan, version: Option<&str>) {
         let who = m.spec.name.clone();
-        let Some(found) = version.and_then(crate::versions::Version::parse) else {
+        let Some(found) = version.and_then(crate::spec::versions::Version::parse) else {
             let p = format!("cannot tell the etcd version ({:?} --version printed {:?})", m.binary, version.unwrap_or(""));
             self.problems.entry(p).or_default().push(who);
             return;
         };
         let k8s = plan.loaded.typed.kubernetes;
-        match crate::versions::check_etcd(k8s, found) {
+        match crate::spec::versions::check_etcd(k8s, found) {
             Ok(None) => {}
             Ok(Some(note)) => self.warnings.entry(note).or_default().push(who),
             Err(_) if plan.loaded.spec.kubernetes.allow_old_etcd => {
-                let min = crate::versions::release_for(k8s).ok().and_then(|r| r.min_etcd).map(|v| v.to_string()).unwrap_or_default();
+                let min = crate::spec::versions::release_for(k8s).ok().and_then(|r| r.min_etcd).map(|v| v.to_string()).unwrap_or_default();
                 let w = format!(
                     "etcd {found} is below kubeadm {}.{}'s minimum {min}; allowed by kubernetes.allow_old_etcd (the kubeadm configs skip ExternalEtcdVersion)",
                     k8s.0, k8s.1

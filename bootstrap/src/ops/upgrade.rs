@@ -6,14 +6,14 @@
 //! new minor once the last member runs it; that is checked at the end. Progress is recorded in
 //! `etcd/upgrade.json`, so an interrupted upgrade resumes.
 
-use crate::context::Ctx;
 use crate::error::{BootError, Result};
 use crate::plan::MemberPlan;
-use crate::rolling::{
+use crate::run::context::Ctx;
+use crate::run::rolling::{
     Roll, RollState, backup_dir, bin_dir_of, cluster_version, load, member_versions, refuse_owned_binaries, save, start_stopped, starting_version, state_path,
     swap_binary, wait_cluster_version,
 };
-use crate::versions::Version;
+use crate::spec::versions::Version;
 use serde::Serialize;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -23,9 +23,9 @@ use std::time::{Duration, Instant};
 /// refused before anything changes, every such member named once. A member whose etcdutl
 /// cannot check is a warning, said once.
 fn refuse_v2(ctx: &Ctx) -> Result<()> {
-    let found = crate::live::per_member(ctx.plan, |m| {
-        let serving = ctx.run_on(m, &crate::scripts::v2_probe(m))?.values("v2");
-        let store = ctx.run_on(m, &crate::scripts::v2store_probe(m))?.value("v2store").unwrap_or_default();
+    let found = crate::run::live::per_member(ctx.plan, |m| {
+        let serving = ctx.run_on(m, &crate::host::scripts::v2_probe(m))?.values("v2");
+        let store = ctx.run_on(m, &crate::host::scripts::v2store_probe(m))?.value("v2store").unwrap_or_default();
         Ok::<_, BootError>((m.spec.name.clone(), serving, store))
     });
     let (mut serving, mut holding, mut in_wal, mut unchecked) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -76,7 +76,7 @@ fn refuse_v2(ctx: &Ctx) -> Result<()> {
 fn refuse_breaking_settings(ctx: &Ctx, from: Version) -> Result<()> {
     let mut problems = Vec::new();
     for m in ctx.plan.members.iter().filter(|m| m.spec.adopted.is_some()) {
-        let Some(effective) = crate::rolling::adopted_settings(ctx, m, "upgrade")? else { continue };
+        let Some(effective) = crate::in_place::adopted_settings(ctx, m, "upgrade")? else { continue };
         let (next, found) = crate::adopt::next_minor::breaking(from, &effective);
         for b in found {
             problems.push(format!(
@@ -125,7 +125,7 @@ pub fn upgrade(ctx: &Ctx, to: &str, sha256: Option<&str>, dry_run: bool, wait: D
     let (plan, progress) = (ctx.plan, ctx.progress);
     let _lock = pki::lock::lock_dir(&plan.issue.dir, pki::lock::DEFAULT_WAIT)?;
     let base = Path::new(&plan.loaded.file).parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let release = crate::etcd_delivery::prepare(to, sha256, base, &plan.loaded.output_dir)?;
+    let release = crate::host::delivery::prepare(to, sha256, base, &plan.loaded.output_dir)?;
     progress.step(
         "upgrade",
         &format!("etcd {} from {to}: {}", release.version, if sha256.is_some() { "checksum verified" } else { "no --sha256 given" }),
@@ -178,7 +178,7 @@ pub fn upgrade(ctx: &Ctx, to: &str, sha256: Option<&str>, dry_run: bool, wait: D
         Some(s) if s.backup.is_some() => s,
         _ => {
             let t = Instant::now();
-            let b = crate::backups::backup(ctx, &backup_dir(plan), None, None)?;
+            let b = crate::backup::backup(ctx, &backup_dir(plan), None, None)?;
             progress.step("upgrade", &format!("backup {} taken before any change", b.path), Some(t.elapsed()));
             RollState { to: release.version.to_string(), from: from.to_string(), done: vec![], backup: Some(b.path), enabled: false }
         }

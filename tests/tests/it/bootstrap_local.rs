@@ -76,7 +76,7 @@ fn local_bring_up_is_verified_by_etcdctl_with_the_apiserver_files() {
     // kubeadm's rules, with the files checked in each node's folder
     for (file, node) in [("init.yaml", "cp-1"), ("join-cp-2.yaml", "cp-2")] {
         let yaml = std::fs::read_to_string(dir.join("out/kubeadm").join(file)).unwrap();
-        let problems = bootstrap::kubeadm::validate(&yaml, Some(&dir.join("out/control-plane").join(node)));
+        let problems = bootstrap::kube::kubeadm::validate(&yaml, Some(&dir.join("out/control-plane").join(node)));
         assert!(problems.is_empty(), "{file}: {problems:?}");
         assert!(yaml.contains(&format!("controlPlaneEndpoint: {}", yaml_lb(&spec))) || file.starts_with("join"), "{yaml}");
     }

@@ -1,11 +1,11 @@
-//! The version table (bootstrap/src/versions.rs) against kubeadm's own source at each tag it was
+//! The version table (bootstrap/src/spec/versions.rs) against kubeadm's own source at each tag it was
 //! read from: `MinExternalEtcdVersion` and `DefaultEtcdVersion` in
 //! `cmd/kubeadm/app/constants/constants.go`, and which config API folders
 //! (`cmd/kubeadm/app/apis/kubeadm/v1beta3`, `v1beta4`) exist. The tags sit in Go's module cache
 //! (scripts/fetch-kubeadm-sources.sh, run by install-deps).
 
-use bootstrap::kubeadm::ApiVersion;
-use bootstrap::versions::{DEFAULT_KUBERNETES, KUBEADM_SOURCES, Version, release_for};
+use bootstrap::kube::kubeadm::ApiVersion;
+use bootstrap::spec::versions::{DEFAULT_KUBERNETES, KUBEADM_SOURCES, Version, release_for};
 use std::path::PathBuf;
 use std::process::Command;
 

@@ -584,7 +584,7 @@ fn downgrade_37_to_36_to_35_under_writes_finishes_after_a_kill() {
 /// "custom" after, its private copy removed, the running member untouched.
 #[test]
 fn the_v2store_check_finds_v2_data_in_a_running_members_store() {
-    use bootstrap::transport::Transport;
+    use bootstrap::host::transport::Transport;
     let tmp = tempfile::tempdir().unwrap();
     let spec_file = local_spec(tmp.path(), 1);
     let etcd = integration_tests::workspace_root().join(".etcd/go-3.5/etcd").canonicalize().unwrap();
@@ -630,8 +630,8 @@ fn the_v2store_check_finds_v2_data_in_a_running_members_store() {
     let scratch = tmp.path().join("scratch");
     std::fs::create_dir_all(&scratch).unwrap();
     let probe = || {
-        let script = format!("export TMPDIR={}\n{}", scratch.display(), bootstrap::scripts::v2store_probe(m));
-        let out = bootstrap::transport::Local.run(&script, Duration::from_secs(60)).unwrap();
+        let script = format!("export TMPDIR={}\n{}", scratch.display(), bootstrap::host::scripts::v2store_probe(m));
+        let out = bootstrap::host::transport::Local.run(&script, Duration::from_secs(60)).unwrap();
         assert!(std::fs::read_dir(&scratch).unwrap().next().is_none(), "the private copy is removed");
         let found = out.value("v2store").unwrap_or_default();
         assert_ne!(found, "error", "etcdutl check v2store failed: {}", out.stderr);

@@ -12,7 +12,7 @@ pub const CERT_FILE: &str = "/etc/kubernetes/pki/apiserver-etcd-client.crt";
 pub const KEY_FILE: &str = "/etc/kubernetes/pki/apiserver-etcd-client.key";
 
 // the config API versions are data of the version table, which kubeadm emits from
-pub use crate::versions::ApiVersion;
+pub use crate::spec::versions::ApiVersion;
 
 /// The secrets of one bring-up, kept across re-runs so outputs do not change.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

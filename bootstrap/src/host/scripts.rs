@@ -24,7 +24,7 @@ pub fn deliver(files: &[(String, u32, Vec<u8>)]) -> String {
     s
 }
 
-/// Facts about a member's host as `key=value` lines; judged by [`crate::preflight`].
+/// Facts about a member's host as `key=value` lines; judged by [`crate::host::preflight`].
 pub fn preflight(m: &MemberPlan, others: &[String]) -> String {
     let sp = &m.spec;
     let mut s = String::from("set -u\n");
@@ -55,7 +55,7 @@ const IS_ETCD: &str =
 /// `running=1` if the member is up (process alive with etcd's name, or the unit active).
 pub fn status_lines(m: &MemberPlan) -> String {
     if let Some(a) = &m.spec.adopted {
-        return crate::scripts_adopted::status_lines(m, a, IS_ETCD);
+        return crate::host::scripts_adopted::status_lines(m, a, IS_ETCD);
     }
     match m.spec.supervisor() {
         Supervisor::Process => format!(
@@ -91,7 +91,7 @@ pub fn formation(m: &MemberPlan) -> String {
 pub fn start(m: &MemberPlan, token: &str) -> String {
     // an adopted member's data dir is its operator's: no marker, started as it was found
     if let Some(a) = &m.spec.adopted {
-        return crate::scripts_adopted::start(m, a, IS_ETCD);
+        return crate::host::scripts_adopted::start(m, a, IS_ETCD);
     }
     let sp = &m.spec;
     let mut s = String::from("set -eu\n");
@@ -165,7 +165,7 @@ pub fn systemd_quote(word: &str) -> String {
             '"' => out.push_str("\\\""),
             '%' => out.push_str("%%"),
             '$' => out.push_str("$$"),
-            c if c.is_control() => crate::rules::push_hex_escaped(&mut out, c),
+            c if c.is_control() => crate::spec::rules::push_hex_escaped(&mut out, c),
             c => out.push(c),
         }
     }
@@ -208,7 +208,7 @@ impl Grace {
 fn stop_within(m: &MemberPlan, purge: Option<&str>, grace: Grace) -> String {
     if let Some(a) = &m.spec.adopted {
         // never purged: `down --purge` is refused on an adopted cluster
-        return crate::scripts_adopted::stop(m, a, IS_ETCD, grace.tenths());
+        return crate::host::scripts_adopted::stop(m, a, IS_ETCD, grace.tenths());
     }
     let sp = &m.spec;
     let mut s = String::from("set -u\n");
@@ -431,7 +431,7 @@ pub fn lb_probe(host: &str, port: u16, ca_pem: &str, timeout_secs: u64) -> Strin
 
 /// The last lines of the member's log, for error messages.
 pub fn log_tail(m: &MemberPlan, lines: usize) -> String {
-    if let Some(crate::spec_adopted::AdoptedSupervisor::Systemd { unit, .. }) = m.spec.adopted.as_ref().map(|a| &a.supervisor) {
+    if let Some(crate::spec::adopted::AdoptedSupervisor::Systemd { unit, .. }) = m.spec.adopted.as_ref().map(|a| &a.supervisor) {
         return format!("journalctl -u {} -n {lines} --no-pager 2>/dev/null\n", q(unit));
     }
     if m.spec.adopted.is_some() {
@@ -448,7 +448,8 @@ pub fn log_tail(m: &MemberPlan, lines: usize) -> String {
 mod tests {
     #[test]
     fn a_file_a_package_installed_is_named_with_its_package() {
-        let run = |p: &str| crate::transport::Transport::run(&crate::transport::Local, &package_owner(p), std::time::Duration::from_secs(20)).unwrap();
+        let run =
+            |p: &str| crate::host::transport::Transport::run(&crate::host::transport::Local, &package_owner(p), std::time::Duration::from_secs(20)).unwrap();
         // this machine is Debian: dpkg's own binary belongs to the package dpkg
         assert_eq!(run("/usr/bin/dpkg").value("owner").as_deref(), Some("dpkg"));
         let dir = tempfile::tempdir().unwrap();

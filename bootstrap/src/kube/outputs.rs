@@ -4,7 +4,7 @@
 //! in advance; the join secrets are kept, so re-running changes no output.
 
 use crate::error::{BootError, Result};
-use crate::kubeadm::{self, ApiVersion, JoinSecrets};
+use crate::kube::kubeadm::{self, ApiVersion, JoinSecrets};
 use crate::plan::Plan;
 use pki::files::{self, Outcome, PlannedFile};
 use pki::layout::{Layout, PkiDir};
@@ -91,9 +91,9 @@ pub fn choose_api(plan: &Plan, requested: Option<ApiVersion>) -> Result<ApiVersi
     let bad = |reason: String| BootError::InvalidSpec { file: plan.loaded.file.clone(), problems: vec![reason] };
     let api = match requested.or_else(|| remembered_api(plan)) {
         Some(api) => api,
-        None => crate::versions::default_api(k8s).map_err(bad)?,
+        None => crate::spec::versions::default_api(k8s).map_err(bad)?,
     };
-    crate::versions::check_api(k8s, api).map_err(|e| bad(format!("kubernetes.version: {e}")))?;
+    crate::spec::versions::check_api(k8s, api).map_err(|e| bad(format!("kubernetes.version: {e}")))?;
     Ok(api)
 }
 
@@ -157,7 +157,7 @@ pub fn write(plan: &Plan, api: ApiVersion) -> Result<Vec<Written>> {
     planned.push(PlannedFile::public(out.join("RUNBOOK.md"), kubeadm::runbook(spec, &plan.loaded.file, out)));
     // no load balancer (one node serving its own endpoint): no HAProxy to configure
     if !spec.kubernetes.without_load_balancer() {
-        planned.push(PlannedFile::public(out.join("haproxy/haproxy.cfg"), crate::haproxy::config(spec)));
+        planned.push(PlannedFile::public(out.join("haproxy/haproxy.cfg"), crate::kube::haproxy::config(spec)));
         planned.push(PlannedFile::public(out.join("haproxy/kubernetes-ca.crt"), k8s_ca_cert.clone()));
     }
     let outcomes = files::write_all(&planned, true)?;

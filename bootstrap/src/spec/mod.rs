@@ -28,9 +28,9 @@ pub struct Spec {
     pub etcd_sha256: Option<String>,
     #[serde(default)]
     pub pki: PkiSpec,
-    /// The etcd flags operators tune (see [`crate::tuning`]).
+    /// The etcd flags operators tune (see [`crate::spec::tuning`]).
     #[serde(default)]
-    pub etcd: crate::tuning::EtcdTuning,
+    pub etcd: crate::spec::tuning::EtcdTuning,
     /// Where kubeadm configs, haproxy.cfg and control-plane folders go (relative to the spec file).
     #[serde(default = "default_output")]
     pub output_dir: PathBuf,
@@ -40,7 +40,7 @@ pub struct Spec {
     pub kubernetes: KubernetesSpec,
     /// Set by `adopt -o`: the cluster was built elsewhere and is managed in place.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub adopted: Option<crate::spec_adopted::AdoptedCluster>,
+    pub adopted: Option<crate::spec::adopted::AdoptedCluster>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -108,7 +108,7 @@ pub struct MemberSpec {
     pub supervisor: Option<Supervisor>,
     /// How a member this toolkit did not start runs, as `adopt` found it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub adopted: Option<crate::spec_adopted::AdoptedMember>,
+    pub adopted: Option<crate::spec::adopted::AdoptedMember>,
 }
 
 impl MemberSpec {
@@ -257,7 +257,7 @@ impl Spec {
     /// The spec, when the text has its shape, and the problems of the text: size and depth,
     /// control characters (all of them), or the first value of the wrong type, by its path.
     pub(crate) fn parse_all(text: &str) -> (Option<Spec>, Vec<String>) {
-        if let Err(e) = crate::rules::spec_text(text) {
+        if let Err(e) = crate::spec::rules::spec_text(text) {
             return (None, vec![e]);
         }
         let value: serde_yaml_ng::Value = match serde_yaml_ng::from_str(text) {
@@ -265,7 +265,7 @@ impl Spec {
             Err(e) => return (None, vec![e.to_string()]),
         };
         let mut found = Vec::new();
-        crate::rules::strings_with_control(&value, "", &mut found);
+        crate::spec::rules::strings_with_control(&value, "", &mut found);
         match serde_path_to_error::deserialize::<_, Spec>(value) {
             Ok(spec) => (Some(spec), found),
             Err(e) => {
@@ -467,10 +467,18 @@ kubernetes:
         assert!(s.kubernetes.without_load_balancer());
         let w = s.validate().unwrap();
         assert!(w.iter().any(|w| w.contains("no load balancer") && w.contains("a second control-plane node later needs one")), "{w:?}");
-        let text = crate::kubeadm::runbook(&s, "spec.yaml", std::path::Path::new("/out"));
+        let text = crate::kube::kubeadm::runbook(&s, "spec.yaml", std::path::Path::new("/out"));
         assert!(text.contains("## 1. No load balancer") && !text.contains("HAProxy, then copy"), "{text}");
         // another port on that address is a load balancer again, and it cannot share the node
         s.kubernetes.control_plane_endpoint = format!("{}:7443", node.address);
         assert!(!s.kubernetes.without_load_balancer());
     }
 }
+
+pub mod adopted;
+pub mod check;
+pub mod load;
+pub mod local;
+pub mod rules;
+pub mod tuning;
+pub mod versions;

@@ -2,8 +2,8 @@
 //! milliseconds, no etcd, no host.
 
 use super::*;
-use crate::fakes::{Cluster, cluster};
 use crate::journal::Journal;
+use crate::run::fakes::{Cluster, cluster};
 
 fn go<T>(c: &Cluster, kind: OpKind, target: Option<&str>, args: &str, op: impl FnOnce(&Ctx) -> Result<T>) -> Result<T> {
     let quiet = Progress::new(true);

@@ -68,7 +68,7 @@ pub fn haproxy_word(s: &str) -> String {
                 out.push('\\');
                 out.push(c);
             }
-            c if c.is_control() => crate::rules::push_hex_escaped(&mut out, c),
+            c if c.is_control() => crate::spec::rules::push_hex_escaped(&mut out, c),
             c => out.push(c),
         }
     }

@@ -5,8 +5,8 @@
 //! directory it was adopted with). A container's etcd is refused: its runtime owns it.
 
 use crate::plan::{MemberPlan, sh_quote as q};
-use crate::spec_adopted::AdoptedMember;
-use crate::spec_adopted::AdoptedSupervisor as Supervisor;
+use crate::spec::adopted::AdoptedMember;
+use crate::spec::adopted::AdoptedSupervisor as Supervisor;
 
 /// The PATH a re-started plain process gets (the binary itself is absolute).
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -94,7 +94,7 @@ fn container_refusal() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transport::Transport;
+    use crate::host::transport::Transport;
     use std::time::Duration;
 
     /// An adopted plain process whose every recorded value is a payload.
@@ -126,13 +126,13 @@ mod tests {
             let a = m.spec.adopted.clone().unwrap();
             let is_etcd = "is_etcd() { false; }\n";
             for script in [start(&m, &a, is_etcd), stop(&m, &a, is_etcd, 1), status_lines(&m, &a, is_etcd)] {
-                let out = crate::transport::Local.run(&script, Duration::from_secs(20)).unwrap();
+                let out = crate::host::transport::Local.run(&script, Duration::from_secs(20)).unwrap();
                 assert!(out.ok(), "{}", out.stderr);
             }
             for supervisor in [Supervisor::Systemd { unit: p.clone(), fragment: p.clone() }, Supervisor::StaticPod { manifest: format!("/nonexistent/{p}") }] {
                 let a = AdoptedMember { supervisor, ..a.clone() };
                 for script in [start(&m, &a, is_etcd), stop(&m, &a, is_etcd, 1), status_lines(&m, &a, is_etcd)] {
-                    let _ = crate::transport::Local.run(&script, Duration::from_secs(20)).unwrap();
+                    let _ = crate::host::transport::Local.run(&script, Duration::from_secs(20)).unwrap();
                 }
             }
         }

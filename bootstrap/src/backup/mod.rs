@@ -5,8 +5,8 @@
 //! of the files this command names so kept. `--print-timer` prints a systemd service and timer
 //! (and a cron line) that run it.
 
-use crate::context::Ctx;
 use crate::error::{BootError, Result};
+use crate::run::context::Ctx;
 
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -58,15 +58,15 @@ fn dir_err(dir: &Path, reason: impl std::fmt::Display) -> BootError {
     BootError::Output { path: dir.display().to_string(), reason: reason.to_string() }
 }
 
-pub fn backup(ctx: &Ctx, dir: &Path, keep: Option<usize>, seal: Option<&crate::sealed::Recipients>) -> Result<Backup> {
+pub fn backup(ctx: &Ctx, dir: &Path, keep: Option<usize>, seal: Option<&crate::backup::sealed::Recipients>) -> Result<Backup> {
     let (plan, progress) = (ctx.plan, ctx.progress);
     if keep == Some(0) {
         return Err(BootError::BadArgument { flag: "--keep 0".into(), reason: "would delete the backup just taken; give 1 or more".into() });
     }
-    crate::rules::trusted_dir("backup --dir", dir, pki::safe_fs::Writes::CreateExclusive)?;
+    crate::spec::rules::trusted_dir("backup --dir", dir, pki::safe_fs::Writes::CreateExclusive)?;
     std::fs::create_dir_all(dir).map_err(|e| dir_err(dir, e))?;
     // again now that it exists: a folder someone else made in a sticky parent is refused
-    crate::rules::trusted_dir("backup --dir", dir, pki::safe_fs::Writes::CreateExclusive)?;
+    crate::spec::rules::trusted_dir("backup --dir", dir, pki::safe_fs::Writes::CreateExclusive)?;
     let t = Instant::now();
     let partial = dir.join(format!(".{}-backup-{}.partial", plan.loaded.spec.name, std::process::id()));
     let (saved, status) = match seal {
@@ -125,7 +125,7 @@ pub struct LastBackup {
 
 /// Records an off-host copy of the last backup (best effort, as the local record).
 pub fn record_remote(spec_file: &Path, url: &str) {
-    let store = crate::journal_store::Store::for_spec(spec_file);
+    let store = crate::run::journal_store::Store::for_spec(spec_file);
     let Ok(text) = std::fs::read_to_string(store.last_backup_path()) else { return };
     let Ok(mut rec) = serde_json::from_str::<LastBackup>(&text) else { return };
     rec.remote = Some(url.to_string());
@@ -137,14 +137,14 @@ pub fn record_remote(spec_file: &Path, url: &str) {
 
 /// The recorded last off-host backup and when it went, whether or not a local file is still there.
 pub fn last_remote(spec_file: &Path) -> Option<(String, i64)> {
-    let store = crate::journal_store::Store::for_spec(spec_file);
+    let store = crate::run::journal_store::Store::for_spec(spec_file);
     let rec: LastBackup = serde_json::from_str(&std::fs::read_to_string(store.last_backup_path()).ok()?).ok()?;
     Some((rec.remote?, rec.remote_at?))
 }
 
 /// Records the backup just taken beside the journal (best effort: the backup itself is done).
 fn record_last(plan: &crate::plan::Plan, path: &Path, revision: i64, sha256: &str) {
-    let store = crate::journal_store::Store::for_spec(Path::new(&plan.loaded.file));
+    let store = crate::run::journal_store::Store::for_spec(Path::new(&plan.loaded.file));
     let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     // the off-host copy recorded before stays until a new one is made
     let earlier = std::fs::read_to_string(store.last_backup_path()).ok().and_then(|t| serde_json::from_str::<LastBackup>(&t).ok());
@@ -164,7 +164,7 @@ fn record_last(plan: &crate::plan::Plan, path: &Path, revision: i64, sha256: &st
 
 /// The recorded last backup, if its file is still there.
 pub fn last_recorded(spec_file: &Path) -> Option<LastBackup> {
-    let store = crate::journal_store::Store::for_spec(spec_file);
+    let store = crate::run::journal_store::Store::for_spec(spec_file);
     let rec: LastBackup = serde_json::from_str(&std::fs::read_to_string(store.last_backup_path()).ok()?).ok()?;
     Path::new(&rec.path).is_file().then_some(rec)
 }
@@ -196,13 +196,13 @@ fn stream_to_file(ctx: &Ctx, partial: &Path) -> Result<(etcdctl_lite::snapshot::
 fn stream_sealed(
     ctx: &Ctx,
     partial: &Path,
-    to: &crate::sealed::Recipients,
+    to: &crate::backup::sealed::Recipients,
 ) -> Result<(etcdctl_lite::snapshot::SavedSnapshot, etcdctl_lite::snapshot_status::SnapshotStatus)> {
     let (opts, rt) = ctx.etcd.client()?;
-    let mut plain = crate::sealed::in_memory("etcd-bootstrap-backup")?;
+    let mut plain = crate::backup::sealed::in_memory("etcd-bootstrap-backup")?;
     let saved = rt.block_on(etcdctl_lite::snapshot::save_into(&opts, &mut plain, "the in-memory snapshot")).map_err(etcd_err)?;
-    let status = etcdctl_lite::snapshot_status::read_back(&crate::sealed::fd_path(&plain)).map_err(unreadable)?;
-    if let Err(e) = crate::sealed::encrypt(&mut plain, partial, to) {
+    let status = etcdctl_lite::snapshot_status::read_back(&crate::backup::sealed::fd_path(&plain)).map_err(unreadable)?;
+    if let Err(e) = crate::backup::sealed::encrypt(&mut plain, partial, to) {
         let _ = std::fs::remove_file(partial);
         return Err(e);
     }
@@ -237,9 +237,9 @@ fn retain_newest(dir: &Path, cluster: &str, keep: usize) -> Result<Vec<String>> 
 /// A systemd service + timer pair and a cron line running `backup` (paths absolute, quoted).
 /// A path with a control character is refused: a newline would split the cron line.
 pub fn timer(exe: &Path, spec: &Path, dir: &Path, keep: usize, cluster: &str, encrypt_to: &[String], to: Option<&str>) -> Result<String> {
-    use crate::scripts::systemd_quote;
+    use crate::host::scripts::systemd_quote;
     for p in [exe, spec, dir] {
-        crate::rules::no_control(&p.display().to_string()).map_err(|e| dir_err(p, format!("{e}: cannot be put in a unit file or a cron line")))?;
+        crate::spec::rules::no_control(&p.display().to_string()).map_err(|e| dir_err(p, format!("{e}: cannot be put in a unit file or a cron line")))?;
     }
     let mut cmd = vec![
         exe.display().to_string(),
@@ -252,11 +252,11 @@ pub fn timer(exe: &Path, spec: &Path, dir: &Path, keep: usize, cluster: &str, en
         keep.to_string(),
     ];
     for r in encrypt_to {
-        crate::rules::no_control(r).map_err(|e| dir_err(Path::new("--encrypt-to"), e))?;
+        crate::spec::rules::no_control(r).map_err(|e| dir_err(Path::new("--encrypt-to"), e))?;
         cmd.extend(["--encrypt-to".to_string(), r.clone()]);
     }
     if let Some(t) = to {
-        crate::rules::no_control(t).map_err(|e| dir_err(Path::new("--to"), e))?;
+        crate::spec::rules::no_control(t).map_err(|e| dir_err(Path::new("--to"), e))?;
         cmd.extend(["--to".to_string(), t.to_string()]);
     }
     // the S3 credentials from a root-only file, never in the unit
@@ -347,3 +347,6 @@ mod tests {
         assert!(t.contains("--to s3://backups/etcd") && t.contains("EnvironmentFile=/etc/etcd-backup/prod.env"), "{t}");
     }
 }
+
+pub mod offsite;
+pub mod sealed;

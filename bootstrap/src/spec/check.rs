@@ -2,9 +2,9 @@
 //! the typed values the plan uses, parsed here once (key algorithm, validities, Kubernetes
 //! version) so that nothing downstream parses a spec string again or falls back silently.
 
-use crate::rules;
+use crate::spec::rules;
+use crate::spec::versions::Version;
 use crate::spec::{KubernetesSpec, MemberSpec, Spec, Supervisor, cidrs_overlap, dns_label, node_name, parse_cidr, split_host_port};
-use crate::versions::Version;
 use pki::keys::KeyAlgorithm;
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -47,7 +47,7 @@ impl Spec {
         self.check_adopted(&mut f);
         let kubernetes = if self.kubernetes.is_absent() && self.adopted.is_some() {
             // an adopted cluster without a control plane in the spec: nothing uses the version
-            Some(crate::versions::Version(0, 0, 0))
+            Some(crate::spec::versions::Version(0, 0, 0))
         } else if self.kubernetes.is_absent() {
             f.problem("kubernetes", "missing: give the control plane (version, control_plane_endpoint, control_plane_nodes)");
             None
@@ -142,11 +142,11 @@ impl Spec {
     /// An adopted cluster: every member adopted (and no member adopted in a built cluster).
     fn check_adopted(&self, f: &mut Findings) {
         if let Some(a) = &self.adopted {
-            f.problems.extend(crate::spec_adopted::check_cluster(a));
+            f.problems.extend(crate::spec::adopted::check_cluster(a));
         }
         for m in &self.members {
             match (&self.adopted, &m.adopted) {
-                (Some(_), Some(am)) => f.problems.extend(crate::spec_adopted::check_member(&m.name, am)),
+                (Some(_), Some(am)) => f.problems.extend(crate::spec::adopted::check_member(&m.name, am)),
                 (Some(_), None) => {
                     f.problem(&format!("members[{}]", m.name), "not adopted, in an adopted cluster's spec: run `etcd-bootstrap adopt -o SPEC` again")
                 }
@@ -227,7 +227,7 @@ fn check_member_paths(m: &MemberSpec, who: &str, f: &mut Findings) {
 /// The Kubernetes section but its nodes; returns the version, parsed once.
 fn check_kubernetes(k: &KubernetesSpec, f: &mut Findings) -> Option<Version> {
     let version = match rules::kubernetes_version(&k.version) {
-        Ok((a, b, c)) => Some(Version(a, b, c)).filter(|v| crate::versions::release_for(*v).map_err(|e| f.problem("kubernetes.version", e)).is_ok()),
+        Ok((a, b, c)) => Some(Version(a, b, c)).filter(|v| crate::spec::versions::release_for(*v).map_err(|e| f.problem("kubernetes.version", e)).is_ok()),
         Err(e) => {
             f.problem("kubernetes.version", e);
             None

@@ -1,15 +1,15 @@
 //! Fakes of the two seams an operation reaches the world through (tests only): hosts that
-//! recognise the scripts of [`crate::scripts`] and act them out on a shared [`World`], and an
+//! recognise the scripts of [`crate::host::scripts`] and act them out on a shared [`World`], and an
 //! etcd whose verdict is the real pure [`etcdctl_lite::quorum::verdict`] over that world. Every
 //! call is recorded in order, so a test asserts what an operation did, and in which order, in
 //! milliseconds.
 
-use crate::context::{Hosts, Seams};
 use crate::error::{BootError, Result};
-use crate::etcd_view::EtcdView;
+use crate::host::transport::{ScriptOutput, Transport};
 use crate::plan::Plan;
-use crate::transport::{ScriptOutput, Transport};
-use crate::versions::Version;
+use crate::run::context::{Hosts, Seams};
+use crate::run::etcd_view::EtcdView;
+use crate::spec::versions::Version;
 use etcdctl_lite::diagnose::{Failure, FailureKind};
 use etcdctl_lite::maintenance::Downgrade;
 use etcdctl_lite::model::{MemberInfo, MemberList, Status36, StatusInfo};
@@ -362,7 +362,7 @@ pub struct Cluster {
 
 pub fn cluster() -> Cluster {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let spec = crate::local::spec(3, dir.path());
+    let spec = crate::spec::local::spec(3, dir.path());
     let path = dir.path().join("cluster.yaml");
     std::fs::write(&path, serde_yaml_ng::to_string(&spec).unwrap_or_default()).unwrap_or_else(|e| panic!("{e}"));
     let loaded = crate::spec::Spec::load(&path).unwrap_or_else(|e| panic!("{e}"));
@@ -377,15 +377,15 @@ impl Cluster {
         kind: crate::journal::OpKind,
         target: Option<&str>,
         args: &str,
-        op: impl FnOnce(&crate::context::Ctx) -> Result<T>,
+        op: impl FnOnce(&crate::run::context::Ctx) -> Result<T>,
     ) -> Result<T> {
-        let req = crate::context::request(&self.plan, kind, target.map(String::from), args);
-        crate::context::run_with(&self.plan, &crate::progress::Progress::new(true), req, Duration::from_secs(5), seams(&self.plan, world), op)
+        let req = crate::run::context::request(&self.plan, kind, target.map(String::from), args);
+        crate::run::context::run_with(&self.plan, &crate::progress::Progress::new(true), req, Duration::from_secs(5), seams(&self.plan, world), op)
     }
 
     /// How many operations the journal holds.
     pub fn under_way(&self) -> usize {
-        crate::journal_store::Store::for_spec(std::path::Path::new(&self.plan.loaded.file)).read().map(|j| j.operations.len()).unwrap_or(usize::MAX)
+        crate::run::journal_store::Store::for_spec(std::path::Path::new(&self.plan.loaded.file)).read().map(|j| j.operations.len()).unwrap_or(usize::MAX)
     }
 }
 

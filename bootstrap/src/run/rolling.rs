@@ -2,11 +2,11 @@
 //! by member (deliver the binaries, restart on them, wait for the member's new version), the
 //! record that makes an interrupted run resume, and the checks before any change.
 
-use crate::context::Ctx;
 use crate::error::{BootError, Result};
-use crate::etcd_delivery::{EtcdRelease, probe_script, to_send};
+use crate::host::delivery::{EtcdRelease, probe_script, to_send};
 use crate::plan::{MemberPlan, Plan};
-use crate::versions::Version;
+use crate::run::context::Ctx;
+use crate::spec::versions::Version;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -47,11 +47,11 @@ pub fn state_path(plan: &Plan, roll: Roll) -> PathBuf {
 }
 
 pub fn save(plan: &Plan, roll: Roll, s: &RollState) -> Result<()> {
-    crate::live::save_record(&state_path(plan, roll), s, 0o644)
+    crate::run::live::save_record(&state_path(plan, roll), s, 0o644)
 }
 
 pub fn load(plan: &Plan, roll: Roll) -> Result<Option<RollState>> {
-    crate::live::load_record(&state_path(plan, roll), if roll == Roll::Upgrade { "an interrupted upgrade" } else { "an interrupted downgrade" })
+    crate::run::live::load_record(&state_path(plan, roll), if roll == Roll::Upgrade { "an interrupted upgrade" } else { "an interrupted downgrade" })
 }
 
 /// The version each member reports (by name), through the Maintenance API.
@@ -83,7 +83,7 @@ pub fn refuse_owned_binaries(ctx: &Ctx, pending: &[&MemberPlan]) -> Result<()> {
             problems.push(format!("member {}: it runs {}, not a file named etcd; upgrade it the way it was installed", m.spec.name, a.binary.display()));
             continue;
         }
-        let out = ctx.run_on(m, &crate::scripts::package_owner(&a.binary.display().to_string()))?;
+        let out = ctx.run_on(m, &crate::host::scripts::package_owner(&a.binary.display().to_string()))?;
         if let Some(owner) = out.value("owner") {
             problems.push(format!("member {}: {} belongs to the package {owner}; upgrade that package on the host instead", m.spec.name, a.binary.display()));
         }
@@ -101,7 +101,7 @@ pub fn swap_binary(ctx: &Ctx, m: &MemberPlan, release: &EtcdRelease, wait: Durat
     let mut next = m.clone();
     next.binary = dir.join("etcd").display().to_string();
     let out = ctx.run_on(&next, &format!("{} --version 2>/dev/null\n", crate::plan::sh_quote(&next.binary)))?;
-    if crate::versions::etcd_version_output(&out.stdout) != Some(release.version) {
+    if crate::spec::versions::etcd_version_output(&out.stdout) != Some(release.version) {
         return Err(BootError::Preflight(vec![format!("member {}: {} does not report etcd {}", m.spec.name, next.binary, release.version)]));
     }
     ctx.restart_member(&next, wait)?;
@@ -129,7 +129,7 @@ pub fn start_stopped(ctx: &Ctx, release: &EtcdRelease, wait: Duration) -> Result
         let mut next = m.clone();
         let new = bin_dir_of(m).join("etcd").display().to_string();
         let out = ctx.run_on(m, &format!("{} --version 2>/dev/null\n", crate::plan::sh_quote(&new)))?;
-        if crate::versions::etcd_version_output(&out.stdout) == Some(release.version) {
+        if crate::spec::versions::etcd_version_output(&out.stdout) == Some(release.version) {
             next.binary = new;
         }
         let _ = ctx.start_member(&next);
@@ -178,14 +178,4 @@ pub fn starting_version(versions: &[(String, Option<Version>)], release: &EtcdRe
             versions.iter().map(|(n, v)| format!("{n} {}", v.map(|v| v.to_string()).unwrap_or_default())).collect::<Vec<_>>().join(", ")
         )])),
     }
-}
-
-/// An adopted member's settings as its running etcd read them (command line, environment,
-/// config file), or `None` when they cannot be parsed (judged elsewhere: adopt's risks).
-pub fn adopted_settings(ctx: &Ctx, m: &MemberPlan, what: &str) -> Result<Option<crate::adopt::effective::Effective>> {
-    let a = crate::rejoin::as_started(ctx, m)?;
-    let config = crate::rejoin::config_text(ctx, m, what)?;
-    let argv: Vec<String> = std::iter::once(a.binary.display().to_string()).chain(a.command_line.iter().cloned()).collect();
-    let environ: Vec<(String, String)> = a.environment.clone().into_iter().collect();
-    Ok(crate::adopt::effective::from_running(&argv, &environ, &a.working_dir, config.as_deref()).ok())
 }

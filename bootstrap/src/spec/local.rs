@@ -59,7 +59,7 @@ pub fn spec_in_block(n: usize, dir: &Path, block: u8) -> Spec {
         adopted: None,
         kubernetes: KubernetesSpec {
             // the newest kubeadm (it reads v1beta4 only; its etcd line is 3.7)
-            version: crate::versions::DEFAULT_KUBERNETES.into(),
+            version: crate::spec::versions::DEFAULT_KUBERNETES.into(),
             control_plane_endpoint: format!("127.0.{block}.100:6443"),
             cert_sans: vec![],
             pod_subnet: Some("10.244.0.0/16".into()),
@@ -85,9 +85,9 @@ pub fn spec_in_block(n: usize, dir: &Path, block: u8) -> Spec {
 
 /// Whether `version` is below kubeadm's minimum for the spec's Kubernetes version, so that a local
 /// cluster on it must be a lab cluster (`allow_old_etcd`).
-pub fn needs_lab_allowance(spec: &Spec, version: crate::versions::Version) -> bool {
-    let k8s = crate::rules::kubernetes_version(&spec.kubernetes.version).map(|(a, b, c)| crate::versions::Version(a, b, c));
-    k8s.is_ok_and(|k| crate::versions::check_etcd(k, version).is_err())
+pub fn needs_lab_allowance(spec: &Spec, version: crate::spec::versions::Version) -> bool {
+    let k8s = crate::spec::rules::kubernetes_version(&spec.kubernetes.version).map(|(a, b, c)| crate::spec::versions::Version(a, b, c));
+    k8s.is_ok_and(|k| crate::spec::versions::check_etcd(k, version).is_err())
 }
 
 /// Where `up --local` looks for etcd: every `etcd` on PATH, and the project's own copies
@@ -107,13 +107,13 @@ pub fn etcd_candidates(cwd: &Path, exe: Option<&Path>) -> Vec<PathBuf> {
 
 /// The newest etcd among `candidates` (by what each says to `--version`), as an absolute path:
 /// of `line` (kubeadm's etcd line for the spec's Kubernetes) when there is one of it.
-pub fn newest_etcd(candidates: &[PathBuf], line: Option<(u64, u64)>) -> Option<(PathBuf, crate::versions::Version)> {
-    let found: Vec<(PathBuf, crate::versions::Version)> = candidates
+pub fn newest_etcd(candidates: &[PathBuf], line: Option<(u64, u64)>) -> Option<(PathBuf, crate::spec::versions::Version)> {
+    let found: Vec<(PathBuf, crate::spec::versions::Version)> = candidates
         .iter()
         .filter_map(|p| {
             let out = std::process::Command::new(p).arg("--version").output().ok()?;
             let text = String::from_utf8_lossy(&out.stdout);
-            let v = crate::versions::etcd_version_output(&text)?;
+            let v = crate::spec::versions::etcd_version_output(&text)?;
             Some((p.canonicalize().ok()?, v))
         })
         .collect();
@@ -123,8 +123,8 @@ pub fn newest_etcd(candidates: &[PathBuf], line: Option<(u64, u64)>) -> Option<(
 
 /// kubeadm's etcd line for the Kubernetes version `spec` names.
 pub fn etcd_line(spec: &Spec) -> Option<(u64, u64)> {
-    let (a, b, c) = crate::rules::kubernetes_version(&spec.kubernetes.version).ok()?;
-    crate::versions::release_for(crate::versions::Version(a, b, c)).ok()?.etcd_line
+    let (a, b, c) = crate::spec::rules::kubernetes_version(&spec.kubernetes.version).ok()?;
+    crate::spec::versions::release_for(crate::spec::versions::Version(a, b, c)).ok()?.etcd_line
 }
 
 #[cfg(test)]
@@ -147,7 +147,7 @@ mod tests {
         let found = etcd_candidates(d.path(), None);
         assert!(found.contains(&a) && found.contains(&b), "{found:?}");
         let (path, v) = newest_etcd(&[a.clone(), b.clone()], None).unwrap();
-        assert_eq!((path, v), (b.canonicalize().unwrap(), crate::versions::Version(3, 5, 1)));
+        assert_eq!((path, v), (b.canonicalize().unwrap(), crate::spec::versions::Version(3, 5, 1)));
         // kubeadm's line first: the newest 3.6 for Kubernetes 1.36, though a 3.7 is there
         let c = mk(".etcd/v3.6.17", "3.6.17");
         let e = mk(".etcd/v3.7.4", "3.7.4");
@@ -163,8 +163,8 @@ mod tests {
     fn a_local_cluster_is_a_lab_cluster_only_on_an_etcd_below_kubeadms_minimum() {
         let s = spec(3, std::path::Path::new("/tmp/x"));
         assert!(!s.kubernetes.allow_old_etcd);
-        assert!(!needs_lab_allowance(&s, crate::versions::Version(3, 5, 30)));
-        assert!(needs_lab_allowance(&s, crate::versions::Version(3, 5, 1)));
-        assert!(needs_lab_allowance(&s, crate::versions::Version(3, 4, 23)));
+        assert!(!needs_lab_allowance(&s, crate::spec::versions::Version(3, 5, 30)));
+        assert!(needs_lab_allowance(&s, crate::spec::versions::Version(3, 5, 1)));
+        assert!(needs_lab_allowance(&s, crate::spec::versions::Version(3, 4, 23)));
     }
 }

@@ -51,7 +51,7 @@ pub trait Transport: Send + Sync {
     /// Puts files (path, mode, contents) atomically, leaving identical ones alone; returns how
     /// many were written. By default one delivery script; `Local` writes them directly.
     fn deliver(&self, files: &[(String, u32, Vec<u8>)], limit: Duration) -> Result<usize, String> {
-        let out = self.run(&crate::scripts::deliver(files), limit)?;
+        let out = self.run(&crate::host::scripts::deliver(files), limit)?;
         if !out.ok() {
             return Err(format!("delivering files failed (exit {}): {}", out.status(), out.stderr.trim()));
         }

@@ -17,10 +17,10 @@
 //! state only on a first start: later starts use the command line as adopted.
 
 use crate::adopt::probe;
-use crate::context::Ctx;
 use crate::error::{BootError, Result};
 use crate::plan::{MemberPlan, sh_quote as q};
-use crate::spec_adopted::AdoptedMember;
+use crate::run::context::Ctx;
+use crate::spec::adopted::AdoptedMember;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -103,7 +103,7 @@ pub(crate) fn joiner_tail(m: &MemberPlan) -> Result<Option<String>> {
 /// keeps a plain process's only.
 pub(crate) fn as_started(ctx: &Ctx, m: &MemberPlan) -> Result<AdoptedMember> {
     let mut a = m.adopted()?.clone();
-    if let crate::spec_adopted::AdoptedSupervisor::Systemd { unit, .. } = &a.supervisor {
+    if let crate::spec::adopted::AdoptedSupervisor::Systemd { unit, .. } = &a.supervisor {
         let script = format!(
             "set -u\necho \"environment=$(systemctl show -p Environment --value -- {u} | base64 -w0)\"\nsystemctl show -p EnvironmentFiles --value -- {u} | while IFS= read -r l; do f=${{l%% (ignore_errors=*}}; [ -f \"$f\" ] && echo \"envfile=$(base64 -w0 < \"$f\")\"; done\ntrue\n",
             u = q(unit)
@@ -179,11 +179,11 @@ pub(crate) fn can_rejoin(ctx: &Ctx, m: &MemberPlan) -> Result<()> {
     let refuse = |reason: String| BootError::Precondition { what: format!("replace {}", m.spec.name), reason };
     let mut script = String::from("set -u\n");
     match &a.supervisor {
-        crate::spec_adopted::AdoptedSupervisor::Process => {}
-        crate::spec_adopted::AdoptedSupervisor::Systemd { unit, .. } if unit_name_ok(unit) => {
+        crate::spec::adopted::AdoptedSupervisor::Process => {}
+        crate::spec::adopted::AdoptedSupervisor::Systemd { unit, .. } if unit_name_ok(unit) => {
             script.push_str(&format!("echo \"reload=$(systemctl show -p NeedDaemonReload --value -- {})\"\n", q(unit)));
         }
-        crate::spec_adopted::AdoptedSupervisor::StaticPod { manifest } => {
+        crate::spec::adopted::AdoptedSupervisor::StaticPod { manifest } => {
             // kubeadm's stacked etcd: its membership is kubeadm's, and so is its replacement
             return Err(refuse(format!(
                 "it runs as a kubelet static pod ({manifest}), whose member kubeadm adds and removes with its control-plane node: on that node run `kubeadm reset`, then `etcdctl member remove ID` if it is still listed, then `kubeadm join --control-plane` (README \"Adopting an existing cluster\")"
@@ -232,7 +232,7 @@ pub(crate) fn joiner(ctx: &Ctx, m: &MemberPlan) -> Result<MemberPlan> {
     let mut j = m.clone();
     let Some(a) = j.spec.adopted.as_mut() else { return Ok(j) };
     let (argv, env) = joiner_start(a, &by);
-    if let crate::spec_adopted::AdoptedSupervisor::Systemd { unit, .. } = &a.supervisor {
+    if let crate::spec::adopted::AdoptedSupervisor::Systemd { unit, .. } = &a.supervisor {
         ctx.deliver(m, &[(joiner_drop_in(unit), 0o644, drop_in_text(a, &by).into_bytes())])?;
         let out = ctx.run_on(m, "systemctl daemon-reload\n")?;
         if !out.ok() {
@@ -258,14 +258,14 @@ fn drop_in_text(a: &AdoptedMember, by: &JoinBy) -> String {
         _ => vec![],
     };
     let words: Vec<String> =
-        through_env.into_iter().chain(std::iter::once(a.binary.display().to_string())).chain(argv).map(|w| crate::scripts::systemd_quote(&w)).collect();
+        through_env.into_iter().chain(std::iter::once(a.binary.display().to_string())).chain(argv).map(|w| crate::host::scripts::systemd_quote(&w)).collect();
     format!("# etcd-bootstrap replace: this member's one start as a joiner; removed once it runs\n[Service]\nExecStart=\nExecStart={}\n", words.join(" "))
 }
 
 /// After the joiner started (and again when `replace` finishes, for a run killed in between):
 /// a unit's drop-in removed and systemd reloaded, so its next start is the operator's own.
 pub(crate) fn forget_joiner(ctx: &Ctx, m: &MemberPlan) -> Result<()> {
-    let Some(crate::spec_adopted::AdoptedSupervisor::Systemd { unit, .. }) = m.spec.adopted.as_ref().map(|a| &a.supervisor) else { return Ok(()) };
+    let Some(crate::spec::adopted::AdoptedSupervisor::Systemd { unit, .. }) = m.spec.adopted.as_ref().map(|a| &a.supervisor) else { return Ok(()) };
     if !unit_name_ok(unit) {
         return Ok(());
     }
@@ -308,8 +308,8 @@ mod tests {
 
     #[test]
     fn the_drop_in_keeps_every_recorded_word_one_word() {
-        let a = crate::spec_adopted::AdoptedMember {
-            supervisor: crate::spec_adopted::AdoptedSupervisor::Systemd { unit: "etcd.service".into(), fragment: "/etc/systemd/system/etcd.service".into() },
+        let a = crate::spec::adopted::AdoptedMember {
+            supervisor: crate::spec::adopted::AdoptedSupervisor::Systemd { unit: "etcd.service".into(), fragment: "/etc/systemd/system/etcd.service".into() },
             settings_from: "flags".into(),
             config_file: None,
             binary: "/usr/local/bin/etcd".into(),
@@ -330,9 +330,9 @@ mod tests {
         assert!(super::unit_name_ok("etcd@member-1.service"));
     }
 
-    fn member(command_line: &[&str], env: &[(&str, &str)], config_file: Option<&str>) -> crate::spec_adopted::AdoptedMember {
-        crate::spec_adopted::AdoptedMember {
-            supervisor: crate::spec_adopted::AdoptedSupervisor::Process,
+    fn member(command_line: &[&str], env: &[(&str, &str)], config_file: Option<&str>) -> crate::spec::adopted::AdoptedMember {
+        crate::spec::adopted::AdoptedMember {
+            supervisor: crate::spec::adopted::AdoptedSupervisor::Process,
             settings_from: "flags".into(),
             config_file: config_file.map(Into::into),
             binary: "/usr/local/bin/etcd".into(),
@@ -399,7 +399,7 @@ mod tests {
             let argv: Vec<String> = flags.iter().flat_map(|(k, v)| [format!("--{k}"), v.clone()]).collect();
             let env: std::collections::BTreeMap<String, String> = vars.iter().map(|(k, v)| (format!("ETCD_{k}"), v.clone())).collect();
             let a = member(&argv.iter().map(String::as_str).collect::<Vec<_>>(), &[], None);
-            let a = crate::spec_adopted::AdoptedMember { environment: env.clone(), ..a };
+            let a = crate::spec::adopted::AdoptedMember { environment: env.clone(), ..a };
             proptest::prop_assume!(super::start_conflicts(&argv, &env).is_empty());
             let by = super::join_by(&a, "/run/x.yml".into());
             let (jargv, jenv) = super::joiner_start(&a, &by);

@@ -28,7 +28,7 @@ pub struct Location {
 impl Location {
     pub fn parse(text: &str) -> std::result::Result<Location, String> {
         let rest = text.strip_prefix("s3://").ok_or_else(|| format!("{text:?}: give s3://BUCKET/PREFIX"))?;
-        crate::rules::no_control(rest)?;
+        crate::spec::rules::no_control(rest)?;
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         let valid = (3..=63).contains(&bucket.len()) && bucket.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
         if !valid {
@@ -303,9 +303,9 @@ pub fn ship(location: &Location, settings: &Settings, local: &Path, cluster: &st
         let mut ours: Vec<String> = store
             .list()?
             .into_iter()
-            .filter(|k| k.strip_prefix(&location.prefix).is_some_and(|n| !n.contains('/') && crate::backups::is_backup_name(cluster, n)))
+            .filter(|k| k.strip_prefix(&location.prefix).is_some_and(|n| !n.contains('/') && crate::backup::is_backup_name(cluster, n)))
             .collect();
-        ours.sort_by_key(|k| crate::backups::age_order(cluster, &k[location.prefix.len()..]));
+        ours.sort_by_key(|k| crate::backup::age_order(cluster, &k[location.prefix.len()..]));
         let excess = ours.len().saturating_sub(keep);
         for k in ours.into_iter().take(excess) {
             store.delete(&k)?;
@@ -318,7 +318,7 @@ pub fn ship(location: &Location, settings: &Settings, local: &Path, cluster: &st
 /// `restore s3://...`: the object fetched into a private file (0600) in `dir`, removed when the
 /// returned handle is dropped.
 pub fn fetch(url: &str, settings: &Settings, dir: &Path, progress: &crate::progress::Progress) -> Result<tempfile::NamedTempFile> {
-    crate::rules::trusted_dir("restore (the folder the snapshot is fetched into, the spec's)", dir, pki::safe_fs::Writes::CreateExclusive)?;
+    crate::spec::rules::trusted_dir("restore (the folder the snapshot is fetched into, the spec's)", dir, pki::safe_fs::Writes::CreateExclusive)?;
     let (location, name) = parse_object(url).map_err(|reason| BootError::Offsite { url: url.to_string(), reason })?;
     let store = Store::new(&location, settings)?;
     let suffix = if name.ends_with(".age") { ".db.age" } else { ".db" };

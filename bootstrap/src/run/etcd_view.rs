@@ -5,7 +5,7 @@
 
 use crate::error::{BootError, Result};
 use crate::plan::Plan;
-use crate::versions::Version;
+use crate::spec::versions::Version;
 use etcdctl_lite::maintenance::Downgrade;
 use etcdctl_lite::model::{MemberInfo, Status36};
 use etcdctl_lite::options::ClientOptions;

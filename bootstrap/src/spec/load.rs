@@ -15,7 +15,7 @@ pub struct LoadedSpec {
     pub output_dir: PathBuf,
     pub warnings: Vec<String>,
     /// The spec's string values as types, parsed once by [`Spec::check`].
-    pub typed: crate::spec_check::Typed,
+    pub typed: crate::spec::check::Typed,
 }
 
 impl Spec {
@@ -25,7 +25,7 @@ impl Spec {
         let bad = |reason: String| BootError::SpecFile { file: file.clone(), reason };
         let mut text = String::new();
         std::io::Read::read_to_string(
-            &mut std::io::Read::take(std::fs::File::open(path).map_err(|e| bad(e.to_string()))?, crate::rules::MAX_SPEC_BYTES as u64 + 1),
+            &mut std::io::Read::take(std::fs::File::open(path).map_err(|e| bad(e.to_string()))?, crate::spec::rules::MAX_SPEC_BYTES as u64 + 1),
             &mut text,
         )
         .map_err(|e| bad(e.to_string()))?;

@@ -3,10 +3,10 @@
 //! renewal of its certificates at their own paths, planned as a pure function.
 
 use crate::adopt::probe::{self, FileFacts};
-use crate::context::Ctx;
 use crate::error::{BootError, Result};
 use crate::plan::MemberPlan;
-use crate::spec_adopted::AdoptedMember;
+use crate::run::context::Ctx;
+use crate::spec::adopted::AdoptedMember;
 use pki::ca::LeafTemplate;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -43,7 +43,7 @@ impl Ctx<'_> {
         let out = self.run_on(m, &probe::process_script(&m.spec.address.to_string(), m.spec.client_port))?;
         let facts = probe::parse_process(&out).map_err(|why| stale(format!("no etcd found: {why}")))?;
         // a member `replace` started as a joiner runs with one argument more until its next restart
-        let tail = crate::rejoin::joiner_tail(m)?;
+        let tail = crate::in_place::rejoin::joiner_tail(m)?;
         let argv: Vec<&String> = facts.argv.iter().skip(1).collect();
         let argv = match (argv.split_last(), &tail) {
             (Some((last, rest)), Some(tail)) if *last == tail => rest.to_vec(),
@@ -189,7 +189,7 @@ pub(crate) fn renew(ctx: &Ctx, ca: &pki::ca::Ca, issuers: &[&[u8]], how: Renewal
                 (path.clone(), files.file(Path::new(path)).and_then(|f| u32::from_str_radix(&f.mode, 8).ok()).unwrap_or(0o600), data.clone())
             })
             .collect();
-        ctx.run_on(m, &crate::scripts::deliver(&mine))?;
+        ctx.run_on(m, &crate::host::scripts::deliver(&mine))?;
         if let Some((_, der)) = issued.serves.iter().find(|(n, _)| *n == m.spec.name) {
             ctx.wait_serves(m, der, wait)?;
         }
@@ -214,7 +214,7 @@ fn read_held(ctx: &Ctx, issuers: &[&[u8]]) -> Result<(Vec<Held>, Vec<MemberFiles
     let (mut held, mut found) = (Vec::new(), Vec::new());
     for m in &plan.members {
         let am = adopted(m)?;
-        if matches!(am.supervisor, crate::spec_adopted::AdoptedSupervisor::Container) {
+        if matches!(am.supervisor, crate::spec::adopted::AdoptedSupervisor::Container) {
             return Err(refusal(format!("{}: its files are inside a container; renew them there", m.spec.name)));
         }
         let files = ctx.read_in_place(m)?;
@@ -276,8 +276,8 @@ pub(crate) fn deliver_trust(ctx: &Ctx, m: &MemberPlan, ca_pem: &[u8]) -> Result<
             files.push((path.display().to_string(), mode, ca_pem.to_vec()));
         }
     }
-    let out = ctx.run_on(m, &crate::scripts::deliver(&files))?;
-    if out.ok() { Ok(()) } else { Err(crate::live::host_err(m, "delivering its CA files", &out)) }
+    let out = ctx.run_on(m, &crate::host::scripts::deliver(&files))?;
+    if out.ok() { Ok(()) } else { Err(crate::run::live::host_err(m, "delivering its CA files", &out)) }
 }
 
 /// A client certificate for the toolkit from `ca`, with the subject and usages of the operator's
@@ -293,3 +293,19 @@ pub(crate) fn issue_own_client(plan: &crate::plan::Plan, ca: &pki::ca::Ca, cert:
     pki::files::write_all(&[pki::files::PlannedFile::public(cert, issued.pem), pki::files::PlannedFile::secret(key, k.to_pkcs8_pem())], true)?;
     Ok(())
 }
+
+/// An adopted member's settings as its running etcd read them (command line, environment,
+/// config file), or `None` when they cannot be parsed (judged elsewhere: adopt's risks).
+pub fn adopted_settings(
+    ctx: &crate::run::context::Ctx,
+    m: &crate::plan::MemberPlan,
+    what: &str,
+) -> crate::error::Result<Option<crate::adopt::effective::Effective>> {
+    let a = crate::in_place::rejoin::as_started(ctx, m)?;
+    let config = crate::in_place::rejoin::config_text(ctx, m, what)?;
+    let argv: Vec<String> = std::iter::once(a.binary.display().to_string()).chain(a.command_line.iter().cloned()).collect();
+    let environ: Vec<(String, String)> = a.environment.clone().into_iter().collect();
+    Ok(crate::adopt::effective::from_running(&argv, &environ, &a.working_dir, config.as_deref()).ok())
+}
+
+pub mod rejoin;

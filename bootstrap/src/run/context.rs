@@ -10,12 +10,12 @@
 //! operation that fails or is killed before it leaves nothing under way.
 
 use crate::error::{BootError, Result};
-use crate::etcd_view::{EtcdView, LiveEtcd};
+use crate::host::transport::{ScriptOutput, Transport};
 use crate::journal::{Admission, Entry, OpKind, Request, Standing, UnderWay, admit};
-use crate::journal_store::{Store, own_entry, process_alive};
 use crate::plan::{MemberPlan, Plan};
 use crate::progress::Progress;
-use crate::transport::{ScriptOutput, Transport};
+use crate::run::etcd_view::{EtcdView, LiveEtcd};
+use crate::run::journal_store::{Store, own_entry, process_alive};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
@@ -30,7 +30,7 @@ pub struct Hosts(HashMap<String, Box<dyn Transport>>);
 impl Hosts {
     /// This machine or the system's OpenSSH client, as each member's `host` says.
     pub fn live(plan: &Plan) -> Hosts {
-        Hosts(plan.members.iter().map(|m| (m.spec.name.clone(), crate::transport::for_member(&m.spec))).collect())
+        Hosts(plan.members.iter().map(|m| (m.spec.name.clone(), crate::host::transport::for_member(&m.spec))).collect())
     }
     pub fn new(by_member: HashMap<String, Box<dyn Transport>>) -> Hosts {
         Hosts(by_member)
@@ -283,7 +283,7 @@ pub fn read_only<T>(plan: &Plan, progress: &Progress, op: impl FnOnce(&Ctx) -> R
 pub fn under_way(plan: &Plan, store: &Store) -> Result<Vec<UnderWay>> {
     let mut all = store.read()?.under_way(process_alive);
     let etcd = plan.issue.dir.join("etcd");
-    let rotation = crate::records::current(plan)?;
+    let rotation = crate::run::records::current(plan)?;
     // the release a rolling change's record goes to, to name it in the command that finishes it
     let release = |file: &str| {
         let to = std::fs::read_to_string(etcd.join(file))

@@ -6,7 +6,7 @@
 //! each member then reports is checked.
 
 use crate::error::{BootError, Result};
-use crate::versions::Version;
+use crate::spec::versions::Version;
 use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -139,7 +139,8 @@ fn from_folder(dir: &Path, sha256: Option<&str>, source: &str) -> Result<EtcdRel
         .output()
         .map_err(|e| err(source, format!("cannot run {}/etcd --version: {e}", dir.display())))?;
     let text = String::from_utf8_lossy(&out.stdout);
-    let version = crate::versions::etcd_version_output(&text).ok_or_else(|| err(source, format!("{}/etcd --version printed no version", dir.display())))?;
+    let version =
+        crate::spec::versions::etcd_version_output(&text).ok_or_else(|| err(source, format!("{}/etcd --version printed no version", dir.display())))?;
     finish(source, version, binaries)
 }
 

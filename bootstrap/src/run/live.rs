@@ -2,14 +2,14 @@
 //! operation's [`Ctx`]: running a script on a member, delivering files, starting and restarting a
 //! member (leadership handed off first), the quorum verdict, the bounded waits for HEALTHY, and
 //! the checks made before a first change. Hosts are reached only through the context's
-//! transports, etcd only through its [`crate::etcd_view::EtcdView`], so that every operation
+//! transports, etcd only through its [`crate::run::etcd_view::EtcdView`], so that every operation
 //! runs on fakes in unit tests. Nothing here decides what an operation does.
 
-use crate::context::Ctx;
 use crate::error::{BootError, Result};
+use crate::host::scripts;
+use crate::host::transport::ScriptOutput;
 use crate::plan::{MemberPlan, Plan};
-use crate::scripts;
-use crate::transport::ScriptOutput;
+use crate::run::context::Ctx;
 use etcdctl_lite::quorum::{ClusterState, MemberState, Role as QRole, Verdict};
 use pki::cluster::Role;
 use std::time::{Duration, Instant};
@@ -34,7 +34,7 @@ pub(crate) fn host_err(m: &MemberPlan, what: &str, out: &ScriptOutput) -> BootEr
     BootError::Host { member: m.spec.name.clone(), host: m.spec.host.clone(), reason: format!("{what} failed (exit {}): {}", out.status(), out.stderr.trim()) }
 }
 
-pub(crate) use crate::records::{load_record, save_record};
+pub(crate) use crate::run::records::{load_record, save_record};
 
 /// The spec's certificates in the operator's PKI directory: the ones still right kept, missing
 /// ones issued. pki's refusals advise its own `--force`, which `etcd-bootstrap` has not: they
@@ -232,7 +232,7 @@ impl Ctx<'_> {
     /// unless etcd's downgrade to that binary's minor is enabled.
     pub(crate) fn refuse_downgrade(&self, m: &MemberPlan) -> Result<()> {
         let out = self.run_on(m, &format!("{} --version 2>/dev/null\n", crate::plan::sh_quote(&m.binary)))?;
-        let Some(binary) = crate::versions::etcd_version_output(&out.stdout) else { return Ok(()) };
+        let Some(binary) = crate::spec::versions::etcd_version_output(&out.stdout) else { return Ok(()) };
         // etcd's downgrade, enabled to the binary's minor, is what makes an older minor start
         let downgrading = self
             .etcd

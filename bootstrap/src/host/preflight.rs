@@ -1,9 +1,9 @@
 //! Judging what the preflight script found on a member's host (pure): is it safe to start, is it
 //! already running, or must `up` refuse — and why, in words the operator can act on.
 
+use crate::host::scripts::marker_text;
+use crate::host::transport::ScriptOutput;
 use crate::plan::MemberPlan;
-use crate::scripts::marker_text;
-use crate::transport::ScriptOutput;
 
 /// What `up` will do with a member.
 #[derive(Debug, Clone, PartialEq, Eq)]

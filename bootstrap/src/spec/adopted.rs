@@ -4,7 +4,7 @@
 //! own path. Operations that support an adopted cluster work on those files in place and never
 //! rewrite a unit, an environment file, a config file or a flag.
 
-use crate::rules;
+use crate::spec::rules;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
