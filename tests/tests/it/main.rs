@@ -20,6 +20,7 @@ mod hostile_dirs;
 mod interlocks;
 mod kube_apiserver;
 mod kubeadm_matrix;
+mod kubeadm_reads;
 mod lifecycle;
 mod maintenance;
 mod never_formed;
