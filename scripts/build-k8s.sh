@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds Kubernetes' own kubeadm, kube-apiserver and kubectl from k8s.io/kubernetes with the
+# Builds Kubernetes' own kubeadm, kube-apiserver, kube-controller-manager, kube-scheduler and kubectl
+# from k8s.io/kubernetes with the
 # ordinary `go` client, into .k8s/vX.Y.Z/ (git-ignored), and checks what each says its version is.
 #   scripts/build-k8s.sh 1.37|1.36|all
 # Each version is a small wrapper main module under third_party/k8s/vX.Y/ (go.mod + go.sum
@@ -16,7 +17,7 @@ command -v go >/dev/null || { echo "build-k8s: the go command is required (Go >=
 says() { # the version a binary reports, or nothing
   case "$(basename "$1")" in
     kubeadm) "$1" version -o short 2>/dev/null ;;
-    kube-apiserver) "$1" --version 2>/dev/null | sed -n 's/^Kubernetes //p' ;;
+    kube-apiserver|kube-controller-manager|kube-scheduler) "$1" --version 2>/dev/null | sed -n 's/^Kubernetes //p' ;;
     kubectl) "$1" version --client 2>/dev/null | sed -n 's/^Client Version: //p' ;;
   esac
 }
@@ -26,7 +27,7 @@ build_version() {
   [ -f "$dir/go.mod" ] || { echo "build-k8s: no wrapper module for Kubernetes $minor in $dir" >&2; exit 2; }
   version=$(sed -n 's#^require k8s.io/kubernetes v\([0-9.]*\)$#\1#p' "$dir/go.mod")
   [ -n "$version" ] || { echo "build-k8s: $dir/go.mod pins no k8s.io/kubernetes" >&2; exit 1; }
-  if [ "$minor" = 1.36 ]; then tools=(kubeadm); else tools=(kubeadm kube-apiserver kubectl); fi
+  if [ "$minor" = 1.36 ]; then tools=(kubeadm); else tools=(kubeadm kube-apiserver kube-controller-manager kube-scheduler kubectl); fi
   out=.k8s/v$version
   local have=1 t
   for t in "${tools[@]}"; do [ "$(says "$out/$t")" = "v$version" ] || have=0; done

@@ -166,13 +166,7 @@ pub fn join_document(spec: &Spec, index: usize, secrets: &JoinSecrets, api: ApiV
             )]),
         ),
         ("nodeRegistration", node_registration(spec, &node.name)),
-        (
-            "controlPlane",
-            map(vec![
-                ("localAPIEndpoint", local_api_endpoint(node.address, node.bind_port)),
-                ("certificateKey", s(&secrets.certificate_key)),
-            ]),
-        ),
+        ("controlPlane", map(vec![("localAPIEndpoint", local_api_endpoint(node.address, node.bind_port)), ("certificateKey", s(&secrets.certificate_key))])),
     ]);
     to_yaml(&[join])
 }
@@ -407,7 +401,9 @@ fn check_ip(v: Option<&str>, what: &str, problems: &mut Vec<String>) {
     match v.parse::<std::net::IpAddr>() {
         Err(_) => problems.push(format!("{what}: {v:?} is not an IP address")),
         // as kubeadm reads it: a selector for lo's global address, which most hosts lack
-        Ok(ip) if ip.is_loopback() => problems.push(format!("{what}: {v} is loopback: kubeadm takes it as \"a global address on lo\" and fails without one; leave it out")),
+        Ok(ip) if ip.is_loopback() => {
+            problems.push(format!("{what}: {v} is loopback: kubeadm takes it as \"a global address on lo\" and fails without one; leave it out"))
+        }
         Ok(_) => {}
     }
 }

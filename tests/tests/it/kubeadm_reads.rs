@@ -6,9 +6,9 @@
 //! judged by kubeadm 1.36, the newest that reads that API (with its deprecation warning, nothing
 //! else); kubeadm 1.37 no longer reads it.
 
-use bootstrap::kube::kubeadm::{init_document, join_document, JoinSecrets};
+use bootstrap::kube::kubeadm::{JoinSecrets, init_document, join_document};
 use bootstrap::spec::versions::ApiVersion;
-use integration_tests::{run_bounded, workspace_root, Ran};
+use integration_tests::{Ran, run_bounded, workspace_root};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -66,7 +66,11 @@ fn kubeadm_of_each_version_validates_every_document_without_a_warning() {
                     assert!(r.ok() && r.stdout.trim() == "ok", "{said}");
                     // kubeadm 1.36 reads v1beta3 with its deprecation warning (migrate to v1beta4),
                     // and says nothing else
-                    let warned = r.stderr.lines().filter(|l| !(api == ApiVersion::V1Beta3 && l.contains("uses a deprecated API spec: \"kubeadm.k8s.io/v1beta3\""))).count();
+                    let warned = r
+                        .stderr
+                        .lines()
+                        .filter(|l| !(api == ApiVersion::V1Beta3 && l.contains("uses a deprecated API spec: \"kubeadm.k8s.io/v1beta3\"")))
+                        .count();
                     assert_eq!(warned, 0, "no other warning: {said}");
                 }
             }
@@ -143,16 +147,32 @@ fn kubeadm_preflight_passes_its_external_etcd_checks_on_our_cluster_and_fails_wh
     let r = preflight(&spec, "");
     assert!(r.ok() && !r.stdout.contains("[ERROR") && !r.stderr.contains("[ERROR"), "kubeadm preflight: {}{}", r.stdout, r.stderr);
     let r = preflight(&spec, "rm /etc/kubernetes/pki/apiserver-etcd-client.key");
-    assert!(!r.ok() && r.stderr.contains("[ERROR ExternalEtcdClientCertificates]") && r.stderr.contains("apiserver-etcd-client.key"), "{}{}", r.stdout, r.stderr);
+    assert!(
+        !r.ok() && r.stderr.contains("[ERROR ExternalEtcdClientCertificates]") && r.stderr.contains("apiserver-etcd-client.key"),
+        "{}{}",
+        r.stdout,
+        r.stderr
+    );
 
     let etcd351 = workspace_root().join(".etcd/v3.5.1/etcd");
     let (_tmp, old, _down) = cluster_for_137(&etcd351);
     // the spec allows an etcd below kubeadm's minimum (allow_old_etcd): init.yaml demotes that
     // one check by name, and kubeadm and `doctor` both warn
     let r = preflight(&old, "");
-    assert!(r.ok() && r.stderr.contains("[WARNING ExternalEtcdVersion]: this version of kubeadm only supports external etcd version >= 3.5.24-0. Current version: 3.5.1"), "kubeadm on etcd 3.5.1: {}{}", r.stdout, r.stderr);
+    assert!(
+        r.ok()
+            && r.stderr
+                .contains("[WARNING ExternalEtcdVersion]: this version of kubeadm only supports external etcd version >= 3.5.24-0. Current version: 3.5.1"),
+        "kubeadm on etcd 3.5.1: {}{}",
+        r.stdout,
+        r.stderr
+    );
     let doctor = integration_tests::bootstrap::boot(&old, &["doctor"]);
-    assert!(doctor.stdout.lines().any(|l| l.starts_with("WARN") && l.contains("version-matrix") && l.contains("below kubeadm 1.37.2's minimum etcd 3.5.24")), "{}", doctor.stdout);
+    assert!(
+        doctor.stdout.lines().any(|l| l.starts_with("WARN") && l.contains("version-matrix") && l.contains("below kubeadm 1.37.2's minimum etcd 3.5.24")),
+        "{}",
+        doctor.stdout
+    );
     // without the demotion kubeadm stops init, as `doctor` fails such a cluster without allow_old_etcd
     let r = preflight(&old, "sed -i '/ignorePreflightErrors/,+1d' /etc/kubernetes/init.yaml");
     assert!(!r.ok() && r.stderr.contains("[ERROR ExternalEtcdVersion]") && r.stderr.contains("3.5.24"), "kubeadm on etcd 3.5.1: {}{}", r.stdout, r.stderr);

@@ -19,6 +19,7 @@ mod etcdctl_lite;
 mod hostile_dirs;
 mod interlocks;
 mod kube_apiserver;
+mod kubeadm_lab;
 mod kubeadm_matrix;
 mod kubeadm_reads;
 mod lifecycle;
