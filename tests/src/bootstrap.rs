@@ -51,7 +51,12 @@ pub fn etcd_binary() -> PathBuf {
 /// etcd this run uses (etcdctl and, from 3.5, etcdutl beside it); returns its path, sha256 and
 /// the number of binaries in it.
 pub fn etcd_archive(dir: &Path) -> (PathBuf, String, usize) {
-    let etcd = etcd_binary();
+    etcd_archive_of(dir, &etcd_binary())
+}
+
+/// [`etcd_archive`] of the given etcd (and the tools beside it).
+pub fn etcd_archive_of(dir: &Path, etcd: &Path) -> (PathBuf, String, usize) {
+    let etcd = etcd.to_path_buf();
     let bin = etcd.parent().expect("etcd's folder");
     let out = run_bounded(Command::new(&etcd).arg("--version"), Duration::from_secs(10)).assert_ok();
     let version = out.stdout.lines().find_map(|l| l.strip_prefix("etcd Version: ")).expect("etcd --version").trim().to_string();

@@ -191,8 +191,8 @@ pub struct Lab {
 
 impl Lab {
     /// The hosts, and a spec for Kubernetes `version`: etcd over SSH from a release archive of
-    /// the etcd on PATH, the control-plane endpoint on the bridge's own address.
-    pub fn create(dir: &Path, version: &str) -> Lab {
+    /// `etcd` (and the tools beside it), the control-plane endpoint on the bridge's own address.
+    pub fn create(dir: &Path, version: &str, etcd: &Path) -> Lab {
         let hosts = Hosts::create(6, dir);
         let opts = hosts.ssh_options().iter().map(|o| format!("'{o}'")).collect::<Vec<_>>().join(", ");
         let mut members = String::new();
@@ -210,7 +210,7 @@ impl Lab {
         }
         let lb = hosts.hosts[0].address.rsplit_once('.').map(|(p, _)| format!("{p}.1")).expect("an IPv4 bridge");
         let nodes: String = hosts.hosts[3..].iter().enumerate().map(|(i, h)| format!("    - {{name: cp-{}, address: {}}}\n", i + 1, h.address)).collect();
-        let (archive, sha, _) = crate::bootstrap::etcd_archive(dir);
+        let (archive, sha, _) = crate::bootstrap::etcd_archive_of(dir, etcd);
         let spec = dir.join("cluster.yaml");
         std::fs::write(
             &spec,
