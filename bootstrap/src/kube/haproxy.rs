@@ -23,7 +23,10 @@ pub fn config(spec: &Spec) -> String {
          # Copy haproxy/kubernetes-ca.crt to {ca} first: the backend checks verify the API servers with it.\n\
          # Check with: haproxy -c -f haproxy.cfg\n\
          global\n    log stdout format raw local0\n    maxconn 4096\n\n\
-         defaults\n    log global\n    mode tcp\n    option tcplog\n    option dontlognull\n    retries 1\n\
+         defaults\n    log global\n    mode tcp\n    option tcplog\n    option dontlognull\n\
+         \x20   # a connection refused by a restarting apiserver is retried once on another one (kubeadm's\n\
+         \x20   # example has both; without redispatch the retry goes to the same server and fails)\n\
+         \x20   retries 1\n    option redispatch\n\
          \x20   timeout connect 5s\n    timeout check 5s\n\
          \x20   # long-lived streams (kubectl logs -f, exec, watches) need hours, not haproxy's usual 35s\n\
          \x20   timeout client 4h\n    timeout server 4h\n    timeout tunnel 4h\n\n\

@@ -37,7 +37,11 @@ fn lab_on(line: &str) -> u64 {
     // each server sees it (it is in etcd, not in one server's memory)
     for n in &lab.nodes {
         let r = n.sh(
-            &format!("{} --kubeconfig /etc/kubernetes/admin.conf --server https://{}:6443 get configmap lab -o jsonpath='{{.data.written}}'", kubectl.display(), n.address),
+            &format!(
+                "{} --kubeconfig /etc/kubernetes/admin.conf --server https://{}:6443 get configmap lab -o jsonpath='{{.data.written}}'",
+                kubectl.display(),
+                n.address
+            ),
             Duration::from_secs(30),
         );
         assert_eq!(r.stdout.trim(), "through-the-balancer", "{}: {}{}", n.name, r.stdout, r.stderr);
@@ -54,7 +58,10 @@ fn lab_on(line: &str) -> u64 {
             std::thread::sleep(Duration::from_millis(500));
         }
     }
-    let holders = lab.kubectl(kubectl, &["get", "lease", "-n", "kube-system", "-o", "custom-columns=LEASE:.metadata.name,HOLDER:.spec.holderIdentity,RENEWED:.spec.renewTime"]);
+    let holders = lab.kubectl(
+        kubectl,
+        &["get", "lease", "-n", "kube-system", "-o", "custom-columns=LEASE:.metadata.name,HOLDER:.spec.holderIdentity,RENEWED:.spec.renewTime"],
+    );
     eprintln!("{}", holders.stdout);
     let streams = range_streams(&lab);
     eprintln!("RangeStream calls etcd {line} answered: {streams}");
@@ -98,5 +105,97 @@ fn three_kube_apiservers_from_kubeadms_manifests_serve_through_our_haproxy() {
 fn the_same_lab_on_etcd_36_and_35_lists_without_range_stream() {
     for line in ["3.6", "3.5"] {
         assert_eq!(lab_on(line), 0, "etcd {line} has no RangeStream: kube-apiserver falls back to paginated lists");
+    }
+}
+
+/// Creates ConfigMaps through the balancer with kubeadm's admin.conf, one after another, until
+/// stopped: which were acknowledged, and when a request failed.
+struct Writer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<(Vec<u32>, Vec<(Instant, String)>)>>,
+}
+
+impl Writer {
+    fn start(kubectl: &std::path::Path, conf: std::path::PathBuf) -> Writer {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (s, kubectl) = (stop.clone(), kubectl.to_path_buf());
+        let thread = std::thread::spawn(move || {
+            let (mut acked, mut failed) = (vec![], vec![]);
+            let mut n = 0u32;
+            while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                let r = run_bounded(
+                    Command::new(&kubectl).arg("--kubeconfig").arg(&conf).args(["create", "configmap", &format!("w-{n:05}"), "--request-timeout=10s"]),
+                    Duration::from_secs(20),
+                );
+                if r.ok() {
+                    acked.push(n)
+                } else {
+                    failed.push((Instant::now(), r.stderr))
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            (acked, failed)
+        });
+        Writer { stop, thread: Some(thread) }
+    }
+
+    fn finish(mut self) -> (Vec<u32>, Vec<(Instant, String)>) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.take().map(|t| t.join().unwrap()).unwrap_or_default()
+    }
+}
+
+/// Every day-2 operation with the three kube-apiservers serving and a writer going through the
+/// balancer, the instructions followed as printed: `rotate certs` (the new client files copied to
+/// each node, kube-apiserver restarted node by node), `maintain`, `backup`, the rolling `upgrade`
+/// 3.6 -> 3.7 and the `downgrade` back. Every acknowledged write is there afterwards; a request
+/// fails only while a member or an API server restarts (at most one per restart).
+#[test]
+fn every_operation_with_the_three_serving_keeps_every_acknowledged_write() {
+    let k8s = K8s::v137();
+    let tmp = tempfile::tempdir().unwrap();
+    let (v36, v37) = (workspace_root().join(".etcd/go-3.6"), workspace_root().join(".etcd/go-3.7"));
+    let mut lab = Lab::create(tmp.path(), "v1.37.2", &v36.join("etcd"));
+    boot(&lab.spec, &["up"]).assert_ok();
+    lab.start_haproxy();
+    lab.init_first(&k8s);
+    for i in 1..3 {
+        lab.join(i, &k8s);
+    }
+    let writer = Writer::start(&k8s.kubectl, lab.nodes[0].upper.join("kubernetes/admin.conf"));
+    let mut restarts = 0;
+    // rotate certs: copy out/control-plane/NODE/ to each node, restart kube-apiserver node by node
+    let r = boot(&lab.spec, &["rotate", "certs"]);
+    assert!(r.ok() && r.stderr.contains("copy out/control-plane/NODE/ to each node"), "{}{}", r.stdout, r.stderr);
+    for i in 0..3 {
+        let name = lab.nodes[i].name.clone();
+        let pki = lab.dir.join(format!("out/control-plane/{name}/etc/kubernetes/pki"));
+        lab.nodes[i]
+            .sh(
+                &format!("set -e\ncp {p}/apiserver-etcd-client.crt {p}/apiserver-etcd-client.key /etc/kubernetes/pki/", p = pki.display()),
+                Duration::from_secs(10),
+            )
+            .assert_ok();
+        lab.nodes[i].stop("kube-apiserver");
+        lab.nodes[i].run_static_pod("kube-apiserver", &k8s.kube_apiserver);
+        lab.nodes[i].wait_ready(Duration::from_secs(90));
+        restarts += 1;
+    }
+    boot(&lab.spec, &["maintain"]).assert_ok();
+    boot(&lab.spec, &["backup"]).assert_ok();
+    let up = boot(&lab.spec, &["upgrade", "--to", v37.to_str().unwrap()]);
+    assert!(up.ok() && up.stdout.contains("cluster version 3.7.0"), "{}{}", up.stdout, up.stderr);
+    let down = boot(&lab.spec, &["downgrade", "--to", v36.to_str().unwrap()]);
+    assert!(down.ok() && down.stdout.contains("cluster version 3.6.0"), "{}{}", down.stdout, down.stderr);
+    restarts += 6;
+    std::thread::sleep(Duration::from_millis(500));
+    let (acked, failed) = writer.finish();
+    eprintln!("{} writes acknowledged, {} failed, across {restarts} restarts", acked.len(), failed.len());
+    assert!(acked.len() >= 50, "too few writes to mean anything: {}", acked.len());
+    assert!(failed.len() <= restarts, "more failed requests than restarts ({restarts}): {:?}", failed.iter().map(|f| &f.1).collect::<Vec<_>>());
+    let listed = lab.kubectl(&k8s.kubectl, &["get", "configmaps", "-o", "name"]).assert_ok().stdout;
+    for n in acked {
+        assert!(listed.contains(&format!("configmap/w-{n:05}")), "acknowledged write w-{n:05} is missing");
     }
 }
