@@ -108,11 +108,14 @@ fn the_same_lab_on_etcd_36_and_35_lists_without_range_stream() {
     }
 }
 
+/// What the writer saw: the writes acknowledged (by number), and each failure with its time.
+type Written = (Vec<u32>, Vec<(Instant, String)>);
+
 /// Creates ConfigMaps through the balancer with kubeadm's admin.conf, one after another, until
 /// stopped: which were acknowledged, and when a request failed.
 struct Writer {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<(Vec<u32>, Vec<(Instant, String)>)>>,
+    thread: Option<std::thread::JoinHandle<Written>>,
 }
 
 impl Writer {
@@ -140,7 +143,7 @@ impl Writer {
         Writer { stop, thread: Some(thread) }
     }
 
-    fn finish(mut self) -> (Vec<u32>, Vec<(Instant, String)>) {
+    fn finish(mut self) -> Written {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         self.thread.take().map(|t| t.join().unwrap()).unwrap_or_default()
     }
