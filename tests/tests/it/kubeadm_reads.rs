@@ -92,8 +92,9 @@ fn kubeadm_137_refuses_v1beta3_as_the_version_table_says() {
 }
 
 /// The preflight checks kubeadm cannot pass on a machine without a kubelet and a container
-/// runtime, by name (never `all`): the external-etcd checks are not among them.
-const NO_KUBELET_HERE: &str = "CRI,ContainerRuntimeVersion,SystemVerification,KubeletVersion,FileContent--proc-sys-net-ipv4-ip_forward";
+/// runtime, by name (never `all`), and Port-6443 (other tests run API servers and load balancers
+/// on this machine at the same time): the external-etcd checks are not among them.
+const NO_KUBELET_HERE: &str = "CRI,ContainerRuntimeVersion,SystemVerification,KubeletVersion,FileContent--proc-sys-net-ipv4-ip_forward,Port-6443";
 
 /// `kubeadm init phase preflight --config init.yaml` as on the first control-plane node: the
 /// node's bundle from `up` at /etc/kubernetes (an overlay on /etc in a private mount namespace;
