@@ -289,7 +289,8 @@ pub fn under_way(plan: &Plan, store: &Store) -> Result<Vec<UnderWay>> {
         let to = std::fs::read_to_string(etcd.join(file))
             .ok()
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .and_then(|v| v["to"].as_str().map(String::from));
+            // only a version is named: the record is a file, and the message is printed
+            .and_then(|v| v["to"].as_str().and_then(crate::spec::versions::Version::parse));
         to.map(|v| format!("the etcd {v} release")).unwrap_or_else(|| "the one it was started with".into())
     };
     let records = [

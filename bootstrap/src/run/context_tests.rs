@@ -108,7 +108,13 @@ fn an_operations_own_record_without_an_entry_is_unfinished_and_a_waiting_rotatio
     std::fs::remove_file(etcd.join("ca-rotation.json")).unwrap();
     std::fs::write(etcd.join("upgrade.json"), r#"{"to":"3.5.30","from":"3.5.1","done":["etcd-1"]}"#).unwrap();
     let text = go(&c, OpKind::Maintain, None, "maintain", |_| Ok(())).unwrap_err().to_string();
-    assert!(text.contains("`upgrade` stopped unfinished") && text.contains("upgrade --to RELEASE"), "{text}");
+    assert!(text.contains("`upgrade` stopped unfinished") && text.contains("upgrade --to RELEASE (the etcd 3.5.30 release)"), "{text}");
+    // a downgrade's record names its release and the way out; a record's text that is no
+    // version is never printed
+    std::fs::remove_file(etcd.join("upgrade.json")).unwrap();
+    std::fs::write(etcd.join("downgrade.json"), r#"{"to":"3.6.17\n\u001b[2J$(touch x)","from":"3.7.4","done":[]}"#).unwrap();
+    let text = go(&c, OpKind::Maintain, None, "maintain", |_| Ok(())).unwrap_err().to_string();
+    assert!(text.contains("downgrade --to RELEASE (the one it was started with), or downgrade --cancel") && !text.contains("touch"), "{text}");
 }
 
 #[test]

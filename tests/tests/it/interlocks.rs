@@ -69,6 +69,8 @@ fn a_paused_ca_rotation_refuses_what_would_half_change_the_cluster_and_allows_ba
         vec!["rotate", "certs"],
         vec!["restore", &snapshot, "--force"],
         vec!["upgrade", "--to", &etcd_dir],
+        vec!["downgrade", "--to", &etcd_dir],
+        vec!["downgrade", "--cancel"],
         vec!["down", "--purge"],
     ] {
         assert_refused_by_rotation(&spec, &args);
@@ -177,10 +179,17 @@ fn replace_killed_at_every_step_finishes_when_run_again_and_blocks_others_meanwh
 fn hostile_names_and_paths_are_refused_before_the_journal() {
     let tmp = tempfile::tempdir().unwrap();
     let spec = local_spec(tmp.path(), 1).path;
-    for args in [vec!["replace", "etcd-1\u{1b}[2J\nrm -rf /"], vec!["restore", "/tmp/x\n.db", "--force"]] {
+    for args in [
+        vec!["replace", "etcd-1\u{1b}[2J\nrm -rf /"],
+        vec!["restore", "/tmp/x\n.db", "--force"],
+        vec!["upgrade", "--to", "/tmp/etcd\n$(touch /tmp/canary)"],
+        vec!["downgrade", "--to", "/tmp/etcd\n$(touch /tmp/canary)"],
+        vec!["downgrade", "--to", "/tmp/etcd", "--sha256", "`touch /tmp/canary`"],
+    ] {
         let r = boot(&spec, &args);
         assert_eq!(r.code, Some(1), "{args:?}: {}", r.stderr);
         assert!(!r.stderr.contains('\u{1b}') && r.stderr.trim_end().lines().count() == 1, "{args:?}: {:?}", r.stderr);
         assert!(!spec.with_file_name("cluster.yaml.journal").exists(), "{args:?} touched the journal");
+        assert!(!std::path::Path::new("/tmp/canary").exists(), "{args:?} ran its payload");
     }
 }
