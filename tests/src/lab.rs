@@ -194,20 +194,7 @@ impl Lab {
     /// `etcd` (and the tools beside it), the control-plane endpoint on the bridge's own address.
     pub fn create(dir: &Path, version: &str, etcd: &Path) -> Lab {
         let hosts = Hosts::create(6, dir);
-        let opts = hosts.ssh_options().iter().map(|o| format!("'{o}'")).collect::<Vec<_>>().join(", ");
-        let mut members = String::new();
-        for (i, h) in hosts.hosts.iter().take(3).enumerate() {
-            let home = dir.join(&h.name);
-            members.push_str(&format!(
-                "  - {{name: etcd-{n}, address: {a}, host: 'root@{a}', ssh_options: [{opts}], supervisor: process, data_dir: {d}, pki_dir: {p}, run_dir: {r}, bin_dir: {b}}}\n",
-                n = i + 1,
-                a = h.address,
-                d = home.join("var/lib/etcd").display(),
-                p = home.join("etc/kubernetes/pki").display(),
-                r = home.join("var/lib/etcd-bootstrap").display(),
-                b = home.join("usr/local/bin").display(),
-            ));
-        }
+        let members = hosts.member_entries_of(dir, 3);
         let lb = hosts.hosts[0].address.rsplit_once('.').map(|(p, _)| format!("{p}.1")).expect("an IPv4 bridge");
         let nodes: String = hosts.hosts[3..].iter().enumerate().map(|(i, h)| format!("    - {{name: cp-{}, address: {}}}\n", i + 1, h.address)).collect();
         let (archive, sha, _) = crate::bootstrap::etcd_archive_of(dir, etcd);

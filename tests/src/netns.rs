@@ -187,9 +187,14 @@ impl Hosts {
     /// The spec's `members:` entries for these hosts: etcd-N reached as root over SSH, every
     /// path under `dir/host-N/` (data, pki, run, bin), supervised as background processes.
     pub fn member_entries(&self, dir: &Path) -> String {
+        self.member_entries_of(dir, self.hosts.len())
+    }
+
+    /// [`Hosts::member_entries`] for the first `n` hosts only (the others play other roles).
+    pub fn member_entries_of(&self, dir: &Path, n: usize) -> String {
         let opts = self.ssh_options().iter().map(|o| format!("'{o}'")).collect::<Vec<_>>().join(", ");
         let mut members = String::new();
-        for (i, h) in self.hosts.iter().enumerate() {
+        for (i, h) in self.hosts.iter().take(n).enumerate() {
             let home = dir.join(&h.name);
             members.push_str(&format!(
                 "  - {{name: etcd-{n}, address: {a}, host: 'root@{a}', ssh_options: [{opts}], supervisor: process, data_dir: {d}, pki_dir: {p}, run_dir: {r}, bin_dir: {b}}}\n",

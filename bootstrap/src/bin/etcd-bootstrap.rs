@@ -7,6 +7,7 @@ use bootstrap::ops::{self, up::UpOptions};
 use bootstrap::plan;
 use bootstrap::progress::Progress;
 use bootstrap::run::context::{self, Ctx};
+use bootstrap::run::rolling::Roll;
 use bootstrap::spec::Spec;
 use bootstrap::spec::load::LoadedSpec;
 use clap::{Parser, Subcommand};
@@ -298,62 +299,6 @@ fn load(path: &Path) -> Result<LoadedSpec, bootstrap::BootError> {
     Spec::load(path)
 }
 
-/// `up --local N`: write the embedded default spec (absolute paths) into DIR/cluster.yaml.
-fn local_spec(n: usize, dir: &Path) -> Result<PathBuf, String> {
-    if n == 0 || n > 9 {
-        return Err(format!("--local {n}: give 1 to 9 members (3 or 5 recommended)"));
-    }
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let dir = dir.canonicalize().map_err(|e| format!("{}: {e}", dir.display()))?;
-    let path = dir.join("cluster.yaml");
-    if path.exists() {
-        // an existing local spec is reused as it is (its token included), if it is one
-        let existing = Spec::load(&path).map_err(|e| e.to_string())?;
-        let s = &existing.spec;
-        if s.name != "local" || s.members.len() != n {
-            return Err(format!(
-                "{} holds another cluster's spec ({} members named {:?}); run `etcd-bootstrap -f {} down` and use another --dir, or drop --local to use it",
-                path.display(),
-                s.members.len(),
-                s.name,
-                path.display()
-            ));
-        }
-        return Ok(path);
-    }
-    // a fresh token per cluster: etcd derives member and cluster IDs from it
-    let block = bootstrap::spec::local::free_block(n).ok_or("--local: every loopback block 127.0.B.0 has a cluster on it; stop one (etcd-bootstrap down)")?;
-    let mut spec = bootstrap::spec::local::spec_in_block(n, &dir, block);
-    if block != 0 {
-        eprintln!("etcd-bootstrap: --local: 127.0.0.11 is taken (another cluster?); this one listens on 127.0.{block}.11..");
-    }
-    spec.token = Some(format!("local-{}", hex_token()?));
-    // the newest etcd this machine has (the project's upstream 3.5 when install-deps put it there)
-    let cwd = std::env::current_dir().map_err(|e| e.to_string())?;
-    let line = bootstrap::spec::local::etcd_line(&spec);
-    if let Some((etcd, version)) =
-        bootstrap::spec::local::newest_etcd(&bootstrap::spec::local::etcd_candidates(&cwd, std::env::current_exe().ok().as_deref()), line)
-    {
-        eprintln!("etcd-bootstrap: --local uses etcd {version} ({})", etcd.display());
-        spec.etcd_binary = etcd.display().to_string();
-        // below kubeadm's minimum only when this machine has nothing newer: then a lab cluster
-        spec.kubernetes.allow_old_etcd = bootstrap::spec::local::needs_lab_allowance(&spec, version);
-    }
-    let text = serde_yaml_ng::to_string(&spec).map_err(|e| e.to_string())?;
-    pki::files::write_atomic(&path, text.as_bytes(), 0o644).map_err(|e| e.to_string())?;
-    Ok(path)
-}
-
-/// 8 random hex characters; a failed system RNG is an error, never a fixed token.
-fn hex_token() -> Result<String, String> {
-    use ring::rand::SecureRandom;
-    let mut b = [0u8; 4];
-    ring::rand::SystemRandom::new()
-        .fill(&mut b)
-        .map_err(|_| "--local: the system's random number generator failed; the cluster token was not made".to_string())?;
-    Ok(hex::encode(b))
-}
-
 /// `status`, `certs check` and `backup`: etcdctl's formats, and Prometheus text.
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum ReportFormat {
@@ -485,6 +430,57 @@ fn adopt(a: AdoptArgs) -> Result<u8, Box<dyn std::error::Error>> {
     Ok(if inv.findings.is_empty() { exit::OK } else { exit::WARNING })
 }
 
+/// `upgrade` or `downgrade --to`: the arguments checked, the operation run (read-only with
+/// `--dry-run`), its steps or its outcome printed, and what the spec should name afterwards.
+fn roll(spec: &Path, lock_wait: u64, kind: Roll, to: &str, sha256: Option<&str>, dry_run: bool, wait: u64) -> Result<u8, Box<dyn std::error::Error>> {
+    bootstrap::spec::rules::etcd_archive(to).map_err(|e| format!("--to {to:?}: {e}"))?;
+    if let Some(h) = sha256 {
+        bootstrap::spec::rules::sha256(h).map_err(|e| format!("--sha256: {e}"))?;
+    }
+    let plan = plan::build(&load(spec)?);
+    let (verb, op) = (kind.command(), if kind == Roll::Upgrade { OpKind::Upgrade } else { OpKind::Downgrade });
+    let args = format!("{verb} --to {}{}", plan::sh_quote(to), sha256.map(|h| format!(" --sha256 {h}")).unwrap_or_default());
+    let progress = Progress::new(false);
+    let wait = Duration::from_secs(wait);
+    let run = |ctx: &Ctx| match kind {
+        Roll::Upgrade => ops::upgrade::upgrade(ctx, to, sha256, dry_run, wait),
+        Roll::Downgrade => ops::downgrade::downgrade(ctx, to, sha256, dry_run, wait),
+    };
+    let r = if dry_run {
+        print_notes(&plan);
+        context::read_only(&plan, &progress, run)?
+    } else {
+        guarded(&plan, &progress, lock_wait, op, None, &args, run)?
+    };
+    if dry_run {
+        println!("{verb} {} -> {} would:", r.from, r.to);
+        for (i, s) in r.steps.iter().enumerate() {
+            println!("  {}. {s}", i + 1);
+        }
+        if r.steps.is_empty() {
+            println!("  nothing: every member runs {} (cluster version {})", r.to, r.cluster_version);
+        }
+        return Ok(exit::OK);
+    }
+    if r.moved.is_empty() {
+        println!("nothing to do: every member runs etcd {} (cluster version {})", r.to, r.cluster_version);
+    } else {
+        let backup = r.backup.unwrap_or_default();
+        println!("{verb}d {} from etcd {} to {}; cluster version {}; backup {backup}", r.moved.join(", "), r.from, r.to, r.cluster_version);
+    }
+    if plan.loaded.spec.adopted.is_some() {
+        println!("each member's binary was replaced where it runs from; its unit or command line is unchanged");
+        return Ok(exit::OK);
+    }
+    let why = match kind {
+        Roll::Upgrade => "a start with the older binary is refused",
+        Roll::Downgrade => "a start with the newer binary would upgrade the member again",
+    };
+    let pinned = sha256.map(|h| format!(" and etcd_sha256: {h}")).unwrap_or_default();
+    println!("spec: set etcd_archive: {to}{pinned} so that later starts use etcd {} ({why})", r.to);
+    Ok(exit::OK)
+}
+
 fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
     let lock_wait = cli.lock_wait;
     if lock_wait > 3600 {
@@ -560,7 +556,13 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
         }
         Command::Up { local, dir, wait, kubeadm_api, quiet } => {
             let spec_path = match local {
-                Some(n) => local_spec(n, &dir)?,
+                Some(n) => {
+                    let (path, notes) = bootstrap::spec::local::ensure(n, &dir)?;
+                    for n in notes {
+                        eprintln!("etcd-bootstrap: {n}");
+                    }
+                    path
+                }
                 None => cli.spec,
             };
             let loaded = load(&spec_path)?;
@@ -821,54 +823,7 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             print!("{}", ops::restore::kubernetes_steps(&plan, ops::restore::Around::After, r.bumped_by > 0));
             Ok(exit::OK)
         }
-        Command::Upgrade { to, sha256, dry_run, wait } => {
-            bootstrap::spec::rules::etcd_archive(&to).map_err(|e| format!("--to {to:?}: {e}"))?;
-            if let Some(h) = &sha256 {
-                bootstrap::spec::rules::sha256(h).map_err(|e| format!("--sha256: {e}"))?;
-            }
-            let plan = plan::build(&load(&cli.spec)?);
-            let args = format!("upgrade --to {}{}", plan::sh_quote(&to), sha256.as_deref().map(|h| format!(" --sha256 {h}")).unwrap_or_default());
-            let progress = Progress::new(false);
-            let run = |ctx: &Ctx| ops::upgrade::upgrade(ctx, &to, sha256.as_deref(), dry_run, Duration::from_secs(wait));
-            let r = if dry_run {
-                print_notes(&plan);
-                context::read_only(&plan, &progress, run)?
-            } else {
-                guarded(&plan, &progress, lock_wait, OpKind::Upgrade, None, &args, run)?
-            };
-            if dry_run {
-                println!("upgrade {} -> {} would:", r.from, r.to);
-                for (i, s) in r.steps.iter().enumerate() {
-                    println!("  {}. {s}", i + 1);
-                }
-                if r.steps.is_empty() {
-                    println!("  nothing: every member runs {} (cluster version {})", r.to, r.cluster_version);
-                }
-                return Ok(exit::OK);
-            }
-            if r.upgraded.is_empty() {
-                println!("nothing to do: every member runs etcd {} (cluster version {})", r.to, r.cluster_version);
-            } else {
-                println!(
-                    "upgraded {} from etcd {} to {}; cluster version {}; backup {}",
-                    r.upgraded.join(", "),
-                    r.from,
-                    r.to,
-                    r.cluster_version,
-                    r.backup.unwrap_or_default()
-                );
-            }
-            if plan.loaded.spec.adopted.is_some() {
-                println!("each member's binary was replaced where it runs from; its unit or command line is unchanged");
-                return Ok(exit::OK);
-            }
-            println!(
-                "spec: set etcd_archive: {to}{} so that later starts use etcd {} (a start with the older binary is refused)",
-                sha256.map(|h| format!(" and etcd_sha256: {h}")).unwrap_or_default(),
-                r.to
-            );
-            Ok(exit::OK)
-        }
+        Command::Upgrade { to, sha256, dry_run, wait } => roll(&cli.spec, lock_wait, Roll::Upgrade, &to, sha256.as_deref(), dry_run, wait),
         Command::Downgrade { to: None, .. } => {
             let plan = plan::build(&load(&cli.spec)?);
             let r = guarded(&plan, &Progress::new(false), lock_wait, OpKind::Downgrade, None, "downgrade --cancel", ops::downgrade::cancel)?;
@@ -882,54 +837,7 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             }
             Ok(exit::OK)
         }
-        Command::Downgrade { to: Some(to), sha256, dry_run, wait, .. } => {
-            bootstrap::spec::rules::etcd_archive(&to).map_err(|e| format!("--to {to:?}: {e}"))?;
-            if let Some(h) = &sha256 {
-                bootstrap::spec::rules::sha256(h).map_err(|e| format!("--sha256: {e}"))?;
-            }
-            let plan = plan::build(&load(&cli.spec)?);
-            let args = format!("downgrade --to {}{}", plan::sh_quote(&to), sha256.as_deref().map(|h| format!(" --sha256 {h}")).unwrap_or_default());
-            let progress = Progress::new(false);
-            let run = |ctx: &Ctx| ops::downgrade::downgrade(ctx, &to, sha256.as_deref(), dry_run, Duration::from_secs(wait));
-            let r = if dry_run {
-                print_notes(&plan);
-                context::read_only(&plan, &progress, run)?
-            } else {
-                guarded(&plan, &progress, lock_wait, OpKind::Downgrade, None, &args, run)?
-            };
-            if dry_run {
-                println!("downgrade {} -> {} would:", r.from, r.to);
-                for (i, s) in r.steps.iter().enumerate() {
-                    println!("  {}. {s}", i + 1);
-                }
-                if r.steps.is_empty() {
-                    println!("  nothing: every member runs {} (cluster version {})", r.to, r.cluster_version);
-                }
-                return Ok(exit::OK);
-            }
-            if r.downgraded.is_empty() {
-                println!("nothing to do: every member runs etcd {} (cluster version {})", r.to, r.cluster_version);
-            } else {
-                println!(
-                    "downgraded {} from etcd {} to {}; cluster version {}; backup {}",
-                    r.downgraded.join(", "),
-                    r.from,
-                    r.to,
-                    r.cluster_version,
-                    r.backup.unwrap_or_default()
-                );
-            }
-            if plan.loaded.spec.adopted.is_some() {
-                println!("each member's binary was replaced where it runs from; its unit or command line is unchanged");
-                return Ok(exit::OK);
-            }
-            println!(
-                "spec: set etcd_archive: {to}{} so that later starts use etcd {} (a start with the newer binary would upgrade the member again)",
-                sha256.map(|h| format!(" and etcd_sha256: {h}")).unwrap_or_default(),
-                r.to
-            );
-            Ok(exit::OK)
-        }
+        Command::Downgrade { to: Some(to), sha256, dry_run, wait, .. } => roll(&cli.spec, lock_wait, Roll::Downgrade, &to, sha256.as_deref(), dry_run, wait),
         Command::Maintain { wait, write_out } => {
             let plan = plan::build(&load(&cli.spec)?);
             let report = guarded(&plan, &Progress::new(false), lock_wait, OpKind::Maintain, None, "maintain", |ctx| {

@@ -12,14 +12,12 @@ use crate::error::{BootError, Result};
 use crate::plan::MemberPlan;
 use crate::run::context::Ctx;
 use crate::run::rolling::{
-    Roll, RollState, backup_dir, bin_dir_of, load, member_versions, refuse_owned_binaries, save, start_stopped, starting_version, state_path, swap_binary,
-    wait_cluster_version,
+    Roll, RollReport, RollState, backup_dir, bin_dir_of, load, member_versions, refuse_owned_binaries, save, state_path, swap_binary, wait_cluster_version,
 };
 use crate::spec::versions::Version;
 use etcdctl_lite::maintenance::Downgrade;
 use etcdctl_lite::quorum::Role;
 use serde::Serialize;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// etcd's rules for a downgrade: from 3.6 or later (the API came in 3.6), exactly one minor back,
@@ -51,45 +49,14 @@ pub fn check_step(from: Version, to: Version) -> std::result::Result<bool, Strin
     Ok(true)
 }
 
-/// What `downgrade` did (or, with `dry_run`, would do).
-#[derive(Debug, Clone, Serialize)]
-pub struct DowngradeReport {
-    pub from: String,
-    pub to: String,
-    pub downgraded: Vec<String>,
-    pub cluster_version: String,
-    pub backup: Option<String>,
-    pub steps: Vec<String>,
-}
-
 /// The target as etcd's downgrade API names it: `3.6`.
 fn minor(v: Version) -> String {
     format!("{}.{}", v.0, v.1)
 }
 
-pub fn downgrade(ctx: &Ctx, to: &str, sha256: Option<&str>, dry_run: bool, wait: Duration) -> Result<DowngradeReport> {
+pub fn downgrade(ctx: &Ctx, to: &str, sha256: Option<&str>, dry_run: bool, wait: Duration) -> Result<RollReport> {
     let (plan, progress) = (ctx.plan, ctx.progress);
-    let _lock = pki::lock::lock_dir(&plan.issue.dir, pki::lock::DEFAULT_WAIT)?;
-    let base = Path::new(&plan.loaded.file).parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let release = crate::host::delivery::prepare(to, sha256, base, &plan.loaded.output_dir)?;
-    progress.step(
-        "downgrade",
-        &format!("etcd {} from {to}: {}", release.version, if sha256.is_some() { "checksum verified" } else { "no --sha256 given" }),
-        None,
-    );
-    let state = load(plan, Roll::Downgrade)?.filter(|s| s.to == release.version.to_string());
-    if let Some(s) = &state {
-        progress.step(
-            "downgrade",
-            &format!("resuming: {} already on etcd {}", if s.done.is_empty() { "none".to_string() } else { s.done.join(", ") }, s.to),
-            None,
-        );
-        start_stopped(ctx, &release, wait)?;
-    }
-    ctx.require_healthy("downgrade")?;
-    ctx.require_reachable(&plan.members.iter().collect::<Vec<_>>(), 0, "downgrade")?;
-    let versions = member_versions(ctx);
-    let from = starting_version(&versions, &release, state.as_ref())?;
+    let crate::run::rolling::Begun { _lock, release, state, versions, from } = crate::run::rolling::begin(ctx, Roll::Downgrade, to, sha256, wait)?;
     let needed = check_step(from, release.version).map_err(|e| BootError::Preflight(vec![e]))?;
     let pending = leader_last(ctx, plan.members.iter().filter(|m| versions.iter().any(|(n, v)| *n == m.spec.name && *v != Some(release.version))).collect());
     refuse_owned_binaries(ctx, &pending)?;
@@ -119,10 +86,10 @@ pub fn downgrade(ctx: &Ctx, to: &str, sha256: Option<&str>, dry_run: bool, wait:
     steps.push(format!("check the cluster version reports {target}"));
     if dry_run || !needed && pending.is_empty() {
         let cluster_version = crate::run::rolling::cluster_version(ctx).unwrap_or_default();
-        return Ok(DowngradeReport {
+        return Ok(RollReport {
             from: from.to_string(),
             to: release.version.to_string(),
-            downgraded: vec![],
+            moved: vec![],
             cluster_version,
             backup: None,
             steps: if needed || !pending.is_empty() { steps } else { vec![] },
@@ -149,7 +116,7 @@ pub fn downgrade(ctx: &Ctx, to: &str, sha256: Option<&str>, dry_run: bool, wait:
     let t = Instant::now();
     wait_storage(ctx, &target, wait)?;
     progress.step("downgrade", &format!("enabled; every member's storage version is {target}.0"), Some(t.elapsed()));
-    let mut downgraded = Vec::new();
+    let mut moved = Vec::new();
     for m in pending {
         let t = Instant::now();
         ctx.changing(&format!("downgrade {}", m.name()))?;
@@ -157,14 +124,14 @@ pub fn downgrade(ctx: &Ctx, to: &str, sha256: Option<&str>, dry_run: bool, wait:
         state.done.push(m.spec.name.clone());
         save(plan, Roll::Downgrade, &state)?;
         progress.step(&format!("downgrade {}", m.name()), &format!("runs etcd {}; cluster HEALTHY", release.version), Some(t.elapsed()));
-        downgraded.push(m.spec.name.clone());
+        moved.push(m.spec.name.clone());
     }
     let cluster_version = wait_cluster_version(ctx, release.version, wait)?;
     wait_ended(ctx, wait)?;
     // out of the journal first: killed before the record goes, the record still says "resume"
     ctx.finished()?;
     let _ = std::fs::remove_file(state_path(plan, Roll::Downgrade));
-    Ok(DowngradeReport { from: state.from, to: release.version.to_string(), downgraded, cluster_version, backup: state.backup, steps })
+    Ok(RollReport { from: state.from, to: release.version.to_string(), moved, cluster_version, backup: state.backup, steps })
 }
 
 /// An adopted member configured with a name the older minor does not know (3.5 lacks 3.6's names

@@ -3,24 +3,12 @@
 //! cancels.
 
 use crate::journal::OpKind;
-use crate::run::fakes::{self, Shared, cluster, effects, fail};
+use crate::run::fakes::{self, Shared, cluster, effects, fail, release_folder};
 use crate::run::rolling::{self, Roll, RollState};
 use crate::spec::versions::Version;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(5);
-
-/// A folder release whose binaries say they are etcd `version`.
-fn release_folder(version: &str) -> tempfile::TempDir {
-    use std::os::unix::fs::PermissionsExt;
-    let d = tempfile::tempdir().unwrap();
-    for name in ["etcd", "etcdctl", "etcdutl"] {
-        let p = d.path().join(name);
-        std::fs::write(&p, format!("#!/bin/sh\necho 'etcd Version: {version}'\n")).unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    d
-}
 
 fn on(world: &Shared, version: Version) {
     let mut w = world.lock().unwrap();
@@ -120,7 +108,7 @@ fn stopped_midway_it_resumes_where_it_stopped_without_enabling_twice() {
     let r = c.run(&world, OpKind::Downgrade, None, "downgrade", |ctx| super::downgrade(ctx, &to, None, false, WAIT)).unwrap();
     let ev = effects(&world);
     assert!(!ev.iter().any(|e| e.contains("Enable")), "{ev:?}");
-    assert_eq!(r.downgraded.len(), 3 - state.done.len());
+    assert_eq!(r.moved.len(), 3 - state.done.len());
     assert!(world.lock().unwrap().versions.values().all(|v| *v == Version(3, 6, 17)));
     assert_eq!(c.under_way(), 0);
 }

@@ -4,7 +4,7 @@
 
 use crate::error::BootError;
 use crate::journal::OpKind;
-use crate::run::fakes::{self, Shared, cluster, effects, fail, kill};
+use crate::run::fakes::{self, Shared, cluster, effects, fail, kill, release_folder};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -167,18 +167,6 @@ fn rotations_refuse_when_a_host_does_not_answer_before_their_first_change() {
     assert!(!c.plan.issue.dir.join("etcd/ca-new.crt").exists(), "no new CA made");
     assert_eq!(members_touched(&world, "deliver"), Vec::<String>::new());
     assert_eq!(c.under_way(), 0);
-}
-
-/// A folder release whose binaries say they are etcd `version` (upgrade reads only that).
-fn release_folder(version: &str) -> tempfile::TempDir {
-    use std::os::unix::fs::PermissionsExt;
-    let d = tempfile::tempdir().unwrap();
-    for name in ["etcd", "etcdctl", "etcdutl"] {
-        let p = d.path().join(name);
-        std::fs::write(&p, format!("#!/bin/sh\necho 'etcd Version: {version}'\n")).unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    d
 }
 
 #[test]

@@ -10,12 +10,9 @@ use crate::error::{BootError, Result};
 use crate::plan::MemberPlan;
 use crate::run::context::Ctx;
 use crate::run::rolling::{
-    Roll, RollState, backup_dir, bin_dir_of, cluster_version, load, member_versions, refuse_owned_binaries, save, start_stopped, starting_version, state_path,
-    swap_binary, wait_cluster_version,
+    Roll, RollReport, RollState, backup_dir, bin_dir_of, cluster_version, refuse_owned_binaries, save, state_path, swap_binary, wait_cluster_version,
 };
 use crate::spec::versions::Version;
-use serde::Serialize;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// etcd 3.6 has no v2 API and refuses to start on v2 store content: a member serving the v2 API
@@ -110,40 +107,9 @@ pub fn check_step(from: Version, to: Version) -> std::result::Result<bool, Strin
     Ok(to != from)
 }
 
-/// What `upgrade` did (or, with `dry_run`, would do).
-#[derive(Debug, Clone, Serialize)]
-pub struct UpgradeReport {
-    pub from: String,
-    pub to: String,
-    pub upgraded: Vec<String>,
-    pub cluster_version: String,
-    pub backup: Option<String>,
-    pub steps: Vec<String>,
-}
-
-pub fn upgrade(ctx: &Ctx, to: &str, sha256: Option<&str>, dry_run: bool, wait: Duration) -> Result<UpgradeReport> {
+pub fn upgrade(ctx: &Ctx, to: &str, sha256: Option<&str>, dry_run: bool, wait: Duration) -> Result<RollReport> {
     let (plan, progress) = (ctx.plan, ctx.progress);
-    let _lock = pki::lock::lock_dir(&plan.issue.dir, pki::lock::DEFAULT_WAIT)?;
-    let base = Path::new(&plan.loaded.file).parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let release = crate::host::delivery::prepare(to, sha256, base, &plan.loaded.output_dir)?;
-    progress.step(
-        "upgrade",
-        &format!("etcd {} from {to}: {}", release.version, if sha256.is_some() { "checksum verified" } else { "no --sha256 given" }),
-        None,
-    );
-    let state = load(plan, Roll::Upgrade)?.filter(|s| s.to == release.version.to_string());
-    if let Some(s) = &state {
-        progress.step(
-            "upgrade",
-            &format!("resuming: {} already on etcd {}", if s.done.is_empty() { "none".to_string() } else { s.done.join(", ") }, s.to),
-            None,
-        );
-        start_stopped(ctx, &release, wait)?;
-    }
-    ctx.require_healthy("upgrade")?;
-    ctx.require_reachable(&plan.members.iter().collect::<Vec<_>>(), 0, "upgrade")?;
-    let versions = member_versions(ctx);
-    let from = starting_version(&versions, &release, state.as_ref())?;
+    let crate::run::rolling::Begun { _lock, release, state, versions, from } = crate::run::rolling::begin(ctx, Roll::Upgrade, to, sha256, wait)?;
     let needed = check_step(from, release.version).map_err(|e| BootError::Preflight(vec![e]))?;
     if release.version >= Version(3, 6, 0) && from < Version(3, 6, 0) {
         refuse_v2(ctx)?;
@@ -165,10 +131,10 @@ pub fn upgrade(ctx: &Ctx, to: &str, sha256: Option<&str>, dry_run: bool, wait: D
     steps.push(format!("check the cluster version reports {}.{}", release.version.0, release.version.1));
     if dry_run || !needed && pending.is_empty() {
         let cluster_version = cluster_version(ctx).unwrap_or_default();
-        return Ok(UpgradeReport {
+        return Ok(RollReport {
             from: from.to_string(),
             to: release.version.to_string(),
-            upgraded: vec![],
+            moved: vec![],
             cluster_version,
             backup: None,
             steps: if needed || !pending.is_empty() { steps } else { vec![] },
@@ -185,20 +151,20 @@ pub fn upgrade(ctx: &Ctx, to: &str, sha256: Option<&str>, dry_run: bool, wait: D
     };
     save(plan, Roll::Upgrade, &state)?;
     ctx.changing("upgrade members")?;
-    let mut upgraded = Vec::new();
+    let mut moved = Vec::new();
     for m in pending {
         let t = Instant::now();
         swap_binary(ctx, m, &release, wait)?;
         state.done.push(m.spec.name.clone());
         save(plan, Roll::Upgrade, &state)?;
         progress.step(&format!("upgrade {}", m.name()), &format!("runs etcd {}; cluster HEALTHY", release.version), Some(t.elapsed()));
-        upgraded.push(m.spec.name.clone());
+        moved.push(m.spec.name.clone());
     }
     let cluster_version = wait_cluster_version(ctx, release.version, wait)?;
     // out of the journal first: killed before the record goes, the record still says "resume"
     ctx.finished()?;
     let _ = std::fs::remove_file(state_path(plan, Roll::Upgrade));
-    Ok(UpgradeReport { from: state.from, to: release.version.to_string(), upgraded, cluster_version, backup: state.backup, steps })
+    Ok(RollReport { from: state.from, to: release.version.to_string(), moved, cluster_version, backup: state.backup, steps })
 }
 
 #[cfg(test)]

@@ -34,6 +34,14 @@ pub enum Roll {
 }
 
 impl Roll {
+    /// The command's name, for progress lines.
+    pub fn command(self) -> &'static str {
+        match self {
+            Roll::Upgrade => "upgrade",
+            Roll::Downgrade => "downgrade",
+        }
+    }
+
     fn file(self) -> &'static str {
         match self {
             Roll::Upgrade => "upgrade.json",
@@ -178,4 +186,50 @@ pub fn starting_version(versions: &[(String, Option<Version>)], release: &EtcdRe
             versions.iter().map(|(n, v)| format!("{n} {}", v.map(|v| v.to_string()).unwrap_or_default())).collect::<Vec<_>>().join(", ")
         )])),
     }
+}
+
+/// What `upgrade` or `downgrade` did (or, with `dry_run`, would do).
+#[derive(Debug, Clone, Serialize)]
+pub struct RollReport {
+    pub from: String,
+    pub to: String,
+    /// The members this run moved to `to`.
+    pub moved: Vec<String>,
+    pub cluster_version: String,
+    pub backup: Option<String>,
+    pub steps: Vec<String>,
+}
+
+/// Where a rolling release change stands once it may go on: the PKI directory's lock (held until
+/// dropped), the release it goes to, its record when it resumes one, each member's version and
+/// the version it moves from.
+pub struct Begun {
+    pub _lock: pki::lock::DirLock,
+    pub release: EtcdRelease,
+    pub state: Option<RollState>,
+    pub versions: Vec<(String, Option<Version>)>,
+    pub from: Version,
+}
+
+/// The opening `upgrade` and `downgrade` share: the lock, the release prepared (checked against
+/// `sha256`), the record of an interrupted run of the same release resumed (members it left
+/// stopped started again), every member HEALTHY and reachable, and the version moved from.
+pub fn begin(ctx: &Ctx, roll: Roll, to: &str, sha256: Option<&str>, wait: Duration) -> Result<Begun> {
+    let (plan, progress, name) = (ctx.plan, ctx.progress, roll.command());
+    let lock = pki::lock::lock_dir(&plan.issue.dir, pki::lock::DEFAULT_WAIT)?;
+    let base = Path::new(&plan.loaded.file).parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let release = crate::host::delivery::prepare(to, sha256, base, &plan.loaded.output_dir)?;
+    let checked = if sha256.is_some() { "checksum verified" } else { "no --sha256 given" };
+    progress.step(name, &format!("etcd {} from {to}: {checked}", release.version), None);
+    let state = load(plan, roll)?.filter(|s| s.to == release.version.to_string());
+    if let Some(s) = &state {
+        let done = if s.done.is_empty() { "none".to_string() } else { s.done.join(", ") };
+        progress.step(name, &format!("resuming: {done} already on etcd {}", s.to), None);
+        start_stopped(ctx, &release, wait)?;
+    }
+    ctx.require_healthy(name)?;
+    ctx.require_reachable(&plan.members.iter().collect::<Vec<_>>(), 0, name)?;
+    let versions = member_versions(ctx);
+    let from = starting_version(&versions, &release, state.as_ref())?;
+    Ok(Begun { _lock: lock, release, state, versions, from })
 }

@@ -127,6 +127,64 @@ pub fn etcd_line(spec: &Spec) -> Option<(u64, u64)> {
     crate::spec::versions::release_for(crate::spec::versions::Version(a, b, c)).ok()?.etcd_line
 }
 
+/// `up --local N`: write the embedded default spec (absolute paths) into DIR/cluster.yaml.
+///
+/// What it chose that the operator should know (another loopback block, the etcd it uses) is
+/// returned as notes for stderr.
+pub fn ensure(n: usize, dir: &Path) -> Result<(PathBuf, Vec<String>), String> {
+    let mut notes = Vec::new();
+    if n == 0 || n > 9 {
+        return Err(format!("--local {n}: give 1 to 9 members (3 or 5 recommended)"));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let dir = dir.canonicalize().map_err(|e| format!("{}: {e}", dir.display()))?;
+    let path = dir.join("cluster.yaml");
+    if path.exists() {
+        // an existing local spec is reused as it is (its token included), if it is one
+        let existing = crate::spec::Spec::load(&path).map_err(|e| e.to_string())?;
+        let s = &existing.spec;
+        if s.name != "local" || s.members.len() != n {
+            return Err(format!(
+                "{} holds another cluster's spec ({} members named {:?}); run `etcd-bootstrap -f {} down` and use another --dir, or drop --local to use it",
+                path.display(),
+                s.members.len(),
+                s.name,
+                path.display()
+            ));
+        }
+        return Ok((path, notes));
+    }
+    // a fresh token per cluster: etcd derives member and cluster IDs from it
+    let block = free_block(n).ok_or("--local: every loopback block 127.0.B.0 has a cluster on it; stop one (etcd-bootstrap down)")?;
+    let mut spec = spec_in_block(n, &dir, block);
+    if block != 0 {
+        notes.push(format!("--local: 127.0.0.11 is taken (another cluster?); this one listens on 127.0.{block}.11.."));
+    }
+    spec.token = Some(format!("local-{}", hex_token()?));
+    // the newest etcd this machine has (the project's upstream 3.5 when install-deps put it there)
+    let cwd = std::env::current_dir().map_err(|e| e.to_string())?;
+    let line = etcd_line(&spec);
+    if let Some((etcd, version)) = newest_etcd(&etcd_candidates(&cwd, std::env::current_exe().ok().as_deref()), line) {
+        notes.push(format!("--local uses etcd {version} ({})", etcd.display()));
+        spec.etcd_binary = etcd.display().to_string();
+        // below kubeadm's minimum only when this machine has nothing newer: then a lab cluster
+        spec.kubernetes.allow_old_etcd = needs_lab_allowance(&spec, version);
+    }
+    let text = serde_yaml_ng::to_string(&spec).map_err(|e| e.to_string())?;
+    pki::files::write_atomic(&path, text.as_bytes(), 0o644).map_err(|e| e.to_string())?;
+    Ok((path, notes))
+}
+
+/// 8 random hex characters; a failed system RNG is an error, never a fixed token.
+fn hex_token() -> Result<String, String> {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 4];
+    ring::rand::SystemRandom::new()
+        .fill(&mut b)
+        .map_err(|_| "--local: the system's random number generator failed; the cluster token was not made".to_string())?;
+    Ok(hex::encode(b))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,7 @@
 mod adopt;
 mod adopt_crash;
 mod adopt_systemd;
+mod adopt_versions;
 mod bootstrap_local;
 mod bootstrap_ssh;
 mod cfssl_dropin;
