@@ -120,3 +120,36 @@ fn an_adopted_36_member_with_an_experimental_flag_is_refused_before_37() {
     let now: serde_json::Value = serde_json::from_str(&lab.adopt(&eps, &["-w", "json"]).stdout).unwrap();
     assert!(now["members"].as_array().unwrap().iter().all(|m| m["version"].as_str().unwrap_or("").starts_with("3.6.")), "{}", now["members"]);
 }
+
+/// `upgrade` in place across a minor: a lab on the newest 3.6 (its own copies, no setting 3.7
+/// removed) taken to the newest 3.7 under continuous writes: each binary replaced where it runs
+/// from, the same command lines and settings, every acknowledged write kept, cluster version 3.7.
+#[test]
+fn an_adopted_36_cluster_is_upgraded_to_37_in_place() {
+    let root = integration_tests::workspace_root();
+    let (v36, v37) = (root.join(".etcd/go-3.6"), root.join(".etcd/go-3.7"));
+    let said = run_bounded(Command::new(v37.join("etcd")).arg("--version"), Duration::from_secs(10)).assert_ok().stdout;
+    let v = said.lines().find_map(|l| l.strip_prefix("etcd Version: ")).unwrap().trim().to_string();
+    let tmp = tempfile::tempdir().unwrap();
+    let [a, b, c] = integration_tests::cluster::free_subnet(4);
+    let addrs: Vec<String> = (1..=4).map(|i| format!("{a}.{b}.{c}.{i}")).collect();
+    let lab = lab_on(tmp, addrs, vec![], false, Some(v36.canonicalize().unwrap()));
+    let out = tempfile::tempdir().unwrap();
+    let spec = out.path().join("lab.yaml");
+    let eps = lab.endpoints_of(0..3);
+    let r = lab.adopt(&eps, &["-o", spec.to_str().unwrap()]);
+    assert!(spec.is_file(), "{}", r.stderr);
+    let before: serde_json::Value = serde_json::from_str(&lab.adopt(&eps, &["-w", "json"]).stdout).unwrap();
+    let w = Writes::start(&lab, &eps);
+    let up = boot(&spec, &["upgrade", "--to", v37.to_str().unwrap()]);
+    assert!(up.ok(), "{}{}", up.stdout, up.stderr);
+    let n = w.finish(&lab, &eps, 10);
+    eprintln!("{n} writes acknowledged during the upgrade");
+    assert!(up.stdout.contains(&format!("to {v}; cluster version 3.7.0")) && up.stdout.contains("replaced where it runs from"), "{}", up.stdout);
+    let after: serde_json::Value = serde_json::from_str(&lab.adopt(&eps, &["-w", "json"]).stdout).unwrap();
+    for m in after["members"].as_array().unwrap() {
+        assert_eq!(m["version"], v.as_str(), "{}", m["name"]);
+    }
+    assert_eq!(settings(&after), settings(&before), "the same command lines and settings, each from where it came");
+    boot(&spec, &["down"]).assert_ok();
+}
