@@ -12,9 +12,33 @@ pub enum BootError {
     /// A preflight check failed; nothing was started.
     #[error("preflight failed; nothing was started:\n  - {}", .0.join("\n  - "))]
     Preflight(Vec<String>),
-    /// A command on a member's host failed.
+    /// A member's host is not as the step needs it (too little space, a check that failed).
     #[error("member {member} ({host}): {reason}")]
     Host { member: String, host: String, reason: String },
+    /// A script or a file did not reach a member's host, or failed there.
+    #[error("member {member} ({host}): {source}")]
+    Transport {
+        member: String,
+        host: String,
+        #[source]
+        source: Box<TransportError>,
+    },
+    /// A local file could not be read or written.
+    #[error("cannot {op} {}: {source}", .path.display())]
+    Io {
+        path: std::path::PathBuf,
+        op: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A record this tool keeps beside the spec (a resumable step's progress) cannot be read or written.
+    #[error("{}: the record of {what} is damaged: {source}", .path.display())]
+    Record {
+        path: std::path::PathBuf,
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
     /// Certificates could not be issued.
     #[error(transparent)]
     Pki(#[from] pki::PkiError),
@@ -73,6 +97,12 @@ pub enum BootError {
 }
 
 impl BootError {
+    /// `map_err(BootError::on_host(member, host))`: a transport failure on a member's host.
+    pub fn on_host(member: &str, host: &str) -> impl FnOnce(TransportError) -> BootError {
+        let (member, host) = (member.to_string(), host.to_string());
+        move |source| BootError::Transport { member, host, source: Box::new(source) }
+    }
+
     /// The exit code this error ends `etcd-bootstrap` with.
     pub fn exit_code(&self) -> u8 {
         match self {
@@ -83,7 +113,48 @@ impl BootError {
     }
 }
 
+/// Why a script or a file did not reach a host or did not finish there: a caller can tell
+/// "ssh could not connect" from "the script failed" from a timeout.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// The local program (bash, ssh) could not be started.
+    #[error("cannot run {program}: {source}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// ssh could not reach or log in to the host (its exit code 255).
+    #[error("ssh {destination} could not connect: {stderr} (check the host, the key in your agent or ~/.ssh/config, and that sshd runs)")]
+    Connect { destination: String, stderr: String },
+    /// The script ran past its bound and was stopped.
+    #[error("no answer within {}s; stopped it", .limit.as_secs())]
+    TimedOut { limit: std::time::Duration },
+    /// The script ran and failed.
+    #[error("{what} failed (exit {status}): {stderr}")]
+    Failed { what: String, status: String, stderr: String },
+    /// A local file to send could not be read, or a local write failed.
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Files written here (a member on this machine) through pki's atomic writer.
+    #[error(transparent)]
+    Write(#[from] pki::PkiError),
+    /// The host is not one the spec names.
+    #[error("not a member of the spec")]
+    Unknown,
+}
+
 pub type Result<T, E = BootError> = std::result::Result<T, E>;
+
+/// `map_err(io("read", path))`: an I/O error on a local file, keeping its cause.
+pub fn io<P: AsRef<std::path::Path>>(op: &'static str, path: P) -> impl FnOnce(std::io::Error) -> BootError {
+    move |source| BootError::Io { path: path.as_ref().to_path_buf(), op, source }
+}
 
 fn causes_text(causes: &[String]) -> String {
     if causes.is_empty() {

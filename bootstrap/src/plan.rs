@@ -35,7 +35,10 @@ impl MemberPlan {
     }
     /// The member as adopted, or an error for a member this toolkit built.
     pub fn adopted(&self) -> crate::error::Result<&crate::spec::adopted::AdoptedMember> {
-        self.spec.adopted.as_ref().ok_or_else(|| crate::error::BootError::Precondition { what: self.spec.name.clone(), reason: "not an adopted member".into() })
+        self.spec.adopted.as_ref().ok_or_else(|| crate::error::BootError::Precondition {
+            what: format!("work on {} in place", self.spec.name),
+            reason: "it is not an adopted member (the spec has no `adopted` section for it)".into(),
+        })
     }
     pub fn pid_file(&self) -> PathBuf {
         self.spec.run_dir.join(format!("{}.pid", self.spec.name))

@@ -284,11 +284,7 @@ fn inspect_host(req: &Request, m: &mut Member) -> Result<()> {
     m.host = host.clone();
     let transport = crate::host::transport::for_host(&host, &req.ssh_options);
     let limit = Duration::from_secs(30);
-    let out = transport.run(&probe::process_script(&address, port), limit).map_err(|reason| BootError::Host {
-        member: m.name.clone(),
-        host: transport.describe(),
-        reason,
-    })?;
+    let out = transport.run(&probe::process_script(&address, port), limit).map_err(BootError::on_host(&m.name, &transport.describe()))?;
     let facts = match probe::parse_process(&out) {
         Ok(f) => f,
         Err(why) => {
@@ -300,11 +296,8 @@ fn inspect_host(req: &Request, m: &mut Member) -> Result<()> {
     let config_file = effective::config_file_of(&facts.argv, &facts.environ, &facts.cwd);
     let config_text = match &config_file {
         Some(f) => {
-            let out = transport.run(&probe::files_script(facts.pid, &[(f.clone(), true)]), limit).map_err(|reason| BootError::Host {
-                member: m.name.clone(),
-                host: transport.describe(),
-                reason,
-            })?;
+            let out =
+                transport.run(&probe::files_script(facts.pid, &[(f.clone(), true)]), limit).map_err(BootError::on_host(&m.name, &transport.describe()))?;
             probe::parse_files(&out).0.into_iter().next().and_then(|f| f.content).map(|c| String::from_utf8_lossy(&c).into_owned())
         }
         None => None,
@@ -322,11 +315,7 @@ fn inspect_host(req: &Request, m: &mut Member) -> Result<()> {
     wanted.extend(environment_files(&facts).into_iter().map(|f| (f, true)));
     let mut seen = std::collections::HashSet::new();
     wanted.retain(|(p, _)| seen.insert(p.clone()));
-    let out = transport.run(&probe::files_script(facts.pid, &wanted), limit).map_err(|reason| BootError::Host {
-        member: m.name.clone(),
-        host: transport.describe(),
-        reason,
-    })?;
+    let out = transport.run(&probe::files_script(facts.pid, &wanted), limit).map_err(BootError::on_host(&m.name, &transport.describe()))?;
     let (files, missing, keys) = probe::parse_files(&out);
     m.certs = config
         .tls_files()

@@ -194,11 +194,11 @@ impl Store {
     }
 
     fn send_parts(&self, key: &str, id: &str, file: &Path) -> Result<(u64, String)> {
-        let mut f = std::fs::File::open(file).map_err(|e| BootError::Output { path: file.display().to_string(), reason: e.to_string() })?;
+        let mut f = std::fs::File::open(file).map_err(crate::error::io("open", file))?;
         let mut buf = vec![0u8; PART];
         let (mut etags, mut total, mut hash) = (Vec::new(), 0u64, sha2::Sha256::new());
         loop {
-            let n = read_full(&mut f, &mut buf).map_err(|e| BootError::Output { path: file.display().to_string(), reason: e.to_string() })?;
+            let n = read_full(&mut f, &mut buf).map_err(crate::error::io("read", file))?;
             if n == 0 && !etags.is_empty() {
                 break;
             }
@@ -322,11 +322,7 @@ pub fn fetch(url: &str, settings: &Settings, dir: &Path, progress: &crate::progr
     let (location, name) = parse_object(url).map_err(|reason| BootError::Offsite { url: url.to_string(), reason })?;
     let store = Store::new(&location, settings)?;
     let suffix = if name.ends_with(".age") { ".db.age" } else { ".db" };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".restore-")
-        .suffix(suffix)
-        .tempfile_in(dir)
-        .map_err(|e| BootError::Output { path: dir.display().to_string(), reason: e.to_string() })?;
+    let mut tmp = tempfile::Builder::new().prefix(".restore-").suffix(suffix).tempfile_in(dir).map_err(crate::error::io("create a file in", dir))?;
     let t = std::time::Instant::now();
     let (bytes, _) = store.download(&location.key(&name), tmp.as_file_mut())?;
     progress.step("snapshot", &format!("{url}: {bytes} bytes fetched"), Some(t.elapsed()));

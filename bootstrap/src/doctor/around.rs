@@ -49,7 +49,7 @@ fn node_files(ctx: &Ctx, opts: &Options) -> Vec<Check> {
     let plan = ctx.plan;
     let trusted = trusted_cas(ctx);
     let nodes: Vec<&crate::spec::NodeSpec> = plan.loaded.spec.kubernetes.control_plane_nodes.iter().filter(|n| n.host.is_some()).collect();
-    let read: Vec<Result<crate::host::transport::ScriptOutput, String>> = std::thread::scope(|s| {
+    let read: Vec<Result<crate::host::transport::ScriptOutput, crate::host::transport::TransportError>> = std::thread::scope(|s| {
         let handles: Vec<_> = nodes
             .iter()
             .map(|n| {
@@ -59,7 +59,7 @@ fn node_files(ctx: &Ctx, opts: &Options) -> Vec<Check> {
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("the read panicked".into()))).collect()
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
     });
     let mut out = Vec::new();
     for (n, r) in nodes.iter().zip(read) {
@@ -67,7 +67,7 @@ fn node_files(ctx: &Ctx, opts: &Options) -> Vec<Check> {
         let files = match r {
             Ok(o) => parse_public_files(&o),
             Err(e) => {
-                out.push(check("apiserver-files", node, Level::Unknown, e, "check that the node answers (ssh)"));
+                out.push(check("apiserver-files", node, Level::Unknown, e.to_string(), "check that the node answers (ssh)"));
                 continue;
             }
         };

@@ -132,7 +132,7 @@ pub fn write_textfile(dir: &std::path::Path, text: &str) -> crate::error::Result
     use std::os::unix::fs::PermissionsExt;
     crate::spec::rules::trusted_dir("--textfile", dir, pki::safe_fs::Writes::ReplaceByRename)?;
     let path = dir.join("etcd_bootstrap.prom");
-    let fail = |e: std::io::Error| crate::error::BootError::Output { path: path.display().to_string(), reason: e.to_string() };
+    let fail = |e: std::io::Error| crate::error::io("write", &path)(e);
     let mut tmp = tempfile::Builder::new().prefix(".etcd_bootstrap.prom.").tempfile_in(dir).map_err(fail)?;
     tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(fail)?;
     tmp.write_all(text.as_bytes()).map_err(fail)?;

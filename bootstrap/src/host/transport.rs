@@ -4,6 +4,7 @@
 //! script to the same host shares one SSH connection (OpenSSH ControlMaster), so a step costs a
 //! round trip, not a TCP + key exchange + authentication each time.
 
+pub use crate::error::TransportError;
 use crate::spec::MemberSpec;
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
@@ -35,6 +36,19 @@ impl ScriptOutput {
     }
 }
 
+impl TransportError {
+    /// A script that ran and failed, with its exit status and stderr.
+    pub fn failed(what: &str, out: &ScriptOutput) -> TransportError {
+        TransportError::Failed { what: what.to_string(), status: out.status(), stderr: out.stderr.trim().to_string() }
+    }
+}
+
+type Outcome<T> = Result<T, TransportError>;
+
+fn io_error(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> TransportError + '_ {
+    move |source| TransportError::Io { path: path.display().to_string(), source }
+}
+
 /// Runs scripts on a member's host.
 pub trait Transport: Send + Sync {
     /// `local`, or `ssh DEST`.
@@ -46,28 +60,28 @@ pub trait Transport: Send + Sync {
         false
     }
     /// Runs `script` with bash; the whole run is bounded by `limit`.
-    fn run(&self, script: &str, limit: Duration) -> Result<ScriptOutput, String>;
+    fn run(&self, script: &str, limit: Duration) -> Outcome<ScriptOutput>;
 
     /// Puts files (path, mode, contents) atomically, leaving identical ones alone; returns how
     /// many were written. By default one delivery script; `Local` writes them directly.
-    fn deliver(&self, files: &[(String, u32, Vec<u8>)], limit: Duration) -> Result<usize, String> {
+    fn deliver(&self, files: &[(String, u32, Vec<u8>)], limit: Duration) -> Outcome<usize> {
         let out = self.run(&crate::host::scripts::deliver(files), limit)?;
         if !out.ok() {
-            return Err(format!("delivering files failed (exit {}): {}", out.status(), out.stderr.trim()));
+            return Err(TransportError::failed("delivering files", &out));
         }
         Ok(out.stdout.matches("written ").count())
     }
 
     /// Puts one large file (an etcd binary) atomically with `mode`. By default the same as
     /// [`Transport::deliver`]; `Ssh` streams the bytes instead of embedding them in a script.
-    fn put_file(&self, path: &str, mode: u32, data: &[u8], limit: Duration) -> Result<(), String> {
+    fn put_file(&self, path: &str, mode: u32, data: &[u8], limit: Duration) -> Outcome<()> {
         self.deliver(&[(path.to_string(), mode, data.to_vec())], limit).map(|_| ())
     }
 
     /// Puts the local file `src` at `path` (atomically, `mode`) without holding it in memory:
     /// a snapshot may be gigabytes. By default read whole and passed to `put_file`.
-    fn put_path(&self, path: &str, mode: u32, src: &std::path::Path, limit: Duration) -> Result<(), String> {
-        let data = std::fs::read(src).map_err(|e| format!("{}: {e}", src.display()))?;
+    fn put_path(&self, path: &str, mode: u32, src: &std::path::Path, limit: Duration) -> Outcome<()> {
+        let data = std::fs::read(src).map_err(io_error(src))?;
         self.put_file(path, mode, &data, limit)
     }
 }
@@ -81,29 +95,29 @@ impl Transport for Local {
     fn shares_files(&self) -> bool {
         true
     }
-    fn run(&self, script: &str, limit: Duration) -> Result<ScriptOutput, String> {
+    fn run(&self, script: &str, limit: Duration) -> Outcome<ScriptOutput> {
         run_with_stdin(Command::new("bash").arg("-s"), script.as_bytes(), limit)
     }
 
     /// A copy through a private temporary beside `path` (0600 until chmod), then rename.
-    fn put_path(&self, path: &str, mode: u32, src: &std::path::Path, _limit: Duration) -> Result<(), String> {
+    fn put_path(&self, path: &str, mode: u32, src: &std::path::Path, _limit: Duration) -> Outcome<()> {
         use std::os::unix::fs::PermissionsExt;
         let dest = std::path::Path::new(path);
         let dir = dest.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let mut tmp = tempfile::Builder::new().prefix(".put-").tempfile_in(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let mut from = std::fs::File::open(src).map_err(|e| format!("{}: {e}", src.display()))?;
-        std::io::copy(&mut from, tmp.as_file_mut()).map_err(|e| format!("{path}: {e}"))?;
-        tmp.as_file().sync_all().map_err(|e| format!("{path}: {e}"))?;
-        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(mode)).map_err(|e| format!("{path}: {e}"))?;
-        tmp.persist(dest).map_err(|e| format!("{path}: {}", e.error))?;
+        std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+        let mut tmp = tempfile::Builder::new().prefix(".put-").tempfile_in(dir).map_err(io_error(dir))?;
+        let mut from = std::fs::File::open(src).map_err(io_error(src))?;
+        std::io::copy(&mut from, tmp.as_file_mut()).map_err(io_error(dest))?;
+        tmp.as_file().sync_all().map_err(io_error(dest))?;
+        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(mode)).map_err(io_error(dest))?;
+        tmp.persist(dest).map_err(|e| io_error(dest)(e.error))?;
         Ok(())
     }
 
     /// The same contract as the script, without a shell: pki's all-or-nothing atomic writes.
-    fn deliver(&self, files: &[(String, u32, Vec<u8>)], _limit: Duration) -> Result<usize, String> {
+    fn deliver(&self, files: &[(String, u32, Vec<u8>)], _limit: Duration) -> Outcome<usize> {
         let planned: Vec<pki::files::PlannedFile> = files.iter().map(|(p, mode, data)| pki::files::PlannedFile::new(p, data.clone(), *mode)).collect();
-        let outcomes = pki::files::write_all(&planned, true).map_err(|e| e.to_string())?;
+        let outcomes = pki::files::write_all(&planned, true)?;
         Ok(outcomes.iter().filter(|o| **o != pki::files::Outcome::Unchanged).count())
     }
 }
@@ -118,39 +132,35 @@ impl Transport for Ssh {
     fn describe(&self) -> String {
         format!("ssh {}", self.destination)
     }
-    fn run(&self, script: &str, limit: Duration) -> Result<ScriptOutput, String> {
+    fn run(&self, script: &str, limit: Duration) -> Outcome<ScriptOutput> {
         let mut cmd = self.command();
         cmd.args(["bash", "-s"]);
         let out = run_with_stdin(&mut cmd, script.as_bytes(), limit)?;
         if out.code == Some(255) {
-            return Err(format!(
-                "ssh {} failed: {} (check the host, the key in your agent or ~/.ssh/config, and that sshd runs)",
-                self.destination,
-                out.stderr.trim()
-            ));
+            return Err(TransportError::Connect { destination: self.destination.clone(), stderr: out.stderr.trim().to_string() });
         }
         Ok(out)
     }
 
-    fn put_file(&self, path: &str, mode: u32, data: &[u8], limit: Duration) -> Result<(), String> {
+    fn put_file(&self, path: &str, mode: u32, data: &[u8], limit: Duration) -> Outcome<()> {
         self.put(path, mode, Input::Bytes(data), limit)
     }
 
-    fn put_path(&self, path: &str, mode: u32, src: &std::path::Path, limit: Duration) -> Result<(), String> {
+    fn put_path(&self, path: &str, mode: u32, src: &std::path::Path, limit: Duration) -> Outcome<()> {
         self.put(path, mode, Input::File(src), limit)
     }
 }
 
 impl Ssh {
-    fn put(&self, path: &str, mode: u32, input: Input, limit: Duration) -> Result<(), String> {
+    fn put(&self, path: &str, mode: u32, input: Input, limit: Duration) -> Outcome<()> {
         let mut cmd = self.command();
         // one word for the remote shell: sh -c '<script>'
         cmd.arg(format!("sh -c {}", crate::plan::sh_quote(&put_file_script(path, mode))));
         let out = run_with_input(&mut cmd, input, limit)?;
-        if out.ok() {
-            Ok(())
-        } else {
-            Err(format!("writing {path} failed (exit {}): {}", out.code.map_or("none".into(), |c| c.to_string()), out.stderr.trim()))
+        match out.code {
+            Some(0) => Ok(()),
+            Some(255) => Err(TransportError::Connect { destination: self.destination.clone(), stderr: out.stderr.trim().to_string() }),
+            _ => Err(TransportError::failed(&format!("writing {path}"), &out)),
         }
     }
 }
@@ -256,24 +266,27 @@ enum Input<'a> {
     File(&'a std::path::Path),
 }
 
-fn run_with_stdin(cmd: &mut Command, input: &[u8], limit: Duration) -> Result<ScriptOutput, String> {
+fn run_with_stdin(cmd: &mut Command, input: &[u8], limit: Duration) -> Outcome<ScriptOutput> {
     run_with_input(cmd, Input::Bytes(input), limit)
 }
 
-fn run_with_input(cmd: &mut Command, input: Input, limit: Duration) -> Result<ScriptOutput, String> {
+fn run_with_input(cmd: &mut Command, input: Input, limit: Duration) -> Outcome<ScriptOutput> {
     let stdin = match input {
         Input::Bytes(_) => Stdio::piped(),
-        Input::File(p) => Stdio::from(std::fs::File::open(p).map_err(|e| format!("{}: {e}", p.display()))?),
+        Input::File(p) => Stdio::from(std::fs::File::open(p).map_err(io_error(p))?),
     };
-    let mut child = cmd.stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().map_err(|e| format!("cannot run {:?}: {e}", cmd.get_program()))?;
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let spawn_error = |source| TransportError::Spawn { program: program.clone(), source };
+    let mut child = cmd.stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().map_err(spawn_error)?;
     if let (Some(mut stdin), Input::Bytes(data)) = (child.stdin.take(), input) {
         let data = data.to_vec();
         std::thread::spawn(move || {
             let _ = stdin.write_all(&data);
         });
     }
-    let mut out = child.stdout.take().ok_or("no stdout")?;
-    let mut err = child.stderr.take().ok_or("no stderr")?;
+    let no_pipe = || spawn_error(std::io::Error::other("no pipe to the child"));
+    let mut out = child.stdout.take().ok_or_else(no_pipe)?;
+    let mut err = child.stderr.take().ok_or_else(no_pipe)?;
     let t_out = std::thread::spawn(move || {
         let mut s = String::new();
         let _ = out.read_to_string(&mut s);
@@ -291,10 +304,10 @@ fn run_with_input(cmd: &mut Command, input: Input, limit: Duration) -> Result<Sc
             Ok(None) if started.elapsed() > limit => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("no answer within {}s; stopped it", limit.as_secs()));
+                return Err(TransportError::TimedOut { limit });
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(5)),
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(spawn_error(e)),
         }
     };
     Ok(ScriptOutput { code: status.code(), stdout: t_out.join().unwrap_or_default(), stderr: t_err.join().unwrap_or_default() })
@@ -320,5 +333,19 @@ mod tests {
         assert!(!canary.exists());
         let dir = std::path::Path::new(&path).parent().unwrap();
         assert_eq!(std::fs::read_dir(dir).unwrap().count(), 1, "no temporary left");
+    }
+
+    #[test]
+    fn a_caller_tells_a_timeout_from_a_failed_script_from_a_refused_connection() {
+        let slow = Local.run("sleep 5", Duration::from_millis(200)).unwrap_err();
+        assert!(matches!(slow, TransportError::TimedOut { .. }), "{slow:?}");
+        let failed = Local.run("echo broken >&2; exit 3", Duration::from_secs(10)).unwrap();
+        assert_eq!((failed.code, TransportError::failed("the step", &failed).to_string()), (Some(3), "the step failed (exit 3): broken".to_string()));
+        // port 1 on loopback: nothing listens, ssh gives up with its code 255
+        let ssh = Ssh { destination: "nobody@127.0.0.1".into(), options: vec!["-p".into(), "1".into()] };
+        let refused = ssh.run("true", Duration::from_secs(20)).unwrap_err();
+        assert!(matches!(&refused, TransportError::Connect { destination, .. } if destination == "nobody@127.0.0.1"), "{refused:?}");
+        assert!(refused.to_string().contains("could not connect"), "{refused}");
+        close_shared_connections();
     }
 }

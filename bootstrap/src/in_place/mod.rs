@@ -37,7 +37,7 @@ impl Ctx<'_> {
     pub(crate) fn read_in_place(&self, m: &MemberPlan) -> Result<MemberFiles> {
         let a = adopted(m)?;
         let stale = |why: String| BootError::Precondition {
-            what: m.spec.name.clone(),
+            what: format!("work on {} in place", m.spec.name),
             reason: format!("{why}; the spec describes it as adopted: run `etcd-bootstrap adopt ... -o NEW-SPEC` again"),
         };
         let out = self.run_on(m, &probe::process_script(&m.spec.address.to_string(), m.spec.client_port))?;
@@ -67,7 +67,7 @@ impl Ctx<'_> {
 pub fn certs_report(ctx: &Ctx, threshold: pki::expiry::Threshold) -> Result<pki::expiry::Report> {
     let a =
         ctx.plan.loaded.spec.adopted.as_ref().ok_or_else(|| BootError::Precondition { what: "certs check".into(), reason: "not an adopted cluster".into() })?;
-    let ca_pem = std::fs::read(&a.cacert).map_err(|e| BootError::Output { path: a.cacert.display().to_string(), reason: e.to_string() })?;
+    let ca_pem = std::fs::read(&a.cacert).map_err(crate::error::io("read", &a.cacert))?;
     let ca_der = pki::pemfile::first_certificate(&ca_pem, &a.cacert.display().to_string())?;
     let mut authorities = vec![pki::expiry::check_file("etcd-ca", &a.cacert, a.ca_key.as_deref(), None, None, threshold)];
     let mut certificates = Vec::new();
@@ -285,7 +285,7 @@ pub(crate) fn deliver_trust(ctx: &Ctx, m: &MemberPlan, ca_pem: &[u8]) -> Result<
 pub(crate) fn issue_own_client(plan: &crate::plan::Plan, ca: &pki::ca::Ca, cert: &Path, key: &Path) -> Result<()> {
     let a =
         plan.loaded.spec.adopted.as_ref().ok_or_else(|| BootError::Precondition { what: "issue a client".into(), reason: "not an adopted cluster".into() })?;
-    let old = std::fs::read(&a.cert).map_err(|e| BootError::Output { path: a.cert.display().to_string(), reason: e.to_string() })?;
+    let old = std::fs::read(&a.cert).map_err(crate::error::io("read", &a.cert))?;
     let der = pki::pemfile::first_certificate(&old, &a.cert.display().to_string())?;
     let template = pki::renew::template_from_cert(&der, plan.issue.validity, &a.cert.display().to_string())?;
     let k = pki::keys::PrivateKey::generate(plan.issue.algorithm)?;

@@ -275,11 +275,7 @@ pub(crate) fn forget_joiner(ctx: &Ctx, m: &MemberPlan) -> Result<()> {
         f = q(&f)
     );
     let out = ctx.run_on(m, &script)?;
-    if out.ok() {
-        Ok(())
-    } else {
-        Err(BootError::Precondition { what: format!("replace {}", m.spec.name), reason: format!("removing {f}: {}", out.stderr.trim()) })
-    }
+    if out.ok() { Ok(()) } else { Err(crate::run::live::host_err(m, &format!("removing {f}"), &out)) }
 }
 
 #[cfg(test)]

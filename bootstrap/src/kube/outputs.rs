@@ -19,7 +19,7 @@ pub struct Written {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| BootError::Output { path: path.display().to_string(), reason: e.to_string() })
+    std::fs::read(path).map_err(crate::error::io("read", path))
 }
 
 /// The Kubernetes CA in the operator's PKI dir (`kubernetes/ca.crt`, `ca.key`), created once.

@@ -58,7 +58,7 @@ fn withdraw_certificates(ctx: &Ctx, m: &MemberPlan) -> Result<()> {
             match std::fs::remove_file(path) {
                 Ok(()) => removed += 1,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(BootError::Output { path: path.display().to_string(), reason: format!("cannot remove it: {e}") }),
+                Err(e) => return Err(crate::error::io("remove", &path)(e)),
             }
         }
     }

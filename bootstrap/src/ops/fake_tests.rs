@@ -158,7 +158,7 @@ fn rotations_refuse_when_a_host_does_not_answer_before_their_first_change() {
     let world = fakes::world(&c.plan);
     fail(&world, "etcd-3", "free-space");
     let e = c.run(&world, OpKind::RotateCerts, None, "rotate certs", |ctx| super::rotate_certs::rotate_certs(ctx, true, WAIT)).unwrap_err().to_string();
-    assert!(e.starts_with("refusing to rotate: member etcd-3 (fake etcd-3): ssh: connect to host"), "{e}");
+    assert!(e.starts_with("refusing to rotate: member etcd-3 (fake etcd-3): ssh etcd-3 could not connect: ssh: connect to host"), "{e}");
     let e = c
         .run(&world, OpKind::RotateCa, None, "rotate ca", |ctx| super::rotate_ca::rotate_ca(ctx, super::rotate_ca::Request::StartOrResume, WAIT))
         .unwrap_err()

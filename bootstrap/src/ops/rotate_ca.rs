@@ -81,7 +81,7 @@ fn adopted_client_paths(plan: &Plan) -> (PathBuf, PathBuf) {
 }
 
 fn read(p: &Path) -> Result<Vec<u8>> {
-    std::fs::read(p).map_err(|e| BootError::Output { path: p.display().to_string(), reason: e.to_string() })
+    std::fs::read(p).map_err(crate::error::io("read", p))
 }
 
 fn save(plan: &Plan, state: &RotationState) -> Result<()> {
@@ -169,11 +169,7 @@ fn deliver_to_nodes(plan: &Plan, outcome: Outcome, progress: &Progress) -> Resul
             files.push((f.to_string(), mode, read(&src)?));
         }
         let t = crate::host::transport::for_host(n.host.as_deref().unwrap_or("local"), &n.ssh_options);
-        let written = t.deliver(&files, crate::run::live::SCRIPT_LIMIT).map_err(|reason| BootError::Host {
-            member: n.name.clone(),
-            host: t.describe(),
-            reason: format!("delivering kube-apiserver's files: {reason}"),
-        })?;
+        let written = t.deliver(&files, crate::run::live::SCRIPT_LIMIT).map_err(BootError::on_host(&n.name, &t.describe()))?;
         progress.step(&format!("deliver {}", n.name), &format!("{written} of {} file(s) written over {}", files.len(), t.describe()), None);
     }
     Ok(())
@@ -253,16 +249,23 @@ fn begin(ctx: &Ctx) -> Result<RotationState> {
 fn restart_stopped_members(ctx: &Ctx, wait: Duration) -> Result<()> {
     let plan = ctx.plan;
     let deadline = Instant::now() + wait;
+    // the last failed start is kept: past the deadline it is the likely cause
+    let mut failed_start: Option<BootError> = None;
     loop {
         for m in &plan.members {
-            let _ = ctx.start_member(m);
+            match ctx.start_member(m) {
+                Ok(out) if !out.ok() => failed_start = Some(crate::run::live::host_err(m, "starting etcd", &out)),
+                Ok(_) => {}
+                Err(e) => failed_start = Some(e),
+            }
         }
         let v = ctx.verdict()?;
         if v.state == ClusterState::Healthy {
             return Ok(());
         }
         if Instant::now() > deadline {
-            return Err(BootError::NotHealthy(format!("cannot resume: not HEALTHY within {}s ({})", wait.as_secs(), v.summary)));
+            let cause = failed_start.map(|e| format!("; last failed start: {e}")).unwrap_or_default();
+            return Err(BootError::NotHealthy(format!("cannot resume: not HEALTHY within {}s ({}){cause}", wait.as_secs(), v.summary)));
         }
         std::thread::sleep(Duration::from_millis(500));
     }

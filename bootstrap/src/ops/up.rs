@@ -99,7 +99,7 @@ fn check_certificates(plan: &Plan) -> Result<()> {
     for m in &plan.members {
         for role in [Role::Server(m.spec.name.clone()), Role::Peer(m.spec.name.clone())] {
             let path = pki.leaf(&role).cert;
-            let text = std::fs::read(&path).map_err(|e| BootError::Output { path: path.display().to_string(), reason: e.to_string() })?;
+            let text = std::fs::read(&path).map_err(crate::error::io("read", &path))?;
             let der = pki::pemfile::first_certificate(&text, &path.display().to_string())?;
             let info = pki::inspect::cert_info(&der, &path.display().to_string())?;
             if !info.typed_sans.contains(&format!("IP:{}", m.spec.address)) {

@@ -10,7 +10,7 @@
 //! operation that fails or is killed before it leaves nothing under way.
 
 use crate::error::{BootError, Result};
-use crate::host::transport::{ScriptOutput, Transport};
+use crate::host::transport::{ScriptOutput, Transport, TransportError};
 use crate::journal::{Admission, Entry, OpKind, Request, Standing, UnderWay, admit};
 use crate::plan::{MemberPlan, Plan};
 use crate::progress::Progress;
@@ -56,8 +56,8 @@ impl Transport for NoTransport {
     fn describe(&self) -> String {
         "no transport".into()
     }
-    fn run(&self, _: &str, _: Duration) -> std::result::Result<ScriptOutput, String> {
-        Err("not a member of the spec".into())
+    fn run(&self, _: &str, _: Duration) -> std::result::Result<ScriptOutput, TransportError> {
+        Err(TransportError::Unknown)
     }
 }
 

@@ -5,7 +5,7 @@
 //! milliseconds.
 
 use crate::error::{BootError, Result};
-use crate::host::transport::{ScriptOutput, Transport};
+use crate::host::transport::{ScriptOutput, Transport, TransportError};
 use crate::plan::Plan;
 use crate::run::context::{Hosts, Seams};
 use crate::run::etcd_view::EtcdView;
@@ -133,12 +133,12 @@ impl Transport for FakeHost {
     fn describe(&self) -> String {
         format!("fake {}", self.member)
     }
-    fn run(&self, script: &str, _: Duration) -> std::result::Result<ScriptOutput, String> {
+    fn run(&self, script: &str, _: Duration) -> std::result::Result<ScriptOutput, TransportError> {
         let k = kind(script);
         let mut w = lock(&self.world);
         w.events.push(format!("{}: {k}", self.member));
         if w.failing.contains(&(self.member.clone(), k.to_string())) {
-            return Err("ssh: connect to host: No route to host".into());
+            return Err(TransportError::Connect { destination: self.member.clone(), stderr: "ssh: connect to host: No route to host".into() });
         }
         Ok(match k {
             "retire" | "stop" => {
@@ -179,11 +179,11 @@ impl Transport for FakeHost {
             _ => out(""),
         })
     }
-    fn deliver(&self, files: &[(String, u32, Vec<u8>)], _: Duration) -> std::result::Result<usize, String> {
+    fn deliver(&self, files: &[(String, u32, Vec<u8>)], _: Duration) -> std::result::Result<usize, TransportError> {
         let mut w = lock(&self.world);
         w.events.push(format!("{}: deliver {}", self.member, files.len()));
         if w.failing.contains(&(self.member.clone(), "deliver".to_string())) {
-            return Err("ssh: connect to host: No route to host".into());
+            return Err(TransportError::Connect { destination: self.member.clone(), stderr: "ssh: connect to host: No route to host".into() });
         }
         w.half_delivered.remove(&self.member);
         for (path, _, data) in files {

@@ -47,7 +47,7 @@ impl Store {
     }
 
     fn io_err(&self, path: &Path, source: std::io::Error) -> BootError {
-        BootError::Journal { path: path.display().to_string(), reason: source.to_string() }
+        BootError::Io { path: path.to_path_buf(), op: "use the journal file", source }
     }
 
     fn open_lock_file(&self, name: &str) -> Result<File> {
@@ -101,8 +101,11 @@ impl Store {
         rustix::fs::flock(&lock, FlockOperation::LockExclusive).map_err(|e| self.io_err(&self.dir.join("edit.lock"), e.into()))?;
         let mut journal = self.read()?;
         let out = f(&mut journal);
-        let json =
-            serde_json::to_string_pretty(&journal).map_err(|e| BootError::Journal { path: self.path().display().to_string(), reason: e.to_string() })? + "\n";
+        let json = serde_json::to_string_pretty(&journal).map_err(|source| BootError::Record {
+            path: self.path(),
+            what: "operations (the journal)".into(),
+            source,
+        })? + "\n";
         pki::files::write_atomic(&self.path(), json.as_bytes(), 0o644)?;
         Ok(out)
     }

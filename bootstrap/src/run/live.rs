@@ -7,7 +7,7 @@
 
 use crate::error::{BootError, Result};
 use crate::host::scripts;
-use crate::host::transport::ScriptOutput;
+use crate::host::transport::{ScriptOutput, TransportError};
 use crate::plan::{MemberPlan, Plan};
 use crate::run::context::Ctx;
 use etcdctl_lite::quorum::{ClusterState, MemberState, Role as QRole, Verdict};
@@ -31,7 +31,7 @@ pub(crate) fn own_files(m: &MemberPlan, keep: impl Fn(&crate::plan::Delivery) ->
 }
 
 pub(crate) fn host_err(m: &MemberPlan, what: &str, out: &ScriptOutput) -> BootError {
-    BootError::Host { member: m.spec.name.clone(), host: m.spec.host.clone(), reason: format!("{what} failed (exit {}): {}", out.status(), out.stderr.trim()) }
+    BootError::on_host(&m.spec.name, &m.spec.host)(TransportError::failed(what, out))
 }
 
 pub(crate) use crate::run::records::{load_record, save_record};
@@ -71,22 +71,22 @@ pub(crate) fn ensure_crl(plan: &Plan) -> Result<()> {
 }
 
 impl Ctx<'_> {
-    fn host_error(&self, m: &MemberPlan, reason: String) -> BootError {
-        BootError::Host { member: m.spec.name.clone(), host: self.transport(m).describe(), reason }
+    fn host_error(&self, m: &MemberPlan, source: TransportError) -> BootError {
+        BootError::on_host(&m.spec.name, &self.transport(m).describe())(source)
     }
 
     pub(crate) fn run_on(&self, m: &MemberPlan, script: &str) -> Result<ScriptOutput> {
-        self.transport(m).run(script, SCRIPT_LIMIT).map_err(|reason| self.host_error(m, reason))
+        self.transport(m).run(script, SCRIPT_LIMIT).map_err(|e| self.host_error(m, e))
     }
 
     /// Delivers `(path, mode, bytes)` files to the member's host; returns how many changed.
     pub(crate) fn deliver(&self, m: &MemberPlan, files: &[(String, u32, Vec<u8>)]) -> Result<usize> {
-        self.transport(m).deliver(files, SCRIPT_LIMIT).map_err(|reason| self.host_error(m, reason))
+        self.transport(m).deliver(files, SCRIPT_LIMIT).map_err(|e| self.host_error(m, e))
     }
 
     /// Writes one file (binaries: streamed, not held in a script) on the member's host.
     pub(crate) fn put_file(&self, m: &MemberPlan, path: &str, mode: u32, data: &[u8]) -> Result<()> {
-        self.transport(m).put_file(path, mode, data, SCRIPT_LIMIT).map_err(|reason| self.host_error(m, reason))
+        self.transport(m).put_file(path, mode, data, SCRIPT_LIMIT).map_err(|e| self.host_error(m, e))
     }
 
     /// Sends the local file `src` to the member's host (streamed: never held in memory), bounded
@@ -94,7 +94,7 @@ impl Ctx<'_> {
     pub(crate) fn put_path(&self, m: &MemberPlan, path: &str, mode: u32, src: &std::path::Path) -> Result<()> {
         let size = std::fs::metadata(src).map(|md| md.len()).unwrap_or(0);
         let limit = SCRIPT_LIMIT + Duration::from_secs(size / 10_000_000);
-        self.transport(m).put_path(path, mode, src, limit).map_err(|reason| self.host_error(m, reason))
+        self.transport(m).put_path(path, mode, src, limit).map_err(|e| self.host_error(m, e))
     }
 
     /// Starts a member: under systemd its unit file is delivered first, as a file (never through
@@ -179,7 +179,7 @@ impl Ctx<'_> {
     /// operator's PKI directory: etcd re-reads its certificate on every handshake.
     pub(crate) fn wait_serves_own_certificate(&self, m: &MemberPlan, wait: Duration) -> Result<()> {
         let path = self.plan.pki().leaf(&Role::Server(m.spec.name.clone())).cert;
-        let pem = std::fs::read(&path).map_err(|e| BootError::Output { path: path.display().to_string(), reason: e.to_string() })?;
+        let pem = std::fs::read(&path).map_err(crate::error::io("read", &path))?;
         let want = pki::pemfile::first_certificate(&pem, &path.display().to_string())?;
         self.wait_serves(m, &want, wait)
     }

@@ -10,17 +10,17 @@ use std::path::PathBuf;
 /// An operation's progress record (`pki/etcd/NAME.json`), if one is there. A damaged record is
 /// an error that says what it was for: an operation never guesses where it stands.
 pub(crate) fn load_record<T: serde::de::DeserializeOwned>(path: &std::path::Path, what: &str) -> Result<Option<T>> {
-    let err = |reason: String| BootError::Output { path: path.display().to_string(), reason };
     match std::fs::read(path) {
-        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| err(format!("{e}; the record of {what} is damaged"))),
+        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|source| BootError::Record { path: path.to_path_buf(), what: what.to_string(), source }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(err(e.to_string())),
+        Err(e) => Err(crate::error::io("read", path)(e)),
     }
 }
 
 /// Writes an operation's progress record atomically.
 pub(crate) fn save_record<T: serde::Serialize>(path: &std::path::Path, record: &T, mode: u32) -> Result<()> {
-    let json = serde_json::to_string_pretty(record).map_err(|e| BootError::Output { path: path.display().to_string(), reason: e.to_string() })? + "\n";
+    let json =
+        serde_json::to_string_pretty(record).map_err(|source| BootError::Record { path: path.to_path_buf(), what: "this operation".into(), source })? + "\n";
     pki::files::write_atomic(path, json.as_bytes(), mode)?;
     Ok(())
 }
