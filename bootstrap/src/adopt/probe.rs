@@ -4,8 +4,8 @@
 //! returns is base64 (NUL-separated /proc files, file contents) and parsed here, never by a
 //! shell.
 
+use crate::host::script::{Script, body};
 use crate::host::transport::ScriptOutput;
-use crate::plan::sh_quote as q;
 use base64::Engine;
 use std::path::PathBuf;
 
@@ -13,36 +13,7 @@ use std::path::PathBuf;
 /// name): its pid, start time, identity, argv, environment, working directory and cgroup, and
 /// the systemd unit or static-pod manifest that runs it.
 pub fn process_script(address: &str, port: u16) -> String {
-    format!(
-        r#"set -u
-addr={addr}; port={port}
-b64() {{ base64 -w0 < "$1" 2>/dev/null; echo; }}
-# the listener: the member's own address, or a wildcard one
-line=$(ss -Hltnp "sport = :$port" 2>/dev/null | awk -v a="$addr:$port" -v b="[$addr]:$port" -v p=":$port" '$4==a || $4==b || $4=="0.0.0.0"p || $4=="*"p || $4=="[::]"p {{print; exit}}')
-[ -n "$line" ] || {{ echo "listener=none"; exit 0; }}
-pid=$(printf '%s\n' "$line" | sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -n1)
-[ -n "$pid" ] && [ -d "/proc/$pid" ] || {{ echo "listener=unreadable"; exit 0; }}
-echo "pid=$pid"
-echo "start=$(awk '{{print $22}}' "/proc/$pid/stat" 2>/dev/null)"
-echo "comm=$(cat "/proc/$pid/comm" 2>/dev/null)"
-echo "exe=$(printf %s "$(readlink "/proc/$pid/exe" 2>/dev/null)" | base64 -w0)"
-echo "cwd=$(printf %s "$(readlink "/proc/$pid/cwd" 2>/dev/null)" | base64 -w0)"
-echo "cmdline=$(b64 "/proc/$pid/cmdline")"
-echo "environ=$(b64 "/proc/$pid/environ")"
-echo "cgroup=$(b64 "/proc/$pid/cgroup")"
-unit=$(sed -n 's#^0::.*/\([^/]*\.service\)$#\1#p; s#^[0-9]*:name=systemd:.*/\([^/]*\.service\)$#\1#p' "/proc/$pid/cgroup" 2>/dev/null | head -n1)
-if [ -n "$unit" ] && command -v systemctl >/dev/null 2>&1; then
-  echo "unit=$unit"
-  echo "unit_show=$(systemctl show -p FragmentPath,DropInPaths,ExecStart,Environment,EnvironmentFiles,WorkingDirectory,User -- "$unit" 2>/dev/null | base64 -w0)"
-fi
-for m in /etc/kubernetes/manifests/etcd.yaml /etc/kubernetes/manifests/etcd.manifest; do
-  [ -f "$m" ] && echo "manifest=$(printf %s "$m" | base64 -w0) $(b64 "$m")"
-done
-true
-"#,
-        addr = q(address),
-        port = port,
-    )
+    Script::of(body::PROBE_PROCESS).set("client_address", address).set("client_port", port.to_string()).text()
 }
 
 /// Facts about files, read through the process's root (`/proc/PID/root`, so container paths
@@ -50,24 +21,18 @@ true
 /// (certificates, CRLs, config and environment files, never keys); and, for every directory
 /// that holds one of the files, the names of the files there that hold a private key.
 pub fn files_script(pid: u32, paths: &[(PathBuf, bool)]) -> String {
-    let mut s = format!("set -u\nr=/proc/{pid}/root\n");
-    s.push_str("fact() { p=\"$1\"; f=\"$r$p\"; n=$(printf %s \"$p\" | base64 -w0)\n  if [ -f \"$f\" ]; then echo \"file=$n $(stat -c '%U:%G:%a:%s' -- \"$f\") $(sha256sum < \"$f\" | cut -c1-64)\"; [ \"$2\" = public ] && echo \"content=$n $(base64 -w0 < \"$f\")\"\n  else echo \"missing=$n\"; fi; }\n");
-    let mut dirs: Vec<String> = Vec::new();
-    for (path, public) in paths {
-        let p = path.display().to_string();
-        s.push_str(&format!("fact {} {}\n", q(&p), if *public { "public" } else { "secret" }));
-        if let Some(d) = path.parent().map(|d| d.display().to_string()).filter(|d| !dirs.contains(d)) {
-            dirs.push(d);
+    let mut folders: Vec<String> = Vec::new();
+    for d in paths.iter().filter_map(|(p, _)| p.parent()).map(|d| d.display().to_string()) {
+        if !folders.contains(&d) {
+            folders.push(d);
         }
     }
-    for d in dirs {
-        s.push_str(&format!(
-            "for f in \"$r\"{}/*; do [ -f \"$f\" ] && grep -q -- 'PRIVATE KEY' \"$f\" 2>/dev/null && echo \"private_key=$(printf %s \"${{f#\"$r\"}}\" | base64 -w0)\"; done\n",
-            q(&d)
-        ));
-    }
-    s.push_str("true\n");
-    s
+    Script::of(body::PROBE_FILES)
+        .set("pid", pid.to_string())
+        .set_words("paths", paths.iter().map(|(p, _)| p.display().to_string()))
+        .set_words("kinds", paths.iter().map(|(_, public)| if *public { "public" } else { "secret" }))
+        .set_words("folders", folders)
+        .text()
 }
 
 pub fn unbase64(s: &str) -> Vec<u8> {

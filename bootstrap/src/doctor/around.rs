@@ -5,7 +5,6 @@
 use super::judge::{self, check};
 use super::{Check, Found, Level, Options};
 use crate::kube::kubeadm::{CA_FILE, CERT_FILE};
-use crate::plan::sh_quote as q;
 use crate::run::context::Ctx;
 use std::time::Duration;
 
@@ -149,14 +148,7 @@ pub fn judge_node(node: &str, ca: Option<&[u8]>, cert: Option<&[u8]>, trusted: &
 
 /// Prints `file=PATH CONTENT` (both base64) or `missing=PATH` for each public file.
 fn public_files_script(paths: &[&str]) -> String {
-    let mut s = String::from("set -u\n");
-    for p in paths {
-        s.push_str(&format!(
-            "f={}; n=$(printf %s \"$f\" | base64 -w0); if [ -f \"$f\" ]; then echo \"file=$n $(base64 -w0 < \"$f\")\"; else echo \"missing=$n\"; fi\n",
-            q(p)
-        ));
-    }
-    s
+    crate::host::script::Script::of(crate::host::script::body::PUBLIC_FILES).set_words("files", paths).text()
 }
 
 fn parse_public_files(out: &crate::host::transport::ScriptOutput) -> Vec<(String, Option<Vec<u8>>)> {

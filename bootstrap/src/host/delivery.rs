@@ -158,12 +158,8 @@ fn finish(source: &str, version: Version, binaries: Vec<(String, Vec<u8>, String
 
 /// Prints `have NAME SHA256` for each binary already in `bin_dir` (one round trip).
 pub fn probe_script(bin_dir: &Path) -> String {
-    let mut s = String::from("set -u\n");
-    for name in NAMES {
-        let p = crate::plan::sh_quote(&bin_dir.join(name).display().to_string());
-        s.push_str(&format!("if [ -f {p} ]; then echo \"have {name} $(sha256sum < {p} | cut -d' ' -f1)\"; fi\n"));
-    }
-    s
+    use crate::host::script::{Script, body};
+    Script::of(body::BINARIES_PRESENT).set("bin_dir", bin_dir.display().to_string()).set_words("names", NAMES).text()
 }
 
 /// The binaries a member lacks or holds other contents for, as deliveries (mode 0755).
@@ -228,10 +224,13 @@ mod tests {
     }
 
     #[test]
-    fn the_probe_script_quotes_its_paths() {
-        let s = probe_script(Path::new("/opt/etcd bin"));
-        assert!(s.contains("'/opt/etcd bin/etcd'"), "{s}");
-        let out = std::process::Command::new("bash").arg("-n").arg("-c").arg(&s).output().unwrap();
-        assert!(out.status.success());
+    fn the_probe_script_finds_binaries_in_a_folder_whose_name_is_a_payload() {
+        let d = tempfile::tempdir().unwrap();
+        let bin = d.path().join("etcd bin $(touch CANARY)");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::write(bin.join("etcdctl"), b"ctl").unwrap();
+        let out = std::process::Command::new("bash").arg("-c").arg(probe_script(&bin)).current_dir(d.path()).output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), format!("have etcdctl {}\n", sha256_hex(b"ctl")));
+        assert!(!d.path().join("CANARY").exists());
     }
 }

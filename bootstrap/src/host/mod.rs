@@ -4,6 +4,7 @@
 
 pub mod delivery;
 pub mod preflight;
+pub mod script;
 pub mod scripts;
 pub mod scripts_adopted;
 pub mod transport;

@@ -2,93 +2,69 @@
 //! its systemd unit (started and stopped, never rewritten, enabled or disabled), its kubelet
 //! static pod (the manifest moved out of kubelet's folder and back), or a plain process (found
 //! from its client port; started again with the command line, `ETCD_*` environment and working
-//! directory it was adopted with). A container's etcd is refused: its runtime owns it.
+//! directory it was adopted with). A container's etcd is refused: its runtime owns it. The
+//! bodies are `host/scripts/adopted_*.sh`.
 
-use crate::plan::{MemberPlan, sh_quote as q};
+use crate::host::script::{Script, body};
+use crate::plan::MemberPlan;
 use crate::spec::adopted::AdoptedMember;
 use crate::spec::adopted::AdoptedSupervisor as Supervisor;
 
 /// The PATH a re-started plain process gets (the binary itself is absolute).
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// `p=PID` of the member's etcd: ours from the pid file (after a start by us), else the one that
-/// listens on its client address and port; `is_etcd` comes from the caller's prelude.
-fn find_pid(m: &MemberPlan) -> String {
-    format!(
-        "pidf={pidf}\np=$(cat \"$pidf\" 2>/dev/null || true)\nif [ -z \"$p\" ] || ! is_etcd \"$p\"; then\n  p=$(ss -Hltnp 'sport = :{port}' 2>/dev/null | awk -v a={addr}:{port} -v b='[{addr}]:{port}' '$4==a || $4==b || $4 ~ /^(0\\.0\\.0\\.0|\\*|\\[::\\]):{port}$/ {{print; exit}}' | sed -n 's/.*pid=\\([0-9]*\\).*/\\1/p')\nfi\n",
-        pidf = q(&m.pid_file().display().to_string()),
-        port = m.spec.client_port,
-        addr = m.spec.address,
-    )
-}
-
 /// Where a static pod's manifest waits while its member is stopped.
 fn parked_manifest(m: &MemberPlan) -> String {
     m.spec.run_dir.join("etcd.yaml.stopped-by-etcd-bootstrap").display().to_string()
 }
 
+/// The values every adopted script reads, with the functions they call.
+fn base(m: &MemberPlan, a: &AdoptedMember) -> Script {
+    let (kind, unit) = match &a.supervisor {
+        Supervisor::Systemd { unit, .. } => ("systemd", unit.as_str()),
+        Supervisor::StaticPod { .. } => ("static-pod", ""),
+        Supervisor::Container => ("container", ""),
+        Supervisor::Process => ("process", ""),
+    };
+    Script::of(body::IS_ETCD)
+        .then(body::ADOPTED_FIND_PID)
+        .set("adopted_supervisor", kind)
+        .set("adopted_unit", unit)
+        .set("pid_file", m.pid_file().display().to_string())
+        .set("client_port", m.spec.client_port.to_string())
+        .set("client_address", m.spec.address.to_string())
+}
+
+/// What starting and stopping also read: where a static pod's manifest is and waits.
+fn changing(m: &MemberPlan, a: &AdoptedMember) -> Script {
+    let manifest = match &a.supervisor {
+        Supervisor::StaticPod { manifest } => manifest.as_str(),
+        _ => "",
+    };
+    base(m, a).set("manifest", manifest).set("parked", parked_manifest(m)).set("run_dir", m.spec.run_dir.display().to_string())
+}
+
 /// `running=1` (and `pid=`) when the member's etcd runs.
-pub fn status_lines(m: &MemberPlan, a: &AdoptedMember, is_etcd: &str) -> String {
-    match &a.supervisor {
-        Supervisor::Systemd { unit, .. } => format!("if systemctl is-active --quiet -- {u}; then echo running=1; fi\n", u = q(unit)),
-        _ => format!("{is_etcd}{find}if [ -n \"$p\" ] && is_etcd \"$p\"; then echo running=1; echo pid=$p; fi\n", find = find_pid(m)),
-    }
+pub fn status(m: &MemberPlan, a: &AdoptedMember) -> Script {
+    base(m, a).then(body::ADOPTED_STATUS)
 }
 
 /// Starts the member if it is not running, as its supervisor would.
-pub fn start(m: &MemberPlan, a: &AdoptedMember, is_etcd: &str) -> String {
-    let run = q(&m.spec.run_dir.display().to_string());
-    match &a.supervisor {
-        Supervisor::Systemd { unit, .. } => {
-            format!("set -eu\nif ! systemctl is-active --quiet -- {u}; then systemctl start -- {u}; echo started=unit; fi\n", u = q(unit))
-        }
-        Supervisor::StaticPod { manifest } => format!(
-            "set -eu\nif [ -f {parked} ] && [ ! -e {manifest} ]; then mv -- {parked} {manifest}; echo started=kubelet; fi\n",
-            parked = q(&parked_manifest(m)),
-            manifest = q(manifest),
-        ),
-        Supervisor::Container => container_refusal(),
-        Supervisor::Process => {
-            let env: Vec<String> = a.environment.iter().map(|(k, v)| q(&format!("{k}={v}"))).collect();
-            let cmd: Vec<String> = std::iter::once(a.binary.display().to_string()).chain(a.command_line.iter().cloned()).map(|w| q(&w)).collect();
-            format!(
-                "set -eu\n{is_etcd}{find}if [ -z \"$p\" ] || ! is_etcd \"$p\"; then\n  mkdir -p {run}\n  cd {cwd}\n  env -i PATH={PATH} {env} setsid {cmd} </dev/null >>{log} 2>&1 &\n  echo $! > \"$pidf\"\n  echo started=$!\nfi\n",
-                find = find_pid(m),
-                cwd = q(&a.working_dir.display().to_string()),
-                env = env.join(" "),
-                cmd = cmd.join(" "),
-                log = q(&m.log_file().display().to_string()),
-            )
-        }
-    }
+pub fn start(m: &MemberPlan, a: &AdoptedMember) -> String {
+    changing(m, a)
+        .set("working_dir", a.working_dir.display().to_string())
+        .set("search_path", PATH)
+        .set_words("environment", a.environment.iter().map(|(k, v)| format!("{k}={v}")))
+        .set_words("command", std::iter::once(a.binary.display().to_string()).chain(a.command_line.iter().cloned()))
+        .set("log_file", m.log_file().display().to_string())
+        .then(body::ADOPTED_START)
+        .text()
 }
 
 /// Stops the member: SIGTERM, up to `tenths` tenths of a second, then SIGKILL (a unit: its own
 /// stop, bounded the same way; a static pod: its manifest parked and the process waited for).
-pub fn stop(m: &MemberPlan, a: &AdoptedMember, is_etcd: &str, tenths: u32) -> String {
-    let kill = format!(
-        "if [ -n \"$p\" ] && is_etcd \"$p\"; then\n  kill -CONT \"$p\" 2>/dev/null; kill -TERM \"$p\"; i=0\n  while is_etcd \"$p\" && [ $i -lt {tenths} ]; do sleep 0.1; i=$((i+1)); done\n  is_etcd \"$p\" && kill -KILL \"$p\" && echo killed=$p\n  echo stopped=$p\nfi\n[ \"$(cat \"$pidf\" 2>/dev/null)\" = \"$p\" ] && rm -f -- \"$pidf\"\ntrue\n"
-    );
-    match &a.supervisor {
-        Supervisor::Systemd { unit, .. } => format!(
-            "set -u\nif systemctl is-active --quiet -- {u}; then\n  timeout {secs} systemctl stop -- {u} || {{ systemctl kill --signal=SIGKILL -- {u}; systemctl stop -- {u}; echo killed=unit; }}\n  echo stopped=unit\nfi\n",
-            u = q(unit),
-            secs = f64::from(tenths.max(1)) / 10.0,
-        ),
-        Supervisor::StaticPod { manifest } => format!(
-            "set -u\n{is_etcd}{find}mkdir -p {run}\nif [ -f {manifest} ]; then mv -- {manifest} {parked}; echo parked={parked}; fi\n# kubelet stops the pod; past the bound, the process is stopped here\ni=0; while [ -n \"$p\" ] && is_etcd \"$p\" && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done\n{kill}",
-            find = find_pid(m),
-            run = q(&m.spec.run_dir.display().to_string()),
-            manifest = q(manifest),
-            parked = q(&parked_manifest(m)),
-        ),
-        Supervisor::Container => container_refusal(),
-        Supervisor::Process => format!("set -u\n{is_etcd}{find}{kill}", find = find_pid(m)),
-    }
-}
-
-fn container_refusal() -> String {
-    "echo 'its etcd runs in a container outside kubelet: stop and start it with the container runtime that runs it' >&2\nexit 1\n".into()
+pub fn stop(m: &MemberPlan, a: &AdoptedMember, tenths: u32) -> Script {
+    changing(m, a).set("grace_tenths", tenths.to_string()).set("grace_seconds", (f64::from(tenths.max(1)) / 10.0).to_string()).then(body::ADOPTED_STOP)
 }
 
 #[cfg(test)]
@@ -117,6 +93,25 @@ mod tests {
     }
 
     #[test]
+    fn every_supervisors_scripts_pass_shellcheck() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = member("etcd-1", dir.path());
+        let a = m.spec.adopted.clone().unwrap();
+        let kinds = [
+            Supervisor::Process,
+            Supervisor::Container,
+            Supervisor::Systemd { unit: "etcd.service".into(), fragment: "/x".into() },
+            Supervisor::StaticPod { manifest: "/m".into() },
+        ];
+        for supervisor in kinds {
+            let a = AdoptedMember { supervisor, ..a.clone() };
+            for script in [start(&m, &a), stop(&m, &a, 1).text(), status(&m, &a).text()] {
+                crate::host::script::shellcheck(&script, &[]).unwrap_or_else(|f| panic!("{f}\n{script}"));
+            }
+        }
+    }
+
+    #[test]
     fn recorded_values_stay_words_in_every_supervisors_scripts() {
         let dir = tempfile::tempdir().unwrap();
         let canary = dir.path().join("CANARY");
@@ -124,14 +119,13 @@ mod tests {
         for p in [format!("'; touch {c}; '"), format!("$(touch {c})"), format!("`touch {c}`"), format!("\"; touch {c}; \"")] {
             let m = member(&p, dir.path());
             let a = m.spec.adopted.clone().unwrap();
-            let is_etcd = "is_etcd() { false; }\n";
-            for script in [start(&m, &a, is_etcd), stop(&m, &a, is_etcd, 1), status_lines(&m, &a, is_etcd)] {
+            for script in [start(&m, &a), stop(&m, &a, 1).text(), status(&m, &a).text()] {
                 let out = crate::host::transport::Local.run(&script, Duration::from_secs(20)).unwrap();
                 assert!(out.ok(), "{}", out.stderr);
             }
             for supervisor in [Supervisor::Systemd { unit: p.clone(), fragment: p.clone() }, Supervisor::StaticPod { manifest: format!("/nonexistent/{p}") }] {
                 let a = AdoptedMember { supervisor, ..a.clone() };
-                for script in [start(&m, &a, is_etcd), stop(&m, &a, is_etcd, 1), status_lines(&m, &a, is_etcd)] {
+                for script in [start(&m, &a), stop(&m, &a, 1).text(), status(&m, &a).text()] {
                     let _ = crate::host::transport::Local.run(&script, Duration::from_secs(20)).unwrap();
                 }
             }

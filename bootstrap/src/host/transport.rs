@@ -155,7 +155,7 @@ impl Ssh {
     fn put(&self, path: &str, mode: u32, input: Input, limit: Duration) -> Outcome<()> {
         let mut cmd = self.command();
         // one word for the remote shell: sh -c '<script>'
-        cmd.arg(format!("sh -c {}", crate::plan::sh_quote(&put_file_script(path, mode))));
+        cmd.arg(format!("sh -c {}", crate::plan::sh_quote(&crate::host::scripts::put_file(path, mode))));
         let out = run_with_input(&mut cmd, input, limit)?;
         match out.code {
             Some(0) => Ok(()),
@@ -241,15 +241,6 @@ impl Drop for SharedConnectionsGuard {
     }
 }
 
-/// The remote half of [`Ssh`]'s `put_file`: stdin into an unpredictable temporary beside
-/// `path`, then chmod and rename. The path is quoted once for the remote shell.
-pub fn put_file_script(path: &str, mode: u32) -> String {
-    let p = crate::plan::sh_quote(path);
-    format!(
-        "set -eu; umask 077; d=$(dirname -- {p}); mkdir -p -- \"$d\"; tmp=$(mktemp -- \"$d/.$(basename -- {p}).pki-tmp-XXXXXXXXXXXXXXXX\"); cat > \"$tmp\"; chmod {mode:o} \"$tmp\"; mv -f -- \"$tmp\" {p}"
-    )
-}
-
 /// The transport for a member.
 pub fn for_member(m: &MemberSpec) -> Box<dyn Transport> {
     for_host(&m.host, &m.ssh_options)
@@ -324,7 +315,7 @@ mod tests {
         let path = d.path().join(format!("bin dir/it's $(touch {})/etcd", canary.display())).display().to_string();
         let data: Vec<u8> = (0..=255u8).cycle().take(300_000).collect();
         // what the remote login shell receives: `sh -c '<script>'`
-        let remote = format!("sh -c {}", crate::plan::sh_quote(&put_file_script(&path, 0o755)));
+        let remote = format!("sh -c {}", crate::plan::sh_quote(&crate::host::scripts::put_file(&path, 0o755)));
         let out = run_with_stdin(Command::new("sh").arg("-c").arg(&remote), &data, Duration::from_secs(30)).unwrap();
         assert!(out.ok(), "{out:?}");
         assert_eq!(std::fs::read(&path).unwrap(), data);

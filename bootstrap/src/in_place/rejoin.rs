@@ -18,7 +18,8 @@
 
 use crate::adopt::probe;
 use crate::error::{BootError, Result};
-use crate::plan::{MemberPlan, sh_quote as q};
+use crate::host::script::{Script, body};
+use crate::plan::MemberPlan;
 use crate::run::context::Ctx;
 use crate::spec::adopted::AdoptedMember;
 use std::collections::BTreeMap;
@@ -104,11 +105,7 @@ pub(crate) fn joiner_tail(m: &MemberPlan) -> Result<Option<String>> {
 pub(crate) fn as_started(ctx: &Ctx, m: &MemberPlan) -> Result<AdoptedMember> {
     let mut a = m.adopted()?.clone();
     if let crate::spec::adopted::AdoptedSupervisor::Systemd { unit, .. } = &a.supervisor {
-        let script = format!(
-            "set -u\necho \"environment=$(systemctl show -p Environment --value -- {u} | base64 -w0)\"\nsystemctl show -p EnvironmentFiles --value -- {u} | while IFS= read -r l; do f=${{l%% (ignore_errors=*}}; [ -f \"$f\" ] && echo \"envfile=$(base64 -w0 < \"$f\")\"; done\ntrue\n",
-            u = q(unit)
-        );
-        let out = ctx.run_on(m, &script)?;
+        let out = ctx.run_on(m, &Script::of(body::UNIT_ENVIRONMENT).set("adopted_unit", unit).text())?;
         let mut env = BTreeMap::new();
         let inline = String::from_utf8_lossy(&probe::unbase64(&out.value("environment").unwrap_or_default())).into_owned();
         env.extend(inline.split_whitespace().filter_map(|w| w.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())));
@@ -145,7 +142,7 @@ pub fn joiner_config_text(text: &str) -> std::result::Result<String, String> {
 pub(crate) fn config_text(ctx: &Ctx, m: &MemberPlan, what: &str) -> Result<Option<String>> {
     let Some(file) = m.adopted()?.config_file.clone() else { return Ok(None) };
     let refuse = |reason: String| BootError::Precondition { what: format!("{what} {}", m.spec.name), reason: format!("{}: {reason}", file.display()) };
-    let out = ctx.run_on(m, &format!("f={}\nif [ -f \"$f\" ]; then echo \"content=$(base64 -w0 < \"$f\")\"; fi\n", q(&file.display().to_string())))?;
+    let out = ctx.run_on(m, &crate::host::scripts::file_content(&file.display().to_string()))?;
     let text = out.value("content").ok_or_else(|| refuse("not on its host".into()))?;
     String::from_utf8(probe::unbase64(&text)).map(Some).map_err(|_| refuse("not UTF-8 text".into()))
 }
@@ -177,12 +174,9 @@ fn joiner_drop_in(unit: &str) -> String {
 pub(crate) fn can_rejoin(ctx: &Ctx, m: &MemberPlan) -> Result<()> {
     let a = m.adopted()?;
     let refuse = |reason: String| BootError::Precondition { what: format!("replace {}", m.spec.name), reason };
-    let mut script = String::from("set -u\n");
-    match &a.supervisor {
-        crate::spec::adopted::AdoptedSupervisor::Process => {}
-        crate::spec::adopted::AdoptedSupervisor::Systemd { unit, .. } if unit_name_ok(unit) => {
-            script.push_str(&format!("echo \"reload=$(systemctl show -p NeedDaemonReload --value -- {})\"\n", q(unit)));
-        }
+    let adopted_unit = match &a.supervisor {
+        crate::spec::adopted::AdoptedSupervisor::Process => "",
+        crate::spec::adopted::AdoptedSupervisor::Systemd { unit, .. } if unit_name_ok(unit) => unit.as_str(),
         crate::spec::adopted::AdoptedSupervisor::StaticPod { manifest } => {
             // kubeadm's stacked etcd: its membership is kubeadm's, and so is its replacement
             return Err(refuse(format!(
@@ -195,7 +189,7 @@ pub(crate) fn can_rejoin(ctx: &Ctx, m: &MemberPlan) -> Result<()> {
                 crate::adopt::supervisor_word(other),
             )));
         }
-    }
+    };
     let started = as_started(ctx, m)?;
     let (argv, env) = joiner_start(&started, &join_by(&started, joiner_config(m)));
     let conflicts = start_conflicts(&argv, &env);
@@ -205,10 +199,8 @@ pub(crate) fn can_rejoin(ctx: &Ctx, m: &MemberPlan) -> Result<()> {
             conflicts.join(", ")
         )));
     }
-    for p in a.tls.values() {
-        script.push_str(&format!("[ -f {p} ] || echo \"missing=$(printf %s {p} | base64 -w0)\"\n", p = q(&p.display().to_string())));
-    }
-    let out = ctx.run_on(m, &script)?;
+    let script = Script::of(body::REJOIN_CHECK).set("adopted_unit", adopted_unit).set_words("tls_files", a.tls.values().map(|p| p.display().to_string()));
+    let out = ctx.run_on(m, &script.text())?;
     let missing: Vec<String> =
         out.stdout.lines().filter_map(|l| l.strip_prefix("missing=")).map(|b| String::from_utf8_lossy(&probe::unbase64(b)).into_owned()).collect();
     if !missing.is_empty() {
@@ -234,7 +226,7 @@ pub(crate) fn joiner(ctx: &Ctx, m: &MemberPlan) -> Result<MemberPlan> {
     let (argv, env) = joiner_start(a, &by);
     if let crate::spec::adopted::AdoptedSupervisor::Systemd { unit, .. } = &a.supervisor {
         ctx.deliver(m, &[(joiner_drop_in(unit), 0o644, drop_in_text(a, &by).into_bytes())])?;
-        let out = ctx.run_on(m, "systemctl daemon-reload\n")?;
+        let out = ctx.run_on(m, &crate::host::scripts::daemon_reload())?;
         if !out.ok() {
             return Err(BootError::Precondition {
                 what: format!("replace {}", m.spec.name),
@@ -270,11 +262,7 @@ pub(crate) fn forget_joiner(ctx: &Ctx, m: &MemberPlan) -> Result<()> {
         return Ok(());
     }
     let f = joiner_drop_in(unit);
-    let script = format!(
-        "set -eu\nf={f}\nif [ -e \"$f\" ]; then rm -f -- \"$f\"; rmdir -- \"$(dirname -- \"$f\")\" 2>/dev/null || true; systemctl daemon-reload; fi\n",
-        f = q(&f)
-    );
-    let out = ctx.run_on(m, &script)?;
+    let out = ctx.run_on(m, &Script::of(body::REMOVE_DROP_IN).set("file", &f).text())?;
     if out.ok() { Ok(()) } else { Err(crate::run::live::host_err(m, &format!("removing {f}"), &out)) }
 }
 

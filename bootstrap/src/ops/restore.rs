@@ -141,7 +141,7 @@ pub fn restore(ctx: &Ctx, snapshot: &Path, label: &str, force: bool, wait: Durat
         )));
     }
     for m in &plan.members {
-        let _ = ctx.run_on(m, &format!("rm -f -- {}\n", crate::plan::sh_quote(&delivered_path(m, &sha))));
+        let _ = ctx.run_on(m, &crate::host::scripts::remove_file(&delivered_path(m, &sha)));
     }
     // out of the journal first: killed before the record goes, the record still says "resume"
     ctx.finished()?;

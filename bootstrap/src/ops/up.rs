@@ -303,8 +303,9 @@ fn deliver_etcd(ctx: &Ctx, release: &EtcdRelease, progress: &Progress) -> Result
         for (path, mode, data) in &send {
             ctx.put_file(m, path, *mode, data)?;
         }
-        let v = ctx.run_on(m, &format!("{} --version 2>/dev/null | sed -n 's/^etcd Version: //p'\n", crate::plan::sh_quote(&m.binary)))?;
-        Ok::<_, BootError>((send.len(), v.stdout.trim().to_string(), t.elapsed()))
+        let v = ctx.run_on(m, &crate::host::scripts::etcd_version(&m.binary))?;
+        let said = v.stdout.lines().find_map(|l| l.strip_prefix("etcd Version:")).unwrap_or("").trim().to_string();
+        Ok::<_, BootError>((send.len(), said, t.elapsed()))
     });
     let mut problems = Vec::new();
     let mut versions = EtcdVersions::default();

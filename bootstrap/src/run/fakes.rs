@@ -94,27 +94,11 @@ fn lock(world: &Shared) -> std::sync::MutexGuard<'_, World> {
 }
 
 /// What a script does, by the words only that script has.
-fn kind(script: &str) -> &'static str {
-    if script.contains(".replaced-") {
-        "retire"
-    } else if script.contains("free_kib") {
-        "free-space"
-    } else if script.contains("echo started=") {
-        "start"
-    } else if script.contains("kill -TERM") || script.contains("systemctl stop") {
-        "stop"
-    } else if script.contains("check v2store") {
-        "v2store-probe"
-    } else if script.contains("ETCD_ENABLE_V2") {
-        "v2-probe"
-    } else if script.contains("--version") {
-        "version"
-    } else if script.contains("echo running=1") {
-        "status"
-    } else if script.contains("tail -n") || script.contains("journalctl -u") {
-        "log-tail"
-    } else {
-        "other"
+/// Which host script this is, by its `# host script: NAME` line.
+fn kind(script: &str) -> &str {
+    match crate::host::script::Script::name_of(script) {
+        "clock-and-space" => "free-space",
+        other => other,
     }
 }
 

@@ -231,7 +231,7 @@ impl Ctx<'_> {
     /// `upgrade`, the spec may still name the old binary): refused before the member is stopped,
     /// unless etcd's downgrade to that binary's minor is enabled.
     pub(crate) fn refuse_downgrade(&self, m: &MemberPlan) -> Result<()> {
-        let out = self.run_on(m, &format!("{} --version 2>/dev/null\n", crate::plan::sh_quote(&m.binary)))?;
+        let out = self.run_on(m, &crate::host::scripts::etcd_version(&m.binary))?;
         let Some(binary) = crate::spec::versions::etcd_version_output(&out.stdout) else { return Ok(()) };
         // etcd's downgrade, enabled to the binary's minor, is what makes an older minor start
         let downgrading = self

@@ -108,7 +108,7 @@ pub fn swap_binary(ctx: &Ctx, m: &MemberPlan, release: &EtcdRelease, wait: Durat
     }
     let mut next = m.clone();
     next.binary = dir.join("etcd").display().to_string();
-    let out = ctx.run_on(&next, &format!("{} --version 2>/dev/null\n", crate::plan::sh_quote(&next.binary)))?;
+    let out = ctx.run_on(&next, &crate::host::scripts::etcd_version(&next.binary))?;
     if crate::spec::versions::etcd_version_output(&out.stdout) != Some(release.version) {
         return Err(BootError::Preflight(vec![format!("member {}: {} does not report etcd {}", m.spec.name, next.binary, release.version)]));
     }
@@ -136,7 +136,7 @@ pub fn start_stopped(ctx: &Ctx, release: &EtcdRelease, wait: Duration) -> Result
     for m in &plan.members {
         let mut next = m.clone();
         let new = bin_dir_of(m).join("etcd").display().to_string();
-        let out = ctx.run_on(m, &format!("{} --version 2>/dev/null\n", crate::plan::sh_quote(&new)))?;
+        let out = ctx.run_on(m, &crate::host::scripts::etcd_version(&new))?;
         if crate::spec::versions::etcd_version_output(&out.stdout) == Some(release.version) {
             next.binary = new;
         }

@@ -1,0 +1,2 @@
+# host script: daemon-reload
+systemctl daemon-reload

@@ -1,0 +1,2 @@
+# host script: remove-file
+rm -f -- "$file"
