@@ -124,6 +124,17 @@ pub fn signal(pid: u32, sig: Signal) {
     let _ = Command::new("kill").arg(format!("-{name}")).arg(pid.to_string()).stderr(Stdio::null()).status();
 }
 
+/// Waits (bounded) until the process `pid` is gone (or a zombie: dead, not yet reaped by a
+/// parent that is not this test); panics naming it past `limit`.
+pub fn wait_gone(pid: u32, limit: Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    let alive = || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')));
+    while alive() {
+        assert!(std::time::Instant::now() < deadline, "process {pid} still runs {}s after it was signalled", limit.as_secs());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// The workspace root (parent of this crate).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()

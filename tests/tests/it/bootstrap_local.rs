@@ -128,15 +128,20 @@ fn an_interrupted_up_finishes_when_run_again() {
     let dir = tmp.path();
     let spec = spec(dir);
     let _down = Down(spec.clone());
-    // interrupted while waiting for quorum (no time to wait at all)
+    // killed (SIGKILL by its PID) once the first member started, before the others and quorum
+    let mut first = Command::new(bin("etcd-bootstrap"));
+    first.arg("-f").arg(&spec).arg("up");
+    let killed = integration_tests::start_until_stderr_says(&mut first, "start etcd-1: started", Duration::from_secs(60))
+        .unwrap_or_else(|stderr| panic!("up never started etcd-1:\n{stderr}"));
+    let said = killed.stderr.clone();
+    drop(killed);
+    let said = said.lock().unwrap().join("\n");
+    assert!(!said.contains("quorum:"), "killed before it saw quorum:\n{said}");
+    assert!(!pids(dir)[0].is_empty(), "the killed run started etcd-1");
+    // then cut short while waiting for quorum (no time to wait at all)
     let cut = boot(&spec, &["up", "--wait", "0"]);
-    // interrupted by SIGKILL at some point of a second run
-    let mut child = Command::new(bin("etcd-bootstrap")).arg("-f").arg(&spec).arg("up").stderr(std::process::Stdio::null()).spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(150));
-    let _ = child.kill();
-    let _ = child.wait();
     let done = boot(&spec, &["up"]);
-    assert!(done.ok(), "first run said: {}\nresume said: {}{}", cut.stderr, done.stdout, done.stderr);
+    assert!(done.ok(), "the cut run said: {}\nresume said: {}{}", cut.stderr, done.stdout, done.stderr);
     assert!(done.stdout.contains("HEALTHY"));
     let st = boot(&spec, &["status"]);
     assert_eq!(st.code, Some(0), "{}", st.stdout);

@@ -111,7 +111,14 @@ fn ssh_bring_up_across_three_namespace_hosts_then_a_cut_link_degrades() {
         let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
         (v[0]["Status"]["leader"].as_u64().unwrap_or(0), v[0]["Status"]["raftTerm"].as_u64().unwrap_or(0))
     };
-    std::thread::sleep(Duration::from_secs(6));
+    // several election timeouts pass while host 3 is cut off: its own log shows it campaigning
+    let log3 = dir.join(&hosts.hosts[2].name).join("var/lib/etcd-bootstrap/etcd-3.log");
+    let campaigns = || std::fs::read_to_string(&log3).map(|l| l.matches("became pre-candidate").count()).unwrap_or(0);
+    let (seen, deadline) = (campaigns(), std::time::Instant::now() + Duration::from_secs(30));
+    while campaigns() < seen + 3 {
+        assert!(std::time::Instant::now() < deadline, "etcd-3, cut off, campaigned {} times in 30 s ({})", campaigns() - seen, log3.display());
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let before = leader_and_term();
     assert_ne!(before.0, 0, "a leader among the two connected members");
     hosts.restore(2);

@@ -40,10 +40,11 @@ fn etcdutl_can_bump() -> bool {
 fn kill_members(dir: &Path) {
     for i in 1..=3 {
         if let Ok(pid) = std::fs::read_to_string(dir.join(format!("members/etcd-{i}/etcd-{i}.pid"))) {
-            integration_tests::signal(pid.trim().parse().unwrap(), integration_tests::Signal::Kill);
+            let pid = pid.trim().parse().unwrap();
+            integration_tests::signal(pid, integration_tests::Signal::Kill);
+            integration_tests::wait_gone(pid, Duration::from_secs(10));
         }
     }
-    std::thread::sleep(Duration::from_millis(300));
 }
 
 #[test]

@@ -196,10 +196,10 @@ fn replacing_a_dead_member_under_continuous_writes() {
     let others: Vec<String> = (1..=3).map(|i| i.to_string()).filter(|i| *i != idx).collect();
     // refusing when it would lose quorum: two of three dead
     for i in &others {
-        let pid = std::fs::read_to_string(dir.join(format!("members/etcd-{i}/etcd-{i}.pid"))).unwrap();
-        integration_tests::signal(pid.trim().parse().unwrap(), integration_tests::Signal::Kill);
+        let pid = std::fs::read_to_string(dir.join(format!("members/etcd-{i}/etcd-{i}.pid"))).unwrap().trim().parse().unwrap();
+        integration_tests::signal(pid, integration_tests::Signal::Kill);
+        integration_tests::wait_gone(pid, Duration::from_secs(10));
     }
-    std::thread::sleep(Duration::from_millis(300));
     let r = boot(&spec, &["replace", &format!("etcd-{}", others[0])]).assert_fails();
     assert!(r.stderr.contains("refusing"), "{}", r.stderr);
 }
@@ -318,23 +318,12 @@ fn rotate_ca_in_stages_keeps_an_apiserver_that_follows_the_instructions_working(
     copy_tree(&dir.join("out/control-plane/cp-1/etc/kubernetes/pki"), &stale);
     let obedient = Traffic::start_with(&node, "obedient", &eps, Some(&spec));
     let unchanged = Traffic::start_with(&stale, "stale", &eps, None);
-    // interrupt the first run once it has recorded progress
-    let mut first = Command::new(bin("etcd-bootstrap"))
-        .arg("-f")
-        .arg(&spec)
-        .args(["rotate", "ca"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    // interrupt the first run (SIGKILL by its PID) once one member trusts both CAs
     let state = dir.join("pki/etcd/ca-rotation.json");
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !state.exists() && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_millis(300));
-    let _ = first.kill();
-    let _ = first.wait();
+    let mut first = Command::new(bin("etcd-bootstrap"));
+    first.arg("-f").arg(&spec).args(["rotate", "ca"]);
+    let said = integration_tests::start_until_stderr_says(&mut first, "trust old+new etcd-1: restarted", Duration::from_secs(60));
+    drop(said.unwrap_or_else(|stderr| panic!("rotate ca never restarted etcd-1:\n{stderr}")));
     assert!(state.exists(), "the first run should have started the rotation");
     // resumed, it finishes step 1 and stops with instructions
     let second = boot(&spec, &["rotate", "ca"]);
