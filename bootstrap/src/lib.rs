@@ -11,6 +11,7 @@
 // the vocabulary: no module of the crate below these
 pub mod error;
 pub mod exit;
+pub mod format;
 pub mod formation;
 pub mod journal;
 pub mod progress;
@@ -32,6 +33,8 @@ pub mod in_place;
 pub mod ops;
 
 pub mod doctor;
+
+pub mod cli;
 
 pub use error::{BootError, Result};
 

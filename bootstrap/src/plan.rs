@@ -213,6 +213,16 @@ pub fn build(loaded: &LoadedSpec) -> Plan {
     Plan { loaded: loaded.clone(), token, issue, members, outputs }
 }
 
+impl Plan {
+    /// The member named `name`, or an error listing the spec's members.
+    pub fn member_named(&self, name: &str) -> crate::error::Result<&MemberPlan> {
+        self.members.iter().find(|m| m.spec.name == name).ok_or_else(|| crate::error::BootError::MemberNotFound {
+            name: name.to_string(),
+            known: self.members.iter().map(|m| m.spec.name.as_str()).collect::<Vec<_>>().join(", "),
+        })
+    }
+}
+
 /// Shell-quotes one word for display and for scripts.
 pub fn sh_quote(s: &str) -> String {
     if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+%".contains(c)) {

@@ -7,6 +7,7 @@
 //! anywhere and no binary found on a host is run.
 
 pub mod effective;
+pub mod flags;
 pub mod next_minor;
 pub mod probe;
 pub mod report;

@@ -350,3 +350,4 @@ mod tests {
 
 pub mod offsite;
 pub mod sealed;
+pub mod source;

@@ -1,5 +1,6 @@
 //! `etcd-bootstrap`: thin shell over the bootstrap library.
 
+use bootstrap::cli::{Format, summary, summary::Summary};
 use bootstrap::exit;
 use bootstrap::journal::OpKind;
 use bootstrap::kube::kubeadm::ApiVersion;
@@ -9,7 +10,6 @@ use bootstrap::progress::Progress;
 use bootstrap::run::context::{self, Ctx};
 use bootstrap::run::rolling::Roll;
 use bootstrap::spec::Spec;
-use bootstrap::spec::load::LoadedSpec;
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -39,7 +39,7 @@ enum Command {
     /// newest backup), each OK / WARN / FAIL with its fix. Exit 0 OK, 1 WARN, 2 FAIL, 3 UNKNOWN.
     Doctor {
         #[arg(short = 'w', long = "write-out", value_enum, default_value = "table")]
-        write_out: DoctorFormat,
+        write_out: Format,
         /// Also write DIR/etcd_bootstrap.prom (atomically) for node_exporter's textfile collector.
         #[arg(long, value_name = "DIR")]
         textfile: Option<PathBuf>,
@@ -82,7 +82,7 @@ enum Command {
         #[arg(long = "ssh-option", value_name = "OPT", allow_hyphen_values = true)]
         ssh_options: Vec<String>,
         #[arg(short = 'w', long = "write-out", value_enum, default_value = "table")]
-        write_out: AdoptFormat,
+        write_out: Format,
         /// Also write the spec of what is there to SPEC (a new file; never replaced), so that
         /// status, certs check, backup, maintain, rotate certs and doctor work on it in place.
         #[arg(short = 'o', long = "output", value_name = "SPEC")]
@@ -118,11 +118,14 @@ enum Command {
         kubeadm_api: Option<ApiVersion>,
         #[arg(short, long)]
         quiet: bool,
+        /// Output format.
+        #[arg(short = 'w', long = "write-out", value_enum, default_value = "table")]
+        write_out: Format,
     },
     /// The quorum verdict of the spec's cluster (exit 0 healthy, 1 degraded, 2 no quorum, 3 unknown).
     Status {
         #[arg(short = 'w', long = "write-out", value_enum, default_value = "simple")]
-        write_out: ReportFormat,
+        write_out: Format,
     },
     /// Checks around the cluster.
     Check {
@@ -147,6 +150,9 @@ enum Command {
         force: bool,
         #[arg(long, default_value = "90", value_name = "SECONDS")]
         wait: u64,
+        /// Output format.
+        #[arg(short = 'w', long = "write-out", value_enum, default_value = "table")]
+        write_out: Format,
     },
     /// A verified snapshot, kept as CLUSTER-YYYYMMDDTHHMMSSZ-rREVISION.db (0600).
     Backup {
@@ -168,7 +174,7 @@ enum Command {
         #[arg(long = "to", value_name = "S3_URL")]
         to: Option<String>,
         #[arg(short = 'w', long = "write-out", value_enum, default_value = "simple")]
-        write_out: ReportFormat,
+        write_out: Format,
     },
     /// Whole-cluster disaster recovery from a snapshot: stop all, move data aside, restore each
     /// member (the revision raised past the old history, marked compacted), start, verify
@@ -184,6 +190,9 @@ enum Command {
         /// an unencrypted SSH private key. The snapshot is decrypted in memory.
         #[arg(long, value_name = "FILE")]
         identity: Option<PathBuf>,
+        /// Output format.
+        #[arg(short = 'w', long = "write-out", value_enum, default_value = "table")]
+        write_out: Format,
     },
     /// Rolling etcd upgrade, one minor version at a time, the cluster serving writes throughout
     /// (backup first, member by member, resumable).
@@ -200,6 +209,9 @@ enum Command {
         /// Bound per member.
         #[arg(long, default_value = "120", value_name = "SECONDS")]
         wait: u64,
+        /// Output format.
+        #[arg(short = 'w', long = "write-out", value_enum, default_value = "table")]
+        write_out: Format,
     },
     /// One etcd minor back (3.7 -> 3.6, 3.6 -> 3.5) through etcd's downgrade API, the cluster
     /// serving writes throughout (backup first, storage migrated, member by member, the leader
@@ -221,6 +233,9 @@ enum Command {
         /// Bound per member.
         #[arg(long, default_value = "120", value_name = "SECONDS")]
         wait: u64,
+        /// Output format.
+        #[arg(short = 'w', long = "write-out", value_enum, default_value = "table")]
+        write_out: Format,
     },
     /// The NOSPACE runbook, or scheduled upkeep: compact to the current revision, defragment member
     /// by member (the leader last, quorum kept), disarm alarms, verify HEALTHY and writable.
@@ -229,7 +244,7 @@ enum Command {
         #[arg(long, default_value = "120", value_name = "SECONDS")]
         wait: u64,
         #[arg(short = 'w', long = "write-out", value_enum, default_value = "simple")]
-        write_out: etcdctl_lite::render::Format,
+        write_out: Format,
     },
     /// Stop the members. Data dirs are kept unless --purge is given.
     Down {
@@ -246,7 +261,7 @@ enum CertsCommand {
         #[arg(long, default_value = "30d")]
         within: pki::expiry::Threshold,
         #[arg(short = 'w', long = "write-out", value_enum, default_value = "table")]
-        write_out: ReportFormat,
+        write_out: Format,
     },
 }
 
@@ -260,7 +275,7 @@ enum CheckCommand {
         #[arg(long, default_value = "3", value_name = "SECONDS")]
         timeout: u64,
         #[arg(short = 'w', long = "write-out", value_enum, default_value = "simple")]
-        write_out: etcdctl_lite::render::Format,
+        write_out: Format,
     },
 }
 
@@ -278,6 +293,9 @@ enum RotateCommand {
         /// Bound per member.
         #[arg(long, default_value = "60", value_name = "SECONDS")]
         wait: u64,
+        /// Output format.
+        #[arg(short = 'w', long = "write-out", value_enum, default_value = "table")]
+        write_out: Format,
     },
     /// Renew every leaf and roll it out member by member, each gated on a HEALTHY verdict. On an
     /// adopted cluster: at the files' own paths and names, owner and mode kept, no restart.
@@ -292,62 +310,17 @@ enum RotateCommand {
         /// Bound per member.
         #[arg(long, default_value = "60", value_name = "SECONDS")]
         wait: u64,
+        /// Output format.
+        #[arg(short = 'w', long = "write-out", value_enum, default_value = "table")]
+        write_out: Format,
     },
-}
-
-fn load(path: &Path) -> Result<LoadedSpec, bootstrap::BootError> {
-    Spec::load(path)
-}
-
-/// `status`, `certs check` and `backup`: etcdctl's formats, and Prometheus text.
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum ReportFormat {
-    Simple,
-    Table,
-    Json,
-    Prometheus,
-}
-
-impl ReportFormat {
-    fn etcdctl(self) -> etcdctl_lite::render::Format {
-        match self {
-            ReportFormat::Table => etcdctl_lite::render::Format::Table,
-            ReportFormat::Json => etcdctl_lite::render::Format::Json,
-            _ => etcdctl_lite::render::Format::Simple,
-        }
-    }
-}
-
-/// Prometheus text of a command's findings.
-fn prometheus((checks, gauges): bootstrap::doctor::Found) -> String {
-    bootstrap::doctor::render::prometheus(&bootstrap::doctor::Report { checks, gauges })
-}
-
-fn now_unix() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
-}
-
-/// `doctor`'s output formats.
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum DoctorFormat {
-    Table,
-    Json,
-    Prometheus,
-    Nagios,
-}
-
-/// `adopt`'s output formats.
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum AdoptFormat {
-    Table,
-    Json,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // SSH master connections opened for this run are closed when it ends
     let _ssh = bootstrap::host::transport::SharedConnectionsGuard;
-    match run_cli(cli) {
+    match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("etcd-bootstrap: error: {e}");
@@ -357,135 +330,16 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs an operation on the cluster through its journal and lock.
-fn guarded<T>(
-    plan: &plan::Plan,
-    progress: &Progress,
-    lock_wait: u64,
-    kind: OpKind,
-    target: Option<String>,
-    args: &str,
-    op: impl FnOnce(&Ctx) -> Result<T, bootstrap::BootError>,
-) -> Result<T, bootstrap::BootError> {
-    let req = context::request(plan, kind, target, args);
-    context::run(plan, progress, req, Duration::from_secs(lock_wait), op)
-}
+type Outcome = Result<u8, Box<dyn std::error::Error>>;
 
-/// Read-only commands never wait: they say what is under way, on stderr.
-fn print_notes(plan: &plan::Plan) {
-    for n in context::notes(plan) {
-        eprintln!("etcd-bootstrap: note: {n}");
-    }
-}
-
-/// `adopt`'s arguments, as parsed.
-struct AdoptArgs {
-    endpoints: Vec<String>,
-    cacert: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
-    hosts: Vec<String>,
-    ssh_options: Vec<String>,
-    write_out: AdoptFormat,
-    output: Option<PathBuf>,
-    ca_key: Option<PathBuf>,
-    name: Option<String>,
-}
-
-fn adopt(a: AdoptArgs) -> Result<u8, Box<dyn std::error::Error>> {
-    let AdoptArgs { endpoints, cacert, cert, key, hosts, ssh_options, write_out, output, ca_key, name } = a;
-    let mut pairs = Vec::new();
-    for h in &hosts {
-        let (member, dest) = h.split_once('=').ok_or_else(|| format!("--host {h:?}: give MEMBER=DEST"))?;
-        bootstrap::spec::rules::no_control(member).map_err(|e| format!("--host {h:?}: {e}"))?;
-        if dest != "local" {
-            bootstrap::spec::rules::ssh_destination(dest).map_err(|e| format!("--host {h:?}: {e}"))?;
-        }
-        pairs.push((member.to_string(), dest.to_string()));
-    }
-    bootstrap::spec::rules::ssh_options(&ssh_options).map_err(|e| format!("--ssh-option: {e}"))?;
-    if let Some(k) = &ca_key {
-        pki::ca::Ca::load_files(&cacert, k).map_err(|e| format!("--ca-key {}: {e}", k.display()))?;
-    }
-    if let Some(o) = output.as_ref().filter(|o| o.exists()) {
-        return Err(format!("-o {}: exists; adopt never replaces a spec: give another path", o.display()).into());
-    }
-    if let Some(o) = &output {
-        let dir = o.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        bootstrap::spec::rules::trusted_dir("-o", dir, pki::safe_fs::Writes::CreateExclusive)?;
-    }
-    let req = bootstrap::adopt::Request { endpoints, cacert, cert, key, hosts: pairs, ssh_options };
-    let inv = bootstrap::adopt::adopt(&req, &Progress::new(false))?;
-    match write_out {
-        AdoptFormat::Json => println!("{}", serde_json::to_string_pretty(&inv)?),
-        AdoptFormat::Table => print!("{}", bootstrap::adopt::report::table(&inv)),
-    }
-    if let Some(path) = &output {
-        use bootstrap::adopt::spec_out;
-        let spec = spec_out::spec_of(&inv, &req, ca_key.as_deref(), name.as_deref())
-            .map_err(|problems| format!("-o {}: not written: {}", path.display(), problems.join("; ")))?;
-        spec_out::write_new(&spec, path)?;
-        eprintln!("etcd-bootstrap: spec of what is there written to {} (next: etcd-bootstrap -f {} status)", path.display(), path.display());
-    }
-    Ok(if inv.findings.is_empty() { exit::OK } else { exit::WARNING })
-}
-
-/// `upgrade` or `downgrade --to`: the arguments checked, the operation run (read-only with
-/// `--dry-run`), its steps or its outcome printed, and what the spec should name afterwards.
-fn roll(spec: &Path, lock_wait: u64, kind: Roll, to: &str, sha256: Option<&str>, dry_run: bool, wait: u64) -> Result<u8, Box<dyn std::error::Error>> {
-    bootstrap::spec::rules::etcd_archive(to).map_err(|e| format!("--to {to:?}: {e}"))?;
-    if let Some(h) = sha256 {
-        bootstrap::spec::rules::sha256(h).map_err(|e| format!("--sha256: {e}"))?;
-    }
-    let plan = plan::build(&load(spec)?);
-    let (verb, op) = (kind.command(), if kind == Roll::Upgrade { OpKind::Upgrade } else { OpKind::Downgrade });
-    let args = format!("{verb} --to {}{}", plan::sh_quote(to), sha256.map(|h| format!(" --sha256 {h}")).unwrap_or_default());
-    let progress = Progress::new(false);
-    let wait = Duration::from_secs(wait);
-    let run = |ctx: &Ctx| match kind {
-        Roll::Upgrade => ops::upgrade::upgrade(ctx, to, sha256, dry_run, wait),
-        Roll::Downgrade => ops::downgrade::downgrade(ctx, to, sha256, dry_run, wait),
-    };
-    let r = if dry_run {
-        print_notes(&plan);
-        context::read_only(&plan, &progress, run)?
-    } else {
-        guarded(&plan, &progress, lock_wait, op, None, &args, run)?
-    };
-    if dry_run {
-        println!("{verb} {} -> {} would:", r.from, r.to);
-        for (i, s) in r.steps.iter().enumerate() {
-            println!("  {}. {s}", i + 1);
-        }
-        if r.steps.is_empty() {
-            println!("  nothing: every member runs {} (cluster version {})", r.to, r.cluster_version);
-        }
-        return Ok(exit::OK);
-    }
-    if r.moved.is_empty() {
-        println!("nothing to do: every member runs etcd {} (cluster version {})", r.to, r.cluster_version);
-    } else {
-        let backup = r.backup.unwrap_or_default();
-        println!("{verb}d {} from etcd {} to {}; cluster version {}; backup {backup}", r.moved.join(", "), r.from, r.to, r.cluster_version);
-    }
-    if plan.loaded.spec.adopted.is_some() {
-        println!("each member's binary was replaced where it runs from; its unit or command line is unchanged");
-        return Ok(exit::OK);
-    }
-    let why = match kind {
-        Roll::Upgrade => "a start with the older binary is refused",
-        Roll::Downgrade => "a start with the newer binary would upgrade the member again",
-    };
-    let pinned = sha256.map(|h| format!(" and etcd_sha256: {h}")).unwrap_or_default();
-    println!("spec: set etcd_archive: {to}{pinned} so that later starts use etcd {} ({why})", r.to);
-    Ok(exit::OK)
-}
-
-fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
+/// Parse, one library call per command, one printer, one exit code.
+fn run(cli: Cli) -> Outcome {
     let lock_wait = cli.lock_wait;
     if lock_wait > 3600 {
         return Err("--lock-wait: give 0 to 3600 seconds".into());
     }
+    let lock_wait = Duration::from_secs(lock_wait);
+    let spec = cli.spec;
     match cli.command {
         Command::Completion { shell } => {
             pki::cli_docs::completion(shell, <Cli as clap::CommandFactory>::command(), &mut std::io::stdout())?;
@@ -496,57 +350,34 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             Ok(exit::OK)
         }
         Command::Adopt { endpoints, cacert, cert, key, hosts, ssh_options, write_out, output, ca_key, name } => {
+            let flags = bootstrap::adopt::flags::Flags { endpoints, cacert, cert, key, hosts, ssh_options, output, ca_key };
             // monitoring's convention, as `status`: 0 no risk, 1 risks found, 3 could not look
             // (or could not write the spec)
-            let req = AdoptArgs { endpoints, cacert, cert, key, hosts, ssh_options, write_out, output, ca_key, name };
-            Ok(adopt(req).unwrap_or_else(|e| {
+            Ok(adopt(flags, write_out, name.as_deref()).unwrap_or_else(|e| {
                 eprintln!("etcd-bootstrap: error: {e}");
                 exit::UNKNOWN
             }))
         }
         Command::Doctor { write_out, textfile, backup_dir, backup_warn, backup_fail, cert_warn_days, print_timer } => {
-            let secs = |flag: &str, v: &str| pki::validity::parse_duration(v, flag).map(|d| d.whole_seconds()).map_err(|e| e.to_string());
-            let (warn, fail) = (secs("--backup-warn", &backup_warn)?, secs("--backup-fail", &backup_fail)?);
-            if warn > fail {
-                return Err(format!("--backup-warn {backup_warn} is longer than --backup-fail {backup_fail}").into());
-            }
-            let loaded = load(&cli.spec)?;
-            let plan = plan::build(&loaded);
+            let format = write_out.for_command("doctor", &[Format::Table, Format::Json, Format::Prometheus, Format::Nagios])?;
+            let opts = bootstrap::doctor::Options::from_flags(&spec.display().to_string(), backup_dir, &backup_warn, &backup_fail, cert_warn_days, now_unix())?;
+            let plan = plan::build(&Spec::load(&spec)?);
             if print_timer {
                 let dir = textfile.ok_or("--print-timer needs --textfile DIR (node_exporter's --collector.textfile.directory)")?;
-                // the timer runs as root every minute: refuse a directory others could redirect
-                bootstrap::spec::rules::trusted_dir("--textfile", &dir, pki::safe_fs::Writes::ReplaceByRename)?;
-                let abs =
-                    |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf()));
-                print!("{}", bootstrap::doctor::timer(&std::env::current_exe()?, &abs(&cli.spec), &abs(&dir), &loaded.spec.name)?);
+                print!("{}", bootstrap::doctor::print_timer(&std::env::current_exe()?, &spec, &dir, &plan.loaded.spec.name)?);
                 return Ok(exit::OK);
             }
-            let base = Path::new(&loaded.file).parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-            let opts = bootstrap::doctor::Options {
-                use_record: backup_dir.is_none(),
-                backup_dir: backup_dir.unwrap_or_else(|| base.join("backups")),
-                backup_warn: warn,
-                backup_fail: fail,
-                cert_warn_days,
-                now: time::OffsetDateTime::now_utc().unix_timestamp(),
-            };
             print_notes(&plan);
             let report = context::read_only(&plan, &Progress::new(true), |ctx| Ok(bootstrap::doctor::run(ctx, &opts)))?;
-            let prom = bootstrap::doctor::render::prometheus(&report);
             if let Some(dir) = &textfile {
-                bootstrap::doctor::render::write_textfile(dir, &prom)?;
+                bootstrap::doctor::render::write_textfile(dir, &bootstrap::doctor::render::prometheus(&report))?;
             }
-            match write_out {
-                DoctorFormat::Table => print!("{}", bootstrap::doctor::render::table(&report)),
-                DoctorFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-                DoctorFormat::Prometheus => print!("{prom}"),
-                DoctorFormat::Nagios => print!("{}", bootstrap::doctor::render::nagios(&report)),
-            }
+            print!("{}", bootstrap::doctor::render::render(&report, format)?);
             Ok(report.level().code())
         }
         Command::Plan { kubeadm_api } => {
-            let loaded = load(&cli.spec)?;
-            bootstrap::run::context::refuse(&loaded.spec, "plan")?;
+            let loaded = Spec::load(&spec)?;
+            context::refuse(&loaded.spec, "plan")?;
             let plan = plan::build(&loaded);
             print_notes(&plan);
             let api = bootstrap::kube::outputs::choose_api(&plan, kubeadm_api)?;
@@ -554,321 +385,216 @@ fn run_cli(cli: Cli) -> Result<u8, Box<dyn std::error::Error>> {
             println!("   kubeadm config API: {} (kubernetes {})", api.group(), loaded.spec.kubernetes.version);
             Ok(exit::OK)
         }
-        Command::Up { local, dir, wait, kubeadm_api, quiet } => {
-            let spec_path = match local {
+        Command::Up { local, dir, wait, kubeadm_api, quiet, write_out } => {
+            let format = write_out.for_command("up", &[Format::Table, Format::Json])?;
+            let spec = match local {
                 Some(n) => {
                     let (path, notes) = bootstrap::spec::local::ensure(n, &dir)?;
-                    for n in notes {
-                        eprintln!("etcd-bootstrap: {n}");
-                    }
+                    notes.iter().for_each(|n| eprintln!("etcd-bootstrap: {n}"));
                     path
                 }
-                None => cli.spec,
+                None => spec,
             };
-            let loaded = load(&spec_path)?;
-            let plan = plan::build(&loaded);
+            let plan = plan::build(&Spec::load(&spec)?);
             let progress = Progress::new(quiet);
-            let report = guarded(&plan, &progress, lock_wait, OpKind::Up, None, "up", |ctx| {
-                ops::up::up(ctx, &UpOptions { wait: Duration::from_secs(wait), api: kubeadm_api })
-            })?;
-            let pki = plan.pki();
-            let hc = pki.leaf(&pki::cluster::Role::HealthcheckClient);
-            let out = &loaded.output_dir;
-            println!(
-                "cluster {}: {} ({} members, {} started now) in {:.1}s",
-                loaded.spec.name,
-                report.verdict.state.word(),
-                plan.members.len(),
-                report.started.len(),
-                progress.elapsed().as_secs_f64()
-            );
-            println!("spec:        {}", spec_path.display());
-            if loaded.spec.adopted.is_some() {
-                println!("endpoints:   {}", plan.endpoints().join(","));
-                println!("adopted:     every member started as it was found; nothing issued, delivered or written");
-                return Ok(exit::OK);
-            }
-            if loaded.spec.kubernetes.allow_old_etcd {
-                println!(
-                    "etcd:        kubernetes.allow_old_etcd is set (a lab cluster): an etcd below kubeadm's minimum is accepted, and the kubeadm configs ignore its ExternalEtcdVersion check"
-                );
-            }
-            println!("endpoints:   {}", plan.endpoints().join(","));
-            println!(
-                "check with:  ETCDCTL_ENDPOINTS={} ETCDCTL_CACERT={} ETCDCTL_CERT={} ETCDCTL_KEY={} etcdctl-lite quorum",
-                plan.endpoints().join(","),
-                pki.ca().cert.display(),
-                hc.cert.display(),
-                hc.key.display()
-            );
-            println!("kubeadm:     {}", out.join("kubeadm").display());
-            println!("nodes:       {}", out.join("control-plane").display());
-            println!("haproxy:     {}", out.join("haproxy/haproxy.cfg").display());
-            println!("next:        {}", out.join("RUNBOOK.md").display());
+            let options = UpOptions { wait: Duration::from_secs(wait), api: kubeadm_api };
+            let report = context::run_command(&plan, &progress, lock_wait, (OpKind::Up, None, "up"), |ctx| ops::up::up(ctx, &options))?;
+            print!("{}", summary::UpSummary::new(&plan, &report, progress.elapsed(), &spec).render(format));
             Ok(exit::OK)
         }
         Command::Status { write_out } => {
-            let loaded = match load(&cli.spec) {
-                Ok(l) => l,
+            // monitoring's convention: a run that could not look is UNKNOWN (3), never a verdict
+            let looked =
+                write_out.for_command("status", &[Format::Simple, Format::Table, Format::Json, Format::Prometheus]).and_then(|f| Ok((f, Spec::load(&spec)?)));
+            let (format, plan) = match looked {
+                Ok((f, l)) => (f, plan::build(&l)),
                 Err(e) => {
                     eprintln!("etcd-bootstrap: error: {e}");
                     return Ok(exit::UNKNOWN);
                 }
             };
-            let plan = plan::build(&loaded);
             print_notes(&plan);
             let v = ops::status::status(&plan)?;
-            if write_out == ReportFormat::Prometheus {
+            if format == Format::Prometheus {
                 print!("{}", prometheus(bootstrap::doctor::from_verdict(&v)));
-                return Ok(v.state.exit_code());
+            } else {
+                let r = etcdctl_lite::render::quorum(&v, format.etcdctl());
+                print!("{}", r.stdout);
+                eprint!("{}", r.stderr);
             }
-            let r = etcdctl_lite::render::quorum(&v, write_out.etcdctl());
-            print!("{}", r.stdout);
-            eprint!("{}", r.stderr);
             Ok(v.state.exit_code())
         }
         Command::Check { command: CheckCommand::Lb { timeout, write_out } } => {
+            let format = write_out.for_command("check lb", &[Format::Simple, Format::Json])?;
             if timeout == 0 || timeout > 60 {
                 return Err(format!("--timeout {timeout}: give 1 to 60 seconds").into());
             }
-            let plan = plan::build(&load(&cli.spec)?);
-            bootstrap::run::context::refuse(&plan.loaded.spec, "check lb")?;
+            let plan = plan::build(&Spec::load(&spec)?);
+            context::refuse(&plan.loaded.spec, "check lb")?;
             print_notes(&plan);
             let all = bootstrap::run::lb::check_lb(&plan, Duration::from_secs(timeout))?;
-            if write_out == etcdctl_lite::render::Format::Json {
-                println!("{}", serde_json::to_string_pretty(&all)?);
-            } else {
-                for (i, v) in all.iter().enumerate() {
-                    let from = if i == 0 { String::new() } else { format!("from {}: ", v.from) };
-                    println!("{from}{}: {} ({} ms)", v.state, v.summary, v.took_ms);
-                }
-            }
+            print!("{}", bootstrap::run::lb::render(&all, format == Format::Json)?);
             Ok(all.iter().map(|v| v.exit_code()).max().unwrap_or(exit::UNKNOWN))
         }
         Command::Certs { command: CertsCommand::Check { within, write_out } } => {
-            let plan = plan::build(&load(&cli.spec)?);
+            let format = write_out.for_command("certs check", &[Format::Table, Format::Json, Format::Prometheus])?;
+            let plan = plan::build(&Spec::load(&spec)?);
             print_notes(&plan);
             let report = ops::status::certs_check(&plan, within)?;
-            if write_out == ReportFormat::Prometheus {
-                print!("{}", prometheus(bootstrap::doctor::from_certs(&report, now_unix())));
-            } else if write_out == ReportFormat::Json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                print!("{}", pki::expiry::render_table(&report));
+            match format {
+                Format::Prometheus => print!("{}", prometheus(bootstrap::doctor::from_certs(&report, now_unix()))),
+                Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                _ => print!("{}", pki::expiry::render_table(&report)),
             }
             Ok(report.exit_code())
         }
-        Command::Rotate { command: RotateCommand::Ca { continue_, status, wait } } => {
-            use ops::rotate_ca::{Request, instructions, rotate_ca};
-            let plan = plan::build(&load(&cli.spec)?);
+        Command::Rotate { command: RotateCommand::Ca { continue_, status, wait, write_out } } => {
+            use ops::rotate_ca::{Request, rotate_ca};
+            let format = write_out.for_command("rotate ca", &[Format::Table, Format::Json])?;
+            let plan = plan::build(&Spec::load(&spec)?);
             if status {
                 print_notes(&plan);
                 print!("{}", ops::rotate_ca::status(&plan)?);
                 return Ok(exit::OK);
             }
-            let request = if continue_ { Request::Continue } else { Request::StartOrResume };
-            let args = if continue_ { "rotate ca --continue" } else { "rotate ca" };
-            let outcome =
-                guarded(&plan, &Progress::new(false), lock_wait, OpKind::RotateCa, None, args, |ctx| rotate_ca(ctx, request, Duration::from_secs(wait)))?;
-            print!("{}", instructions(&plan, outcome));
+            let (request, args) = if continue_ { (Request::Continue, "rotate ca --continue") } else { (Request::StartOrResume, "rotate ca") };
+            let outcome = context::run_command(&plan, &Progress::new(false), lock_wait, (OpKind::RotateCa, None, args), |ctx| {
+                rotate_ca(ctx, request, Duration::from_secs(wait))
+            })?;
+            print!("{}", summary::RotateCaSummary::new(&plan, outcome).render(format));
             Ok(exit::OK)
         }
-        Command::Rotate { command: RotateCommand::Certs { rekey, split, wait } } => {
-            let plan = plan::build(&load(&cli.spec)?);
+        Command::Rotate { command: RotateCommand::Certs { rekey, split, wait, write_out } } => {
+            let format = write_out.for_command("rotate certs", &[Format::Table, Format::Json])?;
+            let plan = plan::build(&Spec::load(&spec)?);
             let args = format!("rotate certs{}{}", if rekey { " --rekey" } else { "" }, if split { " --split" } else { "" });
-            let wait = Duration::from_secs(wait);
-            if plan.loaded.spec.adopted.is_some() {
-                let n = guarded(&plan, &Progress::new(false), lock_wait, OpKind::RotateCerts, None, &args, |ctx| {
-                    ops::rotate_certs::rotate_in_place(ctx, rekey, split, wait)
-                })?;
-                println!("{n} certificates renewed in place on {} members (no restart); the cluster stayed HEALTHY", plan.members.len());
-                return Ok(exit::OK);
-            }
-            if split {
+            let (wait, job) = (Duration::from_secs(wait), (OpKind::RotateCerts, None, args.as_str()));
+            let in_place = if plan.loaded.spec.adopted.is_some() {
+                Some(context::run_command(&plan, &Progress::new(false), lock_wait, job, |ctx| ops::rotate_certs::rotate_in_place(ctx, rekey, split, wait))?)
+            } else if split {
                 return Err("--split: only for an adopted cluster (a cluster etcd-bootstrap built has a certificate per member already)".into());
-            }
-            guarded(&plan, &Progress::new(false), lock_wait, OpKind::RotateCerts, None, &args, |ctx| ops::rotate_certs::rotate_certs(ctx, rekey, wait))?;
-            println!("certificates rotated on {} members; the cluster stayed HEALTHY", plan.members.len());
+            } else {
+                context::run_command(&plan, &Progress::new(false), lock_wait, job, |ctx| ops::rotate_certs::rotate_certs(ctx, rekey, wait))?;
+                None
+            };
+            print!("{}", summary::RotateCertsSummary { members: plan.members.len(), in_place, state: "HEALTHY".into() }.render(format));
             Ok(exit::OK)
         }
-        Command::Replace { member, force, wait } => {
-            let plan = plan::build(&load(&cli.spec)?);
+        Command::Replace { member, force, wait, write_out } => {
+            let format = write_out.for_command("replace", &[Format::Table, Format::Json])?;
+            let plan = plan::build(&Spec::load(&spec)?);
             // validated here, before it names anything in the journal or a message
-            if !plan.members.iter().any(|m| m.spec.name == member) {
-                let known = plan.members.iter().map(|m| m.spec.name.as_str()).collect::<Vec<_>>().join(", ");
-                return Err(bootstrap::BootError::MemberNotFound { name: member, known }.into());
-            }
+            let member = plan.member_named(&member)?.spec.name.clone();
             let args = format!("replace {}", plan::sh_quote(&member));
-            guarded(&plan, &Progress::new(false), lock_wait, OpKind::Replace, Some(member.clone()), &args, |ctx| {
+            context::run_command(&plan, &Progress::new(false), lock_wait, (OpKind::Replace, Some(member.clone()), &args), |ctx| {
                 ops::replace::replace(ctx, &member, force, Duration::from_secs(wait))
             })?;
-            println!("member {member} replaced; the cluster is HEALTHY");
+            print!("{}", summary::ReplaceSummary { member, state: "HEALTHY".into() }.render(format));
             Ok(exit::OK)
         }
         Command::Backup { dir, keep, print_timer, encrypt_to, to, write_out } => {
-            let seal = if encrypt_to.is_empty() {
-                None
-            } else {
-                Some(bootstrap::backup::sealed::Recipients::parse(&encrypt_to).map_err(|e| format!("--encrypt-to: {e}"))?)
-            };
-            // the off-host target and its credentials are checked before the snapshot is taken
-            let offsite = match &to {
-                Some(t) => {
-                    let loc = bootstrap::backup::offsite::Location::parse(t).map_err(|e| format!("--to: {e}"))?;
-                    let settings = bootstrap::backup::offsite::Settings::from_env(|k| std::env::var(k).ok()).map_err(|e| format!("--to {t}: {e}"))?;
-                    Some((loc, settings))
-                }
-                None => None,
-            };
-            let loaded = load(&cli.spec)?;
-            let plan = plan::build(&loaded);
-            let base = Path::new(&loaded.file).parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-            let dir = dir.unwrap_or_else(|| base.join("backups"));
-            // backups land under new names only (O_EXCL, then link(2)), so a sticky dir is fine
-            bootstrap::spec::rules::trusted_dir("backup --dir", &dir, pki::safe_fs::Writes::CreateExclusive)?;
+            let format = write_out.for_command("backup", &[Format::Simple, Format::Json, Format::Prometheus])?;
+            let request = bootstrap::ops::backup::Request::from_flags(&spec, dir, keep, &encrypt_to, to.as_deref(), |k| std::env::var(k).ok())?;
+            let plan = plan::build(&Spec::load(&spec)?);
             if print_timer {
-                let abs =
-                    |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf()));
-                let exe = std::env::current_exe()?;
-                print!("{}", ops::backup::timer(&exe, &abs(&cli.spec), &abs(&dir), keep.unwrap_or(48), &loaded.spec.name, &encrypt_to, to.as_deref())?);
+                print!("{}", request.timer(&std::env::current_exe()?, &spec, &plan.loaded.spec.name)?);
                 return Ok(exit::OK);
             }
-            let to = offsite.as_ref().map(|(location, settings)| ops::backup::Offsite { location, settings });
-            let (b, shipped) = guarded(&plan, &Progress::new(false), lock_wait, OpKind::Backup, None, "backup", |ctx| {
-                ops::backup::backup_and_ship(ctx, &dir, keep, seal.as_ref(), to)
+            let (b, shipped) = context::run_command(&plan, &Progress::new(false), lock_wait, (OpKind::Backup, None, "backup"), |ctx| request.run(ctx))?;
+            match format {
+                Format::Prometheus => print!("{}", prometheus(bootstrap::doctor::from_backup(&b, now_unix()))),
+                Format::Json => println!("{}", serde_json::to_string_pretty(&b)?),
+                _ => print!("{}", ops::backup::text(&b, shipped.as_ref())),
+            }
+            Ok(exit::OK)
+        }
+        Command::Restore { snapshot, force, wait, identity, write_out } => {
+            let format = write_out.for_command("restore", &[Format::Table, Format::Json])?;
+            let plan = plan::build(&Spec::load(&spec)?);
+            let source = bootstrap::backup::source::prepare(&plan, &snapshot, identity.as_deref(), &Progress::new(false))?;
+            let r = context::run_command(&plan, &Progress::new(false), lock_wait, (OpKind::Restore, None, &source.args), |ctx| {
+                ops::restore::restore(ctx, &source.path, &source.label, force, Duration::from_secs(wait))
             })?;
-            if let (Some(shipped), ReportFormat::Simple) = (&shipped, write_out) {
-                println!("uploaded to {} (verified by reading it back)", shipped.url);
-            }
-            if write_out == ReportFormat::Prometheus {
-                print!("{}", prometheus(bootstrap::doctor::from_backup(&b, now_unix())));
-            } else if write_out == ReportFormat::Json {
-                println!("{}", serde_json::to_string_pretty(&b)?);
-            } else {
-                println!(
-                    "{} (revision {}, {} keys, {} bytes, sha256 {}) from {}{}",
-                    b.path,
-                    b.revision,
-                    b.keys,
-                    b.bytes,
-                    b.sha256,
-                    b.endpoint,
-                    if b.healthy { "" } else { "; the cluster was not healthy" }
-                );
-            }
+            print!("{}", summary::RestoreSummary::new(&plan, r).render(format));
             Ok(exit::OK)
         }
-        Command::Restore { snapshot, force, wait, identity } => {
-            let plan = plan::build(&load(&cli.spec)?);
-            bootstrap::spec::rules::no_control(&snapshot.display().to_string()).map_err(|e| format!("restore SNAPSHOT: {e}"))?;
-            let mut args = format!("restore {}", plan::sh_quote(&snapshot.display().to_string()));
-            let label = snapshot.display().to_string();
-            // an off-host snapshot is fetched first into a private file beside the spec (removed
-            // when this run ends), and checked like any other before anything stops
-            let fetched = if label.starts_with("s3://") {
-                let base = Path::new(&plan.loaded.file).parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-                let settings = bootstrap::backup::offsite::Settings::from_env(|k| std::env::var(k).ok()).map_err(|e| format!("{label}: {e}"))?;
-                Some(bootstrap::backup::offsite::fetch(&label, &settings, base, &Progress::new(false))?)
-            } else {
-                None
-            };
-            let snapshot = fetched.as_ref().map(|t| t.path().to_path_buf()).unwrap_or(snapshot);
-            // an encrypted snapshot is decrypted into memory before anything else happens
-            let decrypted = match (bootstrap::backup::sealed::is_encrypted(&snapshot), &identity) {
-                (false, _) => None,
-                (true, None) => {
-                    return Err(format!(
-                        "{}: the snapshot is age-encrypted; give --identity FILE (the age identity or SSH private key it was encrypted to)",
-                        snapshot.display()
-                    )
-                    .into());
-                }
-                (true, Some(id)) => {
-                    bootstrap::spec::rules::no_control(&id.display().to_string()).map_err(|e| format!("--identity: {e}"))?;
-                    args.push_str(&format!(" --identity {}", plan::sh_quote(&id.display().to_string())));
-                    let ids = bootstrap::backup::sealed::identities(id)?;
-                    let t = std::time::Instant::now();
-                    let plain = bootstrap::backup::sealed::decrypt(&snapshot, &ids)?;
-                    Progress::new(false).step("snapshot", &format!("{}: decrypted into memory", snapshot.display()), Some(t.elapsed()));
-                    Some(plain)
-                }
-            };
-            let source = decrypted.as_ref().map(bootstrap::backup::sealed::fd_path).unwrap_or_else(|| snapshot.clone());
-            let r = guarded(&plan, &Progress::new(false), lock_wait, OpKind::Restore, None, &args, |ctx| {
-                ops::restore::restore(ctx, &source, &label, force, Duration::from_secs(wait))
-            })?;
-            println!(
-                "restored revision {} ({} keys) on {} members; cluster {} (was {}), HEALTHY at revision {}",
-                r.snapshot_revision,
-                r.snapshot_keys,
-                plan.members.len(),
-                r.cluster_id,
-                r.old_cluster_id.as_deref().unwrap_or("unreachable"),
-                r.revision_now
-            );
-            let old = r.old_revision.map(|o| o.to_string()).unwrap_or_else(|| "unknown".into());
-            if r.bumped_by > 0 {
-                println!(
-                    "revision raised by {} above the old cluster's ({old}); the history below is marked compacted, so a client watching from an old revision re-lists",
-                    r.bumped_by
-                );
-            } else {
-                println!(
-                    "warning: the revision went back to the snapshot's (old cluster: {old}); the hosts' etcd tool cannot raise it (etcdutl 3.5.10+ can; etcd 3.4's etcdctl cannot)"
-                );
-            }
-            for m in &r.moved {
-                println!("old data dir of {m}");
-            }
-            print!("{}", ops::restore::kubernetes_steps(&plan, ops::restore::Around::After, r.bumped_by > 0));
+        Command::Upgrade { to, sha256, dry_run, wait, write_out } => roll(&spec, lock_wait, Roll::Upgrade, (&to, sha256.as_deref()), dry_run, wait, write_out),
+        Command::Downgrade { to: Some(to), sha256, dry_run, wait, write_out, .. } => {
+            roll(&spec, lock_wait, Roll::Downgrade, (&to, sha256.as_deref()), dry_run, wait, write_out)
+        }
+        Command::Downgrade { to: None, write_out, .. } => {
+            let format = write_out.for_command("downgrade --cancel", &[Format::Table, Format::Json])?;
+            let plan = plan::build(&Spec::load(&spec)?);
+            let r = context::run_command(&plan, &Progress::new(false), lock_wait, (OpKind::Downgrade, None, "downgrade --cancel"), ops::downgrade::cancel)?;
+            print!("{}", summary::CancelSummary::new(&plan, r).render(format));
             Ok(exit::OK)
         }
-        Command::Upgrade { to, sha256, dry_run, wait } => roll(&cli.spec, lock_wait, Roll::Upgrade, &to, sha256.as_deref(), dry_run, wait),
-        Command::Downgrade { to: None, .. } => {
-            let plan = plan::build(&load(&cli.spec)?);
-            let r = guarded(&plan, &Progress::new(false), lock_wait, OpKind::Downgrade, None, "downgrade --cancel", ops::downgrade::cancel)?;
-            println!("downgrade cancelled; cluster version {}", r.cluster_version);
-            if let Some(back) = r.back_to {
-                println!(
-                    "{} already on the older release: bring them back with: {}",
-                    r.moved.join(", "),
-                    context::command_for(&plan, &format!("upgrade --to RELEASE (the etcd {back} release)"))
-                );
-            }
-            Ok(exit::OK)
-        }
-        Command::Downgrade { to: Some(to), sha256, dry_run, wait, .. } => roll(&cli.spec, lock_wait, Roll::Downgrade, &to, sha256.as_deref(), dry_run, wait),
         Command::Maintain { wait, write_out } => {
-            let plan = plan::build(&load(&cli.spec)?);
-            let report = guarded(&plan, &Progress::new(false), lock_wait, OpKind::Maintain, None, "maintain", |ctx| {
+            let format = write_out.for_command("maintain", &[Format::Simple, Format::Json])?;
+            let plan = plan::build(&Spec::load(&spec)?);
+            let report = context::run_command(&plan, &Progress::new(false), lock_wait, (OpKind::Maintain, None, "maintain"), |ctx| {
                 ops::maintain::maintain(ctx, Duration::from_secs(wait))
             })?;
-            if write_out == etcdctl_lite::render::Format::Json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                println!(
-                    "compacted to revision {}; alarms disarmed: {}",
-                    report.compacted_revision,
-                    if report.disarmed.is_empty() { "none".to_string() } else { report.disarmed.join(", ") }
-                );
-                for m in &report.members {
-                    println!(
-                        "{}: database {} -> {}",
-                        m.endpoint,
-                        etcdctl_lite::model::human_bytes(m.db_size_before),
-                        etcdctl_lite::model::human_bytes(m.db_size_after)
-                    );
-                }
-                println!("cluster HEALTHY and writable");
-            }
+            print!("{}", report.render(format));
             Ok(exit::OK)
         }
         Command::Down { purge } => {
-            let loaded = load(&cli.spec)?;
-            let plan = plan::build(&loaded);
-            let kind = if purge { OpKind::Purge } else { OpKind::Down };
-            guarded(&plan, &Progress::new(false), lock_wait, kind, None, if purge { "down --purge" } else { "down" }, |ctx| ops::down::down(ctx, purge))?;
+            let plan = plan::build(&Spec::load(&spec)?);
+            let job = if purge { (OpKind::Purge, None, "down --purge") } else { (OpKind::Down, None, "down") };
+            context::run_command(&plan, &Progress::new(false), lock_wait, job, |ctx| ops::down::down(ctx, purge))?;
             Ok(exit::OK)
         }
     }
+}
+
+/// `upgrade` or `downgrade --to`: run (read-only with `--dry-run`) and its summary printed.
+fn roll(spec: &Path, lock_wait: Duration, kind: Roll, (to, sha256): (&str, Option<&str>), dry_run: bool, wait: u64, write_out: Format) -> Outcome {
+    let format = write_out.for_command(kind.command(), &[Format::Table, Format::Json])?;
+    let args = bootstrap::run::rolling::command_args(kind, to, sha256)?;
+    let plan = plan::build(&Spec::load(spec)?);
+    let (progress, wait) = (Progress::new(false), Duration::from_secs(wait));
+    let run = |ctx: &Ctx| match kind {
+        Roll::Upgrade => ops::upgrade::upgrade(ctx, to, sha256, dry_run, wait),
+        Roll::Downgrade => ops::downgrade::downgrade(ctx, to, sha256, dry_run, wait),
+    };
+    let op = if kind == Roll::Upgrade { OpKind::Upgrade } else { OpKind::Downgrade };
+    let r = if dry_run {
+        print_notes(&plan);
+        context::read_only(&plan, &progress, run)?
+    } else {
+        context::run_command(&plan, &progress, lock_wait, (op, None, &args), run)?
+    };
+    print!("{}", summary::RollSummary::new(&plan, kind, to, sha256, dry_run, r).render(format));
+    Ok(exit::OK)
+}
+
+/// `adopt`: the flags checked, the cluster read (nothing changed), the inventory printed, and
+/// with `-o` the spec of what is there written.
+fn adopt(flags: bootstrap::adopt::flags::Flags, write_out: Format, name: Option<&str>) -> Outcome {
+    let format = write_out.for_command("adopt", &[Format::Table, Format::Json])?;
+    let req = flags.check()?;
+    let inv = bootstrap::adopt::adopt(&req, &Progress::new(false))?;
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&inv)?),
+        _ => print!("{}", bootstrap::adopt::report::table(&inv)),
+    }
+    if let Some(path) = &flags.output {
+        bootstrap::adopt::flags::write_spec(&inv, &req, path, flags.ca_key.as_deref(), name)?;
+        eprintln!("etcd-bootstrap: spec of what is there written to {} (next: etcd-bootstrap -f {} status)", path.display(), path.display());
+    }
+    Ok(if inv.findings.is_empty() { exit::OK } else { exit::WARNING })
+}
+
+fn print_notes(plan: &plan::Plan) {
+    for n in context::notes(plan) {
+        eprintln!("etcd-bootstrap: note: {n}");
+    }
+}
+
+fn prometheus((checks, gauges): bootstrap::doctor::Found) -> String {
+    bootstrap::doctor::render::prometheus(&bootstrap::doctor::Report { checks, gauges })
+}
+
+fn now_unix() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
 }

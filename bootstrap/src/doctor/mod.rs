@@ -100,6 +100,27 @@ pub struct Options {
     pub now: i64,
 }
 
+impl Options {
+    /// From `doctor`'s flags: the ages (`2h`, `26h`) parsed, the warning no later than the
+    /// failure, the backups judged where `--backup-dir` says or beside the spec.
+    pub fn from_flags(spec_file: &str, backup_dir: Option<PathBuf>, warn: &str, fail: &str, cert_warn_days: i64, now: i64) -> crate::error::Result<Options> {
+        let secs = |flag: &str, v: &str| pki::validity::parse_duration(v, flag).map(|d| d.whole_seconds()).map_err(crate::error::BootError::from);
+        let (backup_warn, backup_fail) = (secs("--backup-warn", warn)?, secs("--backup-fail", fail)?);
+        if backup_warn > backup_fail {
+            return Err(crate::error::BootError::BadArgument { flag: format!("--backup-warn {warn}"), reason: format!("longer than --backup-fail {fail}") });
+        }
+        let base = std::path::Path::new(spec_file).parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        Ok(Options {
+            use_record: backup_dir.is_none(),
+            backup_dir: backup_dir.unwrap_or_else(|| base.join("backups")),
+            backup_warn,
+            backup_fail,
+            cert_warn_days,
+            now,
+        })
+    }
+}
+
 use judge::check;
 
 fn gauge(name: &'static str, help: &'static str, labels: Vec<(&'static str, String)>, value: f64) -> Gauge {
@@ -415,6 +436,14 @@ pub fn newest_backup(dir: &std::path::Path, cluster: &str) -> Option<(String, i6
 
 /// Bounds for the parts that talk to members.
 pub const METRICS_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// `doctor --print-timer`: the timer for `spec` writing into `textfile`, a folder root may write
+/// into every minute (refused otherwise), both named by absolute paths.
+pub fn print_timer(exe: &std::path::Path, spec: &std::path::Path, textfile: &std::path::Path, cluster: &str) -> crate::error::Result<String> {
+    // the timer runs as root every minute: refuse a directory others could redirect
+    crate::spec::rules::trusted_dir("--textfile", textfile, pki::safe_fs::Writes::ReplaceByRename)?;
+    timer(exe, &crate::spec::rules::absolute(spec), &crate::spec::rules::absolute(textfile), cluster)
+}
 
 /// A systemd service and timer (and a cron line) that run `doctor` every minute into
 /// node_exporter's textfile directory.

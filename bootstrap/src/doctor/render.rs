@@ -140,3 +140,14 @@ pub fn write_textfile(dir: &std::path::Path, text: &str) -> crate::error::Result
     tmp.persist(&path).map_err(|e| fail(e.error))?;
     Ok(path)
 }
+
+/// The report in `format` (table, json, prometheus or nagios).
+pub fn render(r: &Report, format: crate::format::Format) -> crate::error::Result<String> {
+    use crate::format::Format;
+    Ok(match format {
+        Format::Json => serde_json::to_string_pretty(r).map_err(|e| crate::error::BootError::Verification(e.to_string()))? + "\n",
+        Format::Prometheus => prometheus(r),
+        Format::Nagios => nagios(r),
+        _ => table(r),
+    })
+}

@@ -43,3 +43,69 @@ pub fn backup_and_ship(
     ctx.progress.step("upload", &format!("{} ({} bytes) read back, SHA-256 the same{removed}", shipped.url, shipped.bytes), Some(t.elapsed()));
     Ok((b, Some(shipped)))
 }
+
+/// `backup`'s flags, checked before anything is read: the recipients parsed, the off-host target
+/// and its credentials, and the folder (new names only, so a sticky one is fine).
+pub struct Request {
+    pub dir: std::path::PathBuf,
+    pub keep: Option<usize>,
+    pub encrypt_to: Vec<String>,
+    seal: Option<crate::backup::sealed::Recipients>,
+    offsite: Option<(crate::backup::offsite::Location, crate::backup::offsite::Settings, String)>,
+}
+
+impl Request {
+    /// `env` reads AWS_* (the process environment, or a test's).
+    pub fn from_flags(
+        spec: &Path,
+        dir: Option<std::path::PathBuf>,
+        keep: Option<usize>,
+        encrypt_to: &[String],
+        to: Option<&str>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Request> {
+        use crate::error::BootError;
+        let bad = |flag: String| move |reason: String| BootError::BadArgument { flag, reason };
+        let seal = if encrypt_to.is_empty() {
+            None
+        } else {
+            Some(crate::backup::sealed::Recipients::parse(encrypt_to).map_err(|e| bad("--encrypt-to".into())(e.to_string()))?)
+        };
+        let offsite = match to {
+            Some(t) => {
+                let location = crate::backup::offsite::Location::parse(t).map_err(bad("--to".into()))?;
+                let settings = crate::backup::offsite::Settings::from_env(env).map_err(bad(format!("--to {t}")))?;
+                Some((location, settings, t.to_string()))
+            }
+            None => None,
+        };
+        let base = spec.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = dir.unwrap_or_else(|| base.join("backups"));
+        // backups land under new names only (O_EXCL, then link(2)), so a sticky dir is fine
+        crate::spec::rules::trusted_dir("backup --dir", &dir, pki::safe_fs::Writes::CreateExclusive)?;
+        Ok(Request { dir, keep, encrypt_to: encrypt_to.to_vec(), seal, offsite })
+    }
+
+    /// The backup (and the upload), inside the operation.
+    pub fn run(&self, ctx: &Ctx) -> Result<(Backup, Option<crate::backup::offsite::Shipped>)> {
+        let to = self.offsite.as_ref().map(|(location, settings, _)| Offsite { location, settings });
+        backup_and_ship(ctx, &self.dir, self.keep, self.seal.as_ref(), to)
+    }
+
+    /// The systemd service + timer (and cron line) that take this backup hourly.
+    pub fn timer(&self, exe: &Path, spec: &Path, cluster: &str) -> Result<String> {
+        let to = self.offsite.as_ref().map(|(_, _, url)| url.as_str());
+        timer(exe, &crate::spec::rules::absolute(spec), &crate::spec::rules::absolute(&self.dir), self.keep.unwrap_or(48), cluster, &self.encrypt_to, to)
+    }
+}
+
+/// `backup`'s lines for people.
+pub fn text(b: &Backup, shipped: Option<&crate::backup::offsite::Shipped>) -> String {
+    let mut s = String::new();
+    if let Some(shipped) = shipped {
+        s.push_str(&format!("uploaded to {} (verified by reading it back)\n", shipped.url));
+    }
+    let unhealthy = if b.healthy { "" } else { "; the cluster was not healthy" };
+    s.push_str(&format!("{} (revision {}, {} keys, {} bytes, sha256 {}) from {}{unhealthy}\n", b.path, b.revision, b.keys, b.bytes, b.sha256, b.endpoint));
+    s
+}

@@ -96,3 +96,20 @@ fn wait_quorum(ctx: &Ctx, wait: Duration, after: &str) -> Result<()> {
     )
     .map(|_| ())
 }
+
+impl MaintainReport {
+    /// Lines for people, or JSON.
+    pub fn render(&self, format: crate::format::Format) -> String {
+        if format == crate::format::Format::Json {
+            return serde_json::to_string_pretty(self).map(|j| j + "\n").unwrap_or_default();
+        }
+        let disarmed = if self.disarmed.is_empty() { "none".to_string() } else { self.disarmed.join(", ") };
+        let mut s = format!("compacted to revision {}; alarms disarmed: {disarmed}\n", self.compacted_revision);
+        for m in &self.members {
+            let (before, after) = (etcdctl_lite::model::human_bytes(m.db_size_before), etcdctl_lite::model::human_bytes(m.db_size_after));
+            s.push_str(&format!("{}: database {before} -> {after}\n", m.endpoint));
+        }
+        s.push_str("cluster HEALTHY and writable\n");
+        s
+    }
+}

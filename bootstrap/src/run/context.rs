@@ -197,6 +197,18 @@ pub fn refuse(spec: &crate::spec::Spec, command: &str) -> crate::error::Result<(
 }
 
 /// Runs `op` as `req` on the cluster: lock, admission, journal entry, outcome.
+/// [`run`] for a command: the request made from its kind, target and arguments (what the
+/// journal shows and what resumes it).
+pub fn run_command<T>(
+    plan: &Plan,
+    progress: &Progress,
+    lock_wait: Duration,
+    (kind, target, args): (OpKind, Option<String>, &str),
+    op: impl FnOnce(&Ctx) -> Result<T>,
+) -> Result<T> {
+    run(plan, progress, request(plan, kind, target, args), lock_wait, op)
+}
+
 pub fn run<T>(plan: &Plan, progress: &Progress, req: Request, lock_wait: Duration, op: impl FnOnce(&Ctx) -> Result<T>) -> Result<T> {
     run_with(plan, progress, req, lock_wait, Seams::live(plan)?, op)
 }

@@ -235,6 +235,22 @@ pub fn parse_response(raw: &[u8]) -> Seen {
     }
 }
 
+/// `check lb`'s verdicts: one line each (the first from this machine, then from each node), or
+/// JSON.
+pub fn render(all: &[LbVerdict], json: bool) -> Result<String> {
+    if json {
+        return serde_json::to_string_pretty(all).map(|j| j + "\n").map_err(|e| BootError::Verification(e.to_string()));
+    }
+    Ok(all
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let from = if i == 0 { String::new() } else { format!("from {}: ", v.from) };
+            format!("{from}{}: {} ({} ms)\n", v.state, v.summary, v.took_ms)
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

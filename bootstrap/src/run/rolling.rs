@@ -233,3 +233,14 @@ pub fn begin(ctx: &Ctx, roll: Roll, to: &str, sha256: Option<&str>, wait: Durati
     let from = starting_version(&versions, &release, state.as_ref())?;
     Ok(Begun { _lock: lock, release, state, versions, from })
 }
+
+/// `upgrade|downgrade --to ARCHIVE [--sha256 HEX]` after checking both values: what the journal
+/// shows and what resumes it.
+pub fn command_args(kind: Roll, to: &str, sha256: Option<&str>) -> crate::error::Result<String> {
+    use crate::error::BootError;
+    crate::spec::rules::etcd_archive(to).map_err(|reason| BootError::BadArgument { flag: format!("--to {to:?}"), reason })?;
+    if let Some(h) = sha256 {
+        crate::spec::rules::sha256(h).map_err(|reason| BootError::BadArgument { flag: "--sha256".into(), reason })?;
+    }
+    Ok(format!("{} --to {}{}", kind.command(), crate::plan::sh_quote(to), sha256.map(|h| format!(" --sha256 {h}")).unwrap_or_default()))
+}

@@ -371,6 +371,11 @@ pub fn strings_with_control(v: &serde_yaml_ng::Value, at: &str, found: &mut Vec<
 /// Refuses an operator-named directory that another user could redirect root's writes out of
 /// (it, or a directory above it, is not owned by root or the caller, or is writable by others);
 /// `flag` names where it came from.
+/// `p` as an absolute path (resolved when it exists): what a unit file or a cron line names.
+pub fn absolute(p: &Path) -> std::path::PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf()))
+}
+
 pub fn trusted_dir(flag: &str, dir: &Path, writes: pki::safe_fs::Writes) -> crate::error::Result<()> {
     pki::safe_fs::check_dir(dir, writes).map_err(|source| crate::error::BootError::UntrustedDir { flag: flag.to_string(), source })
 }
