@@ -120,6 +120,18 @@ impl Node {
         self.running.push((component.to_string(), child));
     }
 
+    /// A static pod whose process exited started again, as a kubelet does (restartPolicy
+    /// Always): kube-controller-manager and kube-scheduler exit when they lose their Lease, as
+    /// they do while every kube-apiserver is stopped. Returns whether it was restarted.
+    pub fn restart_if_exited(&mut self, component: &str, binary: &Path) -> bool {
+        let exited = self.running.iter_mut().find(|(c, _)| c == component).is_none_or(|(_, c)| matches!(c.try_wait(), Ok(Some(_))));
+        if exited {
+            self.running.retain(|(c, _)| c != component);
+            self.run_static_pod(component, binary);
+        }
+        exited
+    }
+
     /// Stops a component (SIGTERM, then SIGKILL after 30 s), as a kubelet does.
     pub fn stop(&mut self, component: &str) {
         while let Some(i) = self.running.iter().position(|(c, _)| c == component) {

@@ -8,6 +8,9 @@
 //! others; the controllers' Leases are renewed. On etcd 3.7, 3.6 and 3.5: kube-apiserver 1.37
 //! fills its watch cache with etcd 3.7's RangeStream RPC (EtcdRangeStream, beta, on by default)
 //! and falls back to paginated lists on the older lines, where everything above works the same.
+//! Then every day-2 operation with the three serving: the writes through the balancer kept across
+//! rotations, maintenance, backup, upgrade and downgrade; a staged CA rotation, a replacement and a
+//! restore done as printed, the controllers' watches recovering on their own.
 
 use integration_tests::bootstrap::boot;
 use integration_tests::lab::{K8s, Lab};
@@ -200,5 +203,108 @@ fn every_operation_with_the_three_serving_keeps_every_acknowledged_write() {
     let listed = lab.kubectl(&k8s.kubectl, &["get", "configmaps", "-o", "name"]).assert_ok().stdout;
     for n in acked {
         assert!(listed.contains(&format!("configmap/w-{n:05}")), "acknowledged write w-{n:05} is missing");
+    }
+}
+
+/// Follows the steps `rotate ca` printed for nodes it cannot reach (no `host`): each
+/// `  NODE: copy SRC to DEST` done inside that node (its own /etc), then its kube-apiserver
+/// restarted and Ready, node by node. Returns how many files were copied.
+fn follow_rotation_steps(lab: &mut Lab, k8s: &K8s, printed: &str) -> usize {
+    let mut copied = 0;
+    for node in lab.nodes.iter_mut() {
+        let prefix = format!("  {}: copy ", node.name);
+        for step in printed.lines().filter_map(|l| l.strip_prefix(&prefix)) {
+            let (src, dest) = step.split_once(" to ").unwrap_or_else(|| panic!("not `copy SRC to DEST`: {step}"));
+            let q = |p: &str| format!("'{}'", p.replace('\'', "'\\''"));
+            node.sh(&format!("set -e\ncp {} {}", q(src), q(dest)), Duration::from_secs(10)).assert_ok();
+            copied += 1;
+        }
+        node.stop("kube-apiserver");
+        node.run_static_pod("kube-apiserver", &k8s.kube_apiserver);
+        node.wait_ready(Duration::from_secs(90));
+    }
+    copied
+}
+
+/// The operations that meet kube-apiserver hardest, with the three serving behind HAProxy on etcd
+/// 3.7, each done as the tool prints it: a CA rotation in its three stops (the files copied to
+/// each node and kube-apiserver restarted between them; the cluster served through the balancer at
+/// every stop), a dead member replaced, and a whole-cluster restore (kube-apiservers stopped
+/// before and started after, as printed). After the restore the data is the snapshot's and the
+/// controllers' watches re-list on their own: a Deployment made afterwards gets its ReplicaSet
+/// from kube-controller-manager, which was never restarted for it (only started again, as a
+/// kubelet would, if it had exited on losing its Lease while no API server ran).
+#[test]
+fn a_staged_ca_rotation_a_replacement_and_a_restore_with_the_three_serving() {
+    let k8s = K8s::v137();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut lab = Lab::create(tmp.path(), "v1.37.2", &workspace_root().join(".etcd/go-3.7/etcd"));
+    boot(&lab.spec, &["up"]).assert_ok();
+    lab.start_haproxy();
+    lab.init_first(&k8s);
+    for i in 1..3 {
+        lab.join(i, &k8s);
+    }
+    let kubectl = |lab: &Lab, args: &[&str]| lab.kubectl(&k8s.kubectl, args);
+    // the CA rotation, stop by stop
+    let mut r = boot(&lab.spec, &["rotate", "ca"]);
+    for (stop, at) in ["step 1 of 3", "step 2 of 3"].iter().enumerate() {
+        assert!(r.ok() && r.stdout.contains(&format!("stopped after {at}")), "{}{}", r.stdout, r.stderr);
+        assert!(follow_rotation_steps(&mut lab, &k8s, &r.stdout) >= 3, "no files to copy at {at}:\n{}", r.stdout);
+        kubectl(&lab, &["create", "configmap", &format!("rotation-stop-{}", stop + 1)]).assert_ok();
+        r = boot(&lab.spec, &["rotate", "ca", "--continue"]);
+    }
+    assert!(r.ok() && r.stdout.contains("CA rotation done"), "{}{}", r.stdout, r.stderr);
+    follow_rotation_steps(&mut lab, &k8s, &r.stdout);
+    kubectl(&lab, &["create", "configmap", "rotated"]).assert_ok();
+    // a dead member replaced while the three serve
+    let etcd2 = tmp.path().join(&lab.hosts.hosts[1].name).join("var/lib/etcd-bootstrap/etcd-2.pid");
+    let pid: u32 = std::fs::read_to_string(&etcd2).unwrap().trim().parse().unwrap();
+    integration_tests::signal(pid, integration_tests::Signal::Kill);
+    integration_tests::wait_gone(pid, Duration::from_secs(10));
+    kubectl(&lab, &["create", "configmap", "one-member-down"]).assert_ok();
+    let replaced = boot(&lab.spec, &["replace", "etcd-2", "-w", "json"]);
+    assert!(replaced.ok() && replaced.stdout.contains("\"member\": \"etcd-2\""), "{}{}", replaced.stdout, replaced.stderr);
+    kubectl(&lab, &["create", "configmap", "replaced"]).assert_ok();
+    // a backup, a write after it, then the restore as printed
+    let b = boot(&lab.spec, &["backup", "-w", "json"]).assert_ok();
+    let snapshot = serde_json::from_str::<serde_json::Value>(&b.stdout).unwrap()["path"].as_str().unwrap().to_string();
+    kubectl(&lab, &["create", "configmap", "after-the-backup"]).assert_ok();
+    let refused = boot(&lab.spec, &["restore", &snapshot]);
+    assert!(!refused.ok() && refused.stderr.contains("kube-apiserver"), "a restore under serving API servers says to stop them: {}", refused.stderr);
+    for node in lab.nodes.iter_mut() {
+        node.stop("kube-apiserver");
+    }
+    let restored = boot(&lab.spec, &["restore", "--force", &snapshot, "-w", "json"]);
+    assert!(restored.ok(), "{}{}", restored.stdout, restored.stderr);
+    let report: serde_json::Value = serde_json::from_str(&restored.stdout).unwrap();
+    assert!(report["bumped_by"].as_u64().unwrap_or(0) > 0, "the revision was raised: {report}");
+    for node in lab.nodes.iter_mut() {
+        node.run_static_pod("kube-apiserver", &k8s.kube_apiserver);
+        node.wait_ready(Duration::from_secs(90));
+    }
+    let mut again = Vec::new();
+    for node in lab.nodes.iter_mut() {
+        for (component, binary) in [("kube-controller-manager", &k8s.kube_controller_manager), ("kube-scheduler", &k8s.kube_scheduler)] {
+            if node.restart_if_exited(component, binary) {
+                again.push(format!("{} {component}", node.name));
+            }
+        }
+    }
+    eprintln!("started again after losing their Lease during the restore (as a kubelet would): {again:?}");
+    let names = kubectl(&lab, &["get", "configmaps", "-o", "name"]).assert_ok().stdout;
+    for kept in ["rotation-stop-1", "rotation-stop-2", "rotated", "one-member-down", "replaced"] {
+        assert!(names.contains(&format!("configmap/{kept}")), "{kept} was in the snapshot: {names}");
+    }
+    assert!(!names.contains("configmap/after-the-backup"), "written after the backup, gone after the restore: {names}");
+    kubectl(&lab, &["create", "deployment", "web", "--image=registry.k8s.io/pause:3.10"]).assert_ok();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while kubectl(&lab, &["get", "replicasets", "-l", "app=web", "-o", "name"]).stdout.trim().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no ReplicaSet for the Deployment within 90 s: kube-controller-manager's watches did not recover:\n{}",
+            lab.nodes[0].log("kube-controller-manager").lines().rev().take(20).collect::<Vec<_>>().join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(500));
     }
 }
