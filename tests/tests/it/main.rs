@@ -12,6 +12,7 @@ mod cfssl_dropin;
 mod check_lb;
 mod cli_docs;
 mod crash_matrix;
+mod debian_package;
 mod disaster_recovery;
 mod doctor;
 mod encrypted_backup;
