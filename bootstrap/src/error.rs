@@ -128,6 +128,11 @@ pub enum TransportError {
     /// ssh could not reach or log in to the host (its exit code 255).
     #[error("ssh {destination} could not connect: {stderr} (check the host, the key in your agent or ~/.ssh/config, and that sshd runs)")]
     Connect { destination: String, stderr: String },
+    /// sudo on the host refused (it ran nothing): it wants a password, or the user may not.
+    #[error(
+        "sudo on {destination} refused: {stderr} (give the SSH user passwordless sudo for root, e.g. in /etc/sudoers.d/etcd-bootstrap: `USER ALL=(root) NOPASSWD: ALL`; etcd-bootstrap never types a password)"
+    )]
+    Sudo { destination: String, stderr: String },
     /// The script ran past its bound and was stopped.
     #[error("no answer within {}s; stopped it", .limit.as_secs())]
     TimedOut { limit: std::time::Duration },

@@ -32,17 +32,25 @@ fn ip(args: &[&str]) {
 impl Hosts {
     /// `n` hosts on 10.213.X.2.. (X chosen per run), with sshd accepting `self.key` for root.
     pub fn create(n: usize, dir: &Path) -> Hosts {
-        Hosts::create_inner(n, dir, false)
+        Hosts::create_inner(n, dir, false, None)
     }
 
     /// As `create`, but each host's sshd (and so every session) sees /etc through an overlay in a
     /// private mount namespace: what it writes under /etc lands in `etc_upper` in the test's
     /// folder, and this machine's /etc is never touched.
     pub fn create_with_private_etc(n: usize, dir: &Path) -> Hosts {
-        Hosts::create_inner(n, dir, true)
+        Hosts::create_inner(n, dir, true, None)
     }
 
-    fn create_inner(n: usize, dir: &Path, private_etc: bool) -> Hosts {
+    /// As `create_with_private_etc`, but root cannot log in (`PermitRootLogin no`): `user` (uid
+    /// 4242, in each host's own /etc only) logs in with the key and gets root through sudo as
+    /// people set it up, one sudoers file for that user: without a password when `nopasswd`,
+    /// else asking for one (which `sudo -n` refuses).
+    pub fn create_for_user(n: usize, dir: &Path, user: &str, nopasswd: bool) -> Hosts {
+        Hosts::create_inner(n, dir, true, Some((user, nopasswd)))
+    }
+
+    fn create_inner(n: usize, dir: &Path, private_etc: bool, user: Option<(&str, bool)>) -> Hosts {
         // unique per call: tests in one process create hosts at the same time (the pid alone
         // would give them one bridge name), and across processes (the pid and the clock)
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
@@ -78,10 +86,11 @@ impl Hosts {
             std::fs::write(
                 &config,
                 format!(
-                    "ListenAddress {address}\nPort 22\nHostKey {hk}\nAuthorizedKeysFile {ak}\nPermitRootLogin prohibit-password\n\
+                    "ListenAddress {address}\nPort 22\nHostKey {hk}\nAuthorizedKeysFile {ak}\nPermitRootLogin {root}\n\
                      PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nPidFile none\n",
                     hk = host_key.display(),
-                    ak = dir.join("authorized_keys").display()
+                    ak = dir.join("authorized_keys").display(),
+                    root = if user.is_some() { "no" } else { "prohibit-password" },
                 ),
             )
             .expect("sshd config");
@@ -91,6 +100,9 @@ impl Hosts {
                 let (upper, work) = (dir.join(format!("host-{}-etc/upper", i + 1)), dir.join(format!("host-{}-etc/work", i + 1)));
                 std::fs::create_dir_all(&upper).expect("overlay upper");
                 std::fs::create_dir_all(&work).expect("overlay work");
+                if let Some((name, nopasswd)) = user {
+                    add_sudo_user(&upper, &dir.join(format!("home-{name}")), name, nopasswd);
+                }
                 cmd.args(["unshare", "-m", "--propagation", "private", "sh", "-c"]).arg(format!(
                     "mount -t overlay overlay -o lowerdir=/etc,upperdir={},workdir={} /etc && exec \"$0\" \"$@\"",
                     upper.display(),
@@ -108,8 +120,9 @@ impl Hosts {
                 .expect("start sshd");
             hosts.hosts.push(Host { name: format!("host-{}", i + 1), namespace: ns, address, link: outside, sshd: Some(sshd), etc_upper });
         }
+        let login = user.map(|(name, _)| name).unwrap_or("root");
         for h in &hosts.hosts {
-            hosts.wait_ssh(h);
+            hosts.wait_ssh(h, login);
         }
         hosts
     }
@@ -133,13 +146,13 @@ impl Hosts {
         .collect()
     }
 
-    fn wait_ssh(&self, h: &Host) {
+    fn wait_ssh(&self, h: &Host, login: &str) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let out = Command::new("ssh")
                 .args(self.ssh_options())
                 .args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=2"])
-                .arg(format!("root@{}", h.address))
+                .arg(format!("{login}@{}", h.address))
                 .arg("true")
                 .output()
                 .expect("ssh");
@@ -208,4 +221,26 @@ impl Hosts {
         }
         members
     }
+}
+
+/// `name` in a host's own /etc (the overlay's upper layer, written before its sshd starts):
+/// passwd, group and shadow lines (uid 4242, no password: key only) and /etc/sudoers.d/NAME.
+fn add_sudo_user(etc: &Path, home: &Path, name: &str, nopasswd: bool) {
+    use std::os::unix::fs::PermissionsExt;
+    let append = |file: &str, line: String| {
+        let mut text = std::fs::read_to_string(Path::new("/etc").join(file)).unwrap_or_default();
+        text.push_str(&line);
+        std::fs::write(etc.join(file), text).unwrap_or_else(|e| panic!("{file}: {e}"));
+    };
+    append("passwd", format!("{name}:x:4242:4242:etcd operator:{}:/bin/bash\n", home.display()));
+    append("group", format!("{name}:x:4242:\n"));
+    append("shadow", format!("{name}:*:19000:0:99999:7:::\n"));
+    std::fs::set_permissions(etc.join("shadow"), std::fs::Permissions::from_mode(0o640)).expect("shadow mode");
+    std::fs::create_dir_all(home).expect("home");
+    std::os::unix::fs::chown(home, Some(4242), Some(4242)).expect("chown home");
+    let sudoers = etc.join("sudoers.d");
+    std::fs::create_dir_all(&sudoers).expect("sudoers.d");
+    let rule = if nopasswd { format!("{name} ALL=(root) NOPASSWD: ALL\n") } else { format!("{name} ALL=(root) ALL\n") };
+    std::fs::write(sudoers.join(name), rule).expect("sudoers file");
+    std::fs::set_permissions(sudoers.join(name), std::fs::Permissions::from_mode(0o440)).expect("sudoers mode");
 }

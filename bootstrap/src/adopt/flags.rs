@@ -15,6 +15,8 @@ pub struct Flags {
     pub ssh_options: Vec<String>,
     pub output: Option<PathBuf>,
     pub ca_key: Option<PathBuf>,
+    /// `--become sudo`: the SSH users are not root.
+    pub become_with: crate::spec::Become,
 }
 
 fn bad(flag: String) -> impl FnOnce(String) -> BootError {
@@ -52,6 +54,7 @@ impl Flags {
             key: self.key.clone(),
             hosts: pairs,
             ssh_options: self.ssh_options.clone(),
+            become_with: self.become_with,
         })
     }
 }

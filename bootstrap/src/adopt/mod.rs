@@ -39,6 +39,8 @@ pub struct Request {
     /// Member name -> `local` or an SSH destination.
     pub hosts: Vec<(String, String)>,
     pub ssh_options: Vec<String>,
+    /// How the probes get root on SSH hosts (`--become sudo`).
+    pub become_with: crate::spec::Become,
 }
 
 /// A certificate as the inventory shows it.
@@ -283,7 +285,7 @@ fn inspect_host(req: &Request, m: &mut Member) -> Result<()> {
         None => "local".to_string(),
     };
     m.host = host.clone();
-    let transport = crate::host::transport::for_host(&host, &req.ssh_options);
+    let transport = crate::host::transport::for_host(&host, &req.ssh_options, req.become_with);
     let limit = Duration::from_secs(30);
     let out = transport.run(&probe::process_script(&address, port), limit).map_err(BootError::on_host(&m.name, &transport.describe()))?;
     let facts = match probe::parse_process(&out) {

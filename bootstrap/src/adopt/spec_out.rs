@@ -96,6 +96,7 @@ fn member_spec(m: &Member, req: &Request) -> std::result::Result<MemberSpec, Str
     if m.host != "local" {
         spec.host = m.host.clone();
         spec.ssh_options = req.ssh_options.clone();
+        spec.become_with = (req.become_with == crate::spec::Become::Sudo).then_some(crate::spec::Become::Sudo);
     }
     spec.adopted = Some(adopted);
     Ok(spec)

@@ -15,6 +15,7 @@ fn request() -> Request {
         key: "/lab/admin-key.pem".into(),
         hosts: vec![],
         ssh_options: vec!["-p".into(), "2222".into()],
+        become_with: crate::spec::Become::None,
     }
 }
 

@@ -81,6 +81,9 @@ enum Command {
         /// Extra options for ssh (repeat: `--ssh-option=-p --ssh-option=2222`).
         #[arg(long = "ssh-option", value_name = "OPT", allow_hyphen_values = true)]
         ssh_options: Vec<String>,
+        /// `sudo`: the SSH users are not root; every probe runs through `sudo -n` (still read-only).
+        #[arg(long = "become", value_enum, default_value = "none")]
+        become_with: BecomeFlag,
         #[arg(short = 'w', long = "write-out", value_enum, default_value = "table")]
         write_out: Format,
         /// Also write the spec of what is there to SPEC (a new file; never replaced), so that
@@ -316,6 +319,13 @@ enum RotateCommand {
     },
 }
 
+/// `adopt --become`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BecomeFlag {
+    None,
+    Sudo,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // SSH master connections opened for this run are closed when it ends
@@ -349,8 +359,9 @@ fn run(cli: Cli) -> Outcome {
             pki::cli_docs::man_page(<Cli as clap::CommandFactory>::command(), &mut std::io::stdout())?;
             Ok(exit::OK)
         }
-        Command::Adopt { endpoints, cacert, cert, key, hosts, ssh_options, write_out, output, ca_key, name } => {
-            let flags = bootstrap::adopt::flags::Flags { endpoints, cacert, cert, key, hosts, ssh_options, output, ca_key };
+        Command::Adopt { endpoints, cacert, cert, key, hosts, ssh_options, become_with, write_out, output, ca_key, name } => {
+            let become_with = if become_with == BecomeFlag::Sudo { bootstrap::spec::Become::Sudo } else { bootstrap::spec::Become::None };
+            let flags = bootstrap::adopt::flags::Flags { endpoints, cacert, cert, key, hosts, ssh_options, output, ca_key, become_with };
             // monitoring's convention, as `status`: 0 no risk, 1 risks found, 3 could not look
             // (or could not write the spec)
             Ok(adopt(flags, write_out, name.as_deref()).unwrap_or_else(|e| {

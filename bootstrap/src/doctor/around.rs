@@ -51,12 +51,7 @@ fn node_files(ctx: &Ctx, opts: &Options) -> Vec<Check> {
     let read: Vec<Result<crate::host::transport::ScriptOutput, crate::host::transport::TransportError>> = std::thread::scope(|s| {
         let handles: Vec<_> = nodes
             .iter()
-            .map(|n| {
-                s.spawn(move || {
-                    crate::host::transport::for_host(n.host.as_deref().unwrap_or("local"), &n.ssh_options)
-                        .run(&public_files_script(&[CA_FILE, CERT_FILE]), crate::run::live::SCRIPT_LIMIT)
-                })
-            })
+            .map(|n| s.spawn(move || crate::host::transport::for_node(n).run(&public_files_script(&[CA_FILE, CERT_FILE]), crate::run::live::SCRIPT_LIMIT)))
             .collect();
         handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
     });
@@ -177,6 +172,7 @@ fn adoption_risks(ctx: &Ctx) -> Vec<Check> {
         key: a.key.clone(),
         hosts: plan.members.iter().map(|m| (m.spec.name.clone(), m.spec.host.clone())).collect(),
         ssh_options: plan.members.iter().find(|m| !m.spec.is_local()).map(|m| m.spec.ssh_options.clone()).unwrap_or_default(),
+        become_with: plan.members.iter().find(|m| !m.spec.is_local()).and_then(|m| m.spec.become_with).unwrap_or_default(),
     };
     match crate::adopt::adopt(&req, &crate::progress::Progress::new(true)) {
         Ok(inv) if inv.findings.is_empty() => vec![check("risks", None, Level::Ok, "none of the risks adopt looks for".into(), "")],

@@ -5,7 +5,7 @@
 //! round trip, not a TCP + key exchange + authentication each time.
 
 pub use crate::error::TransportError;
-use crate::spec::MemberSpec;
+use crate::spec::{Become, MemberSpec};
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -122,10 +122,36 @@ impl Transport for Local {
     }
 }
 
-/// The system `ssh` client: `ssh -o BatchMode=yes [options] DEST bash -s`.
+/// The system `ssh` client: `ssh -o BatchMode=yes [options] DEST [sudo -n --] bash -s`.
 pub struct Ssh {
     pub destination: String,
     pub options: Vec<String>,
+    /// `Sudo`: every script runs as root through `sudo -n` (never a password prompt), one remote
+    /// command per script as without it.
+    pub become_with: Become,
+}
+
+/// `sudo -n --` when the host's user becomes root through sudo.
+fn elevate(become_with: Become) -> &'static [&'static str] {
+    match become_with {
+        Become::Sudo => &["sudo", "-n", "--"],
+        Become::None => &[],
+    }
+}
+
+/// sudo's own refusals (it ran nothing): a password wanted, or the user not allowed.
+fn sudo_refused(out: &ScriptOutput) -> bool {
+    out.code == Some(1)
+        && out.stdout.is_empty()
+        && [
+            "sudo: a password is required",
+            "sudo: a terminal is required",
+            "is not in the sudoers file",
+            "is not allowed to execute",
+            "sudo: command not found",
+        ]
+        .iter()
+        .any(|s| out.stderr.contains(s))
 }
 
 impl Transport for Ssh {
@@ -134,12 +160,9 @@ impl Transport for Ssh {
     }
     fn run(&self, script: &str, limit: Duration) -> Outcome<ScriptOutput> {
         let mut cmd = self.command();
-        cmd.args(["bash", "-s"]);
+        cmd.args(elevate(self.become_with)).args(["bash", "-s"]);
         let out = run_with_stdin(&mut cmd, script.as_bytes(), limit)?;
-        if out.code == Some(255) {
-            return Err(TransportError::Connect { destination: self.destination.clone(), stderr: out.stderr.trim().to_string() });
-        }
-        Ok(out)
+        self.checked(out)
     }
 
     fn put_file(&self, path: &str, mode: u32, data: &[u8], limit: Duration) -> Outcome<()> {
@@ -155,13 +178,21 @@ impl Ssh {
     fn put(&self, path: &str, mode: u32, input: Input, limit: Duration) -> Outcome<()> {
         let mut cmd = self.command();
         // one word for the remote shell: sh -c '<script>'
-        cmd.arg(format!("sh -c {}", crate::plan::sh_quote(&crate::host::scripts::put_file(path, mode))));
-        let out = run_with_input(&mut cmd, input, limit)?;
-        match out.code {
-            Some(0) => Ok(()),
-            Some(255) => Err(TransportError::Connect { destination: self.destination.clone(), stderr: out.stderr.trim().to_string() }),
-            _ => Err(TransportError::failed(&format!("writing {path}"), &out)),
+        let sh = format!("sh -c {}", crate::plan::sh_quote(&crate::host::scripts::put_file(path, mode)));
+        cmd.arg([elevate(self.become_with).join(" "), sh].join(" ").trim_start());
+        let out = self.checked(run_with_input(&mut cmd, input, limit)?)?;
+        if out.ok() { Ok(()) } else { Err(TransportError::failed(&format!("writing {path}"), &out)) }
+    }
+
+    /// ssh's own failure (255) and sudo's refusals are errors; a script's exit is its caller's.
+    fn checked(&self, out: ScriptOutput) -> Outcome<ScriptOutput> {
+        if out.code == Some(255) {
+            return Err(TransportError::Connect { destination: self.destination.clone(), stderr: out.stderr.trim().to_string() });
         }
+        if self.become_with == Become::Sudo && sudo_refused(&out) {
+            return Err(TransportError::Sudo { destination: self.destination.clone(), stderr: out.stderr.trim().to_string() });
+        }
+        Ok(out)
     }
 }
 
@@ -243,12 +274,17 @@ impl Drop for SharedConnectionsGuard {
 
 /// The transport for a member.
 pub fn for_member(m: &MemberSpec) -> Box<dyn Transport> {
-    for_host(&m.host, &m.ssh_options)
+    for_host(&m.host, &m.ssh_options, m.become_with.unwrap_or_default())
+}
+
+/// The transport for a control-plane node (`local` when it names no host).
+pub fn for_node(n: &crate::spec::NodeSpec) -> Box<dyn Transport> {
+    for_host(n.host.as_deref().unwrap_or("local"), &n.ssh_options, n.become_with.unwrap_or_default())
 }
 
 /// The transport for `host` (`local`, or an ssh destination validated by `rules::ssh_destination`).
-pub fn for_host(host: &str, ssh_options: &[String]) -> Box<dyn Transport> {
-    if host == "local" { Box::new(Local) } else { Box::new(Ssh { destination: host.to_string(), options: ssh_options.to_vec() }) }
+pub fn for_host(host: &str, ssh_options: &[String], become_with: Become) -> Box<dyn Transport> {
+    if host == "local" { Box::new(Local) } else { Box::new(Ssh { destination: host.to_string(), options: ssh_options.to_vec(), become_with }) }
 }
 
 /// What a command reads on stdin: bytes, or a file handed to it directly.
@@ -333,10 +369,32 @@ mod tests {
         let failed = Local.run("echo broken >&2; exit 3", Duration::from_secs(10)).unwrap();
         assert_eq!((failed.code, TransportError::failed("the step", &failed).to_string()), (Some(3), "the step failed (exit 3): broken".to_string()));
         // port 1 on loopback: nothing listens, ssh gives up with its code 255
-        let ssh = Ssh { destination: "nobody@127.0.0.1".into(), options: vec!["-p".into(), "1".into()] };
+        let ssh = Ssh { destination: "nobody@127.0.0.1".into(), options: vec!["-p".into(), "1".into()], become_with: Become::None };
         let refused = ssh.run("true", Duration::from_secs(20)).unwrap_err();
         assert!(matches!(&refused, TransportError::Connect { destination, .. } if destination == "nobody@127.0.0.1"), "{refused:?}");
         assert!(refused.to_string().contains("could not connect"), "{refused}");
+        close_shared_connections();
+    }
+
+    #[test]
+    fn sudos_own_refusals_are_told_from_a_failed_script() {
+        let out = |code, stdout: &str, stderr: &str| ScriptOutput { code: Some(code), stdout: stdout.into(), stderr: stderr.into() };
+        assert!(sudo_refused(&out(1, "", "sudo: a password is required\n")));
+        assert!(sudo_refused(&out(1, "", "ops is not in the sudoers file.  This incident will be reported.\n")));
+        assert!(!sudo_refused(&out(1, "started=1\n", "sudo: a password is required")), "the script ran: its output is there");
+        assert!(!sudo_refused(&out(1, "", "etcd: permission denied")), "a script that failed");
+        let e = TransportError::Sudo { destination: "ubuntu@10.0.0.11".into(), stderr: "sudo: a password is required".into() }.to_string();
+        assert!(e.starts_with("sudo on ubuntu@10.0.0.11 refused: sudo: a password is required") && e.contains("NOPASSWD"), "{e}");
+    }
+
+    #[test]
+    fn under_sudo_the_remote_command_is_sudo_n_then_bash_and_the_destination_stays_after_dashes() {
+        let ssh = Ssh { destination: "ops@10.0.0.11".into(), options: vec![], become_with: Become::Sudo };
+        let mut cmd = ssh.command();
+        cmd.args(elevate(ssh.become_with)).args(["bash", "-s"]);
+        let args: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        let at = args.iter().position(|a| a == "--").unwrap();
+        assert_eq!(args[at + 1..], ["ops@10.0.0.11", "sudo", "-n", "--", "bash", "-s"]);
         close_shared_connections();
     }
 }

@@ -213,14 +213,17 @@ pub fn runbook(spec: &Spec, spec_file: &str, out: &std::path::Path) -> String {
     }
     for (i, n) in k.control_plane_nodes.iter().enumerate() {
         let folder = out.join("control-plane").join(&n.name);
-        let copy = format!("tar -C {} -cf - etc | ssh root@{} 'tar -C / --no-overwrite-dir --no-same-owner -xpf -'", q(&folder), n.address);
+        // a node whose user gets root through sudo (`become: sudo`): its host, and sudo where root is needed
+        let sudo = if n.become_with.or(spec.become_with) == Some(crate::spec::Become::Sudo) { "sudo " } else { "" };
+        let dest = n.host.clone().filter(|h| h != "local" && !sudo.is_empty()).unwrap_or_else(|| format!("root@{}", n.address));
+        let copy = format!("tar -C {} -cf - etc | ssh {} '{sudo}tar -C / --no-overwrite-dir --no-same-owner -xpf -'", q(&folder), sh_quote(&dest));
         if i == 0 {
             let init = out.join("kubeadm/init.yaml");
             s.push_str(&format!(
                 "## 2. {name} ({addr}): kubeadm init\n\n\
                  1. Copy `{folder}/` onto {name}'s `/`, modes kept (the etcd CA, kube-apiserver's etcd client\n   certificate and key, and the Kubernetes CA with its key), e.g.\n   `{copy}`\n\
                  2. Copy `{init}` to {name} with mode 0600 (it holds the bootstrap token and the certificate key).\n\
-                 3. On {name}: `kubeadm init --config init.yaml --upload-certs`\n\
+                 3. On {name}: `{sudo}kubeadm init --config init.yaml --upload-certs`\n\
                  4. On {name}: install a CNI plugin for the pod subnet {pods} (Calico, Cilium, Flannel: per its\n   documentation). Nodes turn Ready only then: `kubectl get nodes`.\n\
                  5. On this machine: `{check}` must say `READY`.\n\n",
                 name = n.name,
@@ -237,7 +240,7 @@ pub fn runbook(spec: &Spec, spec_file: &str, out: &std::path::Path) -> String {
                  `kubeadm init phase upload-certs --upload-certs --certificate-key KEY` on {first} with the key from the join file).\n\n\
                  1. Copy `{folder}/` onto {name}'s `/`, modes kept, e.g.\n   `{copy}`\n\
                  2. Copy `{join}` to {name} with mode 0600.\n\
-                 3. On {name}: `kubeadm join --config join-{name}.yaml`\n\n",
+                 3. On {name}: `{sudo}kubeadm join --config join-{name}.yaml`\n\n",
                 step = i + 2,
                 name = n.name,
                 addr = n.address,
@@ -417,6 +420,19 @@ mod tests {
             "name: prod\nmembers:\n  - {name: etcd-1, address: 10.0.0.11}\n  - {name: etcd-2, address: 10.0.0.12}\n  - {name: etcd-3, address: 10.0.0.13}\nkubernetes: {version: v1.31.2, control_plane_endpoint: 'lb.example.com:6443', pod_subnet: 10.244.0.0/16, control_plane_nodes: [{name: cp-1, address: 10.0.0.21}, {name: cp-2, address: 10.0.0.22}]}\n",
         )
         .unwrap()
+    }
+
+    #[test]
+    fn the_runbook_says_sudo_where_a_nodes_user_needs_root() {
+        let out = std::path::Path::new("/out");
+        let plain = runbook(&spec(), "cluster.yaml", out);
+        assert!(plain.contains("| ssh root@10.0.0.21 'tar -C /") && plain.contains("`kubeadm init --config") && !plain.contains("sudo"), "{plain}");
+        let mut s = spec();
+        s.become_with = Some(crate::spec::Become::Sudo);
+        s.kubernetes.control_plane_nodes[0].host = Some("ubuntu@10.0.0.21".into());
+        let sudo = runbook(&s, "cluster.yaml", out);
+        assert!(sudo.contains("| ssh ubuntu@10.0.0.21 'sudo tar -C /") && sudo.contains("`sudo kubeadm init --config"), "{sudo}");
+        assert!(sudo.contains("`sudo kubeadm join --config join-cp-2.yaml`"), "{sudo}");
     }
 
     fn secrets() -> JoinSecrets {

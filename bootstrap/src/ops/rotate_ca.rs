@@ -168,7 +168,7 @@ fn deliver_to_nodes(plan: &Plan, outcome: Outcome, progress: &Progress) -> Resul
             let mode = if *f == KEY_FILE { 0o600 } else { 0o644 };
             files.push((f.to_string(), mode, read(&src)?));
         }
-        let t = crate::host::transport::for_host(n.host.as_deref().unwrap_or("local"), &n.ssh_options);
+        let t = crate::host::transport::for_node(n);
         let written = t.deliver(&files, crate::run::live::SCRIPT_LIMIT).map_err(BootError::on_host(&n.name, &t.describe()))?;
         progress.step(&format!("deliver {}", n.name), &format!("{written} of {} file(s) written over {}", files.len(), t.describe()), None);
     }

@@ -126,7 +126,7 @@ pub fn check_lb(plan: &Plan, limit: Duration) -> Result<Vec<LbVerdict>> {
 /// The probe script on a control-plane node (over its transport).
 fn from_node(n: &crate::spec::NodeSpec, host: &str, port: u16, ca_pem: &str, endpoint: &str, limit: Duration) -> LbVerdict {
     let dest = n.host.as_deref().unwrap_or("local");
-    let t = crate::host::transport::for_host(dest, &n.ssh_options);
+    let t = crate::host::transport::for_host(dest, &n.ssh_options, n.become_with.unwrap_or_default());
     let from = format!("{} ({})", n.name, t.describe());
     let started = Instant::now();
     let seen = match t.run(&crate::host::scripts::lb_probe(host, port, ca_pem, limit.as_secs().max(1)), limit * 4 + Duration::from_secs(10)) {

@@ -219,6 +219,9 @@ fn check_member_paths(m: &MemberSpec, who: &str, f: &mut Findings) {
     if let Err(e) = rules::ssh_options(&m.ssh_options) {
         f.problem(&format!("{who}.ssh_options"), e);
     }
+    if m.is_local() && m.become_with == Some(crate::spec::Become::Sudo) {
+        f.problem(&format!("{who}.become"), "sudo is for a member reached over SSH as a user other than root; a `local` member runs as this process");
+    }
     if m.is_local() && m.supervisor == Some(Supervisor::Systemd) {
         f.warnings.push(format!("{who}: systemd supervision of local members writes units to /etc/systemd/system"));
     }

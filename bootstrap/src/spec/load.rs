@@ -42,8 +42,12 @@ impl Spec {
     }
 
     /// Validates and resolves relative operator paths against `base`.
-    pub fn into_loaded(self, file: &str, base: &Path) -> Result<LoadedSpec> {
+    pub fn into_loaded(mut self, file: &str, base: &Path) -> Result<LoadedSpec> {
         let (warnings, typed) = self.check().map_err(|problems| BootError::InvalidSpec { file: file.into(), problems })?;
+        // the cluster-wide `become` where a member or node names none
+        let default = self.become_with;
+        self.members.iter_mut().for_each(|m| m.become_with = m.become_with.or(default));
+        self.kubernetes.control_plane_nodes.iter_mut().for_each(|n| n.become_with = n.become_with.or(default));
         let resolve = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
         Ok(LoadedSpec { pki_dir: resolve(&self.pki.dir), output_dir: resolve(&self.output_dir), spec: self, file: file.into(), warnings, typed })
     }

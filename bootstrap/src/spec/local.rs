@@ -43,6 +43,7 @@ pub fn spec_in_block(n: usize, dir: &Path, block: u8) -> Spec {
                 ssh_options: vec![],
                 supervisor: Some(Supervisor::Process),
                 adopted: None,
+                become_with: None,
             }
         })
         .collect();
@@ -57,6 +58,7 @@ pub fn spec_in_block(n: usize, dir: &Path, block: u8) -> Spec {
         output_dir: "out".into(),
         members,
         adopted: None,
+        become_with: None,
         kubernetes: KubernetesSpec {
             // the newest kubeadm (it reads v1beta4 only; its etcd line is 3.7)
             version: crate::spec::versions::DEFAULT_KUBERNETES.into(),
@@ -72,6 +74,7 @@ pub fn spec_in_block(n: usize, dir: &Path, block: u8) -> Spec {
                     bind_port: 6443,
                     host: None,
                     ssh_options: vec![],
+                    become_with: None,
                 })
                 .collect(),
             load_balancer_ca_file: dir.join("out/haproxy/kubernetes-ca.crt"),

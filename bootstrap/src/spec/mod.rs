@@ -41,6 +41,22 @@ pub struct Spec {
     /// Set by `adopt -o`: the cluster was built elsewhere and is managed in place.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adopted: Option<crate::spec::adopted::AdoptedCluster>,
+    /// How scripts run on every SSH host unless a member or node says otherwise: `sudo` when the
+    /// SSH user is not root (a cloud image's `ubuntu`, `PermitRootLogin no`).
+    #[serde(default, rename = "become", skip_serializing_if = "Option::is_none")]
+    pub become_with: Option<Become>,
+}
+
+/// How the scripts on an SSH host get root.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Become {
+    /// The SSH user is root (`root@HOST`).
+    #[default]
+    None,
+    /// Every script through `sudo -n` (passwordless sudo; one that asks for a password is
+    /// refused before any change).
+    Sudo,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -106,6 +122,9 @@ pub struct MemberSpec {
     /// Default: process on `local`, systemd over SSH.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub supervisor: Option<Supervisor>,
+    /// `sudo`: the SSH user is not root (default: the spec's top-level `become`).
+    #[serde(default, rename = "become", skip_serializing_if = "Option::is_none")]
+    pub become_with: Option<Become>,
     /// How a member this toolkit did not start runs, as `adopt` found it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adopted: Option<crate::spec::adopted::AdoptedMember>,
@@ -174,6 +193,9 @@ pub struct NodeSpec {
     pub host: Option<String>,
     #[serde(default)]
     pub ssh_options: Vec<String>,
+    /// `sudo`: the SSH user is not root (default: the spec's top-level `become`).
+    #[serde(default, rename = "become", skip_serializing_if = "Option::is_none")]
+    pub become_with: Option<Become>,
 }
 
 fn default_etcd() -> String {
@@ -377,6 +399,21 @@ kubernetes:
 "#,
         )
         .unwrap()
+    }
+
+    #[test]
+    fn become_sudo_is_the_default_of_every_ssh_host_a_member_may_override_and_local_refuses_it() {
+        let text = serde_yaml_ng::to_string(&example()).unwrap().replace("name: prod\n", "name: prod\nbecome: sudo\n");
+        let mut spec: Spec = serde_yaml_ng::from_str(&text).unwrap();
+        spec.members[2].become_with = Some(Become::None);
+        let loaded = spec.clone().into_loaded("cluster.yaml", std::path::Path::new(".")).unwrap();
+        let got: Vec<Option<Become>> = loaded.spec.members.iter().map(|m| m.become_with).collect();
+        assert_eq!(got, [Some(Become::Sudo), Some(Become::Sudo), Some(Become::None)]);
+        assert!(loaded.spec.kubernetes.control_plane_nodes.iter().all(|n| n.become_with == Some(Become::Sudo)));
+        spec.members[0].host = "local".into();
+        spec.members[0].become_with = Some(Become::Sudo);
+        let problems = spec.validate().unwrap_err();
+        assert!(problems.iter().any(|p| p.contains("members[0].become") || p.contains("etcd-1") && p.contains("sudo")), "{problems:?}");
     }
 
     #[test]

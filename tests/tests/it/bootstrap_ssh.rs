@@ -177,3 +177,90 @@ fn ssh_bring_up_across_three_namespace_hosts_then_a_cut_link_degrades() {
     let st = etcdctl(&["endpoint", "status", "-w", "json"]).assert_ok();
     assert!(st.stdout.matches(&format!("\"version\":\"{v}\"")).count() == 2, "{}", st.stdout);
 }
+
+/// The spec for `hosts` reached as `user` (not root) with `become: sudo`.
+fn sudo_spec(hosts: &Hosts, dir: &std::path::Path, user: &str, n: usize) -> std::path::PathBuf {
+    let members = hosts.member_entries_of(dir, n).replace("host: 'root@", &format!("host: '{user}@"));
+    let (archive, sha, _) = integration_tests::bootstrap::etcd_archive(dir);
+    let spec = dir.join("cluster.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name: sudo-test\nbecome: sudo\netcd_archive: {archive}\netcd_sha256: {sha}\nmembers:\n{members}kubernetes:\n  version: {k8s}\n  allow_old_etcd: true\n  control_plane_endpoint: lb.example.internal:6443\n  control_plane_nodes:\n    - {{name: cp-1, address: 10.0.0.21}}\n",
+            archive = archive.display(),
+            k8s = integration_tests::bootstrap::K8S_VERSION,
+        ),
+    )
+    .unwrap();
+    spec
+}
+
+/// Hosts where root cannot log in (`PermitRootLogin no`), as cloud images and hardened fleets
+/// are: the SSH user gets root through passwordless sudo, one sudoers file for that user, and
+/// `become: sudo` runs every script through `sudo -n`. up, status, rotate certs, replace, the
+/// staged rotate ca, backup, restore and down work as they do as root, the files owned by root with today's modes; adopt
+/// reads the cluster through sudo and changes nothing; a user whose sudo asks for a password is
+/// refused before anything is written, the message naming the host and the sudoers line.
+#[test]
+fn a_user_with_passwordless_sudo_runs_every_operation_and_one_asking_for_a_password_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let hosts = Hosts::create_for_user(3, dir, "etcdop", true);
+    let root =
+        Command::new("ssh").args(hosts.ssh_options()).args(["-o", "BatchMode=yes", &format!("root@{}", hosts.hosts[0].address), "true"]).output().unwrap();
+    assert!(!root.status.success(), "root cannot log in on these hosts");
+    let spec = sudo_spec(&hosts, dir, "etcdop", 3);
+    let _down = Down(spec.clone());
+    let up = boot(&spec, &["up"]);
+    assert!(up.ok() && up.stdout.contains("HEALTHY"), "{}{}", up.stdout, up.stderr);
+    use std::os::unix::fs::MetadataExt;
+    let key = dir.join("host-2/etc/kubernetes/pki/etcd/server.key");
+    let md = std::fs::metadata(&key).unwrap();
+    assert_eq!((md.uid(), md.mode() & 0o777), (0, 0o600), "{} is root's, 0600", key.display());
+    for args in [&["rotate", "certs"][..], &["replace", "etcd-2", "--force"], &["maintain"]] {
+        let r = boot(&spec, args);
+        assert!(r.ok(), "{args:?}: {}{}", r.stdout, r.stderr);
+    }
+    // the CA rotation's three stages (no node to copy to: its spec node is not reachable)
+    let mut rotation = boot(&spec, &["rotate", "ca"]);
+    for at in ["step 1 of 3", "step 2 of 3"] {
+        assert!(rotation.ok() && rotation.stdout.contains(&format!("stopped after {at}")), "{}{}", rotation.stdout, rotation.stderr);
+        rotation = boot(&spec, &["rotate", "ca", "--continue"]);
+    }
+    assert!(rotation.ok() && rotation.stdout.contains("CA rotation done"), "{}{}", rotation.stdout, rotation.stderr);
+    let b = boot(&spec, &["backup", "-w", "json"]).assert_ok();
+    let snapshot = serde_json::from_str::<serde_json::Value>(&b.stdout).unwrap()["path"].as_str().unwrap().to_string();
+    let r = boot(&spec, &["restore", "--force", &snapshot]);
+    assert!(r.ok() && r.stderr.contains("restore etcd-3: data dir restored with"), "{}{}", r.stdout, r.stderr);
+    assert_eq!(boot(&spec, &["status"]).code, Some(0));
+    // adopt reads the running cluster through sudo (the probe needs root for /proc) and writes nothing
+    let pki = dir.join("out/control-plane/cp-1/etc/kubernetes/pki");
+    let eps: Vec<String> = hosts.hosts.iter().map(|h| format!("https://{}:2379", h.address)).collect();
+    let mut adopt = Command::new(bin("etcd-bootstrap"));
+    adopt.arg("adopt").arg(format!("--endpoints={}", eps.join(","))).arg("--cacert").arg(pki.join("etcd/ca.crt"));
+    adopt.arg("--cert").arg(pki.join("apiserver-etcd-client.crt")).arg("--key").arg(pki.join("apiserver-etcd-client.key"));
+    for (i, h) in hosts.hosts.iter().enumerate() {
+        adopt.arg("--host").arg(format!("etcd-{}=etcdop@{}", i + 1, h.address));
+    }
+    for o in hosts.ssh_options() {
+        adopt.arg(format!("--ssh-option={o}"));
+    }
+    let a = run_bounded(adopt.args(["--become", "sudo", "-w", "json"]), Duration::from_secs(120));
+    assert!(a.code == Some(0) || a.code == Some(1), "{}{}", a.stdout, a.stderr);
+    let inv: serde_json::Value = serde_json::from_str(&a.stdout).unwrap();
+    for m in inv["members"].as_array().unwrap() {
+        // root's etcd process and its files (keys 0600 root) are readable only as root
+        assert!(m["process"].is_object() && !m["files"].as_array().unwrap().is_empty(), "{} read through sudo: {m}", m["name"]);
+    }
+    boot(&spec, &["down"]).assert_ok();
+
+    // sudo that wants a password: refused in preflight, before anything is written on the host
+    let other = tempfile::tempdir().unwrap();
+    let asks = Hosts::create_for_user(1, other.path(), "etcdpw", false);
+    let spec = sudo_spec(&asks, other.path(), "etcdpw", 1);
+    let refused = boot(&spec, &["up"]);
+    assert!(!refused.ok(), "{}{}", refused.stdout, refused.stderr);
+    let want = format!("sudo on etcdpw@{} refused: sudo: a password is required", asks.hosts[0].address);
+    assert!(refused.stderr.contains(&want) && refused.stderr.contains("NOPASSWD"), "{}", refused.stderr);
+    assert!(!other.path().join("host-1/etc").exists() && !other.path().join("host-1/var").exists(), "nothing written on the host");
+}
