@@ -181,7 +181,11 @@ fn unreadable(e: etcdctl_lite::CtlError) -> BootError {
 /// 2. read back as a restore would (revision, keys, structure).
 fn stream_to_file(ctx: &Ctx, partial: &Path) -> Result<(etcdctl_lite::snapshot::SavedSnapshot, etcdctl_lite::snapshot_status::SnapshotStatus)> {
     let (opts, rt) = ctx.etcd.client()?;
-    let saved = rt.block_on(etcdctl_lite::snapshot::save(&opts, partial)).map_err(etcd_err)?;
+    let watched = partial.to_path_buf();
+    let live = ctx.progress.watch("snapshot", snapshot_size(ctx), move || std::fs::metadata(&watched).map(|m| m.len()).unwrap_or(0));
+    let saved = rt.block_on(etcdctl_lite::snapshot::save(&opts, partial)).map_err(etcd_err);
+    drop(live);
+    let saved = saved?;
     match etcdctl_lite::snapshot_status::read_back(partial) {
         Ok(s) => Ok((saved, s)),
         Err(e) => {
@@ -200,7 +204,11 @@ fn stream_sealed(
 ) -> Result<(etcdctl_lite::snapshot::SavedSnapshot, etcdctl_lite::snapshot_status::SnapshotStatus)> {
     let (opts, rt) = ctx.etcd.client()?;
     let mut plain = crate::backup::sealed::in_memory("etcd-bootstrap-backup")?;
-    let saved = rt.block_on(etcdctl_lite::snapshot::save_into(&opts, &mut plain, "the in-memory snapshot")).map_err(etcd_err)?;
+    let watched = crate::backup::sealed::fd_path(&plain);
+    let live = ctx.progress.watch("snapshot (in memory)", snapshot_size(ctx), move || std::fs::metadata(&watched).map(|m| m.len()).unwrap_or(0));
+    let saved = rt.block_on(etcdctl_lite::snapshot::save_into(&opts, &mut plain, "the in-memory snapshot")).map_err(etcd_err);
+    drop(live);
+    let saved = saved?;
     let status = etcdctl_lite::snapshot_status::read_back(&crate::backup::sealed::fd_path(&plain)).map_err(unreadable)?;
     if let Err(e) = crate::backup::sealed::encrypt(&mut plain, partial, to) {
         let _ = std::fs::remove_file(partial);
@@ -208,6 +216,16 @@ fn stream_sealed(
     }
     ctx.progress.step("backup", &format!("encrypted to {} recipient(s); the plaintext stayed in memory", to.len()), None);
     Ok((saved, status))
+}
+
+/// What a snapshot will weigh, for the live line: the largest member database (a snapshot is
+/// the database file). Asked only when the line is drawn.
+fn snapshot_size(ctx: &Ctx) -> Option<u64> {
+    if !ctx.progress.draws() {
+        return None;
+    }
+    let (opts, rt) = ctx.etcd.client().ok()?;
+    rt.block_on(etcdctl_lite::ops::status(&opts)).into_iter().filter_map(|s| s.result.ok()).map(|s| s.db_size.max(0) as u64).max()
 }
 
 /// Removes all but the newest `keep` of this cluster's backups in `dir` (by the time in their

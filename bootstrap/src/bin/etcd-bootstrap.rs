@@ -24,6 +24,10 @@ struct Cli {
     /// Bound on waiting for another operation that holds the cluster's lock.
     #[arg(long, global = true, default_value = "30", value_name = "SECONDS")]
     lock_wait: u64,
+    /// No progress on stderr (the step lines, and on a terminal the live transfer line); the
+    /// result on stdout and errors stay.
+    #[arg(short, long, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -119,8 +123,6 @@ enum Command {
         /// spec's kubernetes.version reads).
         #[arg(long)]
         kubeadm_api: Option<ApiVersion>,
-        #[arg(short, long)]
-        quiet: bool,
         /// Output format.
         #[arg(short = 'w', long = "write-out", value_enum, default_value = "table")]
         write_out: Format,
@@ -349,7 +351,7 @@ fn run(cli: Cli) -> Outcome {
         return Err("--lock-wait: give 0 to 3600 seconds".into());
     }
     let lock_wait = Duration::from_secs(lock_wait);
-    let spec = cli.spec;
+    let (spec, quiet) = (cli.spec, cli.quiet);
     match cli.command {
         Command::Completion { shell } => {
             pki::cli_docs::completion(shell, <Cli as clap::CommandFactory>::command(), &mut std::io::stdout())?;
@@ -364,7 +366,7 @@ fn run(cli: Cli) -> Outcome {
             let flags = bootstrap::adopt::flags::Flags { endpoints, cacert, cert, key, hosts, ssh_options, output, ca_key, become_with };
             // monitoring's convention, as `status`: 0 no risk, 1 risks found, 3 could not look
             // (or could not write the spec)
-            Ok(adopt(flags, write_out, name.as_deref()).unwrap_or_else(|e| {
+            Ok(adopt(flags, write_out, name.as_deref(), quiet).unwrap_or_else(|e| {
                 eprintln!("etcd-bootstrap: error: {e}");
                 exit::UNKNOWN
             }))
@@ -396,12 +398,12 @@ fn run(cli: Cli) -> Outcome {
             println!("   kubeadm config API: {} (kubernetes {})", api.group(), loaded.spec.kubernetes.version);
             Ok(exit::OK)
         }
-        Command::Up { local, dir, wait, kubeadm_api, quiet, write_out } => {
+        Command::Up { local, dir, wait, kubeadm_api, write_out } => {
             let format = write_out.for_command("up", &[Format::Table, Format::Json])?;
             let spec = match local {
                 Some(n) => {
                     let (path, notes) = bootstrap::spec::local::ensure(n, &dir)?;
-                    notes.iter().for_each(|n| eprintln!("etcd-bootstrap: {n}"));
+                    notes.iter().filter(|_| !quiet).for_each(|n| eprintln!("etcd-bootstrap: {n}"));
                     path
                 }
                 None => spec,
@@ -469,7 +471,7 @@ fn run(cli: Cli) -> Outcome {
                 return Ok(exit::OK);
             }
             let (request, args) = if continue_ { (Request::Continue, "rotate ca --continue") } else { (Request::StartOrResume, "rotate ca") };
-            let outcome = context::run_command(&plan, &Progress::new(false), lock_wait, (OpKind::RotateCa, None, args), |ctx| {
+            let outcome = context::run_command(&plan, &Progress::new(quiet), lock_wait, (OpKind::RotateCa, None, args), |ctx| {
                 rotate_ca(ctx, request, Duration::from_secs(wait))
             })?;
             print!("{}", summary::RotateCaSummary::new(&plan, outcome).render(format));
@@ -481,11 +483,11 @@ fn run(cli: Cli) -> Outcome {
             let args = format!("rotate certs{}{}", if rekey { " --rekey" } else { "" }, if split { " --split" } else { "" });
             let (wait, job) = (Duration::from_secs(wait), (OpKind::RotateCerts, None, args.as_str()));
             let in_place = if plan.loaded.spec.adopted.is_some() {
-                Some(context::run_command(&plan, &Progress::new(false), lock_wait, job, |ctx| ops::rotate_certs::rotate_in_place(ctx, rekey, split, wait))?)
+                Some(context::run_command(&plan, &Progress::new(quiet), lock_wait, job, |ctx| ops::rotate_certs::rotate_in_place(ctx, rekey, split, wait))?)
             } else if split {
                 return Err("--split: only for an adopted cluster (a cluster etcd-bootstrap built has a certificate per member already)".into());
             } else {
-                context::run_command(&plan, &Progress::new(false), lock_wait, job, |ctx| ops::rotate_certs::rotate_certs(ctx, rekey, wait))?;
+                context::run_command(&plan, &Progress::new(quiet), lock_wait, job, |ctx| ops::rotate_certs::rotate_certs(ctx, rekey, wait))?;
                 None
             };
             print!("{}", summary::RotateCertsSummary { members: plan.members.len(), in_place, state: "HEALTHY".into() }.render(format));
@@ -497,7 +499,7 @@ fn run(cli: Cli) -> Outcome {
             // validated here, before it names anything in the journal or a message
             let member = plan.member_named(&member)?.spec.name.clone();
             let args = format!("replace {}", plan::sh_quote(&member));
-            context::run_command(&plan, &Progress::new(false), lock_wait, (OpKind::Replace, Some(member.clone()), &args), |ctx| {
+            context::run_command(&plan, &Progress::new(quiet), lock_wait, (OpKind::Replace, Some(member.clone()), &args), |ctx| {
                 ops::replace::replace(ctx, &member, force, Duration::from_secs(wait))
             })?;
             print!("{}", summary::ReplaceSummary { member, state: "HEALTHY".into() }.render(format));
@@ -511,7 +513,7 @@ fn run(cli: Cli) -> Outcome {
                 print!("{}", request.timer(&std::env::current_exe()?, &spec, &plan.loaded.spec.name)?);
                 return Ok(exit::OK);
             }
-            let (b, shipped) = context::run_command(&plan, &Progress::new(false), lock_wait, (OpKind::Backup, None, "backup"), |ctx| request.run(ctx))?;
+            let (b, shipped) = context::run_command(&plan, &Progress::new(quiet), lock_wait, (OpKind::Backup, None, "backup"), |ctx| request.run(ctx))?;
             match format {
                 Format::Prometheus => print!("{}", prometheus(bootstrap::doctor::from_backup(&b, now_unix()))),
                 Format::Json => println!("{}", serde_json::to_string_pretty(&b)?),
@@ -522,28 +524,30 @@ fn run(cli: Cli) -> Outcome {
         Command::Restore { snapshot, force, wait, identity, write_out } => {
             let format = write_out.for_command("restore", &[Format::Table, Format::Json])?;
             let plan = plan::build(&Spec::load(&spec)?);
-            let source = bootstrap::backup::source::prepare(&plan, &snapshot, identity.as_deref(), &Progress::new(false))?;
-            let r = context::run_command(&plan, &Progress::new(false), lock_wait, (OpKind::Restore, None, &source.args), |ctx| {
+            let source = bootstrap::backup::source::prepare(&plan, &snapshot, identity.as_deref(), &Progress::new(quiet))?;
+            let r = context::run_command(&plan, &Progress::new(quiet), lock_wait, (OpKind::Restore, None, &source.args), |ctx| {
                 ops::restore::restore(ctx, &source.path, &source.label, force, Duration::from_secs(wait))
             })?;
             print!("{}", summary::RestoreSummary::new(&plan, r).render(format));
             Ok(exit::OK)
         }
-        Command::Upgrade { to, sha256, dry_run, wait, write_out } => roll(&spec, lock_wait, Roll::Upgrade, (&to, sha256.as_deref()), dry_run, wait, write_out),
+        Command::Upgrade { to, sha256, dry_run, wait, write_out } => {
+            roll(&spec, lock_wait, Roll::Upgrade, RollFlags { to: &to, sha256: sha256.as_deref(), dry_run, wait, write_out, quiet })
+        }
         Command::Downgrade { to: Some(to), sha256, dry_run, wait, write_out, .. } => {
-            roll(&spec, lock_wait, Roll::Downgrade, (&to, sha256.as_deref()), dry_run, wait, write_out)
+            roll(&spec, lock_wait, Roll::Downgrade, RollFlags { to: &to, sha256: sha256.as_deref(), dry_run, wait, write_out, quiet })
         }
         Command::Downgrade { to: None, write_out, .. } => {
             let format = write_out.for_command("downgrade --cancel", &[Format::Table, Format::Json])?;
             let plan = plan::build(&Spec::load(&spec)?);
-            let r = context::run_command(&plan, &Progress::new(false), lock_wait, (OpKind::Downgrade, None, "downgrade --cancel"), ops::downgrade::cancel)?;
+            let r = context::run_command(&plan, &Progress::new(quiet), lock_wait, (OpKind::Downgrade, None, "downgrade --cancel"), ops::downgrade::cancel)?;
             print!("{}", summary::CancelSummary::new(&plan, r).render(format));
             Ok(exit::OK)
         }
         Command::Maintain { wait, write_out } => {
             let format = write_out.for_command("maintain", &[Format::Simple, Format::Json])?;
             let plan = plan::build(&Spec::load(&spec)?);
-            let report = context::run_command(&plan, &Progress::new(false), lock_wait, (OpKind::Maintain, None, "maintain"), |ctx| {
+            let report = context::run_command(&plan, &Progress::new(quiet), lock_wait, (OpKind::Maintain, None, "maintain"), |ctx| {
                 ops::maintain::maintain(ctx, Duration::from_secs(wait))
             })?;
             print!("{}", report.render(format));
@@ -552,18 +556,29 @@ fn run(cli: Cli) -> Outcome {
         Command::Down { purge } => {
             let plan = plan::build(&Spec::load(&spec)?);
             let job = if purge { (OpKind::Purge, None, "down --purge") } else { (OpKind::Down, None, "down") };
-            context::run_command(&plan, &Progress::new(false), lock_wait, job, |ctx| ops::down::down(ctx, purge))?;
+            context::run_command(&plan, &Progress::new(quiet), lock_wait, job, |ctx| ops::down::down(ctx, purge))?;
             Ok(exit::OK)
         }
     }
 }
 
 /// `upgrade` or `downgrade --to`: run (read-only with `--dry-run`) and its summary printed.
-fn roll(spec: &Path, lock_wait: Duration, kind: Roll, (to, sha256): (&str, Option<&str>), dry_run: bool, wait: u64, write_out: Format) -> Outcome {
+/// `upgrade`'s and `downgrade --to`'s flags.
+struct RollFlags<'a> {
+    to: &'a str,
+    sha256: Option<&'a str>,
+    dry_run: bool,
+    wait: u64,
+    write_out: Format,
+    quiet: bool,
+}
+
+fn roll(spec: &Path, lock_wait: Duration, kind: Roll, flags: RollFlags) -> Outcome {
+    let RollFlags { to, sha256, dry_run, wait, write_out, quiet } = flags;
     let format = write_out.for_command(kind.command(), &[Format::Table, Format::Json])?;
     let args = bootstrap::run::rolling::command_args(kind, to, sha256)?;
     let plan = plan::build(&Spec::load(spec)?);
-    let (progress, wait) = (Progress::new(false), Duration::from_secs(wait));
+    let (progress, wait) = (Progress::new(quiet), Duration::from_secs(wait));
     let run = |ctx: &Ctx| match kind {
         Roll::Upgrade => ops::upgrade::upgrade(ctx, to, sha256, dry_run, wait),
         Roll::Downgrade => ops::downgrade::downgrade(ctx, to, sha256, dry_run, wait),
@@ -581,10 +596,10 @@ fn roll(spec: &Path, lock_wait: Duration, kind: Roll, (to, sha256): (&str, Optio
 
 /// `adopt`: the flags checked, the cluster read (nothing changed), the inventory printed, and
 /// with `-o` the spec of what is there written.
-fn adopt(flags: bootstrap::adopt::flags::Flags, write_out: Format, name: Option<&str>) -> Outcome {
+fn adopt(flags: bootstrap::adopt::flags::Flags, write_out: Format, name: Option<&str>, quiet: bool) -> Outcome {
     let format = write_out.for_command("adopt", &[Format::Table, Format::Json])?;
     let req = flags.check()?;
-    let inv = bootstrap::adopt::adopt(&req, &Progress::new(false))?;
+    let inv = bootstrap::adopt::adopt(&req, &Progress::new(quiet))?;
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&inv)?),
         _ => print!("{}", bootstrap::adopt::report::table(&inv)),

@@ -338,3 +338,26 @@ fn systemd_units_are_delivered_as_files_with_exactly_their_lines() {
         );
     }
 }
+
+/// On a terminal a backup shows a live line (bytes of the database's size, the rate, the time
+/// left), cleared when the step line comes; off a terminal only the step lines; `--quiet` neither.
+#[test]
+fn a_backup_on_a_terminal_shows_size_and_time_left_and_quiet_shows_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let spec = spec(dir);
+    let _down = Down(spec.clone());
+    boot(&spec, &["up"]).assert_ok();
+    // util-linux's script(1) gives the run a pseudo-terminal; its output is what a person sees
+    let cmd = format!("{} -f {} backup --dir {}", bin("etcd-bootstrap").display(), spec.display(), dir.join("b1").display());
+    let typescript = dir.join("typescript");
+    let on_tty = run_bounded(Command::new("script").args(["-q", "-e", "-c", &cmd]).arg(&typescript), Duration::from_secs(120));
+    assert!(on_tty.ok(), "{}{}", on_tty.stdout, on_tty.stderr);
+    let seen = String::from_utf8_lossy(&std::fs::read(&typescript).unwrap()).into_owned();
+    assert!(seen.contains("snapshot: ") && seen.contains(" of ") && seen.contains("left"), "the live line on a terminal:\n{seen}");
+    assert!(seen.contains("backup: ") && seen.contains("keys"), "then the step line:\n{seen}");
+    let piped = boot(&spec, &["backup", "--dir", &dir.join("b2").display().to_string()]).assert_ok();
+    assert!(!piped.stderr.contains("left") && piped.stderr.contains("backup: "), "off a terminal, the step lines only:\n{}", piped.stderr);
+    let quiet = boot(&spec, &["--quiet", "backup", "--dir", &dir.join("b3").display().to_string()]).assert_ok();
+    assert!(quiet.stderr.is_empty() && quiet.stdout.contains(" keys, "), "--quiet: the result only:\n{}{}", quiet.stdout, quiet.stderr);
+}
