@@ -122,8 +122,9 @@ pub async fn status_one(endpoint: String, opts: ClientOptions) -> EndpointStatus
                     raft_applied_index: s.raft_applied_index(),
                     is_learner: s.is_learner(),
                     errors: s.errors().to_vec(),
-                    // a 3.6+ server always names its storage version
-                    since_36: (!s.storage_version().is_empty()).then(|| Status36 {
+                    // a 3.6+ server always sends its quota; its storage version only once the
+                    // cluster version is decided (a member just started has none yet)
+                    since_36: (!s.storage_version().is_empty() || s.db_size_quota() != 0 || s.downgrade_info().is_some()).then(|| Status36 {
                         storage_version: s.storage_version().to_string(),
                         db_size_quota: s.db_size_quota(),
                         downgrade: s.downgrade_info().map(|d| (d.target_version().to_string(), d.enabled())),
@@ -174,6 +175,13 @@ pub async fn member_list_one(endpoint: String, opts: ClientOptions) -> Result<Me
 }
 
 /// The member list from whichever endpoint answers first (all are asked at once).
+/// `--cluster`: the options with every member's client URLs (from a member list through the
+/// given endpoints) as the endpoints, as etcdctl expands it.
+pub async fn cluster_endpoints(opts: &ClientOptions) -> Result<ClientOptions> {
+    let list = member_list(opts).await?;
+    Ok(opts.clone().with_endpoints(list.members.iter().flat_map(|m| m.client_urls.clone()).collect()))
+}
+
 pub async fn member_list(opts: &ClientOptions) -> Result<MemberList> {
     let o = opts.clone();
     let all = for_each_endpoint(&opts.endpoints, move |e| member_list_one(e, o.clone())).await;

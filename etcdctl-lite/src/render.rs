@@ -232,7 +232,9 @@ pub fn status(results: &[EndpointStatus], format: Format) -> Rendered {
                     }
                     // what 3.6+ adds, with Go's omitempty (an empty downgrade is `{}`)
                     if let Some(v) = &s.since_36 {
-                        st["storageVersion"] = json!(v.storage_version);
+                        if !v.storage_version.is_empty() {
+                            st["storageVersion"] = json!(v.storage_version);
+                        }
                         if v.db_size_quota != 0 {
                             st["dbSizeQuota"] = json!(v.db_size_quota);
                         }

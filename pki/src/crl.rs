@@ -43,6 +43,28 @@ pub fn paths(dir: &Path) -> (PathBuf, PathBuf) {
     }
 }
 
+/// What `revoke` adds to the CRL: each certificate file (refused unless `ca` issued it: a CRL
+/// can only revoke its own certificates) and each `--serial`, with `reason` (checked) and `now`.
+pub fn entries_for(files: &[PathBuf], serials: &[String], reason: &str, ca: &Ca, now: i64) -> Result<Vec<RevokedEntry>> {
+    parse_reason(reason).map_err(|e| PkiError::bad_input("--reason", e))?;
+    let mut entries = Vec::new();
+    for f in files {
+        let shown = f.display().to_string();
+        let bytes = files::read_input(f).map_err(|source| PkiError::Read { path: f.clone(), source })?;
+        let der = crate::pemfile::first_certificate(&bytes, &shown)?;
+        let info = crate::inspect::cert_info(&der, &shown)?;
+        if !crate::verify::signed_by(&der, ca) {
+            return Err(PkiError::Refused(format!("{shown} was not issued by this CA; a CRL can only revoke its own certificates")));
+        }
+        entries.push(RevokedEntry { serial: info.serial_hex, reason: reason.to_string(), revoked_at: now, subject: info.cfssl.subject.text });
+    }
+    entries.extend(serials.iter().map(|s| RevokedEntry { serial: s.clone(), reason: reason.to_string(), revoked_at: now, subject: String::new() }));
+    if entries.is_empty() {
+        return Err(PkiError::Refused("name certificate files or --serial to revoke".into()));
+    }
+    Ok(entries)
+}
+
 pub fn parse_reason(s: &str) -> std::result::Result<RevocationReason, String> {
     Ok(match s {
         "unspecified" => RevocationReason::Unspecified,

@@ -213,9 +213,7 @@ async fn run(cli: Cli) -> Result<u8, (CtlError, u8)> {
         Command::Endpoint { command } => {
             let cluster = matches!(command, EndpointCommand::Health { cluster: true } | EndpointCommand::Status { cluster: true });
             if cluster {
-                let list = ops::member_list(&opts).await.map_err(|e| (e, pki::exit::FAILED))?;
-                let urls: Vec<String> = list.members.iter().flat_map(|m| m.client_urls.clone()).collect();
-                opts = opts.with_endpoints(urls);
+                opts = ops::cluster_endpoints(&opts).await.map_err(|e| (e, pki::exit::FAILED))?;
             }
             match command {
                 EndpointCommand::Health { .. } => {
@@ -295,9 +293,7 @@ async fn run(cli: Cli) -> Result<u8, (CtlError, u8)> {
         }
         Command::Defrag { cluster } => {
             if cluster {
-                let list = ops::member_list(&opts).await.map_err(|e| (e, pki::exit::FAILED))?;
-                let urls: Vec<String> = list.members.iter().flat_map(|m| m.client_urls.clone()).collect();
-                opts = opts.with_endpoints(urls);
+                opts = ops::cluster_endpoints(&opts).await.map_err(|e| (e, pki::exit::FAILED))?;
             }
             let done = etcdctl_lite::maintenance::defrag(&opts).await;
             let mut failed = false;

@@ -292,24 +292,8 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         }
         Command::Revoke { out, files, serials, reason, ca_cert, ca_key } => {
             let ca = load_ca_for(&out, ca_cert, ca_key)?;
-            pki::crl::parse_reason(&reason)?;
             let now = time::OffsetDateTime::now_utc().unix_timestamp();
-            let mut entries = Vec::new();
-            for f in &files {
-                let bytes = pki::files::read_input(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
-                let der = pki::pemfile::first_certificate(&bytes, &f.display().to_string())?;
-                let info = pki::inspect::cert_info(&der, &f.display().to_string())?;
-                if !pki::verify::signed_by(&der, &ca) {
-                    return Err(format!("{} was not issued by this CA; a CRL can only revoke its own certificates", f.display()).into());
-                }
-                entries.push(pki::crl::RevokedEntry { serial: info.serial_hex, reason: reason.clone(), revoked_at: now, subject: info.cfssl.subject.text });
-            }
-            for s in &serials {
-                entries.push(pki::crl::RevokedEntry { serial: s.clone(), reason: reason.clone(), revoked_at: now, subject: String::new() });
-            }
-            if entries.is_empty() {
-                return Err("name certificate files or --serial to revoke".into());
-            }
+            let entries = pki::crl::entries_for(&files, &serials, &reason, &ca, now)?;
             let n = entries.len();
             let crl = pki::crl::revoke(&out, &ca, entries)?;
             println!("{}", crl.display());
