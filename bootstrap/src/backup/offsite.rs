@@ -122,6 +122,25 @@ pub struct Store {
     location: Location,
 }
 
+/// ` Code: Message` from an S3 error document (both, when the server gave them).
+fn server_words(body: &str) -> String {
+    let tag = |name: &str| {
+        body.split(&format!("<{name}>")).nth(1).and_then(|r| r.split(&format!("</{name}>")).next()).map(|v| v.trim().chars().take(200).collect::<String>())
+    };
+    match (tag("Code"), tag("Message")) {
+        (Some(c), Some(m)) if !m.is_empty() => format!(" {c}: {m}"),
+        (Some(c), _) => format!(" {c}"),
+        (None, _) => String::new(),
+    }
+}
+
+/// `url` with `name=` (an empty query parameter) written as `name`.
+fn valueless(url: &str, name: &str) -> String {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let pairs: Vec<&str> = query.split('&').map(|p| if p == format!("{name}=") { name } else { p }).collect();
+    format!("{base}?{}", pairs.join("&"))
+}
+
 /// What an upload left on the server.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Shipped {
@@ -171,14 +190,31 @@ impl Store {
             return Ok(resp);
         }
         let body = resp.body_mut().with_config().limit(4096).read_to_string().unwrap_or_default();
-        let code = body.split("<Code>").nth(1).and_then(|r| r.split("</Code>").next()).unwrap_or("");
-        Err(self.fail(key, format!("{what}: HTTP {} {code}", resp.status().as_u16())))
+        Err(self.fail(key, format!("{what}: HTTP {}{}", resp.status().as_u16(), server_words(&body))))
+    }
+
+    /// `POST KEY?uploads`, presigned: the subresource without a value, as the S3 API reference
+    /// writes it (rusty-s3 sends `uploads=1`, which servers that match the action exactly treat
+    /// as unknown). Signed over `uploads=`, SigV4's canonical form of a valueless parameter.
+    fn create_multipart_url(&self, key: &str) -> String {
+        let signed = rusty_s3::signing::sign(
+            &jiff::Timestamp::now(),
+            rusty_s3::Method::Post,
+            self.bucket.object_url(key),
+            self.credentials.key(),
+            self.credentials.secret(),
+            self.credentials.token(),
+            self.bucket.region(),
+            SIGNED_FOR.as_secs(),
+            std::iter::once(("uploads", "")),
+            std::iter::empty(),
+        );
+        valueless(signed.as_str(), "uploads")
     }
 
     /// Uploads `file` as `key` in parts; the SHA-256 of what was sent, and its size.
     pub fn upload(&self, key: &str, file: &Path) -> Result<(u64, String)> {
-        let create = self.bucket.create_multipart_upload(Some(&self.credentials), key);
-        let resp = self.check(key, "starting the upload", self.agent.post(create.sign(SIGNED_FOR).as_str()).send_empty())?;
+        let resp = self.check(key, "starting the upload", self.agent.post(self.create_multipart_url(key).as_str()).send_empty())?;
         let text = read_small(resp).map_err(|e| self.fail(key, e))?;
         let upload = rusty_s3::actions::CreateMultipartUpload::parse_response(&text).map_err(|e| self.fail(key, format!("the server's answer: {e}")))?;
         let id = upload.upload_id().to_string();
@@ -343,6 +379,20 @@ mod tests {
             let _ = ini_value(&ini, "default", "region", true);
             let _ = ini_value(&ini, "ops", "aws_access_key_id", false);
         }
+    }
+
+    #[test]
+    fn subresources_go_without_a_value_and_failures_name_the_servers_code_and_message() {
+        let signed = "https://s3.example/b/k.db?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-SignedHeaders=host&uploads=&X-Amz-Signature=ab12";
+        assert_eq!(
+            valueless(signed, "uploads"),
+            "https://s3.example/b/k.db?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-SignedHeaders=host&uploads&X-Amz-Signature=ab12"
+        );
+        assert_eq!(valueless("https://s3.example/b/k.db?uploads=", "uploads"), "https://s3.example/b/k.db?uploads");
+        let body = "<?xml version=\"1.0\"?><Error><Code>InvalidRequest</Code><Message>unknown action uploads=1</Message></Error>";
+        assert_eq!(server_words(body), " InvalidRequest: unknown action uploads=1");
+        assert_eq!(server_words("<Error><Code>NoSuchBucket</Code></Error>"), " NoSuchBucket");
+        assert_eq!(server_words("Internal Server Error"), "");
     }
 
     #[test]
