@@ -8,6 +8,7 @@ pub use crate::error::TransportError;
 use crate::spec::{Become, MemberSpec};
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// The outcome of a script.
@@ -79,10 +80,13 @@ pub trait Transport: Send + Sync {
     }
 
     /// Puts the local file `src` at `path` (atomically, `mode`) without holding it in memory:
-    /// a snapshot may be gigabytes. By default read whole and passed to `put_file`.
-    fn put_path(&self, path: &str, mode: u32, src: &std::path::Path, limit: Duration) -> Outcome<()> {
+    /// a snapshot may be gigabytes. The bytes sent so far are added to `sent` as they go (a live
+    /// progress line reads it). By default read whole and passed to `put_file`.
+    fn put_path(&self, path: &str, mode: u32, src: &std::path::Path, limit: Duration, sent: &AtomicU64) -> Outcome<()> {
         let data = std::fs::read(src).map_err(io_error(src))?;
-        self.put_file(path, mode, &data, limit)
+        self.put_file(path, mode, &data, limit)?;
+        sent.fetch_add(data.len() as u64, Ordering::Relaxed);
+        Ok(())
     }
 }
 
@@ -100,14 +104,22 @@ impl Transport for Local {
     }
 
     /// A copy through a private temporary beside `path` (0600 until chmod), then rename.
-    fn put_path(&self, path: &str, mode: u32, src: &std::path::Path, _limit: Duration) -> Outcome<()> {
+    fn put_path(&self, path: &str, mode: u32, src: &std::path::Path, _limit: Duration, sent: &AtomicU64) -> Outcome<()> {
         use std::os::unix::fs::PermissionsExt;
         let dest = std::path::Path::new(path);
         let dir = dest.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
         std::fs::create_dir_all(dir).map_err(io_error(dir))?;
         let mut tmp = tempfile::Builder::new().prefix(".put-").tempfile_in(dir).map_err(io_error(dir))?;
         let mut from = std::fs::File::open(src).map_err(io_error(src))?;
-        std::io::copy(&mut from, tmp.as_file_mut()).map_err(io_error(dest))?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = from.read(&mut buf).map_err(io_error(src))?;
+            if n == 0 {
+                break;
+            }
+            tmp.as_file_mut().write_all(&buf[..n]).map_err(io_error(dest))?;
+            sent.fetch_add(n as u64, Ordering::Relaxed);
+        }
         tmp.as_file().sync_all().map_err(io_error(dest))?;
         tmp.as_file().set_permissions(std::fs::Permissions::from_mode(mode)).map_err(io_error(dest))?;
         tmp.persist(dest).map_err(|e| io_error(dest)(e.error))?;
@@ -169,8 +181,8 @@ impl Transport for Ssh {
         self.put(path, mode, Input::Bytes(data), limit)
     }
 
-    fn put_path(&self, path: &str, mode: u32, src: &std::path::Path, limit: Duration) -> Outcome<()> {
-        self.put(path, mode, Input::File(src), limit)
+    fn put_path(&self, path: &str, mode: u32, src: &std::path::Path, limit: Duration, sent: &AtomicU64) -> Outcome<()> {
+        self.put(path, mode, Input::File(src, sent), limit)
     }
 }
 
@@ -287,10 +299,12 @@ pub fn for_host(host: &str, ssh_options: &[String], become_with: Become) -> Box<
     if host == "local" { Box::new(Local) } else { Box::new(Ssh { destination: host.to_string(), options: ssh_options.to_vec(), become_with }) }
 }
 
-/// What a command reads on stdin: bytes, or a file handed to it directly.
+/// What a command reads on stdin: bytes, or a file handed to it directly (how far the command
+/// has read it is added to the counter, from /proc/PID/fdinfo/0: no copy through this process).
+#[derive(Clone, Copy)]
 enum Input<'a> {
     Bytes(&'a [u8]),
-    File(&'a std::path::Path),
+    File(&'a std::path::Path, &'a AtomicU64),
 }
 
 fn run_with_stdin(cmd: &mut Command, input: &[u8], limit: Duration) -> Outcome<ScriptOutput> {
@@ -300,7 +314,7 @@ fn run_with_stdin(cmd: &mut Command, input: &[u8], limit: Duration) -> Outcome<S
 fn run_with_input(cmd: &mut Command, input: Input, limit: Duration) -> Outcome<ScriptOutput> {
     let stdin = match input {
         Input::Bytes(_) => Stdio::piped(),
-        Input::File(p) => Stdio::from(std::fs::File::open(p).map_err(io_error(p))?),
+        Input::File(p, _) => Stdio::from(std::fs::File::open(p).map_err(io_error(p))?),
     };
     let program = cmd.get_program().to_string_lossy().into_owned();
     let spawn_error = |source| TransportError::Spawn { program: program.clone(), source };
@@ -324,6 +338,18 @@ fn run_with_input(cmd: &mut Command, input: Input, limit: Duration) -> Outcome<S
         let _ = err.read_to_string(&mut s);
         s
     });
+    let (counter, pid) = (if let Input::File(_, c) = input { Some(c) } else { None }, child.id());
+    let mut read_so_far = 0u64;
+    let mut count_read = || {
+        if let Some(c) = counter {
+            let pos = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/0"))
+                .ok()
+                .and_then(|t| t.lines().find_map(|l| l.strip_prefix("pos:").and_then(|v| v.trim().parse::<u64>().ok())))
+                .unwrap_or(read_so_far);
+            c.fetch_add(pos.saturating_sub(read_so_far), Ordering::Relaxed);
+            read_so_far = read_so_far.max(pos);
+        }
+    };
     let started = Instant::now();
     let status = loop {
         match child.try_wait() {
@@ -333,10 +359,18 @@ fn run_with_input(cmd: &mut Command, input: Input, limit: Duration) -> Outcome<S
                 let _ = child.wait();
                 return Err(TransportError::TimedOut { limit });
             }
-            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            Ok(None) => {
+                count_read();
+                std::thread::sleep(Duration::from_millis(5));
+            }
             Err(e) => return Err(spawn_error(e)),
         }
     };
+    // a command that read its whole stdin and ended: the rest of the file counted
+    if let (Input::File(p, c), true) = (input, status.success()) {
+        let size = std::fs::metadata(p).map(|m| m.len()).unwrap_or(read_so_far);
+        c.fetch_add(size.saturating_sub(read_so_far), Ordering::Relaxed);
+    }
     Ok(ScriptOutput { code: status.code(), stdout: t_out.join().unwrap_or_default(), stderr: t_err.join().unwrap_or_default() })
 }
 
@@ -396,5 +430,21 @@ mod tests {
         let at = args.iter().position(|a| a == "--").unwrap();
         assert_eq!(args[at + 1..], ["ops@10.0.0.11", "sudo", "-n", "--", "bash", "-s"]);
         close_shared_connections();
+    }
+
+    #[test]
+    fn what_a_command_read_of_a_file_and_what_local_copied_are_counted() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("snapshot.db");
+        std::fs::write(&src, vec![7u8; 3 << 20]).unwrap();
+        let sent = AtomicU64::new(0);
+        // a slow reader: the count grows while it reads (polled), and is whole when it ends
+        let slow = "while [ \"$(head -c 262144 | wc -c)\" -gt 0 ]; do sleep 0.01; done";
+        let out = run_with_input(Command::new("sh").arg("-c").arg(slow), Input::File(&src, &sent), Duration::from_secs(30)).unwrap();
+        assert!(out.ok(), "{out:?}");
+        assert_eq!(sent.load(Ordering::Relaxed), 3 << 20);
+        let local = AtomicU64::new(0);
+        Local.put_path(&d.path().join("copy.db").display().to_string(), 0o600, &src, Duration::from_secs(30), &local).unwrap();
+        assert_eq!(local.load(Ordering::Relaxed), 3 << 20);
     }
 }

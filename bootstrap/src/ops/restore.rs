@@ -269,6 +269,13 @@ fn restore_members(ctx: &Ctx, snapshot: &Path, sha: &str, state: &mut RestoreSta
         }
     }
     progress.step("stop", &format!("{} members stopped, the leader last", pending.len()), Some(t.elapsed()));
+    // one live line on a terminal for the snapshot going to every member that needs a copy
+    let sending = pending.iter().filter(|m| !ctx.transport(m).shares_files()).count() as u64;
+    let size = std::fs::metadata(snapshot).map(|md| md.len()).unwrap_or(0);
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let watched = sent.clone();
+    let live = (sending > 0)
+        .then(|| progress.watch(&format!("snapshot to {sending} member(s)"), Some(size * sending), move || watched.load(std::sync::atomic::Ordering::Relaxed)));
     let results = per_member(plan, |m| {
         if !pending.iter().any(|p| p.spec.name == m.spec.name) {
             return Ok(None);
@@ -279,7 +286,7 @@ fn restore_members(ctx: &Ctx, snapshot: &Path, sha: &str, state: &mut RestoreSta
             Ok(here) if ctx.transport(m).shares_files() => here.display().to_string(),
             _ => {
                 let path = delivered_path(m, sha);
-                ctx.put_path(m, &path, 0o600, snapshot)?;
+                ctx.put_path(m, &path, 0o600, snapshot, &sent)?;
                 path
             }
         };
@@ -289,6 +296,7 @@ fn restore_members(ctx: &Ctx, snapshot: &Path, sha: &str, state: &mut RestoreSta
         }
         Ok(Some((out.value("restored").unwrap_or_default(), t.elapsed())))
     });
+    drop(live);
     let mut failed = Vec::new();
     for (m, r) in plan.members.iter().zip(results) {
         match r {

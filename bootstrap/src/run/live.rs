@@ -91,10 +91,10 @@ impl Ctx<'_> {
 
     /// Sends the local file `src` to the member's host (streamed: never held in memory), bounded
     /// by a minute plus the time for its size at 10 MB/s.
-    pub(crate) fn put_path(&self, m: &MemberPlan, path: &str, mode: u32, src: &std::path::Path) -> Result<()> {
+    pub(crate) fn put_path(&self, m: &MemberPlan, path: &str, mode: u32, src: &std::path::Path, sent: &std::sync::atomic::AtomicU64) -> Result<()> {
         let size = std::fs::metadata(src).map(|md| md.len()).unwrap_or(0);
         let limit = SCRIPT_LIMIT + Duration::from_secs(size / 10_000_000);
-        self.transport(m).put_path(path, mode, src, limit).map_err(|e| self.host_error(m, e))
+        self.transport(m).put_path(path, mode, src, limit, sent).map_err(|e| self.host_error(m, e))
     }
 
     /// Starts a member: under systemd its unit file is delivered first, as a file (never through
