@@ -417,6 +417,33 @@ kubernetes:
     }
 
     #[test]
+    fn become_takes_only_its_words_and_a_user_stays_a_word_never_an_option() {
+        let text = serde_yaml_ng::to_string(&example()).unwrap();
+        for hostile in ["sudo -s", "sudo; touch /tmp/x", "root", "'sudo'\nx: y"] {
+            let t = text.replace("name: prod\n", &format!("name: prod\nbecome: {hostile:?}\n"));
+            assert!(serde_yaml_ng::from_str::<Spec>(&t).is_err(), "become: {hostile:?} must be refused");
+        }
+        for host in ["-oProxyCommand=touch /tmp/x@10.0.0.11", "ubuntu@-oProxyCommand=x", "ubu ntu@10.0.0.11", "-l root 10.0.0.11"] {
+            let mut spec = example();
+            spec.become_with = Some(Become::Sudo);
+            spec.members[0].host = host.into();
+            assert!(spec.validate().is_err(), "host {host:?} under become: sudo must be refused");
+        }
+        let flags = crate::adopt::flags::Flags {
+            endpoints: vec!["https://10.0.0.11:2379".into()],
+            cacert: "ca.pem".into(),
+            cert: "c.pem".into(),
+            key: "k.pem".into(),
+            hosts: vec!["etcd-1=-oProxyCommand=touch /tmp/x".into()],
+            ssh_options: vec![],
+            output: None,
+            ca_key: None,
+            become_with: Become::Sudo,
+        };
+        assert!(flags.check().is_err(), "adopt --host with an option for a destination is refused");
+    }
+
+    #[test]
     fn a_good_spec_has_no_problems() {
         assert_eq!(example().validate(), Ok(vec![]));
     }
