@@ -329,6 +329,17 @@ fn put_many(c: &Cluster, dir: &std::path::Path, keys: usize, value: &str) {
 fn snapshot_status_matches_etcdutl_and_refuses_damaged_files() {
     let c = Cluster::start(3);
     let dir = tempfile::tempdir().unwrap();
+    // a 3.6+ member writes its storage version once the cluster version is decided (its first
+    // seconds): only then does a snapshot say its line, which is how etcdutl of that line reads it
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let st = c.etcdctl(&["endpoint", "status", "-w", "json"]).assert_ok().stdout;
+        if st.contains("\"version\":\"3.5") || st.contains("\"version\":\"3.4") || st.matches("storageVersion").count() >= 3 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no storage version on every member within 30 s: {st}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // 1200 keys (branch pages) and values larger than a page (overflow pages)
     put_many(&c, dir.path(), 1200, "v");
     c.etcdctl(&["put", "big", &"b".repeat(20_000)]).assert_ok();
