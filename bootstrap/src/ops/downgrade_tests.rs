@@ -43,7 +43,7 @@ fn it_enables_etcds_downgrade_first_then_moves_each_member_the_leader_last() {
     let world = fakes::world(&c.plan);
     on(&world, Version(3, 7, 4));
     world.lock().unwrap().leader = Some(2);
-    let to = release_folder("3.6.17");
+    let to = release_folder("3.6.17").unwrap();
     let to = to.path().display().to_string();
     recorded(&c, "3.6.17", "3.7.4", &[]);
     let r = c.run(&world, OpKind::Downgrade, None, "downgrade", |ctx| super::downgrade(ctx, &to, None, false, WAIT)).unwrap();
@@ -63,7 +63,7 @@ fn what_cannot_be_downgraded_is_refused_before_any_change() {
     let c = cluster();
     let world = fakes::world(&c.plan);
     let run = |to: &str| {
-        let dir = release_folder(to);
+        let dir = release_folder(to).unwrap();
         let dir = dir.path().display().to_string();
         c.run(&world, OpKind::Downgrade, None, "downgrade", |ctx| super::downgrade(ctx, &dir, None, false, WAIT)).unwrap_err().to_string()
     };
@@ -92,7 +92,7 @@ fn stopped_midway_it_resumes_where_it_stopped_without_enabling_twice() {
     let c = cluster();
     let world = fakes::world(&c.plan);
     on(&world, Version(3, 7, 4));
-    let to = release_folder("3.6.17");
+    let to = release_folder("3.6.17").unwrap();
     let to = to.path().display().to_string();
     recorded(&c, "3.6.17", "3.7.4", &[]);
     // etcd-3's host stops answering deliveries after the downgrade was enabled

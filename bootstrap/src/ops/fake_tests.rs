@@ -174,7 +174,7 @@ fn an_upgrade_to_36_refuses_members_serving_the_v2_api_before_any_change() {
     let c = cluster();
     let world = fakes::world(&c.plan);
     world.lock().unwrap().v2.insert("etcd-2".into());
-    let to = release_folder("3.6.0");
+    let to = release_folder("3.6.0").unwrap();
     let to = to.path().display().to_string();
     for dry_run in [true, false] {
         let e = c.run(&world, OpKind::Upgrade, None, "upgrade", |ctx| super::upgrade::upgrade(ctx, &to, None, dry_run, WAIT)).unwrap_err().to_string();
@@ -207,7 +207,7 @@ fn an_upgrade_to_36_refuses_members_serving_the_v2_api_before_any_change() {
     world.lock().unwrap().v2_wal.clear();
     // within 3.5 the v2 API is not in the way: no probe
     world.lock().unwrap().events.clear();
-    let within = release_folder("3.5.36");
+    let within = release_folder("3.5.36").unwrap();
     let within = within.path().display().to_string();
     let r = c.run(&world, OpKind::Upgrade, None, "upgrade", |ctx| super::upgrade::upgrade(ctx, &within, None, true, WAIT));
     assert!(r.is_ok(), "{r:?}");

@@ -379,13 +379,13 @@ pub fn kill(world: &Shared, name: &str) {
 }
 
 /// A folder release whose binaries say they are etcd `version` (upgrade and downgrade read only that).
-pub fn release_folder(version: &str) -> tempfile::TempDir {
+pub fn release_folder(version: &str) -> std::io::Result<tempfile::TempDir> {
     use std::os::unix::fs::PermissionsExt;
-    let d = tempfile::tempdir().unwrap();
+    let d = tempfile::tempdir()?;
     for name in ["etcd", "etcdctl", "etcdutl"] {
         let p = d.path().join(name);
-        std::fs::write(&p, format!("#!/bin/sh\necho 'etcd Version: {version}'\n")).unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(&p, format!("#!/bin/sh\necho 'etcd Version: {version}'\n"))?;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))?;
     }
-    d
+    Ok(d)
 }
