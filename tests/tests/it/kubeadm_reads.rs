@@ -4,7 +4,8 @@
 //! whose address kubeadm would take as "a global address on lo": left out, kubeadm then takes
 //! the host's). Documents in v1beta3 (`--kubeadm-api v1beta3`, for Kubernetes 1.36 and older) are
 //! judged by kubeadm 1.36, the newest that reads that API (with its deprecation warning, nothing
-//! else); kubeadm 1.37 no longer reads it.
+//! else); kubeadm 1.37 no longer reads it. Documents for 1.35 are judged by kubeadm 1.36 too: it
+//! deploys one minor back and refuses to judge older ones.
 
 use bootstrap::kube::kubeadm::{JoinSecrets, init_document, join_document};
 use bootstrap::spec::versions::ApiVersion;
@@ -52,9 +53,14 @@ fn documents(spec: &bootstrap::spec::Spec, api: ApiVersion, dir: &Path) -> Vec<P
 #[test]
 fn kubeadm_of_each_version_validates_every_document_without_a_warning() {
     let tmp = tempfile::tempdir().unwrap();
-    for (minor, version, apis) in [("1.37", "v1.37.2", &[ApiVersion::V1Beta4][..]), ("1.36", "v1.36.3", &[ApiVersion::V1Beta4, ApiVersion::V1Beta3][..])] {
+    for (minor, version, apis) in [
+        ("1.37", "v1.37.2", &[ApiVersion::V1Beta4][..]),
+        ("1.36", "v1.36.3", &[ApiVersion::V1Beta4, ApiVersion::V1Beta3][..]),
+        // the newest kubeadm that reads 1.35's documents (it deploys one minor back, no further)
+        ("1.36", "v1.35.4", &[ApiVersion::V1Beta4, ApiVersion::V1Beta3][..]),
+    ] {
         let kubeadm = kubeadm(minor);
-        let dir = tmp.path().join(minor);
+        let dir = tmp.path().join(version);
         std::fs::create_dir_all(&dir).unwrap();
         let mut local = bootstrap::spec::local::spec(3, &dir);
         local.kubernetes.version = version.into();
@@ -177,4 +183,15 @@ fn kubeadm_preflight_passes_its_external_etcd_checks_on_our_cluster_and_fails_wh
     // without the demotion kubeadm stops init, as `doctor` fails such a cluster without allow_old_etcd
     let r = preflight(&old, "sed -i '/ignorePreflightErrors/,+1d' /etc/kubernetes/init.yaml");
     assert!(!r.ok() && r.stderr.contains("[ERROR ExternalEtcdVersion]") && r.stderr.contains("3.5.24"), "kubeadm on etcd 3.5.1: {}{}", r.stdout, r.stderr);
+}
+
+/// kubeadm judges documents only one minor back: 1.36 refuses 1.34's (its skew rule), so those
+/// and older are judged by the toolkit's rules only, as the README says.
+#[test]
+fn kubeadm_136_refuses_to_judge_documents_two_minors_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = operator_spec(tmp.path(), "v1.34.4");
+    let doc = &documents(&spec, ApiVersion::V1Beta4, tmp.path())[0];
+    let r = validate(&kubeadm("1.36"), doc, &[]);
+    assert!(!r.ok() && r.stderr.contains("only supports deploying clusters with the control plane version >= 1.35.0"), "{}{}", r.stdout, r.stderr);
 }
