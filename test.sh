@@ -40,7 +40,7 @@ trap 'rm -f "$log"' EXIT
 # the integration modules that start etcd (the rest does not depend on its version)
 ETCD_MODULES=(adopt bootstrap_ crash_matrix etcd_tls etcdctl_lite interlocks lifecycle maintenance disaster_recovery never_formed)
 # tests that pin the etcd binaries they run: once, in the first pass
-PINNED=(--skip lifecycle::rolling_upgrade_34 --skip lifecycle::patch_upgrade_351 --skip lifecycle::the_v2store_check --skip lifecycle::upgrade_road --skip adopt_versions::an_adopted_36_member --skip lifecycle::downgrade_37 --skip adopt_versions::an_adopted_37_cluster_is_downgraded --skip adopt_versions::an_adopted_36_cluster_is_upgraded)
+PINNED=(--skip lifecycle::rolling_upgrade_34 --skip lifecycle::patch_upgrade_351 --skip lifecycle::the_v2store_check --skip lifecycle::upgrade_road --skip adopt_versions::an_adopted_36_member --skip lifecycle::downgrade_37 --skip adopt_versions::an_adopted_37_cluster_is_downgraded --skip adopt_versions::an_adopted_36_cluster_is_upgraded --skip lifecycle::upgrade_and_defrag_on_a_terminal)
 status=0
 first=1
 for v in ${ETCD_VERSIONS:-3.7 3.6 3.5 3.5.1 3.4}; do

@@ -117,7 +117,9 @@ pub fn downgrade(ctx: &Ctx, to: &str, sha256: Option<&str>, dry_run: bool, wait:
     wait_storage(ctx, &target, wait)?;
     progress.step("downgrade", &format!("enabled; every member's storage version is {target}.0"), Some(t.elapsed()));
     let mut moved = Vec::new();
-    for m in pending {
+    let live = progress.rounds(crate::progress::Unit::Members, pending.len() as u64);
+    for (i, m) in pending.iter().enumerate() {
+        live.at(&format!("downgrade {} to etcd {}", m.name(), release.version), i as u64);
         let t = Instant::now();
         ctx.changing(&format!("downgrade {}", m.name()))?;
         swap_binary(ctx, m, &release, wait)?;
@@ -126,6 +128,7 @@ pub fn downgrade(ctx: &Ctx, to: &str, sha256: Option<&str>, dry_run: bool, wait:
         progress.step(&format!("downgrade {}", m.name()), &format!("runs etcd {}; cluster HEALTHY", release.version), Some(t.elapsed()));
         moved.push(m.spec.name.clone());
     }
+    drop(live);
     let cluster_version = wait_cluster_version(ctx, release.version, wait)?;
     wait_ended(ctx, wait)?;
     // out of the journal first: killed before the record goes, the record still says "resume"

@@ -4,6 +4,7 @@
 //! that goes through. Changes no file; refuses without quorum (compaction is a raft request).
 
 use crate::error::{BootError, Result};
+use crate::progress::Unit;
 use crate::run::context::Ctx;
 
 use etcdctl_lite::maintenance;
@@ -55,15 +56,26 @@ pub fn maintain(ctx: &Ctx, wait: Duration) -> Result<MaintainReport> {
         Err(e) => return Err(ctl(e)),
     }
     // 2. defragment one member at a time, the leader last; the cluster keeps its quorum between
-    for endpoint in rt.block_on(maintenance::leader_last(&opts)) {
-        let d = rt.block_on(maintenance::defrag_one(&endpoint, &long));
+    let order = rt.block_on(maintenance::leader_last(&opts));
+    let weight = |e: &str| sizes_before.iter().find(|(x, _)| x == e).map_or(0, |(_, s)| u64::try_from(*s).unwrap_or(0));
+    let total: u64 = order.iter().map(|e| weight(e)).sum();
+    // each member weighs its database's size (defrag rewrites it whole); by member if unknown
+    let by_size = total > 0;
+    let live = if by_size { progress.rounds(Unit::Bytes, total) } else { progress.rounds(Unit::Members, order.len() as u64) };
+    let mut done = 0;
+    for (i, endpoint) in order.iter().enumerate() {
+        let name = ctx.plan.members.iter().find(|m| m.spec.client_url() == *endpoint).map_or(endpoint.as_str(), |m| m.spec.name.as_str());
+        live.at(&format!("defrag {name} ({} of {})", i + 1, order.len()), done);
+        let d = rt.block_on(maintenance::defrag_one(endpoint, &long));
         let took = d.result.map_err(|f| BootError::Members {
             what: "defragmenting (stopped before the next member)".into(),
             failures: vec![format!("{endpoint}: {}", f.message)],
         })?;
-        wait_quorum(ctx, wait, &endpoint)?;
+        wait_quorum(ctx, wait, endpoint)?;
+        done += if by_size { weight(endpoint) } else { 1 };
         progress.step("defrag", &format!("{endpoint}: done; quorum holds"), Some(took));
     }
+    drop(live);
     // 3. disarm (the space is back), 4. HEALTHY and writable
     let t = Instant::now();
     let disarmed = rt.block_on(maintenance::alarm_disarm(&opts)).map_err(ctl)?;

@@ -152,7 +152,9 @@ pub fn upgrade(ctx: &Ctx, to: &str, sha256: Option<&str>, dry_run: bool, wait: D
     save(plan, Roll::Upgrade, &state)?;
     ctx.changing("upgrade members")?;
     let mut moved = Vec::new();
-    for m in pending {
+    let live = progress.rounds(crate::progress::Unit::Members, pending.len() as u64);
+    for (i, m) in pending.iter().enumerate() {
+        live.at(&format!("upgrade {} to etcd {}", m.name(), release.version), i as u64);
         let t = Instant::now();
         swap_binary(ctx, m, &release, wait)?;
         state.done.push(m.spec.name.clone());
@@ -160,6 +162,7 @@ pub fn upgrade(ctx: &Ctx, to: &str, sha256: Option<&str>, dry_run: bool, wait: D
         progress.step(&format!("upgrade {}", m.name()), &format!("runs etcd {}; cluster HEALTHY", release.version), Some(t.elapsed()));
         moved.push(m.spec.name.clone());
     }
+    drop(live);
     let cluster_version = wait_cluster_version(ctx, release.version, wait)?;
     // out of the journal first: killed before the record goes, the record still says "resume"
     ctx.finished()?;

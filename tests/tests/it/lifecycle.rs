@@ -568,6 +568,34 @@ fn downgrade_37_to_36_to_35_under_writes_finishes_after_a_kill() {
     }
 }
 
+/// What a person sees on a terminal (util-linux's script(1) gives the run a pseudo-terminal).
+fn on_a_terminal(spec: &Path, args: &[&str], typescript: &Path) -> String {
+    let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
+    let cmd = format!("{} -f '{}' {}", bin("etcd-bootstrap").display(), spec.display(), quoted.join(" "));
+    let r = run_bounded(Command::new("script").args(["-q", "-e", "-c", &cmd]).arg(typescript), Duration::from_secs(300));
+    let seen = String::from_utf8_lossy(&std::fs::read(typescript).unwrap_or_default()).into_owned();
+    assert!(r.ok(), "{args:?} on a terminal: {seen}");
+    seen
+}
+
+/// On a terminal the member-by-member operations show a live line: which member, how much is
+/// done and the time left (upgrade: members; defrag: bytes of the databases); off a terminal
+/// only the step lines.
+#[test]
+fn upgrade_and_defrag_on_a_terminal_show_the_member_at_work_and_the_time_left() {
+    let (v37dir, _) = newest_of("3.7");
+    let (v36dir, _) = newest_of("3.6");
+    let (tmp, spec, _down) = integration_tests::bootstrap::up_cluster_on(&format!("{v36dir}/etcd"), 1);
+    let seen = on_a_terminal(&spec, &["upgrade", "--to", &v37dir], &tmp.path().join("upgrade.typescript"));
+    for needle in ["0/3 members, time left after one: upgrade etcd-1 to etcd 3.7", "1/3 members, about ", "2/3 members, about ", "cluster version 3.7"] {
+        assert!(seen.contains(needle), "the upgrade's live line lacks {needle:?}:\n{seen}");
+    }
+    let seen = on_a_terminal(&spec, &["maintain"], &tmp.path().join("maintain.typescript"));
+    assert!(seen.contains("0 B of ") && seen.contains(", time left after one: defrag etcd-") && seen.contains("(1 of 3)"), "the defrag's live line:\n{seen}");
+    let piped = boot(&spec, &["maintain"]).assert_ok();
+    assert!(!piped.stderr.contains("time left") && piped.stderr.contains("defrag: "), "off a terminal, the step lines only:\n{}", piped.stderr);
+}
+
 /// The v2 store check `upgrade` runs before 3.6, with the real etcdutl (3.5's has `check
 /// v2store`) on the data dir of a real etcd that served the v2 API: clean before any v2 write,
 /// "custom" after, its private copy removed, the running member untouched.
