@@ -1,9 +1,11 @@
-//! Off-host backups against a real S3 server started here on loopback (s3s-fs: SigV4,
-//! multipart, ListObjectsV2), checked by an independent client (Debian's s3cmd): what `backup
-//! --to` uploads is listed and fetched byte for byte, `--keep` prunes only this cluster's names
-//! under the prefix, `restore s3://` brings the cluster back, `doctor` judges the off-host
-//! backup's age, and an upload cut off midway (the server killed once a part has arrived) leaves
-//! no object under the backup's name, keeps the local copy and says so.
+//! Off-host backups against two independent S3 servers started here on loopback (s3s-fs, in
+//! Rust, and the Versity S3 Gateway, in Go: both check SigV4, both do multipart uploads and
+//! ListObjectsV2), checked by an independent client (Debian's s3cmd): what `backup --to` uploads
+//! is listed and fetched byte for byte, `--keep` prunes only this cluster's names under the
+//! prefix, `restore s3://` brings the cluster back, `doctor` judges the off-host backup's age,
+//! wrong credentials are refused with the server's own error code, and an upload cut off midway
+//! (the server killed once a part has arrived) leaves no object under the backup's name, keeps
+//! the local copy and says so.
 
 use integration_tests::bootstrap::{Down, node_etcdctl, node_etcdctl_cmd, node_pki, put_in_txns, spec_endpoints, up_cluster};
 use integration_tests::{Ran, bin, run_bounded, workspace_root};
@@ -15,31 +17,62 @@ const KEY: &str = "etcdbackupkey";
 const SECRET: &str = "etcd-backup-secret-0123456789";
 const BUCKET: &str = "etcd-backups";
 
+/// The S3 implementations the tests run against (scripts/fetch-s3-server.sh builds both).
+#[derive(Clone, Copy, Debug)]
+enum Implementation {
+    S3sFs,
+    Versitygw,
+}
+
+impl Implementation {
+    fn command(self, root: &Path, host: &str) -> Command {
+        let (bin, built_by) = match self {
+            Implementation::S3sFs => (workspace_root().join(".tools/s3s/bin/s3s-fs"), "cargo install s3s-fs"),
+            Implementation::Versitygw => (workspace_root().join(".tools/versitygw/current/versitygw"), "go build of third_party/versitygw"),
+        };
+        assert!(bin.is_file(), "{} is missing: `bash scripts/fetch-s3-server.sh` builds it ({built_by}; install-deps runs it)", bin.display());
+        let mut c = Command::new(bin);
+        match self {
+            Implementation::S3sFs => c.args(["--host", host, "--port", "9000", "--access-key", KEY, "--secret-key", SECRET]).arg(root),
+            Implementation::Versitygw => c.args(["--access", KEY, "--secret", SECRET, "--port", &format!("{host}:9000"), "posix"]).arg(root),
+        };
+        c
+    }
+
+    /// Whether a part of a multipart upload is on the server's disk (each keeps them its way:
+    /// s3s-fs as `*.part-N` in its root, versitygw under `.sgwtmp/multipart/` in the bucket).
+    fn holds_a_part(self, root: &Path) -> bool {
+        match self {
+            Implementation::S3sFs => std::fs::read_dir(root).map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().contains(".part-1"))).unwrap_or(false),
+            Implementation::Versitygw => any_file_under(&root.join(BUCKET).join(".sgwtmp/multipart")),
+        }
+    }
+}
+
+fn any_file_under(dir: &Path) -> bool {
+    std::fs::read_dir(dir)
+        .map(|d| d.flatten().any(|e| if e.path().is_dir() { any_file_under(&e.path()) } else { e.metadata().is_ok_and(|m| m.len() > 0) }))
+        .unwrap_or(false)
+}
+
 struct S3Server {
     child: Child,
     addr: String,
     root: PathBuf,
+    implementation: Implementation,
 }
 
 impl S3Server {
-    fn start(root: &Path, host: &str) -> S3Server {
-        let bin = workspace_root().join(".tools/s3s/bin/s3s-fs");
-        assert!(bin.is_file(), "{} is missing: `bash scripts/fetch-s3-server.sh` builds it (install-deps runs it)", bin.display());
+    fn start(implementation: Implementation, root: &Path, host: &str) -> S3Server {
         std::fs::create_dir_all(root.join(BUCKET)).unwrap();
-        let child = Command::new(bin)
-            .args(["--host", host, "--port", "9000", "--access-key", KEY, "--secret-key", SECRET])
-            .arg(root)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let child = implementation.command(root, host).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
         let addr = format!("{host}:9000");
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(&addr).is_err() {
-            assert!(Instant::now() < deadline, "the S3 server does not listen on {addr}");
+            assert!(Instant::now() < deadline, "the S3 server ({implementation:?}) does not listen on {addr}");
             std::thread::sleep(Duration::from_millis(20));
         }
-        S3Server { child, addr, root: root.to_path_buf() }
+        S3Server { child, addr, root: root.to_path_buf(), implementation }
     }
 
     fn s3cmd(&self, args: &[&str]) -> Ran {
@@ -94,12 +127,21 @@ fn uploaded_name(r: &Ran) -> String {
 }
 
 #[test]
-fn backups_go_off_host_verified_pruned_restored_and_never_half_uploaded() {
+fn backups_go_off_host_to_s3s_fs_verified_pruned_restored_and_never_half_uploaded() {
+    off_host(Implementation::S3sFs);
+}
+
+#[test]
+fn backups_go_off_host_to_versitygw_verified_pruned_restored_and_never_half_uploaded() {
+    off_host(Implementation::Versitygw);
+}
+
+fn off_host(implementation: Implementation) {
     let (tmp, spec, _down): (tempfile::TempDir, PathBuf, Down) = up_cluster();
     let dir = tmp.path();
     let eps = spec_endpoints(&spec);
     let [a, b, c] = integration_tests::cluster::free_subnet(1);
-    let server = S3Server::start(&dir.join("s3"), &format!("{a}.{b}.{c}.1"));
+    let server = S3Server::start(implementation, &dir.join("s3"), &format!("{a}.{b}.{c}.1"));
     let home = dir.join("home");
     std::fs::create_dir_all(&home).unwrap();
     let local = dir.join("local-backups");
@@ -153,6 +195,11 @@ fn backups_go_off_host_verified_pruned_restored_and_never_half_uploaded() {
     let n = run_bounded(&mut nocreds, Duration::from_secs(60));
     assert!(!n.ok() && n.stderr.contains("no S3 credentials"), "{}", n.stderr);
     assert_eq!(std::fs::read_dir(&local).unwrap().count(), before);
+    // a wrong secret: the server's own refusal, by its code, and the local copy kept
+    let mut wrong = boot_s3(&spec, &server, &home, &["backup", "--dir", local.to_str().unwrap(), "--to", &to]);
+    wrong.env("AWS_SECRET_ACCESS_KEY", "not-the-secret-0123456789");
+    let w = run_bounded(&mut wrong, Duration::from_secs(60));
+    assert!(!w.ok() && w.stderr.contains("SignatureDoesNotMatch") && w.stderr.contains("the backup is kept here: "), "{implementation:?}: {}", w.stderr);
 
     // an upload cut off midway: ~40 MB so that it takes several parts; the server killed once
     // the first part is on its disk
@@ -163,8 +210,7 @@ fn backups_go_off_host_verified_pruned_restored_and_never_half_uploaded() {
     let mut running = cut.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
     let part_seen = loop {
-        let parts = std::fs::read_dir(&server.root).unwrap().flatten().any(|e| e.file_name().to_string_lossy().contains(".part-1"));
-        if parts {
+        if server.implementation.holds_a_part(&server.root) {
             break true;
         }
         if Instant::now() > deadline || running.try_wait().unwrap().is_some() {
@@ -181,6 +227,6 @@ fn backups_go_off_host_verified_pruned_restored_and_never_half_uploaded() {
     let kept = stderr.split("the backup is kept here: ").nth(1).map(|s| s.trim().to_string()).unwrap_or_else(|| panic!("says where the backup is: {stderr}"));
     assert!(Path::new(&kept).is_file(), "{kept}");
     let name = Path::new(&kept).file_name().unwrap().to_string_lossy().into_owned();
-    let server = S3Server::start(&server.root.clone(), &format!("{a}.{b}.{c}.1"));
+    let server = S3Server::start(implementation, &server.root.clone(), &format!("{a}.{b}.{c}.1"));
     assert!(!server.names("etcd/prod/").contains(&name), "no object under the cut backup's name");
 }
