@@ -15,9 +15,14 @@ pub struct SpecFile {
 /// Writes `dir/cluster.yaml`: members etcd-1..3 on a free 127.X.Y.0/24 (homes under
 /// `dir/members/etcd-N`), `nodes` control-plane nodes, the load balancer on .100.
 pub fn local_spec(dir: &Path, nodes: usize) -> SpecFile {
+    local_spec_of(dir, 3, nodes)
+}
+
+/// `local_spec` with `count` members (etcd-1..N on .1..N of a free subnet).
+pub fn local_spec_of(dir: &Path, count: usize, nodes: usize) -> SpecFile {
     let [a, b, c] = crate::cluster::free_subnet(4);
     let mut members = String::new();
-    for i in 1..=3 {
+    for i in 1..=count {
         let home = dir.join(format!("members/etcd-{i}"));
         members.push_str(&format!(
             "  - {{name: etcd-{i}, address: {a}.{b}.{c}.{i}, data_dir: {}, pki_dir: {}, run_dir: {}}}\n",
@@ -34,7 +39,7 @@ pub fn local_spec(dir: &Path, nodes: usize) -> SpecFile {
     );
     let path = dir.join("cluster.yaml");
     std::fs::write(&path, text).expect("write the spec");
-    SpecFile { path, endpoints: (1..=3).map(|i| format!("https://{a}.{b}.{c}.{i}:2379")).collect::<Vec<_>>().join(",") }
+    SpecFile { path, endpoints: (1..=count).map(|i| format!("https://{a}.{b}.{c}.{i}:2379")).collect::<Vec<_>>().join(",") }
 }
 
 /// The Kubernetes version test specs name (kubeadm reads v1beta4; its minimum etcd is 3.5.24,
@@ -180,7 +185,16 @@ pub fn up_cluster() -> (tempfile::TempDir, PathBuf, Down) {
 pub fn up_cluster_on(etcd: &str, nodes: usize) -> (tempfile::TempDir, PathBuf, Down) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let spec = local_spec(tmp.path(), nodes).path;
-    let text = std::fs::read_to_string(&spec).expect("read the spec");
+    on_etcd_with_bin_dirs(&spec, etcd);
+    let down = Down(spec.clone());
+    boot(&spec, &["up"]).assert_ok();
+    (tmp, spec, down)
+}
+
+/// Rewrites a spec `local_spec_of` wrote: the members run the etcd at `etcd`, each with a
+/// `bin_dir` of its own (where an upgrade delivers the new binaries).
+pub fn on_etcd_with_bin_dirs(spec: &Path, etcd: &str) {
+    let text = std::fs::read_to_string(spec).expect("read the spec");
     let mut out = String::new();
     for line in text.lines() {
         if line.starts_with("etcd_binary: ") {
@@ -193,10 +207,7 @@ pub fn up_cluster_on(etcd: &str, nodes: usize) -> (tempfile::TempDir, PathBuf, D
             out.push('\n');
         }
     }
-    std::fs::write(&spec, out).expect("write the spec");
-    let down = Down(spec.clone());
-    boot(&spec, &["up"]).assert_ok();
-    (tmp, spec, down)
+    std::fs::write(spec, out).expect("write the spec");
 }
 
 /// The members' client URLs, from a spec `local_spec` wrote (its members come first).

@@ -25,6 +25,7 @@ mod kubeadm_matrix;
 mod kubeadm_reads;
 mod lifecycle;
 mod maintenance;
+mod many_members;
 mod never_formed;
 mod offsite;
 mod pki_bad_input;
