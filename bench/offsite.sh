@@ -42,8 +42,8 @@ import statistics, sys
 d, size = sys.argv[1], sys.argv[2]
 rd = lambda f: [tuple(map(int, l.split())) for l in open(f"{d}/{f}") if l.strip()]
 ours, theirs = rd("ours"), rd("theirs")
-mo, mt = statistics.median(t for t, _ in ours), statistics.median(t for t, _ in theirs)
-ro, rt = max(r for _, r in ours), max(r for _, r in theirs)
+mo, mt = statistics.median(t for t, *_ in ours), statistics.median(t for t, *_ in theirs)
+ro, rt = max(r for _, r, *_ in ours), max(r for _, r, *_ in theirs)
 print(f"| measure ({size} MB snapshot) | backup --to (snapshot + upload + read back) | s3cmd put (upload only) | ratio | target |")
 print("|---|---|---|---|---|")
 print(f"| median ms | {mo:.0f} | {mt:.0f} | {mo/mt:.2f} | |")
