@@ -4,7 +4,8 @@
 #   FILL=mb1 (default)  MB values of 1 MB each (etcdctl put)
 #   FILL=k8s            as Kubernetes fills it: many keys of 1-100 KB under /registry/ (bench-fill,
 #                       16 in flight), etcd's quota raised to 8 GiB (what etcd suggests at most) so
-#                       that databases of 2 GB and more fit
+#                       that databases of 2 GB and more fit; ETCD_BIN picks the etcd (default: the
+#                       newest this machine has)
 # Also `measure CMD...`: wall milliseconds, peak RSS of the largest process of the tree (KB, the
 # children's ru_maxrss: the command or a child it waited for) and the command's own peak RSS (KB,
 # its VmHWM read every 20 ms), on one line.
@@ -23,7 +24,9 @@ case "$FILL" in
     for ((i = 0; i < MB; i++)); do etcdctl put "/bench/$i" <"$WORK/value" >/dev/null; done
     ;;
   k8s)
-    "$BOOT" -f "$SPEC" down >/dev/null
+    # made afresh with the quota (and on $ETCD_BIN when given: `up --local` takes the newest etcd)
+    "$BOOT" -f "$SPEC" down --purge >/dev/null
+    [ -z "${ETCD_BIN:-}" ] || sed -i "s|^etcd_binary: .*|etcd_binary: $ETCD_BIN|" "$SPEC"
     sed -i 's/^  quota_backend_bytes: null$/  quota_backend_bytes: 8589934592/' "$SPEC"
     grep -q '^  quota_backend_bytes: 8589934592$' "$SPEC" || { echo "filled-cluster: no quota_backend_bytes in $SPEC to raise" >&2; exit 1; }
     "$BOOT" -f "$SPEC" up >/dev/null

@@ -1,6 +1,6 @@
 //! Clusters of five and seven members, as production clusters that three are not enough for:
 //! `up`, `rotate certs`, the staged `rotate ca`, `replace` and `upgrade` (3.6 -> 3.7) locally and
-//! over SSH on network-namespace hosts, under writes that must all be kept; the quorum verdict
+//! over SSH on network-namespace hosts (five and seven each), under writes that must all be kept; the quorum verdict
 //! with two of five members hung returns within its bound and names both; the kubeadm documents
 //! and the HAProxy configuration list every member and node. How each step's time grows with the
 //! members is measured by bench/members.sh, not here.
@@ -218,12 +218,17 @@ fn two_of_five_hung_the_verdict_returns_within_its_bound_and_names_both() {
     }
 }
 
-/// Five members over SSH on network-namespace hosts, the same operations.
+/// Five and seven members over SSH on network-namespace hosts, the same operations.
 #[test]
-fn five_members_over_ssh_through_rotations_replace_and_upgrade_keep_every_write() {
+fn five_and_seven_members_over_ssh_through_rotations_replace_and_upgrade_keep_every_write() {
+    for n in [5, 7] {
+        over_ssh(n);
+    }
+}
+
+fn over_ssh(n: usize) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let n = 5;
     let hosts = Hosts::create(n, dir);
     let members = hosts.member_entries_of(dir, n);
     let (archive, sha, _) = etcd_archive_of(dir, &line("3.6").join("etcd"));
@@ -233,7 +238,7 @@ fn five_members_over_ssh_through_rotations_replace_and_upgrade_keep_every_write(
     std::fs::write(
         &spec,
         format!(
-            "name: five\netcd_archive: {archive}\netcd_sha256: {sha}\nmembers:\n{members}kubernetes:\n  version: {k8s}\n  control_plane_endpoint: {prefix}.100:6443\n  control_plane_nodes:\n{nodes}",
+            "name: members-{n}\netcd_archive: {archive}\netcd_sha256: {sha}\nmembers:\n{members}kubernetes:\n  version: {k8s}\n  control_plane_endpoint: {prefix}.100:6443\n  control_plane_nodes:\n{nodes}",
             archive = archive.display(),
             k8s = "v1.37.2",
         ),

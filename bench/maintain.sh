@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Benchmark (not a test): `maintain` and `upgrade` at production size. A 3-member cluster on the
+# newest etcd 3.6 filled as Kubernetes fills it (MB megabytes of keys of 1-100 KB, quota 8 GiB),
+# a writer as kube-apiserver is one (one client over every endpoint, a put every 10 ms) running
+# throughout:
+# - `maintain` (compaction, then defragmentation member by member, the leader last): the worst
+#   write latency it causes, against what etcd's defrag of one member costs (`etcdctl defrag` on
+#   each member by hand, in the same run). Target: the worst write <= 1.1x the slowest member's
+#   defrag (defrag blocks a member's writes while it rewrites the file; one member at a time, so
+#   no write should wait for more than one of them).
+# - `upgrade` to the newest 3.7: its backup-first step against `etcdctl snapshot save` of the
+#   same database, and its whole time. Target: the backup step <= 1.0x snapshot save.
+#
+#   bash bench/maintain.sh [MB]     (default 2048)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MB="${1:-2048}"
+bash scripts/install-deps.sh
+cargo build --release --locked -p bootstrap -p etcdctl-lite -p integration-tests --bins 2>&1 | tail -n 1
+BOOT="$PWD/target/release/etcd-bootstrap"
+export PATH="$PWD/.etcd/go-3.6:$PATH"
+WORK=$(mktemp -d)
+cleanup() {
+  touch "$WORK/stop"
+  "$BOOT" -f "$WORK/c/cluster.yaml" down >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+export FILL=k8s ETCD_BIN="$PWD/.etcd/go-3.6/etcd"
+. bench/filled-cluster.sh
+# (an `up --local` member has a bin_dir of its own: where the upgrade delivers 3.7)
+etcdctl endpoint status -w table >&2
+# churn so that compaction and defragmentation have something to reclaim: overwrite a third
+target/release/bench-fill $((MB / 3)) "${EP%%,*}" "$ETCDCTL_CACERT" "$ETCDCTL_CERT" "$ETCDCTL_KEY" >&2
+target/release/bench-latency "$EP" "$ETCDCTL_CACERT" "$ETCDCTL_CERT" "$ETCDCTL_KEY" "$WORK/stop" >"$WORK/latency" &
+probe=$!
+sleep 5
+t0=$(date +%s%3N)
+"$BOOT" -f "$SPEC" maintain >"$WORK/maintain.out" 2>"$WORK/maintain.err"
+t1=$(date +%s%3N)
+sleep 2
+# what etcd's own defrag of one member costs (compacted already: the same work maintain did)
+: >"$WORK/defrag"
+for ep in ${EP//,/ }; do
+  s=$(date +%s%3N); ETCDCTL_ENDPOINTS="$ep" etcdctl --command-timeout 600s defrag >/dev/null; e=$(date +%s%3N)
+  echo "$((e - s))" >>"$WORK/defrag"
+done
+save_s=$(date +%s%3N); ETCDCTL_ENDPOINTS="${EP%%,*}" etcdctl snapshot save "$WORK/e.db" >/dev/null 2>&1; save_e=$(date +%s%3N)
+rm -f "$WORK/e.db"
+u0=$(date +%s%3N)
+"$BOOT" -f "$SPEC" upgrade --to "$PWD/.etcd/go-3.7" >"$WORK/upgrade.out" 2>"$WORK/upgrade.err"
+u1=$(date +%s%3N)
+touch "$WORK/stop"; wait "$probe" || true
+backup_ms=$(sed -n 's/.*upgrade: backup .* taken before any change (\([0-9]*\) ms).*/\1/p' "$WORK/upgrade.err")
+python3 - "$WORK" "$t0" "$t1" "$((save_e - save_s))" "${backup_ms:-0}" "$((u1 - u0))" <<'PY'
+import sys
+d, t0, t1, save, backup, upgrade = sys.argv[1], *map(int, sys.argv[2:])
+rows = [l.split() for l in open(f"{d}/latency") if l.strip()]
+lat = [(int(a), b) for a, b in rows]
+dur = t1 - t0
+# the writes that ended while maintain ran (a write stalled by it ends after it started)
+window = [b for a, b in lat if t0 <= a <= t1 + 100]
+before = [float(b) for a, b in lat if a < t0 and b != "fail"]
+ok = [float(b) for b in window if b != "fail"]
+fails = sum(1 for b in window if b == "fail")
+defrags = [int(l) for l in open(f"{d}/defrag") if l.strip()]
+worst, slowest = max(ok), max(defrags)
+before.sort()
+p99 = before[int(len(before) * 0.99)] if before else 0
+print(f"| measure | etcd-bootstrap | etcd by hand | ratio | target |")
+print("|---|---|---|---|---|")
+print(f"| maintain: ms | {dur} (compact, defrag 3 members leader last, disarm, verify) | {sum(defrags)} (etcdctl defrag x 3, one at a time) | {dur/sum(defrags):.2f} | |")
+print(f"| maintain: worst write latency ms | {worst:.0f} ({fails} failed writes) | {slowest} (slowest member's defrag) | {worst/slowest:.2f} | <= 1.1: {'met' if worst <= 1.1 * slowest and fails == 0 else 'MISSED'} |")
+print(f"| writes before maintain: p99 ms | {p99:.1f} | | | |")
+print(f"| upgrade: backup-first step ms | {backup} | {save} (etcdctl snapshot save) | {backup/save:.2f} | <= 1.0: {'met' if backup <= save else 'MISSED'} |")
+print(f"| upgrade 3.6 -> 3.7 of 3 members: ms | {upgrade} | | | |")
+PY
+grep -h "defrag\|compact\|upgrade etcd-" "$WORK/maintain.err" "$WORK/upgrade.err" >&2 || true
