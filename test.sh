@@ -38,7 +38,7 @@ cargo build --workspace --locked 2>&1 | tail -n 3
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 # the integration modules that start etcd (the rest does not depend on its version)
-ETCD_MODULES=(adopt bootstrap_ crash_matrix etcd_tls etcdctl_lite interlocks lifecycle maintenance disaster_recovery never_formed)
+ETCD_MODULES=(adopt bootstrap_ crash_matrix etcd_tls etcdctl_lite interlocks lifecycle maintenance disaster_recovery never_formed point_in_time)
 # tests that pin the etcd binaries they run: once, in the first pass
 PINNED=(--skip lifecycle::rolling_upgrade_34 --skip lifecycle::patch_upgrade_351 --skip lifecycle::the_v2store_check --skip lifecycle::upgrade_road --skip adopt_versions::an_adopted_36_member --skip lifecycle::downgrade_37 --skip adopt_versions::an_adopted_37_cluster_is_downgraded --skip adopt_versions::an_adopted_36_cluster_is_upgraded --skip lifecycle::upgrade_and_defrag_on_a_terminal)
 status=0

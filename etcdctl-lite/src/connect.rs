@@ -10,10 +10,20 @@ use std::time::Duration;
 
 /// A lazy client for one endpoint (nothing is dialled until the first request).
 pub async fn client_for(endpoint: &str, opts: &ClientOptions) -> Result<Client> {
-    let mut connect = ConnectOptions::new()
-        .with_connect_timeout(opts.dial_timeout)
-        .with_timeout(opts.command_timeout)
-        .with_keep_alive(Duration::from_secs(2), opts.command_timeout);
+    connect(endpoint, opts, Some(opts.command_timeout)).await
+}
+
+/// The same without a per-request timeout, for a stream that lives for hours (a watch): the
+/// keep-alive still finds a member that went away.
+pub async fn client_for_stream(endpoint: &str, opts: &ClientOptions) -> Result<Client> {
+    connect(endpoint, opts, None).await
+}
+
+async fn connect(endpoint: &str, opts: &ClientOptions, request_timeout: Option<Duration>) -> Result<Client> {
+    let mut connect = ConnectOptions::new().with_connect_timeout(opts.dial_timeout).with_keep_alive(Duration::from_secs(2), opts.command_timeout);
+    if let Some(t) = request_timeout {
+        connect = connect.with_timeout(t);
+    }
     if let Some(tls) = &opts.tls {
         let mut t = TlsOptions::new().timeout(opts.dial_timeout);
         if let Some(ca) = &tls.ca_pem {

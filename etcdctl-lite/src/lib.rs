@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bolt;
+pub mod changes;
 pub mod connect;
 pub mod diagnose;
 pub mod error;

@@ -252,10 +252,9 @@ fn retain_newest(dir: &Path, cluster: &str, keep: usize) -> Result<Vec<String>> 
     Ok(removed)
 }
 
-/// A systemd service + timer pair and a cron line running `backup` (paths absolute, quoted).
-/// A path with a control character is refused: a newline would split the cron line.
-pub fn timer(exe: &Path, spec: &Path, dir: &Path, keep: usize, cluster: &str, encrypt_to: &[String], to: Option<&str>) -> Result<String> {
-    use crate::host::scripts::systemd_quote;
+/// `backup`'s command line as a unit runs it (paths absolute; a control character refused: a
+/// newline would split a cron line).
+fn backup_command(exe: &Path, spec: &Path, dir: &Path, keep: usize, encrypt_to: &[String], to: Option<&str>) -> Result<Vec<String>> {
     for p in [exe, spec, dir] {
         crate::spec::rules::no_control(&p.display().to_string()).map_err(|e| dir_err(p, format!("{e}: cannot be put in a unit file or a cron line")))?;
     }
@@ -277,14 +276,24 @@ pub fn timer(exe: &Path, spec: &Path, dir: &Path, keep: usize, cluster: &str, en
         crate::spec::rules::no_control(t).map_err(|e| dir_err(Path::new("--to"), e))?;
         cmd.extend(["--to".to_string(), t.to_string()]);
     }
-    // the S3 credentials from a root-only file, never in the unit
-    let env_file = if to.is_some() {
-        format!(
-            "EnvironmentFile=/etc/etcd-backup/{cluster}.env\n# /etc/etcd-backup/{cluster}.env (0600): AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... AWS_REGION=... (AWS_ENDPOINT_URL=... for S3-compatible storage)\n"
-        )
-    } else {
-        String::new()
-    };
+    Ok(cmd)
+}
+
+/// The S3 credentials from a root-only file, never in the unit.
+fn env_file_lines(cluster: &str, to: Option<&str>) -> String {
+    if to.is_none() {
+        return String::new();
+    }
+    format!(
+        "EnvironmentFile=/etc/etcd-backup/{cluster}.env\n# /etc/etcd-backup/{cluster}.env (0600): AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... AWS_REGION=... (AWS_ENDPOINT_URL=... for S3-compatible storage)\n"
+    )
+}
+
+/// A systemd service + timer pair and a cron line running `backup`.
+pub fn timer(exe: &Path, spec: &Path, dir: &Path, keep: usize, cluster: &str, encrypt_to: &[String], to: Option<&str>) -> Result<String> {
+    use crate::host::scripts::systemd_quote;
+    let cmd = backup_command(exe, spec, dir, keep, encrypt_to, to)?;
+    let env_file = env_file_lines(cluster, to);
     let unit_cmd: Vec<String> = cmd.iter().map(|a| systemd_quote(a)).collect();
     // cron reads an unescaped % as a newline
     let shell_cmd: Vec<String> = cmd.iter().map(|a| crate::plan::sh_quote(a).replace('%', "\\%")).collect();
@@ -297,6 +306,23 @@ pub fn timer(exe: &Path, spec: &Path, dir: &Path, keep: usize, cluster: &str, en
          # or cron (/etc/cron.d/etcd-backup-{cluster}):\n# 17 * * * * root {}\n",
         unit_cmd.join(" "),
         shell_cmd.join(" ")
+    ))
+}
+
+/// A systemd service running `backup --continuous` for good: restarted when it exits, stopped
+/// with SIGTERM (it seals what it holds).
+pub fn continuous_service(exe: &Path, spec: &Path, dir: &Path, keep: usize, cluster: &str, encrypt_to: &[String], to: Option<&str>) -> Result<String> {
+    use crate::host::scripts::systemd_quote;
+    let mut cmd = backup_command(exe, spec, dir, keep, encrypt_to, to)?;
+    cmd.push("--continuous".into());
+    let env_file = env_file_lines(cluster, to);
+    let unit_cmd: Vec<String> = cmd.iter().map(|a| systemd_quote(a)).collect();
+    Ok(format!(
+        "# /etc/systemd/system/etcd-backup-continuous-{cluster}.service\n[Unit]\nDescription=etcd continuous backup of cluster {cluster} (etcd-bootstrap)\nAfter=network-online.target\nWants=network-online.target\n\n\
+         [Service]\nType=simple\nExecStart={}\nRestart=always\nRestartSec=5\nKillSignal=SIGTERM\nTimeoutStopSec=60\nUMask=0077\n{env_file}\n\
+         [Install]\nWantedBy=multi-user.target\n\n\
+         # enable: systemctl daemon-reload && systemctl enable --now etcd-backup-continuous-{cluster}.service\n",
+        unit_cmd.join(" ")
     ))
 }
 
@@ -347,6 +373,21 @@ mod tests {
     }
 
     #[test]
+    fn the_continuous_service_restarts_and_quotes_as_the_timer_does() {
+        let t = continuous_service(Path::new("/usr/bin/etcd-bootstrap"), Path::new("/ops/my spec.yaml"), Path::new("/b"), 3, "prod", &[], Some("s3://x/y"))
+            .unwrap();
+        assert!(t.contains("ExecStart=/usr/bin/etcd-bootstrap -f \"/ops/my spec.yaml\" backup --dir /b --keep 3 --to s3://x/y --continuous"), "{t}");
+        assert!(
+            t.contains("Type=simple")
+                && t.contains("Restart=always")
+                && t.contains("KillSignal=SIGTERM")
+                && t.contains("EnvironmentFile=/etc/etcd-backup/prod.env"),
+            "{t}"
+        );
+        assert!(continuous_service(Path::new("/e"), Path::new("/s\n[Service]"), Path::new("/b"), 1, "prod", &[], None).is_err());
+    }
+
+    #[test]
     fn the_timer_quotes_every_path() {
         let t =
             timer(Path::new("/usr/local/bin/etcd-bootstrap"), Path::new("/ops/my spec%.yaml"), Path::new("/var/backups/etcd"), 24, "prod", &[], None).unwrap();
@@ -366,6 +407,9 @@ mod tests {
     }
 }
 
+pub mod continuous;
+pub mod history;
 pub mod offsite;
+pub mod replay;
 pub mod sealed;
 pub mod source;

@@ -17,6 +17,40 @@ pub struct Snapshot {
     pub label: String,
     /// `restore SNAPSHOT [--identity FILE]`, shell-quoted: what resumes it.
     pub args: String,
+    /// Built by a point-in-time replay: removed once the restore is done.
+    replayed: bool,
+}
+
+impl Snapshot {
+    /// After the restore succeeded: a replayed snapshot is no longer needed to resume it.
+    pub fn finished(&self) {
+        if self.replayed {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+
+    /// The snapshot a point-in-time restore replayed (a private file beside the journal).
+    pub fn replayed(path: PathBuf, label: String, args: String) -> Snapshot {
+        Snapshot { _fetched: None, _decrypted: None, path, label, args, replayed: true }
+    }
+}
+
+/// A local snapshot as etcd's tool can read it: as it is, or decrypted into memory with `ids`.
+pub fn local(path: &Path, ids: Option<&[Box<dyn age::Identity>]>, progress: &Progress) -> Result<Snapshot> {
+    let label = path.display().to_string();
+    if !crate::backup::sealed::is_encrypted(path) {
+        return Ok(Snapshot { _fetched: None, _decrypted: None, path: path.to_path_buf(), label, args: String::new(), replayed: false });
+    }
+    let Some(ids) = ids else {
+        return Err(BootError::BadArgument {
+            flag: label,
+            reason: "the snapshot is age-encrypted; give --identity FILE (the age identity or SSH private key it was encrypted to)".into(),
+        });
+    };
+    let t = std::time::Instant::now();
+    let plain = crate::backup::sealed::decrypt(path, ids)?;
+    progress.step("snapshot", &format!("{label}: decrypted into memory"), Some(t.elapsed()));
+    Ok(Snapshot { path: crate::backup::sealed::fd_path(&plain), _fetched: None, _decrypted: Some(plain), label, args: String::new(), replayed: false })
 }
 
 pub fn prepare(plan: &Plan, snapshot: &Path, identity: Option<&Path>, progress: &Progress) -> Result<Snapshot> {
@@ -52,5 +86,5 @@ pub fn prepare(plan: &Plan, snapshot: &Path, identity: Option<&Path>, progress: 
         }
     };
     let path = decrypted.as_ref().map(crate::backup::sealed::fd_path).unwrap_or(local);
-    Ok(Snapshot { _fetched: fetched, _decrypted: decrypted, path, label, args })
+    Ok(Snapshot { _fetched: fetched, _decrypted: decrypted, path, label, args, replayed: false })
 }

@@ -119,6 +119,33 @@ pub fn backup_age(newest: Option<(&str, i64)>, now: i64, warn: i64, fail: i64) -
     }
 }
 
+/// `backup --continuous`: how far behind the cluster its history is (`behind`: revisions, when
+/// the cluster answered), and whether it runs. `None` when no follower ever ran for this spec.
+pub fn continuous_lag(st: Option<&crate::backup::continuous::Status>, running: bool, behind: Option<i64>, now_ms: i64) -> Option<Check> {
+    let st = st?;
+    let age = (now_ms - st.covered_at_ms).max(0) / 1000;
+    let fix = "start it again: etcd-bootstrap backup --continuous (--print-timer prints its systemd service)";
+    let at = format!("the history reaches revision {}, {} ago", st.sealed_to, human(age));
+    let (level, evidence) = if !running {
+        (Level::Warn, format!("not running (pid {}); {at}", st.pid))
+    } else if let Some(why) = &st.waiting {
+        (if age > 300 { Level::Fail } else { Level::Warn }, format!("waiting: {why}; {at}"))
+    } else {
+        let revs = behind.map(|b| format!(", {b} revisions behind the cluster")).unwrap_or_default();
+        (
+            if age > 300 {
+                Level::Fail
+            } else if age > 30 {
+                Level::Warn
+            } else {
+                Level::Ok
+            },
+            format!("{at}{revs}"),
+        )
+    };
+    Some(check("continuous-backup", None, level, evidence, if level == Level::Ok { "" } else { fix }))
+}
+
 /// Days left on a certificate (or a CRL's next update): FAIL when past, WARN within `warn_days`.
 pub fn expiry(name: &str, what: &str, not_after: i64, now: i64, warn_days: i64, fix: &str) -> Check {
     let left = not_after - now;

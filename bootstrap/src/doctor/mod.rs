@@ -339,6 +339,33 @@ fn file_checks(ctx: &Ctx, opts: &Options) -> Found {
     if let Some((_, t)) = newest {
         g.push(gauge("etcd_bootstrap_last_backup_timestamp_seconds", "When the newest backup was taken, seconds since the epoch.", vec![], t as f64));
     }
+    let (cc, cg) = continuous_checks(ctx, opts.now);
+    c.extend(cc);
+    g.extend(cg);
+    (c, g)
+}
+
+/// The continuous backup's lag, when one ever ran for this spec.
+fn continuous_checks(ctx: &Ctx, now: i64) -> Found {
+    let Some(st) = crate::backup::continuous::read_status(std::path::Path::new(&ctx.plan.loaded.file)) else { return (vec![], vec![]) };
+    let running = crate::run::journal_store::process_alive(st.pid, None);
+    let top = ctx
+        .etcd
+        .client()
+        .ok()
+        .and_then(|(opts, rt)| rt.block_on(etcdctl_lite::ops::status(&opts)).iter().filter_map(|s| s.result.as_ref().ok().map(|x| x.revision)).max());
+    let behind = top.map(|t| (t - st.sealed_to).max(0));
+    let now_ms = now.saturating_mul(1000);
+    let c = judge::continuous_lag(Some(&st), running, behind, now_ms).into_iter().collect();
+    let g = vec![
+        gauge(
+            "etcd_bootstrap_continuous_backup_lag_seconds",
+            "How long ago the continuous backup last had every change of the cluster.",
+            vec![],
+            ((now_ms - st.covered_at_ms).max(0) / 1000) as f64,
+        ),
+        gauge("etcd_bootstrap_continuous_backup_revision", "The last revision the continuous backup sealed.", vec![], st.sealed_to as f64),
+    ];
     (c, g)
 }
 

@@ -205,3 +205,18 @@ fn kube_apiserver_files_on_a_node_must_chain_to_the_ca_the_members_trust() {
     let bundle = [ca.cert_pem(), other.cert_pem()].concat();
     assert_eq!(judge(Some(bundle.as_bytes()), Some(&leaf(&ca, 300))).level, Level::Ok);
 }
+
+#[test]
+fn the_continuous_backup_is_judged_by_how_old_its_history_is() {
+    let st = crate::backup::continuous::Status { pid: 7, sealed_to: 500, covered_at_ms: 1_000_000, ..Default::default() };
+    assert_eq!(continuous_lag(None, true, None, 0), None, "no follower ever ran: no check");
+    let ok = continuous_lag(Some(&st), true, Some(3), 1_004_000).unwrap();
+    assert_eq!(ok.level, Level::Ok);
+    assert_eq!(ok.evidence, "the history reaches revision 500, 4s ago, 3 revisions behind the cluster");
+    assert_eq!(continuous_lag(Some(&st), true, Some(3), 1_000_000 + 60_000).unwrap().level, Level::Warn);
+    assert_eq!(continuous_lag(Some(&st), true, None, 1_000_000 + 600_000).unwrap().level, Level::Fail);
+    let gone = continuous_lag(Some(&st), false, None, 1_001_000).unwrap();
+    assert!(gone.level == Level::Warn && gone.evidence.starts_with("not running (pid 7)") && gone.fix.contains("backup --continuous"), "{gone:?}");
+    let waiting = crate::backup::continuous::Status { waiting: Some("restore under way".into()), ..st };
+    assert!(continuous_lag(Some(&waiting), true, None, 1_001_000).unwrap().evidence.starts_with("waiting: restore under way"));
+}

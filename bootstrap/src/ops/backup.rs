@@ -92,11 +92,52 @@ impl Request {
         backup_and_ship(ctx, &self.dir, self.keep, self.seal.as_ref(), to)
     }
 
+    /// `backup --continuous`: follows the cluster until `stop` (see [`crate::backup::continuous`]).
+    pub fn follow(
+        &self,
+        plan: &crate::plan::Plan,
+        progress: &crate::progress::Progress,
+        lock_wait: std::time::Duration,
+        segment_every: std::time::Duration,
+        full_every: std::time::Duration,
+        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> Result<crate::backup::continuous::Status> {
+        let settings = crate::backup::continuous::Settings {
+            dir: self.dir.clone(),
+            keep: self.keep,
+            seal: self.seal.as_ref(),
+            offsite: self.offsite.as_ref().map(|(l, s, _)| (l, s)),
+            segment_every,
+            full_every,
+            lock_wait,
+        };
+        crate::backup::continuous::run(plan, progress, &settings, stop)
+    }
+
+    /// The systemd service that runs `backup --continuous` for good.
+    pub fn continuous_service(&self, exe: &Path, spec: &Path, cluster: &str) -> Result<String> {
+        let to = self.offsite.as_ref().map(|(_, _, url)| url.as_str());
+        crate::backup::continuous_service(
+            exe,
+            &crate::spec::rules::absolute(spec),
+            &crate::spec::rules::absolute(&self.dir),
+            self.keep.unwrap_or(48),
+            cluster,
+            &self.encrypt_to,
+            to,
+        )
+    }
+
     /// The systemd service + timer (and cron line) that take this backup hourly.
     pub fn timer(&self, exe: &Path, spec: &Path, cluster: &str) -> Result<String> {
         let to = self.offsite.as_ref().map(|(_, _, url)| url.as_str());
         timer(exe, &crate::spec::rules::absolute(spec), &crate::spec::rules::absolute(&self.dir), self.keep.unwrap_or(48), cluster, &self.encrypt_to, to)
     }
+}
+
+/// `backup --continuous`'s closing line for people.
+pub fn continuous_text(s: &crate::backup::continuous::Status) -> String {
+    format!("{}: followed to revision {} ({} segments sealed; the last full snapshot at revision {})\n", s.dir, s.sealed_to, s.segments, s.full_revision)
 }
 
 /// `backup`'s lines for people.

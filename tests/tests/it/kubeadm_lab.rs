@@ -366,6 +366,13 @@ fn a_staged_ca_rotation_a_replacement_and_a_restore_with_the_three_serving() {
     let pid: u32 = std::fs::read_to_string(&etcd2).unwrap().trim().parse().unwrap();
     integration_tests::signal(pid, integration_tests::Signal::Kill);
     integration_tests::wait_gone(pid, Duration::from_secs(10));
+    // when it led, the other two elect a leader first (status exits 1: DEGRADED), as an operator
+    // would see before writing; a write in the election may time out in etcd itself
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while boot(&lab.spec, &["status"]).code != Some(1) {
+        assert!(std::time::Instant::now() < deadline, "no new leader after etcd-2 died");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     kubectl(&lab, &["create", "configmap", "one-member-down"]).assert_ok();
     let replaced = boot(&lab.spec, &["replace", "etcd-2", "-w", "json"]);
     assert!(replaced.ok() && replaced.stdout.contains("\"member\": \"etcd-2\""), "{}{}", replaced.stdout, replaced.stderr);

@@ -32,4 +32,5 @@ mod pki_bad_input;
 mod pki_concurrency;
 mod pki_interop;
 mod pki_issue;
+mod point_in_time;
 mod tls_handshake;

@@ -230,3 +230,76 @@ fn off_host(implementation: Implementation) {
     let server = S3Server::start(implementation, &server.root.clone(), &format!("{a}.{b}.{c}.1"));
     assert!(!server.names("etcd/prod/").contains(&name), "no object under the cut backup's name");
 }
+
+/// The follower's last sealed revision (its `continuous.json`).
+fn sealed_to(spec: &Path) -> i64 {
+    let p = spec.with_file_name(format!("{}.journal", spec.file_name().unwrap().to_string_lossy())).join("continuous.json");
+    std::fs::read_to_string(p).ok().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok()).and_then(|v| v["sealed_to"].as_i64()).unwrap_or(0)
+}
+
+#[test]
+fn the_continuous_history_goes_off_host_encrypted_and_a_copy_of_the_bucket_restores_to_a_revision() {
+    let (tmp, spec, _down): (tempfile::TempDir, PathBuf, Down) = up_cluster();
+    let dir = tmp.path();
+    let eps = spec_endpoints(&spec);
+    let [a, b, c] = integration_tests::cluster::free_subnet(1);
+    let server = S3Server::start(Implementation::S3sFs, &dir.join("s3"), &format!("{a}.{b}.{c}.1"));
+    let home = dir.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let key = dir.join("age-key.txt");
+    let keygen = integration_tests::tool("age-keygen", "AGE_KEYGEN_BIN");
+    run_bounded(Command::new(&keygen).arg("-o").arg(&key), Duration::from_secs(20)).assert_ok();
+    let public = run_bounded(Command::new(&keygen).arg("-y").arg(&key), Duration::from_secs(20)).assert_ok().stdout.trim().to_string();
+    let local = dir.join("history");
+    let to = format!("s3://{BUCKET}/etcd/pitr");
+    let args = ["backup", "--continuous", "--dir", local.to_str().unwrap(), "--encrypt-to", &public, "--to", &to, "--segment-seconds", "1"];
+    let follower = integration_tests::start_until_stderr_says(&mut boot_s3(&spec, &server, &home, &args), "continuous: following ", Duration::from_secs(120))
+        .unwrap_or_else(|e| panic!("the follower never followed:\n{e}"));
+    let put = |k: &str, v: &str| node_etcdctl(&node_pki(dir), &eps, &["put", k, v]).assert_ok();
+    put("/pitr/a", "1");
+    put("/pitr/b", "gone-later");
+    put("/pitr/a", "2");
+    let at = node_etcdctl(&node_pki(dir), &eps, &["get", "/pitr/a", "-w", "json"]).assert_ok();
+    let wanted: i64 = serde_json::from_str::<serde_json::Value>(&at.stdout).unwrap()["header"]["revision"].as_i64().unwrap();
+    node_etcdctl(&node_pki(dir), &eps, &["del", "/pitr/b"]).assert_ok();
+    put("/pitr/a", "3");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sealed_to(&spec) < wanted + 2 {
+        assert!(Instant::now() < deadline, "the follower never sealed revision {}", wanted + 2);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    integration_tests::signal(follower.pid(), integration_tests::Signal::Term);
+    assert_eq!(follower.wait(Duration::from_secs(30)), Some(0));
+
+    // every file is in the bucket, byte for byte, and none holds a byte in the clear
+    let mut files: Vec<String> =
+        std::fs::read_dir(&local).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| !n.starts_with('.')).collect();
+    files.sort();
+    assert!(files.iter().any(|n| n.ends_with(".db.age")) && files.iter().any(|n| n.ends_with(".changes.age")), "{files:?}");
+    assert_eq!(server.names("etcd/pitr/"), files);
+    let copy = dir.join("from-the-bucket");
+    std::fs::create_dir_all(&copy).unwrap();
+    for n in &files {
+        let bytes = std::fs::read(local.join(n)).unwrap();
+        assert!(bytes.starts_with(b"age-encryption.org/v1"), "{n} is not age-encrypted");
+        server.s3cmd(&["get", "--force", &format!("{to}/{n}"), copy.join(n).to_str().unwrap()]).assert_ok();
+        assert_eq!(std::fs::read(copy.join(n)).unwrap(), bytes, "{n}: the object is the local file");
+    }
+    // the copy restores the cluster as it was at the revision (the identity decrypts in memory)
+    let r = run_bounded(
+        Command::new(bin("etcd-bootstrap")).arg("-f").arg(&spec).args([
+            "restore",
+            "--dir",
+            copy.to_str().unwrap(),
+            "--to-revision",
+            &wanted.to_string(),
+            "--identity",
+            key.to_str().unwrap(),
+            "--force",
+        ]),
+        Duration::from_secs(180),
+    );
+    assert!(r.ok(), "{}{}", r.stdout, r.stderr);
+    let get = |k: &str| node_etcdctl(&node_pki(dir), &eps, &["get", k, "--print-value-only"]).assert_ok().stdout.trim().to_string();
+    assert_eq!((get("/pitr/a"), get("/pitr/b")), ("2".to_string(), "gone-later".to_string()));
+}

@@ -169,6 +169,16 @@ pub enum Command {
         /// credentials from AWS_* or ~/.aws), read it back to verify, and apply --keep there too.
         #[arg(long = "to", value_name = "S3_URL")]
         to: Option<String>,
+        /// Keep following: a full snapshot, then every change in sealed segments beside it
+        /// (for `restore --to-revision/--to-time`), until SIGTERM or SIGINT.
+        #[arg(long)]
+        continuous: bool,
+        /// With --continuous: seal the changes received into a segment this often.
+        #[arg(long, default_value = "5", value_name = "SECONDS")]
+        segment_seconds: u64,
+        /// With --continuous: take a new full snapshot this often (bounds a restore's replay).
+        #[arg(long, default_value = "60", value_name = "MINUTES")]
+        full_every: u64,
         #[arg(short = 'w', long = "write-out", value_enum, default_value = "simple")]
         write_out: Format,
     },
@@ -176,7 +186,19 @@ pub enum Command {
     /// member (the revision raised past the old history, marked compacted), start, verify
     /// (resumable). Stop kube-apiserver on every control-plane node before; start it after.
     Restore {
-        snapshot: PathBuf,
+        /// The snapshot (a file or an s3:// URL); not with --to-revision/--to-time.
+        #[arg(required_unless_present_any = ["to_revision", "to_time"], conflicts_with_all = ["to_revision", "to_time"])]
+        snapshot: Option<PathBuf>,
+        /// Point-in-time: the cluster as it was at revision R, from the full snapshots and
+        /// changes `backup --continuous` kept in --dir.
+        #[arg(long, value_name = "R", conflicts_with = "to_time")]
+        to_revision: Option<i64>,
+        /// Point-in-time: as it was at TIME (RFC 3339, e.g. 2026-12-06T10:15:00Z).
+        #[arg(long, value_name = "TIME")]
+        to_time: Option<String>,
+        /// The backup folder with the history (default: backups/ beside the spec).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
         /// Restore even though the cluster is HEALTHY (everything written since the snapshot is lost).
         #[arg(long)]
         force: bool,

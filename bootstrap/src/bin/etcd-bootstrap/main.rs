@@ -194,12 +194,32 @@ fn run(cli: Cli) -> Outcome {
             print!("{}", summary::ReplaceSummary { member, state: "HEALTHY".into() }.render(format));
             Ok(exit::OK)
         }
-        Command::Backup { dir, keep, print_timer, encrypt_to, to, write_out } => {
+        Command::Backup { dir, keep, print_timer, encrypt_to, to, continuous, segment_seconds, full_every, write_out } => {
             let format = write_out.for_command("backup", &[Format::Simple, Format::Json, Format::Prometheus])?;
             let request = bootstrap::ops::backup::Request::from_flags(&spec, dir, keep, &encrypt_to, to.as_deref(), |k| std::env::var(k).ok())?;
             let plan = plan::build(&Spec::load(&spec)?);
+            if print_timer && continuous {
+                print!("{}", request.continuous_service(&std::env::current_exe()?, &spec, &plan.loaded.spec.name)?);
+                return Ok(exit::OK);
+            }
             if print_timer {
                 print!("{}", request.timer(&std::env::current_exe()?, &spec, &plan.loaded.spec.name)?);
+                return Ok(exit::OK);
+            }
+            if continuous {
+                let format = write_out.for_command("backup --continuous", &[Format::Simple, Format::Json])?;
+                if segment_seconds == 0 || full_every == 0 {
+                    return Err(
+                        bootstrap::error::BootError::BadArgument { flag: "--segment-seconds/--full-every".into(), reason: "give 1 or more".into() }.into()
+                    );
+                }
+                let stop = stop_on_signal();
+                let (every, full) = (Duration::from_secs(segment_seconds), Duration::from_secs(full_every.saturating_mul(60)));
+                let st = request.follow(&plan, &Progress::new(quiet), lock_wait, every, full, stop)?;
+                match format {
+                    Format::Json => println!("{}", serde_json::to_string_pretty(&st)?),
+                    _ => print!("{}", ops::backup::continuous_text(&st)),
+                }
                 return Ok(exit::OK);
             }
             let (b, shipped) = context::run_command(&plan, &Progress::new(quiet), lock_wait, (OpKind::Backup, None, "backup"), |ctx| request.run(ctx))?;
@@ -210,13 +230,28 @@ fn run(cli: Cli) -> Outcome {
             }
             Ok(exit::OK)
         }
-        Command::Restore { snapshot, force, wait, identity, write_out } => {
+        Command::Restore { snapshot, to_revision, to_time, dir, force, wait, identity, write_out } => {
             let format = write_out.for_command("restore", &[Format::Table, Format::Json])?;
             let plan = plan::build(&Spec::load(&spec)?);
-            let source = bootstrap::backup::source::prepare(&plan, &snapshot, identity.as_deref(), &Progress::new(quiet))?;
+            let source = match (snapshot, to_revision, to_time) {
+                (Some(snapshot), _, _) => bootstrap::backup::source::prepare(&plan, &snapshot, identity.as_deref(), &Progress::new(quiet))?,
+                (None, revision, time) => {
+                    use bootstrap::backup::replay::Target;
+                    let bad = |reason: String| bootstrap::error::BootError::BadArgument { flag: "--to-time".into(), reason };
+                    let target = match (revision, time) {
+                        (Some(r), _) => Target::Revision(r),
+                        (None, Some(t)) => Target::Time(bootstrap::backup::history::parse_time(&t).map_err(bad)?),
+                        (None, None) => return Err(bad("give a snapshot, --to-revision or --to-time".into()).into()),
+                    };
+                    let base = spec.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                    let dir = dir.unwrap_or_else(|| base.join("backups"));
+                    bootstrap::backup::replay::prepare(&plan, &dir, target, identity.as_deref(), &Progress::new(quiet))?
+                }
+            };
             let r = context::run_command(&plan, &Progress::new(quiet), lock_wait, (OpKind::Restore, None, &source.args), |ctx| {
                 ops::restore::restore(ctx, &source.path, &source.label, force, Duration::from_secs(wait))
             })?;
+            source.finished();
             print!("{}", summary::RestoreSummary::new(&plan, r).render(format));
             Ok(exit::OK)
         }
@@ -308,6 +343,22 @@ fn print_notes(plan: &plan::Plan) {
 
 fn prometheus((checks, gauges): bootstrap::doctor::Found) -> String {
     bootstrap::doctor::render::prometheus(&bootstrap::doctor::Report { checks, gauges })
+}
+
+/// A flag set by SIGTERM or SIGINT (a thread waits for them), for what runs until stopped.
+fn stop_on_signal() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let set = stop.clone();
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        rt.block_on(async {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else { return };
+            tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+            set.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+    });
+    stop
 }
 
 fn now_unix() -> i64 {
