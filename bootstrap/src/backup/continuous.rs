@@ -270,6 +270,11 @@ impl Follow<'_> {
         if let Some((location, settings)) = s.offsite {
             let shipped = crate::backup::offsite::ship(location, settings, Path::new(&b.path), &plan.loaded.spec.name, s.keep)?;
             crate::backup::record_remote(Path::new(&plan.loaded.file), &shipped.url);
+            if s.keep.is_some() {
+                for url in retain_remote_segments(location, settings, &plan.loaded.spec.name)? {
+                    self.progress.step("keep", &format!("removed {url}"), None);
+                }
+            }
         }
         if s.keep.is_some() {
             self.retain()?;
@@ -327,15 +332,29 @@ impl Follow<'_> {
     }
 }
 
+/// The same under the S3 prefix (after `--keep` pruned the snapshots there): this cluster's
+/// segment names only. Their URLs.
+pub fn retain_remote_segments(location: &crate::backup::offsite::Location, settings: &crate::backup::offsite::Settings, cluster: &str) -> Result<Vec<String>> {
+    let store = crate::backup::offsite::Store::new(location, settings)?;
+    let names = store.list()?.into_iter().filter_map(|k| k.strip_prefix(location.prefix.as_str()).filter(|n| !n.contains('/')).map(String::from));
+    let ix = Index::from_names(Path::new(""), cluster, names);
+    let mut removed = Vec::new();
+    for seg in ix.stale_segments() {
+        let key = location.key(&seg.name());
+        store.delete(&key)?;
+        removed.push(location.url(&key));
+    }
+    Ok(removed)
+}
+
 /// Segments wholly at or below the oldest full snapshot `--keep` left lead nowhere: removed
 /// (regular files with a segment's exact name and this user's ownership only). Their names.
 pub fn retain_segments(dir: &Path, cluster: &str) -> Result<Vec<String>> {
     use std::os::unix::fs::MetadataExt;
     let ix = Index::read(dir, cluster)?;
-    let Some(oldest) = ix.snapshots.iter().map(|x| x.revision).min() else { return Ok(vec![]) };
     let me = rustix::process::geteuid().as_raw();
     let mut removed = Vec::new();
-    for seg in ix.segments.iter().filter(|x| x.to <= oldest) {
+    for seg in ix.stale_segments() {
         let ours = std::fs::symlink_metadata(&seg.path).map(|m| m.file_type().is_file() && m.uid() == me).unwrap_or(false);
         if ours {
             std::fs::remove_file(&seg.path).map_err(|e| dir_err(&seg.path, e))?;

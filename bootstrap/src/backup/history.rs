@@ -127,6 +127,12 @@ impl Index {
         }
     }
 
+    /// Segments wholly at or below the oldest snapshot: no route uses them (retention's to delete).
+    pub fn stale_segments(&self) -> Vec<&SegmentFile> {
+        let Some(oldest) = self.snapshots.iter().map(|x| x.revision).min() else { return vec![] };
+        self.segments.iter().filter(|x| x.to <= oldest).collect()
+    }
+
     /// Every stretch the folder reaches, one per snapshot.
     pub fn reaches(&self) -> Vec<Reach> {
         self.snapshots.iter().enumerate().map(|(i, s)| Reach { snapshot: i, from: s.revision, to: self.reach_from(s.revision).0 }).collect()

@@ -302,4 +302,21 @@ fn the_continuous_history_goes_off_host_encrypted_and_a_copy_of_the_bucket_resto
     assert!(r.ok(), "{}{}", r.stdout, r.stderr);
     let get = |k: &str| node_etcdctl(&node_pki(dir), &eps, &["get", k, "--print-value-only"]).assert_ok().stdout.trim().to_string();
     assert_eq!((get("/pitr/a"), get("/pitr/b")), ("2".to_string(), "gone-later".to_string()));
+
+    // followed again with --keep 1: the restored cluster's history below the old one's is
+    // compacted, so a new full snapshot starts a new chain, and the old snapshot and every old
+    // segment go, here and under the prefix
+    let mut args = args.to_vec();
+    args.extend(["--keep", "1"]);
+    let again = integration_tests::start_until_stderr_says(&mut boot_s3(&spec, &server, &home, &args), "keep: removed s3://", Duration::from_secs(120))
+        .unwrap_or_else(|e| panic!("no old segment removed under the prefix:\n{e}"));
+    integration_tests::signal(again.pid(), integration_tests::Signal::Term);
+    let said = again.stderr.lock().unwrap().join("\n");
+    assert_eq!(again.wait(Duration::from_secs(30)), Some(0));
+    assert!(said.contains("full snapshot: "), "{said}");
+    let mut left: Vec<String> =
+        std::fs::read_dir(&local).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| !n.starts_with('.')).collect();
+    left.sort();
+    assert!(left.iter().filter(|n| n.ends_with(".db.age")).count() == 1 && !left.iter().any(|n| files.contains(n)), "old files left: {left:?}");
+    assert_eq!(server.names("etcd/pitr/"), left, "the prefix holds what the folder holds");
 }
