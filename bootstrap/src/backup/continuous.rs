@@ -145,8 +145,9 @@ pub fn run(plan: &Plan, progress: &Progress, s: &Settings, stop: Arc<AtomicBool>
         match rt.block_on(Follower::start(&opts, f.next_from)) {
             Ok(follower) => {
                 if f.cluster_id != 0 && follower.cluster_id != f.cluster_id {
-                    f.full_snapshot(&format!("the cluster is another one now (ID {:x}, was {:x}): restored", follower.cluster_id, f.cluster_id))?;
-                    f.cluster_id = 0;
+                    if f.renew(&format!("the cluster is another one now (ID {:x}, was {:x}): restored", follower.cluster_id, f.cluster_id), &stop) {
+                        f.cluster_id = 0;
+                    }
                     continue;
                 }
                 f.cluster_id = follower.cluster_id;
@@ -156,11 +157,11 @@ pub fn run(plan: &Plan, progress: &Progress, s: &Settings, stop: Arc<AtomicBool>
                 f.seal()?;
                 match ended {
                     Ok(()) => {}
-                    Err(FollowError::Compacted(at)) => f.full_snapshot(&format!("the history before revision {at} was compacted away"))?,
+                    Err(FollowError::Compacted(at)) => _ = f.renew(&format!("the history before revision {at} was compacted away"), &stop),
                     Err(e @ FollowError::Lost { .. }) => f.lost(&e.to_string(), &stop),
                 }
             }
-            Err(FollowError::Compacted(at)) => f.full_snapshot(&format!("the history before revision {at} was compacted away"))?,
+            Err(FollowError::Compacted(at)) => _ = f.renew(&format!("the history before revision {at} was compacted away"), &stop),
             Err(e) => f.lost(&e.to_string(), &stop),
         }
     }
@@ -308,21 +309,34 @@ impl Follow<'_> {
     }
 
     fn wait(&mut self, why: &str, stop: &AtomicBool) {
-        self.idle("standing aside: ", why, stop);
+        self.idle("standing aside: ", why, stop, Duration::from_secs(1));
     }
 
     fn lost(&mut self, why: &str, stop: &AtomicBool) {
-        self.idle("lost the cluster, retrying every second: ", why, stop);
+        self.idle("lost the cluster, retrying every second: ", why, stop, Duration::from_secs(1));
     }
 
-    /// A second without following: said (and recorded for doctor) once per reason.
-    fn idle(&mut self, said: &str, why: &str, stop: &AtomicBool) {
+    /// A full snapshot the chain needs before following goes on. When it cannot be taken now
+    /// (the cluster lock held by a rotation, no member answering), it is said and tried again in
+    /// 10 s: the follower outlives what a single backup would fail on.
+    fn renew(&mut self, why: &str, stop: &AtomicBool) -> bool {
+        match self.full_snapshot(why) {
+            Ok(()) => true,
+            Err(e) => {
+                self.idle("the full snapshot failed, trying again in 10 s: ", &e.to_string(), stop, Duration::from_secs(10));
+                false
+            }
+        }
+    }
+
+    /// A while without following: said (and recorded for doctor) once per reason.
+    fn idle(&mut self, said: &str, why: &str, stop: &AtomicBool, pause: Duration) {
         if self.status.waiting.as_deref() != Some(why) {
             self.progress.step("continuous", &format!("{said}{why}"), None);
             self.status.waiting = Some(why.to_string());
             self.save_status();
         }
-        sleep_unless(stop, Duration::from_secs(1));
+        sleep_unless(stop, pause);
     }
 
     fn save_status(&self) {

@@ -102,6 +102,15 @@ fn stderr_of(r: &Running) -> String {
     r.stderr.lock().unwrap().join("\n")
 }
 
+/// Waits (bounded) until the follower has said one of `lines`.
+fn said(r: &Running, lines: &[&str]) {
+    let t = Instant::now();
+    while !lines.iter().any(|l| stderr_of(r).contains(l)) {
+        assert!(t.elapsed() < Duration::from_secs(60), "never said any of {lines:?}:\n{}", stderr_of(r));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn restore_to_a_revision_or_a_time_gives_the_keyspace_etcd_had_then() {
     let (tmp, spec, _down) = up_cluster();
@@ -111,13 +120,20 @@ fn restore_to_a_revision_or_a_time_gives_the_keyspace_etcd_had_then() {
     let mut c = client(&rt, dir, &eps);
     rt.block_on(c.put("/registry/namespaces/default", "before the follower", None)).unwrap();
     let backups = dir.join("backups");
-    let f = follower(&spec, &backups, &["--segment-seconds", "1"]);
+    let first = follower(&spec, &backups, &["--segment-seconds", "1"]);
     let lease = rt.block_on(c.lease_grant(600, None)).unwrap().id();
 
     // three rounds; after the first, a moment (no writes) for --to-time
     let r1 = round(&rt, &c, 0, lease);
     sealed(&spec, r1);
     let t1 = time::OffsetDateTime::now_utc();
+    // the follower killed (-9) and started again: it resumes after the last revision it sealed,
+    // and the writes made while none ran come from etcd's history (the restores below cross it)
+    signal(first.pid(), Signal::Kill);
+    assert_eq!(first.wait(Duration::from_secs(10)), None, "killed, no exit code");
+    rt.block_on(c.put("/registry/configmaps/while-no-follower", "kept", None)).unwrap();
+    let f = follower(&spec, &backups, &["--segment-seconds", "1"]);
+    assert!(stderr_of(&f).contains(&format!("resuming from revision {}", r1 + 1)), "{}", stderr_of(&f));
     let r2 = round(&rt, &c, 1, lease);
     let r3 = round(&rt, &c, 2, lease);
     sealed(&spec, r3);
@@ -161,11 +177,7 @@ fn restore_to_a_revision_or_a_time_gives_the_keyspace_etcd_had_then() {
         assert!(!spec.with_file_name("cluster.yaml.journal").join(format!("pitr-r{rev}.db")).exists());
     }
     // the follower stood aside during each restore, then began a new chain on the restored cluster
-    let t = Instant::now();
-    while !stderr_of(&f).contains("the cluster is another one now") && !stderr_of(&f).contains("was compacted away") {
-        assert!(t.elapsed() < Duration::from_secs(60), "{}", stderr_of(&f));
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    said(&f, &["the cluster is another one now", "was compacted away"]);
     assert!(stderr_of(&f).contains("standing aside: restore under way"), "{}", stderr_of(&f));
     // stopped by SIGTERM: it seals what it holds and exits 0
     signal(f.pid(), Signal::Term);
@@ -214,11 +226,7 @@ fn a_kill_9_of_every_member_loses_no_change_the_follower_received() {
     let writes: u64 = writers.into_iter().map(|w| rt.block_on(w).unwrap()).sum();
     let newest_acked = acked.load(std::sync::atomic::Ordering::Relaxed);
     // the follower notices, seals what it holds, and waits for the cluster
-    let t = Instant::now();
-    while !stderr_of(&f).contains("lost the cluster") {
-        assert!(t.elapsed() < Duration::from_secs(30), "{}", stderr_of(&f));
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    said(&f, &["lost the cluster"]);
     let st = status(&spec);
     let kept = st["sealed_to"].as_i64().unwrap();
     assert!(kept >= last_rev, "the history ends at {kept}, below revision {last_rev} read before the kill");
