@@ -10,7 +10,6 @@
 use crate::connect::bounded;
 use crate::error::{CtlError, Result};
 use crate::options::ClientOptions;
-use base64::Engine;
 use etcd_client::{Client, EventType, LeaseGrantOptions, TxnOp, WatchOptions, WatchStream};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -251,14 +250,6 @@ pub fn to_line(c: &Change) -> String {
 /// A line back; `None` for anything that is not a change.
 pub fn from_line(line: &str) -> Option<Change> {
     serde_json::from_str(line).ok()
-}
-
-/// Bytes as etcd's JSON writes them (for messages).
-pub fn shown(key: &[u8]) -> String {
-    match std::str::from_utf8(key) {
-        Ok(s) => s.to_string(),
-        Err(_) => base64::engine::general_purpose::STANDARD.encode(key),
-    }
 }
 
 #[cfg(test)]

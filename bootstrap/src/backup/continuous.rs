@@ -153,6 +153,9 @@ pub fn run(plan: &Plan, progress: &Progress, s: &Settings, stop: Arc<AtomicBool>
                 f.cluster_id = follower.cluster_id;
                 f.status.cluster_id = format!("{:x}", follower.cluster_id);
                 progress.step("continuous", &format!("following {} from revision {}", follower.endpoint, f.next_from), None);
+                // following again: whatever kept it waiting is over (doctor reads this)
+                f.status.waiting = None;
+                f.save_status();
                 let ended = f.follow(&rt, follower, &stop, &mut last_full);
                 f.seal()?;
                 match ended {

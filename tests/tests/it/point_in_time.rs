@@ -178,6 +178,12 @@ fn restore_to_a_revision_or_a_time_gives_the_keyspace_etcd_had_then() {
     }
     // the follower stood aside during each restore, then began a new chain on the restored cluster
     said(&f, &["the cluster is another one now", "was compacted away"]);
+    // and, following again, it no longer says it waits (what doctor reads)
+    let t = Instant::now();
+    while !status(&spec)["waiting"].is_null() {
+        assert!(t.elapsed() < Duration::from_secs(60), "still waiting: {}\n{}", status(&spec), stderr_of(&f));
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert!(stderr_of(&f).contains("standing aside: restore under way"), "{}", stderr_of(&f));
     // stopped by SIGTERM: it seals what it holds and exits 0
     signal(f.pid(), Signal::Term);
