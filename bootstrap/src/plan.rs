@@ -264,7 +264,7 @@ pub fn render(plan: &Plan) -> String {
             let _ = writeln!(s, "     {:o}  {}  <-  {}", f.mode, f.dest.display(), f.source.display());
         }
     }
-    let _ = writeln!(s, "\n4. Start, all members at once (static bootstrap), in this order:");
+    let _ = writeln!(s, "\n4. Start (static bootstrap), a new cluster's members in turn, in this order:");
     for m in &plan.members {
         let how = match m.spec.supervisor() {
             Supervisor::Process => format!("background process, pid {}, log {}", m.pid_file().display(), m.log_file().display()),

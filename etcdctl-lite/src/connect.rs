@@ -5,8 +5,75 @@
 use crate::error::{CtlError, Result};
 use crate::options::ClientOptions;
 use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
+use std::collections::HashMap;
 use std::future::Future;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// Clients kept for the next call, one per endpoint and TLS material: an operation that takes a
+/// verdict after each member (`rotate certs`) would otherwise open a TLS connection to every
+/// member for every member. A kept client that fails a request is forgotten and the request
+/// tried again on a new connection ([`with_client`]), so a stale connection never makes a
+/// member look down.
+#[derive(Clone, Default)]
+pub struct KeptClients(Arc<Mutex<HashMap<(String, u64), Client>>>);
+
+impl std::fmt::Debug for KeptClients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeptClients")
+    }
+}
+
+impl KeptClients {
+    fn key(endpoint: &str, opts: &ClientOptions) -> (String, u64) {
+        // the files are read again at each call: a CA rotation changes what to trust
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        if let Some(tls) = &opts.tls {
+            (&tls.ca_pem, &tls.identity).hash(&mut h);
+        }
+        (opts.dial_timeout, opts.command_timeout).hash(&mut h);
+        (endpoint.to_string(), h.finish())
+    }
+    fn get(&self, endpoint: &str, opts: &ClientOptions) -> Option<Client> {
+        self.0.lock().ok()?.get(&Self::key(endpoint, opts)).cloned()
+    }
+    fn keep(&self, endpoint: &str, opts: &ClientOptions, client: &Client) {
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(Self::key(endpoint, opts), client.clone());
+        }
+    }
+    fn forget(&self, endpoint: &str, opts: &ClientOptions) {
+        if let Ok(mut m) = self.0.lock() {
+            m.remove(&Self::key(endpoint, opts));
+        }
+    }
+}
+
+/// Runs `request` with the endpoint's client: a kept one if `opts` keeps clients, else a new
+/// one (kept when it answered). A kept client that fails is forgotten and `request` runs once
+/// more on a new connection; the caller bounds the whole.
+pub async fn with_client<T, F, Fut>(endpoint: &str, opts: &ClientOptions, request: F) -> Result<std::result::Result<T, etcd_client::Error>>
+where
+    F: Fn(Client) -> Fut,
+    Fut: Future<Output = std::result::Result<T, etcd_client::Error>>,
+{
+    let Some(kept) = &opts.kept else {
+        return Ok(request(client_for(endpoint, opts).await?).await);
+    };
+    if let Some(client) = kept.get(endpoint, opts) {
+        match request(client).await {
+            Ok(v) => return Ok(Ok(v)),
+            Err(_) => kept.forget(endpoint, opts),
+        }
+    }
+    let client = client_for(endpoint, opts).await?;
+    let answer = request(client.clone()).await;
+    if answer.is_ok() {
+        kept.keep(endpoint, opts, &client);
+    }
+    Ok(answer)
+}
 
 /// A lazy client for one endpoint (nothing is dialled until the first request).
 pub async fn client_for(endpoint: &str, opts: &ClientOptions) -> Result<Client> {

@@ -2,7 +2,7 @@
 //! linearizable read, alarms and the member list over one client each), then the members the
 //! list names that were not among the endpoints. Each round costs the slowest endpoint's bound.
 
-use crate::connect::{bounded, client_for};
+use crate::connect::{bounded, with_client};
 use crate::diagnose::{Failure, FailureKind, explain};
 use crate::model::{AlarmInfo, MemberList};
 use crate::ops::{for_each_endpoint, member_list_one, status_one};
@@ -17,18 +17,25 @@ pub const DEFAULT_ELECTION_TIMEOUT: Duration = Duration::from_millis(1000);
 
 async fn read_and_alarms(endpoint: String, opts: ClientOptions) -> (Result<std::time::Duration, Failure>, Vec<AlarmInfo>) {
     let work = async {
-        let mut c = client_for(&endpoint, &opts).await.map_err(|e| Failure { kind: FailureKind::Other, message: e.to_string() })?;
-        let started = Instant::now();
-        let read = match c.get("health", None).await {
-            Ok(_) => Ok(started.elapsed()),
-            Err(etcd_client::Error::GRpcStatus(s)) if s.code() == tonic::Code::PermissionDenied => Ok(started.elapsed()),
-            Err(e) => Err(explain(&e, &endpoint, &opts).await),
-        };
-        let alarms = match c.alarm(AlarmAction::Get, AlarmType::None, None).await {
-            Ok(r) => r.alarms().iter().map(|a| AlarmInfo { member_id: a.member_id(), alarm: format!("{:?}", a.alarm()).to_uppercase() }).collect(),
-            Err(_) => vec![],
-        };
-        Ok::<_, Failure>((read, alarms))
+        let answer = with_client(&endpoint, &opts, |mut c| async move {
+            let started = Instant::now();
+            let read = match c.get("health", None).await {
+                Ok(_) => started.elapsed(),
+                Err(etcd_client::Error::GRpcStatus(s)) if s.code() == tonic::Code::PermissionDenied => started.elapsed(),
+                Err(e) => return Err(e),
+            };
+            let alarms = match c.alarm(AlarmAction::Get, AlarmType::None, None).await {
+                Ok(r) => r.alarms().iter().map(|a| AlarmInfo { member_id: a.member_id(), alarm: format!("{:?}", a.alarm()).to_uppercase() }).collect(),
+                Err(_) => vec![],
+            };
+            Ok((read, alarms))
+        })
+        .await
+        .map_err(|e| Failure { kind: FailureKind::Other, message: e.to_string() })?;
+        Ok::<_, Failure>(match answer {
+            Ok((read, alarms)) => (Ok(read), alarms),
+            Err(e) => (Err(explain(&e, &endpoint, &opts).await), vec![]),
+        })
     };
     match bounded(opts.command_timeout, work).await {
         Some(Ok(v)) => v,

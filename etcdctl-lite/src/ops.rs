@@ -2,7 +2,7 @@
 //! parallel, and every check is bounded by `--command-timeout` — a check of several endpoints
 //! costs the slowest endpoint's bound, not the sum.
 
-use crate::connect::{bounded, client_for};
+use crate::connect::{bounded, client_for, with_client};
 use crate::diagnose::{Failure, FailureKind, explain};
 use crate::error::{CtlError, Result};
 use crate::model::*;
@@ -30,7 +30,11 @@ where
 }
 
 async fn connect(endpoint: &str, opts: &ClientOptions) -> Result<Client, Failure> {
-    client_for(endpoint, opts).await.map_err(|e| Failure { kind: FailureKind::Other, message: e.to_string() })
+    client_for(endpoint, opts).await.map_err(connect_failure)
+}
+
+fn connect_failure(e: CtlError) -> Failure {
+    Failure { kind: FailureKind::Other, message: e.to_string() }
 }
 
 /// The outer bound for one endpoint's work: the command timeout plus a little for the TLS probe.
@@ -104,8 +108,7 @@ pub async fn health(opts: &ClientOptions) -> Vec<EndpointHealth> {
 
 pub async fn status_one(endpoint: String, opts: ClientOptions) -> EndpointStatus {
     let work = async {
-        let mut c = connect(&endpoint, &opts).await?;
-        match c.status().await {
+        match with_client(&endpoint, &opts, |mut c| async move { c.status().await }).await.map_err(connect_failure)? {
             Ok(s) => {
                 let h = s.header();
                 Ok(StatusInfo {
@@ -157,8 +160,7 @@ fn to_members(list: &[etcd_client::Member]) -> Vec<MemberInfo> {
 
 pub async fn member_list_one(endpoint: String, opts: ClientOptions) -> Result<MemberList, Failure> {
     let work = async {
-        let mut c = connect(&endpoint, &opts).await?;
-        match c.member_list().await {
+        match with_client(&endpoint, &opts, |mut c| async move { c.member_list().await }).await.map_err(connect_failure)? {
             Ok(r) => {
                 let h = r.header();
                 Ok(MemberList {

@@ -65,6 +65,8 @@ pub struct ClientOptions {
     pub tls: Option<TlsMaterial>,
     pub dial_timeout: Duration,
     pub command_timeout: Duration,
+    /// Clients kept across calls (the verdicts of one operation); `None`: a new connection per call.
+    pub kept: Option<crate::connect::KeptClients>,
 }
 
 impl ClientOptions {
@@ -109,12 +111,17 @@ impl ClientOptions {
         } else {
             None
         };
-        Ok(ClientOptions { endpoints: normalized, tls, dial_timeout, command_timeout })
+        Ok(ClientOptions { endpoints: normalized, tls, dial_timeout, command_timeout, kept: None })
     }
 
     /// The same options for other endpoints (`--cluster` discovery).
     pub fn with_endpoints(&self, endpoints: Vec<String>) -> ClientOptions {
         ClientOptions { endpoints, ..self.clone() }
+    }
+
+    /// The same options, keeping their clients in `kept` for the next call.
+    pub fn keeping(self, kept: &crate::connect::KeptClients) -> ClientOptions {
+        ClientOptions { kept: Some(kept.clone()), ..self }
     }
 }
 

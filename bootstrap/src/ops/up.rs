@@ -171,8 +171,6 @@ fn deliver_own_files(ctx: &Ctx, progress: &Progress) -> Result<usize> {
     Ok(files_written)
 }
 
-/// Starts what is not running, all at once (a static bootstrap needs the members together);
-/// every member that failed is listed.
 /// `up` on an adopted cluster: every member that is not running started as it was found (its
 /// unit, its static pod, or its command line, environment and working directory), then HEALTHY.
 /// Nothing is issued, delivered or written.
@@ -184,23 +182,28 @@ fn up_in_place(ctx: &Ctx, wait: Duration) -> Result<UpReport> {
     Ok(UpReport { issued: 0, kept: 0, files_written: 0, started, verdict, outputs: vec![] })
 }
 
+/// How long a new member is given to serve its peer port before the next one starts anyway:
+/// etcd's own wait for a peer that is still bootstrapping.
+const PEER_SERVES_WITHIN: Duration = Duration::from_secs(1);
+
+type Started = Result<Option<(String, Duration)>>;
+
+/// Starts what is not running: members that restart together, a new cluster's members in turn
+/// (a static bootstrap needs them all, and they form once a majority is up); every member that
+/// failed is listed.
 fn start_all(ctx: &Ctx, actions: &[Action], progress: &Progress) -> Result<Vec<String>> {
     let plan = ctx.plan;
-    let starts = per_member(plan, |m| {
-        let idx = plan.members.iter().position(|x| x.spec.name == m.spec.name).unwrap_or(0);
-        if actions.get(idx) == Some(&Action::Running) {
-            return Ok(None);
-        }
-        let t = Instant::now();
-        let out = ctx.start_member(m)?;
-        if !out.ok() {
-            return Err(host_err(m, "starting etcd", &out));
-        }
-        Ok(out.value("started").map(|p| (p, t.elapsed())))
+    let action = |m: &MemberPlan| plan.members.iter().position(|x| x.spec.name == m.spec.name).and_then(|i| actions.get(i));
+    let in_turn = actions.iter().filter(|a| **a == Action::Start).count() > 1;
+    let mut starts: Vec<Option<Started>> = per_member(plan, |m| match action(m) {
+        Some(Action::Running) => Some(Ok(None)),
+        Some(Action::Start) if in_turn => None,
+        _ => Some(start_one(ctx, m)),
     });
+    start_in_turn(ctx, &mut starts);
     let mut started = Vec::new();
     let mut failed = Vec::new();
-    for (m, s) in plan.members.iter().zip(starts) {
+    for (m, s) in plan.members.iter().zip(starts.into_iter().flatten()) {
         match s {
             Ok(Some((pid, took))) => {
                 progress.step(&format!("start {}", m.name()), &format!("started ({} {pid})", if pid == "unit" { "systemd" } else { "pid" }), Some(took));
@@ -211,6 +214,31 @@ fn start_all(ctx: &Ctx, actions: &[Action], progress: &Progress) -> Result<Vec<S
         }
     }
     if failed.is_empty() { Ok(started) } else { Err(BootError::Members { what: "starting etcd".into(), failures: failed }) }
+}
+
+/// A new cluster's members (the slots still empty) start one after another, each once the one
+/// before serves its peer port. Started together they stall: a new member first asks every
+/// peer whether the cluster exists, one at a time, waiting up to a second on each peer that
+/// accepts TCP but is still bootstrapping itself (6.4 s seen with seven). After a member that
+/// does not serve in time (its peer port not reachable from here), the rest start at once.
+fn start_in_turn(ctx: &Ctx, starts: &mut [Option<Started>]) {
+    let mut waiting = true;
+    for (m, slot) in ctx.plan.members.iter().zip(starts.iter_mut()).filter(|(_, s)| s.is_none()) {
+        let started = start_one(ctx, m);
+        if waiting && matches!(started, Ok(Some(_))) {
+            waiting = ctx.etcd.peer_serves(&m.spec.peer_url(), PEER_SERVES_WITHIN);
+        }
+        *slot = Some(started);
+    }
+}
+
+fn start_one(ctx: &Ctx, m: &MemberPlan) -> Started {
+    let t = Instant::now();
+    let out = ctx.start_member(m)?;
+    if !out.ok() {
+        return Err(host_err(m, "starting etcd", &out));
+    }
+    Ok(out.value("started").map(|p| (p, t.elapsed())))
 }
 
 /// Waits (bounded) for HEALTHY; on timeout the error carries the log tail of each unhealthy

@@ -11,7 +11,7 @@ use etcdctl_lite::model::{MemberInfo, Status36};
 use etcdctl_lite::options::ClientOptions;
 use etcdctl_lite::quorum::Verdict;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub trait EtcdView: Send + Sync {
     /// One quorum verdict over the spec's members (an election re-checked for one election
@@ -37,6 +37,9 @@ pub trait EtcdView: Send + Sync {
     fn storage_of(&self, endpoint: &str) -> Option<Status36>;
     /// The DER certificate the member at `endpoint` presents in a TLS handshake.
     fn served_certificate(&self, endpoint: &str) -> Option<Vec<u8>>;
+    /// Whether the member behind `peer_url` answers HTTP on its peer port within `within`:
+    /// etcd serves it once its own bootstrap is done, before any election.
+    fn peer_serves(&self, peer_url: &str, within: Duration) -> bool;
     /// Client options and a runtime, for what the trait does not cover (compaction, snapshots).
     fn client(&self) -> Result<(ClientOptions, &tokio::runtime::Runtime)>;
 }
@@ -50,6 +53,8 @@ pub struct LiveEtcd {
     key: PathBuf,
     election_timeout: Duration,
     rt: tokio::runtime::Runtime,
+    /// The verdicts' clients, kept for the operation (a verdict after each member).
+    kept: etcdctl_lite::connect::KeptClients,
 }
 
 fn etcd_err(what: &str) -> impl FnOnce(etcdctl_lite::CtlError) -> BootError + '_ {
@@ -68,6 +73,7 @@ impl LiveEtcd {
             key,
             election_timeout: plan.loaded.spec.etcd.election_timeout(),
             rt,
+            kept: Default::default(),
         })
     }
 
@@ -87,7 +93,7 @@ impl LiveEtcd {
 
 impl EtcdView for LiveEtcd {
     fn verdict(&self) -> Result<Verdict> {
-        let opts = self.options()?;
+        let opts = self.options()?.keeping(&self.kept);
         Ok(self.rt.block_on(etcdctl_lite::observe::assess(&opts, self.election_timeout)))
     }
     fn all_healthy(&self) -> Result<bool> {
@@ -135,6 +141,18 @@ impl EtcdView for LiveEtcd {
     fn served_certificate(&self, endpoint: &str) -> Option<Vec<u8>> {
         let opts = self.options().ok()?;
         opts.tls.as_ref().and_then(|tls| etcdctl_lite::diagnose::presented_certificate(endpoint, tls, Duration::from_secs(1)))
+    }
+    fn peer_serves(&self, peer_url: &str, within: Duration) -> bool {
+        let Ok(opts) = self.options() else { return false };
+        let deadline = Instant::now() + within;
+        // refused until etcd listens (at once), then unanswered until its bootstrap is done
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            if etcdctl_lite::version::get(peer_url, &opts, left).is_ok() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
     }
     fn client(&self) -> Result<(ClientOptions, &tokio::runtime::Runtime)> {
         Ok((self.options()?, &self.rt))

@@ -318,6 +318,9 @@ impl EtcdView for FakeEtcd {
         let pem = std::fs::read(self.certs.get(endpoint)?).ok()?;
         pki::pemfile::first_certificate(&pem, endpoint).ok()
     }
+    fn peer_serves(&self, _peer_url: &str, _within: Duration) -> bool {
+        true
+    }
     fn client(&self) -> Result<(ClientOptions, &tokio::runtime::Runtime)> {
         Err(BootError::Verification("the fake etcd has no client".into()))
     }
