@@ -407,6 +407,7 @@ mod tests {
     }
 }
 
+pub mod bucket_history;
 pub mod continuous;
 pub mod history;
 pub mod offsite;

@@ -8,6 +8,7 @@
 //! `pitr-rR.db` beside the journal until the restore finishes, so a resumed restore reads the same
 //! file.
 
+use crate::backup::bucket_history::BucketHistory;
 use crate::backup::history::{self, Index};
 use crate::error::{BootError, Result};
 use crate::plan::{Plan, sh_quote};
@@ -31,13 +32,60 @@ fn refuse(reason: String) -> BootError {
 
 /// Where the replayed snapshot for `revision` is kept until the restore finishes.
 pub fn output_path(plan: &Plan, revision: i64) -> PathBuf {
-    crate::run::journal_store::Store::for_spec(Path::new(&plan.loaded.file)).last_backup_path().with_file_name(format!("pitr-r{revision}.db"))
+    journal_dir(plan).join(format!("pitr-r{revision}.db"))
+}
+
+/// The spec's journal folder (private to the operator).
+fn journal_dir(plan: &Plan) -> PathBuf {
+    let beside = crate::run::journal_store::Store::for_spec(Path::new(&plan.loaded.file)).last_backup_path();
+    beside.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Where the history is: a folder, or the prefix `backup --continuous --to` uploads it to.
+pub enum History {
+    Folder(PathBuf),
+    Bucket { url: String, location: crate::backup::offsite::Location, settings: crate::backup::offsite::Settings },
+}
+
+impl History {
+    /// `--from s3://BUCKET/PREFIX` (the endpoint and credentials from the `AWS_*` environment
+    /// or `~/.aws`), else `--dir` (default: `backups/` beside the spec).
+    pub fn from_flags(spec: &Path, dir: Option<PathBuf>, from: Option<&str>) -> Result<History> {
+        let bad = |reason: String| BootError::BadArgument { flag: "--from".into(), reason };
+        if let Some(url) = from {
+            let location = crate::backup::offsite::Location::parse(url).map_err(bad)?;
+            let settings = crate::backup::offsite::Settings::from_env(|k| std::env::var(k).ok()).map_err(bad)?;
+            return Ok(History::Bucket { url: url.to_string(), location, settings });
+        }
+        let base = spec.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        Ok(History::Folder(dir.unwrap_or_else(|| base.join("backups"))))
+    }
+
+    /// How the command names it, for its journal and a resumed run.
+    fn flag(&self) -> String {
+        match self {
+            History::Folder(dir) => format!("--dir {}", sh_quote(&dir.display().to_string())),
+            History::Bucket { url, .. } => format!("--from {}", sh_quote(url)),
+        }
+    }
+    fn place(&self) -> String {
+        match self {
+            History::Folder(dir) => dir.display().to_string(),
+            History::Bucket { url, .. } => url.clone(),
+        }
+    }
 }
 
 /// The snapshot at the target, replayed (or the one an interrupted restore replayed already).
-pub fn prepare(plan: &Plan, dir: &Path, target: Target, identity: Option<&Path>, progress: &Progress) -> Result<crate::backup::source::Snapshot> {
+pub fn prepare(plan: &Plan, history: &History, target: Target, identity: Option<&Path>, progress: &Progress) -> Result<crate::backup::source::Snapshot> {
     let cluster = &plan.loaded.spec.name;
-    let ix = Index::read(dir, cluster)?;
+    let (bucket, folder) = match history {
+        History::Bucket { location, settings, .. } => (Some(BucketHistory::list(location, settings, cluster, &journal_dir(plan))?), None),
+        History::Folder(dir) => (None, Some(Index::read(dir, cluster)?)),
+    };
+    let Some(ix) = bucket.as_ref().map(BucketHistory::index).or(folder.as_ref()) else {
+        return Err(refuse(format!("{}: no history", history.place())));
+    };
     let ids = match identity {
         Some(p) => Some(crate::backup::sealed::identities(p)?),
         None => None,
@@ -45,21 +93,29 @@ pub fn prepare(plan: &Plan, dir: &Path, target: Target, identity: Option<&Path>,
     let revision = match target {
         Target::Revision(r) => r,
         Target::Time(ms) => {
-            let r = history::revision_at(&ix, ms, ids.as_deref())?;
+            if let Some(b) = &bucket {
+                b.fetch_segments(progress)?;
+            }
+            let r = history::revision_at(ix, ms, ids.as_deref())?;
             progress.step("history", &format!("{}: the cluster was at revision {r}", history::rfc3339(ms)), None);
             r
         }
     };
-    let route = ix.route_to(revision).map_err(refuse)?;
+    let route = ix.route_to(revision).map_err(|e| refuse(if bucket.is_some() { e.replacen("this folder", &history.place(), 1) } else { e }))?;
     let out = output_path(plan, revision);
-    let mut args = format!("restore --dir {} --to-revision {revision}", sh_quote(&dir.display().to_string()));
+    let mut args = format!("restore {} --to-revision {revision}", history.flag());
     if let Some(p) = identity {
         args.push_str(&format!(" --identity {}", sh_quote(&p.display().to_string())));
     }
-    let label = format!("{} at revision {revision}", dir.display());
+    let label = format!("{} at revision {revision}", history.place());
     if out.is_file() && etcdctl_lite::snapshot_status::verify(&out).is_ok_and(|(s, _)| s.revision == revision) {
         progress.step("history", &format!("{}: replayed before, reused", out.display()), None);
         return Ok(crate::backup::source::Snapshot::replayed(out, label, args));
+    }
+    if let Some(b) = &bucket {
+        let mut wanted = vec![route.snapshot.path.as_path()];
+        wanted.extend(crate::backup::bucket_history::paths(&route.segments));
+        b.fetch(&wanted, progress)?;
     }
     let (etcd, etcdutl) = local_etcd(plan)?;
     let t = Instant::now();

@@ -199,6 +199,10 @@ pub enum Command {
         /// The backup folder with the history (default: backups/ beside the spec).
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
+        /// The history in a bucket instead of a folder (where `backup --continuous --to` puts
+        /// it): only the snapshot and segments the restore needs are fetched.
+        #[arg(long, value_name = "s3://BUCKET/PREFIX", conflicts_with_all = ["dir", "snapshot"])]
+        from: Option<String>,
         /// Restore even though the cluster is HEALTHY (everything written since the snapshot is lost).
         #[arg(long)]
         force: bool,

@@ -230,7 +230,7 @@ fn run(cli: Cli) -> Outcome {
             }
             Ok(exit::OK)
         }
-        Command::Restore { snapshot, to_revision, to_time, dir, force, wait, identity, write_out } => {
+        Command::Restore { snapshot, to_revision, to_time, dir, from, force, wait, identity, write_out } => {
             let format = write_out.for_command("restore", &[Format::Table, Format::Json])?;
             let plan = plan::build(&Spec::load(&spec)?);
             let source = match (snapshot, to_revision, to_time) {
@@ -243,9 +243,8 @@ fn run(cli: Cli) -> Outcome {
                         (None, Some(t)) => Target::Time(bootstrap::backup::history::parse_time(&t).map_err(bad)?),
                         (None, None) => return Err(bad("give a snapshot, --to-revision or --to-time".into()).into()),
                     };
-                    let base = spec.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-                    let dir = dir.unwrap_or_else(|| base.join("backups"));
-                    bootstrap::backup::replay::prepare(&plan, &dir, target, identity.as_deref(), &Progress::new(quiet))?
+                    let history = bootstrap::backup::replay::History::from_flags(&spec, dir, from.as_deref())?;
+                    bootstrap::backup::replay::prepare(&plan, &history, target, identity.as_deref(), &Progress::new(quiet))?
                 }
             };
             let r = context::run_command(&plan, &Progress::new(quiet), lock_wait, (OpKind::Restore, None, &source.args), |ctx| {
