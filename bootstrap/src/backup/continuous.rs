@@ -58,6 +58,13 @@ pub struct Status {
     /// Why it stands aside (a restore or downgrade under way), or the member it lost.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting: Option<String>,
+    /// Sealed segments in the folder that `--to` could not upload yet (tried again at each seal).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unshipped: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 pub fn status_path(spec_file: &Path) -> PathBuf {
@@ -103,6 +110,8 @@ struct Follow<'a> {
     /// The revision the next segment starts at.
     next_from: i64,
     cluster_id: u64,
+    /// Sealed segments (oldest first) that `--to` could not upload yet.
+    unshipped: Vec<PathBuf>,
 }
 
 /// Runs until `stop` is set (SIGTERM/SIGINT in the binary); returns the last state.
@@ -126,8 +135,11 @@ pub fn run(plan: &Plan, progress: &Progress, s: &Settings, stop: Arc<AtomicBool>
         weight: 0,
         next_from: newest_full.max(last_sealed).map(|r| r + 1).unwrap_or(0),
         cluster_id: earlier.and_then(|e| u64::from_str_radix(&e.cluster_id, 16).ok()).unwrap_or(0),
+        unshipped: Vec::new(),
     };
     f.status.pid = std::process::id();
+    f.find_unshipped(&ix);
+    f.ship();
     if f.next_from == 0 {
         f.full_snapshot("no full snapshot in the folder yet")?;
     } else {
@@ -216,7 +228,13 @@ impl Follow<'_> {
 
     /// Writes the buffer as one segment (nothing when empty).
     fn seal(&mut self) -> Result<()> {
-        let Some(last) = self.buffer.last().map(|c| c.rev) else { return Ok(()) };
+        let Some(last) = self.buffer.last().map(|c| c.rev) else {
+            if !self.unshipped.is_empty() {
+                self.ship();
+                self.save_status();
+            }
+            return Ok(());
+        };
         let cluster = &self.plan.loaded.spec.name;
         let header = Header {
             cluster: cluster.clone(),
@@ -249,10 +267,8 @@ impl Follow<'_> {
         if let Ok(d) = std::fs::File::open(&self.s.dir) {
             let _ = d.sync_all();
         }
-        if let Some((location, settings)) = self.s.offsite {
-            let store = crate::backup::offsite::Store::new(location, settings)?;
-            store.upload(&location.key(&name), &path)?;
-        }
+        self.unshipped.push(path);
+        self.ship();
         self.status.sealed_to = header.to;
         self.status.covered_at_ms = header.sealed_at_ms;
         self.status.segments += 1;
@@ -262,6 +278,62 @@ impl Follow<'_> {
         self.weight = 0;
         self.save_status();
         Ok(())
+    }
+
+    /// Uploads the sealed segments `--to` has not got yet, oldest first; those that fail stay for
+    /// the next seal (the folder has them: only the bucket's copy of the chain waits).
+    fn ship(&mut self) {
+        // retention may have removed one meanwhile: below the oldest snapshot, no route needs it
+        self.unshipped.retain(|p| p.is_file());
+        let Some((location, settings)) = self.s.offsite.filter(|_| !self.unshipped.is_empty()) else {
+            self.unshipped.clear();
+            return;
+        };
+        let store = crate::backup::offsite::Store::new(location, settings);
+        let before = self.unshipped.len();
+        let mut failed = None;
+        self.unshipped.retain(|path| {
+            if failed.is_some() {
+                return true;
+            }
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            match store.as_ref().map_err(|e| e.to_string()).and_then(|st| st.upload(&location.key(&name), path).map_err(|e| e.to_string())) {
+                Ok(_) => false,
+                Err(e) => {
+                    failed = Some(e);
+                    true
+                }
+            }
+        });
+        let n = self.unshipped.len();
+        if let Some(e) = failed.filter(|_| n as u64 > self.status.unshipped) {
+            // said when another one waits, not at every try
+            self.progress.step("continuous", &format!("warning: {n} segment(s) not uploaded yet, tried again at each seal: {e}"), None);
+        } else if n == 0 && self.status.unshipped > 0 {
+            self.progress.step("continuous", &format!("uploaded {before} segment(s) that had waited: the bucket holds the whole chain again"), None);
+        }
+        self.status.unshipped = n as u64;
+    }
+
+    /// At start with `--to`: the folder's segments above the bucket's oldest full snapshot that
+    /// the bucket lacks (an upload that failed before a restart), to upload with the next seal.
+    fn find_unshipped(&mut self, local: &Index) {
+        let Some((location, settings)) = self.s.offsite else { return };
+        let listed = crate::backup::offsite::Store::new(location, settings).and_then(|st| st.list());
+        let names: std::collections::HashSet<String> = match listed {
+            Ok(keys) => keys.into_iter().filter_map(|k| k.strip_prefix(location.prefix.as_str()).map(String::from)).collect(),
+            Err(e) => {
+                self.progress.step("continuous", &format!("warning: could not list {}: {e}", location.url(&location.prefix)), None);
+                return;
+            }
+        };
+        let remote = Index::from_names(Path::new(""), &self.plan.loaded.spec.name, names.iter().cloned());
+        let Some(oldest) = remote.snapshots.iter().map(|x| x.revision).min() else { return };
+        self.unshipped = local.segments.iter().filter(|x| x.to > oldest && !names.contains(&x.name())).map(|x| x.path.clone()).collect();
+        self.status.unshipped = self.unshipped.len() as u64;
+        if !self.unshipped.is_empty() {
+            self.progress.step("continuous", &format!("the bucket lacks {} sealed segment(s) of the folder; uploading them", self.unshipped.len()), None);
+        }
     }
 
     /// A full snapshot (as `backup` takes it, under the shared lock), then the chain goes on

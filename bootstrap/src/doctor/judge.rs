@@ -143,6 +143,16 @@ pub fn continuous_lag(st: Option<&crate::backup::continuous::Status>, running: b
             format!("{at}{revs}"),
         )
     };
+    // the folder has the chain; the bucket's copy has a gap until they are uploaded
+    let (level, evidence, fix) = match st.unshipped {
+        0 => (level, evidence, fix),
+        n if level == Level::Ok => (
+            Level::Warn,
+            format!("{evidence}; {n} segment(s) not uploaded to the bucket yet"),
+            "check the bucket (endpoint, credentials, space): the follower uploads them at its next seal",
+        ),
+        n => (level, format!("{evidence}; {n} segment(s) not uploaded to the bucket yet"), fix),
+    };
     Some(check("continuous-backup", None, level, evidence, if level == Level::Ok { "" } else { fix }))
 }
 

@@ -217,6 +217,9 @@ fn the_continuous_backup_is_judged_by_how_old_its_history_is() {
     assert_eq!(continuous_lag(Some(&st), true, None, 1_000_000 + 600_000).unwrap().level, Level::Fail);
     let gone = continuous_lag(Some(&st), false, None, 1_001_000).unwrap();
     assert!(gone.level == Level::Warn && gone.evidence.starts_with("not running (pid 7)") && gone.fix.contains("backup --continuous"), "{gone:?}");
+    let unshipped = crate::backup::continuous::Status { unshipped: 2, ..st.clone() };
+    let gap = continuous_lag(Some(&unshipped), true, None, 1_001_000).unwrap();
+    assert!(gap.level == Level::Warn && gap.evidence.ends_with("; 2 segment(s) not uploaded to the bucket yet") && gap.fix.contains("bucket"), "{gap:?}");
     let waiting = crate::backup::continuous::Status { waiting: Some("restore under way".into()), ..st };
     assert!(continuous_lag(Some(&waiting), true, None, 1_001_000).unwrap().evidence.starts_with("waiting: restore under way"));
 }

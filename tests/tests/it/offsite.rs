@@ -100,6 +100,18 @@ impl S3Server {
     }
 }
 
+impl S3Server {
+    /// Stopped (by its PID) while `meanwhile` runs, then started again on the same folder and
+    /// address: what it stored is kept.
+    fn restart_after(&mut self, meanwhile: impl FnOnce()) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        meanwhile();
+        let host = self.addr.rsplit_once(':').map(|(h, _)| h.to_string()).unwrap();
+        *self = S3Server::start(self.implementation, &self.root.clone(), &host);
+    }
+}
+
 impl Drop for S3Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -258,14 +270,31 @@ fn the_continuous_history_goes_off_host_encrypted_and_restores_to_a_revision_fro
     let put = |k: &str, v: &str| node_etcdctl(&node_pki(dir), &eps, &["put", k, v]).assert_ok();
     put("/pitr/a", "1");
     put("/pitr/b", "gone-later");
-    put("/pitr/a", "2");
-    let at = node_etcdctl(&node_pki(dir), &eps, &["get", "/pitr/a", "-w", "json"]).assert_ok();
-    let wanted: i64 = serde_json::from_str::<serde_json::Value>(&at.stdout).unwrap()["header"]["revision"].as_i64().unwrap();
-    node_etcdctl(&node_pki(dir), &eps, &["del", "/pitr/b"]).assert_ok();
-    put("/pitr/a", "3");
+    // the bucket goes away for a while: the segments are sealed in the folder and their uploads
+    // wait; once it is back, the follower uploads them by itself (no write needed)
+    let mut wanted = 0;
+    let mut server = server;
+    server.restart_after(|| {
+        put("/pitr/a", "2");
+        let at = node_etcdctl(&node_pki(dir), &eps, &["get", "/pitr/a", "-w", "json"]).assert_ok();
+        wanted = serde_json::from_str::<serde_json::Value>(&at.stdout).unwrap()["header"]["revision"].as_i64().unwrap();
+        node_etcdctl(&node_pki(dir), &eps, &["del", "/pitr/b"]).assert_ok();
+        put("/pitr/a", "3");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while sealed_to(&spec) < wanted + 2 {
+            assert!(Instant::now() < deadline, "the follower never sealed revision {}", wanted + 2);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let said = || follower.stderr.lock().unwrap().join("\n");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !said().contains("not uploaded yet") {
+            assert!(Instant::now() < deadline, "no failed upload said while the bucket was down:\n{}", said());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
     let deadline = Instant::now() + Duration::from_secs(60);
-    while sealed_to(&spec) < wanted + 2 {
-        assert!(Instant::now() < deadline, "the follower never sealed revision {}", wanted + 2);
+    while !follower.stderr.lock().unwrap().iter().any(|l| l.contains("that had waited: the bucket holds the whole chain again")) {
+        assert!(Instant::now() < deadline, "the waiting segments were never uploaded:\n{}", follower.stderr.lock().unwrap().join("\n"));
         std::thread::sleep(Duration::from_millis(50));
     }
     integration_tests::signal(follower.pid(), integration_tests::Signal::Term);
