@@ -43,6 +43,14 @@ impl KeptClients {
             m.insert(Self::key(endpoint, opts), client.clone());
         }
     }
+    /// Drops every kept client: after a member restarts, its old connection would reconnect to a
+    /// port that accepts but does not serve until the member has rejoined, and wait out the
+    /// request's whole bound where a new connection fails at the dial timeout.
+    pub fn clear(&self) {
+        if let Ok(mut m) = self.0.lock() {
+            m.clear();
+        }
+    }
     fn forget(&self, endpoint: &str, opts: &ClientOptions) {
         if let Ok(mut m) = self.0.lock() {
             m.remove(&Self::key(endpoint, opts));

@@ -82,12 +82,20 @@ pub fn formation(m: &MemberPlan) -> String {
 
 /// Starts the member (if it is not running), writing the marker first.
 pub fn start(m: &MemberPlan, token: &str) -> String {
+    start_waiting(m, token, true)
+}
+
+/// [`start`]; with `wait_ready` false a systemd unit is started without waiting for etcd's
+/// READY, which a new cluster's member sends only once a majority has started: `up` starts
+/// those in turn, so waiting there would last until systemd's start timeout.
+pub fn start_waiting(m: &MemberPlan, token: &str, wait_ready: bool) -> String {
     // an adopted member's data dir is its operator's: no marker, started as it was found
     if let Some(a) = &m.spec.adopted {
         return crate::host::scripts_adopted::start(m, a);
     }
     let sp = &m.spec;
     status(m)
+        .set("wait_ready", if wait_ready { "1" } else { "0" })
         .set("run_dir", path(&sp.run_dir))
         .set("data_dir", path(&sp.data_dir))
         .set("marker_file", path(&m.marker_file()))

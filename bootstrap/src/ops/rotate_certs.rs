@@ -14,6 +14,8 @@ pub fn rotate_certs(ctx: &Ctx, rekey: bool, wait: Duration) -> Result<()> {
     let _lock = pki::lock::lock_dir(&plan.issue.dir, pki::lock::DEFAULT_WAIT)?;
     // a run killed while delivering renewed all before: deliver again (a member it stopped
     // between a certificate and its key is DEGRADED until then), renew nothing
+    // no member stops: a verdict after each member reuses the last one's connections
+    ctx.etcd.keep_connections();
     let delivering = ctx.resumed_step().is_some_and(|s| s.starts_with("rotate "));
     if delivering {
         ctx.require_quorum("rotate")?
@@ -61,6 +63,7 @@ pub fn rotate_in_place(ctx: &Ctx, rekey: bool, split: bool, wait: Duration) -> R
         .as_ref()
         .ok_or_else(|| refuse(format!("signing needs the CA key: add `ca_key: /path/to/ca-key.pem` under `adopted:` in {}", plan.loaded.file)))?;
     let ca = pki::ca::Ca::load_files(&a.cacert, ca_key)?;
+    ctx.etcd.keep_connections();
     // resumed after a kill mid-delivery, one member may hold a new certificate beside its old
     // key: this run renews it again, as asked
     if ctx.resumed_step().is_some() {

@@ -198,7 +198,7 @@ fn start_all(ctx: &Ctx, actions: &[Action], progress: &Progress) -> Result<Vec<S
     let mut starts: Vec<Option<Started>> = per_member(plan, |m| match action(m) {
         Some(Action::Running) => Some(Ok(None)),
         Some(Action::Start) if in_turn => None,
-        _ => Some(start_one(ctx, m)),
+        _ => Some(start_one(ctx, m, true)),
     });
     start_in_turn(ctx, &mut starts);
     let mut started = Vec::new();
@@ -224,7 +224,7 @@ fn start_all(ctx: &Ctx, actions: &[Action], progress: &Progress) -> Result<Vec<S
 fn start_in_turn(ctx: &Ctx, starts: &mut [Option<Started>]) {
     let mut waiting = true;
     for (m, slot) in ctx.plan.members.iter().zip(starts.iter_mut()).filter(|(_, s)| s.is_none()) {
-        let started = start_one(ctx, m);
+        let started = start_one(ctx, m, false);
         if waiting && matches!(started, Ok(Some(_))) {
             waiting = ctx.etcd.peer_serves(&m.spec.peer_url(), PEER_SERVES_WITHIN);
         }
@@ -232,9 +232,9 @@ fn start_in_turn(ctx: &Ctx, starts: &mut [Option<Started>]) {
     }
 }
 
-fn start_one(ctx: &Ctx, m: &MemberPlan) -> Started {
+fn start_one(ctx: &Ctx, m: &MemberPlan, wait_ready: bool) -> Started {
     let t = Instant::now();
-    let out = ctx.start_member(m)?;
+    let out = ctx.start_member_waiting(m, wait_ready)?;
     if !out.ok() {
         return Err(host_err(m, "starting etcd", &out));
     }

@@ -40,6 +40,13 @@ pub trait EtcdView: Send + Sync {
     /// Whether the member behind `peer_url` answers HTTP on its peer port within `within`:
     /// etcd serves it once its own bootstrap is done, before any election.
     fn peer_serves(&self, peer_url: &str, within: Duration) -> bool;
+    /// From now on, verdicts keep their connections for the next one: for an operation that
+    /// stops no member (`rotate certs`), whose verdict after each member would otherwise open a
+    /// connection to every member. Not for one that stops members: etcd's graceful stop waits
+    /// (about a second) for an idle kept connection to close.
+    fn keep_connections(&self) {}
+    /// Forgets the connections kept between verdicts (a member was just started).
+    fn forget_connections(&self) {}
     /// Client options and a runtime, for what the trait does not cover (compaction, snapshots).
     fn client(&self) -> Result<(ClientOptions, &tokio::runtime::Runtime)>;
 }
@@ -53,8 +60,9 @@ pub struct LiveEtcd {
     key: PathBuf,
     election_timeout: Duration,
     rt: tokio::runtime::Runtime,
-    /// The verdicts' clients, kept for the operation (a verdict after each member).
+    /// The verdicts' clients, kept for the operation once asked to (a verdict after each member).
     kept: etcdctl_lite::connect::KeptClients,
+    keeping: std::sync::atomic::AtomicBool,
 }
 
 fn etcd_err(what: &str) -> impl FnOnce(etcdctl_lite::CtlError) -> BootError + '_ {
@@ -74,6 +82,7 @@ impl LiveEtcd {
             election_timeout: plan.loaded.spec.etcd.election_timeout(),
             rt,
             kept: Default::default(),
+            keeping: Default::default(),
         })
     }
 
@@ -93,7 +102,10 @@ impl LiveEtcd {
 
 impl EtcdView for LiveEtcd {
     fn verdict(&self) -> Result<Verdict> {
-        let opts = self.options()?.keeping(&self.kept);
+        let opts = match self.keeping.load(std::sync::atomic::Ordering::Relaxed) {
+            true => self.options()?.keeping(&self.kept),
+            false => self.options()?,
+        };
         Ok(self.rt.block_on(etcdctl_lite::observe::assess(&opts, self.election_timeout)))
     }
     fn all_healthy(&self) -> Result<bool> {
@@ -153,6 +165,12 @@ impl EtcdView for LiveEtcd {
             std::thread::sleep(Duration::from_millis(10));
         }
         false
+    }
+    fn keep_connections(&self) {
+        self.keeping.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn forget_connections(&self) {
+        self.kept.clear();
     }
     fn client(&self) -> Result<(ClientOptions, &tokio::runtime::Runtime)> {
         Ok((self.options()?, &self.rt))

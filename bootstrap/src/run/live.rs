@@ -100,10 +100,18 @@ impl Ctx<'_> {
     /// Starts a member: under systemd its unit file is delivered first, as a file (never through
     /// a script's text), then the start script runs.
     pub(crate) fn start_member(&self, m: &MemberPlan) -> Result<ScriptOutput> {
+        self.start_member_waiting(m, true)
+    }
+
+    /// [`Self::start_member`]; `wait_ready` false: a systemd unit's start does not wait for
+    /// etcd's READY (see [`scripts::start_waiting`]).
+    pub(crate) fn start_member_waiting(&self, m: &MemberPlan, wait_ready: bool) -> Result<ScriptOutput> {
         if let Some(unit) = scripts::unit_delivery(m) {
             self.deliver(m, &[unit])?;
         }
-        self.run_on(m, &scripts::start(m, &self.plan.token))
+        let out = self.run_on(m, &scripts::start_waiting(m, &self.plan.token, wait_ready));
+        self.etcd.forget_connections();
+        out
     }
 
     /// One quorum verdict over the plan's members.

@@ -321,7 +321,8 @@ fn systemd_units_are_delivered_as_files_with_exactly_their_lines() {
     assert!(r.stderr.contains("the members never formed a cluster"), "nothing really starts here: {}{}", r.stdout, r.stderr);
     let calls = std::fs::read_to_string(&log).unwrap();
     for i in 1..=3 {
-        assert!(calls.contains(&format!("enable --now etcd-etcd-{i}.service")), "{calls}");
+        // a new cluster's units start in turn, none waiting for READY (a majority must run first)
+        assert!(calls.contains(&format!("enable --now --no-block etcd-etcd-{i}.service")), "{calls}");
         let unit = std::fs::read_to_string(units.join(format!("etcd-etcd-{i}.service"))).unwrap();
         let keys: Vec<&str> = unit.lines().filter(|l| !l.is_empty()).map(|l| l.split('=').next().unwrap_or(l)).collect();
         assert_eq!(
@@ -336,6 +337,43 @@ fn systemd_units_are_delivered_as_files_with_exactly_their_lines() {
                 || !std::fs::read_to_string(format!("/etc/systemd/system/etcd-etcd-{i}.service")).unwrap_or_default().contains(&dir.display().to_string()),
             "the real unit directory was touched"
         );
+    }
+}
+
+/// `up` with `supervisor: systemd` on a host run by a real systemd (the test's own:
+/// `integration_tests::systemd`): etcd's units are Type=notify, and a new member is READY only
+/// once a majority runs, so units started one by one and waited on would each last until
+/// systemd's start timeout. The new cluster's units start in turn without waiting for READY and
+/// the cluster forms at once, each member its unit's main process; a second `up` starts
+/// nothing; `down` stops the units.
+#[test]
+fn up_under_a_real_systemd_forms_a_new_cluster_from_units_started_in_turn() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let host = integration_tests::systemd::SystemdHost::boot(&dir.join("systemd"));
+    let spec = local_spec(dir, 1).path;
+    let text = std::fs::read_to_string(&spec).unwrap().replace("run_dir:", "supervisor: systemd, run_dir:");
+    std::fs::write(&spec, text).unwrap();
+    let boot_in = |args: &[&str]| run_bounded(host.command(bin("etcd-bootstrap")).arg("-f").arg(&spec).args(args), Duration::from_secs(120));
+    let t = std::time::Instant::now();
+    let r = boot_in(&["up", "--wait", "60"]);
+    let took = t.elapsed();
+    assert!(r.ok(), "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("HEALTHY (3 members, 3 started now)"), "{}", r.stdout);
+    assert!(took < Duration::from_secs(30), "up took {took:?}: a start waited for READY\n{}", r.stderr);
+    for i in 1..=3 {
+        let unit = format!("etcd-etcd-{i}.service");
+        assert_eq!(host.state(&unit), "active", "{unit}");
+        let pid = host.main_pid(&unit);
+        assert!(pid > 0, "{unit} has no main process");
+        assert!(r.stderr.contains(&format!("start etcd-{i}: started (systemd unit)")), "{}", r.stderr);
+    }
+    let again = boot_in(&["up", "--wait", "60"]);
+    assert!(again.ok() && again.stdout.contains("0 started now"), "{}{}", again.stdout, again.stderr);
+    let down = boot_in(&["down"]);
+    assert!(down.ok(), "{}{}", down.stdout, down.stderr);
+    for i in 1..=3 {
+        assert_ne!(host.state(&format!("etcd-etcd-{i}.service")), "active");
     }
 }
 

@@ -22,5 +22,10 @@ case "$supervisor" in
   systemd)
     # the unit file itself was delivered as a file, never through this script's text
     systemctl daemon-reload
-    if ! systemctl is-active --quiet "$unit"; then systemctl enable --now "$unit"; echo started=unit; fi ;;
+    # (a new member is READY only once a majority runs: `up` starting members in turn waits on
+    # their peer ports instead)
+    if ! systemctl is-active --quiet "$unit"; then
+      if [ "$wait_ready" = 1 ]; then systemctl enable --now "$unit"; else systemctl enable --now --no-block "$unit"; fi
+      echo started=unit
+    fi ;;
 esac

@@ -1,0 +1,36 @@
+//! Benchmark helper (not a test; used by `bench/maintain.sh`): a client of a real
+//! kube-apiserver, creating a ConfigMap every 10 ms over one kept connection (as a controller
+//! does) until STOPFILE exists, printing `UNIX_MS LATENCY_MS` per object created (`UNIX_MS
+//! fail` otherwise), the same lines `bench-latency` prints for etcd, so a run sees the latency an
+//! operation on etcd causes to the API's writes.
+//!
+//!   bench-api-latency URL STOPFILE    (URL https://127.0.0.1:PORT; a loopback lab: the server's
+//!                                      self-signed certificate is not checked)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+fn main() {
+    let a: Vec<String> = std::env::args().collect();
+    assert!(a.len() == 3, "usage: bench-api-latency URL STOPFILE");
+    let url = format!("{}/api/v1/namespaces/default/configmaps", a[1].trim_end_matches('/'));
+    let stop = std::path::PathBuf::from(&a[2]);
+    let tls = ureq::tls::TlsConfig::builder().disable_verification(true).build();
+    let agent: ureq::Agent =
+        ureq::Agent::config_builder().tls_config(tls).timeout_global(Some(Duration::from_secs(60))).http_status_as_error(false).build().into();
+    let body = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"generateName":"bench-"},"data":{"k":"a value of about a hundred bytes, as small objects in a real cluster are......"}}"#;
+    let mut out = std::io::stdout().lock();
+    while !stop.exists() {
+        let t = Instant::now();
+        let r = agent.post(&url).header("Content-Type", "application/json").send(body);
+        // the answer read whole: the connection is kept for the next request
+        let created = r.map(|mut resp| resp.status() == 201 && resp.body_mut().read_to_vec().is_ok()).unwrap_or(false);
+        let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+        match created {
+            true => writeln!(out, "{at} {:.1}", t.elapsed().as_secs_f64() * 1000.0).unwrap(),
+            false => writeln!(out, "{at} fail").unwrap(),
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
