@@ -38,25 +38,29 @@ etcdctl endpoint status -w table >&2
 target/release/bench-fill $((MB / 3)) "${EP%%,*}" "$ETCDCTL_CACERT" "$ETCDCTL_CERT" "$ETCDCTL_KEY" >&2
 target/release/bench-latency "$EP" "$ETCDCTL_CACERT" "$ETCDCTL_CERT" "$ETCDCTL_KEY" "$WORK/stop" >"$WORK/latency" &
 probe=$!
-# a real kube-apiserver on loopback, serving from the cluster (anonymous and AlwaysAllow: a lab)
+# a real kube-apiserver on loopback, serving from the cluster with kube-apiserver's etcd client
+# (a bearer token of system:masters from a token file: a lab; no endpoint reconciler, which
+# refuses a loopback address)
 KAPI="$PWD/.k8s/go-1.37/kube-apiserver"
 [ -x "$KAPI" ] || { echo "maintain.sh: $KAPI missing (scripts/build-k8s.sh all builds it)" >&2; exit 1; }
 openssl genrsa -out "$WORK/sa.key" 2048 2>/dev/null && openssl rsa -in "$WORK/sa.key" -pubout -out "$WORK/sa.pub" 2>/dev/null
+TOKEN=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+echo "$TOKEN,bench,1000,system:masters" >"$WORK/tokens.csv"
 KPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 "$KAPI" --etcd-servers="$EP" --etcd-cafile="$ETCDCTL_CACERT" --etcd-certfile="$ETCDCTL_CERT" --etcd-keyfile="$ETCDCTL_KEY" \
-  --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$KPORT" --cert-dir="$WORK/kapi" \
-  --service-account-issuer=https://kubernetes.default.svc.cluster.local --service-account-key-file="$WORK/sa.pub" \
-  --service-account-signing-key-file="$WORK/sa.key" --service-cluster-ip-range=10.96.0.0/12 \
-  --authorization-mode=AlwaysAllow --anonymous-auth=true >"$WORK/kapi.log" 2>&1 &
+  --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --endpoint-reconciler-type=none --secure-port="$KPORT" \
+  --cert-dir="$WORK/kapi" --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+  --service-account-key-file="$WORK/sa.pub" --service-account-signing-key-file="$WORK/sa.key" \
+  --service-cluster-ip-range=10.96.0.0/12 --token-auth-file="$WORK/tokens.csv" --authorization-mode=RBAC >"$WORK/kapi.log" 2>&1 &
 kapi=$!
 for i in $(seq 1 240); do
-  [ "$(curl -sk --max-time 2 "https://127.0.0.1:$KPORT/readyz" || true)" = ok ] && break
+  [ "$(curl -sk --max-time 2 -H "Authorization: Bearer $TOKEN" "https://127.0.0.1:$KPORT/readyz" || true)" = ok ] && break
   kill -0 "$kapi" 2>/dev/null || { tail -n 20 "$WORK/kapi.log" >&2; exit 1; }
   [ "$i" -lt 240 ] || { echo "maintain.sh: kube-apiserver not ready in 120 s" >&2; tail -n 20 "$WORK/kapi.log" >&2; exit 1; }
   sleep 0.5
 done
 "$KAPI" --version >&2
-target/release/bench-api-latency "https://127.0.0.1:$KPORT" "$WORK/stop" >"$WORK/api-latency" &
+target/release/bench-api-latency "https://127.0.0.1:$KPORT" "$TOKEN" "$WORK/stop" >"$WORK/api-latency" &
 api_probe=$!
 sleep 5
 t0=$(date +%s%3N)

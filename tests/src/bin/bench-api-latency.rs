@@ -4,8 +4,9 @@
 //! fail` otherwise), the same lines `bench-latency` prints for etcd, so a run sees the latency an
 //! operation on etcd causes to the API's writes.
 //!
-//!   bench-api-latency URL STOPFILE    (URL https://127.0.0.1:PORT; a loopback lab: the server's
-//!                                      self-signed certificate is not checked)
+//!   bench-api-latency URL TOKEN STOPFILE   (URL https://127.0.0.1:PORT; TOKEN a bearer token
+//!                                           the server knows; a loopback lab: its self-signed
+//!                                           certificate is not checked)
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write;
@@ -13,9 +14,10 @@ use std::time::{Duration, Instant};
 
 fn main() {
     let a: Vec<String> = std::env::args().collect();
-    assert!(a.len() == 3, "usage: bench-api-latency URL STOPFILE");
+    assert!(a.len() == 4, "usage: bench-api-latency URL TOKEN STOPFILE");
     let url = format!("{}/api/v1/namespaces/default/configmaps", a[1].trim_end_matches('/'));
-    let stop = std::path::PathBuf::from(&a[2]);
+    let bearer = format!("Bearer {}", a[2]);
+    let stop = std::path::PathBuf::from(&a[3]);
     let tls = ureq::tls::TlsConfig::builder().disable_verification(true).build();
     let agent: ureq::Agent =
         ureq::Agent::config_builder().tls_config(tls).timeout_global(Some(Duration::from_secs(60))).http_status_as_error(false).build().into();
@@ -23,7 +25,7 @@ fn main() {
     let mut out = std::io::stdout().lock();
     while !stop.exists() {
         let t = Instant::now();
-        let r = agent.post(&url).header("Content-Type", "application/json").send(body);
+        let r = agent.post(&url).header("Content-Type", "application/json").header("Authorization", &bearer).send(body);
         // the answer read whole: the connection is kept for the next request
         let created = r.map(|mut resp| resp.status() == 201 && resp.body_mut().read_to_vec().is_ok()).unwrap_or(false);
         let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
