@@ -57,13 +57,25 @@ impl Hosts {
         let call = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
         let tag = format!("{:04x}", (std::process::id().wrapping_mul(31) ^ nanos ^ call.wrapping_mul(0x9e37)) & 0xffff);
-        // the subnet 10.213.X.0/24: distinct for every call of this process (its counter)
-        let x = 1 + (std::process::id().wrapping_mul(7).wrapping_add(call) % 250);
         let bridge = format!("ebr{tag}");
         let _ = std::fs::create_dir_all("/run/sshd");
         ip(&["link", "add", &bridge, "type", "bridge"]);
         let mut hosts = Hosts { hosts: vec![], bridge: bridge.clone(), key: dir.join("id_ed25519"), dir: dir.to_path_buf() };
+        // the subnet 10.213.X.0/24: distinct for every call of this process (its counter), and
+        // not on any interface of the machine already (a bridge another run left behind made
+        // the hosts unreachable); chosen and taken under one lock
+        static CHOOSING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let choosing = CHOOSING.lock().unwrap_or_else(|e| e.into_inner());
+        let taken = Command::new("ip").args(["-o", "-4", "addr"]).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+        let mut x = 1 + (std::process::id().wrapping_mul(7).wrapping_add(call) % 250);
+        for _ in 0..250 {
+            if !taken.contains(&format!(" 10.213.{x}.")) {
+                break;
+            }
+            x = 1 + (x % 250);
+        }
         ip(&["addr", "add", &format!("10.213.{x}.1/24"), "dev", &bridge]);
+        drop(choosing);
         ip(&["link", "set", &bridge, "up"]);
         let keygen = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&hosts.key).output().expect("ssh-keygen");
         assert!(keygen.status.success());
