@@ -33,7 +33,7 @@ impl BucketHistory {
         crate::spec::rules::trusted_dir("restore (the folder the history is fetched into, beside the journal)", beside, pki::safe_fs::Writes::CreateExclusive)?;
         let store = Store::new(location, settings)?;
         let folder = tempfile::Builder::new().prefix(".history-").tempdir_in(beside).map_err(crate::error::io("create a folder in", beside))?;
-        let names = store.list()?.into_iter().filter_map(|k| k.strip_prefix(&location.prefix).filter(|n| !n.contains('/')).map(String::from));
+        let names = store.names()?;
         let index = Index::from_names(folder.path(), cluster, names);
         Ok(BucketHistory { store, location: location.clone(), folder, index, fetched: Mutex::new(HashSet::new()) })
     }

@@ -319,9 +319,9 @@ impl Follow<'_> {
     /// the bucket lacks (an upload that failed before a restart), to upload with the next seal.
     fn find_unshipped(&mut self, local: &Index) {
         let Some((location, settings)) = self.s.offsite else { return };
-        let listed = crate::backup::offsite::Store::new(location, settings).and_then(|st| st.list());
+        let listed = crate::backup::offsite::Store::new(location, settings).and_then(|st| st.names());
         let names: std::collections::HashSet<String> = match listed {
-            Ok(keys) => keys.into_iter().filter_map(|k| k.strip_prefix(location.prefix.as_str()).map(String::from)).collect(),
+            Ok(names) => names.into_iter().collect(),
             Err(e) => {
                 self.progress.step("continuous", &format!("warning: could not list {}: {e}", location.url(&location.prefix)), None);
                 return;
@@ -425,7 +425,7 @@ impl Follow<'_> {
 /// segment names only. Their URLs.
 pub fn retain_remote_segments(location: &crate::backup::offsite::Location, settings: &crate::backup::offsite::Settings, cluster: &str) -> Result<Vec<String>> {
     let store = crate::backup::offsite::Store::new(location, settings)?;
-    let names = store.list()?.into_iter().filter_map(|k| k.strip_prefix(location.prefix.as_str()).filter(|n| !n.contains('/')).map(String::from));
+    let names = store.names()?;
     let ix = Index::from_names(Path::new(""), cluster, names);
     let mut removed = Vec::new();
     for seg in ix.stale_segments() {

@@ -300,6 +300,12 @@ impl Store {
         }
     }
 
+    /// The names of the objects directly under the location's prefix (none below a further `/`).
+    pub fn names(&self) -> Result<Vec<String>> {
+        let prefix = &self.location.prefix;
+        Ok(self.list()?.into_iter().filter_map(|k| k.strip_prefix(prefix.as_str()).filter(|n| !n.contains('/')).map(String::from)).collect())
+    }
+
     pub fn delete(&self, key: &str) -> Result<()> {
         let del = self.bucket.delete_object(Some(&self.credentials), key);
         self.check(key, "deleting it", self.agent.delete(del.sign(SIGNED_FOR).as_str()).call()).map(|_| ())
