@@ -99,14 +99,20 @@ fn inspect(path: &Path, verify_trailer: bool, with_hash: bool) -> Result<(Snapsh
             Some((k, v)) => {
                 if with_hash {
                     digest.update(k);
-                    digest.update(v);
+                    digest.update(&v.whole()?);
                 }
                 if bucket == b"key" && k.len() >= 8 {
                     // etcd's revision key: main revision, big-endian, then '_' and the sub revision
                     revision = i64::from_be_bytes(k[..8].try_into().unwrap_or_default());
                     // a deletion's revision key is marked with a trailing 't' (mvcc.IsTombstone)
                     let tombstone = k.len() == 18 && k[17] == b't';
-                    if let Some(key) = kv_key(v) {
+                    // the user's key leads the value: read that far, not the value behind it
+                    let head = v.head(KEY_HEAD)?;
+                    let head = match kv_key_end(&head) {
+                        Some(end) if end > head.len() => v.head(end)?,
+                        _ => head,
+                    };
+                    if let Some(key) = kv_key(&head) {
                         if tombstone {
                             live.remove(key);
                         } else {
@@ -115,10 +121,10 @@ fn inspect(path: &Path, verify_trailer: bool, with_hash: bool) -> Result<(Snapsh
                     }
                 }
                 if bucket == b"meta" && k == b"storageVersion" {
-                    version = Some(String::from_utf8_lossy(v).into_owned());
+                    version = Some(String::from_utf8_lossy(&v.whole()?).into_owned());
                 }
                 if bucket == b"cluster" && k == b"clusterVersion" {
-                    cluster_minor = crate::version::minor_of(&String::from_utf8_lossy(v));
+                    cluster_minor = crate::version::minor_of(&String::from_utf8_lossy(&v.whole()?));
                 }
                 total_key += 1;
             }
@@ -134,6 +140,20 @@ fn inspect(path: &Path, verify_trailer: bool, with_hash: bool) -> Result<(Snapsh
         total_key = live.len() as u64;
     }
     Ok((SnapshotStatus { hash, revision, total_key, total_size: db.size(), version }, trailer))
+}
+
+/// How much of a `key` bucket value is read first: a Kubernetes key and its field header fit.
+const KEY_HEAD: usize = 1024;
+
+/// Where the key of an mvccpb.KeyValue ends when it is the value's first field, as etcd writes
+/// it (fields in order): read from the field's header alone, so a longer key can be read whole.
+fn kv_key_end(v: &[u8]) -> Option<usize> {
+    let (tag, n) = varint(v)?;
+    if tag != (1 << 3 | 2) {
+        return None;
+    }
+    let (len, m) = varint(v.get(n..)?)?;
+    (n + m).checked_add(usize::try_from(len).ok()?)
 }
 
 /// The key of an mvccpb.KeyValue (field 1, bytes), read without a protobuf library.
