@@ -87,9 +87,25 @@ fn shape(v: &serde_json::Value) -> serde_json::Value {
     }
 }
 
+/// A 3.6+ member writes its storage version once the cluster version is decided (its first
+/// seconds); until every member has, two reads of `endpoint status` differ in that field.
+fn wait_storage_versions(c: &Cluster) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let st = c.etcdctl(&["endpoint", "status", "-w", "json"]).assert_ok().stdout;
+        if st.contains("\"version\":\"3.5") || st.contains("\"version\":\"3.4") || st.matches("storageVersion").count() >= 3 {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "no storage version on every member within 30 s: {st}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn json_shapes_match_etcdctl() {
     let c = Cluster::start(3);
+    // (seen in CI on 3.6: the first member had none yet for ours, had it for etcdctl's)
+    wait_storage_versions(&c);
     for args in [["endpoint", "status"], ["endpoint", "health"], ["member", "list"], ["alarm", "list"]] {
         let ours = lite(&c, &[args[0], args[1], "-w", "json"]).assert_ok();
         let theirs = c.etcdctl(&[args[0], args[1], "-w", "json"]).assert_ok();
@@ -329,17 +345,8 @@ fn put_many(c: &Cluster, dir: &std::path::Path, keys: usize, value: &str) {
 fn snapshot_status_matches_etcdutl_and_refuses_damaged_files() {
     let c = Cluster::start(3);
     let dir = tempfile::tempdir().unwrap();
-    // a 3.6+ member writes its storage version once the cluster version is decided (its first
-    // seconds): only then does a snapshot say its line, which is how etcdutl of that line reads it
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let st = c.etcdctl(&["endpoint", "status", "-w", "json"]).assert_ok().stdout;
-        if st.contains("\"version\":\"3.5") || st.contains("\"version\":\"3.4") || st.matches("storageVersion").count() >= 3 {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "no storage version on every member within 30 s: {st}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    // only then does a snapshot say its line, which is how etcdutl of that line reads it
+    wait_storage_versions(&c);
     // 1200 keys (branch pages) and values larger than a page (overflow pages)
     put_many(&c, dir.path(), 1200, "v");
     c.etcdctl(&["put", "big", &"b".repeat(20_000)]).assert_ok();
