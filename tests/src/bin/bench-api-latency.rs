@@ -1,7 +1,7 @@
 //! Benchmark helper (not a test; used by `bench/maintain.sh`): a client of a real
 //! kube-apiserver, creating a ConfigMap every 10 ms over one kept connection (as a controller
 //! does) until STOPFILE exists, printing `UNIX_MS LATENCY_MS` per object created (`UNIX_MS
-//! fail` otherwise), the same lines `bench-latency` prints for etcd, so a run sees the latency an
+//! fail` otherwise, and why on stderr), the same lines `bench-latency` prints for etcd, so a run sees the latency an
 //! operation on etcd causes to the API's writes.
 //!
 //!   bench-api-latency URL TOKEN STOPFILE   (URL https://127.0.0.1:PORT; TOKEN a bearer token
@@ -27,11 +27,20 @@ fn main() {
         let t = Instant::now();
         let r = agent.post(&url).header("Content-Type", "application/json").header("Authorization", &bearer).send(body);
         // the answer read whole: the connection is kept for the next request
-        let created = r.map(|mut resp| resp.status() == 201 && resp.body_mut().read_to_vec().is_ok()).unwrap_or(false);
+        let answer = r.map_err(|e| e.to_string()).and_then(|mut resp| {
+            let body = resp.body_mut().read_to_vec().map_err(|e| e.to_string())?;
+            match resp.status().as_u16() {
+                201 => Ok(()),
+                code => Err(format!("HTTP {code}: {}", String::from_utf8_lossy(&body[..body.len().min(300)]))),
+            }
+        });
         let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
-        match created {
-            true => writeln!(out, "{at} {:.1}", t.elapsed().as_secs_f64() * 1000.0).unwrap(),
-            false => writeln!(out, "{at} fail").unwrap(),
+        match answer {
+            Ok(()) => writeln!(out, "{at} {:.1}", t.elapsed().as_secs_f64() * 1000.0).unwrap(),
+            Err(e) => {
+                writeln!(out, "{at} fail").unwrap();
+                eprintln!("bench-api-latency: {at} after {:.0} ms: {e}", t.elapsed().as_secs_f64() * 1000.0);
+            }
         }
         std::thread::sleep(Duration::from_millis(10));
     }

@@ -3,6 +3,10 @@
 //! evenly by a fixed pseudo-random sequence, so every run writes the same), 16 requests in
 //! flight — until MB megabytes of values are written. Prints keys and bytes written.
 //!
+//! Each value is an object a kube-apiserver decodes (JSON of the kind its key names, the bulk
+//! in an annotation): a real kube-apiserver serving from the filled cluster lists and watches
+//! them as it would its own (`bench/maintain.sh`; undecodable values keep it from ever being ready).
+//!
 //!   bench-fill MB ENDPOINT CACERT CERT KEY
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -11,7 +15,24 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-const KINDS: [&str; 6] = ["pods", "configmaps", "secrets", "events", "leases", "replicasets"];
+/// The resource (its key's segment) and its stored apiVersion and kind.
+const KINDS: [(&str, &str, &str); 6] = [
+    ("pods", "v1", "Pod"),
+    ("configmaps", "v1", "ConfigMap"),
+    ("secrets", "v1", "Secret"),
+    ("events", "v1", "Event"),
+    ("leases", "coordination.k8s.io/v1", "Lease"),
+    ("replicasets", "apps/v1", "ReplicaSet"),
+];
+
+/// Object `i` as JSON of `n` bytes (or its smallest, if larger): `filler` makes up the size.
+fn object(i: u64, n: usize, filler: &str) -> String {
+    let (_, api, kind) = KINDS[(i % 6) as usize];
+    let head = format!(r#"{{"apiVersion":"{api}","kind":"{kind}","metadata":{{"name":"obj-{i:08}","namespace":"ns-{}","annotations":{{"fill":""#, i % 97);
+    let tail = r#""}}}"#;
+    let pad = n.saturating_sub(head.len() + tail.len()).min(filler.len());
+    format!("{head}{}{tail}", &filler[..pad])
+}
 
 /// The value size of key `i`: 1 KB .. 100 KB, from a splitmix64 step (no rand crate needed).
 fn size_of(i: u64) -> usize {
@@ -41,8 +62,8 @@ fn main() {
                 while written.load(Ordering::Relaxed) < target {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let n = size_of(i);
-                    let key = format!("/registry/{}/ns-{}/obj-{i:08}", KINDS[(i % 6) as usize], i % 97);
-                    c.put(key, &blob[..n], None).await.expect("put");
+                    let key = format!("/registry/{}/ns-{}/obj-{i:08}", KINDS[(i % 6) as usize].0, i % 97);
+                    c.put(key, object(i, n, &blob), None).await.expect("put");
                     written.fetch_add(n as u64, Ordering::Relaxed);
                 }
             }));

@@ -1,7 +1,7 @@
 //! Benchmark helper (not a test; used by `bench/maintain.sh`): a writer as kube-apiserver is one
 //! to etcd — one client over every endpoint — putting a small key every 10 ms until STOPFILE
 //! exists, printing `UNIX_MS LATENCY_MS` per acknowledged write (`UNIX_MS fail` for a failed
-//! one; the time the write ended, comparable with `date +%s%3N`) on stdout, so a run can see the write latency an operation causes.
+//! one, and why on stderr; the time the write ended, comparable with `date +%s%3N`) on stdout, so a run can see the write latency an operation causes.
 //!
 //!   bench-latency ENDPOINTS CACERT CERT KEY STOPFILE
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -30,7 +30,10 @@ fn main() {
             let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
             match r {
                 Ok(_) => writeln!(out, "{at} {:.1}", t.elapsed().as_secs_f64() * 1000.0).unwrap(),
-                Err(_) => writeln!(out, "{at} fail").unwrap(),
+                Err(e) => {
+                    writeln!(out, "{at} fail").unwrap();
+                    eprintln!("bench-latency: {at} after {:.0} ms: {e}", t.elapsed().as_secs_f64() * 1000.0);
+                }
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
