@@ -63,6 +63,8 @@ pub fn maintain(ctx: &Ctx, wait: Duration) -> Result<MaintainReport> {
     let by_size = total > 0;
     let live = if by_size { progress.rounds(Unit::Bytes, total) } else { progress.rounds(Unit::Members, order.len() as u64) };
     let mut done = 0;
+    let limit = request_timeout(ctx.plan.loaded.spec.etcd.election_timeout());
+    let mut outlasted = vec![];
     for (i, endpoint) in order.iter().enumerate() {
         let name = ctx.plan.members.iter().find(|m| m.spec.client_url() == *endpoint).map_or(endpoint.as_str(), |m| m.spec.name.as_str());
         live.at(&format!("defrag {name} ({} of {})", i + 1, order.len()), done);
@@ -74,8 +76,14 @@ pub fn maintain(ctx: &Ctx, wait: Duration) -> Result<MaintainReport> {
         wait_quorum(ctx, wait, endpoint)?;
         done += if by_size { weight(endpoint) } else { 1 };
         progress.step("defrag", &format!("{endpoint}: done; quorum holds"), Some(took));
+        if took >= limit {
+            outlasted.push((name.to_string(), took));
+        }
     }
     drop(live);
+    if let Some(w) = outlasted_warning(&outlasted, limit) {
+        progress.step("defrag", &w, None);
+    }
     // 3. disarm (the space is back), 4. HEALTHY and writable
     let t = Instant::now();
     let disarmed = rt.block_on(maintenance::alarm_disarm(&opts)).map_err(ctl)?;
@@ -93,6 +101,27 @@ pub fn maintain(ctx: &Ctx, wait: Duration) -> Result<MaintainReport> {
         })
         .collect();
     Ok(MaintainReport { compacted_revision: revision, members, disarmed: names })
+}
+
+/// etcd's request timeout (its `ReqTimeout`: 5 s, plus two election timeouts for an election):
+/// a request still waiting on a member after that fails with "etcdserver: request timed out".
+pub fn request_timeout(election_timeout: Duration) -> Duration {
+    Duration::from_secs(5) + 2 * election_timeout
+}
+
+/// Said once when defragmentations outlasted the request timeout: a defrag blocks the member's
+/// requests, and past the timeout they fail rather than wait (seen at 2.2 GB on 2 cores:
+/// kube-apiserver answered HTTP 500 "etcdserver: request timed out" for a 7.2 s defrag).
+pub fn outlasted_warning(outlasted: &[(String, Duration)], limit: Duration) -> Option<String> {
+    if outlasted.is_empty() {
+        return None;
+    }
+    let which: Vec<String> = outlasted.iter().map(|(name, took)| format!("{name} {:.1} s", took.as_secs_f64())).collect();
+    Some(format!(
+        "warning: defragmenting took longer than etcd's request timeout ({} s) on {}: requests sent to a member while it was defragmented failed (\"etcdserver: request timed out\") instead of waiting; run maintain when the load is lowest",
+        limit.as_secs_f64(),
+        which.join(", ")
+    ))
 }
 
 fn db_sizes(rt: &tokio::runtime::Runtime, opts: &etcdctl_lite::options::ClientOptions) -> Vec<(String, i64)> {
@@ -123,5 +152,23 @@ impl MaintainReport {
         }
         s.push_str("cluster HEALTHY and writable\n");
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_request_timeout_is_etcds_and_a_defrag_past_it_is_said_once_with_every_member() {
+        assert_eq!(request_timeout(Duration::from_secs(1)), Duration::from_secs(7));
+        assert_eq!(request_timeout(Duration::from_millis(2500)), Duration::from_secs(10));
+        assert_eq!(outlasted_warning(&[], Duration::from_secs(7)), None);
+        let w = outlasted_warning(&[("etcd-1".into(), Duration::from_millis(7232)), ("etcd-3".into(), Duration::from_millis(9000))], Duration::from_secs(7))
+            .expect("a warning");
+        assert!(w.contains("(7 s) on etcd-1 7.2 s, etcd-3 9.0 s:") && w.contains("request timed out"), "{w}");
+        let w = outlasted_warning(&[("etcd-2".into(), Duration::from_secs(8))], request_timeout(Duration::from_millis(1250))).expect("a warning");
+        assert!(w.contains("(7.5 s) on etcd-2 8.0 s:"), "{w}");
+        assert_eq!(w.matches("warning").count(), 1, "{w}");
     }
 }
