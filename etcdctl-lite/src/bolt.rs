@@ -294,6 +294,75 @@ impl<'a> Value<'a> {
     }
 }
 
+/// bbolt files built byte by byte, for tests here and in `snapshot_status`.
+#[cfg(test)]
+pub(crate) mod fixture {
+    use super::*;
+
+    pub const PS: usize = 4096;
+
+    /// A leaf page (with overflow pages as needed) holding `elements` (flags, key, value).
+    pub fn leaf(id: u64, elements: &[(u32, &[u8], &[u8])]) -> Vec<u8> {
+        let mut p = vec![0u8; HEADER + elements.len() * ELEMENT];
+        for (i, (flags, k, v)) in elements.iter().enumerate() {
+            let at = HEADER + i * ELEMENT;
+            let pos = (p.len() - at) as u32;
+            for (o, x) in [(0, *flags), (4, pos), (8, k.len() as u32), (12, v.len() as u32)] {
+                p[at + o..at + o + 4].copy_from_slice(&x.to_le_bytes());
+            }
+            p.extend_from_slice(k);
+            p.extend_from_slice(v);
+        }
+        let pages = p.len().div_ceil(PS);
+        p.resize(pages * PS, 0);
+        p[0..8].copy_from_slice(&id.to_le_bytes());
+        p[8..10].copy_from_slice(&LEAF.to_le_bytes());
+        p[10..12].copy_from_slice(&(elements.len() as u16).to_le_bytes());
+        p[12..16].copy_from_slice(&((pages - 1) as u32).to_le_bytes());
+        p
+    }
+
+    pub fn meta(id: u64, root: u64, pgid: u64) -> Vec<u8> {
+        let mut p = vec![0u8; PS];
+        p[0..8].copy_from_slice(&id.to_le_bytes());
+        p[8..10].copy_from_slice(&META.to_le_bytes());
+        let mut m = vec![0u8; 64];
+        m[0..4].copy_from_slice(&MAGIC.to_le_bytes());
+        m[4..8].copy_from_slice(&VERSION.to_le_bytes());
+        m[8..12].copy_from_slice(&(PS as u32).to_le_bytes());
+        m[16..24].copy_from_slice(&root.to_le_bytes());
+        m[40..48].copy_from_slice(&pgid.to_le_bytes());
+        m[48..56].copy_from_slice(&(id + 1).to_le_bytes());
+        let sum = fnv1a64(&m[..56]);
+        m[56..64].copy_from_slice(&sum.to_le_bytes());
+        p[HEADER..HEADER + 64].copy_from_slice(&m);
+        p
+    }
+
+    /// A bucket's key/value pairs.
+    pub type Pairs<'a> = &'a [(&'a [u8], &'a [u8])];
+
+    /// A database of top-level buckets (name, pairs), each on its own leaf page(s).
+    pub fn database(buckets: &[(&[u8], Pairs<'_>)]) -> Vec<u8> {
+        let mut pages = vec![];
+        let mut next = 3u64;
+        let mut headers = vec![];
+        for (_, pairs) in buckets {
+            let elements: Vec<(u32, &[u8], &[u8])> = pairs.iter().map(|(k, v)| (0, *k, *v)).collect();
+            let p = leaf(next, &elements);
+            let mut header = next.to_le_bytes().to_vec();
+            header.extend_from_slice(&[0u8; 8]);
+            headers.push(header);
+            next += (p.len() / PS) as u64;
+            pages.push(p);
+        }
+        let elements: Vec<(u32, &[u8], &[u8])> = buckets.iter().zip(&headers).map(|((name, _), h)| (BUCKET_LEAF, *name, h.as_slice())).collect();
+        let root = leaf(2, &elements);
+        assert_eq!(root.len(), PS, "the root fits one page");
+        [meta(0, 2, next), meta(1, 2, next), root, pages.concat()].concat()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,45 +384,7 @@ mod tests {
         }
     }
 
-    const PS: usize = 4096;
-
-    /// A leaf page (with overflow pages as needed) holding `elements` (flags, key, value).
-    fn leaf(id: u64, elements: &[(u32, &[u8], &[u8])]) -> Vec<u8> {
-        let mut p = vec![0u8; HEADER + elements.len() * ELEMENT];
-        for (i, (flags, k, v)) in elements.iter().enumerate() {
-            let at = HEADER + i * ELEMENT;
-            let pos = (p.len() - at) as u32;
-            for (o, x) in [(0, *flags), (4, pos), (8, k.len() as u32), (12, v.len() as u32)] {
-                p[at + o..at + o + 4].copy_from_slice(&x.to_le_bytes());
-            }
-            p.extend_from_slice(k);
-            p.extend_from_slice(v);
-        }
-        let pages = p.len().div_ceil(PS);
-        p.resize(pages * PS, 0);
-        p[0..8].copy_from_slice(&id.to_le_bytes());
-        p[8..10].copy_from_slice(&LEAF.to_le_bytes());
-        p[10..12].copy_from_slice(&(elements.len() as u16).to_le_bytes());
-        p[12..16].copy_from_slice(&((pages - 1) as u32).to_le_bytes());
-        p
-    }
-
-    fn meta(id: u64, root: u64, pgid: u64) -> Vec<u8> {
-        let mut p = vec![0u8; PS];
-        p[0..8].copy_from_slice(&id.to_le_bytes());
-        p[8..10].copy_from_slice(&META.to_le_bytes());
-        let mut m = vec![0u8; 64];
-        m[0..4].copy_from_slice(&MAGIC.to_le_bytes());
-        m[4..8].copy_from_slice(&VERSION.to_le_bytes());
-        m[8..12].copy_from_slice(&(PS as u32).to_le_bytes());
-        m[16..24].copy_from_slice(&root.to_le_bytes());
-        m[40..48].copy_from_slice(&pgid.to_le_bytes());
-        m[48..56].copy_from_slice(&(id + 1).to_le_bytes());
-        let sum = fnv1a64(&m[..56]);
-        m[56..64].copy_from_slice(&sum.to_le_bytes());
-        p[HEADER..HEADER + 64].copy_from_slice(&m);
-        p
-    }
+    use fixture::{PS, leaf, meta};
 
     /// A database with a bucket `key` (its own pages: a small value, then one spanning three
     /// pages) and an inline bucket `meta`.

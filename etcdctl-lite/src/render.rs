@@ -75,7 +75,7 @@ pub fn snapshot_status(st: &crate::snapshot_status::SnapshotStatus, format: Form
         (Format::Table, Some(v)) => {
             cells.push(v.clone());
             let header = ["HASH", "REVISION", "TOTAL KEYS", "TOTAL SIZE", "VERSION"];
-            table_of(crate::version::minor_of(v), &header, vec![cells])
+            table_of(st.line, &header, vec![cells])
         }
         (Format::Simple, v) => {
             cells.extend(v.clone());

@@ -26,9 +26,14 @@ pub struct SnapshotStatus {
     pub total_key: u64,
     #[serde(rename = "totalSize")]
     pub total_size: u64,
-    /// The snapshot's storage version (3.6 and later).
+    /// The snapshot's storage version (3.6 and later; empty, as etcdutl 3.6+ prints it, for a
+    /// 3.6+ snapshot taken before its member wrote one).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// The minor of the etcdutl line the snapshot is shown as (its storage version's, else its
+    /// cluster version's): the table style.
+    #[serde(skip)]
+    pub line: Option<u64>,
 }
 
 /// Whether a snapshot carries etcd's SHA-256 trailer, and if so whether it matched.
@@ -135,11 +140,14 @@ fn inspect(path: &Path, verify_trailer: bool, with_hash: bool) -> Result<(Snapsh
     let hash = if with_hash { digest.finalize() } else { 0 };
     // etcdutl 3.6+ counts live keys, 3.5 every pair of every bucket. A 3.6+ cluster's snapshot
     // says so by its storage version, or, taken before the cluster wrote that (seconds after its
-    // start), by its cluster version
+    // start), by its cluster version; etcdutl 3.6+ then prints an empty version (seen in CI: a
+    // 3.7 snapshot with none)
+    let line = version.as_deref().and_then(crate::version::minor_of).or(cluster_minor);
     if version.is_some() || cluster_minor >= Some(6) {
         total_key = live.len() as u64;
+        version.get_or_insert_default();
     }
-    Ok((SnapshotStatus { hash, revision, total_key, total_size: db.size(), version }, trailer))
+    Ok((SnapshotStatus { hash, revision, total_key, total_size: db.size(), version, line }, trailer))
 }
 
 /// How much of a `key` bucket value is read first: a Kubernetes key and its field header fit.
@@ -209,4 +217,63 @@ fn check_trailer(path: &Path, file: &File, data_len: u64) -> Result<()> {
         return Err(file_err(path, "corrupt: the SHA-256 trailer does not match the data (damaged or truncated)"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bolt::fixture::{Pairs, database};
+
+    /// etcd's revision key (main, `_`, sub; a trailing `t` marks a deletion) and an
+    /// mvccpb.KeyValue of `key` and `value` (fields 1 and 5).
+    fn rev(main: u64, tombstone: bool) -> Vec<u8> {
+        let mut k = main.to_be_bytes().to_vec();
+        k.push(b'_');
+        k.extend_from_slice(&0u64.to_be_bytes());
+        if tombstone {
+            k.push(b't');
+        }
+        k
+    }
+    fn kv(key: &[u8], value: &[u8]) -> Vec<u8> {
+        let mut v = vec![0x0a, key.len() as u8];
+        v.extend_from_slice(key);
+        v.extend_from_slice(&[0x2a, value.len() as u8]);
+        v.extend_from_slice(value);
+        v
+    }
+
+    fn status_of(cluster: &[u8], storage: Option<&[u8]>) -> SnapshotStatus {
+        let (r1, r2, r3) = (rev(1, false), rev(2, false), rev(3, true));
+        let (a, b, gone) = (kv(b"/a", b"1"), kv(b"/b", b"2"), kv(b"/a", b""));
+        let keys: Pairs = &[(&r1, &a), (&r2, &b), (&r3, &gone)];
+        let versions: Pairs = &[(b"clusterVersion", cluster)];
+        let mut buckets: Vec<(&[u8], Pairs)> = vec![(b"cluster", versions), (b"key", keys)];
+        let meta: Vec<(&[u8], &[u8])> = storage.map(|s| vec![(&b"storageVersion"[..], s)]).unwrap_or_default();
+        if storage.is_some() {
+            buckets.push((b"meta", &meta));
+        }
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("s.db");
+        std::fs::write(&p, database(&buckets)).unwrap();
+        status(&p).unwrap().0
+    }
+
+    #[test]
+    fn a_snapshot_is_shown_as_the_etcdutl_of_its_line_shows_it() {
+        // 3.5: every pair of every bucket, no version
+        let s = status_of(b"3.5.0", None);
+        assert_eq!((s.revision, s.total_key, s.version.as_deref(), s.line), (3, 4, None, Some(5)));
+        // 3.6+: live keys, the storage version
+        let s = status_of(b"3.6.0", Some(b"3.6.0"));
+        assert_eq!((s.total_key, s.version.as_deref(), s.line), (1, Some("3.6.0"), Some(6)));
+        // 3.7, taken before the member wrote its storage version: etcdutl 3.7 prints "version":""
+        // and its own table style (seen in CI)
+        let s = status_of(b"3.7.0", None);
+        assert_eq!((s.total_key, s.version.as_deref(), s.line), (1, Some(""), Some(7)));
+        let json = crate::render::snapshot_status(&s, crate::render::Format::Json).stdout;
+        assert!(json.contains(r#""version":"""#), "{json}");
+        let table = crate::render::snapshot_status(&s, crate::render::Format::Table).stdout;
+        assert!(table.contains('│') || table.contains('┃') || table.contains('║'), "the 3.7 table style: {table}");
+    }
 }
