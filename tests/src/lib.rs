@@ -104,6 +104,12 @@ pub fn run(cmd: &mut Command) -> Ran {
     run_bounded(cmd, Duration::from_secs(60))
 }
 
+/// Whether etcdctl's error says a request timed out (at the client or at etcd) — what a write
+/// sent just as the leader hands off gets, as opposed to a refused or unavailable member.
+pub fn timed_out(stderr: &str) -> bool {
+    stderr.contains("context deadline exceeded") || stderr.contains("request timed out")
+}
+
 /// A signal the harness sends (with kill(1), so this crate needs no unsafe code).
 #[derive(Debug, Clone, Copy)]
 pub enum Signal {

@@ -22,6 +22,8 @@ pub mod body {
     pub const CLOCK_AND_SPACE: &str = include_str!("scripts/clock_and_space.sh");
     pub const RESTORE_TOOL_PROBE: &str = include_str!("scripts/restore_tool_probe.sh");
     pub const RESTORE_SNAPSHOT: &str = include_str!("scripts/restore_snapshot.sh");
+    pub const DEFRAG_TOOL_PROBE: &str = include_str!("scripts/defrag_tool_probe.sh");
+    pub const DEFRAG_OFFLINE: &str = include_str!("scripts/defrag_offline.sh");
     pub const PACKAGE_OWNER: &str = include_str!("scripts/package_owner.sh");
     pub const LB_PROBE: &str = include_str!("scripts/lb_probe.sh");
     pub const LOG_TAIL: &str = include_str!("scripts/log_tail.sh");
@@ -60,6 +62,8 @@ pub mod body {
         ("clock_and_space.sh", CLOCK_AND_SPACE),
         ("restore_tool_probe.sh", RESTORE_TOOL_PROBE),
         ("restore_snapshot.sh", RESTORE_SNAPSHOT),
+        ("defrag_tool_probe.sh", DEFRAG_TOOL_PROBE),
+        ("defrag_offline.sh", DEFRAG_OFFLINE),
         ("package_owner.sh", PACKAGE_OWNER),
         ("lb_probe.sh", LB_PROBE),
         ("log_tail.sh", LOG_TAIL),

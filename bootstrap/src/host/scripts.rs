@@ -263,6 +263,18 @@ pub fn restore_snapshot(m: &MemberPlan, snapshot: &str, initial_cluster: &str, t
         .text()
 }
 
+/// Whether the member's defrag tool can rewrite a stopped member's database: prints `tool=PATH`
+/// and `defrag=yes` or `defrag=no`.
+pub fn defrag_tool_probe(m: &MemberPlan) -> String {
+    Script::of(body::RESTORE_TOOL).set("binary", &m.binary).then(body::DEFRAG_TOOL_PROBE).text()
+}
+
+/// Rewrites the stopped member's database without its free pages (see `defrag_offline.sh`):
+/// prints `before=BYTES` and `after=BYTES`.
+pub fn defrag_offline(m: &MemberPlan) -> String {
+    Script::of(body::RESTORE_TOOL).set("binary", &m.binary).set("data_dir", path(&m.spec.data_dir)).then(body::DEFRAG_OFFLINE).text()
+}
+
 /// Prints `owner=PACKAGE` when a package (dpkg, else rpm) owns the file at `path`.
 pub fn package_owner(file: &str) -> String {
     Script::of(body::PACKAGE_OWNER).set("file", file).text()

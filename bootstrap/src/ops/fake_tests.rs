@@ -91,7 +91,7 @@ fn maintain_refuses_without_quorum_before_compacting() {
     let world = fakes::world(&c.plan);
     kill(&world, "etcd-2");
     kill(&world, "etcd-3");
-    let e = c.run(&world, OpKind::Maintain, None, "maintain", |ctx| super::maintain::maintain(ctx, WAIT)).unwrap_err();
+    let e = c.run(&world, OpKind::Maintain, None, "maintain", |ctx| super::maintain::maintain(ctx, WAIT, super::maintain::Defrag::Online)).unwrap_err();
     assert!(e.to_string().starts_with("refusing to maintain: the cluster is NO-QUORUM"), "{e}");
     assert_eq!(c.under_way(), 0);
 }

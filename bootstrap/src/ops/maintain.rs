@@ -2,6 +2,8 @@
 //! the current revision → compact to it (physically) → defragment member by member, the leader
 //! last, each gated on the cluster keeping its quorum → disarm every alarm → HEALTHY and a write
 //! that goes through. Changes no file; refuses without quorum (compaction is a raft request).
+//! With [`Defrag::Offline`] each member is stopped while etcd's tool rewrites its database
+//! ([`crate::run::offline`]): it needs a HEALTHY cluster, and clients use the other members.
 
 use crate::error::{BootError, Result};
 use crate::progress::Unit;
@@ -31,8 +33,19 @@ pub struct MaintainReport {
 /// The key the final write check puts and deletes.
 pub const WRITE_CHECK_KEY: &str = "/etcd-bootstrap/write-check";
 
-pub fn maintain(ctx: &Ctx, wait: Duration) -> Result<MaintainReport> {
+/// How each member is defragmented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Defrag {
+    /// While it serves (etcd's defrag call): its requests wait meanwhile, and fail past etcd's
+    /// request timeout.
+    Online,
+    /// While it is stopped ([`crate::run::offline`]): clients send their requests to the others.
+    Offline,
+}
+
+pub fn maintain(ctx: &Ctx, wait: Duration, how: Defrag) -> Result<MaintainReport> {
     let progress = ctx.progress;
+    crate::run::offline::start_left_stopped(ctx, wait)?;
     let before = ctx.verdict()?;
     if matches!(before.state, ClusterState::NoQuorum | ClusterState::Unknown) {
         return Err(BootError::Precondition {
@@ -43,8 +56,13 @@ pub fn maintain(ctx: &Ctx, wait: Duration) -> Result<MaintainReport> {
     progress.step("maintain", &format!("cluster {}: {}", before.state.word(), before.summary), None);
     let (opts, rt) = ctx.etcd.client()?;
     let ctl = |source: etcdctl_lite::CtlError| BootError::Etcd { what: "compaction".into(), source };
-    let sizes_before = db_sizes(rt, &opts);
-    let revision = rt.block_on(etcdctl_lite::ops::status(&opts)).iter().filter_map(|s| s.result.as_ref().ok()).map(|s| s.revision).max().unwrap_or(0);
+    let statuses: Vec<_> = rt.block_on(etcdctl_lite::ops::status(&opts)).into_iter().filter_map(|s| s.result.ok().map(|r| (s.endpoint, r))).collect();
+    let sizes_before: Vec<(String, i64)> = statuses.iter().map(|(e, s)| (e.clone(), s.db_size)).collect();
+    if how == Defrag::Offline {
+        let in_use = statuses.iter().map(|(_, s)| u64::try_from(s.db_size_in_use).unwrap_or(0)).max().unwrap_or(0);
+        crate::run::offline::check(ctx, in_use)?;
+    }
+    let revision = statuses.iter().map(|(_, s)| s.revision).max().unwrap_or(0);
     ctx.changing("compact")?;
     // 1. compact to the current revision, waiting for it to reach the backend
     let t = Instant::now();
@@ -66,19 +84,21 @@ pub fn maintain(ctx: &Ctx, wait: Duration) -> Result<MaintainReport> {
     let limit = request_timeout(ctx.plan.loaded.spec.etcd.election_timeout());
     let mut outlasted = vec![];
     for (i, endpoint) in order.iter().enumerate() {
-        let name = ctx.plan.members.iter().find(|m| m.spec.client_url() == *endpoint).map_or(endpoint.as_str(), |m| m.spec.name.as_str());
+        let member = ctx.plan.members.iter().find(|m| m.spec.client_url() == *endpoint);
+        let name = member.map_or(endpoint.as_str(), |m| m.spec.name.as_str());
         live.at(&format!("defrag {name} ({} of {})", i + 1, order.len()), done);
-        let d = rt.block_on(maintenance::defrag_one(endpoint, &long));
-        let took = d.result.map_err(|f| BootError::Members {
-            what: "defragmenting (stopped before the next member)".into(),
-            failures: vec![format!("{endpoint}: {}", f.message)],
-        })?;
-        wait_quorum(ctx, wait, endpoint)?;
-        done += if by_size { weight(endpoint) } else { 1 };
-        progress.step("defrag", &format!("{endpoint}: done; quorum holds"), Some(took));
-        if took >= limit {
-            outlasted.push((name.to_string(), took));
+        match (how, member) {
+            (Defrag::Offline, Some(m)) => {
+                crate::run::offline::defrag(ctx, m, wait)?;
+            }
+            _ => {
+                let took = defrag_online(ctx, endpoint, &long, wait)?;
+                if took >= limit {
+                    outlasted.push((name.to_string(), took));
+                }
+            }
         }
+        done += if by_size { weight(endpoint) } else { 1 };
     }
     drop(live);
     if let Some(w) = outlasted_warning(&outlasted, limit) {
@@ -101,6 +121,19 @@ pub fn maintain(ctx: &Ctx, wait: Duration) -> Result<MaintainReport> {
         })
         .collect();
     Ok(MaintainReport { compacted_revision: revision, members, disarmed: names })
+}
+
+/// One member defragmented while it serves, then the quorum awaited; how long the defrag took.
+fn defrag_online(ctx: &Ctx, endpoint: &str, long: &etcdctl_lite::options::ClientOptions, wait: Duration) -> Result<Duration> {
+    let (_, rt) = ctx.etcd.client()?;
+    let d = rt.block_on(maintenance::defrag_one(endpoint, long));
+    let took = d.result.map_err(|f| BootError::Members {
+        what: "defragmenting (stopped before the next member)".into(),
+        failures: vec![format!("{endpoint}: {}", f.message)],
+    })?;
+    wait_quorum(ctx, wait, endpoint)?;
+    ctx.progress.step("defrag", &format!("{endpoint}: done; quorum holds"), Some(took));
+    Ok(took)
 }
 
 /// etcd's request timeout (its `ReqTimeout`: 5 s, plus two election timeouts for an election):

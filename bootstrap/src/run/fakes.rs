@@ -49,6 +49,10 @@ pub struct World {
     pub downgrade: Option<String>,
     /// Members (by name) whose etcd exits right after it is started (etcd refused its settings).
     pub exits_on_start: HashSet<String>,
+    /// The raft index each member (by name) has applied, where a test sets it (else 10).
+    pub applied: HashMap<String, u64>,
+    /// Members (by name) whose defrag tool cannot defragment a data dir.
+    pub old_tools: HashSet<String>,
     next_id: u64,
 }
 
@@ -148,6 +152,9 @@ impl Transport for FakeHost {
                 "{\"level\":\"fatal\",\"msg\":\"failed to start etcd\",\"error\":\"conflicting environment variable \\\"ETCD_INITIAL_CLUSTER_STATE\\\" is shadowed by corresponding command-line flag (either unset environment variable or disable flag)\"}\n",
             ),
             "free-space" => out("free_kib=10000000\n"),
+            "defrag-tool-probe" if w.old_tools.contains(&self.member) => out("tool=/opt/etcd/bin/etcdctl\ndefrag=no\n"),
+            "defrag-tool-probe" => out("tool=/opt/etcd/bin/etcdutl\ndefrag=yes\n"),
+            "defrag-offline" => out("before=4194304\nafter=1048576\n"),
             "v2-probe" => out(if w.v2.contains(&self.member) { "v2=flag\n" } else { "" }),
             "v2store-probe" => out(if w.v2_data.contains(&self.member) {
                 "v2store=custom\n"
@@ -232,7 +239,7 @@ impl EtcdView for FakeEtcd {
             .map(|e| match w.members.iter().find(|m| m.client_urls.contains(e) && alive(m)) {
                 Some(m) => Probe {
                     endpoint: e.clone(),
-                    status: Ok(status(m.id, leader, m.is_learner)),
+                    status: Ok(StatusInfo { raft_applied_index: w.applied.get(&m.name).copied().unwrap_or(10), ..status(m.id, leader, m.is_learner) }),
                     read: if m.is_learner { Err(Failure { kind: FailureKind::Learner, message: "learner".into() }) } else { Ok(Duration::from_millis(1)) },
                     alarms: vec![],
                 },

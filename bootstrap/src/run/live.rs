@@ -79,6 +79,11 @@ impl Ctx<'_> {
         self.transport(m).run(script, SCRIPT_LIMIT).map_err(|e| self.host_error(m, e))
     }
 
+    /// [`Self::run_on`] for a script that may run longer than a minute (bounded by `limit`).
+    pub(crate) fn run_on_within(&self, m: &MemberPlan, script: &str, limit: Duration) -> Result<ScriptOutput> {
+        self.transport(m).run(script, limit).map_err(|e| self.host_error(m, e))
+    }
+
     /// Delivers `(path, mode, bytes)` files to the member's host; returns how many changed.
     pub(crate) fn deliver(&self, m: &MemberPlan, files: &[(String, u32, Vec<u8>)]) -> Result<usize> {
         self.transport(m).deliver(files, SCRIPT_LIMIT).map_err(|e| self.host_error(m, e))
@@ -210,20 +215,23 @@ impl Ctx<'_> {
         }
     }
 
-    /// If `m` leads, hands leadership to a healthy voter (etcd's MoveLeader) and waits until the
-    /// cluster follows it, so that stopping `m` causes no election. Returns the new leader.
+    /// If `m` leads, hands leadership to a healthy voter (etcd's MoveLeader; the one furthest
+    /// along) and waits until the cluster follows it, so that stopping `m` causes no election.
+    /// Returns the new leader.
     pub(crate) fn hand_off_leadership(&self, m: &MemberPlan, wait: Duration) -> Result<Option<String>> {
         let v = self.verdict()?;
         let is_leader = |x: &etcdctl_lite::quorum::MemberVerdict| x.role == QRole::Leader && x.state == MemberState::Healthy;
         if !v.members.iter().any(|x| is_leader(x) && (x.name == m.spec.name || x.endpoint == m.spec.client_url())) {
             return Ok(None);
         }
-        let Some((id, name)) = v
-            .members
-            .iter()
-            .find(|x| x.name != m.spec.name && x.role == QRole::Follower && x.state == MemberState::Healthy)
-            .and_then(|x| u64::from_str_radix(&x.id, 16).ok().map(|id| (id, x.name.clone())))
-        else {
+        // the follower furthest along (the first of equals): a transfer waits until its target
+        // has the leader's log, and the leader drops the proposals it gets meanwhile
+        let followers = v.members.iter().filter(|x| x.name != m.spec.name && x.role == QRole::Follower && x.state == MemberState::Healthy);
+        let furthest = followers.fold(None::<&etcdctl_lite::quorum::MemberVerdict>, |best, x| match best {
+            Some(b) if b.applied_index >= x.applied_index => Some(b),
+            _ => Some(x),
+        });
+        let Some((id, name)) = furthest.and_then(|x| u64::from_str_radix(&x.id, 16).ok().map(|id| (id, x.name.clone()))) else {
             return Ok(None); // a single member, or no healthy follower: nothing to hand over to
         };
         self.etcd.move_leader(id)?;

@@ -528,6 +528,16 @@ fn adopt_reads_members_on_other_hosts_over_ssh() {
     assert_eq!(boot(&spec, &["status"]).code, Some(0));
     assert!(lab.dir.join("host-3/var/lib/etcd-bootstrap/etcd-3.joiner.conf.yml").is_file(), "the joiner copy on etcd-3's host");
 
+    // maintain --offline over SSH under continuous writes: each member stopped, its database
+    // rewritten on its host by the tool beside its etcd, started again as adopted; no write
+    // fails for a stopped member (at most one times out: one sent just as the leader hands off)
+    let w = Writes::start(&lab, &eps);
+    let r = boot(&spec, &["maintain", "--offline"]);
+    assert!(r.ok() && r.stderr.matches("rewritten while stopped").count() == 3, "{}{}", r.stdout, r.stderr);
+    w.finish_failing_only(&lab, &eps, 1, integration_tests::timed_out);
+    let after: serde_json::Value = serde_json::from_str(&lab.adopt(&eps, &args).stdout).unwrap();
+    assert_eq!(settings(&after), settings(&inv), "each member runs as adopted after maintain --offline");
+
     // rotate ca over SSH, its three stops: every host then trusts the new CA alone
     for (args, want) in [
         (&["rotate", "ca"][..], "stopped after step 1 of 3"),
@@ -581,10 +591,16 @@ impl Writes {
 
     /// Stops; every acknowledged write must be readable, and at most `max_failed` failed.
     pub(crate) fn finish(self, lab: &Lab, eps: &str, max_failed: usize) -> usize {
+        self.finish_failing_only(lab, eps, max_failed, |_| true)
+    }
+
+    /// [`Writes::finish`], and every failure's message must be one `expected` takes.
+    pub(crate) fn finish_failing_only(self, lab: &Lab, eps: &str, max_failed: usize, expected: impl Fn(&str) -> bool) -> usize {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let (acked, failed) = self.thread.join().unwrap();
         assert!(acked.len() >= 5, "too few writes to mean anything: {}", acked.len());
         assert!(failed.len() <= max_failed, "{} failed writes: {:?}", failed.len(), failed.first());
+        assert!(failed.iter().all(|f| expected(f)), "a write failed otherwise than expected: {failed:?}");
         let got = etcdctl_ca(&lab.pki(), &self.ca, eps, &["get", &self.prefix, "--prefix", "--keys-only"]).assert_ok();
         for n in &acked {
             assert!(got.stdout.contains(&format!("{}{n:05}", self.prefix)), "acknowledged write {n} is missing");

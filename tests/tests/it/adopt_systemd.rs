@@ -158,4 +158,16 @@ fn an_adopted_cluster_under_systemd_units_is_managed_in_place() {
     assert_eq!(lab.boot(&spec, &["status"]).code, Some(0), "HEALTHY through the toolkit's new client");
     assert_eq!(settings(&lab.inventory_through(&spec)), as_found, "each unit runs its member as adopted");
     assert_eq!(unit_files(&hashes(&lab.dir)), units_before, "no unit file touched");
+
+    // maintain --offline: each unit stopped and started through systemctl around its defrag
+    let before_defrag: Vec<u32> = units.iter().map(|u| host.main_pid(u)).collect();
+    let r = lab.boot(&spec, &["maintain", "--offline"]);
+    assert!(r.ok() && r.stderr.matches("rewritten while stopped").count() == 3, "{}{}", r.stdout, r.stderr);
+    for (i, u) in units.iter().enumerate() {
+        assert_ne!(host.main_pid(u), before_defrag[i], "{u} restarted");
+        assert_eq!(host.state(u), "active");
+    }
+    assert_eq!(lab.boot(&spec, &["status"]).code, Some(0));
+    assert_eq!(settings(&lab.inventory_through(&spec)), as_found, "each unit runs its member as adopted");
+    assert_eq!(unit_files(&hashes(&lab.dir)), units_before, "no unit file touched");
 }

@@ -217,7 +217,7 @@ fn a_user_with_passwordless_sudo_runs_every_operation_and_one_asking_for_a_passw
     let key = dir.join("host-2/etc/kubernetes/pki/etcd/server.key");
     let md = std::fs::metadata(&key).unwrap();
     assert_eq!((md.uid(), md.mode() & 0o777), (0, 0o600), "{} is root's, 0600", key.display());
-    for args in [&["rotate", "certs"][..], &["replace", "etcd-2", "--force"], &["maintain"]] {
+    for args in [&["rotate", "certs"][..], &["replace", "etcd-2", "--force"], &["maintain"], &["maintain", "--offline"]] {
         let r = boot(&spec, args);
         assert!(r.ok(), "{args:?}: {}{}", r.stdout, r.stderr);
     }

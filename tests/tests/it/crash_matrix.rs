@@ -57,7 +57,7 @@ pub(crate) fn healthy_and_clear(spec: &Path, after: &str) {
 }
 
 #[test]
-fn rotate_certs_maintain_down_and_up_killed_at_every_step_finish_when_run_again() {
+fn rotate_certs_maintain_online_and_offline_down_and_up_killed_at_every_step_finish_when_run_again() {
     let (_tmp, spec, _down) = up_cluster();
     for step in ["renew:", "rotate etcd-1:", "rotate etcd-2:", "rotate etcd-3:"] {
         kill_then_finish(&spec, &["rotate", "certs", "--rekey"], step, "rotate certs", &["rotate", "certs", "--rekey"]);
@@ -66,6 +66,11 @@ fn rotate_certs_maintain_down_and_up_killed_at_every_step_finish_when_run_again(
     for step in ["compact:", "defrag:", "disarm:"] {
         kill_then_finish(&spec, &["maintain"], step, "maintain", &["maintain"]);
         healthy_and_clear(&spec, &format!("maintain killed at {step}"));
+    }
+    // offline: killed while a member is stopped, before and after its database was rewritten
+    for step in ["stop etcd-", "defrag etcd-"] {
+        kill_then_finish(&spec, &["maintain", "--offline"], step, "maintain", &["maintain", "--offline"]);
+        healthy_and_clear(&spec, &format!("maintain --offline killed at {step}"));
     }
     // down killed after its first member: `down` again stops the rest, `up` starts them all
     for again in [&["down"][..], &["up"][..]] {

@@ -265,6 +265,11 @@ pub enum Command {
         /// Bound on each step (compaction, each member's defragmentation, HEALTHY).
         #[arg(long, default_value = "120", value_name = "SECONDS")]
         wait: u64,
+        /// Defragment each member while it is stopped (etcdutl defrag --data-dir on its host),
+        /// leadership handed off first: clients use the other members meanwhile instead of waiting
+        /// on it. Needs a HEALTHY cluster.
+        #[arg(long)]
+        offline: bool,
         #[arg(short = 'w', long = "write-out", value_enum, default_value = "simple")]
         write_out: Format,
     },

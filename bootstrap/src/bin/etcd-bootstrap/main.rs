@@ -3,7 +3,7 @@
 use bootstrap::cli::{Format, summary, summary::Summary};
 use bootstrap::exit;
 use bootstrap::journal::OpKind;
-use bootstrap::ops::{self, up::UpOptions};
+use bootstrap::ops::{self, maintain::Defrag, up::UpOptions};
 use bootstrap::plan;
 use bootstrap::progress::Progress;
 use bootstrap::run::context::{self, Ctx};
@@ -267,11 +267,12 @@ fn run(cli: Cli) -> Outcome {
             print!("{}", summary::CancelSummary::new(&plan, r).render(format));
             Ok(exit::OK)
         }
-        Command::Maintain { wait, write_out } => {
+        Command::Maintain { wait, offline, write_out } => {
             let format = write_out.for_command("maintain", &[Format::Simple, Format::Json])?;
             let plan = plan::build(&Spec::load(&spec)?);
-            let report = context::run_command(&plan, &Progress::new(quiet), lock_wait, (OpKind::Maintain, None, "maintain"), |ctx| {
-                ops::maintain::maintain(ctx, Duration::from_secs(wait))
+            let (how, args) = if offline { (Defrag::Offline, "maintain --offline") } else { (Defrag::Online, "maintain") };
+            let report = context::run_command(&plan, &Progress::new(quiet), lock_wait, (OpKind::Maintain, None, args), |ctx| {
+                ops::maintain::maintain(ctx, Duration::from_secs(wait), how)
             })?;
             print!("{}", report.render(format));
             Ok(exit::OK)
