@@ -7,7 +7,9 @@
 #   write latency it causes, against what etcd's defrag of one member costs (`etcdctl defrag` on
 #   each member by hand, in the same run). Target: the worst write <= 1.1x the slowest member's
 #   defrag (defrag blocks a member's writes while it rewrites the file; one member at a time, so
-#   no write should wait for more than one of them). Measured twice: at etcd (the writer above)
+#   no write should wait for more than one of them), and no write fails. Then `maintain --offline`
+#   (each member stopped while etcd's tool rewrites its database: clients use the others) on the
+#   same writers, against the same defrags. Each measured twice: at etcd (the writer above)
 #   and through a real kube-apiserver 1.37 serving from the cluster (its own etcd client, with
 #   kube-apiserver's certificate), a client creating a ConfigMap every 10 ms over one kept
 #   connection (`bench-api-latency`): what the API's users see.
@@ -85,6 +87,11 @@ for ep in ${EP//,/ }; do
   s=$(date +%s%3N); ETCDCTL_ENDPOINTS="$ep" etcdctl --command-timeout 600s defrag >/dev/null; e=$(date +%s%3N)
   echo "$((e - s))" >>"$WORK/defrag"
 done
+sleep 2
+t2=$(date +%s%3N)
+"$BOOT" -f "$SPEC" maintain --offline >"$WORK/offline.out" 2>"$WORK/offline.err"
+t3=$(date +%s%3N)
+sleep 2
 save_s=$(date +%s%3N); ETCDCTL_ENDPOINTS="${EP%%,*}" etcdctl snapshot save "$WORK/e.db" >/dev/null 2>&1; save_e=$(date +%s%3N)
 rm -f "$WORK/e.db"
 u0=$(date +%s%3N)
@@ -92,29 +99,32 @@ u0=$(date +%s%3N)
 u1=$(date +%s%3N)
 touch "$WORK/stop"; wait "$probe" || true; wait "$api_probe" || true
 kill "$kapi" 2>/dev/null; wait "$kapi" 2>/dev/null || true
-[ -z "${KEEP:-}" ] || cp "$WORK/latency" "$WORK/api-latency" "$WORK/kapi.log" "$KEEP/"
+[ -z "${KEEP:-}" ] || cp "$WORK/latency" "$WORK/api-latency" "$WORK/kapi.log" "$WORK/offline.err" "$KEEP/"
 backup_ms=$(sed -n 's/.*upgrade: backup .* taken before any change (\([0-9]*\) ms).*/\1/p' "$WORK/upgrade.err")
-python3 - "$WORK" "$t0" "$t1" "$((save_e - save_s))" "${backup_ms:-0}" "$((u1 - u0))" <<'PY'
+python3 - "$WORK" "$t0" "$t1" "$t2" "$t3" "$((save_e - save_s))" "${backup_ms:-0}" "$((u1 - u0))" <<'PY'
 import sys
-d, t0, t1, save, backup, upgrade = sys.argv[1], *map(int, sys.argv[2:])
+d, t0, t1, t2, t3, save, backup, upgrade = sys.argv[1], *map(int, sys.argv[2:])
 dur = t1 - t0
 defrags = [int(l) for l in open(f"{d}/defrag") if l.strip()]
 slowest = max(defrags)
 print(f"| measure | etcd-bootstrap | etcd by hand | ratio | target |")
 print("|---|---|---|---|---|")
 print(f"| maintain: ms | {dur} (compact, defrag 3 members leader last, disarm, verify) | {sum(defrags)} (etcdctl defrag x 3, one at a time) | {dur/sum(defrags):.2f} | |")
-for name, what in (("latency", "writes to etcd"), ("api-latency", "ConfigMaps created through kube-apiserver")):
-    lat = [(int(a), b) for a, b in (l.split() for l in open(f"{d}/{name}") if l.strip())]
-    # the writes that ended while maintain ran (a write stalled by it ends after it started)
-    window = [b for a, b in lat if t0 <= a <= t1 + 100]
-    before = sorted(float(b) for a, b in lat if a < t0 and b != "fail")
-    ok = [float(b) for b in window if b != "fail"]
-    fails = sum(1 for b in window if b == "fail")
-    worst = max(ok) if ok else float("inf")
-    p99 = before[int(len(before) * 0.99)] if before else 0
-    print(f"| maintain: {what}, worst latency ms | {worst:.0f} ({len(ok)} acknowledged, {fails} failed) | {slowest} (slowest member's defrag) | {worst/slowest:.2f} | <= 1.1: {'met' if worst <= 1.1 * slowest and fails == 0 else 'MISSED'} |")
-    print(f"| {what} before maintain: p99 ms | {p99:.1f} | | | |")
+print(f"| maintain --offline: ms | {t3 - t2} | | | |")
+for cmd, (a0, a1) in (("maintain", (t0, t1)), ("maintain --offline", (t2, t3))):
+    for name, what in (("latency", "writes to etcd"), ("api-latency", "ConfigMaps created through kube-apiserver")):
+        lat = [(int(a), b) for a, b in (l.split() for l in open(f"{d}/{name}") if l.strip())]
+        # the writes that ended while the command ran (a write stalled by it ends after it started)
+        window = [b for a, b in lat if a0 <= a <= a1 + 100]
+        before = sorted(float(b) for a, b in lat if a < t0 and b != "fail")
+        ok = [float(b) for b in window if b != "fail"]
+        fails = sum(1 for b in window if b == "fail")
+        worst = max(ok) if ok else float("inf")
+        p99 = before[int(len(before) * 0.99)] if before else 0
+        print(f"| {cmd}: {what}, worst latency ms | {worst:.0f} ({len(ok)} acknowledged, {fails} failed) | {slowest} (slowest member's defrag) | {worst/slowest:.2f} | <= 1.1: {'met' if worst <= 1.1 * slowest and fails == 0 else 'MISSED'} |")
+        if cmd == "maintain":
+            print(f"| {what} before maintain: p99 ms | {p99:.1f} | | | |")
 print(f"| upgrade: backup-first step ms | {backup} | {save} (etcdctl snapshot save) | {backup/save:.2f} | <= 1.0: {'met' if backup <= save else 'MISSED'} |")
 print(f"| upgrade 3.6 -> 3.7 of 3 members: ms | {upgrade} | | | |")
 PY
-grep -h "defrag\|compact\|upgrade etcd-" "$WORK/maintain.err" "$WORK/upgrade.err" >&2 || true
+grep -h "defrag\|compact\|stop etcd-\|start etcd-\|upgrade etcd-" "$WORK/maintain.err" "$WORK/offline.err" "$WORK/upgrade.err" >&2 || true

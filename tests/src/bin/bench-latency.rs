@@ -2,6 +2,9 @@
 //! to etcd — one client over every endpoint — putting a small key every 10 ms until STOPFILE
 //! exists, printing `UNIX_MS LATENCY_MS` per acknowledged write (`UNIX_MS fail` for a failed
 //! one, and why on stderr; the time the write ended, comparable with `date +%s%3N`) on stdout, so a run can see the write latency an operation causes.
+//! A put that never reached a server (the endpoint refused the connection: a member stopped) is
+//! sent again at once, as etcd's Go client does for a request it never sent; its latency counts
+//! every attempt.
 //!
 //!   bench-latency ENDPOINTS CACERT CERT KEY STOPFILE
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -26,7 +29,13 @@ fn main() {
         while !stop.exists() {
             i += 1;
             let t = Instant::now();
-            let r = c.put("/bench/latency", i.to_string(), None).await;
+            let mut r = c.put("/bench/latency", i.to_string(), None).await;
+            for _ in 0..10 {
+                match &r {
+                    Err(e) if e.to_string().contains("tcp connect error") => r = c.put("/bench/latency", i.to_string(), None).await,
+                    _ => break,
+                }
+            }
             let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
             match r {
                 Ok(_) => writeln!(out, "{at} {:.1}", t.elapsed().as_secs_f64() * 1000.0).unwrap(),
