@@ -23,14 +23,23 @@ pub struct Rewritten {
     pub stopped_for: Duration,
 }
 
-/// Before the first change: the cluster HEALTHY (a member stopped beside one that is down may
-/// cost the quorum), every host answering with room for a copy of the largest database in use
+/// Before the first change: the cluster HEALTHY with three voters or more (a member stopped
+/// beside one that is down, or in a cluster of one or two, costs the quorum), every host answering with room for a copy of the largest database in use
 /// (`need_bytes`), etcd's tool beside every member's etcd able to defragment a data dir, and no
 /// member's binary older than it runs (a start would fail on its data dir: see
 /// [`Ctx::refuse_downgrade`]). Every problem of every member at once.
 pub fn check(ctx: &Ctx, need_bytes: u64) -> Result<()> {
     let what = "maintain --offline";
-    ctx.require_healthy(what)?;
+    let v = ctx.require_healthy(what)?;
+    if v.voters < 3 {
+        return Err(BootError::Precondition {
+            what: what.into(),
+            reason: format!(
+                "with {} voter(s), a stopped member takes the quorum with it and the cluster refuses every request meanwhile; use maintain without --offline",
+                v.voters
+            ),
+        });
+    }
     ctx.require_reachable(&ctx.plan.members.iter().collect::<Vec<_>>(), need_bytes, what)?;
     let mut problems = vec![];
     for m in &ctx.plan.members {
@@ -155,12 +164,16 @@ mod tests {
     }
 
     #[test]
-    fn the_checks_refuse_a_degraded_cluster_and_a_tool_that_cannot_defragment_before_any_change() {
+    fn the_checks_refuse_a_degraded_or_too_small_cluster_and_a_tool_that_cannot_defragment_before_any_change() {
         let c = fakes::cluster();
         let world = fakes::world(&c.plan);
         kill(&world, "etcd-1");
         let e = c.run(&world, OpKind::Maintain, None, "maintain --offline", |ctx| check(ctx, 1 << 20)).unwrap_err();
         assert!(e.to_string().contains("DEGRADED"), "{e}");
+        let world = fakes::world(&c.plan);
+        world.lock().unwrap().members.truncate(2);
+        let e = c.run(&world, OpKind::Maintain, None, "maintain --offline", |ctx| check(ctx, 1 << 20)).unwrap_err().to_string();
+        assert!(e.contains("with 2 voter(s), a stopped member takes the quorum with it"), "{e}");
         let world = fakes::world(&c.plan);
         world.lock().unwrap().old_tools.insert("etcd-2".into());
         let e = c.run(&world, OpKind::Maintain, None, "maintain --offline", |ctx| check(ctx, 1 << 20)).unwrap_err().to_string();

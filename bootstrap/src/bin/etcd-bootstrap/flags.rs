@@ -267,7 +267,7 @@ pub enum Command {
         wait: u64,
         /// Defragment each member while it is stopped (etcdutl defrag --data-dir on its host),
         /// leadership handed off first: clients use the other members meanwhile instead of waiting
-        /// on it. Needs a HEALTHY cluster.
+        /// on it. Needs a HEALTHY cluster of three voters or more.
         #[arg(long)]
         offline: bool,
         #[arg(short = 'w', long = "write-out", value_enum, default_value = "simple")]
