@@ -164,11 +164,21 @@ pub fn stop(m: &MemberPlan, purge: Option<&str>) -> String {
     .text()
 }
 
+/// Stops a member that leads no more (its leadership handed off) for a short while: SIGTERM,
+/// 2 s for the requests under way to finish (etcd sends its clients away at once), then SIGKILL.
+/// etcd's own stop would wait its request timeout (7 s) for open watches, which it then cuts
+/// anyway; a killed etcd restarts from its WAL.
+pub fn stop_drained(m: &MemberPlan) -> String {
+    stopping(m, Grace::Drained).text()
+}
+
 /// How long a stopping etcd may take before SIGKILL.
 #[derive(Debug, Clone, Copy)]
 enum Grace {
     /// 10 s: a leadership hand-off and open watches drained (etcd's own shutdown).
     Graceful,
+    /// 2 s: requests under way finished; open watches cut, as etcd's shutdown cuts them later.
+    Drained,
     /// 0.2 s: for data about to be replaced.
     Short,
 }
@@ -177,6 +187,7 @@ impl Grace {
     fn tenths(self) -> u32 {
         match self {
             Grace::Graceful => 100,
+            Grace::Drained => 20,
             Grace::Short => 2,
         }
     }

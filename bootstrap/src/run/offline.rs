@@ -1,8 +1,9 @@
 //! A member defragmented while stopped (`maintain --offline`). An online defrag blocks every
 //! request the member gets, and past etcd's request timeout (5 s + two election timeouts) they
 //! fail; a stopped member gets none: clients with several endpoints (kube-apiserver) send them
-//! to the others. Per member: leadership handed off, stopped, its database rewritten by etcd's
-//! own tool on its host, started, HEALTHY before the caller goes on. A run killed while a member
+//! to the others. Per member: leadership handed off, stopped (2 s for the requests under way,
+//! then killed: [`scripts::stop_drained`]), its database rewritten by etcd's own tool on its
+//! host, started, HEALTHY before the caller goes on. A run killed while a member
 //! is stopped leaves the member's name in the journal step; the next run starts it first.
 
 use crate::error::{BootError, Result};
@@ -73,7 +74,7 @@ pub fn defrag(ctx: &Ctx, m: &MemberPlan, wait: Duration) -> Result<Rewritten> {
     let moved = ctx.hand_off_leadership(m, wait)?;
     ctx.changing(&format!("{STEP} {name}"))?;
     let stopped = Instant::now();
-    let stop = ctx.run_on(m, &scripts::stop(m, None))?;
+    let stop = ctx.run_on(m, &scripts::stop_drained(m))?;
     if !stop.ok() {
         return Err(host_err(m, "stopping etcd", &stop));
     }
