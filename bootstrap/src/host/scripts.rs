@@ -380,6 +380,7 @@ mod tests {
             scripts.extend([start(&m, "tok"), stop(&m, Some("tok etcd-1")), stop(&m, None), preflight(&m, &["10.0.0.12".into()]), log_tail(&m, 5)]);
             scripts.extend([status_lines(&m), formation(&m), v2_probe(&m), v2store_probe(&m), clock_and_space(&m), free_space(&m), retire(&m), retire_now(&m)]);
             scripts.extend([restore_tool_probe(&m), restore_snapshot(&m, "/s.db", "etcd-1=https://10.0.0.11:2380", "tok", 1000)]);
+            scripts.extend([defrag_tool_probe(&m), defrag_offline(&m), stop_drained(&m)]);
         }
         let findings: Vec<String> = scripts.iter().filter_map(|s| crate::host::script::shellcheck(s, &[]).err().map(|f| format!("{f}\n{s}"))).collect();
         assert!(findings.is_empty(), "{}", findings.join("\n----\n"));
@@ -516,6 +517,49 @@ mod tests {
             let out = bash(&deliver(&[(target.display().to_string(), 0o600, b"k".to_vec())]));
             assert!(out.status.success(), "{out:?}");
             assert_eq!(std::fs::read(&target).unwrap(), b"k");
+            assert!(!canary.exists(), "payload {payload:?} ran");
+        }
+    }
+
+    #[test]
+    fn hostile_data_dirs_reach_the_offline_defrag_tool_as_one_word_and_never_run() {
+        for payload in CANARY_PAYLOADS {
+            let d = tempfile::tempdir().unwrap();
+            let canary = d.path().join("CANARY");
+            let payload = payload.replace("CANARY", &canary.display().to_string());
+            let mut m = member_in(d.path());
+            // the data dir named by the payload, its database present; stubs for etcd and etcdutl
+            // (the tool records its arguments, one per line)
+            let data = d.path().join(format!("data{}", payload.replace('/', "_")));
+            std::fs::create_dir_all(data.join("member/snap")).unwrap();
+            std::fs::write(data.join("member/snap/db"), b"0123456789").unwrap();
+            m.spec.data_dir = data.clone();
+            use std::os::unix::fs::PermissionsExt;
+            for (name, body) in [
+                (
+                    "etcd",
+                    "#!/bin/sh
+exit 0
+",
+                ),
+                (
+                    "etcdutl",
+                    "#!/bin/sh
+for a in \"$@\"; do printf '%s\\n' \"$a\"; done > \"$(dirname \"$0\")/args\"\n",
+                ),
+            ] {
+                let stub = d.path().join(name);
+                std::fs::write(&stub, body).unwrap();
+                std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).unwrap();
+            }
+            m.binary = d.path().join("etcd").display().to_string();
+            let probe = bash(&defrag_tool_probe(&m));
+            assert!(String::from_utf8_lossy(&probe.stdout).contains("defrag=no"), "{probe:?}");
+            let out = bash(&defrag_offline(&m));
+            assert!(out.status.success(), "{out:?}");
+            assert!(String::from_utf8_lossy(&out.stdout).contains("before=10\nafter=10"), "{out:?}");
+            let args = std::fs::read_to_string(d.path().join("args")).unwrap();
+            assert_eq!(args, format!("defrag\n--data-dir\n{}\n", data.display()), "the data dir arrives as one argument");
             assert!(!canary.exists(), "payload {payload:?} ran");
         }
     }
