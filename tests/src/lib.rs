@@ -110,6 +110,22 @@ pub fn timed_out(stderr: &str) -> bool {
     stderr.contains("context deadline exceeded") || stderr.contains("request timed out")
 }
 
+/// Whether etcdctl's error says the member it sent to stopped under it: etcd keeps accepting
+/// connections while it shuts down, and a request in flight on one when the member is killed
+/// (`received prior goaway` then EOF) or when etcd's shutdown stops its gRPC server (HTTP 200
+/// without a gRPC content type: etcd 3.5) is lost — as opposed to a request refused for want of
+/// a member to send it to.
+pub fn cut_by_a_stopping_member(stderr: &str) -> bool {
+    stderr.contains("received prior goaway") || stderr.contains("transport: missing content-type field")
+}
+
+/// What a client with every endpoint may lose while one member at a time is stopped: a request
+/// sent as the leader hands off ([`timed_out`]) or one in flight on the member as it stops
+/// ([`cut_by_a_stopping_member`]).
+pub fn lost_to_a_stop_or_hand_off(stderr: &str) -> bool {
+    timed_out(stderr) || cut_by_a_stopping_member(stderr)
+}
+
 /// A signal the harness sends (with kill(1), so this crate needs no unsafe code).
 #[derive(Debug, Clone, Copy)]
 pub enum Signal {
@@ -286,4 +302,22 @@ pub fn etcdutl_of_run() -> PathBuf {
     let etcd = tool("etcd", "ETCD_BIN");
     let beside = etcd.canonicalize().unwrap_or(etcd).with_file_name("etcdutl");
     if beside.is_file() { beside } else { workspace_root().join(".etcd/v3.5.1/etcdutl") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // etcdctl's own words, from a CI run on etcd 3.5.1 and a local loop on 3.7.4
+    const CUT_AT_KILL: &str = r#"Error: rpc error: code = Unknown desc = closing transport due to: connection error: desc = "error reading from server: EOF", received prior goaway: code: NO_ERROR, debug data: "#;
+    const CUT_AT_GRPC_STOP: &str = "Error: rpc error: code = Unknown desc = OK: HTTP status code 200; transport: missing content-type field";
+    const REFUSED: &str = r#"Error: rpc error: code = Unavailable desc = connection error: desc = "transport: Error while dialing dial tcp 127.0.0.11:2379: connect: connection refused""#;
+
+    #[test]
+    fn a_request_cut_by_a_stopping_member_is_told_from_one_refused() {
+        assert!(lost_to_a_stop_or_hand_off(CUT_AT_KILL) && lost_to_a_stop_or_hand_off(CUT_AT_GRPC_STOP));
+        assert!(lost_to_a_stop_or_hand_off("Error: context deadline exceeded"));
+        assert!(!lost_to_a_stop_or_hand_off(REFUSED));
+        assert!(!cut_by_a_stopping_member("Error: etcdserver: request timed out"));
+    }
 }

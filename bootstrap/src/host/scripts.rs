@@ -165,9 +165,10 @@ pub fn stop(m: &MemberPlan, purge: Option<&str>) -> String {
 }
 
 /// Stops a member that leads no more (its leadership handed off) for a short while: SIGTERM,
-/// 2 s for the requests under way to finish (etcd sends its clients away at once), then SIGKILL.
-/// etcd's own stop would wait its request timeout (7 s) for open watches, which it then cuts
-/// anyway; a killed etcd restarts from its WAL.
+/// 2 s for the requests under way to finish (etcd sends the clients already connected away at
+/// once, though it accepts new connections until it exits), then SIGKILL. etcd's own stop would
+/// wait its request timeout (7 s) for open watches, which it then cuts anyway; a killed etcd
+/// restarts from its WAL.
 pub fn stop_drained(m: &MemberPlan) -> String {
     stopping(m, Grace::Drained).text()
 }

@@ -529,12 +529,13 @@ fn adopt_reads_members_on_other_hosts_over_ssh() {
     assert!(lab.dir.join("host-3/var/lib/etcd-bootstrap/etcd-3.joiner.conf.yml").is_file(), "the joiner copy on etcd-3's host");
 
     // maintain --offline over SSH under continuous writes: each member stopped, its database
-    // rewritten on its host by the tool beside its etcd, started again as adopted; no write
-    // fails for a stopped member (at most one times out: one sent just as the leader hands off)
+    // rewritten on its host by the tool beside its etcd, started again as adopted; no write is
+    // refused for want of a member (at most two lost: one sent just as the leader hands off, one
+    // in flight on a member as it stops)
     let w = Writes::start(&lab, &eps);
     let r = boot(&spec, &["maintain", "--offline"]);
     assert!(r.ok() && r.stderr.matches("rewritten while stopped").count() == 3, "{}{}", r.stdout, r.stderr);
-    w.finish_failing_only(&lab, &eps, 1, integration_tests::timed_out);
+    w.finish_failing_only(&lab, &eps, 2, integration_tests::lost_to_a_stop_or_hand_off);
     let after: serde_json::Value = serde_json::from_str(&lab.adopt(&eps, &args).stdout).unwrap();
     assert_eq!(settings(&after), settings(&inv), "each member runs as adopted after maintain --offline");
 
