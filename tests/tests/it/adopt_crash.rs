@@ -1,6 +1,6 @@
 //! The crash matrix on an adopted cluster (the built cluster's is in `crash_matrix`).
 
-use crate::adopt::{boot, lab, settings, wait_degraded};
+use crate::adopt_lab::{boot, lab, settings, wait_degraded};
 use integration_tests::bin;
 use std::path::PathBuf;
 use std::process::Command;

@@ -1,7 +1,7 @@
 //! `adopt` and the day-2 commands on a lab whose members run under real systemd units (in the
 //! test's own systemd, `integration_tests::systemd`), as hand-made guides write them.
 
-use crate::adopt::{Given, Lab, Writes, cfssl_pki, etcdctl, hashes, layout, settings, wait_degraded, wait_healthy};
+use crate::adopt_lab::{Given, Lab, Writes, cfssl_pki, etcdctl, hashes, layout, settings, wait_degraded, wait_healthy};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 

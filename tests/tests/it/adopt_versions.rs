@@ -2,7 +2,7 @@
 //! the downgrade 3.7 -> 3.6, and the refusal before 3.7 of a member configured with what 3.7
 //! removed. Each host keeps its own binary where its command line names it.
 
-use crate::adopt::{Writes, boot, hashes, lab_on, lab_with, settings};
+use crate::adopt_lab::{Writes, boot, hashes, lab_on, lab_with, settings};
 use integration_tests::run_bounded;
 use std::process::Command;
 use std::time::Duration;

@@ -4,6 +4,7 @@
 
 mod adopt;
 mod adopt_crash;
+mod adopt_lab;
 mod adopt_systemd;
 mod adopt_versions;
 mod bootstrap_local;
