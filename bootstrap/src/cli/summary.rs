@@ -311,12 +311,12 @@ impl Summary for CancelSummary {
 }
 
 #[cfg(test)]
-mod golden {
+pub(crate) mod golden {
     //! The summaries from fixed reports, compared with `bootstrap/tests/golden/`. Regenerate with
     //! `UPDATE_GOLDEN=1 cargo test -p bootstrap golden`.
     use super::*;
 
-    fn check(name: &str, got: &str) {
+    pub(crate) fn check(name: &str, got: &str) {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
         if std::env::var("UPDATE_GOLDEN").is_ok() {
             std::fs::write(&path, got).unwrap();

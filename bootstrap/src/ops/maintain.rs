@@ -14,17 +14,22 @@ use etcdctl_lite::quorum::ClusterState;
 use serde::Serialize;
 use std::time::{Duration, Instant};
 
-/// A member's database before and after.
+/// A member's database before and after, and what its defragmentation cost.
 #[derive(Debug, Clone, Serialize)]
 pub struct MemberSizes {
     pub endpoint: String,
     pub db_size_before: i64,
     pub db_size_after: i64,
+    /// Online: how long the defrag call blocked the member's requests.
+    pub defrag_ms: Option<u64>,
+    /// Offline: how long the member was stopped (its clients went to the others meanwhile).
+    pub stopped_ms: Option<u64>,
 }
 
 /// What `maintain` did.
 #[derive(Debug, Clone, Serialize)]
 pub struct MaintainReport {
+    pub defrag: Defrag,
     pub compacted_revision: i64,
     pub members: Vec<MemberSizes>,
     pub disarmed: Vec<String>,
@@ -33,8 +38,9 @@ pub struct MaintainReport {
 /// The key the final write check puts and deletes.
 pub const WRITE_CHECK_KEY: &str = "/etcd-bootstrap/write-check";
 
-/// How each member is defragmented.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How each member is defragmented (`"online"`/`"offline"` in JSON).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Defrag {
     /// While it serves (etcd's defrag call): its requests wait meanwhile, and fail past etcd's
     /// request timeout.
@@ -83,19 +89,23 @@ pub fn maintain(ctx: &Ctx, wait: Duration, how: Defrag) -> Result<MaintainReport
     let mut done = 0;
     let limit = request_timeout(ctx.plan.loaded.spec.etcd.election_timeout());
     let mut outlasted = vec![];
+    // per endpoint: (defrag_ms, stopped_ms)
+    let mut cost: Vec<(String, Option<u64>, Option<u64>)> = vec![];
     for (i, endpoint) in order.iter().enumerate() {
         let member = ctx.plan.members.iter().find(|m| m.spec.client_url() == *endpoint);
         let name = member.map_or(endpoint.as_str(), |m| m.spec.name.as_str());
         live.at(&format!("defrag {name} ({} of {})", i + 1, order.len()), done);
         match (how, member) {
             (Defrag::Offline, Some(m)) => {
-                crate::run::offline::defrag(ctx, m, wait)?;
+                let rewritten = crate::run::offline::defrag(ctx, m, wait)?;
+                cost.push((endpoint.clone(), None, Some(millis(rewritten.stopped_for))));
             }
             _ => {
                 let took = defrag_online(ctx, endpoint, &long, wait)?;
                 if took >= limit {
                     outlasted.push((name.to_string(), took));
                 }
+                cost.push((endpoint.clone(), Some(millis(took)), None));
             }
         }
         done += if by_size { weight(endpoint) } else { 1 };
@@ -117,10 +127,15 @@ pub fn maintain(ctx: &Ctx, wait: Duration, how: Defrag) -> Result<MaintainReport
         .into_iter()
         .map(|(endpoint, db_size_before)| {
             let db_size_after = sizes_after.iter().find(|(e, _)| *e == endpoint).map(|(_, s)| *s).unwrap_or(0);
-            MemberSizes { endpoint, db_size_before, db_size_after }
+            let (defrag_ms, stopped_ms) = cost.iter().find(|(e, _, _)| *e == endpoint).map_or((None, None), |(_, d, s)| (*d, *s));
+            MemberSizes { endpoint, db_size_before, db_size_after, defrag_ms, stopped_ms }
         })
         .collect();
-    Ok(MaintainReport { compacted_revision: revision, members, disarmed: names })
+    Ok(MaintainReport { defrag: how, compacted_revision: revision, members, disarmed: names })
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// One member defragmented while it serves, then the quorum awaited; how long the defrag took.
@@ -181,7 +196,12 @@ impl MaintainReport {
         let mut s = format!("compacted to revision {}; alarms disarmed: {disarmed}\n", self.compacted_revision);
         for m in &self.members {
             let (before, after) = (etcdctl_lite::model::human_bytes(m.db_size_before), etcdctl_lite::model::human_bytes(m.db_size_after));
-            s.push_str(&format!("{}: database {before} -> {after}\n", m.endpoint));
+            let cost = match (m.defrag_ms, m.stopped_ms) {
+                (_, Some(ms)) => format!(" (stopped for {:.1} s)", ms as f64 / 1000.0),
+                (Some(ms), None) => format!(" (defragmented in {:.1} s)", ms as f64 / 1000.0),
+                (None, None) => String::new(),
+            };
+            s.push_str(&format!("{}: database {before} -> {after}{cost}\n", m.endpoint));
         }
         s.push_str("cluster HEALTHY and writable\n");
         s
@@ -203,5 +223,32 @@ mod tests {
         let w = outlasted_warning(&[("etcd-2".into(), Duration::from_secs(8))], request_timeout(Duration::from_millis(1250))).expect("a warning");
         assert!(w.contains("(7.5 s) on etcd-2 8.0 s:"), "{w}");
         assert_eq!(w.matches("warning").count(), 1, "{w}");
+    }
+
+    #[test]
+    fn golden_reports_say_how_each_member_was_defragmented_and_what_it_cost() {
+        let member = |i: u64, defrag_ms, stopped_ms| MemberSizes {
+            endpoint: format!("https://10.0.0.1{i}:2379"),
+            db_size_before: 2_254_857_830,
+            db_size_after: 1_073_741_824 + i as i64,
+            defrag_ms,
+            stopped_ms,
+        };
+        let online = MaintainReport {
+            defrag: Defrag::Online,
+            compacted_revision: 1200,
+            members: vec![member(1, Some(7232), None), member(2, Some(5104), None), member(3, Some(6871), None)],
+            disarmed: vec!["NOSPACE on 8e9e05c52164694d".into()],
+        };
+        let offline = MaintainReport {
+            defrag: Defrag::Offline,
+            members: vec![member(1, None, Some(16431)), member(2, None, Some(14402)), member(3, None, Some(13610))],
+            disarmed: vec![],
+            ..online.clone()
+        };
+        for (name, report) in [("maintain", online), ("maintain-offline", offline)] {
+            crate::cli::summary::golden::check(&format!("{name}.txt"), &report.render(crate::format::Format::Simple));
+            crate::cli::summary::golden::check(&format!("{name}.json"), &report.render(crate::format::Format::Json));
+        }
     }
 }

@@ -108,6 +108,10 @@ fn nospace_is_read_only_until_maintain_compacts_defragments_and_disarms() {
     // the leader last: the last member defragmented is the leader
     let report: serde_json::Value = serde_json::from_str(&m.stdout).unwrap();
     // etcd 3.4 raises NOSPACE once; 3.5 on every member whose backend is over the quota
+    assert_eq!(report["defrag"], "online");
+    for m in report["members"].as_array().unwrap() {
+        assert!(m["defrag_ms"].is_u64() && m["stopped_ms"].is_null(), "how long each defrag blocked its member: {m}");
+    }
     let disarmed = report["disarmed"].as_array().unwrap();
     assert!(!disarmed.is_empty() && disarmed.iter().all(|a| a.as_str().unwrap().starts_with("NOSPACE on ")), "{}", m.stdout);
     let after = db_sizes(dir, &eps);
@@ -167,7 +171,7 @@ fn maintain_offline_stops_one_member_at_a_time_and_writes_through_every_endpoint
             }
             (writes, failures)
         });
-        let m = boot(&spec, &["maintain", "--offline"]);
+        let m = boot(&spec, &["maintain", "--offline", "-w", "json"]);
         done.store(true, std::sync::atomic::Ordering::Relaxed);
         let (writes, failures) = writer.join().unwrap();
         (writes, failures, m)
@@ -177,6 +181,11 @@ fn maintain_offline_stops_one_member_at_a_time_and_writes_through_every_endpoint
         assert!(m.stderr.contains(step), "lacks {step:?}: {}", m.stderr);
     }
     assert_eq!(m.stderr.matches("] stop etcd-").count(), 3, "{}", m.stderr);
+    let report: serde_json::Value = serde_json::from_str(&m.stdout).unwrap();
+    assert_eq!(report["defrag"], "offline");
+    for member in report["members"].as_array().unwrap() {
+        assert!(member["stopped_ms"].as_u64().is_some_and(|ms| ms > 0) && member["defrag_ms"].is_null(), "how long each member was stopped: {member}");
+    }
     // none refused for want of a member; at most two lost: one sent as the leader hands off, one
     // in flight on a member as it is stopped (etcd accepts connections until it exits)
     let refused = failures.iter().filter(|f| !integration_tests::lost_to_a_stop_or_hand_off(f)).count();
