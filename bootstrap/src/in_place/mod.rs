@@ -164,8 +164,8 @@ pub struct Renewal {
 
 /// Every certificate file the members serve with, re-issued by `ca` (each must be signed by one
 /// of `issuers`, DER) and written back where it is, member by member, each gated on serving the
-/// new certificate and the cluster HEALTHY. Every member is read and checked before the first
-/// change. Returns how many certificates were issued.
+/// new certificate and answering the health check (HEALTHY at the end). Every member is read and
+/// checked before the first change. Returns how many certificates were issued.
 pub(crate) fn renew(ctx: &Ctx, ca: &pki::ca::Ca, issuers: &[&[u8]], how: Renewal, wait: Duration) -> Result<usize> {
     let (plan, progress) = (ctx.plan, ctx.progress);
     let (held, found) = read_held(ctx, issuers)?;
@@ -193,13 +193,14 @@ pub(crate) fn renew(ctx: &Ctx, ca: &pki::ca::Ca, issuers: &[&[u8]], how: Renewal
         if let Some((_, der)) = issued.serves.iter().find(|(n, _)| *n == m.spec.name) {
             ctx.wait_serves(m, der, wait)?;
         }
-        ctx.wait_healthy(wait, &format!("rotating {}", m.spec.name))?;
+        ctx.wait_member_healthy(m, wait, &format!("rotating {}", m.spec.name))?;
         progress.step(
             &format!("rotate {}", m.name()),
-            &format!("{} files renewed in place; serves the new certificate; cluster HEALTHY", mine.len()),
+            &format!("{} files renewed in place; serves the new certificate; healthy", mine.len()),
             Some(t.elapsed()),
         );
     }
+    crate::ops::rotate_certs::verify_healthy(ctx, wait)?;
     Ok(leaves.len())
 }
 

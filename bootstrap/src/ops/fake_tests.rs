@@ -59,6 +59,33 @@ fn rotate_certs_stops_at_the_member_it_cannot_reach_and_stays_unfinished() {
 }
 
 #[test]
+fn rotate_certs_gates_each_member_on_its_own_health_and_the_cluster_once_before_and_after() {
+    let c = cluster();
+    pki::bundle::issue_into(&c.plan.issue).unwrap();
+    crate::run::live::ensure_crl(&c.plan).unwrap();
+    let world = fakes::world(&c.plan);
+    c.run(&world, OpKind::RotateCerts, None, "rotate certs", |ctx| super::rotate_certs::rotate_certs(ctx, false, WAIT)).unwrap();
+    let w = world.lock().unwrap();
+    assert_eq!(w.member_checks, c.plan.endpoints(), "each member's health once, after its delivery");
+    // HEALTHY before the first member and after the last: not n verdicts of n members
+    assert_eq!(w.verdicts, 2);
+}
+
+#[test]
+fn a_member_that_does_not_answer_its_health_check_is_named_with_why() {
+    let c = cluster();
+    let world = fakes::world(&c.plan);
+    kill(&world, "etcd-2");
+    let e = c
+        .run(&world, OpKind::RotateCerts, None, "rotate certs", |ctx| {
+            ctx.wait_member_healthy(&ctx.plan.members[1], Duration::from_millis(200), "rotating etcd-2")
+        })
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("after rotating etcd-2: member etcd-2 not healthy within 0s (https://") && e.contains("connection refused)"), "{e}");
+}
+
+#[test]
 fn rotate_certs_killed_mid_delivery_delivers_again_to_that_member_first_without_renewing() {
     let c = cluster();
     pki::bundle::issue_into(&c.plan.issue).unwrap();

@@ -308,11 +308,13 @@ fn reissue(ctx: &Ctx, state: &mut RotationState, new_cert: &Path, new_key: &Path
         let t = Instant::now();
         ctx.deliver(m, &own_files(m, |f| !f.dest.ends_with("ca.crt"))?)?;
         ctx.wait_serves_own_certificate(m, wait)?;
-        ctx.wait_healthy(wait, &format!("re-issuing {}", m.spec.name))?;
-        progress.step(&format!("reissue {}", m.spec.name), "serves its certificate from the new CA; cluster HEALTHY", Some(t.elapsed()));
+        // no member stops in this phase: the change to this member is proved on it
+        ctx.wait_member_healthy(m, wait, &format!("re-issuing {}", m.spec.name))?;
+        progress.step(&format!("reissue {}", m.spec.name), "serves its certificate from the new CA; healthy", Some(t.elapsed()));
         state.done.push(m.spec.name.clone());
         save(plan, state)?;
     }
+    crate::ops::rotate_certs::verify_healthy(ctx, wait)?;
     // kube-apiserver's client certificate from the new CA, while the members still trust both
     write_control_plane_client(plan)?;
     *state = RotationState { phase: Phase::DropOld, done: vec![], reissued: true, waiting_for_operator: true };

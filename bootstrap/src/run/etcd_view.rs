@@ -19,6 +19,9 @@ pub trait EtcdView: Send + Sync {
     fn verdict(&self) -> Result<Verdict>;
     /// Whether every member answers a health check now (short bounds).
     fn all_healthy(&self) -> Result<bool>;
+    /// etcd's `endpoint health` of one member: a linearizable read through it (its leader is
+    /// known and answers it over the peer link) and no alarm; else why not.
+    fn member_health(&self, endpoint: &str) -> std::result::Result<(), String>;
     /// The member list, asked of `via` (client URLs; the first that answers).
     fn member_list(&self, via: &[String]) -> Result<Vec<MemberInfo>>;
     /// `member add --learner`: the new member and the list to start it with.
@@ -113,6 +116,10 @@ impl EtcdView for LiveEtcd {
         opts.dial_timeout = Duration::from_millis(500);
         opts.command_timeout = Duration::from_secs(1);
         Ok(self.rt.block_on(etcdctl_lite::ops::health(&opts)).iter().all(|h| h.healthy()))
+    }
+    fn member_health(&self, endpoint: &str) -> std::result::Result<(), String> {
+        let opts = self.via(&[endpoint.to_string()]).map_err(|e| e.to_string())?;
+        self.rt.block_on(etcdctl_lite::ops::health_one(endpoint.to_string(), opts)).result.map_err(|f| f.message)
     }
     fn member_list(&self, via: &[String]) -> Result<Vec<MemberInfo>> {
         let opts = self.via(via)?;

@@ -53,6 +53,10 @@ pub struct World {
     pub applied: HashMap<String, u64>,
     /// Members (by name) whose defrag tool cannot defragment a data dir.
     pub old_tools: HashSet<String>,
+    /// How many quorum verdicts were asked for (each probes every member).
+    pub verdicts: usize,
+    /// The members (by client URL) whose health alone was asked for, in order.
+    pub member_checks: Vec<String>,
     next_id: u64,
 }
 
@@ -228,7 +232,8 @@ fn status(id: u64, leader: u64, is_learner: bool) -> StatusInfo {
 
 impl EtcdView for FakeEtcd {
     fn verdict(&self) -> Result<Verdict> {
-        let w = lock(&self.world);
+        let mut w = lock(&self.world);
+        w.verdicts += 1;
         let alive = |m: &MemberInfo| m.started() && !w.dead.contains(&m.name) && !w.half_delivered.contains(&m.name);
         let first = w.members.iter().find(|m| alive(m) && !m.is_learner).map(|m| m.id).unwrap_or(0);
         let leader = w.leader.filter(|l| w.members.iter().any(|m| m.id == *l && alive(m))).unwrap_or(first);
@@ -252,6 +257,14 @@ impl EtcdView for FakeEtcd {
     fn all_healthy(&self) -> Result<bool> {
         let w = lock(&self.world);
         Ok(w.members.iter().all(|m| m.started() && !w.dead.contains(&m.name) && !w.half_delivered.contains(&m.name)))
+    }
+    fn member_health(&self, endpoint: &str) -> std::result::Result<(), String> {
+        let mut w = lock(&self.world);
+        w.member_checks.push(endpoint.to_string());
+        match w.members.iter().find(|m| m.client_urls.iter().any(|u| u == endpoint)) {
+            Some(m) if m.started() && !w.dead.contains(&m.name) && !w.half_delivered.contains(&m.name) => Ok(()),
+            _ => Err(format!("{endpoint}: connection refused")),
+        }
     }
     fn member_list(&self, _via: &[String]) -> Result<Vec<MemberInfo>> {
         Ok(self.call("list")?.members.clone())

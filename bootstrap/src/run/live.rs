@@ -153,6 +153,26 @@ impl Ctx<'_> {
         )
     }
 
+    /// Waits (bounded by `wait`) until `m` alone answers etcd's health check: for a change to
+    /// that member only, where a verdict over every member after each would cost n × n probes.
+    pub(crate) fn wait_member_healthy(&self, m: &MemberPlan, wait: Duration, after: &str) -> Result<()> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let why = match self.etcd.member_health(&m.spec.client_url()) {
+                Ok(()) => return Ok(()),
+                Err(why) => why,
+            };
+            if Instant::now() > deadline {
+                return Err(BootError::NotHealthy(format!(
+                    "after {after}: member {} not healthy within {}s ({why}); stopped here, and running the same command again resumes",
+                    m.spec.name,
+                    wait.as_secs()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Polls the verdict (bounded by `wait`) until `accept` takes it; past the bound, `failure`
     /// says why.
     pub(crate) fn wait_until(&self, wait: Duration, accept: impl Fn(&Verdict) -> bool, failure: impl Fn(&Verdict) -> String) -> Result<Verdict> {
