@@ -200,7 +200,7 @@ pub(crate) fn renew(ctx: &Ctx, ca: &pki::ca::Ca, issuers: &[&[u8]], how: Renewal
             Some(t.elapsed()),
         );
     }
-    crate::ops::rotate_certs::verify_healthy(ctx, wait)?;
+    ctx.verify_healthy(wait, "rotating every member")?;
     Ok(leaves.len())
 }
 

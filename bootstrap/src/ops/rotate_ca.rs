@@ -314,7 +314,7 @@ fn reissue(ctx: &Ctx, state: &mut RotationState, new_cert: &Path, new_key: &Path
         state.done.push(m.spec.name.clone());
         save(plan, state)?;
     }
-    crate::ops::rotate_certs::verify_healthy(ctx, wait)?;
+    ctx.verify_healthy(wait, "re-issuing every member")?;
     // kube-apiserver's client certificate from the new CA, while the members still trust both
     write_control_plane_client(plan)?;
     *state = RotationState { phase: Phase::DropOld, done: vec![], reissued: true, waiting_for_operator: true };

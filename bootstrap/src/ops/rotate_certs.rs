@@ -45,19 +45,11 @@ pub fn rotate_certs(ctx: &Ctx, rekey: bool, wait: Duration) -> Result<()> {
         ctx.wait_member_healthy(m, wait, &format!("rotating {}", m.spec.name))?;
         progress.step(&format!("rotate {}", m.name()), "serves the new certificate; healthy", Some(t.elapsed()));
     }
-    verify_healthy(ctx, wait)?;
+    ctx.verify_healthy(wait, "rotating every member")?;
     let t = Instant::now();
     let outputs = crate::kube::outputs::write(plan, crate::kube::outputs::existing_api(plan))?;
     let changed = outputs.iter().filter(|w| w.outcome != pki::files::Outcome::Unchanged).count();
     progress.step("outputs", &format!("{changed} control-plane files updated: copy out/control-plane/NODE/ to each node, then restart kube-apiserver node by node (it reads them at start)"), Some(t.elapsed()));
-    Ok(())
-}
-
-/// HEALTHY once every member serves its new certificate (and the operation is not finished
-/// until then).
-pub(crate) fn verify_healthy(ctx: &Ctx, wait: Duration) -> Result<()> {
-    let v = ctx.wait_healthy(wait, "rotating every member")?;
-    ctx.progress.step("verify", &format!("{}: {}", v.state.word(), v.summary), None);
     Ok(())
 }
 

@@ -153,6 +153,14 @@ impl Ctx<'_> {
         )
     }
 
+    /// [`Ctx::wait_healthy`] after a change made member by member with each gated on its own
+    /// health: the operation is not finished until the cluster is HEALTHY; said as `verify:`.
+    pub(crate) fn verify_healthy(&self, wait: Duration, after: &str) -> Result<()> {
+        let v = self.wait_healthy(wait, after)?;
+        self.progress.step("verify", &format!("{}: {}", v.state.word(), v.summary), None);
+        Ok(())
+    }
+
     /// Waits (bounded by `wait`) until `m` alone answers etcd's health check: for a change to
     /// that member only, where a verdict over every member after each would cost n × n probes.
     pub(crate) fn wait_member_healthy(&self, m: &MemberPlan, wait: Duration, after: &str) -> Result<()> {
