@@ -5,6 +5,7 @@
 /// The static bodies, one file each (`lib_*`: functions other bodies call).
 pub mod body {
     pub const IS_ETCD: &str = include_str!("scripts/lib_is_etcd.sh");
+    pub const STOP_ETCD: &str = include_str!("scripts/lib_stop_etcd.sh");
     pub const RESTORE_TOOL: &str = include_str!("scripts/lib_restore_tool.sh");
     pub const ADOPTED_FIND_PID: &str = include_str!("scripts/lib_adopted_find_pid.sh");
     pub const DELIVER: &str = include_str!("scripts/deliver.sh");
@@ -45,6 +46,7 @@ pub mod body {
     /// Every body with its file name, for the checks over all of them.
     pub const ALL: &[(&str, &str)] = &[
         ("lib_is_etcd.sh", IS_ETCD),
+        ("lib_stop_etcd.sh", STOP_ETCD),
         ("lib_restore_tool.sh", RESTORE_TOOL),
         ("lib_adopted_find_pid.sh", ADOPTED_FIND_PID),
         ("deliver.sh", DELIVER),

@@ -152,7 +152,9 @@ fn systemd_text(s: &str) -> String {
     s.chars().map(|c| if c.is_control() { '?' } else { c }).collect::<String>().replace('%', "%%")
 }
 
-/// Stops the member (SIGTERM, bounded wait, SIGKILL) — only a process that is etcd.
+/// Stops the member (SIGTERM, bounded wait, SIGKILL) — only a process that is etcd. A process
+/// is killed as soon as it has closed its listeners: etcd closes its peer port last, after its
+/// server stopped, then only waits up to 1 s for idle peer connections (`lib_stop_etcd.sh`).
 /// With `purge` (this cluster's marker text), also removes its data dir and marker — the only
 /// place anything is deleted, and only with proof of ownership (see `purge.sh`).
 pub fn stop(m: &MemberPlan, purge: Option<&str>) -> String {
@@ -165,7 +167,7 @@ pub fn stop(m: &MemberPlan, purge: Option<&str>) -> String {
 }
 
 /// Stops a member that leads no more (its leadership handed off) for a short while: SIGTERM,
-/// 2 s for the requests under way to finish (etcd sends the clients already connected away at
+/// up to 2 s for the requests under way to finish (less once its listeners are closed) (etcd sends the clients already connected away at
 /// once, though it accepts new connections until it exits), then SIGKILL. etcd's own stop would
 /// wait its request timeout (7 s) for open watches, which it then cuts anyway; a killed etcd
 /// restarts from its WAL.
@@ -176,7 +178,8 @@ pub fn stop_drained(m: &MemberPlan) -> String {
 /// How long a stopping etcd may take before SIGKILL.
 #[derive(Debug, Clone, Copy)]
 enum Grace {
-    /// 10 s: a leadership hand-off and open watches drained (etcd's own shutdown).
+    /// 10 s: a leadership hand-off and open watches drained (etcd's own shutdown, less its last
+    /// second of waiting for idle peer connections).
     Graceful,
     /// 2 s: requests under way finished; open watches cut, as etcd's shutdown cuts them later.
     Drained,
@@ -206,6 +209,7 @@ fn stopping(m: &MemberPlan, grace: Grace) -> Script {
         .set("grace", if matches!(grace, Grace::Graceful) { "graceful" } else { "short" })
         .set("grace_tenths", grace.tenths().to_string())
         .set("grace_seconds", (f64::from(grace.tenths()) / 10.0).to_string())
+        .then(body::STOP_ETCD)
         .then(body::STOP)
 }
 
@@ -453,6 +457,45 @@ mod tests {
         let out = String::from_utf8_lossy(&bash(&purge).stdout).into_owned();
         assert!(out.contains("purged="), "{out}");
         assert!(!data.exists() && !m.marker_file().exists());
+    }
+
+    /// A stand-in etcd (a perl script named etcd): listens on a port, writes its pid file once it
+    /// does, and on SIGTERM runs `on_term` (perl). Waits, bounded, for the pid file.
+    fn fake_etcd(m: &MemberPlan, dir: &std::path::Path, on_term: &str) -> std::process::Child {
+        let exe = dir.join("etcd");
+        let body = format!(
+            "#!/usr/bin/perl\nuse IO::Socket::INET;\nmy $l = IO::Socket::INET->new(Listen => 5, LocalAddr => '127.0.0.1', LocalPort => 0) or die \"listen: $!\";\n$SIG{{TERM}} = sub {{ {on_term} }};\nopen(my $f, '>', $ARGV[0]) or die; print $f \"$$\\n\"; close $f;\nsleep 1 while 1;\n"
+        );
+        std::fs::write(&exe, body).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::create_dir_all(&m.spec.run_dir).unwrap();
+        let child = Command::new(&exe).arg(m.pid_file()).spawn().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::fs::read_to_string(m.pid_file()).map_or(true, |p| p.trim() != child.id().to_string()) {
+            assert!(std::time::Instant::now() < deadline, "the stand-in etcd did not start");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        child
+    }
+
+    #[test]
+    fn a_stopping_etcd_is_killed_once_it_has_closed_its_listeners_and_not_before() {
+        let d = tempfile::tempdir().unwrap();
+        let m = member_in(d.path());
+        // like etcd: the listener closed (its server stopped), then a wait for idle peer connections
+        let mut etcd = fake_etcd(&m, d.path(), "close $l; sleep 30; exit 0");
+        let out = String::from_utf8_lossy(&bash(&stop_drained(&m)).stdout).into_owned();
+        let pid = etcd.id();
+        assert!(out.contains(&format!("closed={pid}")) && out.contains(&format!("stopped={pid}")) && !out.contains("killed="), "{out}");
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(etcd.wait().unwrap().signal(), Some(9), "cut by SIGKILL, not left to its 30 s");
+        assert!(!m.pid_file().exists());
+        // one that ignores SIGTERM and keeps listening: SIGKILL only past the grace
+        let mut etcd = fake_etcd(&m, d.path(), "");
+        let out = String::from_utf8_lossy(&bash(&stop_drained(&m)).stdout).into_owned();
+        assert!(out.contains(&format!("killed={}", etcd.id())) && !out.contains("closed="), "{out}");
+        assert_eq!(etcd.wait().unwrap().signal(), Some(9));
     }
 
     const CANARY_PAYLOADS: &[&str] = &[

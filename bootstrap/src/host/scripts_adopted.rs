@@ -64,7 +64,11 @@ pub fn start(m: &MemberPlan, a: &AdoptedMember) -> String {
 /// Stops the member: SIGTERM, up to `tenths` tenths of a second, then SIGKILL (a unit: its own
 /// stop, bounded the same way; a static pod: its manifest parked and the process waited for).
 pub fn stop(m: &MemberPlan, a: &AdoptedMember, tenths: u32) -> Script {
-    changing(m, a).set("grace_tenths", tenths.to_string()).set("grace_seconds", (f64::from(tenths.max(1)) / 10.0).to_string()).then(body::ADOPTED_STOP)
+    changing(m, a)
+        .set("grace_tenths", tenths.to_string())
+        .set("grace_seconds", (f64::from(tenths.max(1)) / 10.0).to_string())
+        .then(body::STOP_ETCD)
+        .then(body::ADOPTED_STOP)
 }
 
 #[cfg(test)]

@@ -17,6 +17,9 @@ pub trait EtcdView: Send + Sync {
     /// One quorum verdict over the spec's members (an election re-checked for one election
     /// timeout before it is reported).
     fn verdict(&self) -> Result<Verdict>;
+    /// Whether the member at `endpoint` says it leads (its status: the leader is itself); `None`
+    /// when it does not answer. A leader knows it leads: `Some(false)` needs no verdict.
+    fn leads(&self, endpoint: &str) -> Option<bool>;
     /// Whether every member answers a health check now (short bounds).
     fn all_healthy(&self) -> Result<bool>;
     /// etcd's `endpoint health` of one member: a linearizable read through it (its leader is
@@ -98,6 +101,19 @@ impl LiveEtcd {
             .map_err(etcd_err("the healthcheck client's files"))
     }
 
+    /// Runs `work` on the view's runtime, then lets the connections it dropped close: on this
+    /// one-thread runtime their tasks run only inside a `block_on`, and etcd's graceful stop
+    /// waits (about a second) for a client connection left open.
+    fn block_on<F: std::future::Future>(&self, work: F) -> F::Output {
+        let out = self.rt.block_on(work);
+        self.rt.block_on(async {
+            for _ in 0..3 {
+                tokio::task::yield_now().await;
+            }
+        });
+        out
+    }
+
     fn via(&self, via: &[String]) -> Result<ClientOptions> {
         Ok(self.options()?.with_endpoints(via.to_vec()))
     }
@@ -109,41 +125,47 @@ impl EtcdView for LiveEtcd {
             true => self.options()?.keeping(&self.kept),
             false => self.options()?,
         };
-        Ok(self.rt.block_on(etcdctl_lite::observe::assess(&opts, self.election_timeout)))
+        Ok(self.block_on(etcdctl_lite::observe::assess(&opts, self.election_timeout)))
+    }
+    fn leads(&self, endpoint: &str) -> Option<bool> {
+        let opts = self.via(&[endpoint.to_string()]).ok()?;
+        let status = self.block_on(etcdctl_lite::ops::status_one(endpoint.to_string(), opts)).result.ok()?;
+        // no leader known (an election): not a `false` to skip the verdict on
+        (status.leader != 0).then_some(status.leader == status.member_id)
     }
     fn all_healthy(&self) -> Result<bool> {
         let mut opts = self.options()?;
         opts.dial_timeout = Duration::from_millis(500);
         opts.command_timeout = Duration::from_secs(1);
-        Ok(self.rt.block_on(etcdctl_lite::ops::health(&opts)).iter().all(|h| h.healthy()))
+        Ok(self.block_on(etcdctl_lite::ops::health(&opts)).iter().all(|h| h.healthy()))
     }
     fn member_health(&self, endpoint: &str) -> std::result::Result<(), String> {
         let opts = self.via(&[endpoint.to_string()]).map_err(|e| e.to_string())?;
-        self.rt.block_on(etcdctl_lite::ops::health_one(endpoint.to_string(), opts)).result.map_err(|f| f.message)
+        self.block_on(etcdctl_lite::ops::health_one(endpoint.to_string(), opts)).result.map_err(|f| f.message)
     }
     fn member_list(&self, via: &[String]) -> Result<Vec<MemberInfo>> {
         let opts = self.via(via)?;
-        self.rt.block_on(etcdctl_lite::ops::member_list(&opts)).map(|l| l.members).map_err(etcd_err("listing the members"))
+        self.block_on(etcdctl_lite::ops::member_list(&opts)).map(|l| l.members).map_err(etcd_err("listing the members"))
     }
     fn add_learner(&self, via: &[String], peer_url: &str) -> Result<(MemberInfo, Vec<MemberInfo>)> {
         let opts = self.via(via)?;
-        self.rt.block_on(etcdctl_lite::ops::member_add(&opts, &[peer_url.to_string()], true)).map_err(etcd_err("adding the learner"))
+        self.block_on(etcdctl_lite::ops::member_add(&opts, &[peer_url.to_string()], true)).map_err(etcd_err("adding the learner"))
     }
     fn remove_member(&self, via: &[String], id: u64) -> Result<()> {
         let opts = self.via(via)?;
-        self.rt.block_on(etcdctl_lite::ops::member_remove(&opts, id)).map(|_| ()).map_err(etcd_err("removing the member"))
+        self.block_on(etcdctl_lite::ops::member_remove(&opts, id)).map(|_| ()).map_err(etcd_err("removing the member"))
     }
     fn promote(&self, via: &[String], id: u64) -> Result<()> {
         let opts = self.via(via)?;
-        self.rt.block_on(etcdctl_lite::ops::member_promote(&opts, id)).map(|_| ()).map_err(etcd_err("promoting the learner"))
+        self.block_on(etcdctl_lite::ops::member_promote(&opts, id)).map(|_| ()).map_err(etcd_err("promoting the learner"))
     }
     fn move_leader(&self, to: u64) -> Result<()> {
         let opts = self.options()?;
-        self.rt.block_on(etcdctl_lite::ops::move_leader(&opts, to)).map(|_| ()).map_err(etcd_err("moving leadership"))
+        self.block_on(etcdctl_lite::ops::move_leader(&opts, to)).map(|_| ()).map_err(etcd_err("moving leadership"))
     }
     fn version_of(&self, endpoint: &str) -> Option<Version> {
         let opts = self.via(&[endpoint.to_string()]).ok()?;
-        self.rt.block_on(etcdctl_lite::ops::status(&opts)).into_iter().find_map(|s| s.result.ok()).and_then(|s| Version::parse(&s.version))
+        self.block_on(etcdctl_lite::ops::status(&opts)).into_iter().find_map(|s| s.result.ok()).and_then(|s| Version::parse(&s.version))
     }
     fn cluster_version(&self) -> Option<String> {
         let opts = self.options().ok()?;
@@ -151,11 +173,11 @@ impl EtcdView for LiveEtcd {
     }
     fn downgrade(&self, what: &Downgrade) -> Result<String> {
         let opts = self.options()?;
-        self.rt.block_on(etcdctl_lite::maintenance::downgrade(&opts, what)).map_err(etcd_err("asking etcd's downgrade API"))
+        self.block_on(etcdctl_lite::maintenance::downgrade(&opts, what)).map_err(etcd_err("asking etcd's downgrade API"))
     }
     fn storage_of(&self, endpoint: &str) -> Option<Status36> {
         let opts = self.via(&[endpoint.to_string()]).ok()?;
-        self.rt.block_on(etcdctl_lite::ops::status(&opts)).into_iter().find_map(|s| s.result.ok()).and_then(|s| s.since_36)
+        self.block_on(etcdctl_lite::ops::status(&opts)).into_iter().find_map(|s| s.result.ok()).and_then(|s| s.since_36)
     }
     fn served_certificate(&self, endpoint: &str) -> Option<Vec<u8>> {
         let opts = self.options().ok()?;

@@ -230,13 +230,19 @@ fn status(id: u64, leader: u64, is_learner: bool) -> StatusInfo {
     }
 }
 
+/// The leader moved here by `move_leader` while it runs, else the first running voter.
+fn leader_of(w: &World) -> u64 {
+    let alive = |m: &MemberInfo| m.started() && !w.dead.contains(&m.name) && !w.half_delivered.contains(&m.name);
+    let first = w.members.iter().find(|m| alive(m) && !m.is_learner).map(|m| m.id).unwrap_or(0);
+    w.leader.filter(|l| w.members.iter().any(|m| m.id == *l && alive(m))).unwrap_or(first)
+}
+
 impl EtcdView for FakeEtcd {
     fn verdict(&self) -> Result<Verdict> {
         let mut w = lock(&self.world);
         w.verdicts += 1;
         let alive = |m: &MemberInfo| m.started() && !w.dead.contains(&m.name) && !w.half_delivered.contains(&m.name);
-        let first = w.members.iter().find(|m| alive(m) && !m.is_learner).map(|m| m.id).unwrap_or(0);
-        let leader = w.leader.filter(|l| w.members.iter().any(|m| m.id == *l && alive(m))).unwrap_or(first);
+        let leader = leader_of(&w);
         let refused = || Failure { kind: FailureKind::Refused, message: "connection refused".into() };
         let probes = self
             .endpoints
@@ -253,6 +259,11 @@ impl EtcdView for FakeEtcd {
             .collect();
         let member_list = Some(MemberList { cluster_id: 7, member_id: leader, raft_term: 2, members: w.members.clone() }).filter(|_| leader != 0);
         Ok(etcdctl_lite::quorum::verdict(&Observation { member_list, probes }))
+    }
+    fn leads(&self, endpoint: &str) -> Option<bool> {
+        let w = lock(&self.world);
+        let m = w.members.iter().find(|m| m.client_urls.iter().any(|u| u == endpoint) && m.started() && !w.dead.contains(&m.name))?;
+        Some(leader_of(&w) == m.id)
     }
     fn all_healthy(&self) -> Result<bool> {
         let w = lock(&self.world);

@@ -247,16 +247,24 @@ impl Ctx<'_> {
     /// along) and waits until the cluster follows it, so that stopping `m` causes no election.
     /// Returns the new leader.
     pub(crate) fn hand_off_leadership(&self, m: &MemberPlan, wait: Duration) -> Result<Option<String>> {
+        // one member's status, not a verdict over all of them, when it says it follows
+        if self.etcd.leads(&m.spec.client_url()) == Some(false) {
+            return Ok(None);
+        }
         let v = self.verdict()?;
         let is_leader = |x: &etcdctl_lite::quorum::MemberVerdict| x.role == QRole::Leader && x.state == MemberState::Healthy;
         if !v.members.iter().any(|x| is_leader(x) && (x.name == m.spec.name || x.endpoint == m.spec.client_url())) {
             return Ok(None);
         }
-        // the follower furthest along (the first of equals): a transfer waits until its target
-        // has the leader's log, and the leader drops the proposals it gets meanwhile
+        // rolling operations go in the plan's order: a member before `m` is done, and leading
+        // it needs no second hand-off. Among those (else all), the follower furthest along (the
+        // first of equals): a transfer waits until its target has the leader's log, and the
+        // leader drops the proposals it gets meanwhile.
+        let position = |name: &str| self.plan.members.iter().position(|x| x.spec.name == name);
+        let done = |x: &etcdctl_lite::quorum::MemberVerdict| position(&x.name).is_some_and(|i| Some(i) < position(&m.spec.name));
         let followers = v.members.iter().filter(|x| x.name != m.spec.name && x.role == QRole::Follower && x.state == MemberState::Healthy);
         let furthest = followers.fold(None::<&etcdctl_lite::quorum::MemberVerdict>, |best, x| match best {
-            Some(b) if b.applied_index >= x.applied_index => Some(b),
+            Some(b) if (done(b), b.applied_index) >= (done(x), x.applied_index) => Some(b),
             _ => Some(x),
         });
         let Some((id, name)) = furthest.and_then(|x| u64::from_str_radix(&x.id, 16).ok().map(|id| (id, x.name.clone()))) else {
@@ -296,7 +304,8 @@ impl Ctx<'_> {
     }
 
     /// Restarts one member without an election: leadership handed off first, then stop and
-    /// start, then a HEALTHY verdict before returning.
+    /// start, then the member's own health (polled every 50 ms, one endpoint) and a HEALTHY
+    /// verdict before returning: the next member's stop needs every other one healthy.
     pub(crate) fn restart_member(&self, m: &MemberPlan, wait: Duration) -> Result<()> {
         self.refuse_downgrade(m)?;
         if let Some(to) = self.hand_off_leadership(m, wait)? {
@@ -310,7 +319,10 @@ impl Ctx<'_> {
         if !start.ok() {
             return Err(host_err(m, "starting etcd", &start));
         }
-        self.wait_healthy(wait, &format!("restarting {}", m.spec.name))?;
+        // its own health first, polled cheaply; then the whole cluster once
+        let after = format!("restarting {}", m.spec.name);
+        self.wait_member_healthy(m, wait, &after)?;
+        self.wait_healthy(wait, &after)?;
         Ok(())
     }
 

@@ -115,8 +115,7 @@ pub fn swap_binary(ctx: &Ctx, m: &MemberPlan, release: &EtcdRelease, wait: Durat
     ctx.restart_member(&next, wait)?;
     let deadline = Instant::now() + wait;
     loop {
-        let now = member_versions(ctx);
-        if now.iter().any(|(n, v)| *n == m.spec.name && *v == Some(release.version)) {
+        if ctx.etcd.version_of(&m.spec.client_url()) == Some(release.version) {
             return Ok(());
         }
         if Instant::now() > deadline {

@@ -1,14 +1,10 @@
 # host script: stop
-# Stops the adopted member: SIGTERM, up to grace_tenths tenths of a second, then SIGKILL (a unit:
-# its own stop, bounded the same way; a static pod: its manifest parked and the process waited for).
+# Stops the adopted member: stop_etcd (SIGTERM; SIGKILL once its storage is closed, or past
+# grace_tenths tenths of a second). A unit: its own stop, bounded the same way; a static pod: its
+# manifest parked and the process waited for.
 set -u
 stop_pid() {
-  if [ -n "$p" ] && is_etcd "$p"; then
-    kill -CONT "$p" 2>/dev/null; kill -TERM "$p"; i=0
-    while is_etcd "$p" && [ "$i" -lt "$grace_tenths" ]; do sleep 0.1; i=$((i+1)); done
-    is_etcd "$p" && kill -KILL "$p" && echo "killed=$p"
-    echo "stopped=$p"
-  fi
+  if [ -n "$p" ] && is_etcd "$p"; then stop_etcd "$p"; fi
   [ "$(cat "$pid_file" 2>/dev/null)" = "$p" ] && rm -f -- "$pid_file"
   true
 }

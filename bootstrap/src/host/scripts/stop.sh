@@ -1,18 +1,14 @@
 # host script: stop
-# Stops the member built here: SIGTERM, up to grace_tenths tenths of a second, then SIGKILL, and
-# only a process that is etcd. Under systemd: gracefully, the unit's own TimeoutStopSec; shortly,
-# past the grace the unit's processes are killed and the stop job then finishes at once.
+# Stops the member built here, and only a process that is etcd: stop_etcd (SIGTERM; SIGKILL once
+# its storage is closed, or past grace_tenths tenths of a second). Under systemd: gracefully, the
+# unit's own stop and TimeoutStopSec; shortly, past the grace the unit's processes are killed and
+# the stop job then finishes at once.
 set -u
 case "$supervisor" in
   process)
     if [ -f "$pid_file" ]; then
       p=$(cat "$pid_file")
-      if is_etcd "$p"; then
-        kill -CONT "$p" 2>/dev/null; kill -TERM "$p"; i=0
-        while is_etcd "$p" && [ "$i" -lt "$grace_tenths" ]; do sleep 0.1; i=$((i+1)); done
-        is_etcd "$p" && kill -KILL "$p" && echo "killed=$p"
-        echo "stopped=$p"
-      fi
+      is_etcd "$p" && stop_etcd "$p"
       # only our pid file: a start that raced this stop may have written a new one
       [ "$(cat "$pid_file" 2>/dev/null)" = "$p" ] && rm -f -- "$pid_file"
     fi ;;
