@@ -11,7 +11,6 @@
 use crate::error::{BootError, Result};
 use crate::plan::MemberPlan;
 use crate::run::context::Ctx;
-use crate::run::live::Stop;
 use crate::run::rolling::{
     Roll, RollReport, RollState, backup_dir, bin_dir_of, load, member_versions, refuse_owned_binaries, save, state_path, swap_binary, wait_cluster_version,
 };
@@ -123,7 +122,7 @@ pub fn downgrade(ctx: &Ctx, to: &str, sha256: Option<&str>, dry_run: bool, wait:
         live.at(&format!("downgrade {} to etcd {}", m.name(), release.version), i as u64);
         let t = Instant::now();
         ctx.changing(&format!("downgrade {}", m.name()))?;
-        swap_binary(ctx, m, &release, wait, Stop::Graceful)?;
+        swap_binary(ctx, m, &release, wait)?;
         state.done.push(m.spec.name.clone());
         save(plan, Roll::Downgrade, &state)?;
         progress.step(&format!("downgrade {}", m.name()), &format!("runs etcd {}; cluster HEALTHY", release.version), Some(t.elapsed()));

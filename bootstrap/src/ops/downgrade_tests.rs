@@ -53,7 +53,6 @@ fn it_enables_etcds_downgrade_first_then_moves_each_member_the_leader_last() {
     let first_delivery = ev.iter().position(|e| e.contains(": deliver ")).unwrap();
     assert!(enable < first_delivery, "enabled before any binary moves: {ev:?}");
     assert_eq!(delivered_to(&world), ["etcd-1", "etcd-3", "etcd-2"], "the leader (etcd-2) last");
-    assert!(world.lock().unwrap().drained.is_empty(), "etcd's own stop, to the end of its server's");
     assert!(world.lock().unwrap().versions.values().all(|v| *v == Version(3, 6, 17)));
     assert!(!rolling::state_path(&c.plan, Roll::Downgrade).exists(), "its record goes when it is done");
     assert_eq!(c.under_way(), 0);

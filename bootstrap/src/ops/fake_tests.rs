@@ -143,7 +143,6 @@ fn rotate_ca_restarts_members_one_by_one_leader_handed_off_then_pauses_and_resum
     assert!(moved < stop2, "{ev:?}");
     // to etcd-1, restarted already, though etcd-3 is further along: no second hand-off
     assert_eq!(ev[moved], "etcd: move-leader 1", "{ev:?}");
-    assert_eq!(world.lock().unwrap().drained, ["etcd-1", "etcd-2"], "watches cut after 2 s, not etcd's 7");
     assert_eq!(c.under_way(), 1);
     // another change is refused meanwhile
     let refused = c.run(&world, OpKind::RotateCerts, None, "rotate certs", |_| Ok(())).unwrap_err();

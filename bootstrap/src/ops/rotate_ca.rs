@@ -21,7 +21,7 @@ use crate::plan::trust_bundle_path;
 use crate::plan::{MemberPlan, Plan};
 use crate::progress::Progress;
 use crate::run::context::Ctx;
-use crate::run::live::{Stop, own_files};
+use crate::run::live::own_files;
 use etcdctl_lite::quorum::ClusterState;
 use pki::cluster::Role;
 use pki::files::{self, PlannedFile};
@@ -425,7 +425,7 @@ fn rolling_restart(ctx: &Ctx, state: &mut RotationState, ca_pem: &[u8], wait: Du
         let t = Instant::now();
         deliver_ca(ctx, m, ca_pem)?;
         // etcd reads its CA bundle only at start
-        ctx.restart_member(m, wait, Stop::Drained)?;
+        ctx.restart_member(m, wait)?;
         progress.step(&format!("{what} {}", m.spec.name), "restarted with the new CA bundle; cluster HEALTHY", Some(t.elapsed()));
         state.done.push(m.spec.name.clone());
         save(plan, state)?;

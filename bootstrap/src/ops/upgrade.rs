@@ -9,7 +9,6 @@
 use crate::error::{BootError, Result};
 use crate::plan::MemberPlan;
 use crate::run::context::Ctx;
-use crate::run::live::Stop;
 use crate::run::rolling::{
     Roll, RollReport, RollState, backup_dir, bin_dir_of, cluster_version, refuse_owned_binaries, save, state_path, swap_binary, wait_cluster_version,
 };
@@ -157,7 +156,7 @@ pub fn upgrade(ctx: &Ctx, to: &str, sha256: Option<&str>, dry_run: bool, wait: D
     for (i, m) in pending.iter().enumerate() {
         live.at(&format!("upgrade {} to etcd {}", m.name(), release.version), i as u64);
         let t = Instant::now();
-        swap_binary(ctx, m, &release, wait, Stop::Drained)?;
+        swap_binary(ctx, m, &release, wait)?;
         state.done.push(m.spec.name.clone());
         save(plan, Roll::Upgrade, &state)?;
         progress.step(&format!("upgrade {}", m.name()), &format!("runs etcd {}; cluster HEALTHY", release.version), Some(t.elapsed()));

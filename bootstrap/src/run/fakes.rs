@@ -57,8 +57,6 @@ pub struct World {
     pub verdicts: usize,
     /// The members (by client URL) whose health alone was asked for, in order.
     pub member_checks: Vec<String>,
-    /// The members (by name) stopped with a drained stop (SIGKILL past 2 s), in order.
-    pub drained: Vec<String>,
     next_id: u64,
 }
 
@@ -137,9 +135,6 @@ impl Transport for FakeHost {
         Ok(match k {
             "retire" | "stop" => {
                 w.dead.insert(self.member.clone());
-                if script.contains("\ngrace_tenths='20'\n") {
-                    w.drained.push(self.member.clone());
-                }
                 out(if k == "retire" { "moved=/data.replaced-20261125T000000\n" } else { "stopped=1\n" })
             }
             "start" => {

@@ -306,16 +306,12 @@ impl Ctx<'_> {
     /// Restarts one member without an election: leadership handed off first, then stop and
     /// start, then the member's own health (polled every 50 ms, one endpoint) and a HEALTHY
     /// verdict before returning: the next member's stop needs every other one healthy.
-    pub(crate) fn restart_member(&self, m: &MemberPlan, wait: Duration, how: Stop) -> Result<()> {
+    pub(crate) fn restart_member(&self, m: &MemberPlan, wait: Duration) -> Result<()> {
         self.refuse_downgrade(m)?;
         if let Some(to) = self.hand_off_leadership(m, wait)? {
             self.progress.step(&format!("leader {}", m.name()), &format!("leadership moved to {to} before the restart"), None);
         }
-        let script = match how {
-            Stop::Drained => scripts::stop_drained(m),
-            Stop::Graceful => scripts::stop(m, None),
-        };
-        let stop = self.run_on(m, &script)?;
+        let stop = self.run_on(m, &scripts::stop(m, None))?;
         if !stop.ok() {
             return Err(host_err(m, "stopping etcd", &stop));
         }
@@ -374,18 +370,6 @@ impl Ctx<'_> {
         }
         Err(BootError::Precondition { what: what.to_string(), reason: problems.join("; ") })
     }
-}
-
-/// How [`Ctx::restart_member`] stops its member (it leads no more by then).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stop {
-    /// SIGTERM, up to 2 s for the requests under way, then SIGKILL: open watches (kube-apiserver
-    /// keeps some on every member) are cut then, not after etcd's request timeout (7 s) at which
-    /// its own stop cuts them anyway; a killed etcd restarts from its WAL.
-    Drained,
-    /// etcd's own shutdown to the end of its server's stop (up to 10 s): a downgrade's restarts,
-    /// whose member hands its storage on to the older binary.
-    Graceful,
 }
 
 fn human(bytes: u64) -> String {

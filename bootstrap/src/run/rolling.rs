@@ -6,7 +6,6 @@ use crate::error::{BootError, Result};
 use crate::host::delivery::{EtcdRelease, probe_script, to_send};
 use crate::plan::{MemberPlan, Plan};
 use crate::run::context::Ctx;
-use crate::run::live::Stop;
 use crate::spec::versions::Version;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -101,7 +100,7 @@ pub fn refuse_owned_binaries(ctx: &Ctx, pending: &[&MemberPlan]) -> Result<()> {
 }
 
 /// One member: binaries it lacks, then a restart on the release's binary, then its version.
-pub fn swap_binary(ctx: &Ctx, m: &MemberPlan, release: &EtcdRelease, wait: Duration, how: Stop) -> Result<()> {
+pub fn swap_binary(ctx: &Ctx, m: &MemberPlan, release: &EtcdRelease, wait: Duration) -> Result<()> {
     let dir = bin_dir_of(m);
     let probe = ctx.run_on(m, &probe_script(&dir))?;
     for (path, mode, data) in to_send(release, &dir, &probe.stdout) {
@@ -113,7 +112,7 @@ pub fn swap_binary(ctx: &Ctx, m: &MemberPlan, release: &EtcdRelease, wait: Durat
     if crate::spec::versions::etcd_version_output(&out.stdout) != Some(release.version) {
         return Err(BootError::Preflight(vec![format!("member {}: {} does not report etcd {}", m.spec.name, next.binary, release.version)]));
     }
-    ctx.restart_member(&next, wait, how)?;
+    ctx.restart_member(&next, wait)?;
     let deadline = Instant::now() + wait;
     loop {
         if ctx.etcd.version_of(&m.spec.client_url()) == Some(release.version) {
