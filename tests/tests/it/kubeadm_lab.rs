@@ -235,6 +235,14 @@ impl Windows {
         failed.iter().filter(|(t, _)| spans.iter().any(|(a, b, _)| t >= a && t <= b)).map(|(_, e)| e.as_str()).collect()
     }
 
+    /// Each window's length and the failures in it, on stderr (what the README's lab numbers
+    /// are read from).
+    fn report(&self, failed: &[(Instant, String)]) {
+        for (a, b, what) in &self.0 {
+            eprintln!("window {what}: {:.1} s, {} failed", (*b - *a).as_secs_f64(), self.within(what, failed).len());
+        }
+    }
+
     fn unexplained<'a>(&self, failed: &'a [(Instant, String)]) -> Vec<&'a str> {
         let slack = Duration::from_secs(11);
         failed.iter().filter(|(t, _)| !self.0.iter().any(|(a, b, _)| *t >= *a && *t <= *b + slack)).map(|(_, e)| e.as_str()).collect()
@@ -308,6 +316,7 @@ fn the_road_from_etcd_351_with_the_three_serving_keeps_every_write_and_every_wat
     assert!(down.ok() && down.stdout.contains("cluster version 3.6.0"), "{}{}", down.stdout, down.stderr);
     let (acked, failed) = writer.finish();
     eprintln!("{} writes acknowledged, {} failed, across {} restart windows", acked.len(), failed.len(), windows.0.len());
+    windows.report(&failed);
     assert!(acked.len() >= 50, "too few writes to mean anything: {}", acked.len());
     let bad = windows.unexplained(&failed);
     assert!(bad.is_empty(), "requests failed outside every member's and API server's restart: {bad:?}");
