@@ -1,7 +1,8 @@
 //! ARCHITECTURE.md's stack, checked: every `crate::X` path in `src/**/*.rs` (comments and test
 //! code aside) goes to a module of the same layer or one below, no two modules reach each other
-//! (no circle, even inside a layer), and no operation imports another. rust-analyzer's `tidy`
-//! tests are the model: the rule lives next to the code it keeps honest.
+//! (no circle, even inside a layer), and no operation imports another; and every stop script runs
+//! through `Ctx::stop_member`. rust-analyzer's `tidy` tests are the model: the rule lives next to
+//! the code it keeps honest.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -44,11 +45,10 @@ fn code(text: &str) -> String {
     text.lines().filter(|l| !l.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n")
 }
 
-/// `module -> modules it names` (`crate::a::b` names `a`, or `a::b` when `a` is a folder).
-fn imports() -> BTreeMap<String, BTreeSet<String>> {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+/// `src/**/*.rs` but lib.rs, the binaries and the test files.
+fn source_files(src: &Path) -> Vec<std::path::PathBuf> {
     let mut files = vec![];
-    let mut stack = vec![src.clone()];
+    let mut stack = vec![src.to_path_buf()];
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
             let p = e.path();
@@ -59,6 +59,13 @@ fn imports() -> BTreeMap<String, BTreeSet<String>> {
             }
         }
     }
+    files
+}
+
+/// `module -> modules it names` (`crate::a::b` names `a`, or `a::b` when `a` is a folder).
+fn imports() -> BTreeMap<String, BTreeSet<String>> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let files = source_files(&src);
     let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for f in files {
         let module = module_of(&src, &f);
@@ -125,4 +132,21 @@ fn no_two_modules_reach_each_other() {
         }
     }
     assert!(circles.is_empty(), "import circles:\n{}", circles.join("\n"));
+}
+
+/// `Ctx::stop_member` forgets the connection kept to a member before its stop script runs; run
+/// any other way, etcd's graceful stop would wait about a second for that idle connection.
+#[test]
+fn every_stop_script_runs_through_stop_member() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut bypasses = vec![];
+    for f in source_files(&src) {
+        let text = code(&std::fs::read_to_string(&f).unwrap_or_default());
+        for line in text.lines().filter(|l| l.contains("scripts::stop(") || l.contains("scripts::stop_drained(")) {
+            if !line.contains("stop_member(") {
+                bypasses.push(format!("{}: {}", module_of(&src, &f), line.trim()));
+            }
+        }
+    }
+    assert!(bypasses.is_empty(), "stop scripts not run through Ctx::stop_member:\n{}", bypasses.join("\n"));
 }

@@ -43,13 +43,16 @@ impl KeptClients {
             m.insert(Self::key(endpoint, opts), client.clone());
         }
     }
-    /// Drops every kept client: after a member restarts, its old connection would reconnect to a
+    /// Drops the clients kept for `endpoint` (whatever files they were made with); whether there
+    /// were any. Before a member stops: etcd's graceful stop waits (about a second) for an idle
+    /// client connection to close. After it restarts: its old connection would reconnect to a
     /// port that accepts but does not serve until the member has rejoined, and wait out the
     /// request's whole bound where a new connection fails at the dial timeout.
-    pub fn clear(&self) {
-        if let Ok(mut m) = self.0.lock() {
-            m.clear();
-        }
+    pub fn forget_endpoint(&self, endpoint: &str) -> bool {
+        let Ok(mut m) = self.0.lock() else { return false };
+        let before = m.len();
+        m.retain(|(kept, _), _| kept != endpoint);
+        m.len() != before
     }
     fn forget(&self, endpoint: &str, opts: &ClientOptions) {
         if let Ok(mut m) = self.0.lock() {
@@ -115,4 +118,27 @@ async fn connect(endpoint: &str, opts: &ClientOptions, request_timeout: Option<D
 /// Runs `fut` with an outer deadline: whatever happens inside, the caller gets an answer by then.
 pub async fn bounded<T>(limit: Duration, fut: impl Future<Output = T>) -> Option<T> {
     tokio::time::timeout(limit, fut).await.ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forgetting_an_endpoint_drops_every_client_kept_for_it_and_no_other() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let (a, b) = ("http://127.0.0.1:1", "http://127.0.0.1:2");
+            let opts = |secs| ClientOptions::new(&[a.to_string(), b.to_string()], None, None, None, Duration::from_secs(1), Duration::from_secs(secs)).unwrap();
+            let (short, long) = (opts(2), opts(3));
+            let kept = KeptClients::default();
+            for (endpoint, o) in [(a, &short), (a, &long), (b, &short)] {
+                kept.keep(endpoint, o, &client_for(endpoint, o).await.unwrap());
+            }
+            assert!(kept.forget_endpoint(a));
+            assert!(kept.get(a, &short).is_none() && kept.get(a, &long).is_none());
+            assert!(kept.get(b, &short).is_some());
+            assert!(!kept.forget_endpoint(a), "nothing left to forget");
+        });
+    }
 }

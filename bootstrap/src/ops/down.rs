@@ -16,7 +16,7 @@ pub fn down(ctx: &Ctx, purge: bool) -> Result<Vec<String>> {
     let stop = |m: &MemberPlan| {
         let t = Instant::now();
         let marker = scripts::marker_text(&plan.token, &m.spec.name);
-        ctx.run_on(m, &scripts::stop(m, purge.then_some(marker.as_str()))).map(|o| (o, t.elapsed()))
+        ctx.stop_member(m, &scripts::stop(m, purge.then_some(marker.as_str()))).map(|o| (o, t.elapsed()))
     };
     ctx.changing(if purge { "stop and purge" } else { "stop" })?;
     // the leader last: see Ctx::leader_last

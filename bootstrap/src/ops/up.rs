@@ -291,7 +291,7 @@ fn never_formed_or(ctx: &Ctx, saw_quorum: bool, wait: Duration, failed: BootErro
     if !never_formed(saw_quorum, &facts) {
         return failed;
     }
-    let stops = per_member(plan, |m| ctx.run_on(m, &scripts::stop(m, None)));
+    let stops = per_member(plan, |m| ctx.stop_member(m, &scripts::stop(m, None)));
     let not_stopped: Vec<String> = plan.members.iter().zip(&stops).filter(|(_, r)| r.is_err()).map(|(m, _)| m.spec.name.clone()).collect();
     if !not_stopped.is_empty() {
         return failed;

@@ -46,13 +46,14 @@ pub trait EtcdView: Send + Sync {
     /// Whether the member behind `peer_url` answers HTTP on its peer port within `within`:
     /// etcd serves it once its own bootstrap is done, before any election.
     fn peer_serves(&self, peer_url: &str, within: Duration) -> bool;
-    /// From now on, verdicts keep their connections for the next one: for an operation that
-    /// stops no member (`rotate certs`), whose verdict after each member would otherwise open a
-    /// connection to every member. Not for one that stops members: etcd's graceful stop waits
-    /// (about a second) for an idle kept connection to close.
+    /// From now on, verdicts keep their connections for the next one: for an operation whose
+    /// verdict after each member would otherwise open a connection to every member. A member's
+    /// stop and start forget the connection to it ([`EtcdView::forget_connections_to`]).
     fn keep_connections(&self) {}
-    /// Forgets the connections kept between verdicts (a member was just started).
-    fn forget_connections(&self) {}
+    /// Forgets the connection kept to `endpoint` and lets it close: before the member stops
+    /// (etcd's graceful stop waits about a second for an idle client connection to close) and
+    /// after it starts (the old one would not serve until the member has rejoined).
+    fn forget_connections_to(&self, _endpoint: &str) {}
     /// Client options and a runtime, for what the trait does not cover (compaction, snapshots).
     fn client(&self) -> Result<(ClientOptions, &tokio::runtime::Runtime)>;
 }
@@ -198,8 +199,10 @@ impl EtcdView for LiveEtcd {
     fn keep_connections(&self) {
         self.keeping.store(true, std::sync::atomic::Ordering::Relaxed);
     }
-    fn forget_connections(&self) {
-        self.kept.clear();
+    fn forget_connections_to(&self, endpoint: &str) {
+        if self.kept.forget_endpoint(endpoint) {
+            self.block_on(async {}); // its connection's task runs (and closes it) only in a block_on
+        }
     }
     fn client(&self) -> Result<(ClientOptions, &tokio::runtime::Runtime)> {
         Ok((self.options()?, &self.rt))

@@ -115,8 +115,15 @@ impl Ctx<'_> {
             self.deliver(m, &[unit])?;
         }
         let out = self.run_on(m, &scripts::start_waiting(m, &self.plan.token, wait_ready));
-        self.etcd.forget_connections();
+        self.etcd.forget_connections_to(&m.spec.client_url());
         out
+    }
+
+    /// Runs `script`, one of the stop scripts, for `m`, after forgetting the connection kept to
+    /// it: etcd's graceful stop would wait (about a second) for it to close.
+    pub(crate) fn stop_member(&self, m: &MemberPlan, script: &str) -> Result<ScriptOutput> {
+        self.etcd.forget_connections_to(&m.spec.client_url());
+        self.run_on(m, script)
     }
 
     /// One quorum verdict over the plan's members.
@@ -307,11 +314,13 @@ impl Ctx<'_> {
     /// start, then the member's own health (polled every 50 ms, one endpoint) and a HEALTHY
     /// verdict before returning: the next member's stop needs every other one healthy.
     pub(crate) fn restart_member(&self, m: &MemberPlan, wait: Duration) -> Result<()> {
+        // the verdict after each restart reuses the connections to the other members
+        self.etcd.keep_connections();
         self.refuse_downgrade(m)?;
         if let Some(to) = self.hand_off_leadership(m, wait)? {
             self.progress.step(&format!("leader {}", m.name()), &format!("leadership moved to {to} before the restart"), None);
         }
-        let stop = self.run_on(m, &scripts::stop(m, None))?;
+        let stop = self.stop_member(m, &scripts::stop(m, None))?;
         if !stop.ok() {
             return Err(host_err(m, "stopping etcd", &stop));
         }

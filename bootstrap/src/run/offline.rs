@@ -74,7 +74,7 @@ pub fn defrag(ctx: &Ctx, m: &MemberPlan, wait: Duration) -> Result<Rewritten> {
     let moved = ctx.hand_off_leadership(m, wait)?;
     ctx.changing(&format!("{STEP} {name}"))?;
     let stopped = Instant::now();
-    let stop = ctx.run_on(m, &scripts::stop_drained(m))?;
+    let stop = ctx.stop_member(m, &scripts::stop_drained(m))?;
     if !stop.ok() {
         return Err(host_err(m, "stopping etcd", &stop));
     }
