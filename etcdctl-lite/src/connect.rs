@@ -17,7 +17,12 @@ use std::time::Duration;
 /// tried again on a new connection ([`with_client`]), so a stale connection never makes a
 /// member look down.
 #[derive(Clone, Default)]
-pub struct KeptClients(Arc<Mutex<HashMap<(String, u64), Client>>>);
+pub struct KeptClients {
+    clients: Arc<Mutex<HashMap<(String, u64), Client>>>,
+    /// Made for one round of requests at once ([`KeptClients::for_one_round`]): a failure is the
+    /// endpoint's answer, not a stale connection, and is not tried again.
+    one_round: bool,
+}
 
 impl std::fmt::Debug for KeptClients {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -35,11 +40,22 @@ impl KeptClients {
         (opts.dial_timeout, opts.command_timeout).hash(&mut h);
         (endpoint.to_string(), h.finish())
     }
+    /// One lazy client per endpoint (nothing dialled yet), shared by the requests of one round
+    /// that go to that endpoint at once: one TLS connection each instead of one per request.
+    pub async fn for_one_round(endpoints: &[String], opts: &ClientOptions) -> KeptClients {
+        let kept = KeptClients { one_round: true, ..Default::default() };
+        for e in endpoints {
+            if let Ok(client) = client_for(e, opts).await {
+                kept.keep(e, opts, &client);
+            }
+        }
+        kept
+    }
     fn get(&self, endpoint: &str, opts: &ClientOptions) -> Option<Client> {
-        self.0.lock().ok()?.get(&Self::key(endpoint, opts)).cloned()
+        self.clients.lock().ok()?.get(&Self::key(endpoint, opts)).cloned()
     }
     fn keep(&self, endpoint: &str, opts: &ClientOptions, client: &Client) {
-        if let Ok(mut m) = self.0.lock() {
+        if let Ok(mut m) = self.clients.lock() {
             m.insert(Self::key(endpoint, opts), client.clone());
         }
     }
@@ -49,13 +65,13 @@ impl KeptClients {
     /// port that accepts but does not serve until the member has rejoined, and wait out the
     /// request's whole bound where a new connection fails at the dial timeout.
     pub fn forget_endpoint(&self, endpoint: &str) -> bool {
-        let Ok(mut m) = self.0.lock() else { return false };
+        let Ok(mut m) = self.clients.lock() else { return false };
         let before = m.len();
         m.retain(|(kept, _), _| kept != endpoint);
         m.len() != before
     }
     fn forget(&self, endpoint: &str, opts: &ClientOptions) {
-        if let Ok(mut m) = self.0.lock() {
+        if let Ok(mut m) = self.clients.lock() {
             m.remove(&Self::key(endpoint, opts));
         }
     }
@@ -63,7 +79,7 @@ impl KeptClients {
 
 /// Runs `request` with the endpoint's client: a kept one if `opts` keeps clients, else a new
 /// one (kept when it answered). A kept client that fails is forgotten and `request` runs once
-/// more on a new connection; the caller bounds the whole.
+/// more on a new connection (not one made for this round); the caller bounds the whole.
 pub async fn with_client<T, F, Fut>(endpoint: &str, opts: &ClientOptions, request: F) -> Result<std::result::Result<T, etcd_client::Error>>
 where
     F: Fn(Client) -> Fut,
@@ -75,6 +91,7 @@ where
     if let Some(client) = kept.get(endpoint, opts) {
         match request(client).await {
             Ok(v) => return Ok(Ok(v)),
+            Err(e) if kept.one_round => return Ok(Err(e)),
             Err(_) => kept.forget(endpoint, opts),
         }
     }
@@ -139,6 +156,27 @@ mod tests {
             assert!(kept.get(a, &short).is_none() && kept.get(a, &long).is_none());
             assert!(kept.get(b, &short).is_some());
             assert!(!kept.forget_endpoint(a), "nothing left to forget");
+        });
+    }
+
+    #[test]
+    fn a_client_made_for_one_round_is_not_tried_again_when_it_fails_and_a_kept_one_is() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let e = "http://127.0.0.1:1"; // nothing listens: refused
+            let o = ClientOptions::new(&[e.to_string()], None, None, None, Duration::from_secs(1), Duration::from_secs(2)).unwrap();
+            let calls = std::sync::atomic::AtomicUsize::new(0);
+            let ask = |mut c: Client| {
+                calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                async move { c.status().await }
+            };
+            let round = KeptClients::for_one_round(&[e.to_string()], &o).await;
+            assert!(with_client(e, &o.clone().keeping(&round), ask).await.unwrap().is_err());
+            assert_eq!(calls.swap(0, std::sync::atomic::Ordering::Relaxed), 1, "a round's failure is the answer");
+            let kept = KeptClients::default();
+            kept.keep(e, &o, &client_for(e, &o).await.unwrap());
+            assert!(with_client(e, &o.clone().keeping(&kept), ask).await.unwrap().is_err());
+            assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 2, "a kept client that fails is tried once on a new connection");
         });
     }
 }
