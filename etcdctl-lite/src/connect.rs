@@ -13,15 +13,17 @@ use std::time::Duration;
 
 /// Clients kept for the next call, one per endpoint and TLS material: an operation that takes a
 /// verdict after each member (`rotate certs`) would otherwise open a TLS connection to every
-/// member for every member. A kept client that fails a request is forgotten and the request
-/// tried again on a new connection ([`with_client`]), so a stale connection never makes a
-/// member look down.
+/// member for every member. A kept client that has answered and then fails a request is
+/// forgotten and the request tried again on a new connection ([`with_client`]), so a stale
+/// connection never makes a member look down; one that never answered is new, and its failure
+/// is the endpoint's answer.
 #[derive(Clone, Default)]
-pub struct KeptClients {
-    clients: Arc<Mutex<HashMap<(String, u64), Client>>>,
-    /// Made for one round of requests at once ([`KeptClients::for_one_round`]): a failure is the
-    /// endpoint's answer, not a stale connection, and is not tried again.
-    one_round: bool,
+pub struct KeptClients(Arc<Mutex<HashMap<(String, u64), Kept>>>);
+
+#[derive(Clone)]
+struct Kept {
+    client: Client,
+    answered: bool,
 }
 
 impl std::fmt::Debug for KeptClients {
@@ -40,23 +42,24 @@ impl KeptClients {
         (opts.dial_timeout, opts.command_timeout).hash(&mut h);
         (endpoint.to_string(), h.finish())
     }
-    /// One lazy client per endpoint (nothing dialled yet), shared by the requests of one round
-    /// that go to that endpoint at once: one TLS connection each instead of one per request.
-    pub async fn for_one_round(endpoints: &[String], opts: &ClientOptions) -> KeptClients {
-        let kept = KeptClients { one_round: true, ..Default::default() };
+    /// A lazy client (nothing dialled yet) for each endpoint that has none, so that requests
+    /// sent to an endpoint at once share one TLS connection instead of dialling one each.
+    pub async fn prepare(&self, endpoints: &[String], opts: &ClientOptions) {
         for e in endpoints {
-            if let Ok(client) = client_for(e, opts).await {
-                kept.keep(e, opts, &client);
+            if self.get(e, opts).is_none()
+                && let Ok(client) = client_for(e, opts).await
+                && let Ok(mut m) = self.0.lock()
+            {
+                m.entry(Self::key(e, opts)).or_insert(Kept { client, answered: false });
             }
         }
-        kept
     }
-    fn get(&self, endpoint: &str, opts: &ClientOptions) -> Option<Client> {
-        self.clients.lock().ok()?.get(&Self::key(endpoint, opts)).cloned()
+    fn get(&self, endpoint: &str, opts: &ClientOptions) -> Option<Kept> {
+        self.0.lock().ok()?.get(&Self::key(endpoint, opts)).cloned()
     }
     fn keep(&self, endpoint: &str, opts: &ClientOptions, client: &Client) {
-        if let Ok(mut m) = self.clients.lock() {
-            m.insert(Self::key(endpoint, opts), client.clone());
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(Self::key(endpoint, opts), Kept { client: client.clone(), answered: true });
         }
     }
     /// Drops the clients kept for `endpoint` (whatever files they were made with); whether there
@@ -65,21 +68,21 @@ impl KeptClients {
     /// port that accepts but does not serve until the member has rejoined, and wait out the
     /// request's whole bound where a new connection fails at the dial timeout.
     pub fn forget_endpoint(&self, endpoint: &str) -> bool {
-        let Ok(mut m) = self.clients.lock() else { return false };
+        let Ok(mut m) = self.0.lock() else { return false };
         let before = m.len();
         m.retain(|(kept, _), _| kept != endpoint);
         m.len() != before
     }
     fn forget(&self, endpoint: &str, opts: &ClientOptions) {
-        if let Ok(mut m) = self.clients.lock() {
+        if let Ok(mut m) = self.0.lock() {
             m.remove(&Self::key(endpoint, opts));
         }
     }
 }
 
 /// Runs `request` with the endpoint's client: a kept one if `opts` keeps clients, else a new
-/// one (kept when it answered). A kept client that fails is forgotten and `request` runs once
-/// more on a new connection (not one made for this round); the caller bounds the whole.
+/// one (kept when it answered). A kept client that had answered and fails is forgotten and
+/// `request` runs once more on a new connection; the caller bounds the whole.
 pub async fn with_client<T, F, Fut>(endpoint: &str, opts: &ClientOptions, request: F) -> Result<std::result::Result<T, etcd_client::Error>>
 where
     F: Fn(Client) -> Fut,
@@ -88,10 +91,17 @@ where
     let Some(kept) = &opts.kept else {
         return Ok(request(client_for(endpoint, opts).await?).await);
     };
-    if let Some(client) = kept.get(endpoint, opts) {
-        match request(client).await {
-            Ok(v) => return Ok(Ok(v)),
-            Err(e) if kept.one_round => return Ok(Err(e)),
+    if let Some(Kept { client, answered }) = kept.get(endpoint, opts) {
+        match request(client.clone()).await {
+            Ok(v) if answered => return Ok(Ok(v)),
+            Ok(v) => {
+                kept.keep(endpoint, opts, &client);
+                return Ok(Ok(v));
+            }
+            Err(e) if !answered => {
+                kept.forget(endpoint, opts); // a new connection's failure: the endpoint's answer
+                return Ok(Err(e));
+            }
             Err(_) => kept.forget(endpoint, opts),
         }
     }
@@ -160,7 +170,7 @@ mod tests {
     }
 
     #[test]
-    fn a_client_made_for_one_round_is_not_tried_again_when_it_fails_and_a_kept_one_is() {
+    fn a_prepared_client_is_not_tried_again_when_it_fails_and_one_that_answered_is() {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
             let e = "http://127.0.0.1:1"; // nothing listens: refused
@@ -170,9 +180,11 @@ mod tests {
                 calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 async move { c.status().await }
             };
-            let round = KeptClients::for_one_round(&[e.to_string()], &o).await;
-            assert!(with_client(e, &o.clone().keeping(&round), ask).await.unwrap().is_err());
-            assert_eq!(calls.swap(0, std::sync::atomic::Ordering::Relaxed), 1, "a round's failure is the answer");
+            let prepared = KeptClients::default();
+            prepared.prepare(&[e.to_string()], &o).await;
+            assert!(with_client(e, &o.clone().keeping(&prepared), ask).await.unwrap().is_err());
+            assert_eq!(calls.swap(0, std::sync::atomic::Ordering::Relaxed), 1, "a new connection's failure is the answer");
+            assert!(prepared.get(e, &o).is_none(), "and it is not kept");
             let kept = KeptClients::default();
             kept.keep(e, &o, &client_for(e, &o).await.unwrap());
             assert!(with_client(e, &o.clone().keeping(&kept), ask).await.unwrap().is_err());

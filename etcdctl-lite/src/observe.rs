@@ -2,7 +2,7 @@
 //! linearizable read, alarms and the member list over one connection each), then the members the
 //! list names that were not among the endpoints. Each round costs the slowest endpoint's bound.
 
-use crate::connect::{KeptClients, bounded, with_client};
+use crate::connect::{bounded, with_client};
 use crate::diagnose::{Failure, FailureKind, explain};
 use crate::model::{AlarmInfo, MemberList};
 use crate::ops::{for_each_endpoint, member_list_one, status_one};
@@ -45,11 +45,11 @@ async fn read_and_alarms(endpoint: String, opts: ClientOptions) -> (Result<std::
 }
 
 async fn probe_all(endpoints: &[String], opts: &ClientOptions) -> (Vec<Probe>, Vec<Option<MemberList>>) {
-    // the three requests to an endpoint share one connection (unless the caller keeps its own)
-    let o = match opts.kept {
-        Some(_) => opts.clone(),
-        None => opts.clone().keeping(&KeptClients::for_one_round(endpoints, opts).await),
-    };
+    // the three requests to an endpoint share one connection: the caller's kept one, or one
+    // made for this round
+    let kept = opts.kept.clone().unwrap_or_default();
+    kept.prepare(endpoints, opts).await;
+    let o = opts.clone().keeping(&kept);
     let results = for_each_endpoint(endpoints, move |e| {
         let o = o.clone();
         async move {
