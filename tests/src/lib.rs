@@ -119,11 +119,19 @@ pub fn cut_by_a_stopping_member(stderr: &str) -> bool {
     stderr.contains("received prior goaway") || stderr.contains("transport: missing content-type field")
 }
 
+/// Whether etcd dropped the write's raft proposal: raft drops a proposal while the leader hands
+/// off (a stopping leader transfers its leadership first) and on a follower that knows no leader
+/// yet; etcd 3.4 returns that to the client as `raft proposal dropped`, where later versions
+/// mostly time out. Not a refusal: the member was there and would take the write a moment later.
+pub fn dropped_in_a_hand_off(stderr: &str) -> bool {
+    stderr.contains("raft proposal dropped")
+}
+
 /// What a client with every endpoint may lose while one member at a time is stopped: a request
-/// sent as the leader hands off ([`timed_out`]) or one in flight on the member as it stops
-/// ([`cut_by_a_stopping_member`]).
+/// sent as the leader hands off ([`timed_out`], [`dropped_in_a_hand_off`]) or one in flight on
+/// the member as it stops ([`cut_by_a_stopping_member`]).
 pub fn lost_to_a_stop_or_hand_off(stderr: &str) -> bool {
-    timed_out(stderr) || cut_by_a_stopping_member(stderr)
+    timed_out(stderr) || dropped_in_a_hand_off(stderr) || cut_by_a_stopping_member(stderr)
 }
 
 /// A signal the harness sends (with kill(1), so this crate needs no unsafe code).
@@ -308,15 +316,17 @@ pub fn etcdutl_of_run() -> PathBuf {
 mod tests {
     use super::*;
 
-    // etcdctl's own words, from a CI run on etcd 3.5.1 and a local loop on 3.7.4
+    // etcdctl's own words, from CI runs on etcd 3.5.1 and Debian's 3.4.23 and a local loop on 3.7.4
     const CUT_AT_KILL: &str = r#"Error: rpc error: code = Unknown desc = closing transport due to: connection error: desc = "error reading from server: EOF", received prior goaway: code: NO_ERROR, debug data: "#;
     const CUT_AT_GRPC_STOP: &str = "Error: rpc error: code = Unknown desc = OK: HTTP status code 200; transport: missing content-type field";
+    const DROPPED_AT_HAND_OFF: &str = "Error: rpc error: code = Unknown desc = raft proposal dropped";
     const REFUSED: &str = r#"Error: rpc error: code = Unavailable desc = connection error: desc = "transport: Error while dialing dial tcp 127.0.0.11:2379: connect: connection refused""#;
 
     #[test]
     fn a_request_cut_by_a_stopping_member_is_told_from_one_refused() {
         assert!(lost_to_a_stop_or_hand_off(CUT_AT_KILL) && lost_to_a_stop_or_hand_off(CUT_AT_GRPC_STOP));
         assert!(lost_to_a_stop_or_hand_off("Error: context deadline exceeded"));
+        assert!(lost_to_a_stop_or_hand_off(DROPPED_AT_HAND_OFF) && !cut_by_a_stopping_member(DROPPED_AT_HAND_OFF));
         assert!(!lost_to_a_stop_or_hand_off(REFUSED));
         assert!(!cut_by_a_stopping_member("Error: etcdserver: request timed out"));
     }
