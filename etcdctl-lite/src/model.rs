@@ -90,6 +90,19 @@ pub struct AlarmInfo {
 }
 
 impl AlarmInfo {
+    /// The alarm in one of a status answer's `errors`: etcd writes each active alarm there as
+    /// its protobuf text (`memberID:123 alarm:NOSPACE `; 3.7's protobuf library varies the
+    /// spaces between fields on purpose). `None` for any other error (`etcdserver: no leader`).
+    pub fn from_status_error(error: &str) -> Option<AlarmInfo> {
+        let field = |name: &str| {
+            let rest = error.split_once(name)?.1.trim_start();
+            let end = rest.find(|c: char| !c.is_ascii_alphanumeric()).unwrap_or(rest.len());
+            Some(&rest[..end]).filter(|v| !v.is_empty())
+        };
+        let member_id = field("memberID:")?.parse().ok()?;
+        Some(AlarmInfo { member_id, alarm: field("alarm:")?.to_string() })
+    }
+
     /// etcd's AlarmType number, which etcdctl's JSON prints (`NONE` 0, `NOSPACE` 1, `CORRUPT` 2).
     pub fn code(&self) -> i32 {
         match self.alarm.as_str() {
@@ -174,6 +187,20 @@ mod tests {
         assert_eq!(go_duration(Duration::from_nanos(5_000_472_415)), "5.000472415s");
         assert_eq!(go_duration(Duration::from_millis(2)), "2ms");
         assert_eq!(go_duration(Duration::from_micros(1500)), "1.5ms");
+    }
+
+    /// What etcd 3.4.23 and 3.5 (gogo protobuf) and 3.7.4 (google.golang.org/protobuf, its
+    /// spaces varied) wrote in a status answer's errors when NOSPACE was raised here.
+    #[test]
+    fn alarms_read_from_a_status_answers_errors() {
+        let want = Some(AlarmInfo { member_id: 15072760227123329218, alarm: "NOSPACE".into() });
+        assert_eq!(AlarmInfo::from_status_error("memberID:15072760227123329218 alarm:NOSPACE "), want);
+        assert_eq!(AlarmInfo::from_status_error("memberID:15072760227123329218  alarm:NOSPACE"), want);
+        assert_eq!(AlarmInfo::from_status_error("memberID: 15072760227123329218 alarm: NOSPACE"), want);
+        assert_eq!(AlarmInfo::from_status_error("memberID:7 alarm:CORRUPT").map(|a| a.code()), Some(2));
+        for other in ["etcdserver: no leader", "", "memberID:x alarm:NOSPACE", "memberID:7", "alarm:NOSPACE", "memberID:7 alarm:"] {
+            assert_eq!(AlarmInfo::from_status_error(other), None, "{other:?}");
+        }
     }
 
     #[test]

@@ -1,47 +1,46 @@
-//! Gathering an [`Observation`] for the quorum verdict: every endpoint at once (status, a
-//! linearizable read, alarms and the member list over one connection each), then the members the
-//! list names that were not among the endpoints. Each round costs the slowest endpoint's bound.
+//! Gathering an [`Observation`] for the quorum verdict: every endpoint at once (status with its
+//! alarms, a linearizable read and the member list over one connection each), then the members
+//! the list names that were not among the endpoints. Each round costs the slowest endpoint's
+//! bound, and writes nothing: no request of a round is a raft proposal.
 
 use crate::connect::{bounded, with_client};
 use crate::diagnose::{Failure, FailureKind, explain};
-use crate::model::{AlarmInfo, MemberList};
+use crate::model::{AlarmInfo, MemberList, StatusInfo};
 use crate::ops::{for_each_endpoint, member_list_one, status_one};
 use crate::options::ClientOptions;
 use crate::quorum::{Observation, Probe, Verdict};
-use etcd_client::{AlarmAction, AlarmType};
 use std::time::{Duration, Instant};
 
 /// etcd's default election timeout (`--election-timeout=1000` ms): how long a healthy cluster
 /// takes at most to elect a new leader once the old one is gone.
 pub const DEFAULT_ELECTION_TIMEOUT: Duration = Duration::from_millis(1000);
 
-async fn read_and_alarms(endpoint: String, opts: ClientOptions) -> (Result<std::time::Duration, Failure>, Vec<AlarmInfo>) {
+/// The linearizable read that proves a member serves with a quorum behind it.
+async fn linearizable_read(endpoint: String, opts: ClientOptions) -> Result<Duration, Failure> {
     let work = async {
         let answer = with_client(&endpoint, &opts, |mut c| async move {
             let started = Instant::now();
-            let read = match c.get("health", None).await {
-                Ok(_) => started.elapsed(),
-                Err(etcd_client::Error::GRpcStatus(s)) if s.code() == tonic::Code::PermissionDenied => started.elapsed(),
-                Err(e) => return Err(e),
-            };
-            let alarms = match c.alarm(AlarmAction::Get, AlarmType::None, None).await {
-                Ok(r) => r.alarms().iter().map(|a| AlarmInfo { member_id: a.member_id(), alarm: format!("{:?}", a.alarm()).to_uppercase() }).collect(),
-                Err(_) => vec![],
-            };
-            Ok((read, alarms))
+            match c.get("health", None).await {
+                Ok(_) => Ok(started.elapsed()),
+                Err(etcd_client::Error::GRpcStatus(s)) if s.code() == tonic::Code::PermissionDenied => Ok(started.elapsed()),
+                Err(e) => Err(e),
+            }
         })
         .await
         .map_err(|e| Failure { kind: FailureKind::Other, message: e.to_string() })?;
-        Ok::<_, Failure>(match answer {
-            Ok((read, alarms)) => (Ok(read), alarms),
-            Err(e) => (Err(explain(&e, &endpoint, &opts).await), vec![]),
-        })
+        match answer {
+            Ok(read) => Ok(read),
+            Err(e) => Err(explain(&e, &endpoint, &opts).await),
+        }
     };
-    match bounded(opts.command_timeout, work).await {
-        Some(Ok(v)) => v,
-        Some(Err(f)) => (Err(f), vec![]),
-        None => (Err(Failure::timeout(opts.command_timeout)), vec![]),
-    }
+    bounded(opts.command_timeout, work).await.unwrap_or_else(|| Err(Failure::timeout(opts.command_timeout)))
+}
+
+/// The alarms a member's status lists among its errors. Not etcd's alarm list: that request is a
+/// raft proposal (a WAL write on every member), and a verdict asking each of n members would
+/// cost n² writes; the status is answered from the member's own applied state.
+fn alarms_in(status: &Result<StatusInfo, Failure>) -> Vec<AlarmInfo> {
+    status.as_ref().map(|s| s.errors.iter().filter_map(|e| AlarmInfo::from_status_error(e)).collect()).unwrap_or_default()
 }
 
 async fn probe_all(endpoints: &[String], opts: &ClientOptions) -> (Vec<Probe>, Vec<Option<MemberList>>) {
@@ -53,8 +52,9 @@ async fn probe_all(endpoints: &[String], opts: &ClientOptions) -> (Vec<Probe>, V
     let results = for_each_endpoint(endpoints, move |e| {
         let o = o.clone();
         async move {
-            let (status, (read, alarms), list) =
-                tokio::join!(status_one(e.clone(), o.clone()), read_and_alarms(e.clone(), o.clone()), member_list_one(e.clone(), o.clone()));
+            let (status, read, list) =
+                tokio::join!(status_one(e.clone(), o.clone()), linearizable_read(e.clone(), o.clone()), member_list_one(e.clone(), o.clone()));
+            let alarms = alarms_in(&status.result);
             (Probe { endpoint: e, status: status.result, read, alarms }, list.ok())
         }
     })

@@ -77,7 +77,7 @@ pub async fn bounded_leader_aware<T>(
 }
 
 /// etcdctl's health: a linearizable `Get("health")` (PermissionDenied counts as healthy) plus the
-/// alarm list (any alarm = unhealthy, as in etcd 3.5+; 3.4's etcdctl ignored alarms).
+/// active alarms (any alarm = unhealthy, as in etcd 3.5+; 3.4's etcdctl ignored alarms).
 pub async fn health_one(endpoint: String, opts: ClientOptions) -> EndpointHealth {
     let started = Instant::now();
     let work = async {
@@ -87,13 +87,18 @@ pub async fn health_one(endpoint: String, opts: ClientOptions) -> EndpointHealth
             Err(etcd_client::Error::GRpcStatus(s)) if s.code() == tonic::Code::PermissionDenied => {}
             Err(e) => return Err(explain(&e, &endpoint, &opts).await),
         }
-        match c.alarm(AlarmAction::Get, AlarmType::None, None).await {
-            Ok(resp) if !resp.alarms().is_empty() => {
-                let names: Vec<String> = resp.alarms().iter().map(|a| format!("{:?}", a.alarm()).to_uppercase()).collect();
+        // the alarms from the member's status (after the read it has applied every alarm raised
+        // before it), not etcd's alarm list as etcdctl asks: that is a raft proposal, a WAL write
+        // on every member for each endpoint checked
+        match c.status().await {
+            Ok(status) => {
+                let names: Vec<String> = status.errors().iter().filter_map(|e| AlarmInfo::from_status_error(e)).map(|a| a.alarm).collect();
+                if names.is_empty() {
+                    return Ok(());
+                }
                 // as etcdctl writes it (ep_command.go): each alarm followed by a space
                 Err(Failure { kind: FailureKind::Other, message: format!("Active Alarm(s): {}", names.iter().map(|n| format!("{n} ")).collect::<String>()) })
             }
-            Ok(_) => Ok(()),
             Err(e) => Err(explain(&e, &endpoint, &opts).await),
         }
     };

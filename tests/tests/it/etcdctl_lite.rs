@@ -74,6 +74,43 @@ fn healthy_cluster() {
     assert_eq!(only_one.stdout.matches("is healthy").count(), 3);
 }
 
+/// The raft proposals the cluster has committed (the highest any member reports in its metrics).
+fn proposals_committed(c: &Cluster) -> u64 {
+    let (cert, key) = c.healthcheck_client();
+    let metric = |url: String| {
+        let m = run_bounded(
+            Command::new("curl").args(["-sS", "--max-time", "5", "--cacert"]).arg(c.ca_file()).arg("--cert").arg(&cert).arg("--key").arg(&key).arg(url),
+            Duration::from_secs(10),
+        )
+        .assert_ok();
+        let line = m.stdout.lines().find(|l| l.starts_with("etcd_server_proposals_committed_total ")).map(str::to_string);
+        line.and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).unwrap_or_else(|| panic!("no etcd_server_proposals_committed_total in {}", m.stdout))
+            as u64
+    };
+    c.members.iter().map(|m| metric(format!("{}/metrics", m.client_url()))).max().unwrap_or(0)
+}
+
+/// The verdict and `endpoint health` read the alarms from each member's status: etcd's alarm
+/// list, which etcdctl asks, is a raft proposal (a WAL write on every member) per endpoint.
+#[test]
+fn the_verdict_and_the_health_check_propose_nothing() {
+    let c = Cluster::start(3);
+    // the count moves with what proposes: three alarm lists are three proposals
+    let before = proposals_committed(&c);
+    for _ in 0..3 {
+        lite(&c, &["alarm", "list"]).assert_ok();
+    }
+    let listed = proposals_committed(&c);
+    assert!(listed >= before + 3, "three alarm lists, {} proposals committed", listed - before);
+    for _ in 0..5 {
+        assert_eq!(lite(&c, &["quorum"]).code, Some(0));
+        lite(&c, &["endpoint", "health"]).assert_ok();
+    }
+    // asked of each of the three members, the alarm list would have made 30
+    let after = proposals_committed(&c);
+    assert!(after - listed < 3, "five verdicts and five health checks committed {} proposals", after - listed);
+}
+
 /// The keys and value types of a JSON document, recursively (values themselves differ).
 fn shape(v: &serde_json::Value) -> serde_json::Value {
     use serde_json::Value;
