@@ -9,6 +9,11 @@ use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(5);
 
+/// Every event, the version and list queries included.
+fn lock_events(world: &Shared) -> Vec<String> {
+    world.lock().unwrap().events.clone()
+}
+
 fn members_touched(world: &Shared, kind: &str) -> Vec<String> {
     effects(world)
         .iter()
@@ -161,6 +166,34 @@ fn rotate_ca_restarts_members_one_by_one_leader_handed_off_then_pauses_and_resum
     let again = c.run(&world, OpKind::RotateCa, None, "rotate ca", |ctx| rotate_ca(ctx, Request::StartOrResume, WAIT)).unwrap();
     assert_eq!(again, Outcome::TrustsBoth);
     assert_eq!(members_touched(&world, "stop"), Vec::<String>::new());
+}
+
+/// Each member's binary is asked its version once per run of a phase, all before the first stop
+/// (not again at each restart); one older than its member runs is refused before any stop.
+#[test]
+fn a_rolling_restart_checks_every_binary_once_before_its_first_stop() {
+    use super::rotate_ca::{Request, rotate_ca};
+    let c = cluster();
+    pki::bundle::issue_into(&c.plan.issue).unwrap();
+    crate::run::live::ensure_crl(&c.plan).unwrap();
+    let world = fakes::world(&c.plan);
+    let all = |w: &Shared| lock_events(w);
+    c.run(&world, OpKind::RotateCa, None, "rotate ca", |ctx| rotate_ca(ctx, Request::StartOrResume, WAIT)).unwrap();
+    let ev = all(&world);
+    let asked: Vec<&String> = ev.iter().filter(|e| e.ends_with(": version")).collect();
+    assert_eq!(asked.len(), 3, "{ev:?}");
+    let last_asked = ev.iter().rposition(|e| e.ends_with(": version")).unwrap();
+    let first_stop = ev.iter().position(|e| e.ends_with(": stop")).unwrap();
+    assert!(last_asked < first_stop, "{ev:?}");
+    // step 2 restarts nothing; step 3, another run, asks again, once each
+    c.run(&world, OpKind::RotateCa, None, "rotate ca --continue", |ctx| rotate_ca(ctx, Request::Continue, WAIT)).unwrap();
+    world.lock().unwrap().events.clear();
+    world.lock().unwrap().versions.insert("etcd-3".into(), crate::spec::versions::Version(3, 6, 0));
+    let e = c.run(&world, OpKind::RotateCa, None, "rotate ca --continue", |ctx| rotate_ca(ctx, Request::Continue, WAIT)).unwrap_err();
+    assert!(e.to_string().contains("member etcd-3 runs etcd 3.6.0") && e.to_string().contains("restarting would downgrade it"), "{e}");
+    let ev = all(&world);
+    assert_eq!(ev.iter().filter(|e| e.ends_with(": version")).count(), 3, "{ev:?}");
+    assert!(!ev.iter().any(|e| e.ends_with(": stop")), "refused before any stop: {ev:?}");
 }
 
 #[test]

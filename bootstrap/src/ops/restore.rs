@@ -216,9 +216,7 @@ fn begin(ctx: &Ctx, sha: &str, revision: i64, force: bool, progress: &Progress) 
     progress.step("kubernetes", &kubernetes_steps(plan, Around::Before, true), None);
     // the spec's etcd older than the members run (an `upgrade` not written into the spec): the
     // restore would silently take the cluster back to it, and its tool may not raise the revision
-    for m in &plan.members {
-        ctx.refuse_downgrade(m)?;
-    }
+    ctx.refuse_downgrades(&plan.members.iter().collect::<Vec<_>>())?;
     let old = current_revision(ctx).ok();
     let tools = per_member(plan, |m| ctx.run_on(m, &scripts::restore_tool_probe(m)));
     let mut all_can = true;

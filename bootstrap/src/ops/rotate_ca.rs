@@ -227,9 +227,7 @@ fn begin(ctx: &Ctx) -> Result<RotationState> {
     }
     // every member is restarted: one whose binary in the spec is older than it runs is refused now,
     // not after the first member's restart
-    for m in &plan.members {
-        ctx.refuse_downgrade(m)?;
-    }
+    ctx.refuse_downgrades(&plan.members.iter().collect::<Vec<_>>())?;
     ctx.changing("new CA")?;
     let (new_cert, new_key) = new_ca_paths(plan);
     if !new_cert.exists() {
@@ -418,6 +416,8 @@ fn drop_old(ctx: &Ctx, state: &mut RotationState, old_pem: &[u8], new_pem: &[u8]
 /// Restarts every member not yet done in this phase with `ca_pem` as its CA file, recording each.
 fn rolling_restart(ctx: &Ctx, state: &mut RotationState, ca_pem: &[u8], wait: Duration, progress: &Progress, what: &str) -> Result<()> {
     let plan = ctx.plan;
+    // each run of a phase: every binary checked before its first restart, not at each
+    ctx.refuse_downgrades(&plan.members.iter().filter(|m| !state.done.contains(&m.spec.name)).collect::<Vec<_>>())?;
     for m in &plan.members {
         if state.done.contains(&m.spec.name) {
             continue;

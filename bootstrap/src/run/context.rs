@@ -73,6 +73,9 @@ pub struct Ctx<'a> {
     pub admission: Admission,
     store: Store,
     me: Mutex<Entry>,
+    /// (member, binary) pairs whose etcd was found not older than the member runs, this run:
+    /// checked once, before the first restart, not again at each (an `etcd --version` each).
+    pub(crate) binaries_checked: Mutex<std::collections::HashSet<(String, String)>>,
 }
 
 impl Ctx<'_> {
@@ -239,7 +242,17 @@ pub fn run_with<T>(plan: &Plan, progress: &Progress, req: Request, lock_wait: Du
         j.operations.retain(|e| !(e.kind == req.kind && e.target == req.target && !e.running(process_alive)) && still_matters(e));
         j.operations.push(me.clone());
     })?;
-    let ctx = Ctx { plan, progress, etcd: seams.etcd, hosts: seams.hosts, under_way: others, admission, store: store.clone(), me: Mutex::new(me) };
+    let ctx = Ctx {
+        plan,
+        progress,
+        etcd: seams.etcd,
+        hosts: seams.hosts,
+        under_way: others,
+        admission,
+        store: store.clone(),
+        me: Mutex::new(me),
+        binaries_checked: Default::default(),
+    };
     let result = op(&ctx);
     let me = ctx.me.lock().map(|e| e.clone()).map_err(|_| poisoned())?;
     if result.is_err() && !me.changed && !matches!(result, Err(BootError::NeverFormed { .. })) {
@@ -285,7 +298,17 @@ pub fn read_only<T>(plan: &Plan, progress: &Progress, op: impl FnOnce(&Ctx) -> R
     let under_way = under_way(plan, &store)?;
     let me = own_entry(&Request { kind: OpKind::Up, target: None, finish: String::new() }, time::OffsetDateTime::now_utc());
     let seams = Seams::live(plan)?;
-    op(&Ctx { plan, progress, etcd: seams.etcd, hosts: seams.hosts, under_way, admission: Admission::Start, store, me: Mutex::new(me) })
+    op(&Ctx {
+        plan,
+        progress,
+        etcd: seams.etcd,
+        hosts: seams.hosts,
+        under_way,
+        admission: Admission::Start,
+        store,
+        me: Mutex::new(me),
+        binaries_checked: Default::default(),
+    })
 }
 
 /// What is under way: the journal's entries, with the progress records the resumable operations

@@ -10,6 +10,7 @@ use crate::host::scripts;
 use crate::host::transport::{ScriptOutput, TransportError};
 use crate::plan::{MemberPlan, Plan};
 use crate::run::context::Ctx;
+use crate::spec::versions::Version;
 use etcdctl_lite::quorum::{ClusterState, MemberState, Role as QRole, Verdict};
 use pki::cluster::Role;
 use std::time::{Duration, Instant};
@@ -184,7 +185,8 @@ impl Ctx<'_> {
                     wait.as_secs()
                 )));
             }
-            std::thread::sleep(Duration::from_millis(50));
+            // one endpoint, one request: polled often (a member restarted serves ~100 ms later)
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -288,10 +290,45 @@ impl Ctx<'_> {
 
     /// A restart with an etcd older than the member runs would fail on its data dir (after an
     /// `upgrade`, the spec may still name the old binary): refused before the member is stopped,
-    /// unless etcd's downgrade to that binary's minor is enabled.
+    /// unless etcd's downgrade to that binary's minor is enabled. Checked once per run for each
+    /// member and binary.
     pub(crate) fn refuse_downgrade(&self, m: &MemberPlan) -> Result<()> {
+        if self.binary_checked(m) {
+            return Ok(());
+        }
+        let binary = self.binary_version(m)?;
+        self.judge_binary(m, binary)
+    }
+
+    /// [`Ctx::refuse_downgrade`] for `members` at once (their `etcd --version` in parallel): for
+    /// an operation that restarts each of them, before its first change. Every refusal, in
+    /// member order.
+    pub(crate) fn downgrade_refusals(&self, members: &[&MemberPlan]) -> Vec<BootError> {
+        let wanted = |m: &MemberPlan| members.iter().any(|x| x.spec.name == m.spec.name && x.binary == m.binary);
+        let binaries = per_member(self.plan, |m| (wanted(m) && !self.binary_checked(m)).then(|| self.binary_version(m)));
+        let checks = self.plan.members.iter().zip(binaries).filter_map(|(m, b)| Some(b?.and_then(|b| self.judge_binary(m, b))));
+        checks.filter_map(|r| r.err()).collect()
+    }
+
+    /// The first of [`Ctx::downgrade_refusals`], if any.
+    pub(crate) fn refuse_downgrades(&self, members: &[&MemberPlan]) -> Result<()> {
+        self.downgrade_refusals(members).into_iter().next().map_or(Ok(()), Err)
+    }
+
+    fn binary_checked(&self, m: &MemberPlan) -> bool {
+        self.binaries_checked.lock().is_ok_and(|c| c.contains(&(m.spec.name.clone(), m.binary.clone())))
+    }
+
+    /// The etcd version of the member's binary on its host (`None`: it did not say).
+    fn binary_version(&self, m: &MemberPlan) -> Result<Option<Version>> {
         let out = self.run_on(m, &crate::host::scripts::etcd_version(&m.binary))?;
-        let Some(binary) = crate::spec::versions::etcd_version_output(&out.stdout) else { return Ok(()) };
+        Ok(crate::spec::versions::etcd_version_output(&out.stdout))
+    }
+
+    /// Refuses `binary` for `m` when it is older than the member runs and no downgrade to its
+    /// minor is enabled; else remembers the pair as checked.
+    fn judge_binary(&self, m: &MemberPlan, binary: Option<Version>) -> Result<()> {
+        let Some(binary) = binary else { return Ok(()) };
         // etcd's downgrade, enabled to the binary's minor, is what makes an older minor start
         let downgrading = self
             .etcd
@@ -306,12 +343,17 @@ impl Ctx<'_> {
                     m.spec.name, m.binary
                 ),
             }),
-            _ => Ok(()),
+            _ => {
+                if let Ok(mut checked) = self.binaries_checked.lock() {
+                    checked.insert((m.spec.name.clone(), m.binary.clone()));
+                }
+                Ok(())
+            }
         }
     }
 
     /// Restarts one member without an election: leadership handed off first, then stop and
-    /// start, then the member's own health (polled every 50 ms, one endpoint) and a HEALTHY
+    /// start, then the member's own health (polled every 20 ms, one endpoint) and a HEALTHY
     /// verdict before returning: the next member's stop needs every other one healthy.
     pub(crate) fn restart_member(&self, m: &MemberPlan, wait: Duration) -> Result<()> {
         // the verdict after each restart reuses the connections to the other members

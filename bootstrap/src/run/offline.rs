@@ -42,12 +42,10 @@ pub fn check(ctx: &Ctx, need_bytes: u64) -> Result<()> {
         });
     }
     ctx.require_reachable(&ctx.plan.members.iter().collect::<Vec<_>>(), need_bytes, what)?;
-    let mut problems = vec![];
-    for m in &ctx.plan.members {
-        if let Err(e) = ctx.refuse_downgrade(m) {
-            problems.push(e.to_string());
-        }
-        let out = ctx.run_on(m, &scripts::defrag_tool_probe(m))?;
+    let mut problems: Vec<String> = ctx.downgrade_refusals(&ctx.plan.members.iter().collect::<Vec<_>>()).iter().map(ToString::to_string).collect();
+    let probes = crate::run::live::per_member(ctx.plan, |m| ctx.run_on(m, &scripts::defrag_tool_probe(m)));
+    for (m, out) in ctx.plan.members.iter().zip(probes) {
+        let out = out?;
         if out.value("defrag").as_deref() != Some("yes") {
             let tool = out.value("tool").unwrap_or_else(|| format!("no etcdutl or etcdctl beside {}", m.binary));
             problems.push(format!("member {}: {tool} cannot defragment a data dir (etcdutl defrag --data-dir); use maintain without --offline", m.spec.name));
