@@ -203,6 +203,19 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// A server's errors are its own text: whatever they hold, reading them never panics, and
+        /// an alarm read back names what follows `alarm:`.
+        #[test]
+        fn any_status_error_is_read_without_panicking(s in "\\PC{0,60}", id in proptest::prelude::any::<u64>(), name in "[A-Z]{1,12}") {
+            let _ = AlarmInfo::from_status_error(&s);
+            let line = format!("{s}memberID:{id} alarm:{name}");
+            if !s.contains("memberID:") && !s.contains("alarm:") {
+                proptest::prop_assert_eq!(AlarmInfo::from_status_error(&line), Some(AlarmInfo { member_id: id, alarm: name }));
+            }
+        }
+    }
+
     #[test]
     fn bytes_like_etcdctl() {
         assert_eq!(human_bytes(20480), "20 kB");
