@@ -177,9 +177,8 @@ fn a_rolling_restart_checks_every_binary_once_before_its_first_stop() {
     pki::bundle::issue_into(&c.plan.issue).unwrap();
     crate::run::live::ensure_crl(&c.plan).unwrap();
     let world = fakes::world(&c.plan);
-    let all = |w: &Shared| lock_events(w);
     c.run(&world, OpKind::RotateCa, None, "rotate ca", |ctx| rotate_ca(ctx, Request::StartOrResume, WAIT)).unwrap();
-    let ev = all(&world);
+    let ev = lock_events(&world);
     let asked: Vec<&String> = ev.iter().filter(|e| e.ends_with(": version")).collect();
     assert_eq!(asked.len(), 3, "{ev:?}");
     let last_asked = ev.iter().rposition(|e| e.ends_with(": version")).unwrap();
@@ -191,7 +190,7 @@ fn a_rolling_restart_checks_every_binary_once_before_its_first_stop() {
     world.lock().unwrap().versions.insert("etcd-3".into(), crate::spec::versions::Version(3, 6, 0));
     let e = c.run(&world, OpKind::RotateCa, None, "rotate ca --continue", |ctx| rotate_ca(ctx, Request::Continue, WAIT)).unwrap_err();
     assert!(e.to_string().contains("member etcd-3 runs etcd 3.6.0") && e.to_string().contains("restarting would downgrade it"), "{e}");
-    let ev = all(&world);
+    let ev = lock_events(&world);
     assert_eq!(ev.iter().filter(|e| e.ends_with(": version")).count(), 3, "{ev:?}");
     assert!(!ev.iter().any(|e| e.ends_with(": stop")), "refused before any stop: {ev:?}");
 }
